@@ -1,0 +1,115 @@
+// Package store keeps sealroot's server state: machines and their
+// per-machine secrets (already encrypted by the caller). Store is the
+// interface; Open returns the embedded bbolt implementation. A later
+// networked store implements the same interface.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/sealroot/sealroot/server/attest/wire"
+)
+
+// ErrNotFound is returned when a machine or secret does not exist.
+var ErrNotFound = errors.New("not found")
+
+// State is a machine's enrollment state.
+type State string
+
+// Machine states.
+const (
+	StatePending         State = "pending"          // seen, not yet approved
+	StateApproved        State = "approved"         // boot state pinned, credentials released
+	StateNeedsReapproval State = "needs-reapproval" // boot state changed since approval
+	StateRevoked         State = "revoked"          // refused for good
+)
+
+// Policy names how a machine's boot state is judged.
+type Policy string
+
+// Policies. PolicyPinned is the default.
+const (
+	PolicyPinned       Policy = "pinned"        // PCRs pinned at approval
+	PolicyIdentityOnly Policy = "identity-only" // TPM identity only; boot state not checked
+)
+
+// Machine is one machine's record. ID is the hex SHA-256 of the EK public
+// area (TPMT_PUBLIC encoding): the machine's identity.
+type Machine struct {
+	ID    string `json:"id"`
+	Name  string `json:"name"`
+	State State  `json:"state"`
+
+	EKPublic []byte     `json:"ek_public"`
+	EKCert   []byte     `json:"ek_cert,omitempty"`
+	AKPublic []byte     `json:"ak_public"`
+	Hints    wire.Hints `json:"hints"`
+
+	Policy Policy `json:"policy"`
+	// Approved is the boot state pinned at approval; nil until approved.
+	Approved *BootState `json:"approved,omitempty"`
+	// Reported is the last verified boot state a pending or
+	// needs-reapproval machine reported; approval pins it.
+	Reported *BootState `json:"reported,omitempty"`
+	// Diff is the readable event diff that put the machine in
+	// needs-reapproval.
+	Diff string `json:"diff,omitempty"`
+	// Root tells the agent what to mount.
+	Root wire.RootPlan `json:"root"`
+
+	// ResetCount and RestartCount are the TPM clock counters from the last
+	// accepted quote; a quote whose ResetCount is lower is refused.
+	ResetCount   uint32 `json:"reset_count"`
+	RestartCount uint32 `json:"restart_count"`
+
+	FirstSeen   time.Time `json:"first_seen"`
+	LastSeen    time.Time `json:"last_seen"`
+	LastAddress string    `json:"last_address,omitempty"`
+	BootCount   uint64    `json:"boot_count"` // credentials released
+	Reason      string    `json:"reason,omitempty"`
+}
+
+// BootState is a verified set of PCR values with the events that produced them.
+type BootState struct {
+	PCRs   map[int][]byte `json:"pcrs"` // sha256 bank
+	Events []Event        `json:"events"`
+	At     time.Time      `json:"at"`
+}
+
+// Event is one verified event-log entry, kept for readable diffs.
+type Event struct {
+	PCR         int    `json:"pcr"`
+	Sequence    int    `json:"seq"` // position in the log
+	Type        uint32 `json:"type"`
+	TypeName    string `json:"type_name"`
+	Digest      []byte `json:"digest"` // sha256
+	Description string `json:"description,omitempty"` // short and printable
+}
+
+// Store is the server's state. All methods are safe for concurrent use.
+type Store interface {
+	// Machine returns the machine with the given ID, or ErrNotFound.
+	Machine(ctx context.Context, id string) (*Machine, error)
+	// Machines returns every machine, sorted by ID.
+	Machines(ctx context.Context) ([]*Machine, error)
+	// CreateMachine stores a new machine; it fails if the ID exists.
+	CreateMachine(ctx context.Context, m *Machine) error
+	// UpdateMachine loads a machine, calls fn and stores the result
+	// atomically; fn's error aborts the update and is returned.
+	UpdateMachine(ctx context.Context, id string, fn func(*Machine) error) (*Machine, error)
+	// DeleteMachine removes a machine and all its secrets.
+	DeleteMachine(ctx context.Context, id string) error
+
+	// PutSecret stores an encrypted secret for a machine.
+	PutSecret(ctx context.Context, machineID, name string, ciphertext []byte) error
+	// Secret returns an encrypted secret, or ErrNotFound.
+	Secret(ctx context.Context, machineID, name string) ([]byte, error)
+	// Secrets returns all encrypted secrets of a machine by name.
+	Secrets(ctx context.Context, machineID string) (map[string][]byte, error)
+	// DeleteSecret removes a secret, or returns ErrNotFound.
+	DeleteSecret(ctx context.Context, machineID, name string) error
+
+	Close() error
+}
