@@ -1,0 +1,119 @@
+package wire
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func sampleMessages() []Message {
+	digest := bytes.Repeat([]byte{0xab}, 32)
+	return []Message{
+		&Hello{EKPublic: []byte{1, 2, 3}, AKPublic: []byte{4, 5}, EKCert: []byte{6},
+			Hints: Hints{MACs: []string{"52:54:00:12:34:56"}, SMBIOSUUID: "uuid", Firmware: "uefi"}},
+		&Challenge{MachineID: "ab", CredentialBlob: []byte{1}, EncryptedSecret: []byte{2},
+			Nonce: bytes.Repeat([]byte{7}, NonceSize), PCRs: []int{0, 1, 2, 15}},
+		&Evidence{ActivationProof: digest, Quote: []byte{1}, Signature: []byte{2},
+			PCRs: []PCR{{Index: 0, Digest: digest}, {Index: 15, Digest: make([]byte, 32)}}, EventLog: []byte("log")},
+		&Credential{Public: []byte{1}, Duplicate: []byte{2}, InSymSeed: []byte{3}, PCRs: []int{0, 15}, Ciphertext: []byte{4}},
+		&Status{State: StatePending, MachineID: "ab", Fingerprint: "ab", RetryAfterMillis: 1000},
+		&Ack{OK: true},
+		&Error{Code: "protocol", Message: "bad"},
+	}
+}
+
+func TestRoundTrip(t *testing.T) {
+	for _, m := range sampleMessages() {
+		t.Run(m.Type().String(), func(t *testing.T) {
+			var buf bytes.Buffer
+			if err := Write(&buf, m); err != nil {
+				t.Fatalf("Write: %v", err)
+			}
+			got, err := Read(&buf)
+			if err != nil {
+				t.Fatalf("Read: %v", err)
+			}
+			if !reflect.DeepEqual(got, m) {
+				t.Errorf("Read = %+v, want %+v", got, m)
+			}
+		})
+	}
+}
+
+func frame(version byte, typ Type, body []byte) []byte {
+	b := []byte{version, byte(typ), 0, 0, 0, 0}
+	binary.BigEndian.PutUint32(b[2:], uint32(len(body)))
+	return append(b, body...)
+}
+
+func TestReadRejects(t *testing.T) {
+	tests := []struct {
+		name  string
+		in    []byte
+		words string
+	}{
+		{"unknown_version", frame(2, TypeAck, []byte(`{"ok":true}`)), "unsupported protocol version 2"},
+		{"unknown_type", frame(Version, 99, []byte(`{}`)), "unknown message type 99"},
+		{"oversized_length", frame(Version, TypeAck, bytes.Repeat([]byte{' '}, 300)), "over the limit"},
+		{"oversized_evidence_header_only", []byte{Version, byte(TypeEvidence), 0xff, 0xff, 0xff, 0xff}, "over the limit"},
+		{"truncated_header", []byte{Version, byte(TypeAck)}, "truncated frame header"},
+		{"truncated_body", frame(Version, TypeAck, []byte(`{"ok":true}`))[:10], "truncated ack body"},
+		{"not_json", frame(Version, TypeAck, []byte(`nope`)), "malformed ack"},
+		{"unknown_field", frame(Version, TypeAck, []byte(`{"ok":true,"evil":1}`)), "unknown field"},
+		{"trailing_data", frame(Version, TypeAck, []byte(`{"ok":true}{}`)), "trailing data"},
+		{"short_nonce", frame(Version, TypeChallenge, []byte(`{"machine_id":"a","credential_blob":"AQ==","encrypted_secret":"AQ==","nonce":"AQ==","pcrs":[0]}`)), "nonce of 1 bytes"},
+		{"pcr_out_of_range", frame(Version, TypeCredential, []byte(`{"public":"AQ==","duplicate":"AQ==","in_sym_seed":"AQ==","ciphertext":"AQ==","pcrs":[24]}`)), "out of range"},
+		{"pcr_twice", frame(Version, TypeCredential, []byte(`{"public":"AQ==","duplicate":"AQ==","in_sym_seed":"AQ==","ciphertext":"AQ==","pcrs":[1,1]}`)), "listed twice"},
+		{"empty_hello", frame(Version, TypeHello, []byte(`{}`)), "ek_public of 0 bytes"},
+		{"bad_wireguard_key", frame(Version, TypeHello, []byte(`{"ek_public":"AQ==","ak_public":"AQ==","wireguard_key":"AQ==","hints":{}}`)), "wireguard_key of 1 bytes"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Read(bytes.NewReader(tt.in))
+			if !errors.Is(err, ErrProtocol) {
+				t.Fatalf("Read = %v, want ErrProtocol", err)
+			}
+			if !strings.Contains(err.Error(), tt.words) {
+				t.Errorf("Read error = %q, want it to contain %q", err, tt.words)
+			}
+		})
+	}
+}
+
+func TestMarshalRefusesOversized(t *testing.T) {
+	_, err := Marshal(&Evidence{EventLog: make([]byte, 2<<20)})
+	if !errors.Is(err, ErrProtocol) {
+		t.Fatalf("Marshal(2 MiB evidence) = %v, want ErrProtocol", err)
+	}
+}
+
+func TestReadExpect(t *testing.T) {
+	b, _ := Marshal(&Error{Code: "revoked", Message: "gone"})
+	_, err := ReadExpect[*Challenge](bytes.NewReader(b))
+	var e *Error
+	if !errors.As(err, &e) || e.Code != "revoked" {
+		t.Fatalf("ReadExpect(error frame) = %v, want *Error revoked", err)
+	}
+	b, _ = Marshal(&Ack{OK: true})
+	if _, err := ReadExpect[*Challenge](bytes.NewReader(b)); !errors.Is(err, ErrProtocol) {
+		t.Fatalf("ReadExpect(ack as challenge) = %v, want ErrProtocol", err)
+	}
+}
+
+func TestBindingHashesDiffer(t *testing.T) {
+	n, x := bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32)
+	q := QualifyingData(n, x, "m")
+	if bytes.Equal(q, ActivationProofData(n, x, "m")) {
+		t.Error("quote and activation data collide")
+	}
+	if bytes.Equal(q, QualifyingData(n, bytes.Repeat([]byte{3}, 32), "m")) {
+		t.Error("qualifying data ignores the exporter")
+	}
+	// Length prefixes keep part boundaries apart.
+	if bytes.Equal(labeledHash("l", []byte("ab"), []byte("c")), labeledHash("l", []byte("a"), []byte("bc"))) {
+		t.Error("labeledHash is ambiguous across part boundaries")
+	}
+}
