@@ -1,0 +1,119 @@
+package netnstest
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+// AddBridge creates the bridge name in the namespace, gives it addr (if
+// valid) and sets it up.
+func (n *NS) AddBridge(name string, addr netip.Prefix) error {
+	return n.Do(func() error {
+		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: name}}
+		if err := netlink.LinkAdd(br); err != nil {
+			return fmt.Errorf("netlink.LinkAdd(bridge %s): %w", name, err)
+		}
+		return addrUp(br, addr)
+	})
+}
+
+// AddTap creates a persistent tap device name in the namespace (no packet
+// info header, vnet header allowed, as QEMU opens it), enslaves it to bridge
+// (if not empty) and sets it up. QEMU must run in the namespace to open it
+// by name (`-netdev tap,ifname=name,script=no,downscript=no`).
+func (n *NS) AddTap(name, bridge string) error {
+	return n.Do(func() error {
+		tap := &netlink.Tuntap{
+			LinkAttrs: netlink.LinkAttrs{Name: name},
+			Mode:      netlink.TUNTAP_MODE_TAP,
+			Flags:     netlink.TUNTAP_NO_PI | netlink.TUNTAP_VNET_HDR | netlink.TUNTAP_ONE_QUEUE,
+		}
+		if err := netlink.LinkAdd(tap); err != nil {
+			return fmt.Errorf("netlink.LinkAdd(tap %s): %w", name, err)
+		}
+		for _, f := range tap.Fds {
+			f.Close() // the device persists without them
+		}
+		if err := setMaster(tap, bridge); err != nil {
+			return err
+		}
+		return addrUp(tap, netip.Prefix{})
+	})
+}
+
+// AddVeth creates a veth pair: name in n, enslaved to bridge (if not empty),
+// and peerName moved into peer with peerAddr (if valid). Both ends are up.
+func (n *NS) AddVeth(name, bridge string, peer *NS, peerName string, peerAddr netip.Prefix) error {
+	err := n.Do(func() error {
+		veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}, PeerName: peerName}
+		if err := netlink.LinkAdd(veth); err != nil {
+			return fmt.Errorf("netlink.LinkAdd(veth %s/%s): %w", name, peerName, err)
+		}
+		if err := setMaster(veth, bridge); err != nil {
+			return err
+		}
+		if err := addrUp(veth, netip.Prefix{}); err != nil {
+			return err
+		}
+		p, err := netlink.LinkByName(peerName)
+		if err != nil {
+			return fmt.Errorf("netlink.LinkByName(%s): %w", peerName, err)
+		}
+		h, err := netns.GetFromPath(peer.Path)
+		if err != nil {
+			return fmt.Errorf("netns.GetFromPath(%s): %w", peer.Path, err)
+		}
+		defer h.Close()
+		if err := netlink.LinkSetNsFd(p, int(h)); err != nil {
+			return fmt.Errorf("netlink.LinkSetNsFd(%s, %s): %w", peerName, peer.Name, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return peer.Do(func() error {
+		p, err := netlink.LinkByName(peerName)
+		if err != nil {
+			return fmt.Errorf("netlink.LinkByName(%s): %w", peerName, err)
+		}
+		return addrUp(p, peerAddr)
+	})
+}
+
+func setMaster(l netlink.Link, bridge string) error {
+	if bridge == "" {
+		return nil
+	}
+	br, err := netlink.LinkByName(bridge)
+	if err != nil {
+		return fmt.Errorf("netlink.LinkByName(%s): %w", bridge, err)
+	}
+	if err := netlink.LinkSetMaster(l, br); err != nil {
+		return fmt.Errorf("netlink.LinkSetMaster(%s, %s): %w", l.Attrs().Name, bridge, err)
+	}
+	return nil
+}
+
+func addrUp(l netlink.Link, addr netip.Prefix) error {
+	name := l.Attrs().Name
+	if addr.IsValid() {
+		a := &netlink.Addr{IPNet: prefixNet(addr)}
+		if err := netlink.AddrAdd(l, a); err != nil {
+			return fmt.Errorf("netlink.AddrAdd(%s, %s): %w", name, addr, err)
+		}
+	}
+	if err := netlink.LinkSetUp(l); err != nil {
+		return fmt.Errorf("netlink.LinkSetUp(%s): %w", name, err)
+	}
+	return nil
+}
+
+func prefixNet(p netip.Prefix) *net.IPNet {
+	bits := p.Addr().BitLen()
+	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), bits)}
+}
