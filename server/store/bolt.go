@@ -1,0 +1,153 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+)
+
+// Errors of the bbolt implementation, for errors.Is.
+var (
+	// ErrExists is returned by CreateMachine when the ID is taken.
+	ErrExists = errors.New("machine already exists")
+	// ErrNameTaken is returned when a machine name is used by another machine.
+	ErrNameTaken = errors.New("machine name already in use")
+	// ErrCorrupt is returned when a stored record cannot be decoded.
+	ErrCorrupt = errors.New("corrupt state record")
+	// ErrLocked is returned by Open when another process holds the database.
+	ErrLocked = errors.New("state database is locked by another sealroot")
+)
+
+// Bucket layout (schema version 1):
+//
+//	meta     "version" -> "1"
+//	machines <id>      -> JSON Machine
+//	names    <name>    -> <id>          (unique index; empty names are not indexed)
+//	secrets  <id>      -> bucket: <secret name> -> ciphertext
+var (
+	bucketMeta     = []byte("meta")
+	bucketMachines = []byte("machines")
+	bucketNames    = []byte("names")
+	bucketSecrets  = []byte("secrets")
+	keyVersion     = []byte("version")
+	schemaVersion  = []byte("1")
+)
+
+// lockTimeout is how long Open waits for the file lock.
+const lockTimeout = 2 * time.Second
+
+// maxIDLen bounds machine IDs (a hex SHA-256 is 64).
+const maxIDLen = 128
+
+// DB is the embedded bbolt Store. It is safe for concurrent use. The zero
+// value is not usable; call Open.
+type DB struct {
+	bolt   *bolt.DB
+	logger hclog.Logger
+}
+
+var _ Store = (*DB)(nil)
+
+// Open opens or creates the state database at path (mode 0600). It fails
+// with ErrLocked when another process has it open.
+func Open(path string, logger hclog.Logger) (*DB, error) {
+	return open(path, logger, lockTimeout)
+}
+
+func open(path string, logger hclog.Logger, timeout time.Duration) (*DB, error) {
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	logger = logger.Named("store")
+	b, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("open %s: %w", path, ErrLocked)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open state database %s: %w", path, err)
+	}
+	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		logger.Warn("state database is accessible by other users", "path", path, "mode", fi.Mode().Perm().String())
+	}
+	db := &DB{bolt: b, logger: logger}
+	if err := db.init(); err != nil {
+		b.Close()
+		return nil, fmt.Errorf("open state database %s: %w", path, err)
+	}
+	return db, nil
+}
+
+// init creates the buckets and checks the schema version.
+func (db *DB) init() error {
+	return db.bolt.Update(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketMeta, bucketMachines, bucketNames, bucketSecrets} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return fmt.Errorf("create bucket %s: %w", name, err)
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		switch v := meta.Get(keyVersion); {
+		case v == nil:
+			return meta.Put(keyVersion, schemaVersion)
+		case string(v) != string(schemaVersion):
+			return fmt.Errorf("schema version %q, want %q: %w", v, schemaVersion, ErrCorrupt)
+		}
+		return nil
+	})
+}
+
+// Close closes the database. It is safe to call more than once.
+func (db *DB) Close() error {
+	if err := db.bolt.Close(); err != nil {
+		return fmt.Errorf("close state database: %w", err)
+	}
+	return nil
+}
+
+// Check runs bbolt's consistency check over the whole file and returns every
+// problem found, joined.
+func (db *DB) Check() error {
+	var errs []error
+	err := db.bolt.View(func(tx *bolt.Tx) error {
+		for err := range tx.Check() {
+			errs = append(errs, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("check state database: %w", err)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("check state database: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// view runs fn in a read transaction after checking ctx.
+func (db *DB) view(ctx context.Context, fn func(*bolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return db.bolt.View(fn)
+}
+
+// update runs fn in its own write transaction after checking ctx.
+func (db *DB) update(ctx context.Context, fn func(*bolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return db.bolt.Update(fn)
+}
+
+func checkID(id string) error {
+	if id == "" || len(id) > maxIDLen {
+		return fmt.Errorf("machine id of %d bytes: %w", len(id), ErrNotFound)
+	}
+	return nil
+}

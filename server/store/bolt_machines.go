@@ -1,0 +1,237 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Machine returns the machine with the given ID, or ErrNotFound.
+func (db *DB) Machine(ctx context.Context, id string) (*Machine, error) {
+	if err := checkID(id); err != nil {
+		return nil, err
+	}
+	var m *Machine
+	err := db.view(ctx, func(tx *bolt.Tx) error {
+		var err error
+		m, err = getMachine(tx, id)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// Machines returns every machine, sorted by ID.
+func (db *DB) Machines(ctx context.Context) ([]*Machine, error) {
+	var ms []*Machine
+	err := db.view(ctx, func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMachines).ForEach(func(k, v []byte) error {
+			m, err := decodeMachine(string(k), v)
+			if err != nil {
+				return err
+			}
+			ms = append(ms, m)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return ms, nil
+}
+
+// CreateMachine stores a new machine. It fails with ErrExists if the ID is
+// taken and with ErrNameTaken if another machine has the same non-empty name.
+func (db *DB) CreateMachine(ctx context.Context, m *Machine) error {
+	if m == nil || m.ID == "" || len(m.ID) > maxIDLen {
+		return fmt.Errorf("create machine: invalid machine id")
+	}
+	buf, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("create machine %s: encode: %w", m.ID, err)
+	}
+	return db.update(ctx, func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketMachines).Get([]byte(m.ID)) != nil {
+			return fmt.Errorf("create machine %s: %w", m.ID, ErrExists)
+		}
+		if err := putMachine(tx, m.ID, m.Name, "", buf); err != nil {
+			return fmt.Errorf("create machine %s: %w", m.ID, err)
+		}
+		return nil
+	})
+}
+
+// UpdateMachine loads a machine, calls fn and stores the result atomically.
+// fn's error aborts the update and is returned unchanged; fn must not change
+// the ID.
+//
+// Concurrent updates are grouped into one bbolt transaction (and one fsync)
+// with DB.Batch, so fn may run more than once, each time on a freshly loaded
+// copy of the record: it must be idempotent and have no side effects beyond
+// changing its argument. The record returned is the one stored.
+func (db *DB) UpdateMachine(ctx context.Context, id string, fn func(*Machine) error) (*Machine, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := checkID(id); err != nil {
+		return nil, err
+	}
+	var (
+		out   *Machine
+		fnErr error // an error that aborts only this update, not the batch
+	)
+	err := db.bolt.Batch(func(tx *bolt.Tx) error {
+		out, fnErr = nil, nil
+		m, old, buf, err := applyUpdate(tx, id, fn)
+		if err != nil {
+			fnErr = err
+			return nil
+		}
+		if err := putMachine(tx, id, m.Name, old, buf); err != nil {
+			if isNameErr(err) { // checked before any write: nothing to undo
+				fnErr = fmt.Errorf("update machine %s: %w", id, err)
+				return nil
+			}
+			return err
+		}
+		out = m
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("update machine %s: %w", id, err)
+	}
+	if fnErr != nil {
+		return nil, fnErr
+	}
+	return out, nil
+}
+
+// applyUpdate loads machine id, applies fn and encodes the result. It
+// returns the updated machine, its name before the update and its encoding.
+func applyUpdate(tx *bolt.Tx, id string, fn func(*Machine) error) (*Machine, string, []byte, error) {
+	m, err := getMachine(tx, id)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	old := m.Name
+	if err := fn(m); err != nil {
+		return nil, "", nil, err
+	}
+	if m.ID != id {
+		return nil, "", nil, fmt.Errorf("update machine %s: the update changed the id to %q", id, m.ID)
+	}
+	buf, err := json.Marshal(m)
+	if err != nil {
+		return nil, "", nil, fmt.Errorf("update machine %s: encode: %w", id, err)
+	}
+	return m, old, buf, nil
+}
+
+// DeleteMachine removes a machine, its name and all its secrets.
+func (db *DB) DeleteMachine(ctx context.Context, id string) error {
+	if err := checkID(id); err != nil {
+		return err
+	}
+	return db.update(ctx, func(tx *bolt.Tx) error {
+		machines := tx.Bucket(bucketMachines)
+		if machines.Get([]byte(id)) == nil {
+			return fmt.Errorf("delete machine %s: %w", id, ErrNotFound)
+		}
+		if err := unindexNames(tx, id); err != nil {
+			return fmt.Errorf("delete machine %s: %w", id, err)
+		}
+		secrets := tx.Bucket(bucketSecrets)
+		if secrets.Bucket([]byte(id)) != nil {
+			if err := secrets.DeleteBucket([]byte(id)); err != nil {
+				return fmt.Errorf("delete machine %s: secrets: %w", id, err)
+			}
+		}
+		if err := machines.Delete([]byte(id)); err != nil {
+			return fmt.Errorf("delete machine %s: %w", id, err)
+		}
+		return nil
+	})
+}
+
+func getMachine(tx *bolt.Tx, id string) (*Machine, error) {
+	v := tx.Bucket(bucketMachines).Get([]byte(id))
+	if v == nil {
+		return nil, fmt.Errorf("machine %s: %w", id, ErrNotFound)
+	}
+	return decodeMachine(id, v)
+}
+
+func decodeMachine(id string, v []byte) (*Machine, error) {
+	m := new(Machine)
+	if err := json.Unmarshal(v, m); err != nil {
+		return nil, fmt.Errorf("machine %s: %w: %v", id, ErrCorrupt, err)
+	}
+	if m.ID != id {
+		return nil, fmt.Errorf("machine %s: %w: record holds id %q", id, ErrCorrupt, m.ID)
+	}
+	return m, nil
+}
+
+// unindexNames removes every name index entry pointing at id. It scans the
+// index rather than trusting the record, which may be corrupt.
+func unindexNames(tx *bolt.Tx, id string) error {
+	names := tx.Bucket(bucketNames)
+	var stale [][]byte
+	err := names.ForEach(func(k, v []byte) error {
+		if string(v) == id {
+			stale = append(stale, append([]byte(nil), k...))
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("scan names: %w", err)
+	}
+	for _, k := range stale {
+		if err := names.Delete(k); err != nil {
+			return fmt.Errorf("unindex name %q: %w", k, err)
+		}
+	}
+	return nil
+}
+
+// nameError marks a name conflict, which aborts one update but not a batch.
+type nameError struct{ err error }
+
+func (e nameError) Error() string { return e.err.Error() }
+func (e nameError) Unwrap() error { return e.err }
+
+func isNameErr(err error) bool {
+	_, ok := err.(nameError)
+	return ok
+}
+
+// putMachine stores an encoded machine and moves its name index entry from
+// oldName to name.
+func putMachine(tx *bolt.Tx, id, name, oldName string, buf []byte) error {
+	names := tx.Bucket(bucketNames)
+	if name != oldName && name != "" {
+		if owner := names.Get([]byte(name)); owner != nil && string(owner) != id {
+			return nameError{fmt.Errorf("name %q: %w (machine %s)", name, ErrNameTaken, owner)}
+		}
+	}
+	if name != oldName && oldName != "" {
+		if owner := names.Get([]byte(oldName)); string(owner) == id {
+			if err := names.Delete([]byte(oldName)); err != nil {
+				return fmt.Errorf("unindex name %q: %w", oldName, err)
+			}
+		}
+	}
+	if name != "" {
+		if err := names.Put([]byte(name), []byte(id)); err != nil {
+			return fmt.Errorf("index name %q: %w", name, err)
+		}
+	}
+	if err := tx.Bucket(bucketMachines).Put([]byte(id), buf); err != nil {
+		return fmt.Errorf("put: %w", err)
+	}
+	return nil
+}
