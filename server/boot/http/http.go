@@ -1,0 +1,162 @@
+// Package http serves sealroot's boot scripts and boot artifacts to iPXE.
+//
+// Two routes:
+//
+//	GET/HEAD /boot.ipxe?arch=bios|efi-x64  the iPXE script from a ScriptFunc
+//	GET/HEAD /artifacts/<name>             a file from the artifact directory
+//
+// Artifacts are served with http.ServeContent (Range, If-Range,
+// If-None-Match, the sendfile path) and a strong ETag: the SHA-256 of the
+// file, computed once per file version and cached by (name, size, mtime).
+// Only plain names ([A-Za-z0-9._-], see ipxe.CheckName) are accepted, and
+// files are opened with os.OpenInRoot, so neither "..", encoded dots,
+// absolute paths nor symlinks can leave the directory.
+//
+// Nothing served here is secret: scripts and artifacts are public, and
+// integrity comes from measured boot and attestation, not from this server.
+//
+// # Wiring
+//
+//	ln, err := net.Listen("tcp", "192.0.2.1:8080")
+//	...
+//	scripts := func(ctx context.Context, r http.ScriptRequest) ([]byte, error) {
+//		return ipxe.Render(ipxe.Params{
+//			BaseURL: "http://192.0.2.1:8080/artifacts", Arch: r.Arch,
+//			UKI: "sealroot.efi", Cmdline: "console=ttyS0",
+//		})
+//	}
+//	h := http.NewHandler("/var/lib/sealroot/artifacts", scripts, logger)
+//	err = http.Serve(ctx, ln, h, logger) // returns after graceful shutdown
+package http
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	nethttp "net/http"
+	"net/netip"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/sealroot/sealroot/ipxe"
+)
+
+// ScriptRequest is what the handler knows about a script request.
+type ScriptRequest struct {
+	Arch   ipxe.Arch      // validated architecture from ?arch=
+	Remote netip.AddrPort // client address; informational only, spoofable
+}
+
+// ScriptFunc renders the iPXE script for a request. It must not block for
+// long: firmware retries (and boot-loops) on slow answers.
+type ScriptFunc func(ctx context.Context, r ScriptRequest) ([]byte, error)
+
+// Route paths.
+const (
+	ScriptPath     = "/boot.ipxe"
+	ArtifactPrefix = "/artifacts/"
+)
+
+// ShutdownTimeout bounds how long Serve waits for in-flight downloads.
+const ShutdownTimeout = 10 * time.Second
+
+// handler implements the routes. It has no mutable state besides the ETag
+// cache, which is safe for concurrent use.
+type handler struct {
+	dir     string
+	scripts ScriptFunc
+	logger  hclog.Logger
+	etags   *etagCache
+}
+
+// NewHandler returns the boot HTTP handler serving artifacts from dir and
+// scripts from scripts. A nil logger discards logs. The handler is safe for
+// concurrent use.
+func NewHandler(dir string, scripts ScriptFunc, logger hclog.Logger) nethttp.Handler {
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	h := &handler{dir: dir, scripts: scripts, logger: logger.Named("boothttp"), etags: newETagCache()}
+	return h
+}
+
+func (h *handler) ServeHTTP(w nethttp.ResponseWriter, r *nethttp.Request) {
+	start := time.Now()
+	lw := &logWriter{ResponseWriter: w}
+	h.route(lw, r)
+	h.logger.Info("request", "remote", r.RemoteAddr, "method", r.Method, "path", r.URL.Path,
+		"status", lw.statusCode(), "bytes", lw.n, "duration", time.Since(start))
+}
+
+func (h *handler) route(w nethttp.ResponseWriter, r *nethttp.Request) {
+	if r.Method != nethttp.MethodGet && r.Method != nethttp.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		nethttp.Error(w, "method not allowed", nethttp.StatusMethodNotAllowed)
+		return
+	}
+	switch p := r.URL.Path; {
+	case p == ScriptPath:
+		h.serveScript(w, r)
+	case len(p) > len(ArtifactPrefix) && p[:len(ArtifactPrefix)] == ArtifactPrefix:
+		h.serveArtifact(w, r, p[len(ArtifactPrefix):])
+	default:
+		nethttp.NotFound(w, r)
+	}
+}
+
+func (h *handler) serveScript(w nethttp.ResponseWriter, r *nethttp.Request) {
+	arch, err := ipxe.ParseArch(r.URL.Query().Get("arch"))
+	if err != nil {
+		nethttp.Error(w, "unsupported arch", nethttp.StatusBadRequest)
+		return
+	}
+	remote, _ := netip.ParseAddrPort(r.RemoteAddr)
+	script, err := h.scripts(r.Context(), ScriptRequest{Arch: arch, Remote: remote})
+	if err != nil {
+		h.logger.Error("rendering script failed", "remote", r.RemoteAddr, "arch", arch, "error", err)
+		nethttp.Error(w, "script unavailable", nethttp.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Content-Length", fmt.Sprint(len(script)))
+	if r.Method == nethttp.MethodHead {
+		return
+	}
+	w.Write(script)
+}
+
+// Serve runs an HTTP server with h on ln until ctx is done, then shuts it
+// down gracefully, waiting up to ShutdownTimeout for in-flight requests.
+// It closes ln. It returns nil after a shutdown caused by ctx.
+func Serve(ctx context.Context, ln net.Listener, h nethttp.Handler, logger hclog.Logger) error {
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	srv := &nethttp.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          logger.Named("boothttp").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("http.Serve: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ShutdownTimeout)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	if serr := <-errc; !errors.Is(serr, nethttp.ErrServerClosed) {
+		err = errors.Join(err, serr)
+	}
+	if err != nil {
+		return fmt.Errorf("http.Server.Shutdown: %w", err)
+	}
+	return nil
+}
