@@ -286,6 +286,11 @@ func TestRequestLogFields(t *testing.T) {
 	f := newFixture(t)
 	f.do(t, "GET", "/artifacts/vmlinuz", map[string]string{"Range": "bytes=0-9"})
 	f.do(t, "GET", "/artifacts/vmlinuz", nil)
+	// The handler logs after the response is complete: wait for both lines.
+	deadline := time.Now().Add(5 * time.Second)
+	for strings.Count(f.logs.String(), `"@message":"request"`) < 2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
 	logs := f.logs.String()
 	for _, want := range []string{`"bytes":65536`, `"@module":"boothttp"`, `"path":"/artifacts/vmlinuz"`, `"status":206`, `"bytes":10`, `"remote":"127.0.0.1:`} {
 		if !strings.Contains(logs, want) {
