@@ -1,0 +1,109 @@
+package vmtest
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os/exec"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sealroot/sealroot/test/netnstest"
+)
+
+// LabOptions configures a [Lab]. The zero value works.
+type LabOptions struct {
+	// Name is the network namespace name. Default "sealroot-lab".
+	Name string
+	// Bridge is the bridge the VMs' taps join. Default "br0".
+	Bridge string
+	// Addr is the bridge's address inside the namespace, where servers
+	// under test listen. Default 10.77.0.1/24.
+	Addr netip.Prefix
+}
+
+func (o *LabOptions) setDefaults() {
+	if o.Name == "" {
+		o.Name = "sealroot-lab"
+	}
+	if o.Bridge == "" {
+		o.Bridge = "br0"
+	}
+	if !o.Addr.IsValid() {
+		o.Addr = netip.MustParsePrefix("10.77.0.1/24")
+	}
+}
+
+// Lab is a network namespace with a bridge that VMs attach to. Addresses
+// exist only inside the namespace, so nothing leaves it.
+type Lab struct {
+	// NS is the lab's namespace.
+	NS *netnstest.NS
+	// Bridge is the name of the bridge in NS.
+	Bridge string
+	// Addr is the bridge's address.
+	Addr netip.Prefix
+
+	mu   sync.Mutex
+	taps int // taps created so far, names tap0, tap1, ...
+}
+
+// NewLab creates the lab namespace and its bridge; both are removed in
+// t.Cleanup after every VM of the lab is gone.
+func NewLab(t testing.TB, opts LabOptions) *Lab {
+	t.Helper()
+	opts.setDefaults()
+	ns := netnstest.New(t, opts.Name)
+	if err := ns.AddBridge(opts.Bridge, opts.Addr); err != nil {
+		t.Fatalf("vmtest: %v", err)
+	}
+	return &Lab{NS: ns, Bridge: opts.Bridge, Addr: opts.Addr}
+}
+
+// Do runs fn on a thread inside the lab namespace (see netnstest.NS.Do).
+// Sockets fn opens stay in the namespace after it returns.
+func (l *Lab) Do(fn func() error) error {
+	return l.NS.Do(fn)
+}
+
+// Exec returns a command that runs name inside the lab namespace (via
+// `nsenter --net`, which keeps the host's mount namespace). The process
+// gets its own process group, which is killed when ctx is done, and
+// SIGKILL if the test binary dies.
+func (l *Lab) Exec(ctx context.Context, name string, args ...string) *exec.Cmd {
+	cmd := l.NS.Command(ctx, name, args...)
+	ownProcessGroup(cmd)
+	return cmd
+}
+
+// newTap creates the next tap device on the lab bridge.
+func (l *Lab) newTap() (string, error) {
+	l.mu.Lock()
+	name := fmt.Sprintf("tap%d", l.taps)
+	l.taps++
+	l.mu.Unlock()
+	if err := l.NS.AddTap(name, l.Bridge); err != nil {
+		return "", err
+	}
+	return name, nil
+}
+
+// ownProcessGroup makes cmd the leader of a new process group that is
+// killed as a whole on cancellation, and killed by the kernel if the test
+// binary dies. The command must be started from a goroutine that is not
+// locked to a thread (Pdeathsig fires when the forking thread exits).
+func ownProcessGroup(cmd *exec.Cmd) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.Cancel = func() error { return killGroup(cmd) }
+	cmd.WaitDelay = 5 * time.Second
+}
+
+// killGroup sends SIGKILL to cmd's process group, if it was started.
+func killGroup(cmd *exec.Cmd) error {
+	if cmd.Process == nil {
+		return nil
+	}
+	return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+}
