@@ -1,0 +1,137 @@
+package cli
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/sealroot/sealroot/server/store"
+)
+
+// writeMachine prints m for people.
+func writeMachine(w io.Writer, m *store.Machine) error {
+	var b strings.Builder
+	field := func(k, v string) { fmt.Fprintf(&b, "%-15s %s\n", k+":", v) }
+	field("State", string(m.State))
+	field("ID", m.ID)
+	field("Name", orDash(safe(m.Name)))
+	field("EK fingerprint", ekFingerprint(m))
+	field("Policy", string(m.Policy))
+	field("Hints", formatHints(m))
+	lastSeen := formatTime(m.LastSeen)
+	if m.LastAddress != "" {
+		lastSeen += " from " + safe(m.LastAddress)
+	}
+	field("First seen", formatTime(m.FirstSeen))
+	field("Last seen", lastSeen)
+	field("Boot count", fmt.Sprint(m.BootCount))
+	if m.Reason != "" {
+		field("Reason", safe(m.Reason))
+	}
+	writePCRs(&b, "Pinned PCRs", m.Approved)
+	if m.State == store.StatePending || m.State == store.StateNeedsReapproval {
+		writePCRs(&b, "Reported PCRs", m.Reported)
+	}
+	if m.State == store.StateNeedsReapproval && m.Diff != "" {
+		b.WriteString("Changes since approval:\n")
+		for line := range strings.Lines(m.Diff) {
+			b.WriteString("  " + safe(strings.TrimSuffix(line, "\n")) + "\n")
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// writePCRs prints bs's PCRs as "index: short hex", in index order.
+func writePCRs(b *strings.Builder, title string, bs *store.BootState) {
+	if bs == nil || len(bs.PCRs) == 0 {
+		fmt.Fprintf(b, "%-15s none\n", title+":")
+		return
+	}
+	fmt.Fprintf(b, "%s:\n", title)
+	for _, i := range slices.Sorted(maps.Keys(bs.PCRs)) {
+		fmt.Fprintf(b, "  %2d: %s\n", i, shortHex(bs.PCRs[i]))
+	}
+}
+
+// ekFingerprint is the SHA-256 of the EK public area, which is also the
+// machine ID when the record is consistent.
+func ekFingerprint(m *store.Machine) string {
+	if len(m.EKPublic) == 0 {
+		return "-"
+	}
+	sum := sha256.Sum256(m.EKPublic)
+	fp := "sha256:" + hex.EncodeToString(sum[:])
+	if len(m.EKCert) > 0 {
+		fp += " (with EK certificate)"
+	}
+	return fp
+}
+
+func formatHints(m *store.Machine) string {
+	h := m.Hints
+	var parts []string
+	add := func(k, v string) {
+		if v != "" {
+			parts = append(parts, k+"="+safe(v))
+		}
+	}
+	add("hostname", h.Hostname)
+	add("mac", strings.Join(h.MACs, ","))
+	add("smbios-uuid", h.SMBIOSUUID)
+	add("firmware", h.Firmware)
+	add("agent", h.AgentVer)
+	if len(parts) == 0 {
+		return "-"
+	}
+	return strings.Join(parts, " ")
+}
+
+// shortID is the first 12 hex digits of a machine ID.
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+// shortHex is the first 8 bytes of b in hex, with "…" if b is longer.
+func shortHex(b []byte) string {
+	if len(b) > 8 {
+		return hex.EncodeToString(b[:8]) + "…"
+	}
+	return hex.EncodeToString(b)
+}
+
+func formatTime(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+// safe returns s, or s quoted if it holds anything but printable
+// characters: names and hints come from machines and must not drive the
+// operator's terminal.
+func safe(s string) string {
+	for _, r := range s {
+		if !unicode.IsPrint(r) {
+			return strconv.Quote(s)
+		}
+	}
+	return s
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

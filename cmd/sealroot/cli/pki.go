@@ -1,0 +1,66 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sealroot/sealroot/pki"
+)
+
+// DefaultStateDir is where sealroot keeps its state.
+const DefaultStateDir = "/var/lib/sealroot"
+
+// pkiDir is the directory of the CA and server certificate under stateDir.
+func pkiDir(stateDir string) string { return filepath.Join(stateDir, "pki") }
+
+type pkiInitArgs struct {
+	stateDir string
+	dns      []string
+	ips      []net.IP
+	force    bool
+}
+
+func newPKICmd(e *env) *cobra.Command {
+	var args pkiInitArgs
+	initCmd := &cobra.Command{
+		Use:   "init",
+		Short: "Create the CA and the server certificate agents pin",
+		Long: `Create sealroot's CA and a server certificate signed by it in
+<state-dir>/pki. The server certificate names the --dns and --ip addresses
+agents use to reach the server (default: localhost, 127.0.0.1 and ::1).
+Give ca.crt to the agents. An existing CA is kept unless --force.`,
+		Args: exactArgs(0),
+		RunE: func(c *cobra.Command, _ []string) error { return runPKIInit(e, args) },
+	}
+	f := initCmd.Flags()
+	f.StringVar(&args.stateDir, "state-dir", DefaultStateDir, "sealroot state `dir`")
+	f.StringSliceVar(&args.dns, "dns", nil, "server DNS `name` (repeatable)")
+	f.IPSliceVar(&args.ips, "ip", nil, "server IP `address` (repeatable)")
+	f.BoolVar(&args.force, "force", false, "replace an existing CA; agents must get the new ca.crt")
+	return newGroupCmd("pki", "Manage sealroot's certificate authority", initCmd)
+}
+
+func runPKIInit(e *env, args pkiInitArgs) error {
+	dir := pkiDir(args.stateDir)
+	err := pki.Init(dir, pki.InitOptions{DNSNames: args.dns, IPs: args.ips, Force: args.force})
+	if errors.Is(err, pki.ErrExists) {
+		return fmt.Errorf("%w; use --force to replace it", err)
+	}
+	if err != nil {
+		return err
+	}
+	caCert := filepath.Join(dir, pki.CACertFile)
+	serverCert := filepath.Join(dir, pki.ServerCertFile)
+	if e.JSON {
+		return e.printJSON(struct {
+			CACert     string `json:"ca_cert"`
+			ServerCert string `json:"server_cert"`
+		}{caCert, serverCert})
+	}
+	_, err = fmt.Fprintf(e.Stdout, "CA certificate: %s (give it to agents)\nserver certificate: %s\n", caCert, serverCert)
+	return err
+}
