@@ -1,0 +1,130 @@
+package initramfs
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// integrationEnv opts in to tests that download a Debian kernel (~70 MB,
+// cached in build/cache at the repository root).
+const integrationEnv = "SEALROOT_INTEGRATION"
+
+// fetchTestKernel returns the cached Debian kernel, fetching it if needed.
+// It skips when the integration tests are not enabled or apt is unusable,
+// except under CI=true.
+func fetchTestKernel(t *testing.T) *Kernel {
+	t.Helper()
+	if os.Getenv(integrationEnv) == "" {
+		t.Skipf("set %s=1 to download and use a Debian kernel", integrationEnv)
+	}
+	skip := t.Skipf
+	if os.Getenv("CI") == "true" {
+		skip = t.Fatalf
+	}
+	if _, err := exec.LookPath("apt-get"); err != nil {
+		skip("apt-get not available: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	k, err := FetchKernel(ctx, filepath.Join("..", "build", "cache"))
+	if errors.Is(err, ErrToolMissing) {
+		skip("FetchKernel: %v", err)
+	}
+	if err != nil {
+		skip("FetchKernel (apt unreachable?): %v", err)
+	}
+	return k
+}
+
+func TestIntegrationFetchKernel(t *testing.T) {
+	k := fetchTestKernel(t)
+	t.Logf("kernel package %s %s, uname -r %s", k.Package, k.PackageVersion, k.Version)
+	t.Logf("vmlinuz %s", k.VMLinuz)
+	t.Logf("modules root %s", k.ModulesRoot)
+	for _, p := range []string{k.VMLinuz, filepath.Join(k.ModulesRoot, "lib", "modules", k.Version, "modules.dep")} {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("FetchKernel: %v", err)
+		}
+	}
+}
+
+// integrationAgent builds the real agent when cmd/sealroot-agent has Go
+// files (SEALROOT_AGENT_PKG overrides), else the testdata stand-in.
+func integrationAgent(t *testing.T) string {
+	t.Helper()
+	pkg := os.Getenv("SEALROOT_AGENT_PKG")
+	if pkg == "" {
+		if m, _ := filepath.Glob("../cmd/sealroot-agent/*.go"); len(m) > 0 {
+			pkg = "../cmd/sealroot-agent"
+		}
+	}
+	if pkg == "" {
+		t.Logf("agent: testdata/hello (cmd/sealroot-agent has no Go files yet)")
+		return testAgent(t)
+	}
+	out := filepath.Join(t.TempDir(), "sealroot-agent")
+	if err := BuildAgent(context.Background(), pkg, out); err != nil {
+		t.Fatalf("BuildAgent: %v", err)
+	}
+	st, _ := os.Stat(out)
+	t.Logf("agent: %s (%d bytes)", pkg, st.Size())
+	return out
+}
+
+func TestIntegrationBuildDefault(t *testing.T) {
+	k := fetchTestKernel(t)
+	opts := Options{
+		AgentBinary:   integrationAgent(t),
+		ModulesRoot:   k.ModulesRoot,
+		KernelVersion: k.Version,
+		AgentConfig:   []byte(testAgentConfig),
+	}
+	for _, comp := range []string{"gzip", "zstd", "xz"} {
+		opts.Compression = comp
+		_, res := build(t, opts)
+		t.Logf("%s: %d bytes (%.2f MiB), cpio %d bytes, %d modules, sha256 %s",
+			comp, res.Bytes, float64(res.Bytes)/(1<<20), res.CPIOBytes, len(res.Modules), res.SHA256)
+		if comp != "gzip" {
+			continue
+		}
+		t.Logf("modules in load order: %q", res.Modules)
+		t.Logf("built in: %q; unresolved soft deps: %q", res.Builtin, res.UnresolvedSoftdeps)
+		if res.Bytes > 8<<20 {
+			t.Errorf("gzip initramfs is %d bytes, over the 8 MiB budget", res.Bytes)
+		}
+		checkAgainstModprobe(t, k, res.Modules)
+	}
+}
+
+// checkAgainstModprobe checks that every module modprobe would load for the
+// default list (hard and soft dependencies) is shipped.
+func checkAgainstModprobe(t *testing.T, k *Kernel, shipped []string) {
+	t.Helper()
+	if _, err := exec.LookPath("modprobe"); err != nil {
+		t.Logf("modprobe not installed; skipping the cross-check")
+		return
+	}
+	have := map[string]bool{}
+	for _, m := range shipped {
+		have[m] = true
+	}
+	for _, m := range DefaultModules {
+		out, err := exec.Command("modprobe", "-d", k.ModulesRoot, "-S", k.Version, "--show-depends", m).Output()
+		if err != nil {
+			t.Errorf("modprobe --show-depends %s: %v", m, err)
+			continue
+		}
+		for _, line := range strings.Split(string(out), "\n") {
+			f := strings.Fields(line)
+			if len(f) >= 2 && f[0] == "insmod" && !have[modName(f[1])] {
+				t.Errorf("modprobe loads %s for %s; not shipped", modName(f[1]), m)
+			}
+		}
+	}
+}
