@@ -1,0 +1,228 @@
+// Package seal makes sealroot's per-boot sealed credential on the server.
+//
+// Seal draws a fresh 32-byte key K and wraps it for one TPM: K becomes the
+// secret of a keyed-hash (sealed data) object duplicated to the TPM's
+// endorsement key, so only that TPM can import it, and the object's
+// authorization policy is a PolicyPCR over the PCR values the server
+// approved, so the TPM unseals K only in that boot state. The payload itself
+// travels encrypted with AES-256-GCM under K; the agent decrypts it with
+// OpenPayload after the TPM released K.
+//
+// Everything here is pure Go; randomness is injected.
+package seal
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+
+	"github.com/google/go-tpm/tpm2"
+
+	"github.com/sealroot/sealroot/server/attest/evidence"
+	"github.com/sealroot/sealroot/server/attest/wire"
+)
+
+// KeySize is the size of the sealed key K.
+const KeySize = 32
+
+// NonceSize is the size of the AES-GCM nonce prefixed to the ciphertext.
+const NonceSize = 12
+
+// Sentinel errors.
+var (
+	// ErrDecrypt means the payload does not decrypt under the key and
+	// additional data.
+	ErrDecrypt = errors.New("sealed payload does not decrypt")
+	// ErrPCRs means the PCR list for the policy is unusable.
+	ErrPCRs = errors.New("invalid PCR list for the seal policy")
+)
+
+// Seal seals payload to the TPM whose endorsement key is ekPublic (its
+// TPMT_PUBLIC bytes, checked with evidence.ParseEK) and to the sha256 PCR
+// values pcrs. The caller includes every PCR the TPM must match, including
+// PCR 15 as 32 zero bytes. aad is bound into the payload's AEAD.
+func Seal(rand io.Reader, ekPublic []byte, pcrs []wire.PCR, payload, aad []byte) (*wire.Credential, error) {
+	ek, err := evidence.ParseEK(ekPublic)
+	if err != nil {
+		return nil, err
+	}
+	kem, err := tpm2.ImportEncapsulationKey(ek)
+	if err != nil {
+		return nil, fmt.Errorf("EK encapsulation key: %w", err)
+	}
+	sorted, err := sortPCRs(pcrs)
+	if err != nil {
+		return nil, err
+	}
+	policy, err := policyDigest(sorted)
+	if err != nil {
+		return nil, err
+	}
+	// key and seed (the object's obfuscation value) come from one read.
+	var secrets [KeySize + sha256.Size]byte
+	if _, err := io.ReadFull(rand, secrets[:]); err != nil {
+		return nil, fmt.Errorf("sealed key: %w", err)
+	}
+	key, seed := secrets[:KeySize], secrets[KeySize:]
+	public, sensitive := sealedObject(policy, seed, key)
+	dup, inSymSeed, err := tpm2.CreateDuplicate(rand, kem, objectName(public), sensitive)
+	if err != nil {
+		return nil, fmt.Errorf("tpm2.CreateDuplicate: %w", err)
+	}
+	ciphertext, err := encrypt(rand, key, payload, aad)
+	if err != nil {
+		return nil, err
+	}
+	indices := make([]int, len(sorted))
+	for i, p := range sorted {
+		indices[i] = p.Index
+	}
+	return &wire.Credential{
+		Public:     public,
+		Duplicate:  dup,
+		InSymSeed:  inSymSeed,
+		PCRs:       indices,
+		Ciphertext: ciphertext,
+	}, nil
+}
+
+// sealedObject returns the TPMT_PUBLIC bytes and the TPMT_SENSITIVE bytes of
+// a keyed-hash object holding key, usable only through policy: neither
+// FixedTPM nor FixedParent (it is imported), no UserWithAuth (the user role
+// needs the policy), AdminWithPolicy, NoDA.
+func sealedObject(policy, seed, key []byte) (public, sensitive []byte) {
+	unique := sha256.New()
+	unique.Write(seed)
+	unique.Write(key)
+	public = tpm2.Marshal(tpm2.TPMTPublic{
+		Type:    tpm2.TPMAlgKeyedHash,
+		NameAlg: tpm2.TPMAlgSHA256,
+		ObjectAttributes: tpm2.TPMAObject{
+			AdminWithPolicy: true,
+			NoDA:            true,
+		},
+		AuthPolicy: tpm2.TPM2BDigest{Buffer: policy},
+		Parameters: tpm2.NewTPMUPublicParms(tpm2.TPMAlgKeyedHash, &tpm2.TPMSKeyedHashParms{
+			Scheme: tpm2.TPMTKeyedHashScheme{Scheme: tpm2.TPMAlgNull},
+		}),
+		Unique: tpm2.NewTPMUPublicID(tpm2.TPMAlgKeyedHash, &tpm2.TPM2BDigest{Buffer: unique.Sum(nil)}),
+	})
+	sensitive = tpm2.Marshal(tpm2.TPMTSensitive{
+		SensitiveType: tpm2.TPMAlgKeyedHash,
+		SeedValue:     tpm2.TPM2BDigest{Buffer: seed},
+		Sensitive:     tpm2.NewTPMUSensitiveComposite(tpm2.TPMAlgKeyedHash, &tpm2.TPM2BSensitiveData{Buffer: key}),
+	})
+	return public, sensitive
+}
+
+// objectName is the TPM Name of an object with name algorithm SHA-256.
+func objectName(public []byte) []byte {
+	sum := sha256.Sum256(public)
+	name := binary.BigEndian.AppendUint16(make([]byte, 0, 2+len(sum)), uint16(tpm2.TPMAlgSHA256))
+	return append(name, sum[:]...)
+}
+
+func encrypt(rand io.Reader, key, payload, aad []byte) ([]byte, error) {
+	aead, err := newAEAD(key)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, NonceSize, NonceSize+len(payload)+aead.Overhead())
+	if _, err := io.ReadFull(rand, out); err != nil {
+		return nil, fmt.Errorf("payload nonce: %w", err)
+	}
+	return aead.Seal(out, out, payload, aad), nil
+}
+
+// OpenPayload decrypts a Credential's Ciphertext with the unsealed key and
+// the additional data it was sealed with. Any failure wraps ErrDecrypt.
+func OpenPayload(key, ciphertext, aad []byte) ([]byte, error) {
+	aead, err := newAEAD(key)
+	if err != nil {
+		return nil, fmt.Errorf("%v: %w", err, ErrDecrypt)
+	}
+	if len(ciphertext) < NonceSize+aead.Overhead() {
+		return nil, fmt.Errorf("ciphertext of %d bytes: %w", len(ciphertext), ErrDecrypt)
+	}
+	plain, err := aead.Open(nil, ciphertext[:NonceSize], ciphertext[NonceSize:], aad)
+	if err != nil {
+		return nil, ErrDecrypt
+	}
+	return plain, nil
+}
+
+func newAEAD(key []byte) (cipher.AEAD, error) {
+	if len(key) != KeySize {
+		return nil, fmt.Errorf("key of %d bytes, want %d", len(key), KeySize)
+	}
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, fmt.Errorf("aes: %w", err)
+	}
+	return cipher.NewGCM(block)
+}
+
+// PolicyDigest returns the SHA-256 policy digest of TPM2_PolicyPCR over the
+// sha256 bank values pcrs (any order; hashed in index order): the
+// AuthPolicy Seal gives the sealed object.
+func PolicyDigest(pcrs []wire.PCR) ([]byte, error) {
+	sorted, err := sortPCRs(pcrs)
+	if err != nil {
+		return nil, err
+	}
+	return policyDigest(sorted)
+}
+
+func policyDigest(sorted []wire.PCR) ([]byte, error) {
+	values := sha256.New()
+	indices := make([]uint, len(sorted))
+	for i, p := range sorted {
+		values.Write(p.Digest)
+		indices[i] = uint(p.Index)
+	}
+	calc, err := tpm2.NewPolicyCalculator(tpm2.TPMAlgSHA256)
+	if err != nil {
+		return nil, fmt.Errorf("policy calculator: %w", err)
+	}
+	cmd := tpm2.PolicyPCR{
+		PcrDigest: tpm2.TPM2BDigest{Buffer: values.Sum(nil)},
+		Pcrs:      pcrSelection(indices),
+	}
+	if err := cmd.Update(calc); err != nil {
+		return nil, fmt.Errorf("PolicyPCR digest: %w", err)
+	}
+	return calc.Hash().Digest, nil
+}
+
+// pcrSelection is the sha256-bank selection of the PCR indices, encoded as
+// both Seal's policy and the agent's PolicyPCR session must encode it.
+func pcrSelection(indices []uint) tpm2.TPMLPCRSelection {
+	return tpm2.TPMLPCRSelection{PCRSelections: []tpm2.TPMSPCRSelection{{
+		Hash:      tpm2.TPMAlgSHA256,
+		PCRSelect: tpm2.PCClientCompatible.PCRs(indices...),
+	}}}
+}
+
+// sortPCRs returns a copy of pcrs sorted by index after checking that they
+// are non-empty, distinct, in range and SHA-256 sized.
+func sortPCRs(pcrs []wire.PCR) ([]wire.PCR, error) {
+	if len(pcrs) == 0 {
+		return nil, fmt.Errorf("no PCRs: %w", ErrPCRs)
+	}
+	sorted := slices.Clone(pcrs)
+	slices.SortFunc(sorted, func(a, b wire.PCR) int { return a.Index - b.Index })
+	for i, p := range sorted {
+		if p.Index < 0 || p.Index > evidence.MaxPCR || (i > 0 && sorted[i-1].Index == p.Index) {
+			return nil, fmt.Errorf("PCR index %d out of range or repeated: %w", p.Index, ErrPCRs)
+		}
+		if len(p.Digest) != sha256.Size {
+			return nil, fmt.Errorf("PCR %d value of %d bytes: %w", p.Index, len(p.Digest), ErrPCRs)
+		}
+	}
+	return sorted, nil
+}
