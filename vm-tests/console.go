@@ -30,7 +30,7 @@ const (
 )
 
 var (
-	ansiEscape = regexp.MustCompile(`\x1b(\[[0-9;?]*[ -/]*[@-~]|[()][0-9A-Za-z]|[=>])`)
+	ansiEscape = regexp.MustCompile(`\x1b(\[[0-?]*[ -/]*[@-~]|[()][0-9A-Za-z]|[=>])`)
 	agentStage = regexp.MustCompile(`^sealroot: \[ok\] (\S+) \(([0-9.]+[a-zµ]+)\)`)
 )
 
