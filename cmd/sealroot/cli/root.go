@@ -79,6 +79,7 @@ func newRootCmd(e *env) *cobra.Command {
 		newMachineCmd,
 		newSecretCmd,
 		newPKICmd,
+		newInitramfsCmd,
 	}
 	root := newGroupCmd("sealroot", "Attested network boot for diskless machines")
 	root.SilenceErrors = true

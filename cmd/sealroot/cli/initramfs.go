@@ -1,0 +1,151 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/spf13/cobra"
+
+	"github.com/sealroot/sealroot/initramfs"
+)
+
+type initramfsBuildArgs struct {
+	out         string
+	agent       string // prebuilt agent binary
+	agentPkg    string // else: go package built with initramfs.BuildAgent
+	agentConfig string // agent.json file
+	cacheDir    string // FetchKernel cache
+	modulesRoot string // else: FetchKernel
+	kernelVer   string
+	modules     []string
+	compression string
+}
+
+// initramfsExt maps a compression to the output file extension.
+var initramfsExt = map[string]string{"gzip": ".gz", "zstd": ".zst", "xz": ".xz", "none": ""}
+
+func newInitramfsCmd(e *env) *cobra.Command {
+	var args initramfsBuildArgs
+	build := &cobra.Command{
+		Use:   "build",
+		Short: "Build the agent initramfs (reproducible, secret-free)",
+		Long: `Build the initramfs that PXE-booted machines run: the agent as /init, its
+public configuration (--agent-config, checked for secrets) and the kernel
+modules it needs. Without --modules-root, Debian's current amd64 kernel is
+downloaded with apt-get into --kernel-cache and its modules are used; boot
+the vmlinuz printed on the "kernel:" line with this initramfs.
+The last line of output is "initramfs: <path> <bytes> bytes".`,
+		Args: exactArgs(0),
+		RunE: func(c *cobra.Command, _ []string) error { return runInitramfsBuild(c, e, args) },
+	}
+	f := build.Flags()
+	f.StringVarP(&args.out, "out", "o", "", "output `file` (default build/initramfs.cpio plus .gz, .zst or .xz)")
+	f.StringVar(&args.agent, "agent", "", "prebuilt static agent `binary` (default: build --agent-pkg)")
+	f.StringVar(&args.agentPkg, "agent-pkg", "./cmd/sealroot-agent", "agent Go `package` to build")
+	f.StringVar(&args.agentConfig, "agent-config", "", "agent configuration JSON `file` (public data only)")
+	f.StringVar(&args.cacheDir, "kernel-cache", "build/cache", "kernel download cache `dir`")
+	f.StringVar(&args.modulesRoot, "modules-root", "", "root `dir` with lib/modules/<kver> (default: fetch Debian's kernel)")
+	f.StringVar(&args.kernelVer, "kernel-version", "", "kernel `release` under --modules-root")
+	f.StringSliceVar(&args.modules, "modules", initramfs.DefaultModules, "modules to ship with their dependencies")
+	f.StringVar(&args.compression, "compression", "gzip", "gzip, zstd, xz or none")
+	return newGroupCmd("initramfs", "Build the boot initramfs", build)
+}
+
+func runInitramfsBuild(c *cobra.Command, e *env, args initramfsBuildArgs) error {
+	ext, ok := initramfsExt[args.compression]
+	if !ok {
+		return usagef(c, "unknown --compression %q", args.compression)
+	}
+	if (args.modulesRoot == "") != (args.kernelVer == "") {
+		return usagef(c, "--modules-root and --kernel-version go together")
+	}
+	if args.out == "" {
+		args.out = "build/initramfs.cpio" + ext
+	}
+	ctx := c.Context()
+	log := hclog.New(&hclog.LoggerOptions{Name: "sealroot", Output: e.Stderr, Level: hclog.Info})
+	opts := initramfs.Options{
+		AgentBinary:   args.agent,
+		ModulesRoot:   args.modulesRoot,
+		KernelVersion: args.kernelVer,
+		Modules:       args.modules,
+		Compression:   args.compression,
+		Logger:        log,
+	}
+	var kernel *initramfs.Kernel
+	if args.modulesRoot == "" {
+		k, err := initramfs.FetchKernel(ctx, args.cacheDir)
+		if err != nil {
+			return err
+		}
+		kernel, opts.ModulesRoot, opts.KernelVersion = k, k.ModulesRoot, k.Version
+	}
+	if args.agentConfig != "" {
+		b, err := os.ReadFile(args.agentConfig)
+		if err != nil {
+			return err
+		}
+		opts.AgentConfig = b
+	}
+	if opts.AgentBinary == "" {
+		tmp, err := os.MkdirTemp("", "sealroot-agent-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(tmp)
+		opts.AgentBinary = filepath.Join(tmp, "sealroot-agent")
+		log.Info("building agent", "package", args.agentPkg)
+		if err := initramfs.BuildAgent(ctx, args.agentPkg, opts.AgentBinary); err != nil {
+			return err
+		}
+	}
+	res, err := writeInitramfs(c, opts, args.out)
+	if err != nil {
+		return err
+	}
+	return printInitramfs(e, args.out, kernel, res)
+}
+
+// writeInitramfs builds into a temporary file next to out and renames it,
+// so out is never a partial archive.
+func writeInitramfs(c *cobra.Command, opts initramfs.Options, out string) (*initramfs.Result, error) {
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.CreateTemp(filepath.Dir(out), ".initramfs-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(f.Name())
+	res, err := initramfs.Build(c.Context(), opts, f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(f.Name(), 0o644); err != nil {
+		return nil, err
+	}
+	return res, os.Rename(f.Name(), out)
+}
+
+func printInitramfs(e *env, out string, k *initramfs.Kernel, res *initramfs.Result) error {
+	if e.JSON {
+		return e.printJSON(struct {
+			Path    string            `json:"path"`
+			Bytes   int64             `json:"bytes"`
+			SHA256  string            `json:"sha256"`
+			Modules []string          `json:"modules"`
+			Kernel  *initramfs.Kernel `json:"kernel,omitempty"`
+		}{out, res.Bytes, res.SHA256, res.Modules, k})
+	}
+	if k != nil {
+		fmt.Fprintf(e.Stdout, "kernel: %s %s %s\n", k.Package, k.PackageVersion, k.VMLinuz)
+	}
+	fmt.Fprintf(e.Stdout, "modules: %d, sha256: %s\n", len(res.Modules), res.SHA256)
+	_, err := fmt.Fprintf(e.Stdout, "initramfs: %s %d bytes\n", out, res.Bytes)
+	return err
+}
