@@ -1,0 +1,162 @@
+// Package machines is sealroot's machine-management service: the operator's
+// view of enrolled machines (approve, revoke, forget) and their secrets. It
+// implements api.Service over a store.Store, encrypts secrets with a
+// secrets.Box before they reach the store and writes every change to the
+// audit log, naming secrets but never their values.
+//
+// # Machine references
+//
+// Operators name a machine by its full ID, by a unique prefix of at least 8
+// hex digits of its ID, or by its exact name. A reference that matches
+// several machines (as prefix or name) fails with api.ErrAmbiguous.
+//
+// # Audit
+//
+// Every change and every read of secret names or values is recorded, with
+// the actor set by WithActor ("operator" by default) and outcome "ok",
+// "refused" (invalid argument, unknown or ambiguous machine, wrong state) or
+// "error". Listing machines is not recorded. A failure to write the audit
+// log is logged and does not undo the change.
+package machines
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/sealroot/sealroot/server/api"
+	"github.com/sealroot/sealroot/server/audit"
+	"github.com/sealroot/sealroot/server/secrets"
+	"github.com/sealroot/sealroot/server/store"
+)
+
+// DefaultActor is the audit actor when the context names none.
+const DefaultActor = "operator"
+
+// minPrefix is the shortest ID prefix accepted as a machine reference.
+const minPrefix = 8
+
+// Manager implements api.Service. It is safe for concurrent use.
+type Manager struct {
+	store  store.Store
+	box    *secrets.Box
+	log    *audit.Log // may be nil: no audit
+	logger hclog.Logger
+}
+
+var _ api.Service = (*Manager)(nil)
+
+// New returns a Manager. log may be nil (no audit, for tools and tests);
+// logger may be nil.
+func New(st store.Store, box *secrets.Box, log *audit.Log, logger hclog.Logger) *Manager {
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	return &Manager{store: st, box: box, log: log, logger: logger.Named("machines")}
+}
+
+type actorKey struct{}
+
+// WithActor returns a context whose operations are audited as done by actor,
+// e.g. "operator:1000" or "agent".
+func WithActor(ctx context.Context, actor string) context.Context {
+	return context.WithValue(ctx, actorKey{}, actor)
+}
+
+func actorFrom(ctx context.Context) string {
+	if a, ok := ctx.Value(actorKey{}).(string); ok && a != "" {
+		return a
+	}
+	return DefaultActor
+}
+
+// Machines returns every machine, sorted by ID.
+func (m *Manager) Machines(ctx context.Context) ([]*store.Machine, error) {
+	return m.store.Machines(ctx)
+}
+
+// Machine returns the machine ref names.
+func (m *Manager) Machine(ctx context.Context, ref string) (*store.Machine, error) {
+	return m.resolve(ctx, ref)
+}
+
+// resolve finds the machine ref names: an exact ID wins; otherwise the ID
+// prefix and name matches together must be exactly one machine.
+func (m *Manager) resolve(ctx context.Context, ref string) (*store.Machine, error) {
+	if ref == "" || len(ref) > 128 {
+		return nil, fmt.Errorf("%w: machine reference of %d bytes", api.ErrInvalid, len(ref))
+	}
+	if mc, err := m.store.Machine(ctx, ref); err == nil {
+		return mc, nil
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
+	all, err := m.store.Machines(ctx)
+	if err != nil {
+		return nil, err
+	}
+	prefix := strings.ToLower(ref)
+	usePrefix := len(prefix) >= minPrefix && isHex(prefix)
+	var found []*store.Machine
+	for _, mc := range all {
+		if mc.Name == ref || (usePrefix && strings.HasPrefix(mc.ID, prefix)) {
+			found = append(found, mc)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return nil, fmt.Errorf("machine %q: %w", ref, api.ErrNotFound)
+	case 1:
+		return found[0], nil
+	}
+	ids := make([]string, len(found))
+	for i, mc := range found {
+		ids[i] = short(mc.ID)
+	}
+	return nil, fmt.Errorf("machine %q: %w: matches %s", ref, api.ErrAmbiguous, strings.Join(ids, ", "))
+}
+
+func isHex(s string) bool {
+	for _, c := range s {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// short abbreviates an ID for messages.
+func short(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+// record writes an audit entry for an operation on machineID that ended
+// with err.
+func (m *Manager) record(ctx context.Context, action, machineID, reason string, err error) {
+	outcome := "ok"
+	switch {
+	case err == nil:
+	case errors.Is(err, api.ErrInvalid), errors.Is(err, api.ErrNotFound),
+		errors.Is(err, api.ErrAmbiguous), errors.Is(err, api.ErrConflict):
+		outcome, reason = "refused", err.Error()
+	default:
+		outcome, reason = "error", err.Error()
+	}
+	actor := actorFrom(ctx)
+	if err == nil {
+		m.logger.Info(action, "machine", machineID, "actor", actor)
+	}
+	if m.log == nil {
+		return
+	}
+	e := audit.Entry{Actor: actor, MachineID: machineID, Action: action, Outcome: outcome, Reason: reason}
+	if aerr := m.log.Record(e); aerr != nil {
+		m.logger.Error("audit log write failed", "action", action, "machine", machineID, "error", aerr)
+	}
+}
