@@ -43,9 +43,8 @@ func events(s Spec) []Event {
 	for _, name := range []string{"PK", "KEK"} {
 		add(7, EvEFIVariableDriverConfig, variableData(efiGlobalVariable, name, nil))
 	}
-	for _, name := range []string{"db", "dbx"} {
-		add(7, EvEFIVariableDriverConfig, variableData(efiImageSecurity, name, nil))
-	}
+	add(7, EvEFIVariableDriverConfig, variableData(efiImageSecurity, "db", s.DB))
+	add(7, EvEFIVariableDriverConfig, variableData(efiImageSecurity, "dbx", nil))
 
 	// Boot variables.
 	add(1, EvEFIVariableBoot, variableData(efiGlobalVariable, "BootOrder", []byte{1, 0, 0, 0}))

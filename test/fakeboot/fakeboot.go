@@ -62,6 +62,9 @@ type Spec struct {
 	BootEntry string
 	// SecureBoot is the SecureBoot variable (PCR 7).
 	SecureBoot bool
+	// DB is the content of the Secure Boot db variable (PCR 7), e.g. an
+	// EFI_SIGNATURE_LIST of certificates; it makes logs realistically large.
+	DB []byte
 	// OptionROM, if not nil, is measured as a driver into PCR 2.
 	OptionROM []byte
 	// Loader, if not nil, is the network boot program (iPXE) measured into
@@ -127,6 +130,16 @@ func Build(s Spec) (*Boot, error) {
 		b.add(e)
 	}
 	return b, nil
+}
+
+// Encode returns a log holding the Spec ID header and events, in order. Tests
+// use it to build logs with events dropped or altered.
+func Encode(events []Event) []byte {
+	b := specIDEvent()
+	for _, e := range events {
+		b = appendEvent2(b, e)
+	}
+	return b
 }
 
 func (b *Boot) add(e Event) {

@@ -73,6 +73,7 @@ func TestSpecChangesPCRs(t *testing.T) {
 		{"loader", func(s *Spec) { s.Loader = []byte("ipxe 2") }, []int{4}},
 		{"kernel", func(s *Spec) { s.Kernel = []byte("kernel 2") }, []int{4, 11}},
 		{"secure_boot", func(s *Spec) { s.SecureBoot = true }, []int{7}},
+		{"db", func(s *Spec) { s.DB = []byte("cert") }, []int{7}},
 		{"cmdline", func(s *Spec) { s.Cmdline = "quiet" }, []int{8, 9, 11}},
 		{"initrd", func(s *Spec) { s.Initrd = []byte("initramfs 2") }, []int{9, 11}},
 		{"mok_list", func(s *Spec) { s.MokList = []byte("mok") }, []int{14}},
@@ -120,5 +121,15 @@ func TestApply(t *testing.T) {
 	}
 	if len(b.Extends) != len(b.Events)-1 {
 		t.Errorf("%d extends for %d events (one EV_NO_ACTION)", len(b.Extends), len(b.Events))
+	}
+}
+
+func TestEncode(t *testing.T) {
+	b, err := Build(baseSpec())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := Encode(b.Events); !bytes.Equal(got, b.Log) {
+		t.Errorf("Encode(b.Events) differs from b.Log")
 	}
 }
