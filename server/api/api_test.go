@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -293,5 +295,55 @@ func TestServeShutdown(t *testing.T) {
 	var ue *client.UnreachableError
 	if !errors.As(err, &ue) || err.Error() != want {
 		t.Errorf("after shutdown: err = %v, want %q", err, want)
+	}
+}
+
+// blockingService blocks Machines until release is closed.
+type blockingService struct {
+	api.Service
+	started chan struct{}
+	release chan struct{}
+}
+
+func (b blockingService) Machines(ctx context.Context) ([]*store.Machine, error) {
+	close(b.started)
+	<-b.release
+	return testMachines(), nil
+}
+
+func TestServeShutdownWaitsForRequests(t *testing.T) {
+	path := shortTempDir(t) + "/admin.sock"
+	ln, err := api.Listen(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := blockingService{started: make(chan struct{}), release: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- (&api.Server{Handler: api.NewHandler(svc, nil)}).Serve(ctx, ln) }()
+	got := make(chan error, 1)
+	go func() {
+		ms, err := client.New(path).Machines(context.Background())
+		if err == nil && len(ms) != 3 {
+			err = fmt.Errorf("got %d machines, want 3", len(ms))
+		}
+		got <- err
+	}()
+	<-svc.started
+	cancel()
+	select {
+	case err := <-served:
+		t.Fatalf("Serve returned (%v) with a request in flight", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(svc.release)
+	if err := <-got; err != nil {
+		t.Errorf("in-flight request during shutdown: %v", err)
+	}
+	if err := <-served; err != nil {
+		t.Errorf("Serve = %v, want nil", err)
+	}
+	if _, err := os.Lstat(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("socket file after shutdown: %v, want it removed", err)
 	}
 }

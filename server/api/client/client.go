@@ -65,6 +65,9 @@ func (c *Client) dial(ctx context.Context, _, _ string) (net.Conn, error) {
 		if errors.As(err, &op) {
 			err = op.Err // drop the repeated "dial unix <path>"
 		}
+		if errors.Is(err, fs.ErrPermission) {
+			return nil, fmt.Errorf("connecting to sealroot at %s: %w (the admin API is for root)", c.path, err)
+		}
 		return nil, fmt.Errorf("connecting to sealroot at %s: %w", c.path, err)
 	}
 	return conn, nil
