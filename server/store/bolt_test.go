@@ -392,3 +392,57 @@ func BenchmarkUpdateMachine(b *testing.B) {
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "updates/s")
 }
+
+// TestBatchIsolation checks that failing updates (fn errors, name
+// conflicts) grouped into a batch with good ones fail alone.
+func TestBatchIsolation(t *testing.T) {
+	ctx := context.Background()
+	db, _ := openTestDB(t)
+	for i := range 2 {
+		if err := db.CreateMachine(ctx, testMachine(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const n = 60
+	sentinel := errors.New("refused")
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			_, errs[i] = db.UpdateMachine(ctx, testMachine(0).ID, func(m *Machine) error {
+				switch i % 3 {
+				case 0:
+					m.BootCount++
+					return nil
+				case 1:
+					m.BootCount += 1000
+					return sentinel
+				default:
+					m.BootCount += 1000
+					m.Name = testMachine(1).Name // taken
+					return nil
+				}
+			})
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		var want error
+		switch i % 3 {
+		case 1:
+			want = sentinel
+		case 2:
+			want = ErrNameTaken
+		}
+		if !errors.Is(err, want) || (want == nil) != (err == nil) {
+			t.Errorf("update %d = %v, want %v", i, err, want)
+		}
+	}
+	m, err := db.Machine(ctx, testMachine(0).ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.BootCount != n/3 || m.Name != testMachine(0).Name {
+		t.Errorf("after the batch: BootCount %d name %q, want %d and %q", m.BootCount, m.Name, n/3, testMachine(0).Name)
+	}
+}
