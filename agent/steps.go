@@ -1,0 +1,43 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+)
+
+// A Step is one named stage of the boot sequence.
+type Step struct {
+	Name string
+	Run  func(ctx context.Context) error
+}
+
+// StepError is the failure of one step.
+type StepError struct {
+	Step string
+	Err  error
+}
+
+func (e *StepError) Error() string { return e.Step + ": " + e.Err.Error() }
+func (e *StepError) Unwrap() error { return e.Err }
+
+// RunSteps runs steps in order and prints one line per step on console:
+//
+//	sealroot: [ok] dhcp (2.41s)
+//	sealroot: [FAILED] attest (0.12s): <reason>
+//
+// It stops at the first failure and returns it as a *StepError.
+func RunSteps(ctx context.Context, console io.Writer, steps []Step) error {
+	for _, s := range steps {
+		start := time.Now()
+		err := s.Run(ctx)
+		took := time.Since(start).Seconds()
+		if err != nil {
+			fmt.Fprintf(console, "sealroot: [FAILED] %s (%.2fs): %v\n", s.Name, took, err)
+			return &StepError{Step: s.Name, Err: err}
+		}
+		fmt.Fprintf(console, "sealroot: [ok] %s (%.2fs)\n", s.Name, took)
+	}
+	return nil
+}
