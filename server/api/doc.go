@@ -13,7 +13,9 @@
 //	DELETE /v1/machines/{ref}/secrets/{name}    delete a secret
 //
 // Errors are JSON Error values; their code maps back to the Service
-// sentinel errors, so errors.Is works on both sides of the socket.
+// sentinel errors, so errors.Is works on both sides of the socket:
+// not_found 404, ambiguous 409, conflict 409, invalid 400 (413 for a secret
+// over MaxSecretSize), forbidden 403, internal 500.
 //
 // # Access
 //

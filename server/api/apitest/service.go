@@ -62,6 +62,7 @@ func (s *Service) Secret(id, name string) ([]byte, bool) {
 	return v, ok
 }
 
+// Machines implements api.Service.
 func (s *Service) Machines(ctx context.Context) ([]*store.Machine, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -74,6 +75,7 @@ func (s *Service) Machines(ctx context.Context) ([]*store.Machine, error) {
 	return ms, nil
 }
 
+// Machine implements api.Service.
 func (s *Service) Machine(ctx context.Context, ref string) (*store.Machine, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -85,10 +87,11 @@ func (s *Service) Machine(ctx context.Context, ref string) (*store.Machine, erro
 	return &c, nil
 }
 
+// Approve implements api.Service.
 func (s *Service) Approve(ctx context.Context, ref string, opts api.ApproveOptions) (*store.Machine, error) {
 	return s.update(ctx, ref, func(m *store.Machine) error {
 		if m.State != store.StatePending && m.State != store.StateNeedsReapproval {
-			return fmt.Errorf("machine %s is %s: %w", m.ID[:12], m.State, api.ErrConflict)
+			return fmt.Errorf("machine %s is %s: %w", short(m.ID), m.State, api.ErrConflict)
 		}
 		if opts.Name != "" {
 			m.Name = opts.Name
@@ -101,16 +104,18 @@ func (s *Service) Approve(ctx context.Context, ref string, opts api.ApproveOptio
 	})
 }
 
+// Revoke implements api.Service.
 func (s *Service) Revoke(ctx context.Context, ref, reason string) (*store.Machine, error) {
 	return s.update(ctx, ref, func(m *store.Machine) error {
 		if m.State == store.StateRevoked {
-			return fmt.Errorf("machine %s is already revoked: %w", m.ID[:12], api.ErrConflict)
+			return fmt.Errorf("machine %s is already revoked: %w", short(m.ID), api.ErrConflict)
 		}
 		m.State, m.Reason = store.StateRevoked, reason
 		return nil
 	})
 }
 
+// Forget implements api.Service.
 func (s *Service) Forget(ctx context.Context, ref string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -124,6 +129,7 @@ func (s *Service) Forget(ctx context.Context, ref string) error {
 	return nil
 }
 
+// SetSecret implements api.Service.
 func (s *Service) SetSecret(ctx context.Context, ref, name string, value []byte) error {
 	if !secretName.MatchString(name) {
 		return fmt.Errorf("bad secret name %q: %w", name, api.ErrInvalid)
@@ -142,6 +148,7 @@ func (s *Service) SetSecret(ctx context.Context, ref, name string, value []byte)
 	return nil
 }
 
+// SecretNames implements api.Service.
 func (s *Service) SecretNames(ctx context.Context, ref string) ([]string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -157,6 +164,7 @@ func (s *Service) SecretNames(ctx context.Context, ref string) ([]string, error)
 	return names, nil
 }
 
+// DeleteSecret implements api.Service.
 func (s *Service) DeleteSecret(ctx context.Context, ref, name string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -165,7 +173,7 @@ func (s *Service) DeleteSecret(ctx context.Context, ref, name string) error {
 		return err
 	}
 	if _, ok := s.secrets[m.ID][name]; !ok {
-		return fmt.Errorf("secret %q of machine %s: %w", name, m.ID[:12], api.ErrNotFound)
+		return fmt.Errorf("secret %q of machine %s: %w", name, short(m.ID), api.ErrNotFound)
 	}
 	s.recordLocked(ctx)
 	delete(s.secrets[m.ID], name)
@@ -214,4 +222,11 @@ func (s *Service) resolveLocked(ref string) (*store.Machine, error) {
 		return found[0], nil
 	}
 	return nil, fmt.Errorf("machine %q matches %d machines: %w", ref, len(found), api.ErrAmbiguous)
+}
+
+func short(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
 }
