@@ -20,9 +20,9 @@ func specIDEvent() []byte {
 	body = append(body, 0) // vendorInfoSize
 
 	var b []byte
-	b = binary.LittleEndian.AppendUint32(b, 0)         // PCRIndex
+	b = binary.LittleEndian.AppendUint32(b, 0)          // PCRIndex
 	b = binary.LittleEndian.AppendUint32(b, EvNoAction) // EventType
-	b = append(b, make([]byte, 20)...)                 // SHA-1 digest, zero
+	b = append(b, make([]byte, 20)...)                  // SHA-1 digest, zero
 	b = binary.LittleEndian.AppendUint32(b, uint32(len(body)))
 	return append(b, body...)
 }
