@@ -1,0 +1,149 @@
+package dhcp
+
+import (
+	"errors"
+	"net/netip"
+	"sync"
+	"time"
+)
+
+// ErrPoolExhausted means every address is leased or held by an offer.
+var ErrPoolExhausted = errors.New("dhcp: address pool exhausted")
+
+// lease binds an address to a client. Records outlive their expiry so that
+// a machine gets the same address back (stable per MAC) until another
+// client needs it.
+type lease struct {
+	mac    string // "" for a declined (quarantined) address
+	addr   netip.Addr
+	expiry time.Time
+}
+
+// pool is an in-memory lease table. Its size is bounded by the range: there
+// is at most one record per address. Safe for concurrent use.
+type pool struct {
+	first     uint32 // first address of the range
+	size      uint32
+	leaseTime time.Duration
+
+	mu     sync.Mutex
+	byMAC  map[string]*lease     // guarded by mu
+	byAddr map[netip.Addr]*lease // guarded by mu
+}
+
+func newPool(p Pool) *pool {
+	return &pool{
+		first:     be32(p.Start.As4()),
+		size:      uint32(rangeSize(p.Start, p.End)),
+		leaseTime: p.LeaseTime,
+		byMAC:     make(map[string]*lease),
+		byAddr:    make(map[netip.Addr]*lease),
+	}
+}
+
+func (p *pool) contains(a netip.Addr) bool {
+	if !a.Is4() {
+		return false
+	}
+	v := be32(a.As4())
+	return v >= p.first && v-p.first < p.size
+}
+
+// offer returns the address for mac, reserving it for OfferHold if it is
+// not already leased.
+func (p *pool) offer(mac string, now time.Time) (netip.Addr, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if l := p.byMAC[mac]; l != nil {
+		if l.expiry.Before(now.Add(OfferHold)) {
+			l.expiry = now.Add(OfferHold)
+		}
+		return l.addr, nil
+	}
+	a, ok := p.freeLocked(now)
+	if !ok {
+		return netip.Addr{}, ErrPoolExhausted
+	}
+	p.bindLocked(mac, a, now.Add(OfferHold))
+	return a, nil
+}
+
+// request confirms a lease on addr for mac and reports whether it may be
+// ACKed. It succeeds if addr is mac's address or is free.
+func (p *pool) request(mac string, a netip.Addr, now time.Time) bool {
+	if !p.contains(a) {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if l := p.byMAC[mac]; l != nil && l.addr == a {
+		l.expiry = now.Add(p.leaseTime)
+		return true
+	}
+	if other := p.byAddr[a]; other != nil && !other.expiry.Before(now) {
+		return false
+	}
+	p.bindLocked(mac, a, now.Add(p.leaseTime))
+	return true
+}
+
+// release ends mac's lease on addr early; the record stays for stability.
+func (p *pool) release(mac string, a netip.Addr, now time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if l := p.byMAC[mac]; l != nil && l.addr == a && l.expiry.After(now) {
+		l.expiry = now
+	}
+}
+
+// decline quarantines addr for a lease time after mac reported it in use
+// by someone else (RFC 2131 4.3.3).
+func (p *pool) decline(mac string, a netip.Addr, now time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if l := p.byMAC[mac]; l != nil && l.addr == a {
+		delete(p.byMAC, mac)
+		l.mac = ""
+		l.expiry = now.Add(p.leaseTime)
+	}
+}
+
+// bindLocked records addr for mac, dropping any previous record of either.
+func (p *pool) bindLocked(mac string, a netip.Addr, expiry time.Time) {
+	if old := p.byMAC[mac]; old != nil {
+		delete(p.byAddr, old.addr)
+	}
+	if old := p.byAddr[a]; old != nil && old.mac != "" {
+		delete(p.byMAC, old.mac)
+	}
+	l := &lease{mac: mac, addr: a, expiry: expiry}
+	p.byMAC[mac] = l
+	p.byAddr[a] = l
+}
+
+// freeLocked returns the lowest never-used address, or else the address
+// whose record expired longest ago.
+func (p *pool) freeLocked(now time.Time) (netip.Addr, bool) {
+	if len(p.byAddr) < int(p.size) {
+		for i := uint32(0); i < p.size; i++ {
+			a := addrFrom32(p.first + i)
+			if p.byAddr[a] == nil {
+				return a, true
+			}
+		}
+	}
+	var oldest *lease
+	for _, l := range p.byAddr {
+		if l.expiry.Before(now) && (oldest == nil || l.expiry.Before(oldest.expiry)) {
+			oldest = l
+		}
+	}
+	if oldest == nil {
+		return netip.Addr{}, false
+	}
+	return oldest.addr, true
+}
+
+func addrFrom32(v uint32) netip.Addr {
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+}
