@@ -16,15 +16,18 @@ import (
 	"github.com/sealroot/sealroot/initramfs/preload"
 )
 
-// DefaultModules are the modules shipped when Options.Modules is nil: NICs
-// of common VMs and small machines, the entropy source of VMs, iSCSI and
-// NFSv4 roots, WireGuard, ext4 and overlayfs. crc32c is listed explicitly
-// because iscsi_tcp requests it at run time without declaring a softdep.
-var DefaultModules = []string{
-	"virtio_net", "virtio_pci", "virtio_rng",
-	"e1000", "e1000e", "igc", "igb", "r8169",
-	"iscsi_tcp", "sd_mod", "crc32c_generic", "crc32c-intel",
-	"nfsv4", "wireguard", "ext4", "overlay",
+// DefaultModules returns the modules shipped when Options.Modules is nil:
+// NICs of common VMs and small machines, the entropy source of VMs, iSCSI
+// and NFSv4 roots, WireGuard, ext4 and overlayfs. crc32c is listed
+// explicitly because iscsi_tcp requests it at run time without declaring a
+// softdep.
+func DefaultModules() []string {
+	return []string{
+		"virtio_net", "virtio_pci", "virtio_rng",
+		"e1000", "e1000e", "igc", "igb", "r8169",
+		"iscsi_tcp", "sd_mod", "crc32c_generic", "crc32c-intel",
+		"nfsv4", "wireguard", "ext4", "overlay",
+	}
 }
 
 // AgentConfigPath is where the agent configuration lives in the initramfs.
@@ -50,7 +53,7 @@ type Options struct {
 	KernelVersion string
 
 	// Modules are the wanted modules (names or aliases); their closure is
-	// shipped. Nil: DefaultModules.
+	// shipped. Nil: DefaultModules().
 	Modules []string
 
 	// AgentConfig is written to /etc/sealroot/agent.json when non-nil. It
@@ -136,7 +139,7 @@ func addModules(tree *tree, opts Options, res *Result) error {
 	}
 	wanted := opts.Modules
 	if wanted == nil {
-		wanted = DefaultModules
+		wanted = DefaultModules()
 	}
 	c, err := ix.closureOf(wanted)
 	if err != nil {

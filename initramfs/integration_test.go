@@ -115,7 +115,7 @@ func checkAgainstModprobe(t *testing.T, k *Kernel, shipped []string) {
 	for _, m := range shipped {
 		have[m] = true
 	}
-	for _, m := range DefaultModules {
+	for _, m := range DefaultModules() {
 		out, err := exec.Command("modprobe", "-d", k.ModulesRoot, "-S", k.Version, "--show-depends", m).Output()
 		if err != nil {
 			t.Errorf("modprobe --show-depends %s: %v", m, err)

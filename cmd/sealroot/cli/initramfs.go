@@ -48,7 +48,7 @@ The last line of output is "initramfs: <path> <bytes> bytes".`,
 	f.StringVar(&args.cacheDir, "kernel-cache", "build/cache", "kernel download cache `dir`")
 	f.StringVar(&args.modulesRoot, "modules-root", "", "root `dir` with lib/modules/<kver> (default: fetch Debian's kernel)")
 	f.StringVar(&args.kernelVer, "kernel-version", "", "kernel `release` under --modules-root")
-	f.StringSliceVar(&args.modules, "modules", initramfs.DefaultModules, "modules to ship with their dependencies")
+	f.StringSliceVar(&args.modules, "modules", initramfs.DefaultModules(), "modules to ship with their dependencies")
 	f.StringVar(&args.compression, "compression", "gzip", "gzip, zstd, xz or none")
 	return newGroupCmd("initramfs", "Build the boot initramfs", build)
 }
