@@ -94,30 +94,37 @@ func Seal(rand io.Reader, ekPublic []byte, pcrs []wire.PCR, payload, aad []byte)
 // sealedObject returns the TPMT_PUBLIC bytes and the TPMT_SENSITIVE bytes of
 // a keyed-hash object holding key, usable only through policy: neither
 // FixedTPM nor FixedParent (it is imported), no UserWithAuth (the user role
-// needs the policy), AdminWithPolicy, NoDA.
+// needs the policy), AdminWithPolicy, NoDA. Both are encoded by hand, not by
+// go-tpm's reflection, because Seal is on the server's hot path; a test
+// checks the bytes against tpm2.Marshal.
 func sealedObject(policy, seed, key []byte) (public, sensitive []byte) {
 	unique := sha256.New()
 	unique.Write(seed)
 	unique.Write(key)
-	public = tpm2.Marshal(tpm2.TPMTPublic{
-		Type:    tpm2.TPMAlgKeyedHash,
-		NameAlg: tpm2.TPMAlgSHA256,
-		ObjectAttributes: tpm2.TPMAObject{
-			AdminWithPolicy: true,
-			NoDA:            true,
-		},
-		AuthPolicy: tpm2.TPM2BDigest{Buffer: policy},
-		Parameters: tpm2.NewTPMUPublicParms(tpm2.TPMAlgKeyedHash, &tpm2.TPMSKeyedHashParms{
-			Scheme: tpm2.TPMTKeyedHashScheme{Scheme: tpm2.TPMAlgNull},
-		}),
-		Unique: tpm2.NewTPMUPublicID(tpm2.TPMAlgKeyedHash, &tpm2.TPM2BDigest{Buffer: unique.Sum(nil)}),
-	})
-	sensitive = tpm2.Marshal(tpm2.TPMTSensitive{
-		SensitiveType: tpm2.TPMAlgKeyedHash,
-		SeedValue:     tpm2.TPM2BDigest{Buffer: seed},
-		Sensitive:     tpm2.NewTPMUSensitiveComposite(tpm2.TPMAlgKeyedHash, &tpm2.TPM2BSensitiveData{Buffer: key}),
-	})
+	public = make([]byte, 0, 14+len(policy)+2+sha256.Size)
+	public = binary.BigEndian.AppendUint16(public, uint16(tpm2.TPMAlgKeyedHash))
+	public = binary.BigEndian.AppendUint16(public, uint16(tpm2.TPMAlgSHA256))
+	public = binary.BigEndian.AppendUint32(public, sealedAttributes)
+	public = append2B(public, policy)
+	public = binary.BigEndian.AppendUint16(public, uint16(tpm2.TPMAlgNull)) // keyed-hash scheme
+	public = append2B(public, unique.Sum(nil))
+
+	sensitive = make([]byte, 0, 8+len(seed)+len(key))
+	sensitive = binary.BigEndian.AppendUint16(sensitive, uint16(tpm2.TPMAlgKeyedHash))
+	sensitive = append2B(sensitive, nil) // authValue
+	sensitive = append2B(sensitive, seed)
+	sensitive = append2B(sensitive, key)
 	return public, sensitive
+}
+
+// sealedAttributes are the TPMA_OBJECT bits adminWithPolicy (7) and
+// noDA (10).
+const sealedAttributes = 1<<7 | 1<<10
+
+// append2B appends b as a TPM2B: a 16-bit size, then the bytes.
+func append2B(dst, b []byte) []byte {
+	dst = binary.BigEndian.AppendUint16(dst, uint16(len(b)))
+	return append(dst, b...)
 }
 
 // objectName is the TPM Name of an object with name algorithm SHA-256.
@@ -178,6 +185,10 @@ func PolicyDigest(pcrs []wire.PCR) ([]byte, error) {
 	return policyDigest(sorted)
 }
 
+// policyDigest computes the digest of TPM2_PolicyPCR from an empty policy
+// (Part 3, 23.7): SHA-256(zeros ‖ TPM_CC_PolicyPCR ‖ TPML_PCR_SELECTION ‖
+// SHA-256(values)). It is encoded by hand for speed; a test checks it
+// against tpm2.PolicyCalculator and a real TPM.
 func policyDigest(sorted []wire.PCR) ([]byte, error) {
 	values := sha256.New()
 	indices := make([]uint, len(sorted))
@@ -185,27 +196,17 @@ func policyDigest(sorted []wire.PCR) ([]byte, error) {
 		values.Write(p.Digest)
 		indices[i] = uint(p.Index)
 	}
-	calc, err := tpm2.NewPolicyCalculator(tpm2.TPMAlgSHA256)
-	if err != nil {
-		return nil, fmt.Errorf("policy calculator: %w", err)
-	}
-	cmd := tpm2.PolicyPCR{
-		PcrDigest: tpm2.TPM2BDigest{Buffer: values.Sum(nil)},
-		Pcrs:      pcrSelection(indices),
-	}
-	if err := cmd.Update(calc); err != nil {
-		return nil, fmt.Errorf("PolicyPCR digest: %w", err)
-	}
-	return calc.Hash().Digest, nil
-}
-
-// pcrSelection is the sha256-bank selection of the PCR indices, encoded as
-// both Seal's policy and the agent's PolicyPCR session must encode it.
-func pcrSelection(indices []uint) tpm2.TPMLPCRSelection {
-	return tpm2.TPMLPCRSelection{PCRSelections: []tpm2.TPMSPCRSelection{{
-		Hash:      tpm2.TPMAlgSHA256,
-		PCRSelect: tpm2.PCClientCompatible.PCRs(indices...),
-	}}}
+	sel := tpm2.PCClientCompatible.PCRs(indices...)
+	msg := make([]byte, 0, sha256.Size+4+4+2+1+len(sel)+sha256.Size)
+	msg = append(msg, make([]byte, sha256.Size)...)
+	msg = binary.BigEndian.AppendUint32(msg, uint32(tpm2.TPMCCPolicyPCR))
+	msg = binary.BigEndian.AppendUint32(msg, 1) // one bank
+	msg = binary.BigEndian.AppendUint16(msg, uint16(tpm2.TPMAlgSHA256))
+	msg = append(msg, byte(len(sel)))
+	msg = append(msg, sel...)
+	msg = values.Sum(msg)
+	sum := sha256.Sum256(msg)
+	return sum[:], nil
 }
 
 // sortPCRs returns a copy of pcrs sorted by index after checking that they
