@@ -119,12 +119,8 @@ func resolveKernelPackage(ctx context.Context, meta string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) == 2 && f[0] == "Depends:" && strings.HasPrefix(f[1], "linux-image-") {
-			return f[1], nil
-		}
+	if pkg, ok := aptField(out, "Depends:", "linux-image-"); ok {
+		return pkg, nil
 	}
 	return "", fmt.Errorf("apt-cache depends %s: no linux-image dependency", meta)
 }
@@ -135,14 +131,23 @@ func candidateVersion(ctx context.Context, pkg string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if ver, ok := aptField(out, "Candidate:", ""); ok && ver != "(none)" {
+		return ver, nil
+	}
+	return "", fmt.Errorf("apt-cache policy %s: no candidate version", pkg)
+}
+
+// aptField returns the value of the first "key value" line of apt-cache
+// output whose value starts with prefix.
+func aptField(out []byte, key, prefix string) (string, bool) {
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
-		if len(f) == 2 && f[0] == "Candidate:" && f[1] != "(none)" {
-			return f[1], nil
+		if len(f) == 2 && f[0] == key && strings.HasPrefix(f[1], prefix) {
+			return f[1], true
 		}
 	}
-	return "", fmt.Errorf("apt-cache policy %s: no candidate version", pkg)
+	return "", false
 }
 
 // runTool runs a host tool in dir and returns its stdout. depmod lives in
