@@ -18,7 +18,9 @@ import (
 )
 
 // startServer serves files on a loopback port and stops it at cleanup.
-func startServer(t *testing.T, files map[string]string) string {
+func startServer(t *testing.T, files map[string]string) string { return startServerB(t, files) }
+
+func startServerB(t testing.TB, files map[string]string) string {
 	t.Helper()
 	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
@@ -42,14 +44,16 @@ func startServer(t *testing.T, files map[string]string) string {
 	return conn.LocalAddr().String()
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Logf("%s", bytes.TrimRight(p, "\n"))
 	return len(p), nil
 }
 
-func writeRandom(t *testing.T, dir, name string, n int) string {
+func writeRandom(t *testing.T, dir, name string, n int) string { return writeRandomB(t, dir, name, n) }
+
+func writeRandomB(t testing.TB, dir, name string, n int) string {
 	t.Helper()
 	b := make([]byte, n)
 	rand.Read(b)
@@ -60,7 +64,7 @@ func writeRandom(t *testing.T, dir, name string, n int) string {
 	return p
 }
 
-func fetch(t *testing.T, addr, name string, blksize int) ([]byte, error) {
+func fetch(t testing.TB, addr, name string, blksize int) ([]byte, error) {
 	t.Helper()
 	c, err := pintftp.NewClient(addr)
 	if err != nil {
