@@ -36,6 +36,7 @@ import (
 	"net"
 	nethttp "net/http"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -99,8 +100,8 @@ func (h *handler) route(w nethttp.ResponseWriter, r *nethttp.Request) {
 	switch p := r.URL.Path; {
 	case p == ScriptPath:
 		h.serveScript(w, r)
-	case len(p) > len(ArtifactPrefix) && p[:len(ArtifactPrefix)] == ArtifactPrefix:
-		h.serveArtifact(w, r, p[len(ArtifactPrefix):])
+	case strings.HasPrefix(p, ArtifactPrefix):
+		h.serveArtifact(w, r, strings.TrimPrefix(p, ArtifactPrefix))
 	default:
 		nethttp.NotFound(w, r)
 	}
