@@ -86,68 +86,98 @@ func ParseEK(ekPublic []byte) (*tpm2.TPMTPublic, error) {
 // (Restricted, SignEncrypt, FixedTPM, FixedParent, SensitiveDataOrigin, not
 // Decrypt) with name algorithm SHA-256, and either ECDSA P-256 or RSASSA-2048
 // with SHA-256. The encoding must be canonical. Anything else wraps ErrBadAK.
+//
+// ParseAK decodes by hand rather than with go-tpm's reflection: it runs for
+// every quote on the server's hot path.
 func ParseAK(akPublic []byte) (*tpm2.TPMTPublic, error) {
-	pub, err := tpm2.Unmarshal[tpm2.TPMTPublic](akPublic)
-	if err != nil {
-		return nil, fmt.Errorf("decode AK public area: %v: %w", err, ErrBadAK)
+	r := reader{b: akPublic}
+	typ, nameAlg, attrBits, policy := tpm2.TPMAlgID(r.u16()), tpm2.TPMAlgID(r.u16()), r.u32(), r.sized()
+	if r.short {
+		return nil, fmt.Errorf("AK public area of %d bytes is truncated: %w", len(akPublic), ErrBadAK)
 	}
-	if err := checkAKAttributes(pub); err != nil {
+	if nameAlg != tpm2.TPMAlgSHA256 {
+		return nil, fmt.Errorf("AK name algorithm %v: %w", nameAlg, ErrBadAK)
+	}
+	attrs, err := akAttributes(attrBits)
+	if err != nil {
 		return nil, err
 	}
-	var canonical *tpm2.TPMTPublic
-	switch pub.Type {
+	var pub *tpm2.TPMTPublic
+	switch typ {
 	case tpm2.TPMAlgECC:
-		canonical, err = canonicalECCAK(pub)
+		pub, err = parseECCAK(&r)
 	case tpm2.TPMAlgRSA:
-		canonical, err = canonicalRSAAK(pub)
+		pub, err = parseRSAAK(&r)
 	default:
-		err = fmt.Errorf("AK key type %v: %w", pub.Type, ErrBadAK)
+		err = fmt.Errorf("AK key type %v: %w", typ, ErrBadAK)
 	}
 	if err != nil {
 		return nil, err
 	}
-	if !bytes.Equal(tpm2.Marshal(canonical), akPublic) {
-		return nil, fmt.Errorf("AK public area is not canonically encoded: %w", ErrBadAK)
+	if r.short || len(r.b) != 0 {
+		return nil, fmt.Errorf("AK public area truncated or with %d trailing bytes: %w", len(r.b), ErrBadAK)
 	}
-	return canonical, nil
+	pub.ObjectAttributes = attrs
+	pub.AuthPolicy = tpm2.TPM2BDigest{Buffer: policy}
+	return pub, nil
 }
 
-func checkAKAttributes(pub *tpm2.TPMTPublic) error {
-	if pub.NameAlg != tpm2.TPMAlgSHA256 {
-		return fmt.Errorf("AK name algorithm %v: %w", pub.NameAlg, ErrBadAK)
+// TPMA_OBJECT bits (Part 2, 8.3).
+const (
+	attrFixedTPM            = 1 << 1
+	attrSTClear             = 1 << 2
+	attrFixedParent         = 1 << 4
+	attrSensitiveDataOrigin = 1 << 5
+	attrUserWithAuth        = 1 << 6
+	attrAdminWithPolicy     = 1 << 7
+	attrNoDA                = 1 << 10
+	attrEncryptedDup        = 1 << 11
+	attrRestricted          = 1 << 16
+	attrDecrypt             = 1 << 17
+	attrSignEncrypt         = 1 << 18
+
+	akRequired = attrFixedTPM | attrFixedParent | attrSensitiveDataOrigin | attrRestricted | attrSignEncrypt
+	akAllowed  = akRequired | attrSTClear | attrUserWithAuth | attrAdminWithPolicy | attrNoDA
+)
+
+// akAttributes checks an AK's TPMA_OBJECT: all of akRequired, nothing
+// outside akAllowed (so neither Decrypt nor a reserved bit).
+func akAttributes(bits uint32) (tpm2.TPMAObject, error) {
+	if bits&akRequired != akRequired || bits&^akAllowed != 0 {
+		return tpm2.TPMAObject{}, fmt.Errorf("AK attributes %#x: want restricted signing, fixedTPM, fixedParent, sensitiveDataOrigin, not decrypt: %w", bits, ErrBadAK)
 	}
-	a := pub.ObjectAttributes
-	if !a.Restricted || !a.SignEncrypt || !a.FixedTPM || !a.FixedParent || !a.SensitiveDataOrigin || a.Decrypt {
-		return fmt.Errorf("AK attributes %+v: want restricted signing, fixedTPM, fixedParent, sensitiveDataOrigin: %w", a, ErrBadAK)
-	}
-	return nil
+	return tpm2.TPMAObject{
+		FixedTPM:            true,
+		STClear:             bits&attrSTClear != 0,
+		FixedParent:         true,
+		SensitiveDataOrigin: true,
+		UserWithAuth:        bits&attrUserWithAuth != 0,
+		AdminWithPolicy:     bits&attrAdminWithPolicy != 0,
+		NoDA:                bits&attrNoDA != 0,
+		Restricted:          true,
+		SignEncrypt:         true,
+	}, nil
 }
 
-func canonicalECCAK(pub *tpm2.TPMTPublic) (*tpm2.TPMTPublic, error) {
-	parms, err := pub.Parameters.ECCDetail()
-	if err != nil {
-		return nil, fmt.Errorf("AK ECC parameters: %v: %w", err, ErrBadAK)
+// parseECCAK reads the TPMS_ECC_PARMS and TPMS_ECC_POINT of an ECDSA
+// P-256/SHA-256 AK.
+func parseECCAK(r *reader) (*tpm2.TPMTPublic, error) {
+	sym, scheme, hash, curve, kdf := r.u16(), r.u16(), r.u16(), r.u16(), r.u16()
+	x, y := r.sized(), r.sized()
+	if r.short {
+		return nil, fmt.Errorf("AK ECC parameters truncated: %w", ErrBadAK)
 	}
-	if parms.CurveID != tpm2.TPMECCNistP256 || parms.Symmetric.Algorithm != tpm2.TPMAlgNull ||
-		parms.KDF.Scheme != tpm2.TPMAlgNull || parms.Scheme.Scheme != tpm2.TPMAlgECDSA {
-		return nil, fmt.Errorf("AK ECC parameters: want P-256 ECDSA, no KDF or symmetric: %w", ErrBadAK)
+	if tpm2.TPMAlgID(sym) != tpm2.TPMAlgNull || tpm2.TPMAlgID(scheme) != tpm2.TPMAlgECDSA || tpm2.TPMAlgID(hash) != tpm2.TPMAlgSHA256 ||
+		tpm2.TPMECCCurve(curve) != tpm2.TPMECCNistP256 || tpm2.TPMAlgID(kdf) != tpm2.TPMAlgNull {
+		return nil, fmt.Errorf("AK ECC parameters: want P-256 ECDSA SHA-256, no KDF or symmetric: %w", ErrBadAK)
 	}
-	scheme, err := parms.Scheme.Details.ECDSA()
-	if err != nil || scheme.HashAlg != tpm2.TPMAlgSHA256 {
-		return nil, fmt.Errorf("AK ECDSA scheme: want SHA-256: %w", ErrBadAK)
-	}
-	point, err := pub.Unique.ECC()
-	if err != nil {
-		return nil, fmt.Errorf("AK ECC point: %v: %w", err, ErrBadAK)
-	}
+	point := &tpm2.TPMSECCPoint{X: tpm2.TPM2BECCParameter{Buffer: x}, Y: tpm2.TPM2BECCParameter{Buffer: y}}
 	if _, err := ecdsaKey(point); err != nil {
 		return nil, err
 	}
 	return &tpm2.TPMTPublic{
-		Type:             tpm2.TPMAlgECC,
-		NameAlg:          tpm2.TPMAlgSHA256,
-		ObjectAttributes: pub.ObjectAttributes,
-		AuthPolicy:       tpm2.TPM2BDigest{Buffer: pub.AuthPolicy.Buffer},
+		Type:    tpm2.TPMAlgECC,
+		NameAlg: tpm2.TPMAlgSHA256,
 		Parameters: tpm2.NewTPMUPublicParms(tpm2.TPMAlgECC, &tpm2.TPMSECCParms{
 			Symmetric: tpm2.TPMTSymDefObject{Algorithm: tpm2.TPMAlgNull},
 			Scheme: tpm2.TPMTECCScheme{
@@ -157,10 +187,7 @@ func canonicalECCAK(pub *tpm2.TPMTPublic) (*tpm2.TPMTPublic, error) {
 			CurveID: tpm2.TPMECCNistP256,
 			KDF:     tpm2.TPMTKDFScheme{Scheme: tpm2.TPMAlgNull},
 		}),
-		Unique: tpm2.NewTPMUPublicID(tpm2.TPMAlgECC, &tpm2.TPMSECCPoint{
-			X: tpm2.TPM2BECCParameter{Buffer: point.X.Buffer},
-			Y: tpm2.TPM2BECCParameter{Buffer: point.Y.Buffer},
-		}),
+		Unique: tpm2.NewTPMUPublicID(tpm2.TPMAlgECC, point),
 	}, nil
 }
 
@@ -181,31 +208,24 @@ func ecdsaKey(point *tpm2.TPMSECCPoint) (*ecdsa.PublicKey, error) {
 	return key, nil
 }
 
-func canonicalRSAAK(pub *tpm2.TPMTPublic) (*tpm2.TPMTPublic, error) {
-	parms, err := pub.Parameters.RSADetail()
-	if err != nil {
-		return nil, fmt.Errorf("AK RSA parameters: %v: %w", err, ErrBadAK)
+// parseRSAAK reads the TPMS_RSA_PARMS and modulus of an RSASSA-2048/SHA-256
+// AK.
+func parseRSAAK(r *reader) (*tpm2.TPMTPublic, error) {
+	sym, scheme, hash, bits, exponent := r.u16(), r.u16(), r.u16(), r.u16(), r.u32()
+	modulus := r.sized()
+	if r.short {
+		return nil, fmt.Errorf("AK RSA parameters truncated: %w", ErrBadAK)
 	}
-	if parms.KeyBits != 2048 || parms.Symmetric.Algorithm != tpm2.TPMAlgNull || parms.Scheme.Scheme != tpm2.TPMAlgRSASSA ||
-		(parms.Exponent != 0 && parms.Exponent != 65537) {
-		return nil, fmt.Errorf("AK RSA parameters: want 2048-bit RSASSA, exponent 65537, no symmetric: %w", ErrBadAK)
+	if tpm2.TPMAlgID(sym) != tpm2.TPMAlgNull || tpm2.TPMAlgID(scheme) != tpm2.TPMAlgRSASSA || tpm2.TPMAlgID(hash) != tpm2.TPMAlgSHA256 ||
+		bits != 2048 || (exponent != 0 && exponent != 65537) {
+		return nil, fmt.Errorf("AK RSA parameters: want 2048-bit RSASSA SHA-256, exponent 65537, no symmetric: %w", ErrBadAK)
 	}
-	scheme, err := parms.Scheme.Details.RSASSA()
-	if err != nil || scheme.HashAlg != tpm2.TPMAlgSHA256 {
-		return nil, fmt.Errorf("AK RSASSA scheme: want SHA-256: %w", ErrBadAK)
-	}
-	modulus, err := pub.Unique.RSA()
-	if err != nil {
-		return nil, fmt.Errorf("AK RSA modulus: %v: %w", err, ErrBadAK)
-	}
-	if len(modulus.Buffer) != 256 || modulus.Buffer[0]&0x80 == 0 || modulus.Buffer[255]&1 == 0 {
+	if len(modulus) != 256 || modulus[0]&0x80 == 0 || modulus[255]&1 == 0 {
 		return nil, fmt.Errorf("AK RSA modulus is not an odd 2048-bit number: %w", ErrBadAK)
 	}
 	return &tpm2.TPMTPublic{
-		Type:             tpm2.TPMAlgRSA,
-		NameAlg:          tpm2.TPMAlgSHA256,
-		ObjectAttributes: pub.ObjectAttributes,
-		AuthPolicy:       tpm2.TPM2BDigest{Buffer: pub.AuthPolicy.Buffer},
+		Type:    tpm2.TPMAlgRSA,
+		NameAlg: tpm2.TPMAlgSHA256,
 		Parameters: tpm2.NewTPMUPublicParms(tpm2.TPMAlgRSA, &tpm2.TPMSRSAParms{
 			Symmetric: tpm2.TPMTSymDefObject{Algorithm: tpm2.TPMAlgNull},
 			Scheme: tpm2.TPMTRSAScheme{
@@ -213,10 +233,47 @@ func canonicalRSAAK(pub *tpm2.TPMTPublic) (*tpm2.TPMTPublic, error) {
 				Details: tpm2.NewTPMUAsymScheme(tpm2.TPMAlgRSASSA, &tpm2.TPMSSigSchemeRSASSA{HashAlg: tpm2.TPMAlgSHA256}),
 			},
 			KeyBits:  2048,
-			Exponent: parms.Exponent,
+			Exponent: exponent,
 		}),
-		Unique: tpm2.NewTPMUPublicID(tpm2.TPMAlgRSA, &tpm2.TPM2BPublicKeyRSA{Buffer: modulus.Buffer}),
+		Unique: tpm2.NewTPMUPublicID(tpm2.TPMAlgRSA, &tpm2.TPM2BPublicKeyRSA{Buffer: modulus}),
 	}, nil
+}
+
+// reader decodes big-endian TPM fields; reading past the end sets short
+// and yields zeros.
+type reader struct {
+	b     []byte
+	short bool
+}
+
+func (r *reader) next(n int) []byte {
+	if r.short || len(r.b) < n {
+		r.short = true
+		return nil
+	}
+	b := r.b[:n:n]
+	r.b = r.b[n:]
+	return b
+}
+
+func (r *reader) u16() uint16 {
+	if b := r.next(2); b != nil {
+		return binary.BigEndian.Uint16(b)
+	}
+	return 0
+}
+
+func (r *reader) u32() uint32 {
+	if b := r.next(4); b != nil {
+		return binary.BigEndian.Uint32(b)
+	}
+	return 0
+}
+
+// sized reads a TPM2B and returns a copy of its contents.
+func (r *reader) sized() []byte {
+	n := r.u16()
+	return bytes.Clone(r.next(int(n)))
 }
 
 // rsaKey converts a 2048-bit RSA AK modulus; ParseAK has checked it.
