@@ -8,6 +8,10 @@
 // the agent extends it after unsealing its credential, so a non-zero PCR 15
 // means a credential was already released during this boot.
 //
+// Only digests are proven: an event's type and data (hence TypeName and
+// Description) are not covered by its digest for every event type, so they
+// serve operators reading diffs, never decisions.
+//
 // Verify never panics on arbitrary input and is safe for concurrent use.
 package eventlog
 

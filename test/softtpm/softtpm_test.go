@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"math/big"
 	"testing"
 
@@ -97,6 +98,41 @@ func mustEncSecret(t *testing.T, tpm *TPM) []byte {
 		t.Fatal(err)
 	}
 	return enc
+}
+
+// TestActivateCredentialGoTPM checks ActivateCredential against go-tpm's
+// tpm2.CreateCredential directly, with credentials of several sizes.
+func TestActivateCredentialGoTPM(t *testing.T) {
+	tpm := newTPM(t)
+	ek, err := tpm2.Unmarshal[tpm2.TPMTPublic](tpm.EKPublic())
+	if err != nil {
+		t.Fatal(err)
+	}
+	kem, err := tpm2.ImportEncapsulationKey(ek)
+	if err != nil {
+		t.Fatalf("tpm2.ImportEncapsulationKey: %v", err)
+	}
+	ak, err := tpm2.Unmarshal[tpm2.TPMTPublic](tpm.AKPublic())
+	if err != nil {
+		t.Fatal(err)
+	}
+	name, err := tpm2.ObjectName(ak)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, size := range []int{1, 16, 20, 32} {
+		t.Run(fmt.Sprintf("credential_%d_bytes", size), func(t *testing.T) {
+			cred := bytes.Repeat([]byte{byte(size)}, size)
+			blob, enc, err := tpm2.CreateCredential(rand.Reader, kem, name.Buffer, cred)
+			if err != nil {
+				t.Fatalf("tpm2.CreateCredential: %v", err)
+			}
+			got, err := tpm.ActivateCredential(blob, enc)
+			if err != nil || !bytes.Equal(got, cred) {
+				t.Errorf("ActivateCredential = %x, %v; want %x", got, err, cred)
+			}
+		})
+	}
 }
 
 func TestQuote(t *testing.T) {
@@ -260,4 +296,19 @@ func BenchmarkActivateCredential(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// FuzzActivateCredential checks ActivateCredential never panics on what a
+// server sends.
+func FuzzActivateCredential(f *testing.F) {
+	tpm := newTPM(f)
+	blob, enc, _, err := evidence.NewActivation(rand.Reader, tpm.EKPublic(), tpm.AKPublic())
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(blob, enc)
+	f.Add(blob[:3], enc)
+	f.Fuzz(func(t *testing.T, blob, enc []byte) {
+		tpm.ActivateCredential(blob, enc)
+	})
 }
