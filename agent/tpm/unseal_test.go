@@ -126,3 +126,37 @@ func TestUnsealOtherTPM(t *testing.T) {
 		t.Errorf("Unseal(credential sealed to another TPM's EK) = %v, want ErrImport from the TPM", err)
 	}
 }
+
+func TestUnsealRejectsMalformed(t *testing.T) {
+	ctx := context.Background()
+	tp, _ := openSim(t)
+	k := loadKeys(t, tp)
+	good := sealToCurrent(t, tp, k.EKPublic, []byte("payload"), nil)
+	for _, tc := range []struct {
+		name string
+		mod  func(c wire.Credential) *wire.Credential
+		want error
+	}{
+		{"nil", func(wire.Credential) *wire.Credential { return nil }, nil},
+		{"oversized_public", func(c wire.Credential) *wire.Credential { c.Public = make([]byte, 4096); return &c }, nil},
+		{"no_pcrs", func(c wire.Credential) *wire.Credential { c.PCRs = nil; return &c }, tpm.ErrPCR},
+		{"pcr_out_of_range", func(c wire.Credential) *wire.Credential { c.PCRs = []int{99}; return &c }, tpm.ErrPCR},
+		{"policy_pcrs_changed", func(c wire.Credential) *wire.Credential { c.PCRs = []int{0, 2}; return &c }, tpm.ErrPolicyFail},
+		{"public_tampered", func(c wire.Credential) *wire.Credential {
+			c.Public = bytes.Clone(c.Public)
+			c.Public[len(c.Public)-1] ^= 1
+			return &c
+		}, tpm.ErrImport},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := tp.Unseal(ctx, k, tc.mod(*good))
+			if err == nil || (tc.want != nil && !errors.Is(err, tc.want)) {
+				t.Errorf("Unseal() = %v, want %v", err, tc.want)
+			}
+		})
+	}
+	// Nothing leaked: the good credential still unseals.
+	if _, err := tp.Unseal(ctx, k, good); err != nil {
+		t.Errorf("Unseal(good credential) after failures = %v", err)
+	}
+}
