@@ -9,13 +9,14 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sealroot/sealroot/pki"
+	"github.com/sealroot/sealroot/server"
 )
 
 // DefaultStateDir is where sealroot keeps its state.
 const DefaultStateDir = "/var/lib/sealroot"
 
 // pkiDir is the directory of the CA and server certificate under stateDir.
-func pkiDir(stateDir string) string { return filepath.Join(stateDir, "pki") }
+func pkiDir(stateDir string) string { return server.PKIDir(stateDir) }
 
 type pkiInitArgs struct {
 	stateDir string

@@ -80,6 +80,7 @@ func newRootCmd(e *env) *cobra.Command {
 		newSecretCmd,
 		newPKICmd,
 		newInitramfsCmd,
+		newServeCmd,
 	}
 	root := newGroupCmd("sealroot", "Attested network boot for diskless machines")
 	root.SilenceErrors = true

@@ -1,0 +1,377 @@
+package attest
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+
+	"github.com/google/go-tpm/tpm2"
+	"github.com/sealroot/sealroot/pki"
+	"github.com/sealroot/sealroot/server/attest/evidence"
+	"github.com/sealroot/sealroot/server/attest/wire"
+	"github.com/sealroot/sealroot/server/audit"
+	"github.com/sealroot/sealroot/server/eventlog"
+	"github.com/sealroot/sealroot/server/policy"
+	"github.com/sealroot/sealroot/server/seal"
+	"github.com/sealroot/sealroot/server/store"
+)
+
+// DefaultPCRs is the sha256 PCR selection every quote covers: firmware and
+// boot loader (0-9), the unified kernel image (11-13), shim (14), and PCR 15,
+// which must be zero until the agent extends it after unsealing. PCR 10
+// (IMA) is left out: its events are not in the firmware log.
+var DefaultPCRs = []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14, 15}
+
+// releasedPCR is extended by the agent once the credential is unsealed.
+const releasedPCR = 15
+
+// Secrets returns a machine's decrypted secrets for the credential payload.
+type Secrets interface {
+	PlainSecrets(ctx context.Context, machineID string) (map[string][]byte, error)
+}
+
+// Failure is a refused attestation: Check names the check that failed (for
+// the audit log and the agent's console), Reason is safe to show the agent.
+type Failure struct {
+	Check  string
+	Reason string
+	Err    error
+}
+
+func (f *Failure) Error() string { return fmt.Sprintf("%s: %s", f.Check, f.Reason) }
+func (f *Failure) Unwrap() error { return f.Err }
+
+func fail(check string, err error) *Failure {
+	return &Failure{Check: check, Reason: err.Error(), Err: err}
+}
+
+// exchange is the server's state for one attestation on one connection.
+// Its nonce and activation secret live only here, so each is single use.
+type exchange struct {
+	s        *Server
+	remote   string
+	exporter []byte
+
+	hello     *wire.Hello
+	machineID string
+	machine   *store.Machine // nil for an unknown machine
+	nonce     []byte
+	secret    []byte
+	pcrs      []int
+	done      bool
+}
+
+func (s *Server) newExchange(remote string, exporter []byte) *exchange {
+	return &exchange{s: s, remote: remote, exporter: exporter, pcrs: s.pcrs}
+}
+
+// start handles Hello and returns a Challenge or a final Status.
+func (x *exchange) start(ctx context.Context, h *wire.Hello) (wire.Message, error) {
+	x.hello = h
+	x.machineID = evidence.MachineID(h.EKPublic)
+	if _, err := evidence.ParseEK(h.EKPublic); err != nil {
+		return nil, fail("ek-public", err)
+	}
+	if _, err := evidence.ParseAK(h.AKPublic); err != nil {
+		return nil, fail("ak-public", err)
+	}
+	if err := x.s.checkEKCert(h); err != nil {
+		return nil, err
+	}
+	m, err := x.s.store.Machine(ctx, x.machineID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		return nil, fmt.Errorf("load machine: %w", err)
+	default:
+		x.machine = m
+	}
+	if x.machine != nil && x.machine.State == store.StateRevoked {
+		x.done = true
+		x.s.record(x, "revoked", "enrollment", "machine is revoked: "+x.machine.Reason)
+		return &wire.Status{State: wire.StateRevoked, MachineID: x.machineID, Reason: revokedReason(x.machine)}, nil
+	}
+	blob, encSecret, secret, err := evidence.NewActivation(x.s.rand, h.EKPublic, h.AKPublic)
+	if err != nil {
+		return nil, fail("activation", err)
+	}
+	x.secret = secret
+	x.nonce = make([]byte, wire.NonceSize)
+	if _, err := io.ReadFull(x.s.rand, x.nonce); err != nil {
+		return nil, fmt.Errorf("nonce: %w", err)
+	}
+	return &wire.Challenge{
+		MachineID:       x.machineID,
+		CredentialBlob:  blob,
+		EncryptedSecret: encSecret,
+		Nonce:           x.nonce,
+		PCRs:            x.pcrs,
+	}, nil
+}
+
+func revokedReason(m *store.Machine) string {
+	if m.Reason != "" {
+		return "machine revoked by operator: " + m.Reason
+	}
+	return "machine revoked by operator"
+}
+
+func (s *Server) checkEKCert(h *wire.Hello) error {
+	if len(h.EKCert) == 0 {
+		if s.requireEKCert {
+			return fail("ek-certificate", errors.New("TPM has no EK certificate and the server requires one"))
+		}
+		return nil
+	}
+	if s.ekRoots == nil {
+		return nil
+	}
+	ek, err := evidence.ParseEK(h.EKPublic)
+	if err != nil {
+		return fail("ek-public", err)
+	}
+	pub, err := ekCryptoKey(ek)
+	if err != nil {
+		return fail("ek-public", err)
+	}
+	if err := pki.VerifyEKCert(h.EKCert, pub, s.ekRoots, s.ekIntermediates); err != nil {
+		return fail("ek-certificate", err)
+	}
+	return nil
+}
+
+// finish verifies Evidence and returns a Credential or a final Status.
+func (x *exchange) finish(ctx context.Context, ev *wire.Evidence) (wire.Message, error) {
+	x.done = true
+	observed, info, err := x.verify(ev)
+	if err != nil {
+		return nil, err
+	}
+	if x.machine != nil && info.ResetCount < x.machine.ResetCount {
+		return nil, fail("reset-count", fmt.Errorf("TPM reset count %d is below the last accepted %d: replayed or rolled-back quote",
+			info.ResetCount, x.machine.ResetCount))
+	}
+	if x.machine == nil {
+		return x.enroll(ctx, observed)
+	}
+	switch x.machine.State {
+	case store.StatePending, store.StateNeedsReapproval:
+		return x.stillPending(ctx, observed)
+	case store.StateApproved:
+		return x.judge(ctx, observed, info)
+	}
+	return nil, fail("enrollment", fmt.Errorf("machine in state %q", x.machine.State))
+}
+
+// verify runs the evidence checks in their fixed order.
+func (x *exchange) verify(ev *wire.Evidence) (*store.BootState, *evidence.QuoteInfo, error) {
+	proofData := wire.ActivationProofData(x.nonce, x.exporter, x.machineID)
+	if err := evidence.VerifyActivationProof(x.secret, ev.ActivationProof, proofData); err != nil {
+		return nil, nil, fail("activation", err)
+	}
+	if !slices.Equal(pcrIndices(ev.PCRs), x.pcrs) {
+		return nil, nil, fail("quote-pcrs", fmt.Errorf("PCRs %v do not match the requested selection %v", pcrIndices(ev.PCRs), x.pcrs))
+	}
+	extra := wire.QualifyingData(x.nonce, x.exporter, x.machineID)
+	info, err := evidence.VerifyQuote(x.hello.AKPublic, ev.Quote, ev.Signature, extra, ev.PCRs)
+	if err != nil {
+		return nil, nil, fail(quoteCheck(err), err)
+	}
+	events, err := eventlog.Verify(ev.EventLog, ev.PCRs)
+	if err != nil {
+		return nil, nil, fail("event-log", err)
+	}
+	pcrs := make(map[int][]byte, len(ev.PCRs))
+	for _, p := range ev.PCRs {
+		pcrs[p.Index] = p.Digest
+	}
+	return &store.BootState{PCRs: pcrs, Events: events, At: x.s.now()}, info, nil
+}
+
+func quoteCheck(err error) string {
+	switch {
+	case errors.Is(err, evidence.ErrSignature):
+		return "quote-signature"
+	case errors.Is(err, evidence.ErrExtraData):
+		return "quote-extra-data"
+	case errors.Is(err, evidence.ErrPCRDigest), errors.Is(err, evidence.ErrPCRSelection):
+		return "quote-pcrs"
+	}
+	return "quote"
+}
+
+func pcrIndices(pcrs []wire.PCR) []int {
+	out := make([]int, len(pcrs))
+	for i, p := range pcrs {
+		out[i] = p.Index
+	}
+	return out
+}
+
+// enroll records an unknown machine as pending.
+func (x *exchange) enroll(ctx context.Context, observed *store.BootState) (wire.Message, error) {
+	now := x.s.now()
+	m := &store.Machine{
+		ID:          x.machineID,
+		Name:        defaultName(x.machineID),
+		State:       store.StatePending,
+		EKPublic:    x.hello.EKPublic,
+		EKCert:      x.hello.EKCert,
+		AKPublic:    x.hello.AKPublic,
+		Hints:       x.hello.Hints,
+		Policy:      store.PolicyPinned,
+		Reported:    observed,
+		Root:        wire.RootPlan{Kind: "none"},
+		FirstSeen:   now,
+		LastSeen:    now,
+		LastAddress: x.remote,
+	}
+	if err := x.s.store.CreateMachine(ctx, m); err != nil {
+		// Two agents with the same EK raced; the other one enrolled it.
+		if existing, err2 := x.s.store.Machine(ctx, x.machineID); err2 == nil {
+			x.machine = existing
+			return x.stillPending(ctx, observed)
+		}
+		return nil, fmt.Errorf("enroll machine: %w", err)
+	}
+	x.s.record(x, "pending", "", "new machine enrolled as pending")
+	x.s.logger.Info("new machine waiting for approval", "machine", x.machineID, "remote", x.remote)
+	return x.pendingStatus(wire.StatePending, ""), nil
+}
+
+func defaultName(id string) string { return "m-" + id[:12] }
+
+func (x *exchange) pendingStatus(state wire.State, diff string) *wire.Status {
+	reason := "waiting for approval"
+	if state == wire.StateNeedsReapproval {
+		reason = "boot state changed since approval: waiting for re-approval"
+	}
+	return &wire.Status{
+		State:            state,
+		MachineID:        x.machineID,
+		Fingerprint:      x.machineID,
+		Reason:           reason,
+		Diff:             diff,
+		RetryAfterMillis: x.s.retryAfter.Milliseconds(),
+	}
+}
+
+// stillPending refreshes what a pending machine reported.
+func (x *exchange) stillPending(ctx context.Context, observed *store.BootState) (wire.Message, error) {
+	m, err := x.s.store.UpdateMachine(ctx, x.machineID, func(m *store.Machine) error {
+		m.Reported = observed
+		m.Hints = x.hello.Hints
+		m.AKPublic = x.hello.AKPublic
+		m.LastSeen = x.s.now()
+		m.LastAddress = x.remote
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("update machine: %w", err)
+	}
+	if m.State == store.StateNeedsReapproval {
+		x.s.record(x, "needs-reapproval", "policy", "boot state changed since approval")
+		return x.pendingStatus(wire.StateNeedsReapproval, m.Diff), nil
+	}
+	x.s.record(x, "pending", "", "waiting for approval")
+	return x.pendingStatus(wire.StatePending, ""), nil
+}
+
+// judge applies policy to an approved machine and seals its credential.
+func (x *exchange) judge(ctx context.Context, observed *store.BootState, info *evidence.QuoteInfo) (wire.Message, error) {
+	v := policy.Evaluate(x.machine, observed)
+	switch v.Decision {
+	case policy.Allow:
+		return x.release(ctx, observed, info, v)
+	case policy.NeedsReapproval:
+		_, err := x.s.store.UpdateMachine(ctx, x.machineID, func(m *store.Machine) error {
+			m.State = store.StateNeedsReapproval
+			m.Reported = observed
+			m.Diff = v.Diff
+			m.LastSeen = x.s.now()
+			m.LastAddress = x.remote
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("update machine: %w", err)
+		}
+		x.s.record(x, "needs-reapproval", "policy", v.Reason)
+		x.s.logger.Warn("boot state changed: machine needs re-approval", "machine", x.machineID, "reason", v.Reason)
+		return x.pendingStatus(wire.StateNeedsReapproval, v.Diff), nil
+	}
+	return nil, &Failure{Check: "policy", Reason: v.Reason}
+}
+
+// release seals the credential for an approved machine in a verified state.
+func (x *exchange) release(ctx context.Context, observed *store.BootState, info *evidence.QuoteInfo, v policy.Verdict) (wire.Message, error) {
+	secrets, err := x.s.secrets.PlainSecrets(ctx, x.machineID)
+	if err != nil {
+		return nil, fmt.Errorf("load secrets: %w", err)
+	}
+	payload, err := json.Marshal(&wire.Payload{
+		MachineID:   x.machineID,
+		MachineName: x.machine.Name,
+		Root:        x.machine.Root,
+		Secrets:     secrets,
+	})
+	clear(secrets) // the plaintext lives on only inside payload
+	if err != nil {
+		return nil, fmt.Errorf("encode payload: %w", err)
+	}
+	defer clear(payload)
+	sealTo := make([]wire.PCR, 0, len(observed.PCRs))
+	for _, i := range x.pcrs {
+		sealTo = append(sealTo, wire.PCR{Index: i, Digest: observed.PCRs[i]})
+	}
+	if d := observed.PCRs[releasedPCR]; d == nil || !bytes.Equal(d, make([]byte, 32)) {
+		return nil, fail("event-log", eventlog.ErrAlreadyReleased)
+	}
+	cred, err := seal.Seal(x.s.rand, x.hello.EKPublic, sealTo, payload, wire.CredentialAAD(x.exporter, x.machineID))
+	if err != nil {
+		return nil, fmt.Errorf("seal credential: %w", err)
+	}
+	_, err = x.s.store.UpdateMachine(ctx, x.machineID, func(m *store.Machine) error {
+		m.ResetCount = max(m.ResetCount, info.ResetCount)
+		m.RestartCount = info.RestartCount
+		m.BootCount++
+		m.LastSeen = x.s.now()
+		m.LastAddress = x.remote
+		m.Hints = x.hello.Hints
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("update machine: %w", err)
+	}
+	x.s.record(x, "allowed", "", v.Reason)
+	return cred, nil
+}
+
+// record writes one audit entry; audit failures are logged, never hidden.
+func (s *Server) record(x *exchange, outcome, check, reason string) {
+	err := s.audit.Record(audit.Entry{
+		Time:      s.now(),
+		Actor:     "agent",
+		Remote:    x.remote,
+		MachineID: x.machineID,
+		Action:    "attest",
+		Outcome:   outcome,
+		Check:     check,
+		Reason:    reason,
+	})
+	if err != nil {
+		s.logger.Error("audit log write failed", "error", err)
+	}
+}
+
+func ekCryptoKey(ek *tpm2.TPMTPublic) (crypto.PublicKey, error) {
+	pub, err := tpm2.Pub(*ek)
+	if err != nil {
+		return nil, fmt.Errorf("EK public key: %w", err)
+	}
+	return pub, nil
+}

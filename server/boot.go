@@ -1,0 +1,185 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/sealroot/sealroot/ipxe"
+	"github.com/sealroot/sealroot/server/boot/dhcp"
+	boothttp "github.com/sealroot/sealroot/server/boot/http"
+	"github.com/sealroot/sealroot/server/boot/tftp"
+)
+
+// BootConfig configures the network boot services. The iPXE script, the
+// kernel command line and the artifacts carry no secret: every machine
+// gets the same bytes, and credentials travel only in the attested session.
+type BootConfig struct {
+	// ServerIP is this server's address on the boot network; it goes into
+	// DHCP answers and boot URLs. Required.
+	ServerIP string `json:"server_ip"`
+	// HTTPPort serves boot scripts and artifacts; default 8080.
+	HTTPPort uint16 `json:"http_port,omitempty"`
+	// TFTPPort serves the iPXE binaries; default 69. Zero disables nothing:
+	// set DisableTFTP to turn it off.
+	TFTPPort    uint16 `json:"tftp_port,omitempty"`
+	DisableTFTP bool   `json:"disable_tftp,omitempty"`
+	// DHCPInterface enables DHCP on that interface; empty disables DHCP.
+	DHCPInterface string `json:"dhcp_interface,omitempty"`
+	// DHCPMode is "proxy" (default: next to the site's DHCP server) or
+	// "full" (an isolated lab network; Pool is then required).
+	DHCPMode string      `json:"dhcp_mode,omitempty"`
+	Pool     *PoolConfig `json:"pool,omitempty"`
+	// ArtifactsDir holds the kernel, initramfs and UKIs served over HTTP;
+	// default <state dir>/artifacts.
+	ArtifactsDir string `json:"artifacts_dir,omitempty"`
+	// IPXEDir holds Debian's iPXE binaries; default /usr/lib/ipxe.
+	IPXEDir string `json:"ipxe_dir,omitempty"`
+	// Kernel and Initrd name the artifacts BIOS clients boot; UKI the one
+	// UEFI clients boot (when empty they boot Kernel and Initrd too).
+	Kernel string `json:"kernel,omitempty"`
+	Initrd string `json:"initrd,omitempty"`
+	UKI    string `json:"uki,omitempty"`
+	// Cmdline is the kernel command line: static, public, no secrets.
+	Cmdline string `json:"cmdline,omitempty"`
+}
+
+// PoolConfig is the address pool of full-DHCP mode.
+type PoolConfig struct {
+	Subnet    string   `json:"subnet"`
+	Start     string   `json:"start"`
+	End       string   `json:"end"`
+	Router    string   `json:"router,omitempty"`
+	DNS       []string `json:"dns,omitempty"`
+	LeaseTime string   `json:"lease_time,omitempty"` // Go duration, default 1h
+}
+
+func (b *BootConfig) defaults(stateDir string) {
+	if b.HTTPPort == 0 {
+		b.HTTPPort = 8080
+	}
+	if b.TFTPPort == 0 {
+		b.TFTPPort = 69
+	}
+	if b.ArtifactsDir == "" {
+		b.ArtifactsDir = filepath.Join(stateDir, "artifacts")
+	}
+	if b.IPXEDir == "" {
+		b.IPXEDir = "/usr/lib/ipxe"
+	}
+	if b.Kernel == "" {
+		b.Kernel = "vmlinuz"
+	}
+	if b.Initrd == "" {
+		b.Initrd = "initramfs.cpio.gz"
+	}
+	if b.Cmdline == "" {
+		b.Cmdline = "console=ttyS0 panic=10"
+	}
+}
+
+// startBoot validates the boot configuration and starts HTTP, TFTP and
+// DHCP through run, which owns their goroutines.
+func (s *Server) startBoot(ctx context.Context, run func(string, func() error)) error {
+	b := *s.cfg.Boot
+	b.defaults(s.cfg.StateDir)
+	ip, err := netip.ParseAddr(b.ServerIP)
+	if err != nil {
+		return fmt.Errorf("boot: server_ip: %w", err)
+	}
+	if err := ipxe.CheckCmdline(b.Cmdline); err != nil {
+		return fmt.Errorf("boot: %w", err)
+	}
+	base := "http://" + net.JoinHostPort(ip.String(), strconv.Itoa(int(b.HTTPPort)))
+	scripts := func(ctx context.Context, r boothttp.ScriptRequest) ([]byte, error) {
+		p := ipxe.Params{BaseURL: base, Arch: r.Arch, Kernel: b.Kernel, Initrd: b.Initrd, Cmdline: b.Cmdline}
+		if r.Arch == ipxe.ArchEFIx64 && b.UKI != "" {
+			p = ipxe.Params{BaseURL: base, Arch: r.Arch, UKI: b.UKI, Cmdline: b.Cmdline}
+		}
+		return ipxe.Render(p)
+	}
+	// Render once now so a bad configuration fails at start, not at boot.
+	if _, err := scripts(ctx, boothttp.ScriptRequest{Arch: ipxe.ArchBIOS}); err != nil {
+		return fmt.Errorf("boot: iPXE script: %w", err)
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(ip.String(), strconv.Itoa(int(b.HTTPPort))))
+	if err != nil {
+		return fmt.Errorf("boot: http listener: %w", err)
+	}
+	h := boothttp.NewHandler(b.ArtifactsDir, scripts, s.logger.Named("http"))
+	run("boot http", func() error { return boothttp.Serve(ctx, ln, h, s.logger.Named("http")) })
+
+	if !b.DisableTFTP {
+		pc, err := net.ListenPacket("udp4", net.JoinHostPort(ip.String(), strconv.Itoa(int(b.TFTPPort))))
+		if err != nil {
+			return fmt.Errorf("boot: tftp listener: %w", err)
+		}
+		ts := tftp.New(map[string]string{
+			dhcp.DefaultBIOSFile: filepath.Join(b.IPXEDir, dhcp.DefaultBIOSFile),
+			dhcp.DefaultEFIFile:  filepath.Join(b.IPXEDir, dhcp.DefaultEFIFile),
+		}, s.logger.Named("tftp"))
+		run("boot tftp", func() error { return ts.Serve(ctx, pc) })
+	}
+	if b.DHCPInterface == "" {
+		return nil
+	}
+	dcfg, err := dhcpConfig(&b, ip)
+	if err != nil {
+		return err
+	}
+	ds, err := dhcp.New(dcfg, s.logger.Named("dhcp"))
+	if err != nil {
+		return fmt.Errorf("boot: %w", err)
+	}
+	run("boot dhcp", func() error { return ds.Serve(ctx) })
+	return nil
+}
+
+func dhcpConfig(b *BootConfig, ip netip.Addr) (dhcp.Config, error) {
+	cfg := dhcp.Config{Interface: b.DHCPInterface, ServerIP: ip, HTTPPort: b.HTTPPort}
+	switch b.DHCPMode {
+	case "", "proxy":
+		cfg.Mode = dhcp.ModeProxy
+		return cfg, nil
+	case "full":
+		cfg.Mode = dhcp.ModeFull
+	default:
+		return cfg, fmt.Errorf("boot: dhcp_mode %q: want proxy or full", b.DHCPMode)
+	}
+	if b.Pool == nil {
+		return cfg, fmt.Errorf("boot: full DHCP needs a pool")
+	}
+	var err error
+	p := &cfg.Pool
+	if p.Subnet, err = netip.ParsePrefix(b.Pool.Subnet); err != nil {
+		return cfg, fmt.Errorf("boot: pool subnet: %w", err)
+	}
+	if p.Start, err = netip.ParseAddr(b.Pool.Start); err != nil {
+		return cfg, fmt.Errorf("boot: pool start: %w", err)
+	}
+	if p.End, err = netip.ParseAddr(b.Pool.End); err != nil {
+		return cfg, fmt.Errorf("boot: pool end: %w", err)
+	}
+	if b.Pool.Router != "" {
+		if p.Router, err = netip.ParseAddr(b.Pool.Router); err != nil {
+			return cfg, fmt.Errorf("boot: pool router: %w", err)
+		}
+	}
+	for _, d := range b.Pool.DNS {
+		a, err := netip.ParseAddr(d)
+		if err != nil {
+			return cfg, fmt.Errorf("boot: pool dns: %w", err)
+		}
+		p.DNS = append(p.DNS, a)
+	}
+	if b.Pool.LeaseTime != "" {
+		if p.LeaseTime, err = time.ParseDuration(b.Pool.LeaseTime); err != nil {
+			return cfg, fmt.Errorf("boot: pool lease_time: %w", err)
+		}
+	}
+	return cfg, nil
+}

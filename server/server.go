@@ -1,0 +1,178 @@
+// Package server wires sealroot's daemon from one Config: the attestation
+// service (QUIC), the admin API (Unix socket), and the boot services
+// (ProxyDHCP/DHCP, TFTP, HTTP). Run blocks until its context ends.
+//
+// # State directory
+//
+//	pki/ca.crt pki/server.crt pki/*.key   sealroot CA and server certificate (sealroot pki init)
+//	secrets.age.key                       age identity for secrets at rest
+//	state.db                              bbolt store: machines, secrets
+//	audit.log                             append-only decisions, JSON lines
+package server
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/sealroot/sealroot/pki"
+	"github.com/sealroot/sealroot/server/api"
+	"github.com/sealroot/sealroot/server/attest"
+	"github.com/sealroot/sealroot/server/audit"
+	"github.com/sealroot/sealroot/server/machines"
+	"github.com/sealroot/sealroot/server/secrets"
+	"github.com/sealroot/sealroot/server/store"
+)
+
+// Config is the daemon's configuration, read from a JSON file and flags.
+type Config struct {
+	// StateDir holds keys, the database and the audit log.
+	StateDir string `json:"state_dir"`
+	// AttestAddr is the UDP address of the QUIC attestation service.
+	AttestAddr string `json:"attest_addr"`
+	// AdminSocket is the admin API's Unix socket (root only).
+	AdminSocket string `json:"admin_socket"`
+	// EKCABundle lists PEM files or directories of TPM vendor CAs. Empty:
+	// EK certificates are not checked; approval of the EK fingerprint is
+	// the only identity check.
+	EKCABundle []string `json:"ek_ca_bundle,omitempty"`
+	// RequireEKCert refuses TPMs without an EK certificate.
+	RequireEKCert bool `json:"require_ek_cert,omitempty"`
+	// Boot configures the network boot services; nil disables them.
+	Boot *BootConfig `json:"boot,omitempty"`
+}
+
+// Defaults fills unset fields.
+func (c *Config) Defaults() {
+	if c.StateDir == "" {
+		c.StateDir = "/var/lib/sealroot"
+	}
+	if c.AttestAddr == "" {
+		c.AttestAddr = ":4433"
+	}
+	if c.AdminSocket == "" {
+		c.AdminSocket = "/run/sealroot/admin.sock"
+	}
+}
+
+// PKIDir is where `sealroot pki init` keeps the CA and server certificate.
+func PKIDir(stateDir string) string { return filepath.Join(stateDir, "pki") }
+
+// Server is a running daemon's parts.
+type Server struct {
+	cfg      Config
+	logger   hclog.Logger
+	store    *store.DB
+	audit    *audit.Log
+	machines *machines.Manager
+	attest   *attest.Server
+}
+
+// New opens the state directory and builds the services.
+func New(cfg Config, logger hclog.Logger) (*Server, error) {
+	cfg.Defaults()
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	cert, err := pki.LoadServer(PKIDir(cfg.StateDir))
+	if err != nil {
+		return nil, fmt.Errorf("load server certificate (run `sealroot pki init` first): %w", err)
+	}
+	box, err := secrets.LoadOrCreate(filepath.Join(cfg.StateDir, "secrets.age.key"))
+	if err != nil {
+		return nil, fmt.Errorf("secrets identity: %w", err)
+	}
+	var ekRoots *x509.CertPool
+	if len(cfg.EKCABundle) > 0 {
+		if ekRoots, err = pki.LoadBundle(cfg.EKCABundle...); err != nil {
+			return nil, fmt.Errorf("EK CA bundle: %w", err)
+		}
+	}
+	db, err := store.Open(filepath.Join(cfg.StateDir, "state.db"), logger.Named("store"))
+	if err != nil {
+		return nil, err
+	}
+	auditLog, err := audit.Open(filepath.Join(cfg.StateDir, "audit.log"))
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("audit log: %w", err)
+	}
+	mgr := machines.New(db, box, auditLog, logger.Named("machines"))
+	as, err := attest.New(attest.Config{
+		Certificate:   cert,
+		Store:         db,
+		Audit:         auditLog,
+		Secrets:       mgr,
+		EKRoots:       ekRoots,
+		RequireEKCert: cfg.RequireEKCert,
+		Logger:        logger,
+	})
+	if err != nil {
+		auditLog.Close()
+		db.Close()
+		return nil, err
+	}
+	return &Server{cfg: cfg, logger: logger, store: db, audit: auditLog, machines: mgr, attest: as}, nil
+}
+
+// Machines is the admin service (for in-process callers and tests).
+func (s *Server) Machines() api.Service { return s.machines }
+
+// Close releases the database and the audit log.
+func (s *Server) Close() error {
+	return errors.Join(s.audit.Close(), s.store.Close())
+}
+
+// Run serves until ctx ends, then shuts every service down and waits.
+func (s *Server) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	pc, err := net.ListenPacket("udp", s.cfg.AttestAddr)
+	if err != nil {
+		return fmt.Errorf("attestation listener: %w", err)
+	}
+	defer pc.Close()
+	adminLn, err := api.Listen(s.cfg.AdminSocket)
+	if err != nil {
+		return fmt.Errorf("admin socket: %w", err)
+	}
+	defer os.Remove(s.cfg.AdminSocket)
+
+	var wg sync.WaitGroup
+	errc := make(chan error, 4)
+	run := func(name string, fn func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fn(); err != nil && ctx.Err() == nil {
+				errc <- fmt.Errorf("%s: %w", name, err)
+				cancel()
+			}
+		}()
+	}
+	run("attestation service", func() error { return s.attest.Serve(ctx, pc) })
+	adminSrv := &api.Server{
+		Handler: api.NewHandler(s.machines, s.logger.Named("api"), api.WithActorFunc(machines.WithActor)),
+		Logger:  s.logger.Named("api"),
+	}
+	run("admin API", func() error { return adminSrv.Serve(ctx, adminLn) })
+	if s.cfg.Boot != nil {
+		if err := s.startBoot(ctx, run); err != nil {
+			cancel()
+			wg.Wait()
+			return err
+		}
+	}
+	s.logger.Info("sealroot serving", "attest", pc.LocalAddr().String(), "admin", s.cfg.AdminSocket)
+	<-ctx.Done()
+	wg.Wait()
+	close(errc)
+	return <-errc
+}
