@@ -33,8 +33,9 @@ import (
 const (
 	// MaxLogSize is the largest event log accepted.
 	MaxLogSize = 1 << 20
-	// MaxEvents is the largest number of verified events accepted.
-	MaxEvents = 8192
+	// MaxEvents is the largest number of events a log may hold. Real
+	// firmware logs hold tens to a few hundred.
+	MaxEvents = 2048
 )
 
 // ReleasePCR is the PCR the agent extends after unsealing its credential.
@@ -75,6 +76,9 @@ func Verify(raw []byte, pcrs []wire.PCR) ([]store.Event, error) {
 		if p.Index == ReleasePCR && !isZero(p.Digest) {
 			return nil, ErrAlreadyReleased
 		}
+	}
+	if n, _ := countEvents(raw, MaxEvents); n > MaxEvents {
+		return nil, fmt.Errorf("%w: over %d events", ErrMalformed, MaxEvents)
 	}
 	all, verified, err := replay(raw, pcrs)
 	if err != nil {
@@ -135,9 +139,6 @@ func replay(raw []byte, pcrs []wire.PCR) (all, verified []attest.Event, err erro
 			return nil, nil, fmt.Errorf("%w: PCR %v", ErrReplay, re.InvalidPCRs)
 		}
 		return nil, nil, fmt.Errorf("%w: %v", ErrReplay, err)
-	}
-	if len(verified) > MaxEvents {
-		return nil, nil, fmt.Errorf("%w: %d events, limit %d", ErrMalformed, len(verified), MaxEvents)
 	}
 	return all, verified, nil
 }

@@ -115,6 +115,10 @@ func TestVerifyRejects(t *testing.T) {
 	tampered := slices.Clone(b.Events)
 	tampered[len(tampered)-1].Digest = bytes.Repeat([]byte{2}, 32) // last PCR 5 event
 	header := fakeboot.Encode(nil)
+	many := make([]fakeboot.Event, MaxEvents+1)
+	for i := range many {
+		many[i] = fakeboot.Event{PCR: 4, Type: 0x0d, Digest: make([]byte, 32)}
+	}
 
 	tests := []struct {
 		name    string
@@ -130,6 +134,7 @@ func TestVerifyRejects(t *testing.T) {
 		{"truncated_header", b.Log[:20], quoted, ErrMalformed, ""},
 		{"sha1_only_log", sha1Log(), quoted[:1], ErrMalformed, ""},
 		{"too_large", append(slices.Clone(b.Log), make([]byte, MaxLogSize)...), quoted, ErrMalformed, ""},
+		{"too_many_events", fakeboot.Encode(many), quoted, ErrMalformed, "over 2048 events"},
 		{"wrong_pcr4", b.Log, setPCR(quoted, 4, nonZero), ErrReplay, "PCR [4]"},
 		{"tampered_digest", fakeboot.Encode(tampered), quoted, ErrReplay, "PCR [5]"},
 		{"pcr4_events_dropped", fakeboot.Encode(noPCR4), quoted, ErrMissingEvents, "PCR 4"},

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/google/go-attestation/attest"
+
 	"github.com/sealroot/sealroot/test/fakeboot"
 )
 
@@ -71,4 +73,25 @@ func BenchmarkVerify(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// FuzzCountEvents checks countEvents against go-attestation's parser: on
+// every log the parser accepts, it must count the same events.
+func FuzzCountEvents(f *testing.F) {
+	b := testBoot(f)
+	f.Add(b.Log)
+	f.Add(fakeboot.Encode(b.Events[:3]))
+	f.Add(sha1Log())
+	f.Add(append(sha1Log(), sha1Log()...))
+	f.Fuzz(func(t *testing.T, log []byte) {
+		n, ok := countEvents(log, MaxEvents)
+		el, err := attest.ParseEventLog(log)
+		if err != nil {
+			return
+		}
+		want := len(el.Events(attest.HashSHA256))
+		if !ok || min(n, MaxEvents+1) != min(want, MaxEvents+1) {
+			t.Fatalf("countEvents = %d, %v; parser found %d events", n, ok, want)
+		}
+	})
 }
