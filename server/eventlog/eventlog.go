@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/google/go-attestation/attest"
 
@@ -136,7 +137,7 @@ func replay(raw []byte, pcrs []wire.PCR) (all, verified []attest.Event, err erro
 	if err != nil {
 		var re attest.ReplayError
 		if errors.As(err, &re) {
-			return nil, nil, fmt.Errorf("%w: PCR %v", ErrReplay, re.InvalidPCRs)
+			return nil, nil, fmt.Errorf("%w: PCR %s", ErrReplay, strings.Trim(fmt.Sprint(re.InvalidPCRs), "[]"))
 		}
 		return nil, nil, fmt.Errorf("%w: %v", ErrReplay, err)
 	}
