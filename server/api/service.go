@@ -10,10 +10,10 @@ import (
 // Errors a Service returns; the API maps them to HTTP status codes and the
 // client maps them back, so `errors.Is` works across the socket.
 var (
-	ErrNotFound  = store.ErrNotFound         // 404
-	ErrAmbiguous = errors.New("ambiguous")   // 409: a prefix matched several machines
-	ErrConflict  = errors.New("conflict")    // 409: wrong state for the operation
-	ErrInvalid   = errors.New("invalid")     // 400: bad argument
+	ErrNotFound  = store.ErrNotFound       // 404
+	ErrAmbiguous = errors.New("ambiguous") // 409: a prefix matched several machines
+	ErrConflict  = errors.New("conflict")  // 409: wrong state for the operation
+	ErrInvalid   = errors.New("invalid")   // 400: bad argument
 )
 
 // Service is what the admin API exposes. MACHINE arguments are a full ID, a

@@ -84,7 +84,7 @@ type Event struct {
 	Sequence    int    `json:"seq"` // position in the log
 	Type        uint32 `json:"type"`
 	TypeName    string `json:"type_name"`
-	Digest      []byte `json:"digest"` // sha256
+	Digest      []byte `json:"digest"`                // sha256
 	Description string `json:"description,omitempty"` // short and printable
 }
 

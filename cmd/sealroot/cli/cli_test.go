@@ -33,7 +33,7 @@ func testMachines() []*store.Machine {
 		{ID: idB, State: store.StateNeedsReapproval, Policy: store.PolicyPinned,
 			Hints:    wire.Hints{Hostname: "evil\x1b[2Jhost"},
 			Approved: &store.BootState{PCRs: pcrs}, Reported: &store.BootState{PCRs: pcrs},
-			Diff:     "PCR 4: EV_EFI_BOOT_SERVICES_APPLICATION changed\nPCR 9: kernel changed"},
+			Diff: "PCR 4: EV_EFI_BOOT_SERVICES_APPLICATION changed\nPCR 9: kernel changed"},
 	}
 }
 

@@ -1,0 +1,182 @@
+package attest
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/sealroot/sealroot/pki"
+	"github.com/sealroot/sealroot/server/api"
+	"github.com/sealroot/sealroot/server/attest/wire"
+	"github.com/sealroot/sealroot/server/audit"
+	"github.com/sealroot/sealroot/server/machines"
+	"github.com/sealroot/sealroot/server/secrets"
+	"github.com/sealroot/sealroot/server/store"
+	"github.com/sealroot/sealroot/test/loadgen"
+)
+
+// BenchmarkAttestation measures the server's whole cost of one successful
+// attestation of an approved machine: identity and activation challenge,
+// then activation proof, quote and event-log verification, policy, sealing
+// and the store and audit updates. The simulated clients' keys are made
+// before the timer starts and their answers (software TPM) are computed
+// with the timer stopped. Run in parallel over GOMAXPROCS goroutines, it
+// reports attestations/s.
+func BenchmarkAttestation(b *testing.B) {
+	s, mgr := benchServer(b)
+	const nAgents = 64
+	agents := make([]*loadgen.Agent, nAgents)
+	for i := range agents {
+		a, err := loadgen.NewAgent(rand.Reader, loadgen.DefaultSpec())
+		if err != nil {
+			b.Fatal(err)
+		}
+		agents[i] = a
+		// Enroll (pending), then approve.
+		if m, _ := runExchange(b, s, a); m == nil {
+			b.Fatal("enroll failed")
+		}
+		if _, err := mgr.Approve(context.Background(), MachineIDOf(a), api.ApproveOptions{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	// Three phases over all b.N attestations, each across many goroutines
+	// (as many machines boot at once): the server's start (timed), the
+	// clients' answers (untimed), the server's finish (timed).
+	xs := make([]started, b.N)
+	evs := make([]*wire.Evidence, b.N)
+	b.ResetTimer()
+	parallel(b.N, func(i int) {
+		xs[i] = startExchange(b, s, agents[i%nAgents])
+	})
+	b.StopTimer()
+	parallel(b.N, func(i int) {
+		evs[i] = answer(b, xs[i], agents[i%nAgents])
+	})
+	b.StartTimer()
+	parallel(b.N, func(i int) {
+		m, err := xs[i].x.finish(context.Background(), evs[i])
+		if _, ok := m.(*wire.Credential); !ok {
+			b.Errorf("attestation %d: got %#v (%v), want a credential", i, m, err)
+		}
+	})
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "attestations/s")
+}
+
+// parallel runs fn(0..n-1) on 64 goroutines.
+func parallel(n int, fn func(i int)) {
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				fn(i)
+			}
+		}()
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+}
+
+// MachineIDOf is the machine ID of a simulated agent.
+func MachineIDOf(a *loadgen.Agent) string {
+	sum := sha256.Sum256(a.TPM.EKPublic())
+	return hexString(sum[:])
+}
+
+func hexString(b []byte) string {
+	const digits = "0123456789abcdef"
+	out := make([]byte, 2*len(b))
+	for i, c := range b {
+		out[2*i], out[2*i+1] = digits[c>>4], digits[c&15]
+	}
+	return string(out)
+}
+
+// runExchange runs one attestation through the server's exchange without
+// a transport.
+func runExchange(tb testing.TB, s *Server, a *loadgen.Agent) (wire.Message, error) {
+	st := startExchange(tb, s, a)
+	return st.x.finish(context.Background(), answer(tb, st, a))
+}
+
+// started is an exchange waiting for its evidence.
+type started struct {
+	x  *exchange
+	ch *wire.Challenge
+}
+
+func startExchange(tb testing.TB, s *Server, a *loadgen.Agent) started {
+	ctx := context.Background()
+	exporter := make([]byte, wire.ExporterLength)
+	rand.Read(exporter)
+	x := s.newExchange("bench", exporter)
+	ek, _, ak, _ := a.Identity(ctx)
+	m, err := x.start(ctx, &wire.Hello{EKPublic: ek, AKPublic: ak})
+	if err != nil {
+		tb.Errorf("start: %v", err)
+	}
+	ch, _ := m.(*wire.Challenge)
+	return started{x, ch}
+}
+
+// answer computes the client's evidence for x's challenge.
+func answer(tb testing.TB, st started, a *loadgen.Agent) *wire.Evidence {
+	ctx := context.Background()
+	x := st.x
+	secret, err := a.ActivateCredential(ctx, st.ch.CredentialBlob, st.ch.EncryptedSecret)
+	if err != nil {
+		tb.Errorf("activate: %v", err)
+	}
+	mac := hmac.New(sha256.New, secret)
+	mac.Write(wire.ActivationProofData(x.nonce, x.exporter, x.machineID))
+	pcrs, _ := a.ReadPCRs(ctx, x.pcrs)
+	quote, sig, err := a.Quote(ctx, wire.QualifyingData(x.nonce, x.exporter, x.machineID), x.pcrs)
+	if err != nil {
+		tb.Errorf("quote: %v", err)
+	}
+	log, _ := a.EventLog()
+	return &wire.Evidence{ActivationProof: mac.Sum(nil), Quote: quote, Signature: sig, PCRs: pcrs, EventLog: log}
+}
+
+func benchServer(tb testing.TB) (*Server, *machines.Manager) {
+	dir := tb.TempDir()
+	if err := pki.Init(dir, pki.InitOptions{DNSNames: []string{"bench"}}); err != nil {
+		tb.Fatal(err)
+	}
+	cert, err := pki.LoadServer(dir)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	db, err := store.Open(filepath.Join(dir, "state.db"), nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	al, err := audit.Open(filepath.Join(dir, "audit.log"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	box, err := secrets.LoadOrCreate(filepath.Join(dir, "secrets.key"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { al.Close(); db.Close() })
+	mgr := machines.New(db, box, al, hclog.NewNullLogger())
+	s, err := New(Config{Certificate: cert, Store: db, Audit: al, Secrets: mgr})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s, mgr
+}

@@ -1,0 +1,215 @@
+package attest_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"errors"
+	"net"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/hashicorp/go-hclog"
+
+	agentattest "github.com/sealroot/sealroot/agent/attest"
+	agenttpm "github.com/sealroot/sealroot/agent/tpm"
+	"github.com/sealroot/sealroot/pki"
+	"github.com/sealroot/sealroot/server/attest"
+	"github.com/sealroot/sealroot/server/audit"
+	"github.com/sealroot/sealroot/server/machines"
+	"github.com/sealroot/sealroot/server/secrets"
+	"github.com/sealroot/sealroot/server/store"
+	"github.com/sealroot/sealroot/test/fakeboot"
+	"github.com/sealroot/sealroot/test/tpmtest"
+)
+
+// testEnv is a running attestation server on 127.0.0.1 with real state.
+type testEnv struct {
+	addr      string
+	roots     *x509.CertPool
+	db        *store.DB
+	mgr       *machines.Manager
+	auditPath string
+	dir       string
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func testLogger(t testing.TB) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{Output: testWriter{t}, Level: hclog.Debug})
+}
+
+func newEnv(t *testing.T, mod ...func(*attest.Config)) *testEnv {
+	t.Helper()
+	dir := t.TempDir()
+	if err := pki.Init(dir, pki.InitOptions{DNSNames: []string{"sealroot.test"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}}); err != nil {
+		t.Fatalf("pki.Init: %v", err)
+	}
+	cert, err := pki.LoadServer(dir)
+	if err != nil {
+		t.Fatalf("pki.LoadServer: %v", err)
+	}
+	ca, err := pki.LoadCA(filepath.Join(dir, "ca.crt"))
+	if err != nil {
+		t.Fatalf("pki.LoadCA: %v", err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(ca)
+	db, err := store.Open(filepath.Join(dir, "state.db"), testLogger(t))
+	if err != nil {
+		t.Fatalf("store.Open: %v", err)
+	}
+	auditPath := filepath.Join(dir, "audit.log")
+	al, err := audit.Open(auditPath)
+	if err != nil {
+		t.Fatalf("audit.Open: %v", err)
+	}
+	box, err := secrets.LoadOrCreate(filepath.Join(dir, "secrets.age.key"))
+	if err != nil {
+		t.Fatalf("secrets.LoadOrCreate: %v", err)
+	}
+	mgr := machines.New(db, box, al, testLogger(t))
+	cfg := attest.Config{Certificate: cert, Store: db, Audit: al, Secrets: mgr, Logger: testLogger(t)}
+	for _, m := range mod {
+		m(&cfg)
+	}
+	srv, err := attest.New(cfg)
+	if err != nil {
+		t.Fatalf("attest.New: %v", err)
+	}
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := srv.Serve(ctx, pc); err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+		pc.Close()
+		al.Close()
+		if err := db.Check(); err != nil {
+			t.Errorf("store check: %v", err)
+		}
+		db.Close()
+	})
+	return &testEnv{addr: pc.LocalAddr().String(), roots: roots, db: db, mgr: mgr, auditPath: auditPath, dir: dir}
+}
+
+// testMachine is a simulator TPM that went through a synthetic measured boot.
+type testMachine struct {
+	tpm  *agenttpm.TPM
+	keys *agenttpm.Keys
+	boot *fakeboot.Boot
+	log  []byte // the event log the device reports
+	dev  *agentattest.TPMDevice
+	id   string
+	ext  fakeboot.Extender
+	evs  []fakeboot.Event // the events behind log
+}
+
+// extend measures one more event into the TPM and the event log.
+func (m *testMachine) extend(t *testing.T, e fakeboot.Event) {
+	t.Helper()
+	if e.Digest == nil {
+		sum := sha256.Sum256(e.Data)
+		e.Digest = sum[:]
+	}
+	if err := m.ext.ExtendPCR(e.PCR, e.Digest); err != nil {
+		t.Fatalf("extend PCR %d: %v", e.PCR, err)
+	}
+	m.evs = append(m.evs, e)
+	m.log = fakeboot.Encode(m.evs)
+}
+
+func newMachine(t *testing.T, spec fakeboot.Spec) *testMachine {
+	t.Helper()
+	sim := tpmtest.Simulator(t)
+	boot, err := fakeboot.Build(spec)
+	if err != nil {
+		t.Fatalf("fakeboot.Build: %v", err)
+	}
+	ext := tpmtest.ExtendDigest(sim)
+	if err := boot.Apply(ext); err != nil {
+		t.Fatalf("apply boot: %v", err)
+	}
+	tp := agenttpm.New(sim)
+	keys, err := tp.LoadKeys(context.Background())
+	if err != nil {
+		t.Fatalf("LoadKeys: %v", err)
+	}
+	t.Cleanup(func() { keys.Close() })
+	m := &testMachine{tpm: tp, keys: keys, boot: boot, log: boot.Log, id: agentattest.MachineID(keys.EKPublic),
+		ext: ext, evs: slices.Clone(boot.Events)}
+	m.dev = &agentattest.TPMDevice{TPM: tp, Keys: keys, ReadEventLog: func() ([]byte, error) { return m.log, nil }}
+	return m
+}
+
+func (e *testEnv) client(t *testing.T, dev agentattest.Device, mod ...func(*agentattest.Config)) *agentattest.Client {
+	t.Helper()
+	cfg := agentattest.Config{
+		Servers:    []string{e.addr},
+		ServerName: "sealroot.test",
+		Roots:      e.roots,
+		Device:     dev,
+		Logger:     testLogger(t),
+	}
+	for _, m := range mod {
+		m(&cfg)
+	}
+	c, err := agentattest.New(cfg)
+	if err != nil {
+		t.Fatalf("attest client: %v", err)
+	}
+	return c
+}
+
+// lastAudit returns the newest audit entry for a machine.
+func (e *testEnv) lastAudit(t *testing.T, id string) audit.Entry {
+	t.Helper()
+	entries, err := audit.ReadAll(e.auditPath)
+	if err != nil {
+		t.Fatalf("audit.ReadAll: %v", err)
+	}
+	for i := len(entries) - 1; i >= 0; i-- {
+		if entries[i].MachineID == id {
+			return entries[i]
+		}
+	}
+	t.Fatalf("no audit entry for machine %s", id)
+	return audit.Entry{}
+}
+
+// wantRefused checks that err is a refusal naming check, and that the
+// audit log recorded the same check.
+func (e *testEnv) wantRefused(t *testing.T, err error, id, check string) {
+	t.Helper()
+	var r *agentattest.RefusedError
+	if !errors.As(err, &r) {
+		t.Fatalf("attest = %v, want a refusal by check %q", err, check)
+	}
+	if r.Check != check {
+		t.Fatalf("refused by check %q (%s), want %q", r.Check, r.Reason, check)
+	}
+	if id == "" {
+		return
+	}
+	if a := e.lastAudit(t, id); a.Outcome != "refused" || a.Check != check {
+		t.Fatalf("audit = %+v, want outcome refused, check %q", a, check)
+	}
+}

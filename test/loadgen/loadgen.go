@@ -1,0 +1,83 @@
+// Package loadgen simulates many agents against a sealroot server: each has
+// a software TPM (package softtpm) that went through a synthetic measured
+// boot (package fakeboot). It serves benchmarks and boot-storm load tests
+// only; every correctness test of TPM behaviour uses a real TPM (the
+// simulator or swtpm).
+package loadgen
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+
+	agentattest "github.com/sealroot/sealroot/agent/attest"
+	"github.com/sealroot/sealroot/server/attest/wire"
+	"github.com/sealroot/sealroot/test/fakeboot"
+	"github.com/sealroot/sealroot/test/softtpm"
+)
+
+// ErrNoUnseal is returned by Agent.Unseal: a software TPM cannot import a
+// duplicated object; load generators use agentattest.Config.NoUnseal.
+var ErrNoUnseal = errors.New("loadgen: software TPM cannot unseal; use NoUnseal")
+
+// Agent is one simulated machine.
+type Agent struct {
+	TPM  *softtpm.TPM
+	Boot *fakeboot.Boot
+}
+
+// NewAgent creates a software TPM and applies a measured boot of spec.
+func NewAgent(rand io.Reader, spec fakeboot.Spec) (*Agent, error) {
+	t, err := softtpm.New(rand)
+	if err != nil {
+		return nil, fmt.Errorf("softtpm: %w", err)
+	}
+	b, err := fakeboot.Build(spec)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.Apply(t); err != nil {
+		return nil, err
+	}
+	return &Agent{TPM: t, Boot: b}, nil
+}
+
+// DefaultSpec is a plausible UEFI network boot.
+func DefaultSpec() fakeboot.Spec {
+	return fakeboot.Spec{
+		Firmware: "OVMF 2022.11",
+		Loader:   []byte("ipxe.efi"),
+		Kernel:   []byte("vmlinuz-6.1.0-56-amd64"),
+		Initrd:   []byte("initramfs.cpio.gz"),
+		Cmdline:  "console=ttyS0 panic=10",
+	}
+}
+
+var _ agentattest.Device = (*Agent)(nil)
+
+func (a *Agent) Identity(context.Context) ([]byte, []byte, []byte, error) {
+	return a.TPM.EKPublic(), nil, a.TPM.AKPublic(), nil
+}
+
+func (a *Agent) ActivateCredential(_ context.Context, blob, encSecret []byte) ([]byte, error) {
+	return a.TPM.ActivateCredential(blob, encSecret)
+}
+
+func (a *Agent) ReadPCRs(_ context.Context, pcrs []int) ([]wire.PCR, error) {
+	return a.TPM.PCRs(pcrs), nil
+}
+
+func (a *Agent) Quote(_ context.Context, qualifying []byte, pcrs []int) ([]byte, []byte, error) {
+	return a.TPM.Quote(qualifying, pcrs)
+}
+
+func (a *Agent) EventLog() ([]byte, error) { return a.Boot.Log, nil }
+
+func (a *Agent) Unseal(context.Context, *wire.Credential) ([]byte, error) { return nil, ErrNoUnseal }
+
+func (a *Agent) ExtendPCR(_ context.Context, pcr int, data []byte) error {
+	sum := sha256.Sum256(data)
+	return a.TPM.ExtendPCR(pcr, sum[:])
+}
