@@ -290,3 +290,27 @@ func TestServerFromAnotherCAIsRefused(t *testing.T) {
 }
 
 func readFile(path string) ([]byte, error) { return os.ReadFile(path) }
+
+// A TPM whose clock state went back (a restored snapshot or a clone of a
+// virtual TPM) reports a reset count below one the server already saw.
+func TestResetCountGoingBackIsRefused(t *testing.T) {
+	e := newEnv(t)
+	m := newMachine(t, defaultSpec)
+	e.enrollAndApprove(t, m, "node-rc")
+	nounseal := func(c *agentattest.Config) { c.NoUnseal = true }
+	if _, err := attestOnce(t, e.client(t, m.dev, nounseal)); err != nil {
+		t.Fatalf("attest: %v", err)
+	}
+	rec, err := e.db.UpdateMachine(context.Background(), m.id, func(r *store.Machine) error {
+		r.ResetCount += 3 // the server has seen three later boots of this TPM
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("update: %v", err)
+	}
+	_, err = attestOnce(t, e.client(t, m.dev, nounseal))
+	e.wantRefused(t, err, m.id, "reset-count")
+	if after, _ := e.db.Machine(context.Background(), m.id); after.BootCount != rec.BootCount {
+		t.Errorf("boot count moved on a refused attestation")
+	}
+}
