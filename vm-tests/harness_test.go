@@ -3,6 +3,7 @@ package vmtest
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -157,6 +158,14 @@ func TestLab(t *testing.T) {
 	out, err = lab.Exec(context.Background(), "ip", "-d", "link", "show", tap).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "master br0") || !strings.Contains(string(out), "tun type tap") {
 		t.Fatalf("ip link show %s = %q, %v; want a tap enslaved to br0", tap, out, err)
+	}
+	var pgid int
+	t.Run("start_killed_at_cleanup", func(t *testing.T) {
+		cmd := lab.Start(t, "sh", "-c", "echo started; exec sleep 60")
+		pgid = cmd.Process.Pid
+	})
+	if err := syscall.Kill(-pgid, 0); !errors.Is(err, syscall.ESRCH) {
+		t.Errorf("process group of Start after its test ended: kill(0) = %v, want ESRCH", err)
 	}
 	err = lab.Do(func() error {
 		_, err := net.InterfaceByName("definitely-missing0")

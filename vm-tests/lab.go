@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/netip"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -76,6 +78,34 @@ func (l *Lab) Exec(ctx context.Context, name string, args ...string) *exec.Cmd {
 	cmd := l.NS.Command(ctx, name, args...)
 	ownProcessGroup(cmd)
 	return cmd
+}
+
+// Start starts name inside the lab namespace (see Exec) with its output
+// going to t.Log, prefixed with the program's base name, and kills its
+// process group in t.Cleanup. Use it for servers under test, e.g.
+// `sealroot serve`.
+func (l *Lab) Start(t testing.TB, name string, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := l.Exec(context.Background(), name, args...)
+	w := testWriter{t: t, prefix: filepath.Base(name) + ": "}
+	cmd.Stdout, cmd.Stderr = w, w
+	p, err := startProc(cmd)
+	if err != nil {
+		t.Fatalf("vmtest: %v", err)
+	}
+	t.Cleanup(p.kill)
+	return cmd
+}
+
+// testWriter sends each write to t.Log with a prefix.
+type testWriter struct {
+	t      testing.TB
+	prefix string
+}
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(w.prefix + strings.TrimRight(string(p), "\n"))
+	return len(p), nil
 }
 
 // newTap creates the next tap device on the lab bridge.

@@ -92,7 +92,7 @@ func serveBoot(t *testing.T, lab *Lab, artifacts string) {
 			return "undionly.kpxe"
 		}
 	})
-	logger := hclog.New(&hclog.LoggerOptions{Output: testWriter{t}, Level: hclog.Info})
+	logger := hclog.New(&hclog.LoggerOptions{Output: testWriter{t: t}, Level: hclog.Info})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{}, 2)
 	t.Cleanup(func() {
@@ -137,12 +137,4 @@ func serveBoot(t *testing.T, lab *Lab, artifacts string) {
 			t.Logf("http: %v", err)
 		}
 	}()
-}
-
-// testWriter sends log output to t.Log.
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
 }
