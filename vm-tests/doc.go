@@ -11,6 +11,15 @@
 // reads line by line with [VM.Expect]; every console line also goes to
 // t.Log and to a file in the test's temporary directory.
 //
+// # PXE
+//
+// Until sealroot's ProxyDHCP is in the loop, [Lab.ServeDHCP] is a small
+// full DHCP server for the bridge, and [Lab.ServeRouterAdvertisements] ends
+// iPXE's IPv6 autoconfiguration wait (about 16 s per iPXE start under TCG
+// without a router on the link). Under QEMU the NIC's option ROM is
+// already iPXE (Debian's efi-virtio.rom, BIOS and UEFI), so the first DHCP
+// request carries user class "iPXE" in both firmwares.
+//
 // # Running
 //
 // VM tests are slow (TCG only: KVM hangs guests on the development host), so
