@@ -81,6 +81,7 @@ func newRootCmd(e *env) *cobra.Command {
 		newPKICmd,
 		newInitramfsCmd,
 		newServeCmd,
+		newBenchCmd,
 	}
 	root := newGroupCmd("sealroot", "Attested network boot for diskless machines")
 	root.SilenceErrors = true

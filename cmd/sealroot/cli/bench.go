@@ -1,0 +1,242 @@
+package cli
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"net"
+	"os"
+	"runtime"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/spf13/cobra"
+
+	"github.com/sealroot/sealroot/pki"
+	"github.com/sealroot/sealroot/server/api"
+	"github.com/sealroot/sealroot/test/loadgen"
+	"github.com/sealroot/sealroot/test/loadgen/tempserver"
+)
+
+type benchAttestArgs struct {
+	n, c, machines int
+	server         string // host:port; empty: an in-process server
+	ca             string
+	serverName     string
+	logLevel       string
+}
+
+func newBenchCmd(e *env) *cobra.Command {
+	var a benchAttestArgs
+	attestCmd := &cobra.Command{
+		Use:   "attest",
+		Short: "Measure attestation throughput and latency over QUIC",
+		Long: `Drive -n attestations at concurrency -c over QUIC, each on a new
+connection as a booting machine makes it, from --machines simulated agents
+(software TPM, synthetic measured boot), enrolled and approved beforehand.
+First a baseline with the same -n and -c: a QUIC and TLS 1.3 handshake and
+a hello the server refuses at once. The ratio of the two throughputs is
+the share of the attestation cost the transport leaves to the rest.
+
+Without --server, a daemon wired as "sealroot serve" runs in-process on
+127.0.0.1 with a temporary state directory. With --server, the agents
+attest to that server (--ca: its CA certificate) and are approved, then
+forgotten, over the admin API on --socket.
+
+The simulated agents run on this machine: the figures include their CPU
+(an RSA-2048 decryption and an ECDSA quote per attestation). The server's
+cost alone: go test -bench Attestation ./server/attest/`,
+		Args: exactArgs(0),
+		RunE: func(c *cobra.Command, _ []string) error {
+			if err := a.validate(c); err != nil {
+				return err
+			}
+			return runBenchAttest(c.Context(), e, a)
+		},
+	}
+	f := attestCmd.Flags()
+	f.IntVarP(&a.n, "count", "n", 1000, "attestations to run (and baseline connections)")
+	f.IntVarP(&a.c, "concurrency", "c", 32, fmt.Sprintf("concurrent connections, 1 to %d", loadgen.MaxConcurrency))
+	f.IntVar(&a.machines, "machines", 0, "simulated machines (default: the concurrency)")
+	f.StringVar(&a.server, "server", "", "attestation service `host:port` (default: an in-process server)")
+	f.StringVar(&a.ca, "ca", "", "CA certificate `file` of --server")
+	f.StringVar(&a.serverName, "server-name", "", "`name` in the certificate of --server (default: its host)")
+	f.StringVar(&a.logLevel, "log-level", "error", "log `level` of the in-process server")
+	return newGroupCmd("bench", "Measure sealroot's performance", attestCmd)
+}
+
+func (a *benchAttestArgs) validate(c *cobra.Command) error {
+	if !c.Flags().Changed("machines") {
+		a.machines = a.c
+	}
+	opts := loadgen.Options{N: a.n, Concurrency: a.c}
+	switch {
+	case opts.Validate() != nil:
+		return &usageError{c, opts.Validate()}
+	case a.machines < 1:
+		return usagef(c, "--machines %d, want at least 1", a.machines)
+	case a.server == "" && (a.ca != "" || a.serverName != ""):
+		return usagef(c, "--ca and --server-name need --server")
+	case a.server != "" && a.ca == "":
+		return usagef(c, "--server needs --ca, the server's CA certificate")
+	}
+	if a.server != "" {
+		host, _, err := net.SplitHostPort(a.server)
+		if err != nil {
+			return usagef(c, "--server %q: %v", a.server, err)
+		}
+		if a.serverName == "" {
+			a.serverName = host
+		}
+	}
+	return nil
+}
+
+func runBenchAttest(ctx context.Context, e *env, a benchAttestArgs) error {
+	target, admin, where, done, err := benchTarget(ctx, e, a)
+	if err != nil {
+		return err
+	}
+	defer done()
+	t0 := time.Now()
+	agents, err := loadgen.NewAgents(ctx, rand.Reader, a.machines, loadgen.DefaultSpec())
+	if err != nil {
+		return fmt.Errorf("simulated machines: %w", err)
+	}
+	if err := loadgen.Enroll(ctx, target, admin, agents); err != nil {
+		return err
+	}
+	if a.server != "" {
+		defer forgetAgents(e, admin, agents)
+	}
+	fmt.Fprintf(e.Stderr, "setup: %d machines created, enrolled and approved in %.1fs\n", len(agents), time.Since(t0).Seconds())
+	clients, err := target.Clients(agents)
+	if err != nil {
+		return err
+	}
+	opts := loadgen.Options{N: a.n, Concurrency: a.c}
+	base, err := loadgen.Run(ctx, opts, target.RefusedHelloOp())
+	if err != nil {
+		return err
+	}
+	att, err := loadgen.Run(ctx, opts, loadgen.AttestOp(clients))
+	if err != nil {
+		return err
+	}
+	r := newBenchReport(a, where, base, att)
+	if err := r.print(e); err != nil {
+		return err
+	}
+	return r.failures(base, att)
+}
+
+// benchTarget starts the in-process server, or names the remote one.
+// done releases it.
+func benchTarget(ctx context.Context, e *env, a benchAttestArgs) (_ loadgen.Target, _ api.Service, where string, done func(), _ error) {
+	if a.server != "" {
+		pem, err := os.ReadFile(a.ca)
+		if err != nil {
+			return loadgen.Target{}, nil, "", nil, fmt.Errorf("read --ca: %w", err)
+		}
+		roots, err := pki.CAPool(pem)
+		if err != nil {
+			return loadgen.Target{}, nil, "", nil, fmt.Errorf("--ca %s: %w", a.ca, err)
+		}
+		t := loadgen.Target{Addr: a.server, ServerName: a.serverName, Roots: roots}
+		return t, e.client(), "server " + a.server, func() {}, nil
+	}
+	logger := hclog.New(&hclog.LoggerOptions{Name: "sealroot", Level: hclog.LevelFromString(a.logLevel), Output: e.Stderr})
+	s, err := tempserver.Start(ctx, logger)
+	if err != nil {
+		return loadgen.Target{}, nil, "", nil, fmt.Errorf("in-process server: %w", err)
+	}
+	done = func() {
+		if err := s.Close(); err != nil {
+			fmt.Fprintf(e.Stderr, "sealroot: in-process server: %s\n", oneLine(err.Error()))
+		}
+	}
+	return s.Target, s.Admin(), "server in-process on " + s.Target.Addr, done, nil
+}
+
+// forgetAgents removes the simulated machines from a remote server.
+func forgetAgents(e *env, admin api.Service, agents []*loadgen.Agent) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := loadgen.Forget(ctx, admin, agents); err != nil {
+		fmt.Fprintf(e.Stderr, "sealroot: forgetting the simulated machines: %s\n", oneLine(err.Error()))
+	}
+}
+
+// benchPhase is one measured phase of a benchmark, as printed.
+type benchPhase struct {
+	Count     int     `json:"count"`
+	Errors    int     `json:"errors"`
+	PerSecond float64 `json:"per_second"`
+	P50Ms     float64 `json:"p50_ms"`
+	P99Ms     float64 `json:"p99_ms"`
+	MaxMs     float64 `json:"max_ms"`
+	Seconds   float64 `json:"seconds"`
+}
+
+func newBenchPhase(s *loadgen.Stats) benchPhase {
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	return benchPhase{s.N, s.Errors, s.Throughput(), ms(s.P50), ms(s.P99), ms(s.Max), s.Elapsed.Seconds()}
+}
+
+// benchReport is the result of `sealroot bench attest` (--json).
+type benchReport struct {
+	Count       int        `json:"count"`
+	Concurrency int        `json:"concurrency"`
+	Machines    int        `json:"machines"`
+	Server      string     `json:"server"`
+	CPUs        int        `json:"cpus"` // shared by server and clients when in-process
+	Baseline    benchPhase `json:"baseline"`
+	Attest      benchPhase `json:"attest"`
+	Ratio       float64    `json:"ratio"` // attest/baseline throughput
+}
+
+func newBenchReport(a benchAttestArgs, where string, base, att *loadgen.Stats) *benchReport {
+	r := &benchReport{
+		Count: a.n, Concurrency: a.c, Machines: a.machines, Server: where, CPUs: runtime.NumCPU(),
+		Baseline: newBenchPhase(base), Attest: newBenchPhase(att),
+	}
+	if r.Baseline.PerSecond > 0 {
+		r.Ratio = r.Attest.PerSecond / r.Baseline.PerSecond
+	}
+	return r
+}
+
+func (r *benchReport) print(e *env) error {
+	if e.JSON {
+		return e.printJSON(r)
+	}
+	_, err := fmt.Fprintf(e.Stdout, ""+
+		"bench attest: %d attestations, concurrency %d, %d machines, %s\n"+
+		"baseline (QUIC handshake + refused hello): %.1f conn/s  p50 %.1fms  p99 %.1fms\n"+
+		"attest  (full attestation, credential sealed): %.1f attestations/s  p50 %.1fms  p99 %.1fms\n"+
+		"ratio: attest/baseline throughput=%.2f\n"+
+		"note: the simulated agents (software TPM) run on this machine's %d CPUs: figures include their CPU\n",
+		r.Count, r.Concurrency, r.Machines, r.Server,
+		r.Baseline.PerSecond, r.Baseline.P50Ms, r.Baseline.P99Ms,
+		r.Attest.PerSecond, r.Attest.P50Ms, r.Attest.P99Ms,
+		r.Ratio, r.CPUs)
+	return err
+}
+
+// failures reports failed operations as the command's error.
+func (r *benchReport) failures(base, att *loadgen.Stats) error {
+	if base.Errors == 0 && att.Errors == 0 {
+		return nil
+	}
+	return fmt.Errorf("%d of %d baseline connections and %d of %d attestations failed: %w",
+		base.Errors, base.N, att.Errors, att.N, firstErr(base.Err, att.Err))
+}
+
+func firstErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,147 @@
+// Package tempserver runs a throwaway sealroot daemon for benchmarks and
+// load tests: package server wires it exactly as `sealroot serve` does,
+// in a temporary state directory, with the attestation service on a free
+// UDP port of 127.0.0.1 and the admin API on a socket in that directory.
+package tempserver
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/sealroot/sealroot/pki"
+	"github.com/sealroot/sealroot/server"
+	"github.com/sealroot/sealroot/server/api"
+	"github.com/sealroot/sealroot/server/api/client"
+	"github.com/sealroot/sealroot/test/loadgen"
+)
+
+// ServerName is the name agents verify in the server certificate.
+const ServerName = "localhost"
+
+// startTimeout bounds how long Start waits for the daemon to answer.
+const startTimeout = 10 * time.Second
+
+// Server is a running daemon. Close stops it and deletes its state.
+type Server struct {
+	Target loadgen.Target // the attestation service, with its CA
+	Socket string         // the admin API socket
+
+	dir    string
+	srv    *server.Server
+	cancel context.CancelFunc
+	done   chan error // Run's result
+}
+
+// Start creates the state directory (CA and server certificate, as
+// `sealroot pki init` does), starts the daemon and waits until its admin
+// API answers. The daemon stops when ctx ends or at Close. logger may be
+// nil.
+func Start(ctx context.Context, logger hclog.Logger) (_ *Server, err error) {
+	dir, err := os.MkdirTemp("", "sealroot-tempserver-")
+	if err != nil {
+		return nil, fmt.Errorf("state directory: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			os.RemoveAll(dir)
+		}
+	}()
+	roots, err := initPKI(server.PKIDir(dir))
+	if err != nil {
+		return nil, err
+	}
+	addr, err := freeUDPAddr()
+	if err != nil {
+		return nil, err
+	}
+	cfg := server.Config{StateDir: dir, AttestAddr: addr, AdminSocket: filepath.Join(dir, "admin.sock")}
+	srv, err := server.New(cfg, logger)
+	if err != nil {
+		return nil, err
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	s := &Server{
+		Target: loadgen.Target{Addr: addr, ServerName: ServerName, Roots: roots},
+		Socket: cfg.AdminSocket,
+		dir:    dir,
+		srv:    srv,
+		cancel: cancel,
+		done:   make(chan error, 1),
+	}
+	go func() { s.done <- srv.Run(runCtx) }()
+	if err := s.waitReady(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Admin returns a client of the daemon's admin API.
+func (s *Server) Admin() api.Service { return client.New(s.Socket) }
+
+// Close stops the daemon, waits for it and deletes its state directory.
+// It returns the daemon's error, if it failed. Call it once.
+func (s *Server) Close() error {
+	s.cancel()
+	runErr := <-s.done
+	return errors.Join(runErr, s.srv.Close(), os.RemoveAll(s.dir))
+}
+
+// waitReady polls the admin API until it answers. The attestation socket
+// is bound before the admin socket listens, so it is ready too.
+func (s *Server) waitReady(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, startTimeout)
+	defer cancel()
+	admin := s.Admin()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		_, err := admin.Machines(ctx)
+		if err == nil {
+			return nil
+		}
+		select {
+		case runErr := <-s.done:
+			s.done <- runErr
+			return fmt.Errorf("sealroot daemon: %w", runErr)
+		case <-ctx.Done():
+			return fmt.Errorf("sealroot daemon did not answer on %s: %w", s.Socket, err)
+		case <-tick.C:
+		}
+	}
+}
+
+// initPKI creates the CA and server certificate in dir and returns the CA
+// as a pool to pin.
+func initPKI(dir string) (*x509.CertPool, error) {
+	if err := pki.Init(dir, pki.InitOptions{}); err != nil {
+		return nil, err
+	}
+	ca, err := pki.LoadCA(filepath.Join(dir, pki.CACertFile))
+	if err != nil {
+		return nil, err
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(ca)
+	return roots, nil
+}
+
+// freeUDPAddr returns a UDP address on 127.0.0.1 that was free a moment
+// ago (the daemon binds its address itself).
+func freeUDPAddr() (string, error) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("find a free UDP port: %w", err)
+	}
+	addr := pc.LocalAddr().String()
+	pc.Close()
+	return addr, nil
+}
