@@ -32,6 +32,7 @@ const startTimeout = 10 * time.Second
 // Server is a running daemon. Close stops it and deletes its state.
 type Server struct {
 	Target loadgen.Target // the attestation service, with its CA
+	CAFile string         // the CA certificate (PEM) agents pin
 	Socket string         // the admin API socket
 
 	dir    string
@@ -70,6 +71,7 @@ func Start(ctx context.Context, logger hclog.Logger) (_ *Server, err error) {
 	runCtx, cancel := context.WithCancel(ctx)
 	s := &Server{
 		Target: loadgen.Target{Addr: addr, ServerName: ServerName, Roots: roots},
+		CAFile: filepath.Join(server.PKIDir(dir), pki.CACertFile),
 		Socket: cfg.AdminSocket,
 		dir:    dir,
 		srv:    srv,

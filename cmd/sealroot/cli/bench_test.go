@@ -1,0 +1,130 @@
+package cli_test
+
+import (
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/sealroot/sealroot/pki"
+	"github.com/sealroot/sealroot/test/loadgen/tempserver"
+)
+
+// benchLines are the lines of `sealroot bench attest`, with the figures
+// as groups.
+var benchLines = []*regexp.Regexp{
+	regexp.MustCompile(`^bench attest: 20 attestations, concurrency 4, 4 machines, server in-process on 127\.0\.0\.1:\d+$`),
+	regexp.MustCompile(`^baseline \(QUIC handshake \+ refused hello\): ([0-9.]+) conn/s  p50 ([0-9.]+)ms  p99 ([0-9.]+)ms$`),
+	regexp.MustCompile(`^attest  \(full attestation, credential sealed\): ([0-9.]+) attestations/s  p50 ([0-9.]+)ms  p99 ([0-9.]+)ms$`),
+	regexp.MustCompile(`^ratio: attest/baseline throughput=([0-9.]+)$`),
+	regexp.MustCompile(`^note: the simulated agents \(software TPM\) run on this machine's \d+ CPUs: figures include their CPU$`),
+}
+
+func TestBenchAttestInProcess(t *testing.T) {
+	r := run(t, filepath.Join(t.TempDir(), "unused.sock"), "", "bench", "attest", "-n", "20", "-c", "4")
+	if r.code != 0 {
+		t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
+	}
+	lines := strings.Split(strings.TrimSuffix(r.stdout, "\n"), "\n")
+	if len(lines) != len(benchLines) {
+		t.Fatalf("output has %d lines, want %d:\n%s", len(lines), len(benchLines), r.stdout)
+	}
+	for i, re := range benchLines {
+		m := re.FindStringSubmatch(lines[i])
+		if m == nil {
+			t.Errorf("line %d = %q, want it to match %s", i+1, lines[i], re)
+			continue
+		}
+		for _, f := range m[1:] {
+			if v, err := strconv.ParseFloat(f, 64); err != nil || v <= 0 {
+				t.Errorf("line %d: figure %q is not a positive number", i+1, f)
+			}
+		}
+	}
+}
+
+func TestBenchAttestJSON(t *testing.T) {
+	r := run(t, filepath.Join(t.TempDir(), "unused.sock"), "", "--json", "bench", "attest", "-n", "6", "-c", "2", "--machines", "1")
+	if r.code != 0 {
+		t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
+	}
+	var rep struct {
+		Count, Concurrency, Machines int
+		Baseline, Attest             struct {
+			Count, Errors int
+			PerSecond     float64 `json:"per_second"`
+		}
+		Ratio float64
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		t.Fatalf("stdout %q does not parse: %v", r.stdout, err)
+	}
+	if rep.Count != 6 || rep.Concurrency != 2 || rep.Machines != 1 || rep.Attest.Count != 6 || rep.Attest.Errors != 0 ||
+		rep.Baseline.Count != 6 || rep.Attest.PerSecond <= 0 || rep.Ratio <= 0 {
+		t.Errorf("report = %+v, want 6 attestations at concurrency 2 by 1 machine, no errors, a ratio", rep)
+	}
+}
+
+// Against a running server: the simulated machines are approved over the
+// admin socket, then forgotten.
+func TestBenchAttestRemote(t *testing.T) {
+	s, err := tempserver.Start(context.Background(), nil)
+	if err != nil {
+		t.Fatalf("tempserver: %v", err)
+	}
+	defer s.Close()
+	r := run(t, s.Socket, "", "bench", "attest", "-n", "4", "-c", "2",
+		"--server", s.Target.Addr, "--ca", s.CAFile, "--server-name", tempserver.ServerName)
+	if r.code != 0 {
+		t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
+	}
+	if !strings.Contains(r.stdout, "2 machines, server "+s.Target.Addr+"\n") || !strings.Contains(r.stdout, "ratio: ") {
+		t.Errorf("stdout lacks the server or the ratio:\n%s", r.stdout)
+	}
+	if ms, err := s.Admin().Machines(context.Background()); err != nil || len(ms) != 0 {
+		t.Errorf("%d machines left on the server (%v), want the simulated ones forgotten", len(ms), err)
+	}
+
+	// Pinning another CA: no machine gets through, the command fails.
+	other := t.TempDir()
+	if err := pki.Init(other, pki.InitOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	r = run(t, s.Socket, "", "bench", "attest", "-n", "2", "-c", "1",
+		"--server", s.Target.Addr, "--ca", filepath.Join(other, pki.CACertFile))
+	if r.code != 1 || !strings.Contains(r.stderr, "certificate signed by unknown authority") {
+		t.Errorf("with another CA: exit %d, stderr %q; want 1 and a certificate error", r.code, r.stderr)
+	}
+}
+
+func TestBenchAttestUsage(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"zero_count", []string{"-n", "0"}, "count 0"},
+		{"zero_concurrency", []string{"-c", "0"}, "concurrency 0"},
+		{"too_concurrent", []string{"-c", "1025"}, "concurrency 1025"},
+		{"zero_machines", []string{"--machines", "0"}, "--machines 0"},
+		{"ca_without_server", []string{"--ca", "ca.crt"}, "need --server"},
+		{"server_without_ca", []string{"--server", "127.0.0.1:4433"}, "--server needs --ca"},
+		{"server_without_port", []string{"--server", "127.0.0.1", "--ca", "ca.crt"}, "missing port"},
+		{"extra_argument", []string{"now"}, "takes at most 0 argument"},
+		{"not_a_number", []string{"-n", "many"}, "invalid argument"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := run(t, "unused.sock", "", append([]string{"bench", "attest"}, tt.args...)...)
+			if r.code != 2 || !strings.Contains(r.stderr, tt.want) || !strings.Contains(r.stderr, "Usage:") {
+				t.Errorf("exit %d, stderr %q; want 2, %q and the usage", r.code, r.stderr, tt.want)
+			}
+		})
+	}
+	if r := run(t, "unused.sock", "", "bench"); r.code != 2 {
+		t.Errorf("bench alone: exit %d, want 2", r.code)
+	}
+}
