@@ -8,9 +8,27 @@
 // the agent extends it after unsealing its credential, so a non-zero PCR 15
 // means a credential was already released during this boot.
 //
-// Only digests are proven: an event's type and data (hence TypeName and
-// Description) are not covered by its digest for every event type, so they
-// serve operators reading diffs, never decisions.
+// What digests prove: replay proves each event's digest, never its type.
+// For four event types the TCG PC Client Platform Firmware Profile defines
+// the digest as the hash of the event data, and Verify refuses the log
+// (ErrEventData) when it is not, so an event the log reports with one of
+// these types has proven data (hence a proven Description):
+//
+//   - EV_SEPARATOR, except an error separator (data arbitrary by spec) and
+//     SeaBIOS before 1.15, which logs it without data
+//   - EV_ACTION (SeaBIOS: "Calling INT 19h", ...)
+//   - EV_EFI_ACTION ("Calling EFI Application from Boot Option", ...)
+//   - EV_EFI_VARIABLE_DRIVER_CONFIG: the whole UEFI_VARIABLE_DATA (vendor
+//     GUID, name and value of e.g. SecureBoot, PK, db)
+//
+// The sha256 digest may be SHA-256 of the data or, as SeaBIOS before 1.15
+// logs it, SHA-1 of the data zero-padded. EV_S_CRTM_VERSION is left out:
+// shipping firmware logs version strings that do not hash to the digest.
+// The data of all other types (image loads, EV_EFI_VARIABLE_BOOT, tagged
+// events, EV_IPL, ...) is not covered by the digest, and since the type is
+// unproven a rewritten log may also present any event as one of those
+// types with other data. So TypeName, and the Description of events of
+// other types, serve operators reading diffs, never decisions.
 //
 // Verify never panics on arbitrary input and is safe for concurrent use.
 package eventlog
@@ -59,6 +77,10 @@ var (
 	// ErrAlreadyReleased means PCR 15 is not zero: a credential was
 	// already released during this boot.
 	ErrAlreadyReleased = errors.New("PCR 15 is not zero: a credential was already released this boot")
+	// ErrEventData means an event of a type whose digest is the hash of
+	// its data carries data that does not hash to its digest: the data
+	// was rewritten after measurement.
+	ErrEventData = errors.New("event data does not match its digest")
 )
 
 // Verify parses raw, replays it against pcrs (sha256 bank) and returns the
@@ -88,7 +110,11 @@ func Verify(raw []byte, pcrs []wire.PCR) ([]store.Event, error) {
 	if err := checkCoverage(verified, pcrs); err != nil {
 		return nil, err
 	}
-	return convert(all, verified), nil
+	events := convert(all, verified)
+	if err := checkEventData(verified, events); err != nil {
+		return nil, err
+	}
+	return events, nil
 }
 
 func checkPCRs(pcrs []wire.PCR) error {

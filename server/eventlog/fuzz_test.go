@@ -21,12 +21,19 @@ func FuzzVerify(f *testing.F) {
 	f.Add(b.Log[:len(b.Log)/2], quoted[4].Digest)
 	f.Add(fakeboot.Encode(b.Events[:5]), make([]byte, 32))
 	f.Add(fakeboot.Encode(nil), make([]byte, 32))
+	rewritten := slices.Clone(b.Events)
+	for i := range rewritten {
+		if rewritten[i].Type == fakeboot.EvEFIAction {
+			rewritten[i].Data = []byte("rewritten action") // ErrEventData
+		}
+	}
+	f.Add(fakeboot.Encode(rewritten), quoted[4].Digest)
 	big, err := fakeboot.Build(realisticSpec())
 	if err != nil {
 		f.Fatal(err)
 	}
 	f.Add(big.Log, big.Quoted(4)[0].Digest)
-	sentinels := []error{ErrEmptyLog, ErrMalformed, ErrReplay, ErrMissingEvents, ErrAlreadyReleased, ErrInvalidPCRs}
+	sentinels := []error{ErrEmptyLog, ErrMalformed, ErrReplay, ErrMissingEvents, ErrAlreadyReleased, ErrInvalidPCRs, ErrEventData}
 
 	f.Fuzz(func(t *testing.T, log, pcr4 []byte) {
 		pcrs := setPCR(quoted, 4, pcr4)
