@@ -22,14 +22,16 @@ func configure(h *netlink.Handle, link netlink.Link, prev, s settings, elapsed t
 		left := int((s.Lease - elapsed) / time.Second)
 		addr.ValidLft, addr.PreferedLft = max(left, 1), max(left, 1)
 	}
-	if err := h.AddrReplace(link, addr); err != nil {
-		return fmt.Errorf("netlink: address %s on %s: %w", s.Addr, name, err)
-	}
 	if prev.Addr != nil && !prev.Addr.IP.Equal(s.Addr.IP) {
-		// The server moved us: drop the old address and its routes.
+		// The server moved us: drop the old address (and its routes) first;
+		// removing a subnet's primary address afterwards would also remove
+		// the new, secondary one.
 		if err := h.AddrDel(link, &netlink.Addr{IPNet: prev.Addr}); err != nil {
 			return fmt.Errorf("netlink: remove old address %s from %s: %w", prev.Addr, name, err)
 		}
+	}
+	if err := h.AddrReplace(link, addr); err != nil {
+		return fmt.Errorf("netlink: address %s on %s: %w", s.Addr, name, err)
 	}
 	for _, r := range s.Routes {
 		if err := h.RouteReplace(netlinkRoute(link, s.Addr, r)); err != nil {
