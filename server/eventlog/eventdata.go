@@ -67,17 +67,25 @@ func digestOf(digest, data []byte) bool {
 // verified ones converted, index for index.
 func checkEventData(verified []attest.Event, events []store.Event) error {
 	for i, v := range verified {
-		typ := uint32(v.Type)
-		if !dataBound(typ) || digestOf(v.Digest, v.Data) {
-			continue
+		if !dataMatches(v) {
+			e := events[i]
+			return fmt.Errorf("%w: PCR %d event %d (%s)", ErrEventData, e.PCR, e.Sequence, e.TypeName)
 		}
-		if typ == evSeparator && separatorExempt(v) {
-			continue
-		}
-		e := events[i]
-		return fmt.Errorf("%w: PCR %d event %d (%s)", ErrEventData, e.PCR, e.Sequence, e.TypeName)
 	}
 	return nil
+}
+
+// dataMatches reports whether e's data passes the rule of its type; events
+// of other types always pass.
+func dataMatches(e attest.Event) bool {
+	typ := uint32(e.Type)
+	switch {
+	case !dataBound(typ), digestOf(e.Digest, e.Data):
+		return true
+	case typ == evSeparator:
+		return separatorExempt(e)
+	}
+	return false
 }
 
 // separatorExempt covers the separators the spec or real firmware log
