@@ -80,7 +80,10 @@ func (d Deps) withDefaults() Deps {
 	if d.LoadModules == nil {
 		log := d.Logger
 		d.LoadModules = func(_ context.Context, mods []string) error {
-			_, err := kmod.Load(kmod.Options{Logger: log}, mods)
+			res, err := kmod.Load(kmod.Options{Logger: log}, mods)
+			if res != nil {
+				log.Info("kernel modules", "loaded", res.Loaded, "warnings", len(res.Warnings))
+			}
 			return err
 		}
 	}

@@ -20,6 +20,7 @@ package kmod
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 
@@ -77,8 +78,14 @@ type Result struct {
 // dependencies and alias resolution) and the drivers of PCI network
 // controllers. It returns an error joining every required failure; the
 // Result is valid either way.
+//
+// An initramfs without lib/modules/<kver>/modules.dep (a kernel with every
+// driver built in) is fine as long as no module is required.
 func Load(opts Options, required []string) (*Result, error) {
 	l, err := newLoader(opts)
+	if errors.Is(err, os.ErrNotExist) && len(required) == 0 {
+		return &Result{}, nil
+	}
 	if err != nil {
 		return nil, err
 	}

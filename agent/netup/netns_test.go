@@ -2,6 +2,7 @@ package netup
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -25,6 +26,7 @@ type testServer struct {
 	renewals int
 	nakRenew bool
 	yiaddr   net.IP
+	lease    time.Duration
 }
 
 var (
@@ -53,7 +55,7 @@ func (s *testServer) handle(conn net.PacketConn, _ net.Addr, m *dhcpv4.DHCPv4) {
 		dhcpv4.WithNetmask(net.CIDRMask(24, 32)),
 		dhcpv4.WithRouter(serverIP),
 		dhcpv4.WithDNS(net.IPv4(10, 77, 0, 53)),
-		dhcpv4.WithOption(dhcpv4.OptIPAddressLeaseTime(leaseFor)),
+		dhcpv4.WithOption(dhcpv4.OptIPAddressLeaseTime(s.lease)),
 	)
 	if err != nil {
 		return
@@ -64,16 +66,16 @@ func (s *testServer) handle(conn net.PacketConn, _ net.Addr, m *dhcpv4.DHCPv4) {
 	conn.WriteTo(reply.ToBytes(), &net.UDPAddr{IP: net.IPv4bcast, Port: dhcpv4.ClientPort})
 }
 
-// TestUpInNetns runs the real client against a real DHCP server across a
-// veth pair between two namespaces the test owns.
-func TestUpInNetns(t *testing.T) {
+// startServer creates a client and a server namespace joined by a veth
+// pair (cli0 - srv0) and serves ts on srv0. It returns the client side.
+func startServer(t *testing.T, ts *testServer) *netnstest.NS {
+	t.Helper()
 	netnstest.RequireRoot(t)
 	srvNS := netnstest.New(t, "sr-netup-srv")
 	cliNS := netnstest.New(t, "sr-netup-cli")
 	if err := srvNS.AddVeth("srv0", "", cliNS, "cli0", netip.Prefix{}); err != nil {
 		t.Fatal(err)
 	}
-	ts := &testServer{yiaddr: net.IPv4(10, 77, 0, 50).To4()}
 	var srv *server4.Server
 	err := srvNS.Do(func() error {
 		l, err := netlink.LinkByName("srv0")
@@ -91,13 +93,24 @@ func TestUpInNetns(t *testing.T) {
 	}
 	go srv.Serve()
 	t.Cleanup(func() { srv.Close() })
+	return cliNS
+}
 
+func testConfig(resolv string) Config {
+	return Config{Interface: "cli0", ResolvConf: resolv, LinkTimeout: 5 * time.Second,
+		AttemptTimeout: 3 * time.Second, MinBackoff: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond}
+}
+
+// TestUpInNetns runs the real client against a real DHCP server across a
+// veth pair between two namespaces the test owns.
+func TestUpInNetns(t *testing.T) {
+	ts := &testServer{yiaddr: net.IPv4(10, 77, 0, 50).To4(), lease: leaseFor}
+	cliNS := startServer(t, ts)
 	resolv := filepath.Join(t.TempDir(), "resolv.conf")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	err = cliNS.Do(func() error {
-		lease, err := Up(ctx, Config{Interface: "cli0", ResolvConf: resolv, LinkTimeout: 5 * time.Second,
-			AttemptTimeout: 3 * time.Second, MinBackoff: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond})
+	err := cliNS.Do(func() error {
+		lease, err := Up(ctx, testConfig(resolv))
 		if err != nil {
 			return err
 		}
@@ -132,6 +145,45 @@ func TestUpInNetns(t *testing.T) {
 	rc, err := os.ReadFile(resolv)
 	if err != nil || !strings.Contains(string(rc), "nameserver 10.77.0.53\n") {
 		t.Errorf("resolv.conf = %q, %v", rc, err)
+	}
+}
+
+// TestRenewLoopInNetns lets RenewLoop renew a 2-second lease at T1.
+func TestRenewLoopInNetns(t *testing.T) {
+	ts := &testServer{yiaddr: net.IPv4(10, 77, 0, 50).To4(), lease: 2 * time.Second}
+	cliNS := startServer(t, ts)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	renewed := func() bool {
+		ts.mu.Lock()
+		defer ts.mu.Unlock()
+		return ts.renewals >= 1
+	}
+	var loopErr error
+	err := cliNS.Do(func() error {
+		lease, err := Up(ctx, testConfig(filepath.Join(t.TempDir(), "resolv.conf")))
+		if err != nil {
+			return err
+		}
+		defer lease.Close()
+		lctx, lcancel := context.WithCancel(ctx)
+		go func() {
+			for !renewed() && lctx.Err() == nil {
+				time.Sleep(20 * time.Millisecond)
+			}
+			lcancel()
+		}()
+		loopErr = lease.RenewLoop(lctx)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("Up: %v", err)
+	}
+	if !renewed() || ctx.Err() != nil {
+		t.Fatalf("no renewal within %v", 20*time.Second)
+	}
+	if !errors.Is(loopErr, context.Canceled) {
+		t.Errorf("RenewLoop() = %v, want context.Canceled", loopErr)
 	}
 }
 
