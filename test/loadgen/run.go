@@ -40,9 +40,12 @@ type Stats struct {
 	Errors  int           // failed operations
 	Err     error         // the first few distinct failures, joined
 	Elapsed time.Duration // wall clock of the whole run
-	P50     time.Duration
-	P99     time.Duration
-	Max     time.Duration
+	// CPU is the CPU time this process used during the run (0 if
+	// unknown): the clients' and, if in-process, the server's.
+	CPU time.Duration
+	P50 time.Duration
+	P99 time.Duration
+	Max time.Duration
 }
 
 // Throughput is successful operations per second of wall clock.
@@ -51,6 +54,14 @@ func (s *Stats) Throughput() float64 {
 		return 0
 	}
 	return float64(s.N-s.Errors) / s.Elapsed.Seconds()
+}
+
+// CPUPerOp is CPU time per operation run, or 0 if unknown.
+func (s *Stats) CPUPerOp() time.Duration {
+	if s.N == 0 {
+		return 0
+	}
+	return s.CPU / time.Duration(s.N)
 }
 
 // Validate checks o's ranges.
@@ -78,7 +89,7 @@ func Run(ctx context.Context, opts Options, op Op) (*Stats, error) {
 	var rec recorder
 	next := make(chan int)
 	var wg sync.WaitGroup
-	start := time.Now()
+	start, cpu0 := time.Now(), processCPU()
 	for w := range opts.Concurrency {
 		wg.Add(1)
 		go func() {
@@ -102,7 +113,11 @@ feed:
 	}
 	close(next)
 	wg.Wait()
-	return rec.stats(time.Since(start)), ctx.Err()
+	st := rec.stats(time.Since(start))
+	if cpu0 > 0 {
+		st.CPU = processCPU() - cpu0
+	}
+	return st, ctx.Err()
 }
 
 // recorder collects the latencies and failures of concurrent operations.

@@ -114,6 +114,20 @@ func TestRunMeasuresLatency(t *testing.T) {
 	}
 }
 
+func TestRunMeasuresCPU(t *testing.T) {
+	st, err := loadgen.Run(context.Background(), loadgen.Options{N: 4, Concurrency: 1}, func(context.Context, int, int) error {
+		for t0 := time.Now(); time.Since(t0) < 10*time.Millisecond; {
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if st.CPU < 20*time.Millisecond || st.CPUPerOp() != st.CPU/4 {
+		t.Errorf("4 ops spinning 10ms: CPU %v (%v/op), want at least 20ms", st.CPU, st.CPUPerOp())
+	}
+}
+
 func TestRunStopsWhenContextEnds(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	st, err := loadgen.Run(ctx, loadgen.Options{N: 1000, Concurrency: 2}, func(_ context.Context, _, i int) error {

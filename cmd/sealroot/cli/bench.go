@@ -176,11 +176,14 @@ type benchPhase struct {
 	P99Ms     float64 `json:"p99_ms"`
 	MaxMs     float64 `json:"max_ms"`
 	Seconds   float64 `json:"seconds"`
+	// CPUMsPerOp is this process's CPU time per operation: the simulated
+	// agents' and, in-process, the server's.
+	CPUMsPerOp float64 `json:"cpu_ms_per_op"`
 }
 
 func newBenchPhase(s *loadgen.Stats) benchPhase {
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-	return benchPhase{s.N, s.Errors, s.Throughput(), ms(s.P50), ms(s.P99), ms(s.Max), s.Elapsed.Seconds()}
+	return benchPhase{s.N, s.Errors, s.Throughput(), ms(s.P50), ms(s.P99), ms(s.Max), s.Elapsed.Seconds(), ms(s.CPUPerOp())}
 }
 
 // benchReport is the result of `sealroot bench attest` (--json).
@@ -189,6 +192,7 @@ type benchReport struct {
 	Concurrency int        `json:"concurrency"`
 	Machines    int        `json:"machines"`
 	Server      string     `json:"server"`
+	InProcess   bool       `json:"in_process"`
 	CPUs        int        `json:"cpus"` // shared by server and clients when in-process
 	Baseline    benchPhase `json:"baseline"`
 	Attest      benchPhase `json:"attest"`
@@ -197,7 +201,7 @@ type benchReport struct {
 
 func newBenchReport(a benchAttestArgs, where string, base, att *loadgen.Stats) *benchReport {
 	r := &benchReport{
-		Count: a.n, Concurrency: a.c, Machines: a.machines, Server: where, CPUs: runtime.NumCPU(),
+		Count: a.n, Concurrency: a.c, Machines: a.machines, Server: where, InProcess: a.server == "", CPUs: runtime.NumCPU(),
 		Baseline: newBenchPhase(base), Attest: newBenchPhase(att),
 	}
 	if r.Baseline.PerSecond > 0 {
@@ -212,15 +216,22 @@ func (r *benchReport) print(e *env) error {
 	}
 	_, err := fmt.Fprintf(e.Stdout, ""+
 		"bench attest: %d attestations, concurrency %d, %d machines, %s\n"+
-		"baseline (QUIC handshake + refused hello): %.1f conn/s  p50 %.1fms  p99 %.1fms\n"+
-		"attest  (full attestation, credential sealed): %.1f attestations/s  p50 %.1fms  p99 %.1fms\n"+
+		"baseline (QUIC handshake + refused hello): %.1f conn/s  p50 %.1fms  p99 %.1fms  cpu %.2fms/op\n"+
+		"attest  (full attestation, credential sealed): %.1f attestations/s  p50 %.1fms  p99 %.1fms  cpu %.2fms/op\n"+
 		"ratio: attest/baseline throughput=%.2f\n"+
-		"note: the simulated agents (software TPM) run on this machine's %d CPUs: figures include their CPU\n",
+		"note: the simulated agents (software TPM) run on this machine's %d CPUs: figures include their CPU%s\n",
 		r.Count, r.Concurrency, r.Machines, r.Server,
-		r.Baseline.PerSecond, r.Baseline.P50Ms, r.Baseline.P99Ms,
-		r.Attest.PerSecond, r.Attest.P50Ms, r.Attest.P99Ms,
-		r.Ratio, r.CPUs)
+		r.Baseline.PerSecond, r.Baseline.P50Ms, r.Baseline.P99Ms, r.Baseline.CPUMsPerOp,
+		r.Attest.PerSecond, r.Attest.P50Ms, r.Attest.P99Ms, r.Attest.CPUMsPerOp,
+		r.Ratio, r.CPUs, r.cpuNote())
 	return err
+}
+
+func (r *benchReport) cpuNote() string {
+	if r.InProcess {
+		return " (cpu: server and agents)"
+	}
+	return " (cpu: agents only)"
 }
 
 // failures reports failed operations as the command's error.

@@ -17,10 +17,10 @@ import (
 // as groups.
 var benchLines = []*regexp.Regexp{
 	regexp.MustCompile(`^bench attest: 20 attestations, concurrency 4, 4 machines, server in-process on 127\.0\.0\.1:\d+$`),
-	regexp.MustCompile(`^baseline \(QUIC handshake \+ refused hello\): ([0-9.]+) conn/s  p50 ([0-9.]+)ms  p99 ([0-9.]+)ms$`),
-	regexp.MustCompile(`^attest  \(full attestation, credential sealed\): ([0-9.]+) attestations/s  p50 ([0-9.]+)ms  p99 ([0-9.]+)ms$`),
+	regexp.MustCompile(`^baseline \(QUIC handshake \+ refused hello\): ([0-9.]+) conn/s  p50 ([0-9.]+)ms  p99 ([0-9.]+)ms  cpu ([0-9.]+)ms/op$`),
+	regexp.MustCompile(`^attest  \(full attestation, credential sealed\): ([0-9.]+) attestations/s  p50 ([0-9.]+)ms  p99 ([0-9.]+)ms  cpu ([0-9.]+)ms/op$`),
 	regexp.MustCompile(`^ratio: attest/baseline throughput=([0-9.]+)$`),
-	regexp.MustCompile(`^note: the simulated agents \(software TPM\) run on this machine's \d+ CPUs: figures include their CPU$`),
+	regexp.MustCompile(`^note: the simulated agents \(software TPM\) run on this machine's \d+ CPUs: figures include their CPU \(cpu: server and agents\)$`),
 }
 
 func TestBenchAttestInProcess(t *testing.T) {
