@@ -85,10 +85,16 @@ func run(ctx context.Context, pid1 bool, configPath, tpmPath string) error {
 		return err
 	}
 	defer closer.Close()
-	attester, err := newAttester(cfg, t, log)
-	if err != nil {
-		return fmt.Errorf("attestation client: %w", err)
-	}
+	// The attestation client is built inside the attest step, after the
+	// entropy step: building it may read crypto/rand, which blocks until
+	// the CRNG is seeded.
+	attester := attesterFunc(func(ctx context.Context) (*wire.Payload, error) {
+		a, err := newAttester(cfg, t, log)
+		if err != nil {
+			return nil, fmt.Errorf("attestation client: %w", err)
+		}
+		return a.Attest(ctx)
+	})
 	return agent.Run(ctx, cfg, agent.Deps{
 		Console:  os.Stdout,
 		Logger:   log,
@@ -96,6 +102,11 @@ func run(ctx context.Context, pid1 bool, configPath, tpmPath string) error {
 		Attester: attester,
 	})
 }
+
+// attesterFunc adapts a function to agent.Attester.
+type attesterFunc func(ctx context.Context) (*wire.Payload, error)
+
+func (f attesterFunc) Attest(ctx context.Context) (*wire.Payload, error) { return f(ctx) }
 
 // newAttester builds the attestation client.
 //
