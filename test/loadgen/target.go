@@ -91,11 +91,13 @@ func Enroll(ctx context.Context, t Target, admin api.Service, agents []*Agent) e
 	})
 }
 
-// Forget deletes the agents' machine records through admin.
+// Forget deletes the agents' machine records through admin; agents the
+// server does not know are skipped.
 func Forget(ctx context.Context, admin api.Service, agents []*Agent) error {
 	var errs []error
 	for _, a := range agents {
-		if err := admin.Forget(ctx, agentattest.MachineID(a.TPM.EKPublic())); err != nil {
+		err := admin.Forget(ctx, agentattest.MachineID(a.TPM.EKPublic()))
+		if err != nil && !errors.Is(err, api.ErrNotFound) {
 			errs = append(errs, err)
 		}
 	}

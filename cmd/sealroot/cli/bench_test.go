@@ -57,14 +57,17 @@ func TestBenchAttestJSON(t *testing.T) {
 			Count, Errors int
 			PerSecond     float64 `json:"per_second"`
 		}
-		Ratio float64
+		Ratio     float64
+		Server    string
+		InProcess bool `json:"in_process"`
 	}
 	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
 		t.Fatalf("stdout %q does not parse: %v", r.stdout, err)
 	}
 	if rep.Count != 6 || rep.Concurrency != 2 || rep.Machines != 1 || rep.Attest.Count != 6 || rep.Attest.Errors != 0 ||
-		rep.Baseline.Count != 6 || rep.Attest.PerSecond <= 0 || rep.Ratio <= 0 {
-		t.Errorf("report = %+v, want 6 attestations at concurrency 2 by 1 machine, no errors, a ratio", rep)
+		rep.Baseline.Count != 6 || rep.Attest.PerSecond <= 0 || rep.Ratio <= 0 ||
+		!rep.InProcess || !strings.HasPrefix(rep.Server, "127.0.0.1:") {
+		t.Errorf("report = %+v, want 6 attestations at concurrency 2 by 1 machine in-process, no errors, a ratio", rep)
 	}
 }
 
