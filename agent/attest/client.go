@@ -21,7 +21,6 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"github.com/sealroot/sealroot/server/attest/wire"
-	"github.com/sealroot/sealroot/server/seal"
 )
 
 // Device is the TPM as the protocol needs it. TPMDevice adapts agent/tpm.
@@ -298,7 +297,7 @@ func (c *Client) open(ctx context.Context, cred *wire.Credential, exporter []byt
 	if err := d.ExtendPCR(ctx, ReleasedPCR, []byte(releasedEvent)); err != nil {
 		return nil, fmt.Errorf("extend PCR %d: %w", ReleasedPCR, err)
 	}
-	plain, err := seal.OpenPayload(key, cred.Ciphertext, wire.CredentialAAD(exporter, id))
+	plain, err := wire.OpenPayload(key, cred.Ciphertext, wire.CredentialAAD(exporter, id))
 	if err != nil {
 		return nil, fmt.Errorf("open payload: %w", err)
 	}

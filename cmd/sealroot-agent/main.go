@@ -18,6 +18,7 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -26,6 +27,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/sealroot/sealroot/agent"
+	"github.com/sealroot/sealroot/agent/attest"
+	"github.com/sealroot/sealroot/agent/hints"
 	"github.com/sealroot/sealroot/agent/sysinit"
 	"github.com/sealroot/sealroot/agent/tpm"
 	"github.com/sealroot/sealroot/server/attest/wire"
@@ -108,17 +111,54 @@ type attesterFunc func(ctx context.Context) (*wire.Payload, error)
 
 func (f attesterFunc) Attest(ctx context.Context) (*wire.Payload, error) { return f(ctx) }
 
-// newAttester builds the attestation client.
-//
-// TODO(attest): STUB. Replace the body with agent/attest.New(...); until
-// then every boot fails at the attest step.
+// newAttester builds the attestation client: the TPM's EK and AK, the
+// machine's hints and event log, and the pinned sealroot CA.
 func newAttester(cfg *agent.Config, t *tpm.TPM, log hclog.Logger) (agent.Attester, error) {
-	return notWired{}, nil
+	roots, err := cfg.CertPool()
+	if err != nil {
+		return nil, err
+	}
+	h := hints.Gather("/sys")
+	h.AgentVer = version
+	return &tpmAttester{cfg: cfg, tpm: t, roots: roots, hints: h, log: log}, nil
 }
 
-// notWired is the placeholder Attester. TODO(attest): delete with the stub.
-type notWired struct{}
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
 
-func (notWired) Attest(context.Context) (*wire.Payload, error) {
-	return nil, errors.New("attestation client not wired")
+// tpmAttester runs the attestation with keys loaded for this attempt only.
+type tpmAttester struct {
+	cfg   *agent.Config
+	tpm   *tpm.TPM
+	roots *x509.CertPool
+	hints wire.Hints
+	log   hclog.Logger
+}
+
+func (a *tpmAttester) Attest(ctx context.Context) (*wire.Payload, error) {
+	keys, err := a.tpm.LoadKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("load TPM keys: %w", err)
+	}
+	defer keys.Close()
+	c, err := attest.New(attest.Config{
+		Servers:    a.cfg.Servers,
+		ServerName: a.cfg.ServerName,
+		Roots:      a.roots,
+		Hints:      a.hints,
+		Logger:     a.log,
+		Device: &attest.TPMDevice{
+			TPM:          a.tpm,
+			Keys:         keys,
+			ReadEventLog: func() ([]byte, error) { return hints.EventLog("/sys") },
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	res, err := c.Attest(ctx, os.Stdout)
+	if err != nil {
+		return nil, err
+	}
+	return res.Payload, nil
 }

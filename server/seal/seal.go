@@ -12,8 +12,6 @@
 package seal
 
 import (
-	"crypto/aes"
-	"crypto/cipher"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -31,13 +29,13 @@ import (
 const KeySize = 32
 
 // NonceSize is the size of the AES-GCM nonce prefixed to the ciphertext.
-const NonceSize = 12
+const NonceSize = wire.PayloadNonceSize
 
 // Sentinel errors.
 var (
 	// ErrDecrypt means the payload does not decrypt under the key and
 	// additional data.
-	ErrDecrypt = errors.New("sealed payload does not decrypt")
+	ErrDecrypt = wire.ErrDecrypt
 	// ErrPCRs means the PCR list for the policy is unusable.
 	ErrPCRs = errors.New("invalid PCR list for the seal policy")
 )
@@ -135,43 +133,14 @@ func objectName(public []byte) []byte {
 }
 
 func encrypt(rand io.Reader, key, payload, aad []byte) ([]byte, error) {
-	aead, err := newAEAD(key)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]byte, NonceSize, NonceSize+len(payload)+aead.Overhead())
-	if _, err := io.ReadFull(rand, out); err != nil {
-		return nil, fmt.Errorf("payload nonce: %w", err)
-	}
-	return aead.Seal(out, out, payload, aad), nil
+	return wire.SealPayload(rand, key, payload, aad)
 }
 
 // OpenPayload decrypts a Credential's Ciphertext with the unsealed key and
-// the additional data it was sealed with. Any failure wraps ErrDecrypt.
+// the additional data it was sealed with (see wire.OpenPayload). Any failure
+// wraps ErrDecrypt.
 func OpenPayload(key, ciphertext, aad []byte) ([]byte, error) {
-	aead, err := newAEAD(key)
-	if err != nil {
-		return nil, fmt.Errorf("%v: %w", err, ErrDecrypt)
-	}
-	if len(ciphertext) < NonceSize+aead.Overhead() {
-		return nil, fmt.Errorf("ciphertext of %d bytes: %w", len(ciphertext), ErrDecrypt)
-	}
-	plain, err := aead.Open(nil, ciphertext[:NonceSize], ciphertext[NonceSize:], aad)
-	if err != nil {
-		return nil, ErrDecrypt
-	}
-	return plain, nil
-}
-
-func newAEAD(key []byte) (cipher.AEAD, error) {
-	if len(key) != KeySize {
-		return nil, fmt.Errorf("key of %d bytes, want %d", len(key), KeySize)
-	}
-	block, err := aes.NewCipher(key)
-	if err != nil {
-		return nil, fmt.Errorf("aes: %w", err)
-	}
-	return cipher.NewGCM(block)
+	return wire.OpenPayload(key, ciphertext, aad)
 }
 
 // PolicyDigest returns the SHA-256 policy digest of TPM2_PolicyPCR over the
