@@ -18,10 +18,10 @@ const maxEKCert = 8 << 10
 // nvChunk is the NVRead chunk size every TPM supports.
 const nvChunk = 512
 
-// akTemplate is the AK: an ECDSA P-256/SHA-256 restricted signing primary
+// AKTemplate is the AK: an ECDSA P-256/SHA-256 restricted signing primary
 // key of the endorsement hierarchy. The template is fixed, so the TPM
-// derives the same key every boot.
-var akTemplate = tpm2.TPMTPublic{
+// derives the same key every boot. Callers must not modify it.
+var AKTemplate = tpm2.TPMTPublic{
 	Type:    tpm2.TPMAlgECC,
 	NameAlg: tpm2.TPMAlgSHA256,
 	ObjectAttributes: tpm2.TPMAObject{
@@ -68,7 +68,7 @@ func (t *TPM) LoadKeys(ctx context.Context) (*Keys, error) {
 	if k.EKPublic, k.ek, err = t.createPrimary(ctx, tpm2.RSAEKTemplate); err != nil {
 		return nil, fmt.Errorf("create EK: %w", err)
 	}
-	if k.AKPublic, k.ak, err = t.createPrimary(ctx, akTemplate); err != nil {
+	if k.AKPublic, k.ak, err = t.createPrimary(ctx, AKTemplate); err != nil {
 		return nil, errors.Join(fmt.Errorf("create AK: %w", err), k.closeLocked())
 	}
 	if k.EKCert, err = t.readEKCert(ctx); err != nil {

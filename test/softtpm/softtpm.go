@@ -17,6 +17,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	agenttpm "github.com/sealroot/sealroot/agent/tpm"
 	"io"
 	"sync"
 
@@ -40,31 +41,9 @@ var (
 	ErrBadCredential = errors.New("softtpm: malformed credential")
 )
 
-// AKTemplate is the AK public area without its key: ECDSA P-256 with
-// SHA-256, a restricted signing key (as sealroot's agent creates it).
-var AKTemplate = tpm2.TPMTPublic{
-	Type:    tpm2.TPMAlgECC,
-	NameAlg: tpm2.TPMAlgSHA256,
-	ObjectAttributes: tpm2.TPMAObject{
-		FixedTPM:            true,
-		FixedParent:         true,
-		SensitiveDataOrigin: true,
-		UserWithAuth:        true,
-		Restricted:          true,
-		SignEncrypt:         true,
-		NoDA:                true,
-	},
-	Parameters: tpm2.NewTPMUPublicParms(tpm2.TPMAlgECC, &tpm2.TPMSECCParms{
-		Symmetric: tpm2.TPMTSymDefObject{Algorithm: tpm2.TPMAlgNull},
-		Scheme: tpm2.TPMTECCScheme{
-			Scheme:  tpm2.TPMAlgECDSA,
-			Details: tpm2.NewTPMUAsymScheme(tpm2.TPMAlgECDSA, &tpm2.TPMSSigSchemeECDSA{HashAlg: tpm2.TPMAlgSHA256}),
-		},
-		CurveID: tpm2.TPMECCNistP256,
-		KDF:     tpm2.TPMTKDFScheme{Scheme: tpm2.TPMAlgNull},
-	}),
-	Unique: tpm2.NewTPMUPublicID(tpm2.TPMAlgECC, &tpm2.TPMSECCPoint{}),
-}
+// AKTemplate is the AK public area without its key: the agent's own
+// template (agent/tpm), so the stand-in presents what a real agent does.
+var AKTemplate = agenttpm.AKTemplate
 
 // TPM is one software TPM.
 type TPM struct {
