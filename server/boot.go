@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/sealroot/sealroot/ipxe"
@@ -94,14 +95,7 @@ func (s *Server) startBoot(ctx context.Context, run func(string, func() error)) 
 	if err := ipxe.CheckCmdline(b.Cmdline); err != nil {
 		return fmt.Errorf("boot: %w", err)
 	}
-	base := "http://" + net.JoinHostPort(ip.String(), strconv.Itoa(int(b.HTTPPort)))
-	scripts := func(ctx context.Context, r boothttp.ScriptRequest) ([]byte, error) {
-		p := ipxe.Params{BaseURL: base, Arch: r.Arch, Kernel: b.Kernel, Initrd: b.Initrd, Cmdline: b.Cmdline}
-		if r.Arch == ipxe.ArchEFIx64 && b.UKI != "" {
-			p = ipxe.Params{BaseURL: base, Arch: r.Arch, UKI: b.UKI, Cmdline: b.Cmdline}
-		}
-		return ipxe.Render(p)
-	}
+	scripts := bootScripts(&b, ip)
 	// Render once now so a bad configuration fails at start, not at boot.
 	if _, err := scripts(ctx, boothttp.ScriptRequest{Arch: ipxe.ArchBIOS}); err != nil {
 		return fmt.Errorf("boot: iPXE script: %w", err)
@@ -137,6 +131,21 @@ func (s *Server) startBoot(ctx context.Context, run func(string, func() error)) 
 	}
 	run("boot dhcp", func() error { return ds.Serve(ctx) })
 	return nil
+}
+
+// bootScripts renders the iPXE script for a client arch. Its artifact URLs
+// point below boothttp.ArtifactPrefix, where the HTTP handler serves
+// b.ArtifactsDir.
+func bootScripts(b *BootConfig, ip netip.Addr) boothttp.ScriptFunc {
+	base := "http://" + net.JoinHostPort(ip.String(), strconv.Itoa(int(b.HTTPPort))) +
+		strings.TrimSuffix(boothttp.ArtifactPrefix, "/")
+	return func(ctx context.Context, r boothttp.ScriptRequest) ([]byte, error) {
+		p := ipxe.Params{BaseURL: base, Arch: r.Arch, Kernel: b.Kernel, Initrd: b.Initrd, Cmdline: b.Cmdline}
+		if r.Arch == ipxe.ArchEFIx64 && b.UKI != "" {
+			p = ipxe.Params{BaseURL: base, Arch: r.Arch, UKI: b.UKI, Cmdline: b.Cmdline}
+		}
+		return ipxe.Render(p)
+	}
 }
 
 func dhcpConfig(b *BootConfig, ip netip.Addr) (dhcp.Config, error) {

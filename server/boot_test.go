@@ -1,0 +1,90 @@
+package server
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"testing"
+
+	"github.com/sealroot/sealroot/ipxe"
+	boothttp "github.com/sealroot/sealroot/server/boot/http"
+)
+
+// scriptURL matches the artifact URLs an iPXE script fetches.
+var scriptURL = regexp.MustCompile(`http://\S+`)
+
+// TestBootScriptsURLsServed renders the boot script of each arch and
+// fetches every URL in it from the boot HTTP handler serving the artifacts
+// directory: each must be found (the script once pointed at /vmlinuz while
+// the handler serves /artifacts/vmlinuz, and every PXE boot looped on 404).
+func TestBootScriptsURLsServed(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct {
+		name string
+		arch ipxe.Arch
+		uki  string
+		want []string // artifact names fetched
+	}{
+		{"bios_kernel_initrd", ipxe.ArchBIOS, "", []string{"vmlinuz", "initramfs.cpio.gz"}},
+		{"efi_kernel_initrd", ipxe.ArchEFIx64, "", []string{"vmlinuz", "initramfs.cpio.gz"}},
+		{"efi_uki", ipxe.ArchEFIx64, "sealroot.efi", []string{"sealroot.efi"}},
+	}
+	for _, name := range []string{"vmlinuz", "initramfs.cpio.gz", "sealroot.efi"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(name), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			b := &BootConfig{ServerIP: "192.0.2.1", UKI: tc.uki}
+			b.defaults(t.TempDir())
+			scripts := bootScripts(b, netip.MustParseAddr(b.ServerIP))
+			srv := httptest.NewServer(boothttp.NewHandler(dir, scripts, nil))
+			defer srv.Close()
+			script := get(t, srv.URL+boothttp.ScriptPath+"?arch="+string(tc.arch))
+			urls := scriptURL.FindAllString(script, -1)
+			if len(urls) != len(tc.want) {
+				t.Fatalf("script URLs %q, want %d:\n%s", urls, len(tc.want), script)
+			}
+			for i, raw := range urls {
+				u, err := url.Parse(raw)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if u.Host != "192.0.2.1:8080" {
+					t.Errorf("URL %s: host %s, want 192.0.2.1:8080", raw, u.Host)
+				}
+				if body := get(t, srv.URL+u.Path); body != tc.want[i] {
+					t.Errorf("GET %s = %q, want %q", u.Path, body, tc.want[i])
+				}
+			}
+		})
+	}
+}
+
+func get(t *testing.T, u string) string {
+	t.Helper()
+	req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s", u, resp.Status)
+	}
+	return string(b)
+}
