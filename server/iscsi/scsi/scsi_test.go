@@ -1,0 +1,119 @@
+package scsi
+
+import (
+	"bytes"
+	"encoding/binary"
+	"testing"
+)
+
+// memStore is an in-memory BackingStore that counts syncs.
+type memStore struct {
+	b       []byte
+	syncs   int
+	punched int64
+}
+
+func (m *memStore) ReadAt(p []byte, off int64) (int, error)  { return copy(p, m.b[off:]), nil }
+func (m *memStore) WriteAt(p []byte, off int64) (int, error) { return copy(m.b[off:], p), nil }
+func (m *memStore) Size() int64                              { return int64(len(m.b)) }
+func (m *memStore) Sync() error                              { m.syncs++; return nil }
+func (m *memStore) Punch(off, n int64) error {
+	clear(m.b[off : off+n])
+	m.punched += n
+	return nil
+}
+
+func newDev() (*Device, *memStore) {
+	m := &memStore{b: make([]byte, 64*BlockSize)}
+	return &Device{Store: m, Serial: "abc"}, m
+}
+
+func cdb16(op byte, lba uint64, n uint32, b1 byte) []byte {
+	c := make([]byte, 16)
+	c[0], c[1] = op, b1
+	binary.BigEndian.PutUint64(c[2:], lba)
+	binary.BigEndian.PutUint32(c[10:], n)
+	return c
+}
+
+func senseOf(r Result) (key byte, asc uint16) {
+	if len(r.Sense) < 14 {
+		return 0, 0
+	}
+	return r.Sense[2], uint16(r.Sense[12])<<8 | uint16(r.Sense[13])
+}
+
+func TestExecuteErrors(t *testing.T) {
+	d, _ := newDev()
+	tests := []struct {
+		name string
+		cdb  []byte
+		out  []byte
+		key  byte
+		asc  uint16
+	}{
+		{"unknown_opcode", []byte{0xd0, 0, 0, 0, 0, 0}, nil, senseIllegalRequest, ascInvalidOpcode},
+		{"read16_past_end", cdb16(0x88, 63, 2, 0), nil, senseIllegalRequest, ascLBAOutOfRange},
+		{"write16_lba_overflow", cdb16(0x8a, 1<<63, 1<<31, 0), nil, senseIllegalRequest, ascLBAOutOfRange},
+		{"read16_rdprotect", cdb16(0x88, 0, 1, 0x20), nil, senseIllegalRequest, ascInvalidFieldInCDB},
+		{"write16_short_data", cdb16(0x8a, 0, 2, 0), make([]byte, BlockSize), senseIllegalRequest, ascParamListLength},
+		{"inquiry_bad_vpd", []byte{0x12, 1, 0x99, 0, 255, 0}, nil, senseIllegalRequest, ascInvalidFieldInCDB},
+		{"verify_miscompare", cdb16(0x8f, 0, 1, 0x02), bytes.Repeat([]byte{1}, BlockSize), senseMiscompare, ascMiscompare},
+		{"mode_sense_bad_page", []byte{0x1a, 0, 0x01, 0, 255, 0}, nil, senseIllegalRequest, ascInvalidFieldInCDB},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := d.Execute(tt.cdb, tt.out)
+			key, asc := senseOf(r)
+			if r.Status != StatusCheckCondition || key != tt.key || asc != tt.asc {
+				t.Errorf("Execute(% x) = status %#x sense %#x/%#04x, want %#x/%#04x", tt.cdb[:2], r.Status, key, asc, tt.key, tt.asc)
+			}
+		})
+	}
+}
+
+func TestWriteReadFUAUnmap(t *testing.T) {
+	d, m := newDev()
+	data := bytes.Repeat([]byte("sealroot"), 2*BlockSize/8)
+	if r := d.Execute(cdb16(0x8a, 10, 2, 0x08), data); r.Status != StatusGood {
+		t.Fatalf("WRITE16 FUA: status %#x sense % x", r.Status, r.Sense)
+	}
+	if m.syncs != 1 {
+		t.Errorf("FUA write synced %d times, want 1", m.syncs)
+	}
+	r := d.Execute(cdb16(0x88, 10, 2, 0), nil)
+	if r.Status != StatusGood || !bytes.Equal(r.Data, data) {
+		t.Fatalf("READ16 after WRITE16 differs: status %#x", r.Status)
+	}
+	param := make([]byte, 24)
+	binary.BigEndian.PutUint16(param[2:], 16)
+	binary.BigEndian.PutUint64(param[8:], 10)
+	binary.BigEndian.PutUint32(param[16:], 1)
+	if r := d.Execute([]byte{0x42, 0, 0, 0, 0, 0, 0, 0, 24, 0}, param); r.Status != StatusGood {
+		t.Fatalf("UNMAP: status %#x sense % x", r.Status, r.Sense)
+	}
+	r = d.Execute(cdb16(0x88, 10, 2, 0), nil)
+	if !bytes.Equal(r.Data[:BlockSize], make([]byte, BlockSize)) || !bytes.Equal(r.Data[BlockSize:], data[BlockSize:]) {
+		t.Errorf("after UNMAP of block 10: block 10 not zero or block 11 changed")
+	}
+}
+
+func TestInquiryAndCapacity(t *testing.T) {
+	d, _ := newDev()
+	r := d.Execute([]byte{0x12, 1, 0x00, 0, 255, 0}, nil)
+	if !bytes.Equal(r.Data[4:], vpdPages) {
+		t.Errorf("VPD 0x00 = % x, want % x", r.Data[4:], vpdPages)
+	}
+	r = d.Execute([]byte{0x12, 1, 0xb2, 0, 255, 0}, nil)
+	if r.Data[5]&0x80 == 0 {
+		t.Errorf("VPD 0xB2 LBPU clear: % x", r.Data)
+	}
+	r = d.Execute(cdb16(0x9e, 0, 32, 0x10), nil)
+	if got := binary.BigEndian.Uint64(r.Data); got != 63 || r.Data[14]&0x80 == 0 {
+		t.Errorf("READ CAPACITY 16: last LBA %d LBPME %v, want 63 true", got, r.Data[14]&0x80 != 0)
+	}
+	r = d.Execute([]byte{0x5a, 0x08, 0x08, 0, 0, 0, 0, 0, 255, 0}, nil)
+	if r.Data[3]&0x10 == 0 || r.Data[8] != pageCaching || r.Data[10]&0x04 == 0 {
+		t.Errorf("MODE SENSE 10 caching: DPOFUA or WCE clear: % x", r.Data)
+	}
+}
