@@ -17,6 +17,8 @@ import (
 type index struct {
 	dir     string              // <root>/lib/modules/<kver>
 	present map[string]bool     // module name -> listed in modules.dep or modules.builtin
+	files   map[string]string   // module name -> its file in modules.dep, relative to dir
+	deps    map[string][]string // module name -> its modules.dep dependencies (names)
 	softPre map[string][]string // module name -> names to load first
 	aliases []alias             // in file order
 	preload []string
@@ -38,7 +40,13 @@ func normalize(name string) string {
 }
 
 func readIndex(dir string) (*index, error) {
-	ix := &index{dir: dir, present: map[string]bool{}, softPre: map[string][]string{}}
+	ix := &index{
+		dir:     dir,
+		present: map[string]bool{},
+		files:   map[string]string{},
+		deps:    map[string][]string{},
+		softPre: map[string][]string{},
+	}
 	readers := []struct {
 		file     string
 		required bool
@@ -88,7 +96,13 @@ func eachLine(r io.Reader, fn func(fields []string)) error {
 // parseDep reads "path/to/mod.ko: dep1.ko dep2.ko" lines.
 func (ix *index) parseDep(r io.Reader) error {
 	return eachLine(r, func(f []string) {
-		ix.present[normalize(strings.TrimSuffix(f[0], ":"))] = true
+		file := strings.TrimSuffix(f[0], ":")
+		mod := normalize(file)
+		ix.present[mod] = true
+		ix.files[mod] = file
+		for _, dep := range f[1:] {
+			ix.deps[mod] = append(ix.deps[mod], normalize(dep))
+		}
 	})
 }
 

@@ -12,6 +12,8 @@
 //     crc32c_generic);
 //   - loads drivers for network controllers found on the PCI bus, by matching
 //     /sys/bus/pci/devices/*/modalias against modules.alias.
+//   - loads modules whose file name mixes '-' and '_' (chacha-x86_64.ko),
+//     which kmodule cannot find by module name.
 //
 // Modules the configuration asks for are required: a missing or failing one
 // fails Load. Everything else is optional and only reported as a warning.
@@ -145,7 +147,7 @@ func newLoader(opts Options) (*loader, error) {
 		if err != nil {
 			return nil, fmt.Errorf("kmodule: %w", err)
 		}
-		opts.Load = func(name string) error { return p.Probe(name, "") }
+		opts.Load = (&prober{kmod: p, ix: ix, dryRun: opts.DryRun}).load
 	}
 	return &loader{opts: opts, ix: ix, log: opts.Logger.Named("kmod"), done: map[string]error{}}, nil
 }

@@ -174,3 +174,47 @@ func TestNormalize(t *testing.T) {
 		}
 	}
 }
+
+// TestMixedNameWithKmodule loads a module whose file name mixes '-' and
+// '_' (chacha-x86_64.ko), which kmodule cannot find by name: its
+// dependency must load first, then its file.
+func TestMixedNameWithKmodule(t *testing.T) {
+	var files []string
+	opts := testOpts(nil)
+	opts.DryRun = func(path string) { files = append(files, path) }
+	res, err := Load(opts, []string{"chacha_x86_64", "chacha-x86_64"})
+	if err != nil {
+		t.Fatalf("Load(chacha_x86_64) = %v", err)
+	}
+	dir := filepath.Join("testdata/root/lib/modules", testKVer)
+	lib := slices.Index(files, filepath.Join(dir, "kernel/lib/crypto/libchacha.ko"))
+	mod := slices.Index(files, filepath.Join(dir, "kernel/arch/x86/crypto/chacha-x86_64.ko"))
+	if lib < 0 || mod < 0 || lib > mod {
+		t.Errorf("want libchacha.ko, then chacha-x86_64.ko loaded; got %v", files)
+	}
+	if n := strings.Count(strings.Join(files, " "), "chacha-x86_64.ko"); n != 1 {
+		t.Errorf("chacha-x86_64.ko loaded %d times, want once: %v", n, files)
+	}
+	if !slices.Contains(res.Loaded, "chacha_x86_64") {
+		t.Errorf("Result.Loaded = %v, want chacha_x86_64", res.Loaded)
+	}
+}
+
+func TestMixedName(t *testing.T) {
+	tests := []struct {
+		file string
+		want bool
+	}{
+		{"kernel/arch/x86/crypto/chacha-x86_64.ko", true},
+		{"kernel/arch/x86/crypto/curve25519-x86_64.ko.xz", true},
+		{"kernel/arch/x86/crypto/crc32c-intel.ko", false},
+		{"kernel/crypto/crc32c_generic.ko", false},
+		{"kernel/drivers/net/ethernet/intel/e1000e/e1000e.ko", false},
+		{"kernel/my-dir_x/plain.ko", false},
+	}
+	for _, tt := range tests {
+		if got := mixedName(tt.file); got != tt.want {
+			t.Errorf("mixedName(%q) = %v, want %v", tt.file, got, tt.want)
+		}
+	}
+}
