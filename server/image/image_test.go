@@ -1,0 +1,258 @@
+package image
+
+import (
+	"archive/tar"
+	"compress/gzip"
+	"context"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func needTools(t *testing.T) {
+	for _, tool := range []string{"mkfs.ext4", "debugfs", "e2fsck"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			if os.Getenv("CI") == "true" {
+				t.Fatalf("%s missing (e2fsprogs)", tool)
+			}
+			t.Skipf("%s missing (e2fsprogs)", tool)
+		}
+	}
+}
+
+func newStore(t *testing.T) *Store {
+	t.Helper()
+	needTools(t)
+	dir := t.TempDir()
+	s, err := Open(Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { // let TempDir remove immutable bases
+		ents, _ := os.ReadDir(filepath.Join(dir, "bases"))
+		for _, e := range ents {
+			setImmutable(filepath.Join(dir, "bases", e.Name()), false)
+		}
+	})
+	return s
+}
+
+// makeTree writes a small tree with a subdirectory, a symlink, a hard link
+// and non-root ownership.
+func makeTree(t *testing.T) string {
+	dir := filepath.Join(t.TempDir(), "src")
+	files := map[string]string{"etc/hostname": "sealroot\n", "bin/init": "#!/bin/sh\necho hi\n", "big": strings.Repeat("x", 100000)}
+	for name, body := range files {
+		p := filepath.Join(dir, name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.Chmod(filepath.Join(dir, "bin/init"), 0o755)
+	os.Symlink("/etc/hostname", filepath.Join(dir, "hostlink"))
+	os.Link(filepath.Join(dir, "big"), filepath.Join(dir, "big2"))
+	os.Lchown(filepath.Join(dir, "etc/hostname"), 1000, 1000)
+	when := time.Unix(1700000000, 0)
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if d.Type()&fs.ModeSymlink == 0 {
+			os.Chtimes(p, when, when)
+		}
+		return nil
+	})
+	return dir
+}
+
+// tarTree archives dir the way `tar -C dir .` would.
+func tarTree(t *testing.T, dir string, gz bool) string {
+	out := filepath.Join(t.TempDir(), "src.tar")
+	f, err := os.Create(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var w io.Writer = f
+	if gz {
+		zw := gzip.NewWriter(f)
+		defer zw.Close()
+		w = zw
+	}
+	tw := tar.NewWriter(w)
+	defer tw.Close()
+	seen := map[uint64]string{}
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		fi, _ := os.Lstat(p)
+		link, _ := os.Readlink(p)
+		h, _ := tar.FileInfoHeader(fi, link)
+		rel, _ := filepath.Rel(dir, p)
+		h.Name = "./" + rel
+		st := fi.Sys().(*syscall.Stat_t)
+		if fi.Mode().IsRegular() && st.Nlink > 1 {
+			if first, ok := seen[st.Ino]; ok {
+				h.Typeflag, h.Linkname, h.Size = tar.TypeLink, first, 0
+			} else {
+				seen[st.Ino] = h.Name
+			}
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if h.Typeflag == tar.TypeReg {
+			b, _ := os.ReadFile(p)
+			tw.Write(b)
+		}
+		return nil
+	})
+	return out
+}
+
+func TestImportReproducible(t *testing.T) {
+	s := newStore(t)
+	src := makeTree(t)
+	ctx := context.Background()
+	var calls int
+	fromDir, err := s.Import(ctx, "dir", src, func(done, total int64) { calls++ })
+	if err != nil {
+		t.Fatalf("Import(dir): %v", err)
+	}
+	if calls == 0 {
+		t.Error("no progress reported")
+	}
+	for _, tt := range []struct {
+		name string
+		gz   bool
+	}{{"tar", false}, {"tar_gz", true}} {
+		t.Run(tt.name, func(t *testing.T) {
+			im, err := s.Import(ctx, tt.name, tarTree(t, src, tt.gz), nil)
+			if err != nil {
+				t.Fatalf("Import: %v", err)
+			}
+			if im.Digest != fromDir.Digest || im.TreeDigest != fromDir.TreeDigest {
+				t.Fatalf("digest = %s (tree %s), want %s (tree %s) as from the directory",
+					im.Digest, im.TreeDigest, fromDir.Digest, fromDir.TreeDigest)
+			}
+		})
+	}
+	if err := s.Verify(fromDir.Digest); err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	base, _ := s.BasePath(fromDir.Digest)
+	fi, err := os.Stat(base)
+	if err != nil || fi.Mode().Perm() != 0o444 {
+		t.Fatalf("base mode = %v (%v), want 0444", fi.Mode(), err)
+	}
+	if out, err := exec.Command("e2fsck", "-fn", base).CombinedOutput(); err != nil {
+		t.Fatalf("e2fsck -fn: %v\n%s", err, out)
+	}
+	out, err := exec.Command("debugfs", "-R", "cat /etc/hostname", base).Output()
+	if err != nil || string(out) != "sealroot\n" {
+		t.Fatalf("debugfs cat = %q, %v", out, err)
+	}
+	out, _ = exec.Command("debugfs", "-R", "stat /etc/hostname", base).Output()
+	if !strings.Contains(string(out), "User:  1000   Group:  1000") {
+		t.Errorf("ownership not kept:\n%s", out)
+	}
+	tree, _ := s.TreePath(fromDir.Digest)
+	if b, err := os.ReadFile(filepath.Join(tree, "bin/init")); err != nil || !strings.Contains(string(b), "echo hi") {
+		t.Errorf("tree kept for NFS: %q, %v", b, err)
+	}
+}
+
+func TestImportRefusesUnsafe(t *testing.T) {
+	s := newStore(t)
+	tests := []struct {
+		name    string
+		entries []tar.Header
+	}{
+		{"dotdot", []tar.Header{{Name: "../evil", Typeflag: tar.TypeReg, Mode: 0o644}}},
+		{"nested_dotdot", []tar.Header{{Name: "a/../../evil", Typeflag: tar.TypeReg, Mode: 0o644}}},
+		{"absolute", []tar.Header{{Name: "/etc/evil", Typeflag: tar.TypeReg, Mode: 0o644}}},
+		{"through_symlink", []tar.Header{
+			{Name: "lnk", Typeflag: tar.TypeSymlink, Linkname: "/tmp"},
+			{Name: "lnk/evil", Typeflag: tar.TypeReg, Mode: 0o644}}},
+		{"through_relative_symlink", []tar.Header{
+			{Name: "lnk", Typeflag: tar.TypeSymlink, Linkname: "../.."},
+			{Name: "lnk/evil", Typeflag: tar.TypeReg, Mode: 0o644}}},
+		{"hardlink_outside", []tar.Header{{Name: "x", Typeflag: tar.TypeLink, Linkname: "../../etc/passwd"}}},
+		{"device_outside_dev", []tar.Header{{Name: "sda", Typeflag: tar.TypeBlock, Devmajor: 8, Mode: 0o600}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "evil.tar")
+			f, _ := os.Create(p)
+			tw := tar.NewWriter(f)
+			for _, h := range tt.entries {
+				tw.WriteHeader(&h)
+			}
+			tw.Close()
+			f.Close()
+			_, err := s.Import(context.Background(), "evil", p, nil)
+			if !errors.Is(err, ErrUnsafePath) {
+				t.Fatalf("Import = %v, want ErrUnsafePath", err)
+			}
+		})
+	}
+	if _, err := os.Stat("/tmp/evil"); err == nil {
+		t.Error("/tmp/evil exists")
+	}
+}
+
+func TestRemoveGCVerify(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	src := makeTree(t)
+	a, err := s.Import(ctx, "a", src, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(src, "extra"), []byte("more"), 0o644)
+	b, err := s.Import(ctx, "b", src, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Digest == b.Digest {
+		t.Fatal("different trees, same digest")
+	}
+	if err := s.Remove("a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Remove("a"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Remove twice = %v, want ErrNotFound", err)
+	}
+	// a is unnamed but in use by a machine: kept. Then unused: removed.
+	removed, err := s.GC(func(d string) bool { return d == a.Digest })
+	if err != nil || len(removed) != 0 {
+		t.Fatalf("GC(in use) = %v, %v; want nothing removed", removed, err)
+	}
+	removed, err = s.GC(func(string) bool { return false })
+	if err != nil || len(removed) != 1 || removed[0] != a.Digest {
+		t.Fatalf("GC = %v, %v; want [%s]", removed, err, a.Digest)
+	}
+	if _, err := s.BasePath(a.Digest); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("BasePath(removed) = %v, want ErrNotFound", err)
+	}
+	if _, err := s.BasePath(b.Digest); err != nil {
+		t.Fatalf("named base removed: %v", err)
+	}
+	list, _ := s.List()
+	if len(list) != 1 || list[0].Name != "b" {
+		t.Fatalf("List = %+v, want [b]", list)
+	}
+	// Tamper with b's base: Verify notices.
+	p, _ := s.BasePath(b.Digest)
+	setImmutable(p, false)
+	os.Chmod(p, 0o644)
+	f, _ := os.OpenFile(p, os.O_WRONLY, 0)
+	f.WriteAt([]byte{1}, 1<<20)
+	f.Close()
+	if err := s.Verify(b.Digest); !errors.Is(err, ErrDigestMismatch) {
+		t.Fatalf("Verify(tampered) = %v, want ErrDigestMismatch", err)
+	}
+}
