@@ -1,0 +1,141 @@
+package iscsi
+
+import (
+	"fmt"
+
+	"github.com/sealroot/sealroot/server/iscsi/pdu"
+	"github.com/sealroot/sealroot/server/iscsi/scsi"
+)
+
+// maxTransfer bounds the Data-Out a command may announce.
+const maxTransfer = scsi.MaxTransferBlocks * scsi.BlockSize
+
+// writeTask is a command waiting for its Data-Out.
+type writeTask struct {
+	cmd      *pdu.PDU
+	buf      []byte // EDTL bytes
+	received int
+	next     int    // next offset to solicit with R2T
+	ttt      uint32 // tag of the outstanding R2T, or ReservedTag while unsolicited data flows
+	r2tSN    uint32
+}
+
+func (c *conn) scsiCommand(req *pdu.PDU) error {
+	if c.discovery {
+		return c.reject(req, rejectProtocolError)
+	}
+	edtl := int(req.U32(pdu.OffEDTL))
+	write := req.Flags()&pdu.FlagWrite != 0
+	if !write {
+		if len(req.Data) > 0 {
+			return fmt.Errorf("%w: immediate data on a command without W bit", ErrProtocol)
+		}
+		return c.execute(req, nil)
+	}
+	if req.Flags()&pdu.FlagRead != 0 || edtl > maxTransfer {
+		return c.refuseWrite(req, edtl)
+	}
+	if len(req.Data) > edtl || len(req.Data) > c.params.firstBurst || (len(req.Data) > 0 && !c.params.immediateData) {
+		return fmt.Errorf("%w: %d bytes immediate data, EDTL %d", ErrProtocol, len(req.Data), edtl)
+	}
+	if _, dup := c.tasks[req.ITT()]; dup {
+		return fmt.Errorf("%w: ITT %#x already in use", ErrProtocol, req.ITT())
+	}
+	t := &writeTask{cmd: req, buf: make([]byte, edtl), ttt: pdu.ReservedTag}
+	t.received = copy(t.buf, req.Data)
+	t.next = t.received
+	if !req.Final() {
+		// Unsolicited Data-Out follows, up to FirstBurstLength.
+		t.next = min(c.params.firstBurst, edtl)
+		c.tasks[req.ITT()] = t
+		return nil
+	}
+	return c.advance(req.ITT(), t)
+}
+
+// refuseWrite answers a write it will not accept, discarding any
+// Data-Out that follows (unknown ITT).
+func (c *conn) refuseWrite(req *pdu.PDU, edtl int) error {
+	c.log.Debug("write refused", "edtl", edtl, "opcode", req.CDB()[0])
+	r := scsi.Result{Status: scsi.StatusCheckCondition, Sense: scsi.Sense(0x05, 0x2400)}
+	return c.respond(req, r, 0)
+}
+
+// advance solicits the next burst or, once all data is in, executes.
+func (c *conn) advance(itt uint32, t *writeTask) error {
+	edtl := len(t.buf)
+	if t.next >= edtl {
+		if t.received < edtl {
+			c.tasks[itt] = t // unsolicited data still arriving
+			return nil
+		}
+		delete(c.tasks, itt)
+		return c.execute(t.cmd, t.buf)
+	}
+	c.tasks[itt] = t
+	n := min(c.params.maxBurst, edtl-t.next)
+	c.nextTTT++
+	if c.nextTTT == pdu.ReservedTag {
+		c.nextTTT = 0
+	}
+	t.ttt = c.nextTTT
+	r2t := pdu.New(pdu.OpR2T, pdu.FlagFinal)
+	r2t.SetLUN(t.cmd.LUN())
+	r2t.SetITT(itt)
+	r2t.SetU32(pdu.OffTTT, t.ttt)
+	r2t.SetU32(pdu.OffR2TSN, t.r2tSN)
+	r2t.SetU32(pdu.OffBufferOffset, uint32(t.next))
+	r2t.SetU32(pdu.OffDesiredLen, uint32(n))
+	t.r2tSN++
+	t.next += n
+	return c.send(r2t, false)
+}
+
+func (c *conn) dataOut(req *pdu.PDU) error {
+	t, ok := c.tasks[req.ITT()]
+	if !ok {
+		return nil // for a refused or aborted command: discard
+	}
+	off, n := int(req.U32(pdu.OffBufferOffset)), len(req.Data)
+	if req.TTT() != t.ttt || off < 0 || off > len(t.buf) || n > len(t.buf)-off {
+		return fmt.Errorf("%w: Data-Out TTT %#x offset %d length %d for EDTL %d", ErrProtocol, req.TTT(), off, n, len(t.buf))
+	}
+	copy(t.buf[off:], req.Data)
+	t.received += n
+	if !req.Final() {
+		return nil
+	}
+	if t.received > len(t.buf) {
+		return fmt.Errorf("%w: more Data-Out than EDTL %d", ErrProtocol, len(t.buf))
+	}
+	if t.ttt == pdu.ReservedTag {
+		t.next = t.received
+	}
+	return c.advance(req.ITT(), t)
+}
+
+// execute runs a command whose Data-Out is complete and answers it.
+func (c *conn) execute(req *pdu.PDU, out []byte) error {
+	cdb := req.CDB()
+	var r scsi.Result
+	if lun := req.LUN() >> 48 & 0x3fff; lun != 0 {
+		r = otherLUN(cdb)
+	} else {
+		r = c.device().Execute(cdb, out)
+	}
+	if r.Status != scsi.StatusGood {
+		return c.respond(req, r, 0)
+	}
+	return c.dataIn(req, r)
+}
+
+// otherLUN answers a command addressed to a LUN that does not exist.
+func otherLUN(cdb []byte) scsi.Result {
+	switch cdb[0] {
+	case 0x12: // INQUIRY: peripheral qualifier 3, no device
+		return scsi.Result{Data: []byte{0x7f, 0, 6, 2, 0}}
+	case 0xa0:
+		return (&scsi.Device{}).Execute(cdb, nil)
+	}
+	return scsi.Result{Status: scsi.StatusCheckCondition, Sense: scsi.Sense(0x05, 0x2500)}
+}

@@ -1,0 +1,214 @@
+package iscsi
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/sealroot/sealroot/server/iscsi/pdu"
+	"github.com/sealroot/sealroot/server/iscsi/scsi"
+)
+
+// conn is one iSCSI connection, which is also its session
+// (MaxConnections=1). The reader goroutine owns every field except
+// those under wmu.
+type conn struct {
+	srv *Server
+	nc  net.Conn
+	log hclog.Logger
+	br  *bufio.Reader
+
+	target    *Target // set under srv.mu once logged in; nil for discovery
+	discovery bool
+	initiator string
+	params    params
+	rlimits   pdu.Limits
+	tasks     map[uint32]*writeTask // writes waiting for Data-Out, by ITT
+	nextTTT   uint32
+
+	// wmu guards the writer and the sequence numbers responses carry.
+	wmu      sync.Mutex
+	bw       *bufio.Writer
+	wlimits  pdu.Limits
+	statSN   uint32
+	expCmdSN uint32
+	closing  bool // a Logout was answered
+}
+
+func newConn(s *Server, nc net.Conn) *conn {
+	return &conn{
+		srv: s, nc: nc, log: s.logger().Named("iscsi").With("remote", nc.RemoteAddr().String()),
+		br: bufio.NewReaderSize(nc, 64<<10), bw: bufio.NewWriterSize(nc, 64<<10),
+		tasks: make(map[uint32]*writeTask),
+	}
+}
+
+// serve runs login then full feature phase until the connection ends.
+func (c *conn) serve(ctx context.Context) {
+	defer c.nc.Close()
+	defer func() {
+		if r := recover(); r != nil {
+			c.log.Error("connection panicked; closed", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+		}
+	}()
+	if err := c.login(); err != nil {
+		c.log.Info("login failed", "initiator", c.initiator, "error", err)
+		return
+	}
+	c.log.Info("logged in", "initiator", c.initiator, "target", c.targetName(), "header_digest", c.params.headerDigest, "data_digest", c.params.dataDigest)
+	stopPing := c.startPings(ctx)
+	defer stopPing()
+	err := c.fullFeature()
+	switch {
+	case err == nil, errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
+		c.log.Info("connection closed", "initiator", c.initiator)
+	default:
+		c.log.Warn("connection dropped", "initiator", c.initiator, "error", err)
+	}
+}
+
+func (c *conn) targetName() string {
+	if c.target == nil {
+		return ""
+	}
+	return c.target.IQN
+}
+
+func (c *conn) login() error {
+	l := newLogin(c.srv, c.nc.RemoteAddr(), c.srv.rand())
+	c.nc.SetDeadline(time.Now().Add(30 * time.Second))
+	defer c.nc.SetDeadline(time.Time{})
+	for {
+		req, err := pdu.Read(c.br, pdu.Limits{})
+		if err != nil {
+			return fmt.Errorf("iscsi: read login: %w", err)
+		}
+		resp, done, lerr := l.step(req)
+		c.initiator = l.initiatorName
+		if err := pdu.Write(c.nc, resp, pdu.Limits{}); err != nil {
+			return fmt.Errorf("iscsi: write login response: %w", err)
+		}
+		if lerr != nil {
+			return lerr
+		}
+		if done {
+			c.enter(l, req)
+			return nil
+		}
+	}
+}
+
+// enter switches to full feature phase with the negotiated parameters.
+func (c *conn) enter(l *login, req *pdu.PDU) {
+	c.params, c.discovery = l.params, l.discovery
+	c.statSN, c.expCmdSN = l.statSN, req.CmdSN()
+	c.rlimits = pdu.Limits{MaxDataSegmentLength: targetMaxRecvDataSegment,
+		HeaderDigest: l.params.headerDigest, DataDigest: l.params.dataDigest}
+	c.wlimits = pdu.Limits{MaxDataSegmentLength: l.params.initiatorMaxRecv,
+		HeaderDigest: l.params.headerDigest, DataDigest: l.params.dataDigest}
+	c.srv.mu.Lock()
+	c.target = l.target
+	c.srv.mu.Unlock()
+}
+
+// fullFeature reads and dispatches PDUs until an error or logout.
+func (c *conn) fullFeature() error {
+	for {
+		if d := c.idleLimit(); d > 0 {
+			c.nc.SetReadDeadline(time.Now().Add(d))
+		}
+		req, err := pdu.Read(c.br, c.rlimits)
+		if err != nil {
+			return err
+		}
+		if err := c.dispatch(req); err != nil {
+			return err
+		}
+		if c.isClosing() {
+			return nil
+		}
+	}
+}
+
+func (c *conn) dispatch(req *pdu.PDU) error {
+	if err := c.acceptCmdSN(req); err != nil {
+		return err
+	}
+	switch req.Opcode() {
+	case pdu.OpNOPOut:
+		return c.nopOut(req)
+	case pdu.OpSCSICommand:
+		return c.scsiCommand(req)
+	case pdu.OpDataOut:
+		return c.dataOut(req)
+	case pdu.OpTaskMgmtReq:
+		return c.taskMgmt(req)
+	case pdu.OpTextReq:
+		return c.text(req)
+	case pdu.OpLogoutReq:
+		return c.logout(req)
+	}
+	return c.reject(req, rejectCommandNotSupported)
+}
+
+// acceptCmdSN advances ExpCmdSN for non-immediate commands
+// (RFC 7143 section 4.2.2.1). Data-Out carries no CmdSN.
+func (c *conn) acceptCmdSN(req *pdu.PDU) error {
+	if req.Opcode() == pdu.OpDataOut || req.Immediate() {
+		return nil
+	}
+	if req.Opcode() == pdu.OpNOPOut && req.ITT() == pdu.ReservedTag {
+		return nil // a ping reply
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	sn := req.CmdSN()
+	if d := int32(sn - c.expCmdSN); d < 0 || d >= cmdWindow {
+		return fmt.Errorf("%w: CmdSN %d outside window from %d", ErrProtocol, sn, c.expCmdSN)
+	}
+	if sn == c.expCmdSN {
+		c.expCmdSN++
+	}
+	return nil
+}
+
+// send writes a target PDU with current sequence numbers; status
+// responses consume a StatSN.
+func (c *conn) send(p *pdu.PDU, consumesStatSN bool) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	p.SetSN(c.statSN, c.expCmdSN, c.expCmdSN+cmdWindow-1)
+	if consumesStatSN {
+		c.statSN++
+	}
+	if err := pdu.Write(c.bw, p, c.wlimits); err != nil {
+		return err
+	}
+	return c.bw.Flush()
+}
+
+// sendData writes a Data-In PDU that carries no status; the status
+// PDU that follows flushes it.
+func (c *conn) sendData(p *pdu.PDU) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	p.SetU32(pdu.OffExpCmdSN, c.expCmdSN)
+	p.SetU32(pdu.OffMaxCmdSN, c.expCmdSN+cmdWindow-1)
+	return pdu.Write(c.bw, p, c.wlimits)
+}
+
+func (c *conn) isClosing() bool {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.closing
+}
+
+func (c *conn) device() *scsi.Device { return c.target.dev }

@@ -1,0 +1,203 @@
+// Package iscsi is sealroot's iSCSI target (RFC 7143): it serves one
+// logical unit per target over TCP, with CHAP or mutual CHAP login,
+// per-target initiator admission, discovery (SendTargets), R2T and
+// immediate data, NOP, task management, logout and CRC32C digests.
+// SCSI commands are emulated by package scsi; PDUs are coded by
+// package pdu.
+//
+// # Scope
+//
+// ErrorRecoveryLevel 0 and MaxConnections 1: any protocol error closes
+// the connection (and so the session); the initiator logs in again.
+// Each connection is served by one goroutine; a panic in it is
+// recovered, logged and closes only that connection.
+package iscsi
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/sealroot/sealroot/server/iscsi/scsi"
+)
+
+// BackingStore holds the blocks of a target's logical unit.
+type BackingStore = scsi.BackingStore
+
+// Target is one iSCSI target with one logical unit, LUN 0.
+type Target struct {
+	// IQN is the target name, e.g. "iqn.2026-01.org.sealroot:machine-1".
+	IQN string
+	// LUN is the logical unit's storage. Required.
+	LUN BackingStore
+	// Serial is the unit serial number; defaults to IQN.
+	Serial string
+	// Auth, when set, requires CHAP (mutual if Auth.TargetSecret is set).
+	Auth *CHAP
+	// AllowInitiator, when set, admits an initiator by address and
+	// name; others are refused (status 0x0202) and not listed in
+	// discovery. Nil admits everyone.
+	AllowInitiator func(remote net.Addr, initiatorName string) bool
+
+	dev *scsi.Device
+}
+
+func (t *Target) allows(remote net.Addr, name string) bool {
+	return t.AllowInitiator == nil || t.AllowInitiator(remote, name)
+}
+
+// Server serves iSCSI targets. The zero value serves no target; add
+// them with AddTarget. Methods are safe for concurrent use.
+type Server struct {
+	// Logger receives connection events; default discards.
+	Logger hclog.Logger
+	// Rand supplies CHAP challenges; default crypto/rand.
+	Rand io.Reader
+	// DiscoveryAuth, when set, requires CHAP for discovery sessions.
+	DiscoveryAuth *CHAP
+	// PingInterval is how often an idle connection gets a NOP-In ping;
+	// zero means 5 seconds, negative disables pings. A connection that
+	// sends nothing for three intervals is closed.
+	PingInterval time.Duration
+
+	mu      sync.Mutex
+	targets map[string]*Target // by IQN
+	conns   map[*conn]struct{} // live connections
+	tsih    uint16             // last session handle issued
+}
+
+// ErrTargetExists is returned by AddTarget for a duplicate IQN.
+var ErrTargetExists = errors.New("iscsi: target already exists")
+
+// AddTarget makes t available to new logins.
+func (s *Server) AddTarget(t *Target) error {
+	if t.IQN == "" || t.LUN == nil {
+		return fmt.Errorf("iscsi: AddTarget: IQN and LUN are required")
+	}
+	serial := t.Serial
+	if serial == "" {
+		serial = t.IQN
+	}
+	t.dev = &scsi.Device{Store: t.LUN, Serial: serial}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.targets[t.IQN]; ok {
+		return fmt.Errorf("%w: %s", ErrTargetExists, t.IQN)
+	}
+	if s.targets == nil {
+		s.targets = make(map[string]*Target)
+	}
+	s.targets[t.IQN] = t
+	return nil
+}
+
+// RemoveTarget withdraws the target and closes its connections.
+func (s *Server) RemoveTarget(iqn string) {
+	s.mu.Lock()
+	t := s.targets[iqn]
+	delete(s.targets, iqn)
+	var victims []*conn
+	for c := range s.conns {
+		if t != nil && c.target == t {
+			victims = append(victims, c)
+		}
+	}
+	s.mu.Unlock()
+	for _, c := range victims {
+		c.nc.Close()
+	}
+}
+
+func (s *Server) target(iqn string) *Target {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.targets[iqn]
+}
+
+// visibleTargets lists the targets the initiator may log in to.
+func (s *Server) visibleTargets(remote net.Addr, name string) []*Target {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*Target
+	for _, t := range s.targets {
+		if t.allows(remote, name) {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+func (s *Server) newTSIH() uint16 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.tsih++; s.tsih == 0 {
+		s.tsih = 1
+	}
+	return s.tsih
+}
+
+func (s *Server) logger() hclog.Logger {
+	if s.Logger == nil {
+		return hclog.NewNullLogger()
+	}
+	return s.Logger
+}
+
+func (s *Server) rand() io.Reader {
+	if s.Rand == nil {
+		return rand.Reader
+	}
+	return s.Rand
+}
+
+// Serve accepts connections on ln until ctx ends or ln fails, then
+// closes ln and every connection and waits for their goroutines. It
+// returns nil when ctx ended.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	var wg sync.WaitGroup
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+	defer wg.Wait()
+	defer s.closeAll()
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("iscsi: accept: %w", err)
+		}
+		c := newConn(s, nc)
+		s.mu.Lock()
+		if s.conns == nil {
+			s.conns = make(map[*conn]struct{})
+		}
+		s.conns[c] = struct{}{}
+		s.mu.Unlock()
+		wg.Go(func() {
+			defer s.forget(c)
+			c.serve(ctx)
+		})
+	}
+}
+
+func (s *Server) forget(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+func (s *Server) closeAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		c.nc.Close()
+	}
+}
