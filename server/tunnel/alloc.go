@@ -1,0 +1,181 @@
+package tunnel
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"net/netip"
+	"os"
+	"path/filepath"
+)
+
+// allocation is one machine's tunnel address and current peer key (nil
+// when no peer is installed).
+type allocation struct {
+	Addr netip.Addr `json:"addr"`
+	Key  []byte     `json:"key,omitempty"`
+}
+
+// stateFile is the JSON layout of Config.StatePath.
+type stateFile struct {
+	Version  int                    `json:"version"`
+	Prefix   string                 `json:"prefix"`
+	Machines map[string]*allocation `json:"machines"`
+}
+
+const stateVersion = 1
+
+// allocator assigns stable addresses in a prefix. Not safe for concurrent
+// use: Tunnel.mu guards it.
+type allocator struct {
+	path     string
+	prefix   netip.Prefix
+	machines map[string]*allocation
+	used     map[netip.Addr]string
+}
+
+func loadAllocator(path string, prefix netip.Prefix) (*allocator, error) {
+	a := &allocator{path: path, prefix: prefix, machines: map[string]*allocation{}, used: map[netip.Addr]string{}}
+	if path == "" {
+		return a, nil
+	}
+	raw, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return a, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("tunnel: read state: %w", err)
+	}
+	var st stateFile
+	if err := json.Unmarshal(raw, &st); err != nil {
+		return nil, fmt.Errorf("tunnel: parse state %s: %w", path, err)
+	}
+	if st.Version != stateVersion {
+		return nil, fmt.Errorf("tunnel: state %s has version %d, want %d", path, st.Version, stateVersion)
+	}
+	if st.Prefix != prefix.String() {
+		return nil, fmt.Errorf("tunnel: state %s is for prefix %s, configured %s: move it away to renumber", path, st.Prefix, prefix)
+	}
+	for id, al := range st.Machines {
+		if al == nil || !a.usable(al.Addr) || a.used[al.Addr] != "" || (al.Key != nil && len(al.Key) != 32) {
+			return nil, fmt.Errorf("tunnel: state %s: bad entry for machine %s", path, id)
+		}
+		a.machines[id] = al
+		a.used[al.Addr] = id
+	}
+	return a, nil
+}
+
+// usable reports whether ip is a machine address: in the prefix, not the
+// network, server or broadcast address.
+func (a *allocator) usable(ip netip.Addr) bool {
+	first := a.prefix.Addr()
+	return a.prefix.Contains(ip) && ip != first && ip != first.Next() && a.prefix.Contains(ip.Next())
+}
+
+func (a *allocator) get(id string) (allocation, bool) {
+	al, ok := a.machines[id]
+	if !ok {
+		return allocation{}, false
+	}
+	return *al, true
+}
+
+func (a *allocator) all() map[string]allocation {
+	out := make(map[string]allocation, len(a.machines))
+	for id, al := range a.machines {
+		out[id] = *al
+	}
+	return out
+}
+
+func (a *allocator) byAddr(ip netip.Addr) (string, bool) {
+	id, ok := a.used[ip]
+	return id, ok
+}
+
+func (a *allocator) keyOwner(key []byte) (string, bool) {
+	for id, al := range a.machines {
+		if bytes.Equal(al.Key, key) {
+			return id, true
+		}
+	}
+	return "", false
+}
+
+// assign records key for id, allocating its address on first use, and
+// persists the result.
+func (a *allocator) assign(id string, key []byte) (netip.Addr, error) {
+	al, ok := a.machines[id]
+	if !ok {
+		ip, err := a.free(id)
+		if err != nil {
+			return netip.Addr{}, err
+		}
+		al = &allocation{Addr: ip}
+		a.machines[id] = al
+		a.used[ip] = id
+	}
+	al.Key = bytes.Clone(key)
+	return al.Addr, a.save()
+}
+
+func (a *allocator) clearKey(id string) error {
+	if al, ok := a.machines[id]; ok {
+		al.Key = nil
+	}
+	return a.save()
+}
+
+// free returns the first unused address at or after id's hash position.
+func (a *allocator) free(id string) (netip.Addr, error) {
+	hosts := uint64(1)<<(32-a.prefix.Bits()) - 3 // minus network, server, broadcast
+	sum := sha256.Sum256([]byte(id))
+	start := binary.BigEndian.Uint64(sum[:8]) % hosts
+	base := a.prefix.Addr().As4()
+	for i := uint64(0); i < hosts; i++ {
+		var b [4]byte
+		binary.BigEndian.PutUint32(b[:], binary.BigEndian.Uint32(base[:])+uint32((start+i)%hosts+2))
+		ip := netip.AddrFrom4(b)
+		if _, taken := a.used[ip]; !taken {
+			return ip, nil
+		}
+	}
+	return netip.Addr{}, ErrFull
+}
+
+// save writes the state file atomically (mode 0600).
+func (a *allocator) save() error {
+	if a.path == "" {
+		return nil
+	}
+	raw, err := json.MarshalIndent(&stateFile{Version: stateVersion, Prefix: a.prefix.String(), Machines: maps.Clone(a.machines)}, "", "  ")
+	if err != nil {
+		return fmt.Errorf("tunnel: encode state: %w", err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(a.path), ".tunnel-state-*")
+	if err != nil {
+		return fmt.Errorf("tunnel: write state: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(append(raw, '\n')); err != nil {
+		tmp.Close()
+		return fmt.Errorf("tunnel: write state: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("tunnel: sync state: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("tunnel: write state: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), a.path); err != nil {
+		return fmt.Errorf("tunnel: write state: %w", err)
+	}
+	return nil
+}

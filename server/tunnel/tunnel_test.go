@@ -1,0 +1,232 @@
+package tunnel
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+)
+
+const (
+	okTimeout   = 5 * time.Second
+	failTimeout = 2 * time.Second // a dial that must not succeed
+)
+
+func TestTunnel(t *testing.T) {
+	for _, mode := range []struct {
+		name string
+		tun  bool
+	}{{"netstack", false}, {"tun", true}} {
+		t.Run(mode.name, func(t *testing.T) { testTunnel(t, mode.tun) })
+	}
+}
+
+// testTunnel runs the link-security properties in order on one lab; the
+// revocation comes last.
+func testTunnel(t *testing.T, useTUN bool) {
+	l := newLab(t, useTUN)
+	ctx := context.Background()
+	a := newClient(t, l.m["a"], "srtwg-a")
+	b := newClient(t, l.m["b"], "srtwg-b")
+	planA, err := l.tun.Add(ctx, "machine-a", a.pub())
+	if err != nil {
+		t.Fatalf("Add(a): %v", err)
+	}
+	planB, err := l.tun.Add(ctx, "machine-b", b.pub())
+	if err != nil {
+		t.Fatalf("Add(b): %v", err)
+	}
+	a.configure(t, planA)
+	b.configure(t, planB)
+	st := serveStorage(t, l, "machine-a")
+	target := netip.AddrPortFrom(l.tun.ServerAddr(), storagePort)
+	addrA := netip.MustParsePrefix(planA.Address).Addr()
+
+	var connA net.Conn
+	outer := t // connections outlive the subtest that opens them
+	t.Run("machine_reaches_its_storage", func(t *testing.T) {
+		connA, err = dial(l.m["a"], netip.Addr{}, target, okTimeout)
+		if err != nil {
+			t.Fatalf("dial storage from A: %v", err)
+		}
+		c := connA
+		outer.Cleanup(func() { c.Close() })
+		if err := echo(connA, "block 0", okTimeout); err != nil {
+			t.Fatalf("echo from A: %v", err)
+		}
+		if ps, ok, _ := l.tun.Status("machine-a"); !ok || ps.LastHandshake.IsZero() {
+			t.Errorf("Status(a) = %+v, %v; want a handshake", ps, ok)
+		}
+	})
+
+	t.Run("other_machine_refused_by_source", func(t *testing.T) {
+		c, err := dial(l.m["b"], netip.Addr{}, target, okTimeout)
+		if err != nil {
+			t.Fatalf("dial from B: %v (B's tunnel itself must work)", err)
+		}
+		defer c.Close()
+		if err := echo(c, "steal", okTimeout); err == nil {
+			t.Fatal("B got A's storage")
+		}
+		if got := st.refusals(); !slices.Contains(got, "machine-b") {
+			t.Fatalf("refusals = %q, want machine-b identified by its tunnel address", got)
+		}
+	})
+
+	t.Run("spoofed_source_dropped", func(t *testing.T) {
+		// B puts A's tunnel address on its link and sends from it: the
+		// server's cryptokey routing drops what B's key may not send.
+		err := l.m["b"].Do(func() error {
+			link, err := netlink.LinkByName("srtwg-b")
+			if err != nil {
+				return err
+			}
+			return netlink.AddrAdd(link, &netlink.Addr{IPNet: &net.IPNet{IP: addrA.AsSlice(), Mask: net.CIDRMask(32, 32)}})
+		})
+		if err != nil {
+			t.Fatalf("add A's address to B: %v", err)
+		}
+		before := len(st.refusals())
+		c, err := dial(l.m["b"], addrA, target, failTimeout)
+		if err == nil {
+			c.Close()
+			t.Fatal("B connected with A's tunnel address as source")
+		}
+		if n := len(st.refusals()); n != before {
+			t.Errorf("the spoofed connection reached the service")
+		}
+	})
+
+	t.Run("storage_unreachable_on_lan", func(t *testing.T) {
+		lanTarget := netip.AddrPortFrom(lanServer.Addr(), storagePort)
+		if c, err := dial(l.m["d"], netip.Addr{}, lanTarget, failTimeout); err == nil {
+			c.Close()
+			t.Fatalf("storage reachable on the LAN address %v", lanTarget)
+		}
+		// A LAN host routes the tunnel address to the server directly,
+		// bypassing WireGuard.
+		err := l.m["d"].Do(func() error {
+			_, dst, _ := net.ParseCIDR(prefix.String())
+			return netlink.RouteAdd(&netlink.Route{Dst: dst, Gw: lanServer.Addr().AsSlice()})
+		})
+		if err != nil {
+			t.Fatalf("route: %v", err)
+		}
+		if c, err := dial(l.m["d"], netip.Addr{}, target, failTimeout); err == nil {
+			c.Close()
+			t.Fatalf("storage reachable from the LAN at its tunnel address %v", target)
+		}
+	})
+
+	t.Run("wrong_key_gets_no_handshake", func(t *testing.T) {
+		c := newClient(t, l.m["c"], "srtwg-c")
+		c.configure(t, planA) // claims A's address with an unknown key
+		if conn, err := dial(l.m["c"], netip.Addr{}, target, failTimeout); err == nil {
+			conn.Close()
+			t.Fatal("a client with an unknown key reached storage")
+		}
+		if l.tun.hasDevicePeer(c.pub()) {
+			t.Fatal("unknown key is a peer")
+		}
+	})
+
+	t.Run("stale_key_gets_no_handshake", func(t *testing.T) {
+		old := a.pub()
+		// A reboots: fresh key pair, new attestation, new Add.
+		priv, err := newKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		fresh := priv.PublicKey()
+		if _, err := l.tun.Add(ctx, "machine-a", fresh[:]); err != nil {
+			t.Fatalf("Add(a, fresh): %v", err)
+		}
+		if l.tun.hasDevicePeer(old) {
+			t.Fatal("the old key of A is still a peer")
+		}
+		select {
+		case <-st.closed: // Add closed the old boot's session
+		case <-time.After(30 * time.Second):
+			t.Fatal("the old session survived the new key")
+		}
+		if conn, err := dial(l.m["a"], netip.Addr{}, target, failTimeout); err == nil {
+			conn.Close()
+			t.Fatal("the stale key reached storage")
+		}
+		// The rebooted agent uses its new key and gets through again.
+		a.priv = priv
+		a.configure(t, planA)
+		connA, err = dial(l.m["a"], netip.Addr{}, target, okTimeout)
+		if err != nil {
+			t.Fatalf("dial with the fresh key: %v", err)
+		}
+		c := connA
+		outer.Cleanup(func() { c.Close() })
+		if err := echo(connA, "block 1", okTimeout); err != nil {
+			t.Fatalf("echo with the fresh key: %v", err)
+		}
+	})
+
+	t.Run("revocation_stops_io", func(t *testing.T) {
+		start := time.Now()
+		if err := l.tun.Remove("machine-a"); err != nil {
+			t.Fatalf("Remove: %v", err)
+		}
+		select {
+		case <-st.closed:
+		case <-time.After(30 * time.Second):
+			t.Fatal("server session of the revoked machine still open")
+		}
+		var ioErr error
+		for time.Since(start) < 30*time.Second && ioErr == nil {
+			ioErr = echo(connA, "after revoke", 2*time.Second)
+		}
+		if ioErr == nil {
+			t.Fatal("I/O still works 30 s after revocation")
+		}
+		t.Logf("I/O stopped %v after revocation (%v)", time.Since(start).Round(time.Millisecond), ioErr)
+		if _, ok := l.tun.PeerAddr(&net.TCPAddr{IP: addrA.AsSlice(), Port: 1}); ok {
+			t.Error("PeerAddr still names the revoked machine")
+		}
+		if conn, err := dial(l.m["a"], netip.Addr{}, target, failTimeout); err == nil {
+			conn.Close()
+			t.Fatal("revoked machine reconnected")
+		}
+	})
+}
+
+func TestAddRefusesBadKeys(t *testing.T) {
+	tn, err := New(Config{Prefix: prefix, Endpoint: "192.0.2.1:51820"})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	defer tn.Close()
+	k1, _ := newKey()
+	p1 := k1.PublicKey()
+	if _, err := tn.Add(context.Background(), "m1", p1[:]); err != nil {
+		t.Fatalf("Add: %v", err)
+	}
+	server := tn.PublicKey()
+	tests := []struct {
+		name string
+		id   string
+		key  []byte
+		want error
+	}{
+		{"short_key", "m2", make([]byte, 31), ErrBadKey},
+		{"server_key", "m2", server[:], ErrBadKey},
+		{"key_of_another_machine", "m2", p1[:], ErrKeyInUse},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := tn.Add(context.Background(), tt.id, tt.key); !errors.Is(err, tt.want) {
+				t.Fatalf("Add = %v, want %v", err, tt.want)
+			}
+		})
+	}
+}
