@@ -43,7 +43,12 @@ func TestAttestedBoot(t *testing.T) {
 		tpms[name] = NewTPM(t)
 	}
 	lab := NewLab(t, LabOptions{})
-	sr := startSealroot(ctx, t, lab, tpms["bios"], tpms["uefi"], tpms["a"], tpms["b"])
+	sr := startSealroot(ctx, t, lab, SealrootOptions{
+		TPMs: []*TPM{tpms["bios"], tpms["uefi"], tpms["a"], tpms["b"]},
+		// Distrust RDRAND and the boot loader's seed, as on hardware
+		// without them: the agent must seed the CRNG from the TPM.
+		Cmdline: "console=ttyS0 panic=10 random.trust_cpu=off random.trust_bootloader=off",
+	})
 	ids := map[Firmware]string{} // approved machines by firmware
 
 	t.Run("first_boot_pending_approve", func(t *testing.T) {

@@ -23,7 +23,7 @@ func TestDemo(t *testing.T) {
 	lab := NewLab(t, LabOptions{})
 	step("starting sealroot in lab namespace %s: full DHCP on %s, TFTP, HTTP boot, QUIC attestation on %s:%s",
 		lab.NS.Name, lab.Bridge, SealrootIP, SealrootAttestPort)
-	sr := startSealroot(ctx, t, lab, tp)
+	sr := startSealroot(ctx, t, lab, SealrootOptions{TPMs: []*TPM{tp}})
 	step("sealroot is up; admin socket %s", sr.Socket)
 
 	step("booting VM through PXE (OVMF, swtpm); console lines follow as they come")

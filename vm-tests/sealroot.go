@@ -144,21 +144,32 @@ func (b *sealrootBuild) buildInitramfs(ctx context.Context, k *initramfs.Kernel,
 	return nil
 }
 
+// SealrootOptions configures startSealroot.
+type SealrootOptions struct {
+	// TPMs are the TPMs whose local CAs the server trusts for EK
+	// certificates. The bundle is read once at start.
+	TPMs []*TPM
+	// Cmdline is the kernel command line of the boot script; default
+	// sealroot's ("console=ttyS0 panic=10").
+	Cmdline string
+}
+
 // startSealroot runs `sealroot serve` in lab until t ends: full DHCP on the
 // lab bridge, TFTP, HTTP (boot script, kernel, sealroot initramfs) and
-// attestation, trusting the local CAs of tpms for EK certificates. It also
-// sends IPv6 router advertisements (see [Lab.ServeRouterAdvertisements]).
-// It returns once the admin socket answers.
-func startSealroot(ctx context.Context, t testing.TB, lab *Lab, tpms ...*TPM) *Sealroot {
+// attestation, trusting the local CAs of opts.TPMs for EK certificates. It
+// also sends IPv6 router advertisements (see
+// [Lab.ServeRouterAdvertisements]). It returns once the admin socket
+// answers.
+func startSealroot(ctx context.Context, t testing.TB, lab *Lab, opts SealrootOptions) *Sealroot {
 	t.Helper()
 	RequireTools(t, "nsenter", "/usr/lib/ipxe/undionly.kpxe", "/usr/lib/ipxe/ipxe.efi")
 	b := buildSealroot(ctx, t)
 	state := t.TempDir()
 	s := &Sealroot{Bin: b.bin, StateDir: state, Socket: filepath.Join(state, "admin.sock"), Logf: t.Logf}
-	if err := s.prepare(b, tpms); err != nil {
+	if err := s.prepare(b, opts.TPMs); err != nil {
 		t.Fatalf("vmtest: prepare sealroot state: %v", err)
 	}
-	cfgPath, err := s.writeConfig(lab)
+	cfgPath, err := s.writeConfig(lab, opts.Cmdline)
 	if err != nil {
 		t.Fatalf("vmtest: %v", err)
 	}
@@ -222,23 +233,27 @@ func (s *Sealroot) writeEKBundle(tpms []*TPM) error {
 }
 
 // writeConfig writes the server configuration (server.Config as JSON).
-func (s *Sealroot) writeConfig(lab *Lab) (string, error) {
+func (s *Sealroot) writeConfig(lab *Lab, cmdline string) (string, error) {
+	boot := map[string]any{
+		"server_ip":      SealrootIP,
+		"http_port":      8080,
+		"dhcp_interface": lab.Bridge,
+		"dhcp_mode":      "full",
+		"pool": map[string]any{
+			"subnet": "10.77.0.0/24",
+			"start":  "10.77.0.100",
+			"end":    "10.77.0.200",
+			"router": SealrootIP,
+		},
+	}
+	if cmdline != "" {
+		boot["cmdline"] = cmdline
+	}
 	cfg := map[string]any{
 		"state_dir":    s.StateDir,
 		"attest_addr":  SealrootIP + ":" + SealrootAttestPort,
 		"admin_socket": s.Socket,
-		"boot": map[string]any{
-			"server_ip":      SealrootIP,
-			"http_port":      8080,
-			"dhcp_interface": lab.Bridge,
-			"dhcp_mode":      "full",
-			"pool": map[string]any{
-				"subnet": "10.77.0.0/24",
-				"start":  "10.77.0.100",
-				"end":    "10.77.0.200",
-				"router": SealrootIP,
-			},
-		},
+		"boot":         boot,
 	}
 	if entries, _ := os.ReadDir(s.ekBundleDir()); len(entries) > 0 {
 		cfg["ek_ca_bundle"] = []string{s.ekBundleDir()}
