@@ -93,6 +93,7 @@ func (x *exchange) start(ctx context.Context, h *wire.Hello) (wire.Message, erro
 	}
 	if x.machine != nil && x.machine.State == store.StateRevoked {
 		x.done = true
+		x.s.dropTunnel(x.machineID)
 		x.s.record(x, "revoked", "enrollment", "machine is revoked: "+x.machine.Reason)
 		return &wire.Status{State: wire.StateRevoked, MachineID: x.machineID, Reason: revokedReason(x.machine)}, nil
 	}
@@ -300,6 +301,7 @@ func (x *exchange) judge(ctx context.Context, observed *store.BootState, info *e
 		if err != nil {
 			return nil, fmt.Errorf("update machine: %w", err)
 		}
+		x.s.dropTunnel(x.machineID)
 		x.s.record(x, "needs-reapproval", "policy", v.Reason)
 		x.s.logger.Warn("boot state changed: machine needs re-approval", "machine", x.machineID, "reason", v.Reason)
 		return x.pendingStatus(wire.StateNeedsReapproval, v.Diff), nil
@@ -309,15 +311,24 @@ func (x *exchange) judge(ctx context.Context, observed *store.BootState, info *e
 
 // release seals the credential for an approved machine in a verified state.
 func (x *exchange) release(ctx context.Context, observed *store.BootState, info *evidence.QuoteInfo, v policy.Verdict) (wire.Message, error) {
+	if d := observed.PCRs[releasedPCR]; d == nil || !bytes.Equal(d, make([]byte, 32)) {
+		return nil, fail("event-log", eventlog.ErrAlreadyReleased)
+	}
 	secrets, err := x.s.secrets.PlainSecrets(ctx, x.machineID)
 	if err != nil {
 		return nil, fmt.Errorf("load secrets: %w", err)
+	}
+	plan, err := x.tunnel(ctx)
+	if err != nil {
+		clear(secrets)
+		return nil, err
 	}
 	payload, err := json.Marshal(&wire.Payload{
 		MachineID:   x.machineID,
 		MachineName: x.machine.Name,
 		Root:        x.machine.Root,
 		Secrets:     secrets,
+		Tunnel:      plan,
 	})
 	clear(secrets) // the plaintext lives on only inside payload
 	if err != nil {
@@ -328,11 +339,11 @@ func (x *exchange) release(ctx context.Context, observed *store.BootState, info 
 	for _, i := range x.pcrs {
 		sealTo = append(sealTo, wire.PCR{Index: i, Digest: observed.PCRs[i]})
 	}
-	if d := observed.PCRs[releasedPCR]; d == nil || !bytes.Equal(d, make([]byte, 32)) {
-		return nil, fail("event-log", eventlog.ErrAlreadyReleased)
-	}
 	cred, err := seal.Seal(x.s.rand, x.hello.EKPublic, sealTo, payload, wire.CredentialAAD(x.exporter, x.machineID))
 	if err != nil {
+		if plan != nil {
+			x.s.dropTunnel(x.machineID)
+		}
 		return nil, fmt.Errorf("seal credential: %w", err)
 	}
 	_, err = x.s.store.UpdateMachine(ctx, x.machineID, func(m *store.Machine) error {

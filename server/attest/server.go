@@ -42,6 +42,14 @@ type Config struct {
 	Rand        io.Reader     // default crypto/rand
 	Logger      hclog.Logger  // default discards
 	Now         func() time.Time
+
+	// Tunnels, when set, gives every released machine a WireGuard peer
+	// and puts its plan in the credential. Nil: no tunnel.
+	Tunnels Tunnels
+	// RootTransport is TransportWireGuard (default) or TransportPlain; it
+	// matters only with Tunnels. A machine's RootPlan parameter
+	// TransportParam overrides it.
+	RootTransport string
 }
 
 // Server is the attestation service. It is safe for concurrent use; Serve
@@ -61,6 +69,8 @@ type Server struct {
 	now             func() time.Time
 	tlsConfig       *tls.Config
 	sessions        chan struct{} // semaphore of MaxSessions
+	tunnels         Tunnels
+	transport       string
 }
 
 // New validates cfg and returns a Server.
@@ -85,6 +95,11 @@ func New(cfg Config) (*Server, error) {
 		logger:          orDefault(cfg.Logger, hclog.NewNullLogger()).Named("attest"),
 		now:             cfg.Now,
 		sessions:        make(chan struct{}, orDefault(cfg.MaxSessions, 256)),
+		tunnels:         cfg.Tunnels,
+		transport:       orDefault(cfg.RootTransport, TransportWireGuard),
+	}
+	if s.transport != TransportWireGuard && s.transport != TransportPlain {
+		return nil, fmt.Errorf("attest: root transport %q: want %q or %q", s.transport, TransportWireGuard, TransportPlain)
 	}
 	if len(s.pcrs) == 0 {
 		s.pcrs = DefaultPCRs

@@ -120,6 +120,7 @@ func (m *Manager) Revoke(ctx context.Context, ref, reason string) (*store.Machin
 	if err != nil {
 		return nil, err
 	}
+	m.removed(ctx, mc.ID)
 	return mc, nil
 }
 
@@ -157,5 +158,8 @@ func (m *Manager) Forget(ctx context.Context, ref string) error {
 		err = m.store.DeleteMachine(ctx, mc.ID)
 	}
 	m.record(ctx, "forget", id, "", err)
+	if err == nil {
+		m.removed(ctx, id)
+	}
 	return err
 }

@@ -45,6 +45,8 @@ type Manager struct {
 	box    *secrets.Box
 	log    *audit.Log // may be nil: no audit
 	logger hclog.Logger
+	// onRemove runs after a successful Revoke or Forget; set before use.
+	onRemove func(ctx context.Context, machineID string)
 }
 
 var _ api.Service = (*Manager)(nil)
@@ -56,6 +58,19 @@ func New(st store.Store, box *secrets.Box, log *audit.Log, logger hclog.Logger) 
 		logger = hclog.NewNullLogger()
 	}
 	return &Manager{store: st, box: box, log: log, logger: logger.Named("machines")}
+}
+
+// SetOnRemove sets fn to run after every successful Revoke or Forget, e.g.
+// to remove the machine's tunnel peer at once. Call it before the Manager
+// is used; fn must not block for long.
+func (m *Manager) SetOnRemove(fn func(ctx context.Context, machineID string)) {
+	m.onRemove = fn
+}
+
+func (m *Manager) removed(ctx context.Context, machineID string) {
+	if m.onRemove != nil {
+		m.onRemove(ctx, machineID)
+	}
 }
 
 type actorKey struct{}
