@@ -29,6 +29,7 @@ import (
 	"github.com/sealroot/sealroot/server/machines"
 	"github.com/sealroot/sealroot/server/secrets"
 	"github.com/sealroot/sealroot/server/store"
+	"github.com/sealroot/sealroot/server/tunnel"
 )
 
 // Config is the daemon's configuration, read from a JSON file and flags.
@@ -47,6 +48,12 @@ type Config struct {
 	RequireEKCert bool `json:"require_ek_cert,omitempty"`
 	// Boot configures the network boot services; nil disables them.
 	Boot *BootConfig `json:"boot,omitempty"`
+	// Tunnel configures the per-machine WireGuard root link; nil: none.
+	Tunnel *TunnelConfig `json:"tunnel,omitempty"`
+	// RootTransport is "wireguard" (default; agents must send a WireGuard
+	// key) or "plain" (trusted labs: roots over the plain LAN). It
+	// matters only with Tunnel.
+	RootTransport string `json:"root_transport,omitempty"`
 }
 
 // Defaults fills unset fields.
@@ -73,6 +80,7 @@ type Server struct {
 	audit    *audit.Log
 	machines *machines.Manager
 	attest   *attest.Server
+	tunnel   *tunnel.Tunnel // nil without Config.Tunnel
 }
 
 // New opens the state directory and builds the services.
@@ -105,7 +113,7 @@ func New(cfg Config, logger hclog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("audit log: %w", err)
 	}
 	mgr := machines.New(db, box, auditLog, logger.Named("machines"))
-	as, err := attest.New(attest.Config{
+	acfg := attest.Config{
 		Certificate:   cert,
 		Store:         db,
 		Audit:         auditLog,
@@ -113,21 +121,47 @@ func New(cfg Config, logger hclog.Logger) (*Server, error) {
 		EKRoots:       ekRoots,
 		RequireEKCert: cfg.RequireEKCert,
 		Logger:        logger,
-	})
+		RootTransport: cfg.RootTransport,
+	}
+	var tn *tunnel.Tunnel
+	if cfg.Tunnel != nil {
+		if tn, err = newTunnel(context.Background(), cfg.Tunnel, cfg.StateDir, db, logger); err != nil {
+			auditLog.Close()
+			db.Close()
+			return nil, err
+		}
+		acfg.Tunnels = tn
+		mgr.SetOnRemove(func(_ context.Context, id string) { tn.Remove(id) })
+		if cfg.RootTransport == attest.TransportPlain {
+			logger.Warn("WARNING: root transport is plain: machines without a WireGuard key get their root over the unprotected LAN")
+		}
+	}
+	as, err := attest.New(acfg)
 	if err != nil {
+		if tn != nil {
+			tn.Close()
+		}
 		auditLog.Close()
 		db.Close()
 		return nil, err
 	}
-	return &Server{cfg: cfg, logger: logger, store: db, audit: auditLog, machines: mgr, attest: as}, nil
+	return &Server{cfg: cfg, logger: logger, store: db, audit: auditLog, machines: mgr, attest: as, tunnel: tn}, nil
 }
 
 // Machines is the admin service (for in-process callers and tests).
 func (s *Server) Machines() api.Service { return s.machines }
 
-// Close releases the database and the audit log.
+// Tunnel is the WireGuard root link, nil when not configured. Storage
+// services listen on it and check peers with Tunnel.PeerAddr.
+func (s *Server) Tunnel() *tunnel.Tunnel { return s.tunnel }
+
+// Close releases the tunnel, the database and the audit log.
 func (s *Server) Close() error {
-	return errors.Join(s.audit.Close(), s.store.Close())
+	var err error
+	if s.tunnel != nil {
+		err = s.tunnel.Close()
+	}
+	return errors.Join(err, s.audit.Close(), s.store.Close())
 }
 
 // Run serves until ctx ends, then shuts every service down and waits.
