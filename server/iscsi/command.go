@@ -18,6 +18,8 @@ type writeTask struct {
 	next     int    // next offset to solicit with R2T
 	ttt      uint32 // tag of the outstanding R2T, or ReservedTag while unsolicited data flows
 	r2tSN    uint32
+	dataSN   uint32 // expected DataSN of the next Data-Out in this sequence
+	badSN    bool   // a Data-Out arrived out of sequence: fail the command
 }
 
 func (c *conn) scsiCommand(req *pdu.PDU) error {
@@ -58,7 +60,7 @@ func (c *conn) scsiCommand(req *pdu.PDU) error {
 func (c *conn) refuseWrite(req *pdu.PDU, edtl int) error {
 	c.log.Debug("write refused", "edtl", edtl, "opcode", req.CDB()[0])
 	r := scsi.Result{Status: scsi.StatusCheckCondition, Sense: scsi.Sense(0x05, 0x2400)}
-	return c.respond(req, r, 0)
+	return c.respond(req, r, edtl)
 }
 
 // advance solicits the next burst or, once all data is in, executes.
@@ -70,6 +72,10 @@ func (c *conn) advance(itt uint32, t *writeTask) error {
 			return nil
 		}
 		delete(c.tasks, itt)
+		if t.badSN { // ABORTED COMMAND, DATA PHASE ERROR; nothing written
+			r := scsi.Result{Status: scsi.StatusCheckCondition, Sense: scsi.Sense(0x0b, 0x4b00)}
+			return c.respond(t.cmd, r, edtl)
+		}
 		return c.execute(t.cmd, t.buf)
 	}
 	c.tasks[itt] = t
@@ -79,6 +85,7 @@ func (c *conn) advance(itt uint32, t *writeTask) error {
 		c.nextTTT = 0
 	}
 	t.ttt = c.nextTTT
+	t.dataSN = 0
 	r2t := pdu.New(pdu.OpR2T, pdu.FlagFinal)
 	r2t.SetLUN(t.cmd.LUN())
 	r2t.SetITT(itt)
@@ -100,6 +107,11 @@ func (c *conn) dataOut(req *pdu.PDU) error {
 	if req.TTT() != t.ttt || off < 0 || off > len(t.buf) || n > len(t.buf)-off {
 		return fmt.Errorf("%w: Data-Out TTT %#x offset %d length %d for EDTL %d", ErrProtocol, req.TTT(), off, n, len(t.buf))
 	}
+	if sn := req.U32(pdu.OffDataSN); sn != t.dataSN {
+		c.log.Warn("Data-Out out of sequence", "datasn", sn, "expected", t.dataSN)
+		t.badSN = true
+	}
+	t.dataSN++
 	copy(t.buf[off:], req.Data)
 	t.received += n
 	if !req.Final() {
@@ -116,17 +128,33 @@ func (c *conn) dataOut(req *pdu.PDU) error {
 
 // execute runs a command whose Data-Out is complete and answers it.
 func (c *conn) execute(req *pdu.PDU, out []byte) error {
-	cdb := req.CDB()
-	var r scsi.Result
-	if lun := req.LUN() >> 48 & 0x3fff; lun != 0 {
-		r = otherLUN(cdb)
-	} else {
-		r = c.device().Execute(cdb, out)
+	if req.Flags()&pdu.FlagWrite != 0 {
+		return c.executeWrite(req, out)
 	}
+	r := c.run(req, out)
 	if r.Status != scsi.StatusGood {
-		return c.respond(req, r, 0)
+		return c.respond(req, r, int(req.U32(pdu.OffEDTL)))
 	}
 	return c.dataIn(req, r)
+}
+
+func (c *conn) run(req *pdu.PDU, out []byte) scsi.Result {
+	if lun := req.LUN() >> 48 & 0x3fff; lun != 0 {
+		return otherLUN(req.CDB())
+	}
+	return c.device().Execute(req.CDB(), out)
+}
+
+// executeWrite runs a command with Data-Out. When the initiator's
+// Expected Data Transfer Length differs from what the CDB asks for,
+// only the smaller amount is transferred and the residual reported
+// (FCP-4 9.4.2 a, as libiscsi's residual tests expect).
+func (c *conn) executeWrite(req *pdu.PDU, out []byte) error {
+	spdtl, ok := scsi.DataOutLength(req.CDB())
+	if !ok {
+		spdtl = len(out)
+	}
+	return c.respond(req, c.run(req, out[:min(spdtl, len(out))]), spdtl)
 }
 
 // otherLUN answers a command addressed to a LUN that does not exist.

@@ -24,17 +24,14 @@ func residual(have, edtl int) (flags byte, count uint32) {
 func (c *conn) dataIn(req *pdu.PDU, r scsi.Result) error {
 	edtl := int(req.U32(pdu.OffEDTL))
 	if req.Flags()&pdu.FlagRead == 0 {
-		edtl = 0 // no Data-In expected: a write, or a command without data
-		if req.Flags()&pdu.FlagWrite != 0 {
-			return c.respond(req, r, 0)
-		}
+		edtl = 0 // no Data-In expected
 	}
 	data := r.Data
 	if len(data) > edtl {
 		data = data[:edtl]
 	}
 	if len(data) == 0 {
-		return c.respond(req, r, 0)
+		return c.respond(req, r, len(r.Data))
 	}
 	flags, count := residual(len(r.Data), edtl)
 	seg := c.wlimits.MaxDataSegmentLength
@@ -63,19 +60,16 @@ func (c *conn) dataIn(req *pdu.PDU, r scsi.Result) error {
 	return nil
 }
 
-// respond sends a SCSI Response with status, sense and residuals.
-func (c *conn) respond(req *pdu.PDU, r scsi.Result, dataSN uint32) error {
+// respond sends a SCSI Response with status and sense; the residual
+// compares have, the bytes the command transferred or asked for, with
+// the Expected Data Transfer Length.
+func (c *conn) respond(req *pdu.PDU, r scsi.Result, have int) error {
 	edtl := int(req.U32(pdu.OffEDTL))
-	have := edtl
-	if r.Status == scsi.StatusGood && req.Flags()&pdu.FlagRead != 0 {
-		have = len(r.Data)
-	}
 	flags, count := residual(have, edtl)
 	p := pdu.New(pdu.OpSCSIResponse, pdu.FlagFinal|flags)
 	p.Header[2] = 0 // command completed at target
 	p.Header[3] = r.Status
 	p.SetITT(req.ITT())
-	p.SetU32(pdu.OffExpDataSN, dataSN)
 	p.SetU32(pdu.OffResidual, count)
 	if len(r.Sense) > 0 {
 		p.Data = binary.BigEndian.AppendUint16(nil, uint16(len(r.Sense)))

@@ -43,6 +43,7 @@ const (
 	tmfAbortTask    = 1
 	tmfTaskReassign = 8
 	tmfComplete     = 0
+	tmfTaskNotFound = 1
 	tmfNotSupported = 5
 )
 
@@ -50,6 +51,9 @@ func (c *conn) taskMgmt(req *pdu.PDU) error {
 	resp := byte(tmfComplete)
 	switch fn := req.TMFunction(); {
 	case fn == tmfAbortTask:
+		if _, ok := c.tasks[req.U32(pdu.OffRefTaskTag)]; !ok {
+			resp = tmfTaskNotFound // already completed: commands run in order
+		}
 		delete(c.tasks, req.U32(pdu.OffRefTaskTag))
 	case fn >= 2 && fn <= 7: // ABORT TASK SET .. TARGET COLD RESET
 		clear(c.tasks) // commands run to completion in order; only pending writes remain

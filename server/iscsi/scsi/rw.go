@@ -6,7 +6,7 @@ import (
 )
 
 const (
-	maxUnmapBlocks = 1 << 22 // per UNMAP command (2 GiB)
+	maxUnmapBlocks = 1 << 20 // per UNMAP command (512 MiB)
 	maxUnmapDescs  = 256
 )
 
@@ -75,10 +75,9 @@ func writeCmd(d *Device, cdb, out []byte) Result {
 	if d.ReadOnly {
 		return checkCondition(senseDataProtect, ascWriteProtected)
 	}
-	size := n * BlockSize
-	if uint64(len(out)) < size {
-		return checkCondition(senseIllegalRequest, ascParamListLength)
-	}
+	// A transport may deliver less than the CDB asks for (iSCSI EDTL
+	// below it): write only what arrived.
+	size := min(n*BlockSize, uint64(len(out)))
 	fua := cdb[0]>>5 != 0 && cdb[1]&0x08 != 0 || cdb[0] == 0x2e || cdb[0] == 0x8e
 	if err := d.write(out[:size], int64(lba*BlockSize), fua); err != nil {
 		return checkCondition(senseMediumError, ascWriteError)
@@ -197,4 +196,36 @@ func compareAndWrite(d *Device, cdb, out []byte) Result {
 		return checkCondition(senseMediumError, ascWriteError)
 	}
 	return good(nil)
+}
+
+// DataOutLength reports how many bytes of Data-Out the command's CDB
+// asks for (SPC-4 SPDTL), and false for commands without Data-Out.
+func DataOutLength(cdb []byte) (int, bool) {
+	if len(cdb) < cdbLength(cdb[0]) {
+		return 0, false
+	}
+	switch cdb[0] {
+	case 0x0a, 0x2a, 0xaa, 0x8a, 0x2e, 0x8e:
+		_, n := lbaArgs(cdb)
+		return int(min(n, MaxTransferBlocks+1)) * BlockSize, true
+	case 0x2f, 0x8f:
+		_, n := lbaArgs(cdb)
+		switch (cdb[1] >> 1) & 3 {
+		case 1:
+			return int(min(n, MaxTransferBlocks+1)) * BlockSize, true
+		case 3:
+			return BlockSize, true
+		}
+		return 0, true
+	case 0x41, 0x93:
+		if cdb[0] == 0x93 && cdb[1]&1 != 0 { // NDOB
+			return 0, true
+		}
+		return BlockSize, true
+	case 0x42:
+		return be16(cdb[7:9]), true
+	case 0x89:
+		return 2 * int(cdb[13]) * BlockSize, true
+	}
+	return 0, false
 }

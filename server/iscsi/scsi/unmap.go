@@ -49,7 +49,7 @@ func unmap(d *Device, cdb, out []byte) Result {
 // writeSame handles WRITE SAME 10 and 16, with the UNMAP and NDOB bits.
 func writeSame(d *Device, cdb, out []byte) Result {
 	lba, n := lbaArgs(cdb)
-	if cdb[1]>>5 != 0 || n == 0 || n > MaxTransferBlocks {
+	if cdb[1]>>5 != 0 || cdb[1]&0x10 != 0 || n == 0 || n > MaxTransferBlocks { // WRPROTECT, ANCHOR
 		return invalidField()
 	}
 	if !d.inRange(lba, n) {
