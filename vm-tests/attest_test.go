@@ -45,9 +45,6 @@ func TestAttestedBoot(t *testing.T) {
 	lab := NewLab(t, LabOptions{})
 	sr := startSealroot(ctx, t, lab, SealrootOptions{
 		TPMs: []*TPM{tpms["bios"], tpms["uefi"], tpms["a"], tpms["b"]},
-		// Distrust RDRAND and the boot loader's seed, as on hardware
-		// without them: the agent must seed the CRNG from the TPM.
-		Cmdline: "console=ttyS0 panic=10 random.trust_cpu=off random.trust_bootloader=off",
 	})
 	ids := map[Firmware]string{} // approved machines by firmware
 
