@@ -52,7 +52,7 @@ func testLogger(t testing.TB) hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{Output: testWriter{t}, Level: hclog.Debug})
 }
 
-func newLab(t *testing.T, useTUN bool) *lab {
+func newLab(t testing.TB, useTUN bool) *lab {
 	t.Helper()
 	l := &lab{s: netnstest.New(t, "srtun-s"), m: map[string]*netnstest.NS{}}
 	if err := l.s.AddBridge("br0", lanServer); err != nil {
@@ -88,7 +88,7 @@ type client struct {
 	dev  *device.Device
 }
 
-func newClient(t *testing.T, ns *netnstest.NS, name string) *client {
+func newClient(t testing.TB, ns *netnstest.NS, name string) *client {
 	t.Helper()
 	priv, err := agenttunnel.NewKey()
 	if err != nil {
@@ -135,7 +135,7 @@ func newClient(t *testing.T, ns *netnstest.NS, name string) *client {
 }
 
 // configure applies plan the way the agent does, after Link creation.
-func (c *client) configure(t *testing.T, plan *wire.TunnelPlan) {
+func (c *client) configure(t testing.TB, plan *wire.TunnelPlan) {
 	t.Helper()
 	s, err := agenttunnel.Compute(plan, c.priv)
 	if err != nil {
