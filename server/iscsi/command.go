@@ -154,7 +154,7 @@ func (c *conn) executeWrite(req *pdu.PDU, out []byte) error {
 	if !ok {
 		spdtl = len(out)
 	}
-	return c.respond(req, c.run(req, out[:min(spdtl, len(out))]), spdtl)
+	return c.respond(req, c.run(req, out), spdtl) // handlers read only what their CDB describes
 }
 
 // otherLUN answers a command addressed to a LUN that does not exist.

@@ -3,8 +3,10 @@ package iscsi
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"testing"
@@ -13,36 +15,52 @@ import (
 	"github.com/hashicorp/go-hclog"
 )
 
+// conformanceFamilies are iscsi-test-cu's test families; the tgt
+// figure in the project notes (598/615) counts all four.
+var conformanceFamilies = []string{"ALL", "SCSI", "iSCSI", "LINUX"}
+
 // TestConformance runs libiscsi's iscsi-test-cu against the target. It
-// takes minutes, so it runs only with SEALROOT_CONFORMANCE=1. The last
-// line it prints is "conformance: sealroot=<passed>/<total>".
+// takes a minute, so it runs only with SEALROOT_CONFORMANCE=1;
+// SEALROOT_CONFORMANCE_TEST picks one family or test, and
+// SEALROOT_CONFORMANCE_LOG=dir keeps the output. The last line it
+// prints is "conformance: sealroot=<passed>/<total>".
 func TestConformance(t *testing.T) {
 	if os.Getenv("SEALROOT_CONFORMANCE") != "1" {
-		t.Skip("set SEALROOT_CONFORMANCE=1 to run iscsi-test-cu (minutes)")
+		t.Skip("set SEALROOT_CONFORMANCE=1 to run iscsi-test-cu (about a minute)")
 	}
 	tool := needTool(t, "iscsi-test-cu")
-	srv := &Server{Logger: hclog.New(&hclog.LoggerOptions{Output: os.Stderr, Level: hclog.Warn})}
-	addr := startServer(t, srv, &Target{IQN: testIQN, LUN: newFileStore(t, 256<<20)})
-	test := os.Getenv("SEALROOT_CONFORMANCE_TEST")
-	if test == "" {
-		test = "ALL"
+	families := conformanceFamilies
+	if v := os.Getenv("SEALROOT_CONFORMANCE_TEST"); v != "" {
+		families = []string{v}
 	}
-	start := time.Now()
-	args := []string{"--dataloss", "--test=" + test, "iscsi://" + addr + "/" + testIQN + "/0"}
+	var passed, total int
+	for _, f := range families {
+		p, n := runConformance(t, tool, f)
+		t.Logf("%s: %d/%d", f, p, n)
+		passed, total = passed+p, total+n
+	}
+	fmt.Printf("conformance: sealroot=%d/%d\n", passed, total)
+}
+
+// runConformance runs one family against a fresh target and file.
+func runConformance(t *testing.T, tool, family string) (passed, total int) {
+	srv := &Server{Logger: hclog.New(&hclog.LoggerOptions{Output: os.Stderr, Level: hclog.Error})}
+	addr := startServer(t, srv, &Target{IQN: testIQN, LUN: newFileStore(t, 256<<20)})
+	args := []string{"--dataloss", "--test=" + family, "iscsi://" + addr + "/" + testIQN + "/0"}
 	if os.Getenv("SEALROOT_CONFORMANCE_VERBOSE") == "1" {
 		args = append([]string{"-V"}, args...)
 	}
-	cmd := exec.Command(tool, args...)
-	out, _ := cmd.CombinedOutput()
-	if p := os.Getenv("SEALROOT_CONFORMANCE_LOG"); p != "" {
-		os.WriteFile(p, out, 0o644)
+	start := time.Now()
+	out, _ := exec.Command(tool, args...).CombinedOutput()
+	if dir := os.Getenv("SEALROOT_CONFORMANCE_LOG"); dir != "" {
+		os.WriteFile(filepath.Join(dir, "conformance-"+family+".log"), out, 0o644)
 	}
-	passed, total := countResults(out)
+	passed, total = countResults(out)
 	if total == 0 {
-		t.Fatalf("iscsi-test-cu produced no results:\n%s", out)
+		t.Fatalf("iscsi-test-cu --test=%s produced no results:\n%s", family, out)
 	}
-	t.Logf("iscsi-test-cu took %v", time.Since(start).Round(time.Second))
-	t.Logf("conformance: sealroot=%d/%d", passed, total)
+	t.Logf("iscsi-test-cu --test=%s took %v", family, time.Since(start).Round(time.Second))
+	return passed, total
 }
 
 // countResults reads CUnit's "Run Summary" tests row: total, ran,

@@ -89,7 +89,7 @@ func (d *Device) deviceIdentification() []byte {
 func blockLimits() []byte {
 	b := make([]byte, 0x3c)
 	b[0] = 0x01                                           // WSNZ: WRITE SAME with zero blocks is refused
-	b[1] = 1                                              // MAXIMUM COMPARE AND WRITE LENGTH
+	b[1] = maxCompareAndWrite                             // MAXIMUM COMPARE AND WRITE LENGTH
 	binary.BigEndian.PutUint16(b[2:], 8)                  // OPTIMAL TRANSFER LENGTH GRANULARITY (4 KiB)
 	binary.BigEndian.PutUint32(b[4:], MaxTransferBlocks)  // MAXIMUM TRANSFER LENGTH
 	binary.BigEndian.PutUint32(b[8:], 2048)               // OPTIMAL TRANSFER LENGTH

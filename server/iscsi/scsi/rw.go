@@ -6,8 +6,9 @@ import (
 )
 
 const (
-	maxUnmapBlocks = 1 << 20 // per UNMAP command (512 MiB)
-	maxUnmapDescs  = 256
+	maxCompareAndWrite = 255     // blocks
+	maxUnmapBlocks     = 1 << 20 // per UNMAP command (512 MiB)
+	maxUnmapDescs      = 256
 )
 
 // lbaArgs decodes LOGICAL BLOCK ADDRESS and TRANSFER LENGTH for the
@@ -177,7 +178,9 @@ func syncCache(d *Device, cdb, _ []byte) Result {
 
 func compareAndWrite(d *Device, cdb, out []byte) Result {
 	lba, n := be64(cdb[2:10]), uint64(cdb[13])
-	if cdb[1]>>5 != 0 || n > 1 {
+	// Zero blocks with Data-Out attached means a length that did not
+	// fit the one-byte field (libiscsi sends 256 as 0): refuse it.
+	if cdb[1]>>5 != 0 || n > maxCompareAndWrite || n == 0 && len(out) > 0 {
 		return invalidField()
 	}
 	if !d.inRange(lba, n) {
@@ -189,6 +192,8 @@ func compareAndWrite(d *Device, cdb, out []byte) Result {
 	if uint64(len(out)) < 2*n*BlockSize {
 		return checkCondition(senseIllegalRequest, ascParamListLength)
 	}
+	d.cawMu.Lock()
+	defer d.cawMu.Unlock()
 	if r := d.compare(lba, n, out, false); r.Status != StatusGood {
 		return r
 	}

@@ -4,13 +4,15 @@
 //
 // # Concurrency
 //
-// A [Device] holds no mutable state; Execute may be called from many
-// goroutines if the BackingStore allows concurrent ReadAt and WriteAt.
+// Execute may be called from many goroutines if the BackingStore allows
+// concurrent ReadAt and WriteAt. COMPARE AND WRITE is atomic with
+// respect to other COMPARE AND WRITE commands only.
 package scsi
 
 import (
 	"encoding/binary"
 	"io"
+	"sync"
 )
 
 // BlockSize is the logical block length in bytes.
@@ -55,6 +57,8 @@ type Device struct {
 	Serial string
 	// ReadOnly refuses writes with DATA PROTECT.
 	ReadOnly bool
+
+	cawMu sync.Mutex // serializes COMPARE AND WRITE
 }
 
 // Result is the outcome of one command.
