@@ -60,6 +60,9 @@ type Deps struct {
 	// SwitchRoot and PowerOff return only on failure; defaults from sysinit.
 	SwitchRoot func(newRoot, init string) error
 	PowerOff   func() error
+	// Tunnel brings up the WireGuard link to the root when the credential
+	// carries a tunnel plan; default: a plan is an error (no tunnel support).
+	Tunnel func(ctx context.Context, plan *wire.TunnelPlan) error
 }
 
 func (d Deps) withDefaults() Deps {
@@ -134,6 +137,7 @@ func (b *boot) steps() []Step {
 		{"modules", func(ctx context.Context) error { return b.d.LoadModules(ctx, b.cfg.Modules) }},
 		{"network", b.network},
 		{"attest", b.attest},
+		{"tunnel", b.tunnel},
 		{"root", b.mountRoot},
 	}
 }
@@ -185,6 +189,17 @@ func (b *boot) attest(ctx context.Context) error {
 	}
 	b.payload = p
 	return nil
+}
+
+// tunnel brings up the protected link the server planned, if any.
+func (b *boot) tunnel(ctx context.Context) error {
+	if b.payload.Tunnel == nil {
+		return nil
+	}
+	if b.d.Tunnel == nil {
+		return errors.New("the server planned a WireGuard tunnel but this agent has no tunnel support")
+	}
+	return b.d.Tunnel(ctx, b.payload.Tunnel)
 }
 
 func (b *boot) mountRoot(ctx context.Context) error {

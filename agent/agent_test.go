@@ -145,3 +145,39 @@ func TestFail(t *testing.T) {
 		t.Errorf("Fail() with a failing reboot = %v, want %v", err, rebootErr)
 	}
 }
+
+func TestRunBringsUpPlannedTunnelBeforeRoot(t *testing.T) {
+	plan := &wire.TunnelPlan{ServerKey: make([]byte, 32), Endpoint: "10.0.0.1:51820", Address: "10.200.0.7/16", ServerAddr: "10.200.0.1"}
+	p := &wire.Payload{MachineID: "ab12", MachineName: "nuc-3", Root: wire.RootPlan{Kind: "nfs"}, Tunnel: plan}
+
+	var s system
+	var got *wire.TunnelPlan
+	d := s.deps(fakeAttester{p: p})
+	d.Tunnel = func(_ context.Context, tp *wire.TunnelPlan) error {
+		if s.switchedTo != [2]string{} {
+			t.Error("tunnel brought up after switch_root")
+		}
+		got = tp
+		return nil
+	}
+	if err := Run(context.Background(), testConfig, d); err != nil {
+		t.Fatalf("Run() = %v", err)
+	}
+	if got != plan {
+		t.Errorf("Tunnel called with %v, want the payload's plan", got)
+	}
+	if !strings.Contains(s.console.String(), "[ok] tunnel") {
+		t.Errorf("console lacks the tunnel step:\n%s", s.console.String())
+	}
+
+	// A plan but no tunnel support: the boot stops before the root.
+	var s2 system
+	err := Run(context.Background(), testConfig, s2.deps(fakeAttester{p: p}))
+	var se *StepError
+	if !errors.As(err, &se) || se.Step != "tunnel" {
+		t.Fatalf("Run() without tunnel support = %v, want a tunnel step error", err)
+	}
+	if s2.switchedTo != [2]string{} {
+		t.Error("switched root without the planned tunnel")
+	}
+}

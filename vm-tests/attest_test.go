@@ -66,7 +66,7 @@ func TestAttestedBoot(t *testing.T) {
 			t.Fatal(err)
 		}
 		vm := startPXE(ctx, t, lab, "vm-bios-revoked", BIOS, tpms["bios"])
-		m := expectBoot(ctx, t, vm, `sealroot: machine revoked: (.*) \(ask an operator`)
+		m := expectBoot(ctx, t, vm, `sealroot: machine revoked by an operator: (.*) \(ask an operator`)
 		if !strings.Contains(m[1], reason) {
 			t.Errorf("console says revoked because %q, want the reason %q", m[1], reason)
 		}

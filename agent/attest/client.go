@@ -96,7 +96,7 @@ func (e *PendingError) Error() string {
 // RevokedError means an operator revoked the machine.
 type RevokedError struct{ Reason string }
 
-func (e *RevokedError) Error() string { return "refused: " + e.Reason }
+func (e *RevokedError) Error() string { return "machine revoked by an operator: " + e.Reason }
 
 // RefusedError means the server refused the evidence; Check names the
 // failed check (e.g. "event-log", "quote-extra-data").

@@ -68,7 +68,7 @@ func describe(err error) string {
 	case errors.As(err, &p):
 		return fmt.Sprintf("waiting for approval: machine fingerprint %s; run `sealroot machine approve %s` on the server", p.MachineID, short(p.MachineID))
 	case errors.As(err, &r):
-		return "machine revoked: " + r.Reason + " (ask an operator; nothing will boot until it is forgotten and re-approved)"
+		return "machine revoked by an operator: " + r.Reason + " (ask an operator; nothing will boot until it is forgotten and re-approved)"
 	case errors.As(err, &f):
 		return fmt.Sprintf("attestation refused, check %q failed: %s", f.Check, f.Reason)
 	}

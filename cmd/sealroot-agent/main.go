@@ -31,7 +31,9 @@ import (
 	"github.com/sealroot/sealroot/agent/hints"
 	"github.com/sealroot/sealroot/agent/sysinit"
 	"github.com/sealroot/sealroot/agent/tpm"
+	agenttunnel "github.com/sealroot/sealroot/agent/tunnel"
 	"github.com/sealroot/sealroot/server/attest/wire"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 )
 
 // rebootDelay leaves the failure on the console long enough to read.
@@ -91,8 +93,9 @@ func run(ctx context.Context, pid1 bool, configPath, tpmPath string) error {
 	// The attestation client is built inside the attest step, after the
 	// entropy step: building it may read crypto/rand, which blocks until
 	// the CRNG is seeded.
+	wg := &wgKey{}
 	attester := attesterFunc(func(ctx context.Context) (*wire.Payload, error) {
-		a, err := newAttester(cfg, t, log)
+		a, err := newAttester(cfg, t, wg, log)
 		if err != nil {
 			return nil, fmt.Errorf("attestation client: %w", err)
 		}
@@ -103,6 +106,7 @@ func run(ctx context.Context, pid1 bool, configPath, tpmPath string) error {
 		Logger:   log,
 		Random:   t.Random,
 		Attester: attester,
+		Tunnel:   wg.up,
 	})
 }
 
@@ -113,14 +117,41 @@ func (f attesterFunc) Attest(ctx context.Context) (*wire.Payload, error) { retur
 
 // newAttester builds the attestation client: the TPM's EK and AK, the
 // machine's hints and event log, and the pinned sealroot CA.
-func newAttester(cfg *agent.Config, t *tpm.TPM, log hclog.Logger) (agent.Attester, error) {
+func newAttester(cfg *agent.Config, t *tpm.TPM, wg *wgKey, log hclog.Logger) (agent.Attester, error) {
 	roots, err := cfg.CertPool()
 	if err != nil {
 		return nil, err
 	}
 	h := hints.Gather("/sys")
 	h.AgentVer = version
-	return &tpmAttester{cfg: cfg, tpm: t, roots: roots, hints: h, log: log}, nil
+	return &tpmAttester{cfg: cfg, tpm: t, roots: roots, hints: h, wg: wg, log: log}, nil
+}
+
+// wgKey is this boot's WireGuard key: made after the entropy step, its
+// public half goes to the server inside the attested session, and the
+// tunnel step uses it when the credential plans a tunnel.
+type wgKey struct {
+	priv wgtypes.Key
+	made bool
+}
+
+func (k *wgKey) public() ([]byte, error) {
+	if !k.made {
+		priv, err := agenttunnel.NewKey()
+		if err != nil {
+			return nil, fmt.Errorf("wireguard key: %w", err)
+		}
+		k.priv, k.made = priv, true
+	}
+	pub := k.priv.PublicKey()
+	return pub[:], nil
+}
+
+func (k *wgKey) up(ctx context.Context, plan *wire.TunnelPlan) error {
+	if !k.made {
+		return errors.New("no WireGuard key was sent to the server")
+	}
+	return agenttunnel.Up(ctx, plan, k.priv)
 }
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -132,6 +163,7 @@ type tpmAttester struct {
 	tpm   *tpm.TPM
 	roots *x509.CertPool
 	hints wire.Hints
+	wg    *wgKey
 	log   hclog.Logger
 }
 
@@ -141,12 +173,17 @@ func (a *tpmAttester) Attest(ctx context.Context) (*wire.Payload, error) {
 		return nil, fmt.Errorf("load TPM keys: %w", err)
 	}
 	defer keys.Close()
+	wgPub, err := a.wg.public()
+	if err != nil {
+		return nil, err
+	}
 	c, err := attest.New(attest.Config{
-		Servers:    a.cfg.Servers,
-		ServerName: a.cfg.ServerName,
-		Roots:      a.roots,
-		Hints:      a.hints,
-		Logger:     a.log,
+		WireGuardKey: wgPub,
+		Servers:      a.cfg.Servers,
+		ServerName:   a.cfg.ServerName,
+		Roots:        a.roots,
+		Hints:        a.hints,
+		Logger:       a.log,
 		Device: &attest.TPMDevice{
 			TPM:          a.tpm,
 			Keys:         keys,

@@ -115,11 +115,12 @@ func (x *exchange) start(ctx context.Context, h *wire.Hello) (wire.Message, erro
 	}, nil
 }
 
+// revokedReason is the operator's reason, as the agent shows it.
 func revokedReason(m *store.Machine) string {
 	if m.Reason != "" {
-		return "machine revoked by operator: " + m.Reason
+		return m.Reason
 	}
-	return "machine revoked by operator"
+	return "no reason given"
 }
 
 func (s *Server) checkEKCert(h *wire.Hello) error {
