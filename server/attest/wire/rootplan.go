@@ -1,0 +1,29 @@
+package wire
+
+// Root plan kinds and their parameters. The agent and the server's root
+// providers agree on these names; secrets never go in Params.
+const (
+	RootNone     = "none"
+	RootISCSI    = "iscsi"
+	RootNFS      = "nfs"
+	RootVolatile = "volatile"
+)
+
+// Parameters of an iSCSI root (RootPlan.Params).
+const (
+	ISCSIPortal    = "portal"    // ip:port of the target (the server's tunnel address when tunnelled)
+	ISCSITarget    = "target"    // target IQN
+	ISCSIInitiator = "initiator" // initiator IQN the target admits
+	ISCSILUN       = "lun"       // LUN number, decimal; default 0
+	ISCSIFSType    = "fstype"    // file system on the LUN; default ext4
+)
+
+// Payload.Secrets names of an iSCSI root's per-boot CHAP credentials:
+// fresh random values (at least 128 bits) generated for every release,
+// delivered only inside the sealed credential.
+const (
+	SecretCHAPUser         = "iscsi.chap_user"          // initiator's CHAP name
+	SecretCHAPSecret       = "iscsi.chap_secret"        // initiator's CHAP secret
+	SecretCHAPTargetUser   = "iscsi.chap_target_user"   // mutual CHAP: target's name
+	SecretCHAPTargetSecret = "iscsi.chap_target_secret" // mutual CHAP: target's secret
+)
