@@ -1,0 +1,266 @@
+package iscsi
+
+import (
+	"bytes"
+	"encoding/binary"
+	"net"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/sealroot/sealroot/server/iscsi/pdu"
+)
+
+// testSession is a minimal initiator over a real socket.
+type testSession struct {
+	t      *testing.T
+	nc     net.Conn
+	lim    pdu.Limits
+	cmdSN  uint32
+	itt    uint32
+	params map[string]string
+}
+
+// dialSession logs in without authentication with the given keys.
+func dialSession(t *testing.T, addr string, keys ...pdu.KV) *testSession {
+	t.Helper()
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	nc.SetDeadline(time.Now().Add(10 * time.Second))
+	s := &testSession{t: t, nc: nc, cmdSN: 1, params: map[string]string{}}
+	kvs := append([]pdu.KV{{Key: "InitiatorName", Value: "iqn.2026-01.org.example:go"}, {Key: "TargetName", Value: testIQN},
+		{Key: "AuthMethod", Value: "None"}}, keys...)
+	req := loginReq(1, 3, true, kvs...)
+	req.SetU32(pdu.OffCmdSN, s.cmdSN)
+	resp := s.roundTrip(req, pdu.Limits{})
+	if class, detail := resp.LoginStatus(); class != 0 || !resp.Transit() {
+		t.Fatalf("login status %#x/%#x transit %v", class, detail, resp.Transit())
+	}
+	got, _ := pdu.ParseText(resp.Data)
+	for _, kv := range got {
+		s.params[kv.Key] = kv.Value
+	}
+	s.lim = pdu.Limits{MaxDataSegmentLength: 1 << 20, HeaderDigest: s.params["HeaderDigest"] == "CRC32C", DataDigest: s.params["DataDigest"] == "CRC32C"}
+	return s
+}
+
+func (s *testSession) roundTrip(req *pdu.PDU, l pdu.Limits) *pdu.PDU {
+	s.send(req, l)
+	return s.recv(l)
+}
+
+func (s *testSession) send(p *pdu.PDU, l pdu.Limits) {
+	s.t.Helper()
+	if err := pdu.Write(s.nc, p, l); err != nil {
+		s.t.Fatalf("send %s: %v", p.Opcode(), err)
+	}
+}
+
+func (s *testSession) recv(l pdu.Limits) *pdu.PDU {
+	s.t.Helper()
+	p, err := pdu.Read(s.nc, l)
+	if err != nil {
+		s.t.Fatalf("recv: %v", err)
+	}
+	return p
+}
+
+// command builds a SCSI Command PDU with a fresh ITT and CmdSN.
+func (s *testSession) command(cdb []byte, flags byte, edtl int, immediate []byte) *pdu.PDU {
+	s.itt++
+	p := pdu.New(pdu.OpSCSICommand, flags)
+	p.SetITT(s.itt)
+	p.SetU32(pdu.OffEDTL, uint32(edtl))
+	p.SetU32(pdu.OffCmdSN, s.cmdSN)
+	s.cmdSN++
+	copy(p.CDB(), cdb)
+	p.Data = immediate
+	return p
+}
+
+func rw16(op byte, lba uint64, blocks uint32) []byte {
+	c := make([]byte, 16)
+	c[0] = op
+	binary.BigEndian.PutUint64(c[2:], lba)
+	binary.BigEndian.PutUint32(c[10:], blocks)
+	return c
+}
+
+// write sends a WRITE 16 using immediate data, unsolicited Data-Out
+// (when the target allows it) and R2T for the rest.
+func (s *testSession) write(lba uint64, data []byte) {
+	s.t.Helper()
+	first, _ := strconv.Atoi(s.params["FirstBurstLength"])
+	imm := data[:min(len(data), first, 4096)]
+	unsolicited := s.params["InitialR2T"] == "No" && len(imm) < min(first, len(data))
+	flags := byte(pdu.FlagWrite)
+	if !unsolicited {
+		flags |= pdu.FlagFinal
+	}
+	cmd := s.command(rw16(0x8a, lba, uint32(len(data)/512)), flags, len(data), imm)
+	s.send(cmd, s.lim)
+	if unsolicited {
+		s.dataOut(cmd.ITT(), pdu.ReservedTag, data, len(imm), min(first, len(data))-len(imm))
+	}
+	for {
+		p := s.recv(s.lim)
+		switch p.Opcode() {
+		case pdu.OpR2T:
+			off, n := int(p.U32(pdu.OffBufferOffset)), int(p.U32(pdu.OffDesiredLen))
+			s.dataOut(cmd.ITT(), p.TTT(), data, off, n)
+		case pdu.OpSCSIResponse:
+			if p.Header[3] != 0 {
+				s.t.Fatalf("WRITE 16 status %#x sense % x", p.Header[3], p.Data)
+			}
+			return
+		default:
+			s.t.Fatalf("unexpected %s during write", p.Opcode())
+		}
+	}
+}
+
+// dataOut sends data[off:off+n] as Data-Out PDUs of at most 8 KiB.
+func (s *testSession) dataOut(itt, ttt uint32, data []byte, off, n int) {
+	var sn uint32
+	for end := off + n; off < end; sn++ {
+		m := min(8192, end-off)
+		p := pdu.New(pdu.OpDataOut, 0)
+		if off+m == end {
+			p.SetFlags(pdu.FlagFinal)
+		}
+		p.SetITT(itt)
+		p.SetU32(pdu.OffTTT, ttt)
+		p.SetU32(pdu.OffDataSN, sn)
+		p.SetU32(pdu.OffBufferOffset, uint32(off))
+		p.Data = data[off : off+m]
+		s.send(p, s.lim)
+		off += m
+	}
+}
+
+// read returns the Data-In of a READ 16.
+func (s *testSession) read(lba uint64, n int) []byte {
+	s.t.Helper()
+	s.send(s.command(rw16(0x88, lba, uint32(n/512)), pdu.FlagFinal|pdu.FlagRead, n, nil), s.lim)
+	var out []byte
+	for {
+		p := s.recv(s.lim)
+		switch {
+		case p.Opcode() == pdu.OpDataIn:
+			out = append(out, p.Data...)
+			if p.Flags()&pdu.FlagStatus != 0 {
+				return out
+			}
+		case p.Opcode() == pdu.OpSCSIResponse:
+			s.t.Fatalf("READ 16 status %#x sense % x", p.Header[3], p.Data)
+		default:
+			s.t.Fatalf("unexpected %s during read", p.Opcode())
+		}
+	}
+}
+
+func TestSessionDataPaths(t *testing.T) {
+	tests := []struct {
+		name string
+		keys []pdu.KV
+	}{
+		{"r2t_only", []pdu.KV{{Key: "InitialR2T", Value: "Yes"}, {Key: "ImmediateData", Value: "No"}}},
+		{"immediate_and_unsolicited", []pdu.KV{{Key: "InitialR2T", Value: "No"}, {Key: "ImmediateData", Value: "Yes"}, {Key: "FirstBurstLength", Value: "65536"}}},
+		{"crc32c_digests", []pdu.KV{{Key: "HeaderDigest", Value: "CRC32C"}, {Key: "DataDigest", Value: "CRC32C"}, {Key: "MaxBurstLength", Value: "131072"}}},
+	}
+	addr := startServer(t, &Server{PingInterval: -1}, &Target{IQN: testIQN, LUN: newFileStore(t, 16<<20)})
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := dialSession(t, addr, append(tt.keys, pdu.KV{Key: "MaxRecvDataSegmentLength", Value: "16384"})...)
+			data := bytes.Repeat([]byte{byte(i + 1), 2, 3, 4, 5, 6, 7}, 1<<20/7+1)[:1<<20]
+			s.write(uint64(i)*4096, data)
+			if got := s.read(uint64(i)*4096, len(data)); !bytes.Equal(got, data) {
+				t.Errorf("read back %d bytes differs from write", len(got))
+			}
+		})
+	}
+}
+
+func TestSessionNOPTaskLogout(t *testing.T) {
+	addr := startServer(t, &Server{PingInterval: 50 * time.Millisecond}, &Target{IQN: testIQN, LUN: newFileStore(t, 1<<20)})
+	s := dialSession(t, addr)
+	// The target pings: answer one NOP-In with a NOP-Out echoing its TTT.
+	var pings int
+	nop := pdu.New(pdu.OpNOPOut, pdu.FlagFinal)
+	nop.SetImmediate(true)
+	nop.SetITT(77)
+	nop.SetU32(pdu.OffTTT, pdu.ReservedTag)
+	nop.SetU32(pdu.OffCmdSN, s.cmdSN)
+	nop.Data = []byte("ping")
+	s.send(nop, s.lim)
+	for {
+		p := s.recv(s.lim)
+		if p.Opcode() == pdu.OpNOPIn && p.ITT() == pdu.ReservedTag {
+			pings++
+			reply := pdu.New(pdu.OpNOPOut, pdu.FlagFinal)
+			reply.SetImmediate(true)
+			reply.SetITT(pdu.ReservedTag)
+			reply.SetU32(pdu.OffTTT, p.TTT())
+			s.send(reply, s.lim)
+			continue
+		}
+		if p.Opcode() != pdu.OpNOPIn || p.ITT() != 77 || string(p.Data) != "ping" {
+			t.Fatalf("NOP-Out reply = %s ITT %d data %q", p.Opcode(), p.ITT(), p.Data)
+		}
+		break
+	}
+	time.Sleep(120 * time.Millisecond)                 // let the target ping
+	tmf := pdu.New(pdu.OpTaskMgmtReq, pdu.FlagFinal|5) // LUN RESET
+	tmf.SetImmediate(true)
+	tmf.SetITT(78)
+	tmf.SetU32(pdu.OffCmdSN, s.cmdSN)
+	resp := s.skipPings(tmf, &pings)
+	if resp.Opcode() != pdu.OpTaskMgmtResp || resp.Header[2] != 0 {
+		t.Errorf("LUN RESET = %s response %d, want function complete", resp.Opcode(), resp.Header[2])
+	}
+	if pings == 0 {
+		t.Errorf("target sent no NOP-In ping in 120ms at a 50ms interval")
+	}
+	lo := pdu.New(pdu.OpLogoutReq, pdu.FlagFinal)
+	lo.SetImmediate(true)
+	lo.SetITT(79)
+	lo.SetU32(pdu.OffCmdSN, s.cmdSN)
+	if resp := s.skipPings(lo, &pings); resp.Opcode() != pdu.OpLogoutResp || resp.Header[2] != 0 {
+		t.Errorf("Logout = %s response %d", resp.Opcode(), resp.Header[2])
+	}
+	if _, err := pdu.Read(s.nc, s.lim); err == nil {
+		t.Errorf("connection still open after logout")
+	}
+}
+
+// skipPings sends req and returns the first response that is not a ping.
+func (s *testSession) skipPings(req *pdu.PDU, pings *int) *pdu.PDU {
+	s.send(req, s.lim)
+	for {
+		p := s.recv(s.lim)
+		if p.Opcode() == pdu.OpNOPIn && p.ITT() == pdu.ReservedTag {
+			*pings++
+			continue
+		}
+		return p
+	}
+}
+
+func TestProtocolErrorClosesOnlyThatConnection(t *testing.T) {
+	addr := startServer(t, &Server{PingInterval: -1}, &Target{IQN: testIQN, LUN: newFileStore(t, 1<<20)})
+	good := dialSession(t, addr)
+	bad := dialSession(t, addr)
+	huge := pdu.New(pdu.OpSCSICommand, pdu.FlagFinal|pdu.FlagWrite)
+	huge.Header[5], huge.Header[6], huge.Header[7] = 0xff, 0xff, 0xff // 16 MiB data segment announced
+	b, _ := huge.Encode(nil, bad.lim)
+	bad.nc.Write(b[:pdu.BHSLength])
+	if _, err := pdu.Read(bad.nc, bad.lim); err == nil {
+		t.Errorf("connection survived a data segment over MaxRecvDataSegmentLength")
+	}
+	if got := good.read(0, 4096); len(got) != 4096 {
+		t.Errorf("other connection: read %d bytes, want 4096", len(got))
+	}
+}
