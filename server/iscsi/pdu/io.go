@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"net"
 )
 
 // HardMaxDataSegment caps any data segment Read accepts, whatever the
@@ -139,12 +140,36 @@ func (p *PDU) Encode(dst []byte, l Limits) ([]byte, error) {
 	return dst, nil
 }
 
-// Write writes the wire form of p to w in one call.
+// Write writes the wire form of p to w without copying the data
+// segment: header, data and trailer go out as net.Buffers (one writev
+// on a net.Conn, sequential writes otherwise).
 func Write(w io.Writer, p *PDU, l Limits) error {
-	b, err := p.Encode(make([]byte, 0, BHSLength+len(p.AHS)+len(p.Data)+12), l)
+	data := p.Data
+	q := *p
+	q.Data = nil
+	hdr, err := q.Encode(make([]byte, 0, BHSLength+len(p.AHS)+4), l)
 	if err != nil {
 		return err
 	}
-	_, err = w.Write(b)
+	if len(data) > HardMaxDataSegment {
+		return fmt.Errorf("%w: encode %d bytes", ErrDataTooLong, len(data))
+	}
+	n := len(data)
+	hdr[5], hdr[6], hdr[7] = byte(n>>16), byte(n>>8), byte(n)
+	if l.HeaderDigest { // the length changed: digest again
+		hl := BHSLength + len(p.AHS)
+		binary.LittleEndian.PutUint32(hdr[hl:], crc32c(hdr[:hl]))
+	}
+	if n == 0 {
+		_, err = w.Write(hdr)
+		return err
+	}
+	var trailer [7]byte
+	t := trailer[:pad(n)]
+	if l.DataDigest {
+		t = binary.LittleEndian.AppendUint32(t, crc32c(data, t))
+	}
+	bufs := net.Buffers{hdr, data, t}
+	_, err = bufs.WriteTo(w)
 	return err
 }
