@@ -29,6 +29,7 @@ type conn struct {
 	target    *Target // set under srv.mu once logged in; nil for discovery
 	discovery bool
 	initiator string
+	isid      [6]byte
 	params    params
 	rlimits   pdu.Limits
 	tasks     map[uint32]*writeTask // writes waiting for Data-Out, by ITT
@@ -114,9 +115,8 @@ func (c *conn) enter(l *login, req *pdu.PDU) {
 		HeaderDigest: l.params.headerDigest, DataDigest: l.params.dataDigest}
 	c.wlimits = pdu.Limits{MaxDataSegmentLength: l.params.initiatorMaxRecv,
 		HeaderDigest: l.params.headerDigest, DataDigest: l.params.dataDigest}
-	c.srv.mu.Lock()
-	c.target = l.target
-	c.srv.mu.Unlock()
+	c.isid = req.ISID()
+	c.srv.reinstate(c, l.target)
 }
 
 // fullFeature reads and dispatches PDUs until an error or logout.

@@ -188,6 +188,25 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 }
 
+// reinstate records c's target and closes older connections of the
+// same initiator session (same target, initiator name and ISID): with
+// ErrorRecoveryLevel 0 a new login replaces a session the initiator
+// lost (RFC 7143 section 6.3.5, session reinstatement).
+func (s *Server) reinstate(c *conn, t *Target) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c.target = t
+	if t == nil {
+		return
+	}
+	for old := range s.conns {
+		if old != c && old.target == t && old.initiator == c.initiator && old.isid == c.isid {
+			s.logger().Named("iscsi").Info("session reinstated; closing old connection", "initiator", c.initiator, "target", t.IQN)
+			old.nc.Close()
+		}
+	}
+}
+
 func (s *Server) forget(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c)

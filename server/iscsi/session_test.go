@@ -21,8 +21,16 @@ type testSession struct {
 	params map[string]string
 }
 
-// dialSession logs in without authentication with the given keys.
+// dialSession logs in without authentication with the given keys, as
+// a new session (fresh ISID).
 func dialSession(t *testing.T, addr string, keys ...pdu.KV) *testSession {
+	t.Helper()
+	var isid [6]byte
+	binary.BigEndian.PutUint32(isid[2:], uint32(time.Now().UnixNano()))
+	return dialISID(t, addr, isid, keys...)
+}
+
+func dialISID(t *testing.T, addr string, isid [6]byte, keys ...pdu.KV) *testSession {
 	t.Helper()
 	nc, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -34,6 +42,7 @@ func dialSession(t *testing.T, addr string, keys ...pdu.KV) *testSession {
 	kvs := append([]pdu.KV{{Key: "InitiatorName", Value: "iqn.2026-01.org.example:go"}, {Key: "TargetName", Value: testIQN},
 		{Key: "AuthMethod", Value: "None"}}, keys...)
 	req := loginReq(1, 3, true, kvs...)
+	copy(req.Header[8:14], isid[:])
 	req.SetU32(pdu.OffCmdSN, s.cmdSN)
 	resp := s.roundTrip(req, pdu.Limits{})
 	if class, detail := resp.LoginStatus(); class != 0 || !resp.Transit() {
@@ -262,5 +271,22 @@ func TestProtocolErrorClosesOnlyThatConnection(t *testing.T) {
 	}
 	if got := good.read(0, 4096); len(got) != 4096 {
 		t.Errorf("other connection: read %d bytes, want 4096", len(got))
+	}
+}
+
+func TestSessionReinstatement(t *testing.T) {
+	addr := startServer(t, &Server{PingInterval: -1}, &Target{IQN: testIQN, LUN: newFileStore(t, 1<<20)})
+	isid := [6]byte{0x80, 0, 0, 0, 0, 1}
+	old := dialISID(t, addr, isid)
+	other := dialISID(t, addr, [6]byte{0x80, 0, 0, 0, 0, 2})
+	fresh := dialISID(t, addr, isid)
+	if _, err := pdu.Read(old.nc, old.lim); err == nil {
+		t.Errorf("old connection of a reinstated session still open")
+	}
+	if got := fresh.read(0, 512); len(got) != 512 {
+		t.Errorf("reinstated session read %d bytes, want 512", len(got))
+	}
+	if got := other.read(0, 512); len(got) != 512 {
+		t.Errorf("session with another ISID read %d bytes, want 512", len(got))
 	}
 }
