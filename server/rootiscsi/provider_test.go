@@ -1,0 +1,389 @@
+package rootiscsi_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/sealroot/sealroot/server/attest/wire"
+	"github.com/sealroot/sealroot/server/image"
+	"github.com/sealroot/sealroot/server/iscsi"
+	"github.com/sealroot/sealroot/server/rootiscsi"
+	"github.com/sealroot/sealroot/server/secrets"
+	"github.com/sealroot/sealroot/server/store"
+	"github.com/sealroot/sealroot/server/volume"
+)
+
+const (
+	idA = "aaaaaaaa11111111111111111111111111111111111111111111111111111111"
+	idB = "bbbbbbbb22222222222222222222222222222222222222222222222222222222"
+)
+
+// needTool skips (or, with CI=true, fails) when a binary is missing.
+func needTool(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s missing", name)
+		}
+		t.Skipf("%s missing (install e2fsprogs and libiscsi-bin)", name)
+	}
+	return p
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func testLogger(t testing.TB) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{Output: testWriter{t}, Level: hclog.Debug})
+}
+
+// importImage imports a tiny tree as name into a new store.
+func newImages(t *testing.T, names ...string) (*image.Store, map[string]*image.Image) {
+	t.Helper()
+	needTool(t, "mkfs.ext4")
+	needTool(t, "debugfs")
+	st, err := image.Open(image.Config{Dir: t.TempDir(), Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]*image.Image{}
+	for _, name := range names {
+		src := filepath.Join(t.TempDir(), "src")
+		if err := os.MkdirAll(filepath.Join(src, "etc"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(src, "etc", "hostname"), []byte(name+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		im, err := st.Import(context.Background(), name, src, nil)
+		if err != nil {
+			t.Fatalf("Import: %v", err)
+		}
+		out[name] = im
+	}
+	t.Cleanup(func() { // GC clears the immutable flag so TempDir can go
+		for _, name := range names {
+			st.Remove(name)
+		}
+		st.GC(nil)
+	})
+	return st, out
+}
+
+type env struct {
+	p      *rootiscsi.Provider
+	addr   string
+	vols   *volume.Manager
+	volDir string
+	images map[string]*image.Image
+	cfg    rootiscsi.Config
+}
+
+// startISCSI serves srv on a loopback port until the test ends.
+func startISCSI(t *testing.T, srv *iscsi.Server, ln net.Listener) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("iscsi Serve: %v", err)
+		}
+	})
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	needTool(t, "iscsi-readcapacity16")
+	images, ims := newImages(t, "tiny", "other")
+	volDir := t.TempDir()
+	vols, err := volume.New(volume.Config{Dir: volDir, Bases: images, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	box, err := secrets.LoadOrCreate(filepath.Join(t.TempDir(), "key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &iscsi.Server{Logger: testLogger(t)}
+	startISCSI(t, srv, ln)
+	cfg := rootiscsi.Config{Images: images, Volumes: vols, Plain: srv, PlainPortal: ln.Addr().String(),
+		StateDir: t.TempDir(), Box: box, Logger: testLogger(t)}
+	p, err := rootiscsi.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return &env{p: p, addr: ln.Addr().String(), vols: vols, volDir: volDir, images: ims, cfg: cfg}
+}
+
+func iscsiMachine(id, img string) *store.Machine {
+	return &store.Machine{ID: id, State: store.StateApproved, LastAddress: "127.0.0.1:40000",
+		Root: wire.RootPlan{Kind: wire.RootISCSI, Params: map[string]string{rootiscsi.ParamImage: img}}}
+}
+
+// login is one initiator's view: the target it asks for, its name and
+// the credentials it presents.
+type login struct {
+	addr, target, initiator string
+	user, secret            string
+	targetUser, targetPass  string
+}
+
+func loginFrom(addr string, plan wire.RootPlan, s map[string][]byte) login {
+	return login{addr: addr, target: plan.Params[wire.ISCSITarget], initiator: plan.Params[wire.ISCSIInitiator],
+		user: string(s[wire.SecretCHAPUser]), secret: string(s[wire.SecretCHAPSecret]),
+		targetUser: string(s[wire.SecretCHAPTargetUser]), targetPass: string(s[wire.SecretCHAPTargetSecret])}
+}
+
+// capacity runs libiscsi's iscsi-readcapacity16 -s and returns the size
+// in bytes, or an error when the login is refused.
+func (l login) capacity(t *testing.T) (int64, error) {
+	t.Helper()
+	url := "iscsi://" + l.user + "%" + l.secret + "@" + l.addr + "/" + l.target + "/0?target_user=" +
+		l.targetUser + "&target_password=" + l.targetPass
+	out, err := exec.Command(needTool(t, "iscsi-readcapacity16"), "-i", l.initiator, "-s", url).CombinedOutput()
+	if err != nil {
+		return 0, errors.New(strings.TrimSpace(string(out)))
+	}
+	return strconv.ParseInt(strings.TrimSpace(string(out)), 10, 64)
+}
+
+func (e *env) prepare(t *testing.T, m *store.Machine) (wire.RootPlan, map[string][]byte) {
+	t.Helper()
+	plan, sec, err := e.p.Prepare(context.Background(), m, nil)
+	if err != nil {
+		t.Fatalf("Prepare(%s): %v", m.ID[:8], err)
+	}
+	return plan, sec
+}
+
+func (e *env) login(t *testing.T, m *store.Machine) login {
+	t.Helper()
+	plan, sec := e.prepare(t, m)
+	return loginFrom(e.addr, plan, sec)
+}
+
+func TestPlanAndSecrets(t *testing.T) {
+	e := newEnv(t)
+	m := iscsiMachine(idA, "tiny")
+	m.Root.Init = "/sbin/init"
+	plan, sec := e.prepare(t, m)
+	want := map[string]string{
+		wire.ISCSIPortal: e.addr, wire.ISCSITarget: "iqn.2026-11.org.sealroot:aaaaaaaa11111111",
+		wire.ISCSIInitiator: "iqn.2026-11.org.sealroot.agent:aaaaaaaa11111111", wire.ISCSILUN: "0",
+		wire.ISCSIFSType: "ext4", rootiscsi.ParamImage: "tiny",
+	}
+	if plan.Kind != wire.RootISCSI || plan.Init != "/sbin/init" || len(plan.Params) != len(want) {
+		t.Fatalf("plan = %+v, want kind iscsi, init kept, params %v", plan, want)
+	}
+	for k, v := range want {
+		if plan.Params[k] != v {
+			t.Errorf("plan param %s = %q, want %q", k, plan.Params[k], v)
+		}
+	}
+	seen := map[string]bool{}
+	for _, name := range []string{wire.SecretCHAPUser, wire.SecretCHAPSecret, wire.SecretCHAPTargetUser, wire.SecretCHAPTargetSecret} {
+		v := string(sec[name])
+		if len(v) != 32 || strings.Trim(v, "0123456789abcdef") != "" || seen[v] {
+			t.Errorf("secret %s = %q, want 128 random bits in 32 distinct hex digits", name, v)
+		}
+		seen[v] = true
+	}
+	if len(sec) != 4 {
+		t.Errorf("secrets %d, want the 4 CHAP values", len(sec))
+	}
+}
+
+func TestLogin(t *testing.T) {
+	e := newEnv(t)
+	planA, secA := e.prepare(t, iscsiMachine(idA, "tiny"))
+	planB, secB := e.prepare(t, iscsiMachine(idB, "tiny"))
+	a, b := loginFrom(e.addr, planA, secA), loginFrom(e.addr, planB, secB)
+	if a.target == b.target {
+		t.Fatalf("machines A and B share target %s", a.target)
+	}
+	size := e.images["tiny"].Size
+
+	wrongSecret := a
+	wrongSecret.secret = strings.Repeat("0", 32)
+	wrongTarget := a
+	wrongTarget.targetPass = strings.Repeat("0", 32)
+	bIntoA := b
+	bIntoA.target = a.target
+	bSecretsOnA := a // A's names, B's CHAP credentials
+	bSecretsOnA.user, bSecretsOnA.secret = b.user, b.secret
+	bNameIntoA := a
+	bNameIntoA.initiator = b.initiator
+	tests := []struct {
+		name string
+		l    login
+		ok   bool
+	}{
+		{"right_credentials", a, true},
+		{"machine_b_own_target", b, true},
+		{"wrong_secret", wrongSecret, false},
+		{"wrong_target_secret", wrongTarget, false},
+		{"machine_b_credentials_on_a", bIntoA, false},
+		{"machine_b_initiator_name_on_a", bNameIntoA, false},
+		{"machine_b_chap_secrets_on_a", bSecretsOnA, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := tt.l.capacity(t)
+			if !tt.ok {
+				if err == nil {
+					t.Fatalf("login succeeded (capacity %d), want refused", got)
+				}
+				return
+			}
+			if err != nil || got != size {
+				t.Fatalf("capacity = %d, %v; want %d (the image size)", got, err, size)
+			}
+		})
+	}
+}
+
+func TestPlainAddressChecked(t *testing.T) {
+	e := newEnv(t)
+	m := iscsiMachine(idA, "tiny")
+	m.LastAddress = "127.0.0.2:40000" // attested from elsewhere
+	plan, sec := e.prepare(t, m)
+	if _, err := loginFrom(e.addr, plan, sec).capacity(t); err == nil {
+		t.Fatal("login from 127.0.0.1 to a target admitting 127.0.0.2 succeeded")
+	}
+	m.LastAddress = "not an address"
+	if _, _, err := e.p.Prepare(context.Background(), m, nil); !errors.Is(err, rootiscsi.ErrAddress) {
+		t.Fatalf("Prepare with a bad address = %v, want ErrAddress", err)
+	}
+}
+
+func TestSecondReleaseRotates(t *testing.T) {
+	e := newEnv(t)
+	m := iscsiMachine(idA, "tiny")
+	old := e.login(t, m)
+	if _, err := old.capacity(t); err != nil {
+		t.Fatalf("first boot login: %v", err)
+	}
+	fresh := e.login(t, m)
+	if fresh.secret == old.secret || fresh.user == old.user || fresh.targetPass == old.targetPass {
+		t.Fatal("second release reused a credential")
+	}
+	if _, err := old.capacity(t); err == nil {
+		t.Fatal("the previous boot's credentials still log in")
+	}
+	if _, err := fresh.capacity(t); err != nil {
+		t.Fatalf("new credentials: %v", err)
+	}
+}
+
+func TestBaseMismatchRefused(t *testing.T) {
+	e := newEnv(t)
+	m := iscsiMachine(idA, "tiny")
+	e.prepare(t, m)
+	if err := e.p.Release(context.Background(), idA); err != nil {
+		t.Fatal(err)
+	}
+	// Swap the volume's base record for another image's.
+	metaPath := filepath.Join(e.volDir, "machines", idA, "volume.json")
+	b, err := os.ReadFile(metaPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var meta volume.Meta
+	if err := json.Unmarshal(b, &meta); err != nil {
+		t.Fatal(err)
+	}
+	meta.Base = e.images["other"].Digest
+	if b, err = json.Marshal(meta); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(metaPath, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = e.p.Prepare(context.Background(), m, nil)
+	if !errors.Is(err, volume.ErrBaseMismatch) {
+		t.Fatalf("Prepare over a swapped base = %v, want ErrBaseMismatch", err)
+	}
+	if e.p.Serving(idA) {
+		t.Fatal("a volume with the wrong base is served")
+	}
+}
+
+func TestRefusals(t *testing.T) {
+	e := newEnv(t)
+	noImage := iscsiMachine(idA, "")
+	if _, _, err := e.p.Prepare(context.Background(), noImage, nil); !errors.Is(err, rootiscsi.ErrNoImage) {
+		t.Errorf("no image: %v, want ErrNoImage", err)
+	}
+	unknown := iscsiMachine(idA, "missing")
+	if _, _, err := e.p.Prepare(context.Background(), unknown, nil); !errors.Is(err, image.ErrNotFound) {
+		t.Errorf("unknown image: %v, want image.ErrNotFound", err)
+	}
+	tunnelled := iscsiMachine(idA, "tiny")
+	if _, _, err := e.p.Prepare(context.Background(), tunnelled, &wire.TunnelPlan{ServerAddr: "10.0.0.1"}); !errors.Is(err, rootiscsi.ErrNoPortal) {
+		t.Errorf("tunnelled without a tunnel listener: %v, want ErrNoPortal", err)
+	}
+	other := &store.Machine{ID: idA, Root: wire.RootPlan{Kind: wire.RootNFS, Params: map[string]string{"export": "/x"}}}
+	plan, sec, err := e.p.Prepare(context.Background(), other, nil)
+	if err != nil || plan.Kind != wire.RootNFS || sec != nil {
+		t.Errorf("nfs root = %+v, %v, %v; want it passed through", plan, sec, err)
+	}
+}
+
+func TestRestoreAfterRestart(t *testing.T) {
+	e := newEnv(t)
+	l := e.login(t, iscsiMachine(idA, "tiny"))
+	if err := e.p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.capacity(t); err == nil {
+		t.Fatal("login succeeded after Close")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &iscsi.Server{Logger: testLogger(t)}
+	startISCSI(t, srv, ln)
+	cfg := e.cfg
+	cfg.Plain, cfg.PlainPortal = srv, ln.Addr().String()
+	p2, err := rootiscsi.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p2.Close() })
+	if n, err := p2.Restore(context.Background()); n != 1 || err != nil {
+		t.Fatalf("Restore = %d, %v; want 1 target", n, err)
+	}
+	l.addr = ln.Addr().String()
+	if got, err := l.capacity(t); err != nil || got != e.images["tiny"].Size {
+		t.Fatalf("login with the boot's credentials after restart: %d, %v", got, err)
+	}
+	if err := p2.Release(context.Background(), idA); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := p2.Restore(context.Background()); n != 0 {
+		t.Fatalf("Restore after Release brought back %d targets", n)
+	}
+}
