@@ -94,6 +94,7 @@ func (x *exchange) start(ctx context.Context, h *wire.Hello) (wire.Message, erro
 	if x.machine != nil && x.machine.State == store.StateRevoked {
 		x.done = true
 		x.s.dropTunnel(x.machineID)
+		x.s.dropRoot(x.machineID)
 		x.s.record(x, "revoked", "enrollment", "machine is revoked: "+x.machine.Reason)
 		return &wire.Status{State: wire.StateRevoked, MachineID: x.machineID, Reason: revokedReason(x.machine)}, nil
 	}
@@ -303,6 +304,7 @@ func (x *exchange) judge(ctx context.Context, observed *store.BootState, info *e
 			return nil, fmt.Errorf("update machine: %w", err)
 		}
 		x.s.dropTunnel(x.machineID)
+		x.s.dropRoot(x.machineID)
 		x.s.record(x, "needs-reapproval", "policy", v.Reason)
 		x.s.logger.Warn("boot state changed: machine needs re-approval", "machine", x.machineID, "reason", v.Reason)
 		return x.pendingStatus(wire.StateNeedsReapproval, v.Diff), nil
@@ -324,14 +326,24 @@ func (x *exchange) release(ctx context.Context, observed *store.BootState, info 
 		clear(secrets)
 		return nil, err
 	}
+	root, rootSecrets, err := x.root(ctx, plan)
+	if err != nil {
+		clear(secrets)
+		if plan != nil {
+			x.s.dropTunnel(x.machineID)
+		}
+		return nil, err
+	}
+	secrets = mergeSecrets(secrets, rootSecrets)
 	payload, err := json.Marshal(&wire.Payload{
 		MachineID:   x.machineID,
 		MachineName: x.machine.Name,
-		Root:        x.machine.Root,
+		Root:        root,
 		Secrets:     secrets,
 		Tunnel:      plan,
 	})
 	clear(secrets) // the plaintext lives on only inside payload
+	clear(rootSecrets)
 	if err != nil {
 		return nil, fmt.Errorf("encode payload: %w", err)
 	}

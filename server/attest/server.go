@@ -50,6 +50,9 @@ type Config struct {
 	// matters only with Tunnels. A machine's RootPlan parameter
 	// TransportParam overrides it.
 	RootTransport string
+	// Roots, when set, prepares each released machine's root storage
+	// and its per-boot secrets. Nil: the stored root plan goes as is.
+	Roots RootProvider
 }
 
 // Server is the attestation service. It is safe for concurrent use; Serve
@@ -71,6 +74,7 @@ type Server struct {
 	sessions        chan struct{} // semaphore of MaxSessions
 	tunnels         Tunnels
 	transport       string
+	roots           RootProvider
 }
 
 // New validates cfg and returns a Server.
@@ -97,6 +101,7 @@ func New(cfg Config) (*Server, error) {
 		sessions:        make(chan struct{}, orDefault(cfg.MaxSessions, 256)),
 		tunnels:         cfg.Tunnels,
 		transport:       orDefault(cfg.RootTransport, TransportWireGuard),
+		roots:           cfg.Roots,
 	}
 	if s.transport != TransportWireGuard && s.transport != TransportPlain {
 		return nil, fmt.Errorf("attest: root transport %q: want %q or %q", s.transport, TransportWireGuard, TransportPlain)
