@@ -19,10 +19,12 @@ var forbidden = []string{
 }
 
 // serverAllowed are the only server packages the agent may import: the
-// wire protocol, and the credential format it opens.
+// wire protocol, the credential format it opens, and the iSCSI PDU codec
+// (standard library only) its initiator logs in with.
 var serverAllowed = map[string]bool{
 	"github.com/sealroot/sealroot/server/attest/wire": true,
 	"github.com/sealroot/sealroot/server/seal":        true,
+	"github.com/sealroot/sealroot/server/iscsi/pdu":   true,
 }
 
 // TestDeps fences the agent's dependencies, built as the initramfs builds

@@ -29,6 +29,8 @@ import (
 	"github.com/sealroot/sealroot/agent"
 	"github.com/sealroot/sealroot/agent/attest"
 	"github.com/sealroot/sealroot/agent/hints"
+	"github.com/sealroot/sealroot/agent/root"
+	iscsiroot "github.com/sealroot/sealroot/agent/root/iscsi"
 	"github.com/sealroot/sealroot/agent/sysinit"
 	"github.com/sealroot/sealroot/agent/tpm"
 	agenttunnel "github.com/sealroot/sealroot/agent/tunnel"
@@ -107,6 +109,7 @@ func run(ctx context.Context, pid1 bool, configPath, tpmPath string) error {
 		Random:   t.Random,
 		Attester: attester,
 		Tunnel:   wg.up,
+		Stages:   root.NewRegistry(root.None{}, &iscsiroot.Stage{Logger: log}),
 	})
 }
 
