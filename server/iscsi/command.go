@@ -10,6 +10,14 @@ import (
 // maxTransfer bounds the Data-Out a command may announce.
 const maxTransfer = scsi.MaxTransferBlocks * scsi.BlockSize
 
+// maxPendingBytes bounds the Data-Out buffers one connection may hold
+// for writes still waiting for data; beyond it commands get TASK SET
+// FULL and the initiator retries.
+const maxPendingBytes = 64 << 20
+
+// statusTaskSetFull is the SAM-5 TASK SET FULL status.
+const statusTaskSetFull = 0x28
+
 // writeTask is a command waiting for its Data-Out.
 type writeTask struct {
 	cmd      *pdu.PDU
@@ -43,13 +51,17 @@ func (c *conn) scsiCommand(req *pdu.PDU) error {
 	if _, dup := c.tasks[req.ITT()]; dup {
 		return fmt.Errorf("%w: ITT %#x already in use", ErrProtocol, req.ITT())
 	}
+	if c.pendingBytes+edtl > maxPendingBytes {
+		return c.respond(req, scsi.Result{Status: statusTaskSetFull}, edtl)
+	}
 	t := &writeTask{cmd: req, buf: make([]byte, edtl), ttt: pdu.ReservedTag}
+	c.pendingBytes += edtl
+	c.tasks[req.ITT()] = t
 	t.received = copy(t.buf, req.Data)
 	t.next = t.received
 	if !req.Final() {
 		// Unsolicited Data-Out follows, up to FirstBurstLength.
 		t.next = min(c.params.firstBurst, edtl)
-		c.tasks[req.ITT()] = t
 		return nil
 	}
 	return c.advance(req.ITT(), t)
@@ -68,17 +80,15 @@ func (c *conn) advance(itt uint32, t *writeTask) error {
 	edtl := len(t.buf)
 	if t.next >= edtl {
 		if t.received < edtl {
-			c.tasks[itt] = t // unsolicited data still arriving
-			return nil
+			return nil // unsolicited data still arriving
 		}
-		delete(c.tasks, itt)
+		c.dropTask(itt)
 		if t.badSN { // ABORTED COMMAND, DATA PHASE ERROR; nothing written
 			r := scsi.Result{Status: scsi.StatusCheckCondition, Sense: scsi.Sense(0x0b, 0x4b00)}
 			return c.respond(t.cmd, r, edtl)
 		}
 		return c.execute(t.cmd, t.buf)
 	}
-	c.tasks[itt] = t
 	n := min(c.params.maxBurst, edtl-t.next)
 	c.nextTTT++
 	if c.nextTTT == pdu.ReservedTag {
@@ -166,4 +176,12 @@ func otherLUN(cdb []byte) scsi.Result {
 		return (&scsi.Device{}).Execute(cdb, nil)
 	}
 	return scsi.Result{Status: scsi.StatusCheckCondition, Sense: scsi.Sense(0x05, 0x2500)}
+}
+
+// dropTask forgets a pending write and releases its buffer budget.
+func (c *conn) dropTask(itt uint32) {
+	if t, ok := c.tasks[itt]; ok {
+		c.pendingBytes -= len(t.buf)
+		delete(c.tasks, itt)
+	}
 }

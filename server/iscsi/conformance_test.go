@@ -21,9 +21,10 @@ var conformanceFamilies = []string{"ALL", "SCSI", "iSCSI", "LINUX"}
 
 // TestConformance runs libiscsi's iscsi-test-cu against the target. It
 // takes a minute, so it runs only with SEALROOT_CONFORMANCE=1;
-// SEALROOT_CONFORMANCE_TEST picks one family or test, and
-// SEALROOT_CONFORMANCE_LOG=dir keeps the output. The last line it
-// prints is "conformance: sealroot=<passed>/<total>".
+// SEALROOT_CONFORMANCE_TEST picks one family or test,
+// SEALROOT_CONFORMANCE_LOG=dir keeps the output, and
+// SEALROOT_CONFORMANCE_TGT=1 runs the same against tgt for comparison. The last line it
+// prints is "conformance: sealroot=<passed>/<total>[ tgt=<passed>/<total>]".
 func TestConformance(t *testing.T) {
 	if os.Getenv("SEALROOT_CONFORMANCE") != "1" {
 		t.Skip("set SEALROOT_CONFORMANCE=1 to run iscsi-test-cu (about a minute)")
@@ -39,7 +40,12 @@ func TestConformance(t *testing.T) {
 		t.Logf("%s: %d/%d", f, p, n)
 		passed, total = passed+p, total+n
 	}
-	fmt.Printf("conformance: sealroot=%d/%d\n", passed, total)
+	line := fmt.Sprintf("conformance: sealroot=%d/%d", passed, total)
+	if os.Getenv("SEALROOT_CONFORMANCE_TGT") == "1" {
+		p, n := tgtConformance(t, families)
+		line += fmt.Sprintf(" tgt=%d/%d", p, n)
+	}
+	fmt.Println(line)
 }
 
 // runConformance runs one family against a fresh target and file.

@@ -33,6 +33,8 @@ type conn struct {
 	params    params
 	rlimits   pdu.Limits
 	tasks     map[uint32]*writeTask // writes waiting for Data-Out, by ITT
+	// pendingBytes is the sum of the pending tasks' buffers.
+	pendingBytes int
 	nextTTT   uint32
 
 	// wmu guards the writer and the sequence numbers responses carry.

@@ -54,9 +54,11 @@ func (c *conn) taskMgmt(req *pdu.PDU) error {
 		if _, ok := c.tasks[req.U32(pdu.OffRefTaskTag)]; !ok {
 			resp = tmfTaskNotFound // already completed: commands run in order
 		}
-		delete(c.tasks, req.U32(pdu.OffRefTaskTag))
+		c.dropTask(req.U32(pdu.OffRefTaskTag))
 	case fn >= 2 && fn <= 7: // ABORT TASK SET .. TARGET COLD RESET
-		clear(c.tasks) // commands run to completion in order; only pending writes remain
+		for itt := range c.tasks { // commands run to completion in order; only pending writes remain
+			c.dropTask(itt)
+		}
 	case fn == tmfTaskReassign:
 		resp = tmfNotSupported
 	default:

@@ -290,3 +290,22 @@ func TestSessionReinstatement(t *testing.T) {
 		t.Errorf("session with another ISID read %d bytes, want 512", len(got))
 	}
 }
+
+func TestPendingWritesBounded(t *testing.T) {
+	addr := startServer(t, &Server{PingInterval: -1}, &Target{IQN: testIQN, LUN: newFileStore(t, 64<<20)})
+	s := dialSession(t, addr, pdu.KV{Key: "InitialR2T", Value: "Yes"}, pdu.KV{Key: "ImmediateData", Value: "No"})
+	const edtl = maxTransfer
+	for i := 0; i <= maxPendingBytes/edtl; i++ {
+		s.send(s.command(rw16(0x8a, 0, edtl/512), pdu.FlagFinal|pdu.FlagWrite, edtl, nil), s.lim)
+		p := s.recv(s.lim)
+		if i < maxPendingBytes/edtl {
+			if p.Opcode() != pdu.OpR2T {
+				t.Fatalf("write %d: got %s, want R2T", i, p.Opcode())
+			}
+			continue
+		}
+		if p.Opcode() != pdu.OpSCSIResponse || p.Header[3] != statusTaskSetFull {
+			t.Errorf("write over the pending budget: %s status %#x, want TASK SET FULL", p.Opcode(), p.Header[3])
+		}
+	}
+}
