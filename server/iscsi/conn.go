@@ -35,7 +35,7 @@ type conn struct {
 	tasks     map[uint32]*writeTask // writes waiting for Data-Out, by ITT
 	// pendingBytes is the sum of the pending tasks' buffers.
 	pendingBytes int
-	nextTTT   uint32
+	nextTTT      uint32
 
 	// wmu guards the writer and the sequence numbers responses carry.
 	wmu      sync.Mutex
