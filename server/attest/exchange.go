@@ -287,7 +287,7 @@ func (x *exchange) stillPending(ctx context.Context, observed *store.BootState) 
 
 // judge applies policy to an approved machine and seals its credential.
 func (x *exchange) judge(ctx context.Context, observed *store.BootState, info *evidence.QuoteInfo) (wire.Message, error) {
-	v := policy.Evaluate(x.machine, observed)
+	v := x.evaluate(ctx, observed)
 	switch v.Decision {
 	case policy.Allow:
 		return x.release(ctx, observed, info, v)

@@ -53,6 +53,9 @@ type Config struct {
 	// Roots, when set, prepares each released machine's root storage
 	// and its per-boot secrets. Nil: the stored root plan goes as is.
 	Roots RootProvider
+	// Predictor gives the measurements machines with policy "predicted"
+	// are checked against. Nil: such machines are refused.
+	Predictor Predictor
 }
 
 // Server is the attestation service. It is safe for concurrent use; Serve
@@ -75,6 +78,7 @@ type Server struct {
 	tunnels         Tunnels
 	transport       string
 	roots           RootProvider
+	predictor       Predictor
 }
 
 // New validates cfg and returns a Server.
@@ -101,6 +105,7 @@ func New(cfg Config) (*Server, error) {
 		sessions:        make(chan struct{}, orDefault(cfg.MaxSessions, 256)),
 		tunnels:         cfg.Tunnels,
 		transport:       orDefault(cfg.RootTransport, TransportWireGuard),
+		predictor:       cfg.Predictor,
 		roots:           cfg.Roots,
 	}
 	if s.transport != TransportWireGuard && s.transport != TransportPlain {

@@ -2,10 +2,12 @@
 // It is pure: no I/O, no clocks, no randomness; the caller verifies the
 // quote and event log first (server/eventlog) and acts on the Verdict.
 //
-// A machine's boot state is checked PCR by PCR with Rules. Today a Rule pins
-// the value approved by an operator; a Rule may later predict a PCR's events
-// from the artifacts sealroot serves (kernel, initrd, command line), so that
-// updates to those need no re-approval.
+// A machine's boot state is checked PCR by PCR. Under store.PolicyPinned
+// every PCR is a Rule pinning the value an operator approved. Under
+// store.PolicyPredicted the firmware PCRs stay pinned while the boot PCRs
+// (4, 11, 12) are checked against a server/predict Prediction computed from
+// the artifacts sealroot serves (iPXE, UKI, command line), so updates to
+// those need no re-approval, and a mismatch is refused naming the event.
 package policy
 
 import (
@@ -13,6 +15,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/sealroot/sealroot/server/predict"
 	"github.com/sealroot/sealroot/server/store"
 )
 
@@ -76,8 +79,16 @@ func Rules(approved *store.BootState) []Rule {
 
 // Evaluate judges observed, a verified boot state, against m's policy.
 // It checks only the boot state; the caller handles enrollment states
-// (pending, revoked) before releasing anything.
+// (pending, revoked) before releasing anything. A machine with
+// store.PolicyPredicted needs EvaluateWith.
 func Evaluate(m *store.Machine, observed *store.BootState) Verdict {
+	return EvaluateWith(m, observed, nil)
+}
+
+// EvaluateWith is Evaluate with pred, the prediction for the artifacts
+// the server serves now, which store.PolicyPredicted checks the boot
+// PCRs against (nil: none available, so such machines are refused).
+func EvaluateWith(m *store.Machine, observed *store.BootState, pred *predict.Prediction) Verdict {
 	switch {
 	case m == nil:
 		return Verdict{Decision: Refuse, Reason: "no machine record"}
@@ -85,12 +96,14 @@ func Evaluate(m *store.Machine, observed *store.BootState) Verdict {
 		return Verdict{Decision: Refuse, Reason: "machine is revoked"}
 	case m.Policy == store.PolicyIdentityOnly:
 		return Verdict{Decision: Allow, Reason: "identity-only policy: boot state not checked"}
-	case m.Policy != store.PolicyPinned && m.Policy != "":
+	case m.Policy != store.PolicyPinned && m.Policy != store.PolicyPredicted && m.Policy != "":
 		return Verdict{Decision: Refuse, Reason: fmt.Sprintf("unknown policy %q", m.Policy)}
 	case observed == nil:
 		return Verdict{Decision: Refuse, Reason: "no verified boot state"}
 	case m.Approved == nil:
 		return Verdict{Decision: Refuse, Reason: "no approved boot state"}
+	case m.Policy == store.PolicyPredicted:
+		return evaluatePredicted(m, observed, pred)
 	}
 	rules := Rules(m.Approved)
 	if len(rules) == 0 {
