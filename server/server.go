@@ -8,6 +8,9 @@
 //	secrets.age.key                       age identity for secrets at rest
 //	state.db                              bbolt store: machines, secrets
 //	audit.log                             append-only decisions, JSON lines
+//	images/                               base images (package image; config "images")
+//	volumes/                              machines' volumes (package volume; config "volumes")
+//	iscsi/                                iSCSI targets' records, encrypted (package rootiscsi)
 package server
 
 import (
@@ -54,6 +57,12 @@ type Config struct {
 	// key) or "plain" (trusted labs: roots over the plain LAN). It
 	// matters only with Tunnel.
 	RootTransport string `json:"root_transport,omitempty"`
+	// Images and Volumes place the image store and the machines'
+	// volumes; nil: under StateDir.
+	Images  *ImagesConfig  `json:"images,omitempty"`
+	Volumes *VolumesConfig `json:"volumes,omitempty"`
+	// ISCSI serves machines their iSCSI roots; nil: no iSCSI.
+	ISCSI *ISCSIConfig `json:"iscsi,omitempty"`
 }
 
 // Defaults fills unset fields.
@@ -81,6 +90,7 @@ type Server struct {
 	machines *machines.Manager
 	attest   *attest.Server
 	tunnel   *tunnel.Tunnel // nil without Config.Tunnel
+	storage  *storage
 }
 
 // New opens the state directory and builds the services.
@@ -131,13 +141,22 @@ func New(cfg Config, logger hclog.Logger) (*Server, error) {
 			return nil, err
 		}
 		acfg.Tunnels = tn
-		mgr.SetOnRemove(func(_ context.Context, id string) { tn.Remove(id) })
 		if cfg.RootTransport == attest.TransportPlain {
 			logger.Warn("WARNING: root transport is plain: machines without a WireGuard key get their root over the unprotected LAN")
 		}
 	}
-	as, err := attest.New(acfg)
+	st, err := newStorage(context.Background(), &cfg, db, auditLog, mgr, box, tn, logger)
+	var as *attest.Server
+	if err == nil {
+		if st.roots != nil {
+			acfg.Roots = st.roots
+		}
+		as, err = attest.New(acfg)
+	}
 	if err != nil {
+		if st != nil {
+			st.close()
+		}
 		if tn != nil {
 			tn.Close()
 		}
@@ -145,8 +164,20 @@ func New(cfg Config, logger hclog.Logger) (*Server, error) {
 		db.Close()
 		return nil, err
 	}
-	return &Server{cfg: cfg, logger: logger, store: db, audit: auditLog, machines: mgr, attest: as, tunnel: tn}, nil
+	mgr.SetOnRemove(func(ctx context.Context, id string) {
+		if tn != nil {
+			tn.Remove(id)
+		}
+		if err := st.releaseRoot(ctx, id); err != nil {
+			logger.Error("release root", "machine", id, "error", err)
+		}
+	})
+	return &Server{cfg: cfg, logger: logger, store: db, audit: auditLog, machines: mgr, attest: as, tunnel: tn, storage: st}, nil
 }
+
+// Images is the image, volume and root service (for in-process callers
+// and tests).
+func (s *Server) Images() api.ImageService { return s.storage }
 
 // Machines is the admin service (for in-process callers and tests).
 func (s *Server) Machines() api.Service { return s.machines }
@@ -157,9 +188,9 @@ func (s *Server) Tunnel() *tunnel.Tunnel { return s.tunnel }
 
 // Close releases the tunnel, the database and the audit log.
 func (s *Server) Close() error {
-	var err error
+	err := s.storage.close()
 	if s.tunnel != nil {
-		err = s.tunnel.Close()
+		err = errors.Join(err, s.tunnel.Close())
 	}
 	return errors.Join(err, s.audit.Close(), s.store.Close())
 }
@@ -180,7 +211,7 @@ func (s *Server) Run(ctx context.Context) error {
 	defer os.Remove(s.cfg.AdminSocket)
 
 	var wg sync.WaitGroup
-	errc := make(chan error, 4)
+	errc := make(chan error, 8)
 	run := func(name string, fn func() error) {
 		wg.Add(1)
 		go func() {
@@ -193,10 +224,11 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	run("attestation service", func() error { return s.attest.Serve(ctx, pc) })
 	adminSrv := &api.Server{
-		Handler: api.NewHandler(s.machines, s.logger.Named("api"), api.WithActorFunc(machines.WithActor)),
+		Handler: api.NewHandler(s.machines, s.logger.Named("api"), api.WithActorFunc(withActor), api.WithImages(s.storage)),
 		Logger:  s.logger.Named("api"),
 	}
 	run("admin API", func() error { return adminSrv.Serve(ctx, adminLn) })
+	s.storage.serve(ctx, run)
 	if s.cfg.Boot != nil {
 		if err := s.startBoot(ctx, run); err != nil {
 			cancel()

@@ -3,10 +3,12 @@ package cli
 import (
 	"fmt"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/sealroot/sealroot/server/api"
+	"github.com/sealroot/sealroot/server/attest/wire"
 	"github.com/sealroot/sealroot/server/store"
 )
 
@@ -35,6 +37,25 @@ func newMachineCmd(e *env) *cobra.Command {
 			Args:  exactArgs(1),
 			RunE:  func(c *cobra.Command, args []string) error { return runMachineForget(c, e, args[0]) },
 		},
+		&cobra.Command{
+			Use:   "reset MACHINE",
+			Short: "Put a machine's volume back to its image (the machine loses its root until it boots again)",
+			Args:  exactArgs(1),
+			RunE:  func(c *cobra.Command, args []string) error { return runMachineReset(c, e, args[0]) },
+		},
+		&cobra.Command{
+			Use:   "snapshot MACHINE [NAME]",
+			Short: "Save a machine's volume as snapshot NAME (default: the current UTC time)",
+			Args:  argsRange(1, 2),
+			RunE:  func(c *cobra.Command, args []string) error { return runMachineSnapshot(c, e, args) },
+		},
+		&cobra.Command{
+			Use:   "rollback MACHINE NAME",
+			Short: "Replace a machine's volume with snapshot NAME",
+			Args:  exactArgs(2),
+			RunE:  func(c *cobra.Command, args []string) error { return runMachineRollback(c, e, args[0], args[1]) },
+		},
+		newMachineSetRootCmd(e),
 	)
 }
 
@@ -141,5 +162,80 @@ func runMachineForget(c *cobra.Command, e *env, ref string) error {
 		return nil
 	}
 	_, err := fmt.Fprintf(e.Stdout, "forgot %s\n", safe(ref))
+	return err
+}
+
+func runMachineReset(c *cobra.Command, e *env, ref string) error {
+	if err := e.client().ResetVolume(c.Context(), ref); err != nil {
+		return err
+	}
+	if e.JSON {
+		return nil
+	}
+	_, err := fmt.Fprintf(e.Stdout, "reset the volume of %s\n", safe(ref))
+	return err
+}
+
+func runMachineSnapshot(c *cobra.Command, e *env, args []string) error {
+	name := time.Now().UTC().Format("20060102T150405Z")
+	if len(args) == 2 {
+		name = args[1]
+	}
+	if err := e.client().SnapshotVolume(c.Context(), args[0], name); err != nil {
+		return err
+	}
+	if e.JSON {
+		return e.printJSON(map[string]string{"snapshot": name})
+	}
+	_, err := fmt.Fprintf(e.Stdout, "saved the volume of %s as snapshot %s\n", safe(args[0]), safe(name))
+	return err
+}
+
+func runMachineRollback(c *cobra.Command, e *env, ref, name string) error {
+	if err := e.client().RollbackVolume(c.Context(), ref, name); err != nil {
+		return err
+	}
+	if e.JSON {
+		return nil
+	}
+	_, err := fmt.Fprintf(e.Stdout, "rolled the volume of %s back to snapshot %s\n", safe(ref), safe(name))
+	return err
+}
+
+type machineSetRootArgs struct {
+	kind, image, init string
+}
+
+func newMachineSetRootCmd(e *env) *cobra.Command {
+	var args machineSetRootArgs
+	c := &cobra.Command{
+		Use:   "set-root MACHINE",
+		Short: "Set the root a machine mounts from its next boot on",
+		Args:  exactArgs(1),
+		RunE:  func(c *cobra.Command, pos []string) error { return runMachineSetRoot(c, e, pos[0], args) },
+	}
+	c.Flags().StringVar(&args.kind, "kind", wire.RootISCSI, "root `kind`: iscsi, nfs, volatile or none")
+	c.Flags().StringVar(&args.image, "image", "", "base image `name` (iscsi)")
+	c.Flags().StringVar(&args.init, "init", "", "`program` to switch_root to (default /sbin/init)")
+	return c
+}
+
+func runMachineSetRoot(c *cobra.Command, e *env, ref string, args machineSetRootArgs) error {
+	root := wire.RootPlan{Kind: args.kind, Init: args.init}
+	if args.image != "" {
+		root.Params = map[string]string{"image": args.image}
+	}
+	if root.Kind == wire.RootISCSI && args.image == "" {
+		return usagef(c, "--kind iscsi needs --image NAME")
+	}
+	m, err := e.client().SetRoot(c.Context(), ref, root)
+	if err != nil {
+		return err
+	}
+	if e.JSON {
+		return e.printJSON(m)
+	}
+	_, err = fmt.Fprintf(e.Stdout, "root of %s %s: %s %s\n", shortID(m.ID), orDash(safe(m.Name)), m.Root.Kind,
+		safe(m.Root.Params["image"]))
 	return err
 }

@@ -78,6 +78,7 @@ func newRootCmd(e *env) *cobra.Command {
 	subcommands := []func(*env) *cobra.Command{
 		newMachineCmd,
 		newSecretCmd,
+		newImageCmd,
 		newPKICmd,
 		newInitramfsCmd,
 		newServeCmd,

@@ -1,0 +1,79 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+
+	"github.com/sealroot/sealroot/server/api"
+	"github.com/sealroot/sealroot/server/attest/wire"
+	"github.com/sealroot/sealroot/server/image"
+	"github.com/sealroot/sealroot/server/store"
+)
+
+var _ api.ImageService = (*Client)(nil)
+
+// Images lists the named images.
+func (c *Client) Images(ctx context.Context) ([]image.Image, error) {
+	var ims []image.Image
+	err := c.do(ctx, http.MethodGet, "/v1/images", nil, &ims)
+	return ims, err
+}
+
+// ImportImage imports source (a path on the server's host) as name.
+func (c *Client) ImportImage(ctx context.Context, name, source string) (*image.Image, error) {
+	var im image.Image
+	if err := c.post(ctx, "/v1/images", api.ImportRequest{Name: name, Source: source}, &im); err != nil {
+		return nil, err
+	}
+	return &im, nil
+}
+
+// RemoveImage forgets the image name.
+func (c *Client) RemoveImage(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/images/"+url.PathEscape(name), nil, nil)
+}
+
+// GCImages deletes unreferenced bases and returns their digests.
+func (c *Client) GCImages(ctx context.Context) ([]string, error) {
+	var res api.GCResult
+	err := c.post(ctx, "/v1/images/gc", struct{}{}, &res)
+	return res.Removed, err
+}
+
+// ResetVolume puts the machine's volume back to its image.
+func (c *Client) ResetVolume(ctx context.Context, ref string) error {
+	return c.post(ctx, machinePath(ref, "/volume/reset"), struct{}{}, nil)
+}
+
+// SnapshotVolume saves the machine's volume as name.
+func (c *Client) SnapshotVolume(ctx context.Context, ref, name string) error {
+	return c.post(ctx, machinePath(ref, "/volume/snapshots"), api.SnapshotRequest{Name: name}, nil)
+}
+
+// RollbackVolume replaces the machine's volume with snapshot name.
+func (c *Client) RollbackVolume(ctx context.Context, ref, name string) error {
+	return c.post(ctx, machinePath(ref, "/volume/rollback"), api.SnapshotRequest{Name: name}, nil)
+}
+
+// SetRoot sets the machine's root plan.
+func (c *Client) SetRoot(ctx context.Context, ref string, root wire.RootPlan) (*store.Machine, error) {
+	body, err := json.Marshal(root)
+	if err != nil {
+		return nil, err
+	}
+	var m store.Machine
+	if err := c.do(ctx, http.MethodPut, machinePath(ref, "/root"), body, &m); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+func (c *Client) post(ctx context.Context, path string, req, out any) error {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	return c.do(ctx, http.MethodPost, path, body, out)
+}

@@ -1,0 +1,144 @@
+package api
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/sealroot/sealroot/server/attest/wire"
+	"github.com/sealroot/sealroot/server/image"
+	"github.com/sealroot/sealroot/server/store"
+)
+
+// ImageService manages base images, machines' volumes and machines' root
+// plans. MACHINE arguments are as for Service. It is served next to
+// Service when NewHandler gets WithImages.
+type ImageService interface {
+	// Images lists the named images.
+	Images(ctx context.Context) ([]image.Image, error)
+	// ImportImage imports source, a directory or tar archive on the
+	// server's host (an absolute path), as name.
+	ImportImage(ctx context.Context, name, source string) (*image.Image, error)
+	// RemoveImage forgets name; its base stays until GCImages.
+	RemoveImage(ctx context.Context, name string) error
+	// GCImages deletes the bases no image or volume references and
+	// returns their digests.
+	GCImages(ctx context.Context) ([]string, error)
+
+	// ResetVolume puts the machine's volume back to its image. Volume
+	// operations withdraw the machine's root target first: the machine
+	// gets it back at its next boot.
+	ResetVolume(ctx context.Context, ref string) error
+	// SnapshotVolume saves the machine's volume as name.
+	SnapshotVolume(ctx context.Context, ref, name string) error
+	// RollbackVolume replaces the machine's volume with snapshot name.
+	RollbackVolume(ctx context.Context, ref, name string) error
+	// SetRoot sets the root plan the machine gets at its next boot.
+	SetRoot(ctx context.Context, ref string, root wire.RootPlan) (*store.Machine, error)
+}
+
+// ImportRequest is the body of POST /v1/images.
+type ImportRequest struct {
+	Name   string `json:"name"`
+	Source string `json:"source"`
+}
+
+// GCResult is the body answering POST /v1/images/gc.
+type GCResult struct {
+	Removed []string `json:"removed"`
+}
+
+// SnapshotRequest is the body of POST /v1/machines/{ref}/volume/snapshots
+// and /volume/rollback.
+type SnapshotRequest struct {
+	Name string `json:"name"`
+}
+
+// WithImages serves svc's routes too:
+//
+//	GET    /v1/images                            list
+//	POST   /v1/images                            import (ImportRequest)
+//	DELETE /v1/images/{name}                     remove
+//	POST   /v1/images/gc                         garbage-collect (GCResult)
+//	POST   /v1/machines/{ref}/volume/reset       reset to the image
+//	POST   /v1/machines/{ref}/volume/snapshots   snapshot (SnapshotRequest)
+//	POST   /v1/machines/{ref}/volume/rollback    roll back (SnapshotRequest)
+//	PUT    /v1/machines/{ref}/root               set the root plan (wire.RootPlan)
+func WithImages(svc ImageService) Option {
+	return func(h *handler) {
+		ih := &imageHandler{h: h, svc: svc}
+		h.mux.HandleFunc("GET /v1/images", ih.list)
+		h.mux.HandleFunc("POST /v1/images", ih.importImage)
+		h.mux.HandleFunc("DELETE /v1/images/{name}", ih.remove)
+		h.mux.HandleFunc("POST /v1/images/gc", ih.gc)
+		h.mux.HandleFunc("POST /v1/machines/{ref}/volume/reset", ih.reset)
+		h.mux.HandleFunc("POST /v1/machines/{ref}/volume/snapshots", ih.snapshot)
+		h.mux.HandleFunc("POST /v1/machines/{ref}/volume/rollback", ih.rollback)
+		h.mux.HandleFunc("PUT /v1/machines/{ref}/root", ih.setRoot)
+	}
+}
+
+type imageHandler struct {
+	h   *handler
+	svc ImageService
+}
+
+func (ih *imageHandler) list(w http.ResponseWriter, r *http.Request) {
+	ims, err := ih.svc.Images(r.Context())
+	if ims == nil {
+		ims = []image.Image{}
+	}
+	ih.h.reply(w, r, ims, err)
+}
+
+func (ih *imageHandler) importImage(w http.ResponseWriter, r *http.Request) {
+	var req ImportRequest
+	if err := decodeBody(w, r, &req); err != nil {
+		ih.h.reply(w, r, nil, err)
+		return
+	}
+	im, err := ih.svc.ImportImage(r.Context(), req.Name, req.Source)
+	ih.h.reply(w, r, im, err)
+}
+
+func (ih *imageHandler) remove(w http.ResponseWriter, r *http.Request) {
+	ih.h.reply(w, r, nil, ih.svc.RemoveImage(r.Context(), r.PathValue("name")))
+}
+
+func (ih *imageHandler) gc(w http.ResponseWriter, r *http.Request) {
+	removed, err := ih.svc.GCImages(r.Context())
+	if removed == nil {
+		removed = []string{}
+	}
+	ih.h.reply(w, r, GCResult{Removed: removed}, err)
+}
+
+func (ih *imageHandler) reset(w http.ResponseWriter, r *http.Request) {
+	ih.h.reply(w, r, nil, ih.svc.ResetVolume(r.Context(), r.PathValue("ref")))
+}
+
+func (ih *imageHandler) snapshot(w http.ResponseWriter, r *http.Request) {
+	ih.snapshotOp(w, r, ih.svc.SnapshotVolume)
+}
+
+func (ih *imageHandler) rollback(w http.ResponseWriter, r *http.Request) {
+	ih.snapshotOp(w, r, ih.svc.RollbackVolume)
+}
+
+func (ih *imageHandler) snapshotOp(w http.ResponseWriter, r *http.Request, op func(context.Context, string, string) error) {
+	var req SnapshotRequest
+	if err := decodeBody(w, r, &req); err != nil {
+		ih.h.reply(w, r, nil, err)
+		return
+	}
+	ih.h.reply(w, r, nil, op(r.Context(), r.PathValue("ref"), req.Name))
+}
+
+func (ih *imageHandler) setRoot(w http.ResponseWriter, r *http.Request) {
+	var root wire.RootPlan
+	if err := decodeBody(w, r, &root); err != nil {
+		ih.h.reply(w, r, nil, err)
+		return
+	}
+	m, err := ih.svc.SetRoot(r.Context(), r.PathValue("ref"), root)
+	ih.h.reply(w, r, m, err)
+}

@@ -1,0 +1,210 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"time"
+
+	"github.com/sealroot/sealroot/server/api"
+	"github.com/sealroot/sealroot/server/attest/wire"
+	"github.com/sealroot/sealroot/server/image"
+	"github.com/sealroot/sealroot/server/rootiscsi"
+	"github.com/sealroot/sealroot/server/store"
+	"github.com/sealroot/sealroot/server/volume"
+)
+
+var _ api.ImageService = (*storage)(nil)
+
+// apiError gives a storage error the api sentinel its kind maps to, so the
+// API answers with the right status and errors.Is still finds both.
+type apiError struct{ kind, err error }
+
+func (e *apiError) Error() string   { return e.err.Error() }
+func (e *apiError) Unwrap() []error { return []error{e.kind, e.err} }
+
+func isRefusal(err error) bool {
+	for _, s := range []error{api.ErrInvalid, api.ErrNotFound, api.ErrAmbiguous, api.ErrConflict} {
+		if errors.Is(err, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// toAPI maps image and volume errors to api sentinels.
+func toAPI(err error) error {
+	var kind error
+	switch {
+	case err == nil || isRefusal(err):
+		return err
+	case errors.Is(err, image.ErrNotFound), errors.Is(err, volume.ErrNotFound), errors.Is(err, fs.ErrNotExist):
+		kind = api.ErrNotFound
+	case errors.Is(err, image.ErrBadName), errors.Is(err, volume.ErrBadName), errors.Is(err, image.ErrUnsafePath):
+		kind = api.ErrInvalid
+	case errors.Is(err, volume.ErrExists), errors.Is(err, volume.ErrBusy):
+		kind = api.ErrConflict
+	default:
+		return err
+	}
+	return &apiError{kind: kind, err: err}
+}
+
+// Images lists the named images.
+func (st *storage) Images(context.Context) ([]image.Image, error) { return st.images.List() }
+
+// ImportImage imports source as name, logging progress.
+func (st *storage) ImportImage(ctx context.Context, name, source string) (*image.Image, error) {
+	if !filepath.IsAbs(source) {
+		return nil, fmt.Errorf("image source %q: %w: want an absolute path on the server", source, api.ErrInvalid)
+	}
+	var last time.Time
+	progress := func(done, total int64) {
+		if time.Since(last) > 2*time.Second {
+			last = time.Now()
+			st.logger.Info("importing image", "name", name, "done", done, "total", total)
+		}
+	}
+	im, err := st.images.Import(ctx, name, source, progress)
+	err = toAPI(err)
+	reason := ""
+	if im != nil {
+		reason = fmt.Sprintf("image %s from %s: sha256:%s", name, source, im.Digest)
+	}
+	st.record(ctx, "image-import", "", reason, err)
+	return im, err
+}
+
+// RemoveImage forgets name, unless a machine's root still names it.
+func (st *storage) RemoveImage(ctx context.Context, name string) error {
+	err := st.checkUnused(ctx, name)
+	if err == nil {
+		err = toAPI(st.images.Remove(name))
+	}
+	st.record(ctx, "image-remove", "", "image "+name, err)
+	return err
+}
+
+func (st *storage) checkUnused(ctx context.Context, name string) error {
+	ms, err := st.store.Machines(ctx)
+	if err != nil {
+		return err
+	}
+	for _, m := range ms {
+		if m.Root.Kind == wire.RootISCSI && m.Root.Params[rootiscsi.ParamImage] == name {
+			return fmt.Errorf("image %s is the root of machine %s %s: %w", name, m.ID[:12], m.Name, api.ErrConflict)
+		}
+	}
+	return nil
+}
+
+// GCImages deletes the bases no image name or volume references.
+func (st *storage) GCImages(ctx context.Context) ([]string, error) {
+	removed, err := st.images.GC(st.volumes.InUse)
+	st.record(ctx, "image-gc", "", fmt.Sprintf("%d bases removed", len(removed)), err)
+	return removed, err
+}
+
+// ResetVolume puts the machine's volume back to its base. When the
+// machine's root now names another image, the volume is deleted instead
+// and made from that image at the next boot.
+func (st *storage) ResetVolume(ctx context.Context, ref string) error {
+	m, err := st.volumeOp(ctx, ref)
+	if err == nil {
+		err = st.reset(ctx, m)
+	}
+	err = toAPI(err)
+	st.record(ctx, "volume-reset", idOf(m), "", err)
+	return err
+}
+
+func (st *storage) reset(ctx context.Context, m *store.Machine) error {
+	meta, err := st.volumes.Meta(m.ID)
+	if err != nil {
+		return err
+	}
+	if name := m.Root.Params[rootiscsi.ParamImage]; m.Root.Kind == wire.RootISCSI && name != "" {
+		if im, err := st.images.Get(name); err == nil && im.Digest != meta.Base {
+			return st.volumes.Delete(m.ID)
+		}
+	}
+	return st.volumes.Reset(ctx, m.ID)
+}
+
+// SnapshotVolume saves the machine's volume as name.
+func (st *storage) SnapshotVolume(ctx context.Context, ref, name string) error {
+	m, err := st.volumeOp(ctx, ref)
+	if err == nil {
+		err = st.volumes.Snapshot(m.ID, name)
+	}
+	err = toAPI(err)
+	st.record(ctx, "volume-snapshot", idOf(m), "snapshot "+name, err)
+	return err
+}
+
+// RollbackVolume replaces the machine's volume with snapshot name.
+func (st *storage) RollbackVolume(ctx context.Context, ref, name string) error {
+	m, err := st.volumeOp(ctx, ref)
+	if err == nil {
+		err = st.volumes.Rollback(m.ID, name)
+	}
+	err = toAPI(err)
+	st.record(ctx, "volume-rollback", idOf(m), "snapshot "+name, err)
+	return err
+}
+
+// volumeOp resolves ref and withdraws the machine's target, so its
+// volume is closed.
+func (st *storage) volumeOp(ctx context.Context, ref string) (*store.Machine, error) {
+	m, err := st.machines.Machine(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	return m, st.releaseRoot(ctx, m.ID)
+}
+
+func idOf(m *store.Machine) string {
+	if m == nil {
+		return ""
+	}
+	return m.ID
+}
+
+// SetRoot sets the root plan of the machine's next boot. An iSCSI root
+// must name an existing image.
+func (st *storage) SetRoot(ctx context.Context, ref string, root wire.RootPlan) (*store.Machine, error) {
+	m, err := st.machines.Machine(ctx, ref)
+	if err == nil {
+		err = st.checkRoot(root)
+	}
+	if err == nil {
+		m, err = st.store.UpdateMachine(ctx, m.ID, func(mc *store.Machine) error {
+			mc.Root = root
+			return nil
+		})
+	}
+	err = toAPI(err)
+	st.record(ctx, "set-root", idOf(m), fmt.Sprintf("root %s %v", root.Kind, root.Params), err)
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func (st *storage) checkRoot(root wire.RootPlan) error {
+	switch root.Kind {
+	case wire.RootNone, wire.RootNFS, wire.RootVolatile:
+		return nil
+	case wire.RootISCSI:
+		name := root.Params[rootiscsi.ParamImage]
+		if name == "" {
+			return fmt.Errorf("%w: %w", api.ErrInvalid, rootiscsi.ErrNoImage)
+		}
+		_, err := st.images.Get(name)
+		return err
+	}
+	return fmt.Errorf("root kind %q: %w: want %s, %s, %s or %s", root.Kind, api.ErrInvalid,
+		wire.RootNone, wire.RootISCSI, wire.RootNFS, wire.RootVolatile)
+}
