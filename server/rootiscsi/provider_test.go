@@ -387,3 +387,56 @@ func TestRestoreAfterRestart(t *testing.T) {
 		t.Fatalf("Restore after Release brought back %d targets", n)
 	}
 }
+
+// peers maps loopback source addresses to machines, as the tunnel maps
+// tunnel addresses.
+type peers map[string]string
+
+func (p peers) PeerAddr(remote net.Addr) (string, bool) {
+	host, _, err := net.SplitHostPort(remote.String())
+	id, ok := p[host]
+	return id, ok && err == nil
+}
+
+func TestTunnelledAdmitsOnlyThePeer(t *testing.T) {
+	e := newEnv(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &iscsi.Server{Logger: testLogger(t)}
+	startISCSI(t, srv, ln)
+	owner := peers{"127.0.0.1": idA}
+	cfg := e.cfg
+	cfg.Plain, cfg.StateDir = nil, ""
+	cfg.Tunnelled, cfg.Peers, cfg.TunnelPortal = srv, owner, ln.Addr().String()
+	p, err := rootiscsi.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	tunnel := &wire.TunnelPlan{ServerAddr: "127.0.0.1"}
+	prep := func(id string) login {
+		m := iscsiMachine(id, "tiny")
+		m.LastAddress = "" // unused when tunnelled
+		plan, sec, err := p.Prepare(context.Background(), m, tunnel)
+		if err != nil {
+			t.Fatalf("Prepare: %v", err)
+		}
+		if plan.Params[wire.ISCSIPortal] != cfg.TunnelPortal {
+			t.Fatalf("portal %q, want the tunnel listener %s", plan.Params[wire.ISCSIPortal], cfg.TunnelPortal)
+		}
+		return loginFrom(cfg.TunnelPortal, plan, sec)
+	}
+	a, b := prep(idA), prep(idB)
+	if _, err := a.capacity(t); err != nil {
+		t.Fatalf("the tunnel peer of A cannot log in to A: %v", err)
+	}
+	if _, err := b.capacity(t); err == nil {
+		t.Fatal("B logged in from A's tunnel address with B's own credentials")
+	}
+	delete(owner, "127.0.0.1") // A's peer removed
+	if _, err := a.capacity(t); err == nil {
+		t.Fatal("A logged in without a tunnel peer")
+	}
+}

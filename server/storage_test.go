@@ -1,0 +1,37 @@
+package server
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/sealroot/sealroot/pki"
+)
+
+func TestISCSIConfigRefused(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  ISCSIConfig
+		want string
+	}{
+		{"no_listener", ISCSIConfig{}, "needs a tunnel section or a listen address"},
+		{"unspecified_address", ISCSIConfig{Listen: "0.0.0.0:3260"}, "want a specific ip:port"},
+		{"not_an_address", ISCSIConfig{Listen: "localhost"}, "want a specific ip:port"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := pki.Init(PKIDir(dir), pki.InitOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			iscsi := tt.cfg
+			srv, err := New(Config{StateDir: dir, ISCSI: &iscsi}, nil)
+			if err == nil {
+				srv.Close()
+				t.Fatalf("New accepted iscsi %+v", tt.cfg)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("New = %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
