@@ -164,7 +164,12 @@ func (c *conn) dispatch(req *pdu.PDU) error {
 // acceptCmdSN advances ExpCmdSN for non-immediate commands
 // (RFC 7143 section 4.2.2.1). Data-Out carries no CmdSN.
 func (c *conn) acceptCmdSN(req *pdu.PDU) error {
-	if req.Opcode() == pdu.OpDataOut || req.Immediate() {
+	switch req.Opcode() {
+	case pdu.OpNOPOut, pdu.OpSCSICommand, pdu.OpTaskMgmtReq, pdu.OpTextReq, pdu.OpLogoutReq:
+	default:
+		return nil // no CmdSN: Data-Out, or an opcode dispatch rejects
+	}
+	if req.Immediate() {
 		return nil
 	}
 	if req.Opcode() == pdu.OpNOPOut && req.ITT() == pdu.ReservedTag {

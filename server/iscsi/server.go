@@ -39,6 +39,9 @@ type Target struct {
 	LUN BackingStore
 	// Serial is the unit serial number; defaults to IQN.
 	Serial string
+	// ReadOnly refuses every write with DATA PROTECT and reports the
+	// unit write-protected.
+	ReadOnly bool
 	// Auth, when set, requires CHAP (mutual if Auth.TargetSecret is set).
 	Auth *CHAP
 	// AllowInitiator, when set, admits an initiator by address and
@@ -85,7 +88,7 @@ func (s *Server) AddTarget(t *Target) error {
 	if serial == "" {
 		serial = t.IQN
 	}
-	t.dev = &scsi.Device{Store: t.LUN, Serial: serial}
+	t.dev = &scsi.Device{Store: t.LUN, Serial: serial, ReadOnly: t.ReadOnly}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.targets[t.IQN]; ok {

@@ -309,3 +309,17 @@ func TestPendingWritesBounded(t *testing.T) {
 		}
 	}
 }
+
+func TestUnsupportedOpcodeRejected(t *testing.T) {
+	addr := startServer(t, &Server{PingInterval: -1}, &Target{IQN: testIQN, LUN: newFileStore(t, 1<<20)})
+	s := dialSession(t, addr)
+	snack := pdu.New(pdu.OpSNACKReq, pdu.FlagFinal)
+	snack.SetITT(5)
+	p := s.roundTrip(snack, s.lim)
+	if p.Opcode() != pdu.OpReject || p.Header[2] != rejectCommandNotSupported || len(p.Data) != pdu.BHSLength {
+		t.Fatalf("SNACK at ERL 0 = %s reason %#x, want Reject %#x with the header", p.Opcode(), p.Header[2], rejectCommandNotSupported)
+	}
+	if got := s.read(0, 512); len(got) != 512 {
+		t.Errorf("after Reject: read %d bytes, want 512", len(got))
+	}
+}

@@ -116,3 +116,16 @@ func TestInquiryAndCapacity(t *testing.T) {
 		t.Errorf("MODE SENSE 10 caching: DPOFUA or WCE clear: % x", r.Data)
 	}
 }
+
+func TestReadOnly(t *testing.T) {
+	d, _ := newDev()
+	d.ReadOnly = true
+	r := d.Execute(cdb16(0x8a, 0, 1, 0), make([]byte, BlockSize))
+	if key, asc := senseOf(r); key != senseDataProtect || asc != ascWriteProtected {
+		t.Errorf("WRITE16 on read-only unit = sense %#x/%#04x, want DATA PROTECT/WRITE PROTECTED", key, asc)
+	}
+	r = d.Execute([]byte{0x1a, 0x08, 0x3f, 0, 255, 0}, nil)
+	if r.Data[2]&0x80 == 0 {
+		t.Errorf("MODE SENSE 6 on read-only unit: WP clear")
+	}
+}
