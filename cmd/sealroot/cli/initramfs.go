@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sealroot/sealroot/initramfs"
+	"github.com/sealroot/sealroot/uki"
 )
 
 type initramfsBuildArgs struct {
@@ -21,6 +22,10 @@ type initramfsBuildArgs struct {
 	kernelVer   string
 	modules     []string
 	compression string
+	uki         string // also write a UKI here
+	ukiKernel   string // kernel for the UKI (default: the fetched one)
+	ukiCmdline  string
+	ukiStub     string
 }
 
 // initramfsExt maps a compression to the output file extension.
@@ -50,6 +55,10 @@ The last line of output is "initramfs: <path> <bytes> bytes".`,
 	f.StringVar(&args.kernelVer, "kernel-version", "", "kernel `release` under --modules-root")
 	f.StringSliceVar(&args.modules, "modules", initramfs.DefaultModules(), "modules to ship with their dependencies")
 	f.StringVar(&args.compression, "compression", "gzip", "gzip, zstd, xz or none")
+	f.StringVar(&args.uki, "uki", "", "also write a unified kernel image (kernel + initramfs + command line) to `file`")
+	f.StringVar(&args.ukiKernel, "uki-kernel", "", "kernel `file` for --uki (default: the fetched Debian kernel)")
+	f.StringVar(&args.ukiCmdline, "uki-cmdline", "console=ttyS0 panic=10", "built-in command line of the UKI (iPXE's script line replaces it unless Secure Boot is on)")
+	f.StringVar(&args.ukiStub, "uki-stub", uki.DefaultStub, "systemd EFI stub `file` (Debian systemd-boot-efi)")
 	return newGroupCmd("initramfs", "Build the boot initramfs", build)
 }
 
@@ -101,12 +110,58 @@ func runInitramfsBuild(c *cobra.Command, e *env, args initramfsBuildArgs) error 
 			return err
 		}
 	}
+	if args.uki != "" && args.ukiKernel == "" {
+		if kernel == nil {
+			return usagef(c, "--uki with --modules-root needs --uki-kernel")
+		}
+		args.ukiKernel = kernel.VMLinuz
+	}
 	res, err := writeInitramfs(c, opts, args.out)
 	if err != nil {
 		return err
 	}
-	return printInitramfs(e, args.out, kernel, res)
+	if err := printInitramfs(e, args.out, kernel, res); err != nil || args.uki == "" {
+		return err
+	}
+	return writeUKI(e, args)
 }
+
+// writeUKI joins the kernel, the initramfs just built and the command line
+// with systemd's EFI stub. Booted by iPXE as "uki.efi", the command line
+// the kernel sees (and PCR 12 measures) is "uki.efi <script arguments>".
+func writeUKI(e *env, args initramfsBuildArgs) error {
+	kernel, err := os.ReadFile(args.ukiKernel)
+	if err != nil {
+		return err
+	}
+	initrd, err := os.ReadFile(args.out)
+	if err != nil {
+		return err
+	}
+	out, err := uki.BuildFile(args.ukiStub, uki.Parts{Linux: kernel, Initrd: initrd, Cmdline: args.ukiCmdline, OSRel: []byte(ukiOSRelease)})
+	if err != nil {
+		return err
+	}
+	digest, err := uki.Authenticode(out)
+	if err != nil {
+		return err
+	}
+	tmp := args.uki + ".tmp"
+	if err := os.WriteFile(tmp, out, 0o644); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, args.uki); err != nil {
+		return err
+	}
+	if e.JSON {
+		return nil // the initramfs JSON was printed; the UKI line is for people
+	}
+	_, err = fmt.Fprintf(e.Stdout, "uki: %s %d bytes, authenticode sha256: %x\n", args.uki, len(out), digest)
+	return err
+}
+
+// ukiOSRelease is the UKI's .osrel section.
+const ukiOSRelease = "ID=sealroot\nNAME=sealroot agent\nPRETTY_NAME=sealroot netboot agent\n"
 
 // writeInitramfs builds into a temporary file next to out and renames it,
 // so out is never a partial archive.
