@@ -18,6 +18,37 @@
 //
 // ErrorRecoveryLevel 0, one connection per session, no digests on data
 // (header digests optional), one Login PDU per step (no C bit).
+//
+// # Keeper (not yet implemented)
+//
+// After switch_root nothing logs in again when the TCP connection drops:
+// the kernel (ErrorRecoveryLevel 0) sends ISCSI_KEVENT_CONN_ERROR to
+// NETLINK_ISCSI group 1, blocks the SCSI host and queues I/O for
+// Target.RecoveryTimeout (SESS_RECOVERY_TMO, 120 s), then fails it. The
+// kernel's own NOP-Out pings (PING_TMO/RECV_TMO = Target.PingInterval)
+// detect a dead target within about two intervals.
+//
+// The planned keeper is a daemon the stage starts before switch_root:
+// exec.Cmd{Path: "/proc/self/exe", Args: ["@sealroot-iscsi"], Setsid},
+// uid 0, its Target and Disk (CHAP secrets included) passed over a pipe
+// in ExtraFiles so it needs no file of the new root; the leading "@"
+// makes systemd spare it at shutdown. It opens OpenNetlink(true), waits
+// for ISCSI_KEVENT_CONN_ERROR on its sid/cid and, with agent/backoff's
+// jittered delays bounded by RecoveryTimeout:
+//
+//  1. STOP_CONN with STOP_CONN_RECOVER (the session and /dev/sdX stay);
+//  2. dials the portal and BIND_CONNs the new socket to the same sid/cid;
+//  3. logs in again with the same ISID, TSIH 0 (session reinstatement;
+//     sealroot's target refuses a non-zero TSIH) and the same CHAP
+//     credentials, but THROUGH THE KERNEL (ISCSI_UEVENT_SEND_PDU and
+//     ISCSI_KEVENT_RECV_PDU), not on the raw socket as Attach does: the
+//     kernel session's CmdSN has advanced with every command and is not
+//     visible to user space, and libiscsi stamps the Login PDU's CmdSN
+//     and takes ExpCmdSN/MaxCmdSN from the Login Response only on that
+//     path (as open-iscsi's iscsid does). The login state machine needs a
+//     PDU transport interface for this; today it uses a net.Conn;
+//  4. SET_PARAM (EXP_STATSN and the negotiated values) and START_CONN:
+//     the kernel unblocks the host and retries the queued commands.
 package iscsi
 
 import (
