@@ -2,6 +2,7 @@ package iscsi
 
 import (
 	"fmt"
+	"runtime/debug"
 
 	"github.com/sealroot/sealroot/server/iscsi/pdu"
 	"github.com/sealroot/sealroot/server/iscsi/scsi"
@@ -17,6 +18,13 @@ const maxPendingBytes = 64 << 20
 
 // statusTaskSetFull is the SAM-5 TASK SET FULL status.
 const statusTaskSetFull = 0x28
+
+// maxInflight bounds the commands one connection executes at once.
+const maxInflight = 32
+
+// taskSimple is the SIMPLE task attribute (RFC 7143 section 11.3.1.1);
+// 0 is untagged, 2 ORDERED, 3 HEAD OF QUEUE, 4 ACA.
+const taskSimple = 1
 
 // writeTask is a command waiting for its Data-Out.
 type writeTask struct {
@@ -137,7 +145,36 @@ func (c *conn) dataOut(req *pdu.PDU) error {
 }
 
 // execute runs a command whose Data-Out is complete and answers it.
+//
+// SIMPLE (and untagged) commands run concurrently on up to maxInflight
+// worker goroutines, so a slow read or fdatasync does not hold up the
+// rest of the queue; ORDERED, HEAD OF QUEUE and ACA commands wait for
+// everything before them and run alone.
 func (c *conn) execute(req *pdu.PDU, out []byte) error {
+	if attr := req.Flags() & 7; attr > taskSimple {
+		c.inflight.Wait()
+		return c.complete(req, out)
+	}
+	c.slots <- struct{}{}
+	c.inflight.Add(1)
+	go func() {
+		defer c.inflight.Done()
+		defer func() { <-c.slots }()
+		defer func() {
+			if r := recover(); r != nil {
+				c.log.Error("command panicked; connection closed", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+				c.nc.Close()
+			}
+		}()
+		if err := c.complete(req, out); err != nil {
+			c.nc.Close() // the reader sees the failure and ends the connection
+		}
+	}()
+	return nil
+}
+
+// complete runs a command and sends its Data-In and status.
+func (c *conn) complete(req *pdu.PDU, out []byte) error {
 	if req.Flags()&pdu.FlagWrite != 0 {
 		return c.executeWrite(req, out)
 	}

@@ -35,7 +35,11 @@ type conn struct {
 	tasks     map[uint32]*writeTask // writes waiting for Data-Out, by ITT
 	// pendingBytes is the sum of the pending tasks' buffers.
 	pendingBytes int
-	nextTTT      uint32
+	// inflight counts commands executing on worker goroutines; slots
+	// bounds them.
+	inflight sync.WaitGroup
+	slots    chan struct{}
+	nextTTT  uint32
 
 	// wmu guards the writer and the sequence numbers responses carry.
 	wmu      sync.Mutex
@@ -50,13 +54,16 @@ func newConn(s *Server, nc net.Conn) *conn {
 	return &conn{
 		srv: s, nc: nc, log: s.logger().Named("iscsi").With("remote", nc.RemoteAddr().String()),
 		br: bufio.NewReaderSize(nc, 64<<10), bw: bufio.NewWriterSize(nc, 64<<10),
-		tasks: make(map[uint32]*writeTask),
+		tasks: make(map[uint32]*writeTask), slots: make(chan struct{}, maxInflight),
 	}
 }
 
 // serve runs login then full feature phase until the connection ends.
 func (c *conn) serve(ctx context.Context) {
-	defer c.nc.Close()
+	defer func() {
+		c.nc.Close() // fails the sends of commands still running
+		c.inflight.Wait()
+	}()
 	defer func() {
 		if r := recover(); r != nil {
 			c.log.Error("connection panicked; closed", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))

@@ -48,6 +48,7 @@ const (
 )
 
 func (c *conn) taskMgmt(req *pdu.PDU) error {
+	c.inflight.Wait() // running commands complete (and answer) before the TMF response
 	resp := byte(tmfComplete)
 	switch fn := req.TMFunction(); {
 	case fn == tmfAbortTask:
@@ -72,6 +73,7 @@ func (c *conn) taskMgmt(req *pdu.PDU) error {
 }
 
 func (c *conn) logout(req *pdu.PDU) error {
+	c.inflight.Wait()
 	p := pdu.New(pdu.OpLogoutResp, pdu.FlagFinal)
 	p.SetITT(req.ITT())
 	if reason := req.LogoutReason(); reason > 1 {
