@@ -8,9 +8,17 @@
 // # Scope
 //
 // ErrorRecoveryLevel 0 and MaxConnections 1: any protocol error closes
-// the connection (and so the session); the initiator logs in again.
-// Each connection is served by one goroutine; a panic in it is
-// recovered, logged and closes only that connection.
+// the connection (and so the session); the initiator logs in again,
+// and a login with the same ISID replaces the old connection. Each
+// connection has a reader goroutine and up to 32 command workers; a
+// panic in any of them is recovered, logged and closes only that
+// connection. Only LUN 0 exists; no persistent reservations.
+//
+// # Durability
+//
+// The unit reports a write-back cache (WCE) and DPOFUA: SYNCHRONIZE
+// CACHE calls BackingStore.Sync and a FUA write reaches stable storage
+// (FUAWriter, or WriteAt then Sync) before its status is sent.
 package iscsi
 
 import (

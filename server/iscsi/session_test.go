@@ -331,3 +331,27 @@ func TestUnsupportedOpcodeRejected(t *testing.T) {
 		t.Errorf("after Reject: read %d bytes, want 512", len(got))
 	}
 }
+
+// slowSyncStore blocks Sync until release is closed.
+type slowSyncStore struct {
+	*memStore
+	release chan struct{}
+}
+
+func (s slowSyncStore) Sync() error { <-s.release; return nil }
+
+func TestSlowSyncDoesNotBlockReads(t *testing.T) {
+	store := slowSyncStore{&memStore{b: make([]byte, 1<<20)}, make(chan struct{})}
+	addr := startServer(t, &Server{PingInterval: -1}, &Target{IQN: testIQN, LUN: store})
+	s := dialSession(t, addr)
+	sync := s.command([]byte{0x35, 0, 0, 0, 0, 0, 0, 0, 0, 0}, pdu.FlagFinal, 0, nil)
+	s.send(sync, s.lim)
+	if got := s.read(0, 4096); len(got) != 4096 {
+		t.Fatalf("read during SYNCHRONIZE CACHE: %d bytes", len(got))
+	}
+	close(store.release)
+	p := s.recv(s.lim)
+	if p.Opcode() != pdu.OpSCSIResponse || p.ITT() != sync.ITT() || p.Header[3] != 0 {
+		t.Errorf("SYNCHRONIZE CACHE answer = %s ITT %d status %#x", p.Opcode(), p.ITT(), p.Header[3])
+	}
+}
