@@ -104,6 +104,7 @@ func init() {
 		0x42: unmap,
 		0x41: writeSame, 0x93: writeSame,
 		0x89: compareAndWrite,
+		0xa3: maintenanceIn,
 	}
 }
 

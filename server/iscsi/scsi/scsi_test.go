@@ -129,3 +129,49 @@ func TestReadOnly(t *testing.T) {
 		t.Errorf("MODE SENSE 6 on read-only unit: WP clear")
 	}
 }
+
+func TestReportSupportedOpcodes(t *testing.T) {
+	d, _ := newDev()
+	rsoc := func(opts, op byte, sa uint16) Result {
+		c := make([]byte, 12)
+		c[0], c[1], c[2], c[3] = 0xa3, 0x0c, opts, op
+		binary.BigEndian.PutUint16(c[4:], sa)
+		binary.BigEndian.PutUint32(c[6:], 4096)
+		return d.Execute(c, nil)
+	}
+	all := rsoc(0, 0, 0)
+	if n := binary.BigEndian.Uint32(all.Data); int(n) != 8*len(supportedOps) {
+		t.Errorf("all commands: length %d, want %d", n, 8*len(supportedOps))
+	}
+	tests := []struct {
+		name    string
+		opts    byte
+		op      byte
+		sa      uint16
+		support byte // 0 means CHECK CONDITION expected
+	}{
+		{"read10_supported", 1, 0x28, 0, 3},
+		{"unknown_not_supported", 1, 0xd0, 0, 1},
+		{"opts1_on_service_action_opcode", 1, 0x9e, 0, 0},
+		{"read_capacity16_by_service_action", 2, 0x9e, 0x10, 3},
+		{"opts2_on_plain_opcode", 2, 0x28, 0, 0},
+		{"unknown_service_action", 2, 0x9e, 0x12, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := rsoc(tt.opts, tt.op, tt.sa)
+			if tt.support == 0 {
+				if key, asc := senseOf(r); key != senseIllegalRequest || asc != ascInvalidFieldInCDB {
+					t.Errorf("status %#x sense %#x/%#04x, want INVALID FIELD IN CDB", r.Status, key, asc)
+				}
+				return
+			}
+			if r.Status != StatusGood || r.Data[1]&7 != tt.support {
+				t.Errorf("status %#x support %d, want %d", r.Status, r.Data[1]&7, tt.support)
+			}
+		})
+	}
+	if r := rsoc(1, 0x28, 0); r.Data[5]&0x18 != 0x18 {
+		t.Errorf("READ 10 usage data byte 1 = %#x, want DPO and FUA", r.Data[5])
+	}
+}
