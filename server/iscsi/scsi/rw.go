@@ -79,7 +79,7 @@ func writeCmd(d *Device, cdb, out []byte) Result {
 	// A transport may deliver less than the CDB asks for (iSCSI EDTL
 	// below it): write only what arrived.
 	size := min(n*BlockSize, uint64(len(out)))
-	fua := cdb[0]>>5 != 0 && cdb[1]&0x08 != 0 || cdb[0] == 0x2e || cdb[0] == 0x8e
+	fua := cdb[0]>>5 != 0 && cdb[1]&0x08 != 0 || cdb[0] == 0x2e || cdb[0] == 0xae || cdb[0] == 0x8e
 	if err := d.write(out[:size], int64(lba*BlockSize), fua); err != nil {
 		return checkCondition(senseMediumError, ascWriteError)
 	}
@@ -165,6 +165,17 @@ func miscompare(offset uint64) Result {
 	return Result{Status: StatusCheckCondition, Sense: s}
 }
 
+// prefetch handles PRE-FETCH 10/16: the data is a page-cache read
+// away already, so it only checks the range (CONDITION MET would need
+// a cache size to promise).
+func prefetch(d *Device, cdb, _ []byte) Result {
+	lba, n := lbaArgs(cdb)
+	if !d.inRange(lba, n) {
+		return outOfRange()
+	}
+	return good(nil)
+}
+
 func syncCache(d *Device, cdb, _ []byte) Result {
 	lba, n := lbaArgs(cdb)
 	if !d.inRange(lba, n) {
@@ -210,10 +221,10 @@ func DataOutLength(cdb []byte) (int, bool) {
 		return 0, false
 	}
 	switch cdb[0] {
-	case 0x0a, 0x2a, 0xaa, 0x8a, 0x2e, 0x8e:
+	case 0x0a, 0x2a, 0xaa, 0x8a, 0x2e, 0xae, 0x8e:
 		_, n := lbaArgs(cdb)
 		return int(min(n, MaxTransferBlocks+1)) * BlockSize, true
-	case 0x2f, 0x8f:
+	case 0x2f, 0xaf, 0x8f:
 		_, n := lbaArgs(cdb)
 		switch (cdb[1] >> 1) & 3 {
 		case 1:

@@ -98,8 +98,9 @@ func init() {
 		0x9e: serviceActionIn16,
 		0x08: readCmd, 0x28: readCmd, 0xa8: readCmd, 0x88: readCmd,
 		0x0a: writeCmd, 0x2a: writeCmd, 0xaa: writeCmd, 0x8a: writeCmd,
-		0x2e: writeCmd, 0x8e: writeCmd, // WRITE AND VERIFY 10/16
-		0x2f: verifyCmd, 0x8f: verifyCmd,
+		0x2e: writeCmd, 0xae: writeCmd, 0x8e: writeCmd, // WRITE AND VERIFY 10/12/16
+		0x2f: verifyCmd, 0xaf: verifyCmd, 0x8f: verifyCmd,
+		0x34: prefetch, 0x90: prefetch,
 		0x35: syncCache, 0x91: syncCache,
 		0x42: unmap,
 		0x41: writeSame, 0x93: writeSame,

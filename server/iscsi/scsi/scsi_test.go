@@ -175,3 +175,21 @@ func TestReportSupportedOpcodes(t *testing.T) {
 		t.Errorf("READ 10 usage data byte 1 = %#x, want DPO and FUA", r.Data[5])
 	}
 }
+
+func TestSupportedOpsMatchHandlers(t *testing.T) {
+	listed := map[byte]bool{}
+	for _, o := range supportedOps {
+		listed[o.op] = true
+		if _, ok := handlers[o.op]; !ok {
+			t.Errorf("REPORT SUPPORTED OPERATION CODES lists %#02x, which has no handler", o.op)
+		}
+		if len(o.usage) != cdbLength(o.op) || o.usage[0] != 0xff {
+			t.Errorf("opcode %#02x: usage data of %d bytes, want %d starting 0xff", o.op, len(o.usage), cdbLength(o.op))
+		}
+	}
+	for op := range handlers {
+		if !listed[op] {
+			t.Errorf("handler for %#02x not listed in REPORT SUPPORTED OPERATION CODES", op)
+		}
+	}
+}
