@@ -90,3 +90,24 @@ func (s *FileStore) Punch(off, n int64) error {
 
 // Close closes the file.
 func (s *FileStore) Close() error { return s.f.Close() }
+
+// Extent reports whether the byte at off is allocated and the length
+// of the run sharing that state (SEEK_DATA/SEEK_HOLE).
+func (s *FileStore) Extent(off int64) (mapped bool, n int64, err error) {
+	fd := int(s.f.Fd())
+	data, err := unix.Seek(fd, off, unix.SEEK_DATA)
+	if errors.Is(err, unix.ENXIO) {
+		return false, s.size - off, nil // a hole up to the end of the file
+	}
+	if err != nil {
+		return false, 0, &os.PathError{Op: "lseek", Path: s.f.Name(), Err: err}
+	}
+	if data > off {
+		return false, min(data, s.size) - off, nil
+	}
+	hole, err := unix.Seek(fd, off, unix.SEEK_HOLE)
+	if err != nil {
+		return false, 0, &os.PathError{Op: "lseek", Path: s.f.Name(), Err: err}
+	}
+	return true, min(hole, s.size) - off, nil
+}

@@ -2,9 +2,13 @@ package iscsi
 
 import (
 	"bytes"
+	"encoding/binary"
 	"os"
+	"slices"
 	"syscall"
 	"testing"
+
+	"github.com/sealroot/sealroot/server/iscsi/scsi"
 )
 
 func TestFileStore(t *testing.T) {
@@ -41,4 +45,32 @@ func allocated(t *testing.T, s *FileStore) int64 {
 		t.Fatal(err)
 	}
 	return fi.Sys().(*syscall.Stat_t).Blocks * 512
+}
+
+func TestFileStoreGetLBAStatus(t *testing.T) {
+	s := newFileStore(t, 4<<20)
+	if _, err := s.WriteAt(bytes.Repeat([]byte{1}, 8192), 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	d := &scsi.Device{Store: s}
+	cdb := make([]byte, 16)
+	cdb[0], cdb[1] = 0x9e, 0x12
+	binary.BigEndian.PutUint32(cdb[10:], 4096)
+	r := d.Execute(cdb, nil)
+	if r.Status != scsi.StatusGood {
+		t.Fatalf("GET LBA STATUS: status %#x sense % x", r.Status, r.Sense)
+	}
+	type extent struct {
+		lba     uint64
+		blocks  uint32
+		dealloc bool
+	}
+	var got []extent
+	for b := r.Data[8:]; len(b) >= 16; b = b[16:] {
+		got = append(got, extent{binary.BigEndian.Uint64(b), binary.BigEndian.Uint32(b[8:]), b[12] == 1})
+	}
+	want := []extent{{0, 2048, true}, {2048, 16, false}, {2064, 8192 - 2064, true}}
+	if !slices.Equal(got, want) {
+		t.Errorf("GET LBA STATUS extents = %v, want %v", got, want)
+	}
 }

@@ -125,7 +125,11 @@ func readCapacity10(d *Device, cdb, _ []byte) Result {
 }
 
 func serviceActionIn16(d *Device, cdb, _ []byte) Result {
-	if cdb[1]&0x1f != 0x10 { // READ CAPACITY (16) only
+	switch cdb[1] & 0x1f {
+	case 0x10: // READ CAPACITY (16)
+	case 0x12:
+		return getLBAStatus(d, cdb)
+	default:
 		return invalidField()
 	}
 	b := make([]byte, 32)

@@ -155,7 +155,7 @@ func TestReportSupportedOpcodes(t *testing.T) {
 		{"opts1_on_service_action_opcode", 1, 0x9e, 0, 0},
 		{"read_capacity16_by_service_action", 2, 0x9e, 0x10, 3},
 		{"opts2_on_plain_opcode", 2, 0x28, 0, 0},
-		{"unknown_service_action", 2, 0x9e, 0x12, 1},
+		{"unknown_service_action", 2, 0x9e, 0x13, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
