@@ -6,7 +6,7 @@ GOFLAGS   ?= -mod=readonly
 export GOFLAGS
 BUILD     := build
 DEB_PKGS  := build-essential libssl-dev swtpm swtpm-tools qemu-system-x86 ovmf ipxe \
-             libiscsi-bin tgt e2fsprogs xfsprogs btrfs-progs iproute2 cpio kmod systemd-boot-efi binutils \
+             libiscsi-bin tgt e2fsprogs xfsprogs btrfs-progs busybox-static strace iproute2 cpio kmod systemd-boot-efi binutils \
              ca-certificates
 FUZZTIME  ?= 10s
 

@@ -37,12 +37,21 @@ const AgentConfigPath = "etc/sealroot/agent.json"
 // x86-64 ELF executable; the initramfs has no dynamic loader.
 var ErrAgentNotStatic = errors.New("initramfs: agent is not a static x86-64 ELF executable")
 
+// AgentPath is where the agent goes when a first stage is /init; it must
+// match cmd/sealroot-init's default.
+const AgentPath = "bin/sealroot-agent"
+
 // Options configures Build. The zero value is not valid: AgentBinary is
 // required.
 type Options struct {
 	// AgentBinary is the path of the agent, built with CGO_ENABLED=0 (see
-	// BuildAgent). It becomes /init.
+	// BuildAgent). It becomes /init, or AgentPath when InitBinary is set.
 	AgentBinary string
+
+	// InitBinary, if set, is the first stage (cmd/sealroot-init): it
+	// becomes /init, seeds the CRNG from the TPM and executes the agent
+	// at AgentPath.
+	InitBinary string
 
 	// ModulesRoot is a root directory holding lib/modules/<KernelVersion>/
 	// with depmod's index files (see FetchKernel). Empty: ship no modules.
@@ -94,7 +103,15 @@ func Build(ctx context.Context, opts Options, out io.Writer) (*Result, error) {
 		}
 	}
 	tree := newTree()
-	tree.addFile("init", 0o755, "", opts.AgentBinary)
+	if opts.InitBinary != "" {
+		if err := checkStaticELF(opts.InitBinary); err != nil {
+			return nil, err
+		}
+		tree.addFile("init", 0o755, "", opts.InitBinary)
+		tree.addFile(AgentPath, 0o755, "", opts.AgentBinary)
+	} else {
+		tree.addFile("init", 0o755, "", opts.AgentBinary)
+	}
 	if opts.AgentConfig != nil {
 		tree.addFile(AgentConfigPath, 0o444, string(opts.AgentConfig), "")
 	}

@@ -270,3 +270,24 @@ func TestBuildErrors(t *testing.T) {
 		})
 	}
 }
+
+// With a first stage, it is /init and the agent moves to AgentPath.
+func TestBuildWithFirstStage(t *testing.T) {
+	opts := testOptions(t)
+	opts.InitBinary = testAgent(t) // any static binary will do
+	b, _ := build(t, opts)
+	byName := map[string]cpio.Record{}
+	for _, r := range readArchive(t, "gzip", b) {
+		byName[r.Name] = r
+	}
+	for _, name := range []string{"init", AgentPath} {
+		r, ok := byName[name]
+		if !ok || r.Mode != cpio.S_IFREG|0o755 {
+			t.Errorf("%s: present %v mode %o, want an executable file", name, ok, r.Mode)
+		}
+	}
+	opts.InitBinary = "/etc/hostname"
+	if _, err := Build(context.Background(), opts, io.Discard); !errors.Is(err, ErrAgentNotStatic) {
+		t.Errorf("Build with a non-ELF first stage = %v, want ErrAgentNotStatic", err)
+	}
+}

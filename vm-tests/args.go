@@ -5,10 +5,14 @@ import "strconv"
 // Args returns QEMU's command line (without the program name).
 func (vm *VM) Args() []string {
 	o := vm.opts
+	cpu := "max"
+	if o.NoHardwareRNG {
+		cpu = "qemu64" // no RDRAND/RDSEED
+	}
 	args := []string{
 		"-name", o.Name,
 		"-accel", "tcg", // KVM hangs guests on the development host
-		"-cpu", "max",
+		"-cpu", cpu,
 		"-m", strconv.Itoa(o.MemoryMB),
 		"-nodefaults", "-nographic", "-monitor", "none", "-serial", "stdio",
 		"-no-reboot",
@@ -16,7 +20,9 @@ func (vm *VM) Args() []string {
 	args = append(args, vm.firmwareArgs()...)
 	args = append(args, vm.tpmArgs()...)
 	args = append(args, vm.netArgs()...)
-	args = append(args, "-device", "virtio-rng-pci")
+	if !o.NoHardwareRNG {
+		args = append(args, "-device", "virtio-rng-pci")
+	}
 	if o.Kernel != "" {
 		args = append(args, "-kernel", o.Kernel, "-append", o.Append)
 		if o.Initrd != "" {

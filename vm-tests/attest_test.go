@@ -39,12 +39,12 @@ func TestAttestedBoot(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 35*time.Minute)
 	defer cancel()
 	tpms := map[string]*TPM{}
-	for _, name := range []string{"bios", "uefi", "a", "b"} {
+	for _, name := range []string{"bios", "uefi", "a", "b", "e"} {
 		tpms[name] = NewTPM(t)
 	}
 	lab := NewLab(t, LabOptions{})
 	sr := startSealroot(ctx, t, lab, SealrootOptions{
-		TPMs: []*TPM{tpms["bios"], tpms["uefi"], tpms["a"], tpms["b"]},
+		TPMs: []*TPM{tpms["bios"], tpms["uefi"], tpms["a"], tpms["b"], tpms["e"]},
 	})
 	ids := map[Firmware]string{} // approved machines by firmware
 
@@ -54,6 +54,20 @@ func TestAttestedBoot(t *testing.T) {
 				ids[fw] = approvedBoot(ctx, t, lab, sr, "vm-"+fw.String(), fw, tpms[fw.String()])
 			})
 		}
+	})
+
+	// Without virtio-rng or RDRAND the guest CRNG is not ready at /init;
+	// the agent must seed it from the TPM before DHCP, TLS and QUIC can use
+	// crypto/rand, and then attest as usual.
+	t.Run("entropy_from_tpm", func(t *testing.T) {
+		vm := lab.NewVM(t, VMOptions{Name: "vm-entropy", Firmware: BIOS, TPM: tpms["e"], PXE: true, NoHardwareRNG: true})
+		if err := vm.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		expectBoot(ctx, t, vm, `sealroot: kernel CRNG seeded from the TPM`)
+		expectBoot(ctx, t, vm, rePending.String())
+		vm.LogTimings()
+		vm.Kill()
 	})
 
 	t.Run("revoked", func(t *testing.T) {

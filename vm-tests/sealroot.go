@@ -96,6 +96,10 @@ func (b *sealrootBuild) build(ctx context.Context, t testing.TB) error {
 	if err := initramfs.BuildAgent(ctx, "github.com/sealroot/sealroot/cmd/sealroot-agent", agentBin); err != nil {
 		return err
 	}
+	initBin := filepath.Join(dir, "sealroot-init")
+	if err := initramfs.BuildAgent(ctx, "github.com/sealroot/sealroot/cmd/sealroot-init", initBin); err != nil {
+		return err
+	}
 	state := filepath.Join(dir, "state")
 	if out, err := exec.CommandContext(ctx, b.bin, "pki", "init", "--state-dir", state,
 		"--ip", SealrootIP, "--dns", SealrootName).CombinedOutput(); err != nil {
@@ -107,10 +111,10 @@ func (b *sealrootBuild) build(ctx context.Context, t testing.TB) error {
 		return fmt.Errorf("fetch kernel: %w", err)
 	}
 	b.vmlinuz = k.VMLinuz
-	return b.buildInitramfs(ctx, k, agentBin)
+	return b.buildInitramfs(ctx, k, agentBin, initBin)
 }
 
-func (b *sealrootBuild) buildInitramfs(ctx context.Context, k *initramfs.Kernel, agentBin string) error {
+func (b *sealrootBuild) buildInitramfs(ctx context.Context, k *initramfs.Kernel, agentBin, initBin string) error {
 	ca, err := os.ReadFile(filepath.Join(b.pki, "ca.crt"))
 	if err != nil {
 		return err
@@ -130,6 +134,7 @@ func (b *sealrootBuild) buildInitramfs(ctx context.Context, k *initramfs.Kernel,
 	}
 	_, err = initramfs.Build(ctx, initramfs.Options{
 		AgentBinary:   agentBin,
+		InitBinary:    initBin,
 		ModulesRoot:   k.ModulesRoot,
 		KernelVersion: k.Version,
 		AgentConfig:   cfg,

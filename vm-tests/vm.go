@@ -59,6 +59,10 @@ type VMOptions struct {
 	// PXE boots from the NIC with QEMU's iPXE option ROM; otherwise the NIC
 	// has no option ROM (faster, and no PCR 2 measurement).
 	PXE bool
+	// NoHardwareRNG leaves out virtio-rng and uses a CPU without RDRAND,
+	// so the guest kernel's CRNG is not ready when /init starts (the
+	// entropy trap the agent must get out of with the TPM).
+	NoHardwareRNG bool
 	// ExtraArgs are appended to QEMU's command line.
 	ExtraArgs []string
 }

@@ -16,6 +16,7 @@ type initramfsBuildArgs struct {
 	out         string
 	agent       string // prebuilt agent binary
 	agentPkg    string // else: go package built with initramfs.BuildAgent
+	initPkg     string // first stage package ("" = the agent is /init)
 	agentConfig string // agent.json file
 	cacheDir    string // FetchKernel cache
 	modulesRoot string // else: FetchKernel
@@ -36,7 +37,8 @@ func newInitramfsCmd(e *env) *cobra.Command {
 	build := &cobra.Command{
 		Use:   "build",
 		Short: "Build the agent initramfs (reproducible, secret-free)",
-		Long: `Build the initramfs that PXE-booted machines run: the agent as /init, its
+		Long: `Build the initramfs that PXE-booted machines run: a first stage as /init
+that seeds the kernel CRNG from the TPM and executes the agent, the agent, its
 public configuration (--agent-config, checked for secrets) and the kernel
 modules it needs. Without --modules-root, Debian's current amd64 kernel is
 downloaded with apt-get into --kernel-cache and its modules are used; boot
@@ -49,6 +51,7 @@ The last line of output is "initramfs: <path> <bytes> bytes".`,
 	f.StringVarP(&args.out, "out", "o", "", "output `file` (default build/initramfs.cpio plus .gz, .zst or .xz)")
 	f.StringVar(&args.agent, "agent", "", "prebuilt static agent `binary` (default: build --agent-pkg)")
 	f.StringVar(&args.agentPkg, "agent-pkg", "./cmd/sealroot-agent", "agent Go `package` to build")
+	f.StringVar(&args.initPkg, "init-pkg", "./cmd/sealroot-init", "first-stage `package` that seeds the CRNG from the TPM and runs the agent (\"\" = the agent is /init)")
 	f.StringVar(&args.agentConfig, "agent-config", "", "agent configuration JSON `file` (public data only)")
 	f.StringVar(&args.cacheDir, "kernel-cache", "build/cache", "kernel download cache `dir`")
 	f.StringVar(&args.modulesRoot, "modules-root", "", "root `dir` with lib/modules/<kver> (default: fetch Debian's kernel)")
@@ -107,6 +110,18 @@ func runInitramfsBuild(c *cobra.Command, e *env, args initramfsBuildArgs) error 
 		opts.AgentBinary = filepath.Join(tmp, "sealroot-agent")
 		log.Info("building agent", "package", args.agentPkg)
 		if err := initramfs.BuildAgent(ctx, args.agentPkg, opts.AgentBinary); err != nil {
+			return err
+		}
+	}
+	if args.initPkg != "" {
+		tmp, err := os.MkdirTemp("", "sealroot-init-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(tmp)
+		opts.InitBinary = filepath.Join(tmp, "sealroot-init")
+		log.Info("building first stage", "package", args.initPkg)
+		if err := initramfs.BuildAgent(ctx, args.initPkg, opts.InitBinary); err != nil {
 			return err
 		}
 	}
