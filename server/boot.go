@@ -11,9 +11,11 @@ import (
 	"time"
 
 	"github.com/sealroot/sealroot/ipxe"
+	"github.com/sealroot/sealroot/server/attest"
 	"github.com/sealroot/sealroot/server/boot/dhcp"
 	boothttp "github.com/sealroot/sealroot/server/boot/http"
 	"github.com/sealroot/sealroot/server/boot/tftp"
+	"github.com/sealroot/sealroot/server/predict"
 )
 
 // BootConfig configures the network boot services. The iPXE script, the
@@ -191,4 +193,21 @@ func dhcpConfig(b *BootConfig, ip netip.Addr) (dhcp.Config, error) {
 		}
 	}
 	return cfg, nil
+}
+
+// bootPredictor predicts the measurements of UEFI clients booting the
+// configured UKI through iPXE (policy "predicted"), or returns nil when no
+// UKI is served.
+func bootPredictor(b *BootConfig, stateDir string) attest.Predictor {
+	if b == nil || b.UKI == "" {
+		return nil
+	}
+	c := *b
+	c.defaults(stateDir)
+	return predict.NewCache(predict.Files{
+		IPXE:    filepath.Join(c.IPXEDir, dhcp.DefaultEFIFile),
+		UKI:     filepath.Join(c.ArtifactsDir, c.UKI),
+		UKIName: c.UKI,
+		Cmdline: c.Cmdline,
+	})
 }

@@ -88,3 +88,21 @@ func get(t *testing.T, u string) string {
 	}
 	return string(b)
 }
+
+func TestBootPredictor(t *testing.T) {
+	if p := bootPredictor(nil, "/s"); p != nil {
+		t.Errorf("bootPredictor(no boot services) = %v, want nil", p)
+	}
+	if p := bootPredictor(&BootConfig{ServerIP: "10.0.0.1"}, "/s"); p != nil {
+		t.Errorf("bootPredictor(no UKI) = %v, want nil", p)
+	}
+	// A UKI that does not exist yet: predictions fail at attestation time
+	// with a clear error, not at start.
+	p := bootPredictor(&BootConfig{ServerIP: "10.0.0.1", UKI: "uki.efi"}, t.TempDir())
+	if p == nil {
+		t.Fatal("bootPredictor(UKI) = nil")
+	}
+	if _, err := p.Prediction(); err == nil {
+		t.Error("Prediction of a missing UKI succeeded")
+	}
+}

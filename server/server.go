@@ -132,6 +132,7 @@ func New(cfg Config, logger hclog.Logger) (*Server, error) {
 		RequireEKCert: cfg.RequireEKCert,
 		Logger:        logger,
 		RootTransport: cfg.RootTransport,
+		Predictor:     bootPredictor(cfg.Boot, cfg.StateDir),
 	}
 	var tn *tunnel.Tunnel
 	if cfg.Tunnel != nil {

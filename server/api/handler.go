@@ -120,9 +120,7 @@ func (h *handler) approve(w http.ResponseWriter, r *http.Request) {
 		h.reply(w, r, nil, err)
 		return
 	}
-	switch opts.Policy {
-	case "", store.PolicyPinned, store.PolicyIdentityOnly:
-	default:
+	if !opts.Policy.Valid() {
 		h.reply(w, r, nil, fmt.Errorf("unknown policy %q: %w", opts.Policy, ErrInvalid))
 		return
 	}

@@ -50,10 +50,8 @@ func (m *Manager) approve(ctx context.Context, ref string, opts api.ApproveOptio
 	if opts.Name != "" && !ValidName(opts.Name) {
 		return nil, fmt.Errorf("%w: machine name %q: want [a-z0-9][a-z0-9-]{0,62}", api.ErrInvalid, opts.Name)
 	}
-	switch opts.Policy {
-	case "", store.PolicyPinned, store.PolicyIdentityOnly:
-	default:
-		return nil, fmt.Errorf("%w: policy %q: want %q or %q", api.ErrInvalid, opts.Policy, store.PolicyPinned, store.PolicyIdentityOnly)
+	if !opts.Policy.Valid() {
+		return nil, fmt.Errorf("%w: policy %q: want one of %v", api.ErrInvalid, opts.Policy, store.Policies)
 	}
 	mc, err := m.resolve(ctx, ref)
 	if err != nil {

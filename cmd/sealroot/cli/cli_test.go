@@ -202,7 +202,7 @@ func TestErrors(t *testing.T) {
 		{"show_missing_arg", sock, "", []string{"machine", "show"}, 2, `sealroot: "sealroot machine show" needs 1 argument(s), got 0`},
 		{"secret_set_missing_name", sock, "x", []string{"secret", "set", "web1"}, 2, `sealroot: "sealroot secret set" needs 2 argument(s), got 1`},
 		{"unknown_flag", sock, "", []string{"machine", "list", "--bogus"}, 2, "sealroot: unknown flag: --bogus"},
-		{"bad_policy", sock, "", []string{"machine", "approve", "web1", "--policy", "yolo"}, 2, `sealroot: --policy must be pinned or identity-only, not "yolo"`},
+		{"bad_policy", sock, "", []string{"machine", "approve", "web1", "--policy", "yolo"}, 2, `sealroot: --policy must be one of [pinned predicted identity-only], not "yolo"`},
 		{"unknown_machine", sock, "", []string{"machine", "show", "nope"}, 1, `sealroot: machine "nope": not found`},
 		{"conflict", sock, "", []string{"machine", "approve", "web1"}, 1, "sealroot: machine aaaaaaaa1111 is approved: conflict"},
 		{"empty_secret", sock, "", []string{"secret", "set", "web1", "k"}, 1, "sealroot: secret value is empty (read from stdin)"},

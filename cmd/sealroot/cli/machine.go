@@ -106,16 +106,14 @@ reported and release its credentials from its next boot on.`,
 		RunE: func(c *cobra.Command, pos []string) error { return runMachineApprove(c, e, pos[0], args) },
 	}
 	c.Flags().StringVar(&args.name, "name", "", "rename the machine to `name`")
-	c.Flags().StringVar(&args.policy, "policy", "", "boot state `policy`: pinned or identity-only (default: keep)")
+	c.Flags().StringVar(&args.policy, "policy", "", "boot state `policy`: pinned, predicted or identity-only (default: keep)")
 	return c
 }
 
 func runMachineApprove(c *cobra.Command, e *env, ref string, args machineApproveArgs) error {
 	policy := store.Policy(args.policy)
-	switch policy {
-	case "", store.PolicyPinned, store.PolicyIdentityOnly:
-	default:
-		return usagef(c, "--policy must be %s or %s, not %q", store.PolicyPinned, store.PolicyIdentityOnly, args.policy)
+	if !policy.Valid() {
+		return usagef(c, "--policy must be one of %v, not %q", store.Policies, args.policy)
 	}
 	m, err := e.client().Approve(c.Context(), ref, api.ApproveOptions{Name: args.name, Policy: policy})
 	if err != nil {
