@@ -1,9 +1,6 @@
 package iscsi
 
-import (
-	"errors"
-	"fmt"
-)
+import "errors"
 
 // Errors a login ends with; each maps to a Login Response status
 // (RFC 7143 section 11.13.5).
@@ -41,14 +38,4 @@ func loginStatus(err error) (class, detail byte) {
 		}
 	}
 	return 0x02, 0x00
-}
-
-// LoginError is the status a target refused a login with, as an
-// initiator sees it.
-type LoginError struct {
-	Class, Detail byte
-}
-
-func (e *LoginError) Error() string {
-	return fmt.Sprintf("iscsi: login refused with status %#02x%02x", e.Class, e.Detail)
 }
