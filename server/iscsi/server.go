@@ -77,6 +77,9 @@ type Server struct {
 	// zero means 5 seconds, negative disables pings. A connection that
 	// sends nothing for three intervals is closed.
 	PingInterval time.Duration
+	// MaxConns bounds open connections, logged in or not; more are
+	// closed on accept. Zero means 256.
+	MaxConns int
 
 	mu      sync.Mutex
 	targets map[string]*Target // by IQN
@@ -186,12 +189,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			return fmt.Errorf("iscsi: accept: %w", err)
 		}
 		c := newConn(s, nc)
-		s.mu.Lock()
-		if s.conns == nil {
-			s.conns = make(map[*conn]struct{})
+		if !s.track(c) {
+			s.logger().Named("iscsi").Warn("too many connections; refused", "remote", nc.RemoteAddr().String())
+			nc.Close()
+			continue
 		}
-		s.conns[c] = struct{}{}
-		s.mu.Unlock()
 		wg.Go(func() {
 			defer s.forget(c)
 			c.serve(ctx)
@@ -216,6 +218,24 @@ func (s *Server) reinstate(c *conn, t *Target) {
 			old.nc.Close()
 		}
 	}
+}
+
+// track records a new connection unless MaxConns are open.
+func (s *Server) track(c *conn) bool {
+	limit := s.MaxConns
+	if limit <= 0 {
+		limit = 256
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.conns) >= limit {
+		return false
+	}
+	if s.conns == nil {
+		s.conns = make(map[*conn]struct{})
+	}
+	s.conns[c] = struct{}{}
+	return true
 }
 
 func (s *Server) forget(c *conn) {

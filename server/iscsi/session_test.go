@@ -355,3 +355,20 @@ func TestSlowSyncDoesNotBlockReads(t *testing.T) {
 		t.Errorf("SYNCHRONIZE CACHE answer = %s ITT %d status %#x", p.Opcode(), p.ITT(), p.Header[3])
 	}
 }
+
+func TestMaxConns(t *testing.T) {
+	addr := startServer(t, &Server{PingInterval: -1, MaxConns: 1}, &Target{IQN: testIQN, LUN: newFileStore(t, 1<<20)})
+	first := dialSession(t, addr)
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := pdu.Read(nc, pdu.Limits{}); err == nil {
+		t.Errorf("connection over MaxConns was served")
+	}
+	if got := first.read(0, 512); len(got) != 512 {
+		t.Errorf("first connection read %d bytes, want 512", len(got))
+	}
+}
