@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/sealroot/sealroot/server/predict"
 	"github.com/sealroot/sealroot/server/store"
@@ -53,10 +54,17 @@ func evaluatePredicted(m *store.Machine, observed *store.BootState, pred *predic
 	if m.Hints.Firmware == "bios" || len(bootAppEvents(observed)) == 0 {
 		return Verdict{Decision: Refuse, Reason: legacyBIOSReason}
 	}
-	for _, check := range []func(*store.BootState, *predict.Prediction) string{checkBootApps, checkKernelImage, checkCmdline} {
+	// Every mismatch is named, the UKI's sections first: a changed
+	// initramfs also changes the UKI's PCR 4 digest, and "PCR 11: .initrd
+	// differs" tells the operator what changed inside it.
+	var reasons []string
+	for _, check := range []func(*store.BootState, *predict.Prediction) string{checkKernelImage, checkCmdline, checkBootApps} {
 		if reason := check(observed, pred); reason != "" {
-			return Verdict{Decision: Refuse, Reason: reason}
+			reasons = append(reasons, reason)
 		}
+	}
+	if len(reasons) > 0 {
+		return Verdict{Decision: Refuse, Reason: strings.Join(reasons, "; ")}
 	}
 	var rules []Rule
 	for _, r := range Rules(m.Approved) {

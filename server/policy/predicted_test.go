@@ -85,6 +85,12 @@ func TestEvaluatePredicted(t *testing.T) {
 	tampered := testPrediction("v1")
 	tampered.KernelImage[3].Digest = h("initrd with one byte changed")
 	tampered.PCR11 = predict.Replay(tampered.KernelImage)
+	// A real tampered UKI: the initramfs byte changes the UKI's
+	// Authenticode digest (PCR 4) and its .initrd section (PCR 11).
+	tamperedUKI := testPrediction("v1")
+	tamperedUKI.BootApps[1].Digest = h("uki with one initrd byte changed")
+	tamperedUKI.KernelImage[3].Digest = h("initrd with one byte changed")
+	tamperedUKI.PCR11 = predict.Replay(tamperedUKI.KernelImage)
 	otherCmdline := testPrediction("v1")
 	otherCmdline.Cmdline.Digest = h("cmdline init=/bin/sh")
 	otherCmdline.PCR12 = predict.Replay([]predict.Event{otherCmdline.Cmdline})
@@ -101,6 +107,9 @@ func TestEvaluatePredicted(t *testing.T) {
 		{"image_update_no_reapproval", m, measured(testPrediction("v2"), "firmware-a"), testPrediction("v2"), Allow, "1 firmware PCRs match"},
 		{"initrd_byte_changed", m, measured(tampered, "firmware-a"), p, Refuse,
 			"PCR 11: .initrd section digest differs: want " + hex.EncodeToString(p.KernelImage[3].Digest) + " got " + hex.EncodeToString(tampered.KernelImage[3].Digest)},
+		{"uki_initrd_byte_changed_names_section", m, measured(tamperedUKI, "firmware-a"), p, Refuse,
+			"PCR 11: .initrd section digest differs: want " + hex.EncodeToString(p.KernelImage[3].Digest) + " got " + hex.EncodeToString(tamperedUKI.KernelImage[3].Digest) +
+				"; PCR 4: boot application 2 differs from uki.efi"},
 		{"old_image_after_update", m, measured(p, "firmware-a"), testPrediction("v2"), Refuse, "PCR 4: boot application 2 differs from uki.efi"},
 		{"cmdline_changed", m, measured(otherCmdline, "firmware-a"), p, Refuse, `PCR 12: command line differs: want "uki.efi console=ttyS0"`},
 		{"firmware_changed", m, measured(p, "firmware-b"), p, NeedsReapproval, "firmware boot state changed in PCR 0"},
