@@ -10,7 +10,7 @@ DEB_PKGS  := build-essential libssl-dev swtpm swtpm-tools qemu-system-x86 ovmf i
              ca-certificates
 FUZZTIME  ?= 10s
 
-.PHONY: all deps build agent test test-go fuzz vm-test bench demo clean
+.PHONY: all deps build agent test test-go fuzz vm-test bench bench-iscsi bench-tunnel iscsi-conformance demo clean
 
 all: build
 
@@ -54,6 +54,31 @@ vm-test:
 bench:
 	$(GO) test -run XXX -bench . -benchtime 2s ./server/attest/ ./server/seal/ ./server/attest/evidence/ ./server/eventlog/ ./server/store/ ./server/audit/
 	$(GO) run ./cmd/sealroot bench attest -n 2000 -c 32
+
+# iscsi-conformance runs libiscsi's iscsi-test-cu (all four families) against
+# sealroot's target and against tgt on the same kind of file; last line:
+# "conformance: sealroot=<passed>/<total> tgt=<passed>/<total>".
+iscsi-conformance:
+	@mkdir -p $(BUILD)
+	@SEALROOT_CONFORMANCE=1 SEALROOT_CONFORMANCE_TGT=1 $(GO) test -count=1 -v -timeout 20m -run TestConformance ./server/iscsi/ \
+		> $(BUILD)/iscsi-conformance.log 2>&1 || { cat $(BUILD)/iscsi-conformance.log; exit 1; }
+	@grep -o 'conformance: sealroot=.*' $(BUILD)/iscsi-conformance.log | tail -1
+
+# bench-iscsi runs iscsi-perf (32 KiB sequential, 4 KiB random, QD 32) against
+# sealroot's target and tgt on the same file; last line "ratio: seq=... rand=...".
+bench-iscsi:
+	@mkdir -p $(BUILD)
+	@$(GO) test -count=1 -run XXX -bench IscsiPerfVsTgt -benchtime 1x ./server/iscsi/ \
+		> $(BUILD)/bench-iscsi.log 2>&1 || { cat $(BUILD)/bench-iscsi.log; exit 1; }
+	@grep -E 'MB/s|IOPS' $(BUILD)/bench-iscsi.log | grep -v '^Benchmark'; grep -o 'ratio: .*' $(BUILD)/bench-iscsi.log | tail -1
+
+# bench-tunnel compares TCP throughput through the WireGuard tunnel with plain
+# TCP over the same veth; last line "ratio: tunnel/plain=<x>".
+bench-tunnel:
+	@mkdir -p $(BUILD)
+	@$(GO) test -count=1 -run '^$$' -bench Throughput -benchtime 3x ./server/tunnel/ \
+		> $(BUILD)/bench-tunnel.log 2>&1 || { cat $(BUILD)/bench-tunnel.log; exit 1; }
+	@grep -o 'BenchmarkThroughput/[a-z]*: plain .*MB/s' $(BUILD)/bench-tunnel.log; grep -o 'ratio: tunnel/plain=.*' $(BUILD)/bench-tunnel.log | tail -1
 
 -include mk/*.mk
 
