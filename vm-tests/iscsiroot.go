@@ -64,7 +64,21 @@ func ISCSIBoot(ctx context.Context, t testing.TB) (kernel, initrd string) {
 // and empty /dev, /proc, /sys, /run, /tmp for switch_root.
 func BusyboxRootImage(t testing.TB, sizeMiB int, init string) string {
 	t.Helper()
-	RequireTools(t, Busybox, "mkfs.ext4")
+	RequireTools(t, "mkfs.ext4")
+	tree := BusyboxRootTree(t, init)
+	img := filepath.Join(t.TempDir(), "root.ext4")
+	out, err := exec.Command("mkfs.ext4", "-q", "-F", "-E", "root_owner=0:0", "-d", tree, img, strconv.Itoa(sizeMiB)+"M").CombinedOutput()
+	if err != nil {
+		t.Fatalf("mkfs.ext4: %v: %s", err, out)
+	}
+	return img
+}
+
+// BusyboxRootTree writes the tree of BusyboxRootImage into a directory of
+// t.TempDir and returns it.
+func BusyboxRootTree(t testing.TB, init string) string {
+	t.Helper()
+	RequireTools(t, Busybox)
 	tree := t.TempDir()
 	for _, d := range []string{"bin", "sbin", "dev", "proc", "sys", "run", "tmp"} {
 		if err := os.MkdirAll(filepath.Join(tree, d), 0o755); err != nil {
@@ -74,16 +88,13 @@ func BusyboxRootImage(t testing.TB, sizeMiB int, init string) string {
 	if err := copyFile(Busybox, filepath.Join(tree, "bin", "busybox")); err != nil {
 		t.Fatal(err)
 	}
-	os.Chmod(filepath.Join(tree, "bin", "busybox"), 0o755)
+	if err := os.Chmod(filepath.Join(tree, "bin", "busybox"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.WriteFile(filepath.Join(tree, "sbin", "init"), []byte(init), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	img := filepath.Join(t.TempDir(), "root.ext4")
-	out, err := exec.Command("mkfs.ext4", "-q", "-F", "-E", "root_owner=0:0", "-d", tree, img, strconv.Itoa(sizeMiB)+"M").CombinedOutput()
-	if err != nil {
-		t.Fatalf("mkfs.ext4: %v: %s", err, out)
-	}
-	return img
+	return tree
 }
 
 // ISCSITarget is sealroot's own iSCSI target serving one image in a lab.

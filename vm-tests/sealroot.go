@@ -157,6 +157,10 @@ type SealrootOptions struct {
 	// Cmdline is the kernel command line of the boot script; default
 	// sealroot's ("console=ttyS0 panic=10").
 	Cmdline string
+	// Extra holds further top-level sections of the server configuration
+	// (server.Config as JSON), e.g. "tunnel" or "iscsi"; they are merged
+	// over the lab's defaults.
+	Extra map[string]any
 }
 
 // startSealroot runs `sealroot serve` in lab until t ends: full DHCP on the
@@ -170,11 +174,12 @@ func startSealroot(ctx context.Context, t testing.TB, lab *Lab, opts SealrootOpt
 	RequireTools(t, "nsenter", "/usr/lib/ipxe/undionly.kpxe", "/usr/lib/ipxe/ipxe.efi")
 	b := buildSealroot(ctx, t)
 	state := t.TempDir()
+	t.Cleanup(func() { clearImmutable(filepath.Join(state, "images", "bases")) })
 	s := &Sealroot{Bin: b.bin, StateDir: state, Socket: filepath.Join(state, "admin.sock"), Logf: t.Logf}
 	if err := s.prepare(b, opts.TPMs); err != nil {
 		t.Fatalf("vmtest: prepare sealroot state: %v", err)
 	}
-	cfgPath, err := s.writeConfig(lab, opts.Cmdline)
+	cfgPath, err := s.writeConfig(lab, opts.Cmdline, opts.Extra)
 	if err != nil {
 		t.Fatalf("vmtest: %v", err)
 	}
@@ -237,8 +242,9 @@ func (s *Sealroot) writeEKBundle(tpms []*TPM) error {
 	return nil
 }
 
-// writeConfig writes the server configuration (server.Config as JSON).
-func (s *Sealroot) writeConfig(lab *Lab, cmdline string) (string, error) {
+// writeConfig writes the server configuration (server.Config as JSON),
+// with the sections of extra on top.
+func (s *Sealroot) writeConfig(lab *Lab, cmdline string, extra map[string]any) (string, error) {
 	boot := map[string]any{
 		"server_ip":      SealrootIP,
 		"http_port":      8080,
@@ -262,6 +268,9 @@ func (s *Sealroot) writeConfig(lab *Lab, cmdline string) (string, error) {
 	}
 	if entries, _ := os.ReadDir(s.ekBundleDir()); len(entries) > 0 {
 		cfg["ek_ca_bundle"] = []string{s.ekBundleDir()}
+	}
+	for k, v := range extra {
+		cfg[k] = v
 	}
 	b, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
