@@ -24,6 +24,9 @@ func writeMachine(w io.Writer, m *store.Machine) error {
 	field("Name", orDash(safe(m.Name)))
 	field("EK fingerprint", ekFingerprint(m))
 	field("Policy", string(m.Policy))
+	if note := bootStateNote(m); note != "" {
+		field("Boot state", note)
+	}
 	field("Hints", formatHints(m))
 	lastSeen := formatTime(m.LastSeen)
 	if m.LastAddress != "" {
@@ -47,6 +50,21 @@ func writeMachine(w io.Writer, m *store.Machine) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// bootStateNote says plainly when a machine's boot state is not checked
+// (identity-only) or cannot be (legacy BIOS measures no kernel).
+func bootStateNote(m *store.Machine) string {
+	bios := m.Hints.Firmware == "bios"
+	switch {
+	case m.Policy == store.PolicyIdentityOnly && bios:
+		return "NOT checked: legacy BIOS cannot measure the kernel, initramfs or command line; policy identity-only trusts the TPM identity alone"
+	case m.Policy == store.PolicyIdentityOnly:
+		return "NOT checked: policy identity-only trusts the TPM identity alone"
+	case bios:
+		return "legacy BIOS: the kernel, initramfs and command line are not measured; only policy identity-only can admit this machine"
+	}
+	return ""
 }
 
 // writePCRs prints bs's PCRs as "index: short hex", in index order.
