@@ -129,6 +129,11 @@ func TestEvaluatePredicted(t *testing.T) {
 		{"repeated_load_counts_once", m, edit(measured(p, "firmware-a"), func(e *[]ev) {
 			*e = append((*e)[:5], append([]ev{{4, evEFIBootServicesApplication, p.BootApps[1].Digest}}, (*e)[5:]...)...)
 		}), p, Allow, "boot matches"},
+		{"ipxe_rom_without_ipxe_application", m, edit(measured(p, "firmware-a"), func(e *[]ev) { *e = slices.Delete(*e, 3, 4) }), p, Allow, "boot matches"},
+		{"ipxe_rom_tampered_uki", m, edit(measured(tamperedUKI, "firmware-a"), func(e *[]ev) { *e = slices.Delete(*e, 3, 4) }), p, Refuse,
+			"PCR 4: boot application 1 differs from uki.efi"},
+		{"ipxe_rom_other_app_first", m, edit(measured(p, "firmware-a"), func(e *[]ev) { (*e)[3].digest = h("shell.efi") }), p, Refuse,
+			"PCR 4: boot application 1 differs from uki.efi"},
 		{"kernel_not_loaded", m, edit(measured(p, "firmware-a"), func(e *[]ev) { *e = slices.Delete(*e, 5, 6) }), p, Refuse, "PCR 4: uki.efi .linux was not loaded"},
 		{"extra_pcr12_event", m, edit(measured(p, "firmware-a"), func(e *[]ev) { *e = append(*e, ev{12, 0xd, h("credential")}) }), p, Refuse, "PCR 12: command line differs"},
 	}
