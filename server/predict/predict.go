@@ -8,7 +8,9 @@
 //   - PCR 4, EV_EFI_BOOT_SERVICES_APPLICATION, one event per image the
 //     firmware loads, in order: the Authenticode SHA-256 of ipxe.efi, of
 //     the UKI, then of the kernel (.linux section), which systemd-stub
-//     loads through the firmware.
+//     loads through the firmware. When the NIC's own firmware is iPXE (an
+//     option ROM, as under QEMU) it runs the script itself: no ipxe.efi
+//     event, the UKI first (server/policy expects that).
 //   - PCR 11, EV_IPL, two events per section systemd-stub finds, in its
 //     fixed order .linux, .osrel, .cmdline, .initrd, .splash, .dtb,
 //     .pcrpkey (.pcrsig is not measured): SHA-256 of the section name with

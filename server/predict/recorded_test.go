@@ -5,15 +5,24 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/google/go-attestation/attest"
+
+	"github.com/sealroot/sealroot/server/store"
 )
 
-// TestPrediction_matches_recorded_firmware_log checks a prediction made
-// from a real UKI against what OVMF, systemd-stub 252 and Linux 6.1
-// measured when booting it (testdata/ovmf-shell-uki/README).
+// TestPrediction_matches_recorded_firmware_log checks predictions made
+// from real UKIs against what OVMF, iPXE, systemd-stub 252 and Linux 6.1
+// measured when booting them (testdata/*/README): through the EFI shell,
+// and through PXE and an iPXE NIC option ROM as vm-tests boots them.
 func TestPrediction_matches_recorded_firmware_log(t *testing.T) {
+	t.Run("ovmf_shell", testRecordedShellBoot)
+	t.Run("ovmf_ipxe_rom", func(t *testing.T) { testRecordedPXEBoot(t, "testdata/ovmf-ipxe-rom-uki/", false) })
+}
+
+func testRecordedShellBoot(t *testing.T) {
 	dir := "testdata/ovmf-shell-uki/"
 	raw, err := os.ReadFile(dir + "eventlog.bin")
 	if err != nil {
@@ -67,5 +76,82 @@ func TestPrediction_matches_recorded_firmware_log(t *testing.T) {
 	shell := sha256.Sum256(utf16z("console=ttyS0"))
 	if len(byPCR[PCRKernelCommand]) != 1 || !bytes.Equal(byPCR[PCRKernelCommand][0].Digest, shell[:]) {
 		t.Errorf("PCR 12 events %v, want one of %x", byPCR[PCRKernelCommand], shell)
+	}
+}
+
+// testRecordedPXEBoot checks a verified boot state the server recorded for
+// a PXE boot of a UKI against the prediction it made from the artifacts it
+// served. withIPXE: the firmware fetched and ran ipxe.efi; without it the
+// NIC's iPXE option ROM ran the script, so no iPXE application was loaded.
+func testRecordedPXEBoot(t *testing.T, dir string, withIPXE bool) {
+	var bs store.BootState
+	var p Prediction
+	for name, v := range map[string]any{"bootstate.json": &bs, "prediction.json": &p} {
+		b, err := os.ReadFile(dir + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(b, v); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	byPCR := map[int][]store.Event{}
+	for _, e := range bs.Events {
+		byPCR[e.PCR] = append(byPCR[e.PCR], e)
+	}
+	digests := func(pcr int) []Event {
+		var out []Event
+		for _, e := range byPCR[pcr] {
+			out = append(out, Event{Name: e.Description, Digest: e.Digest})
+		}
+		return out
+	}
+	// The recorded events replay to the quoted values.
+	for _, pcr := range []int{PCRBootApps, PCRKernelImage, PCRKernelCommand} {
+		if v := Replay(digests(pcr)); !bytes.Equal(v, bs.PCRs[pcr]) {
+			t.Errorf("PCR %d: events replay to %x, quoted %x", pcr, v, bs.PCRs[pcr])
+		}
+	}
+	// PCR 4: the loaded applications (iPXE's LoadImage probe repeats the
+	// UKI's event) are the predicted ones, in order.
+	var apps [][]byte
+	for _, e := range byPCR[PCRBootApps] {
+		if e.TypeName == "EV_EFI_BOOT_SERVICES_APPLICATION" && (len(apps) == 0 || !bytes.Equal(apps[len(apps)-1], e.Digest)) {
+			apps = append(apps, e.Digest)
+		}
+	}
+	want := p.BootApps
+	if !withIPXE {
+		want = want[1:]
+	}
+	if len(apps) != len(want) {
+		t.Fatalf("PCR 4: %d applications %x, predicted %d", len(apps), apps, len(want))
+	}
+	for i := range want {
+		if !bytes.Equal(apps[i], want[i].Digest) {
+			t.Errorf("PCR 4 application %d: measured %x, predicted %s %x", i+1, apps[i], want[i].Name, want[i].Digest)
+		}
+	}
+	// PCR 11: every section event, and the value.
+	got := digests(PCRKernelImage)
+	if len(got) != len(p.KernelImage) {
+		t.Fatalf("PCR 11: %d events, predicted %d", len(got), len(p.KernelImage))
+	}
+	for i := range got {
+		if !bytes.Equal(got[i].Digest, p.KernelImage[i].Digest) {
+			t.Errorf("PCR 11 event %d: measured %x, predicted %s %x", i, got[i].Digest, p.KernelImage[i].Name, p.KernelImage[i].Digest)
+		}
+	}
+	if !bytes.Equal(bs.PCRs[PCRKernelImage], p.PCR11) {
+		t.Errorf("PCR 11 quoted %x, predicted %x", bs.PCRs[PCRKernelImage], p.PCR11)
+	}
+	// PCR 12: iPXE's command line, the image name first.
+	cmd := digests(PCRKernelCommand)
+	if !strings.HasPrefix(p.Cmdline.Name, "uki.efi ") || len(cmd) != 1 ||
+		!bytes.Equal(cmd[0].Digest, p.Cmdline.Digest) || cmd[0].Name != p.Cmdline.Name {
+		t.Errorf("PCR 12 events %+v, predicted one %q %x", cmd, p.Cmdline.Name, p.Cmdline.Digest)
+	}
+	if !bytes.Equal(bs.PCRs[PCRKernelCommand], p.PCR12) {
+		t.Errorf("PCR 12 quoted %x, predicted %x", bs.PCRs[PCRKernelCommand], p.PCR12)
 	}
 }
