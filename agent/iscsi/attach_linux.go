@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -149,7 +148,7 @@ func attachConn(nl *Netlink, d *Disk, t Target, conn *net.TCPConn) error {
 	if err := bindFD(nl, d, conn); err != nil {
 		return err
 	}
-	if err := setParams(nl, d, t, conn); err != nil {
+	if err := setParams(nl, d.SID, d.CID, d.Session, t, conn.RemoteAddr().(*net.TCPAddr)); err != nil {
 		return err
 	}
 	return nl.startConn(d.SID, d.CID)
@@ -166,65 +165,6 @@ func bindFD(nl *Netlink, d *Disk, conn *net.TCPConn) error {
 		return err
 	}
 	return berr
-}
-
-type kparam struct {
-	p        param
-	v        string
-	optional bool // older or newer kernels may not know it
-}
-
-func setParams(nl *Netlink, d *Disk, t Target, conn *net.TCPConn) error {
-	for _, kp := range kernelParams(d.Session, t, conn) {
-		err := nl.setParam(d.SID, d.CID, kp.p, kp.v)
-		if err != nil && kp.optional {
-			t.Logger.Debug("optional iSCSI parameter not set", "param", int(kp.p), "error", err)
-			continue
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func kernelParams(s *Session, t Target, conn *net.TCPConn) []kparam {
-	p := s.Params
-	b := func(v bool) string {
-		if v {
-			return "1"
-		}
-		return "0"
-	}
-	itoa := strconv.Itoa
-	raddr := conn.RemoteAddr().(*net.TCPAddr)
-	return []kparam{
-		{paramMaxRecvDLength, itoa(p.MaxRecvDataSegmentLength), false},
-		{paramMaxXmitDLength, itoa(p.MaxXmitDataSegmentLength), false},
-		{paramHdrDgstEn, b(p.HeaderDigest), false},
-		{paramDataDgstEn, b(p.DataDigest), false},
-		{paramInitialR2TEn, b(p.InitialR2T), false},
-		{paramMaxR2T, itoa(p.MaxOutstandingR2T), false},
-		{paramImmDataEn, b(p.ImmediateData), false},
-		{paramFirstBurst, itoa(p.FirstBurstLength), false},
-		{paramMaxBurst, itoa(p.MaxBurstLength), false},
-		{paramPDUInOrderEn, b(p.DataPDUInOrder), false},
-		{paramDataSeqInOrderEn, b(p.DataSequenceInOrder), false},
-		{paramERL, itoa(p.ErrorRecoveryLevel), false},
-		{paramIFMarkerEn, "0", true},
-		{paramOFMarkerEn, "0", true},
-		{paramExpStatSN, strconv.FormatUint(uint64(s.ExpStatSN), 10), false},
-		{paramTargetName, t.Login.TargetName, false},
-		{paramTPGT, itoa(p.TPGT), false},
-		{paramPersistentAddress, raddr.IP.String(), false},
-		{paramPersistentPort, itoa(raddr.Port), false},
-		{paramSessRecoveryTmo, itoa(int(t.RecoveryTimeout / time.Second)), false},
-		{paramConnAddress, raddr.IP.String(), true},
-		{paramConnPort, itoa(raddr.Port), true},
-		{paramInitiatorName, t.Login.InitiatorName, false},
-		{paramPingTmo, itoa(int(t.PingInterval / time.Second)), true},
-		{paramRecvTmo, itoa(int(t.PingInterval / time.Second)), true},
-	}
 }
 
 // scan asks the SCSI host to scan and waits for the LUN's block device.

@@ -19,36 +19,38 @@
 // ErrorRecoveryLevel 0, one connection per session, no digests on data
 // (header digests optional), one Login PDU per step (no C bit).
 //
-// # Keeper (not yet implemented)
+// # Keeper
 //
-// After switch_root nothing logs in again when the TCP connection drops:
-// the kernel (ErrorRecoveryLevel 0) sends ISCSI_KEVENT_CONN_ERROR to
-// NETLINK_ISCSI group 1, blocks the SCSI host and queues I/O for
+// After switch_root nothing else logs in again when the TCP connection
+// drops: the kernel (ErrorRecoveryLevel 0) sends ISCSI_KEVENT_CONN_ERROR
+// to NETLINK_ISCSI group 1, blocks the SCSI host and queues I/O for
 // Target.RecoveryTimeout (SESS_RECOVERY_TMO, 120 s), then fails it. The
 // kernel's own NOP-Out pings (PING_TMO/RECV_TMO = Target.PingInterval)
 // detect a dead target within about two intervals.
 //
-// The planned keeper is a daemon the stage starts before switch_root:
-// exec.Cmd{Path: "/proc/self/exe", Args: ["@sealroot-iscsi"], Setsid},
-// uid 0, its Target and Disk (CHAP secrets included) passed over a pipe
-// in ExtraFiles so it needs no file of the new root; the leading "@"
-// makes systemd spare it at shutdown. It opens OpenNetlink(true), waits
-// for ISCSI_KEVENT_CONN_ERROR on its sid/cid and, with agent/backoff's
-// jittered delays bounded by RecoveryTimeout:
+// [StartKeeper] starts the keeper before switch_root:
+// /proc/self/exe with argv[0] [KeeperName] ("@sealroot-iscsi": the
+// leading "@" makes systemd spare it at shutdown), its own session, uid
+// 0, the target and CHAP credentials passed over a pipe so it needs no
+// file of the new root; the executable calls [RunKeeper]. The keeper
+// listens on NETLINK_ISCSI group 1 and, on ISCSI_KEVENT_CONN_ERROR of
+// its session, with agent/backoff's jittered delays bounded by
+// RecoveryTimeout:
 //
 //  1. STOP_CONN with STOP_CONN_RECOVER (the session and /dev/sdX stay);
 //  2. dials the portal and BIND_CONNs the new socket to the same sid/cid;
-//  3. logs in again with the same ISID, TSIH 0 (session reinstatement;
-//     sealroot's target refuses a non-zero TSIH) and the same CHAP
-//     credentials, but THROUGH THE KERNEL (ISCSI_UEVENT_SEND_PDU and
-//     ISCSI_KEVENT_RECV_PDU), not on the raw socket as Attach does: the
-//     kernel session's CmdSN has advanced with every command and is not
-//     visible to user space, and libiscsi stamps the Login PDU's CmdSN
-//     and takes ExpCmdSN/MaxCmdSN from the Login Response only on that
-//     path (as open-iscsi's iscsid does). The login state machine needs a
-//     PDU transport interface for this; today it uses a net.Conn;
+//  3. logs in again with the same ISID, TSIH 0 (session reinstatement)
+//     and the same CHAP credentials, THROUGH THE KERNEL
+//     (ISCSI_UEVENT_SEND_PDU and ISCSI_KEVENT_RECV_PDU), not on the raw
+//     socket as Attach does: the kernel session's CmdSN has advanced with
+//     every command and is not visible to user space; libiscsi stamps the
+//     Login PDU's CmdSN (and its own ITT) and takes ExpCmdSN/MaxCmdSN from
+//     the Login Response only on that path (as open-iscsi's iscsid does);
 //  4. SET_PARAM (EXP_STATSN and the negotiated values) and START_CONN:
 //     the kernel unblocks the host and retries the queued commands.
+//
+// A failed attempt is undone with another STOP_CONN_RECOVER, which
+// releases the bound socket.
 package iscsi
 
 import (
@@ -138,7 +140,12 @@ func Login(ctx context.Context, conn net.Conn, cfg Config) (*Session, error) {
 	defer conn.SetDeadline(time.Time{})
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	l := &login{cfg: cfg, conn: conn, params: defaultParams(cfg)}
+	return login0(&netPDUs{conn}, cfg)
+}
+
+// login0 runs the login phase over pc.
+func login0(pc pduConn, cfg Config) (*Session, error) {
+	l := &login{cfg: cfg, conn: pc, params: defaultParams(cfg)}
 	if err := l.security(); err != nil {
 		return nil, err
 	}
@@ -154,13 +161,26 @@ func Login(ctx context.Context, conn net.Conn, cfg Config) (*Session, error) {
 // login is the state of one Login.
 type login struct {
 	cfg       Config
-	conn      net.Conn
+	conn      pduConn
 	params    Params
 	stage     int
 	expStatSN uint32
 	tsih      uint16
 	itt       uint32
 }
+
+// pduConn carries login PDUs: the raw socket before the kernel has the
+// connection, or the kernel's SEND_PDU/RECV_PDU path after.
+type pduConn interface {
+	writePDU(p *pdu.PDU) error
+	readPDU() (*pdu.PDU, error)
+}
+
+// netPDUs carries PDUs on a socket.
+type netPDUs struct{ c net.Conn }
+
+func (n *netPDUs) writePDU(p *pdu.PDU) error  { return pdu.Write(n.c, p, pdu.Limits{}) }
+func (n *netPDUs) readPDU() (*pdu.PDU, error) { return pdu.Read(n.c, pdu.Limits{}) }
 
 // exchange sends one Login Request of the current stage and returns the
 // response's keys and whether the target moved to nsg.
@@ -178,10 +198,10 @@ func (l *login) exchange(kvs []pdu.KV, transit bool, nsg int) ([]pdu.KV, bool, e
 	req.SetU32(pdu.OffCmdSN, l.cfg.CmdSN)
 	req.SetU32(pdu.OffExpStatSN, l.expStatSN)
 	req.Data = pdu.EncodeText(kvs)
-	if err := pdu.Write(l.conn, req, pdu.Limits{}); err != nil {
+	if err := l.conn.writePDU(req); err != nil {
 		return nil, false, fmt.Errorf("iscsi: send login request: %w", err)
 	}
-	resp, err := pdu.Read(l.conn, pdu.Limits{})
+	resp, err := l.conn.readPDU()
 	if err != nil {
 		return nil, false, fmt.Errorf("iscsi: read login response: %w", err)
 	}

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+
+	"github.com/sealroot/sealroot/server/iscsi/pdu"
 )
 
 // NETLINK_ISCSI messages (Linux include/uapi/scsi/iscsi_if.h). Every
@@ -22,7 +24,9 @@ const (
 	uevSetParam       = 16
 	uevStartConn      = 17
 	uevStopConn       = 18
+	uevSendPDU        = 19
 
+	kevRecvPDU   = 101
 	kevConnError = 102
 	kevIfError   = 103
 
@@ -126,12 +130,20 @@ func setParamRequest(sid, cid uint32, p param, value string) (u, data []byte) {
 	return words(sid, cid, uint32(p), uint32(len(data))), data
 }
 
+// sendPDURequest is struct msg_send_pdu (sid, cid, hdr_size, data_size);
+// the header and the data follow the uevent.
+func sendPDURequest(sid, cid uint32, hdr, data []byte) (u, payload []byte) {
+	payload = append(append(make([]byte, 0, len(hdr)+len(data)), hdr...), data...)
+	return words(sid, cid, uint32(len(hdr)), uint32(len(data))), payload
+}
+
 // event is a decoded iscsi_uevent.
 type event struct {
 	typ     uint32
 	iferror int32
 	handle  uint64
 	r       [16]byte // reply union
+	data    []byte   // what follows the uevent (RECV_PDU: header and data)
 }
 
 func (e event) word(i int) uint32 { return binary.LittleEndian.Uint32(e.r[4*i:]) }
@@ -146,7 +158,28 @@ func decodeEvent(b []byte) (event, error) {
 	le := binary.LittleEndian
 	e := event{typ: le.Uint32(b[0:]), iferror: int32(le.Uint32(b[4:])), handle: le.Uint64(b[8:])}
 	copy(e.r[:], b[40:56])
+	if len(b) > ueventSize {
+		e.data = append([]byte(nil), b[ueventSize:]...)
+	}
 	return e, nil
+}
+
+// recvPDU is the payload of ISCSI_KEVENT_RECV_PDU: struct msg_recv_req
+// (ref_ptr u64, sid, cid), then the PDU's header and data segment.
+func (e event) recvPDU() (sid, cid uint32, p *pdu.PDU, err error) {
+	sid, cid = e.word(2), e.word(3)
+	if len(e.data) < pdu.BHSLength {
+		return sid, cid, nil, fmt.Errorf("iscsi: received PDU of %d bytes", len(e.data))
+	}
+	p = new(pdu.PDU)
+	copy(p.Header[:], e.data)
+	p.Data = e.data[pdu.BHSLength:]
+	n := p.DataSegmentLength()
+	if n > len(p.Data) || p.TotalAHSLength() != 0 {
+		return sid, cid, nil, fmt.Errorf("iscsi: received PDU with %d of %d data bytes", len(p.Data), n)
+	}
+	p.Data = p.Data[:n]
+	return sid, cid, p, nil
 }
 
 // connError is the payload of ISCSI_KEVENT_CONN_ERROR.

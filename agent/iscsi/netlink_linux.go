@@ -21,7 +21,13 @@ type Netlink struct {
 	handle uint64
 	seq    uint32
 	buf    []byte
+	// pending are kernel events that arrived while a request waited for
+	// its reply, for nextEvent.
+	pending []event
 }
+
+// maxPending bounds the events kept while waiting for replies.
+const maxPending = 64
 
 // OpenNetlink opens a NETLINK_ISCSI socket. With events set it also
 // joins the daemon group that receives ISCSI_KEVENT_CONN_ERROR.
@@ -73,6 +79,10 @@ func (n *Netlink) request(typ uint32, u, data []byte) (event, error) {
 				return e, nil
 			case kevIfError:
 				return e, fmt.Errorf("%w: request %d: %w", ErrKernel, typ, syscall.Errno(-e.iferror))
+			case kevRecvPDU, kevConnError:
+				if len(n.pending) < maxPending {
+					n.pending = append(n.pending, e)
+				}
 			}
 		}
 	}
@@ -164,6 +174,36 @@ func (n *Netlink) startConn(sid, cid uint32) error {
 		return fmt.Errorf("start connection: %w", err)
 	}
 	return nil
+}
+
+// sendPDU asks the kernel to send a PDU on the bound connection: the
+// kernel assigns the ITT and stamps the session's CmdSN.
+func (n *Netlink) sendPDU(sid, cid uint32, hdr, data []byte) error {
+	u, payload := sendPDURequest(sid, cid, hdr, data)
+	if err := n.status(uevSendPDU, u, payload); err != nil {
+		return fmt.Errorf("send PDU: %w", err)
+	}
+	return nil
+}
+
+// event returns the next kernel event (RECV_PDU or CONN_ERROR), waiting
+// at most timeout.
+func (n *Netlink) event(timeout time.Duration) (event, error) {
+	deadline := time.Now().Add(timeout)
+	for len(n.pending) == 0 {
+		evs, err := n.receive(time.Until(deadline))
+		if err != nil {
+			return event{}, err
+		}
+		for _, e := range evs {
+			if e.typ == kevRecvPDU || e.typ == kevConnError {
+				n.pending = append(n.pending, e)
+			}
+		}
+	}
+	e := n.pending[0]
+	n.pending = n.pending[1:]
+	return e, nil
 }
 
 func (n *Netlink) stopConn(sid, cid, flag uint32) error {

@@ -10,6 +10,8 @@ import (
 // (type, iferror, transport_handle, u[24], r[16]) and any data.
 func TestEncodeRequestGolden(t *testing.T) {
 	u, data := setParamRequest(1, 2, paramTargetName, "iqn.x")
+	var sendPDU struct{ u, payload []byte }
+	sendPDU.u, sendPDU.payload = sendPDURequest(3, 0, []byte{1, 2, 3, 4}, []byte{5, 6})
 	tests := []struct {
 		name string
 		got  []byte
@@ -47,6 +49,15 @@ func TestEncodeRequestGolden(t *testing.T) {
 				"12000000" + "00000000" + "0100000000000000" +
 				"03000000" + "00000000" + "0000000000000000" + "03000000" + "00000000" +
 				"00000000000000000000000000000000",
+		},
+		{
+			"send_pdu",
+			encodeRequest(uevSendPDU, 4, 1, sendPDU.u, sendPDU.payload),
+			"4e000000" + "1300" + "0100" + "04000000" + "00000000" +
+				"13000000" + "00000000" + "0100000000000000" +
+				"03000000" + "00000000" + "04000000" + "02000000" + "0000000000000000" +
+				"00000000000000000000000000000000" +
+				"01020304" + "0506" + "0000",
 		},
 	}
 	for _, tt := range tests {
