@@ -161,6 +161,10 @@ type SealrootOptions struct {
 	// (server.Config as JSON), e.g. "tunnel" or "iscsi"; they are merged
 	// over the lab's defaults.
 	Extra map[string]any
+	// UKI also serves uki.efi to UEFI clients: the same kernel and
+	// sealroot initramfs joined with Cmdline by uki.BuildFile (see
+	// [Sealroot.ServeUKI]); the server then predicts PCRs 4, 11 and 12.
+	UKI bool
 }
 
 // startSealroot runs `sealroot serve` in lab until t ends: full DHCP on the
@@ -182,6 +186,11 @@ func startSealroot(ctx context.Context, t testing.TB, lab *Lab, opts SealrootOpt
 	cfgPath, err := s.writeConfig(lab, opts.Cmdline, opts.Extra)
 	if err != nil {
 		t.Fatalf("vmtest: %v", err)
+	}
+	if opts.UKI {
+		if err := s.ServeUKI(b, cfgPath, opts.Cmdline); err != nil {
+			t.Fatalf("vmtest: %v", err)
+		}
 	}
 	lab.ServeRouterAdvertisements(t)
 	lab.Start(t, b.bin, "serve", "--config", cfgPath, "--log-level", "debug")
