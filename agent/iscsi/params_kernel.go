@@ -69,4 +69,3 @@ func kernelParams(s *Session, t Target, raddr *net.TCPAddr) []kparam {
 		{paramRecvTmo, itoa(int(t.PingInterval / time.Second)), true},
 	}
 }
-

@@ -10,6 +10,10 @@
 // attaches the console. On failure it prints the reason, waits, and reboots:
 // PID 1 never exits. Run as another PID (for tests), it exits 1 instead.
 //
+// Started as argv[0] "@sealroot-iscsi" (by its own iSCSI root stage,
+// before switch_root) it is the iSCSI keeper daemon instead: see
+// agent/iscsi.RunKeeper.
+//
 // # Options
 //
 //	-config FILE   agent configuration (default /etc/sealroot/agent.json)
@@ -23,12 +27,17 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/sealroot/sealroot/agent"
 	"github.com/sealroot/sealroot/agent/attest"
 	"github.com/sealroot/sealroot/agent/hints"
+	initiator "github.com/sealroot/sealroot/agent/iscsi"
 	"github.com/sealroot/sealroot/agent/root"
 	iscsiroot "github.com/sealroot/sealroot/agent/root/iscsi"
 	"github.com/sealroot/sealroot/agent/sysinit"
@@ -42,6 +51,9 @@ import (
 const rebootDelay = 30 * time.Second
 
 func main() {
+	if strings.HasPrefix(filepath.Base(os.Args[0]), initiator.KeeperName) {
+		os.Exit(keeper())
+	}
 	pid1 := os.Getpid() == 1
 	configPath := flag.String("config", agent.DefaultConfigPath, "agent configuration `file`")
 	tpmPath := flag.String("tpm", tpm.DefaultPath, "TPM `device`")
@@ -109,8 +121,27 @@ func run(ctx context.Context, pid1 bool, configPath, tpmPath string) error {
 		Random:   t.Random,
 		Attester: attester,
 		Tunnel:   wg.up,
-		Stages:   root.NewRegistry(root.None{}, &iscsiroot.Stage{Logger: log}),
+		Stages:   root.NewRegistry(root.None{}, &iscsiroot.Stage{Logger: log, Keep: startKeeper}),
 	})
+}
+
+// startKeeper starts the iSCSI keeper daemon, logging to the console.
+func startKeeper(t initiator.Target, d *initiator.Disk) error {
+	return initiator.StartKeeper(t, d, os.Stdout)
+}
+
+// keeper is the body of the @sealroot-iscsi daemon: the handover on fd 3,
+// the ready line on fd 4. It outlives switch_root and ignores the
+// signals an init sends at shutdown (the root's storage must stay).
+func keeper() int {
+	signal.Ignore(syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
+	log := hclog.New(&hclog.LoggerOptions{Name: "sealroot-iscsi", Output: os.Stderr, Level: hclog.Info})
+	if err := os.WriteFile("/proc/self/oom_score_adj", []byte("-1000"), 0); err != nil {
+		log.Warn("cannot protect the keeper from the OOM killer", "error", err)
+	}
+	err := initiator.RunKeeper(context.Background(), os.NewFile(3, "handover"), os.NewFile(4, "ready"), log)
+	log.Error("keeper stopped", "error", err)
+	return 1
 }
 
 // attesterFunc adapts a function to agent.Attester.

@@ -4,12 +4,13 @@
 // connection to the kernel, waits for the LUN's block device and mounts
 // it (ext4 by default) at the new root.
 //
-// # Limits
+// # Keeper
 //
-// The kernel session has ErrorRecoveryLevel 0 and no userspace daemon yet
-// logs in again after the connection drops: I/O is queued for
-// Target.RecoveryTimeout (120 s) and then fails. See agent/iscsi's
-// package documentation for the keeper design.
+// The kernel session has ErrorRecoveryLevel 0: after the connection
+// drops, I/O is queued for Target.RecoveryTimeout (120 s) and then fails
+// unless someone logs in again. With Stage.Keep set (the agent sets it
+// to initiator.StartKeeper) the stage starts the @sealroot-iscsi keeper
+// daemon after mounting, before switch_root; see agent/iscsi.
 package iscsi
 
 import (
@@ -47,6 +48,11 @@ type Stage struct {
 	Attach func(ctx context.Context, t initiator.Target) (*initiator.Disk, error)
 	// MountFS mounts dev at dir; default mount(2) with no options.
 	MountFS func(dev, dir, fstype string) error
+	// Keep, when set, starts a daemon that logs in again after the
+	// connection drops (initiator.StartKeeper wrapped); nil starts none.
+	// Its failure fails the stage: without it the root would not survive
+	// a server restart.
+	Keep func(t initiator.Target, d *initiator.Disk) error
 }
 
 // Name implements root.Stage.
@@ -86,6 +92,12 @@ func (s *Stage) Mount(ctx context.Context, p *wire.Payload) (string, error) {
 		return "", err
 	}
 	log.Info("root mounted", "device", disk.Device, "fstype", fstype, "dir", dir, "session", disk.SID)
+	if s.Keep != nil {
+		if err := s.Keep(t, disk); err != nil {
+			return "", fmt.Errorf("iSCSI keeper: %w", err)
+		}
+		log.Info("iSCSI keeper started", "name", initiator.KeeperName, "session", disk.SID)
+	}
 	return dir, nil
 }
 

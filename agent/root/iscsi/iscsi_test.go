@@ -81,3 +81,28 @@ func TestStageMount(t *testing.T) {
 		t.Errorf("Mount() with failing attach = %v", err)
 	}
 }
+
+func TestStageStartsKeeper(t *testing.T) {
+	disk := &initiator.Disk{Device: "/dev/sdz", SID: 7}
+	var kept *initiator.Disk
+	keepErr := errors.New("no keeper")
+	s := &Stage{
+		Mountpoint: filepath.Join(t.TempDir(), "newroot"),
+		Attach:     func(context.Context, initiator.Target) (*initiator.Disk, error) { return disk, nil },
+		MountFS:    func(dev, d, fstype string) error { return nil },
+		Keep: func(tg initiator.Target, d *initiator.Disk) error {
+			if tg.Login.CHAP == nil || tg.Login.CHAP.Secret != "s1" {
+				t.Errorf("keeper target without the CHAP credentials: %+v", tg.Login.CHAP)
+			}
+			kept = d
+			return nil
+		},
+	}
+	if _, err := s.Mount(context.Background(), payload()); err != nil || kept != disk {
+		t.Fatalf("Mount() = %v; keeper got disk %v", err, kept)
+	}
+	s.Keep = func(initiator.Target, *initiator.Disk) error { return keepErr }
+	if _, err := s.Mount(context.Background(), payload()); !errors.Is(err, keepErr) {
+		t.Errorf("Mount() with failing keeper = %v, want %v", err, keepErr)
+	}
+}
