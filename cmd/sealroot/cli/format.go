@@ -12,11 +12,15 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/sealroot/sealroot/server/api"
+	"github.com/sealroot/sealroot/server/attest"
+	"github.com/sealroot/sealroot/server/attest/wire"
 	"github.com/sealroot/sealroot/server/store"
 )
 
-// writeMachine prints m for people.
-func writeMachine(w io.Writer, m *store.Machine) error {
+// writeMachine prints m for people, with its root link when the server
+// reported it (link nil: it did not).
+func writeMachine(w io.Writer, m *store.Machine, link *api.RootLink) error {
 	var b strings.Builder
 	field := func(k, v string) { fmt.Fprintf(&b, "%-15s %s\n", k+":", v) }
 	field("State", string(m.State))
@@ -27,6 +31,7 @@ func writeMachine(w io.Writer, m *store.Machine) error {
 	if note := bootStateNote(m); note != "" {
 		field("Boot state", note)
 	}
+	writeRootLink(field, m, link)
 	field("Hints", formatHints(m))
 	lastSeen := formatTime(m.LastSeen)
 	if m.LastAddress != "" {
@@ -65,6 +70,63 @@ func bootStateNote(m *store.Machine) string {
 		return "legacy BIOS: the kernel, initramfs and command line are not measured; only policy identity-only can admit this machine"
 	}
 	return ""
+}
+
+// plainWarning is shown for every machine whose root may cross the LAN
+// outside the tunnel.
+const plainWarning = "root transport is plain: root I/O crosses the LAN unencrypted and unauthenticated"
+
+// writeRootLink prints how m reaches its root ("Root link") and a
+// WARNING line when that may be the plain LAN. link nil means the server
+// did not report it; then only the machine's own setting is known.
+func writeRootLink(field func(k, v string), m *store.Machine, link *api.RootLink) {
+	own := m.Root.Params[attest.TransportParam]
+	var desc string
+	plain := false
+	switch {
+	case link == nil && own == "":
+		desc = "server default (the server did not report its root transport)"
+	case link == nil:
+		desc = safe(own) + " (set for this machine; the server did not report its tunnel)"
+		plain = own == attest.TransportPlain
+	case !link.Tunnel:
+		desc, plain = "plain LAN (the server runs no WireGuard tunnel)", true
+	case link.Transport == attest.TransportPlain && link.Peer:
+		desc, plain = "WireGuard tunnel this boot, "+tunnelState(link)+"; plain allowed ("+transportSource(own)+")", true
+	case link.Transport == attest.TransportPlain:
+		desc, plain = "plain LAN ("+transportSource(own)+")", true
+	default:
+		desc = "WireGuard tunnel, " + tunnelState(link)
+	}
+	field("Root link", desc)
+	if plain && hasNetworkRoot(m) {
+		field("WARNING", plainWarning)
+	}
+}
+
+// tunnelState is the machine's tunnel address and last handshake.
+func tunnelState(l *api.RootLink) string {
+	addr := "address " + orDash(safe(l.Address))
+	switch {
+	case !l.Peer:
+		return addr + ", no peer (not booted with a key since, or revoked)"
+	case l.LastHandshake.IsZero():
+		return addr + ", no handshake yet"
+	}
+	return addr + ", last handshake " + formatTime(l.LastHandshake)
+}
+
+func transportSource(own string) string {
+	if own != "" {
+		return fmt.Sprintf("transport %s set for this machine", safe(own))
+	}
+	return "server-wide --root-transport=plain"
+}
+
+// hasNetworkRoot reports whether m's root may be network storage: not
+// for kinds none (attest only) and volatile.
+func hasNetworkRoot(m *store.Machine) bool {
+	return m.Root.Kind != wire.RootNone && m.Root.Kind != wire.RootVolatile
 }
 
 // writePCRs prints bs's PCRs as "index: short hex", in index order.

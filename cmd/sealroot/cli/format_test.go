@@ -25,7 +25,7 @@ func TestWriteMachine_boot_state_note(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var b strings.Builder
 			m := &store.Machine{State: store.StateApproved, Policy: tt.policy, Hints: wire.Hints{Firmware: tt.firmware}}
-			if err := writeMachine(&b, m); err != nil {
+			if err := writeMachine(&b, m, nil); err != nil {
 				t.Fatal(err)
 			}
 			if tt.want == "" {

@@ -87,7 +87,10 @@ func runMachineShow(c *cobra.Command, e *env, ref string) error {
 	if e.JSON {
 		return e.printJSON(m)
 	}
-	return writeMachine(e.Stdout, m)
+	// A server without the route (or a failing tunnel) leaves link nil:
+	// show then says what the record alone tells.
+	link, _ := e.client().RootLink(c.Context(), m.ID)
+	return writeMachine(e.Stdout, m, link)
 }
 
 type machineApproveArgs struct {
