@@ -225,8 +225,11 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	run("attestation service", func() error { return s.attest.Serve(ctx, pc) })
 	adminSrv := &api.Server{
-		Handler: api.NewHandler(s.machines, s.logger.Named("api"), api.WithActorFunc(withActor), api.WithImages(s.storage)),
-		Logger:  s.logger.Named("api"),
+		Handler: api.NewHandler(s.machines, s.logger.Named("api"),
+			api.WithActorFunc(withActor),
+			api.WithImages(s.storage),
+			api.WithRootLinks(&api.Links{Machines: s.machines, Tunnel: s.tunnel, Transport: s.cfg.RootTransport})),
+		Logger: s.logger.Named("api"),
 	}
 	run("admin API", func() error { return adminSrv.Serve(ctx, adminLn) })
 	s.storage.serve(ctx, run)
