@@ -139,7 +139,7 @@ func Render(c Config) ([]byte, error) {
 		fmt.Fprintf(&b, "%d", v)
 	}
 	b.WriteString(";\n}\n")
-	b.WriteString("EXPORT_DEFAULTS {\n\tAccess_Type = None;\n}\n")
+	b.WriteString("EXPORT_DEFAULTS {\n\tAccess_Type = None;\n\tProtocols = 4;\n}\n")
 	fmt.Fprintf(&b, "LOG {\n\tDefault_Log_Level = %s;\n}\n", c.LogLevel)
 	fmt.Fprintf(&b, "%%include %q\n", c.ExportsFile)
 	return b.Bytes(), nil
@@ -180,7 +180,7 @@ func RenderExports(exports []Export) ([]byte, error) {
 		b.WriteString("\tAccess_Type = None;\n\tSquash = Root_Squash;\n\tProtocols = 4;\n")
 		b.WriteString("\tSecType = sys;\n\tFSAL {\n\t\tName = VFS;\n\t}\n")
 		fmt.Fprintf(&b, "\tCLIENT {\n\t\tClients = %s;\n", e.Client.Unmap())
-		b.WriteString("\t\tAccess_Type = RW;\n\t\tSquash = No_Root_Squash;\n\t}\n}\n")
+		b.WriteString("\t\tAccess_Type = RW;\n\t\tSquash = No_Root_Squash;\n\t\tProtocols = 4;\n\t}\n}\n")
 	}
 	return b.Bytes(), nil
 }

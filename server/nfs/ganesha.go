@@ -1,0 +1,254 @@
+package nfs
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// ErrClosed means the Ganesha was closed.
+var ErrClosed = errors.New("nfs-ganesha supervisor closed")
+
+// GaneshaConfig configures a supervised ganesha.nfsd. The zero value of
+// every field but Dir works.
+type GaneshaConfig struct {
+	// Dir holds the instance's state: ganesha.conf, exports.conf,
+	// ganesha.pid and recovery/. Required, absolute.
+	Dir string
+	// Config is the main configuration. ExportsFile defaults to
+	// Dir/exports.conf, RecoveryRoot to Dir/recovery.
+	Config Config
+	// Binary is the daemon. Default "ganesha.nfsd".
+	Binary string
+	// Command builds the daemon's command line. Default exec.Command:
+	// ganesha runs in the caller's network and mount namespaces. To run
+	// it in another network namespace, wrap it in `nsenter --net=<path>`
+	// (never `ip netns exec`, which gives it its own mount namespace).
+	Command func(name string, args ...string) *exec.Cmd
+	// Logger receives ganesha's log. Default: discard.
+	Logger hclog.Logger
+	// MinBackoff and MaxBackoff bound the delay before a restart, which
+	// doubles after each quick death. Defaults 200ms and 30s.
+	MinBackoff, MaxBackoff time.Duration
+	// StopTimeout is how long Close waits after SIGTERM before SIGKILL.
+	// Default 10s.
+	StopTimeout time.Duration
+}
+
+// Ganesha is a supervised ganesha.nfsd: restarted with backoff whenever
+// it dies, serving the last exports given to SetExports.
+type Ganesha struct {
+	cfg      GaneshaConfig
+	confPath string
+	log      hclog.Logger
+	stop     chan struct{} // closed by Close
+	done     chan struct{} // closed when the supervisor ends
+	once     sync.Once
+	setMu    sync.Mutex // serializes SetExports: one reload at a time
+
+	mu      sync.Mutex
+	proc    *os.Process   // the running daemon, nil between runs
+	ready   bool          // proc logged NFS SERVER INITIALIZED
+	gen     uint64        // version of the exports file
+	started uint64        // gen when proc was started
+	hupGen  uint64        // gen at the last SIGHUP
+	served  uint64        // gen the daemon is known to serve
+	changed chan struct{} // closed and replaced when served or proc change
+}
+
+// StartGanesha writes the configuration with exports, starts ganesha and
+// waits until it serves them or ctx ends. The daemon keeps running, and
+// is restarted if it dies, until Close.
+func StartGanesha(ctx context.Context, cfg GaneshaConfig, exports []Export) (*Ganesha, error) {
+	g, err := newGanesha(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := g.writeExports(exports); err != nil {
+		return nil, err
+	}
+	go g.supervise()
+	if err := g.waitServed(ctx, g.gen); err != nil {
+		return nil, errors.Join(fmt.Errorf("nfs-ganesha did not start: %w", err), g.Close())
+	}
+	return g, nil
+}
+
+func newGanesha(cfg GaneshaConfig) (*Ganesha, error) {
+	if err := checkPath("GaneshaConfig.Dir", cfg.Dir); err != nil {
+		return nil, err
+	}
+	setDefault(&cfg.Config.ExportsFile, filepath.Join(cfg.Dir, "exports.conf"))
+	setDefault(&cfg.Config.RecoveryRoot, filepath.Join(cfg.Dir, "recovery"))
+	setDefault(&cfg.Binary, "ganesha.nfsd")
+	if cfg.Command == nil {
+		cfg.Command = exec.Command
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	setDefault(&cfg.MinBackoff, 200*time.Millisecond)
+	setDefault(&cfg.MaxBackoff, 30*time.Second)
+	setDefault(&cfg.StopTimeout, 10*time.Second)
+	conf, err := Render(cfg.Config)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.Config.RecoveryRoot, 0o700); err != nil {
+		return nil, fmt.Errorf("nfs-ganesha recovery directory: %w", err)
+	}
+	g := &Ganesha{
+		cfg: cfg, confPath: filepath.Join(cfg.Dir, "ganesha.conf"), log: cfg.Logger.Named("ganesha"),
+		stop: make(chan struct{}), done: make(chan struct{}), changed: make(chan struct{}),
+	}
+	if err := writeFileAtomic(g.confPath, conf); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+func setDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
+}
+
+// SetExports replaces the exports, reloads ganesha with SIGHUP and waits
+// until it serves them or ctx ends. If ganesha is restarting, the new
+// daemon reads them at start.
+func (g *Ganesha) SetExports(ctx context.Context, exports []Export) error {
+	g.setMu.Lock()
+	defer g.setMu.Unlock()
+	if err := g.writeExports(exports); err != nil {
+		return err
+	}
+	g.mu.Lock()
+	gen := g.gen
+	if g.ready {
+		g.reloadLocked()
+	}
+	g.mu.Unlock()
+	if err := g.waitServed(ctx, gen); err != nil {
+		return fmt.Errorf("nfs-ganesha reload: %w", err)
+	}
+	return nil
+}
+
+func (g *Ganesha) writeExports(exports []Export) error {
+	data, err := RenderExports(exports)
+	if err != nil {
+		return err
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if err := writeFileAtomic(g.cfg.Config.ExportsFile, data); err != nil {
+		return err
+	}
+	g.gen++
+	return nil
+}
+
+// reloadLocked asks the running daemon to reread the exports.
+func (g *Ganesha) reloadLocked() {
+	g.hupGen = g.gen
+	if err := g.proc.Signal(syscall.SIGHUP); err != nil {
+		g.log.Warn("SIGHUP failed", "pid", g.proc.Pid, "error", err)
+	}
+}
+
+// waitServed waits until the daemon serves exports version gen.
+func (g *Ganesha) waitServed(ctx context.Context, gen uint64) error {
+	for {
+		g.mu.Lock()
+		served, ch := g.served, g.changed
+		g.mu.Unlock()
+		if served >= gen {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-g.done:
+			return ErrClosed
+		}
+	}
+}
+
+// notifyLocked wakes waitServed.
+func (g *Ganesha) notifyLocked() {
+	close(g.changed)
+	g.changed = make(chan struct{})
+}
+
+// Close stops ganesha (SIGTERM, then SIGKILL after StopTimeout) and the
+// supervisor. It is safe to call more than once.
+func (g *Ganesha) Close() error {
+	g.once.Do(func() { close(g.stop) })
+	<-g.done
+	return nil
+}
+
+func writeFileAtomic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	_, err = tmp.Write(data)
+	if err == nil {
+		err = tmp.Chmod(0o600)
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if err = errors.Join(err, tmp.Close()); err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// readLog folds the daemon's output into the log and tracks its events.
+func (g *Ganesha) readLog(r *os.File, proc *os.Process) {
+	defer r.Close()
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 4096), 64<<10)
+	for sc.Scan() {
+		switch logGanesha(g.log, sc.Text()) {
+		case eventInitialized:
+			g.onInitialized(proc)
+		case eventReloaded:
+			g.mu.Lock()
+			g.served = max(g.served, g.hupGen)
+			g.notifyLocked()
+			g.mu.Unlock()
+		}
+	}
+}
+
+func (g *Ganesha) onInitialized(proc *os.Process) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.proc != proc {
+		return
+	}
+	g.ready = true
+	g.served = max(g.served, g.started)
+	if g.started != g.gen { // rewritten while it started: it may have read the old file
+		g.reloadLocked()
+	}
+	g.notifyLocked()
+}
