@@ -16,9 +16,11 @@ import (
 // TestPrediction_matches_recorded_firmware_log checks predictions made
 // from real UKIs against what OVMF, iPXE, systemd-stub 252 and Linux 6.1
 // measured when booting them (testdata/*/README): through the EFI shell,
-// and through PXE and an iPXE NIC option ROM as vm-tests boots them.
+// and through PXE and Debian's iPXE (ipxe.efi, or the NIC's iPXE option
+// ROM) as vm-tests boots them.
 func TestPrediction_matches_recorded_firmware_log(t *testing.T) {
 	t.Run("ovmf_shell", testRecordedShellBoot)
+	t.Run("ovmf_pxe_ipxe_efi", func(t *testing.T) { testRecordedPXEBoot(t, "testdata/ovmf-pxe-ipxe-uki/", true) })
 	t.Run("ovmf_ipxe_rom", func(t *testing.T) { testRecordedPXEBoot(t, "testdata/ovmf-ipxe-rom-uki/", false) })
 }
 
