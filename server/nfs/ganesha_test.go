@@ -2,6 +2,7 @@ package nfs
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -138,6 +139,38 @@ func TestGanesha(t *testing.T) {
 		waitRestarted(t, g, old)
 		checkServed(t, n)
 	})
+	t.Run("root_write_not_squashed", func(t *testing.T) {
+		src := filepath.Join(t.TempDir(), "small")
+		if err := os.WriteFile(src, []byte("from A as root\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if out, err := n.a.Command(ctx, "nfs-cp", src, "nfs://"+serverAddr+"/ma/fromA?version=4").CombinedOutput(); err != nil {
+			t.Fatalf("nfs-cp = %v: %s", err, out)
+		}
+		fi, err := os.Stat(filepath.Join(dir, "a", "upper", "fromA"))
+		if err != nil {
+			t.Fatalf("write through NFS not in A's upper: %v", err)
+		}
+		if uid := fi.Sys().(*syscall.Stat_t).Uid; uid != 0 {
+			t.Errorf("file written by A's root has uid %d; want 0 (no root squash)", uid)
+		}
+	})
+	t.Run("set_while_restarting", func(t *testing.T) {
+		g.mu.Lock()
+		old := g.proc
+		g.mu.Unlock()
+		if err := old.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		// Whether the new daemon reads these at start or by a reload,
+		// SetExports returns once they are served.
+		if err := g.SetExports(ctx, exports); err != nil {
+			t.Fatalf("SetExports = %v", err)
+		}
+		checkServed(t, n)
+	})
 	t.Run("export_removed", func(t *testing.T) {
 		if err := g.SetExports(ctx, exports[1:]); err != nil {
 			t.Fatalf("SetExports = %v", err)
@@ -216,5 +249,21 @@ func waitRestarted(t *testing.T, g *Ganesha, old *os.Process) {
 		case <-ctx.Done():
 			t.Fatal("ganesha not restarted within 30s")
 		}
+	}
+}
+
+func TestStartGaneshaFails(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	g, err := StartGanesha(ctx, GaneshaConfig{Dir: t.TempDir(), Binary: "/nonexistent/ganesha.nfsd", MinBackoff: 10 * time.Millisecond}, nil)
+	if err == nil || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("StartGanesha(missing binary) = %v, %v; want DeadlineExceeded", g, err)
+	}
+	if _, err := StartGanesha(ctx, GaneshaConfig{Dir: "relative"}, nil); !errors.Is(err, ErrBadConfig) {
+		t.Fatalf("StartGanesha(relative Dir) = %v; want ErrBadConfig", err)
+	}
+	bad := []Export{{ID: 1, Path: "/x", Name: "a;b", Client: netip.MustParseAddr("10.0.0.2")}}
+	if _, err := StartGanesha(ctx, GaneshaConfig{Dir: t.TempDir()}, bad); !errors.Is(err, ErrBadConfig) {
+		t.Fatalf("StartGanesha(bad export) = %v; want ErrBadConfig", err)
 	}
 }
