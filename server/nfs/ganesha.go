@@ -125,7 +125,9 @@ func setDefault[T comparable](v *T, def T) {
 
 // SetExports replaces the exports, reloads ganesha with SIGHUP and waits
 // until it serves them or ctx ends. If ganesha is restarting, the new
-// daemon reads them at start.
+// daemon reads them at start. Mount an export's overlay before adding it:
+// ganesha skips, with a logged error, an export whose path it cannot
+// open, and SetExports still returns nil.
 func (g *Ganesha) SetExports(ctx context.Context, exports []Export) error {
 	g.setMu.Lock()
 	defer g.setMu.Unlock()
