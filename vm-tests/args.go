@@ -60,12 +60,16 @@ func (vm *VM) tpmArgs() []string {
 
 // netArgs attaches a virtio NIC to the VM's tap. With PXE it keeps QEMU's
 // default option ROM (Debian: /usr/lib/ipxe/qemu/efi-virtio.rom, iPXE for
-// both BIOS and UEFI) and boots from it first.
+// both BIOS and UEFI) and boots from it first; with NativePXE it has no ROM
+// and the firmware's own PXE client boots from it first.
 func (vm *VM) netArgs() []string {
 	dev := "virtio-net-pci,netdev=n0,mac=" + vm.opts.MAC.String()
-	if vm.opts.PXE {
+	switch {
+	case vm.opts.NativePXE:
+		dev += ",romfile=,bootindex=1"
+	case vm.opts.PXE:
 		dev += ",bootindex=1"
-	} else {
+	default:
 		dev += ",romfile="
 	}
 	return []string{

@@ -59,6 +59,11 @@ type VMOptions struct {
 	// PXE boots from the NIC with QEMU's iPXE option ROM; otherwise the NIC
 	// has no option ROM (faster, and no PCR 2 measurement).
 	PXE bool
+	// NativePXE boots from the NIC without an option ROM: the firmware's
+	// own network stack does the PXE boot (OVMF's VirtioNetDxe and
+	// PxeBcDxe, as on real UEFI machines without iPXE). UEFI only; SeaBIOS
+	// has no PXE client of its own.
+	NativePXE bool
 	// NoHardwareRNG leaves out virtio-rng and uses a CPU without RDRAND,
 	// so the guest kernel's CRNG is not ready when /init starts (the
 	// entropy trap the agent must get out of with the TPM).

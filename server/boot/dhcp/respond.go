@@ -168,6 +168,14 @@ func (s *Server) newReply(req *dhcpv4.DHCPv4, mt dhcpv4.MessageType) *dhcpv4.DHC
 	return reply
 }
 
+// A leasing offer with class identifier "PXEClient" but no PXE options
+// (43) is a BINL offer (PXE 2.1; edk2's PxeBcDhcp4.c): the client asks the
+// boot server on port 4011 for its boot file and ignores the one in the
+// offer. ModeFull listens on port 67 only, so addBoot leaves option 60 out
+// there unless option 43 goes along: the lease then is a plain DHCP offer
+// whose boot file the client loads directly (as from dnsmasq's dhcp-boot).
+// UEFI PXE (OVMF) otherwise gives up with PXE-E16.
+
 // pxeDiscoveryBypass is PXE option 43 sub-option 6 (discovery control) = 8:
 // skip boot server discovery and boot the file name directly.
 var pxeDiscoveryBypass = []byte{6, 1, 8, 255}
@@ -176,14 +184,17 @@ var pxeDiscoveryBypass = []byte{6, 1, 8, 255}
 func (s *Server) addBoot(reply, req *dhcpv4.DHCPv4, c client) {
 	reply.ServerIPAddr = s.cfg.ServerIP.AsSlice()
 	reply.BootFileName = s.bootFile(c)
-	reply.UpdateOption(dhcpv4.OptClassIdentifier("PXEClient"))
 	if !c.ipxe {
 		reply.ServerHostName = s.cfg.ServerIP.String()
 	}
 	// Some UEFI firmware rejects offers carrying option 43, so only BIOS
 	// PXE ROMs get it (as in Pixiecore).
-	if c.arch == ipxe.ArchBIOS && !c.ipxe {
+	withPXEOptions := c.arch == ipxe.ArchBIOS && !c.ipxe
+	if withPXEOptions {
 		reply.UpdateOption(dhcpv4.OptGeneric(dhcpv4.OptionVendorSpecificInformation, pxeDiscoveryBypass))
+	}
+	if s.cfg.Mode == ModeProxy || withPXEOptions {
+		reply.UpdateOption(dhcpv4.OptClassIdentifier("PXEClient"))
 	}
 	if guid := req.Options.Get(dhcpv4.OptionClientMachineIdentifier); guid != nil {
 		reply.UpdateOption(dhcpv4.OptGeneric(dhcpv4.OptionClientMachineIdentifier, guid))

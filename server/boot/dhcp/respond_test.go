@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -64,6 +65,9 @@ type want struct {
 	msgType  dhcpv4.MessageType
 	file     string
 	option43 bool
+	// plain: a boot file without class identifier "PXEClient" (a full-mode
+	// lease that is no BINL offer, see addBoot).
+	plain bool
 }
 
 func checkReply(t *testing.T, reply *dhcpv4.DHCPv4, err error, w want) {
@@ -86,8 +90,12 @@ func checkReply(t *testing.T, reply *dhcpv4.DHCPv4, err error, w want) {
 	if !reply.ServerIdentifier().Equal(serverIP.AsSlice()) {
 		t.Errorf("server identifier = %v, want %v", reply.ServerIdentifier(), serverIP)
 	}
-	if w.file != "" && (!reply.ServerIPAddr.Equal(serverIP.AsSlice()) || reply.ClassIdentifier() != "PXEClient") {
-		t.Errorf("siaddr %v, class %q; want %v, PXEClient", reply.ServerIPAddr, reply.ClassIdentifier(), serverIP)
+	wantClass := "PXEClient"
+	if w.plain {
+		wantClass = ""
+	}
+	if w.file != "" && (!reply.ServerIPAddr.Equal(serverIP.AsSlice()) || reply.ClassIdentifier() != wantClass) {
+		t.Errorf("siaddr %v, class %q; want %v, %q", reply.ServerIPAddr, reply.ClassIdentifier(), serverIP, wantClass)
 	}
 	// The reply must encode and decode to the same boot file.
 	back, err := dhcpv4.FromBytes(reply.ToBytes())
@@ -207,8 +215,8 @@ func TestRespondFullClasses(t *testing.T) {
 	}{
 		{"non_pxe_gets_lease_only", plainClient, want{msgType: dhcpv4.MessageTypeOffer}},
 		{"bios", pxeBIOS, want{msgType: dhcpv4.MessageTypeOffer, file: "undionly.kpxe", option43: true}},
-		{"efi_x64", pxeEFI, want{msgType: dhcpv4.MessageTypeOffer, file: "ipxe.efi"}},
-		{"ipxe_efi", ipxeEFIRFC3004, want{msgType: dhcpv4.MessageTypeOffer, file: efiURL}},
+		{"efi_x64", pxeEFI, want{msgType: dhcpv4.MessageTypeOffer, file: "ipxe.efi", plain: true}},
+		{"ipxe_efi", ipxeEFIRFC3004, want{msgType: dhcpv4.MessageTypeOffer, file: efiURL, plain: true}},
 		{"arm64_gets_lease_only", pxeARM64, want{msgType: dhcpv4.MessageTypeOffer}},
 	}
 	for _, tt := range tests {
@@ -226,5 +234,52 @@ func TestRespondFullClasses(t *testing.T) {
 	}
 	if _, err := s.Respond(newMsg(t, dhcpv4.MessageTypeDiscover, mac1, pxeBIOS...), PortPXE); !errors.Is(err, ErrIgnored) {
 		t.Errorf("port 4011 in full mode: err = %v, want ErrIgnored", err)
+	}
+}
+
+// TestRespondFullNoBINLOffer checks what UEFI PXE clients (edk2's
+// PxeBcDhcp4.c) make of full-mode leases: a lease with class identifier
+// "PXEClient" and no option 43 is a BINL offer, whose boot file the client
+// asks for on port 4011, where a full-mode server does not listen (OVMF
+// then fails with PXE-E16). Every lease with a boot file must instead be
+// a PXE offer with option 43 or a plain DHCP offer.
+func TestRespondFullNoBINLOffer(t *testing.T) {
+	clients := []struct {
+		name string
+		mods []dhcpv4.Modifier
+	}{
+		{"bios", pxeBIOS}, {"efi_x64", pxeEFI}, {"efi_bc", pxeEFIBC},
+		{"efi_class_only", pxeEFIClassOnly}, {"ipxe_bios", ipxeBIOS}, {"ipxe_efi", ipxeEFIOpt175},
+	}
+	for _, c := range clients {
+		t.Run(c.name, func(t *testing.T) {
+			s := newTestServer(t, fullConfig(&fakeClock{time.Unix(1e9, 0)}))
+			offer, err := s.Respond(newMsg(t, dhcpv4.MessageTypeDiscover, mac1, c.mods...), PortDHCP)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req := newMsg(t, dhcpv4.MessageTypeRequest, mac1, append(c.mods[:len(c.mods):len(c.mods)],
+				dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(offer.YourIPAddr)),
+				dhcpv4.WithOption(dhcpv4.OptServerIdentifier(serverIP.AsSlice())))...)
+			ack, err := s.Respond(req, PortDHCP)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, reply := range []*dhcpv4.DHCPv4{offer, ack} {
+				// Decode what goes on the wire, as the client does.
+				wire, err := dhcpv4.FromBytes(reply.ToBytes())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if wire.BootFileName == "" || wire.YourIPAddr.IsUnspecified() {
+					t.Fatalf("%v: file %q yiaddr %v, want a lease with a boot file", wire.MessageType(), wire.BootFileName, wire.YourIPAddr)
+				}
+				binl := strings.HasPrefix(wire.ClassIdentifier(), "PXEClient") &&
+					!wire.Options.Has(dhcpv4.OptionVendorSpecificInformation)
+				if binl {
+					t.Errorf("%v is a BINL offer (PXEClient without option 43): %s", wire.MessageType(), wire.Summary())
+				}
+			}
+		})
 	}
 }
