@@ -77,8 +77,8 @@ func (f *fakeKernel) bindConn(sid, cid uint32, fd int) error {
 }
 
 // receive turns the target's PDUs into RECV_PDU events, laid out as the
-// kernel does: iscsi_uevent with r.recv_req {ref_ptr, sid, cid}, then
-// header and data.
+// kernel does: iscsi_uevent with r.recv_req {sid, cid, recv_handle},
+// then header and data.
 func (f *fakeKernel) receive(c net.Conn, sid, cid uint32) {
 	for {
 		p, err := pdu.Read(c, pdu.Limits{})
@@ -87,8 +87,8 @@ func (f *fakeKernel) receive(c net.Conn, sid, cid uint32) {
 		}
 		b := make([]byte, ueventSize, ueventSize+pdu.BHSLength+len(p.Data))
 		binary.LittleEndian.PutUint32(b[0:], kevRecvPDU)
-		binary.LittleEndian.PutUint32(b[48:], sid)
-		binary.LittleEndian.PutUint32(b[52:], cid)
+		binary.LittleEndian.PutUint32(b[40:], sid)
+		binary.LittleEndian.PutUint32(b[44:], cid)
 		b = append(append(b, p.Header[:]...), p.Data...)
 		e, err := decodeEvent(b)
 		if err != nil {
@@ -259,7 +259,7 @@ func TestRecvPDUEvent(t *testing.T) {
 	mk := func(payload []byte) event {
 		b := make([]byte, ueventSize)
 		binary.LittleEndian.PutUint32(b[0:], kevRecvPDU)
-		binary.LittleEndian.PutUint32(b[48:], 3)
+		binary.LittleEndian.PutUint32(b[40:], 3)
 		e, _ := decodeEvent(append(b, payload...))
 		return e
 	}

@@ -165,9 +165,9 @@ func decodeEvent(b []byte) (event, error) {
 }
 
 // recvPDU is the payload of ISCSI_KEVENT_RECV_PDU: struct msg_recv_req
-// (ref_ptr u64, sid, cid), then the PDU's header and data segment.
+// (sid, cid, recv_handle u64), then the PDU's header and data segment.
 func (e event) recvPDU() (sid, cid uint32, p *pdu.PDU, err error) {
-	sid, cid = e.word(2), e.word(3)
+	sid, cid = e.word(0), e.word(1)
 	if len(e.data) < pdu.BHSLength {
 		return sid, cid, nil, fmt.Errorf("iscsi: received PDU of %d bytes", len(e.data))
 	}

@@ -86,6 +86,26 @@ func TestDecodeEvent(t *testing.T) {
 	}
 }
 
+// TestDecodeRecvPDUGolden: ISCSI_KEVENT_RECV_PDU laid out by hand from
+// iscsi_if.h (r.recv_req is sid, cid, recv_handle), then a Login
+// Response header with 4 data bytes, then the data.
+func TestDecodeRecvPDUGolden(t *testing.T) {
+	b, _ := hex.DecodeString("65000000" + "00000000" + "0100000000000000" +
+		"000000000000000000000000000000000000000000000000" +
+		"05000000" + "02000000" + "0000000000000000" +
+		"23870000" + "00000004" + "000000000000" + "0000" + "00000007" +
+		"00000000000000000000000000000000000000000000000000000000" + // 28 bytes to 48
+		"613d6200")
+	e, err := decodeEvent(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sid, cid, p, err := e.recvPDU()
+	if err != nil || e.typ != kevRecvPDU || sid != 5 || cid != 2 || p.ITT() != 7 || string(p.Data) != "a=b\x00" {
+		t.Errorf("recvPDU() = sid %d cid %d %+v, %v", sid, cid, p, err)
+	}
+}
+
 func FuzzDecodeEvent(f *testing.F) {
 	f.Add(encodeRequest(uevBindConn, 1, 1, bindRequest(3, 0, 9), nil)[nlmsgHdrSize:])
 	f.Fuzz(func(t *testing.T, b []byte) {
