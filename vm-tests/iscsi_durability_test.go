@@ -30,15 +30,23 @@ $B mountpoint -q /sys || $B mount -t sysfs sys /sys
 echo "root: keepers=$($B cat /proc/[0-9]*/cmdline 2>/dev/null | $B tr '\0' '\n' | $B grep -c '^@sealroot-iscsi$')"
 n=0
 [ -f /marker ] && n=$($B cat /marker)
+echo "root: resumed at marker $n"
+if [ $n != 0 ] && [ -f /iscsi-debug ]; then
+  for p in libiscsi/parameters/debug_libiscsi_conn libiscsi/parameters/debug_libiscsi_session \
+    iscsi_tcp/parameters/debug_iscsi_tcp scsi_transport_iscsi/parameters/debug_conn \
+    scsi_transport_iscsi/parameters/debug_session; do echo 1 > /sys/module/$p; done
+fi
 while :; do
   n=$((n+1))
-  $B printf 'block %d\n' $n | $B dd of=/blocks bs=4096 seek=$n conv=notrunc,sync 2>/dev/null
-  echo $n > /marker.new
-  $B mv /marker.new /marker
-  $B sync
+  $B printf 'block %d\n' $n | $B dd of=/blocks bs=4096 seek=$n conv=notrunc,sync 2>/dev/null || break
+  echo $n > /marker.new || break
+  $B mv /marker.new /marker || break
+  $B sync || break
   echo "root: wrote $n"
   $B usleep 300000
 done
+echo "root: write $n failed"
+exec $B sleep 100000
 `
 
 // keeperRecoveryWait bounds the wait for the keeper after a server
@@ -49,21 +57,32 @@ var reWrote = regexp.MustCompile(`root: wrote (\d+)`)
 
 // TestISCSIDurability runs a machine whose iSCSI root (production chain:
 // PXE, attestation, WireGuard, mutual CHAP) writes and syncs numbered
-// blocks in a loop, then restarts `sealroot serve` under it (the
-// @sealroot-iscsi keeper must log in again and the writes go on), then
-// cuts its power mid-write: the volume must be fsck-clean and hold the
-// last block and marker the machine reported synced.
+// blocks in a loop. It cuts the machine's power mid-write: the volume must
+// be fsck-clean and hold the last block and marker the machine reported
+// synced, and the next boot resumes from that marker. Then it restarts
+// `sealroot serve` under the writing machine: the @sealroot-iscsi keeper
+// must log in again and the writes go on.
+//
+// SEALROOT_VM_ISCSI_DEBUG=1 turns on the kernel's iSCSI debug messages in
+// the machine's second boot (the one whose server is restarted).
 func TestISCSIDurability(t *testing.T) {
 	SkipUnlessEnabled(t)
-	RequireTools(t, QEMU, "swtpm", "nsenter", Busybox, "mkfs.ext4", "e2fsck", "debugfs")
+	RequireTools(t, QEMU, "swtpm", "nsenter", Busybox, "mkfs.ext4", "e2fsck", "debugfs", "cp")
 	begin := time.Now()
 	defer func() { t.Logf("TestISCSIDurability took %s", time.Since(begin).Round(time.Second)) }()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	tp := NewTPM(t)
-	lab := NewLab(t, LabOptions{})
+	// Its own namespace name: other VM tests may run at the same time.
+	lab := NewLab(t, LabOptions{Name: "sealroot-durable"})
 	sr := startSealroot(ctx, t, lab, SealrootOptions{TPMs: []*TPM{tp}, Extra: tunnelISCSIConfig})
-	if _, err := sr.CLI(ctx, "image", "import", "writer", BusyboxRootTree(t, writerInit)); err != nil {
+	tree := BusyboxRootTree(t, writerInit)
+	if os.Getenv("SEALROOT_VM_ISCSI_DEBUG") == "1" {
+		if err := os.WriteFile(filepath.Join(tree, "iscsi-debug"), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := sr.CLI(ctx, "image", "import", "writer", tree); err != nil {
 		t.Fatal(err)
 	}
 	vm := startPXE(ctx, t, lab, "vm-durable", BIOS, tp)
@@ -74,20 +93,37 @@ func TestISCSIDurability(t *testing.T) {
 	if _, err := sr.CLI(ctx, "machine", "approve", id, "--name", "vm-durable"); err != nil {
 		t.Fatal(err)
 	}
-	for _, re := range []string{`sealroot: \[ok\] tunnel `, `sealroot: \[ok\] root `} {
-		if m := expectBoot(ctx, t, vm, `^(?:sealroot: (?:boot failed|\[FAILED\]) (.*)|`+re+`)`); m[1] != "" {
-			t.Fatalf("agent failed: %s", m[1])
-		}
-	}
-	keepers := expectBoot(ctx, t, vm, `root: keepers=(\d+)`)[1]
-	t.Logf("@sealroot-iscsi keepers alive after switch_root: %s", keepers)
+	expectWriterRoot(ctx, t, vm, 0)
 	first := expectWrote(ctx, t, vm, 3)
 	t.Logf("root writes and syncs: marker %d after %s", first, time.Since(begin).Round(time.Second))
 
-	t.Run("server_restart", func(t *testing.T) {
-		if keepers != "1" {
-			t.Skipf("no @sealroot-iscsi keeper survived switch_root (keepers=%s): nothing would log in again", keepers)
+	synced := 0
+	t.Run("power_cut", func(t *testing.T) {
+		expectWrote(ctx, t, vm, lastWrote(t, vm)+2)
+		vm.Kill()
+		synced = lastWrote(t, vm)
+		raw := exportVolume(t, sr, id)
+		e2fsck(t, raw)
+		got, err := strconv.Atoi(debugfsCat(t, raw, "/marker"))
+		if err != nil || got < synced || got > synced+1 {
+			t.Fatalf("/marker = %d (%v) after the power cut; the machine had synced marker %d (want %d or %d)", got, err, synced, synced, synced+1)
 		}
+		blocks := debugfsCat(t, raw, "/blocks")
+		for _, n := range []int{1, synced} {
+			want := fmt.Sprintf("block %d\n", n)
+			if off := n * 4096; len(blocks) < off+len(want) || blocks[off:off+len(want)] != want {
+				t.Errorf("/blocks has no synced block %d after the power cut", n)
+			}
+		}
+		t.Logf("power cut after synced marker %d: fsck clean, /marker=%d, blocks 1 and %d present", synced, got, synced)
+		synced = got
+	})
+
+	vm = startPXE(ctx, t, lab, "vm-durable-2", BIOS, tp)
+	expectWriterRoot(ctx, t, vm, synced)
+	expectWrote(ctx, t, vm, synced+3)
+
+	t.Run("server_restart", func(t *testing.T) {
 		down, err := sr.Restart(ctx, t, lab)
 		if err != nil {
 			t.Fatal(err)
@@ -99,34 +135,31 @@ func TestISCSIDurability(t *testing.T) {
 		defer cancel()
 		m, err := vm.Expect(wctx, regexp.MustCompile(`sealroot-iscsi: iSCSI connection restored.*took=(\S+)`))
 		if err != nil {
-			t.Skipf("the keeper did not log in again within %s of the restart (%v); its last lines:\n%s",
+			t.Fatalf("the @sealroot-iscsi keeper did not log in again within %s of the restart (%v); its last lines:\n%s",
 				keeperRecoveryWait, err, keeperLines(t, vm))
 		}
 		t.Logf("keeper logged in again %s after the server was back (its recovery took %s)", time.Since(restored).Round(time.Millisecond), m[1])
 		n := expectWroteWithin(wctx, t, vm, atRestart+3)
 		t.Logf("writes go on after the restart: marker %d (%d before)", n, atRestart)
 	})
+}
 
-	t.Run("power_cut", func(t *testing.T) {
-		expectWrote(ctx, t, vm, lastWrote(t, vm)+2)
-		vm.Kill()
-		last := lastWrote(t, vm)
-		raw := exportVolume(t, sr, id)
-		e2fsck(t, raw)
-		marker := debugfsCat(t, raw, "/marker")
-		got, err := strconv.Atoi(marker)
-		if err != nil || got < last || got > last+1 {
-			t.Fatalf("/marker = %q after the power cut; the machine had synced marker %d (want %d or %d)", marker, last, last, last+1)
+// expectWriterRoot waits for the tunnel and root stages (an agent failure
+// ends the test with the agent's message), then for the root's report of
+// the surviving keeper and the marker it resumes from.
+func expectWriterRoot(ctx context.Context, t *testing.T, vm *VM, marker int) {
+	t.Helper()
+	for _, re := range []string{`sealroot: \[ok\] tunnel `, `sealroot: \[ok\] root `} {
+		if m := expectBoot(ctx, t, vm, `^(?:sealroot: (?:boot failed|\[FAILED\]) (.*)|`+re+`)`); m[1] != "" {
+			t.Fatalf("agent failed: %s", m[1])
 		}
-		blocks := debugfsCat(t, raw, "/blocks")
-		for _, n := range []int{1, last} {
-			want := fmt.Sprintf("block %d\n", n)
-			if off := n * 4096; len(blocks) < off+len(want) || blocks[off:off+len(want)] != want {
-				t.Errorf("/blocks has no synced block %d after the power cut", n)
-			}
-		}
-		t.Logf("power cut after synced marker %d: fsck clean, /marker=%d, blocks 1..%d present", last, got, last)
-	})
+	}
+	if k := expectBoot(ctx, t, vm, `root: keepers=(\d+)`)[1]; k != "1" {
+		t.Errorf("%s @sealroot-iscsi keepers alive after switch_root, want 1", k)
+	}
+	if got := atoi(expectBoot(ctx, t, vm, `root: resumed at marker (\d+)`)[1]); got != marker {
+		t.Errorf("root resumed at marker %d, want %d", got, marker)
+	}
 }
 
 // expectWrote waits (up to bootTimeout) for a "root: wrote N" line with N
@@ -141,7 +174,10 @@ func expectWrote(ctx context.Context, t *testing.T, vm *VM, min int) int {
 func expectWroteWithin(ctx context.Context, t *testing.T, vm *VM, min int) int {
 	t.Helper()
 	for {
-		m, err := vm.Expect(ctx, reWrote)
+		m, err := vm.Expect(ctx, regexp.MustCompile(`root: (?:wrote|write) (\d+)( failed)?`))
+		if err == nil && m[2] != "" {
+			err = fmt.Errorf("write %s failed", m[1])
+		}
 		if err != nil {
 			t.Fatalf("no marker %d written: %v (last synced: %d)", min, err, lastWrote(t, vm))
 		}
@@ -172,7 +208,7 @@ func keeperLines(t *testing.T, vm *VM) string {
 	b, _ := os.ReadFile(vm.ConsoleLog())
 	var lines []string
 	for _, l := range strings.Split(string(b), "\n") {
-		if strings.Contains(l, "sealroot-iscsi") || strings.Contains(l, "connection") {
+		if strings.Contains(l, "sealroot-iscsi") || strings.Contains(l, "connection") || strings.Contains(l, "session") {
 			lines = append(lines, strings.TrimSpace(l))
 		}
 	}
