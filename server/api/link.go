@@ -6,15 +6,15 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/sealroot/sealroot/server/attest"
+	"github.com/sealroot/sealroot/server/attest/wire"
 	"github.com/sealroot/sealroot/server/tunnel"
 )
 
 // RootLink is how a machine reaches its root storage, for
 // `sealroot machine show`. Read-only.
 type RootLink struct {
-	// Transport is the machine's root transport: attest.TransportWireGuard
-	// or attest.TransportPlain. It is the machine's RootPlan "transport"
+	// Transport is the machine's root transport: wire.TransportWireGuard
+	// or wire.TransportPlain. It is the machine's RootPlan "transport"
 	// parameter, else the server's setting; plain when the server runs no
 	// tunnel.
 	Transport string `json:"transport"`
@@ -56,7 +56,7 @@ type Links struct {
 	// Tunnel is the server's tunnel; nil when it runs none.
 	Tunnel *tunnel.Tunnel
 	// Transport is the server's root transport setting; "" means
-	// attest.TransportWireGuard.
+	// wire.TransportWireGuard.
 	Transport string
 }
 
@@ -67,14 +67,14 @@ func (l *Links) RootLink(ctx context.Context, ref string) (*RootLink, error) {
 		return nil, err
 	}
 	if l.Tunnel == nil {
-		return &RootLink{Transport: attest.TransportPlain}, nil
+		return &RootLink{Transport: wire.TransportPlain}, nil
 	}
 	link := &RootLink{Tunnel: true, ServerTransport: l.Transport}
 	if link.ServerTransport == "" {
-		link.ServerTransport = attest.TransportWireGuard
+		link.ServerTransport = wire.TransportWireGuard
 	}
 	link.Transport = link.ServerTransport
-	if t := m.Root.Params[attest.TransportParam]; t != "" {
+	if t := m.Root.Params[wire.TransportParam]; t != "" {
 		link.Transport = t
 	}
 	if a, ok := l.Tunnel.MachineAddr(m.ID); ok {

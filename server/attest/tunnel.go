@@ -20,15 +20,15 @@ type Tunnels interface {
 // Root transports: how a machine reaches its root storage.
 const (
 	// TransportWireGuard requires a tunnel (the default with Tunnels).
-	TransportWireGuard = "wireguard"
+	TransportWireGuard = wire.TransportWireGuard
 	// TransportPlain lets a machine without a WireGuard key have its
 	// credential; its root then runs over the plain LAN (trusted labs).
-	TransportPlain = "plain"
+	TransportPlain = wire.TransportPlain
 )
 
 // TransportParam is the RootPlan parameter that overrides the server's
 // root transport for one machine.
-const TransportParam = "transport"
+const TransportParam = wire.TransportParam
 
 // ErrNoTunnelKey refuses an agent that sent no WireGuard key when its root
 // transport is a tunnel.

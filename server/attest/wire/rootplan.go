@@ -27,3 +27,11 @@ const (
 	SecretCHAPTargetUser   = "iscsi.chap_target_user"   // mutual CHAP: target's name
 	SecretCHAPTargetSecret = "iscsi.chap_target_secret" // mutual CHAP: target's secret
 )
+
+// Root transports (RootPlan.Params[TransportParam] overrides the server's
+// setting for one machine).
+const (
+	TransportParam     = "transport"
+	TransportWireGuard = "wireguard" // root over the machine's WireGuard tunnel
+	TransportPlain     = "plain"     // root over the plain LAN (trusted labs only)
+)
