@@ -115,7 +115,7 @@ func (k *Keeper) recover(ctx context.Context) error {
 			return nil
 		}
 		t.Logger.Warn("iSCSI re-login attempt failed", "sid", k.SID, "attempt", attempt, "error", err)
-		if ctx.Err() == nil || last == nil {
+		if deadline, _ := ctx.Deadline(); last == nil || time.Now().Before(deadline) {
 			last = err
 		}
 		if b.Sleep(ctx) != nil {

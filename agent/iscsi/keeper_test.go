@@ -296,3 +296,20 @@ func TestHandover(t *testing.T) {
 		}
 	}
 }
+
+// TestKernelLoginConnLost: a connection error of the session while the
+// keeper waits for a login response ends the attempt with ErrConnLost;
+// other sessions' events and PDUs are skipped.
+func TestKernelLoginConnLost(t *testing.T) {
+	fk := newFakeKernel(1)
+	fk.connError(8)
+	fk.connError(3)
+	kp := &kernelPDUs{k: fk, sid: 3, deadline: time.Now().Add(5 * time.Second)}
+	if _, err := kp.readPDU(); !errors.Is(err, ErrConnLost) {
+		t.Fatalf("readPDU() = %v, want %v", err, ErrConnLost)
+	}
+	kp.deadline = time.Now().Add(50 * time.Millisecond)
+	if _, err := kp.readPDU(); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("readPDU() without events = %v, want %v", err, os.ErrDeadlineExceeded)
+	}
+}
