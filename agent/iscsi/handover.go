@@ -39,9 +39,9 @@ func newHandover(t Target, d *Disk) handover {
 	}
 }
 
-// keeper turns a handover back into a Keeper (without its kernel).
-func (h handover) keeper() *Keeper {
-	return &Keeper{
+// keeper turns a handover back into a keeper (without its kernel).
+func (h handover) newKeeper() *keeper {
+	return &keeper{
 		Target: Target{
 			Portal: h.Portal,
 			Login: Config{

@@ -38,9 +38,9 @@ type kernel interface {
 	event(timeout time.Duration) (event, error)
 }
 
-// Keeper logs in again whenever the kernel reports that the connection
+// keeper logs in again whenever the kernel reports that the connection
 // of a session dropped, keeping the session (and its block device).
-type Keeper struct {
+type keeper struct {
 	Target Target // the attach's target, same ISID and credentials
 	SID    uint32
 	CID    uint32
@@ -59,7 +59,7 @@ const eventPoll = time.Second
 
 // run waits for connection errors of k.SID and recovers from each until
 // ctx ends.
-func (k *Keeper) run(ctx context.Context) error {
+func (k *keeper) run(ctx context.Context) error {
 	k.Target = k.Target.withDefaults()
 	if k.Dial == nil {
 		k.Dial = func(ctx context.Context, addr string) (net.Conn, error) {
@@ -100,7 +100,7 @@ func (k *Keeper) run(ctx context.Context) error {
 
 // recover stops the connection for recovery and logs in again with
 // jittered backoff until it works or the recovery timeout passes.
-func (k *Keeper) recover(ctx context.Context) error {
+func (k *keeper) recover(ctx context.Context) error {
 	t := k.Target
 	ctx, cancel := context.WithTimeout(ctx, t.RecoveryTimeout)
 	defer cancel()
@@ -126,7 +126,7 @@ func (k *Keeper) recover(ctx context.Context) error {
 
 // relogin dials, binds the new socket to the stopped connection, logs in
 // through the kernel and starts the connection.
-func (k *Keeper) relogin(ctx context.Context) error {
+func (k *keeper) relogin(ctx context.Context) error {
 	t := k.Target
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -159,7 +159,7 @@ func (k *Keeper) relogin(ctx context.Context) error {
 // kernelLogin logs in on the bound connection through SEND_PDU and
 // RECV_PDU, so the kernel stamps the session's CmdSN and learns
 // ExpCmdSN/MaxCmdSN from the responses.
-func (k *Keeper) kernelLogin(ctx context.Context) (*Session, error) {
+func (k *keeper) kernelLogin(ctx context.Context) (*Session, error) {
 	cfg := k.Target.Login.withDefaults()
 	cfg.CmdSN = 0 // the kernel stamps its own
 	if cfg.InitiatorName == "" || cfg.TargetName == "" {

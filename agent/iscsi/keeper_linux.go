@@ -81,7 +81,7 @@ func RunKeeper(ctx context.Context, cfg io.Reader, ready io.Writer, log hclog.Lo
 		return err
 	}
 	defer nl.Close()
-	k := h.keeper()
+	k := h.newKeeper()
 	k.Target.Logger = log
 	k.k = nl
 	if _, err := io.WriteString(ready, keeperReady+"\n"); err != nil {

@@ -153,8 +153,8 @@ func (f *fakeKernel) callLog() string {
 
 var testISID = [6]byte{0x80, 9, 8, 7, 6, 5}
 
-func testKeeper(addr string, chap *CHAP, k kernel) *Keeper {
-	return &Keeper{
+func testKeeper(addr string, chap *CHAP, k kernel) *keeper {
+	return &keeper{
 		Target: Target{
 			Portal:          addr,
 			Login:           Config{InitiatorName: testInitiator, TargetName: testTarget, ISID: testISID, CHAP: chap},
@@ -285,7 +285,7 @@ func TestHandover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	k := h.keeper()
+	k := h.newKeeper()
 	if k.SID != 4 || k.CID != 1 || k.Target.Portal != tg.Portal || *k.Target.Login.CHAP != testCHAP ||
 		k.Target.Login.ISID != testISID || k.Target.RecoveryTimeout != time.Minute {
 		t.Errorf("handover keeper = %+v", k)
