@@ -39,7 +39,7 @@ func newHandover(t Target, d *Disk) handover {
 	}
 }
 
-// keeper turns a handover back into a keeper (without its kernel).
+// newKeeper turns a handover back into a keeper (without its kernel).
 func (h handover) newKeeper() *keeper {
 	return &keeper{
 		Target: Target{
