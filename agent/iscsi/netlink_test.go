@@ -90,12 +90,7 @@ func TestDecodeEvent(t *testing.T) {
 // iscsi_if.h (r.recv_req is sid, cid, recv_handle), then a Login
 // Response header with 4 data bytes, then the data.
 func TestDecodeRecvPDUGolden(t *testing.T) {
-	b, _ := hex.DecodeString("65000000" + "00000000" + "0100000000000000" +
-		"000000000000000000000000000000000000000000000000" +
-		"05000000" + "02000000" + "0000000000000000" +
-		"23870000" + "00000004" + "000000000000" + "0000" + "00000007" +
-		"00000000000000000000000000000000000000000000000000000000" + // 28 bytes to 48
-		"613d6200")
+	b := recvPDUGolden()
 	e, err := decodeEvent(b)
 	if err != nil {
 		t.Fatal(err)
@@ -106,13 +101,27 @@ func TestDecodeRecvPDUGolden(t *testing.T) {
 	}
 }
 
+func recvPDUGolden() []byte {
+	b, _ := hex.DecodeString("65000000" + "00000000" + "0100000000000000" +
+		"000000000000000000000000000000000000000000000000" +
+		"05000000" + "02000000" + "0000000000000000" +
+		"23870000" + "00000004" + "000000000000" + "0000" + "00000007" +
+		"00000000000000000000000000000000000000000000000000000000" + // 28 bytes to 48
+		"613d6200")
+	return b
+}
+
 func FuzzDecodeEvent(f *testing.F) {
 	f.Add(encodeRequest(uevBindConn, 1, 1, bindRequest(3, 0, 9), nil)[nlmsgHdrSize:])
+	f.Add(recvPDUGolden())
 	f.Fuzz(func(t *testing.T, b []byte) {
 		e, err := decodeEvent(b)
 		if err == nil {
 			e.connError()
 			e.retcode()
+			if _, _, p, err := e.recvPDU(); err == nil && len(p.Data) != p.DataSegmentLength() {
+				t.Errorf("recvPDU() data of %d bytes, header says %d", len(p.Data), p.DataSegmentLength())
+			}
 		}
 	})
 }
