@@ -1,0 +1,146 @@
+package vmtest
+
+import (
+	"bufio"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// distroSuite is the Debian release of DistroRoot.
+const distroSuite = "bookworm"
+
+// distroCheckScript is the distribution root's check, run by systemd as
+// sealroot-check.service once multi-user.target is reached: it reports
+// that systemd booted, how many @sealroot-iscsi keepers survived
+// switch_root into systemd, and the marker of the previous boot; then it
+// increments the marker, syncs and asks systemd to power off.
+const distroCheckScript = `#!/bin/sh
+exec >/dev/console 2>&1
+echo "distro: booted systemd $(systemctl is-system-running 2>/dev/null)"
+echo "distro: keeper=$(pgrep -c -f '^@sealroot-iscsi')"
+ps -eo pid,ppid,args | grep -e '@sealroot' | grep -v grep | sed 's/^/distro: ps: /'
+m=none
+[ -f /var/lib/sealroot-marker ] && m=$(cat /var/lib/sealroot-marker)
+echo "distro: marker=$m"
+n=1
+[ "$m" != none ] && n=$((m+1))
+echo $n > /var/lib/sealroot-marker
+sync
+echo "distro: wrote marker $n"
+systemctl --no-block poweroff
+`
+
+const distroCheckUnit = `[Unit]
+Description=sealroot distribution root check
+After=basic.target
+
+[Service]
+Type=oneshot
+ExecStart=/usr/local/sbin/sealroot-check
+
+[Install]
+WantedBy=multi-user.target
+`
+
+// DistroRoot returns a Debian root tree (debootstrap --variant=minbase
+// with systemd-sysv, udev, iproute2 and procps) under the build cache,
+// built on first use, with sealroot-check.service enabled and the
+// console on ttyS0. It skips t when debootstrap is missing (fails under
+// CI=true).
+func DistroRoot(ctx context.Context, t testing.TB) string {
+	t.Helper()
+	RequireTools(t, "debootstrap")
+	dir := filepath.Join(CacheDir(t), "distro-root", distroSuite)
+	if _, err := os.Stat(filepath.Join(dir, "lib", "systemd", "systemd")); err != nil {
+		tmp := dir + ".tmp"
+		os.RemoveAll(tmp)
+		mirror := debianMirror()
+		t.Logf("vmtest: debootstrap %s from %s (once, cached in %s)", distroSuite, mirror, dir)
+		cmd := exec.CommandContext(ctx, "debootstrap", "--variant=minbase",
+			"--include=systemd-sysv,udev,iproute2,procps", distroSuite, tmp, mirror)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("vmtest: debootstrap: %v: %s", err, lastLines(out, 20))
+		}
+		if err := os.Rename(tmp, dir); err != nil {
+			t.Fatal(err)
+		}
+	}
+	customizeDistro(t, dir)
+	return dir
+}
+
+// customizeDistro writes the check service, an empty fstab (the agent
+// mounted the root) and a hostname into the tree; it is idempotent.
+func customizeDistro(t testing.TB, dir string) {
+	t.Helper()
+	files := []struct {
+		path string
+		data string
+		mode os.FileMode
+	}{
+		{"usr/local/sbin/sealroot-check", distroCheckScript, 0o755},
+		{"etc/systemd/system/sealroot-check.service", distroCheckUnit, 0o644},
+		{"etc/fstab", "# the root is mounted by the sealroot agent\n", 0o644},
+		{"etc/hostname", "sealroot-distro\n", 0o644},
+	}
+	for _, f := range files {
+		p := filepath.Join(dir, f.path)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(f.data), f.mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wants := filepath.Join(dir, "etc/systemd/system/multi-user.target.wants")
+	if err := os.MkdirAll(wants, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(wants, "sealroot-check.service")
+	os.Remove(link)
+	if err := os.Symlink("/etc/systemd/system/sealroot-check.service", link); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(filepath.Join(dir, "var/lib/sealroot-marker"))
+}
+
+// debianMirror is $SEALROOT_DISTRO_MIRROR, else the first Debian archive
+// URI of the host's APT sources, else deb.debian.org.
+func debianMirror() string {
+	if m := os.Getenv("SEALROOT_DISTRO_MIRROR"); m != "" {
+		return m
+	}
+	srcs, _ := filepath.Glob("/etc/apt/sources.list.d/*.sources")
+	srcs = append([]string{"/etc/apt/sources.list"}, srcs...)
+	for _, p := range srcs {
+		f, err := os.Open(p)
+		if err != nil {
+			continue
+		}
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			line := strings.TrimSpace(sc.Text())
+			if strings.HasPrefix(line, "#") {
+				continue
+			}
+			for _, field := range strings.Fields(line) {
+				if strings.HasPrefix(field, "http") && strings.HasSuffix(strings.TrimRight(field, "/"), "/debian") {
+					f.Close()
+					return field
+				}
+			}
+		}
+		f.Close()
+	}
+	return "http://deb.debian.org/debian"
+}
+
+// lastLines returns the last n lines of b.
+func lastLines(b []byte, n int) string {
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
