@@ -79,7 +79,13 @@ func expectDistro(ctx context.Context, t *testing.T, vm *VM, marker string) {
 		t.Errorf("distro root found marker %s, want %s", m, marker)
 	}
 	expectBoot(ctx, t, vm, `distro: wrote marker`)
-	expectBoot(ctx, t, vm, `reboot: Power down`)
+	// systemd-shutdown must spare the keeper (argv[0] "@sealroot-iscsi")
+	// until the kernel powers off, or a connection drop during the final
+	// sync and remount would fail the root's last writes.
+	if m := expectBoot(ctx, t, vm, `(sealroot-iscsi: keeper stopped.*|reboot: Power down)`); m[1] != "reboot: Power down" {
+		t.Errorf("the @sealroot-iscsi keeper died during systemd's shutdown: %s", m[1])
+		expectBoot(ctx, t, vm, `reboot: Power down`)
+	}
 	wctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	if err := vm.Wait(wctx); err != nil {
