@@ -98,7 +98,10 @@ func (n *Netlink) receive(timeout time.Duration) ([]event, error) {
 		return nil, os.NewSyscallError("setsockopt", err)
 	}
 	m, _, err := unix.Recvfrom(n.fd, n.buf, 0)
-	if err == unix.EAGAIN {
+	// EINTR: a stop and continue (systemd-shutdown sends SIGSTOP/SIGCONT to
+	// every process, spared @ daemons included) interrupts a recvfrom with
+	// SO_RCVTIMEO even without a handler; treat it as a timeout and poll again.
+	if err == unix.EAGAIN || err == unix.EINTR {
 		return nil, fmt.Errorf("iscsi: netlink: %w", os.ErrDeadlineExceeded)
 	}
 	if err != nil {

@@ -94,7 +94,10 @@ func Console() error {
 // only on failure. It checks that init exists and is executable first,
 // because after the move there is no way back.
 func SwitchRoot(newRoot, init string) error {
-	target := filepath.Join(newRoot, init)
+	target, err := resolveInRoot(newRoot, init)
+	if err != nil {
+		return fmt.Errorf("switch_root: init: %w", err)
+	}
 	fi, err := os.Stat(target)
 	if err != nil {
 		return fmt.Errorf("switch_root: init: %w", err)
@@ -104,6 +107,32 @@ func SwitchRoot(newRoot, init string) error {
 	}
 	unix.Sync()
 	return mount.SwitchRoot(newRoot, init)
+}
+
+// resolveInRoot resolves p inside root as the new root will see it:
+// absolute symlinks (Debian's /sbin/init -> /lib/systemd/systemd) are
+// relative to root, not to the initramfs.
+func resolveInRoot(root, p string) (string, error) {
+	for hops := 0; hops < 40; hops++ {
+		full := filepath.Join(root, p)
+		fi, err := os.Lstat(full)
+		if err != nil {
+			return "", err
+		}
+		if fi.Mode()&os.ModeSymlink == 0 {
+			return full, nil
+		}
+		link, err := os.Readlink(full)
+		if err != nil {
+			return "", err
+		}
+		if filepath.IsAbs(link) {
+			p = link
+		} else {
+			p = filepath.Join(filepath.Dir(p), link)
+		}
+	}
+	return "", fmt.Errorf("%s: too many levels of symbolic links", p)
 }
 
 // PowerOff syncs and powers the machine off. It returns only on failure.

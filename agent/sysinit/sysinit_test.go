@@ -71,3 +71,24 @@ func TestMountAll(t *testing.T) {
 		t.Fatalf("MountAll: %v", err)
 	}
 }
+
+// Distributions make /sbin/init an absolute symlink; it must be resolved
+// inside the new root, not in the initramfs.
+func TestResolveInRoot(t *testing.T) {
+	root := t.TempDir()
+	os.MkdirAll(filepath.Join(root, "lib/systemd"), 0o755)
+	os.MkdirAll(filepath.Join(root, "sbin"), 0o755)
+	os.WriteFile(filepath.Join(root, "lib/systemd/systemd"), []byte("#!/bin/sh\n"), 0o755)
+	os.Symlink("/lib/systemd/systemd", filepath.Join(root, "sbin/init"))
+	os.Symlink("../lib/systemd/systemd", filepath.Join(root, "sbin/rel"))
+	os.Symlink("/sbin/loop", filepath.Join(root, "sbin/loop"))
+	want := filepath.Join(root, "lib/systemd/systemd")
+	for _, p := range []string{"/sbin/init", "/sbin/rel", "/lib/systemd/systemd"} {
+		if got, err := resolveInRoot(root, p); err != nil || got != want {
+			t.Errorf("resolveInRoot(%q) = %q, %v; want %q", p, got, err, want)
+		}
+	}
+	if _, err := resolveInRoot(root, "/sbin/loop"); err == nil {
+		t.Error("resolveInRoot followed a symlink loop forever")
+	}
+}

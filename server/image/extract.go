@@ -175,7 +175,9 @@ func localName(name string) (string, error) {
 	if n == "" || n == "." {
 		return ".", nil
 	}
-	if strings.HasPrefix(n, "/") || !filepath.IsLocal(n) || strings.Contains(n, "\\") {
+	// A backslash is an ordinary byte in a Linux file name (systemd escapes
+	// '-' in unit names as \x2d); IsLocal covers escapes.
+	if strings.HasPrefix(n, "/") || !filepath.IsLocal(n) {
 		return "", fmt.Errorf("image: entry %q: %w", name, ErrUnsafePath)
 	}
 	return path.Clean(n), nil

@@ -45,11 +45,12 @@ func newStore(t *testing.T) *Store {
 	return s
 }
 
-// makeTree writes a small tree with a subdirectory, a symlink, a hard link
-// and non-root ownership.
+// makeTree writes a small tree with a subdirectory, a symlink, a hard link,
+// non-root ownership and a systemd-escaped name with a backslash.
 func makeTree(t *testing.T) string {
 	dir := filepath.Join(t.TempDir(), "src")
-	files := map[string]string{"etc/hostname": "sealroot\n", "bin/init": "#!/bin/sh\necho hi\n", "big": strings.Repeat("x", 100000)}
+	files := map[string]string{"etc/hostname": "sealroot\n", "bin/init": "#!/bin/sh\necho hi\n", "big": strings.Repeat("x", 100000),
+		`lib/systemd/system/system-systemd\x2dcryptsetup.slice`: "[Unit]\n"}
 	for name, body := range files {
 		p := filepath.Join(dir, name)
 		os.MkdirAll(filepath.Dir(p), 0o755)
