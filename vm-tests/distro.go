@@ -106,10 +106,6 @@ func customizeDistro(t testing.TB, dir string) {
 		t.Fatal(err)
 	}
 	os.Remove(filepath.Join(dir, "var/lib/sealroot-marker"))
-	// server/image refuses entry names with a backslash (localName,
-	// ErrUnsafePath), and systemd escapes '-' in unit names as \x2d.
-	// Bookworm minbase has one such unit, unused here.
-	os.Remove(filepath.Join(dir, `usr/lib/systemd/system/system-systemd\x2dcryptsetup.slice`))
 }
 
 // debianMirror is $SEALROOT_DISTRO_MIRROR, else the first Debian archive

@@ -9,9 +9,6 @@ import (
 	"time"
 )
 
-// distroInit is systemd in the Debian root (/lib is a relative symlink
-// to usr/lib there).
-const distroInit = "/lib/systemd/systemd"
 
 // TestDistroRoot boots a real distribution, a debootstrap'd Debian 12
 // with systemd, over sealroot's iSCSI root (production chain: PXE,
@@ -43,11 +40,9 @@ func TestDistroRoot(t *testing.T) {
 	}
 	vm := startPXE(ctx, t, lab, "vm-distro", BIOS, tp)
 	id := expectBoot(ctx, t, vm, rePending.String())[1]
-	// --init names systemd itself: the agent's SwitchRoot checks init
-	// with os.Stat before the move, which follows Debian's absolute
-	// /sbin/init -> /lib/systemd/systemd symlink in the initramfs, not in
-	// the new root, and fails with "no such file or directory".
-	if _, err := sr.CLI(ctx, "machine", "set-root", id, "--image", "debian", "--kind", "iscsi", "--init", distroInit); err != nil {
+	// The default init, /sbin/init, is Debian's absolute symlink to
+	// /lib/systemd/systemd: SwitchRoot must resolve it inside the new root.
+	if _, err := sr.CLI(ctx, "machine", "set-root", id, "--image", "debian", "--kind", "iscsi"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := sr.CLI(ctx, "machine", "approve", id, "--name", "vm-distro"); err != nil {
