@@ -9,7 +9,6 @@ import (
 	"time"
 )
 
-
 // TestDistroRoot boots a real distribution, a debootstrap'd Debian 12
 // with systemd, over sealroot's iSCSI root (production chain: PXE,
 // attestation, WireGuard, mutual CHAP, switch_root). The @sealroot-iscsi
