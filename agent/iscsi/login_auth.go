@@ -47,7 +47,7 @@ func (l *login) security() error {
 		ourID, ourChallenge = buf[0], buf[1:]
 		answer = append(answer,
 			pdu.KV{Key: "CHAP_I", Value: strconv.Itoa(int(ourID))},
-			pdu.KV{Key: "CHAP_C", Value: encodeBinary(ourChallenge)})
+			pdu.KV{Key: "CHAP_C", Value: pdu.EncodeBinary(ourChallenge)})
 	}
 	got, moved, err := l.exchange(answer, true, pdu.StageOperational)
 	if err != nil {
@@ -99,7 +99,7 @@ func (l *login) answerChallenge(got []pdu.KV) ([]pdu.KV, error) {
 	}
 	return []pdu.KV{
 		{Key: "CHAP_N", Value: l.cfg.CHAP.User},
-		{Key: "CHAP_R", Value: encodeBinary(chapResponse(byte(id), l.cfg.CHAP.Secret, challenge))},
+		{Key: "CHAP_R", Value: pdu.EncodeBinary(pdu.CHAPResponse(byte(id), l.cfg.CHAP.Secret, challenge))},
 	}, nil
 }
 
@@ -114,7 +114,7 @@ func (l *login) verifyTarget(got []pdu.KV, id byte, challenge []byte) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrTargetAuth, err)
 	}
-	want := chapResponse(id, l.cfg.CHAP.TargetSecret, challenge)
+	want := pdu.CHAPResponse(id, l.cfg.CHAP.TargetSecret, challenge)
 	nameOK := equalConstantTime([]byte(name), []byte(l.cfg.CHAP.TargetUser))
 	if !equalConstantTime(resp, want) || !nameOK {
 		return fmt.Errorf("%w: wrong response from target user %q", ErrTargetAuth, name)

@@ -31,8 +31,8 @@ func TestCHAPResponseGolden(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := hex.EncodeToString(chapResponse(tt.id, tt.secret, tt.challenge)); got != tt.want {
-				t.Errorf("chapResponse() = %s, want %s", got, tt.want)
+			if got := hex.EncodeToString(pdu.CHAPResponse(tt.id, tt.secret, tt.challenge)); got != tt.want {
+				t.Errorf("pdu.CHAPResponse() = %s, want %s", got, tt.want)
 			}
 		})
 	}

@@ -63,7 +63,7 @@ func (l *login) challengeInitiator(algs string) ([]pdu.KV, error) {
 	return []pdu.KV{
 		{Key: "CHAP_A", Value: "5"},
 		{Key: "CHAP_I", Value: strconv.Itoa(int(l.chapID))},
-		{Key: "CHAP_C", Value: encodeCHAPValue(l.challenge)},
+		{Key: "CHAP_C", Value: pdu.EncodeBinary(l.challenge)},
 	}, nil
 }
 
@@ -83,7 +83,7 @@ func (l *login) verify(kvs []pdu.KV) ([]pdu.KV, error) {
 	if err != nil {
 		return nil, err
 	}
-	want := chapResponse(l.chapID, l.auth.Secret, l.challenge)
+	want := pdu.CHAPResponse(l.chapID, l.auth.Secret, l.challenge)
 	userOK := equalConstantTime([]byte(name), []byte(l.auth.User))
 	if !equalConstantTime(got, want) || !userOK {
 		return nil, fmt.Errorf("%w: wrong CHAP response for user %q", ErrAuthFailed, name)
@@ -126,6 +126,6 @@ func (l *login) answerInitiator(kvs []pdu.KV) ([]pdu.KV, error) {
 	}
 	return []pdu.KV{
 		{Key: "CHAP_N", Value: l.auth.TargetUser},
-		{Key: "CHAP_R", Value: encodeCHAPValue(chapResponse(byte(id), l.auth.TargetSecret, c))},
+		{Key: "CHAP_R", Value: pdu.EncodeBinary(pdu.CHAPResponse(byte(id), l.auth.TargetSecret, c))},
 	}, nil
 }

@@ -64,13 +64,13 @@ func (ci chapInitiator) run(l *login) error {
 	if err != nil {
 		return err
 	}
-	reply := []pdu.KV{{Key: "CHAP_N", Value: ci.user}, {Key: "CHAP_R", Value: encodeCHAPValue(chapResponse(byte(id), ci.secret, challenge))}}
+	reply := []pdu.KV{{Key: "CHAP_N", Value: ci.user}, {Key: "CHAP_R", Value: pdu.EncodeBinary(pdu.CHAPResponse(byte(id), ci.secret, challenge))}}
 	myChallenge := []byte("initiator-challenge-0123456789ab")
 	if ci.reflect {
 		myChallenge = challenge
 	}
 	if ci.mutual {
-		reply = append(reply, pdu.KV{Key: "CHAP_I", Value: "7"}, pdu.KV{Key: "CHAP_C", Value: encodeCHAPValue(myChallenge)})
+		reply = append(reply, pdu.KV{Key: "CHAP_I", Value: "7"}, pdu.KV{Key: "CHAP_C", Value: pdu.EncodeBinary(myChallenge)})
 	}
 	kvs, _, err = step(loginReq(0, 1, true, reply...))
 	if err != nil {
@@ -79,7 +79,7 @@ func (ci chapInitiator) run(l *login) error {
 	if ci.mutual {
 		r, _ := pdu.Lookup(kvs, "CHAP_R")
 		got, err := decodeCHAPValue(r)
-		if err != nil || !equalConstantTime(got, chapResponse(7, ci.expectTargetSecret, myChallenge)) {
+		if err != nil || !equalConstantTime(got, pdu.CHAPResponse(7, ci.expectTargetSecret, myChallenge)) {
 			return errTargetNotAuthenticated
 		}
 	}
