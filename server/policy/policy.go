@@ -109,13 +109,7 @@ func EvaluateWith(m *store.Machine, observed *store.BootState, pred *predict.Pre
 	if len(rules) == 0 {
 		return Verdict{Decision: Refuse, Reason: "approved boot state pins no PCRs"}
 	}
-	var changed []int
-	for _, r := range rules {
-		if !r.Match(observed) {
-			changed = append(changed, r.PCR)
-		}
-	}
-	if len(changed) > 0 {
+	if changed := changedPCRs(rules, observed); len(changed) > 0 {
 		return Verdict{
 			Decision: NeedsReapproval,
 			Reason:   fmt.Sprintf("boot state changed in PCR %s", joinInts(changed)),
@@ -149,4 +143,15 @@ func joinInts(xs []int) string {
 		b = fmt.Appendf(b, "%d", x)
 	}
 	return string(b)
+}
+
+// changedPCRs returns the PCRs of rules that observed does not match.
+func changedPCRs(rules []Rule, observed *store.BootState) []int {
+	var changed []int
+	for _, r := range rules {
+		if !r.Match(observed) {
+			changed = append(changed, r.PCR)
+		}
+	}
+	return changed
 }

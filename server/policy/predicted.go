@@ -75,13 +75,7 @@ func evaluatePredicted(m *store.Machine, observed *store.BootState, pred *predic
 	if len(rules) == 0 {
 		return Verdict{Decision: Refuse, Reason: "approved boot state pins no firmware PCRs"}
 	}
-	var changed []int
-	for _, r := range rules {
-		if !r.Match(observed) {
-			changed = append(changed, r.PCR)
-		}
-	}
-	if len(changed) > 0 {
+	if changed := changedPCRs(rules, observed); len(changed) > 0 {
 		return Verdict{
 			Decision: NeedsReapproval,
 			Reason:   fmt.Sprintf("firmware boot state changed in PCR %s", joinInts(changed)),
