@@ -1,7 +1,6 @@
 package attest
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"encoding/json"
@@ -314,9 +313,6 @@ func (x *exchange) judge(ctx context.Context, observed *store.BootState, info *e
 
 // release seals the credential for an approved machine in a verified state.
 func (x *exchange) release(ctx context.Context, observed *store.BootState, info *evidence.QuoteInfo, v policy.Verdict) (wire.Message, error) {
-	if d := observed.PCRs[releasedPCR]; d == nil || !bytes.Equal(d, make([]byte, 32)) {
-		return nil, fail("event-log", eventlog.ErrAlreadyReleased)
-	}
 	secrets, err := x.s.secrets.PlainSecrets(ctx, x.machineID)
 	if err != nil {
 		return nil, fmt.Errorf("load secrets: %w", err)

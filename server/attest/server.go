@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -113,6 +114,11 @@ func New(cfg Config) (*Server, error) {
 	}
 	if len(s.pcrs) == 0 {
 		s.pcrs = DefaultPCRs
+	}
+	// Every credential is sealed to PCR 15 = 0 and every quote must show
+	// it zero (eventlog.Verify), so PCR 15 is always in the selection.
+	if !slices.Contains(s.pcrs, releasedPCR) {
+		s.pcrs = append(slices.Clone(s.pcrs), releasedPCR)
 	}
 	if s.now == nil {
 		s.now = time.Now
