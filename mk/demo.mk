@@ -14,4 +14,4 @@ GO ?= go
 .PHONY: demo
 demo:
 	$(MAKE) deps
-	GOFLAGS=-mod=mod $(GO) test -count=1 -timeout 30m -v ./vm-tests -vm -run 'TestDemo'
+	$(GO) test -count=1 -timeout 30m -v ./vm-tests -vm -run 'TestDemo'
