@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -17,7 +18,8 @@ import (
 
 // LabOptions configures a [Lab]. The zero value works.
 type LabOptions struct {
-	// Name is the network namespace name. Default "sealroot-lab".
+	// Name is the network namespace name, suffixed with the process ID so
+	// that concurrent test runs do not share it. Default "sealroot-lab".
 	Name string
 	// Bridge is the bridge the VMs' taps join. Default "br0".
 	Bridge string
@@ -30,6 +32,7 @@ func (o *LabOptions) setDefaults() {
 	if o.Name == "" {
 		o.Name = "sealroot-lab"
 	}
+	o.Name = fmt.Sprintf("%s-%d", o.Name, os.Getpid())
 	if o.Bridge == "" {
 		o.Bridge = "br0"
 	}
