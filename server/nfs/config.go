@@ -36,6 +36,18 @@ type Config struct {
 	// LogLevel is ganesha's default log level (FATAL, MAJ, CRIT, WARN,
 	// EVENT, INFO, DEBUG). Default EVENT.
 	LogLevel string
+	// LeaseSeconds is the NFSv4 lease: how long a client's state lives
+	// without renewal. Default 20.
+	LeaseSeconds uint32
+	// GraceSeconds is the grace period after a start, in which clients
+	// reclaim the opens and locks they held before a restart (recorded
+	// under RecoveryRoot), so their open files keep working. ganesha
+	// ends it early once every known client has reclaimed. 0 takes the
+	// default, 20; Graceless turns it off.
+	GraceSeconds uint32
+	// Graceless starts without a grace period: clients of a previous
+	// run lose their open state (tests only).
+	Graceless bool
 }
 
 // Export is one machine's export.
@@ -51,6 +63,9 @@ type Export struct {
 	// Client is the only address allowed (the machine's tunnel address).
 	// It gets read-write access without root squashing.
 	Client netip.Addr
+	// ReadOnly gives Client read-only access (a volatile machine's shared
+	// base), still without root squashing so it can read every file.
+	ReadOnly bool
 }
 
 var (
@@ -85,6 +100,12 @@ func (c *Config) withDefaults() Config {
 	if d.LogLevel == "" {
 		d.LogLevel = "EVENT"
 	}
+	if d.LeaseSeconds == 0 {
+		d.LeaseSeconds = 20
+	}
+	if d.GraceSeconds == 0 {
+		d.GraceSeconds = 20
+	}
 	return d
 }
 
@@ -106,6 +127,9 @@ func (c *Config) check() error {
 	if !prefixPattern.MatchString(c.DbusNamePrefix) {
 		return fmt.Errorf("%w: DbusNamePrefix %q", ErrBadConfig, c.DbusNamePrefix)
 	}
+	if c.LeaseSeconds > 120 || c.GraceSeconds > 180 {
+		return fmt.Errorf("%w: lease %ds (at most 120) or grace %ds (at most 180)", ErrBadConfig, c.LeaseSeconds, c.GraceSeconds)
+	}
 	if !slices.Contains(logLevels, c.LogLevel) {
 		return fmt.Errorf("%w: LogLevel %q", ErrBadConfig, c.LogLevel)
 	}
@@ -113,8 +137,8 @@ func (c *Config) check() error {
 }
 
 // Render returns the main ganesha.conf for c: NFSv4 only (no UDP, NLM,
-// RQUOTA or rpcbind), graceless, exports closed by default, and an
-// %include of c.ExportsFile.
+// RQUOTA or rpcbind), numeric owners (agents run no ID mapper), exports
+// closed by default, and an %include of c.ExportsFile.
 func Render(c Config) ([]byte, error) {
 	c = c.withDefaults()
 	if err := c.check(); err != nil {
@@ -129,8 +153,10 @@ func Render(c Config) ([]byte, error) {
 		fmt.Fprintf(&b, "\tBind_addr = %s;\n", c.BindAddr.Unmap())
 	}
 	fmt.Fprintf(&b, "\tDbus_Name_Prefix = %s;\n}\n", c.DbusNamePrefix)
-	b.WriteString("NFSv4 {\n\tGraceless = true;\n")
-	fmt.Fprintf(&b, "\tRecoveryRoot = %q;\n", c.RecoveryRoot)
+	fmt.Fprintf(&b, "NFSv4 {\n\tGraceless = %t;\n", c.Graceless)
+	fmt.Fprintf(&b, "\tLease_Lifetime = %d;\n\tGrace_Period = %d;\n", c.LeaseSeconds, c.GraceSeconds)
+	b.WriteString("\tOnly_Numeric_Owners = true;\n")
+	fmt.Fprintf(&b, "\tRecoveryBackend = fs;\n\tRecoveryRoot = %q;\n", c.RecoveryRoot)
 	b.WriteString("\tMinor_Versions = ")
 	for i, v := range slices.Compact(slices.Sorted(slices.Values(c.MinorVersions))) {
 		if i > 0 {
@@ -179,8 +205,12 @@ func RenderExports(exports []Export) ([]byte, error) {
 		fmt.Fprintf(&b, "EXPORT {\n\tExport_Id = %d;\n\tPath = %q;\n\tPseudo = %q;\n", e.ID, e.Path, "/"+e.Name)
 		b.WriteString("\tAccess_Type = None;\n\tSquash = Root_Squash;\n\tProtocols = 4;\n")
 		b.WriteString("\tSecType = sys;\n\tFSAL {\n\t\tName = VFS;\n\t}\n")
+		access := "RW"
+		if e.ReadOnly {
+			access = "RO"
+		}
 		fmt.Fprintf(&b, "\tCLIENT {\n\t\tClients = %s;\n", e.Client.Unmap())
-		b.WriteString("\t\tAccess_Type = RW;\n\t\tSquash = No_Root_Squash;\n\t\tProtocols = 4;\n\t}\n}\n")
+		fmt.Fprintf(&b, "\t\tAccess_Type = %s;\n\t\tSquash = No_Root_Squash;\n\t\tProtocols = 4;\n\t}\n}\n", access)
 	}
 	return b.Bytes(), nil
 }

@@ -57,6 +57,7 @@ func TestRenderExportsGolden(t *testing.T) {
 	got, err := RenderExports([]Export{
 		{ID: 1, Path: "/var/lib/sealroot/nfs/machines/a1b2/root", Name: "a1b2c3d4", Client: netip.MustParseAddr("10.77.0.2")},
 		{ID: 2, Path: "/var/lib/sealroot/nfs/machines/ffee/root", Name: "kiosk-7", Client: netip.MustParseAddr("fd00::7")},
+		{ID: 3, Path: "/var/lib/sealroot/nfs/machines/0042/root", Name: "thin-3", Client: netip.MustParseAddr("10.77.0.3"), ReadOnly: true},
 	})
 	if err != nil {
 		t.Fatalf("RenderExports = %v", err)

@@ -104,7 +104,7 @@ func TestGanesha(t *testing.T) {
 	defer cancel()
 	g, err := StartGanesha(ctx, GaneshaConfig{
 		Dir:    dir,
-		Config: Config{BindAddr: netip.MustParseAddr(serverAddr), MinorVersions: []uint8{0, 1, 2}, DbusNamePrefix: "sealroot_test"},
+		Config: Config{BindAddr: netip.MustParseAddr(serverAddr), MinorVersions: []uint8{0, 1, 2}, DbusNamePrefix: "sealroot_test", Graceless: true},
 		Command: func(name string, args ...string) *exec.Cmd {
 			return exec.Command("nsenter", append([]string{"--net=" + n.s.Path, "--", name}, args...)...)
 		},
