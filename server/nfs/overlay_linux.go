@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -46,4 +47,54 @@ func Unmount(target string) error {
 		return &os.PathError{Op: "umount", Path: target, Err: err}
 	}
 	return nil
+}
+
+// BindReadOnly mounts dir at target again, read-only: a volatile
+// machine's view of a shared base tree.
+func BindReadOnly(dir, target string) error {
+	if err := unix.Mount(dir, target, "", unix.MS_BIND, ""); err != nil {
+		return &os.PathError{Op: "bind mount " + dir, Path: target, Err: err}
+	}
+	flags := uintptr(unix.MS_BIND | unix.MS_REMOUNT | unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV)
+	if err := unix.Mount("", target, "", flags, ""); err != nil {
+		unix.Unmount(target, unix.MNT_DETACH)
+		return &os.PathError{Op: "remount read-only", Path: target, Err: err}
+	}
+	return nil
+}
+
+// Mounted reports whether target is a mount point in this mount
+// namespace.
+func Mounted(target string) (bool, error) {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return false, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		// ID parent major:minor root mountpoint options ...
+		f := strings.Fields(line)
+		if len(f) > 4 && unescapeMountinfo(f[4]) == target {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// unescapeMountinfo undoes the kernel's octal escapes (\040 for space).
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+4 <= len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }

@@ -35,3 +35,13 @@ const (
 	TransportWireGuard = "wireguard" // root over the machine's WireGuard tunnel
 	TransportPlain     = "plain"     // root over the plain LAN (trusted labs only)
 )
+
+// Parameters of an NFSv4 root (kinds "nfs" and "volatile"). The agent
+// mounts NFSPath from NFSServer with mount(2); a volatile root mounts it
+// read-only under a tmpfs overlay.
+const (
+	NFSServer   = "server" // the server's address: its tunnel address
+	NFSPath     = "path"   // the export's path in the server's pseudo root
+	NFSVersion  = "vers"   // NFS version; "4.2"
+	VolatileVia = "via"    // volatile roots: how the shared base is reached; "nfs"
+)
