@@ -11,6 +11,7 @@
 //	images/                               base images (package image; config "images")
 //	volumes/                              machines' volumes (package volume; config "volumes")
 //	iscsi/                                iSCSI targets' records, encrypted (package rootiscsi)
+//	nfs/ganesha/ nfs/roots/<id>/          nfs-ganesha's configuration; machines' NFS roots (package rootnfs)
 package server
 
 import (
@@ -63,6 +64,8 @@ type Config struct {
 	Volumes *VolumesConfig `json:"volumes,omitempty"`
 	// ISCSI serves machines their iSCSI roots; nil: no iSCSI.
 	ISCSI *ISCSIConfig `json:"iscsi,omitempty"`
+	// NFS serves machines their NFSv4 and volatile roots; nil: none.
+	NFS *NFSConfig `json:"nfs,omitempty"`
 }
 
 // Defaults fills unset fields.
@@ -149,8 +152,8 @@ func New(cfg Config, logger hclog.Logger) (*Server, error) {
 	st, err := newStorage(context.Background(), &cfg, db, auditLog, mgr, box, tn, logger)
 	var as *attest.Server
 	if err == nil {
-		if st.roots != nil {
-			acfg.Roots = st.roots
+		if st.roots != nil || st.nfsRoots != nil {
+			acfg.Roots = st
 		}
 		as, err = attest.New(acfg)
 	}

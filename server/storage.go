@@ -6,16 +6,20 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/sealroot/sealroot/server/attest/wire"
 	"github.com/sealroot/sealroot/server/audit"
 	"github.com/sealroot/sealroot/server/image"
 	"github.com/sealroot/sealroot/server/iscsi"
 	"github.com/sealroot/sealroot/server/machines"
+	"github.com/sealroot/sealroot/server/nfs"
 	"github.com/sealroot/sealroot/server/rootiscsi"
+	"github.com/sealroot/sealroot/server/rootnfs"
 	"github.com/sealroot/sealroot/server/secrets"
 	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/server/tunnel"
@@ -45,11 +49,34 @@ type ISCSIConfig struct {
 	Port int `json:"port,omitempty"`
 }
 
-// storage is the image store, the volumes and the iSCSI root service.
+// NFSConfig is the "nfs" section; nil: no NFS roots. NFS roots are
+// served by a supervised nfs-ganesha on the server's tunnel address only,
+// so they need the tunnel on a kernel TUN interface (sealroot running as
+// root, tunnel.netstack off).
+type NFSConfig struct {
+	// Dir holds the machines' roots (overlay upper directories); default
+	// <state_dir>/nfs/roots. It must support trusted xattrs (ext4, XFS,
+	// btrfs).
+	Dir string `json:"dir,omitempty"`
+	// Port is the NFS port; default 2049.
+	Port uint16 `json:"port,omitempty"`
+	// Ganesha is the daemon binary; default ganesha.nfsd.
+	Ganesha string `json:"ganesha,omitempty"`
+	// GraceSeconds and LeaseSeconds tune NFSv4 state recovery after a
+	// restart (package nfs); defaults 20 and 20.
+	GraceSeconds uint32 `json:"grace_seconds,omitempty"`
+	LeaseSeconds uint32 `json:"lease_seconds,omitempty"`
+}
+
+// storage is the image store, the volumes and the root services. It is
+// attest's root provider: it hands each machine's boot to the provider of
+// its root kind and withdraws the other's.
 type storage struct {
-	images  *image.Store
-	volumes *volume.Manager
-	roots   *rootiscsi.Provider // nil without Config.ISCSI
+	images   *image.Store
+	volumes  *volume.Manager
+	roots    *rootiscsi.Provider // nil without Config.ISCSI
+	nfsRoots *rootnfs.Provider   // nil without Config.NFS
+	ganesha  *nfs.Ganesha
 
 	tunnelSrv, plainSrv *iscsi.Server
 	tunnelLn, plainLn   net.Listener
@@ -80,14 +107,19 @@ func newStorage(ctx context.Context, cfg *Config, db store.Store, al *audit.Log,
 	if st.volumes, err = volume.New(volCfg); err != nil {
 		return nil, err
 	}
-	if cfg.ISCSI == nil {
-		return st, nil
-	}
 	defer func() {
 		if err != nil {
 			st.close()
 		}
 	}()
+	if cfg.NFS != nil {
+		if err := st.startNFS(ctx, cfg, tn, logger); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.ISCSI == nil {
+		return st, nil
+	}
 	pcfg, err := st.listen(cfg.ISCSI, tn)
 	if err != nil {
 		return nil, err
@@ -104,6 +136,88 @@ func newStorage(ctx context.Context, cfg *Config, db store.Store, al *audit.Log,
 	logger.Info("iscsi roots", "tunnel", pcfg.TunnelPortal, "plain", pcfg.PlainPortal, "restored", n)
 	return st, nil
 }
+
+// startNFS starts ganesha on the tunnel address and restores the
+// exports of the machines that were running.
+func (st *storage) startNFS(ctx context.Context, cfg *Config, tn *tunnel.Tunnel, logger hclog.Logger) error {
+	c := cfg.NFS
+	if tn == nil || !tn.Kernel() {
+		return errors.New("nfs: NFS roots are served on the tunnel only: configure a tunnel on a kernel TUN interface (run as root, without tunnel.netstack)")
+	}
+	dir := filepath.Join(cfg.StateDir, "nfs")
+	gdir := filepath.Join(dir, "ganesha")
+	if err := os.MkdirAll(gdir, 0o700); err != nil {
+		return fmt.Errorf("nfs: %w", err)
+	}
+	rootsDir := c.Dir
+	if rootsDir == "" {
+		rootsDir = filepath.Join(dir, "roots")
+	}
+	port := c.Port
+	if port == 0 {
+		port = 2049
+	}
+	sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	g, err := nfs.StartGanesha(sctx, nfs.GaneshaConfig{
+		Dir: gdir,
+		Config: nfs.Config{BindAddr: tn.ServerAddr(), Port: port,
+			GraceSeconds: c.GraceSeconds, LeaseSeconds: c.LeaseSeconds},
+		Binary: c.Ganesha,
+		Logger: logger,
+	}, nil)
+	if err != nil {
+		return fmt.Errorf("nfs: %w", err)
+	}
+	st.ganesha = g
+	st.nfsRoots, err = rootnfs.New(rootnfs.Config{Dir: rootsDir, Images: st.images, Exporter: g,
+		ServerAddr: tn.ServerAddr(), ServerPort: port, Logger: logger})
+	if err != nil {
+		return err
+	}
+	n, err := st.nfsRoots.Restore(sctx)
+	if err != nil {
+		return err
+	}
+	logger.Info("nfs roots", "addr", netip.AddrPortFrom(tn.ServerAddr(), port), "dir", rootsDir, "restored", n)
+	return nil
+}
+
+// Prepare implements attest.RootProvider: the provider of the machine's
+// root kind prepares it, the other's withdraws any root it served. A
+// kind whose service is not configured passes through unchanged.
+func (st *storage) Prepare(ctx context.Context, m *store.Machine, tn *wire.TunnelPlan) (wire.RootPlan, map[string][]byte, error) {
+	var own interface {
+		Prepare(context.Context, *store.Machine, *wire.TunnelPlan) (wire.RootPlan, map[string][]byte, error)
+	}
+	switch m.Root.Kind {
+	case wire.RootISCSI:
+		if st.roots != nil {
+			own = st.roots
+		}
+	case wire.RootNFS, wire.RootVolatile:
+		if st.nfsRoots != nil {
+			own = st.nfsRoots
+		}
+	}
+	if st.roots != nil && own != st.roots {
+		if err := st.roots.Release(ctx, m.ID); err != nil {
+			return wire.RootPlan{}, nil, err
+		}
+	}
+	if st.nfsRoots != nil && own != st.nfsRoots {
+		if err := st.nfsRoots.Release(ctx, m.ID); err != nil {
+			return wire.RootPlan{}, nil, err
+		}
+	}
+	if own == nil {
+		return m.Root, nil, nil
+	}
+	return own.Prepare(ctx, m, tn)
+}
+
+// Release implements attest.RootProvider.
+func (st *storage) Release(ctx context.Context, id string) error { return st.releaseRoot(ctx, id) }
 
 // listen opens the iSCSI listeners: on the tunnel, and on the plain
 // address when configured.
@@ -149,20 +263,31 @@ func (st *storage) serve(ctx context.Context, run func(string, func() error)) {
 	}
 }
 
-// releaseRoot withdraws a machine's root target, if iSCSI roots are on.
+// releaseRoot withdraws a machine's iSCSI target and NFS export, if any.
 func (st *storage) releaseRoot(ctx context.Context, id string) error {
-	if st.roots == nil {
-		return nil
+	var errs []error
+	if st.roots != nil {
+		errs = append(errs, st.roots.Release(ctx, id))
 	}
-	return st.roots.Release(ctx, id)
+	if st.nfsRoots != nil {
+		errs = append(errs, st.nfsRoots.Release(ctx, id))
+	}
+	return errors.Join(errs...)
 }
 
-// close withdraws the targets and closes the listeners (Serve closes
-// them too; a second Close is harmless).
+// close withdraws the targets, stops ganesha, unmounts the NFS roots and
+// closes the listeners (Serve closes them too; a second Close is
+// harmless).
 func (st *storage) close() error {
 	var err error
 	if st.roots != nil {
 		err = st.roots.Close()
+	}
+	if st.ganesha != nil {
+		err = errors.Join(err, st.ganesha.Close())
+	}
+	if st.nfsRoots != nil {
+		err = errors.Join(err, st.nfsRoots.Close())
 	}
 	for _, ln := range []net.Listener{st.tunnelLn, st.plainLn} {
 		if ln != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/sealroot/sealroot/server/attest/wire"
 	"github.com/sealroot/sealroot/server/image"
 	"github.com/sealroot/sealroot/server/rootiscsi"
+	"github.com/sealroot/sealroot/server/rootnfs"
 	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/server/volume"
 )
@@ -40,11 +41,13 @@ func toAPI(err error) error {
 	switch {
 	case err == nil || isRefusal(err):
 		return err
-	case errors.Is(err, image.ErrNotFound), errors.Is(err, volume.ErrNotFound), errors.Is(err, fs.ErrNotExist):
+	case errors.Is(err, image.ErrNotFound), errors.Is(err, volume.ErrNotFound), errors.Is(err, fs.ErrNotExist),
+		errors.Is(err, rootnfs.ErrNotFound):
 		kind = api.ErrNotFound
-	case errors.Is(err, image.ErrBadName), errors.Is(err, volume.ErrBadName), errors.Is(err, image.ErrUnsafePath):
+	case errors.Is(err, image.ErrBadName), errors.Is(err, volume.ErrBadName), errors.Is(err, image.ErrUnsafePath),
+		errors.Is(err, rootnfs.ErrBadName):
 		kind = api.ErrInvalid
-	case errors.Is(err, volume.ErrExists), errors.Is(err, volume.ErrBusy):
+	case errors.Is(err, volume.ErrExists), errors.Is(err, volume.ErrBusy), errors.Is(err, rootnfs.ErrExists):
 		kind = api.ErrConflict
 	default:
 		return err
@@ -93,16 +96,27 @@ func (st *storage) checkUnused(ctx context.Context, name string) error {
 		return err
 	}
 	for _, m := range ms {
-		if m.Root.Kind == wire.RootISCSI && m.Root.Params[rootiscsi.ParamImage] == name {
+		if hasImage(m.Root) && m.Root.Params[rootiscsi.ParamImage] == name {
 			return fmt.Errorf("image %s is the root of machine %s %s: %w", name, m.ID[:12], m.Name, api.ErrConflict)
 		}
 	}
 	return nil
 }
 
-// GCImages deletes the bases no image name or volume references.
+// hasImage reports whether root is of a kind that names a base image.
+func hasImage(root wire.RootPlan) bool {
+	switch root.Kind {
+	case wire.RootISCSI, wire.RootNFS, wire.RootVolatile:
+		return true
+	}
+	return false
+}
+
+// GCImages deletes the bases no image name, volume or NFS root references.
 func (st *storage) GCImages(ctx context.Context) ([]string, error) {
-	removed, err := st.images.GC(st.volumes.InUse)
+	removed, err := st.images.GC(func(digest string) bool {
+		return st.volumes.InUse(digest) || (st.nfsRoots != nil && st.nfsRoots.InUse(digest))
+	})
 	st.record(ctx, "image-gc", "", fmt.Sprintf("%d bases removed", len(removed)), err)
 	return removed, err
 }
@@ -121,6 +135,9 @@ func (st *storage) ResetVolume(ctx context.Context, ref string) error {
 }
 
 func (st *storage) reset(ctx context.Context, m *store.Machine) error {
+	if st.nfsRoot(m) {
+		return st.nfsRoots.Reset(ctx, m.ID)
+	}
 	meta, err := st.volumes.Meta(m.ID)
 	if err != nil {
 		return err
@@ -136,7 +153,11 @@ func (st *storage) reset(ctx context.Context, m *store.Machine) error {
 // SnapshotVolume saves the machine's volume as name.
 func (st *storage) SnapshotVolume(ctx context.Context, ref, name string) error {
 	m, err := st.volumeOp(ctx, ref)
-	if err == nil {
+	switch {
+	case err != nil:
+	case st.nfsRoot(m):
+		err = st.nfsRoots.Snapshot(ctx, m.ID, name)
+	default:
 		err = st.volumes.Snapshot(m.ID, name)
 	}
 	err = toAPI(err)
@@ -147,12 +168,55 @@ func (st *storage) SnapshotVolume(ctx context.Context, ref, name string) error {
 // RollbackVolume replaces the machine's volume with snapshot name.
 func (st *storage) RollbackVolume(ctx context.Context, ref, name string) error {
 	m, err := st.volumeOp(ctx, ref)
-	if err == nil {
+	switch {
+	case err != nil:
+	case st.nfsRoot(m):
+		err = st.nfsRoots.Rollback(ctx, m.ID, name)
+	default:
 		err = st.volumes.Rollback(m.ID, name)
 	}
 	err = toAPI(err)
 	st.record(ctx, "volume-rollback", idOf(m), "snapshot "+name, err)
 	return err
+}
+
+// DeleteRoot removes the machine's volume and NFS root from the server,
+// with their snapshots. The machine gets a new root from its image at its
+// next boot.
+func (st *storage) DeleteRoot(ctx context.Context, ref string) error {
+	m, err := st.volumeOp(ctx, ref)
+	deleted := 0
+	if err == nil {
+		if st.nfsRoots != nil && st.nfsRoots.Has(m.ID) {
+			err = st.nfsRoots.Delete(ctx, m.ID)
+			deleted++
+		}
+		if _, merr := st.volumes.Meta(m.ID); err == nil && merr == nil {
+			err = st.volumes.Delete(m.ID)
+			deleted++
+		}
+		if err == nil && deleted == 0 {
+			err = fmt.Errorf("machine %.12s has no root on the server: %w", m.ID, api.ErrNotFound)
+		}
+	}
+	err = toAPI(err)
+	st.record(ctx, "root-delete", idOf(m), "", err)
+	return err
+}
+
+// nfsRoot reports whether m's root operations go to its NFS root: its
+// kind is nfs or volatile, or it has an NFS root and no iSCSI kind.
+func (st *storage) nfsRoot(m *store.Machine) bool {
+	if st.nfsRoots == nil {
+		return false
+	}
+	switch m.Root.Kind {
+	case wire.RootNFS, wire.RootVolatile:
+		return true
+	case wire.RootISCSI:
+		return false
+	}
+	return st.nfsRoots.Has(m.ID)
 }
 
 // volumeOp resolves ref and withdraws the machine's target, so its
@@ -195,12 +259,12 @@ func (st *storage) SetRoot(ctx context.Context, ref string, root wire.RootPlan) 
 
 func (st *storage) checkRoot(root wire.RootPlan) error {
 	switch root.Kind {
-	case wire.RootNone, wire.RootNFS, wire.RootVolatile:
+	case wire.RootNone:
 		return nil
-	case wire.RootISCSI:
+	case wire.RootISCSI, wire.RootNFS, wire.RootVolatile:
 		name := root.Params[rootiscsi.ParamImage]
 		if name == "" {
-			return fmt.Errorf("%w: %w", api.ErrInvalid, rootiscsi.ErrNoImage)
+			return fmt.Errorf("%w: a %s root needs an image (root parameter \"image\")", api.ErrInvalid, root.Kind)
 		}
 		_, err := st.images.Get(name)
 		return err

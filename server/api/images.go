@@ -32,6 +32,9 @@ type ImageService interface {
 	SnapshotVolume(ctx context.Context, ref, name string) error
 	// RollbackVolume replaces the machine's volume with snapshot name.
 	RollbackVolume(ctx context.Context, ref, name string) error
+	// DeleteRoot removes the machine's volume or NFS root, with its
+	// snapshots, from the server.
+	DeleteRoot(ctx context.Context, ref string) error
 	// SetRoot sets the root plan the machine gets at its next boot.
 	SetRoot(ctx context.Context, ref string, root wire.RootPlan) (*store.Machine, error)
 }
@@ -62,6 +65,7 @@ type SnapshotRequest struct {
 //	POST   /v1/machines/{ref}/volume/reset       reset to the image
 //	POST   /v1/machines/{ref}/volume/snapshots   snapshot (SnapshotRequest)
 //	POST   /v1/machines/{ref}/volume/rollback    roll back (SnapshotRequest)
+//	DELETE /v1/machines/{ref}/volume             delete the machine's root
 //	PUT    /v1/machines/{ref}/root               set the root plan (wire.RootPlan)
 func WithImages(svc ImageService) Option {
 	return func(h *handler) {
@@ -73,6 +77,7 @@ func WithImages(svc ImageService) Option {
 		h.mux.HandleFunc("POST /v1/machines/{ref}/volume/reset", ih.reset)
 		h.mux.HandleFunc("POST /v1/machines/{ref}/volume/snapshots", ih.snapshot)
 		h.mux.HandleFunc("POST /v1/machines/{ref}/volume/rollback", ih.rollback)
+		h.mux.HandleFunc("DELETE /v1/machines/{ref}/volume", ih.deleteRoot)
 		h.mux.HandleFunc("PUT /v1/machines/{ref}/root", ih.setRoot)
 	}
 }
@@ -114,6 +119,10 @@ func (ih *imageHandler) gc(w http.ResponseWriter, r *http.Request) {
 
 func (ih *imageHandler) reset(w http.ResponseWriter, r *http.Request) {
 	ih.h.reply(w, r, nil, ih.svc.ResetVolume(r.Context(), r.PathValue("ref")))
+}
+
+func (ih *imageHandler) deleteRoot(w http.ResponseWriter, r *http.Request) {
+	ih.h.reply(w, r, nil, ih.svc.DeleteRoot(r.Context(), r.PathValue("ref")))
 }
 
 func (ih *imageHandler) snapshot(w http.ResponseWriter, r *http.Request) {

@@ -39,6 +39,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"sync"
 
 	"github.com/hashicorp/go-hclog"
@@ -97,6 +98,8 @@ type Config struct {
 	// ServerAddr is the address ganesha serves on, told to agents: the
 	// server's tunnel address. Required.
 	ServerAddr netip.Addr
+	// ServerPort is ganesha's port; default 2049.
+	ServerPort uint16
 	Logger     hclog.Logger // default discards
 }
 
@@ -136,6 +139,9 @@ func New(cfg Config) (*Provider, error) {
 	}
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("rootnfs: %w", err)
+	}
+	if cfg.ServerPort == 0 {
+		cfg.ServerPort = 2049
 	}
 	p := &Provider{cfg: cfg, log: cfg.Logger, live: map[string]*state{}}
 	if p.log == nil {
@@ -220,6 +226,7 @@ func (p *Provider) Prepare(ctx context.Context, m *store.Machine, tunnel *wire.T
 	p.log.Info("root exported", "machine", m.ID, "export", ExportName(m.ID), "base", lower[:12], "volatile", volatile, "client", st.Client)
 	plan := wire.RootPlan{Kind: m.Root.Kind, Init: m.Root.Init, Params: map[string]string{
 		wire.NFSServer: p.cfg.ServerAddr.String(), wire.NFSPath: "/" + ExportName(m.ID), wire.NFSVersion: Version,
+		wire.NFSPort: strconv.Itoa(int(p.cfg.ServerPort)),
 	}}
 	if volatile {
 		plan.Params[wire.VolatileVia] = wire.RootNFS

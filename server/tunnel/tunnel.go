@@ -248,6 +248,10 @@ func (t *Tunnel) Close() error {
 // PublicKey is the server's WireGuard public key.
 func (t *Tunnel) PublicKey() wgtypes.Key { return t.pub }
 
+// Kernel reports whether the tunnel is a kernel TUN interface, whose
+// addresses other programs (nfs-ganesha) can bind to.
+func (t *Tunnel) Kernel() bool { return t.cfg.UseTUN }
+
 // ServerAddr is the server's tunnel address.
 func (t *Tunnel) ServerAddr() netip.Addr { return t.serverAddr }
 

@@ -123,10 +123,10 @@ func transportSource(own string) string {
 	return "server-wide --root-transport=plain"
 }
 
-// hasNetworkRoot reports whether m's root may be network storage: not
-// for kinds none (attest only) and volatile.
+// hasNetworkRoot reports whether m's root is network storage: every kind
+// but none (attest only); a volatile root reads its base over NFS.
 func hasNetworkRoot(m *store.Machine) bool {
-	return m.Root.Kind != wire.RootNone && m.Root.Kind != wire.RootVolatile
+	return m.Root.Kind != "" && m.Root.Kind != wire.RootNone
 }
 
 // writePCRs prints bs's PCRs as "index: short hex", in index order.

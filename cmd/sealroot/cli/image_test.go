@@ -123,13 +123,13 @@ func TestImageAndVolumeCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	v.Close()
-	wantRun(t, run(t, sock, "", "machine", "snapshot", "web1", "s1"), 0, "saved the volume of web1 as snapshot s1")
+	wantRun(t, run(t, sock, "", "machine", "snapshot", "web1", "s1"), 0, "saved the root of web1 as snapshot s1")
 	wantRun(t, run(t, sock, "", "machine", "snapshot", "web1", "s1"), 1, "already exists")
-	wantRun(t, run(t, sock, "", "machine", "reset", "web1"), 0, "reset the volume of web1")
+	wantRun(t, run(t, sock, "", "machine", "reset", "web1"), 0, "reset the root of web1")
 	if got := readVolume(t, vols, digest); got == "changed!" {
 		t.Fatal("reset kept the write")
 	}
-	wantRun(t, run(t, sock, "", "machine", "rollback", "web1", "s1"), 0, "rolled the volume of web1 back to snapshot s1")
+	wantRun(t, run(t, sock, "", "machine", "rollback", "web1", "s1"), 0, "rolled the root of web1 back to snapshot s1")
 	if got := readVolume(t, vols, digest); got != "changed!" {
 		t.Fatalf("after rollback the volume starts %q, want the snapshot's write", got)
 	}
@@ -140,9 +140,8 @@ func TestImageAndVolumeCommands(t *testing.T) {
 	wantRun(t, run(t, sock, "", "image", "rm", "tiny"), 0, "removed image tiny")
 	wantRun(t, run(t, sock, "", "image", "rm", "tiny"), 1, "not found")
 	wantRun(t, run(t, sock, "", "image", "gc"), 0, "0 bases removed") // the volume still uses it
-	if err := vols.Delete(idA); err != nil {
-		t.Fatal(err)
-	}
+	wantRun(t, run(t, sock, "", "machine", "delete-root", "web1"), 0, "deleted the root of web1")
+	wantRun(t, run(t, sock, "", "machine", "delete-root", "web1"), 1, "no root on the server")
 	wantRun(t, run(t, sock, "", "image", "gc"), 0, "removed base sha256:"+digest)
 	if r := run(t, sock, "", "--json", "image", "list"); strings.TrimSpace(r.stdout) != "[]" {
 		t.Fatalf("image list after rm = %q, want []", r.stdout)

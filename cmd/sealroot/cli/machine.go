@@ -39,21 +39,27 @@ func newMachineCmd(e *env) *cobra.Command {
 		},
 		&cobra.Command{
 			Use:   "reset MACHINE",
-			Short: "Put a machine's volume back to its image (the machine loses its root until it boots again)",
+			Short: "Put a machine's root (iSCSI volume or NFS root) back to its image; it loses its root until it boots again",
 			Args:  exactArgs(1),
 			RunE:  func(c *cobra.Command, args []string) error { return runMachineReset(c, e, args[0]) },
 		},
 		&cobra.Command{
 			Use:   "snapshot MACHINE [NAME]",
-			Short: "Save a machine's volume as snapshot NAME (default: the current UTC time)",
+			Short: "Save a machine's root as snapshot NAME (default: the current UTC time)",
 			Args:  argsRange(1, 2),
 			RunE:  func(c *cobra.Command, args []string) error { return runMachineSnapshot(c, e, args) },
 		},
 		&cobra.Command{
 			Use:   "rollback MACHINE NAME",
-			Short: "Replace a machine's volume with snapshot NAME",
+			Short: "Replace a machine's root with snapshot NAME",
 			Args:  exactArgs(2),
 			RunE:  func(c *cobra.Command, args []string) error { return runMachineRollback(c, e, args[0], args[1]) },
+		},
+		&cobra.Command{
+			Use:   "delete-root MACHINE",
+			Short: "Delete a machine's root and its snapshots from the server; its next boot starts from its image",
+			Args:  exactArgs(1),
+			RunE:  func(c *cobra.Command, args []string) error { return runMachineDeleteRoot(c, e, args[0]) },
 		},
 		newMachineSetRootCmd(e),
 	)
@@ -173,7 +179,7 @@ func runMachineReset(c *cobra.Command, e *env, ref string) error {
 	if e.JSON {
 		return nil
 	}
-	_, err := fmt.Fprintf(e.Stdout, "reset the volume of %s\n", safe(ref))
+	_, err := fmt.Fprintf(e.Stdout, "reset the root of %s\n", safe(ref))
 	return err
 }
 
@@ -188,7 +194,18 @@ func runMachineSnapshot(c *cobra.Command, e *env, args []string) error {
 	if e.JSON {
 		return e.printJSON(map[string]string{"snapshot": name})
 	}
-	_, err := fmt.Fprintf(e.Stdout, "saved the volume of %s as snapshot %s\n", safe(args[0]), safe(name))
+	_, err := fmt.Fprintf(e.Stdout, "saved the root of %s as snapshot %s\n", safe(args[0]), safe(name))
+	return err
+}
+
+func runMachineDeleteRoot(c *cobra.Command, e *env, ref string) error {
+	if err := e.client().DeleteRoot(c.Context(), ref); err != nil {
+		return err
+	}
+	if e.JSON {
+		return nil
+	}
+	_, err := fmt.Fprintf(e.Stdout, "deleted the root of %s\n", safe(ref))
 	return err
 }
 
@@ -199,7 +216,7 @@ func runMachineRollback(c *cobra.Command, e *env, ref, name string) error {
 	if e.JSON {
 		return nil
 	}
-	_, err := fmt.Fprintf(e.Stdout, "rolled the volume of %s back to snapshot %s\n", safe(ref), safe(name))
+	_, err := fmt.Fprintf(e.Stdout, "rolled the root of %s back to snapshot %s\n", safe(ref), safe(name))
 	return err
 }
 
@@ -216,7 +233,7 @@ func newMachineSetRootCmd(e *env) *cobra.Command {
 		RunE:  func(c *cobra.Command, pos []string) error { return runMachineSetRoot(c, e, pos[0], args) },
 	}
 	c.Flags().StringVar(&args.kind, "kind", wire.RootISCSI, "root `kind`: iscsi, nfs, volatile or none")
-	c.Flags().StringVar(&args.image, "image", "", "base image `name` (iscsi)")
+	c.Flags().StringVar(&args.image, "image", "", "base image `name` (iscsi, nfs, volatile)")
 	c.Flags().StringVar(&args.init, "init", "", "`program` to switch_root to (default /sbin/init)")
 	return c
 }
@@ -226,8 +243,8 @@ func runMachineSetRoot(c *cobra.Command, e *env, ref string, args machineSetRoot
 	if args.image != "" {
 		root.Params = map[string]string{"image": args.image}
 	}
-	if root.Kind == wire.RootISCSI && args.image == "" {
-		return usagef(c, "--kind iscsi needs --image NAME")
+	if root.Kind != wire.RootNone && args.image == "" {
+		return usagef(c, "--kind %s needs --image NAME", root.Kind)
 	}
 	m, err := e.client().SetRoot(c.Context(), ref, root)
 	if err != nil {

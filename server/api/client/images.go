@@ -57,6 +57,11 @@ func (c *Client) RollbackVolume(ctx context.Context, ref, name string) error {
 	return c.post(ctx, machinePath(ref, "/volume/rollback"), api.SnapshotRequest{Name: name}, nil)
 }
 
+// DeleteRoot removes the machine's volume or NFS root from the server.
+func (c *Client) DeleteRoot(ctx context.Context, ref string) error {
+	return c.do(ctx, http.MethodDelete, machinePath(ref, "/volume"), nil, nil)
+}
+
 // SetRoot sets the machine's root plan.
 func (c *Client) SetRoot(ctx context.Context, ref string, root wire.RootPlan) (*store.Machine, error) {
 	body, err := json.Marshal(root)

@@ -41,6 +41,7 @@ const (
 // read-only under a tmpfs overlay.
 const (
 	NFSServer   = "server" // the server's address: its tunnel address
+	NFSPort     = "port"   // the server's NFS port; default 2049
 	NFSPath     = "path"   // the export's path in the server's pseudo root
 	NFSVersion  = "vers"   // NFS version; "4.2"
 	VolatileVia = "via"    // volatile roots: how the shared base is reached; "nfs"
