@@ -126,7 +126,7 @@ func transportSource(own string) string {
 // hasNetworkRoot reports whether m's root is network storage: every kind
 // but none (attest only); a volatile root reads its base over NFS.
 func hasNetworkRoot(m *store.Machine) bool {
-	return m.Root.Kind != "" && m.Root.Kind != wire.RootNone
+	return m.Root.Kind != wire.RootNone
 }
 
 // writePCRs prints bs's PCRs as "index: short hex", in index order.

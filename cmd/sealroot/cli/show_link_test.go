@@ -39,7 +39,7 @@ func TestWriteMachine_root_link(t *testing.T) {
 		{"plain_allowed_tunnel_used", iscsi,
 			&api.RootLink{Transport: "plain", ServerTransport: "plain", Tunnel: true, Address: "10.200.0.7", Peer: true, LastHandshake: hs},
 			"Root link:      WireGuard tunnel this boot, address 10.200.0.7, last handshake 2026-03-04T05:06:07Z; plain allowed (server-wide --root-transport=plain)\n", true},
-		{"plain_volatile_root", wire.RootPlan{Kind: wire.RootVolatile}, &api.RootLink{Transport: "plain"},
+		{"plain_attest_only", wire.RootPlan{Kind: wire.RootNone}, &api.RootLink{Transport: "plain"},
 			"Root link:      plain LAN (the server runs no WireGuard tunnel)\n", false},
 		{"not_reported", iscsi, nil,
 			"Root link:      server default (the server did not report its root transport)\n", false},
