@@ -40,6 +40,7 @@ import (
 	initiator "github.com/sealroot/sealroot/agent/iscsi"
 	"github.com/sealroot/sealroot/agent/root"
 	iscsiroot "github.com/sealroot/sealroot/agent/root/iscsi"
+	nfsroot "github.com/sealroot/sealroot/agent/root/nfs"
 	"github.com/sealroot/sealroot/agent/sysinit"
 	"github.com/sealroot/sealroot/agent/tpm"
 	agenttunnel "github.com/sealroot/sealroot/agent/tunnel"
@@ -121,7 +122,8 @@ func run(ctx context.Context, pid1 bool, configPath, tpmPath string) error {
 		Random:   t.Random,
 		Attester: attester,
 		Tunnel:   wg.up,
-		Stages:   root.NewRegistry(root.None{}, &iscsiroot.Stage{Logger: log, Keep: startKeeper}),
+		Stages: root.NewRegistry(root.None{}, &iscsiroot.Stage{Logger: log, Keep: startKeeper},
+			&nfsroot.Stage{Logger: log}, &nfsroot.Volatile{Logger: log}),
 	})
 }
 
