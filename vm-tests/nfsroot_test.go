@@ -149,16 +149,25 @@ func TestNFSRoot(t *testing.T) {
 // mounts it), approved as name; its first root boot must find no marker.
 func newRootMachine(ctx context.Context, t *testing.T, lab *Lab, sr *Sealroot, name, kind string, fw Firmware, tp *TPM) string {
 	t.Helper()
+	id, vm := approveWithRoot(ctx, t, lab, sr, name, kind, "testroot", fw, tp)
+	expectRoot(ctx, t, vm, `root: marker=none$`)
+	return id
+}
+
+// approveWithRoot boots a new machine with TPM tp until it is pending,
+// sets its root (kind, image) and approves it as name. The VM goes on to
+// boot its root.
+func approveWithRoot(ctx context.Context, t *testing.T, lab *Lab, sr *Sealroot, name, kind, image string, fw Firmware, tp *TPM) (string, *VM) {
+	t.Helper()
 	vm := startPXE(ctx, t, lab, name, fw, tp)
 	id := expectBoot(ctx, t, vm, rePending.String())[1]
-	if _, err := sr.CLI(ctx, "machine", "set-root", id, "--image", "testroot", "--kind", kind); err != nil {
+	if _, err := sr.CLI(ctx, "machine", "set-root", id, "--image", image, "--kind", kind); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := sr.CLI(ctx, "machine", "approve", id, "--name", name); err != nil {
 		t.Fatal(err)
 	}
-	expectRoot(ctx, t, vm, `root: marker=none$`)
-	return id
+	return id, vm
 }
 
 // stopAndUnmount stops sr's server gracefully, so it unmounts the
