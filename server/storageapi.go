@@ -42,7 +42,7 @@ func toAPI(err error) error {
 	case err == nil || isRefusal(err):
 		return err
 	case errors.Is(err, image.ErrNotFound), errors.Is(err, volume.ErrNotFound), errors.Is(err, fs.ErrNotExist),
-		errors.Is(err, rootnfs.ErrNotFound):
+		errors.Is(err, rootnfs.ErrNotFound), errors.Is(err, store.ErrNotFound):
 		kind = api.ErrNotFound
 	case errors.Is(err, image.ErrBadName), errors.Is(err, volume.ErrBadName), errors.Is(err, image.ErrUnsafePath),
 		errors.Is(err, rootnfs.ErrBadName):
@@ -100,6 +100,15 @@ func (st *storage) checkUnused(ctx context.Context, name string) error {
 			return fmt.Errorf("image %s is the root of machine %s %s: %w", name, m.ID[:12], m.Name, api.ErrConflict)
 		}
 	}
+	gs, err := st.store.Groups(ctx)
+	if err != nil {
+		return err
+	}
+	for _, g := range gs {
+		if hasImage(g.Root) && g.Root.Params[rootiscsi.ParamImage] == name {
+			return fmt.Errorf("image %s is the root of group %s: %w", name, g.Name, api.ErrConflict)
+		}
+	}
 	return nil
 }
 
@@ -143,6 +152,7 @@ func (st *storage) reset(ctx context.Context, m *store.Machine) error {
 		return err
 	}
 	if name := m.Root.Params[rootiscsi.ParamImage]; m.Root.Kind == wire.RootISCSI && name != "" {
+		// m.Root is the effective root (volumeOp).
 		if im, err := st.images.Get(name); err == nil && im.Digest != meta.Base {
 			return st.volumes.Delete(m.ID)
 		}
@@ -220,11 +230,15 @@ func (st *storage) nfsRoot(m *store.Machine) bool {
 }
 
 // volumeOp resolves ref and withdraws the machine's target, so its
-// volume is closed.
+// volume is closed. The machine's Root is its effective root (its
+// group's when it is in one).
 func (st *storage) volumeOp(ctx context.Context, ref string) (*store.Machine, error) {
 	m, err := st.machines.Machine(ctx, ref)
 	if err != nil {
 		return nil, err
+	}
+	if m.Root, err = store.EffectiveRoot(ctx, st.store, m); err != nil {
+		return m, err
 	}
 	return m, st.releaseRoot(ctx, m.ID)
 }
@@ -236,8 +250,9 @@ func idOf(m *store.Machine) string {
 	return m.ID
 }
 
-// SetRoot sets the root plan of the machine's next boot. An iSCSI root
-// must name an existing image.
+// SetRoot sets the root plan of the machine's next boot. A root other
+// than none must name an existing image. A machine in a group takes its
+// group's root; SetRoot refuses it.
 func (st *storage) SetRoot(ctx context.Context, ref string, root wire.RootPlan) (*store.Machine, error) {
 	m, err := st.machines.Machine(ctx, ref)
 	if err == nil {
@@ -245,6 +260,10 @@ func (st *storage) SetRoot(ctx context.Context, ref string, root wire.RootPlan) 
 	}
 	if err == nil {
 		m, err = st.store.UpdateMachine(ctx, m.ID, func(mc *store.Machine) error {
+			if mc.Group != "" {
+				return fmt.Errorf("machine %.12s is in group %s, whose root it mounts: set the group's root, or take the machine out of the group first: %w",
+					mc.ID, mc.Group, api.ErrConflict)
+			}
 			mc.Root = root
 			return nil
 		})
@@ -271,4 +290,66 @@ func (st *storage) checkRoot(root wire.RootPlan) error {
 	}
 	return fmt.Errorf("root kind %q: %w: want %s, %s, %s or %s", root.Kind, api.ErrInvalid,
 		wire.RootNone, wire.RootISCSI, wire.RootNFS, wire.RootVolatile)
+}
+
+// Groups lists the groups.
+func (st *storage) Groups(ctx context.Context) ([]*store.Group, error) { return st.store.Groups(ctx) }
+
+// SetGroupRoot creates group name, or replaces its root plan: the root
+// its machines mount from their next boot.
+func (st *storage) SetGroupRoot(ctx context.Context, name string, root wire.RootPlan) (*store.Group, error) {
+	g := &store.Group{Name: name, Root: root}
+	err := st.checkRoot(root)
+	if err == nil && !store.ValidGroupName(name) {
+		err = fmt.Errorf("group name %q: %w: want 1-64 of [A-Za-z0-9._-]", name, api.ErrInvalid)
+	}
+	if err == nil {
+		err = st.store.PutGroup(ctx, g)
+	}
+	err = toAPI(err)
+	st.record(ctx, "group-set-root", "", fmt.Sprintf("group %s root %s %v", name, root.Kind, root.Params), err)
+	if err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// DeleteGroup removes an empty group.
+func (st *storage) DeleteGroup(ctx context.Context, name string) error {
+	err := st.store.DeleteGroup(ctx, name)
+	if errors.Is(err, store.ErrGroupInUse) {
+		err = &apiError{kind: api.ErrConflict, err: err}
+	}
+	err = toAPI(err)
+	st.record(ctx, "group-delete", "", "group "+name, err)
+	return err
+}
+
+// SetGroup puts the machine in group (which must exist), or takes it out
+// of its group when group is "". It mounts the group's root, or its own
+// again, from its next boot.
+func (st *storage) SetGroup(ctx context.Context, ref, group string) (*store.Machine, error) {
+	m, err := st.machines.Machine(ctx, ref)
+	if err == nil && group != "" {
+		_, err = st.store.Group(ctx, group)
+	}
+	if err == nil {
+		m, err = st.store.UpdateMachine(ctx, m.ID, func(mc *store.Machine) error {
+			mc.Group = group
+			return nil
+		})
+	}
+	err = toAPI(err)
+	st.record(ctx, "set-group", idOf(m), "group "+orNone(group), err)
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
 }

@@ -37,6 +37,20 @@ type ImageService interface {
 	DeleteRoot(ctx context.Context, ref string) error
 	// SetRoot sets the root plan the machine gets at its next boot.
 	SetRoot(ctx context.Context, ref string, root wire.RootPlan) (*store.Machine, error)
+
+	// Groups lists the groups of machines that share a root.
+	Groups(ctx context.Context) ([]*store.Group, error)
+	// SetGroupRoot creates a group or replaces its root plan.
+	SetGroupRoot(ctx context.Context, name string, root wire.RootPlan) (*store.Group, error)
+	// DeleteGroup removes a group that has no machines.
+	DeleteGroup(ctx context.Context, name string) error
+	// SetGroup puts a machine in a group ("" takes it out).
+	SetGroup(ctx context.Context, ref, group string) (*store.Machine, error)
+}
+
+// GroupRequest is the body of PUT /v1/machines/{ref}/group.
+type GroupRequest struct {
+	Group string `json:"group"`
 }
 
 // ImportRequest is the body of POST /v1/images.
@@ -67,6 +81,10 @@ type SnapshotRequest struct {
 //	POST   /v1/machines/{ref}/volume/rollback    roll back (SnapshotRequest)
 //	DELETE /v1/machines/{ref}/volume             delete the machine's root
 //	PUT    /v1/machines/{ref}/root               set the root plan (wire.RootPlan)
+//	PUT    /v1/machines/{ref}/group              set the machine's group (GroupRequest)
+//	GET    /v1/groups                            list groups
+//	PUT    /v1/groups/{name}/root                create a group or set its root (wire.RootPlan)
+//	DELETE /v1/groups/{name}                     remove an empty group
 func WithImages(svc ImageService) Option {
 	return func(h *handler) {
 		ih := &imageHandler{h: h, svc: svc}
@@ -79,6 +97,10 @@ func WithImages(svc ImageService) Option {
 		h.mux.HandleFunc("POST /v1/machines/{ref}/volume/rollback", ih.rollback)
 		h.mux.HandleFunc("DELETE /v1/machines/{ref}/volume", ih.deleteRoot)
 		h.mux.HandleFunc("PUT /v1/machines/{ref}/root", ih.setRoot)
+		h.mux.HandleFunc("PUT /v1/machines/{ref}/group", ih.setGroup)
+		h.mux.HandleFunc("GET /v1/groups", ih.groups)
+		h.mux.HandleFunc("PUT /v1/groups/{name}/root", ih.setGroupRoot)
+		h.mux.HandleFunc("DELETE /v1/groups/{name}", ih.deleteGroup)
 	}
 }
 
@@ -150,4 +172,36 @@ func (ih *imageHandler) setRoot(w http.ResponseWriter, r *http.Request) {
 	}
 	m, err := ih.svc.SetRoot(r.Context(), r.PathValue("ref"), root)
 	ih.h.reply(w, r, m, err)
+}
+
+func (ih *imageHandler) setGroup(w http.ResponseWriter, r *http.Request) {
+	var req GroupRequest
+	if err := decodeBody(w, r, &req); err != nil {
+		ih.h.reply(w, r, nil, err)
+		return
+	}
+	m, err := ih.svc.SetGroup(r.Context(), r.PathValue("ref"), req.Group)
+	ih.h.reply(w, r, m, err)
+}
+
+func (ih *imageHandler) groups(w http.ResponseWriter, r *http.Request) {
+	gs, err := ih.svc.Groups(r.Context())
+	if gs == nil {
+		gs = []*store.Group{}
+	}
+	ih.h.reply(w, r, gs, err)
+}
+
+func (ih *imageHandler) setGroupRoot(w http.ResponseWriter, r *http.Request) {
+	var root wire.RootPlan
+	if err := decodeBody(w, r, &root); err != nil {
+		ih.h.reply(w, r, nil, err)
+		return
+	}
+	g, err := ih.svc.SetGroupRoot(r.Context(), r.PathValue("name"), root)
+	ih.h.reply(w, r, g, err)
+}
+
+func (ih *imageHandler) deleteGroup(w http.ResponseWriter, r *http.Request) {
+	ih.h.reply(w, r, nil, ih.svc.DeleteGroup(r.Context(), r.PathValue("name")))
 }

@@ -24,10 +24,15 @@ type RootProvider interface {
 // root asks the root provider for the machine's plan and secrets, or
 // returns the stored plan when there is no provider.
 func (x *exchange) root(ctx context.Context, tunnel *wire.TunnelPlan) (wire.RootPlan, map[string][]byte, error) {
-	if x.s.roots == nil {
-		return x.machine.Root, nil, nil
-	}
 	m := *x.machine
+	root, err := store.EffectiveRoot(ctx, x.s.store, &m)
+	if err != nil {
+		return wire.RootPlan{}, nil, fail("root", err)
+	}
+	m.Root = root
+	if x.s.roots == nil {
+		return m.Root, nil, nil
+	}
 	m.LastAddress = x.remote
 	m.Hints = x.hello.Hints
 	plan, secrets, err := x.s.roots.Prepare(ctx, &m, tunnel)

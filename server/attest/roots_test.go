@@ -165,3 +165,25 @@ func TestISCSIRootFailureRefuses(t *testing.T) {
 		t.Fatal("refused machine has a target")
 	}
 }
+
+func TestGroupRootInCredential(t *testing.T) {
+	e := newEnv(t)
+	m := newMachine(t, defaultSpec)
+	e.enrollAndApprove(t, m, "kiosk-1")
+	ctx := context.Background()
+	setRoot(t, e, m.id, wire.RootPlan{Kind: wire.RootNFS, Params: map[string]string{"image": "own"}})
+	kiosk := wire.RootPlan{Kind: wire.RootVolatile, Init: "/sbin/kiosk", Params: map[string]string{"image": "kiosk"}}
+	if err := e.db.PutGroup(ctx, &store.Group{Name: "kiosks", Root: kiosk}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.db.UpdateMachine(ctx, m.id, func(mc *store.Machine) error { mc.Group = "kiosks"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	res, err := attestOnce(t, e.client(t, m.dev))
+	if err != nil {
+		t.Fatalf("attest: %v", err)
+	}
+	if p := res.Payload; p.Root.Kind != wire.RootVolatile || p.Root.Init != "/sbin/kiosk" || p.Root.Params["image"] != "kiosk" {
+		t.Fatalf("root in credential = %+v; want the group's", p.Root)
+	}
+}

@@ -30,11 +30,13 @@ var (
 //	machines <id>      -> JSON Machine
 //	names    <name>    -> <id>          (unique index; empty names are not indexed)
 //	secrets  <id>      -> bucket: <secret name> -> ciphertext
+//	groups   <name>    -> JSON Group
 var (
 	bucketMeta     = []byte("meta")
 	bucketMachines = []byte("machines")
 	bucketNames    = []byte("names")
 	bucketSecrets  = []byte("secrets")
+	bucketGroups   = []byte("groups")
 	keyVersion     = []byte("version")
 	schemaVersion  = []byte("1")
 )
@@ -86,7 +88,7 @@ func open(path string, logger hclog.Logger, timeout time.Duration) (*DB, error) 
 // init creates the buckets and checks the schema version.
 func (db *DB) init() error {
 	return db.bolt.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketMeta, bucketMachines, bucketNames, bucketSecrets} {
+		for _, name := range [][]byte{bucketMeta, bucketMachines, bucketNames, bucketSecrets, bucketGroups} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return fmt.Errorf("create bucket %s: %w", name, err)
 			}

@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/sealroot/sealroot/server/attest/wire"
 )
 
 // openTestDB opens a fresh database in t.TempDir and checks its consistency
@@ -444,5 +447,43 @@ func TestBatchIsolation(t *testing.T) {
 	}
 	if m.BootCount != n/3 || m.Name != testMachine(0).Name {
 		t.Errorf("after the batch: BootCount %d name %q, want %d and %q", m.BootCount, m.Name, n/3, testMachine(0).Name)
+	}
+}
+
+func TestGroups(t *testing.T) {
+	ctx := context.Background()
+	db, _ := openTestDB(t)
+	if _, err := db.Group(ctx, "kiosks"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Group before PutGroup = %v; want ErrNotFound", err)
+	}
+	g := &Group{Name: "kiosks", Root: wire.RootPlan{Kind: wire.RootVolatile, Params: map[string]string{"image": "kiosk"}}}
+	if err := db.PutGroup(ctx, g); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"", "../x", "a b", strings.Repeat("g", 65)} {
+		if err := db.PutGroup(ctx, &Group{Name: bad}); err == nil {
+			t.Errorf("PutGroup(%q) accepted", bad)
+		}
+	}
+	got, err := db.Group(ctx, "kiosks")
+	if err != nil || got.Root.Kind != wire.RootVolatile || got.Root.Params["image"] != "kiosk" {
+		t.Fatalf("Group = %+v, %v", got, err)
+	}
+	m := testMachine(1)
+	m.Group = "kiosks"
+	if err := db.CreateMachine(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.DeleteGroup(ctx, "kiosks"); !errors.Is(err, ErrGroupInUse) {
+		t.Fatalf("DeleteGroup with a member = %v; want ErrGroupInUse", err)
+	}
+	if _, err := db.UpdateMachine(ctx, m.ID, func(m *Machine) error { m.Group = ""; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.DeleteGroup(ctx, "kiosks"); err != nil {
+		t.Fatalf("DeleteGroup = %v", err)
+	}
+	if gs, err := db.Groups(ctx); err != nil || len(gs) != 0 {
+		t.Fatalf("Groups after delete = %v, %v", gs, err)
 	}
 }

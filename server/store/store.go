@@ -7,13 +7,17 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/sealroot/sealroot/server/attest/wire"
 )
 
-// ErrNotFound is returned when a machine or secret does not exist.
+// ErrNotFound is returned when a machine, secret or group does not exist.
 var ErrNotFound = errors.New("not found")
+
+// ErrGroupInUse is returned by DeleteGroup while machines are in the group.
+var ErrGroupInUse = errors.New("group has machines")
 
 // State is a machine's enrollment state.
 type State string
@@ -56,8 +60,11 @@ type Machine struct {
 	// Diff is the readable event diff that put the machine in
 	// needs-reapproval.
 	Diff string `json:"diff,omitempty"`
-	// Root tells the agent what to mount.
+	// Root tells the agent what to mount, unless the machine is in a
+	// group: then the group's root does.
 	Root wire.RootPlan `json:"root"`
+	// Group names the machine's group; "" for none.
+	Group string `json:"group,omitempty"`
 
 	// ResetCount and RestartCount are the TPM clock counters from the last
 	// accepted quote; a quote whose ResetCount is lower is refused.
@@ -69,6 +76,13 @@ type Machine struct {
 	LastAddress string    `json:"last_address,omitempty"`
 	BootCount   uint64    `json:"boot_count"` // credentials released
 	Reason      string    `json:"reason,omitempty"`
+}
+
+// Group is a named set of machines that share a root plan (a lab of
+// volatile thin clients, say).
+type Group struct {
+	Name string        `json:"name"`
+	Root wire.RootPlan `json:"root"`
 }
 
 // BootState is a verified set of PCR values with the events that produced them.
@@ -111,5 +125,28 @@ type Store interface {
 	// DeleteSecret removes a secret, or returns ErrNotFound.
 	DeleteSecret(ctx context.Context, machineID, name string) error
 
+	// Group returns the group with the given name, or ErrNotFound.
+	Group(ctx context.Context, name string) (*Group, error)
+	// Groups returns every group, sorted by name.
+	Groups(ctx context.Context) ([]*Group, error)
+	// PutGroup creates or replaces a group.
+	PutGroup(ctx context.Context, g *Group) error
+	// DeleteGroup removes a group; it fails with ErrGroupInUse while a
+	// machine is in it, and with ErrNotFound if there is none.
+	DeleteGroup(ctx context.Context, name string) error
+
 	Close() error
+}
+
+// EffectiveRoot returns the root plan m mounts: its group's when it is in
+// a group, else its own.
+func EffectiveRoot(ctx context.Context, st Store, m *Machine) (wire.RootPlan, error) {
+	if m.Group == "" {
+		return m.Root, nil
+	}
+	g, err := st.Group(ctx, m.Group)
+	if err != nil {
+		return wire.RootPlan{}, fmt.Errorf("machine %.12s is in group %q: %w", m.ID, m.Group, err)
+	}
+	return g.Root, nil
 }

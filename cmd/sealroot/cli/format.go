@@ -31,6 +31,7 @@ func writeMachine(w io.Writer, m *store.Machine, link *api.RootLink) error {
 	if note := bootStateNote(m); note != "" {
 		field("Boot state", note)
 	}
+	field("Root", formatRoot(m))
 	writeRootLink(field, m, link)
 	field("Hints", formatHints(m))
 	lastSeen := formatTime(m.LastSeen)
@@ -55,6 +56,26 @@ func writeMachine(w io.Writer, m *store.Machine, link *api.RootLink) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// formatRoot describes the root m mounts.
+func formatRoot(m *store.Machine) string {
+	if m.Group != "" {
+		return "that of group " + safe(m.Group) + " (sealroot group list)"
+	}
+	return formatRootPlan(m.Root)
+}
+
+// formatRootPlan is "kind image=NAME [init=PATH]".
+func formatRootPlan(r wire.RootPlan) string {
+	s := orDash(safe(r.Kind))
+	if img := r.Params["image"]; img != "" {
+		s += " image=" + safe(img)
+	}
+	if r.Init != "" {
+		s += " init=" + safe(r.Init)
+	}
+	return s
 }
 
 // bootStateNote says plainly when a machine's boot state is not checked

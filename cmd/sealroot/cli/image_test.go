@@ -161,3 +161,39 @@ func readVolume(t *testing.T, vols *volume.Manager, digest string) string {
 	}
 	return string(b)
 }
+
+func TestGroupCommands(t *testing.T) {
+	dir, sock := realServer(t)
+	src := filepath.Join(t.TempDir(), "tree")
+	os.MkdirAll(filepath.Join(src, "etc"), 0o755)
+	if err := os.WriteFile(filepath.Join(src, "etc", "hostname"), []byte("kiosk\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	wantRun(t, run(t, sock, "", "image", "import", "kiosk", src), 0, "imported kiosk")
+	images, err := image.Open(image.Config{Dir: filepath.Join(dir, "images")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { images.Remove("kiosk"); images.GC(nil) })
+
+	wantRun(t, run(t, sock, "", "group", "set-root", "kiosks"), 2, "needs --image")
+	wantRun(t, run(t, sock, "", "group", "set-root", "../x", "--image", "kiosk"), 1, "group name")
+	wantRun(t, run(t, sock, "", "group", "set-root", "kiosks", "--image", "missing"), 1, "not found")
+	wantRun(t, run(t, sock, "", "group", "set-root", "kiosks", "--image", "kiosk"), 0, "root of group kiosks: volatile image=kiosk")
+	wantRun(t, run(t, sock, "", "group", "list"), 0, "kiosks  volatile image=kiosk")
+	wantRun(t, run(t, sock, "", "machine", "set-group", "web1", "nope"), 1, "not found")
+	wantRun(t, run(t, sock, "", "machine", "set-group", "web1", "kiosks"), 0, "web1 is in group kiosks")
+	m, err := client.New(sock).Machine(context.Background(), "web1")
+	if err != nil || m.Group != "kiosks" {
+		t.Fatalf("machine = %+v, %v; want group kiosks", m, err)
+	}
+	wantRun(t, run(t, sock, "", "machine", "show", "web1"), 0, "Root:           that of group kiosks")
+	wantRun(t, run(t, sock, "", "machine", "set-root", "web1", "--kind", "nfs", "--image", "kiosk"), 1, "is in group kiosks")
+	wantRun(t, run(t, sock, "", "group", "rm", "kiosks"), 1, "group has machines")
+	wantRun(t, run(t, sock, "", "image", "rm", "kiosk"), 1, "is the root of group kiosks")
+	wantRun(t, run(t, sock, "", "machine", "set-group", "web1", ""), 0, "is in no group; its own root: none")
+	wantRun(t, run(t, sock, "", "group", "rm", "kiosks"), 0, "removed group kiosks")
+	if r := run(t, sock, "", "--json", "group", "list"); strings.TrimSpace(r.stdout) != "[]" {
+		t.Fatalf("group list after rm = %q, want []", r.stdout)
+	}
+}

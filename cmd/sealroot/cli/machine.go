@@ -62,6 +62,12 @@ func newMachineCmd(e *env) *cobra.Command {
 			RunE:  func(c *cobra.Command, args []string) error { return runMachineDeleteRoot(c, e, args[0]) },
 		},
 		newMachineSetRootCmd(e),
+		&cobra.Command{
+			Use:   "set-group MACHINE GROUP",
+			Short: `Put a machine in GROUP, whose root it mounts from its next boot ("" takes it out)`,
+			Args:  exactArgs(2),
+			RunE:  func(c *cobra.Command, args []string) error { return runMachineSetGroup(c, e, args[0], args[1]) },
+		},
 	)
 }
 
@@ -195,6 +201,22 @@ func runMachineSnapshot(c *cobra.Command, e *env, args []string) error {
 		return e.printJSON(map[string]string{"snapshot": name})
 	}
 	_, err := fmt.Fprintf(e.Stdout, "saved the root of %s as snapshot %s\n", safe(args[0]), safe(name))
+	return err
+}
+
+func runMachineSetGroup(c *cobra.Command, e *env, ref, group string) error {
+	m, err := e.client().SetGroup(c.Context(), ref, group)
+	if err != nil {
+		return err
+	}
+	if e.JSON {
+		return e.printJSON(m)
+	}
+	if group == "" {
+		_, err = fmt.Fprintf(e.Stdout, "%s %s is in no group; its own root: %s\n", shortID(m.ID), orDash(safe(m.Name)), formatRootPlan(m.Root))
+		return err
+	}
+	_, err = fmt.Fprintf(e.Stdout, "%s %s is in group %s\n", shortID(m.ID), orDash(safe(m.Name)), safe(group))
 	return err
 }
 

@@ -79,6 +79,7 @@ func newRootCmd(e *env) *cobra.Command {
 		newMachineCmd,
 		newSecretCmd,
 		newImageCmd,
+		newGroupsCmd,
 		newPKICmd,
 		newInitramfsCmd,
 		newServeCmd,

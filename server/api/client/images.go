@@ -62,6 +62,44 @@ func (c *Client) DeleteRoot(ctx context.Context, ref string) error {
 	return c.do(ctx, http.MethodDelete, machinePath(ref, "/volume"), nil, nil)
 }
 
+// Groups lists the groups.
+func (c *Client) Groups(ctx context.Context) ([]*store.Group, error) {
+	var gs []*store.Group
+	err := c.do(ctx, http.MethodGet, "/v1/groups", nil, &gs)
+	return gs, err
+}
+
+// SetGroupRoot creates a group or replaces its root plan.
+func (c *Client) SetGroupRoot(ctx context.Context, name string, root wire.RootPlan) (*store.Group, error) {
+	body, err := json.Marshal(root)
+	if err != nil {
+		return nil, err
+	}
+	var g store.Group
+	if err := c.do(ctx, http.MethodPut, "/v1/groups/"+url.PathEscape(name)+"/root", body, &g); err != nil {
+		return nil, err
+	}
+	return &g, nil
+}
+
+// DeleteGroup removes an empty group.
+func (c *Client) DeleteGroup(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/groups/"+url.PathEscape(name), nil, nil)
+}
+
+// SetGroup puts the machine in group ("" takes it out).
+func (c *Client) SetGroup(ctx context.Context, ref, group string) (*store.Machine, error) {
+	body, err := json.Marshal(api.GroupRequest{Group: group})
+	if err != nil {
+		return nil, err
+	}
+	var m store.Machine
+	if err := c.do(ctx, http.MethodPut, machinePath(ref, "/group"), body, &m); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
 // SetRoot sets the machine's root plan.
 func (c *Client) SetRoot(ctx context.Context, ref string, root wire.RootPlan) (*store.Machine, error) {
 	body, err := json.Marshal(root)

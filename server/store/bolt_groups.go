@@ -1,0 +1,111 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"regexp"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// groupNamePattern is a group name: short, printable, no separators.
+var groupNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// ValidGroupName reports whether name can name a group.
+func ValidGroupName(name string) bool { return groupNamePattern.MatchString(name) }
+
+func checkGroupName(name string) error {
+	if !ValidGroupName(name) {
+		return fmt.Errorf("group name %q: want 1-64 of [A-Za-z0-9._-], starting with a letter or digit: %w", name, ErrNotFound)
+	}
+	return nil
+}
+
+// Group returns the group with the given name, or ErrNotFound.
+func (db *DB) Group(ctx context.Context, name string) (*Group, error) {
+	if err := checkGroupName(name); err != nil {
+		return nil, err
+	}
+	var g *Group
+	err := db.view(ctx, func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketGroups).Get([]byte(name))
+		if v == nil {
+			return fmt.Errorf("group %s: %w", name, ErrNotFound)
+		}
+		var err error
+		g, err = decodeGroup(v)
+		return err
+	})
+	return g, err
+}
+
+// Groups returns every group, sorted by name.
+func (db *DB) Groups(ctx context.Context) ([]*Group, error) {
+	var out []*Group
+	err := db.view(ctx, func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketGroups).ForEach(func(_, v []byte) error {
+			g, err := decodeGroup(v)
+			if err == nil {
+				out = append(out, g)
+			}
+			return err
+		})
+	})
+	return out, err
+}
+
+// PutGroup creates or replaces a group.
+func (db *DB) PutGroup(ctx context.Context, g *Group) error {
+	if err := checkGroupName(g.Name); err != nil {
+		return err
+	}
+	v, err := json.Marshal(g)
+	if err != nil {
+		return err
+	}
+	return db.update(ctx, func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketGroups).Put([]byte(g.Name), v)
+	})
+}
+
+// DeleteGroup removes a group unless a machine is in it.
+func (db *DB) DeleteGroup(ctx context.Context, name string) error {
+	if err := checkGroupName(name); err != nil {
+		return err
+	}
+	return db.update(ctx, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketGroups)
+		if b.Get([]byte(name)) == nil {
+			return fmt.Errorf("group %s: %w", name, ErrNotFound)
+		}
+		members := 0
+		err := tx.Bucket(bucketMachines).ForEach(func(_, v []byte) error {
+			var m struct {
+				Group string `json:"group"`
+			}
+			if err := json.Unmarshal(v, &m); err != nil {
+				return fmt.Errorf("%w: machine record: %v", ErrCorrupt, err)
+			}
+			if m.Group == name {
+				members++
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if members > 0 {
+			return fmt.Errorf("group %s: %d machines: %w", name, members, ErrGroupInUse)
+		}
+		return b.Delete([]byte(name))
+	})
+}
+
+func decodeGroup(v []byte) (*Group, error) {
+	g := &Group{}
+	if err := json.Unmarshal(v, g); err != nil {
+		return nil, fmt.Errorf("%w: group record: %v", ErrCorrupt, err)
+	}
+	return g, nil
+}
