@@ -95,9 +95,21 @@ func TestNFSRoot(t *testing.T) {
 		vm := startPXE(ctx, t, lab, "vm-nfs-3", BIOS, tpmA)
 		expectRoot(ctx, t, vm, `root: marker=none$`)
 	})
-	t.Run("volatile_loses_writes", func(t *testing.T) {
-		newRootMachine(ctx, t, lab, sr, "vm-volatile", "volatile", BIOS, tpmB)
-		vm := startPXE(ctx, t, lab, "vm-volatile-2", BIOS, tpmB)
+	t.Run("volatile_group_loses_writes", func(t *testing.T) {
+		// Chosen per group: B joins the group "kiosks", whose machines
+		// mount the shared base read-only under a tmpfs upper.
+		if _, err := sr.CLI(ctx, "group", "set-root", "kiosks", "--kind", "volatile", "--image", "testroot"); err != nil {
+			t.Fatal(err)
+		}
+		vm := startPXE(ctx, t, lab, "vm-volatile", BIOS, tpmB)
+		id := expectBoot(ctx, t, vm, rePending.String())[1]
+		for _, args := range [][]string{{"machine", "set-group", id, "kiosks"}, {"machine", "approve", id, "--name", "vm-volatile"}} {
+			if _, err := sr.CLI(ctx, args...); err != nil {
+				t.Fatal(err)
+			}
+		}
+		expectRoot(ctx, t, vm, `root: marker=none$`)
+		vm = startPXE(ctx, t, lab, "vm-volatile-2", BIOS, tpmB)
 		expectRoot(ctx, t, vm, `root: marker=none$`)
 	})
 	t.Run("nfs_not_on_lan", func(t *testing.T) {
