@@ -190,12 +190,12 @@ func (st *storage) Prepare(ctx context.Context, m *store.Machine, tn *wire.Tunne
 	var own interface {
 		Prepare(context.Context, *store.Machine, *wire.TunnelPlan) (wire.RootPlan, map[string][]byte, error)
 	}
-	switch m.Root.Kind {
-	case wire.RootISCSI:
+	switch {
+	case rootiscsi.Serves(m.Root):
 		if st.roots != nil {
 			own = st.roots
 		}
-	case wire.RootNFS, wire.RootVolatile:
+	case m.Root.Kind == wire.RootNFS, m.Root.Kind == wire.RootVolatile:
 		if st.nfsRoots != nil {
 			own = st.nfsRoots
 		}

@@ -220,11 +220,11 @@ func (st *storage) nfsRoot(m *store.Machine) bool {
 	if st.nfsRoots == nil {
 		return false
 	}
-	switch m.Root.Kind {
-	case wire.RootNFS, wire.RootVolatile:
-		return true
-	case wire.RootISCSI:
+	switch {
+	case rootiscsi.Serves(m.Root):
 		return false
+	case m.Root.Kind == wire.RootNFS, m.Root.Kind == wire.RootVolatile:
+		return true
 	}
 	return st.nfsRoots.Has(m.ID)
 }
@@ -281,6 +281,9 @@ func (st *storage) checkRoot(root wire.RootPlan) error {
 	case wire.RootNone:
 		return nil
 	case wire.RootISCSI, wire.RootNFS, wire.RootVolatile:
+		if via := root.Params[wire.VolatileVia]; root.Kind == wire.RootVolatile && via != "" && via != wire.RootNFS && via != rootiscsi.ViaISCSI {
+			return fmt.Errorf("%w: a volatile root reads its base via nfs or iscsi, not %q", api.ErrInvalid, via)
+		}
 		name := root.Params[rootiscsi.ParamImage]
 		if name == "" {
 			return fmt.Errorf("%w: a %s root needs an image (root parameter \"image\")", api.ErrInvalid, root.Kind)

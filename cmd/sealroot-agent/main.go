@@ -41,6 +41,7 @@ import (
 	"github.com/sealroot/sealroot/agent/root"
 	iscsiroot "github.com/sealroot/sealroot/agent/root/iscsi"
 	nfsroot "github.com/sealroot/sealroot/agent/root/nfs"
+	"github.com/sealroot/sealroot/agent/root/volatile"
 	"github.com/sealroot/sealroot/agent/sysinit"
 	"github.com/sealroot/sealroot/agent/tpm"
 	agenttunnel "github.com/sealroot/sealroot/agent/tunnel"
@@ -122,9 +123,15 @@ func run(ctx context.Context, pid1 bool, configPath, tpmPath string) error {
 		Random:   t.Random,
 		Attester: attester,
 		Tunnel:   wg.up,
-		Stages: root.NewRegistry(root.None{}, &iscsiroot.Stage{Logger: log, Keep: startKeeper},
-			&nfsroot.Stage{Logger: log}, &nfsroot.Volatile{Logger: log}),
+		Stages:   stages(log),
 	})
+}
+
+// stages are the root stages this agent knows.
+func stages(log hclog.Logger) *root.Registry {
+	iscsi := &iscsiroot.Stage{Logger: log, Keep: startKeeper}
+	return root.NewRegistry(root.None{}, iscsi, &nfsroot.Stage{Logger: log},
+		&volatile.Stage{Logger: log, ISCSI: iscsi.MountBase})
 }
 
 // startKeeper starts the iSCSI keeper daemon, logging to the console.

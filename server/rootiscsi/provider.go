@@ -33,6 +33,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"strconv"
 	"sync"
 
@@ -73,9 +74,11 @@ var (
 	ErrAddress = errors.New("machine address unusable for iSCSI access control")
 )
 
-// Images finds images by name; *image.Store implements it.
+// Images finds images by name and bases by digest; *image.Store
+// implements it.
 type Images interface {
 	Get(name string) (*image.Image, error)
+	BasePath(digest string) (string, error)
 }
 
 // Peers maps a tunnel source address to its machine; *tunnel.Tunnel
@@ -126,14 +129,23 @@ type Provider struct {
 // served is one machine's live target.
 type served struct {
 	rec *record
-	vol *volume.Volume
+	lun lun
 	srv *iscsi.Server
+}
+
+// lun is a target's storage: the machine's volume, or for a volatile
+// machine its base, read-only.
+type lun interface {
+	iscsi.BackingStore
+	io.Closer
 }
 
 // record is what a target needs to be rebuilt; it holds the CHAP secrets.
 type record struct {
-	MachineID string     `json:"machine_id"`
-	Base      string     `json:"base"`
+	MachineID string `json:"machine_id"`
+	Base      string `json:"base"`
+	// Volatile serves the base itself, read-only, instead of a volume.
+	Volatile  bool       `json:"volatile,omitempty"`
 	Tunnelled bool       `json:"tunnelled"`
 	Addr      string     `json:"addr,omitempty"` // admitted source address, plain transport
 	CHAP      iscsi.CHAP `json:"chap"`
@@ -180,8 +192,13 @@ func shortID(id string) string { return id[:min(len(id), 16)] }
 // tunnel plan, nil on the plain transport; m.LastAddress must be the
 // address the machine attests from. A root of another kind is returned
 // as is, and the machine's target, if any, is withdrawn.
+//
+// A volatile root whose base goes over iSCSI (kind "volatile" with
+// parameter "via" = "iscsi") gets a read-only target over the base
+// itself, shared with every volatile machine of that base; the agent puts
+// a tmpfs upper over it.
 func (p *Provider) Prepare(ctx context.Context, m *store.Machine, tunnel *wire.TunnelPlan) (wire.RootPlan, map[string][]byte, error) {
-	if m.Root.Kind != wire.RootISCSI {
+	if !Serves(m.Root) {
 		return m.Root, nil, p.Release(ctx, m.ID)
 	}
 	name := m.Root.Params[ParamImage]
@@ -192,7 +209,7 @@ func (p *Provider) Prepare(ctx context.Context, m *store.Machine, tunnel *wire.T
 	if err != nil {
 		return wire.RootPlan{}, nil, fmt.Errorf("root image: %w", err)
 	}
-	rec := &record{MachineID: m.ID, Base: im.Digest, Tunnelled: tunnel != nil}
+	rec := &record{MachineID: m.ID, Base: im.Digest, Volatile: m.Root.Kind == wire.RootVolatile, Tunnelled: tunnel != nil}
 	srv, portal := p.cfg.Plain, p.cfg.PlainPortal
 	if rec.Tunnelled {
 		srv, portal = p.cfg.Tunnelled, p.cfg.TunnelPortal
@@ -213,7 +230,7 @@ func (p *Provider) Prepare(ctx context.Context, m *store.Machine, tunnel *wire.T
 		return wire.RootPlan{}, nil, err
 	}
 	p.log.Info("iscsi root ready", "machine", m.ID, "target", TargetIQN(m.ID), "base", im.Digest,
-		"tunnelled", rec.Tunnelled, "portal", portal)
+		"volatile", rec.Volatile, "tunnelled", rec.Tunnelled, "portal", portal)
 	return plan(m, portal), secretsOf(rec.CHAP), nil
 }
 
@@ -229,8 +246,18 @@ func plan(m *store.Machine, portal string) wire.RootPlan {
 	params[wire.ISCSIInitiator] = InitiatorIQN(m.ID)
 	params[wire.ISCSILUN] = "0"
 	params[wire.ISCSIFSType] = "ext4"
-	return wire.RootPlan{Kind: wire.RootISCSI, Init: m.Root.Init, Params: params}
+	return wire.RootPlan{Kind: m.Root.Kind, Init: m.Root.Init, Params: params}
 }
+
+// Serves reports whether root is one this provider serves: kind iscsi, or
+// volatile with its base via iSCSI.
+func Serves(root wire.RootPlan) bool {
+	return root.Kind == wire.RootISCSI || (root.Kind == wire.RootVolatile && root.Params[wire.VolatileVia] == ViaISCSI)
+}
+
+// ViaISCSI is the "via" parameter of a volatile root whose base goes over
+// iSCSI.
+const ViaISCSI = "iscsi"
 
 func secretsOf(c iscsi.CHAP) map[string][]byte {
 	return map[string][]byte{
@@ -269,20 +296,25 @@ func (p *Provider) serve(ctx context.Context, rec *record, create bool) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	old := p.machines[rec.MachineID]
-	var vol *volume.Volume
-	if old != nil && old.vol.Base == rec.Base {
-		vol = old.vol // keep the open volume; only the target changes
+	var vol lun
+	if old != nil && old.rec.Base == rec.Base && old.rec.Volatile == rec.Volatile {
+		vol = old.lun // keep the open volume; only the target changes
 	}
 	if old != nil {
 		old.srv.RemoveTarget(TargetIQN(rec.MachineID))
 		if vol == nil {
-			old.vol.Close()
+			old.lun.Close()
 		}
 		delete(p.machines, rec.MachineID)
 	}
 	if vol == nil {
 		var err error
-		if vol, err = p.openVolume(ctx, rec.MachineID, rec.Base, create); err != nil {
+		if rec.Volatile {
+			vol, err = p.openBase(rec.Base)
+		} else {
+			vol, err = p.openVolume(ctx, rec.MachineID, rec.Base, create)
+		}
+		if err != nil {
 			return err
 		}
 	}
@@ -294,6 +326,7 @@ func (p *Provider) serve(ctx context.Context, rec *record, create bool) error {
 		IQN:            TargetIQN(rec.MachineID),
 		LUN:            vol,
 		Serial:         shortID(rec.MachineID),
+		ReadOnly:       rec.Volatile,
 		Auth:           &rec.CHAP,
 		AllowInitiator: p.admit(rec),
 	}
@@ -301,11 +334,43 @@ func (p *Provider) serve(ctx context.Context, rec *record, create bool) error {
 		vol.Close()
 		return fmt.Errorf("rootiscsi: %w", err)
 	}
-	p.machines[rec.MachineID] = &served{rec: rec, vol: vol, srv: srv}
+	p.machines[rec.MachineID] = &served{rec: rec, lun: vol, srv: srv}
 	return nil
 }
 
-func (p *Provider) openVolume(ctx context.Context, id, base string, create bool) (*volume.Volume, error) {
+// openBase opens a volatile machine's base read-only.
+func (p *Provider) openBase(digest string) (lun, error) {
+	path, err := p.cfg.Images.BasePath(digest)
+	if err != nil {
+		return nil, fmt.Errorf("root base: %w", err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("root base: %w", err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("root base: %w", err)
+	}
+	return &readOnlyBase{File: f, size: fi.Size()}, nil
+}
+
+// readOnlyBase serves a base image file; the target is ReadOnly, so
+// writes never reach it, and refuses them here too.
+type readOnlyBase struct {
+	*os.File
+	size int64
+}
+
+func (b *readOnlyBase) WriteAt([]byte, int64) (int, error) { return 0, errReadOnly }
+func (b *readOnlyBase) Punch(int64, int64) error           { return errReadOnly }
+func (b *readOnlyBase) Size() int64                        { return b.size }
+func (b *readOnlyBase) Sync() error                        { return nil }
+
+var errReadOnly = errors.New("rootiscsi: a volatile machine's base is read-only")
+
+func (p *Provider) openVolume(ctx context.Context, id, base string, create bool) (lun, error) {
 	vol, err := p.cfg.Volumes.Open(id, base)
 	if create && errors.Is(err, volume.ErrNotFound) {
 		vol, err = p.cfg.Volumes.Create(ctx, id, base)
@@ -344,7 +409,7 @@ func (p *Provider) Release(_ context.Context, machineID string) error {
 	var err error
 	if s != nil {
 		s.srv.RemoveTarget(TargetIQN(machineID))
-		err = s.vol.Close()
+		err = s.lun.Close()
 		p.log.Info("iscsi root withdrawn", "machine", machineID)
 	}
 	return errors.Join(err, p.remove(machineID))
@@ -365,7 +430,7 @@ func (p *Provider) Close() error {
 	var errs []error
 	for id, s := range p.machines {
 		s.srv.RemoveTarget(TargetIQN(id))
-		errs = append(errs, s.vol.Close())
+		errs = append(errs, s.lun.Close())
 		delete(p.machines, id)
 	}
 	return errors.Join(errs...)

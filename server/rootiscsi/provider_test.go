@@ -440,3 +440,36 @@ func TestTunnelledAdmitsOnlyThePeer(t *testing.T) {
 		t.Fatal("A logged in without a tunnel peer")
 	}
 }
+
+func TestVolatileServesTheBaseReadOnly(t *testing.T) {
+	e := newEnv(t)
+	volatileMachine := func(id string) *store.Machine {
+		m := iscsiMachine(id, "tiny")
+		m.Root = wire.RootPlan{Kind: wire.RootVolatile, Params: map[string]string{rootiscsi.ParamImage: "tiny", wire.VolatileVia: rootiscsi.ViaISCSI}}
+		return m
+	}
+	planA, secA := e.prepare(t, volatileMachine(idA))
+	planB, secB := e.prepare(t, volatileMachine(idB))
+	if planA.Kind != wire.RootVolatile || planA.Params[wire.VolatileVia] != rootiscsi.ViaISCSI || planA.Params[wire.ISCSITarget] == planB.Params[wire.ISCSITarget] {
+		t.Fatalf("plans = %+v, %+v; want volatile via iscsi, one target each", planA, planB)
+	}
+	for _, l := range []login{loginFrom(e.addr, planA, secA), loginFrom(e.addr, planB, secB)} {
+		if size, err := l.capacity(t); err != nil || size != e.images["tiny"].Size {
+			t.Fatalf("capacity = %d, %v; want the base's %d bytes", size, err, e.images["tiny"].Size)
+		}
+	}
+	if _, err := e.vols.Meta(idA); !errors.Is(err, volume.ErrNotFound) {
+		t.Fatalf("volume of a volatile machine: %v; want none (the base itself is served)", err)
+	}
+	// Back to a persistent root: the machine gets its own volume.
+	e.prepare(t, iscsiMachine(idA, "tiny"))
+	if _, err := e.vols.Meta(idA); err != nil {
+		t.Fatalf("volume after switching to kind iscsi: %v", err)
+	}
+	// A volatile root over NFS is not this provider's: withdrawn.
+	m := volatileMachine(idB)
+	m.Root.Params[wire.VolatileVia] = wire.RootNFS
+	if plan, _ := e.prepare(t, m); plan.Params[wire.ISCSITarget] != "" || e.p.Serving(idB) {
+		t.Fatalf("volatile via nfs: plan %+v, serving %v; want passed through and withdrawn", plan, e.p.Serving(idB))
+	}
+}

@@ -101,6 +101,30 @@ func (s *Stage) Mount(ctx context.Context, p *wire.Payload) (string, error) {
 	return dir, nil
 }
 
+// MountBase attaches the LUN of a volatile root's base (kind "volatile",
+// via iscsi) and mounts it read-only at dir, without journal replay; the
+// keeper, when set, keeps the session as for any iSCSI root.
+func (s *Stage) MountBase(ctx context.Context, p *wire.Payload, dir string) error {
+	if p.Root.Kind != wire.RootVolatile {
+		return fmt.Errorf("%w: kind %q is not volatile", ErrPlan, p.Root.Kind)
+	}
+	asISCSI := *p
+	asISCSI.Root.Kind = wire.RootISCSI
+	base := *s
+	base.Mountpoint = dir
+	base.MountFS = func(dev, dir, fstype string) error {
+		if err := unix.Mount(dev, dir, fstype, unix.MS_RDONLY, "noload"); err != nil {
+			return &os.PathError{Op: "mount " + fstype + " " + dev + " read-only", Path: dir, Err: err}
+		}
+		return nil
+	}
+	if s.MountFS != nil {
+		base.MountFS = s.MountFS
+	}
+	_, err := base.Mount(ctx, &asISCSI)
+	return err
+}
+
 func mountDevice(dev, dir, fstype string) error {
 	if err := unix.Mount(dev, dir, fstype, 0, ""); err != nil {
 		return &os.PathError{Op: "mount " + fstype + " " + dev, Path: dir, Err: err}

@@ -1,11 +1,8 @@
-// Package nfs holds the agent's root stages of kinds "nfs" and "volatile".
+// Package nfs is the agent's root stage of kind "nfs": it mounts the
+// machine's own NFSv4.2 export read-write at the new root. Package
+// agent/root/volatile uses MountRO for a volatile root's base.
 //
-// Stage mounts the machine's own NFSv4.2 export read-write at the new
-// root. Volatile mounts the shared base export read-only and puts an
-// overlay with a tmpfs upper over it: writes live in memory and are gone
-// at the next boot.
-//
-// Both mount with mount(2) and text options (the kernel's NFS client
+// Mounts use with mount(2) and text options (the kernel's NFS client
 // parses them; no mount.nfs helper, no rpcbind): a hard mount over TCP,
 // so I/O waits through a server restart and the kernel's NFSv4 client
 // recovers its state by itself. The server's address is its WireGuard
@@ -19,7 +16,6 @@ import (
 	"net/netip"
 	"os"
 	"path"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -32,11 +28,6 @@ import (
 
 // DefaultMountpoint is where the root is mounted.
 const DefaultMountpoint = "/newroot"
-
-// VolatileDir holds a volatile root's layers: base/ (the NFS base) and
-// rw/ (the tmpfs with upper/ and work/). They stay mounted, out of sight,
-// after switch_root.
-const VolatileDir = "/sealroot"
 
 // ErrPlan is wrapped by every error about an unusable NFS root plan.
 var ErrPlan = errors.New("invalid NFS root plan")
@@ -132,64 +123,14 @@ func (s *Stage) Mount(ctx context.Context, p *wire.Payload) (string, error) {
 	return dir, nil
 }
 
-// Volatile mounts volatile roots (kind "volatile"): the shared base over
-// NFS, read-only, under a tmpfs upper. The zero value works.
-type Volatile struct {
-	Mountpoint string       // default DefaultMountpoint
-	Dir        string       // default VolatileDir
-	Logger     hclog.Logger // default discards
-	SysMount   MountFunc    // default mount(2)
-	// TmpfsSize limits the writable layer, as tmpfs's size= ("50%",
-	// "2g"); default the kernel's (half the memory).
-	TmpfsSize string
-}
-
-// Name implements root.Stage.
-func (*Volatile) Name() string { return wire.RootVolatile }
-
-// Mount implements root.Stage.
-func (v *Volatile) Mount(ctx context.Context, p *wire.Payload) (string, error) {
-	if p.Root.Kind != wire.RootVolatile {
-		return "", fmt.Errorf("%w: kind %q", ErrPlan, p.Root.Kind)
-	}
-	if via := p.Root.Params[wire.VolatileVia]; via != "" && via != wire.RootNFS {
-		return "", fmt.Errorf("%w: volatile base via %q (this agent reads it over nfs)", ErrPlan, via)
-	}
+// MountRO mounts the NFS export a payload plans at dir, read-only: a
+// volatile root's shared base.
+func MountRO(ctx context.Context, p *wire.Payload, dir string, mount MountFunc) error {
 	o, err := Plan(p)
 	if err != nil {
-		return "", err
+		return err
 	}
-	mount := mountFunc(v.SysMount)
-	top := orDefault(v.Dir, VolatileDir)
-	base, rw := filepath.Join(top, "base"), filepath.Join(top, "rw")
-	dir := orDefault(v.Mountpoint, DefaultMountpoint)
-	for _, d := range []string{base, rw, dir} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return "", err
-		}
-	}
-	if err := mount(o.Source, base, "nfs4", unix.MS_RDONLY, o.Data); err != nil {
-		return "", err
-	}
-	tmpfsOpts := "mode=0755"
-	if v.TmpfsSize != "" {
-		tmpfsOpts += ",size=" + v.TmpfsSize
-	}
-	if err := mount("tmpfs", rw, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, tmpfsOpts); err != nil {
-		return "", err
-	}
-	upper, work := filepath.Join(rw, "upper"), filepath.Join(rw, "work")
-	for _, d := range []string{upper, work} {
-		if err := os.Mkdir(d, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
-			return "", err
-		}
-	}
-	opts := "lowerdir=" + base + ",upperdir=" + upper + ",workdir=" + work
-	if err := mount("overlay", dir, "overlay", 0, opts); err != nil {
-		return "", err
-	}
-	logger(v.Logger).Info("volatile root mounted", "base", o.Source, "dir", dir)
-	return dir, nil
+	return mountFunc(mount)(o.Source, dir, "nfs4", unix.MS_RDONLY, o.Data)
 }
 
 func orDefault(s, def string) string {

@@ -4,10 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
-	"strings"
 	"testing"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/sealroot/sealroot/server/attest/wire"
 )
@@ -89,33 +86,5 @@ func TestStageMounts(t *testing.T) {
 	}
 	if _, err := s.Mount(context.Background(), payload(wire.RootVolatile, goodParams())); !errors.Is(err, ErrPlan) {
 		t.Fatalf("nfs stage given a volatile plan = %v; want ErrPlan", err)
-	}
-}
-
-func TestVolatileMounts(t *testing.T) {
-	var calls []call
-	top := t.TempDir()
-	v := &Volatile{Mountpoint: filepath.Join(top, "newroot"), Dir: filepath.Join(top, "sealroot"), SysMount: record(&calls), TmpfsSize: "50%"}
-	params := goodParams()
-	params[wire.VolatileVia] = wire.RootNFS
-	if _, err := v.Mount(context.Background(), payload(wire.RootVolatile, params)); err != nil {
-		t.Fatal(err)
-	}
-	if len(calls) != 3 {
-		t.Fatalf("mounts = %+v; want base, tmpfs, overlay", calls)
-	}
-	base, rw, ov := calls[0], calls[1], calls[2]
-	if base.fstype != "nfs4" || base.flags&unix.MS_RDONLY == 0 {
-		t.Errorf("base mount = %+v; want read-only nfs4", base)
-	}
-	if rw.fstype != "tmpfs" || !strings.Contains(rw.data, "size=50%") {
-		t.Errorf("writable layer = %+v; want tmpfs size=50%%", rw)
-	}
-	if ov.fstype != "overlay" || !strings.Contains(ov.data, "lowerdir="+base.target) || !strings.Contains(ov.data, "upperdir="+rw.target+"/upper") {
-		t.Errorf("overlay = %+v", ov)
-	}
-	params[wire.VolatileVia] = "iscsi"
-	if _, err := v.Mount(context.Background(), payload(wire.RootVolatile, params)); !errors.Is(err, ErrPlan) {
-		t.Errorf("volatile via iscsi = %v; want ErrPlan", err)
 	}
 }

@@ -72,6 +72,9 @@ func formatRootPlan(r wire.RootPlan) string {
 	if img := r.Params["image"]; img != "" {
 		s += " image=" + safe(img)
 	}
+	if via := r.Params[wire.VolatileVia]; via != "" {
+		s += " via=" + safe(via)
+	}
 	if r.Init != "" {
 		s += " init=" + safe(r.Init)
 	}

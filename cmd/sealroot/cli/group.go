@@ -21,6 +21,7 @@ func newGroupsCmd(e *env) *cobra.Command {
 	setRoot.Flags().StringVar(&args.kind, "kind", wire.RootVolatile, "root `kind`: volatile, nfs, iscsi or none")
 	setRoot.Flags().StringVar(&args.image, "image", "", "base image `name`")
 	setRoot.Flags().StringVar(&args.init, "init", "", "`program` to switch_root to (default /sbin/init)")
+	setRoot.Flags().StringVar(&args.via, "via", "", "volatile roots: read the shared base over `nfs` (default) or iscsi")
 	return newGroupCmd("group", "Groups of machines that share a root (thin clients, kiosks, workers)",
 		&cobra.Command{
 			Use:   "list",
@@ -58,12 +59,9 @@ func runGroupList(c *cobra.Command, e *env) error {
 }
 
 func runGroupSetRoot(c *cobra.Command, e *env, name string, args machineSetRootArgs) error {
-	root := wire.RootPlan{Kind: args.kind, Init: args.init}
-	if args.image != "" {
-		root.Params = map[string]string{"image": args.image}
-	}
-	if root.Kind != wire.RootNone && args.image == "" {
-		return usagef(c, "--kind %s needs --image NAME", root.Kind)
+	root, err := args.plan(c)
+	if err != nil {
+		return err
 	}
 	g, err := e.client().SetGroupRoot(c.Context(), name, root)
 	if err != nil {

@@ -243,7 +243,25 @@ func runMachineRollback(c *cobra.Command, e *env, ref, name string) error {
 }
 
 type machineSetRootArgs struct {
-	kind, image, init string
+	kind, image, init, via string
+}
+
+// plan is the root plan the flags describe.
+func (a machineSetRootArgs) plan(c *cobra.Command) (wire.RootPlan, error) {
+	root := wire.RootPlan{Kind: a.kind, Init: a.init}
+	if a.kind != wire.RootNone && a.image == "" {
+		return root, usagef(c, "--kind %s needs --image NAME", a.kind)
+	}
+	if a.via != "" && a.kind != wire.RootVolatile {
+		return root, usagef(c, "--via is for --kind volatile")
+	}
+	if a.image != "" {
+		root.Params = map[string]string{"image": a.image}
+	}
+	if a.via != "" {
+		root.Params[wire.VolatileVia] = a.via
+	}
+	return root, nil
 }
 
 func newMachineSetRootCmd(e *env) *cobra.Command {
@@ -257,16 +275,14 @@ func newMachineSetRootCmd(e *env) *cobra.Command {
 	c.Flags().StringVar(&args.kind, "kind", wire.RootISCSI, "root `kind`: iscsi, nfs, volatile or none")
 	c.Flags().StringVar(&args.image, "image", "", "base image `name` (iscsi, nfs, volatile)")
 	c.Flags().StringVar(&args.init, "init", "", "`program` to switch_root to (default /sbin/init)")
+	c.Flags().StringVar(&args.via, "via", "", "volatile roots: read the shared base over `nfs` (default) or iscsi")
 	return c
 }
 
 func runMachineSetRoot(c *cobra.Command, e *env, ref string, args machineSetRootArgs) error {
-	root := wire.RootPlan{Kind: args.kind, Init: args.init}
-	if args.image != "" {
-		root.Params = map[string]string{"image": args.image}
-	}
-	if root.Kind != wire.RootNone && args.image == "" {
-		return usagef(c, "--kind %s needs --image NAME", root.Kind)
+	root, err := args.plan(c)
+	if err != nil {
+		return err
 	}
 	m, err := e.client().SetRoot(c.Context(), ref, root)
 	if err != nil {
