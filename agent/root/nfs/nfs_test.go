@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/sealroot/sealroot/server/attest/wire"
@@ -87,4 +88,39 @@ func TestStageMounts(t *testing.T) {
 	if _, err := s.Mount(context.Background(), payload(wire.RootVolatile, goodParams())); !errors.Is(err, ErrPlan) {
 		t.Fatalf("nfs stage given a volatile plan = %v; want ErrPlan", err)
 	}
+}
+
+// FuzzPlan feeds arbitrary plan parameters: an accepted plan's option
+// string holds exactly the options Plan writes, whatever the input.
+func FuzzPlan(f *testing.F) {
+	f.Add("10.200.0.1", "2049", "/0123456789abcdef", "4.2", "10.200.0.7/32")
+	f.Add("fd00::1", "", "/a/b", "4.1", "")
+	f.Add("10.0.0.1,sec=none", "1,soft", "/x,addr=1.2.3.4", "4.2,soft", "10.0.0.9/32,nolock")
+	f.Fuzz(func(t *testing.T, server, port, path, vers, client string) {
+		p := &wire.Payload{Root: wire.RootPlan{Kind: wire.RootNFS, Params: map[string]string{
+			wire.NFSServer: server, wire.NFSPort: port, wire.NFSPath: path, wire.NFSVersion: vers}},
+			Tunnel: &wire.TunnelPlan{Address: client}}
+		o, err := Plan(p)
+		if err != nil {
+			return
+		}
+		keys := map[string]bool{}
+		for _, opt := range strings.Split(o.Data, ",") {
+			k, _, _ := strings.Cut(opt, "=")
+			if keys[k] {
+				t.Fatalf("option %q twice in %q", k, o.Data)
+			}
+			keys[k] = true
+		}
+		for k := range keys {
+			switch k {
+			case "vers", "addr", "port", "proto", "hard", "timeo", "sec", "clientaddr":
+			default:
+				t.Fatalf("unexpected option %q in %q", k, o.Data)
+			}
+		}
+		if strings.Count(o.Source, ":/") != 1 && !strings.HasPrefix(o.Source, "[") {
+			t.Fatalf("source %q", o.Source)
+		}
+	})
 }
