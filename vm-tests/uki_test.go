@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -42,7 +43,7 @@ var reRefused = `sealroot: attestation refused, check "(\w+)" failed: (.*)`
 // store each boot), so another MAC is a firmware change.
 func TestMeasuredUKIBoot(t *testing.T) {
 	SkipUnlessEnabled(t)
-	RequireTools(t, QEMU, "swtpm", "nsenter", uki.DefaultStub, OVMFCode, OVMFVars)
+	RequireTools(t, QEMU, "swtpm", "nsenter", uki.DefaultStub, OVMFCode, OVMFVars, OVMFVarsMS)
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Minute)
 	defer cancel()
 	tpmUEFI, tpmBIOS, tpmChain := NewTPM(t), NewTPM(t), NewTPM(t)
@@ -150,50 +151,73 @@ func TestMeasuredUKIBoot(t *testing.T) {
 	})
 
 	t.Run("firmware_change", func(t *testing.T) {
-		// Open: neither another SMBIOS type 0 version nor this second NIC
-		// changed a pinned PCR on Debian's OVMF 2022.11 (the boot was
-		// accepted), and the enrolled-keys variables turn Secure Boot on,
-		// which refuses the unsigned UKI. Policy's firmware re-approval is
-		// covered by server/policy's unit tests until a change is found.
-		if os.Getenv("SEALROOT_UKI_FIRMWARE_CHANGE") != "1" {
-			t.Skip("no firmware change found yet that changes a pinned PCR and still boots the unsigned UKI")
+		// A changed firmware configuration: Secure Boot keys enrolled (the
+		// distribution's PK and KEK, Microsoft's KEK and db) with Secure
+		// Boot toggled off in setup (SecureBootEnable 0), so the unsigned
+		// iPXE ROM and UKI still load. OVMF measures the key variables into
+		// PCR 7, a pinned firmware PCR: the boot needs re-approval, and
+		// after it this firmware's boots get their credential. (Debian's
+		// OVMF 2022.11 measures no change for another SMBIOS BIOS version
+		// or a second NIC without option ROM; Secure Boot on refuses the
+		// unsigned UKI.)
+		changedVM := func(name string) *VM {
+			vm := uefiVM(t, lab, name)
+			if err := copyFile(OVMFVarsMS, vm.varsPath()); err != nil {
+				t.Fatal(err)
+			}
+			if err := SetOVMFVar(vm.varsPath(), GUIDSecureBootEnableDisable, "SecureBootEnable", []byte{0}); err != nil {
+				t.Fatal(err)
+			}
+			return vm
 		}
-		// A changed platform: a second NIC (no option ROM), for which
-		// OVMF adds PXE boot options, measured with BootOrder into PCR 1.
-		// (Debian's OVMF_CODE_4M.fd has Secure Boot built in: the
-		// enrolled-keys variables turn it on and refuse the unsigned UKI;
-		// another SMBIOS BIOS version changed no PCR.)
-		vm := lab.NewVM(t, VMOptions{Name: "uki-fw", Firmware: UEFI, TPM: tpmUEFI, PXE: true, MAC: mac, ExtraArgs: []string{
-			"-netdev", "hubport,id=n1,hubid=1", "-device", "virtio-net-pci,netdev=n1,romfile=,mac=52:54:00:77:0b:02"}})
+		vm := changedVM("uki-fw")
 		start(ctx, t, vm)
 		expectBoot(ctx, t, vm, `sealroot: needs re-approval: machine `+id)
 		mach, err := sr.Machine(ctx, id)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if mach.State != store.StateNeedsReapproval || !strings.Contains(mach.Diff, " changed: ") {
-			t.Fatalf("after a firmware change: state %s diff:\n%s\nwant needs-reapproval with a diff", mach.State, mach.Diff)
+		if mach.State != store.StateNeedsReapproval {
+			t.Fatalf("after a firmware change: state %s diff:\n%s\nwant needs-reapproval", mach.State, mach.Diff)
 		}
 		t.Logf("firmware diff:\n%s", mach.Diff)
-		for _, pcr := range []int{4, 9, 11, 12} {
-			if strings.Contains(mach.Diff, fmt.Sprintf("PCR %d changed", pcr)) {
-				t.Errorf("diff lists boot PCR %d, which the prediction judges:\n%s", pcr, mach.Diff)
+		if got := changedPCRsOf(mach.Diff); !slices.Equal(got, []int{7}) {
+			t.Errorf("diff names PCRs %v, want only firmware PCR 7:\n%s", got, mach.Diff)
+		}
+		for _, key := range []string{"(PK)", "(KEK)", "(db)"} {
+			if !strings.Contains(mach.Diff, key) {
+				t.Errorf("diff does not name the %s variable:\n%s", key, mach.Diff)
 			}
+		}
+		if e := lastAudit(t, sr, id); !strings.Contains(e.Reason, "firmware boot state changed in PCR 7") {
+			t.Errorf("audit: %s %q, want firmware change in PCR 7", e.Outcome, e.Reason)
 		}
 		show, err := sr.CLI(ctx, "machine", "show", id)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Logf("sealroot machine show:\n%s", show)
-		if !strings.Contains(show, "Changes since approval:") {
+		if !strings.Contains(show, "Changes since approval:") || !strings.Contains(show, "(PK)") {
 			t.Errorf("machine show has no readable diff:\n%s", show)
 		}
 		if _, err := sr.CLI(ctx, "machine", "approve", id); err != nil {
 			t.Fatal(err)
 		}
+		// The waiting agent retries and gets its credential; so does the
+		// next boot with this firmware, without another approval.
 		expectAttested(ctx, t, vm, "uki-1", id)
-		if mach, err := sr.Machine(ctx, id); err != nil || mach.Policy != store.PolicyPredicted {
-			t.Errorf("re-approval: %v, policy %v; want predicted kept", err, mach)
+		next := changedVM("uki-fw-next")
+		start(ctx, t, next)
+		expectAttested(ctx, t, next, "uki-1", id)
+		mach, err = sr.Machine(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if mach.State != store.StateApproved || mach.Policy != store.PolicyPredicted {
+			t.Errorf("after re-approval: state %s policy %s, want approved, predicted kept", mach.State, mach.Policy)
+		}
+		if e := lastAudit(t, sr, id); e.Outcome != "allowed" {
+			t.Errorf("audit of the next boot: %s %q, want allowed", e.Outcome, e.Reason)
 		}
 	})
 
@@ -269,6 +293,18 @@ func start(ctx context.Context, t *testing.T, vm *VM) {
 	if err := vm.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// changedPCRsOf returns the PCRs a policy diff lists as changed, in order.
+func changedPCRsOf(diff string) []int {
+	var pcrs []int
+	for _, line := range strings.Split(diff, "\n") {
+		var pcr int
+		if _, err := fmt.Sscanf(line, "PCR %d changed:", &pcr); err == nil {
+			pcrs = append(pcrs, pcr)
+		}
+	}
+	return pcrs
 }
 
 // expectAttested waits for the credential, then for the VM to power off.
