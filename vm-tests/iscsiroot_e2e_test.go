@@ -44,7 +44,8 @@ var tunnelISCSIConfig = map[string]any{
 // image imported with `sealroot image import`. The machine's
 // copy-on-write volume keeps a marker across boots, `sealroot machine
 // reset` takes it back to the base, and a second machine gets its own
-// volume and its own CHAP credentials.
+// volume and its own CHAP credentials. A volatile root reads the shared
+// base read-only over iSCSI and loses its writes at every boot.
 func TestISCSIRootOverTunnel(t *testing.T) {
 	SkipUnlessEnabled(t)
 	RequireTools(t, QEMU, "swtpm", "nsenter", Busybox, "mkfs.ext4")
@@ -83,6 +84,21 @@ func TestISCSIRootOverTunnel(t *testing.T) {
 		if a.User == b.User || a.Secret == b.Secret || a.TargetSecret == b.TargetSecret {
 			t.Errorf("machines A and B share CHAP credentials")
 		}
+	})
+	t.Run("volatile_over_iscsi", func(t *testing.T) {
+		// The shared base, read-only over iSCSI, under a tmpfs upper:
+		// the counter's writes are gone at every boot, and the machine's
+		// own volume is untouched.
+		if _, err := sr.CLI(ctx, "machine", "set-root", "vm-iscsi", "--kind", "volatile", "--via", "iscsi", "--image", "testroot"); err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range []string{"vm-iscsi-vol", "vm-iscsi-vol-2"} {
+			expectRoot(ctx, t, startPXE(ctx, t, lab, name, BIOS, tpmA), `root: marker=none$`)
+		}
+		if _, err := sr.CLI(ctx, "machine", "set-root", "vm-iscsi", "--kind", "iscsi", "--image", "testroot"); err != nil {
+			t.Fatal(err)
+		}
+		expectRoot(ctx, t, startPXE(ctx, t, lab, "vm-iscsi-4", BIOS, tpmA), `root: marker=1$`)
 	})
 	t.Run("storage_not_on_lan", func(t *testing.T) {
 		lan := SealrootIP + ":3260"
