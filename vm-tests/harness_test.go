@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -134,8 +135,9 @@ func TestLab(t *testing.T) {
 	netnstest.RequireRoot(t)
 	RequireTools(t, "nsenter", "ip")
 	const name = "vmtest-lab-test"
-	// A stale namespace of the same name, as a crashed run leaves it.
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+	// A stale namespace of the same name, as a crashed run of the same
+	// process ID leaves it (NewLab suffixes the process ID).
+	if out, err := exec.Command("ip", "netns", "add", fmt.Sprintf("%s-%d", name, os.Getpid())).CombinedOutput(); err != nil {
 		t.Fatalf("ip netns add: %v: %s", err, out)
 	}
 	lab := NewLab(t, LabOptions{Name: name})
