@@ -14,11 +14,13 @@ import (
 	"path/filepath"
 )
 
-// allocation is one machine's tunnel address and current peer key (nil
-// when no peer is installed).
+// allocation is one machine's tunnel address, current peer key (nil
+// when no peer is installed) and the UDP endpoint its last handshake came
+// from (the zero value when unknown).
 type allocation struct {
-	Addr netip.Addr `json:"addr"`
-	Key  []byte     `json:"key,omitempty"`
+	Addr     netip.Addr     `json:"addr"`
+	Key      []byte         `json:"key,omitempty"`
+	Endpoint netip.AddrPort `json:"endpoint,omitzero"`
 }
 
 // stateFile is the JSON layout of Config.StatePath.
@@ -121,13 +123,30 @@ func (a *allocator) assign(id string, key []byte) (netip.Addr, error) {
 		a.machines[id] = al
 		a.used[ip] = id
 	}
-	al.Key = bytes.Clone(key)
+	if !bytes.Equal(al.Key, key) {
+		al.Key, al.Endpoint = bytes.Clone(key), netip.AddrPort{}
+	}
 	return al.Addr, a.save()
 }
 
 func (a *allocator) clearKey(id string) error {
 	if al, ok := a.machines[id]; ok {
-		al.Key = nil
+		al.Key, al.Endpoint = nil, netip.AddrPort{}
+	}
+	return a.save()
+}
+
+// setEndpoints records the endpoints of the peers with the given keys
+// and persists them if any changed.
+func (a *allocator) setEndpoints(byKey map[string]netip.AddrPort) error {
+	changed := false
+	for _, al := range a.machines {
+		if ep, ok := byKey[string(al.Key)]; ok && al.Key != nil && ep != al.Endpoint {
+			al.Endpoint, changed = ep, true
+		}
+	}
+	if !changed {
+		return nil
 	}
 	return a.save()
 }

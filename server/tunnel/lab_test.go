@@ -38,6 +38,7 @@ const (
 type lab struct {
 	s   *netnstest.NS
 	m   map[string]*netnstest.NS
+	cfg Config
 	tun *Tunnel
 }
 
@@ -54,6 +55,12 @@ func testLogger(t testing.TB) hclog.Logger {
 
 func newLab(t testing.TB, useTUN bool) *lab {
 	t.Helper()
+	return newLabWith(t, Config{UseTUN: useTUN})
+}
+
+// newLabWith is newLab with cfg's StatePath, PrivateKeyPath and UseTUN.
+func newLabWith(t testing.TB, base Config) *lab {
+	t.Helper()
 	l := &lab{s: netnstest.New(t, "srtun-s"), m: map[string]*netnstest.NS{}}
 	if err := l.s.AddBridge("br0", lanServer); err != nil {
 		t.Fatal(err)
@@ -66,16 +73,24 @@ func newLab(t testing.TB, useTUN bool) *lab {
 		}
 		l.m[name] = ns
 	}
-	cfg := Config{Prefix: prefix, ListenPort: wgPort, Endpoint: "192.168.77.1:51820", UseTUN: useTUN, Logger: testLogger(t)}
+	l.cfg = Config{Prefix: prefix, ListenPort: wgPort, Endpoint: "192.168.77.1:51820", UseTUN: base.UseTUN,
+		StatePath: base.StatePath, PrivateKeyPath: base.PrivateKeyPath, Logger: testLogger(t)}
+	l.start(t)
+	return l
+}
+
+// start creates the lab's server tunnel in S; it is closed at cleanup.
+func (l *lab) start(t testing.TB) {
+	t.Helper()
 	err := l.s.Do(func() (err error) {
-		l.tun, err = New(cfg)
+		l.tun, err = New(l.cfg)
 		return err
 	})
 	if err != nil {
 		t.Fatalf("tunnel.New: %v", err)
 	}
-	t.Cleanup(func() { l.tun.Close() })
-	return l
+	tn := l.tun
+	t.Cleanup(func() { tn.Close() })
 }
 
 // client is a machine's end: wireguard-go on a TUN in the machine's

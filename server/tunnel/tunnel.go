@@ -31,6 +31,7 @@ package tunnel
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -105,6 +106,9 @@ type Tunnel struct {
 	alloc    *allocator
 	sessions map[netip.Addr]map[*session]struct{}
 	closed   bool
+
+	stop     chan struct{} // closed by Close: recordEndpoints returns
+	recorded chan struct{} // closed when recordEndpoints has returned
 }
 
 // New creates the device, installs the persisted peers and brings it up.
@@ -129,6 +133,8 @@ func New(cfg Config) (*Tunnel, error) {
 		pub:        priv.PublicKey(),
 		alloc:      alloc,
 		sessions:   make(map[netip.Addr]map[*session]struct{}),
+		stop:       make(chan struct{}),
+		recorded:   make(chan struct{}),
 	}
 	if err := t.start(priv); err != nil {
 		return nil, err
@@ -181,7 +187,14 @@ func (t *Tunnel) start(priv wgtypes.Key) error {
 	for id, a := range t.alloc.all() {
 		if a.Key != nil {
 			t.writePeer(&b, a.Key, a.Addr)
-			t.logger.Debug("restored peer", "machine", id, "addr", a.Addr)
+			// With its last endpoint and the persistent keepalive, the
+			// device handshakes with the peer as soon as it is up: a
+			// running machine gets its link back at once after a
+			// restart instead of after its own rekey timeout.
+			if a.Endpoint.IsValid() {
+				fmt.Fprintf(&b, "endpoint=%s\n", a.Endpoint)
+			}
+			t.logger.Debug("restored peer", "machine", id, "addr", a.Addr, "endpoint", a.Endpoint)
 		}
 	}
 	if err := t.dev.IpcSet(b.String()); err != nil {
@@ -198,6 +211,7 @@ func (t *Tunnel) start(priv wgtypes.Key) error {
 		return err
 	}
 	t.port = port
+	go t.recordEndpoints()
 	t.logger.Info("tunnel up", "server_addr", t.serverAddr, "port", port, "tun", t.cfg.UseTUN,
 		"public_key", t.pub.String())
 	return nil
@@ -241,8 +255,55 @@ func (t *Tunnel) Close() error {
 	for _, s := range all {
 		s.Close()
 	}
+	close(t.stop)
+	<-t.recorded
+	t.saveEndpoints()
 	t.dev.Close()
 	return nil
+}
+
+// recordEndpoints saves the peers' endpoints every keepalive interval
+// until Close, so a restarted server can reach running machines first.
+func (t *Tunnel) recordEndpoints() {
+	defer close(t.recorded)
+	tick := time.NewTicker(t.cfg.Keepalive)
+	defer tick.Stop()
+	for {
+		select {
+		case <-t.stop:
+			return
+		case <-tick.C:
+			t.saveEndpoints()
+		}
+	}
+}
+
+// saveEndpoints reads the peers' current endpoints from the device and
+// records those that changed.
+func (t *Tunnel) saveEndpoints() {
+	get, err := t.dev.IpcGet()
+	if err != nil {
+		t.logger.Warn("read peer endpoints", "error", err)
+		return
+	}
+	byKey := map[string]netip.AddrPort{}
+	var key []byte
+	for _, line := range strings.Split(get, "\n") {
+		k, v, _ := strings.Cut(line, "=")
+		switch k {
+		case "public_key":
+			key, _ = hex.DecodeString(v)
+		case "endpoint":
+			if ep, err := netip.ParseAddrPort(v); err == nil && key != nil {
+				byKey[string(key)] = ep
+			}
+		}
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err := t.alloc.setEndpoints(byKey); err != nil {
+		t.logger.Warn("save peer endpoints", "error", err)
+	}
 }
 
 // PublicKey is the server's WireGuard public key.

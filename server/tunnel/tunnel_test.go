@@ -1,14 +1,21 @@
 package tunnel
 
 import (
+	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/vishvananda/netlink"
 )
 
@@ -229,4 +236,79 @@ func TestAddRefusesBadKeys(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRestartReachesPeersFirst restarts the server's tunnel under a
+// machine that stays quiet (no keepalive, nothing to send): the new device
+// must handshake with the machine by itself, at the endpoint it recorded,
+// so the machine's root I/O resumes without waiting for its own rekey.
+func TestRestartReachesPeersFirst(t *testing.T) {
+	dir := t.TempDir()
+	l := newLabWith(t, Config{StatePath: filepath.Join(dir, "tunnel.json"), PrivateKeyPath: filepath.Join(dir, "tunnel.key")})
+	ctx := context.Background()
+	a := newClient(t, l.m["a"], "srtwg-r")
+	plan, err := l.tun.Add(ctx, "machine-a", a.pub())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.configure(t, plan)
+	serverKey := hex.EncodeToString(plan.ServerKey)
+	if err := a.dev.IpcSet("public_key=" + serverKey + "\npersistent_keepalive_interval=0\n"); err != nil {
+		t.Fatal(err)
+	}
+	serveStorage(t, l, "machine-a")
+	c, err := dial(l.m["a"], netip.Addr{}, netip.AddrPortFrom(l.tun.ServerAddr(), storagePort), okTimeout)
+	if err != nil {
+		t.Fatalf("dial storage: %v", err)
+	}
+	if err := echo(c, "before", okTimeout); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	l.tun.Close()
+	state, err := os.ReadFile(l.cfg.StatePath)
+	if err != nil || !strings.Contains(string(state), `"endpoint": "192.168.77.2:`) {
+		t.Fatalf("state after Close = %s, %v; want machine A's endpoint recorded", state, err)
+	}
+
+	// The device logs at trace level what it sends and receives: a
+	// handshake response means the server initiated the handshake (the
+	// machine would only send an initiation after its rekey timeout).
+	var log lockedBuffer
+	l.cfg.Logger = hclog.New(&hclog.LoggerOptions{Output: &log, Level: hclog.Trace})
+	l.start(t)
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(log.String(), "Received handshake response") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the restarted server did not initiate a handshake with the quiet machine at its recorded endpoint; its log:\n%s", log.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	serveStorage(t, l, "machine-a")
+	c, err = dial(l.m["a"], netip.Addr{}, netip.AddrPortFrom(l.tun.ServerAddr(), storagePort), okTimeout)
+	if err != nil {
+		t.Fatalf("dial storage after the restart: %v", err)
+	}
+	defer c.Close()
+	if err := echo(c, "after", okTimeout); err != nil {
+		t.Fatalf("echo after the restart: %v", err)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for concurrent writers.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
