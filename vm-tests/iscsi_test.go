@@ -65,8 +65,8 @@ func TestISCSIRoot(t *testing.T) {
 				wire.SecretCHAPTargetUser: []byte(auth.TargetUser), wire.SecretCHAPTargetSecret: []byte(auth.TargetSecret),
 			},
 		}
-		vm := lab.NewVM(t, VMOptions{Name: name, Kernel: kernel, Initrd: initrd,
-			Append: "console=ttyS0 panic=-1 " + ISCSIPlanArg(t, p)})
+		vm := lab.NewVM(t, VMOptions{Name: name, Kernel: kernel, Initrd: ISCSIPlanInitrd(t, initrd, p),
+			Append: "console=ttyS0 panic=-1"})
 		if err := vm.Start(ctx); err != nil {
 			t.Fatal(err)
 		}

@@ -1,8 +1,8 @@
 package vmtest
 
 import (
+	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net"
@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/u-root/mkuimage/cpio"
 
 	"github.com/sealroot/sealroot/initramfs"
 	"github.com/sealroot/sealroot/server/attest/wire"
@@ -158,11 +159,37 @@ func (it *ISCSITarget) Stop() {
 	}
 }
 
-// ISCSIPlanArg is the iscsiboot.plan= kernel argument for a payload.
-func ISCSIPlanArg(t testing.TB, p *wire.Payload) string {
-	b, err := json.Marshal(p)
+// ISCSIPlanInitrd writes, in t.TempDir, the iscsiboot initramfs initrd
+// followed by a second archive holding the payload p at
+// /etc/iscsiboot/plan.json (0600): the kernel unpacks both, and the plan's
+// CHAP values never appear on the kernel command line.
+func ISCSIPlanInitrd(t testing.TB, initrd string, p *wire.Payload) string {
+	t.Helper()
+	plan, err := json.Marshal(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return "iscsiboot.plan=" + base64.StdEncoding.EncodeToString(b)
+	base, err := os.ReadFile(initrd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var extra bytes.Buffer
+	w := cpio.Newc.Writer(&extra)
+	recs := []cpio.Record{
+		cpio.Directory("etc", 0o755),
+		cpio.Directory("etc/iscsiboot", 0o700),
+		cpio.StaticRecord(plan, cpio.Info{Name: "etc/iscsiboot/plan.json", Mode: cpio.S_IFREG | 0o600}),
+	}
+	cpio.MakeAllReproducible(recs)
+	if err := cpio.WriteRecords(w, recs); err != nil {
+		t.Fatal(err)
+	}
+	if err := cpio.WriteTrailer(w); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "iscsiboot-plan.cpio")
+	if err := os.WriteFile(out, append(base, extra.Bytes()...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

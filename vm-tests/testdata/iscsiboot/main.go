@@ -1,7 +1,7 @@
 // Command iscsiboot is a TEST-ONLY /init for the vm-tests iSCSI root
 // test. It skips attestation: the root plan and its CHAP secrets come
-// from the kernel command line (iscsiboot.plan=<base64 of a JSON
-// wire.Payload>), which only a test can set. It then runs the
+// from /etc/iscsiboot/plan.json (a JSON wire.Payload), which the test adds
+// to the initramfs as a second archive. It then runs the
 // production pieces the agent uses: module loading, DHCP, the iSCSI root
 // stage and switch_root to /sbin/init. On failure it prints
 // "iscsiboot: failed: <reason>" and powers off.
@@ -9,12 +9,9 @@ package main
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -40,7 +37,7 @@ func main() {
 
 func run(ctx context.Context, log hclog.Logger) error {
 	start := time.Now()
-	p, err := planFromCmdline()
+	p, err := readPlan()
 	if err != nil {
 		return err
 	}
@@ -59,20 +56,15 @@ func run(ctx context.Context, log hclog.Logger) error {
 	return sysinit.SwitchRoot(dir, "/sbin/init")
 }
 
-func planFromCmdline() (*wire.Payload, error) {
-	b, err := os.ReadFile("/proc/cmdline")
+// planPath is where the test puts the payload, in a second initramfs
+// archive (never on the kernel command line).
+const planPath = "/etc/iscsiboot/plan.json"
+
+func readPlan() (*wire.Payload, error) {
+	raw, err := os.ReadFile(planPath)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("iscsiboot plan: %w", err)
 	}
-	for _, f := range strings.Fields(string(b)) {
-		if v, ok := strings.CutPrefix(f, "iscsiboot.plan="); ok {
-			raw, err := base64.StdEncoding.DecodeString(v)
-			if err != nil {
-				return nil, fmt.Errorf("iscsiboot.plan: %w", err)
-			}
-			var p wire.Payload
-			return &p, json.Unmarshal(raw, &p)
-		}
-	}
-	return nil, errors.New("no iscsiboot.plan= on the kernel command line")
+	var p wire.Payload
+	return &p, json.Unmarshal(raw, &p)
 }
