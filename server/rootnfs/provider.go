@@ -264,10 +264,17 @@ func (p *Provider) mountLocked(ctx context.Context, st *state, lower string, vol
 	} else {
 		err = nfs.MountOverlay(tree, p.upper(id), p.work(id), root)
 	}
-	if err != nil {
-		if errors.Is(err, nfs.ErrBaseChanged) {
-			p.log.Error("refusing a root whose base changed on disk", "machine", id, "base", lower, "error", err)
-		}
+	switch {
+	case err == nil:
+	case errors.Is(err, nfs.ErrBaseChanged):
+		p.log.Error("refusing a root whose base changed on disk", "machine", id, "base", lower, "error", err)
+		return fmt.Errorf("nfs root of %.12s: %w", id, err)
+	case errors.Is(err, unix.EBUSY):
+		// The upper of a lazily detached overlay is still held: nfs-ganesha
+		// keeps files of the machine's previous root open until their
+		// leases expire. The agent's retry will find it free.
+		return fmt.Errorf("nfs root of %.12s: its previous mount is still held by nfs-ganesha until the NFSv4 leases of its last boot expire; retry shortly: %w", id, err)
+	default:
 		return fmt.Errorf("nfs root of %.12s: %w", id, err)
 	}
 	st.Lower, st.Volatile = lower, volatile

@@ -206,10 +206,10 @@ func (l *lab) write(ns *netnstest.NS, id, file, content string) error {
 	return nil
 }
 
-func (l *lab) mustRead(ns *netnstest.NS, id, file, want string) {
-	l.t.Helper()
+func (l *lab) mustRead(t *testing.T, ns *netnstest.NS, id, file, want string) {
+	t.Helper()
 	if got, err := l.read(ns, id, file); err != nil || got != want {
-		l.t.Fatalf("read %s from %.4s's root = %q, %v; want %q", file, id, got, err, want)
+		t.Fatalf("read %s from %.4s's root = %q, %v; want %q", file, id, got, err, want)
 	}
 }
 
@@ -225,11 +225,11 @@ func TestNFSRoots(t *testing.T) {
 	if _, err := l.prepare(idB, wire.RootNFS, addrB); err != nil {
 		t.Fatalf("Prepare B = %v", err)
 	}
-	l.mustRead(l.a, idA, "/etc/os-release", "base tree\n")
+	l.mustRead(t, l.a, idA, "/etc/os-release", "base tree\n")
 	if err := l.write(l.a, idA, "/mine", "A's change\n"); err != nil {
 		t.Fatalf("A writes its root: %v", err)
 	}
-	l.mustRead(l.a, idA, "/mine", "A's change\n")
+	l.mustRead(t, l.a, idA, "/mine", "A's change\n")
 	if b, err := os.ReadFile(filepath.Join(l.dir, "roots", idA, "upper", "mine")); err != nil || string(b) != "A's change\n" {
 		t.Fatalf("A's write not in its upper: %q, %v", b, err)
 	}
@@ -261,7 +261,7 @@ func TestNFSRoots(t *testing.T) {
 		if plan.Kind != wire.RootVolatile || plan.Params[wire.VolatileVia] != wire.RootNFS {
 			t.Fatalf("plan = %+v", plan)
 		}
-		l.mustRead(l.b, idB, "/etc/os-release", "base tree\n")
+		l.mustRead(t, l.b, idB, "/etc/os-release", "base tree\n")
 		if err := l.write(l.b, idB, "/x", "x"); err == nil || !strings.Contains(err.Error(), "ROFS") {
 			t.Fatalf("write to a volatile base = %v; want NFS4ERR_ROFS", err)
 		}
@@ -271,8 +271,8 @@ func TestNFSRoots(t *testing.T) {
 		if n := l.restart(nil); n != 2 {
 			t.Fatalf("Restore = %d roots; want 2", n)
 		}
-		l.mustRead(l.a, idA, "/mine", "A's change\n")
-		l.mustRead(l.b, idB, "/etc/os-release", "base tree\n")
+		l.mustRead(t, l.a, idA, "/mine", "A's change\n")
+		l.mustRead(t, l.b, idB, "/etc/os-release", "base tree\n")
 	})
 
 	t.Run("snapshot_rollback", func(t *testing.T) {
@@ -301,15 +301,15 @@ func TestNFSRoots(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(rootA, "etc/os-release"), []byte("changed twice\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		l.mustRead(l.a, idA, "/etc/os-release", "changed twice\n")
+		l.mustRead(t, l.a, idA, "/etc/os-release", "changed twice\n")
 		if err := l.p.Rollback(ctx, idA, "s1"); err != nil {
 			t.Fatalf("Rollback = %v", err)
 		}
 		if _, err := l.prepare(idA, wire.RootNFS, addrA); err != nil {
 			t.Fatalf("Prepare after Rollback = %v", err)
 		}
-		l.mustRead(l.a, idA, "/etc/os-release", "changed once\n")
-		l.mustRead(l.a, idA, "/mine", "A's change\n")
+		l.mustRead(t, l.a, idA, "/etc/os-release", "changed once\n")
+		l.mustRead(t, l.a, idA, "/mine", "A's change\n")
 		checkHandles(t, filepath.Join(l.dir, "roots", idA, "root"), "etc/os-release", "changed once\n")
 		if err := l.p.Rollback(ctx, idA, "nope"); !errors.Is(err, ErrNotFound) {
 			t.Fatalf("Rollback to a missing snapshot = %v; want ErrNotFound", err)
@@ -326,14 +326,14 @@ func TestNFSRoots(t *testing.T) {
 			t.Fatalf("Prepare over a changed image = %v; want ErrImageChanged naming the reset", err)
 		}
 		// Still served on the old base until the operator acts.
-		l.mustRead(l.a, idA, "/mine", "A's change\n")
+		l.mustRead(t, l.a, idA, "/mine", "A's change\n")
 		if err := l.p.Reset(context.Background(), idA); err != nil {
 			t.Fatalf("Reset = %v", err)
 		}
 		if _, err := l.prepare(idA, wire.RootNFS, addrA); err != nil {
 			t.Fatalf("Prepare after Reset = %v", err)
 		}
-		l.mustRead(l.a, idA, "/etc/os-release", "new base\n")
+		l.mustRead(t, l.a, idA, "/etc/os-release", "new base\n")
 		if _, err := l.read(l.a, idA, "/mine"); err == nil {
 			t.Fatal("A's change survived the reset")
 		}
@@ -341,7 +341,7 @@ func TestNFSRoots(t *testing.T) {
 		if _, err := l.prepare(idB, wire.RootVolatile, addrB); err != nil {
 			t.Fatal(err)
 		}
-		l.mustRead(l.b, idB, "/etc/os-release", "new base\n")
+		l.mustRead(t, l.b, idB, "/etc/os-release", "new base\n")
 	})
 
 	t.Run("base_changed_on_disk_refused", func(t *testing.T) {
@@ -386,6 +386,35 @@ func TestNFSRoots(t *testing.T) {
 		}
 	})
 
+	t.Run("held_upper_refused_until_free", func(t *testing.T) {
+		// A file of A's root held open, as ganesha holds files of a
+		// withdrawn export until their leases expire.
+		f, err := os.Open(filepath.Join(l.dir, "roots", idA, "root", "etc", "os-release"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := l.prepare(idA, wire.RootVolatile, addrA); err != nil {
+			t.Fatalf("Prepare volatile = %v", err)
+		}
+		_, err = l.prepare(idA, wire.RootNFS, addrA)
+		if !errors.Is(err, unix.EBUSY) || !strings.Contains(err.Error(), "retry shortly") {
+			t.Fatalf("Prepare over a held upper = %v; want EBUSY with a retry hint", err)
+		}
+		f.Close()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if _, err = l.prepare(idA, wire.RootNFS, addrA); err == nil || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if err != nil {
+			t.Fatalf("Prepare once the upper is free = %v", err)
+		}
+		if got, err := l.read(l.a, idA, "/etc/os-release"); err != nil || got != "new base\n" {
+			t.Fatalf("read after remount = %q, %v", got, err)
+		}
+	})
 	t.Run("refusals", func(t *testing.T) {
 		ctx := context.Background()
 		if _, _, err := l.p.Prepare(ctx, machine(idA, wire.RootNFS), nil); !errors.Is(err, ErrNeedsTunnel) {
