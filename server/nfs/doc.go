@@ -9,10 +9,12 @@
 // ESTALE, reported as [ErrBaseChanged].
 //
 // [Ganesha] runs ganesha.nfsd with a generated configuration ([Render]):
-// NFSv4.1/4.2 only, no rpcbind, NLM or DBus. Every export is closed by
-// default and opened read-write, without root squashing, to its one
-// machine's tunnel address only ([RenderExports]); other machines do not
-// even see its name in the pseudo root. [Ganesha.SetExports] rewrites the
+// NFSv4.1/4.2 only, no rpcbind, NLM or DBus, numeric owners, and a grace
+// period with recovery records so that clients reclaim their open files
+// after a restart. Every export is closed by default and opened, without
+// root squashing, to its one machine's tunnel address only
+// ([RenderExports]): read-write, or read-only for a volatile machine's
+// shared base; other machines do not even see its name in the pseudo root. [Ganesha.SetExports] rewrites the
 // %include'd exports file and reloads it with SIGHUP.
 //
 // ganesha must share sealroot's mount namespace, or overlays mounted after
