@@ -17,22 +17,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sealroot/sealroot/test/testenv"
 )
 
 // kernelGlob finds the Debian kernel initramfs.FetchKernel caches.
 const kernelGlob = "../build/cache/linux-image-*/boot/vmlinuz-*"
-
-func needTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s not installed", name)
-		}
-		t.Skipf("%s not installed", name)
-	}
-	return p
-}
 
 var calculatedRE = regexp.MustCompile(`Calculated message digest\s*:\s*([0-9A-Fa-f]{64})`)
 
@@ -43,7 +33,7 @@ var calculatedRE = regexp.MustCompile(`Calculated message digest\s*:\s*([0-9A-Fa
 // digest covers the padding.
 func osslDigest(t *testing.T, in string) ([]byte, string) {
 	t.Helper()
-	tool := needTool(t, "osslsigncode")
+	tool := testenv.LookTool(t, "osslsigncode")
 	dir := t.TempDir()
 	cert, key := throwawayCert(t, dir)
 	signed := filepath.Join(dir, "signed.efi")

@@ -3,8 +3,9 @@ package vmtest
 import (
 	"flag"
 	"os"
-	"os/exec"
 	"testing"
+
+	"github.com/sealroot/sealroot/test/testenv"
 )
 
 var runVMTests = flag.Bool("vm", false, "run QEMU VM tests (or set SEALROOT_VM=1)")
@@ -26,22 +27,5 @@ func SkipUnlessEnabled(t testing.TB) {
 // file paths) is missing; under CI=true it fails t instead.
 func RequireTools(t testing.TB, tools ...string) {
 	t.Helper()
-	for _, tool := range tools {
-		if toolExists(tool) {
-			continue
-		}
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("vmtest: %s is missing (CI=true)", tool)
-		}
-		t.Skipf("vmtest: %s is missing", tool)
-	}
-}
-
-func toolExists(tool string) bool {
-	if tool != "" && tool[0] == '/' {
-		_, err := os.Stat(tool)
-		return err == nil
-	}
-	_, err := exec.LookPath(tool)
-	return err == nil
+	testenv.RequireTools(t, tools...)
 }

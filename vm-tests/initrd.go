@@ -10,8 +10,9 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/sealroot/sealroot/initramfs"
 	"github.com/u-root/mkuimage/cpio"
+
+	"github.com/sealroot/sealroot/initramfs"
 )
 
 // BuildStatic compiles the Go main package pkg (a path relative to the

@@ -19,6 +19,7 @@ import (
 	"github.com/sealroot/sealroot/initramfs"
 	"github.com/sealroot/sealroot/server/attest/wire"
 	"github.com/sealroot/sealroot/server/iscsi"
+	"github.com/sealroot/sealroot/test/testenv"
 )
 
 // Busybox is Debian busybox-static's binary, the only program of the
@@ -116,7 +117,7 @@ func (l *Lab) ServeISCSI(t testing.TB, img, iqn string, auth *iscsi.CHAP) *ISCSI
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	srv := &iscsi.Server{Logger: hclog.New(&hclog.LoggerOptions{Name: "target", Output: testWriter{t: t}, Level: hclog.Info})}
+	srv := &iscsi.Server{Logger: testenv.Logger(t, "target", hclog.Info)}
 	if err := srv.AddTarget(&iscsi.Target{IQN: iqn, LUN: store, Auth: auth}); err != nil {
 		t.Fatal(err)
 	}

@@ -7,13 +7,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/sealroot/sealroot/test/netnstest"
+	"github.com/sealroot/sealroot/test/testenv"
 )
 
 // LabOptions configures a [Lab]. The zero value works.
@@ -90,7 +90,7 @@ func (l *Lab) Exec(ctx context.Context, name string, args ...string) *exec.Cmd {
 func (l *Lab) Start(t testing.TB, name string, args ...string) *exec.Cmd {
 	t.Helper()
 	cmd := l.Exec(context.Background(), name, args...)
-	w := testWriter{t: t, prefix: filepath.Base(name) + ": "}
+	w := testenv.Writer(t, filepath.Base(name)+": ")
 	cmd.Stdout, cmd.Stderr = w, w
 	p, err := startProc(cmd)
 	if err != nil {
@@ -98,17 +98,6 @@ func (l *Lab) Start(t testing.TB, name string, args ...string) *exec.Cmd {
 	}
 	t.Cleanup(p.kill)
 	return cmd
-}
-
-// testWriter sends each write to t.Log with a prefix.
-type testWriter struct {
-	t      testing.TB
-	prefix string
-}
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(w.prefix + strings.TrimRight(string(p), "\n"))
-	return len(p), nil
 }
 
 // newTap creates the next tap device on the lab bridge.

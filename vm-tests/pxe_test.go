@@ -16,6 +16,7 @@ import (
 	"github.com/sealroot/sealroot/ipxe"
 	boothttp "github.com/sealroot/sealroot/server/boot/http"
 	"github.com/sealroot/sealroot/server/boot/tftp"
+	"github.com/sealroot/sealroot/test/testenv"
 )
 
 // Debian's iPXE builds (package ipxe), served over TFTP to PXE ROMs.
@@ -92,7 +93,7 @@ func serveBoot(t *testing.T, lab *Lab, artifacts string) {
 			return "undionly.kpxe"
 		}
 	})
-	logger := hclog.New(&hclog.LoggerOptions{Output: testWriter{t: t}, Level: hclog.Info})
+	logger := testenv.Logger(t, "", hclog.Info)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{}, 2)
 	t.Cleanup(func() {

@@ -26,6 +26,7 @@ import (
 	"github.com/sealroot/sealroot/server/boot/tftp"
 	"github.com/sealroot/sealroot/server/predict"
 	"github.com/sealroot/sealroot/server/store"
+	"github.com/sealroot/sealroot/test/testenv"
 	"github.com/sealroot/sealroot/uki"
 )
 
@@ -399,7 +400,7 @@ func serveUKIBoot(t *testing.T, lab *Lab, dir, cmdline string) {
 		}
 		return "ipxe.efi"
 	})
-	logger := hclog.New(&hclog.LoggerOptions{Output: testWriter{t: t, prefix: "mitm: "}, Level: hclog.Info})
+	logger := hclog.New(&hclog.LoggerOptions{Output: testenv.Writer(t, "mitm: "), Level: hclog.Info})
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })

@@ -8,7 +8,6 @@ import (
 	"net"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 
@@ -23,6 +22,7 @@ import (
 	"github.com/sealroot/sealroot/server/secrets"
 	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/test/fakeboot"
+	"github.com/sealroot/sealroot/test/testenv"
 	"github.com/sealroot/sealroot/test/tpmtest"
 )
 
@@ -34,17 +34,6 @@ type testEnv struct {
 	mgr       *machines.Manager
 	auditPath string
 	dir       string
-}
-
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
-func testLogger(t testing.TB) hclog.Logger {
-	return hclog.New(&hclog.LoggerOptions{Output: testWriter{t}, Level: hclog.Debug})
 }
 
 func newEnv(t *testing.T, mod ...func(*attest.Config)) *testEnv {
@@ -63,7 +52,7 @@ func newEnv(t *testing.T, mod ...func(*attest.Config)) *testEnv {
 	}
 	roots := x509.NewCertPool()
 	roots.AddCert(ca)
-	db, err := store.Open(filepath.Join(dir, "state.db"), testLogger(t))
+	db, err := store.Open(filepath.Join(dir, "state.db"), testenv.Logger(t, "", hclog.Debug))
 	if err != nil {
 		t.Fatalf("store.Open: %v", err)
 	}
@@ -76,8 +65,8 @@ func newEnv(t *testing.T, mod ...func(*attest.Config)) *testEnv {
 	if err != nil {
 		t.Fatalf("secrets.LoadOrCreate: %v", err)
 	}
-	mgr := machines.New(db, box, al, testLogger(t))
-	cfg := attest.Config{Certificate: cert, Store: db, Audit: al, Secrets: mgr, Logger: testLogger(t)}
+	mgr := machines.New(db, box, al, testenv.Logger(t, "", hclog.Debug))
+	cfg := attest.Config{Certificate: cert, Store: db, Audit: al, Secrets: mgr, Logger: testenv.Logger(t, "", hclog.Debug)}
 	for _, m := range mod {
 		m(&cfg)
 	}
@@ -167,7 +156,7 @@ func (e *testEnv) client(t *testing.T, dev agentattest.Device, mod ...func(*agen
 		ServerName: "sealroot.test",
 		Roots:      e.roots,
 		Device:     dev,
-		Logger:     testLogger(t),
+		Logger:     testenv.Logger(t, "", hclog.Debug),
 	}
 	for _, m := range mod {
 		m(&cfg)

@@ -17,19 +17,10 @@ import (
 	"github.com/sealroot/sealroot/server/rootiscsi"
 	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/server/volume"
-)
+	"github.com/sealroot/sealroot/test/testenv"
 
-func lookTool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s missing", name)
-		}
-		t.Skipf("%s missing (e2fsprogs, libiscsi-bin)", name)
-	}
-	return p
-}
+	"github.com/hashicorp/go-hclog"
+)
 
 // rootEnv is an iSCSI root provider over a real image store, volume
 // manager and iSCSI target on 127.0.0.1.
@@ -41,8 +32,8 @@ type rootEnv struct {
 
 func newRootEnv(t *testing.T) *rootEnv {
 	t.Helper()
-	lookTool(t, "mkfs.ext4")
-	lookTool(t, "iscsi-readcapacity16")
+	testenv.LookTool(t, "mkfs.ext4")
+	testenv.LookTool(t, "iscsi-readcapacity16")
 	images, err := image.Open(image.Config{Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
@@ -65,12 +56,12 @@ func newRootEnv(t *testing.T) *rootEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &iscsi.Server{Logger: testLogger(t)}
+	srv := &iscsi.Server{Logger: testenv.Logger(t, "", hclog.Debug)}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, ln) }()
 	p, err := rootiscsi.New(rootiscsi.Config{Images: images, Volumes: vols, Plain: srv,
-		PlainPortal: ln.Addr().String(), Logger: testLogger(t)})
+		PlainPortal: ln.Addr().String(), Logger: testenv.Logger(t, "", hclog.Debug)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +124,7 @@ func TestISCSIRootInCredential(t *testing.T) {
 		"@" + p.Root.Params[wire.ISCSIPortal] + "/" + p.Root.Params[wire.ISCSITarget] + "/0?target_user=" +
 		string(p.Secrets[wire.SecretCHAPTargetUser]) + "&target_password=" + string(p.Secrets[wire.SecretCHAPTargetSecret])
 	capacity := func() (int64, error) {
-		out, err := exec.Command(lookTool(t, "iscsi-readcapacity16"), "-s", "-i", p.Root.Params[wire.ISCSIInitiator], url).CombinedOutput()
+		out, err := exec.Command(testenv.LookTool(t, "iscsi-readcapacity16"), "-s", "-i", p.Root.Params[wire.ISCSIInitiator], url).CombinedOutput()
 		if err != nil {
 			return 0, err
 		}

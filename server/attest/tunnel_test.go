@@ -13,6 +13,10 @@ import (
 	"github.com/sealroot/sealroot/server/attest"
 	"github.com/sealroot/sealroot/server/tunnel"
 	"github.com/sealroot/sealroot/test/netnstest"
+
+	"github.com/sealroot/sealroot/test/testenv"
+
+	"github.com/hashicorp/go-hclog"
 )
 
 var tunnelPrefix = netip.MustParsePrefix("10.201.0.0/24")
@@ -24,7 +28,7 @@ func newTunnel(t *testing.T) *tunnel.Tunnel {
 	ns := netnstest.New(t, "srat-tun")
 	var tn *tunnel.Tunnel
 	err := ns.Do(func() (err error) {
-		tn, err = tunnel.New(tunnel.Config{Prefix: tunnelPrefix, Endpoint: "192.0.2.1:51820", Logger: testLogger(t)})
+		tn, err = tunnel.New(tunnel.Config{Prefix: tunnelPrefix, Endpoint: "192.0.2.1:51820", Logger: testenv.Logger(t, "", hclog.Debug)})
 		return err
 	})
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"compress/gzip"
 	"context"
 	"errors"
-	"golang.org/x/sys/unix"
 	"io"
 	"io/fs"
 	"os"
@@ -15,17 +14,14 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sealroot/sealroot/test/testenv"
 )
 
 func needTools(t *testing.T) {
-	for _, tool := range []string{"mkfs.ext4", "debugfs", "e2fsck"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("%s missing (e2fsprogs)", tool)
-			}
-			t.Skipf("%s missing (e2fsprogs)", tool)
-		}
-	}
+	testenv.RequireTools(t, "mkfs.ext4", "debugfs", "e2fsck")
 }
 
 func newStore(t *testing.T) *Store {

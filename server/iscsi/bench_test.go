@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/sealroot/sealroot/test/testenv"
 )
 
 // perfCases are the iscsi-perf loads of issue 4: queue depth 32,
@@ -23,7 +25,7 @@ var perfCases = []struct {
 // a 256 MiB sparse file and reports MB/s and IOPS. Run with
 // -benchtime=1x.
 func BenchmarkIscsiPerf(b *testing.B) {
-	tool := needTool(b, "iscsi-perf")
+	tool := testenv.LookTool(b, "iscsi-perf")
 	addr := startServer(b, &Server{}, &Target{IQN: testIQN, LUN: newFileStore(b, 256<<20)})
 	url := "iscsi://" + addr + "/" + testIQN + "/0"
 	for _, pc := range perfCases {
@@ -46,7 +48,7 @@ func BenchmarkIscsiPerf(b *testing.B) {
 // prints "ratio: seq=<sealroot/tgt> rand=<sealroot/tgt>" (IOPS).
 // Run with -benchtime=1x.
 func BenchmarkIscsiPerfVsTgt(b *testing.B) {
-	tool := needTool(b, "iscsi-perf")
+	tool := testenv.LookTool(b, "iscsi-perf")
 	addr := startServer(b, &Server{}, &Target{IQN: testIQN, LUN: newFileStore(b, 256<<20)})
 	url := "iscsi://" + addr + "/" + testIQN + "/0"
 	for b.Loop() {

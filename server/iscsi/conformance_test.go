@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/sealroot/sealroot/test/testenv"
 )
 
 // conformanceFamilies are iscsi-test-cu's test families; the tgt
@@ -29,7 +31,7 @@ func TestConformance(t *testing.T) {
 	if os.Getenv("SEALROOT_CONFORMANCE") != "1" {
 		t.Skip("set SEALROOT_CONFORMANCE=1 to run iscsi-test-cu (about a minute)")
 	}
-	tool := needTool(t, "iscsi-test-cu")
+	tool := testenv.LookTool(t, "iscsi-test-cu")
 	families := conformanceFamilies
 	if v := os.Getenv("SEALROOT_CONFORMANCE_TEST"); v != "" {
 		families = []string{v}

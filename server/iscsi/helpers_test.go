@@ -4,11 +4,12 @@ import (
 	"context"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/sealroot/sealroot/test/testenv"
 )
 
 const testIQN = "iqn.2026-01.org.sealroot:test"
@@ -35,7 +36,7 @@ func newFileStore(t testing.TB, size int64) *FileStore {
 func startServer(t testing.TB, srv *Server, targets ...*Target) string {
 	t.Helper()
 	if srv.Logger == nil {
-		srv.Logger = hclog.New(&hclog.LoggerOptions{Output: testWriter{t}, Level: hclog.Info})
+		srv.Logger = testenv.Logger(t, "", hclog.Info)
 	}
 	for _, tg := range targets {
 		if err := srv.AddTarget(tg); err != nil {
@@ -56,24 +57,4 @@ func startServer(t testing.TB, srv *Server, targets ...*Target) string {
 		}
 	})
 	return ln.Addr().String()
-}
-
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(string(p))
-	return len(p), nil
-}
-
-// needTool skips (or, with CI=true, fails) when a binary is missing.
-func needTool(t testing.TB, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s not installed (Debian libiscsi-bin)", name)
-		}
-		t.Skipf("%s not installed (Debian libiscsi-bin)", name)
-	}
-	return p
 }

@@ -5,12 +5,14 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/sealroot/sealroot/test/testenv"
 )
 
 // runTool runs a libiscsi utility and returns its combined output.
 func runTool(t *testing.T, name string, args ...string) (string, error) {
 	t.Helper()
-	out, err := exec.Command(needTool(t, name), args...).CombinedOutput()
+	out, err := exec.Command(testenv.LookTool(t, name), args...).CombinedOutput()
 	return string(out), err
 }
 

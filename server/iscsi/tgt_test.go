@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/sealroot/sealroot/test/testenv"
 )
 
 // tgtIQN is the target the reference tgtd serves; its LUN 1 is the
@@ -24,7 +26,7 @@ const tgtURL = "iscsi://127.0.0.1:3260/" + tgtIQN + "/1"
 func runWithTgt(t testing.TB, script string) string {
 	t.Helper()
 	for _, tool := range []string{"unshare", "tgtd", "tgtadm", "ip"} {
-		needTool(t, tool)
+		testenv.LookTool(t, tool)
 	}
 	dir := t.TempDir()
 	img := filepath.Join(dir, "tgt.img")

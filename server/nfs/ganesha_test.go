@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/sealroot/sealroot/test/netnstest"
+	"github.com/sealroot/sealroot/test/testenv"
 )
 
 // requireTools skips t unless it runs as root with ganesha and libnfs's
@@ -22,25 +23,7 @@ import (
 func requireTools(t *testing.T) {
 	t.Helper()
 	netnstest.RequireRoot(t)
-	for _, tool := range []string{"ganesha.nfsd", "nfs-cat", "nfs-ls", "nsenter"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("%s not found (CI=true): apt-get install nfs-ganesha nfs-ganesha-vfs libnfs-utils", tool)
-			}
-			t.Skipf("%s not found: apt-get install nfs-ganesha nfs-ganesha-vfs libnfs-utils", tool)
-		}
-	}
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
-func testLogger(t *testing.T) hclog.Logger {
-	return hclog.New(&hclog.LoggerOptions{Name: "nfs", Output: testWriter{t}, Level: hclog.Info})
+	testenv.RequireTools(t, "ganesha.nfsd", "nfs-cat", "nfs-ls", "nsenter")
 }
 
 const (
@@ -108,7 +91,7 @@ func TestGanesha(t *testing.T) {
 		Command: func(name string, args ...string) *exec.Cmd {
 			return exec.Command("nsenter", append([]string{"--net=" + n.s.Path, "--", name}, args...)...)
 		},
-		Logger: testLogger(t), MinBackoff: 50 * time.Millisecond,
+		Logger: testenv.Logger(t, "nfs", hclog.Info), MinBackoff: 50 * time.Millisecond,
 	}, nil)
 	if err != nil {
 		t.Fatalf("StartGanesha = %v", err)

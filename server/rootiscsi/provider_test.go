@@ -21,6 +21,7 @@ import (
 	"github.com/sealroot/sealroot/server/secrets"
 	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/server/volume"
+	"github.com/sealroot/sealroot/test/testenv"
 )
 
 const (
@@ -28,36 +29,12 @@ const (
 	idB = "bbbbbbbb22222222222222222222222222222222222222222222222222222222"
 )
 
-// needTool skips (or, with CI=true, fails) when a binary is missing.
-func needTool(t testing.TB, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s missing", name)
-		}
-		t.Skipf("%s missing (install e2fsprogs and libiscsi-bin)", name)
-	}
-	return p
-}
-
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
-func testLogger(t testing.TB) hclog.Logger {
-	return hclog.New(&hclog.LoggerOptions{Output: testWriter{t}, Level: hclog.Debug})
-}
-
 // importImage imports a tiny tree as name into a new store.
 func newImages(t *testing.T, names ...string) (*image.Store, map[string]*image.Image) {
 	t.Helper()
-	needTool(t, "mkfs.ext4")
-	needTool(t, "debugfs")
-	st, err := image.Open(image.Config{Dir: t.TempDir(), Logger: testLogger(t)})
+	testenv.LookTool(t, "mkfs.ext4")
+	testenv.LookTool(t, "debugfs")
+	st, err := image.Open(image.Config{Dir: t.TempDir(), Logger: testenv.Logger(t, "", hclog.Debug)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,10 +87,10 @@ func startISCSI(t *testing.T, srv *iscsi.Server, ln net.Listener) {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	needTool(t, "iscsi-readcapacity16")
+	testenv.LookTool(t, "iscsi-readcapacity16")
 	images, ims := newImages(t, "tiny", "other")
 	volDir := t.TempDir()
-	vols, err := volume.New(volume.Config{Dir: volDir, Bases: images, Logger: testLogger(t)})
+	vols, err := volume.New(volume.Config{Dir: volDir, Bases: images, Logger: testenv.Logger(t, "", hclog.Debug)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,10 +102,10 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &iscsi.Server{Logger: testLogger(t)}
+	srv := &iscsi.Server{Logger: testenv.Logger(t, "", hclog.Debug)}
 	startISCSI(t, srv, ln)
 	cfg := rootiscsi.Config{Images: images, Volumes: vols, Plain: srv, PlainPortal: ln.Addr().String(),
-		StateDir: t.TempDir(), Box: box, Logger: testLogger(t)}
+		StateDir: t.TempDir(), Box: box, Logger: testenv.Logger(t, "", hclog.Debug)}
 	p, err := rootiscsi.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -162,7 +139,7 @@ func (l login) capacity(t *testing.T) (int64, error) {
 	t.Helper()
 	url := "iscsi://" + l.user + "%" + l.secret + "@" + l.addr + "/" + l.target + "/0?target_user=" +
 		l.targetUser + "&target_password=" + l.targetPass
-	out, err := exec.Command(needTool(t, "iscsi-readcapacity16"), "-i", l.initiator, "-s", url).CombinedOutput()
+	out, err := exec.Command(testenv.LookTool(t, "iscsi-readcapacity16"), "-i", l.initiator, "-s", url).CombinedOutput()
 	if err != nil {
 		return 0, errors.New(strings.TrimSpace(string(out)))
 	}
@@ -364,7 +341,7 @@ func TestRestoreAfterRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &iscsi.Server{Logger: testLogger(t)}
+	srv := &iscsi.Server{Logger: testenv.Logger(t, "", hclog.Debug)}
 	startISCSI(t, srv, ln)
 	cfg := e.cfg
 	cfg.Plain, cfg.PlainPortal = srv, ln.Addr().String()
@@ -404,7 +381,7 @@ func TestTunnelledAdmitsOnlyThePeer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &iscsi.Server{Logger: testLogger(t)}
+	srv := &iscsi.Server{Logger: testenv.Logger(t, "", hclog.Debug)}
 	startISCSI(t, srv, ln)
 	owner := peers{"127.0.0.1": idA}
 	cfg := e.cfg

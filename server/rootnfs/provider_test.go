@@ -19,6 +19,7 @@ import (
 	"github.com/sealroot/sealroot/server/nfs"
 	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/test/netnstest"
+	"github.com/sealroot/sealroot/test/testenv"
 )
 
 const (
@@ -35,21 +36,7 @@ const (
 func requireTools(t *testing.T) {
 	t.Helper()
 	netnstest.RequireRoot(t)
-	for _, tool := range []string{"ganesha.nfsd", "nfs-cat", "nfs-ls", "nfs-cp", "nsenter", "mkfs.ext4", "cp"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("%s not found (CI=true): make deps", tool)
-			}
-			t.Skipf("%s not found: make deps", tool)
-		}
-	}
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
+	testenv.RequireTools(t, "ganesha.nfsd", "nfs-cat", "nfs-ls", "nfs-cp", "nsenter", "mkfs.ext4", "cp")
 }
 
 // lab is a real ganesha in a server namespace bridged to machines A and
@@ -75,7 +62,7 @@ func newLab(t *testing.T) *lab {
 	if err := l.s.AddVeth("vb", "br0", l.b, "eth0", netip.MustParsePrefix(addrB+"/24")); err != nil {
 		t.Fatal(err)
 	}
-	log := hclog.New(&hclog.LoggerOptions{Name: "test", Output: testWriter{t}, Level: hclog.Info})
+	log := testenv.Logger(t, "test", hclog.Info)
 	var err error
 	if l.images, err = image.Open(image.Config{Dir: filepath.Join(l.dir, "images"), Logger: log}); err != nil {
 		t.Fatal(err)
@@ -102,7 +89,7 @@ func (l *lab) startGanesha() {
 	if err := os.MkdirAll(gdir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	log := hclog.New(&hclog.LoggerOptions{Name: "test", Output: testWriter{t}, Level: hclog.Warn})
+	log := testenv.Logger(t, "test", hclog.Warn)
 	var err error
 	l.g, err = nfs.StartGanesha(ctx, nfs.GaneshaConfig{
 		Dir: gdir,
@@ -142,7 +129,7 @@ func (l *lab) restart(between func()) int {
 
 func (l *lab) provider() *Provider {
 	p, err := New(Config{Dir: filepath.Join(l.dir, "roots"), Images: l.images, Exporter: l.g, ServerAddr: netip.MustParseAddr(serverAddr),
-		Logger: hclog.New(&hclog.LoggerOptions{Name: "test", Output: testWriter{l.t}, Level: hclog.Info})})
+		Logger: testenv.Logger(l.t, "test", hclog.Info)})
 	if err != nil {
 		l.t.Fatal(err)
 	}

@@ -15,6 +15,10 @@ import (
 
 	"github.com/sealroot/sealroot/server/iscsi"
 	"github.com/sealroot/sealroot/test/netnstest"
+
+	"github.com/sealroot/sealroot/test/testenv"
+
+	"github.com/hashicorp/go-hclog"
 )
 
 const benchIQN = "iqn.2026-01.org.sealroot:bench"
@@ -92,7 +96,7 @@ func serveISCSI(b *testing.B, l *lab) (plain, tunnel netip.AddrPort) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { store.Close() })
-	srv := &iscsi.Server{Logger: testLogger(b).Named("iscsi")}
+	srv := &iscsi.Server{Logger: testenv.Logger(b, "", hclog.Debug).Named("iscsi")}
 	if err := srv.AddTarget(&iscsi.Target{IQN: benchIQN, LUN: store}); err != nil {
 		b.Fatal(err)
 	}

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -21,6 +20,7 @@ import (
 	agenttunnel "github.com/sealroot/sealroot/agent/tunnel"
 	"github.com/sealroot/sealroot/server/attest/wire"
 	"github.com/sealroot/sealroot/test/netnstest"
+	"github.com/sealroot/sealroot/test/testenv"
 )
 
 // The lab: namespace S (server) with bridge br0 = 192.168.77.1/24, and
@@ -40,17 +40,6 @@ type lab struct {
 	m   map[string]*netnstest.NS
 	cfg Config
 	tun *Tunnel
-}
-
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
-func testLogger(t testing.TB) hclog.Logger {
-	return hclog.New(&hclog.LoggerOptions{Output: testWriter{t}, Level: hclog.Debug})
 }
 
 func newLab(t testing.TB, useTUN bool) *lab {
@@ -74,7 +63,7 @@ func newLabWith(t testing.TB, base Config) *lab {
 		l.m[name] = ns
 	}
 	l.cfg = Config{Prefix: prefix, ListenPort: wgPort, Endpoint: "192.168.77.1:51820", UseTUN: base.UseTUN,
-		StatePath: base.StatePath, PrivateKeyPath: base.PrivateKeyPath, Logger: testLogger(t)}
+		StatePath: base.StatePath, PrivateKeyPath: base.PrivateKeyPath, Logger: testenv.Logger(t, "", hclog.Debug)}
 	l.start(t)
 	return l
 }

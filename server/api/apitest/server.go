@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/sealroot/sealroot/server/api"
+	"github.com/sealroot/sealroot/test/testenv"
 )
 
 // Serve serves svc on a fresh Unix socket through api.Server and returns
@@ -26,7 +27,7 @@ func Serve(t testing.TB, svc api.Service, opts ...api.Option) string {
 	if err != nil {
 		t.Fatalf("api.Listen: %v", err)
 	}
-	logger := hclog.New(&hclog.LoggerOptions{Name: "api", Output: testWriter{t}, Level: hclog.Debug})
+	logger := testenv.Logger(t, "api", hclog.Debug)
 	srv := &api.Server{Handler: api.NewHandler(svc, logger, opts...), Logger: logger}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -38,12 +39,4 @@ func Serve(t testing.TB, svc api.Service, opts ...api.Option) string {
 		}
 	})
 	return path
-}
-
-// testWriter sends log lines to t.Log.
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Logf("%s", p)
-	return len(p), nil
 }

@@ -15,6 +15,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	pintftp "github.com/pin/tftp/v3"
+
+	"github.com/sealroot/sealroot/test/testenv"
 )
 
 // startServer serves files on a loopback port and stops it at cleanup.
@@ -26,7 +28,7 @@ func startServerB(t testing.TB, files map[string]string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logger := hclog.New(&hclog.LoggerOptions{Output: testWriter{t}, Level: hclog.Debug})
+	logger := testenv.Logger(t, "", hclog.Debug)
 	srv := New(files, logger)
 	srv.Timeout = time.Second
 	ctx, cancel := context.WithCancel(context.Background())
@@ -42,13 +44,6 @@ func startServerB(t testing.TB, files map[string]string) string {
 	// size at 512 for datagrams that arrive before Serve has enabled it.
 	fetch(t, conn.LocalAddr().String(), "warm-up", 0)
 	return conn.LocalAddr().String()
-}
-
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Logf("%s", bytes.TrimRight(p, "\n"))
-	return len(p), nil
 }
 
 func writeRandom(t *testing.T, dir, name string, n int) string { return writeRandomB(t, dir, name, n) }

@@ -1,0 +1,68 @@
+// Package testenv gives tests what they take from their environment: the
+// external tools they run, and a log that lands in the test's output.
+package testenv
+
+import (
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// LookTool returns the path of the command name. When it is missing it
+// skips t, or fails t under CI=true, where `make deps` has installed every
+// tool the tests use.
+func LookTool(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		missing(t, name)
+	}
+	return p
+}
+
+// RequireTools checks tools as LookTool does; an absolute path names a
+// file that must exist (a firmware image, say).
+func RequireTools(t testing.TB, tools ...string) {
+	t.Helper()
+	for _, tool := range tools {
+		if strings.HasPrefix(tool, "/") {
+			if _, err := os.Stat(tool); err != nil {
+				missing(t, tool)
+			}
+			continue
+		}
+		LookTool(t, tool)
+	}
+}
+
+func missing(t testing.TB, tool string) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("%s is missing (CI=true): `make deps` installs it", tool)
+	}
+	t.Skipf("%s is missing: `make deps` installs it", tool)
+}
+
+// Writer returns a writer that sends each write to t.Log, after prefix
+// and without its trailing newline.
+func Writer(t testing.TB, prefix string) io.Writer { return writer{t, prefix} }
+
+type writer struct {
+	t      testing.TB
+	prefix string
+}
+
+func (w writer) Write(p []byte) (int, error) {
+	w.t.Log(w.prefix + strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// Logger returns a logger named name (may be empty) at level that writes
+// to t.Log.
+func Logger(t testing.TB, name string, level hclog.Level) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{Name: name, Output: Writer(t, ""), Level: level})
+}
