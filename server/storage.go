@@ -12,6 +12,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/sealroot/sealroot/server/attest"
 	"github.com/sealroot/sealroot/server/attest/wire"
 	"github.com/sealroot/sealroot/server/audit"
 	"github.com/sealroot/sealroot/server/image"
@@ -184,29 +185,15 @@ func (st *storage) startNFS(ctx context.Context, cfg *Config, tn *tunnel.Tunnel,
 }
 
 // Prepare implements attest.RootProvider: the provider of the machine's
-// root kind prepares it, the other's withdraws any root it served. A
+// root kind prepares it, the others withdraw any root they served it. A
 // kind whose service is not configured passes through unchanged.
 func (st *storage) Prepare(ctx context.Context, m *store.Machine, tn *wire.TunnelPlan) (wire.RootPlan, map[string][]byte, error) {
-	var own interface {
-		Prepare(context.Context, *store.Machine, *wire.TunnelPlan) (wire.RootPlan, map[string][]byte, error)
-	}
-	switch {
-	case rootiscsi.Serves(m.Root):
-		if st.roots != nil {
-			own = st.roots
+	own := st.providerOf(m.Root)
+	for _, p := range st.providers() {
+		if p == own {
+			continue
 		}
-	case m.Root.Kind == wire.RootNFS, m.Root.Kind == wire.RootVolatile:
-		if st.nfsRoots != nil {
-			own = st.nfsRoots
-		}
-	}
-	if st.roots != nil && own != st.roots {
-		if err := st.roots.Release(ctx, m.ID); err != nil {
-			return wire.RootPlan{}, nil, err
-		}
-	}
-	if st.nfsRoots != nil && own != st.nfsRoots {
-		if err := st.nfsRoots.Release(ctx, m.ID); err != nil {
+		if err := p.Release(ctx, m.ID); err != nil {
 			return wire.RootPlan{}, nil, err
 		}
 	}
@@ -218,6 +205,29 @@ func (st *storage) Prepare(ctx context.Context, m *store.Machine, tn *wire.Tunne
 
 // Release implements attest.RootProvider.
 func (st *storage) Release(ctx context.Context, id string) error { return st.releaseRoot(ctx, id) }
+
+// providers are the configured root providers.
+func (st *storage) providers() []attest.RootProvider {
+	var ps []attest.RootProvider
+	if st.roots != nil {
+		ps = append(ps, st.roots)
+	}
+	if st.nfsRoots != nil {
+		ps = append(ps, st.nfsRoots)
+	}
+	return ps
+}
+
+// providerOf is the configured provider that serves root, or nil.
+func (st *storage) providerOf(root wire.RootPlan) attest.RootProvider {
+	switch {
+	case rootiscsi.Serves(root) && st.roots != nil:
+		return st.roots
+	case (root.Kind == wire.RootNFS || root.Kind == wire.RootVolatile) && !rootiscsi.Serves(root) && st.nfsRoots != nil:
+		return st.nfsRoots
+	}
+	return nil
+}
 
 // listen opens the iSCSI listeners: on the tunnel, and on the plain
 // address when configured.
@@ -266,11 +276,8 @@ func (st *storage) serve(ctx context.Context, run func(string, func() error)) {
 // releaseRoot withdraws a machine's iSCSI target and NFS export, if any.
 func (st *storage) releaseRoot(ctx context.Context, id string) error {
 	var errs []error
-	if st.roots != nil {
-		errs = append(errs, st.roots.Release(ctx, id))
-	}
-	if st.nfsRoots != nil {
-		errs = append(errs, st.nfsRoots.Release(ctx, id))
+	for _, p := range st.providers() {
+		errs = append(errs, p.Release(ctx, id))
 	}
 	return errors.Join(errs...)
 }

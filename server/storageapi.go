@@ -123,9 +123,15 @@ func hasImage(root wire.RootPlan) bool {
 
 // GCImages deletes the bases no image name, volume or NFS root references.
 func (st *storage) GCImages(ctx context.Context) ([]string, error) {
-	removed, err := st.images.GC(func(digest string) bool {
-		return st.volumes.InUse(digest) || (st.nfsRoots != nil && st.nfsRoots.InUse(digest))
-	})
+	var nfsBases map[string]bool
+	if st.nfsRoots != nil {
+		var err error
+		if nfsBases, err = st.nfsRoots.Bases(); err != nil {
+			st.record(ctx, "image-gc", "", "", err)
+			return nil, err
+		}
+	}
+	removed, err := st.images.GC(func(digest string) bool { return st.volumes.InUse(digest) || nfsBases[digest] })
 	st.record(ctx, "image-gc", "", fmt.Sprintf("%d bases removed", len(removed)), err)
 	return removed, err
 }
@@ -214,19 +220,17 @@ func (st *storage) DeleteRoot(ctx context.Context, ref string) error {
 	return err
 }
 
-// nfsRoot reports whether m's root operations go to its NFS root: its
-// kind is nfs or volatile, or it has an NFS root and no iSCSI kind.
+// nfsRoot reports whether m's root operations go to its NFS root: the
+// NFS provider serves its root, or it has an NFS root and a kind no
+// provider serves (none).
 func (st *storage) nfsRoot(m *store.Machine) bool {
 	if st.nfsRoots == nil {
 		return false
 	}
-	switch {
-	case rootiscsi.Serves(m.Root):
-		return false
-	case m.Root.Kind == wire.RootNFS, m.Root.Kind == wire.RootVolatile:
-		return true
+	if p := st.providerOf(m.Root); p != nil {
+		return p == st.nfsRoots
 	}
-	return st.nfsRoots.Has(m.ID)
+	return !rootiscsi.Serves(m.Root) && st.nfsRoots.Has(m.ID)
 }
 
 // volumeOp resolves ref and withdraws the machine's target, so its

@@ -357,12 +357,7 @@ func (p *Provider) Restore(ctx context.Context) (int, error) {
 		if !st.Exported {
 			continue
 		}
-		want := st.Lower
-		st.Lower = "" // remount unless mounted with the recorded view
-		if mounted, _ := nfs.Mounted(p.root(st.MachineID)); mounted {
-			st.Lower = want
-		}
-		if err := p.mountLocked(ctx, st, want, st.Volatile); err != nil {
+		if err := p.mountLocked(ctx, st, st.Lower, st.Volatile); err != nil {
 			p.log.Error("root not restored", "machine", st.MachineID, "error", err)
 			st.Exported = false
 			p.save(st)
@@ -418,27 +413,42 @@ func (p *Provider) freeExportID() (uint16, error) {
 	return 0, errors.New("nfs roots: no free export ID (65535 machines)")
 }
 
-// InUse reports whether a machine's root or snapshot is made on the base
-// with the given digest, or mounts it now; image GC keeps those.
-func (p *Provider) InUse(digest string) bool {
+// Bases returns the digests of the bases the machines' roots and
+// snapshots are made on or mount now; image GC keeps those.
+func (p *Provider) Bases() (map[string]bool, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	states, err := p.states()
 	if err != nil {
-		return true // keep everything when unsure
+		return nil, err
 	}
+	bases := map[string]bool{}
 	for _, st := range states {
-		if st.Base == digest || st.Lower == digest {
-			return true
-		}
-		snaps, _ := filepath.Glob(filepath.Join(p.dir(st.MachineID), "snapshots", "*", "base"))
-		for _, s := range snaps {
-			if b, err := os.ReadFile(s); err != nil || string(b) == digest {
-				return true
+		for _, d := range []string{st.Base, st.Lower} {
+			if d != "" {
+				bases[d] = true
 			}
 		}
+		snaps, err := filepath.Glob(filepath.Join(p.dir(st.MachineID), "snapshots", "*", "base"))
+		if err != nil {
+			return nil, err
+		}
+		for _, s := range snaps {
+			b, err := os.ReadFile(s)
+			if err != nil {
+				return nil, fmt.Errorf("nfs root snapshot: %w", err)
+			}
+			bases[string(b)] = true
+		}
 	}
-	return false
+	return bases, nil
+}
+
+// InUse reports whether digest is one of Bases; true when they cannot be
+// read, so that nothing is deleted when unsure.
+func (p *Provider) InUse(digest string) bool {
+	bases, err := p.Bases()
+	return err != nil || bases[digest]
 }
 
 // Has reports whether the machine has an NFS root on the server.
