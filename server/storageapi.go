@@ -45,7 +45,7 @@ func toAPI(err error) error {
 		errors.Is(err, rootnfs.ErrNotFound), errors.Is(err, store.ErrNotFound):
 		kind = api.ErrNotFound
 	case errors.Is(err, image.ErrBadName), errors.Is(err, volume.ErrBadName), errors.Is(err, image.ErrUnsafePath),
-		errors.Is(err, rootnfs.ErrBadName):
+		errors.Is(err, rootnfs.ErrBadName), errors.Is(err, store.ErrBadGroupName):
 		kind = api.ErrInvalid
 	case errors.Is(err, volume.ErrExists), errors.Is(err, volume.ErrBusy), errors.Is(err, rootnfs.ErrExists):
 		kind = api.ErrConflict
@@ -307,9 +307,6 @@ func (st *storage) Groups(ctx context.Context) ([]*store.Group, error) { return 
 func (st *storage) SetGroupRoot(ctx context.Context, name string, root wire.RootPlan) (*store.Group, error) {
 	g := &store.Group{Name: name, Root: root}
 	err := st.checkRoot(root)
-	if err == nil && !store.ValidGroupName(name) {
-		err = fmt.Errorf("group name %q: %w: want 1-64 of [A-Za-z0-9._-]", name, api.ErrInvalid)
-	}
 	if err == nil {
 		err = st.store.PutGroup(ctx, g)
 	}

@@ -12,12 +12,13 @@ import (
 // groupNamePattern is a group name: short, printable, no separators.
 var groupNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
-// ValidGroupName reports whether name can name a group.
-func ValidGroupName(name string) bool { return groupNamePattern.MatchString(name) }
+// validGroupName reports whether name can name a group.
+func validGroupName(name string) bool { return groupNamePattern.MatchString(name) }
 
+// checkGroupName refuses a lookup of a name no group can have.
 func checkGroupName(name string) error {
-	if !ValidGroupName(name) {
-		return fmt.Errorf("group name %q: want 1-64 of [A-Za-z0-9._-], starting with a letter or digit: %w", name, ErrNotFound)
+	if !validGroupName(name) {
+		return fmt.Errorf("group %q: %w", name, ErrNotFound)
 	}
 	return nil
 }
@@ -55,10 +56,11 @@ func (db *DB) Groups(ctx context.Context) ([]*Group, error) {
 	return out, err
 }
 
-// PutGroup creates or replaces a group.
+// PutGroup creates or replaces a group; a malformed name gives
+// ErrBadGroupName.
 func (db *DB) PutGroup(ctx context.Context, g *Group) error {
-	if err := checkGroupName(g.Name); err != nil {
-		return err
+	if !validGroupName(g.Name) {
+		return fmt.Errorf("group name %q: %w", g.Name, ErrBadGroupName)
 	}
 	v, err := json.Marshal(g)
 	if err != nil {

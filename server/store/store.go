@@ -19,6 +19,9 @@ var ErrNotFound = errors.New("not found")
 // ErrGroupInUse is returned by DeleteGroup while machines are in the group.
 var ErrGroupInUse = errors.New("group has machines")
 
+// ErrBadGroupName is returned by PutGroup for a malformed name.
+var ErrBadGroupName = errors.New("invalid group name: want 1-64 of [A-Za-z0-9._-], starting with a letter or digit")
+
 // State is a machine's enrollment state.
 type State string
 
