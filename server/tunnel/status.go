@@ -1,7 +1,9 @@
 package tunnel
 
 import (
+	"encoding/hex"
 	"fmt"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -23,42 +25,71 @@ func (t *Tunnel) Status(machineID string) (st PeerStatus, ok bool, err error) {
 	if !found || a.Key == nil {
 		return PeerStatus{}, false, nil
 	}
+	peers, err := t.devicePeers()
+	if err != nil {
+		return PeerStatus{}, false, err
+	}
+	p, ok := peers[string(a.Key)]
+	return p.PeerStatus, ok, nil
+}
+
+// devicePeer is the device's view of one peer.
+type devicePeer struct {
+	PeerStatus
+	Endpoint netip.AddrPort // zero until the peer's first handshake
+}
+
+// devicePeers reads every peer's state from the device, by public key.
+func (t *Tunnel) devicePeers() (map[string]devicePeer, error) {
 	get, err := t.dev.IpcGet()
 	if err != nil {
-		return PeerStatus{}, false, fmt.Errorf("tunnel: read device: %w", err)
+		return nil, fmt.Errorf("tunnel: read device: %w", err)
 	}
-	want := hexKey(a.Key)
+	return parsePeers(get), nil
+}
+
+// parsePeers parses the peer sections of a UAPI "get" answer.
+func parsePeers(uapi string) map[string]devicePeer {
+	peers := map[string]devicePeer{}
+	var key string
+	var p devicePeer
 	var sec, nsec int64
-	in := false
-	for _, line := range strings.Split(get, "\n") {
+	flush := func() {
+		if key == "" {
+			return
+		}
+		if sec != 0 || nsec != 0 {
+			p.LastHandshake = time.Unix(sec, nsec)
+		}
+		peers[key] = p
+	}
+	for _, line := range strings.Split(uapi, "\n") {
 		k, v, _ := strings.Cut(line, "=")
 		if k == "public_key" {
-			if in {
-				break
-			}
-			in = v == want
-			ok = ok || in
+			flush()
+			b, _ := hex.DecodeString(v)
+			key, p, sec, nsec = string(b), devicePeer{}, 0, 0
 			continue
 		}
-		if !in {
+		if key == "" {
 			continue
 		}
 		n, _ := strconv.ParseInt(v, 10, 64)
 		switch k {
+		case "endpoint":
+			p.Endpoint, _ = netip.ParseAddrPort(v)
 		case "last_handshake_time_sec":
 			sec = n
 		case "last_handshake_time_nsec":
 			nsec = n
 		case "rx_bytes":
-			st.RxBytes = n
+			p.RxBytes = n
 		case "tx_bytes":
-			st.TxBytes = n
+			p.TxBytes = n
 		}
 	}
-	if sec != 0 || nsec != 0 {
-		st.LastHandshake = time.Unix(sec, nsec)
-	}
-	return st, ok, nil
+	flush()
+	return peers
 }
 
 // hasDevicePeer reports whether the device has a peer with key (tests).

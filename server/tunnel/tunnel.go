@@ -31,7 +31,6 @@ package tunnel
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -281,22 +280,15 @@ func (t *Tunnel) recordEndpoints() {
 // saveEndpoints reads the peers' current endpoints from the device and
 // records those that changed.
 func (t *Tunnel) saveEndpoints() {
-	get, err := t.dev.IpcGet()
+	peers, err := t.devicePeers()
 	if err != nil {
 		t.logger.Warn("read peer endpoints", "error", err)
 		return
 	}
 	byKey := map[string]netip.AddrPort{}
-	var key []byte
-	for _, line := range strings.Split(get, "\n") {
-		k, v, _ := strings.Cut(line, "=")
-		switch k {
-		case "public_key":
-			key, _ = hex.DecodeString(v)
-		case "endpoint":
-			if ep, err := netip.ParseAddrPort(v); err == nil && key != nil {
-				byKey[string(key)] = ep
-			}
+	for key, p := range peers {
+		if p.Endpoint.IsValid() {
+			byKey[key] = p.Endpoint
 		}
 	}
 	t.mu.Lock()
