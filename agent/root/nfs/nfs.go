@@ -41,7 +41,8 @@ type Options struct {
 // MountFunc is mount(2).
 type MountFunc func(source, target, fstype string, flags uintptr, data string) error
 
-func sysMount(source, target, fstype string, flags uintptr, data string) error {
+// SysMount is mount(2), with an error that names the mount.
+func SysMount(source, target, fstype string, flags uintptr, data string) error {
 	if err := unix.Mount(source, target, fstype, flags, data); err != nil {
 		return &os.PathError{Op: "mount " + fstype + " " + source, Path: target, Err: err}
 	}
@@ -142,7 +143,7 @@ func orDefault(s, def string) string {
 
 func mountFunc(f MountFunc) MountFunc {
 	if f == nil {
-		return sysMount
+		return SysMount
 	}
 	return f
 }

@@ -58,7 +58,7 @@ func (s *Stage) Mount(ctx context.Context, p *wire.Payload) (string, error) {
 	}
 	mount := s.SysMount
 	if mount == nil {
-		mount = sysMount
+		mount = nfs.SysMount
 	}
 	top := orDefault(s.Dir, DefaultDir)
 	base, rw := filepath.Join(top, "base"), filepath.Join(top, "rw")
@@ -108,13 +108,6 @@ func (s *Stage) Mount(ctx context.Context, p *wire.Payload) (string, error) {
 	}
 	log.Named("volatile-root").Info("volatile root mounted", "via", via, "dir", dir)
 	return dir, nil
-}
-
-func sysMount(source, target, fstype string, flags uintptr, data string) error {
-	if err := unix.Mount(source, target, fstype, flags, data); err != nil {
-		return &os.PathError{Op: "mount " + fstype + " " + source, Path: target, Err: err}
-	}
-	return nil
 }
 
 func orDefault(s, def string) string {
