@@ -18,10 +18,7 @@ func newGroupsCmd(e *env) *cobra.Command {
 		Args:  exactArgs(1),
 		RunE:  func(c *cobra.Command, pos []string) error { return runGroupSetRoot(c, e, pos[0], args) },
 	}
-	setRoot.Flags().StringVar(&args.kind, "kind", wire.RootVolatile, "root `kind`: volatile, nfs, iscsi or none")
-	setRoot.Flags().StringVar(&args.image, "image", "", "base image `name`")
-	setRoot.Flags().StringVar(&args.init, "init", "", "`program` to switch_root to (default /sbin/init)")
-	setRoot.Flags().StringVar(&args.via, "via", "", "volatile roots: read the shared base over `nfs` (default) or iscsi")
+	args.flags(setRoot, wire.RootVolatile)
 	return newGroupCmd("group", "Groups of machines that share a root (thin clients, kiosks, workers)",
 		&cobra.Command{
 			Use:   "list",

@@ -246,6 +246,14 @@ type machineSetRootArgs struct {
 	kind, image, init, via string
 }
 
+// flags adds the root flags to c; --kind defaults to kind.
+func (a *machineSetRootArgs) flags(c *cobra.Command, kind string) {
+	c.Flags().StringVar(&a.kind, "kind", kind, "root `kind`: iscsi, nfs, volatile or none")
+	c.Flags().StringVar(&a.image, "image", "", "base image `name` (iscsi, nfs, volatile)")
+	c.Flags().StringVar(&a.init, "init", "", "`program` to switch_root to (default /sbin/init)")
+	c.Flags().StringVar(&a.via, "via", "", "volatile roots: read the shared base over `nfs` (default) or iscsi")
+}
+
 // plan is the root plan the flags describe.
 func (a machineSetRootArgs) plan(c *cobra.Command) (wire.RootPlan, error) {
 	root := wire.RootPlan{Kind: a.kind, Init: a.init}
@@ -272,10 +280,7 @@ func newMachineSetRootCmd(e *env) *cobra.Command {
 		Args:  exactArgs(1),
 		RunE:  func(c *cobra.Command, pos []string) error { return runMachineSetRoot(c, e, pos[0], args) },
 	}
-	c.Flags().StringVar(&args.kind, "kind", wire.RootISCSI, "root `kind`: iscsi, nfs, volatile or none")
-	c.Flags().StringVar(&args.image, "image", "", "base image `name` (iscsi, nfs, volatile)")
-	c.Flags().StringVar(&args.init, "init", "", "`program` to switch_root to (default /sbin/init)")
-	c.Flags().StringVar(&args.via, "via", "", "volatile roots: read the shared base over `nfs` (default) or iscsi")
+	args.flags(c, wire.RootISCSI)
 	return c
 }
 
