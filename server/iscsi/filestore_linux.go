@@ -18,8 +18,14 @@ type FileStore struct {
 
 // OpenFile opens path read-write as a backing store; its size is
 // fixed at open time and rounded down to whole 512-byte blocks.
-func OpenFile(path string) (*FileStore, error) {
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
+func OpenFile(path string) (*FileStore, error) { return openFile(path, os.O_RDWR) }
+
+// OpenFileReadOnly opens path read-only, for a Target with ReadOnly set:
+// the kernel refuses any write that got past the target.
+func OpenFileReadOnly(path string) (*FileStore, error) { return openFile(path, os.O_RDONLY) }
+
+func openFile(path string, flag int) (*FileStore, error) {
+	f, err := os.OpenFile(path, flag, 0)
 	if err != nil {
 		return nil, fmt.Errorf("iscsi: open backing store: %w", err)
 	}

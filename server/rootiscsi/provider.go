@@ -33,7 +33,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"os"
 	"strconv"
 	"sync"
 
@@ -344,31 +343,12 @@ func (p *Provider) openBase(digest string) (lun, error) {
 	if err != nil {
 		return nil, fmt.Errorf("root base: %w", err)
 	}
-	f, err := os.Open(path)
+	f, err := iscsi.OpenFileReadOnly(path)
 	if err != nil {
-		return nil, fmt.Errorf("root base: %w", err)
+		return nil, err
 	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("root base: %w", err)
-	}
-	return &readOnlyBase{File: f, size: fi.Size()}, nil
+	return f, nil
 }
-
-// readOnlyBase serves a base image file; the target is ReadOnly, so
-// writes never reach it, and refuses them here too.
-type readOnlyBase struct {
-	*os.File
-	size int64
-}
-
-func (b *readOnlyBase) WriteAt([]byte, int64) (int, error) { return 0, errReadOnly }
-func (b *readOnlyBase) Punch(int64, int64) error           { return errReadOnly }
-func (b *readOnlyBase) Size() int64                        { return b.size }
-func (b *readOnlyBase) Sync() error                        { return nil }
-
-var errReadOnly = errors.New("rootiscsi: a volatile machine's base is read-only")
 
 func (p *Provider) openVolume(ctx context.Context, id, base string, create bool) (lun, error) {
 	vol, err := p.cfg.Volumes.Open(id, base)
