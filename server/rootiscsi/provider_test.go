@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -448,5 +449,44 @@ func TestVolatileServesTheBaseReadOnly(t *testing.T) {
 	m.Root.Params[wire.VolatileVia] = wire.RootNFS
 	if plan, _ := e.prepare(t, m); plan.Params[wire.ISCSITarget] != "" || e.p.Serving(idB) {
 		t.Fatalf("volatile via nfs: plan %+v, serving %v; want passed through and withdrawn", plan, e.p.Serving(idB))
+	}
+}
+
+var reAsserts = regexp.MustCompile(`asserts\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)`)
+
+// readOnlyChecks runs libiscsi's ReadOnly suite (every medium-modifying
+// command must fail with DATA PROTECT; it skips on a writable unit) and
+// returns how many of its asserts ran and failed.
+func readOnlyChecks(t *testing.T, l login) (ran, failed int) {
+	t.Helper()
+	url := "iscsi://" + l.user + "%" + l.secret + "@" + l.addr + "/" + l.target + "/0?target_user=" +
+		l.targetUser + "&target_password=" + l.targetPass
+	out, _ := exec.Command(testenv.LookTool(t, "iscsi-test-cu"), "--dataloss", "-i", l.initiator, "-t", "ALL.ReadOnly", url).CombinedOutput()
+	m := reAsserts.FindSubmatch(out)
+	if m == nil {
+		t.Fatalf("iscsi-test-cu printed no summary:\n%s", out)
+	}
+	ran, _ = strconv.Atoi(string(m[2]))
+	failed, _ = strconv.Atoi(string(m[4]))
+	return ran, failed
+}
+
+// TestVolatileBaseRefusesWrites writes through a volatile machine's
+// target with every command that modifies a medium: each must fail with
+// DATA PROTECT, and the shared base must keep its digest. The same suite
+// on a persistent machine's writable target skips, which shows it checks
+// write protection.
+func TestVolatileBaseRefusesWrites(t *testing.T) {
+	e := newEnv(t)
+	m := iscsiMachine(idA, "tiny")
+	m.Root = wire.RootPlan{Kind: wire.RootVolatile, Params: map[string]string{rootiscsi.ParamImage: "tiny", wire.VolatileVia: rootiscsi.ViaISCSI}}
+	if ran, failed := readOnlyChecks(t, e.login(t, m)); ran < 10 || failed != 0 {
+		t.Fatalf("ReadOnly suite on the volatile target: %d asserts ran, %d failed; want every write refused", ran, failed)
+	}
+	if err := e.cfg.Images.(*image.Store).Verify(e.images["tiny"].Digest); err != nil {
+		t.Fatalf("base after the write attempts: %v", err)
+	}
+	if ran, _ := readOnlyChecks(t, e.login(t, iscsiMachine(idB, "tiny"))); ran >= 10 {
+		t.Fatalf("ReadOnly suite ran %d asserts on a writable target; want it skipped", ran)
 	}
 }
