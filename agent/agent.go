@@ -24,7 +24,7 @@ import (
 	"github.com/sealroot/sealroot/agent/netup"
 	"github.com/sealroot/sealroot/agent/root"
 	"github.com/sealroot/sealroot/agent/sysinit"
-	"github.com/sealroot/sealroot/server/attest/wire"
+	"github.com/sealroot/sealroot/wire"
 )
 
 // NetworkTimeout bounds the wait for a link and a DHCP lease; afterwards

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/sealroot/sealroot/agent/root"
-	"github.com/sealroot/sealroot/server/attest/wire"
+	"github.com/sealroot/sealroot/wire"
 )
 
 type fakeAttester struct {

@@ -13,7 +13,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/sealroot/sealroot/server/attest"
-	"github.com/sealroot/sealroot/server/attest/wire"
 	"github.com/sealroot/sealroot/server/audit"
 	"github.com/sealroot/sealroot/server/image"
 	"github.com/sealroot/sealroot/server/iscsi"
@@ -25,6 +24,7 @@ import (
 	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/server/tunnel"
 	"github.com/sealroot/sealroot/server/volume"
+	"github.com/sealroot/sealroot/wire"
 )
 
 // ImagesConfig is the "images" section: the base image store.

@@ -9,12 +9,12 @@ import (
 	"time"
 
 	"github.com/sealroot/sealroot/server/api"
-	"github.com/sealroot/sealroot/server/attest/wire"
 	"github.com/sealroot/sealroot/server/image"
 	"github.com/sealroot/sealroot/server/rootiscsi"
 	"github.com/sealroot/sealroot/server/rootnfs"
 	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/server/volume"
+	"github.com/sealroot/sealroot/wire"
 )
 
 var _ api.ImageService = (*storage)(nil)

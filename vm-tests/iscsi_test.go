@@ -9,8 +9,8 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 
-	"github.com/sealroot/sealroot/server/attest/wire"
 	"github.com/sealroot/sealroot/server/iscsi"
+	"github.com/sealroot/sealroot/wire"
 )
 
 // markerInit is the test root's /sbin/init: it reports the marker left by

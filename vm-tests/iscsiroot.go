@@ -17,9 +17,9 @@ import (
 	"github.com/u-root/mkuimage/cpio"
 
 	"github.com/sealroot/sealroot/initramfs"
-	"github.com/sealroot/sealroot/server/attest/wire"
 	"github.com/sealroot/sealroot/server/iscsi"
 	"github.com/sealroot/sealroot/test/testenv"
+	"github.com/sealroot/sealroot/wire"
 )
 
 // Busybox is Debian busybox-static's binary, the only program of the

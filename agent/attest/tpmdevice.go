@@ -4,7 +4,7 @@ import (
 	"context"
 
 	"github.com/sealroot/sealroot/agent/tpm"
-	"github.com/sealroot/sealroot/server/attest/wire"
+	"github.com/sealroot/sealroot/wire"
 )
 
 // TPMDevice is a Device backed by a real TPM through agent/tpm.

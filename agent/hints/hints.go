@@ -18,7 +18,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/sealroot/sealroot/server/attest/wire"
+	"github.com/sealroot/sealroot/wire"
 )
 
 // MaxEventLogSize bounds the event log read from securityfs. It is the

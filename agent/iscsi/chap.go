@@ -4,7 +4,7 @@ import (
 	"crypto/subtle"
 	"fmt"
 
-	"github.com/sealroot/sealroot/server/iscsi/pdu"
+	"github.com/sealroot/sealroot/iscsi/pdu"
 )
 
 // CHAP holds the credentials of a CHAP login (RFC 7143 section 12.1.3,

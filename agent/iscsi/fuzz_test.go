@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sealroot/sealroot/server/iscsi/pdu"
+	"github.com/sealroot/sealroot/iscsi/pdu"
 )
 
 // FuzzLogin plays a target that answers every Login Request with the

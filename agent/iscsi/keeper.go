@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/sealroot/sealroot/agent/backoff"
-	"github.com/sealroot/sealroot/server/iscsi/pdu"
+	"github.com/sealroot/sealroot/iscsi/pdu"
 )
 
 // KeeperName is the keeper's argv[0]: the leading "@" makes systemd spare

@@ -62,7 +62,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/sealroot/sealroot/server/iscsi/pdu"
+	"github.com/sealroot/sealroot/iscsi/pdu"
 )
 
 // Defaults of the operational values the initiator offers.

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"strconv"
 
-	"github.com/sealroot/sealroot/server/iscsi/pdu"
+	"github.com/sealroot/sealroot/iscsi/pdu"
 )
 
 // Params are the negotiated session and connection values (RFC 7143

@@ -12,7 +12,7 @@ import (
 	"fmt"
 	"sort"
 
-	"github.com/sealroot/sealroot/server/attest/wire"
+	"github.com/sealroot/sealroot/wire"
 )
 
 // KindNone is the RootPlan kind of machines that only attest.

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"testing"
 
-	"github.com/sealroot/sealroot/server/attest/wire"
+	"github.com/sealroot/sealroot/wire"
 )
 
 func TestRegistry(t *testing.T) {

@@ -14,7 +14,7 @@ import (
 
 	"github.com/sealroot/sealroot/agent/tpm"
 	"github.com/sealroot/sealroot/server/attest/evidence"
-	"github.com/sealroot/sealroot/server/attest/wire"
+	"github.com/sealroot/sealroot/wire"
 )
 
 func TestActivateCredential(t *testing.T) {

@@ -7,7 +7,7 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 
-	"github.com/sealroot/sealroot/server/attest/wire"
+	"github.com/sealroot/sealroot/wire"
 )
 
 // Limits on the sealed object, far above the sizes server/seal produces.

@@ -13,8 +13,8 @@ import (
 
 	"github.com/sealroot/sealroot/agent/tpm"
 	"github.com/sealroot/sealroot/server/attest/evidence"
-	"github.com/sealroot/sealroot/server/attest/wire"
 	"github.com/sealroot/sealroot/server/seal"
+	"github.com/sealroot/sealroot/wire"
 )
 
 // sealedPCRs are the PCRs a credential is sealed to in these tests.

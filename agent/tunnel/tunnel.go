@@ -21,7 +21,7 @@ import (
 	"golang.zx2c4.com/wireguard/wgctrl"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
-	"github.com/sealroot/sealroot/server/attest/wire"
+	"github.com/sealroot/sealroot/wire"
 )
 
 // LinkName is the agent's WireGuard interface.

@@ -22,9 +22,9 @@ var forbidden = []string{
 // wire protocol, the credential format it opens, and the iSCSI PDU codec
 // (standard library only) its initiator logs in with.
 var serverAllowed = map[string]bool{
-	"github.com/sealroot/sealroot/server/attest/wire": true,
-	"github.com/sealroot/sealroot/server/seal":        true,
-	"github.com/sealroot/sealroot/server/iscsi/pdu":   true,
+	"github.com/sealroot/sealroot/wire":        true,
+	"github.com/sealroot/sealroot/server/seal": true,
+	"github.com/sealroot/sealroot/iscsi/pdu":   true,
 }
 
 // TestDeps fences the agent's dependencies, built as the initramfs builds

@@ -45,7 +45,7 @@ import (
 	"github.com/sealroot/sealroot/agent/sysinit"
 	"github.com/sealroot/sealroot/agent/tpm"
 	agenttunnel "github.com/sealroot/sealroot/agent/tunnel"
-	"github.com/sealroot/sealroot/server/attest/wire"
+	"github.com/sealroot/sealroot/wire"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 )
 

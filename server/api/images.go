@@ -4,9 +4,9 @@ import (
 	"context"
 	"net/http"
 
-	"github.com/sealroot/sealroot/server/attest/wire"
 	"github.com/sealroot/sealroot/server/image"
 	"github.com/sealroot/sealroot/server/store"
+	"github.com/sealroot/sealroot/wire"
 )
 
 // ImageService manages base images, machines' volumes and machines' root

@@ -6,8 +6,8 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/sealroot/sealroot/server/attest/wire"
 	"github.com/sealroot/sealroot/server/tunnel"
+	"github.com/sealroot/sealroot/wire"
 )
 
 // RootLink is how a machine reaches its root storage, for

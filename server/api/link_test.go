@@ -11,9 +11,9 @@ import (
 	"github.com/sealroot/sealroot/server/api"
 	"github.com/sealroot/sealroot/server/api/apitest"
 	"github.com/sealroot/sealroot/server/api/client"
-	"github.com/sealroot/sealroot/server/attest/wire"
 	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/server/tunnel"
+	"github.com/sealroot/sealroot/wire"
 )
 
 const (

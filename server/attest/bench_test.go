@@ -13,12 +13,12 @@ import (
 
 	"github.com/sealroot/sealroot/pki"
 	"github.com/sealroot/sealroot/server/api"
-	"github.com/sealroot/sealroot/server/attest/wire"
 	"github.com/sealroot/sealroot/server/audit"
 	"github.com/sealroot/sealroot/server/machines"
 	"github.com/sealroot/sealroot/server/secrets"
 	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/test/loadgen"
+	"github.com/sealroot/sealroot/wire"
 )
 
 // BenchmarkAttestation measures the server's whole cost of one successful

@@ -12,12 +12,12 @@ import (
 	"github.com/google/go-tpm/tpm2"
 	"github.com/sealroot/sealroot/pki"
 	"github.com/sealroot/sealroot/server/attest/evidence"
-	"github.com/sealroot/sealroot/server/attest/wire"
 	"github.com/sealroot/sealroot/server/audit"
 	"github.com/sealroot/sealroot/server/eventlog"
 	"github.com/sealroot/sealroot/server/policy"
 	"github.com/sealroot/sealroot/server/seal"
 	"github.com/sealroot/sealroot/server/store"
+	"github.com/sealroot/sealroot/wire"
 )
 
 // DefaultPCRs is the sha256 PCR selection every quote covers: firmware and

@@ -13,8 +13,8 @@ import (
 
 	agentattest "github.com/sealroot/sealroot/agent/attest"
 	"github.com/sealroot/sealroot/server/api"
-	"github.com/sealroot/sealroot/server/attest/wire"
 	"github.com/sealroot/sealroot/test/loadgen"
+	"github.com/sealroot/sealroot/wire"
 )
 
 // Fifty machines boot at once: each is enrolled, approved, and then all

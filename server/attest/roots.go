@@ -3,8 +3,8 @@ package attest
 import (
 	"context"
 
-	"github.com/sealroot/sealroot/server/attest/wire"
 	"github.com/sealroot/sealroot/server/store"
+	"github.com/sealroot/sealroot/wire"
 )
 
 // RootProvider serves released machines their root storage; package

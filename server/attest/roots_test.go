@@ -11,13 +11,13 @@ import (
 	"testing"
 
 	"github.com/sealroot/sealroot/server/attest"
-	"github.com/sealroot/sealroot/server/attest/wire"
 	"github.com/sealroot/sealroot/server/image"
 	"github.com/sealroot/sealroot/server/iscsi"
 	"github.com/sealroot/sealroot/server/rootiscsi"
 	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/server/volume"
 	"github.com/sealroot/sealroot/test/testenv"
+	"github.com/sealroot/sealroot/wire"
 
 	"github.com/hashicorp/go-hclog"
 )

@@ -16,9 +16,9 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/quic-go/quic-go"
 
-	"github.com/sealroot/sealroot/server/attest/wire"
 	"github.com/sealroot/sealroot/server/audit"
 	"github.com/sealroot/sealroot/server/store"
+	"github.com/sealroot/sealroot/wire"
 )
 
 // Config configures a Server. Store, Audit, Secrets and Certificate are

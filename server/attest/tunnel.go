@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 
-	"github.com/sealroot/sealroot/server/attest/wire"
 	"github.com/sealroot/sealroot/server/store"
+	"github.com/sealroot/sealroot/wire"
 )
 
 // Tunnels installs the WireGuard peer of an attested machine; package

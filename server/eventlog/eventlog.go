@@ -44,8 +44,8 @@ import (
 
 	"github.com/google/go-attestation/attest"
 
-	"github.com/sealroot/sealroot/server/attest/wire"
 	"github.com/sealroot/sealroot/server/store"
+	"github.com/sealroot/sealroot/wire"
 )
 
 // Limits on input from the network.

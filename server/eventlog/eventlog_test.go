@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sealroot/sealroot/server/attest/wire"
 	"github.com/sealroot/sealroot/test/fakeboot"
+	"github.com/sealroot/sealroot/wire"
 )
 
 var quotedPCRs = []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 14, 15}

@@ -7,7 +7,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/sealroot/sealroot/server/iscsi/pdu"
+	"github.com/sealroot/sealroot/iscsi/pdu"
 )
 
 // chapStep is where a CHAP exchange stands.

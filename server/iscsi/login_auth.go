@@ -5,7 +5,7 @@ import (
 	"io"
 	"strconv"
 
-	"github.com/sealroot/sealroot/server/iscsi/pdu"
+	"github.com/sealroot/sealroot/iscsi/pdu"
 )
 
 // security handles AuthMethod and the CHAP exchange.

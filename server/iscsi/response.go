@@ -3,7 +3,7 @@ package iscsi
 import (
 	"encoding/binary"
 
-	"github.com/sealroot/sealroot/server/iscsi/pdu"
+	"github.com/sealroot/sealroot/iscsi/pdu"
 	"github.com/sealroot/sealroot/server/iscsi/scsi"
 )
 

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/sealroot/sealroot/server/iscsi/pdu"
+	"github.com/sealroot/sealroot/iscsi/pdu"
 )
 
 // Reject reasons (RFC 7143 section 11.17.1).

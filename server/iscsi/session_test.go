@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sealroot/sealroot/server/iscsi/pdu"
+	"github.com/sealroot/sealroot/iscsi/pdu"
 )
 
 // testSession is a minimal initiator over a real socket.

@@ -6,10 +6,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sealroot/sealroot/server/attest/wire"
 	"github.com/sealroot/sealroot/server/eventlog"
 	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/test/fakeboot"
+	"github.com/sealroot/sealroot/wire"
 )
 
 var quoted = []int{0, 1, 2, 3, 4, 5, 6, 7, 9, 11, 15}

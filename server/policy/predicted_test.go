@@ -8,9 +8,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sealroot/sealroot/server/attest/wire"
 	"github.com/sealroot/sealroot/server/predict"
 	"github.com/sealroot/sealroot/server/store"
+	"github.com/sealroot/sealroot/wire"
 )
 
 func h(s string) []byte { d := sha256.Sum256([]byte(s)); return d[:] }

@@ -38,11 +38,11 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/sealroot/sealroot/server/attest/wire"
 	"github.com/sealroot/sealroot/server/image"
 	"github.com/sealroot/sealroot/server/iscsi"
 	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/server/volume"
+	"github.com/sealroot/sealroot/wire"
 )
 
 // ParamImage is the RootPlan parameter naming a machine's base image.

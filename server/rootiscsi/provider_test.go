@@ -15,7 +15,6 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/sealroot/sealroot/server/attest/wire"
 	"github.com/sealroot/sealroot/server/image"
 	"github.com/sealroot/sealroot/server/iscsi"
 	"github.com/sealroot/sealroot/server/rootiscsi"
@@ -23,6 +22,7 @@ import (
 	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/server/volume"
 	"github.com/sealroot/sealroot/test/testenv"
+	"github.com/sealroot/sealroot/wire"
 )
 
 const (

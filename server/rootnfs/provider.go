@@ -45,10 +45,10 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 
-	"github.com/sealroot/sealroot/server/attest/wire"
 	"github.com/sealroot/sealroot/server/image"
 	"github.com/sealroot/sealroot/server/nfs"
 	"github.com/sealroot/sealroot/server/store"
+	"github.com/sealroot/sealroot/wire"
 )
 
 // ParamImage is the RootPlan parameter naming a machine's base image.

@@ -14,12 +14,12 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 
-	"github.com/sealroot/sealroot/server/attest/wire"
 	"github.com/sealroot/sealroot/server/image"
 	"github.com/sealroot/sealroot/server/nfs"
 	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/test/netnstest"
 	"github.com/sealroot/sealroot/test/testenv"
+	"github.com/sealroot/sealroot/wire"
 )
 
 const (

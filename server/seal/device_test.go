@@ -9,8 +9,8 @@ import (
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport/simulator"
 
-	"github.com/sealroot/sealroot/server/attest/wire"
 	"github.com/sealroot/sealroot/server/seal"
+	"github.com/sealroot/sealroot/wire"
 )
 
 // TestPolicyDigestMatchesTPM runs TPM2_PolicyPCR in a trial session on the

@@ -22,7 +22,7 @@ import (
 	"github.com/google/go-tpm/tpm2"
 
 	"github.com/sealroot/sealroot/server/attest/evidence"
-	"github.com/sealroot/sealroot/server/attest/wire"
+	"github.com/sealroot/sealroot/wire"
 )
 
 // KeySize is the size of the sealed key K.

@@ -11,8 +11,8 @@ import (
 	"github.com/google/go-tpm/tpm2"
 
 	"github.com/sealroot/sealroot/server/attest/evidence"
-	"github.com/sealroot/sealroot/server/attest/wire"
 	"github.com/sealroot/sealroot/server/seal"
+	"github.com/sealroot/sealroot/wire"
 )
 
 // softwareEK returns the TPMT_PUBLIC bytes of an RSA EK whose modulus is a

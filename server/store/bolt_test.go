@@ -13,7 +13,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
-	"github.com/sealroot/sealroot/server/attest/wire"
+	"github.com/sealroot/sealroot/wire"
 )
 
 // openTestDB opens a fresh database in t.TempDir and checks its consistency

@@ -10,7 +10,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/sealroot/sealroot/server/attest/wire"
+	"github.com/sealroot/sealroot/wire"
 )
 
 // ErrNotFound is returned when a machine, secret or group does not exist.

@@ -18,9 +18,9 @@ import (
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	agenttunnel "github.com/sealroot/sealroot/agent/tunnel"
-	"github.com/sealroot/sealroot/server/attest/wire"
 	"github.com/sealroot/sealroot/test/netnstest"
 	"github.com/sealroot/sealroot/test/testenv"
+	"github.com/sealroot/sealroot/wire"
 )
 
 // The lab: namespace S (server) with bridge br0 = 192.168.77.1/24, and

@@ -44,7 +44,7 @@ import (
 	"golang.zx2c4.com/wireguard/device"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
-	"github.com/sealroot/sealroot/server/attest/wire"
+	"github.com/sealroot/sealroot/wire"
 )
 
 // DefaultKeepalive is the persistent keepalive of every peer, on both ends.

@@ -28,7 +28,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/sealroot/sealroot/server/attest/wire"
+	"github.com/sealroot/sealroot/wire"
 )
 
 // TCG event types used here (TCG PC Client Platform Firmware Profile, 10.4.1).

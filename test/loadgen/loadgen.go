@@ -13,9 +13,9 @@ import (
 	"io"
 
 	agentattest "github.com/sealroot/sealroot/agent/attest"
-	"github.com/sealroot/sealroot/server/attest/wire"
 	"github.com/sealroot/sealroot/test/fakeboot"
 	"github.com/sealroot/sealroot/test/softtpm"
+	"github.com/sealroot/sealroot/wire"
 )
 
 // ErrNoUnseal is returned by Agent.Unseal: a software TPM cannot import a

@@ -15,8 +15,8 @@ import (
 
 	agentattest "github.com/sealroot/sealroot/agent/attest"
 	"github.com/sealroot/sealroot/server/api"
-	"github.com/sealroot/sealroot/server/attest/wire"
 	"github.com/sealroot/sealroot/test/fakeboot"
+	"github.com/sealroot/sealroot/wire"
 )
 
 // ErrUnexpectedReply means the server answered a probe with something

@@ -23,7 +23,7 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 
-	"github.com/sealroot/sealroot/server/attest/wire"
+	"github.com/sealroot/sealroot/wire"
 )
 
 // NumPCRs is the number of PCRs in the sha256 bank.

@@ -13,9 +13,9 @@ import (
 	"github.com/google/go-tpm/tpm2"
 
 	"github.com/sealroot/sealroot/server/attest/evidence"
-	"github.com/sealroot/sealroot/server/attest/wire"
 	"github.com/sealroot/sealroot/server/eventlog"
 	"github.com/sealroot/sealroot/test/fakeboot"
+	"github.com/sealroot/sealroot/wire"
 )
 
 func newTPM(t testing.TB) *TPM {

@@ -7,8 +7,8 @@ import (
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
 
-	"github.com/sealroot/sealroot/server/attest/wire"
 	"github.com/sealroot/sealroot/test/fakeboot"
+	"github.com/sealroot/sealroot/wire"
 )
 
 // ExtendDigest returns a fakeboot.Extender that issues TPM2_PCR_Extend on

@@ -26,7 +26,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	initiator "github.com/sealroot/sealroot/agent/iscsi"
-	"github.com/sealroot/sealroot/server/attest/wire"
+	"github.com/sealroot/sealroot/wire"
 )
 
 // DefaultMountpoint is where the root is mounted.

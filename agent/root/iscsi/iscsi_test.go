@@ -8,7 +8,7 @@ import (
 
 	initiator "github.com/sealroot/sealroot/agent/iscsi"
 	"github.com/sealroot/sealroot/agent/root"
-	"github.com/sealroot/sealroot/server/attest/wire"
+	"github.com/sealroot/sealroot/wire"
 )
 
 func payload() *wire.Payload {

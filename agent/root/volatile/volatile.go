@@ -16,7 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sealroot/sealroot/agent/root/nfs"
-	"github.com/sealroot/sealroot/server/attest/wire"
+	"github.com/sealroot/sealroot/wire"
 )
 
 // DefaultMountpoint is where the root is mounted.

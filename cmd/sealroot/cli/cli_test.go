@@ -12,8 +12,8 @@ import (
 
 	"github.com/sealroot/sealroot/cmd/sealroot/cli"
 	"github.com/sealroot/sealroot/server/api/apitest"
-	"github.com/sealroot/sealroot/server/attest/wire"
 	"github.com/sealroot/sealroot/server/store"
+	"github.com/sealroot/sealroot/wire"
 )
 
 const (

@@ -4,8 +4,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sealroot/sealroot/server/attest/wire"
 	"github.com/sealroot/sealroot/server/store"
+	"github.com/sealroot/sealroot/wire"
 )
 
 func TestWriteMachine_boot_state_note(t *testing.T) {

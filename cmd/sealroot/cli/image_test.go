@@ -12,10 +12,10 @@ import (
 	"github.com/sealroot/sealroot/pki"
 	"github.com/sealroot/sealroot/server"
 	"github.com/sealroot/sealroot/server/api/client"
-	"github.com/sealroot/sealroot/server/attest/wire"
 	"github.com/sealroot/sealroot/server/image"
 	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/server/volume"
+	"github.com/sealroot/sealroot/wire"
 )
 
 // realServer runs a real sealroot daemon (with a plain iSCSI listener) in

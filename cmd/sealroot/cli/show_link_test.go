@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/sealroot/sealroot/server/api"
-	"github.com/sealroot/sealroot/server/attest/wire"
 	"github.com/sealroot/sealroot/server/store"
+	"github.com/sealroot/sealroot/wire"
 )
 
 func TestWriteMachine_root_link(t *testing.T) {

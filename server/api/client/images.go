@@ -7,9 +7,9 @@ import (
 	"net/url"
 
 	"github.com/sealroot/sealroot/server/api"
-	"github.com/sealroot/sealroot/server/attest/wire"
 	"github.com/sealroot/sealroot/server/image"
 	"github.com/sealroot/sealroot/server/store"
+	"github.com/sealroot/sealroot/wire"
 )
 
 var _ api.ImageService = (*Client)(nil)

@@ -13,7 +13,7 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 
-	"github.com/sealroot/sealroot/server/attest/wire"
+	"github.com/sealroot/sealroot/wire"
 )
 
 // Sentinel errors of VerifyQuote, one per check, in the order checked.

@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/sealroot/sealroot/server/attest/evidence"
-	"github.com/sealroot/sealroot/server/attest/wire"
+	"github.com/sealroot/sealroot/wire"
 )
 
 func TestVerifyQuote(t *testing.T) {

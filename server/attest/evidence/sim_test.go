@@ -11,7 +11,7 @@ import (
 
 	"github.com/sealroot/sealroot/agent/tpm"
 	"github.com/sealroot/sealroot/server/attest/evidence"
-	"github.com/sealroot/sealroot/server/attest/wire"
+	"github.com/sealroot/sealroot/wire"
 )
 
 // simOutput is real TPM output from the simulator.

@@ -20,7 +20,7 @@ import (
 	"github.com/sealroot/sealroot/agent/netup"
 	iscsiroot "github.com/sealroot/sealroot/agent/root/iscsi"
 	"github.com/sealroot/sealroot/agent/sysinit"
-	"github.com/sealroot/sealroot/server/attest/wire"
+	"github.com/sealroot/sealroot/wire"
 )
 
 func main() {
