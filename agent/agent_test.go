@@ -64,7 +64,7 @@ var testConfig = &Config{Servers: []string{"h:1"}, ServerName: "s", Modules: []s
 
 func TestRunNoneRootPowersOff(t *testing.T) {
 	var s system
-	p := &wire.Payload{MachineID: "ab12", MachineName: "nuc-3", Root: wire.RootPlan{Kind: root.KindNone}}
+	p := &wire.Payload{MachineID: "ab12", MachineName: "nuc-3", Root: wire.RootPlan{Kind: wire.RootNone}}
 	if err := Run(context.Background(), testConfig, s.deps(fakeAttester{p: p})); err != nil {
 		t.Fatalf("Run() = %v", err)
 	}

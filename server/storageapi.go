@@ -96,7 +96,7 @@ func (st *storage) checkUnused(ctx context.Context, name string) error {
 		return err
 	}
 	for _, m := range ms {
-		if hasImage(m.Root) && m.Root.Params[rootiscsi.ParamImage] == name {
+		if hasImage(m.Root) && m.Root.Params[wire.ImageParam] == name {
 			return fmt.Errorf("image %s is the root of machine %s %s: %w", name, m.ID[:12], m.Name, api.ErrConflict)
 		}
 	}
@@ -105,7 +105,7 @@ func (st *storage) checkUnused(ctx context.Context, name string) error {
 		return err
 	}
 	for _, g := range gs {
-		if hasImage(g.Root) && g.Root.Params[rootiscsi.ParamImage] == name {
+		if hasImage(g.Root) && g.Root.Params[wire.ImageParam] == name {
 			return fmt.Errorf("image %s is the root of group %s: %w", name, g.Name, api.ErrConflict)
 		}
 	}
@@ -157,7 +157,7 @@ func (st *storage) reset(ctx context.Context, m *store.Machine) error {
 	if err != nil {
 		return err
 	}
-	if name := m.Root.Params[rootiscsi.ParamImage]; m.Root.Kind == wire.RootISCSI && name != "" {
+	if name := m.Root.Params[wire.ImageParam]; m.Root.Kind == wire.RootISCSI && name != "" {
 		// m.Root is the effective root (volumeOp).
 		if im, err := st.images.Get(name); err == nil && im.Digest != meta.Base {
 			return st.volumes.Delete(m.ID)
@@ -285,10 +285,10 @@ func (st *storage) checkRoot(root wire.RootPlan) error {
 	case wire.RootNone:
 		return nil
 	case wire.RootISCSI, wire.RootNFS, wire.RootVolatile:
-		if via := root.Params[wire.VolatileVia]; root.Kind == wire.RootVolatile && via != "" && via != wire.RootNFS && via != rootiscsi.ViaISCSI {
+		if via := root.Params[wire.VolatileVia]; root.Kind == wire.RootVolatile && via != "" && via != wire.ViaNFS && via != wire.ViaISCSI {
 			return fmt.Errorf("%w: a volatile root reads its base via nfs or iscsi, not %q", api.ErrInvalid, via)
 		}
-		name := root.Params[rootiscsi.ParamImage]
+		name := root.Params[wire.ImageParam]
 		if name == "" {
 			return fmt.Errorf("%w: a %s root needs an image (root parameter \"image\")", api.ErrInvalid, root.Kind)
 		}

@@ -9,7 +9,7 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 
-	"github.com/sealroot/sealroot/server/iscsi"
+	"github.com/sealroot/sealroot/iscsi/pdu"
 	"github.com/sealroot/sealroot/wire"
 )
 
@@ -51,7 +51,7 @@ func TestISCSIRoot(t *testing.T) {
 	img := BusyboxRootImage(t, 32, markerInit)
 	lab := NewLab(t, LabOptions{})
 	lab.ServeDHCP(t, func(*dhcpv4.DHCPv4, int) string { return "" })
-	auth := &iscsi.CHAP{User: "vmtest-machine", Secret: "initiator-secret-0123456789abcdef",
+	auth := &pdu.CHAP{User: "vmtest-machine", Secret: "initiator-secret-0123456789abcdef",
 		TargetUser: "sealroot", TargetSecret: "target-secret-0123456789abcdef01"}
 	lab.ServeISCSI(t, img, rootIQN, auth)
 

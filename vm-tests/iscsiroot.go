@@ -17,6 +17,7 @@ import (
 	"github.com/u-root/mkuimage/cpio"
 
 	"github.com/sealroot/sealroot/initramfs"
+	"github.com/sealroot/sealroot/iscsi/pdu"
 	"github.com/sealroot/sealroot/server/iscsi"
 	"github.com/sealroot/sealroot/test/testenv"
 	"github.com/sealroot/sealroot/wire"
@@ -110,7 +111,7 @@ type ISCSITarget struct {
 
 // ServeISCSI serves img as target iqn with mutual CHAP auth on the lab
 // address, port ISCSIPort, until t ends.
-func (l *Lab) ServeISCSI(t testing.TB, img, iqn string, auth *iscsi.CHAP) *ISCSITarget {
+func (l *Lab) ServeISCSI(t testing.TB, img, iqn string, auth *pdu.CHAP) *ISCSITarget {
 	t.Helper()
 	store, err := iscsi.OpenFile(img)
 	if err != nil {

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sealroot/sealroot/server/iscsi"
+	"github.com/sealroot/sealroot/iscsi/pdu"
 	"github.com/sealroot/sealroot/server/secrets"
 )
 
@@ -153,7 +153,7 @@ func expectRoot(ctx context.Context, t *testing.T, vm *VM, marker string) {
 
 // targetCHAP decrypts the machine's iSCSI target record in the server's
 // state directory and returns its CHAP credentials.
-func targetCHAP(t *testing.T, sr *Sealroot, id string) iscsi.CHAP {
+func targetCHAP(t *testing.T, sr *Sealroot, id string) pdu.CHAP {
 	t.Helper()
 	box, err := secrets.LoadOrCreate(filepath.Join(sr.StateDir, "secrets.age.key"))
 	if err != nil {
@@ -168,7 +168,7 @@ func targetCHAP(t *testing.T, sr *Sealroot, id string) iscsi.CHAP {
 		t.Fatal(err)
 	}
 	var rec struct {
-		CHAP iscsi.CHAP `json:"chap"`
+		CHAP pdu.CHAP `json:"chap"`
 	}
 	if err := json.Unmarshal(pt, &rec); err != nil {
 		t.Fatal(err)

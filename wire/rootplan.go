@@ -28,6 +28,10 @@ const (
 	SecretCHAPTargetSecret = "iscsi.chap_target_secret" // mutual CHAP: target's secret
 )
 
+// ImageParam names the base image of a stored root plan (kinds iscsi, nfs
+// and volatile): the operator sets it, the server's root provider reads it.
+const ImageParam = "image"
+
 // Root transports (RootPlan.Params[TransportParam] overrides the server's
 // setting for one machine).
 const (
@@ -44,5 +48,11 @@ const (
 	NFSPort     = "port"   // the server's NFS port; default 2049
 	NFSPath     = "path"   // the export's path in the server's pseudo root
 	NFSVersion  = "vers"   // NFS version; "4.2"
-	VolatileVia = "via"    // volatile roots: how the shared base is reached; "nfs"
+	VolatileVia = "via"    // volatile roots: how the shared base is reached; ViaNFS or ViaISCSI
+)
+
+// Values of VolatileVia.
+const (
+	ViaNFS   = "nfs"   // the base over NFS (default)
+	ViaISCSI = "iscsi" // the base over iSCSI, read-only
 )

@@ -10,7 +10,6 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -37,11 +36,7 @@ type Device interface {
 	ExtendPCR(ctx context.Context, pcr int, data []byte) error
 }
 
-// ReleasedPCR is extended once the credential is opened, so nothing later in
-// this boot can unseal it again.
-const ReleasedPCR = 15
-
-// releasedEvent is the data extended into ReleasedPCR.
+// releasedEvent is the data extended into wire.ReleasePCR.
 const releasedEvent = "sealroot: credential released"
 
 // Config configures a Client.
@@ -176,12 +171,6 @@ func quicConfig() *quic.Config {
 	}
 }
 
-// MachineID is the hex SHA-256 of the EK public area.
-func MachineID(ekPublic []byte) string {
-	sum := sha256.Sum256(ekPublic)
-	return hex.EncodeToString(sum[:])
-}
-
 // converse runs the agent's side of the conversation on one stream.
 func (c *Client) converse(ctx context.Context, st io.ReadWriter, exporter []byte) (*Result, error) {
 	d := c.cfg.Device
@@ -189,7 +178,7 @@ func (c *Client) converse(ctx context.Context, st io.ReadWriter, exporter []byte
 	if err != nil {
 		return nil, fmt.Errorf("tpm identity: %w", err)
 	}
-	id := MachineID(ekPub)
+	id := wire.MachineID(ekPub)
 	hello := &wire.Hello{EKPublic: ekPub, EKCert: ekCert, AKPublic: akPub, Hints: c.cfg.Hints, WireGuardKey: c.cfg.WireGuardKey}
 	if err := wire.Write(st, hello); err != nil {
 		return nil, err
@@ -294,8 +283,8 @@ func (c *Client) open(ctx context.Context, cred *wire.Credential, exporter []byt
 	}
 	defer clear(key)
 	// Extend first: whatever happens next, this boot cannot unseal again.
-	if err := d.ExtendPCR(ctx, ReleasedPCR, []byte(releasedEvent)); err != nil {
-		return nil, fmt.Errorf("extend PCR %d: %w", ReleasedPCR, err)
+	if err := d.ExtendPCR(ctx, wire.ReleasePCR, []byte(releasedEvent)); err != nil {
+		return nil, fmt.Errorf("extend PCR %d: %w", wire.ReleasePCR, err)
 	}
 	plain, err := wire.OpenPayload(key, cred.Ciphertext, wire.CredentialAAD(exporter, id))
 	if err != nil {

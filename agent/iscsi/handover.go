@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/sealroot/sealroot/iscsi/pdu"
 )
 
 // handover is what the keeper needs of the attach, sent to it through a
@@ -14,7 +16,7 @@ type handover struct {
 	TargetName      string        `json:"target"`
 	InitiatorName   string        `json:"initiator"`
 	ISID            [6]byte       `json:"isid"`
-	CHAP            *CHAP         `json:"chap,omitempty"`
+	CHAP            *pdu.CHAP     `json:"chap,omitempty"`
 	HeaderDigest    bool          `json:"header_digest,omitempty"`
 	MaxRecv         int           `json:"max_recv"`
 	MaxBurst        int           `json:"max_burst"`

@@ -17,8 +17,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sealroot/sealroot/iscsi/pdu"
-
-	target "github.com/sealroot/sealroot/server/iscsi"
 )
 
 // fakeKernel plays iscsi_tcp behind NETLINK_ISCSI: it takes its own
@@ -153,7 +151,7 @@ func (f *fakeKernel) callLog() string {
 
 var testISID = [6]byte{0x80, 9, 8, 7, 6, 5}
 
-func testKeeper(addr string, chap *CHAP, k kernel) *keeper {
+func testKeeper(addr string, chap *pdu.CHAP, k kernel) *keeper {
 	return &keeper{
 		Target: Target{
 			Portal:          addr,
@@ -170,7 +168,7 @@ func testKeeper(addr string, chap *CHAP, k kernel) *keeper {
 // through the kernel with mutual CHAP, the same ISID and TSIH 0, sets
 // the parameters and starts the connection.
 func TestKeeperRelogsInAfterConnError(t *testing.T) {
-	addr := serve(t, &target.CHAP{User: testCHAP.User, Secret: testCHAP.Secret, TargetUser: testCHAP.TargetUser, TargetSecret: testCHAP.TargetSecret})
+	addr := serve(t, &pdu.CHAP{User: testCHAP.User, Secret: testCHAP.Secret, TargetUser: testCHAP.TargetUser, TargetSecret: testCHAP.TargetSecret})
 	fk := newFakeKernel(4711)
 	k := testKeeper(addr, &testCHAP, fk)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -209,8 +207,8 @@ func TestKeeperRelogsInAfterConnError(t *testing.T) {
 // recover ends at the recovery timeout with the target's refusal, having
 // released each bound socket.
 func TestKeeperGivesUp(t *testing.T) {
-	addr := serve(t, &target.CHAP{User: testCHAP.User, Secret: testCHAP.Secret})
-	wrong := CHAP{User: testCHAP.User, Secret: "not-the-secret-0123456789"}
+	addr := serve(t, &pdu.CHAP{User: testCHAP.User, Secret: testCHAP.Secret})
+	wrong := pdu.CHAP{User: testCHAP.User, Secret: "not-the-secret-0123456789"}
 	fk := newFakeKernel(1)
 	k := testKeeper(addr, &wrong, fk)
 	k.Target.RecoveryTimeout = 500 * time.Millisecond

@@ -88,7 +88,7 @@ type Config struct {
 	// first command carries it. Default 0.
 	CmdSN uint32
 	// CHAP, when set, is required; nil logs in with AuthMethod=None.
-	CHAP *CHAP
+	CHAP *pdu.CHAP
 	// HeaderDigest offers CRC32C header digests (with None as fallback).
 	HeaderDigest bool
 	// MaxRecvDataSegmentLength, MaxBurstLength and FirstBurstLength are

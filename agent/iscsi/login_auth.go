@@ -39,7 +39,7 @@ func (l *login) security() error {
 	}
 	var ourID byte
 	var ourChallenge []byte
-	if l.cfg.CHAP.mutual() {
+	if l.cfg.CHAP.Mutual() {
 		buf := make([]byte, 1+challengeLength)
 		if _, err := io.ReadFull(l.cfg.Rand, buf); err != nil {
 			return fmt.Errorf("iscsi: CHAP challenge: %w", err)
@@ -53,7 +53,7 @@ func (l *login) security() error {
 	if err != nil {
 		return err
 	}
-	if l.cfg.CHAP.mutual() {
+	if l.cfg.CHAP.Mutual() {
 		if err := l.verifyTarget(got, ourID, ourChallenge); err != nil {
 			return err
 		}

@@ -66,10 +66,10 @@ const (
 	testInitiator = "iqn.2026-01.org.sealroot:machine-a"
 )
 
-var testCHAP = CHAP{User: "machine-a", Secret: "initiator-secret-0123456789", TargetUser: "sealroot", TargetSecret: "target-secret-0123456789ab"}
+var testCHAP = pdu.CHAP{User: "machine-a", Secret: "initiator-secret-0123456789", TargetUser: "sealroot", TargetSecret: "target-secret-0123456789ab"}
 
 // serve runs sealroot's own target on a loopback port with one target.
-func serve(t *testing.T, auth *target.CHAP) string {
+func serve(t *testing.T, auth *pdu.CHAP) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "lun.img")
 	if err := os.WriteFile(path, make([]byte, 1<<20), 0o600); err != nil {
@@ -115,8 +115,8 @@ func dialLogin(t *testing.T, addr string, cfg Config) (*Session, error) {
 }
 
 func TestLoginAgainstSealrootTarget(t *testing.T) {
-	mutual := &target.CHAP{User: testCHAP.User, Secret: testCHAP.Secret, TargetUser: testCHAP.TargetUser, TargetSecret: testCHAP.TargetSecret}
-	oneWay := &target.CHAP{User: testCHAP.User, Secret: testCHAP.Secret}
+	mutual := &pdu.CHAP{User: testCHAP.User, Secret: testCHAP.Secret, TargetUser: testCHAP.TargetUser, TargetSecret: testCHAP.TargetSecret}
+	oneWay := &pdu.CHAP{User: testCHAP.User, Secret: testCHAP.Secret}
 	wrongSecret, wrongTarget, wrongTargetUser, oneWayCfg := testCHAP, testCHAP, testCHAP, testCHAP
 	wrongSecret.Secret = "not-the-secret-0123456789"
 	wrongTarget.TargetSecret = "impostor-secret-0123456789"
@@ -124,8 +124,8 @@ func TestLoginAgainstSealrootTarget(t *testing.T) {
 	oneWayCfg.TargetUser, oneWayCfg.TargetSecret = "", ""
 	tests := []struct {
 		name   string
-		auth   *target.CHAP
-		chap   *CHAP
+		auth   *pdu.CHAP
+		chap   *pdu.CHAP
 		digest bool
 		want   error
 		status uint16

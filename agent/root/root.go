@@ -15,9 +15,6 @@ import (
 	"github.com/sealroot/sealroot/wire"
 )
 
-// KindNone is the RootPlan kind of machines that only attest.
-const KindNone = "none"
-
 // DefaultInit is what the agent executes in the new root when RootPlan.Init
 // is empty.
 const DefaultInit = "/sbin/init"
@@ -83,7 +80,7 @@ func Init(plan wire.RootPlan) string {
 type None struct{}
 
 // Name implements Stage.
-func (None) Name() string { return KindNone }
+func (None) Name() string { return wire.RootNone }
 
 // Mount implements Stage; it mounts nothing.
 func (None) Mount(context.Context, *wire.Payload) (string, error) { return "", nil }

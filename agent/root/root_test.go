@@ -10,11 +10,11 @@ import (
 
 func TestRegistry(t *testing.T) {
 	r := NewRegistry(None{})
-	s, err := r.Lookup(KindNone)
+	s, err := r.Lookup(wire.RootNone)
 	if err != nil {
 		t.Fatalf("Lookup(none) = %v", err)
 	}
-	dir, err := s.Mount(context.Background(), &wire.Payload{Root: wire.RootPlan{Kind: KindNone}})
+	dir, err := s.Mount(context.Background(), &wire.Payload{Root: wire.RootPlan{Kind: wire.RootNone}})
 	if dir != "" || err != nil {
 		t.Errorf("None.Mount() = %q, %v; want \"\", nil", dir, err)
 	}

@@ -31,7 +31,7 @@ func TestActivateCredential(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ActivateCredential() = %v", err)
 	}
-	data := wire.ActivationProofData([]byte("nonce"), []byte("exporter"), evidence.MachineID(k.EKPublic))
+	data := wire.ActivationProofData([]byte("nonce"), []byte("exporter"), wire.MachineID(k.EKPublic))
 	if err := evidence.VerifyActivationProof(secret, evidence.ActivationProof(got, data), data); err != nil {
 		t.Errorf("VerifyActivationProof(activated secret) = %v", err)
 	}
@@ -56,7 +56,7 @@ func TestQuoteVerifies(t *testing.T) {
 	if err := tp.ExtendPCR(ctx, 9, []byte("initrd")); err != nil {
 		t.Fatalf("ExtendPCR() = %v", err)
 	}
-	extra := wire.QualifyingData([]byte("nonce"), []byte("exporter"), evidence.MachineID(k.EKPublic))
+	extra := wire.QualifyingData([]byte("nonce"), []byte("exporter"), wire.MachineID(k.EKPublic))
 	quote, sig, err := tp.Quote(ctx, k, extra, pcrs)
 	if err != nil {
 		t.Fatalf("Quote() = %v", err)

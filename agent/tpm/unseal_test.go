@@ -12,7 +12,6 @@ import (
 	"github.com/google/go-tpm/tpm2"
 
 	"github.com/sealroot/sealroot/agent/tpm"
-	"github.com/sealroot/sealroot/server/attest/evidence"
 	"github.com/sealroot/sealroot/server/seal"
 	"github.com/sealroot/sealroot/wire"
 )
@@ -44,7 +43,7 @@ func TestUnsealRoundTrip(t *testing.T) {
 		t.Fatalf("ExtendPCR() = %v", err)
 	}
 	payload := []byte(`{"machine_id":"m"}`)
-	aad := wire.CredentialAAD([]byte("exporter"), evidence.MachineID(k.EKPublic))
+	aad := wire.CredentialAAD([]byte("exporter"), wire.MachineID(k.EKPublic))
 	c := sealToCurrent(t, tp, k.EKPublic, payload, aad)
 
 	key, err := tp.Unseal(ctx, k, c)

@@ -14,6 +14,7 @@ import (
 	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/test/fakeboot"
 	"github.com/sealroot/sealroot/test/tpmtest"
+	"github.com/sealroot/sealroot/wire"
 )
 
 // swtpmMachine is a swtpm with an EK certificate from its local CA, after
@@ -45,7 +46,7 @@ func newSWTPMMachine(t *testing.T, spec fakeboot.Spec) *swtpmMachine {
 		t.Fatal("swtpm with EKCert: LoadKeys read no EK certificate")
 	}
 	dev := &agentattest.TPMDevice{TPM: tp, Keys: keys, ReadEventLog: func() ([]byte, error) { return boot.Log, nil }}
-	return &swtpmMachine{inst: inst, keys: keys, dev: dev, id: agentattest.MachineID(keys.EKPublic)}
+	return &swtpmMachine{inst: inst, keys: keys, dev: dev, id: wire.MachineID(keys.EKPublic)}
 }
 
 // trustCA makes the server verify EK certificates against inst's local CA.
@@ -143,7 +144,7 @@ func TestEKCertificate(t *testing.T) {
 			t.Errorf("payload = %q with secret %q, want node-ek and the operator's secret",
 				res.Payload.MachineName, res.Payload.Secrets["wg-key"])
 		}
-		pcrs, err := tpmtest.ReadPCRs(a.inst.TPM, []int{agentattest.ReleasedPCR})
+		pcrs, err := tpmtest.ReadPCRs(a.inst.TPM, []int{wire.ReleasePCR})
 		if err != nil {
 			t.Fatalf("ReadPCRs: %v", err)
 		}

@@ -24,6 +24,7 @@ import (
 	"github.com/sealroot/sealroot/test/fakeboot"
 	"github.com/sealroot/sealroot/test/testenv"
 	"github.com/sealroot/sealroot/test/tpmtest"
+	"github.com/sealroot/sealroot/wire"
 )
 
 // testEnv is a running attestation server on 127.0.0.1 with real state.
@@ -143,7 +144,7 @@ func newMachine(t *testing.T, spec fakeboot.Spec) *testMachine {
 		t.Fatalf("LoadKeys: %v", err)
 	}
 	t.Cleanup(func() { keys.Close() })
-	m := &testMachine{tpm: tp, keys: keys, boot: boot, log: boot.Log, id: agentattest.MachineID(keys.EKPublic),
+	m := &testMachine{tpm: tp, keys: keys, boot: boot, log: boot.Log, id: wire.MachineID(keys.EKPublic),
 		ext: ext, evs: slices.Clone(boot.Events)}
 	m.dev = &agentattest.TPMDevice{TPM: tp, Keys: keys, ReadEventLog: func() ([]byte, error) { return m.log, nil }}
 	return m

@@ -10,6 +10,7 @@ import (
 	"slices"
 
 	"github.com/google/go-tpm/tpm2"
+
 	"github.com/sealroot/sealroot/pki"
 	"github.com/sealroot/sealroot/server/attest/evidence"
 	"github.com/sealroot/sealroot/server/audit"
@@ -25,9 +26,6 @@ import (
 // which must be zero until the agent extends it after unsealing. PCR 10
 // (IMA) is left out: its events are not in the firmware log.
 var DefaultPCRs = []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14, 15}
-
-// releasedPCR is extended by the agent once the credential is unsealed.
-const releasedPCR = 15
 
 // Secrets returns a machine's decrypted secrets for the credential payload.
 type Secrets interface {
@@ -72,7 +70,7 @@ func (s *Server) newExchange(remote string, exporter []byte) *exchange {
 // start handles Hello and returns a Challenge or a final Status.
 func (x *exchange) start(ctx context.Context, h *wire.Hello) (wire.Message, error) {
 	x.hello = h
-	x.machineID = evidence.MachineID(h.EKPublic)
+	x.machineID = wire.MachineID(h.EKPublic)
 	if _, err := evidence.ParseEK(h.EKPublic); err != nil {
 		return nil, fail("ek-public", err)
 	}
@@ -228,7 +226,7 @@ func (x *exchange) enroll(ctx context.Context, observed *store.BootState) (wire.
 		Hints:       x.hello.Hints,
 		Policy:      store.PolicyPinned,
 		Reported:    observed,
-		Root:        wire.RootPlan{Kind: "none"},
+		Root:        wire.RootPlan{Kind: wire.RootNone},
 		FirstSeen:   now,
 		LastSeen:    now,
 		LastAddress: x.remote,

@@ -94,7 +94,7 @@ func TestISCSIRootInCredential(t *testing.T) {
 	e.mgr.SetOnRemove(func(ctx context.Context, id string) { r.p.Release(ctx, id) })
 	m := newMachine(t, defaultSpec)
 	e.enrollAndApprove(t, m, "node-i")
-	setRoot(t, e, m.id, wire.RootPlan{Kind: wire.RootISCSI, Params: map[string]string{rootiscsi.ParamImage: "tiny"}})
+	setRoot(t, e, m.id, wire.RootPlan{Kind: wire.RootISCSI, Params: map[string]string{wire.ImageParam: "tiny"}})
 	if err := e.mgr.SetSecret(context.Background(), "node-i", "ssh_host_key", []byte("operator secret")); err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +149,7 @@ func TestISCSIRootFailureRefuses(t *testing.T) {
 	e := newEnv(t, withRoots(r.p))
 	m := newMachine(t, defaultSpec)
 	e.enrollAndApprove(t, m, "node-j")
-	setRoot(t, e, m.id, wire.RootPlan{Kind: wire.RootISCSI, Params: map[string]string{rootiscsi.ParamImage: "missing"}})
+	setRoot(t, e, m.id, wire.RootPlan{Kind: wire.RootISCSI, Params: map[string]string{wire.ImageParam: "missing"}})
 	_, err := attestOnce(t, e.client(t, m.dev))
 	e.wantRefused(t, err, m.id, "root")
 	if r.p.Serving(m.id) {

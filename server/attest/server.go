@@ -117,8 +117,8 @@ func New(cfg Config) (*Server, error) {
 	}
 	// Every credential is sealed to PCR 15 = 0 and every quote must show
 	// it zero (eventlog.Verify), so PCR 15 is always in the selection.
-	if !slices.Contains(s.pcrs, releasedPCR) {
-		s.pcrs = append(slices.Clone(s.pcrs), releasedPCR)
+	if !slices.Contains(s.pcrs, wire.ReleasePCR) {
+		s.pcrs = append(slices.Clone(s.pcrs), wire.ReleasePCR)
 	}
 	if s.now == nil {
 		s.now = time.Now

@@ -57,9 +57,6 @@ const (
 	MaxEvents = 2048
 )
 
-// ReleasePCR is the PCR the agent extends after unsealing its credential.
-const ReleasePCR = 15
-
 // Errors returned by Verify, for errors.Is.
 var (
 	// ErrEmptyLog means the log is empty or holds no events.
@@ -96,7 +93,7 @@ func Verify(raw []byte, pcrs []wire.PCR) ([]store.Event, error) {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrMalformed, len(raw), MaxLogSize)
 	}
 	for _, p := range pcrs {
-		if p.Index == ReleasePCR && !isZero(p.Digest) {
+		if p.Index == wire.ReleasePCR && !isZero(p.Digest) {
 			return nil, ErrAlreadyReleased
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"log"
 	"net"
 
+	"github.com/sealroot/sealroot/iscsi/pdu"
 	"github.com/sealroot/sealroot/server/iscsi"
 )
 
@@ -20,7 +21,7 @@ func ExampleServer_Serve() {
 	err = srv.AddTarget(&iscsi.Target{
 		IQN: "iqn.2026-01.org.sealroot:machine-a",
 		LUN: lun,
-		Auth: &iscsi.CHAP{
+		Auth: &pdu.CHAP{
 			User: "machine-a", Secret: "per-boot random secret",
 			TargetUser: "sealroot", TargetSecret: "another per-boot random secret",
 		},

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sealroot/sealroot/iscsi/pdu"
 	"github.com/sealroot/sealroot/test/testenv"
 )
 
@@ -41,10 +42,10 @@ func TestLibiscsiTools(t *testing.T) {
 
 func TestLibiscsiCHAP(t *testing.T) {
 	const user, secret, tuser, tsecret = "machine-a", "a1b2c3d4e5f6a7b8c9d0", "sealroot", "f0e1d2c3b4a5968778695a4b"
-	one := &Target{IQN: testIQN, LUN: newFileStore(t, 1<<20), Auth: &CHAP{User: user, Secret: secret}}
+	one := &Target{IQN: testIQN, LUN: newFileStore(t, 1<<20), Auth: &pdu.CHAP{User: user, Secret: secret}}
 	mutualIQN := testIQN + "-mutual"
 	mutual := &Target{IQN: mutualIQN, LUN: newFileStore(t, 1<<20),
-		Auth: &CHAP{User: user, Secret: secret, TargetUser: tuser, TargetSecret: tsecret}}
+		Auth: &pdu.CHAP{User: user, Secret: secret, TargetUser: tuser, TargetSecret: tsecret}}
 	addr := startServer(t, &Server{}, one, mutual)
 	tests := []struct {
 		name string

@@ -32,8 +32,8 @@ type login struct {
 	statSN        uint32
 	initiatorName string
 	discovery     bool
-	target        *Target // nil for discovery
-	auth          *CHAP   // nil when no authentication is required
+	target        *Target   // nil for discovery
+	auth          *pdu.CHAP // nil when no authentication is required
 	authenticated bool
 	chap          chapStep
 	chapID        byte

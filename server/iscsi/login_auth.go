@@ -100,11 +100,11 @@ func (l *login) answerInitiator(kvs []pdu.KV) ([]pdu.KV, error) {
 	idS, hasI := pdu.Lookup(kvs, "CHAP_I")
 	cS, hasC := pdu.Lookup(kvs, "CHAP_C")
 	switch {
-	case !hasI && !hasC && !l.auth.mutual():
+	case !hasI && !hasC && !l.auth.Mutual():
 		return nil, nil
 	case !hasI || !hasC:
 		return nil, fmt.Errorf("%w: mutual CHAP needs CHAP_I and CHAP_C", ErrAuthFailed)
-	case !l.auth.mutual():
+	case !l.auth.Mutual():
 		return nil, fmt.Errorf("%w: initiator asks for mutual CHAP, target has no secret", ErrAuthFailed)
 	}
 	id, err := strconv.Atoi(idS)

@@ -95,30 +95,30 @@ func TestLoginCHAP(t *testing.T) {
 	ok := chapInitiator{name: "iqn.2026-01.org.example:a", target: testIQN, user: user, secret: secret}
 	tests := []struct {
 		name    string
-		auth    *CHAP
+		auth    *pdu.CHAP
 		ci      func(chapInitiator) chapInitiator
 		allowed bool
 		want    error
 	}{
-		{"chap_success", &CHAP{User: user, Secret: secret}, func(c chapInitiator) chapInitiator { return c }, true, nil},
-		{"wrong_secret", &CHAP{User: user, Secret: secret}, func(c chapInitiator) chapInitiator { c.secret = "guess"; return c }, true, ErrAuthFailed},
-		{"wrong_user", &CHAP{User: user, Secret: secret}, func(c chapInitiator) chapInitiator { c.user = "machine-b"; return c }, true, ErrAuthFailed},
-		{"no_auth_when_required", &CHAP{User: user, Secret: secret}, func(c chapInitiator) chapInitiator { c.authMethod = "None"; return c }, true, ErrAuthFailed},
-		{"security_stage_skipped", &CHAP{User: user, Secret: secret}, func(c chapInitiator) chapInitiator { c.skipSecurity = true; return c }, true, ErrAuthFailed},
-		{"mutual_success", &CHAP{User: user, Secret: secret, TargetUser: tuser, TargetSecret: tsecret},
+		{"chap_success", &pdu.CHAP{User: user, Secret: secret}, func(c chapInitiator) chapInitiator { return c }, true, nil},
+		{"wrong_secret", &pdu.CHAP{User: user, Secret: secret}, func(c chapInitiator) chapInitiator { c.secret = "guess"; return c }, true, ErrAuthFailed},
+		{"wrong_user", &pdu.CHAP{User: user, Secret: secret}, func(c chapInitiator) chapInitiator { c.user = "machine-b"; return c }, true, ErrAuthFailed},
+		{"no_auth_when_required", &pdu.CHAP{User: user, Secret: secret}, func(c chapInitiator) chapInitiator { c.authMethod = "None"; return c }, true, ErrAuthFailed},
+		{"security_stage_skipped", &pdu.CHAP{User: user, Secret: secret}, func(c chapInitiator) chapInitiator { c.skipSecurity = true; return c }, true, ErrAuthFailed},
+		{"mutual_success", &pdu.CHAP{User: user, Secret: secret, TargetUser: tuser, TargetSecret: tsecret},
 			func(c chapInitiator) chapInitiator { c.mutual, c.expectTargetSecret = true, tsecret; return c }, true, nil},
-		{"mutual_wrong_target_secret", &CHAP{User: user, Secret: secret, TargetUser: tuser, TargetSecret: "impostor-secret-0000"},
+		{"mutual_wrong_target_secret", &pdu.CHAP{User: user, Secret: secret, TargetUser: tuser, TargetSecret: "impostor-secret-0000"},
 			func(c chapInitiator) chapInitiator { c.mutual, c.expectTargetSecret = true, tsecret; return c }, true, errTargetNotAuthenticated},
-		{"mutual_required_not_requested", &CHAP{User: user, Secret: secret, TargetUser: tuser, TargetSecret: tsecret},
+		{"mutual_required_not_requested", &pdu.CHAP{User: user, Secret: secret, TargetUser: tuser, TargetSecret: tsecret},
 			func(c chapInitiator) chapInitiator { return c }, true, ErrAuthFailed},
-		{"mutual_without_target_secret", &CHAP{User: user, Secret: secret},
+		{"mutual_without_target_secret", &pdu.CHAP{User: user, Secret: secret},
 			func(c chapInitiator) chapInitiator { c.mutual = true; return c }, true, ErrAuthFailed},
-		{"reflected_challenge", &CHAP{User: user, Secret: secret, TargetUser: tuser, TargetSecret: tsecret},
+		{"reflected_challenge", &pdu.CHAP{User: user, Secret: secret, TargetUser: tuser, TargetSecret: tsecret},
 			func(c chapInitiator) chapInitiator {
 				c.mutual, c.reflect, c.expectTargetSecret = true, true, tsecret
 				return c
 			}, true, ErrAuthFailed},
-		{"initiator_not_allowed", &CHAP{User: user, Secret: secret}, func(c chapInitiator) chapInitiator { return c }, false, ErrNotAuthorized},
+		{"initiator_not_allowed", &pdu.CHAP{User: user, Secret: secret}, func(c chapInitiator) chapInitiator { return c }, false, ErrNotAuthorized},
 		{"unknown_target", nil, func(c chapInitiator) chapInitiator { c.target = "iqn.2026-01.org.sealroot:other"; return c }, true, ErrTargetNotFound},
 	}
 	for _, tt := range tests {

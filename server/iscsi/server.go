@@ -33,6 +33,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/sealroot/sealroot/iscsi/pdu"
 	"github.com/sealroot/sealroot/server/iscsi/scsi"
 )
 
@@ -51,7 +52,7 @@ type Target struct {
 	// unit write-protected.
 	ReadOnly bool
 	// Auth, when set, requires CHAP (mutual if Auth.TargetSecret is set).
-	Auth *CHAP
+	Auth *pdu.CHAP
 	// AllowInitiator, when set, admits an initiator by address and
 	// name; others are refused (status 0x0202) and not listed in
 	// discovery. Nil admits everyone.
@@ -72,7 +73,7 @@ type Server struct {
 	// Rand supplies CHAP challenges; default crypto/rand.
 	Rand io.Reader
 	// DiscoveryAuth, when set, requires CHAP for discovery sessions.
-	DiscoveryAuth *CHAP
+	DiscoveryAuth *pdu.CHAP
 	// PingInterval is how often an idle connection gets a NOP-In ping;
 	// zero means 5 seconds, negative disables pings. A connection that
 	// sends nothing for three intervals is closed.

@@ -10,11 +10,8 @@ import (
 
 	"github.com/sealroot/sealroot/server/api"
 	"github.com/sealroot/sealroot/server/store"
+	"github.com/sealroot/sealroot/wire"
 )
-
-// UnpinnedPCR is never pinned at approval: the agent extends it after
-// unsealing its credential, so the booted system's value always differs.
-const UnpinnedPCR = 15
 
 // maxReason bounds a revocation reason.
 const maxReason = 1024
@@ -95,12 +92,12 @@ func withConflict(resolved, updated *store.Machine, err error) (*store.Machine, 
 	return resolved, err
 }
 
-// pinnable copies a boot state without PCR UnpinnedPCR and its events.
+// pinnable copies a boot state without PCR wire.ReleasePCR and its events.
 func pinnable(bs *store.BootState) *store.BootState {
 	out := &store.BootState{At: bs.At, PCRs: maps.Clone(bs.PCRs)}
-	delete(out.PCRs, UnpinnedPCR)
+	delete(out.PCRs, wire.ReleasePCR)
 	for _, e := range bs.Events {
-		if e.PCR != UnpinnedPCR {
+		if e.PCR != wire.ReleasePCR {
 			out.Events = append(out.Events, e)
 		}
 	}

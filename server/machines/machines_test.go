@@ -14,6 +14,7 @@ import (
 	"github.com/sealroot/sealroot/server/audit"
 	"github.com/sealroot/sealroot/server/secrets"
 	"github.com/sealroot/sealroot/server/store"
+	"github.com/sealroot/sealroot/wire"
 )
 
 // Machine IDs sharing an 8-digit prefix, and one apart.
@@ -103,7 +104,7 @@ func TestApprovePinsReported(t *testing.T) {
 		if mc.Approved == nil || len(mc.Approved.PCRs) != 2 || mc.Approved.PCRs[4][0] != 4 || mc.Approved.PCRs[9][0] != 9 {
 			t.Fatalf("Approved = %+v, want PCRs 4 and 9", mc.Approved)
 		}
-		if _, ok := mc.Approved.PCRs[UnpinnedPCR]; ok {
+		if _, ok := mc.Approved.PCRs[wire.ReleasePCR]; ok {
 			t.Error("PCR 15 was pinned")
 		}
 		if len(mc.Approved.Events) != 1 || mc.Approved.Events[0].PCR != 4 {

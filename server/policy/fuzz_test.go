@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/sealroot/sealroot/server/store"
+	"github.com/sealroot/sealroot/wire"
 )
 
 // FuzzDiffEvents builds two boot states from arbitrary bytes (PCR values
@@ -37,7 +38,7 @@ func stateFrom(b []byte) *store.BootState {
 	st := &store.BootState{PCRs: map[int][]byte{}}
 	for i := 0; i+1 < len(b); i += 2 {
 		pcr := int(b[i] % 16)
-		if pcr == ReleasePCR {
+		if pcr == wire.ReleasePCR {
 			continue
 		}
 		st.PCRs[pcr] = []byte{b[i+1]}

@@ -17,10 +17,8 @@ import (
 
 	"github.com/sealroot/sealroot/server/predict"
 	"github.com/sealroot/sealroot/server/store"
+	"github.com/sealroot/sealroot/wire"
 )
-
-// ReleasePCR is extended by the agent after unsealing; it is never pinned.
-const ReleasePCR = 15
 
 // Decision is the outcome of Evaluate. The zero value is Refuse.
 type Decision int
@@ -67,7 +65,7 @@ func (r Rule) Match(observed *store.BootState) bool {
 }
 
 // Rules returns the rules an approved boot state implies: one pinned value
-// per approved PCR except ReleasePCR, ordered by PCR.
+// per approved PCR except wire.ReleasePCR, ordered by PCR.
 func Rules(approved *store.BootState) []Rule {
 	var rules []Rule
 	for pcr, v := range PinnedPCRs(approved) {
@@ -120,14 +118,14 @@ func EvaluateWith(m *store.Machine, observed *store.BootState, pred *predict.Pre
 }
 
 // PinnedPCRs returns what approving reported pins: every reported PCR
-// except ReleasePCR. The values are copies.
+// except wire.ReleasePCR. The values are copies.
 func PinnedPCRs(reported *store.BootState) map[int][]byte {
 	if reported == nil {
 		return nil
 	}
 	pinned := make(map[int][]byte, len(reported.PCRs))
 	for pcr, v := range reported.PCRs {
-		if pcr != ReleasePCR {
+		if pcr != wire.ReleasePCR {
 			pinned[pcr] = slices.Clone(v)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/sealroot/sealroot/server/predict"
 	"github.com/sealroot/sealroot/server/store"
+	"github.com/sealroot/sealroot/wire"
 )
 
 // Under store.PolicyPredicted, PCRs 4, 11 and 12 are judged against the
@@ -18,7 +19,7 @@ import (
 // already prove and which change with every image update. Every other
 // approved PCR (firmware: 0-3, 5-7; and 8, 13, 14, zero in a sealroot
 // boot) stays pinned.
-var predictedPCRs = []int{predict.PCRBootApps, 9, predict.PCRKernelImage, predict.PCRKernelCommand, ReleasePCR}
+var predictedPCRs = []int{predict.PCRBootApps, 9, predict.PCRKernelImage, predict.PCRKernelCommand, wire.ReleasePCR}
 
 // TCG event types judged in PCR 4.
 const (

@@ -38,15 +38,13 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/sealroot/sealroot/iscsi/pdu"
 	"github.com/sealroot/sealroot/server/image"
 	"github.com/sealroot/sealroot/server/iscsi"
 	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/server/volume"
 	"github.com/sealroot/sealroot/wire"
 )
-
-// ParamImage is the RootPlan parameter naming a machine's base image.
-const ParamImage = "image"
 
 // IQN prefixes; a machine's names end with the first 16 hex digits of its ID.
 const (
@@ -144,10 +142,10 @@ type record struct {
 	MachineID string `json:"machine_id"`
 	Base      string `json:"base"`
 	// Volatile serves the base itself, read-only, instead of a volume.
-	Volatile  bool       `json:"volatile,omitempty"`
-	Tunnelled bool       `json:"tunnelled"`
-	Addr      string     `json:"addr,omitempty"` // admitted source address, plain transport
-	CHAP      iscsi.CHAP `json:"chap"`
+	Volatile  bool     `json:"volatile,omitempty"`
+	Tunnelled bool     `json:"tunnelled"`
+	Addr      string   `json:"addr,omitempty"` // admitted source address, plain transport
+	CHAP      pdu.CHAP `json:"chap"`
 }
 
 // New returns a Provider.
@@ -200,7 +198,7 @@ func (p *Provider) Prepare(ctx context.Context, m *store.Machine, tunnel *wire.T
 	if !Serves(m.Root) {
 		return m.Root, nil, p.Release(ctx, m.ID)
 	}
-	name := m.Root.Params[ParamImage]
+	name := m.Root.Params[wire.ImageParam]
 	if name == "" {
 		return wire.RootPlan{}, nil, ErrNoImage
 	}
@@ -251,14 +249,10 @@ func plan(m *store.Machine, portal string) wire.RootPlan {
 // Serves reports whether root is one this provider serves: kind iscsi, or
 // volatile with its base via iSCSI.
 func Serves(root wire.RootPlan) bool {
-	return root.Kind == wire.RootISCSI || (root.Kind == wire.RootVolatile && root.Params[wire.VolatileVia] == ViaISCSI)
+	return root.Kind == wire.RootISCSI || (root.Kind == wire.RootVolatile && root.Params[wire.VolatileVia] == wire.ViaISCSI)
 }
 
-// ViaISCSI is the "via" parameter of a volatile root whose base goes over
-// iSCSI.
-const ViaISCSI = "iscsi"
-
-func secretsOf(c iscsi.CHAP) map[string][]byte {
+func secretsOf(c pdu.CHAP) map[string][]byte {
 	return map[string][]byte{
 		wire.SecretCHAPUser:         []byte(c.User),
 		wire.SecretCHAPSecret:       []byte(c.Secret),
@@ -268,16 +262,16 @@ func secretsOf(c iscsi.CHAP) map[string][]byte {
 }
 
 // newCHAP draws four independent random values of credentialBytes each.
-func (p *Provider) newCHAP() (iscsi.CHAP, error) {
+func (p *Provider) newCHAP() (pdu.CHAP, error) {
 	var v [4]string
 	for i := range v {
 		b := make([]byte, credentialBytes)
 		if _, err := io.ReadFull(p.rnd, b); err != nil {
-			return iscsi.CHAP{}, fmt.Errorf("rootiscsi: CHAP credentials: %w", err)
+			return pdu.CHAP{}, fmt.Errorf("rootiscsi: CHAP credentials: %w", err)
 		}
 		v[i] = hex.EncodeToString(b)
 	}
-	return iscsi.CHAP{User: v[0], Secret: v[1], TargetUser: v[2], TargetSecret: v[3]}, nil
+	return pdu.CHAP{User: v[0], Secret: v[1], TargetUser: v[2], TargetSecret: v[3]}, nil
 }
 
 // hostOf returns the IP of an ip:port address.

@@ -117,7 +117,7 @@ func newEnv(t *testing.T) *env {
 
 func iscsiMachine(id, img string) *store.Machine {
 	return &store.Machine{ID: id, State: store.StateApproved, LastAddress: "127.0.0.1:40000",
-		Root: wire.RootPlan{Kind: wire.RootISCSI, Params: map[string]string{rootiscsi.ParamImage: img}}}
+		Root: wire.RootPlan{Kind: wire.RootISCSI, Params: map[string]string{wire.ImageParam: img}}}
 }
 
 // login is one initiator's view: the target it asks for, its name and
@@ -170,7 +170,7 @@ func TestPlanAndSecrets(t *testing.T) {
 	want := map[string]string{
 		wire.ISCSIPortal: e.addr, wire.ISCSITarget: "iqn.2026-11.org.sealroot:aaaaaaaa11111111",
 		wire.ISCSIInitiator: "iqn.2026-11.org.sealroot.agent:aaaaaaaa11111111", wire.ISCSILUN: "0",
-		wire.ISCSIFSType: "ext4", rootiscsi.ParamImage: "tiny",
+		wire.ISCSIFSType: "ext4", wire.ImageParam: "tiny",
 	}
 	if plan.Kind != wire.RootISCSI || plan.Init != "/sbin/init" || len(plan.Params) != len(want) {
 		t.Fatalf("plan = %+v, want kind iscsi, init kept, params %v", plan, want)
@@ -423,12 +423,12 @@ func TestVolatileServesTheBaseReadOnly(t *testing.T) {
 	e := newEnv(t)
 	volatileMachine := func(id string) *store.Machine {
 		m := iscsiMachine(id, "tiny")
-		m.Root = wire.RootPlan{Kind: wire.RootVolatile, Params: map[string]string{rootiscsi.ParamImage: "tiny", wire.VolatileVia: rootiscsi.ViaISCSI}}
+		m.Root = wire.RootPlan{Kind: wire.RootVolatile, Params: map[string]string{wire.ImageParam: "tiny", wire.VolatileVia: wire.ViaISCSI}}
 		return m
 	}
 	planA, secA := e.prepare(t, volatileMachine(idA))
 	planB, secB := e.prepare(t, volatileMachine(idB))
-	if planA.Kind != wire.RootVolatile || planA.Params[wire.VolatileVia] != rootiscsi.ViaISCSI || planA.Params[wire.ISCSITarget] == planB.Params[wire.ISCSITarget] {
+	if planA.Kind != wire.RootVolatile || planA.Params[wire.VolatileVia] != wire.ViaISCSI || planA.Params[wire.ISCSITarget] == planB.Params[wire.ISCSITarget] {
 		t.Fatalf("plans = %+v, %+v; want volatile via iscsi, one target each", planA, planB)
 	}
 	for _, l := range []login{loginFrom(e.addr, planA, secA), loginFrom(e.addr, planB, secB)} {
@@ -479,7 +479,7 @@ func readOnlyChecks(t *testing.T, l login) (ran, failed int) {
 func TestVolatileBaseRefusesWrites(t *testing.T) {
 	e := newEnv(t)
 	m := iscsiMachine(idA, "tiny")
-	m.Root = wire.RootPlan{Kind: wire.RootVolatile, Params: map[string]string{rootiscsi.ParamImage: "tiny", wire.VolatileVia: rootiscsi.ViaISCSI}}
+	m.Root = wire.RootPlan{Kind: wire.RootVolatile, Params: map[string]string{wire.ImageParam: "tiny", wire.VolatileVia: wire.ViaISCSI}}
 	if ran, failed := readOnlyChecks(t, e.login(t, m)); ran < 10 || failed != 0 {
 		t.Fatalf("ReadOnly suite on the volatile target: %d asserts ran, %d failed; want every write refused", ran, failed)
 	}

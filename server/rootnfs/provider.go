@@ -51,9 +51,6 @@ import (
 	"github.com/sealroot/sealroot/wire"
 )
 
-// ParamImage is the RootPlan parameter naming a machine's base image.
-const ParamImage = "image"
-
 // Version is the NFS version agents mount.
 const Version = "4.2"
 
@@ -181,7 +178,7 @@ func (p *Provider) Prepare(ctx context.Context, m *store.Machine, tunnel *wire.T
 	if err != nil {
 		return wire.RootPlan{}, nil, fmt.Errorf("nfs root: tunnel address %q: %w", tunnel.Address, err)
 	}
-	name := m.Root.Params[ParamImage]
+	name := m.Root.Params[wire.ImageParam]
 	if name == "" {
 		return wire.RootPlan{}, nil, ErrNoImage
 	}
@@ -229,7 +226,7 @@ func (p *Provider) Prepare(ctx context.Context, m *store.Machine, tunnel *wire.T
 		wire.NFSPort: strconv.Itoa(int(p.cfg.ServerPort)),
 	}}
 	if volatile {
-		plan.Params[wire.VolatileVia] = wire.RootNFS
+		plan.Params[wire.VolatileVia] = wire.ViaNFS
 	}
 	return plan, nil, nil
 }

@@ -155,7 +155,7 @@ func (l *lab) importImage(name, osRelease string) *image.Image {
 }
 
 func machine(id, kind string) *store.Machine {
-	return &store.Machine{ID: id, Root: wire.RootPlan{Kind: kind, Params: map[string]string{ParamImage: "base"}}}
+	return &store.Machine{ID: id, Root: wire.RootPlan{Kind: kind, Params: map[string]string{wire.ImageParam: "base"}}}
 }
 
 func tunnelOf(addr string) *wire.TunnelPlan {

@@ -96,7 +96,7 @@ func Enroll(ctx context.Context, t Target, admin api.Service, agents []*Agent) e
 func Forget(ctx context.Context, admin api.Service, agents []*Agent) error {
 	var errs []error
 	for _, a := range agents {
-		err := admin.Forget(ctx, agentattest.MachineID(a.TPM.EKPublic()))
+		err := admin.Forget(ctx, wire.MachineID(a.TPM.EKPublic()))
 		if err != nil && !errors.Is(err, api.ErrNotFound) {
 			errs = append(errs, err)
 		}

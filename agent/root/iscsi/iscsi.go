@@ -26,6 +26,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	initiator "github.com/sealroot/sealroot/agent/iscsi"
+	"github.com/sealroot/sealroot/iscsi/pdu"
 	"github.com/sealroot/sealroot/wire"
 )
 
@@ -166,8 +167,8 @@ func Plan(p *wire.Payload) (initiator.Target, string, error) {
 
 // chap reads the per-boot CHAP credentials. The initiator's are
 // required; the target's, when present, make the login mutual.
-func chap(sec map[string][]byte) (*initiator.CHAP, error) {
-	c := &initiator.CHAP{
+func chap(sec map[string][]byte) (*pdu.CHAP, error) {
+	c := &pdu.CHAP{
 		User: string(sec[wire.SecretCHAPUser]), Secret: string(sec[wire.SecretCHAPSecret]),
 		TargetUser: string(sec[wire.SecretCHAPTargetUser]), TargetSecret: string(sec[wire.SecretCHAPTargetSecret]),
 	}

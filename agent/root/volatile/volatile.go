@@ -27,9 +27,6 @@ const DefaultMountpoint = "/newroot"
 // switch_root.
 const DefaultDir = "/sealroot"
 
-// ViaISCSI is the "via" parameter of a base served over iSCSI.
-const ViaISCSI = "iscsi"
-
 // ErrPlan is wrapped by every error about an unusable volatile plan.
 var ErrPlan = errors.New("invalid volatile root plan")
 
@@ -75,7 +72,7 @@ func (s *Stage) Mount(ctx context.Context, p *wire.Payload) (string, error) {
 		if err := nfs.MountRO(ctx, p, base, mount); err != nil {
 			return "", err
 		}
-	case ViaISCSI:
+	case wire.ViaISCSI:
 		if s.ISCSI == nil {
 			return "", fmt.Errorf("%w: base via iscsi, and this agent has no iSCSI initiator", ErrPlan)
 		}

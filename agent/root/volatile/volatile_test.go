@@ -59,7 +59,7 @@ func TestMountsOverISCSI(t *testing.T) {
 	top := t.TempDir()
 	s := &Stage{Mountpoint: filepath.Join(top, "newroot"), Dir: filepath.Join(top, "sealroot"), SysMount: record(&calls),
 		ISCSI: func(_ context.Context, _ *wire.Payload, dir string) error { baseDir = dir; return nil }}
-	if _, err := s.Mount(context.Background(), payload(map[string]string{wire.VolatileVia: ViaISCSI})); err != nil {
+	if _, err := s.Mount(context.Background(), payload(map[string]string{wire.VolatileVia: wire.ViaISCSI})); err != nil {
 		t.Fatal(err)
 	}
 	if baseDir != filepath.Join(top, "sealroot", "base") || len(calls) != 2 || calls[1].fstype != "overlay" {
@@ -71,7 +71,7 @@ func TestRefusals(t *testing.T) {
 	s := &Stage{Dir: t.TempDir(), Mountpoint: t.TempDir(), SysMount: record(new([]call))}
 	for name, p := range map[string]*wire.Payload{
 		"unknown via":       payload(map[string]string{wire.VolatileVia: "floppy"}),
-		"iscsi without one": payload(map[string]string{wire.VolatileVia: ViaISCSI}),
+		"iscsi without one": payload(map[string]string{wire.VolatileVia: wire.ViaISCSI}),
 		"other kind":        {Root: wire.RootPlan{Kind: wire.RootNFS}},
 	} {
 		if _, err := s.Mount(context.Background(), p); !errors.Is(err, ErrPlan) {

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -69,7 +68,7 @@ func formatRoot(m *store.Machine) string {
 // formatRootPlan is "kind image=NAME [init=PATH]".
 func formatRootPlan(r wire.RootPlan) string {
 	s := orDash(safe(r.Kind))
-	if img := r.Params["image"]; img != "" {
+	if img := r.Params[wire.ImageParam]; img != "" {
 		s += " image=" + safe(img)
 	}
 	if via := r.Params[wire.VolatileVia]; via != "" {
@@ -171,8 +170,7 @@ func ekFingerprint(m *store.Machine) string {
 	if len(m.EKPublic) == 0 {
 		return "-"
 	}
-	sum := sha256.Sum256(m.EKPublic)
-	fp := "sha256:" + hex.EncodeToString(sum[:])
+	fp := "sha256:" + wire.MachineID(m.EKPublic)
 	if len(m.EKCert) > 0 {
 		fp += " (with EK certificate)"
 	}

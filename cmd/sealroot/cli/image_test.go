@@ -105,7 +105,7 @@ func TestImageAndVolumeCommands(t *testing.T) {
 	wantRun(t, run(t, sock, "", "machine", "set-root", "web1", "--kind", "floppy", "--image", "tiny"), 1, "root kind")
 	wantRun(t, run(t, sock, "", "machine", "set-root", "web1", "--image", "tiny"), 0, "root of aaaaaaaa1111 web1: iscsi tiny")
 	m, err := client.New(sock).Machine(context.Background(), "web1")
-	if err != nil || m.Root.Kind != wire.RootISCSI || m.Root.Params["image"] != "tiny" {
+	if err != nil || m.Root.Kind != wire.RootISCSI || m.Root.Params[wire.ImageParam] != "tiny" {
 		t.Fatalf("machine root = %+v, %v; want iscsi tiny", m.Root, err)
 	}
 

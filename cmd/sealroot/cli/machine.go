@@ -264,7 +264,7 @@ func (a machineSetRootArgs) plan(c *cobra.Command) (wire.RootPlan, error) {
 		return root, usagef(c, "--via is for --kind volatile")
 	}
 	if a.image != "" {
-		root.Params = map[string]string{"image": a.image}
+		root.Params = map[string]string{wire.ImageParam: a.image}
 	}
 	if a.via != "" {
 		root.Params[wire.VolatileVia] = a.via
@@ -297,6 +297,6 @@ func runMachineSetRoot(c *cobra.Command, e *env, ref string, args machineSetRoot
 		return e.printJSON(m)
 	}
 	_, err = fmt.Fprintf(e.Stdout, "root of %s %s: %s %s\n", shortID(m.ID), orDash(safe(m.Name)), m.Root.Kind,
-		safe(m.Root.Params["image"]))
+		safe(m.Root.Params[wire.ImageParam]))
 	return err
 }

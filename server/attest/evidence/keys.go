@@ -10,7 +10,7 @@
 //
 // The EK is the TCG default RSA-2048 EK (tpm2.RSAEKTemplate); any other
 // public area is refused. Its public area is accepted only in canonical
-// encoding, so MachineID, the SHA-256 of the bytes, names exactly one key.
+// encoding, so wire.MachineID, the SHA-256 of the bytes, names exactly one key.
 // The AK is a restricted signing key bound to the TPM (ECDSA P-256 or
 // RSASSA-2048, SHA-256); credential activation proves it lives in the same
 // TPM as the EK.
@@ -23,7 +23,6 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"math/big"
@@ -40,13 +39,6 @@ var (
 
 // rsaEKModulusSize is the modulus size of an RSA-2048 EK in bytes.
 const rsaEKModulusSize = 256
-
-// MachineID returns the machine identity: the hex SHA-256 of the EK's
-// TPMT_PUBLIC bytes.
-func MachineID(ekPublic []byte) string {
-	sum := sha256.Sum256(ekPublic)
-	return hex.EncodeToString(sum[:])
-}
 
 // ekPrefix is the encoding of tpm2.RSAEKTemplate up to the modulus: every
 // RSA-2048 EK public area is this prefix, the 2-byte modulus size 256, and

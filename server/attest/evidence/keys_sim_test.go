@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-tpm/tpm2"
 
 	"github.com/sealroot/sealroot/server/attest/evidence"
+	"github.com/sealroot/sealroot/wire"
 )
 
 func TestParseEK(t *testing.T) {
@@ -24,7 +25,7 @@ func TestParseEK(t *testing.T) {
 		t.Errorf("ParseEK() does not re-encode to its input")
 	}
 	sum := sha256.Sum256(s.EK)
-	if got := evidence.MachineID(s.EK); got != hex.EncodeToString(sum[:]) {
+	if got := wire.MachineID(s.EK); got != hex.EncodeToString(sum[:]) {
 		t.Errorf("MachineID() = %s, want hex SHA-256 of the EK", got)
 	}
 	eccEK := tpm2.Marshal(tpm2.ECCEKTemplate)

@@ -10,7 +10,6 @@ import (
 	"github.com/google/go-tpm/tpm2/transport/simulator"
 
 	"github.com/sealroot/sealroot/agent/tpm"
-	"github.com/sealroot/sealroot/server/attest/evidence"
 	"github.com/sealroot/sealroot/wire"
 )
 
@@ -63,7 +62,7 @@ func simulate(t testing.TB) *simOutput {
 	if err := tp.ExtendPCR(ctx, 4, []byte("kernel")); err != nil {
 		t.Fatalf("ExtendPCR() = %v", err)
 	}
-	out.Extra = wire.QualifyingData([]byte("nonce"), []byte("exporter"), evidence.MachineID(k.EKPublic))
+	out.Extra = wire.QualifyingData([]byte("nonce"), []byte("exporter"), wire.MachineID(k.EKPublic))
 	if out.Quote, out.Sig, err = tp.Quote(ctx, k, out.Extra, out.QuotePCRs); err != nil {
 		t.Fatalf("Quote() = %v", err)
 	}
