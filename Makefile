@@ -53,7 +53,7 @@ vm-test:
 # QUIC with its refused-hello baseline (client and server share the CPUs).
 bench:
 	$(GO) test -run XXX -bench . -benchtime 2s ./server/attest/ ./server/seal/ ./server/attest/evidence/ ./server/eventlog/ ./server/store/ ./server/audit/
-	$(GO) run ./cmd/sealroot bench attest -n 2000 -c 32
+	$(GO) run ./cmd/sealroot-bench attest -n 2000 -c 32
 
 # iscsi-conformance runs libiscsi's iscsi-test-cu (all four families) against
 # sealroot's target and against tgt on the same kind of file; last line:

@@ -83,7 +83,6 @@ func newRootCmd(e *env) *cobra.Command {
 		newPKICmd,
 		newInitramfsCmd,
 		newServeCmd,
-		newBenchCmd,
 	}
 	root := newGroupCmd("sealroot", "Attested network boot for diskless machines")
 	root.SilenceErrors = true

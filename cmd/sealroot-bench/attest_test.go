@@ -1,6 +1,7 @@
-package cli_test
+package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"path/filepath"
@@ -13,7 +14,7 @@ import (
 	"github.com/sealroot/sealroot/test/loadgen/tempserver"
 )
 
-// benchLines are the lines of `sealroot bench attest`, with the figures
+// benchLines are the lines of `sealroot-bench attest`, with the figures
 // as groups.
 var benchLines = []*regexp.Regexp{
 	regexp.MustCompile(`^bench attest: 20 attestations, concurrency 4, 4 machines, server in-process on 127\.0\.0\.1:\d+$`),
@@ -24,7 +25,7 @@ var benchLines = []*regexp.Regexp{
 }
 
 func TestBenchAttestInProcess(t *testing.T) {
-	r := run(t, filepath.Join(t.TempDir(), "unused.sock"), "", "bench", "attest", "-n", "20", "-c", "4")
+	r := runBench(t, filepath.Join(t.TempDir(), "unused.sock"), "attest", "-n", "20", "-c", "4")
 	if r.code != 0 {
 		t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
 	}
@@ -47,7 +48,7 @@ func TestBenchAttestInProcess(t *testing.T) {
 }
 
 func TestBenchAttestJSON(t *testing.T) {
-	r := run(t, filepath.Join(t.TempDir(), "unused.sock"), "", "--json", "bench", "attest", "-n", "6", "-c", "2", "--machines", "1")
+	r := runBench(t, filepath.Join(t.TempDir(), "unused.sock"), "--json", "attest", "-n", "6", "-c", "2", "--machines", "1")
 	if r.code != 0 {
 		t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
 	}
@@ -79,7 +80,7 @@ func TestBenchAttestRemote(t *testing.T) {
 		t.Fatalf("tempserver: %v", err)
 	}
 	defer s.Close()
-	r := run(t, s.Socket, "", "bench", "attest", "-n", "4", "-c", "2",
+	r := runBench(t, s.Socket, "attest", "-n", "4", "-c", "2",
 		"--server", s.Target.Addr, "--ca", s.CAFile, "--server-name", tempserver.ServerName)
 	if r.code != 0 {
 		t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
@@ -96,7 +97,7 @@ func TestBenchAttestRemote(t *testing.T) {
 	if err := pki.Init(other, pki.InitOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	r = run(t, s.Socket, "", "bench", "attest", "-n", "2", "-c", "1",
+	r = runBench(t, s.Socket, "attest", "-n", "2", "-c", "1",
 		"--server", s.Target.Addr, "--ca", filepath.Join(other, pki.CACertFile))
 	if r.code != 1 || !strings.Contains(r.stderr, "certificate signed by unknown authority") {
 		t.Errorf("with another CA: exit %d, stderr %q; want 1 and a certificate error", r.code, r.stderr)
@@ -121,13 +122,27 @@ func TestBenchAttestUsage(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := run(t, "unused.sock", "", append([]string{"bench", "attest"}, tt.args...)...)
+			r := runBench(t, "unused.sock", append([]string{"attest"}, tt.args...)...)
 			if r.code != 2 || !strings.Contains(r.stderr, tt.want) || !strings.Contains(r.stderr, "Usage:") {
 				t.Errorf("exit %d, stderr %q; want 2, %q and the usage", r.code, r.stderr, tt.want)
 			}
 		})
 	}
-	if r := run(t, "unused.sock", "", "bench"); r.code != 2 {
-		t.Errorf("bench alone: exit %d, want 2", r.code)
+	if r := runBench(t, "unused.sock"); r.code != 2 {
+		t.Errorf("no command: exit %d, want 2", r.code)
 	}
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// runBench runs sealroot-bench in-process with --socket socket.
+func runBench(t *testing.T, socket string, args ...string) result {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	args = append([]string{"--socket", socket}, args...)
+	code := run(context.Background(), args, &stdout, &stderr)
+	return result{code, stdout.String(), stderr.String()}
 }

@@ -1,4 +1,4 @@
-package cli
+package main
 
 import (
 	"context"
@@ -26,7 +26,7 @@ type benchAttestArgs struct {
 	logLevel       string
 }
 
-func newBenchCmd(e *env) *cobra.Command {
+func newAttestGroup(e *env) *cobra.Command {
 	var a benchAttestArgs
 	attestCmd := &cobra.Command{
 		Use:   "attest",
@@ -52,7 +52,7 @@ Above -c 32, quic-go's queue of 32 handshaken connections waiting for the
 server to accept them can fill up when the CPU is saturated; the server
 then answers CONNECTION_REFUSED, counted here as a failure (agents retry).
 Failures are reported and make the exit code 1.`,
-		Args: exactArgs(0),
+		Args: noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if err := a.validate(c); err != nil {
 				return err
@@ -68,7 +68,7 @@ Failures are reported and make the exit code 1.`,
 	f.StringVar(&a.ca, "ca", "", "CA certificate `file` of --server")
 	f.StringVar(&a.serverName, "server-name", "", "`name` in the certificate of --server (default: its host)")
 	f.StringVar(&a.logLevel, "log-level", "error", "log `level` of the in-process server")
-	return newGroupCmd("bench", "Measure sealroot's performance", attestCmd)
+	return newGroupCmd("sealroot-bench", "Measure sealroot's performance", attestCmd)
 }
 
 func (a *benchAttestArgs) validate(c *cobra.Command) error {
@@ -158,7 +158,7 @@ func benchTarget(ctx context.Context, e *env, a benchAttestArgs) (_ loadgen.Targ
 	}
 	done = func() {
 		if err := s.Close(); err != nil {
-			fmt.Fprintf(e.Stderr, "sealroot: in-process server: %s\n", oneLine(err.Error()))
+			fmt.Fprintf(e.Stderr, "sealroot-bench: in-process server: %s\n", oneLine(err.Error()))
 		}
 	}
 	return s.Target, s.Admin(), done, nil
@@ -169,7 +169,7 @@ func forgetAgents(e *env, admin api.Service, agents []*loadgen.Agent) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := loadgen.Forget(ctx, admin, agents); err != nil {
-		fmt.Fprintf(e.Stderr, "sealroot: forgetting the simulated machines: %s\n", oneLine(err.Error()))
+		fmt.Fprintf(e.Stderr, "sealroot-bench: forgetting the simulated machines: %s\n", oneLine(err.Error()))
 	}
 }
 
@@ -192,7 +192,7 @@ func newBenchPhase(s *loadgen.Stats) benchPhase {
 	return benchPhase{s.N, s.Errors, s.Throughput(), ms(s.P50), ms(s.P99), ms(s.Max), s.Elapsed.Seconds(), ms(s.CPUPerOp())}
 }
 
-// benchReport is the result of `sealroot bench attest` (--json).
+// benchReport is the result of `sealroot-bench attest` (--json).
 type benchReport struct {
 	Count       int        `json:"count"`
 	Concurrency int        `json:"concurrency"`
