@@ -7,7 +7,7 @@ export GOFLAGS
 BUILD     := build
 DEB_PKGS  := build-essential libssl-dev swtpm swtpm-tools qemu-system-x86 ovmf ipxe \
              libiscsi-bin tgt e2fsprogs xfsprogs btrfs-progs busybox-static strace iproute2 cpio kmod systemd-boot-efi binutils \
-             nfs-ganesha nfs-ganesha-vfs libnfs-utils ca-certificates
+             nfs-ganesha nfs-ganesha-vfs libnfs-utils ca-certificates debootstrap
 FUZZTIME  ?= 10s
 
 .PHONY: all deps build agent test test-go fuzz vm-test bench bench-iscsi bench-tunnel bench-roots iscsi-conformance demo clean

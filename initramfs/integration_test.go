@@ -2,7 +2,6 @@ package initramfs
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -10,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sealroot/sealroot/test/testenv"
 )
 
 // integrationEnv opts in to tests that download a Debian kernel (~70 MB,
@@ -24,21 +25,12 @@ func fetchTestKernel(t *testing.T) *Kernel {
 	if os.Getenv(integrationEnv) == "" {
 		t.Skipf("set %s=1 to download and use a Debian kernel", integrationEnv)
 	}
-	skip := t.Skipf
-	if os.Getenv("CI") == "true" {
-		skip = t.Fatalf
-	}
-	if _, err := exec.LookPath("apt-get"); err != nil {
-		skip("apt-get not available: %v", err)
-	}
+	testenv.LookTool(t, "apt-get")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	k, err := FetchKernel(ctx, filepath.Join("..", "build", "cache"))
-	if errors.Is(err, ErrToolMissing) {
-		skip("FetchKernel: %v", err)
-	}
 	if err != nil {
-		skip("FetchKernel (apt unreachable?): %v", err)
+		testenv.Unavailable(t, "FetchKernel (apt unreachable?): %v", err)
 	}
 	return k
 }
@@ -135,13 +127,7 @@ func checkAgainstModprobe(t *testing.T, k *Kernel, shipped []string) {
 // agent does: every shipped module must load (no missing dependency).
 func TestIntegrationBootLoadsModules(t *testing.T) {
 	k := fetchTestKernel(t)
-	qemu, err := exec.LookPath("qemu-system-x86_64")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("qemu-system-x86_64: %v", err)
-		}
-		t.Skipf("qemu-system-x86_64 not installed: %v", err)
-	}
+	qemu := testenv.LookTool(t, "qemu-system-x86_64")
 	dir := t.TempDir()
 	agent := filepath.Join(dir, "loadmods")
 	if err := BuildAgent(context.Background(), "./testdata/loadmods", agent); err != nil {

@@ -17,6 +17,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/sealroot/sealroot/test/testenv"
 )
 
 // testCA is a vendor-like CA for EK certificates.
@@ -208,14 +210,7 @@ func TestLoadBundle(t *testing.T) {
 // TestVerifySwtpmEKCert verifies a real EK certificate made by swtpm_setup
 // with swtpm_localca.
 func TestVerifySwtpmEKCert(t *testing.T) {
-	for _, tool := range []string{"swtpm", "swtpm_setup", "swtpm_localca"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("%s not installed (required in CI)", tool)
-			}
-			t.Skipf("%s not installed", tool)
-		}
-	}
+	testenv.RequireTools(t, "swtpm", "swtpm_setup", "swtpm_localca")
 	d := t.TempDir()
 	for _, sub := range []string{"ca", "state", "certs"} {
 		if err := os.Mkdir(filepath.Join(d, sub), 0o700); err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/u-root/mkuimage/cpio"
 
 	"github.com/sealroot/sealroot/initramfs"
+	"github.com/sealroot/sealroot/test/testenv"
 )
 
 // BuildStatic compiles the Go main package pkg (a path relative to the
@@ -86,7 +87,7 @@ func HelloInitramfs(ctx context.Context, t testing.TB) string {
 func Kernel(ctx context.Context, t testing.TB) string {
 	t.Helper()
 	k, err := initramfs.FetchKernel(ctx, CacheDir(t))
-	if errors.Is(err, initramfs.ErrToolMissing) && os.Getenv("CI") != "true" {
+	if errors.Is(err, initramfs.ErrToolMissing) && !testenv.CI() {
 		t.Skipf("vmtest: %v", err)
 	}
 	if err != nil {

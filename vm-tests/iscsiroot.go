@@ -36,7 +36,7 @@ const ISCSIPort = "3260"
 func ISCSIBoot(ctx context.Context, t testing.TB) (kernel, initrd string) {
 	t.Helper()
 	k, err := initramfs.FetchKernel(ctx, CacheDir(t))
-	if errors.Is(err, initramfs.ErrToolMissing) && os.Getenv("CI") != "true" {
+	if errors.Is(err, initramfs.ErrToolMissing) && !testenv.CI() {
 		t.Skipf("vmtest: %v", err)
 	}
 	if err != nil {

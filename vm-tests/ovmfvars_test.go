@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf16"
+
+	"github.com/sealroot/sealroot/test/testenv"
 )
 
 // buildVarStore returns a variable store image holding vars, each with
@@ -132,7 +134,7 @@ func TestSetOVMFVarErrors(t *testing.T) {
 func TestDebianMSVars(t *testing.T) {
 	img, err := os.ReadFile(OVMFVarsMS)
 	if os.IsNotExist(err) {
-		t.Skipf("%s: not installed", OVMFVarsMS)
+		testenv.Unavailable(t, "%s: not installed", OVMFVarsMS)
 	}
 	if err != nil {
 		t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/sealroot/sealroot/initramfs"
 	"github.com/sealroot/sealroot/server/store"
+	"github.com/sealroot/sealroot/test/testenv"
 )
 
 // Addresses of the sealroot server in the lab (the default lab bridge).
@@ -72,7 +73,7 @@ func buildSealroot(ctx context.Context, t testing.TB) *sealrootBuild {
 		shared.err = shared.build(ctx, t)
 		t.Logf("vmtest: built sealroot, agent and initramfs in %s", time.Since(start).Round(time.Second))
 	})
-	if errors.Is(shared.err, initramfs.ErrToolMissing) && os.Getenv("CI") != "true" {
+	if errors.Is(shared.err, initramfs.ErrToolMissing) && !testenv.CI() {
 		t.Skipf("vmtest: %v", shared.err)
 	}
 	if shared.err != nil {

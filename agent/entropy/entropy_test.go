@@ -4,8 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"os"
 	"testing"
+
+	"github.com/sealroot/sealroot/test/testenv"
 )
 
 // fakeKernel is a CRNG that becomes ready once enough bytes were credited.
@@ -116,12 +117,7 @@ func TestReadyOnHost(t *testing.T) {
 // TestCreditReal runs the real ioctl. Crediting only adds entropy to the
 // pool, so it is harmless on the host.
 func TestCreditReal(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("RNDADDENTROPY needs root, and CI=true")
-		}
-		t.Skip("RNDADDENTROPY needs root")
-	}
+	testenv.RequireRoot(t, "RNDADDENTROPY")
 	if err := Credit(bytes.Repeat([]byte{0x5A}, SeedBytes)); err != nil {
 		t.Fatalf("Credit() = %v", err)
 	}

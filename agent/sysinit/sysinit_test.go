@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sealroot/sealroot/test/testenv"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -33,12 +35,7 @@ func TestSwitchRootRefusesMissingInit(t *testing.T) {
 // TestMountAll mounts everything under a scratch directory in a private
 // mount namespace, then checks it is idempotent.
 func TestMountAll(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("needs root, and CI=true")
-		}
-		t.Skip("needs root")
-	}
+	testenv.RequireRoot(t, "mounts pseudo filesystems")
 	done := make(chan error)
 	go func() {
 		// This thread moves to a new mount namespace and is never given

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/sealroot/sealroot/test/testenv"
 )
 
 // The first stage must not read crypto/rand before it has seeded the CRNG:
@@ -16,13 +18,7 @@ import (
 // kernels with a vDSO getrandom the probe's syscall shows flags 0, so the
 // caller, not the flags, is what is checked).
 func TestNoBlockingGetrandomAtStart(t *testing.T) {
-	strace, err := exec.LookPath("strace")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("strace missing")
-		}
-		t.Skip("strace not installed")
-	}
+	strace := testenv.LookTool(t, "strace")
 	bin := filepath.Join(t.TempDir(), "sealroot-init")
 	build := exec.CommandContext(context.Background(), "go", "build", "-o", bin, ".")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")

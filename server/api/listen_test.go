@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/sealroot/sealroot/test/testenv"
+
 	"github.com/sealroot/sealroot/server/api"
 	"github.com/sealroot/sealroot/server/api/apitest"
 )
@@ -92,9 +94,7 @@ func TestListenExisting(t *testing.T) {
 
 func TestPeerCheck(t *testing.T) {
 	t.Run("root_passes", func(t *testing.T) {
-		if os.Getuid() != 0 {
-			t.Skip("needs root")
-		}
+		testenv.RequireRoot(t, "checks the peer credentials of root")
 		_, c, _ := newTestClient(t)
 		if _, err := c.Machines(context.Background()); err != nil {
 			t.Fatalf("Machines as root: %v", err)
@@ -115,12 +115,7 @@ func TestPeerCheck(t *testing.T) {
 // operator might, and checks that a process running as nobody is still
 // refused by the SO_PEERCRED check.
 func testOtherUIDRefused(t *testing.T) {
-	if os.Getuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("needs root to run a peer as another uid")
-		}
-		t.Skip("needs root to run a peer as another uid")
-	}
+	testenv.RequireRoot(t, "runs a peer as another uid")
 	_, _, path := newTestClient(t)
 	for _, p := range []string{path, filepath.Dir(path), filepath.Dir(filepath.Dir(path))} {
 		if err := os.Chmod(p, 0o777); err != nil {

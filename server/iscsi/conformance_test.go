@@ -21,6 +21,11 @@ import (
 // figure in the project notes (598/615) counts all four.
 var conformanceFamilies = []string{"ALL", "SCSI", "iSCSI", "LINUX"}
 
+// conformanceFloor is the pass count of the full run (all families) last
+// measured; a run that passes fewer fails, so a regression cannot pass
+// unnoticed. Raise it when the target gains conformance.
+const conformanceFloor = 615
+
 // TestConformance runs libiscsi's iscsi-test-cu against the target. It
 // takes a minute, so it runs only with SEALROOT_CONFORMANCE=1;
 // SEALROOT_CONFORMANCE_TEST picks one family or test,
@@ -48,6 +53,9 @@ func TestConformance(t *testing.T) {
 		line += fmt.Sprintf(" tgt=%d/%d", p, n)
 	}
 	fmt.Println(line)
+	if len(families) == len(conformanceFamilies) && passed < conformanceFloor {
+		t.Errorf("conformance regressed: %d tests passed, floor is %d", passed, conformanceFloor)
+	}
 }
 
 // runConformance runs one family against a fresh target and file.

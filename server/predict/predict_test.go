@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sealroot/sealroot/test/testenv"
+
 	"github.com/sealroot/sealroot/uki"
 )
 
@@ -18,11 +20,11 @@ func testArtifacts(t *testing.T, initrd string) Artifacts {
 	t.Helper()
 	ipxe, err := os.ReadFile("/usr/lib/ipxe/ipxe.efi")
 	if err != nil {
-		t.Skipf("Debian iPXE: %v", err)
+		testenv.Unavailable(t, "Debian iPXE: %v", err)
 	}
 	stub, err := os.ReadFile(uki.DefaultStub)
 	if err != nil {
-		t.Skipf("systemd stub: %v", err)
+		testenv.Unavailable(t, "systemd stub: %v", err)
 	}
 	// The kernel must be a PE image: reuse the stub as a stand-in.
 	image, err := uki.Build(stub, uki.Parts{Linux: stub, Initrd: []byte(initrd), Cmdline: "console=ttyS0", OSRel: []byte("ID=sealroot\n")}.Sections())

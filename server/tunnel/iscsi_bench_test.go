@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -70,14 +69,7 @@ func BenchmarkISCSIThroughTunnel(b *testing.B) {
 
 // needPerf finds iscsi-perf; missing, it skips (fails when CI=true).
 func needPerf(b *testing.B) string {
-	p, err := exec.LookPath("iscsi-perf")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			b.Fatal("iscsi-perf not installed (Debian libiscsi-bin)")
-		}
-		b.Skip("iscsi-perf not installed (Debian libiscsi-bin)")
-	}
-	return p
+	return testenv.LookTool(b, "iscsi-perf")
 }
 
 // serveISCSI serves one 256 MiB sparse file as target benchIQN on the

@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/sealroot/sealroot/test/testenv"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -44,12 +46,8 @@ func makeBase(t testing.TB, dir string, size int, seed uint64) (string, string, 
 // mountFS makes a loop-mounted filesystem of the given type in a temp dir.
 func mountFS(t testing.TB, fstype string) string {
 	mkfs := "mkfs." + fstype
-	if _, err := exec.LookPath(mkfs); err != nil || os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s needs root and %s (xfsprogs / btrfs-progs)", fstype, mkfs)
-		}
-		t.Skipf("%s needs root and %s (xfsprogs / btrfs-progs)", fstype, mkfs)
-	}
+	testenv.RequireRoot(t, "loop-mounts "+fstype)
+	testenv.LookTool(t, mkfs)
 	tmp := t.TempDir()
 	img, mnt := filepath.Join(tmp, "fs.img"), filepath.Join(tmp, "mnt")
 	os.Mkdir(mnt, 0o700)
@@ -63,7 +61,7 @@ func mountFS(t testing.TB, fstype string) string {
 		t.Fatalf("%s: %v\n%s", mkfs, err, out)
 	}
 	if out, err := exec.Command("mount", "-o", "loop", img, mnt).CombinedOutput(); err != nil {
-		t.Skipf("mount %s: %v\n%s", fstype, err, out)
+		testenv.Unavailable(t, "mount %s: %v\n%s", fstype, err, out)
 	}
 	t.Cleanup(func() { exec.Command("umount", mnt).Run() })
 	return mnt

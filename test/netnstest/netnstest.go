@@ -21,6 +21,8 @@ import (
 	"runtime"
 	"testing"
 
+	"github.com/sealroot/sealroot/test/testenv"
+
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -45,6 +47,9 @@ func New(t testing.TB, name string) *NS {
 	t.Helper()
 	RequireRoot(t)
 	n := &NS{Name: name, Path: filepath.Join(runDir, name)}
+	if err := shareRunDir(); err != nil {
+		t.Fatalf("netnstest: %v", err)
+	}
 	if err := removeStale(name); err != nil {
 		t.Fatalf("netnstest: removing stale namespace %q: %v", name, err)
 	}
@@ -66,13 +71,27 @@ func New(t testing.TB, name string) *NS {
 // fails t instead.
 func RequireRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() == 0 {
-		return
+	testenv.RequireRoot(t, "network namespaces")
+}
+
+// shareRunDir makes runDir a shared mount point, as `ip netns add` does
+// before its first namespace. Without it, a later `ip netns add` by anyone
+// else binds runDir over itself and hides the namespaces mounted here.
+func shareRunDir() error {
+	if err := os.MkdirAll(runDir, 0o755); err != nil {
+		return err
 	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("netnstest: network namespace tests need root (CI=true)")
+	err := unix.Mount("", runDir, "none", unix.MS_SHARED|unix.MS_REC, "")
+	if errors.Is(err, unix.EINVAL) { // not a mount point yet
+		if err := unix.Mount(runDir, runDir, "none", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return &os.PathError{Op: "bind mount", Path: runDir, Err: err}
+		}
+		err = unix.Mount("", runDir, "none", unix.MS_SHARED|unix.MS_REC, "")
 	}
-	t.Skip("netnstest: network namespace tests need root")
+	if err != nil {
+		return &os.PathError{Op: "make shared", Path: runDir, Err: err}
+	}
+	return nil
 }
 
 // removeStale unmounts and removes runDir/name if present; a plain file left

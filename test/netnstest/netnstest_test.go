@@ -2,12 +2,16 @@ package netnstest
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sealroot/sealroot/test/testenv"
 )
 
 func TestNamespace(t *testing.T) {
@@ -114,4 +118,21 @@ func hasAddr(t *testing.T, ip string) bool {
 		}
 	}
 	return false
+}
+
+// TestSurvivesIPNetnsAdd checks that a namespace made here stays reachable
+// after someone else's first `ip netns add`, which binds /run/netns over
+// itself when it is not a shared mount point yet.
+func TestSurvivesIPNetnsAdd(t *testing.T) {
+	RequireRoot(t)
+	ip := testenv.LookTool(t, "ip")
+	n := New(t, fmt.Sprintf("nntest-keep-%d", os.Getpid()))
+	other := fmt.Sprintf("nntest-other-%d", os.Getpid())
+	if out, err := exec.Command(ip, "netns", "add", other).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v: %s", err, out)
+	}
+	defer exec.Command(ip, "netns", "del", other).Run()
+	if out, err := exec.Command(ip, "netns", "exec", n.Name, "true").CombinedOutput(); err != nil {
+		t.Fatalf("namespace %s hidden after ip netns add: %v: %s", n.Name, err, out)
+	}
 }

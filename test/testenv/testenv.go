@@ -41,10 +41,29 @@ func RequireTools(t testing.TB, tools ...string) {
 
 func missing(t testing.TB, tool string) {
 	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s is missing (CI=true): `make deps` installs it", tool)
+	Unavailable(t, "%s is missing: `make deps` installs it", tool)
+}
+
+// CI reports whether the tests run under CI=true, where every tool and
+// privilege a test needs is present (`.ci/run` sets it).
+func CI() bool { return os.Getenv("CI") == "true" }
+
+// Unavailable ends t for want of something in its environment: it skips
+// t, or fails it under CI=true, where nothing may be missing.
+func Unavailable(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if CI() {
+		t.Fatalf(format+" (CI=true: nothing may be missing)", args...)
 	}
-	t.Skipf("%s is missing: `make deps` installs it", tool)
+	t.Skipf(format, args...)
+}
+
+// RequireRoot ends t as Unavailable does unless it runs as root.
+func RequireRoot(t testing.TB, why string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		Unavailable(t, "needs root: %s", why)
+	}
 }
 
 // Writer returns a writer that sends each write to t.Log, after prefix

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sealroot/sealroot/test/testenv"
 )
 
 // SWTPMOptions configures SWTPM.
@@ -47,12 +49,7 @@ func SWTPM(t testing.TB, opts SWTPMOptions) *SWTPMInstance {
 		tools = append(tools, "swtpm_localca")
 	}
 	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("%s is required in CI: %v", tool, err)
-			}
-			t.Skipf("%s not installed (apt-get install swtpm swtpm-tools): %v", tool, err)
-		}
+		testenv.LookTool(t, tool)
 	}
 	s := &SWTPMInstance{t: t, Dir: t.TempDir()}
 	// Unix socket paths are limited to 108 bytes; t.TempDir can be longer.

@@ -3,11 +3,12 @@ package cli_test
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sealroot/sealroot/test/testenv"
 
 	"github.com/sealroot/sealroot/pki"
 	"github.com/sealroot/sealroot/server"
@@ -22,14 +23,7 @@ import (
 // a temporary state directory holding one approved machine, web1 (idA).
 func realServer(t *testing.T) (dir, socket string) {
 	t.Helper()
-	for _, tool := range []string{"mkfs.ext4", "debugfs"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("%s missing", tool)
-			}
-			t.Skipf("%s missing (e2fsprogs)", tool)
-		}
-	}
+	testenv.RequireTools(t, "mkfs.ext4", "debugfs")
 	dir, err := os.MkdirTemp("", "sealroot-cli-") // short: the socket path must fit
 	if err != nil {
 		t.Fatal(err)
