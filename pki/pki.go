@@ -30,6 +30,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/sealroot/sealroot/internal/atomicfile"
 )
 
 // File names inside a PKI directory.
@@ -175,28 +177,7 @@ func writePEM(path string, key crypto.Signer, certDER []byte) error {
 		}
 		block, mode = &pem.Block{Type: "PRIVATE KEY", Bytes: der}, 0o600
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	err = pem.Encode(tmp, block)
-	if err == nil {
-		err = tmp.Chmod(mode)
-	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+	return atomicfile.WriteFile(path, pem.EncodeToMemory(block), mode)
 }
 
 // LoadServer loads the server certificate and key from dir.

@@ -106,8 +106,8 @@ func (s *Server) startBoot(ctx context.Context, run func(string, func() error)) 
 	if err != nil {
 		return fmt.Errorf("boot: http listener: %w", err)
 	}
-	h := boothttp.NewHandler(b.ArtifactsDir, scripts, s.logger.Named("http"))
-	run("boot http", func() error { return boothttp.Serve(ctx, ln, h, s.logger.Named("http")) })
+	h := boothttp.NewHandler(b.ArtifactsDir, scripts, s.logger)
+	run("boot http", func() error { return boothttp.Serve(ctx, ln, h, s.logger) })
 
 	if !b.DisableTFTP {
 		pc, err := net.ListenPacket("udp4", net.JoinHostPort(ip.String(), strconv.Itoa(int(b.TFTPPort))))
@@ -117,7 +117,7 @@ func (s *Server) startBoot(ctx context.Context, run func(string, func() error)) 
 		ts := tftp.New(map[string]string{
 			dhcp.DefaultBIOSFile: filepath.Join(b.IPXEDir, dhcp.DefaultBIOSFile),
 			dhcp.DefaultEFIFile:  filepath.Join(b.IPXEDir, dhcp.DefaultEFIFile),
-		}, s.logger.Named("tftp"))
+		}, s.logger)
 		run("boot tftp", func() error { return ts.Serve(ctx, pc) })
 	}
 	if b.DHCPInterface == "" {
@@ -127,7 +127,7 @@ func (s *Server) startBoot(ctx context.Context, run func(string, func() error)) 
 	if err != nil {
 		return err
 	}
-	ds, err := dhcp.New(dcfg, s.logger.Named("dhcp"))
+	ds, err := dhcp.New(dcfg, s.logger)
 	if err != nil {
 		return fmt.Errorf("boot: %w", err)
 	}

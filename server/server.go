@@ -116,7 +116,7 @@ func New(cfg Config, logger hclog.Logger) (*Server, error) {
 			return nil, fmt.Errorf("EK CA bundle: %w", err)
 		}
 	}
-	db, err := store.Open(filepath.Join(cfg.StateDir, "state.db"), logger.Named("store"))
+	db, err := store.Open(filepath.Join(cfg.StateDir, "state.db"), logger)
 	if err != nil {
 		return nil, err
 	}
@@ -125,7 +125,7 @@ func New(cfg Config, logger hclog.Logger) (*Server, error) {
 		db.Close()
 		return nil, fmt.Errorf("audit log: %w", err)
 	}
-	mgr := machines.New(db, box, auditLog, logger.Named("machines"))
+	mgr := machines.New(db, box, auditLog, logger)
 	acfg := attest.Config{
 		Certificate:   cert,
 		Store:         db,

@@ -242,7 +242,7 @@ func (st *storage) listen(c *ISCSIConfig, tn *tunnel.Tunnel) (rootiscsi.Config, 
 		if err != nil {
 			return pcfg, fmt.Errorf("iscsi: %w", err)
 		}
-		st.tunnelLn, st.tunnelSrv = ln, &iscsi.Server{Logger: st.logger.Named("iscsi-tunnel")}
+		st.tunnelLn, st.tunnelSrv = ln, &iscsi.Server{Logger: st.logger.With("portal", "tunnel")}
 		pcfg.Tunnelled, pcfg.Peers, pcfg.TunnelPortal = st.tunnelSrv, tn, rootiscsi.TunnelPortal(tn.ServerAddr(), port)
 	}
 	if c.Listen != "" {
@@ -254,7 +254,7 @@ func (st *storage) listen(c *ISCSIConfig, tn *tunnel.Tunnel) (rootiscsi.Config, 
 		if err != nil {
 			return pcfg, fmt.Errorf("iscsi: %w", err)
 		}
-		st.plainLn, st.plainSrv = ln, &iscsi.Server{Logger: st.logger.Named("iscsi")}
+		st.plainLn, st.plainSrv = ln, &iscsi.Server{Logger: st.logger.With("portal", "plain")}
 		pcfg.Plain, pcfg.PlainPortal = st.plainSrv, ln.Addr().String()
 	}
 	if tn == nil && c.Listen == "" {

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/sealroot/sealroot/internal/atomicfile"
 )
 
 // Import unpacks source (a directory, or a .tar/.tar.gz archive) and
@@ -112,7 +114,7 @@ func (s *Store) install(digest, img, tree string) error {
 		err = os.Rename(img, base)
 	}
 	if err == nil {
-		err = errors.Join(syncDir(filepath.Dir(base)), syncDir(filepath.Dir(s.treePath(digest))))
+		err = errors.Join(atomicfile.SyncDir(filepath.Dir(base)), atomicfile.SyncDir(filepath.Dir(s.treePath(digest))))
 	}
 	if err != nil {
 		return fmt.Errorf("image: install: %w", err)

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sealroot/sealroot/internal/atomicfile"
+
 	"github.com/hashicorp/go-hclog"
 )
 
@@ -110,7 +112,7 @@ func newGanesha(cfg GaneshaConfig) (*Ganesha, error) {
 		cfg: cfg, confPath: filepath.Join(cfg.Dir, "ganesha.conf"), log: cfg.Logger.Named("ganesha"),
 		stop: make(chan struct{}), done: make(chan struct{}), changed: make(chan struct{}),
 	}
-	if err := writeFileAtomic(g.confPath, conf); err != nil {
+	if err := atomicfile.WriteFile(g.confPath, conf, 0o600); err != nil {
 		return nil, err
 	}
 	return g, nil
@@ -153,7 +155,7 @@ func (g *Ganesha) writeExports(exports []Export) error {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if err := writeFileAtomic(g.cfg.Config.ExportsFile, data); err != nil {
+	if err := atomicfile.WriteFile(g.cfg.Config.ExportsFile, data, 0o600); err != nil {
 		return err
 	}
 	g.gen++
@@ -198,28 +200,6 @@ func (g *Ganesha) notifyLocked() {
 func (g *Ganesha) Close() error {
 	g.once.Do(func() { close(g.stop) })
 	<-g.done
-	return nil
-}
-
-func writeFileAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name())
-	_, err = tmp.Write(data)
-	if err == nil {
-		err = tmp.Chmod(0o600)
-	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if err = errors.Join(err, tmp.Close()); err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
 	return nil
 }
 

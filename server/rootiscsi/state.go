@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+
+	"github.com/sealroot/sealroot/internal/atomicfile"
 )
 
 // recordSuffix names a machine's encrypted target record in StateDir.
@@ -46,34 +48,10 @@ func (p *Provider) save(rec *record) error {
 	if err := os.MkdirAll(p.cfg.StateDir, 0o700); err != nil {
 		return fmt.Errorf("rootiscsi: %w", err)
 	}
-	path := p.recordPath(rec.MachineID)
-	tmp := path + ".tmp"
-	if err := writeSync(tmp, ct); err != nil {
-		os.Remove(tmp)
+	if err := atomicfile.WriteFile(p.recordPath(rec.MachineID), ct, 0o600); err != nil {
 		return fmt.Errorf("rootiscsi: save record: %w", err)
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("rootiscsi: save record: %w", err)
-	}
-	return syncDir(p.cfg.StateDir)
-}
-
-func writeSync(path string, b []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(b)
-	return errors.Join(err, f.Sync(), f.Close())
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return nil
 }
 
 // remove deletes a machine's record, if any.

@@ -42,6 +42,8 @@ import (
 	"strconv"
 	"sync"
 
+	"github.com/sealroot/sealroot/internal/atomicfile"
+
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 
@@ -619,11 +621,7 @@ func (p *Provider) save(st *state) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("nfs root state: %w", err)
 	}
-	tmp := filepath.Join(dir, ".state.json.tmp")
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return fmt.Errorf("nfs root state: %w", err)
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, "state.json")); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(dir, "state.json"), data, 0o600); err != nil {
 		return fmt.Errorf("nfs root state: %w", err)
 	}
 	return nil

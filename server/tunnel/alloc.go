@@ -11,7 +11,8 @@ import (
 	"maps"
 	"net/netip"
 	"os"
-	"path/filepath"
+
+	"github.com/sealroot/sealroot/internal/atomicfile"
 )
 
 // allocation is one machine's tunnel address, current peer key (nil
@@ -177,23 +178,7 @@ func (a *allocator) save() error {
 	if err != nil {
 		return fmt.Errorf("tunnel: encode state: %w", err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(a.path), ".tunnel-state-*")
-	if err != nil {
-		return fmt.Errorf("tunnel: write state: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(append(raw, '\n')); err != nil {
-		tmp.Close()
-		return fmt.Errorf("tunnel: write state: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("tunnel: sync state: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("tunnel: write state: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), a.path); err != nil {
+	if err := atomicfile.WriteFile(a.path, append(raw, '\n'), 0o600); err != nil {
 		return fmt.Errorf("tunnel: write state: %w", err)
 	}
 	return nil

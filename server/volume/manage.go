@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sealroot/sealroot/internal/atomicfile"
+
 	"github.com/sealroot/sealroot/server/volume/cow"
 )
 
@@ -71,7 +73,7 @@ func (m *Manager) makeDisk(ctx context.Context, dir, baseDigest string, backend 
 	if err := os.Rename(tmp, filepath.Join(dir, diskName(meta.Backend))); err != nil {
 		return nil, fmt.Errorf("volume: %w", err)
 	}
-	return meta, syncDir(dir)
+	return meta, atomicfile.SyncDir(dir)
 }
 
 func createCOW(path, base string, size int64, digest [32]byte) error {
@@ -235,7 +237,7 @@ func (m *Manager) copyDisk(machineID, name string, save bool) error {
 		return fmt.Errorf("volume: snapshot %s of %s: %w", name, machineID, err)
 	}
 	m.log.Info("volume snapshot", "machine", machineID, "snapshot", name, "save", save)
-	return syncDir(filepath.Dir(dst))
+	return atomicfile.SyncDir(filepath.Dir(dst))
 }
 
 // Snapshots lists a machine's snapshot names, sorted.
@@ -262,21 +264,8 @@ func writeJSONAtomic(path string, v any) error {
 	if err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
+	if err := atomicfile.WriteFile(path, b, 0o600); err != nil {
 		return fmt.Errorf("volume: %w", err)
 	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if err = errors.Join(err, f.Close()); err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("volume: write %s: %w", path, err)
-	}
-	return syncDir(filepath.Dir(path))
+	return nil
 }

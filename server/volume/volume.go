@@ -32,6 +32,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sealroot/sealroot/internal/atomicfile"
+
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/sealroot/sealroot/server/volume/cow"
@@ -164,7 +166,7 @@ func (m *Manager) Delete(machineID string) error {
 		return fmt.Errorf("volume: delete %s: %w", machineID, err)
 	}
 	m.log.Info("deleted volume", "machine", machineID)
-	return syncDir(m.dir)
+	return atomicfile.SyncDir(m.dir)
 }
 
 // claim marks a machine busy for a maintenance operation.
@@ -182,13 +184,4 @@ func (m *Manager) release(id string) {
 	m.mu.Lock()
 	delete(m.open, id)
 	m.mu.Unlock()
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
