@@ -12,6 +12,7 @@ import (
 
 	"github.com/sealroot/sealroot/server/api"
 	"github.com/sealroot/sealroot/server/audit"
+	"github.com/sealroot/sealroot/server/eventlog"
 	"github.com/sealroot/sealroot/server/secrets"
 	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/wire"
@@ -64,7 +65,7 @@ func (e *env) add(t *testing.T, id, name string, state store.State, reported boo
 	if reported {
 		m.Reported = &store.BootState{
 			PCRs: map[int][]byte{4: {4}, 9: {9}, 15: {15}},
-			Events: []store.Event{
+			Events: []eventlog.Event{
 				{PCR: 4, Sequence: 0, TypeName: "EV_EFI_BOOT_SERVICES_APPLICATION", Digest: []byte{4}},
 				{PCR: 15, Sequence: 1, TypeName: "EV_EVENT_TAG", Digest: []byte{15}},
 			},
