@@ -10,6 +10,7 @@ import (
 
 	"github.com/sealroot/sealroot/server/api"
 	"github.com/sealroot/sealroot/server/image"
+	"github.com/sealroot/sealroot/server/machines"
 	"github.com/sealroot/sealroot/server/rootiscsi"
 	"github.com/sealroot/sealroot/server/rootnfs"
 	"github.com/sealroot/sealroot/server/store"
@@ -56,10 +57,25 @@ func toAPI(err error) error {
 }
 
 // Images lists the named images.
-func (st *storage) Images(context.Context) ([]image.Image, error) { return st.images.List() }
+func (st *storage) Images(context.Context) ([]api.Image, error) {
+	ims, err := st.images.List()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]api.Image, len(ims))
+	for i, im := range ims {
+		out[i] = imageView(im)
+	}
+	return out, nil
+}
+
+// imageView is the admin API's view of im.
+func imageView(im image.Image) api.Image {
+	return api.Image{Name: im.Name, Digest: im.Digest, Size: im.Size, TreeDigest: im.TreeDigest, Imported: im.Imported}
+}
 
 // ImportImage imports source as name, logging progress.
-func (st *storage) ImportImage(ctx context.Context, name, source string) (*image.Image, error) {
+func (st *storage) ImportImage(ctx context.Context, name, source string) (*api.Image, error) {
 	if !filepath.IsAbs(source) {
 		return nil, fmt.Errorf("image source %q: %w: want an absolute path on the server", source, api.ErrInvalid)
 	}
@@ -77,7 +93,11 @@ func (st *storage) ImportImage(ctx context.Context, name, source string) (*image
 		reason = fmt.Sprintf("image %s from %s: sha256:%s", name, source, im.Digest)
 	}
 	st.record(ctx, "image-import", "", reason, err)
-	return im, err
+	if err != nil {
+		return nil, err
+	}
+	view := imageView(*im)
+	return &view, nil
 }
 
 // RemoveImage forgets name, unless a machine's root still names it.
@@ -237,7 +257,7 @@ func (st *storage) nfsRoot(m *store.Machine) bool {
 // volume is closed. The machine's Root is its effective root (its
 // group's when it is in one).
 func (st *storage) volumeOp(ctx context.Context, ref string) (*store.Machine, error) {
-	m, err := st.machines.Machine(ctx, ref)
+	m, err := st.machines.Resolve(ctx, ref)
 	if err != nil {
 		return nil, err
 	}
@@ -257,8 +277,8 @@ func idOf(m *store.Machine) string {
 // SetRoot sets the root plan of the machine's next boot. A root other
 // than none must name an existing image. A machine in a group takes its
 // group's root; SetRoot refuses it.
-func (st *storage) SetRoot(ctx context.Context, ref string, root wire.RootPlan) (*store.Machine, error) {
-	m, err := st.machines.Machine(ctx, ref)
+func (st *storage) SetRoot(ctx context.Context, ref string, root wire.RootPlan) (*api.Machine, error) {
+	m, err := st.machines.Resolve(ctx, ref)
 	if err == nil {
 		err = st.checkRoot(root)
 	}
@@ -277,7 +297,7 @@ func (st *storage) SetRoot(ctx context.Context, ref string, root wire.RootPlan) 
 	if err != nil {
 		return nil, err
 	}
-	return m, nil
+	return machines.ViewMachine(m), nil
 }
 
 func (st *storage) checkRoot(root wire.RootPlan) error {
@@ -300,11 +320,17 @@ func (st *storage) checkRoot(root wire.RootPlan) error {
 }
 
 // Groups lists the groups.
-func (st *storage) Groups(ctx context.Context) ([]*store.Group, error) { return st.store.Groups(ctx) }
+func (st *storage) Groups(ctx context.Context) ([]*api.Group, error) {
+	gs, err := st.store.Groups(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return machines.ViewGroups(gs), nil
+}
 
 // SetGroupRoot creates group name, or replaces its root plan: the root
 // its machines mount from their next boot.
-func (st *storage) SetGroupRoot(ctx context.Context, name string, root wire.RootPlan) (*store.Group, error) {
+func (st *storage) SetGroupRoot(ctx context.Context, name string, root wire.RootPlan) (*api.Group, error) {
 	g := &store.Group{Name: name, Root: root}
 	err := st.checkRoot(root)
 	if err == nil {
@@ -315,7 +341,7 @@ func (st *storage) SetGroupRoot(ctx context.Context, name string, root wire.Root
 	if err != nil {
 		return nil, err
 	}
-	return g, nil
+	return machines.ViewGroup(g), nil
 }
 
 // DeleteGroup removes an empty group.
@@ -332,8 +358,8 @@ func (st *storage) DeleteGroup(ctx context.Context, name string) error {
 // SetGroup puts the machine in group (which must exist), or takes it out
 // of its group when group is "". It mounts the group's root, or its own
 // again, from its next boot.
-func (st *storage) SetGroup(ctx context.Context, ref, group string) (*store.Machine, error) {
-	m, err := st.machines.Machine(ctx, ref)
+func (st *storage) SetGroup(ctx context.Context, ref, group string) (*api.Machine, error) {
+	m, err := st.machines.Resolve(ctx, ref)
 	if err == nil && group != "" {
 		_, err = st.store.Group(ctx, group)
 	}
@@ -348,7 +374,7 @@ func (st *storage) SetGroup(ctx context.Context, ref, group string) (*store.Mach
 	if err != nil {
 		return nil, err
 	}
-	return m, nil
+	return machines.ViewMachine(m), nil
 }
 
 func orNone(s string) string {

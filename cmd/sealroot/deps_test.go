@@ -2,6 +2,7 @@ package main
 
 import (
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -34,6 +35,47 @@ func TestDeps(t *testing.T) {
 			if pkg == bad || strings.HasPrefix(pkg, bad) && strings.HasSuffix(bad, "/") {
 				t.Errorf("sealroot depends on %s", pkg)
 			}
+		}
+	}
+}
+
+// recordPackages hold the server's stored records. The CLI and the API
+// client speak the admin API's view types (server/api) only, so the
+// store's schema can change without changing `sealroot ... --json`.
+var recordPackages = []string{
+	"github.com/sealroot/sealroot/server/store",
+	"github.com/sealroot/sealroot/server/image",
+	"github.com/sealroot/sealroot/server/machines",
+}
+
+// TestCLIUsesAPIViews fences the CLI (its own imports; `sealroot serve`
+// links the whole server through package server) and the API client with
+// everything it links away from the stored records.
+func TestCLIUsesAPIViews(t *testing.T) {
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("go tool not found")
+	}
+	list := func(args ...string) []string {
+		t.Helper()
+		out, err := exec.Command(gobin, append([]string{"list"}, args...)...).Output()
+		if err != nil {
+			t.Fatalf("go list %q: %v", args, err)
+		}
+		return strings.Fields(string(out))
+	}
+	cliImports := list("-f", `{{join .Imports " "}}`, "./cli")
+	clientDeps := list("-deps", "-f", "{{.ImportPath}}", "github.com/sealroot/sealroot/server/api/client")
+	if !slices.Contains(cliImports, "github.com/sealroot/sealroot/server/api") ||
+		!slices.Contains(clientDeps, "github.com/sealroot/sealroot/server/api") {
+		t.Fatalf("go list found no server/api in the CLI's imports %q or the client's deps: the fence checks nothing", cliImports)
+	}
+	for _, bad := range recordPackages {
+		if slices.Contains(cliImports, bad) {
+			t.Errorf("cmd/sealroot/cli imports %s; use the server/api view types", bad)
+		}
+		if slices.Contains(clientDeps, bad) {
+			t.Errorf("server/api/client depends on %s; use the server/api view types", bad)
 		}
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/sealroot/sealroot/server/api"
 	"github.com/sealroot/sealroot/server/api/apitest"
 	"github.com/sealroot/sealroot/server/api/client"
+	"github.com/sealroot/sealroot/server/machines"
 	"github.com/sealroot/sealroot/server/store"
 )
 
@@ -26,17 +27,6 @@ const (
 	idB = "aaaaaaaa22222222222222222222222222222222222222222222222222222222"
 	idC = "cccccccc33333333333333333333333333333333333333333333333333333333"
 )
-
-type actorKey struct{}
-
-func withActor(ctx context.Context, actor string) context.Context {
-	return context.WithValue(ctx, actorKey{}, actor)
-}
-
-func actorOf(ctx context.Context) string {
-	s, _ := ctx.Value(actorKey{}).(string)
-	return s
-}
 
 func testMachines() []*store.Machine {
 	reported := &store.BootState{PCRs: map[int][]byte{0: {1, 2, 3}, 7: {4, 5, 6}}}
@@ -48,11 +38,11 @@ func testMachines() []*store.Machine {
 	}
 }
 
-// newTestClient serves a fresh fake service and returns a client of it.
+// newTestClient serves a fresh machine manager and returns a client of it.
 func newTestClient(t *testing.T) (*apitest.Service, *client.Client, string) {
 	t.Helper()
-	svc := apitest.NewService(actorOf, testMachines()...)
-	path := apitest.Serve(t, svc, api.WithActorFunc(withActor))
+	svc := apitest.NewService(t, testMachines()...)
+	path := apitest.Serve(t, svc, api.WithActorFunc(machines.WithActor))
 	return svc, client.New(path), path
 }
 
@@ -68,15 +58,15 @@ func TestRoutes(t *testing.T) {
 	if err != nil || m.ID != idC || m.Diff == "" {
 		t.Fatalf("Machine(gamma) = %+v, %v", m, err)
 	}
-	m, err = c.Approve(ctx, idA[:12], api.ApproveOptions{Name: "web1", Policy: store.PolicyIdentityOnly})
-	if err != nil || m.State != store.StateApproved || m.Name != "web1" || m.Policy != store.PolicyIdentityOnly {
+	m, err = c.Approve(ctx, idA[:12], api.ApproveOptions{Name: "web1", Policy: api.PolicyIdentityOnly})
+	if err != nil || m.State != api.StateApproved || m.Name != "web1" || m.Policy != api.PolicyIdentityOnly {
 		t.Fatalf("Approve = %+v, %v", m, err)
 	}
 	if m.Approved == nil || !bytes.Equal(m.Approved.PCRs[7], []byte{4, 5, 6}) {
 		t.Errorf("Approve pinned %+v, want the reported PCRs", m.Approved)
 	}
 	m, err = c.Revoke(ctx, "beta", "stolen")
-	if err != nil || m.State != store.StateRevoked || m.Reason != "stolen" {
+	if err != nil || m.State != api.StateRevoked || m.Reason != "stolen" {
 		t.Fatalf("Revoke = %+v, %v", m, err)
 	}
 	if err := c.SetSecret(ctx, "web1", "disk.key", []byte("s3cret\x00\n")); err != nil {
@@ -85,17 +75,20 @@ func TestRoutes(t *testing.T) {
 	if v, _ := svc.Secret(idA, "disk.key"); string(v) != "s3cret\x00\n" {
 		t.Errorf("stored secret = %q, want the exact bytes sent", v)
 	}
-	if err := c.SetSecret(ctx, "web1", "empty", nil); err != nil {
-		t.Fatalf("SetSecret(empty value): %v", err)
+	if err := c.SetSecret(ctx, "web1", "empty", nil); !errors.Is(err, api.ErrInvalid) {
+		t.Fatalf("SetSecret(empty value) = %v, want ErrInvalid", err)
+	}
+	if err := c.SetSecret(ctx, "web1", "other", []byte("x")); err != nil {
+		t.Fatalf("SetSecret: %v", err)
 	}
 	names, err := c.SecretNames(ctx, "web1")
-	if err != nil || !slices.Equal(names, []string{"disk.key", "empty"}) {
+	if err != nil || !slices.Equal(names, []string{"disk.key", "other"}) {
 		t.Fatalf("SecretNames = %q, %v", names, err)
 	}
 	if err := c.DeleteSecret(ctx, "web1", "disk.key"); err != nil {
 		t.Fatalf("DeleteSecret: %v", err)
 	}
-	if names, _ := c.SecretNames(ctx, "web1"); !slices.Equal(names, []string{"empty"}) {
+	if names, _ := c.SecretNames(ctx, "web1"); !slices.Equal(names, []string{"other"}) {
 		t.Errorf("after DeleteSecret, names = %q", names)
 	}
 	if err := c.Forget(ctx, "web1"); err != nil {
@@ -104,20 +97,28 @@ func TestRoutes(t *testing.T) {
 	if _, err := c.Machine(ctx, idA); !errors.Is(err, api.ErrNotFound) {
 		t.Errorf("Machine after Forget: err = %v, want ErrNotFound", err)
 	}
-	want := slices.Repeat([]string{"operator:0"}, 6)
-	if got := svc.Actors(); !slices.Equal(got, want) {
-		t.Errorf("actors = %q, want %q", got, want)
+	var actions []string
+	for _, e := range svc.Audit() {
+		actions = append(actions, e.Action+" "+e.Outcome)
+		if e.Actor != "operator:0" {
+			t.Errorf("audit entry %+v: actor %q, want operator:0 (the peer)", e, e.Actor)
+		}
+	}
+	want := []string{"approve ok", "revoke ok", "secret-set ok", "secret-set refused", "secret-set ok",
+		"secret-list ok", "secret-delete ok", "secret-list ok", "forget ok"}
+	if !slices.Equal(actions, want) {
+		t.Errorf("audit = %q, want %q", actions, want)
 	}
 }
 
 func TestEmptyLists(t *testing.T) {
-	svc := apitest.NewService(nil, testMachines()[0])
+	svc := apitest.NewService(t, testMachines()[0])
 	c := client.New(apitest.Serve(t, svc))
 	names, err := c.SecretNames(context.Background(), "alpha")
 	if err != nil || names == nil || len(names) != 0 {
 		t.Errorf("SecretNames = %#v, %v; want an empty, non-nil list", names, err)
 	}
-	empty := client.New(apitest.Serve(t, apitest.NewService(nil)))
+	empty := client.New(apitest.Serve(t, apitest.NewService(t)))
 	ms, err := empty.Machines(context.Background())
 	if err != nil || ms == nil || len(ms) != 0 {
 		t.Errorf("Machines = %#v, %v; want an empty, non-nil list", ms, err)
@@ -127,7 +128,7 @@ func TestEmptyLists(t *testing.T) {
 // failingService fails every call with an error no sentinel matches.
 type failingService struct{ api.Service }
 
-func (failingService) Machine(context.Context, string) (*store.Machine, error) {
+func (failingService) Machine(context.Context, string) (*api.Machine, error) {
 	return nil, errors.New("bolt: database not open")
 }
 
@@ -143,11 +144,11 @@ func TestErrorRoundTrip(t *testing.T) {
 		{"not_found", func() error { _, err := c.Machine(ctx, "nope"); return err },
 			api.ErrNotFound, `machine "nope": not found`},
 		{"ambiguous_prefix", func() error { _, err := c.Machine(ctx, "aaaaaaaa"); return err },
-			api.ErrAmbiguous, `machine "aaaaaaaa" matches 2 machines: ambiguous`},
+			api.ErrAmbiguous, `machine "aaaaaaaa": ambiguous: matches aaaaaaaa1111, aaaaaaaa2222`},
 		{"conflict_approve_approved", func() error { _, err := c.Approve(ctx, "beta", api.ApproveOptions{}); return err },
-			api.ErrConflict, "is approved: conflict"},
+			api.ErrConflict, "machine aaaaaaaa2222 is approved; only pending or needs-reapproval machines can be approved"},
 		{"invalid_secret_name", func() error { return c.SetSecret(ctx, "alpha", "a b", []byte("x")) },
-			api.ErrInvalid, `bad secret name "a b": invalid`},
+			api.ErrInvalid, `secret name "a b": want 1-64 of [A-Za-z0-9._-]`},
 		{"invalid_policy", func() error {
 			_, err := c.Approve(ctx, "alpha", api.ApproveOptions{Policy: "trust-me"})
 			return err
@@ -251,7 +252,7 @@ func TestSecretSizeLimit(t *testing.T) {
 
 func TestSecretsNeverLogged(t *testing.T) {
 	var logs bytes.Buffer
-	svc := apitest.NewService(nil, testMachines()...)
+	svc := apitest.NewService(t, testMachines()...)
 	logger := hclog.New(&hclog.LoggerOptions{Output: &logs, Level: hclog.Trace})
 	c := client.New(serveWithLogger(t, svc, logger))
 	const secret = "correct-horse-battery-staple"
@@ -276,7 +277,7 @@ func TestServeShutdown(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	srv := &api.Server{Handler: api.NewHandler(apitest.NewService(nil, testMachines()...), nil)}
+	srv := &api.Server{Handler: api.NewHandler(apitest.NewService(t, testMachines()...), nil)}
 	go func() { done <- srv.Serve(ctx, ln) }()
 	if _, err := client.New(path).Machines(ctx); err != nil {
 		t.Fatalf("Machines: %v", err)
@@ -305,10 +306,10 @@ type blockingService struct {
 	release chan struct{}
 }
 
-func (b blockingService) Machines(ctx context.Context) ([]*store.Machine, error) {
+func (b blockingService) Machines(ctx context.Context) ([]*api.Machine, error) {
 	close(b.started)
 	<-b.release
-	return testMachines(), nil
+	return machines.ViewMachines(testMachines()), nil
 }
 
 func TestServeShutdownWaitsForRequests(t *testing.T) {

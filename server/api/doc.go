@@ -12,6 +12,12 @@
 //	PUT    /v1/machines/{ref}/secrets/{name}    raw body, at most MaxSecretSize
 //	DELETE /v1/machines/{ref}/secrets/{name}    delete a secret
 //
+// Answers are the view types of view.go (Machine, Group, Image, ...), not
+// the server's stored records: the server converts its records into them
+// (server/machines), so the store's schema can change while the JSON
+// shapes, pinned in testdata/*.json, stay. The API and its client import
+// no record package (server/store, server/image).
+//
 // Errors are JSON Error values; their code maps back to the Service
 // sentinel errors, so errors.Is works on both sides of the socket:
 // not_found 404, ambiguous 409, conflict 409, invalid 400 (413 for a secret

@@ -12,8 +12,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-
-	"github.com/sealroot/sealroot/server/store"
 )
 
 // Size limits on request bodies.
@@ -104,7 +102,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (h *handler) machines(w http.ResponseWriter, r *http.Request) {
 	ms, err := h.svc.Machines(r.Context())
 	if ms == nil {
-		ms = []*store.Machine{}
+		ms = []*Machine{}
 	}
 	h.reply(w, r, ms, err)
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"net/http"
 
-	"github.com/sealroot/sealroot/server/image"
-	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/wire"
 )
 
@@ -14,10 +12,10 @@ import (
 // Service when NewHandler gets WithImages.
 type ImageService interface {
 	// Images lists the named images.
-	Images(ctx context.Context) ([]image.Image, error)
+	Images(ctx context.Context) ([]Image, error)
 	// ImportImage imports source, a directory or tar archive on the
 	// server's host (an absolute path), as name.
-	ImportImage(ctx context.Context, name, source string) (*image.Image, error)
+	ImportImage(ctx context.Context, name, source string) (*Image, error)
 	// RemoveImage forgets name; its base stays until GCImages.
 	RemoveImage(ctx context.Context, name string) error
 	// GCImages deletes the bases no image or volume references and
@@ -36,16 +34,16 @@ type ImageService interface {
 	// snapshots, from the server.
 	DeleteRoot(ctx context.Context, ref string) error
 	// SetRoot sets the root plan the machine gets at its next boot.
-	SetRoot(ctx context.Context, ref string, root wire.RootPlan) (*store.Machine, error)
+	SetRoot(ctx context.Context, ref string, root wire.RootPlan) (*Machine, error)
 
 	// Groups lists the groups of machines that share a root.
-	Groups(ctx context.Context) ([]*store.Group, error)
+	Groups(ctx context.Context) ([]*Group, error)
 	// SetGroupRoot creates a group or replaces its root plan.
-	SetGroupRoot(ctx context.Context, name string, root wire.RootPlan) (*store.Group, error)
+	SetGroupRoot(ctx context.Context, name string, root wire.RootPlan) (*Group, error)
 	// DeleteGroup removes a group that has no machines.
 	DeleteGroup(ctx context.Context, name string) error
 	// SetGroup puts a machine in a group ("" takes it out).
-	SetGroup(ctx context.Context, ref, group string) (*store.Machine, error)
+	SetGroup(ctx context.Context, ref, group string) (*Machine, error)
 }
 
 // GroupRequest is the body of PUT /v1/machines/{ref}/group.
@@ -112,7 +110,7 @@ type imageHandler struct {
 func (ih *imageHandler) list(w http.ResponseWriter, r *http.Request) {
 	ims, err := ih.svc.Images(r.Context())
 	if ims == nil {
-		ims = []image.Image{}
+		ims = []Image{}
 	}
 	ih.h.reply(w, r, ims, err)
 }
@@ -187,7 +185,7 @@ func (ih *imageHandler) setGroup(w http.ResponseWriter, r *http.Request) {
 func (ih *imageHandler) groups(w http.ResponseWriter, r *http.Request) {
 	gs, err := ih.svc.Groups(r.Context())
 	if gs == nil {
-		gs = []*store.Group{}
+		gs = []*Group{}
 	}
 	ih.h.reply(w, r, gs, err)
 }

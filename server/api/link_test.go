@@ -33,7 +33,7 @@ func newLinkTunnel(t *testing.T) *tunnel.Tunnel {
 }
 
 func TestRootLink(t *testing.T) {
-	svc := apitest.NewService(nil,
+	svc := apitest.NewService(t,
 		&store.Machine{ID: linkA, Name: "a", State: store.StateApproved},
 		&store.Machine{ID: linkB, Name: "b", State: store.StateApproved,
 			Root: wire.RootPlan{Kind: wire.RootISCSI, Params: map[string]string{"transport": "plain"}}})
@@ -77,7 +77,7 @@ func TestRootLink(t *testing.T) {
 }
 
 func TestRootLink_removed_peer(t *testing.T) {
-	svc := apitest.NewService(nil, &store.Machine{ID: linkA, Name: "a", State: store.StateApproved})
+	svc := apitest.NewService(t, &store.Machine{ID: linkA, Name: "a", State: store.StateApproved})
 	tn := newLinkTunnel(t)
 	key, _ := wgtypes.GeneratePrivateKey()
 	pub := key.PublicKey()
@@ -97,7 +97,7 @@ func TestRootLink_removed_peer(t *testing.T) {
 }
 
 func TestRootLink_unknown_machine(t *testing.T) {
-	svc := apitest.NewService(nil)
+	svc := apitest.NewService(t)
 	c := client.New(apitest.Serve(t, svc, api.WithRootLinks(&api.Links{Machines: svc})))
 	if _, err := c.RootLink(context.Background(), "nosuch"); !errors.Is(err, api.ErrNotFound) {
 		t.Errorf("RootLink(nosuch) = %v, want ErrNotFound", err)
@@ -105,7 +105,7 @@ func TestRootLink_unknown_machine(t *testing.T) {
 }
 
 func TestRootLink_not_served(t *testing.T) {
-	svc := apitest.NewService(nil, &store.Machine{ID: linkA, Name: "a"})
+	svc := apitest.NewService(t, &store.Machine{ID: linkA, Name: "a"})
 	c := client.New(apitest.Serve(t, svc))
 	if _, err := c.RootLink(context.Background(), "a"); err == nil {
 		t.Error("RootLink on a server without the route succeeded")

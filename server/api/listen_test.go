@@ -101,7 +101,7 @@ func TestPeerCheck(t *testing.T) {
 		}
 	})
 	t.Run("no_peer_credentials_refused", func(t *testing.T) {
-		h := api.NewHandler(apitest.NewService(nil, testMachines()...), nil)
+		h := api.NewHandler(apitest.NewService(t, testMachines()...), nil)
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest("GET", "/v1/machines", nil))
 		if rec.Code != http.StatusForbidden || !strings.Contains(rec.Body.String(), `"code":"forbidden"`) {

@@ -3,14 +3,12 @@ package api
 import (
 	"context"
 	"errors"
-
-	"github.com/sealroot/sealroot/server/store"
 )
 
 // Errors a Service returns; the API maps them to HTTP status codes and the
 // client maps them back, so `errors.Is` works across the socket.
 var (
-	ErrNotFound  = store.ErrNotFound       // 404
+	ErrNotFound  = errors.New("not found") // 404
 	ErrAmbiguous = errors.New("ambiguous") // 409: a prefix matched several machines
 	ErrConflict  = errors.New("conflict")  // 409: wrong state for the operation
 	ErrInvalid   = errors.New("invalid")   // 400: bad argument
@@ -19,13 +17,13 @@ var (
 // Service is what the admin API exposes. MACHINE arguments are a full ID, a
 // unique ID prefix (at least 8 hex digits) or a machine name.
 type Service interface {
-	Machines(ctx context.Context) ([]*store.Machine, error)
-	Machine(ctx context.Context, ref string) (*store.Machine, error)
+	Machines(ctx context.Context) ([]*Machine, error)
+	Machine(ctx context.Context, ref string) (*Machine, error)
 	// Approve pins the boot state the machine last reported (pending or
 	// needs-reapproval) and marks it approved. name, if not empty, renames it.
-	Approve(ctx context.Context, ref string, opts ApproveOptions) (*store.Machine, error)
+	Approve(ctx context.Context, ref string, opts ApproveOptions) (*Machine, error)
 	// Revoke refuses the machine from now on.
-	Revoke(ctx context.Context, ref, reason string) (*store.Machine, error)
+	Revoke(ctx context.Context, ref, reason string) (*Machine, error)
 	// Forget deletes the machine and its secrets; its next boot is unknown.
 	Forget(ctx context.Context, ref string) error
 
@@ -37,6 +35,6 @@ type Service interface {
 
 // ApproveOptions are optional settings applied at approval.
 type ApproveOptions struct {
-	Name   string       `json:"name,omitempty"`
-	Policy store.Policy `json:"policy,omitempty"`
+	Name   string `json:"name,omitempty"`
+	Policy Policy `json:"policy,omitempty"`
 }

@@ -7,8 +7,6 @@ import (
 	"fmt"
 
 	"github.com/google/go-attestation/attest"
-
-	"github.com/sealroot/sealroot/server/store"
 )
 
 // Event types whose digest the TCG PC Client Platform Firmware Profile
@@ -65,7 +63,7 @@ func digestOf(digest, data []byte) bool {
 // this an attacker could rewrite, say, an EV_EFI_ACTION string an operator
 // reads in a diff. events are the
 // verified ones converted, index for index.
-func checkEventData(verified []attest.Event, events []store.Event) error {
+func checkEventData(verified []attest.Event, events []Event) error {
 	for i, v := range verified {
 		if !dataMatches(v) {
 			e := events[i]

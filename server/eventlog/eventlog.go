@@ -44,7 +44,6 @@ import (
 
 	"github.com/google/go-attestation/attest"
 
-	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/wire"
 )
 
@@ -82,7 +81,7 @@ var (
 
 // Verify parses raw, replays it against pcrs (sha256 bank) and returns the
 // verified events of the quoted PCRs, in log order.
-func Verify(raw []byte, pcrs []wire.PCR) ([]store.Event, error) {
+func Verify(raw []byte, pcrs []wire.PCR) ([]Event, error) {
 	if err := checkPCRs(pcrs); err != nil {
 		return nil, err
 	}
@@ -184,13 +183,13 @@ func checkCoverage(verified []attest.Event, pcrs []wire.PCR) error {
 	return nil
 }
 
-// convert turns verified events into store events. Sequence is the
+// convert turns verified events into Events. Sequence is the
 // position in the log (the Spec ID header is 0), found by matching the
 // verified events, which are in log order, against all parsed events.
 // Events go-attestation synthesized to work around firmware bugs follow
 // the log's last sequence number.
-func convert(all, verified []attest.Event) []store.Event {
-	out := make([]store.Event, 0, len(verified))
+func convert(all, verified []attest.Event) []Event {
+	out := make([]Event, 0, len(verified))
 	j := 0
 	for _, v := range verified {
 		seq := -1
@@ -204,7 +203,7 @@ func convert(all, verified []attest.Event) []store.Event {
 		if seq < 0 {
 			seq = len(all) + 1 + len(out)
 		}
-		out = append(out, store.Event{
+		out = append(out, Event{
 			PCR:         v.Index,
 			Sequence:    seq,
 			Type:        uint32(v.Type),

@@ -26,7 +26,7 @@ func ValidName(name string) bool { return nameRE.MatchString(name) }
 // verified boot state can be approved (else api.ErrConflict). PCR 15 is
 // never pinned. The reported state is cleared so it cannot be approved
 // twice.
-func (m *Manager) Approve(ctx context.Context, ref string, opts api.ApproveOptions) (*store.Machine, error) {
+func (m *Manager) Approve(ctx context.Context, ref string, opts api.ApproveOptions) (*api.Machine, error) {
 	mc, err := m.approve(ctx, ref, opts)
 	id := ""
 	if mc != nil {
@@ -40,7 +40,7 @@ func (m *Manager) Approve(ctx context.Context, ref string, opts api.ApproveOptio
 	if err != nil {
 		return nil, err
 	}
-	return mc, nil
+	return ViewMachine(mc), nil
 }
 
 func (m *Manager) approve(ctx context.Context, ref string, opts api.ApproveOptions) (*store.Machine, error) {
@@ -48,7 +48,7 @@ func (m *Manager) approve(ctx context.Context, ref string, opts api.ApproveOptio
 		return nil, fmt.Errorf("%w: machine name %q: want [a-z0-9][a-z0-9-]{0,62}", api.ErrInvalid, opts.Name)
 	}
 	if !opts.Policy.Valid() {
-		return nil, fmt.Errorf("%w: policy %q: want one of %v", api.ErrInvalid, opts.Policy, store.Policies)
+		return nil, fmt.Errorf("%w: policy %q: want one of %v", api.ErrInvalid, opts.Policy, api.Policies)
 	}
 	mc, err := m.resolve(ctx, ref)
 	if err != nil {
@@ -70,7 +70,7 @@ func (m *Manager) approve(ctx context.Context, ref string, opts api.ApproveOptio
 			x.Name = opts.Name
 		}
 		if opts.Policy != "" {
-			x.Policy = opts.Policy
+			x.Policy = store.Policy(opts.Policy)
 		}
 		if x.Policy == "" {
 			x.Policy = store.PolicyPinned
@@ -89,7 +89,7 @@ func withConflict(resolved, updated *store.Machine, err error) (*store.Machine, 
 	if errors.Is(err, store.ErrNameTaken) {
 		err = fmt.Errorf("%w: %w", api.ErrConflict, err)
 	}
-	return resolved, err
+	return resolved, fromStore(err)
 }
 
 // pinnable copies a boot state without PCR wire.ReleasePCR and its events.
@@ -105,7 +105,7 @@ func pinnable(bs *store.BootState) *store.BootState {
 }
 
 // Revoke refuses the machine from now on, whatever its state.
-func (m *Manager) Revoke(ctx context.Context, ref, reason string) (*store.Machine, error) {
+func (m *Manager) Revoke(ctx context.Context, ref, reason string) (*api.Machine, error) {
 	mc, err := m.revoke(ctx, ref, reason)
 	id := ""
 	if mc != nil {
@@ -116,7 +116,7 @@ func (m *Manager) Revoke(ctx context.Context, ref, reason string) (*store.Machin
 		return nil, err
 	}
 	m.removed(ctx, mc.ID)
-	return mc, nil
+	return ViewMachine(mc), nil
 }
 
 func (m *Manager) revoke(ctx context.Context, ref, reason string) (*store.Machine, error) {
@@ -150,7 +150,7 @@ func (m *Manager) Forget(ctx context.Context, ref string) error {
 	id := ""
 	if err == nil {
 		id = mc.ID
-		err = m.store.DeleteMachine(ctx, mc.ID)
+		err = fromStore(m.store.DeleteMachine(ctx, mc.ID))
 	}
 	m.record(ctx, "forget", id, "", err)
 	if err == nil {

@@ -1,6 +1,7 @@
 // Package machines is sealroot's machine-management service: the operator's
 // view of enrolled machines (approve, revoke, forget) and their secrets. It
-// implements api.Service over a store.Store, encrypts secrets with a
+// implements api.Service over a store.Store, answering in the API's view
+// types (ViewMachine: the record never leaves the server), encrypts secrets with a
 // secrets.Box before they reach the store and writes every change to the
 // audit log, naming secrets but never their values.
 //
@@ -89,12 +90,26 @@ func actorFrom(ctx context.Context) string {
 }
 
 // Machines returns every machine, sorted by ID.
-func (m *Manager) Machines(ctx context.Context) ([]*store.Machine, error) {
-	return m.store.Machines(ctx)
+func (m *Manager) Machines(ctx context.Context) ([]*api.Machine, error) {
+	ms, err := m.store.Machines(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return ViewMachines(ms), nil
 }
 
 // Machine returns the machine ref names.
-func (m *Manager) Machine(ctx context.Context, ref string) (*store.Machine, error) {
+func (m *Manager) Machine(ctx context.Context, ref string) (*api.Machine, error) {
+	mc, err := m.resolve(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	return ViewMachine(mc), nil
+}
+
+// Resolve returns the record of the machine ref names, as Machine
+// resolves it.
+func (m *Manager) Resolve(ctx context.Context, ref string) (*store.Machine, error) {
 	return m.resolve(ctx, ref)
 }
 

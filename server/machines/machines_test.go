@@ -12,6 +12,7 @@ import (
 
 	"github.com/sealroot/sealroot/server/api"
 	"github.com/sealroot/sealroot/server/audit"
+	"github.com/sealroot/sealroot/server/eventlog"
 	"github.com/sealroot/sealroot/server/secrets"
 	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/wire"
@@ -64,7 +65,7 @@ func (e *env) add(t *testing.T, id, name string, state store.State, reported boo
 	if reported {
 		m.Reported = &store.BootState{
 			PCRs: map[int][]byte{4: {4}, 9: {9}, 15: {15}},
-			Events: []store.Event{
+			Events: []eventlog.Event{
 				{PCR: 4, Sequence: 0, TypeName: "EV_EFI_BOOT_SERVICES_APPLICATION", Digest: []byte{4}},
 				{PCR: 15, Sequence: 1, TypeName: "EV_EVENT_TAG", Digest: []byte{15}},
 			},
@@ -89,7 +90,7 @@ func TestApprovePinsReported(t *testing.T) {
 	e := newEnv(t)
 	e.add(t, idA, "", store.StatePending, true)
 	ctx := WithActor(context.Background(), "operator:1000")
-	m, err := e.mgr.Approve(ctx, idA[:10], api.ApproveOptions{Name: "web-1", Policy: store.PolicyIdentityOnly})
+	m, err := e.mgr.Approve(ctx, idA[:10], api.ApproveOptions{Name: "web-1", Policy: api.PolicyIdentityOnly})
 	if err != nil {
 		t.Fatalf("Approve: %v", err)
 	}
@@ -97,8 +98,8 @@ func TestApprovePinsReported(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, mc := range []*store.Machine{m, got} {
-		if mc.State != store.StateApproved || mc.Name != "web-1" || mc.Policy != store.PolicyIdentityOnly || mc.Diff != "" || mc.Reported != nil {
+	for _, mc := range []*api.Machine{m, ViewMachine(got)} {
+		if mc.State != api.StateApproved || mc.Name != "web-1" || mc.Policy != api.PolicyIdentityOnly || mc.Diff != "" || mc.Reported != nil {
 			t.Errorf("approved machine = %+v", mc)
 		}
 		if mc.Approved == nil || len(mc.Approved.PCRs) != 2 || mc.Approved.PCRs[4][0] != 4 || mc.Approved.PCRs[9][0] != 9 {
@@ -124,7 +125,7 @@ func TestApproveDefaultsAndReapproval(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Approve(needs-reapproval): %v", err)
 	}
-	if m.Name != "keep" || m.Policy != store.PolicyPinned || m.State != store.StateApproved {
+	if m.Name != "keep" || m.Policy != api.PolicyPinned || m.State != api.StateApproved {
 		t.Errorf("approved = %+v, want name kept and policy pinned", m)
 	}
 	if a := e.entries(t); len(a) != 1 || a[0].Actor != DefaultActor {
@@ -224,7 +225,7 @@ func TestRevokeAndForget(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Revoke(%s): %v", st, err)
 		}
-		if m.State != store.StateRevoked || m.Reason != "stolen laptop" {
+		if m.State != api.StateRevoked || m.Reason != "stolen laptop" {
 			t.Errorf("Revoke(%s) = %+v", st, m)
 		}
 	}

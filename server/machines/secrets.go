@@ -51,7 +51,7 @@ func (m *Manager) setSecret(ctx context.Context, ref, name string, value []byte)
 	if err != nil {
 		return mc.ID, fmt.Errorf("encrypt secret %q: %w", name, err)
 	}
-	return mc.ID, m.store.PutSecret(ctx, mc.ID, name, ct)
+	return mc.ID, fromStore(m.store.PutSecret(ctx, mc.ID, name, ct))
 }
 
 // SecretNames lists the machine's secret names, sorted; never values.
@@ -93,7 +93,7 @@ func (m *Manager) deleteSecret(ctx context.Context, ref, name string) (string, e
 	if err != nil {
 		return "", err
 	}
-	return mc.ID, m.store.DeleteSecret(ctx, mc.ID, name)
+	return mc.ID, fromStore(m.store.DeleteSecret(ctx, mc.ID, name))
 }
 
 // PlainSecrets decrypts every secret of the machine with the exact ID

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/sealroot/sealroot/server/eventlog"
 	"github.com/sealroot/sealroot/server/store"
 )
 
@@ -71,8 +72,8 @@ func short(v []byte, ok bool) string {
 	return hex.EncodeToString(v)
 }
 
-func eventsOf(events []store.Event, pcr int) []store.Event {
-	var out []store.Event
+func eventsOf(events []eventlog.Event, pcr int) []eventlog.Event {
+	var out []eventlog.Event
 	for _, e := range events {
 		if e.PCR == pcr {
 			out = append(out, e)
@@ -81,15 +82,15 @@ func eventsOf(events []store.Event, pcr int) []store.Event {
 	return out
 }
 
-func sameEvent(a, b store.Event) bool {
+func sameEvent(a, b eventlog.Event) bool {
 	return a.Type == b.Type && bytes.Equal(a.Digest, b.Digest)
 }
 
 // diffPCR writes the removed and added events of one PCR in log order,
 // using the longest common subsequence of (type, digest), and returns the
 // number of lines written.
-func diffPCR(w *diffWriter, old, new []store.Event) int {
-	var oldTail, newTail []store.Event
+func diffPCR(w *diffWriter, old, new []eventlog.Event) int {
+	var oldTail, newTail []eventlog.Event
 	if len(old) > maxLCSEvents {
 		old, oldTail = old[:maxLCSEvents], old[maxLCSEvents:]
 	}
@@ -135,7 +136,7 @@ func diffPCR(w *diffWriter, old, new []store.Event) int {
 	return n
 }
 
-func eventLine(sign byte, e store.Event) string {
+func eventLine(sign byte, e eventlog.Event) string {
 	d := e.Digest
 	if len(d) > 4 {
 		d = d[:4]

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sealroot/sealroot/server/eventlog"
 	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/wire"
 )
@@ -42,7 +43,7 @@ func stateFrom(b []byte) *store.BootState {
 			continue
 		}
 		st.PCRs[pcr] = []byte{b[i+1]}
-		st.Events = append(st.Events, store.Event{PCR: pcr, Sequence: i, Type: uint32(b[i+1] % 3), Digest: []byte{b[i+1]}})
+		st.Events = append(st.Events, eventlog.Event{PCR: pcr, Sequence: i, Type: uint32(b[i+1] % 3), Digest: []byte{b[i+1]}})
 	}
 	return st
 }

@@ -40,7 +40,7 @@ func bootState(t testing.TB, s fakeboot.Spec) *store.BootState {
 	return stateOf(pcrs, events)
 }
 
-func stateOf(pcrs []wire.PCR, events []store.Event) *store.BootState {
+func stateOf(pcrs []wire.PCR, events []eventlog.Event) *store.BootState {
 	st := &store.BootState{PCRs: map[int][]byte{}, Events: events}
 	for _, p := range pcrs {
 		st.PCRs[p.Index] = p.Digest
@@ -195,7 +195,7 @@ func TestDiffEventsEdges(t *testing.T) {
 		{"pcr_dropped", &store.BootState{PCRs: map[int][]byte{7: d(2)}}, &store.BootState{},
 			"PCR 7 changed: 02020202… -> (absent)\n  (no event differences recorded)\n"},
 		{"event_without_name", &store.BootState{PCRs: map[int][]byte{5: d(1)}},
-			&store.BootState{PCRs: map[int][]byte{5: d(2)}, Events: []store.Event{{PCR: 5, Sequence: 3, Type: 0x99, Digest: d(0xab)}}},
+			&store.BootState{PCRs: map[int][]byte{5: d(2)}, Events: []eventlog.Event{{PCR: 5, Sequence: 3, Type: 0x99, Digest: d(0xab)}}},
 			"PCR 5 changed: 01010101… -> 02020202…\n  + #3 0x00000099 sha256:abababab\n"},
 	}
 	for _, tt := range tests {
@@ -208,11 +208,11 @@ func TestDiffEventsEdges(t *testing.T) {
 }
 
 func TestDiffEventsCapped(t *testing.T) {
-	var old, new []store.Event
+	var old, new []eventlog.Event
 	for i := range 5000 {
-		old = append(old, store.Event{PCR: 4, Sequence: i, Type: 0x80000003, TypeName: "EV_EFI_BOOT_SERVICES_APPLICATION",
+		old = append(old, eventlog.Event{PCR: 4, Sequence: i, Type: 0x80000003, TypeName: "EV_EFI_BOOT_SERVICES_APPLICATION",
 			Digest: []byte(fmt.Sprintf("%032d", i)), Description: strings.Repeat("x", 80)})
-		new = append(new, store.Event{PCR: 4, Sequence: i, Type: 0x80000003, Digest: []byte(fmt.Sprintf("%032d", i+1))})
+		new = append(new, eventlog.Event{PCR: 4, Sequence: i, Type: 0x80000003, Digest: []byte(fmt.Sprintf("%032d", i+1))})
 	}
 	diff := DiffEvents(
 		&store.BootState{PCRs: map[int][]byte{4: {1}}, Events: old},

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/sealroot/sealroot/server/eventlog"
 	"github.com/sealroot/sealroot/server/predict"
 	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/wire"
@@ -89,8 +90,8 @@ func evaluatePredicted(m *store.Machine, observed *store.BootState, pred *predic
 
 // bootAppEvents returns observed's PCR 4 events labeled as boot
 // applications.
-func bootAppEvents(observed *store.BootState) []store.Event {
-	var out []store.Event
+func bootAppEvents(observed *store.BootState) []eventlog.Event {
+	var out []eventlog.Event
 	for _, e := range eventsOf(observed.Events, predict.PCRBootApps) {
 		if e.Type == evEFIBootServicesApplication {
 			out = append(out, e)
@@ -110,7 +111,7 @@ func checkBootApps(observed *store.BootState, pred *predict.Prediction) string {
 	if _, ok := observed.PCRs[predict.PCRBootApps]; !ok {
 		return "PCR 4 was not quoted"
 	}
-	var loads []store.Event
+	var loads []eventlog.Event
 	for _, e := range eventsOf(observed.Events, predict.PCRBootApps) {
 		switch {
 		case slices.ContainsFunc(pred.BootApps, func(p predict.Event) bool { return bytes.Equal(p.Digest, e.Digest) }):
@@ -147,7 +148,7 @@ func checkBootApps(observed *store.BootState, pred *predict.Prediction) string {
 // boot script itself, so no iPXE application is loaded; that iPXE is
 // measured as a driver in PCR 2, which stays pinned. Anything else loaded
 // first still fails: it is not the UKI.
-func expectedApps(loads []store.Event, apps []predict.Event) []predict.Event {
+func expectedApps(loads []eventlog.Event, apps []predict.Event) []predict.Event {
 	if len(apps) > 1 && (len(loads) == 0 || !bytes.Equal(loads[0].Digest, apps[0].Digest)) {
 		return apps[1:]
 	}
@@ -202,7 +203,7 @@ func checkCmdline(observed *store.BootState, pred *predict.Prediction) string {
 
 // describe names an event for a refusal: sequence, type, digest and its
 // (unproven, operator-only) description.
-func describe(e store.Event) string {
+func describe(e eventlog.Event) string {
 	return eventLine('#', e)[4:]
 }
 

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sealroot/sealroot/server/eventlog"
 	"github.com/sealroot/sealroot/server/predict"
 	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/wire"
@@ -57,7 +58,7 @@ func measured(p *predict.Prediction, fw string) *store.BootState {
 func state(evs []ev) *store.BootState {
 	bs := &store.BootState{PCRs: map[int][]byte{}}
 	for i, e := range evs {
-		bs.Events = append(bs.Events, store.Event{PCR: e.pcr, Sequence: i + 1, Type: e.typ, Digest: e.digest})
+		bs.Events = append(bs.Events, eventlog.Event{PCR: e.pcr, Sequence: i + 1, Type: e.typ, Digest: e.digest})
 		old, ok := bs.PCRs[e.pcr]
 		if !ok {
 			old = make([]byte, 32)

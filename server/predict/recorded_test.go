@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/go-attestation/attest"
 
+	"github.com/sealroot/sealroot/server/eventlog"
 	"github.com/sealroot/sealroot/server/store"
 )
 
@@ -97,7 +98,7 @@ func testRecordedPXEBoot(t *testing.T, dir string, withIPXE bool) {
 			t.Fatalf("%s: %v", name, err)
 		}
 	}
-	byPCR := map[int][]store.Event{}
+	byPCR := map[int][]eventlog.Event{}
 	for _, e := range bs.Events {
 		byPCR[e.PCR] = append(byPCR[e.PCR], e)
 	}

@@ -13,6 +13,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/sealroot/sealroot/server/eventlog"
 	"github.com/sealroot/sealroot/wire"
 )
 
@@ -47,7 +48,7 @@ func testMachine(i int) *Machine {
 		FirstSeen: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
 		Reported: &BootState{
 			PCRs:   map[int][]byte{4: {0xaa}, 9: {0xbb}},
-			Events: []Event{{PCR: 4, Sequence: 1, Type: 0x80000003, TypeName: "EV_EFI_BOOT_SERVICES_APPLICATION", Digest: []byte{0xaa}}},
+			Events: []eventlog.Event{{PCR: 4, Sequence: 1, Type: 0x80000003, TypeName: "EV_EFI_BOOT_SERVICES_APPLICATION", Digest: []byte{0xaa}}},
 		},
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/sealroot/sealroot/server/eventlog"
 	"github.com/sealroot/sealroot/wire"
 )
 
@@ -90,19 +91,9 @@ type Group struct {
 
 // BootState is a verified set of PCR values with the events that produced them.
 type BootState struct {
-	PCRs   map[int][]byte `json:"pcrs"` // sha256 bank
-	Events []Event        `json:"events"`
-	At     time.Time      `json:"at"`
-}
-
-// Event is one verified event-log entry, kept for readable diffs.
-type Event struct {
-	PCR         int    `json:"pcr"`
-	Sequence    int    `json:"seq"` // position in the log
-	Type        uint32 `json:"type"`
-	TypeName    string `json:"type_name"`
-	Digest      []byte `json:"digest"`                // sha256
-	Description string `json:"description,omitempty"` // short and printable
+	PCRs   map[int][]byte   `json:"pcrs"` // sha256 bank
+	Events []eventlog.Event `json:"events"`
+	At     time.Time        `json:"at"`
 }
 
 // Store is the server's state. All methods are safe for concurrent use.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sealroot/sealroot/cmd/sealroot/cli"
+	"github.com/sealroot/sealroot/server/api"
 	"github.com/sealroot/sealroot/server/api/apitest"
 	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/wire"
@@ -53,7 +54,7 @@ func run(t *testing.T, socket, stdin string, args ...string) result {
 
 func serve(t *testing.T) (*apitest.Service, string) {
 	t.Helper()
-	svc := apitest.NewService(nil, testMachines()...)
+	svc := apitest.NewService(t, testMachines()...)
 	return svc, apitest.Serve(t, svc)
 }
 
@@ -75,14 +76,14 @@ func TestMachineList(t *testing.T) {
 func TestMachineListJSON(t *testing.T) {
 	_, sock := serve(t)
 	r := run(t, sock, "", "--json", "machine", "list")
-	var ms []*store.Machine
+	var ms []*api.Machine
 	if err := json.Unmarshal([]byte(r.stdout), &ms); err != nil || r.code != 0 {
 		t.Fatalf("exit %d, stdout %q does not parse: %v", r.code, r.stdout, err)
 	}
 	if len(ms) != 2 || ms[0].ID != idA || ms[0].BootCount != 42 || !ms[0].LastSeen.Equal(seen) {
 		t.Errorf("parsed %+v, want the two test machines", ms)
 	}
-	empty := run(t, apitest.Serve(t, apitest.NewService(nil)), "", "--json", "machine", "list")
+	empty := run(t, apitest.Serve(t, apitest.NewService(t)), "", "--json", "machine", "list")
 	if strings.TrimSpace(empty.stdout) != "[]" {
 		t.Errorf("empty list JSON = %q, want []", empty.stdout)
 	}
@@ -128,8 +129,8 @@ func TestMachineMutations(t *testing.T) {
 		t.Fatalf("approve = %d %q %q", r.code, r.stdout, r.stderr)
 	}
 	r = run(t, sock, "", "--json", "machine", "revoke", "db1", "--reason", "disk stolen")
-	var m store.Machine
-	if err := json.Unmarshal([]byte(r.stdout), &m); err != nil || m.State != store.StateRevoked || m.Reason != "disk stolen" {
+	var m api.Machine
+	if err := json.Unmarshal([]byte(r.stdout), &m); err != nil || m.State != api.StateRevoked || m.Reason != "disk stolen" {
 		t.Fatalf("revoke --json = %q (%v)", r.stdout, err)
 	}
 	r = run(t, sock, "", "machine", "forget", "db1")
@@ -204,11 +205,11 @@ func TestErrors(t *testing.T) {
 		{"unknown_flag", sock, "", []string{"machine", "list", "--bogus"}, 2, "sealroot: unknown flag: --bogus"},
 		{"bad_policy", sock, "", []string{"machine", "approve", "web1", "--policy", "yolo"}, 2, `sealroot: --policy must be one of [pinned predicted identity-only], not "yolo"`},
 		{"unknown_machine", sock, "", []string{"machine", "show", "nope"}, 1, `sealroot: machine "nope": not found`},
-		{"conflict", sock, "", []string{"machine", "approve", "web1"}, 1, "sealroot: machine aaaaaaaa1111 is approved: conflict"},
+		{"conflict", sock, "", []string{"machine", "approve", "web1"}, 1, "sealroot: conflict: machine aaaaaaaa1111 is approved; only pending or needs-reapproval machines can be approved"},
 		{"empty_secret", sock, "", []string{"secret", "set", "web1", "k"}, 1, "sealroot: secret value is empty (read from stdin)"},
 		{"secret_too_big", sock, strings.Repeat("x", 64<<10+1), []string{"secret", "set", "web1", "k"}, 1, "sealroot: secret from stdin is larger than 65536 bytes"},
 		{"secret_file_missing", sock, "", []string{"secret", "set", "web1", "k", "/nonexistent/key"}, 1, "sealroot: reading secret: open /nonexistent/key: no such file or directory"},
-		{"bad_secret_name", sock, "v", []string{"secret", "set", "web1", "a b"}, 1, `sealroot: bad secret name "a b": invalid`},
+		{"bad_secret_name", sock, "v", []string{"secret", "set", "web1", "a b"}, 1, `sealroot: invalid: secret name "a b": want 1-64 of [A-Za-z0-9._-]`},
 		{"no_server", missing, "", []string{"machine", "list"}, 1, `sealroot: cannot reach sealroot at ` + missing + `: is "sealroot serve" running?`},
 	}
 	for _, tt := range tests {

@@ -12,14 +12,12 @@ import (
 	"unicode"
 
 	"github.com/sealroot/sealroot/server/api"
-	"github.com/sealroot/sealroot/server/attest"
-	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/wire"
 )
 
 // writeMachine prints m for people, with its root link when the server
 // reported it (link nil: it did not).
-func writeMachine(w io.Writer, m *store.Machine, link *api.RootLink) error {
+func writeMachine(w io.Writer, m *api.Machine, link *api.RootLink) error {
 	var b strings.Builder
 	field := func(k, v string) { fmt.Fprintf(&b, "%-15s %s\n", k+":", v) }
 	field("State", string(m.State))
@@ -44,10 +42,10 @@ func writeMachine(w io.Writer, m *store.Machine, link *api.RootLink) error {
 		field("Reason", safe(m.Reason))
 	}
 	writePCRs(&b, "Pinned PCRs", m.Approved)
-	if m.State == store.StatePending || m.State == store.StateNeedsReapproval {
+	if m.State == api.StatePending || m.State == api.StateNeedsReapproval {
 		writePCRs(&b, "Reported PCRs", m.Reported)
 	}
-	if m.State == store.StateNeedsReapproval && m.Diff != "" {
+	if m.State == api.StateNeedsReapproval && m.Diff != "" {
 		b.WriteString("Changes since approval:\n")
 		for line := range strings.Lines(m.Diff) {
 			b.WriteString("  " + safe(strings.TrimSuffix(line, "\n")) + "\n")
@@ -58,7 +56,7 @@ func writeMachine(w io.Writer, m *store.Machine, link *api.RootLink) error {
 }
 
 // formatRoot describes the root m mounts.
-func formatRoot(m *store.Machine) string {
+func formatRoot(m *api.Machine) string {
 	if m.Group != "" {
 		return "that of group " + safe(m.Group) + " (sealroot group list)"
 	}
@@ -82,12 +80,12 @@ func formatRootPlan(r wire.RootPlan) string {
 
 // bootStateNote says plainly when a machine's boot state is not checked
 // (identity-only) or cannot be (legacy BIOS measures no kernel).
-func bootStateNote(m *store.Machine) string {
+func bootStateNote(m *api.Machine) string {
 	bios := m.Hints.Firmware == "bios"
 	switch {
-	case m.Policy == store.PolicyIdentityOnly && bios:
+	case m.Policy == api.PolicyIdentityOnly && bios:
 		return "NOT checked: legacy BIOS cannot measure the kernel, initramfs or command line; policy identity-only trusts the TPM identity alone"
-	case m.Policy == store.PolicyIdentityOnly:
+	case m.Policy == api.PolicyIdentityOnly:
 		return "NOT checked: policy identity-only trusts the TPM identity alone"
 	case bios:
 		return "legacy BIOS: the kernel, initramfs and command line are not measured; only policy identity-only can admit this machine"
@@ -102,8 +100,8 @@ const plainWarning = "root transport is plain: root I/O crosses the LAN unencryp
 // writeRootLink prints how m reaches its root ("Root link") and a
 // WARNING line when that may be the plain LAN. link nil means the server
 // did not report it; then only the machine's own setting is known.
-func writeRootLink(field func(k, v string), m *store.Machine, link *api.RootLink) {
-	own := m.Root.Params[attest.TransportParam]
+func writeRootLink(field func(k, v string), m *api.Machine, link *api.RootLink) {
+	own := m.Root.Params[wire.TransportParam]
 	var desc string
 	plain := false
 	switch {
@@ -111,12 +109,12 @@ func writeRootLink(field func(k, v string), m *store.Machine, link *api.RootLink
 		desc = "server default (the server did not report its root transport)"
 	case link == nil:
 		desc = safe(own) + " (set for this machine; the server did not report its tunnel)"
-		plain = own == attest.TransportPlain
+		plain = own == wire.TransportPlain
 	case !link.Tunnel:
 		desc, plain = "plain LAN (the server runs no WireGuard tunnel)", true
-	case link.Transport == attest.TransportPlain && link.Peer:
+	case link.Transport == wire.TransportPlain && link.Peer:
 		desc, plain = "WireGuard tunnel this boot, "+tunnelState(link)+"; plain allowed ("+transportSource(own)+")", true
-	case link.Transport == attest.TransportPlain:
+	case link.Transport == wire.TransportPlain:
 		desc, plain = "plain LAN ("+transportSource(own)+")", true
 	default:
 		desc = "WireGuard tunnel, " + tunnelState(link)
@@ -148,12 +146,12 @@ func transportSource(own string) string {
 
 // hasNetworkRoot reports whether m's root is network storage: every kind
 // but none (attest only); a volatile root reads its base over NFS.
-func hasNetworkRoot(m *store.Machine) bool {
+func hasNetworkRoot(m *api.Machine) bool {
 	return m.Root.Kind != wire.RootNone
 }
 
 // writePCRs prints bs's PCRs as "index: short hex", in index order.
-func writePCRs(b *strings.Builder, title string, bs *store.BootState) {
+func writePCRs(b *strings.Builder, title string, bs *api.BootState) {
 	if bs == nil || len(bs.PCRs) == 0 {
 		fmt.Fprintf(b, "%-15s none\n", title+":")
 		return
@@ -166,7 +164,7 @@ func writePCRs(b *strings.Builder, title string, bs *store.BootState) {
 
 // ekFingerprint is the SHA-256 of the EK public area, which is also the
 // machine ID when the record is consistent.
-func ekFingerprint(m *store.Machine) string {
+func ekFingerprint(m *api.Machine) string {
 	if len(m.EKPublic) == 0 {
 		return "-"
 	}
@@ -177,7 +175,7 @@ func ekFingerprint(m *store.Machine) string {
 	return fp
 }
 
-func formatHints(m *store.Machine) string {
+func formatHints(m *api.Machine) string {
 	h := m.Hints
 	var parts []string
 	add := func(k, v string) {

@@ -6,7 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/sealroot/sealroot/server/store"
+	"github.com/sealroot/sealroot/server/api"
 	"github.com/sealroot/sealroot/wire"
 )
 
@@ -43,7 +43,7 @@ func runGroupList(c *cobra.Command, e *env) error {
 	}
 	if e.JSON {
 		if gs == nil {
-			gs = []*store.Group{}
+			gs = []*api.Group{}
 		}
 		return e.printJSON(gs)
 	}

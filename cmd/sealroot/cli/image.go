@@ -8,7 +8,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sealroot/sealroot/server/api"
-	"github.com/sealroot/sealroot/server/image"
 )
 
 func newImageCmd(e *env) *cobra.Command {
@@ -66,7 +65,7 @@ func runImageList(c *cobra.Command, e *env) error {
 	}
 	if e.JSON {
 		if ims == nil {
-			ims = []image.Image{}
+			ims = []api.Image{}
 		}
 		return e.printJSON(ims)
 	}

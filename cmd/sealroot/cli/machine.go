@@ -8,7 +8,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sealroot/sealroot/server/api"
-	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/wire"
 )
 
@@ -78,7 +77,7 @@ func runMachineList(c *cobra.Command, e *env) error {
 	}
 	if e.JSON {
 		if ms == nil {
-			ms = []*store.Machine{}
+			ms = []*api.Machine{}
 		}
 		return e.printJSON(ms)
 	}
@@ -126,9 +125,9 @@ reported and release its credentials from its next boot on.`,
 }
 
 func runMachineApprove(c *cobra.Command, e *env, ref string, args machineApproveArgs) error {
-	policy := store.Policy(args.policy)
+	policy := api.Policy(args.policy)
 	if !policy.Valid() {
-		return usagef(c, "--policy must be one of %v, not %q", store.Policies, args.policy)
+		return usagef(c, "--policy must be one of %v, not %q", api.Policies, args.policy)
 	}
 	m, err := e.client().Approve(c.Context(), ref, api.ApproveOptions{Name: args.name, Policy: policy})
 	if err != nil {

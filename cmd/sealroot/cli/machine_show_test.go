@@ -15,7 +15,7 @@ import (
 func TestMachineShow_root_link(t *testing.T) {
 	ms := testMachines()
 	ms[0].Policy = store.PolicyIdentityOnly
-	svc := apitest.NewService(nil, ms...)
+	svc := apitest.NewService(t, ms...)
 	withLinks := apitest.Serve(t, svc, api.WithRootLinks(&api.Links{Machines: svc}))
 	r := run(t, withLinks, "", "machine", "show", "web1")
 	for _, want := range []string{

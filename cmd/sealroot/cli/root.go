@@ -10,7 +10,7 @@
 // # Output and exit codes
 //
 // Results go to stdout, diagnostics to stderr. With --json, results are
-// stable JSON (machines as store.Machine). Exit code 0 is success, 1 a
+// stable JSON (machines as api.Machine). Exit code 0 is success, 1 a
 // failed command (one line "sealroot: <reason>" on stderr), 2 a usage
 // error (the reason, then the command's usage, on stderr).
 package cli

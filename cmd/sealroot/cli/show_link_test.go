@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/sealroot/sealroot/server/api"
-	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/wire"
 )
 
@@ -49,7 +48,7 @@ func TestWriteMachine_root_link(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var b strings.Builder
-			m := &store.Machine{State: store.StateApproved, Policy: store.PolicyPinned, Root: tt.root}
+			m := &api.Machine{State: api.StateApproved, Policy: api.PolicyPinned, Root: tt.root}
 			if err := writeMachine(&b, m, tt.link); err != nil {
 				t.Fatal(err)
 			}
@@ -70,7 +69,7 @@ func TestWriteMachine_root_link(t *testing.T) {
 func TestWriteMachine_hostile_address(t *testing.T) {
 	var b strings.Builder
 	link := &api.RootLink{Transport: "wireguard", Tunnel: true, Address: "\x1b[2J", Peer: true}
-	if err := writeMachine(&b, &store.Machine{}, link); err != nil {
+	if err := writeMachine(&b, &api.Machine{}, link); err != nil {
 		t.Fatal(err)
 	}
 	if strings.Contains(b.String(), "\x1b") {

@@ -1,232 +1,110 @@
-// Package apitest provides an in-memory api.Service and a helper that
-// serves it on a real Unix socket, for tests of the API, its client and
-// the CLI.
+// Package apitest serves the admin API for tests of the API, its client
+// and the CLI, backed by the real machine manager (server/machines) over a
+// real bbolt store in a temporary directory: machines resolve, refuse and
+// audit exactly as they do in sealroot serve.
 package apitest
 
 import (
 	"context"
-	"fmt"
-	"regexp"
-	"slices"
-	"strings"
-	"sync"
-	"time"
+	"errors"
+	"path/filepath"
+	"testing"
 
 	"github.com/sealroot/sealroot/server/api"
+	"github.com/sealroot/sealroot/server/audit"
+	"github.com/sealroot/sealroot/server/machines"
+	"github.com/sealroot/sealroot/server/secrets"
 	"github.com/sealroot/sealroot/server/store"
 )
 
-var secretName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
-
-// Service is an in-memory api.Service. Machines resolve as the real one
-// does: full ID, unique ID prefix of at least 8 hex digits, or name.
-// Safe for concurrent use.
+// Service is a machines.Manager over a fresh store, with helpers to look
+// behind it. Serve it with api.WithActorFunc(machines.WithActor) to have
+// the handler's actor recorded.
 type Service struct {
-	// Now is the clock; nil means time.Now.
-	Now func() time.Time
+	*machines.Manager
+	// Store is the manager's store, for seeding and assertions.
+	Store *store.DB
 
-	mu       sync.Mutex
-	machines map[string]*store.Machine        // by ID
-	secrets  map[string]map[string][]byte     // by machine ID, name
-	actors   []string                         // actor of each mutating call
-	actorOf  func(ctx context.Context) string // reads the actor from ctx
+	t         testing.TB
+	box       *secrets.Box
+	auditLog  *audit.Log
+	auditPath string
 }
 
-// NewService returns a Service holding copies of ms. actorOf, if not
-// nil, reads the actor the handler put in each mutating call's context.
-func NewService(actorOf func(context.Context) string, ms ...*store.Machine) *Service {
-	s := &Service{
-		machines: map[string]*store.Machine{},
-		secrets:  map[string]map[string][]byte{},
-		actorOf:  actorOf,
+var _ api.Service = (*Service)(nil)
+
+// NewService returns the real machine manager over a new store in a
+// temporary directory holding copies of ms, with a new secrets box and an
+// audit log. At the end of the test the store is checked (store.DB.Check)
+// and closed.
+func NewService(t testing.TB, ms ...*store.Machine) *Service {
+	t.Helper()
+	dir := t.TempDir()
+	db, err := store.Open(filepath.Join(dir, "state.db"), nil)
+	if err != nil {
+		t.Fatalf("store.Open: %v", err)
 	}
+	t.Cleanup(func() {
+		if err := db.Check(); err != nil {
+			t.Errorf("store Check: %v", err)
+		}
+		db.Close()
+	})
+	box, err := secrets.LoadOrCreate(filepath.Join(dir, "identity"))
+	if err != nil {
+		t.Fatalf("secrets.LoadOrCreate: %v", err)
+	}
+	s := &Service{Store: db, t: t, box: box, auditPath: filepath.Join(dir, "audit.log")}
+	if s.auditLog, err = audit.Open(s.auditPath); err != nil {
+		t.Fatalf("audit.Open: %v", err)
+	}
+	t.Cleanup(func() { s.auditLog.Close() })
 	for _, m := range ms {
 		c := *m
-		s.machines[m.ID] = &c
+		if err := db.CreateMachine(context.Background(), &c); err != nil {
+			t.Fatalf("CreateMachine %s: %v", m.ID, err)
+		}
 	}
+	s.Manager = machines.New(db, box, s.auditLog, nil)
 	return s
 }
 
-// Actors returns the actor recorded for each mutating call so far.
+// Audit returns the audit entries recorded so far.
+func (s *Service) Audit() []audit.Entry {
+	s.t.Helper()
+	if err := s.auditLog.Sync(); err != nil {
+		s.t.Fatalf("audit Sync: %v", err)
+	}
+	entries, err := audit.ReadAll(s.auditPath)
+	if err != nil {
+		s.t.Fatalf("audit.ReadAll: %v", err)
+	}
+	return entries
+}
+
+// Actors returns the actor of each audit entry recorded so far.
 func (s *Service) Actors() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.actors)
-}
-
-// Secret returns a stored secret value, for assertions.
-func (s *Service) Secret(id, name string) ([]byte, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	v, ok := s.secrets[id][name]
-	return v, ok
-}
-
-// Machines implements api.Service.
-func (s *Service) Machines(ctx context.Context) ([]*store.Machine, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var ms []*store.Machine
-	for _, m := range s.machines {
-		c := *m
-		ms = append(ms, &c)
+	s.t.Helper()
+	var actors []string
+	for _, e := range s.Audit() {
+		actors = append(actors, e.Actor)
 	}
-	slices.SortFunc(ms, func(a, b *store.Machine) int { return strings.Compare(a.ID, b.ID) })
-	return ms, nil
+	return actors
 }
 
-// Machine implements api.Service.
-func (s *Service) Machine(ctx context.Context, ref string) (*store.Machine, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	m, err := s.resolveLocked(ref)
+// Secret returns the decrypted value of the machine's stored secret, for
+// assertions (unaudited); ok is false when there is none.
+func (s *Service) Secret(id, name string) (value []byte, ok bool) {
+	s.t.Helper()
+	ct, err := s.Store.Secret(context.Background(), id, name)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, false
+	}
 	if err != nil {
-		return nil, err
+		s.t.Fatalf("store Secret %s %q: %v", id, name, err)
 	}
-	c := *m
-	return &c, nil
-}
-
-// Approve implements api.Service.
-func (s *Service) Approve(ctx context.Context, ref string, opts api.ApproveOptions) (*store.Machine, error) {
-	return s.update(ctx, ref, func(m *store.Machine) error {
-		if m.State != store.StatePending && m.State != store.StateNeedsReapproval {
-			return fmt.Errorf("machine %s is %s: %w", short(m.ID), m.State, api.ErrConflict)
-		}
-		if opts.Name != "" {
-			m.Name = opts.Name
-		}
-		if opts.Policy != "" {
-			m.Policy = opts.Policy
-		}
-		m.State, m.Approved, m.Reported, m.Diff = store.StateApproved, m.Reported, nil, ""
-		return nil
-	})
-}
-
-// Revoke implements api.Service.
-func (s *Service) Revoke(ctx context.Context, ref, reason string) (*store.Machine, error) {
-	return s.update(ctx, ref, func(m *store.Machine) error {
-		if m.State == store.StateRevoked {
-			return fmt.Errorf("machine %s is already revoked: %w", short(m.ID), api.ErrConflict)
-		}
-		m.State, m.Reason = store.StateRevoked, reason
-		return nil
-	})
-}
-
-// Forget implements api.Service.
-func (s *Service) Forget(ctx context.Context, ref string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	m, err := s.resolveLocked(ref)
-	if err != nil {
-		return err
+	if value, err = s.box.Decrypt(ct); err != nil {
+		s.t.Fatalf("decrypt secret %q: %v", name, err)
 	}
-	s.recordLocked(ctx)
-	delete(s.machines, m.ID)
-	delete(s.secrets, m.ID)
-	return nil
-}
-
-// SetSecret implements api.Service.
-func (s *Service) SetSecret(ctx context.Context, ref, name string, value []byte) error {
-	if !secretName.MatchString(name) {
-		return fmt.Errorf("bad secret name %q: %w", name, api.ErrInvalid)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	m, err := s.resolveLocked(ref)
-	if err != nil {
-		return err
-	}
-	s.recordLocked(ctx)
-	if s.secrets[m.ID] == nil {
-		s.secrets[m.ID] = map[string][]byte{}
-	}
-	s.secrets[m.ID][name] = slices.Clone(value)
-	return nil
-}
-
-// SecretNames implements api.Service.
-func (s *Service) SecretNames(ctx context.Context, ref string) ([]string, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	m, err := s.resolveLocked(ref)
-	if err != nil {
-		return nil, err
-	}
-	var names []string
-	for n := range s.secrets[m.ID] {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	return names, nil
-}
-
-// DeleteSecret implements api.Service.
-func (s *Service) DeleteSecret(ctx context.Context, ref, name string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	m, err := s.resolveLocked(ref)
-	if err != nil {
-		return err
-	}
-	if _, ok := s.secrets[m.ID][name]; !ok {
-		return fmt.Errorf("secret %q of machine %s: %w", name, short(m.ID), api.ErrNotFound)
-	}
-	s.recordLocked(ctx)
-	delete(s.secrets[m.ID], name)
-	return nil
-}
-
-func (s *Service) update(ctx context.Context, ref string, fn func(*store.Machine) error) (*store.Machine, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	m, err := s.resolveLocked(ref)
-	if err != nil {
-		return nil, err
-	}
-	c := *m
-	if err := fn(&c); err != nil {
-		return nil, err
-	}
-	s.recordLocked(ctx)
-	s.machines[c.ID] = &c
-	out := c
-	return &out, nil
-}
-
-func (s *Service) recordLocked(ctx context.Context) {
-	if s.actorOf != nil {
-		s.actors = append(s.actors, s.actorOf(ctx))
-	}
-}
-
-var hexPrefix = regexp.MustCompile(`^[0-9a-f]{8,64}$`)
-
-func (s *Service) resolveLocked(ref string) (*store.Machine, error) {
-	if m, ok := s.machines[ref]; ok {
-		return m, nil
-	}
-	var found []*store.Machine
-	for _, m := range s.machines {
-		if m.Name == ref || (hexPrefix.MatchString(ref) && strings.HasPrefix(m.ID, ref)) {
-			found = append(found, m)
-		}
-	}
-	switch len(found) {
-	case 0:
-		return nil, fmt.Errorf("machine %q: %w", ref, api.ErrNotFound)
-	case 1:
-		return found[0], nil
-	}
-	return nil, fmt.Errorf("machine %q matches %d machines: %w", ref, len(found), api.ErrAmbiguous)
-}
-
-func short(id string) string {
-	if len(id) > 12 {
-		return id[:12]
-	}
-	return id
+	return value, true
 }

@@ -16,7 +16,6 @@ import (
 	"syscall"
 
 	"github.com/sealroot/sealroot/server/api"
-	"github.com/sealroot/sealroot/server/store"
 )
 
 // maxResponse bounds the size of a response body.
@@ -74,15 +73,15 @@ func (c *Client) dial(ctx context.Context, _, _ string) (net.Conn, error) {
 }
 
 // Machines lists every machine.
-func (c *Client) Machines(ctx context.Context) ([]*store.Machine, error) {
-	var ms []*store.Machine
+func (c *Client) Machines(ctx context.Context) ([]*api.Machine, error) {
+	var ms []*api.Machine
 	err := c.do(ctx, http.MethodGet, "/v1/machines", nil, &ms)
 	return ms, err
 }
 
 // Machine returns the machine ref names.
-func (c *Client) Machine(ctx context.Context, ref string) (*store.Machine, error) {
-	var m store.Machine
+func (c *Client) Machine(ctx context.Context, ref string) (*api.Machine, error) {
+	var m api.Machine
 	if err := c.do(ctx, http.MethodGet, machinePath(ref, ""), nil, &m); err != nil {
 		return nil, err
 	}
@@ -90,21 +89,21 @@ func (c *Client) Machine(ctx context.Context, ref string) (*store.Machine, error
 }
 
 // Approve approves the machine ref names.
-func (c *Client) Approve(ctx context.Context, ref string, opts api.ApproveOptions) (*store.Machine, error) {
+func (c *Client) Approve(ctx context.Context, ref string, opts api.ApproveOptions) (*api.Machine, error) {
 	return c.machineOp(ctx, machinePath(ref, "/approve"), opts)
 }
 
 // Revoke revokes the machine ref names.
-func (c *Client) Revoke(ctx context.Context, ref, reason string) (*store.Machine, error) {
+func (c *Client) Revoke(ctx context.Context, ref, reason string) (*api.Machine, error) {
 	return c.machineOp(ctx, machinePath(ref, "/revoke"), api.RevokeRequest{Reason: reason})
 }
 
-func (c *Client) machineOp(ctx context.Context, path string, req any) (*store.Machine, error) {
+func (c *Client) machineOp(ctx context.Context, path string, req any) (*api.Machine, error) {
 	body, err := json.Marshal(req)
 	if err != nil {
 		return nil, err
 	}
-	var m store.Machine
+	var m api.Machine
 	if err := c.do(ctx, http.MethodPost, path, body, &m); err != nil {
 		return nil, err
 	}

@@ -52,7 +52,7 @@ func TestUnreachable(t *testing.T) {
 }
 
 func TestErrorsKeepSentinels(t *testing.T) {
-	svc := apitest.NewService(nil, &store.Machine{
+	svc := apitest.NewService(t, &store.Machine{
 		ID: "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", State: store.StateRevoked,
 	})
 	c := client.New(apitest.Serve(t, svc))

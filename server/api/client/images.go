@@ -7,23 +7,21 @@ import (
 	"net/url"
 
 	"github.com/sealroot/sealroot/server/api"
-	"github.com/sealroot/sealroot/server/image"
-	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/wire"
 )
 
 var _ api.ImageService = (*Client)(nil)
 
 // Images lists the named images.
-func (c *Client) Images(ctx context.Context) ([]image.Image, error) {
-	var ims []image.Image
+func (c *Client) Images(ctx context.Context) ([]api.Image, error) {
+	var ims []api.Image
 	err := c.do(ctx, http.MethodGet, "/v1/images", nil, &ims)
 	return ims, err
 }
 
 // ImportImage imports source (a path on the server's host) as name.
-func (c *Client) ImportImage(ctx context.Context, name, source string) (*image.Image, error) {
-	var im image.Image
+func (c *Client) ImportImage(ctx context.Context, name, source string) (*api.Image, error) {
+	var im api.Image
 	if err := c.post(ctx, "/v1/images", api.ImportRequest{Name: name, Source: source}, &im); err != nil {
 		return nil, err
 	}
@@ -63,19 +61,19 @@ func (c *Client) DeleteRoot(ctx context.Context, ref string) error {
 }
 
 // Groups lists the groups.
-func (c *Client) Groups(ctx context.Context) ([]*store.Group, error) {
-	var gs []*store.Group
+func (c *Client) Groups(ctx context.Context) ([]*api.Group, error) {
+	var gs []*api.Group
 	err := c.do(ctx, http.MethodGet, "/v1/groups", nil, &gs)
 	return gs, err
 }
 
 // SetGroupRoot creates a group or replaces its root plan.
-func (c *Client) SetGroupRoot(ctx context.Context, name string, root wire.RootPlan) (*store.Group, error) {
+func (c *Client) SetGroupRoot(ctx context.Context, name string, root wire.RootPlan) (*api.Group, error) {
 	body, err := json.Marshal(root)
 	if err != nil {
 		return nil, err
 	}
-	var g store.Group
+	var g api.Group
 	if err := c.do(ctx, http.MethodPut, "/v1/groups/"+url.PathEscape(name)+"/root", body, &g); err != nil {
 		return nil, err
 	}
@@ -88,12 +86,12 @@ func (c *Client) DeleteGroup(ctx context.Context, name string) error {
 }
 
 // SetGroup puts the machine in group ("" takes it out).
-func (c *Client) SetGroup(ctx context.Context, ref, group string) (*store.Machine, error) {
+func (c *Client) SetGroup(ctx context.Context, ref, group string) (*api.Machine, error) {
 	body, err := json.Marshal(api.GroupRequest{Group: group})
 	if err != nil {
 		return nil, err
 	}
-	var m store.Machine
+	var m api.Machine
 	if err := c.do(ctx, http.MethodPut, machinePath(ref, "/group"), body, &m); err != nil {
 		return nil, err
 	}
@@ -101,12 +99,12 @@ func (c *Client) SetGroup(ctx context.Context, ref, group string) (*store.Machin
 }
 
 // SetRoot sets the machine's root plan.
-func (c *Client) SetRoot(ctx context.Context, ref string, root wire.RootPlan) (*store.Machine, error) {
+func (c *Client) SetRoot(ctx context.Context, ref string, root wire.RootPlan) (*api.Machine, error) {
 	body, err := json.Marshal(root)
 	if err != nil {
 		return nil, err
 	}
-	var m store.Machine
+	var m api.Machine
 	if err := c.do(ctx, http.MethodPut, machinePath(ref, "/root"), body, &m); err != nil {
 		return nil, err
 	}

@@ -1,0 +1,145 @@
+package api
+
+import (
+	"slices"
+	"time"
+
+	"github.com/sealroot/sealroot/wire"
+)
+
+// The types below are the admin API's view of sealroot's state: what the
+// routes answer and what `sealroot ... --json` prints. They are not the
+// stored records (package store): the server converts its records into
+// them, so the store's schema can change while these JSON shapes stay.
+// Fields are only ever added; a field's name, type and meaning do not
+// change. Binary values are base64 (encoding/json []byte), times RFC 3339.
+
+// State is a machine's enrollment state.
+type State string
+
+// Machine states.
+const (
+	StatePending         State = "pending"          // seen, not yet approved
+	StateApproved        State = "approved"         // boot state pinned, credentials released
+	StateNeedsReapproval State = "needs-reapproval" // boot state changed since approval
+	StateRevoked         State = "revoked"          // refused for good
+)
+
+// Policy names how a machine's boot state is judged.
+type Policy string
+
+// Policies an operator may choose. "" means PolicyPinned.
+const (
+	PolicyPinned       Policy = "pinned"        // PCRs pinned at approval
+	PolicyPredicted    Policy = "predicted"     // firmware PCRs pinned, boot PCRs predicted from served artifacts
+	PolicyIdentityOnly Policy = "identity-only" // TPM identity only; boot state not checked
+)
+
+// Policies lists every policy an operator may choose.
+var Policies = []Policy{PolicyPinned, PolicyPredicted, PolicyIdentityOnly}
+
+// Valid reports whether p is a known policy; empty means the default
+// (PolicyPinned).
+func (p Policy) Valid() bool {
+	return p == "" || slices.Contains(Policies, p)
+}
+
+// Machine is one enrolled machine, as GET /v1/machines/{ref} answers it.
+//
+//	{"id": "<64 hex>", "name": "web-1", "state": "approved",
+//	 "ek_public": "<base64>", "ek_cert": "<base64>", "ak_public": "<base64>",
+//	 "hints": {...}, "policy": "pinned",
+//	 "approved": {BootState}, "reported": {BootState}, "diff": "...",
+//	 "root": {"kind": "iscsi", "params": {...}}, "group": "lab",
+//	 "reset_count": 3, "restart_count": 0,
+//	 "first_seen": "...", "last_seen": "...", "last_address": "10.0.0.5:1234",
+//	 "boot_count": 7, "reason": "..."}
+type Machine struct {
+	// ID is the hex SHA-256 of the EK public area (wire.MachineID).
+	ID    string `json:"id"`
+	Name  string `json:"name"`
+	State State  `json:"state"`
+
+	// EKPublic is the EK public area (TPMT_PUBLIC); EKCert the EK
+	// certificate (DER) when the machine sent one; AKPublic the
+	// attestation key's public area.
+	EKPublic []byte `json:"ek_public"`
+	EKCert   []byte `json:"ek_cert,omitempty"`
+	AKPublic []byte `json:"ak_public"`
+	// Hints are what the agent said about itself (unverified).
+	Hints wire.Hints `json:"hints"`
+
+	Policy Policy `json:"policy"`
+	// Approved is the boot state pinned at approval; absent until approved.
+	Approved *BootState `json:"approved,omitempty"`
+	// Reported is the last verified boot state of a pending or
+	// needs-reapproval machine; approval pins it.
+	Reported *BootState `json:"reported,omitempty"`
+	// Diff is the readable event diff that put the machine in
+	// needs-reapproval.
+	Diff string `json:"diff,omitempty"`
+	// Root is the machine's own root plan; when Group is set, the
+	// group's root applies instead.
+	Root  wire.RootPlan `json:"root"`
+	Group string        `json:"group,omitempty"`
+
+	// ResetCount and RestartCount are the TPM clock counters of the last
+	// accepted quote.
+	ResetCount   uint32 `json:"reset_count"`
+	RestartCount uint32 `json:"restart_count"`
+
+	FirstSeen   time.Time `json:"first_seen"`
+	LastSeen    time.Time `json:"last_seen"`
+	LastAddress string    `json:"last_address,omitempty"`
+	// BootCount counts the credentials released to the machine.
+	BootCount uint64 `json:"boot_count"`
+	// Reason is why the machine was revoked or needs reapproval.
+	Reason string `json:"reason,omitempty"`
+}
+
+// BootState is a verified set of sha256 PCR values with the events that
+// produced them.
+//
+//	{"pcrs": {"0": "<base64>", ...}, "events": [Event, ...], "at": "..."}
+type BootState struct {
+	PCRs   map[int][]byte `json:"pcrs"`
+	Events []Event        `json:"events"`
+	At     time.Time      `json:"at"`
+}
+
+// Event is one verified event-log entry.
+//
+//	{"pcr": 4, "seq": 12, "type": 2147483651,
+//	 "type_name": "EV_EFI_BOOT_SERVICES_APPLICATION",
+//	 "digest": "<base64 sha256>", "description": "..."}
+type Event struct {
+	PCR         int    `json:"pcr"`
+	Sequence    int    `json:"seq"` // position in the log
+	Type        uint32 `json:"type"`
+	TypeName    string `json:"type_name"`
+	Digest      []byte `json:"digest"`
+	Description string `json:"description,omitempty"`
+}
+
+// Group is a named set of machines that share a root plan.
+//
+//	{"name": "lab", "root": {"kind": "volatile", "params": {...}}}
+type Group struct {
+	Name string        `json:"name"`
+	Root wire.RootPlan `json:"root"`
+}
+
+// Image is a named base image.
+//
+//	{"name": "debian", "digest": "<hex sha256>", "size": 1073741824,
+//	 "tree_digest": "<hex sha256>", "imported": "..."}
+type Image struct {
+	Name string `json:"name"`
+	// Digest is the hex sha256 of the ext4 image.
+	Digest string `json:"digest"`
+	// Size is the image size in bytes.
+	Size int64 `json:"size"`
+	// TreeDigest is the hex sha256 of the unpacked tree.
+	TreeDigest string    `json:"tree_digest"`
+	Imported   time.Time `json:"imported"`
+}
