@@ -125,6 +125,9 @@ func New(cfg Config, logger hclog.Logger) (*Server, error) {
 		db.Close()
 		return nil, fmt.Errorf("audit log: %w", err)
 	}
+	if n := auditLog.Repaired(); n > 0 {
+		logger.Warn("audit log ended in a torn line (a write cut short): cut it off", "bytes", n)
+	}
 	mgr := machines.New(db, box, auditLog, logger)
 	acfg := attest.Config{
 		Certificate:   cert,
@@ -168,6 +171,7 @@ func New(cfg Config, logger hclog.Logger) (*Server, error) {
 		db.Close()
 		return nil, err
 	}
+	mgr.SetAttestations(as)
 	mgr.SetOnRemove(func(ctx context.Context, id string) {
 		if tn != nil {
 			tn.Remove(id)
