@@ -75,6 +75,7 @@ func newEnv(t *testing.T, mod ...func(*attest.Config)) *testEnv {
 	if err != nil {
 		t.Fatalf("attest.New: %v", err)
 	}
+	mgr.SetAttestations(srv)
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("listen: %v", err)
