@@ -133,7 +133,7 @@ func (l *Log) Record(e Entry) error {
 	e.Time = e.Time.UTC()
 	line, err := json.Marshal(e)
 	if err != nil {
-		return fmt.Errorf("audit: encode entry: %w: %w", ErrNotWritten, err)
+		return fmt.Errorf("%w: encode entry: %w", ErrNotWritten, err)
 	}
 	line = append(line, '\n')
 
@@ -143,10 +143,10 @@ func (l *Log) Record(e Entry) error {
 		return ErrClosed
 	}
 	if err := l.appendLocked(line); err != nil {
-		return fmt.Errorf("audit: write %s: %w: %w", l.path, ErrNotWritten, err)
+		return fmt.Errorf("%w: %w", ErrNotWritten, err) // err names the file
 	}
 	if err := l.f.Sync(); err != nil {
-		return fmt.Errorf("audit: sync %s: %w: %w", l.path, ErrNotWritten, err)
+		return fmt.Errorf("%w: %w", ErrNotWritten, err)
 	}
 	return nil
 }
