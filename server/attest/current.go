@@ -36,6 +36,21 @@ func (x *exchange) commit(ctx context.Context, fn func(*store.Machine) error) (*
 	return m, err
 }
 
+// current refuses, before the release prepares a tunnel peer or a root,
+// when the record changed since hello; commit checks again, atomically.
+func (x *exchange) current(ctx context.Context) error {
+	m, err := x.s.store.Machine(ctx, x.machineID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return forgotten()
+	case err != nil:
+		return fmt.Errorf("load machine: %w", err)
+	case m.State == store.StateRevoked || m.Version != x.machine.Version:
+		return staleRecord(m)
+	}
+	return nil
+}
+
 // staleRecord is the refusal for an exchange whose hello saw an older m.
 func staleRecord(m *store.Machine) *Failure {
 	if m.State == store.StateRevoked {

@@ -323,6 +323,9 @@ func (x *exchange) judge(ctx context.Context, observed *store.BootState, info *e
 
 // release seals the credential for an approved machine in a verified state.
 func (x *exchange) release(ctx context.Context, observed *store.BootState, info *evidence.QuoteInfo, v policy.Verdict) (wire.Message, error) {
+	if err := x.current(ctx); err != nil {
+		return nil, err
+	}
 	secrets, err := x.s.secrets.PlainSecrets(ctx, x.machineID)
 	if err != nil {
 		return nil, auditFailure(fmt.Errorf("load secrets: %w", err))
