@@ -11,7 +11,9 @@
 // record starts on a line of its own; a torn last line left by a crash is
 // cut off by Open (Log.Repaired says how many bytes).
 //
-// Records are written and synced one at a time, in order.
+// Records are written one at a time, in order; concurrent records share
+// an fsync (group commit): one caller syncs for everyone whose line was
+// written before it started, the others wait for its result.
 //
 // # Secrets
 //
@@ -62,11 +64,19 @@ type Log struct {
 	path     string
 	repaired int64
 
-	mu     sync.Mutex // guards the fields below; held across write and fsync
+	mu     sync.Mutex // guards the fields below; held across writes, not fsyncs
+	synced sync.Cond  // on mu: an fsync ended
 	f      *os.File
 	size   int64 // bytes of whole lines in the file
 	torn   bool  // bytes past size may be in the file: cut them first
 	closed bool
+
+	// Lines are numbered from 1 in the order written. Lines up to
+	// durable are on disk; lines up to failed were covered by an fsync
+	// that failed and count as lost (syncErr says why).
+	written, durable, failed uint64
+	syncing                  bool // an fsync is running
+	syncErr                  error
 }
 
 // Open opens the log at path for appending, creating it with mode 0600.
@@ -82,7 +92,9 @@ func Open(path string) (*Log, error) {
 		f.Close()
 		return nil, fmt.Errorf("open audit log %s: %w", path, err)
 	}
-	return &Log{path: path, repaired: repaired, f: f, size: size}, nil
+	l := &Log{path: path, repaired: repaired, f: f, size: size}
+	l.synced.L = &l.mu
+	return l, nil
 }
 
 // repairTail cuts a partial last line off f and returns the size of the
@@ -145,10 +157,39 @@ func (l *Log) Record(e Entry) error {
 	if err := l.appendLocked(line); err != nil {
 		return fmt.Errorf("%w: %w", ErrNotWritten, err) // err names the file
 	}
-	if err := l.f.Sync(); err != nil {
-		return fmt.Errorf("%w: %w", ErrNotWritten, err)
+	l.written++
+	return l.syncLocked(l.written)
+}
+
+// syncLocked returns once line n is on disk, or known not to be. The
+// first waiter with no fsync running starts one for every line written so
+// far; the others wait for it.
+func (l *Log) syncLocked(n uint64) error {
+	for {
+		switch {
+		case n <= l.failed:
+			return fmt.Errorf("%w: %w", ErrNotWritten, l.syncErr)
+		case n <= l.durable:
+			return nil
+		case l.closed:
+			return ErrClosed
+		case l.syncing:
+			l.synced.Wait()
+			continue
+		}
+		l.syncing = true
+		upTo := l.written
+		l.mu.Unlock()
+		err := l.f.Sync()
+		l.mu.Lock()
+		l.syncing = false
+		if err != nil {
+			l.failed, l.syncErr = max(l.failed, upTo), err
+		} else {
+			l.durable = max(l.durable, upTo)
+		}
+		l.synced.Broadcast()
 	}
-	return nil
 }
 
 // appendLocked writes line at the end of the whole lines, first cutting
@@ -181,10 +222,7 @@ func (l *Log) Sync() error {
 	if l.closed {
 		return ErrClosed
 	}
-	if err := l.f.Sync(); err != nil {
-		return fmt.Errorf("audit: sync %s: %w", l.path, err)
-	}
-	return nil
+	return l.syncLocked(l.written)
 }
 
 // Close closes the log. It is safe to call more than once; later calls
@@ -196,6 +234,10 @@ func (l *Log) Close() error {
 		return nil
 	}
 	l.closed = true
+	for l.syncing {
+		l.synced.Wait()
+	}
+	l.synced.Broadcast() // waiters see closed
 	if err := l.f.Close(); err != nil {
 		return fmt.Errorf("audit: close %s: %w", l.path, err)
 	}
