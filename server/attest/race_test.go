@@ -178,6 +178,43 @@ func TestOperatorActsDuringExchange(t *testing.T) {
 			},
 		},
 		{
+			name:  "needs_reapproval_then_revoked",
+			setup: needsReapproval,
+			act:   revoke,
+			ended: "revoked", check: "revoked",
+			after: stillRevoked,
+		},
+		{
+			name:  "needs_reapproval_then_forgotten",
+			setup: needsReapproval,
+			act:   forget,
+			ended: "forgotten", check: "forgotten",
+			after: func(t *testing.T, e *testEnv, m *testMachine, rec *store.Machine) {
+				if rec != nil {
+					t.Errorf("forgotten machine is back: %s", rec.State)
+				}
+			},
+		},
+		{
+			// Unknown at hello; meanwhile another boot of the same TPM
+			// enrols it and the operator approves it. The held exchange
+			// must not treat the approved record as pending.
+			name:  "unknown_then_enrolled_and_approved",
+			setup: func(*testing.T, *testEnv, *testMachine) {},
+			act: func(t *testing.T, e *testEnv, m *testMachine) {
+				pending(t, e, m)
+				if _, err := e.mgr.Approve(context.Background(), m.id, api.ApproveOptions{}); err != nil {
+					t.Fatal(err)
+				}
+			},
+			check: "stale-record",
+			after: func(t *testing.T, e *testEnv, m *testMachine, rec *store.Machine) {
+				if rec.State != store.StateApproved || rec.Reported != nil {
+					t.Errorf("record = %s, reported %v; want approved with nothing reported since", rec.State, rec.Reported != nil)
+				}
+			},
+		},
+		{
 			name:  "pending_then_approved",
 			setup: pending,
 			act: func(t *testing.T, e *testEnv, m *testMachine) {
@@ -196,16 +233,8 @@ func TestOperatorActsDuringExchange(t *testing.T) {
 			},
 		},
 		{
-			name: "needs_reapproval_then_reapproved",
-			setup: func(t *testing.T, e *testEnv, m *testMachine) {
-				approved(t, e, m)
-				m.extend(t, changedBoot)
-				_, err := attestOnce(t, e.client(t, m.dev))
-				var p *agentattest.PendingError
-				if !errors.As(err, &p) || !p.NeedsReapproval {
-					t.Fatalf("attest after change = %v, want needs re-approval", err)
-				}
-			},
+			name:  "needs_reapproval_then_reapproved",
+			setup: needsReapproval,
 			act: func(t *testing.T, e *testEnv, m *testMachine) {
 				if _, err := e.mgr.Approve(context.Background(), m.id, api.ApproveOptions{}); err != nil {
 					t.Fatal(err)
@@ -316,6 +345,18 @@ func pending(t *testing.T, e *testEnv, m *testMachine) {
 	var p *agentattest.PendingError
 	if !errors.As(err, &p) {
 		t.Fatalf("first attestation = %v, want pending", err)
+	}
+}
+
+// needsReapproval approves m, then boots it in a changed state.
+func needsReapproval(t *testing.T, e *testEnv, m *testMachine) {
+	t.Helper()
+	approved(t, e, m)
+	m.extend(t, fakeboot.Event{PCR: 4, Type: 0x80000003, Data: []byte("evil.efi")})
+	_, err := attestOnce(t, e.client(t, m.dev))
+	var p *agentattest.PendingError
+	if !errors.As(err, &p) || !p.NeedsReapproval {
+		t.Fatalf("attest after change = %v, want needs re-approval", err)
 	}
 }
 
