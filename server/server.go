@@ -66,6 +66,11 @@ type Config struct {
 	ISCSI *ISCSIConfig `json:"iscsi,omitempty"`
 	// NFS serves machines their NFSv4 and volatile roots; nil: none.
 	NFS *NFSConfig `json:"nfs,omitempty"`
+	// LowSpaceWarnBytes: the server warns in its log while the state
+	// directory's filesystem has less free space than this (the audit log
+	// fails closed on a full disk: nothing is released). Default 256 MiB
+	// (DefaultLowSpace); negative: no warning.
+	LowSpaceWarnBytes int64 `json:"low_space_warn_bytes,omitempty"`
 }
 
 // Defaults fills unset fields.
@@ -78,6 +83,9 @@ func (c *Config) Defaults() {
 	}
 	if c.AdminSocket == "" {
 		c.AdminSocket = "/run/sealroot/admin.sock"
+	}
+	if c.LowSpaceWarnBytes == 0 {
+		c.LowSpaceWarnBytes = DefaultLowSpace
 	}
 }
 
@@ -125,6 +133,9 @@ func New(cfg Config, logger hclog.Logger) (*Server, error) {
 		db.Close()
 		return nil, fmt.Errorf("audit log: %w", err)
 	}
+	if n := auditLog.Repaired(); n > 0 {
+		logger.Warn("audit log ended in a torn line (a write cut short): cut it off", "bytes", n)
+	}
 	mgr := machines.New(db, box, auditLog, logger)
 	acfg := attest.Config{
 		Certificate:   cert,
@@ -168,6 +179,7 @@ func New(cfg Config, logger hclog.Logger) (*Server, error) {
 		db.Close()
 		return nil, err
 	}
+	mgr.SetAttestations(as)
 	mgr.SetOnRemove(func(ctx context.Context, id string) {
 		if tn != nil {
 			tn.Remove(id)
@@ -236,6 +248,10 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	run("admin API", func() error { return adminSrv.Serve(ctx, adminLn) })
 	s.storage.serve(ctx, run)
+	if s.cfg.LowSpaceWarnBytes > 0 {
+		w := &spaceWatch{dir: s.cfg.StateDir, low: uint64(s.cfg.LowSpaceWarnBytes), logger: s.logger}
+		run("free space watch", func() error { return w.watch(ctx) })
+	}
 	if s.cfg.Boot != nil {
 		if err := s.startBoot(ctx, run); err != nil {
 			cancel()

@@ -12,6 +12,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/sealroot/sealroot/server/api"
 	"github.com/sealroot/sealroot/server/attest"
 	"github.com/sealroot/sealroot/server/audit"
 	"github.com/sealroot/sealroot/server/image"
@@ -305,6 +306,26 @@ func (st *storage) close() error {
 }
 
 // record audits an operator's storage operation.
+// change records action first and runs apply only when the record is on
+// disk (else api.ErrUnavailable, nothing done); an apply that fails is
+// recorded again with its error. See package machines.
+func (st *storage) change(ctx context.Context, action, machineID, reason string, apply func() error) error {
+	actor := actorFrom(ctx)
+	e := audit.Entry{Time: time.Now(), Actor: actor, MachineID: machineID, Action: action, Outcome: "ok", Reason: reason}
+	if err := st.audit.Record(e); err != nil {
+		st.logger.Error("audit log write failed: operation refused", "action", action, "machine", machineID, "error", err)
+		return fmt.Errorf("%w: %s not done: %w", api.ErrUnavailable, action, err)
+	}
+	st.logger.Info(action, "machine", machineID, "actor", actor, "detail", reason)
+	if err := apply(); err != nil {
+		st.record(ctx, action, machineID, reason, err)
+		return err
+	}
+	return nil
+}
+
+// record writes the audit entry of an operation that ended with err,
+// after the fact; a failure to write it is logged.
 func (st *storage) record(ctx context.Context, action, machineID, reason string, err error) {
 	outcome := "ok"
 	if err != nil {

@@ -86,28 +86,26 @@ func (st *storage) ImportImage(ctx context.Context, name, source string) (*api.I
 			st.logger.Info("importing image", "name", name, "done", done, "total", total)
 		}
 	}
-	im, err := st.images.Import(ctx, name, source, progress)
-	err = toAPI(err)
-	reason := ""
-	if im != nil {
-		reason = fmt.Sprintf("image %s from %s: sha256:%s", name, source, im.Digest)
-	}
-	st.record(ctx, "image-import", "", reason, err)
+	var im *image.Image
+	err := st.change(ctx, "image-import", "", fmt.Sprintf("image %s from %s", name, source), func() (err error) {
+		im, err = st.images.Import(ctx, name, source, progress)
+		return toAPI(err)
+	})
 	if err != nil {
 		return nil, err
 	}
+	st.logger.Info("image imported", "name", name, "digest", im.Digest)
 	view := imageView(*im)
 	return &view, nil
 }
 
 // RemoveImage forgets name, unless a machine's root still names it.
 func (st *storage) RemoveImage(ctx context.Context, name string) error {
-	err := st.checkUnused(ctx, name)
-	if err == nil {
-		err = toAPI(st.images.Remove(name))
+	if err := st.checkUnused(ctx, name); err != nil {
+		st.record(ctx, "image-remove", "", "image "+name, err)
+		return err
 	}
-	st.record(ctx, "image-remove", "", "image "+name, err)
-	return err
+	return st.change(ctx, "image-remove", "", "image "+name, func() error { return toAPI(st.images.Remove(name)) })
 }
 
 func (st *storage) checkUnused(ctx context.Context, name string) error {
@@ -151,8 +149,12 @@ func (st *storage) GCImages(ctx context.Context) ([]string, error) {
 			return nil, err
 		}
 	}
-	removed, err := st.images.GC(func(digest string) bool { return st.volumes.InUse(digest) || nfsBases[digest] })
-	st.record(ctx, "image-gc", "", fmt.Sprintf("%d bases removed", len(removed)), err)
+	var removed []string
+	err := st.change(ctx, "image-gc", "", "", func() (err error) {
+		removed, err = st.images.GC(func(digest string) bool { return st.volumes.InUse(digest) || nfsBases[digest] })
+		return err
+	})
+	st.logger.Info("image gc", "removed", len(removed))
 	return removed, err
 }
 
@@ -160,13 +162,7 @@ func (st *storage) GCImages(ctx context.Context) ([]string, error) {
 // machine's root now names another image, the volume is deleted instead
 // and made from that image at the next boot.
 func (st *storage) ResetVolume(ctx context.Context, ref string) error {
-	m, err := st.volumeOp(ctx, ref)
-	if err == nil {
-		err = st.reset(ctx, m)
-	}
-	err = toAPI(err)
-	st.record(ctx, "volume-reset", idOf(m), "", err)
-	return err
+	return st.volumeOp(ctx, "volume-reset", ref, "", st.reset)
 }
 
 func (st *storage) reset(ctx context.Context, m *store.Machine) error {
@@ -188,41 +184,31 @@ func (st *storage) reset(ctx context.Context, m *store.Machine) error {
 
 // SnapshotVolume saves the machine's volume as name.
 func (st *storage) SnapshotVolume(ctx context.Context, ref, name string) error {
-	m, err := st.volumeOp(ctx, ref)
-	switch {
-	case err != nil:
-	case st.nfsRoot(m):
-		err = st.nfsRoots.Snapshot(ctx, m.ID, name)
-	default:
-		err = st.volumes.Snapshot(m.ID, name)
-	}
-	err = toAPI(err)
-	st.record(ctx, "volume-snapshot", idOf(m), "snapshot "+name, err)
-	return err
+	return st.volumeOp(ctx, "volume-snapshot", ref, "snapshot "+name, func(ctx context.Context, m *store.Machine) error {
+		if st.nfsRoot(m) {
+			return st.nfsRoots.Snapshot(ctx, m.ID, name)
+		}
+		return st.volumes.Snapshot(m.ID, name)
+	})
 }
 
 // RollbackVolume replaces the machine's volume with snapshot name.
 func (st *storage) RollbackVolume(ctx context.Context, ref, name string) error {
-	m, err := st.volumeOp(ctx, ref)
-	switch {
-	case err != nil:
-	case st.nfsRoot(m):
-		err = st.nfsRoots.Rollback(ctx, m.ID, name)
-	default:
-		err = st.volumes.Rollback(m.ID, name)
-	}
-	err = toAPI(err)
-	st.record(ctx, "volume-rollback", idOf(m), "snapshot "+name, err)
-	return err
+	return st.volumeOp(ctx, "volume-rollback", ref, "snapshot "+name, func(ctx context.Context, m *store.Machine) error {
+		if st.nfsRoot(m) {
+			return st.nfsRoots.Rollback(ctx, m.ID, name)
+		}
+		return st.volumes.Rollback(m.ID, name)
+	})
 }
 
 // DeleteRoot removes the machine's volume and NFS root from the server,
 // with their snapshots. The machine gets a new root from its image at its
 // next boot.
 func (st *storage) DeleteRoot(ctx context.Context, ref string) error {
-	m, err := st.volumeOp(ctx, ref)
-	deleted := 0
-	if err == nil {
+	return st.volumeOp(ctx, "root-delete", ref, "", func(ctx context.Context, m *store.Machine) error {
+		var err error
+		deleted := 0
 		if st.nfsRoots != nil && st.nfsRoots.Has(m.ID) {
 			err = st.nfsRoots.Delete(ctx, m.ID)
 			deleted++
@@ -234,10 +220,8 @@ func (st *storage) DeleteRoot(ctx context.Context, ref string) error {
 		if err == nil && deleted == 0 {
 			err = fmt.Errorf("machine %.12s has no root on the server: %w", m.ID, api.ErrNotFound)
 		}
-	}
-	err = toAPI(err)
-	st.record(ctx, "root-delete", idOf(m), "", err)
-	return err
+		return err
+	})
 }
 
 // nfsRoot reports whether m's root operations go to its NFS root: the
@@ -253,18 +237,27 @@ func (st *storage) nfsRoot(m *store.Machine) bool {
 	return !rootiscsi.Serves(m.Root) && st.nfsRoots.Has(m.ID)
 }
 
-// volumeOp resolves ref and withdraws the machine's target, so its
-// volume is closed. The machine's Root is its effective root (its
-// group's when it is in one).
-func (st *storage) volumeOp(ctx context.Context, ref string) (*store.Machine, error) {
+// volumeOp resolves ref, records action and then withdraws the machine's
+// target, so its volume is closed, and runs op. The machine's Root is its
+// effective root (its group's when it is in one). A boot in flight that
+// prepares the root meanwhile is refused by the volume (volume.ErrBusy),
+// or finds its target withdrawn and attests again.
+func (st *storage) volumeOp(ctx context.Context, action, ref, reason string, op func(context.Context, *store.Machine) error) error {
 	m, err := st.machines.Resolve(ctx, ref)
+	if err == nil {
+		m.Root, err = store.EffectiveRoot(ctx, st.store, m)
+	}
 	if err != nil {
-		return nil, err
+		err = toAPI(err)
+		st.record(ctx, action, idOf(m), reason, err)
+		return err
 	}
-	if m.Root, err = store.EffectiveRoot(ctx, st.store, m); err != nil {
-		return m, err
-	}
-	return m, st.releaseRoot(ctx, m.ID)
+	return st.change(ctx, action, m.ID, reason, func() error {
+		if err := st.releaseRoot(ctx, m.ID); err != nil {
+			return toAPI(err)
+		}
+		return toAPI(op(ctx, m))
+	})
 }
 
 func idOf(m *store.Machine) string {
@@ -278,22 +271,32 @@ func idOf(m *store.Machine) string {
 // than none must name an existing image. A machine in a group takes its
 // group's root; SetRoot refuses it.
 func (st *storage) SetRoot(ctx context.Context, ref string, root wire.RootPlan) (*api.Machine, error) {
+	reason := fmt.Sprintf("root %s %v", root.Kind, root.Params)
+	setRoot := func(mc *store.Machine) error {
+		if mc.Group != "" {
+			return fmt.Errorf("machine %.12s is in group %s, whose root it mounts: set the group's root, or take the machine out of the group first: %w",
+				mc.ID, mc.Group, api.ErrConflict)
+		}
+		mc.Root = root
+		return nil
+	}
 	m, err := st.machines.Resolve(ctx, ref)
 	if err == nil {
 		err = st.checkRoot(root)
 	}
 	if err == nil {
-		m, err = st.store.UpdateMachine(ctx, m.ID, func(mc *store.Machine) error {
-			if mc.Group != "" {
-				return fmt.Errorf("machine %.12s is in group %s, whose root it mounts: set the group's root, or take the machine out of the group first: %w",
-					mc.ID, mc.Group, api.ErrConflict)
-			}
-			mc.Root = root
-			return nil
-		})
+		dry := *m
+		err = setRoot(&dry)
 	}
-	err = toAPI(err)
-	st.record(ctx, "set-root", idOf(m), fmt.Sprintf("root %s %v", root.Kind, root.Params), err)
+	if err != nil {
+		err = toAPI(err)
+		st.record(ctx, "set-root", idOf(m), reason, err)
+		return nil, err
+	}
+	err = st.change(ctx, "set-root", m.ID, reason, func() (err error) {
+		m, err = st.store.UpdateMachine(ctx, m.ID, setRoot)
+		return toAPI(err)
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -332,12 +335,12 @@ func (st *storage) Groups(ctx context.Context) ([]*api.Group, error) {
 // its machines mount from their next boot.
 func (st *storage) SetGroupRoot(ctx context.Context, name string, root wire.RootPlan) (*api.Group, error) {
 	g := &store.Group{Name: name, Root: root}
-	err := st.checkRoot(root)
-	if err == nil {
-		err = st.store.PutGroup(ctx, g)
+	reason := fmt.Sprintf("group %s root %s %v", name, root.Kind, root.Params)
+	if err := toAPI(st.checkRoot(root)); err != nil {
+		st.record(ctx, "group-set-root", "", reason, err)
+		return nil, err
 	}
-	err = toAPI(err)
-	st.record(ctx, "group-set-root", "", fmt.Sprintf("group %s root %s %v", name, root.Kind, root.Params), err)
+	err := st.change(ctx, "group-set-root", "", reason, func() error { return toAPI(st.store.PutGroup(ctx, g)) })
 	if err != nil {
 		return nil, err
 	}
@@ -346,31 +349,36 @@ func (st *storage) SetGroupRoot(ctx context.Context, name string, root wire.Root
 
 // DeleteGroup removes an empty group.
 func (st *storage) DeleteGroup(ctx context.Context, name string) error {
-	err := st.store.DeleteGroup(ctx, name)
-	if errors.Is(err, store.ErrGroupInUse) {
-		err = &apiError{kind: api.ErrConflict, err: err}
-	}
-	err = toAPI(err)
-	st.record(ctx, "group-delete", "", "group "+name, err)
-	return err
+	return st.change(ctx, "group-delete", "", "group "+name, func() error {
+		err := st.store.DeleteGroup(ctx, name)
+		if errors.Is(err, store.ErrGroupInUse) {
+			err = &apiError{kind: api.ErrConflict, err: err}
+		}
+		return toAPI(err)
+	})
 }
 
 // SetGroup puts the machine in group (which must exist), or takes it out
 // of its group when group is "". It mounts the group's root, or its own
 // again, from its next boot.
 func (st *storage) SetGroup(ctx context.Context, ref, group string) (*api.Machine, error) {
+	reason := "group " + orNone(group)
 	m, err := st.machines.Resolve(ctx, ref)
 	if err == nil && group != "" {
 		_, err = st.store.Group(ctx, group)
 	}
-	if err == nil {
+	if err != nil {
+		err = toAPI(err)
+		st.record(ctx, "set-group", idOf(m), reason, err)
+		return nil, err
+	}
+	err = st.change(ctx, "set-group", m.ID, reason, func() (err error) {
 		m, err = st.store.UpdateMachine(ctx, m.ID, func(mc *store.Machine) error {
 			mc.Group = group
 			return nil
 		})
-	}
-	err = toAPI(err)
-	st.record(ctx, "set-group", idOf(m), "group "+orNone(group), err)
+		return toAPI(err)
+	})
 	if err != nil {
 		return nil, err
 	}
