@@ -44,7 +44,10 @@ func TestVersionChanges(t *testing.T) {
 		{"secret_delete", func() error { return db.DeleteSecret(ctx, m.ID, "k") }, true},
 		{"revoke", update(func(m *Machine) { m.State = StateRevoked; m.Reason = "stolen" }), true},
 		{"bookkeeping", update(func(m *Machine) { m.BootCount++; m.LastAddress = "192.0.2.1"; m.ResetCount++ }), false},
-		{"history", update(func(m *Machine) { m.AddAttempt(BootAttempt{Outcome: "refused", Check: "policy"}); m.LastSeen = m.LastSeen.Add(1) }), false},
+		{"history", update(func(m *Machine) {
+			m.AddAttempt(BootAttempt{Outcome: "refused", Check: "policy"})
+			m.LastSeen = m.LastSeen.Add(1)
+		}), false},
 		{"caller_sets_version", update(func(m *Machine) { m.Version = 1 }), false},
 	}
 	seen := map[uint64]bool{}
