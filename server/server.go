@@ -30,6 +30,7 @@ import (
 	"github.com/sealroot/sealroot/server/api"
 	"github.com/sealroot/sealroot/server/attest"
 	"github.com/sealroot/sealroot/server/audit"
+	"github.com/sealroot/sealroot/server/history"
 	"github.com/sealroot/sealroot/server/machines"
 	"github.com/sealroot/sealroot/server/secrets"
 	"github.com/sealroot/sealroot/server/store"
@@ -89,6 +90,15 @@ func (c *Config) Defaults() {
 	}
 }
 
+// serverName names this server in machines' boot history.
+func serverName() string {
+	name, err := os.Hostname()
+	if err != nil {
+		return "sealroot"
+	}
+	return name
+}
+
 // PKIDir is where `sealroot pki init` keeps the CA and server certificate.
 func PKIDir(stateDir string) string { return filepath.Join(stateDir, "pki") }
 
@@ -137,6 +147,7 @@ func New(cfg Config, logger hclog.Logger) (*Server, error) {
 		logger.Warn("audit log ended in a torn line (a write cut short): cut it off", "bytes", n)
 	}
 	mgr := machines.New(db, box, auditLog, logger)
+	hist := history.New(db, serverName(), logger)
 	acfg := attest.Config{
 		Certificate:   cert,
 		Store:         db,
@@ -147,6 +158,7 @@ func New(cfg Config, logger hclog.Logger) (*Server, error) {
 		Logger:        logger,
 		RootTransport: cfg.RootTransport,
 		Predictor:     bootPredictor(cfg.Boot, cfg.StateDir),
+		Observer:      hist,
 	}
 	var tn *tunnel.Tunnel
 	if cfg.Tunnel != nil {

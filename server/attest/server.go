@@ -57,6 +57,8 @@ type Config struct {
 	// Predictor gives the measurements machines with policy "predicted"
 	// are checked against. Nil: such machines are refused.
 	Predictor Predictor
+	// Observer, when set, is told every outcome (boot history, metrics).
+	Observer Observer
 }
 
 // Server is the attestation service. It is safe for concurrent use; Serve
@@ -81,6 +83,7 @@ type Server struct {
 	roots           RootProvider
 	predictor       Predictor
 	live            live // exchanges in progress, by machine
+	observer        Observer
 }
 
 // New validates cfg and returns a Server.
@@ -109,6 +112,7 @@ func New(cfg Config) (*Server, error) {
 		transport:       orDefault(cfg.RootTransport, TransportWireGuard),
 		predictor:       cfg.Predictor,
 		roots:           cfg.Roots,
+		observer:        cfg.Observer,
 	}
 	if s.transport != TransportWireGuard && s.transport != TransportPlain {
 		return nil, fmt.Errorf("attest: root transport %q: want %q or %q", s.transport, TransportWireGuard, TransportPlain)

@@ -44,12 +44,14 @@ var ErrClosed = fmt.Errorf("audit log closed: %w", ErrNotWritten)
 // Entry is one decision or action.
 type Entry struct {
 	Time time.Time `json:"time"`
-	// Actor is "agent" or "operator:<uid>".
+	// Actor is "server" for the server's own decisions (attestation
+	// verdicts) and "operator:<uid>" for operator actions.
 	Actor  string `json:"actor"`
 	Remote string `json:"remote,omitempty"`
 	// MachineID is the machine's full ID, when known.
 	MachineID string `json:"machine_id,omitempty"`
-	// Action is "attest", "approve", "revoke", "forget", "secret-set", ...
+	// Action is "attest", "approve", "revoke", "forget", "secret-set",
+	// "secret-load", ...
 	Action string `json:"action"`
 	// Outcome is "allowed", "pending", "needs-reapproval", "refused",
 	// "revoked", "ok" or "error".
