@@ -30,6 +30,7 @@ import (
 	"github.com/sealroot/sealroot/server/api"
 	"github.com/sealroot/sealroot/server/attest"
 	"github.com/sealroot/sealroot/server/audit"
+	"github.com/sealroot/sealroot/server/events"
 	"github.com/sealroot/sealroot/server/history"
 	"github.com/sealroot/sealroot/server/machines"
 	"github.com/sealroot/sealroot/server/secrets"
@@ -110,6 +111,8 @@ type Server struct {
 	audit    *audit.Log
 	machines *machines.Manager
 	attest   *attest.Server
+	history  *history.Recorder
+	events   *events.Bus    // decisions as the audit log records them
 	tunnel   *tunnel.Tunnel // nil without Config.Tunnel
 	storage  *storage
 }
@@ -146,6 +149,8 @@ func New(cfg Config, logger hclog.Logger) (*Server, error) {
 	if n := auditLog.Repaired(); n > 0 {
 		logger.Warn("audit log ended in a torn line (a write cut short): cut it off", "bytes", n)
 	}
+	bus := new(events.Bus)
+	auditLog.OnRecord(bus.Publish)
 	mgr := machines.New(db, box, auditLog, logger)
 	hist := history.New(db, serverName(), logger)
 	acfg := attest.Config{
@@ -200,7 +205,8 @@ func New(cfg Config, logger hclog.Logger) (*Server, error) {
 			logger.Error("release root", "machine", id, "error", err)
 		}
 	})
-	return &Server{cfg: cfg, logger: logger, store: db, audit: auditLog, machines: mgr, attest: as, tunnel: tn, storage: st}, nil
+	return &Server{cfg: cfg, logger: logger, store: db, audit: auditLog, machines: mgr, attest: as, tunnel: tn, storage: st,
+		history: hist, events: bus}, nil
 }
 
 // Images is the image, volume and root service (for in-process callers
@@ -255,10 +261,16 @@ func (s *Server) Run(ctx context.Context) error {
 		Handler: api.NewHandler(s.machines, s.logger.Named("api"),
 			api.WithActorFunc(withActor),
 			api.WithImages(s.storage),
-			api.WithRootLinks(&api.Links{Machines: s.machines, Tunnel: s.tunnel, Transport: s.cfg.RootTransport})),
+			api.WithRootLinks(&api.Links{Machines: s.machines, Tunnel: s.tunnel, Transport: s.cfg.RootTransport}),
+			api.WithAudit(&auditService{path: filepath.Join(s.cfg.StateDir, "audit.log"), bus: s.events, machines: s.machines})),
 		Logger: s.logger.Named("api"),
 	}
 	run("admin API", func() error { return adminSrv.Serve(ctx, adminLn) })
+	run("event streams", func() error {
+		<-ctx.Done()
+		s.events.Close() // ends `sealroot events --follow` streams, so the API can shut down
+		return nil
+	})
 	s.storage.serve(ctx, run)
 	if s.cfg.LowSpaceWarnBytes > 0 {
 		w := &spaceWatch{dir: s.cfg.StateDir, low: uint64(s.cfg.LowSpaceWarnBytes), logger: s.logger}

@@ -77,6 +77,8 @@ func newRootCmd(e *env) *cobra.Command {
 	// Top-level commands: one line each.
 	subcommands := []func(*env) *cobra.Command{
 		newMachineCmd,
+		newEventsCmd,
+		newAuditCmd,
 		newSecretCmd,
 		newImageCmd,
 		newGroupsCmd,
