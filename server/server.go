@@ -23,6 +23,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -33,6 +34,7 @@ import (
 	"github.com/sealroot/sealroot/server/events"
 	"github.com/sealroot/sealroot/server/history"
 	"github.com/sealroot/sealroot/server/machines"
+	"github.com/sealroot/sealroot/server/metrics"
 	"github.com/sealroot/sealroot/server/secrets"
 	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/server/tunnel"
@@ -73,6 +75,12 @@ type Config struct {
 	// fails closed on a full disk: nothing is released). Default 256 MiB
 	// (DefaultLowSpace); negative: no warning.
 	LowSpaceWarnBytes int64 `json:"low_space_warn_bytes,omitempty"`
+	// MetricsAddr is the TCP address of the Prometheus metrics and
+	// health endpoints (/metrics, /healthz, /readyz), e.g.
+	// "127.0.0.1:9477"; empty: not served. Never the admin socket, never
+	// on the tunnel: with Tunnel set it must name an IP address outside
+	// the tunnel prefix.
+	MetricsAddr string `json:"metrics_addr,omitempty"`
 }
 
 // Defaults fills unset fields.
@@ -115,6 +123,17 @@ type Server struct {
 	events   *events.Bus    // decisions as the audit log records them
 	tunnel   *tunnel.Tunnel // nil without Config.Tunnel
 	storage  *storage
+	metrics  *metrics.Metrics
+	ready    atomic.Bool // Run brought every service up
+	// metricsAddr is the metrics listener's address once Run listens.
+	metricsAddr atomic.Value
+}
+
+// MetricsAddr returns the address the metrics endpoint listens on, or ""
+// before Run listens or without Config.MetricsAddr.
+func (s *Server) MetricsAddr() string {
+	a, _ := s.metricsAddr.Load().(string)
+	return a
 }
 
 // New opens the state directory and builds the services.
@@ -122,6 +141,9 @@ func New(cfg Config, logger hclog.Logger) (*Server, error) {
 	cfg.Defaults()
 	if logger == nil {
 		logger = hclog.NewNullLogger()
+	}
+	if err := checkMetricsAddr(&cfg); err != nil {
+		return nil, err
 	}
 	cert, err := pki.LoadServer(PKIDir(cfg.StateDir))
 	if err != nil {
@@ -153,6 +175,8 @@ func New(cfg Config, logger hclog.Logger) (*Server, error) {
 	auditLog.OnRecord(bus.Publish)
 	mgr := machines.New(db, box, auditLog, logger)
 	hist := history.New(db, serverName(), logger)
+	srv := &Server{history: hist, events: bus}
+	srv.metrics = newMetrics(&cfg, db, srv)
 	acfg := attest.Config{
 		Certificate:   cert,
 		Store:         db,
@@ -163,7 +187,7 @@ func New(cfg Config, logger hclog.Logger) (*Server, error) {
 		Logger:        logger,
 		RootTransport: cfg.RootTransport,
 		Predictor:     bootPredictor(cfg.Boot, cfg.StateDir),
-		Observer:      hist,
+		Observer:      attest.Observers{hist, srv.metrics},
 	}
 	var tn *tunnel.Tunnel
 	if cfg.Tunnel != nil {
@@ -205,8 +229,8 @@ func New(cfg Config, logger hclog.Logger) (*Server, error) {
 			logger.Error("release root", "machine", id, "error", err)
 		}
 	})
-	return &Server{cfg: cfg, logger: logger, store: db, audit: auditLog, machines: mgr, attest: as, tunnel: tn, storage: st,
-		history: hist, events: bus}, nil
+	srv.cfg, srv.logger, srv.store, srv.audit, srv.machines, srv.attest, srv.tunnel, srv.storage = cfg, logger, db, auditLog, mgr, as, tn, st
+	return srv, nil
 }
 
 // Images is the image, volume and root service (for in-process callers
@@ -283,7 +307,19 @@ func (s *Server) Run(ctx context.Context) error {
 			return err
 		}
 	}
-	s.logger.Info("sealroot serving", "attest", pc.LocalAddr().String(), "admin", s.cfg.AdminSocket)
+	if s.cfg.MetricsAddr != "" {
+		ln, err := net.Listen("tcp", s.cfg.MetricsAddr)
+		if err != nil {
+			cancel()
+			wg.Wait()
+			return fmt.Errorf("metrics listener: %w", err)
+		}
+		s.metricsAddr.Store(ln.Addr().String())
+		run("metrics", func() error { return s.metrics.Serve(ctx, ln) })
+	}
+	s.ready.Store(true)
+	defer s.ready.Store(false)
+	s.logger.Info("sealroot serving", "attest", pc.LocalAddr().String(), "admin", s.cfg.AdminSocket, "metrics", s.cfg.MetricsAddr)
 	<-ctx.Done()
 	wg.Wait()
 	close(errc)
