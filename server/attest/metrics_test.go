@@ -85,7 +85,7 @@ func TestMetricsScrapedDuringAttestation(t *testing.T) {
 	mc := newMachine(t, defaultSpec)
 	var during string
 	dev := &quoteHook{Device: mc.dev, fn: func() { _, during = scrape("/metrics") }}
-	e.enrollAndApprove(t, mc, "node-m") // pending
+	e.enrollAndApprove(t, mc, "node-m")                        // pending
 	if _, err := attestOnce(t, e.client(t, dev)); err != nil { // allowed, scraped mid-exchange
 		t.Fatalf("attest: %v", err)
 	}
