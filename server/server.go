@@ -127,6 +127,7 @@ type Server struct {
 	ready    atomic.Bool // Run brought every service up
 	// metricsAddr is the metrics listener's address once Run listens.
 	metricsAddr atomic.Value
+	services    services // what Run started
 }
 
 // MetricsAddr returns the address the metrics endpoint listens on, or ""
@@ -280,12 +281,17 @@ func (s *Server) Run(ctx context.Context) error {
 			}
 		}()
 	}
+	s.services.begin()
+	s.services.add("attest", pc.LocalAddr().String(), "QUIC")
+	s.services.add("admin api", s.cfg.AdminSocket, "unix socket")
+	s.services.addConfigured(&s.cfg)
 	run("attestation service", func() error { return s.attest.Serve(ctx, pc) })
 	adminSrv := &api.Server{
 		Handler: api.NewHandler(s.machines, s.logger.Named("api"),
 			api.WithActorFunc(withActor),
 			api.WithImages(s.storage),
 			api.WithRootLinks(&api.Links{Machines: s.machines, Tunnel: s.tunnel, Transport: s.cfg.RootTransport}),
+			api.WithStatus(statusService{s}),
 			api.WithAudit(&auditService{path: filepath.Join(s.cfg.StateDir, "audit.log"), bus: s.events, machines: s.machines})),
 		Logger: s.logger.Named("api"),
 	}
@@ -315,6 +321,7 @@ func (s *Server) Run(ctx context.Context) error {
 			return fmt.Errorf("metrics listener: %w", err)
 		}
 		s.metricsAddr.Store(ln.Addr().String())
+		s.services.add("metrics", ln.Addr().String(), "/metrics /healthz /readyz")
 		run("metrics", func() error { return s.metrics.Serve(ctx, ln) })
 	}
 	s.ready.Store(true)

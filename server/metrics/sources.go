@@ -41,9 +41,13 @@ func (c *sourceCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c *sourceCollector) Collect(ch chan<- prometheus.Metric) {
 	s := c.src
-	failed := func(source string) {
-		ch <- prometheus.MustNewConstMetric(descScrapeErrors, prometheus.GaugeValue, 1, source)
-	}
+	errs := make(map[string]float64) // 1 for each source that failed, 0 for each that answered
+	defer func() {
+		for source, v := range errs {
+			ch <- prometheus.MustNewConstMetric(descScrapeErrors, prometheus.GaugeValue, v, source)
+		}
+	}()
+	failed := func(source string) { errs[source] = 1 }
 	if s.InFlight != nil {
 		ch <- prometheus.MustNewConstMetric(descInFlight, prometheus.GaugeValue, float64(s.InFlight()))
 	}
@@ -54,6 +58,7 @@ func (c *sourceCollector) Collect(ch chan<- prometheus.Metric) {
 		if err != nil {
 			failed("machines")
 		} else {
+			errs["machines"] = 0
 			for _, st := range machineStates {
 				ch <- prometheus.MustNewConstMetric(descMachines, prometheus.GaugeValue, float64(byState[st]), st)
 			}
@@ -68,6 +73,7 @@ func (c *sourceCollector) Collect(ch chan<- prometheus.Metric) {
 			failed(name)
 			return
 		}
+		errs[name] = 0
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(n))
 	}
 	size(descStoreBytes, "store", s.StoreBytes)

@@ -23,6 +23,13 @@ import (
 // plainDaemon runs a real sealroot daemon (no storage services) in a
 // temporary state directory holding one pending machine, web1 (idA).
 func plainDaemon(t *testing.T) (socket string) {
+	socket, _ = plainDaemonMetrics(t)
+	return socket
+}
+
+// plainDaemonMetrics is plainDaemon also serving metrics on loopback; it
+// returns the metrics address.
+func plainDaemonMetrics(t *testing.T) (socket, metricsAddr string) {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "sealroot-ev-") // short: the socket path must fit
 	if err != nil {
@@ -42,7 +49,8 @@ func plainDaemon(t *testing.T) (socket string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := server.Config{StateDir: dir, AttestAddr: "127.0.0.1:0", AdminSocket: filepath.Join(dir, "admin.sock")}
+	cfg := server.Config{StateDir: dir, AttestAddr: "127.0.0.1:0", AdminSocket: filepath.Join(dir, "admin.sock"),
+		MetricsAddr: "127.0.0.1:0"}
 	srv, err := server.New(cfg, nil)
 	if err != nil {
 		t.Fatalf("server.New: %v", err)
@@ -65,7 +73,7 @@ func plainDaemon(t *testing.T) (socket string) {
 			t.Fatalf("daemon does not answer: %v", err)
 		}
 	}
-	return cfg.AdminSocket
+	return cfg.AdminSocket, srv.MetricsAddr()
 }
 
 // syncBuffer is a bytes.Buffer safe for one writer and a polling reader.

@@ -101,3 +101,12 @@ func (c *Client) EventsReady(ctx context.Context, q api.AuditQuery, ready func()
 	}
 	return errors.New("event stream: the server ended it")
 }
+
+// Status returns the server's state at a glance.
+func (c *Client) Status(ctx context.Context) (*api.Status, error) {
+	var st api.Status
+	if err := c.do(ctx, http.MethodGet, "/v1/status", nil, &st); err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
