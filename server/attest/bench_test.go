@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sealroot/sealroot/pki"
 	"github.com/sealroot/sealroot/server/api"
@@ -29,7 +30,39 @@ import (
 // with the timer stopped. Run in parallel over GOMAXPROCS goroutines, it
 // reports attestations/s.
 func BenchmarkAttestation(b *testing.B) {
+	b.Run("plain", func(b *testing.B) { benchAttestation(b, false) })
+	// observed: each outcome also written to the machine's boot history
+	// and counted in Prometheus instruments, as the daemon does (package
+	// history and metrics, which import this one, do the same work).
+	b.Run("observed", func(b *testing.B) { benchAttestation(b, true) })
+}
+
+// historyAndMetrics is what the daemon's observers do per outcome.
+type historyAndMetrics struct {
+	store     store.Store
+	attempts  *prometheus.CounterVec
+	durations *prometheus.HistogramVec
+}
+
+func (o *historyAndMetrics) Observe(a Attempt) {
+	o.attempts.WithLabelValues(a.Outcome, a.Check).Inc()
+	o.durations.WithLabelValues(a.Outcome).Observe(a.Duration.Seconds())
+	o.store.UpdateMachine(context.Background(), a.MachineID, func(m *store.Machine) error {
+		m.AddAttempt(store.BootAttempt{Time: a.Time, Remote: a.Remote, Outcome: a.Outcome, Check: a.Check,
+			Reason: a.Reason, AgentVersion: a.AgentVersion, Duration: a.Duration})
+		return nil
+	})
+}
+
+func benchAttestation(b *testing.B, observed bool) {
 	s, mgr := benchServer(b)
+	if observed {
+		s.observer = &historyAndMetrics{
+			store:     s.store,
+			attempts:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "a"}, []string{"outcome", "check"}),
+			durations: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "d"}, []string{"outcome"}),
+		}
+	}
 	const nAgents = 64
 	agents := make([]*loadgen.Agent, nAgents)
 	for i := range agents {
