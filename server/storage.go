@@ -12,19 +12,15 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/sealroot/sealroot/server/attest"
-	"github.com/sealroot/sealroot/server/audit"
 	"github.com/sealroot/sealroot/server/image"
 	"github.com/sealroot/sealroot/server/iscsi"
-	"github.com/sealroot/sealroot/server/machines"
 	"github.com/sealroot/sealroot/server/nfs"
 	"github.com/sealroot/sealroot/server/rootiscsi"
 	"github.com/sealroot/sealroot/server/rootnfs"
+	"github.com/sealroot/sealroot/server/roots"
 	"github.com/sealroot/sealroot/server/secrets"
-	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/server/tunnel"
 	"github.com/sealroot/sealroot/server/volume"
-	"github.com/sealroot/sealroot/wire"
 )
 
 // ImagesConfig is the "images" section: the base image store.
@@ -69,34 +65,31 @@ type NFSConfig struct {
 	LeaseSeconds uint32 `json:"lease_seconds,omitempty"`
 }
 
-// storage is the image store, the volumes and the root services. It is
-// attest's root provider: it hands each machine's boot to the provider of
-// its root kind and withdraws the other's.
+// storage is the image store, the volumes and the root providers with
+// the iSCSI listeners and ganesha they serve through.
 type storage struct {
 	images   *image.Store
 	volumes  *volume.Manager
-	roots    *rootiscsi.Provider // nil without Config.ISCSI
+	iscsi    *rootiscsi.Provider // nil without Config.ISCSI
 	nfsRoots *rootnfs.Provider   // nil without Config.NFS
 	ganesha  *nfs.Ganesha
 
 	tunnelSrv, plainSrv *iscsi.Server
 	tunnelLn, plainLn   net.Listener
 
-	machines *machines.Manager
-	store    store.Store
-	audit    *audit.Log
-	logger   hclog.Logger
+	logger hclog.Logger
 }
 
-func newStorage(ctx context.Context, cfg *Config, db store.Store, al *audit.Log, mgr *machines.Manager,
-	box *secrets.Box, tn *tunnel.Tunnel, logger hclog.Logger) (_ *storage, err error) {
-	st := &storage{machines: mgr, store: db, audit: al, logger: logger.Named("storage")}
+// open opens the image store and the volumes, starts the configured root
+// providers and restores the roots they served; close undoes it, also
+// when open fails half way.
+func (st *storage) open(ctx context.Context, cfg *Config, box *secrets.Box, tn *tunnel.Tunnel, logger hclog.Logger) (err error) {
 	imgDir := filepath.Join(cfg.StateDir, "images")
 	if cfg.Images != nil && cfg.Images.Dir != "" {
 		imgDir = cfg.Images.Dir
 	}
 	if st.images, err = image.Open(image.Config{Dir: imgDir, Logger: logger}); err != nil {
-		return nil, err
+		return err
 	}
 	volCfg := volume.Config{Dir: filepath.Join(cfg.StateDir, "volumes"), Bases: st.images, Logger: logger}
 	if cfg.Volumes != nil {
@@ -106,36 +99,31 @@ func newStorage(ctx context.Context, cfg *Config, db store.Store, al *audit.Log,
 		volCfg.NoReflink = cfg.Volumes.NoReflink
 	}
 	if st.volumes, err = volume.New(volCfg); err != nil {
-		return nil, err
+		return err
 	}
-	defer func() {
-		if err != nil {
-			st.close()
-		}
-	}()
 	if cfg.NFS != nil {
 		if err := st.startNFS(ctx, cfg, tn, logger); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if cfg.ISCSI == nil {
-		return st, nil
+		return nil
 	}
 	pcfg, err := st.listen(cfg.ISCSI, tn)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	pcfg.Images, pcfg.Volumes, pcfg.Logger = st.images, st.volumes, logger
 	pcfg.StateDir, pcfg.Box = filepath.Join(cfg.StateDir, "iscsi"), box
-	if st.roots, err = rootiscsi.New(pcfg); err != nil {
-		return nil, err
+	if st.iscsi, err = rootiscsi.New(pcfg); err != nil {
+		return err
 	}
-	n, err := st.roots.Restore(ctx)
+	n, err := st.iscsi.Restore(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	logger.Info("iscsi roots", "tunnel", pcfg.TunnelPortal, "plain", pcfg.PlainPortal, "restored", n)
-	return st, nil
+	return nil
 }
 
 // startNFS starts ganesha on the tunnel address and restores the
@@ -184,49 +172,17 @@ func (st *storage) startNFS(ctx context.Context, cfg *Config, tn *tunnel.Tunnel,
 	return nil
 }
 
-// Prepare implements attest.RootProvider: the provider of the machine's
-// root kind prepares it, the others withdraw any root they served it. A
-// kind whose service is not configured passes through unchanged.
-func (st *storage) Prepare(ctx context.Context, m *store.Machine, tn *wire.TunnelPlan) (wire.RootPlan, map[string][]byte, error) {
-	own := st.providerOf(m.Root)
-	for _, p := range st.providers() {
-		if p == own {
-			continue
-		}
-		if err := p.Release(ctx, m.ID); err != nil {
-			return wire.RootPlan{}, nil, err
-		}
-	}
-	if own == nil {
-		return m.Root, nil, nil
-	}
-	return own.Prepare(ctx, m, tn)
-}
-
-// Release implements attest.RootProvider.
-func (st *storage) Release(ctx context.Context, id string) error { return st.releaseRoot(ctx, id) }
-
-// providers are the configured root providers.
-func (st *storage) providers() []attest.RootProvider {
-	var ps []attest.RootProvider
-	if st.roots != nil {
-		ps = append(ps, st.roots)
+// providers are the configured root providers by the kinds they serve
+// (package roots).
+func (st *storage) providers() map[string]roots.Provider {
+	ps := map[string]roots.Provider{}
+	if st.iscsi != nil {
+		ps[roots.KindISCSI], ps[roots.KindVolatileISCSI] = st.iscsi, st.iscsi
 	}
 	if st.nfsRoots != nil {
-		ps = append(ps, st.nfsRoots)
+		ps[roots.KindNFS], ps[roots.KindVolatileNFS] = st.nfsRoots, st.nfsRoots
 	}
 	return ps
-}
-
-// providerOf is the configured provider that serves root, or nil.
-func (st *storage) providerOf(root wire.RootPlan) attest.RootProvider {
-	switch {
-	case rootiscsi.Serves(root) && st.roots != nil:
-		return st.roots
-	case (root.Kind == wire.RootNFS || root.Kind == wire.RootVolatile) && !rootiscsi.Serves(root) && st.nfsRoots != nil:
-		return st.nfsRoots
-	}
-	return nil
 }
 
 // listen opens the iSCSI listeners: on the tunnel, and on the plain
@@ -273,22 +229,13 @@ func (st *storage) serve(ctx context.Context, run func(string, func() error)) {
 	}
 }
 
-// releaseRoot withdraws a machine's iSCSI target and NFS export, if any.
-func (st *storage) releaseRoot(ctx context.Context, id string) error {
-	var errs []error
-	for _, p := range st.providers() {
-		errs = append(errs, p.Release(ctx, id))
-	}
-	return errors.Join(errs...)
-}
-
 // close withdraws the targets, stops ganesha, unmounts the NFS roots and
 // closes the listeners (Serve closes them too; a second Close is
 // harmless).
 func (st *storage) close() error {
 	var err error
-	if st.roots != nil {
-		err = st.roots.Close()
+	if st.iscsi != nil {
+		err = st.iscsi.Close()
 	}
 	if st.ganesha != nil {
 		err = errors.Join(err, st.ganesha.Close())
@@ -302,38 +249,4 @@ func (st *storage) close() error {
 		}
 	}
 	return err
-}
-
-// record audits an operator's storage operation.
-func (st *storage) record(ctx context.Context, action, machineID, reason string, err error) {
-	outcome := "ok"
-	if err != nil {
-		outcome, reason = "error", err.Error()
-		if isRefusal(err) {
-			outcome = "refused"
-		}
-	}
-	actor := actorFrom(ctx)
-	if err == nil {
-		st.logger.Info(action, "machine", machineID, "actor", actor, "detail", reason)
-	}
-	e := audit.Entry{Time: time.Now(), Actor: actor, MachineID: machineID, Action: action, Outcome: outcome, Reason: reason}
-	if aerr := st.audit.Record(e); aerr != nil {
-		st.logger.Error("audit log write failed", "action", action, "error", aerr)
-	}
-}
-
-type actorKey struct{}
-
-// withActor records the operator for storage audit entries as well as
-// for package machines.
-func withActor(ctx context.Context, actor string) context.Context {
-	return context.WithValue(machines.WithActor(ctx, actor), actorKey{}, actor)
-}
-
-func actorFrom(ctx context.Context) string {
-	if a, ok := ctx.Value(actorKey{}).(string); ok && a != "" {
-		return a
-	}
-	return machines.DefaultActor
 }
