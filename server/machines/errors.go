@@ -6,7 +6,6 @@ import (
 
 	"github.com/sealroot/sealroot/server/api"
 	"github.com/sealroot/sealroot/server/image"
-	"github.com/sealroot/sealroot/server/rootnfs"
 	"github.com/sealroot/sealroot/server/roots"
 	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/server/volume"
@@ -35,12 +34,12 @@ func toAPI(err error) error {
 	case err == nil || isRefusal(err):
 		return err
 	case errors.Is(err, image.ErrNotFound), errors.Is(err, volume.ErrNotFound), errors.Is(err, fs.ErrNotExist),
-		errors.Is(err, rootnfs.ErrNotFound), errors.Is(err, store.ErrNotFound), errors.Is(err, roots.ErrNoRoot):
+		errors.Is(err, roots.ErrNotFound), errors.Is(err, store.ErrNotFound), errors.Is(err, roots.ErrNoRoot):
 		kind = api.ErrNotFound
 	case errors.Is(err, image.ErrBadName), errors.Is(err, volume.ErrBadName), errors.Is(err, image.ErrUnsafePath),
-		errors.Is(err, rootnfs.ErrBadName), errors.Is(err, store.ErrBadGroupName):
+		errors.Is(err, roots.ErrBadName), errors.Is(err, store.ErrBadGroupName):
 		kind = api.ErrInvalid
-	case errors.Is(err, volume.ErrExists), errors.Is(err, volume.ErrBusy), errors.Is(err, rootnfs.ErrExists),
+	case errors.Is(err, volume.ErrExists), errors.Is(err, volume.ErrBusy), errors.Is(err, roots.ErrExists),
 		errors.Is(err, store.ErrGroupInUse):
 		kind = api.ErrConflict
 	default:

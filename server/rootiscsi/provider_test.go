@@ -440,10 +440,12 @@ func TestVolatileServesTheBaseReadOnly(t *testing.T) {
 	if _, err := e.vols.Meta(idA); err != nil {
 		t.Fatalf("volume after switching to kind iscsi: %v", err)
 	}
-	// A volatile root over NFS is not this provider's: withdrawn.
+	// A volatile root over NFS is not this provider's: the roots service
+	// passes it through and withdraws the target.
 	m := volatileMachine(idB)
 	m.Root.Params[wire.VolatileVia] = wire.RootNFS
-	if plan, _ := e.prepare(t, m); plan.Params[wire.ISCSITarget] != "" || e.p.Serving(idB) {
+	rs := roots.New(roots.Config{Providers: map[string]roots.Provider{roots.KindISCSI: e.p, roots.KindVolatileISCSI: e.p}})
+	if plan, _, err := rs.Prepare(context.Background(), request(m, nil)); err != nil || plan.Params[wire.ISCSITarget] != "" || e.p.Serving(idB) {
 		t.Fatalf("volatile via nfs: plan %+v, serving %v; want passed through and withdrawn", plan, e.p.Serving(idB))
 	}
 }

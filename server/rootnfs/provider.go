@@ -74,11 +74,11 @@ var (
 	ErrImageChanged = errors.New("the machine's image changed since its root was made")
 	// ErrNotFound means the machine has no NFS root state, or no such
 	// snapshot.
-	ErrNotFound = errors.New("not found")
+	ErrNotFound = roots.ErrNotFound
 	// ErrExists means a snapshot of that name exists.
-	ErrExists = errors.New("already exists")
+	ErrExists = roots.ErrExists
 	// ErrBadName means a machine ID or snapshot name is malformed.
-	ErrBadName = errors.New("invalid name")
+	ErrBadName = roots.ErrBadName
 )
 
 // Images finds images and their trees; *image.Store implements it.

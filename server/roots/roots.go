@@ -94,8 +94,18 @@ func KindOf(plan wire.RootPlan) string {
 	return KindVolatileNFS
 }
 
-// ErrNoRoot means no provider holds a root of the machine.
-var ErrNoRoot = errors.New("no root on the server")
+// Errors providers return (or wrap), so that callers map them to their
+// own kinds without knowing the provider.
+var (
+	// ErrNoRoot means no provider holds a root of the machine.
+	ErrNoRoot = errors.New("no root on the server")
+	// ErrNotFound means a provider has no such root or snapshot.
+	ErrNotFound = errors.New("not found")
+	// ErrExists means a snapshot of that name exists.
+	ErrExists = errors.New("already exists")
+	// ErrBadName means a machine ID or snapshot name is malformed.
+	ErrBadName = errors.New("invalid name")
+)
 
 // Config configures a Service.
 type Config struct {
