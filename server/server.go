@@ -172,7 +172,7 @@ func New(ctx context.Context, cfg Config, logger hclog.Logger) (_ *Server, err e
 			logger.Warn("WARNING: root transport is plain: machines without a WireGuard key get their root over the unprotected LAN")
 		}
 	}
-	s.storage = &storage{logger: logger.Named("storage")}
+	s.storage = &storage{}
 	s.onClose(s.storage.close)
 	if err := s.storage.open(ctx, &cfg, box, s.tunnel, logger); err != nil {
 		return nil, err
@@ -253,8 +253,8 @@ func (s *Server) Listen() (Addrs, error) {
 		return nil
 	})
 	a := Addrs{Attest: s.attestConn.LocalAddr(), Admin: s.cfg.AdminSocket}
-	if s.storage.plainLn != nil {
-		a.ISCSI = s.storage.plainLn.Addr()
+	if s.storage.portals != nil {
+		a.ISCSI = s.storage.portals.PlainAddr()
 	}
 	if s.cfg.Boot != nil {
 		if s.boot, err = s.listenBoot(); err != nil {
@@ -305,7 +305,9 @@ func (s *Server) Serve(ctx context.Context) error {
 		Logger: s.logger.Named("api"),
 	}
 	run("admin API", func() error { return adminSrv.Serve(ctx, s.adminLn) })
-	s.storage.serve(ctx, run)
+	if s.storage.portals != nil {
+		s.storage.portals.Serve(ctx, run)
+	}
 	if s.boot != nil {
 		if err := s.serveBoot(ctx, s.boot, run); err != nil {
 			cancel()

@@ -3,17 +3,11 @@ package server
 import (
 	"context"
 	"errors"
-	"fmt"
-	"net"
-	"net/netip"
-	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/sealroot/sealroot/server/image"
-	"github.com/sealroot/sealroot/server/iscsi"
 	"github.com/sealroot/sealroot/server/nfs"
 	"github.com/sealroot/sealroot/server/rootiscsi"
 	"github.com/sealroot/sealroot/server/rootnfs"
@@ -66,18 +60,14 @@ type NFSConfig struct {
 }
 
 // storage is the image store, the volumes and the root providers with
-// the iSCSI listeners and ganesha they serve through.
+// the iSCSI portals and ganesha they serve through.
 type storage struct {
 	images   *image.Store
 	volumes  *volume.Manager
 	iscsi    *rootiscsi.Provider // nil without Config.ISCSI
+	portals  *rootiscsi.Portals  // nil without Config.ISCSI
 	nfsRoots *rootnfs.Provider   // nil without Config.NFS
 	ganesha  *nfs.Ganesha
-
-	tunnelSrv, plainSrv *iscsi.Server
-	tunnelLn, plainLn   net.Listener
-
-	logger hclog.Logger
 }
 
 // open opens the image store and the volumes, starts the configured root
@@ -109,12 +99,15 @@ func (st *storage) open(ctx context.Context, cfg *Config, box *secrets.Box, tn *
 	if cfg.ISCSI == nil {
 		return nil
 	}
-	pcfg, err := st.listen(cfg.ISCSI, tn)
-	if err != nil {
+	pcfg := rootiscsi.Config{Images: st.images, Volumes: st.volumes, Logger: logger,
+		StateDir: filepath.Join(cfg.StateDir, "iscsi"), Box: box}
+	var rtn rootiscsi.Tunnel
+	if tn != nil {
+		rtn = tn
+	}
+	if st.portals, err = rootiscsi.ListenPortals(&pcfg, rtn, cfg.ISCSI.Port, cfg.ISCSI.Listen, logger.Named("storage")); err != nil {
 		return err
 	}
-	pcfg.Images, pcfg.Volumes, pcfg.Logger = st.images, st.volumes, logger
-	pcfg.StateDir, pcfg.Box = filepath.Join(cfg.StateDir, "iscsi"), box
 	if st.iscsi, err = rootiscsi.New(pcfg); err != nil {
 		return err
 	}
@@ -128,48 +121,20 @@ func (st *storage) open(ctx context.Context, cfg *Config, box *secrets.Box, tn *
 
 // startNFS starts ganesha on the tunnel address and restores the
 // exports of the machines that were running.
-func (st *storage) startNFS(ctx context.Context, cfg *Config, tn *tunnel.Tunnel, logger hclog.Logger) error {
+func (st *storage) startNFS(ctx context.Context, cfg *Config, tn *tunnel.Tunnel, logger hclog.Logger) (err error) {
 	c := cfg.NFS
 	if tn == nil || !tn.Kernel() {
 		return errors.New("nfs: NFS roots are served on the tunnel only: configure a tunnel on a kernel TUN interface (run as root, without tunnel.netstack)")
 	}
-	dir := filepath.Join(cfg.StateDir, "nfs")
-	gdir := filepath.Join(dir, "ganesha")
-	if err := os.MkdirAll(gdir, 0o700); err != nil {
-		return fmt.Errorf("nfs: %w", err)
-	}
 	rootsDir := c.Dir
 	if rootsDir == "" {
-		rootsDir = filepath.Join(dir, "roots")
+		rootsDir = filepath.Join(cfg.StateDir, "nfs", "roots")
 	}
-	port := c.Port
-	if port == 0 {
-		port = 2049
-	}
-	sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	g, err := nfs.StartGanesha(sctx, nfs.GaneshaConfig{
-		Dir: gdir,
-		Config: nfs.Config{BindAddr: tn.ServerAddr(), Port: port,
-			GraceSeconds: c.GraceSeconds, LeaseSeconds: c.LeaseSeconds},
-		Binary: c.Ganesha,
-		Logger: logger,
-	}, nil)
-	if err != nil {
-		return fmt.Errorf("nfs: %w", err)
-	}
-	st.ganesha = g
-	st.nfsRoots, err = rootnfs.New(rootnfs.Config{Dir: rootsDir, Images: st.images, Exporter: g,
-		ServerAddr: tn.ServerAddr(), ServerPort: port, Logger: logger})
-	if err != nil {
-		return err
-	}
-	n, err := st.nfsRoots.Restore(sctx)
-	if err != nil {
-		return err
-	}
-	logger.Info("nfs roots", "addr", netip.AddrPortFrom(tn.ServerAddr(), port), "dir", rootsDir, "restored", n)
-	return nil
+	st.nfsRoots, st.ganesha, err = rootnfs.Start(ctx,
+		rootnfs.Config{Dir: rootsDir, Images: st.images, ServerAddr: tn.ServerAddr(), ServerPort: c.Port, Logger: logger},
+		nfs.GaneshaConfig{Dir: filepath.Join(cfg.StateDir, "nfs", "ganesha"), Binary: c.Ganesha, Logger: logger,
+			Config: nfs.Config{GraceSeconds: c.GraceSeconds, LeaseSeconds: c.LeaseSeconds}})
+	return err
 }
 
 // providers are the configured root providers by the kinds they serve
@@ -185,53 +150,8 @@ func (st *storage) providers() map[string]roots.Provider {
 	return ps
 }
 
-// listen opens the iSCSI listeners: on the tunnel, and on the plain
-// address when configured.
-func (st *storage) listen(c *ISCSIConfig, tn *tunnel.Tunnel) (rootiscsi.Config, error) {
-	var pcfg rootiscsi.Config
-	port := c.Port
-	if port == 0 {
-		port = rootiscsi.DefaultPort
-	}
-	if tn != nil {
-		ln, err := tn.Listen("tcp", port)
-		if err != nil {
-			return pcfg, fmt.Errorf("iscsi: %w", err)
-		}
-		st.tunnelLn, st.tunnelSrv = ln, &iscsi.Server{Logger: st.logger.With("portal", "tunnel")}
-		pcfg.Tunnelled, pcfg.Peers, pcfg.TunnelPortal = st.tunnelSrv, tn, rootiscsi.TunnelPortal(tn.ServerAddr(), port)
-	}
-	if c.Listen != "" {
-		ap, err := netip.ParseAddrPort(c.Listen)
-		if err != nil || ap.Addr().IsUnspecified() {
-			return pcfg, fmt.Errorf("iscsi: listen %q: want a specific ip:port, which agents are told", c.Listen)
-		}
-		ln, err := net.Listen("tcp", c.Listen)
-		if err != nil {
-			return pcfg, fmt.Errorf("iscsi: %w", err)
-		}
-		st.plainLn, st.plainSrv = ln, &iscsi.Server{Logger: st.logger.With("portal", "plain")}
-		pcfg.Plain, pcfg.PlainPortal = st.plainSrv, ln.Addr().String()
-	}
-	if tn == nil && c.Listen == "" {
-		return pcfg, errors.New("iscsi: needs a tunnel section or a listen address")
-	}
-	return pcfg, nil
-}
-
-// serve runs the iSCSI listeners until ctx ends.
-func (st *storage) serve(ctx context.Context, run func(string, func() error)) {
-	if st.tunnelLn != nil {
-		run("iscsi (tunnel)", func() error { return st.tunnelSrv.Serve(ctx, st.tunnelLn) })
-	}
-	if st.plainLn != nil {
-		run("iscsi", func() error { return st.plainSrv.Serve(ctx, st.plainLn) })
-	}
-}
-
 // close withdraws the targets, stops ganesha, unmounts the NFS roots and
-// closes the listeners (Serve closes them too; a second Close is
-// harmless).
+// closes the iSCSI listeners.
 func (st *storage) close() error {
 	var err error
 	if st.iscsi != nil {
@@ -243,10 +163,8 @@ func (st *storage) close() error {
 	if st.nfsRoots != nil {
 		err = errors.Join(err, st.nfsRoots.Close())
 	}
-	for _, ln := range []net.Listener{st.tunnelLn, st.plainLn} {
-		if ln != nil {
-			ln.Close()
-		}
+	if st.portals != nil {
+		st.portals.Close()
 	}
 	return err
 }
