@@ -8,7 +8,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/sealroot/sealroot/server/store"
+	"github.com/sealroot/sealroot/server/api"
 	"github.com/sealroot/sealroot/test/loadgen"
 	"github.com/sealroot/sealroot/test/loadgen/tempserver"
 )
@@ -29,7 +29,7 @@ func TestEnrollAttestAndProbe(t *testing.T) {
 		t.Fatalf("Enroll: %v", err)
 	}
 	ms, err := s.Admin().Machines(ctx)
-	if err != nil || len(ms) != 2 || ms[0].State != store.StateApproved || ms[1].State != store.StateApproved {
+	if err != nil || len(ms) != 2 || ms[0].State != api.StateApproved || ms[1].State != api.StateApproved {
 		t.Fatalf("machines after Enroll = %v (%v), want 2 approved", ms, err)
 	}
 	clients, err := s.Target.Clients(agents)
