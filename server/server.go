@@ -76,6 +76,11 @@ type Config struct {
 	ISCSI *ISCSIConfig `json:"iscsi,omitempty"`
 	// NFS serves machines their NFSv4 and volatile roots; nil: none.
 	NFS *NFSConfig `json:"nfs,omitempty"`
+	// LowSpaceWarnBytes: the server warns in its log while the state
+	// directory's filesystem has less free space than this (the audit log
+	// fails closed on a full disk: nothing is released). Default 256 MiB
+	// (DefaultLowSpace); negative: no warning.
+	LowSpaceWarnBytes int64 `json:"low_space_warn_bytes,omitempty"`
 }
 
 // Defaults fills unset fields.
@@ -88,6 +93,9 @@ func (c *Config) Defaults() {
 	}
 	if c.AdminSocket == "" {
 		c.AdminSocket = "/run/sealroot/admin.sock"
+	}
+	if c.LowSpaceWarnBytes == 0 {
+		c.LowSpaceWarnBytes = DefaultLowSpace
 	}
 }
 
@@ -163,6 +171,9 @@ func New(ctx context.Context, cfg Config, logger hclog.Logger) (_ *Server, err e
 		return nil, fmt.Errorf("audit log: %w", err)
 	}
 	s.onClose(auditLog.Close)
+	if n := auditLog.Repaired(); n > 0 {
+		logger.Warn("audit log ended in a torn line (a write cut short): cut it off", "bytes", n)
+	}
 	if cfg.Tunnel != nil {
 		if s.tunnel, err = newTunnel(ctx, cfg.Tunnel, cfg.StateDir, s.store, logger); err != nil {
 			return nil, err
@@ -201,6 +212,7 @@ func New(ctx context.Context, cfg Config, logger hclog.Logger) (_ *Server, err e
 	if s.attest, err = attest.New(acfg); err != nil {
 		return nil, err
 	}
+	s.machines.SetAttestations(s.attest)
 	return s, nil
 }
 
@@ -307,6 +319,10 @@ func (s *Server) Serve(ctx context.Context) error {
 	run("admin API", func() error { return adminSrv.Serve(ctx, s.adminLn) })
 	if s.storage.portals != nil {
 		s.storage.portals.Serve(ctx, run)
+	}
+	if s.cfg.LowSpaceWarnBytes > 0 {
+		w := &spaceWatch{dir: s.cfg.StateDir, low: uint64(s.cfg.LowSpaceWarnBytes), logger: s.logger}
+		run("free space watch", func() error { return w.watch(ctx) })
 	}
 	if s.boot != nil {
 		if err := s.serveBoot(ctx, s.boot, run); err != nil {

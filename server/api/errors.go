@@ -11,12 +11,13 @@ var ErrForbidden = errors.New("forbidden")
 
 // Error codes carried in Error.Code.
 const (
-	CodeNotFound  = "not_found"
-	CodeAmbiguous = "ambiguous"
-	CodeConflict  = "conflict"
-	CodeInvalid   = "invalid"
-	CodeForbidden = "forbidden"
-	CodeInternal  = "internal"
+	CodeNotFound    = "not_found"
+	CodeAmbiguous   = "ambiguous"
+	CodeConflict    = "conflict"
+	CodeInvalid     = "invalid"
+	CodeForbidden   = "forbidden"
+	CodeUnavailable = "unavailable"
+	CodeInternal    = "internal"
 )
 
 // codes maps each code to its sentinel error and HTTP status.
@@ -30,6 +31,7 @@ var codes = []struct {
 	{CodeConflict, ErrConflict, http.StatusConflict},
 	{CodeInvalid, ErrInvalid, http.StatusBadRequest},
 	{CodeForbidden, ErrForbidden, http.StatusForbidden},
+	{CodeUnavailable, ErrUnavailable, http.StatusServiceUnavailable},
 }
 
 // Error is the JSON body of every failed request. It unwraps to the

@@ -173,7 +173,7 @@ func (h *handler) deleteSecret(w http.ResponseWriter, r *http.Request) {
 // reply writes v as JSON, or 204 if v is nil, or err as an Error.
 func (h *handler) reply(w http.ResponseWriter, r *http.Request, v any, err error) {
 	if err != nil {
-		if code, _ := errorStatus(err); code == CodeInternal {
+		if code, _ := errorStatus(err); code == CodeInternal || code == CodeUnavailable {
 			h.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "error", err)
 		}
 		writeError(w, err)

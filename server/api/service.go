@@ -12,6 +12,9 @@ var (
 	ErrAmbiguous = errors.New("ambiguous") // 409: a prefix matched several machines
 	ErrConflict  = errors.New("conflict")  // 409: wrong state for the operation
 	ErrInvalid   = errors.New("invalid")   // 400: bad argument
+	// ErrUnavailable: the server cannot do it now and changed nothing
+	// (its audit log cannot be written, say); the message says why.
+	ErrUnavailable = errors.New("unavailable") // 503
 )
 
 // Service is what the admin API exposes. MACHINE arguments are a full ID, a

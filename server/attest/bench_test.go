@@ -125,6 +125,7 @@ func startExchange(tb testing.TB, s *Server, a *loadgen.Agent) started {
 	x := s.newExchange("bench", exporter)
 	ek, _, ak, _ := a.Identity(ctx)
 	m, err := x.start(ctx, &wire.Hello{EKPublic: ek, AKPublic: ak})
+	s.live.remove(x) // not endable: no stream
 	if err != nil {
 		tb.Errorf("start: %v", err)
 	}

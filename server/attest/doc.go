@@ -24,4 +24,16 @@
 //     encrypted under that key.
 //
 // Every decision is written to the audit log. No secret value is logged.
+//
+// # Decisions against the current record
+//
+// The machine record read at hello is only a starting point. Every state
+// change and every release is committed with store.Store.UpdateMachine in
+// one transaction that first checks the record's Version is still the one
+// read at hello; when it is not, the exchange is refused (check "revoked",
+// "forgotten" or "stale-record") and nothing is stored. A release is then
+// audited, and only then is the credential sent; when the audit record
+// cannot be written the agent is refused (check "audit") and retries.
+// Server.EndRevoked and Server.EndForgotten end a machine's exchanges in
+// progress at once; package machines calls them after revoke and forget.
 package attest

@@ -34,12 +34,18 @@ type testEnv struct {
 	db        *store.DB
 	mgr       *machines.Manager
 	auditPath string
+	audit     *audit.Log
 	dir       string
 }
 
 func newEnv(t *testing.T, mod ...func(*attest.Config)) *testEnv {
 	t.Helper()
-	dir := t.TempDir()
+	return newEnvIn(t, t.TempDir(), mod...)
+}
+
+// newEnvIn is newEnv with its state (keys, database, audit log) in dir.
+func newEnvIn(t *testing.T, dir string, mod ...func(*attest.Config)) *testEnv {
+	t.Helper()
 	if err := pki.Init(dir, pki.InitOptions{DNSNames: []string{"sealroot.test"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}}); err != nil {
 		t.Fatalf("pki.Init: %v", err)
 	}
@@ -77,6 +83,7 @@ func newEnv(t *testing.T, mod ...func(*attest.Config)) *testEnv {
 	if err != nil {
 		t.Fatalf("attest.New: %v", err)
 	}
+	mgr.SetAttestations(srv)
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("listen: %v", err)
@@ -100,7 +107,7 @@ func newEnv(t *testing.T, mod ...func(*attest.Config)) *testEnv {
 		}
 		db.Close()
 	})
-	return &testEnv{addr: pc.LocalAddr().String(), roots: roots, db: db, mgr: mgr, auditPath: auditPath, dir: dir}
+	return &testEnv{addr: pc.LocalAddr().String(), roots: roots, db: db, mgr: mgr, auditPath: auditPath, audit: al, dir: dir}
 }
 
 // testMachine is a simulator TPM that went through a synthetic measured boot.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"sync"
 
 	"github.com/google/go-tpm/tpm2"
 
@@ -61,6 +62,11 @@ type exchange struct {
 	secret    []byte
 	pcrs      []int
 	done      bool
+
+	endMu   sync.Mutex // guards the fields below; see live.go
+	endedBy *Failure   // set by end: the exchange is refused
+	cancel  context.CancelFunc
+	wake    func() // wakes a blocked read
 }
 
 func (s *Server) newExchange(remote string, exporter []byte) *exchange {
@@ -80,6 +86,9 @@ func (x *exchange) start(ctx context.Context, h *wire.Hello) (wire.Message, erro
 	if err := x.s.checkEKCert(h); err != nil {
 		return nil, err
 	}
+	// Registered before the record is read: a revoke that commits after
+	// the read ends this exchange.
+	x.s.live.add(x)
 	m, err := x.s.store.Machine(ctx, x.machineID)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -262,7 +271,10 @@ func (x *exchange) pendingStatus(state wire.State, diff string) *wire.Status {
 
 // stillPending refreshes what a pending machine reported.
 func (x *exchange) stillPending(ctx context.Context, observed *store.BootState) (wire.Message, error) {
-	m, err := x.s.store.UpdateMachine(ctx, x.machineID, func(m *store.Machine) error {
+	m, err := x.commit(ctx, func(m *store.Machine) error {
+		if m.State != store.StatePending && m.State != store.StateNeedsReapproval {
+			return staleRecord(m)
+		}
 		m.Reported = observed
 		m.Hints = x.hello.Hints
 		m.AKPublic = x.hello.AKPublic
@@ -271,7 +283,7 @@ func (x *exchange) stillPending(ctx context.Context, observed *store.BootState) 
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("update machine: %w", err)
+		return nil, err
 	}
 	if m.State == store.StateNeedsReapproval {
 		x.s.record(x, "needs-reapproval", "policy", "boot state changed since approval")
@@ -288,7 +300,7 @@ func (x *exchange) judge(ctx context.Context, observed *store.BootState, info *e
 	case policy.Allow:
 		return x.release(ctx, observed, info, v)
 	case policy.NeedsReapproval:
-		_, err := x.s.store.UpdateMachine(ctx, x.machineID, func(m *store.Machine) error {
+		_, err := x.commit(ctx, func(m *store.Machine) error {
 			m.State = store.StateNeedsReapproval
 			m.Reported = observed
 			m.Diff = v.Diff
@@ -297,7 +309,7 @@ func (x *exchange) judge(ctx context.Context, observed *store.BootState, info *e
 			return nil
 		})
 		if err != nil {
-			return nil, fmt.Errorf("update machine: %w", err)
+			return nil, err
 		}
 		x.s.withdraw(x.machineID)
 		x.s.record(x, "needs-reapproval", "policy", v.Reason)
@@ -309,9 +321,12 @@ func (x *exchange) judge(ctx context.Context, observed *store.BootState, info *e
 
 // release seals the credential for an approved machine in a verified state.
 func (x *exchange) release(ctx context.Context, observed *store.BootState, info *evidence.QuoteInfo, v policy.Verdict) (wire.Message, error) {
+	if err := x.current(ctx); err != nil {
+		return nil, err
+	}
 	secrets, err := x.s.secrets.PlainSecrets(ctx, x.machineID)
 	if err != nil {
-		return nil, fmt.Errorf("load secrets: %w", err)
+		return nil, auditFailure(fmt.Errorf("load secrets: %w", err))
 	}
 	plan, err := x.tunnel(ctx)
 	if err != nil {
@@ -351,7 +366,14 @@ func (x *exchange) release(ctx context.Context, observed *store.BootState, info 
 		}
 		return nil, fmt.Errorf("seal credential: %w", err)
 	}
-	_, err = x.s.store.UpdateMachine(ctx, x.machineID, func(m *store.Machine) error {
+	// The release is decided here, against the current record, in the
+	// transaction that records it; then audited before the credential
+	// leaves.
+	_, err = x.commit(ctx, func(m *store.Machine) error {
+		if info.ResetCount < m.ResetCount {
+			return fail("reset-count", fmt.Errorf("TPM reset count %d is below the last accepted %d: replayed or rolled-back quote",
+				info.ResetCount, m.ResetCount))
+		}
 		m.ResetCount = max(m.ResetCount, info.ResetCount)
 		m.RestartCount = info.RestartCount
 		m.BootCount++
@@ -360,15 +382,19 @@ func (x *exchange) release(ctx context.Context, observed *store.BootState, info 
 		m.Hints = x.hello.Hints
 		return nil
 	})
-	if err != nil {
-		return nil, fmt.Errorf("update machine: %w", err)
+	if err == nil {
+		err = auditFailure(x.s.record(x, "allowed", "", v.Reason))
 	}
-	x.s.record(x, "allowed", "", v.Reason)
+	if err != nil {
+		x.s.withdraw(x.machineID)
+		return nil, err
+	}
 	return cred, nil
 }
 
-// record writes one audit entry; audit failures are logged, never hidden.
-func (s *Server) record(x *exchange, outcome, check, reason string) {
+// record writes one audit entry; audit failures are logged, never
+// hidden, and returned.
+func (s *Server) record(x *exchange, outcome, check, reason string) error {
 	err := s.audit.Record(audit.Entry{
 		Time:      s.now(),
 		Actor:     "agent",
@@ -382,6 +408,7 @@ func (s *Server) record(x *exchange, outcome, check, reason string) {
 	if err != nil {
 		s.logger.Error("audit log write failed", "error", err)
 	}
+	return err
 }
 
 func ekCryptoKey(ek *tpm2.TPMTPublic) (crypto.PublicKey, error) {

@@ -85,6 +85,7 @@ type Server struct {
 	roots           Roots
 	withdrawer      roots.Withdrawer
 	predictor       Predictor
+	live            live // exchanges in progress, by machine
 }
 
 // New validates cfg and returns a Server.
@@ -233,11 +234,14 @@ const (
 type stream interface {
 	io.ReadWriter
 	SetDeadline(time.Time) error
+	SetReadDeadline(time.Time) error
 }
 
 // handle runs the conversation of package wire on one stream.
 func (s *Server) handle(ctx context.Context, st stream, remote string, exporter []byte) error {
 	x := s.newExchange(remote, exporter)
+	ctx, done := x.endable(ctx, st)
+	defer done()
 	_, err := s.step(ctx, st, x, func(m wire.Message) (wire.Message, error) {
 		h, ok := m.(*wire.Hello)
 		if !ok {
@@ -271,8 +275,11 @@ func (s *Server) handle(ctx context.Context, st stream, remote string, exporter 
 // audited and answered with an Error frame.
 func (s *Server) step(ctx context.Context, st stream, x *exchange, fn func(wire.Message) (wire.Message, error)) (wire.Message, error) {
 	st.SetDeadline(time.Now().Add(s.stepTimeout))
-	m, err := wire.Read(st)
-	var reply wire.Message
+	var m, reply wire.Message
+	err := x.ended() // an exchange ended by an operator reads nothing more
+	if err == nil {
+		m, err = wire.Read(st)
+	}
 	if err == nil {
 		reply, err = fn(m)
 	} else if errors.Is(err, wire.ErrProtocol) {
@@ -290,6 +297,9 @@ func (s *Server) step(ctx context.Context, st stream, x *exchange, fn func(wire.
 
 // refuse audits a failure and tells the agent why, without internals.
 func (s *Server) refuse(st stream, x *exchange, err error) error {
+	if e := x.ended(); e != nil {
+		err = e // why the read or the work was cut short
+	}
 	var f *Failure
 	if !errors.As(err, &f) {
 		s.logger.Error("attestation failed", "machine", x.machineID, "remote", x.remote, "error", err)

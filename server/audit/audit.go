@@ -1,14 +1,19 @@
 // Package audit keeps sealroot's append-only decision log: one JSON object
 // per line for every attestation verdict and every operator action.
 //
-// # Durability
+// # Durability: the log fails closed
 //
-// Record writes the line to the file with one write(2) before it returns, so
-// an entry survives a crash of the server process. It does not wait for the
-// disk: a background flusher fsyncs the file at most every FlushInterval
-// (the first entry after a quiet period is synced at once). After a power
-// loss, entries recorded during the last FlushInterval plus one fsync may be
-// missing. Sync forces the file to disk; Close syncs and waits.
+// Record returns only once its line is on disk (written and fsync'd), and
+// it returns an error wrapping ErrNotWritten when that cannot be done
+// (a full disk, say). Callers record a decision before they act on it: no
+// credential leaves and no operator change is applied without its record.
+// A write cut short (a full disk) is cut off the file at once, so the next
+// record starts on a line of its own; a torn last line left by a crash is
+// cut off by Open (Log.Repaired says how many bytes).
+//
+// Records are written one at a time, in order; concurrent records share
+// an fsync (group commit): one caller syncs for everyone whose line was
+// written before it started, the others wait for its result.
 //
 // # Secrets
 //
@@ -29,11 +34,12 @@ import (
 	"time"
 )
 
-// FlushInterval is the minimum time between two fsyncs of the log.
-const FlushInterval = 50 * time.Millisecond
+// ErrNotWritten is wrapped by every error of Record: the entry is not
+// (known to be) on disk, so the decision it records must not take effect.
+var ErrNotWritten = errors.New("audit record not written")
 
 // ErrClosed is returned by Record and Sync after Close.
-var ErrClosed = errors.New("audit log closed")
+var ErrClosed = fmt.Errorf("audit log closed: %w", ErrNotWritten)
 
 // Entry is one decision or action.
 type Entry struct {
@@ -55,37 +61,83 @@ type Entry struct {
 
 // Log is an open audit log. It is safe for concurrent use.
 type Log struct {
-	path  string
-	kick  chan struct{} // buffered(1): there is something to sync
-	quit  chan struct{} // closed by Close
-	done  chan struct{} // closed when the flusher has exited
-	close sync.Once
+	path     string
+	repaired int64
 
-	mu      sync.Mutex // guards the fields below
-	f       *os.File
-	closed  bool
-	syncErr error // last failed background fsync, reported once
+	mu     sync.Mutex // guards the fields below; held across writes, not fsyncs
+	synced sync.Cond  // on mu: an fsync ended
+	f      *os.File
+	size   int64 // bytes of whole lines in the file
+	torn   bool  // bytes past size may be in the file: cut them first
+	closed bool
+
+	// Lines are numbered from 1 in the order written. Lines up to
+	// durable are on disk; lines up to failed were covered by an fsync
+	// that failed and count as lost (syncErr says why).
+	written, durable, failed uint64
+	syncing                  bool // an fsync is running
+	syncErr                  error
 }
 
 // Open opens the log at path for appending, creating it with mode 0600.
+// A last line without its newline (a write cut short by a crash or a full
+// disk) is cut off, so no record is ever glued to it.
 func Open(path string) (*Log, error) {
-	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open audit log: %w", err)
 	}
-	l := &Log{
-		path: path,
-		f:    f,
-		kick: make(chan struct{}, 1),
-		quit: make(chan struct{}),
-		done: make(chan struct{}),
+	size, repaired, err := repairTail(f)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("open audit log %s: %w", path, err)
 	}
-	go l.flusher()
+	l := &Log{path: path, repaired: repaired, f: f, size: size}
+	l.synced.L = &l.mu
 	return l, nil
 }
 
-// Record appends e as one line. A zero e.Time is set to the current time.
-// It returns after the write; see the package doc for when it is on disk.
+// repairTail cuts a partial last line off f and returns the size of the
+// whole lines and the number of bytes cut.
+func repairTail(f *os.File) (size, cut int64, err error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, 0, err
+	}
+	end := fi.Size()
+	size = end
+	buf := make([]byte, 4096)
+	for size > 0 {
+		n := int64(len(buf))
+		if size < n {
+			n = size
+		}
+		if _, err := f.ReadAt(buf[:n], size-n); err != nil {
+			return 0, 0, fmt.Errorf("read tail: %w", err)
+		}
+		if i := bytes.LastIndexByte(buf[:n], '\n'); i >= 0 {
+			size = size - n + int64(i) + 1
+			break
+		}
+		size -= n
+	}
+	if size == end {
+		return size, 0, nil
+	}
+	if err := f.Truncate(size); err != nil {
+		return 0, 0, fmt.Errorf("cut torn last line: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		return 0, 0, fmt.Errorf("cut torn last line: %w", err)
+	}
+	return size, end - size, nil
+}
+
+// Repaired returns how many bytes of a torn last line Open cut off.
+func (l *Log) Repaired() int64 { return l.repaired }
+
+// Record appends e as one line and syncs it to disk before it returns. A
+// zero e.Time is set to the current time. Any error wraps ErrNotWritten.
 func (l *Log) Record(e Entry) error {
 	if e.Time.IsZero() {
 		e.Time = time.Now()
@@ -93,7 +145,7 @@ func (l *Log) Record(e Entry) error {
 	e.Time = e.Time.UTC()
 	line, err := json.Marshal(e)
 	if err != nil {
-		return fmt.Errorf("audit: encode entry: %w", err)
+		return fmt.Errorf("%w: encode entry: %w", ErrNotWritten, err)
 	}
 	line = append(line, '\n')
 
@@ -102,75 +154,94 @@ func (l *Log) Record(e Entry) error {
 	if l.closed {
 		return ErrClosed
 	}
-	if err := l.syncErr; err != nil {
-		l.syncErr = nil
-		return fmt.Errorf("audit: earlier sync failed: %w", err)
+	if err := l.appendLocked(line); err != nil {
+		return fmt.Errorf("%w: %w", ErrNotWritten, err) // err names the file
 	}
-	if _, err := l.f.Write(line); err != nil {
-		return fmt.Errorf("audit: write %s: %w", l.path, err)
+	l.written++
+	return l.syncLocked(l.written)
+}
+
+// syncLocked returns once line n is on disk, or known not to be. The
+// first waiter with no fsync running starts one for every line written so
+// far; the others wait for it.
+func (l *Log) syncLocked(n uint64) error {
+	for {
+		switch {
+		case n <= l.failed:
+			return fmt.Errorf("%w: %w", ErrNotWritten, l.syncErr)
+		case n <= l.durable:
+			return nil
+		case l.closed:
+			return ErrClosed
+		case l.syncing:
+			l.synced.Wait()
+			continue
+		}
+		l.syncing = true
+		upTo := l.written
+		l.mu.Unlock()
+		err := l.f.Sync()
+		l.mu.Lock()
+		l.syncing = false
+		if err != nil {
+			l.failed, l.syncErr = max(l.failed, upTo), err
+		} else {
+			l.durable = max(l.durable, upTo)
+		}
+		l.synced.Broadcast()
 	}
-	select {
-	case l.kick <- struct{}{}:
-	default: // a sync is already due
+}
+
+// appendLocked writes line at the end of the whole lines, first cutting
+// off what an earlier failed write left.
+func (l *Log) appendLocked(line []byte) error {
+	if l.torn {
+		if err := l.f.Truncate(l.size); err != nil {
+			return fmt.Errorf("cut a torn line: %w", err)
+		}
+		l.torn = false
 	}
+	n, err := l.f.Write(line)
+	if err != nil {
+		if n > 0 {
+			l.torn = true
+			if terr := l.f.Truncate(l.size); terr == nil {
+				l.torn = false
+			}
+		}
+		return err
+	}
+	l.size += int64(n)
 	return nil
 }
 
-// Sync forces every recorded entry to disk.
+// Sync forces every recorded entry to disk (Record already has).
 func (l *Log) Sync() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
 		return ErrClosed
 	}
-	return l.syncLocked()
+	return l.syncLocked(l.written)
 }
 
-func (l *Log) syncLocked() error {
-	if err := l.f.Sync(); err != nil {
-		return fmt.Errorf("audit: sync %s: %w", l.path, err)
+// Close closes the log. It is safe to call more than once; later calls
+// return nil.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return nil
+	}
+	l.closed = true
+	for l.syncing {
+		l.synced.Wait()
+	}
+	l.synced.Broadcast() // waiters see closed
+	if err := l.f.Close(); err != nil {
+		return fmt.Errorf("audit: close %s: %w", l.path, err)
 	}
 	return nil
-}
-
-// flusher fsyncs after each kick, then waits FlushInterval so that entries
-// arriving meanwhile share the next fsync.
-func (l *Log) flusher() {
-	defer close(l.done)
-	for {
-		select {
-		case <-l.kick:
-		case <-l.quit:
-			return
-		}
-		// No lock: writes go on during the fsync, and Close waits for
-		// this goroutine before closing the file.
-		if err := l.f.Sync(); err != nil {
-			l.mu.Lock()
-			l.syncErr = fmt.Errorf("sync %s: %w", l.path, err)
-			l.mu.Unlock()
-		}
-		select {
-		case <-time.After(FlushInterval):
-		case <-l.quit:
-			return
-		}
-	}
-}
-
-// Close syncs and closes the log and stops the flusher. It is safe to call
-// more than once; later calls return nil.
-func (l *Log) Close() error {
-	var err error
-	l.close.Do(func() {
-		close(l.quit)
-		<-l.done
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		l.closed = true
-		err = errors.Join(l.syncErr, l.syncLocked(), l.f.Close())
-	})
-	return err
 }
 
 // ReadAll reads every entry of the log at path. An incomplete last line

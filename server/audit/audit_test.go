@@ -177,3 +177,19 @@ func BenchmarkRecord(b *testing.B) {
 		b.Fatal(err)
 	}
 }
+
+// BenchmarkRecordConcurrent records from 64 goroutines at once, as a boot
+// storm does: they share fsyncs.
+func BenchmarkRecordConcurrent(b *testing.B) {
+	l, _ := openTestLog(b)
+	e := Entry{Actor: "agent", Remote: "192.0.2.1:4433", MachineID: "6b86b273ff34fce19d6b804eff5a3f5747ada4eaa22f1d49c01e52ddb7875b4b", Action: "attest", Outcome: "allowed"}
+	b.SetParallelism(32) // × GOMAXPROCS goroutines
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := l.Record(e); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}

@@ -27,23 +27,30 @@ func ValidName(name string) bool { return nameRE.MatchString(name) }
 // never pinned. The reported state is cleared so it cannot be approved
 // twice.
 func (m *Manager) Approve(ctx context.Context, ref string, opts api.ApproveOptions) (*api.Machine, error) {
-	mc, err := m.approve(ctx, ref, opts)
-	id := ""
-	if mc != nil {
-		id = mc.ID
-	}
 	reason := ""
 	if opts.Name != "" || opts.Policy != "" {
 		reason = fmt.Sprintf("name=%q policy=%q", opts.Name, opts.Policy)
 	}
-	m.record(ctx, "approve", id, reason, err)
+	mc, err := m.approvable(ctx, ref, opts)
+	if err != nil {
+		m.record(ctx, "approve", idOf(mc), reason, err)
+		return nil, err
+	}
+	var updated *store.Machine
+	err = m.change(ctx, "approve", mc.ID, reason, func() error {
+		var err error
+		updated, err = m.store.UpdateMachine(ctx, mc.ID, approval(opts))
+		return fromStore(nameConflict(err))
+	})
 	if err != nil {
 		return nil, err
 	}
-	return ViewMachine(mc), nil
+	return ViewMachine(updated), nil
 }
 
-func (m *Manager) approve(ctx context.Context, ref string, opts api.ApproveOptions) (*store.Machine, error) {
+// approvable checks an approval against the machine as read now; the
+// store transaction checks it again against the record it changes.
+func (m *Manager) approvable(ctx context.Context, ref string, opts api.ApproveOptions) (*store.Machine, error) {
 	if opts.Name != "" && !ValidName(opts.Name) {
 		return nil, fmt.Errorf("%w: machine name %q: want [a-z0-9][a-z0-9-]{0,62}", api.ErrInvalid, opts.Name)
 	}
@@ -54,7 +61,16 @@ func (m *Manager) approve(ctx context.Context, ref string, opts api.ApproveOptio
 	if err != nil {
 		return nil, err
 	}
-	updated, err := m.store.UpdateMachine(ctx, mc.ID, func(x *store.Machine) error {
+	dry := *mc
+	if err := approval(opts)(&dry); err != nil {
+		return mc, err
+	}
+	return mc, m.checkName(ctx, mc.ID, opts.Name)
+}
+
+// approval is the change Approve makes to a machine record.
+func approval(opts api.ApproveOptions) func(*store.Machine) error {
+	return func(x *store.Machine) error {
 		if x.State != store.StatePending && x.State != store.StateNeedsReapproval {
 			return fmt.Errorf("%w: machine %s is %s; only pending or needs-reapproval machines can be approved", api.ErrConflict, short(x.ID), x.State)
 		}
@@ -76,20 +92,39 @@ func (m *Manager) approve(ctx context.Context, ref string, opts api.ApproveOptio
 			x.Policy = store.PolicyPinned
 		}
 		return nil
-	})
-	return withConflict(mc, updated, err)
+	}
 }
 
-// withConflict maps a taken name to api.ErrConflict. On error it still
-// returns the resolved machine, for the audit entry.
-func withConflict(resolved, updated *store.Machine, err error) (*store.Machine, error) {
-	if err == nil {
-		return updated, nil
+// checkName refuses a name another machine than id has.
+func (m *Manager) checkName(ctx context.Context, id, name string) error {
+	if name == "" {
+		return nil
 	}
-	if errors.Is(err, store.ErrNameTaken) {
-		err = fmt.Errorf("%w: %w", api.ErrConflict, err)
+	all, err := m.store.Machines(ctx)
+	if err != nil {
+		return err
 	}
-	return resolved, fromStore(err)
+	for _, mc := range all {
+		if mc.Name == name && mc.ID != id {
+			return fmt.Errorf("%w: name %q: %w (machine %s)", api.ErrConflict, name, store.ErrNameTaken, short(mc.ID))
+		}
+	}
+	return nil
+}
+
+// nameConflict maps a taken name to api.ErrConflict.
+func nameConflict(err error) error {
+	if errors.Is(err, store.ErrNameTaken) && !errors.Is(err, api.ErrConflict) {
+		return fmt.Errorf("%w: %w", api.ErrConflict, err)
+	}
+	return err
+}
+
+func idOf(mc *store.Machine) string {
+	if mc == nil {
+		return ""
+	}
+	return mc.ID
 }
 
 // pinnable copies a boot state without PCR wire.ReleasePCR and its events.
@@ -104,35 +139,39 @@ func pinnable(bs *store.BootState) *store.BootState {
 	return out
 }
 
-// Revoke refuses the machine from now on, whatever its state.
+// Revoke refuses the machine from now on, whatever its state, and ends
+// its attestations in progress.
 func (m *Manager) Revoke(ctx context.Context, ref, reason string) (*api.Machine, error) {
-	mc, err := m.revoke(ctx, ref, reason)
-	id := ""
-	if mc != nil {
-		id = mc.ID
+	mc, err := m.revocable(ctx, ref, reason)
+	if err != nil {
+		m.record(ctx, "revoke", idOf(mc), reason, err)
+		return nil, err
 	}
-	m.record(ctx, "revoke", id, reason, err)
+	var updated *store.Machine
+	err = m.change(ctx, "revoke", mc.ID, reason, func() error {
+		var err error
+		updated, err = m.store.UpdateMachine(ctx, mc.ID, func(x *store.Machine) error {
+			x.State = store.StateRevoked
+			x.Reason = reason
+			return nil
+		})
+		return fromStore(err)
+	})
 	if err != nil {
 		return nil, err
 	}
+	if m.attestations != nil {
+		m.attestations.EndRevoked(mc.ID, reason)
+	}
 	m.removed(ctx, mc.ID)
-	return ViewMachine(mc), nil
+	return ViewMachine(updated), nil
 }
 
-func (m *Manager) revoke(ctx context.Context, ref, reason string) (*store.Machine, error) {
+func (m *Manager) revocable(ctx context.Context, ref, reason string) (*store.Machine, error) {
 	if len(reason) > maxReason || !printable(reason) {
 		return nil, fmt.Errorf("%w: reason must be printable and at most %d bytes", api.ErrInvalid, maxReason)
 	}
-	mc, err := m.resolve(ctx, ref)
-	if err != nil {
-		return nil, err
-	}
-	updated, err := m.store.UpdateMachine(ctx, mc.ID, func(x *store.Machine) error {
-		x.State = store.StateRevoked
-		x.Reason = reason
-		return nil
-	})
-	return withConflict(mc, updated, err)
+	return m.resolve(ctx, ref)
 }
 
 func printable(s string) bool {
@@ -144,17 +183,21 @@ func printable(s string) bool {
 	return true
 }
 
-// Forget deletes the machine and its secrets; its next boot is unknown.
+// Forget deletes the machine and its secrets and ends its attestations in
+// progress; its next boot is unknown.
 func (m *Manager) Forget(ctx context.Context, ref string) error {
 	mc, err := m.resolve(ctx, ref)
-	id := ""
-	if err == nil {
-		id = mc.ID
-		err = fromStore(m.store.DeleteMachine(ctx, mc.ID))
+	if err != nil {
+		m.record(ctx, "forget", "", "", err)
+		return err
 	}
-	m.record(ctx, "forget", id, "", err)
-	if err == nil {
-		m.removed(ctx, id)
+	err = m.change(ctx, "forget", mc.ID, "", func() error { return fromStore(m.store.DeleteMachine(ctx, mc.ID)) })
+	if err != nil {
+		return err
 	}
-	return err
+	if m.attestations != nil {
+		m.attestations.EndForgotten(mc.ID)
+	}
+	m.removed(ctx, mc.ID)
+	return nil
 }

@@ -43,28 +43,26 @@ func (m *Manager) ImportImage(ctx context.Context, name, source string) (*api.Im
 			m.logger.Info("importing image", "name", name, "done", done, "total", total)
 		}
 	}
-	im, err := m.images.Import(ctx, name, source, progress)
-	err = toAPI(err)
-	reason := ""
-	if im != nil {
-		reason = fmt.Sprintf("image %s from %s: sha256:%s", name, source, im.Digest)
-	}
-	m.record(ctx, "image-import", "", reason, err)
+	var im *image.Image
+	err := m.change(ctx, "image-import", "", fmt.Sprintf("image %s from %s", name, source), func() (err error) {
+		im, err = m.images.Import(ctx, name, source, progress)
+		return toAPI(err)
+	})
 	if err != nil {
 		return nil, err
 	}
+	m.logger.Info("image imported", "name", name, "digest", im.Digest)
 	view := imageView(*im)
 	return &view, nil
 }
 
 // RemoveImage forgets name, unless a machine's root still names it.
 func (m *Manager) RemoveImage(ctx context.Context, name string) error {
-	err := m.checkUnused(ctx, name)
-	if err == nil {
-		err = toAPI(m.images.Remove(name))
+	if err := m.checkUnused(ctx, name); err != nil {
+		m.record(ctx, "image-remove", "", "image "+name, err)
+		return err
 	}
-	m.record(ctx, "image-remove", "", "image "+name, err)
-	return err
+	return m.change(ctx, "image-remove", "", "image "+name, func() error { return toAPI(m.images.Remove(name)) })
 }
 
 func (m *Manager) checkUnused(ctx context.Context, name string) error {
@@ -106,7 +104,11 @@ func (m *Manager) GCImages(ctx context.Context) ([]string, error) {
 		m.record(ctx, "image-gc", "", "", err)
 		return nil, err
 	}
-	removed, err := m.images.GC(func(digest string) bool { return bases[digest] || m.volumes.InUse(digest) })
-	m.record(ctx, "image-gc", "", fmt.Sprintf("%d bases removed", len(removed)), err)
+	var removed []string
+	err = m.change(ctx, "image-gc", "", "", func() (err error) {
+		removed, err = m.images.GC(func(digest string) bool { return bases[digest] || m.volumes.InUse(digest) })
+		return err
+	})
+	m.logger.Info("image gc", "removed", len(removed))
 	return removed, err
 }

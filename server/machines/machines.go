@@ -18,8 +18,22 @@
 // Every change and every read of secret names or values is recorded, with
 // the actor set by WithActor ("operator" by default) and outcome "ok",
 // "refused" (invalid argument, unknown or ambiguous machine, wrong state) or
-// "error". Listing machines is not recorded. A failure to write the audit
-// log is logged and does not undo the change.
+// "error". Listing machines is not recorded.
+//
+// The audit fails closed: a change is recorded (outcome "ok", on disk)
+// before it is applied, and secrets are recorded before they are handed
+// out. When the record cannot be written the operation fails with
+// api.ErrUnavailable and changes nothing. A change that fails after its
+// record was written (the store transaction refused it, say) gets a second
+// record, "refused" or "error", for the same action and machine: it was
+// not applied. Refusals decided before anything changes are recorded after
+// the fact, and a failure to record them is only logged.
+//
+// # Attestations in progress
+//
+// Revoke and Forget end the machine's attestations in progress through
+// Attestations (set with SetAttestations), so an exchange whose hello came
+// before the change is refused at once rather than at its final check.
 //
 // # Withdrawing access
 //
@@ -64,7 +78,21 @@ type Manager struct {
 	images  *image.Store
 	volumes *volume.Manager
 	roots   *roots.Service
+	// attestations, when set, ends a revoked or forgotten machine's
+	// exchanges in progress; set before use.
+	attestations Attestations
 }
+
+// Attestations ends a machine's attestations in progress, each refused
+// with why; *attest.Server implements it.
+type Attestations interface {
+	EndRevoked(machineID, reason string) int
+	EndForgotten(machineID string) int
+}
+
+// SetAttestations makes Revoke and Forget end the machine's attestations
+// in progress through a. Call it before the Manager is used.
+func (m *Manager) SetAttestations(a Attestations) { m.attestations = a }
 
 var _ api.Service = (*Manager)(nil)
 
@@ -198,8 +226,44 @@ func short(id string) string {
 	return id
 }
 
+// change records action on machineID first and applies it only when the
+// record is on disk (else api.ErrUnavailable); an apply that fails is
+// recorded again with its error.
+func (m *Manager) change(ctx context.Context, action, machineID, reason string, apply func() error) error {
+	if err := m.recordFirst(ctx, action, machineID, reason); err != nil {
+		return err
+	}
+	if err := apply(); err != nil {
+		m.record(ctx, action, machineID, reason, err)
+		return err
+	}
+	return nil
+}
+
+// recordFirst writes the audit entry (outcome "ok") of an operation about
+// to take effect. Its error wraps api.ErrUnavailable and the audit error:
+// the operation must not take effect.
+func (m *Manager) recordFirst(ctx context.Context, action, machineID, reason string) error {
+	actor := actorFrom(ctx)
+	if m.log == nil {
+		m.logger.Info(action, "machine", machineID, "actor", actor)
+		return nil
+	}
+	e := audit.Entry{Actor: actor, MachineID: machineID, Action: action, Outcome: "ok", Reason: reason}
+	if err := m.log.Record(e); err != nil {
+		m.logger.Error("audit log write failed: operation refused", "action", action, "machine", machineID, "error", err)
+		what := action
+		if machineID != "" {
+			what += " of machine " + short(machineID)
+		}
+		return fmt.Errorf("%w: %s not done: %w", api.ErrUnavailable, what, err)
+	}
+	m.logger.Info(action, "machine", machineID, "actor", actor)
+	return nil
+}
+
 // record writes an audit entry for an operation on machineID that ended
-// with err.
+// with err, after the fact; a failure to write it is logged.
 func (m *Manager) record(ctx context.Context, action, machineID, reason string, err error) {
 	outcome := "ok"
 	switch {

@@ -13,22 +13,32 @@ import (
 // than none must name an existing image. A machine in a group takes its
 // group's root; SetRoot refuses it.
 func (m *Manager) SetRoot(ctx context.Context, ref string, root wire.RootPlan) (*api.Machine, error) {
+	reason := fmt.Sprintf("root %s %v", root.Kind, root.Params)
+	setRoot := func(mc *store.Machine) error {
+		if mc.Group != "" {
+			return fmt.Errorf("machine %.12s is in group %s, whose root it mounts: set the group's root, or take the machine out of the group first: %w",
+				mc.ID, mc.Group, api.ErrConflict)
+		}
+		mc.Root = root
+		return nil
+	}
 	mc, err := m.resolve(ctx, ref)
 	if err == nil {
 		err = m.checkRoot(root)
 	}
 	if err == nil {
-		mc, err = m.store.UpdateMachine(ctx, mc.ID, func(mc *store.Machine) error {
-			if mc.Group != "" {
-				return fmt.Errorf("machine %.12s is in group %s, whose root it mounts: set the group's root, or take the machine out of the group first: %w",
-					mc.ID, mc.Group, api.ErrConflict)
-			}
-			mc.Root = root
-			return nil
-		})
+		dry := *mc
+		err = setRoot(&dry)
 	}
-	err = toAPI(err)
-	m.record(ctx, "set-root", idOf(mc), fmt.Sprintf("root %s %v", root.Kind, root.Params), err)
+	if err != nil {
+		err = toAPI(err)
+		m.record(ctx, "set-root", idOf(mc), reason, err)
+		return nil, err
+	}
+	err = m.change(ctx, "set-root", mc.ID, reason, func() (err error) {
+		mc, err = m.store.UpdateMachine(ctx, mc.ID, setRoot)
+		return toAPI(err)
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -67,12 +77,12 @@ func (m *Manager) Groups(ctx context.Context) ([]*api.Group, error) {
 // its machines mount from their next boot.
 func (m *Manager) SetGroupRoot(ctx context.Context, name string, root wire.RootPlan) (*api.Group, error) {
 	g := &store.Group{Name: name, Root: root}
-	err := m.checkRoot(root)
-	if err == nil {
-		err = m.store.PutGroup(ctx, g)
+	reason := fmt.Sprintf("group %s root %s %v", name, root.Kind, root.Params)
+	if err := toAPI(m.checkRoot(root)); err != nil {
+		m.record(ctx, "group-set-root", "", reason, err)
+		return nil, err
 	}
-	err = toAPI(err)
-	m.record(ctx, "group-set-root", "", fmt.Sprintf("group %s root %s %v", name, root.Kind, root.Params), err)
+	err := m.change(ctx, "group-set-root", "", reason, func() error { return toAPI(m.store.PutGroup(ctx, g)) })
 	if err != nil {
 		return nil, err
 	}
@@ -81,27 +91,30 @@ func (m *Manager) SetGroupRoot(ctx context.Context, name string, root wire.RootP
 
 // DeleteGroup removes an empty group.
 func (m *Manager) DeleteGroup(ctx context.Context, name string) error {
-	err := toAPI(m.store.DeleteGroup(ctx, name))
-	m.record(ctx, "group-delete", "", "group "+name, err)
-	return err
+	return m.change(ctx, "group-delete", "", "group "+name, func() error { return toAPI(m.store.DeleteGroup(ctx, name)) })
 }
 
 // SetGroup puts the machine in group (which must exist), or takes it out
 // of its group when group is "". It mounts the group's root, or its own
 // again, from its next boot.
 func (m *Manager) SetGroup(ctx context.Context, ref, group string) (*api.Machine, error) {
+	reason := "group " + orNone(group)
 	mc, err := m.resolve(ctx, ref)
 	if err == nil && group != "" {
 		_, err = m.store.Group(ctx, group)
 	}
-	if err == nil {
-		mc, err = m.store.UpdateMachine(ctx, mc.ID, func(mc *store.Machine) error {
-			mc.Group = group
+	if err != nil {
+		err = toAPI(err)
+		m.record(ctx, "set-group", idOf(mc), reason, err)
+		return nil, err
+	}
+	err = m.change(ctx, "set-group", mc.ID, reason, func() (err error) {
+		mc, err = m.store.UpdateMachine(ctx, mc.ID, func(x *store.Machine) error {
+			x.Group = group
 			return nil
 		})
-	}
-	err = toAPI(err)
-	m.record(ctx, "set-group", idOf(mc), "group "+orNone(group), err)
+		return toAPI(err)
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -113,11 +126,4 @@ func orNone(s string) string {
 		return "(none)"
 	}
 	return s
-}
-
-func idOf(mc *store.Machine) string {
-	if mc == nil {
-		return ""
-	}
-	return mc.ID
 }

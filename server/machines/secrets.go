@@ -28,37 +28,50 @@ func checkSecretName(name string) error {
 // SetSecret encrypts value and stores it as the machine's secret name,
 // replacing any previous value.
 func (m *Manager) SetSecret(ctx context.Context, ref, name string, value []byte) error {
-	id, err := m.setSecret(ctx, ref, name, value)
-	m.record(ctx, "secret-set", id, fmt.Sprintf("secret %q", name), err)
-	return err
+	reason := fmt.Sprintf("secret %q", name)
+	id, ct, err := m.secretToSet(ctx, ref, name, value)
+	if err != nil {
+		m.record(ctx, "secret-set", id, reason, err)
+		return err
+	}
+	return m.change(ctx, "secret-set", id, reason, func() error { return fromStore(m.store.PutSecret(ctx, id, name, ct)) })
 }
 
-func (m *Manager) setSecret(ctx context.Context, ref, name string, value []byte) (id string, err error) {
+// secretToSet checks a secret and returns its machine's ID and the
+// encrypted value.
+func (m *Manager) secretToSet(ctx context.Context, ref, name string, value []byte) (id string, ct []byte, err error) {
 	if err := checkSecretName(name); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	if len(value) == 0 || len(value) > MaxSecretSize {
-		return "", fmt.Errorf("%w: secret value of %d bytes: want 1 to %d", api.ErrInvalid, len(value), MaxSecretSize)
+		return "", nil, fmt.Errorf("%w: secret value of %d bytes: want 1 to %d", api.ErrInvalid, len(value), MaxSecretSize)
 	}
 	if m.box == nil {
-		return "", errors.New("set secret: no secrets box configured")
+		return "", nil, errors.New("set secret: no secrets box configured")
 	}
 	mc, err := m.resolve(ctx, ref)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
-	ct, err := m.box.Encrypt(value)
+	ct, err = m.box.Encrypt(value)
 	if err != nil {
-		return mc.ID, fmt.Errorf("encrypt secret %q: %w", name, err)
+		return mc.ID, nil, fmt.Errorf("encrypt secret %q: %w", name, err)
 	}
-	return mc.ID, fromStore(m.store.PutSecret(ctx, mc.ID, name, ct))
+	return mc.ID, ct, nil
 }
 
 // SecretNames lists the machine's secret names, sorted; never values.
+// The read is recorded before the names are returned.
 func (m *Manager) SecretNames(ctx context.Context, ref string) ([]string, error) {
 	id, names, err := m.secretNames(ctx, ref)
-	m.record(ctx, "secret-list", id, "", err)
-	return names, err
+	if err != nil {
+		m.record(ctx, "secret-list", id, "", err)
+		return nil, err
+	}
+	if err := m.recordFirst(ctx, "secret-list", id, ""); err != nil {
+		return nil, err
+	}
+	return names, nil
 }
 
 func (m *Manager) secretNames(ctx context.Context, ref string) (string, []string, error) {
@@ -80,12 +93,16 @@ func (m *Manager) secretNames(ctx context.Context, ref string) (string, []string
 
 // DeleteSecret removes the machine's secret name, or returns api.ErrNotFound.
 func (m *Manager) DeleteSecret(ctx context.Context, ref, name string) error {
-	id, err := m.deleteSecret(ctx, ref, name)
-	m.record(ctx, "secret-delete", id, fmt.Sprintf("secret %q", name), err)
-	return err
+	reason := fmt.Sprintf("secret %q", name)
+	id, err := m.secretToDelete(ctx, ref, name)
+	if err != nil {
+		m.record(ctx, "secret-delete", id, reason, err)
+		return err
+	}
+	return m.change(ctx, "secret-delete", id, reason, func() error { return fromStore(m.store.DeleteSecret(ctx, id, name)) })
 }
 
-func (m *Manager) deleteSecret(ctx context.Context, ref, name string) (string, error) {
+func (m *Manager) secretToDelete(ctx context.Context, ref, name string) (string, error) {
 	if err := checkSecretName(name); err != nil {
 		return "", err
 	}
@@ -93,16 +110,28 @@ func (m *Manager) deleteSecret(ctx context.Context, ref, name string) (string, e
 	if err != nil {
 		return "", err
 	}
-	return mc.ID, fromStore(m.store.DeleteSecret(ctx, mc.ID, name))
+	if _, err := m.store.Secret(ctx, mc.ID, name); err != nil {
+		return mc.ID, fromStore(err)
+	}
+	return mc.ID, nil
 }
 
 // PlainSecrets decrypts every secret of the machine with the exact ID
 // machineID, for sealing into its credential. The caller must not log or
-// keep the values. The release is audited (names count only).
+// keep the values. The release is audited (names count only) before the
+// values are returned; when it cannot be, none are (api.ErrUnavailable,
+// wrapping the audit error).
 func (m *Manager) PlainSecrets(ctx context.Context, machineID string) (map[string][]byte, error) {
 	out, err := m.plainSecrets(ctx, machineID)
-	m.record(ctx, "secret-release", machineID, fmt.Sprintf("%d secrets", len(out)), err)
-	return out, err
+	if err != nil {
+		m.record(ctx, "secret-release", machineID, "", err)
+		return nil, err
+	}
+	if err := m.recordFirst(ctx, "secret-release", machineID, fmt.Sprintf("%d secrets", len(out))); err != nil {
+		clear(out)
+		return nil, err
+	}
+	return out, nil
 }
 
 func (m *Manager) plainSecrets(ctx context.Context, machineID string) (map[string][]byte, error) {

@@ -56,8 +56,8 @@ func (db *DB) Groups(ctx context.Context) ([]*Group, error) {
 	return out, err
 }
 
-// PutGroup creates or replaces a group; a malformed name gives
-// ErrBadGroupName.
+// PutGroup creates or replaces a group and gives its machines a new
+// Version; a malformed name gives ErrBadGroupName.
 func (db *DB) PutGroup(ctx context.Context, g *Group) error {
 	if !validGroupName(g.Name) {
 		return fmt.Errorf("group name %q: %w", g.Name, ErrBadGroupName)
@@ -67,8 +67,38 @@ func (db *DB) PutGroup(ctx context.Context, g *Group) error {
 		return err
 	}
 	return db.update(ctx, func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketGroups).Put([]byte(g.Name), v)
+		if err := tx.Bucket(bucketGroups).Put([]byte(g.Name), v); err != nil {
+			return err
+		}
+		members, err := groupMembers(tx, g.Name)
+		if err != nil {
+			return err
+		}
+		for _, id := range members {
+			if err := bumpVersion(tx, id); err != nil {
+				return fmt.Errorf("group %s: %w", g.Name, err)
+			}
+		}
+		return nil
 	})
+}
+
+// groupMembers returns the IDs of the machines in group name.
+func groupMembers(tx *bolt.Tx, name string) ([]string, error) {
+	var ids []string
+	err := tx.Bucket(bucketMachines).ForEach(func(k, v []byte) error {
+		var m struct {
+			Group string `json:"group"`
+		}
+		if err := json.Unmarshal(v, &m); err != nil {
+			return fmt.Errorf("%w: machine record: %v", ErrCorrupt, err)
+		}
+		if m.Group == name {
+			ids = append(ids, string(k))
+		}
+		return nil
+	})
+	return ids, err
 }
 
 // DeleteGroup removes a group unless a machine is in it.
@@ -81,24 +111,12 @@ func (db *DB) DeleteGroup(ctx context.Context, name string) error {
 		if b.Get([]byte(name)) == nil {
 			return fmt.Errorf("group %s: %w", name, ErrNotFound)
 		}
-		members := 0
-		err := tx.Bucket(bucketMachines).ForEach(func(_, v []byte) error {
-			var m struct {
-				Group string `json:"group"`
-			}
-			if err := json.Unmarshal(v, &m); err != nil {
-				return fmt.Errorf("%w: machine record: %v", ErrCorrupt, err)
-			}
-			if m.Group == name {
-				members++
-			}
-			return nil
-		})
+		members, err := groupMembers(tx, name)
 		if err != nil {
 			return err
 		}
-		if members > 0 {
-			return fmt.Errorf("group %s: %d machines: %w", name, members, ErrGroupInUse)
+		if len(members) > 0 {
+			return fmt.Errorf("group %s: %d machines: %w", name, len(members), ErrGroupInUse)
 		}
 		return b.Delete([]byte(name))
 	})

@@ -1,11 +1,14 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/sealroot/sealroot/wire"
 )
 
 // Machine returns the machine with the given ID, or ErrNotFound.
@@ -50,13 +53,18 @@ func (db *DB) CreateMachine(ctx context.Context, m *Machine) error {
 	if m == nil || m.ID == "" || len(m.ID) > maxIDLen {
 		return fmt.Errorf("create machine: invalid machine id")
 	}
-	buf, err := json.Marshal(m)
-	if err != nil {
-		return fmt.Errorf("create machine %s: encode: %w", m.ID, err)
-	}
 	return db.update(ctx, func(tx *bolt.Tx) error {
 		if tx.Bucket(bucketMachines).Get([]byte(m.ID)) != nil {
 			return fmt.Errorf("create machine %s: %w", m.ID, ErrExists)
+		}
+		v, err := nextVersion(tx)
+		if err != nil {
+			return fmt.Errorf("create machine %s: %w", m.ID, err)
+		}
+		m.Version = v
+		buf, err := json.Marshal(m)
+		if err != nil {
+			return fmt.Errorf("create machine %s: encode: %w", m.ID, err)
 		}
 		if err := putMachine(tx, m.ID, m.Name, "", buf); err != nil {
 			return fmt.Errorf("create machine %s: %w", m.ID, err)
@@ -117,12 +125,18 @@ func applyUpdate(tx *bolt.Tx, id string, fn func(*Machine) error) (*Machine, str
 	if err != nil {
 		return nil, "", nil, err
 	}
-	old := m.Name
+	old, version, before := m.Name, m.Version, decisionOf(m)
 	if err := fn(m); err != nil {
 		return nil, "", nil, err
 	}
 	if m.ID != id {
 		return nil, "", nil, fmt.Errorf("update machine %s: the update changed the id to %q", id, m.ID)
+	}
+	m.Version = version
+	if !bytes.Equal(decisionOf(m), before) {
+		if m.Version, err = nextVersion(tx); err != nil {
+			return nil, "", nil, fmt.Errorf("update machine %s: %w", id, err)
+		}
 	}
 	buf, err := json.Marshal(m)
 	if err != nil {
@@ -155,6 +169,47 @@ func (db *DB) DeleteMachine(ctx context.Context, id string) error {
 		}
 		return nil
 	})
+}
+
+// decisionOf encodes the fields of m a release or a state change is
+// decided on; when they change, so does m.Version.
+func decisionOf(m *Machine) []byte {
+	buf, _ := json.Marshal(struct {
+		State    State
+		Policy   Policy
+		Approved *BootState
+		Root     wire.RootPlan
+		Group    string
+		Name     string
+	}{m.State, m.Policy, m.Approved, m.Root, m.Group, m.Name})
+	return buf // json.Marshal sorts map keys: equal fields, equal bytes
+}
+
+// nextVersion returns a machine version never handed out before by this
+// database, so a forgotten and re-enrolled machine cannot repeat one.
+func nextVersion(tx *bolt.Tx) (uint64, error) {
+	v, err := tx.Bucket(bucketMeta).NextSequence()
+	if err != nil {
+		return 0, fmt.Errorf("next version: %w", err)
+	}
+	return v, nil
+}
+
+// bumpVersion gives machine id a new version: something its releases
+// depend on outside its record (its secrets, its group's root) changed.
+func bumpVersion(tx *bolt.Tx, id string) error {
+	m, err := getMachine(tx, id)
+	if err != nil {
+		return err
+	}
+	if m.Version, err = nextVersion(tx); err != nil {
+		return err
+	}
+	buf, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("machine %s: encode: %w", id, err)
+	}
+	return tx.Bucket(bucketMachines).Put([]byte(id), buf)
 }
 
 func getMachine(tx *bolt.Tx, id string) (*Machine, error) {

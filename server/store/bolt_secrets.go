@@ -11,7 +11,8 @@ import (
 const maxSecretNameLen = 255
 
 // PutSecret stores an encrypted secret for a machine, replacing any secret
-// of the same name. It fails with ErrNotFound if the machine does not exist.
+// of the same name, and gives the machine a new Version. It fails with
+// ErrNotFound if the machine does not exist.
 func (db *DB) PutSecret(ctx context.Context, machineID, name string, ciphertext []byte) error {
 	if err := checkID(machineID); err != nil {
 		return err
@@ -29,6 +30,9 @@ func (db *DB) PutSecret(ctx context.Context, machineID, name string, ciphertext 
 		}
 		if err := b.Put([]byte(name), ciphertext); err != nil {
 			return fmt.Errorf("put secret %q: machine %s: %w", name, machineID, err)
+		}
+		if err := bumpVersion(tx, machineID); err != nil {
+			return fmt.Errorf("put secret %q: %w", name, err)
 		}
 		return nil
 	})
@@ -83,7 +87,8 @@ func (db *DB) Secrets(ctx context.Context, machineID string) (map[string][]byte,
 	return out, nil
 }
 
-// DeleteSecret removes a secret, or returns ErrNotFound.
+// DeleteSecret removes a secret and gives the machine a new Version, or
+// returns ErrNotFound.
 func (db *DB) DeleteSecret(ctx context.Context, machineID, name string) error {
 	if err := checkID(machineID); err != nil {
 		return err
@@ -95,6 +100,9 @@ func (db *DB) DeleteSecret(ctx context.Context, machineID, name string) error {
 		}
 		if err := b.Delete([]byte(name)); err != nil {
 			return fmt.Errorf("delete secret %q of machine %s: %w", name, machineID, err)
+		}
+		if err := bumpVersion(tx, machineID); err != nil {
+			return fmt.Errorf("delete secret %q: %w", name, err)
 		}
 		return nil
 	})

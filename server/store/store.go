@@ -49,6 +49,13 @@ type Machine struct {
 	ID    string `json:"id"`
 	Name  string `json:"name"`
 	State State  `json:"state"`
+	// Version changes (to a value never used before in this store) with
+	// every change a release is decided on: State, Policy, Approved, Root,
+	// Group, Name, the machine's secrets and its group's root. A decision
+	// taken on a record read earlier is committed only if the version is
+	// still the one read (see attest). Set by the store; callers' changes
+	// to it are ignored.
+	Version uint64 `json:"version"`
 
 	EKPublic []byte     `json:"ek_public"`
 	EKCert   []byte     `json:"ek_cert,omitempty"`
@@ -105,12 +112,14 @@ type Store interface {
 	// CreateMachine stores a new machine; it fails if the ID exists.
 	CreateMachine(ctx context.Context, m *Machine) error
 	// UpdateMachine loads a machine, calls fn and stores the result
-	// atomically; fn's error aborts the update and is returned.
+	// atomically; fn's error aborts the update and is returned. The
+	// store sets Version when fn changed a decision field.
 	UpdateMachine(ctx context.Context, id string, fn func(*Machine) error) (*Machine, error)
 	// DeleteMachine removes a machine and all its secrets.
 	DeleteMachine(ctx context.Context, id string) error
 
-	// PutSecret stores an encrypted secret for a machine.
+	// PutSecret stores an encrypted secret for a machine. It and
+	// DeleteSecret change the machine's Version.
 	PutSecret(ctx context.Context, machineID, name string, ciphertext []byte) error
 	// Secret returns an encrypted secret, or ErrNotFound.
 	Secret(ctx context.Context, machineID, name string) ([]byte, error)
@@ -123,7 +132,8 @@ type Store interface {
 	Group(ctx context.Context, name string) (*Group, error)
 	// Groups returns every group, sorted by name.
 	Groups(ctx context.Context) ([]*Group, error)
-	// PutGroup creates or replaces a group.
+	// PutGroup creates or replaces a group; it changes the Version of
+	// every machine in the group.
 	PutGroup(ctx context.Context, g *Group) error
 	// DeleteGroup removes a group; it fails with ErrGroupInUse while a
 	// machine is in it, and with ErrNotFound if there is none.
