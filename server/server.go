@@ -1,6 +1,15 @@
 // Package server wires sealroot's daemon from one Config: the attestation
-// service (QUIC), the admin API (Unix socket), and the boot services
-// (ProxyDHCP/DHCP, TFTP, HTTP). Run blocks until its context ends.
+// service (QUIC), the admin API (Unix socket), the roots (package roots
+// over rootiscsi and rootnfs) and the boot services (ProxyDHCP/DHCP, TFTP,
+// HTTP). It holds configuration and construction only; the services live
+// in their packages.
+//
+// # Lifecycle
+//
+// New builds the services and restores their state; Listen binds the
+// sockets and returns their addresses; Serve serves until its context
+// ends; Close releases everything New and Listen acquired, in reverse
+// order (one cleanup stack). Run is Listen then Serve.
 //
 // # State directory
 //
@@ -31,6 +40,7 @@ import (
 	"github.com/sealroot/sealroot/server/attest"
 	"github.com/sealroot/sealroot/server/audit"
 	"github.com/sealroot/sealroot/server/machines"
+	"github.com/sealroot/sealroot/server/roots"
 	"github.com/sealroot/sealroot/server/secrets"
 	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/server/tunnel"
@@ -92,24 +102,52 @@ func (c *Config) Defaults() {
 // PKIDir is where `sealroot pki init` keeps the CA and server certificate.
 func PKIDir(stateDir string) string { return filepath.Join(stateDir, "pki") }
 
-// Server is a running daemon's parts.
+// Server is a daemon's parts.
 type Server struct {
 	cfg      Config
 	logger   hclog.Logger
 	store    *store.DB
-	audit    *audit.Log
 	machines *machines.Manager
 	attest   *attest.Server
 	tunnel   *tunnel.Tunnel // nil without Config.Tunnel
 	storage  *storage
+
+	// Bound by Listen.
+	attestConn net.PacketConn
+	adminLn    net.Listener
+	boot       *bootListeners // nil without Config.Boot
+
+	closers []func() error // the cleanup stack; Close runs it backwards
 }
 
-// New opens the state directory and builds the services.
-func New(cfg Config, logger hclog.Logger) (*Server, error) {
+// Addrs are the addresses a Server listens on.
+type Addrs struct {
+	Attest net.Addr // UDP, the QUIC attestation service
+	Admin  string   // the admin API's Unix socket
+	// ISCSI is the plain iSCSI listener; nil without Config.ISCSI.Listen.
+	ISCSI net.Addr
+	// BootHTTP and BootTFTP are the boot services' listeners; nil
+	// without Config.Boot (TFTP: or with it disabled).
+	BootHTTP, BootTFTP net.Addr
+}
+
+// onClose pushes fn on the cleanup stack.
+func (s *Server) onClose(fn func() error) { s.closers = append(s.closers, fn) }
+
+// New opens the state directory, builds the services and restores the
+// roots that were served. ctx bounds the construction. Call Close when
+// done, also after Serve.
+func New(ctx context.Context, cfg Config, logger hclog.Logger) (_ *Server, err error) {
 	cfg.Defaults()
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
+	s := &Server{cfg: cfg, logger: logger}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
 	cert, err := pki.LoadServer(PKIDir(cfg.StateDir))
 	if err != nil {
 		return nil, fmt.Errorf("load server certificate (run `sealroot pki init` first): %w", err)
@@ -124,76 +162,71 @@ func New(cfg Config, logger hclog.Logger) (*Server, error) {
 			return nil, fmt.Errorf("EK CA bundle: %w", err)
 		}
 	}
-	db, err := store.Open(filepath.Join(cfg.StateDir, "state.db"), logger)
-	if err != nil {
+	if s.store, err = store.Open(filepath.Join(cfg.StateDir, "state.db"), logger); err != nil {
 		return nil, err
 	}
+	s.onClose(s.store.Close)
 	auditLog, err := audit.Open(filepath.Join(cfg.StateDir, "audit.log"))
 	if err != nil {
-		db.Close()
 		return nil, fmt.Errorf("audit log: %w", err)
 	}
+	s.onClose(auditLog.Close)
 	if n := auditLog.Repaired(); n > 0 {
 		logger.Warn("audit log ended in a torn line (a write cut short): cut it off", "bytes", n)
 	}
-	mgr := machines.New(db, box, auditLog, logger)
+	if cfg.Tunnel != nil {
+		if s.tunnel, err = newTunnel(ctx, cfg.Tunnel, cfg.StateDir, s.store, logger); err != nil {
+			return nil, err
+		}
+		s.onClose(s.tunnel.Close)
+		if cfg.RootTransport == attest.TransportPlain {
+			logger.Warn("WARNING: root transport is plain: machines without a WireGuard key get their root over the unprotected LAN")
+		}
+	}
+	s.storage = &storage{}
+	s.onClose(s.storage.close)
+	if err := s.storage.open(ctx, &cfg, box, s.tunnel, logger); err != nil {
+		return nil, err
+	}
+	rs := roots.New(roots.Config{Providers: s.storage.providers(), Tunnel: peersOf(s.tunnel)})
+	s.machines = machines.New(machines.Config{Store: s.store, Box: box, Audit: auditLog, Logger: logger,
+		Withdraw: rs, Images: s.storage.images, Volumes: s.storage.volumes, Roots: rs})
 	acfg := attest.Config{
 		Certificate:   cert,
-		Store:         db,
+		Store:         s.store,
 		Audit:         auditLog,
-		Secrets:       mgr,
+		Secrets:       s.machines,
 		EKRoots:       ekRoots,
 		RequireEKCert: cfg.RequireEKCert,
 		Logger:        logger,
 		RootTransport: cfg.RootTransport,
 		Predictor:     bootPredictor(cfg.Boot, cfg.StateDir),
+		Withdraw:      rs,
 	}
-	var tn *tunnel.Tunnel
-	if cfg.Tunnel != nil {
-		if tn, err = newTunnel(context.Background(), cfg.Tunnel, cfg.StateDir, db, logger); err != nil {
-			auditLog.Close()
-			db.Close()
-			return nil, err
-		}
-		acfg.Tunnels = tn
-		if cfg.RootTransport == attest.TransportPlain {
-			logger.Warn("WARNING: root transport is plain: machines without a WireGuard key get their root over the unprotected LAN")
-		}
+	if s.tunnel != nil {
+		acfg.Tunnels = s.tunnel
 	}
-	st, err := newStorage(context.Background(), &cfg, db, auditLog, mgr, box, tn, logger)
-	var as *attest.Server
-	if err == nil {
-		if st.roots != nil || st.nfsRoots != nil {
-			acfg.Roots = st
-		}
-		as, err = attest.New(acfg)
+	if !rs.Empty() {
+		acfg.Roots = rs
 	}
-	if err != nil {
-		if st != nil {
-			st.close()
-		}
-		if tn != nil {
-			tn.Close()
-		}
-		auditLog.Close()
-		db.Close()
+	if s.attest, err = attest.New(acfg); err != nil {
 		return nil, err
 	}
-	mgr.SetAttestations(as)
-	mgr.SetOnRemove(func(ctx context.Context, id string) {
-		if tn != nil {
-			tn.Remove(id)
-		}
-		if err := st.releaseRoot(ctx, id); err != nil {
-			logger.Error("release root", "machine", id, "error", err)
-		}
-	})
-	return &Server{cfg: cfg, logger: logger, store: db, audit: auditLog, machines: mgr, attest: as, tunnel: tn, storage: st}, nil
+	s.machines.SetAttestations(s.attest)
+	return s, nil
+}
+
+// peersOf is tn as roots.Peers, nil without a tunnel.
+func peersOf(tn *tunnel.Tunnel) roots.Peers {
+	if tn == nil {
+		return nil
+	}
+	return tn
 }
 
 // Images is the image, volume and root service (for in-process callers
 // and tests).
-func (s *Server) Images() api.ImageService { return s.storage }
+func (s *Server) Images() api.ImageService { return s.machines }
 
 // Machines is the admin service (for in-process callers and tests).
 func (s *Server) Machines() api.Service { return s.machines }
@@ -202,30 +235,67 @@ func (s *Server) Machines() api.Service { return s.machines }
 // services listen on it and check peers with Tunnel.PeerAddr.
 func (s *Server) Tunnel() *tunnel.Tunnel { return s.tunnel }
 
-// Close releases the tunnel, the database and the audit log.
+// Close runs the cleanup stack: it closes the listeners, withdraws the
+// roots, stops the tunnel and closes the audit log and the database. A
+// second Close does nothing.
 func (s *Server) Close() error {
-	err := s.storage.close()
-	if s.tunnel != nil {
-		err = errors.Join(err, s.tunnel.Close())
+	var errs []error
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		errs = append(errs, s.closers[i]())
 	}
-	return errors.Join(err, s.audit.Close(), s.store.Close())
+	s.closers = nil
+	return errors.Join(errs...)
 }
 
-// Run serves until ctx ends, then shuts every service down and waits.
+// Listen binds the attestation socket, the admin socket and the boot
+// services' listeners, and returns their addresses with the iSCSI
+// listener's (bound by New). Address ports 0 are chosen here.
+func (s *Server) Listen() (Addrs, error) {
+	var err error
+	if s.attestConn, err = net.ListenPacket("udp", s.cfg.AttestAddr); err != nil {
+		return Addrs{}, fmt.Errorf("attestation listener: %w", err)
+	}
+	s.onClose(s.attestConn.Close)
+	if s.adminLn, err = api.Listen(s.cfg.AdminSocket); err != nil {
+		return Addrs{}, fmt.Errorf("admin socket: %w", err)
+	}
+	s.onClose(func() error {
+		s.adminLn.Close()
+		os.Remove(s.cfg.AdminSocket)
+		return nil
+	})
+	a := Addrs{Attest: s.attestConn.LocalAddr(), Admin: s.cfg.AdminSocket}
+	if s.storage.portals != nil {
+		a.ISCSI = s.storage.portals.PlainAddr()
+	}
+	if s.cfg.Boot != nil {
+		if s.boot, err = s.listenBoot(); err != nil {
+			return Addrs{}, err
+		}
+		a.BootHTTP, a.BootTFTP = s.boot.http.Addr(), nil
+		if s.boot.tftp != nil {
+			a.BootTFTP = s.boot.tftp.LocalAddr()
+		}
+	}
+	return a, nil
+}
+
+// Run listens and serves until ctx ends.
 func (s *Server) Run(ctx context.Context) error {
+	if _, err := s.Listen(); err != nil {
+		return err
+	}
+	return s.Serve(ctx)
+}
+
+// Serve serves on the sockets Listen bound until ctx ends, then shuts
+// every service down and waits for it.
+func (s *Server) Serve(ctx context.Context) error {
+	if s.attestConn == nil {
+		return errors.New("server: Serve before Listen")
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	pc, err := net.ListenPacket("udp", s.cfg.AttestAddr)
-	if err != nil {
-		return fmt.Errorf("attestation listener: %w", err)
-	}
-	defer pc.Close()
-	adminLn, err := api.Listen(s.cfg.AdminSocket)
-	if err != nil {
-		return fmt.Errorf("admin socket: %w", err)
-	}
-	defer os.Remove(s.cfg.AdminSocket)
-
 	var wg sync.WaitGroup
 	errc := make(chan error, 8)
 	run := func(name string, fn func() error) {
@@ -238,28 +308,30 @@ func (s *Server) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	run("attestation service", func() error { return s.attest.Serve(ctx, pc) })
+	run("attestation service", func() error { return s.attest.Serve(ctx, s.attestConn) })
 	adminSrv := &api.Server{
 		Handler: api.NewHandler(s.machines, s.logger.Named("api"),
-			api.WithActorFunc(withActor),
-			api.WithImages(s.storage),
+			api.WithActorFunc(machines.WithActor),
+			api.WithImages(s.machines),
 			api.WithRootLinks(&api.Links{Machines: s.machines, Tunnel: s.tunnel, Transport: s.cfg.RootTransport})),
 		Logger: s.logger.Named("api"),
 	}
-	run("admin API", func() error { return adminSrv.Serve(ctx, adminLn) })
-	s.storage.serve(ctx, run)
+	run("admin API", func() error { return adminSrv.Serve(ctx, s.adminLn) })
+	if s.storage.portals != nil {
+		s.storage.portals.Serve(ctx, run)
+	}
 	if s.cfg.LowSpaceWarnBytes > 0 {
 		w := &spaceWatch{dir: s.cfg.StateDir, low: uint64(s.cfg.LowSpaceWarnBytes), logger: s.logger}
 		run("free space watch", func() error { return w.watch(ctx) })
 	}
-	if s.cfg.Boot != nil {
-		if err := s.startBoot(ctx, run); err != nil {
+	if s.boot != nil {
+		if err := s.serveBoot(ctx, s.boot, run); err != nil {
 			cancel()
 			wg.Wait()
 			return err
 		}
 	}
-	s.logger.Info("sealroot serving", "attest", pc.LocalAddr().String(), "admin", s.cfg.AdminSocket)
+	s.logger.Info("sealroot serving", "attest", s.attestConn.LocalAddr().String(), "admin", s.cfg.AdminSocket)
 	<-ctx.Done()
 	wg.Wait()
 	close(errc)

@@ -99,8 +99,7 @@ func (x *exchange) start(ctx context.Context, h *wire.Hello) (wire.Message, erro
 	}
 	if x.machine != nil && x.machine.State == store.StateRevoked {
 		x.done = true
-		x.s.dropTunnel(x.machineID)
-		x.s.dropRoot(x.machineID)
+		x.s.withdraw(x.machineID)
 		x.s.record(x, "revoked", "enrollment", "machine is revoked: "+x.machine.Reason)
 		return &wire.Status{State: wire.StateRevoked, MachineID: x.machineID, Reason: revokedReason(x.machine)}, nil
 	}
@@ -312,8 +311,7 @@ func (x *exchange) judge(ctx context.Context, observed *store.BootState, info *e
 		if err != nil {
 			return nil, err
 		}
-		x.s.dropTunnel(x.machineID)
-		x.s.dropRoot(x.machineID)
+		x.s.withdraw(x.machineID)
 		x.s.record(x, "needs-reapproval", "policy", v.Reason)
 		x.s.logger.Warn("boot state changed: machine needs re-approval", "machine", x.machineID, "reason", v.Reason)
 		return x.pendingStatus(wire.StateNeedsReapproval, v.Diff), nil
@@ -388,8 +386,7 @@ func (x *exchange) release(ctx context.Context, observed *store.BootState, info 
 		err = auditFailure(x.s.record(x, "allowed", "", v.Reason))
 	}
 	if err != nil {
-		x.s.dropTunnel(x.machineID)
-		x.s.dropRoot(x.machineID)
+		x.s.withdraw(x.machineID)
 		return nil, err
 	}
 	return cred, nil

@@ -17,6 +17,7 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"github.com/sealroot/sealroot/server/audit"
+	"github.com/sealroot/sealroot/server/roots"
 	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/wire"
 )
@@ -53,7 +54,10 @@ type Config struct {
 	RootTransport string
 	// Roots, when set, prepares each released machine's root storage
 	// and its per-boot secrets. Nil: the stored root plan goes as is.
-	Roots RootProvider
+	Roots Roots
+	// Withdraw, when set, takes a machine's tunnel peer and root away
+	// when its boot state changes. Nil: nothing to withdraw.
+	Withdraw roots.Withdrawer
 	// Predictor gives the measurements machines with policy "predicted"
 	// are checked against. Nil: such machines are refused.
 	Predictor Predictor
@@ -78,7 +82,8 @@ type Server struct {
 	sessions        chan struct{} // semaphore of MaxSessions
 	tunnels         Tunnels
 	transport       string
-	roots           RootProvider
+	roots           Roots
+	withdrawer      roots.Withdrawer
 	predictor       Predictor
 	live            live // exchanges in progress, by machine
 }
@@ -109,6 +114,7 @@ func New(cfg Config) (*Server, error) {
 		transport:       orDefault(cfg.RootTransport, TransportWireGuard),
 		predictor:       cfg.Predictor,
 		roots:           cfg.Roots,
+		withdrawer:      cfg.Withdraw,
 	}
 	if s.transport != TransportWireGuard && s.transport != TransportPlain {
 		return nil, fmt.Errorf("attest: root transport %q: want %q or %q", s.transport, TransportWireGuard, TransportPlain)

@@ -55,7 +55,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.log.Close() })
-	e.mgr = New(e.st, box, e.log, nil)
+	e.mgr = New(Config{Store: e.st, Box: box, Audit: e.log})
 	return e
 }
 

@@ -9,7 +9,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"time"
@@ -38,7 +37,7 @@ type Server struct {
 	dir    string
 	srv    *server.Server
 	cancel context.CancelFunc
-	done   chan error // Run's result
+	done   chan error // Serve's result
 }
 
 // Start creates the state directory (CA and server certificate, as
@@ -59,18 +58,19 @@ func Start(ctx context.Context, logger hclog.Logger) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	addr, err := freeUDPAddr()
+	cfg := server.Config{StateDir: dir, AttestAddr: "127.0.0.1:0", AdminSocket: filepath.Join(dir, "admin.sock")}
+	srv, err := server.New(ctx, cfg, logger)
 	if err != nil {
 		return nil, err
 	}
-	cfg := server.Config{StateDir: dir, AttestAddr: addr, AdminSocket: filepath.Join(dir, "admin.sock")}
-	srv, err := server.New(cfg, logger)
+	addrs, err := srv.Listen()
 	if err != nil {
+		srv.Close()
 		return nil, err
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	s := &Server{
-		Target: loadgen.Target{Addr: addr, ServerName: ServerName, Roots: roots},
+		Target: loadgen.Target{Addr: addrs.Attest.String(), ServerName: ServerName, Roots: roots},
 		CAFile: filepath.Join(server.PKIDir(dir), pki.CACertFile),
 		Socket: cfg.AdminSocket,
 		dir:    dir,
@@ -78,7 +78,7 @@ func Start(ctx context.Context, logger hclog.Logger) (_ *Server, err error) {
 		cancel: cancel,
 		done:   make(chan error, 1),
 	}
-	go func() { s.done <- srv.Run(runCtx) }()
+	go func() { s.done <- srv.Serve(runCtx) }()
 	if err := s.waitReady(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -134,16 +134,4 @@ func initPKI(dir string) (*x509.CertPool, error) {
 	roots := x509.NewCertPool()
 	roots.AddCert(ca)
 	return roots, nil
-}
-
-// freeUDPAddr returns a UDP address on 127.0.0.1 that was free a moment
-// ago (the daemon binds its address itself).
-func freeUDPAddr() (string, error) {
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("find a free UDP port: %w", err)
-	}
-	addr := pc.LocalAddr().String()
-	pc.Close()
-	return addr, nil
 }
