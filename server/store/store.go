@@ -139,6 +139,10 @@ type Store interface {
 	// machine is in it, and with ErrNotFound if there is none.
 	DeleteGroup(ctx context.Context, name string) error
 
+	// FileStore keeps machines' and groups' files; deleting a machine or
+	// group deletes its files.
+	FileStore
+
 	Close() error
 }
 
