@@ -23,8 +23,11 @@ func ValidSecretName(name string) bool {
 }
 
 func checkSecretName(name string) error {
+	if name == "." || name == ".." {
+		return fmt.Errorf("%w: secret name %q: the agent makes each secret a file", api.ErrInvalid, name)
+	}
 	if !ValidSecretName(name) {
-		return fmt.Errorf("%w: secret name %q: want 1-64 of [A-Za-z0-9._-], not \".\" or \"..\"", api.ErrInvalid, name)
+		return fmt.Errorf("%w: secret name %q: want 1-64 of [A-Za-z0-9._-]", api.ErrInvalid, name)
 	}
 	return nil
 }
