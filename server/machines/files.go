@@ -16,36 +16,42 @@ import (
 
 // SetFile implements api.FileService: it checks f (path, mode, owner,
 // size, and a template against sample data) and stores it for the owner.
+// The change is recorded before it is applied (see the package comment).
 func (m *Manager) SetFile(ctx context.Context, owner api.FileOwner, f api.File) error {
-	so, err := m.setFile(ctx, owner, f)
-	m.recordFiles(ctx, "file-set", owner, so, f.Path, err)
-	return err
+	so, sf, err := m.fileToSet(ctx, owner, f)
+	if err != nil {
+		m.recordFiles(ctx, "file-set", owner, so, f.Path, err)
+		return err
+	}
+	return m.change(ctx, "file-set", so.Machine, filesReason(owner, f.Path), func() error {
+		err := m.store.PutFile(ctx, so, sf)
+		if errors.Is(err, store.ErrFilesLimit) || errors.Is(err, wire.ErrBadFile) {
+			err = fmt.Errorf("%w: %v", api.ErrInvalid, err)
+		}
+		return fromStore(err)
+	})
 }
 
-func (m *Manager) setFile(ctx context.Context, owner api.FileOwner, f api.File) (store.FileOwner, error) {
+// fileToSet checks f and resolves its owner.
+func (m *Manager) fileToSet(ctx context.Context, owner api.FileOwner, f api.File) (store.FileOwner, *store.File, error) {
 	so, err := m.fileOwner(ctx, owner)
 	if err != nil {
-		return so, err
+		return so, nil, err
 	}
-	sf := &store.File{Path: f.Path, Mode: f.Mode, UID: f.UID, GID: f.GID, Template: f.Template, Content: f.Content}
 	if err := wire.CheckFile(&wire.File{Path: f.Path, Mode: f.Mode, UID: f.UID, GID: f.GID, Content: f.Content}); err != nil {
-		return so, fmt.Errorf("%w: %v", api.ErrInvalid, err)
+		return so, nil, fmt.Errorf("%w: %v", api.ErrInvalid, err)
 	}
 	if f.Template {
 		t, err := parseFileTemplate(f.Content)
 		if err != nil {
-			return so, fmt.Errorf("%w: template %s: %v", api.ErrInvalid, f.Path, err)
+			return so, nil, fmt.Errorf("%w: template %s: %v", api.ErrInvalid, f.Path, err)
 		}
 		d := sampleFileData()
 		if _, err := renderFile(t, &d); err != nil {
-			return so, fmt.Errorf("%w: template %s on sample data: %v", api.ErrInvalid, f.Path, err)
+			return so, nil, fmt.Errorf("%w: template %s on sample data: %v", api.ErrInvalid, f.Path, err)
 		}
 	}
-	err = m.store.PutFile(ctx, so, sf)
-	if errors.Is(err, store.ErrFilesLimit) || errors.Is(err, wire.ErrBadFile) {
-		err = fmt.Errorf("%w: %v", api.ErrInvalid, err)
-	}
-	return so, fromStore(err)
+	return so, &store.File{Path: f.Path, Mode: f.Mode, UID: f.UID, GID: f.GID, Template: f.Template, Content: f.Content}, nil
 }
 
 // Files implements api.FileService.
@@ -65,14 +71,17 @@ func (m *Manager) Files(ctx context.Context, owner api.FileOwner) ([]api.File, e
 	return out, nil
 }
 
-// DeleteFile implements api.FileService.
+// DeleteFile implements api.FileService; the change is recorded before
+// it is applied.
 func (m *Manager) DeleteFile(ctx context.Context, owner api.FileOwner, path string) error {
 	so, err := m.fileOwner(ctx, owner)
-	if err == nil {
-		err = fromStore(m.store.DeleteFile(ctx, so, path))
+	if err != nil {
+		m.recordFiles(ctx, "file-delete", owner, so, path, err)
+		return err
 	}
-	m.recordFiles(ctx, "file-delete", owner, so, path, err)
-	return err
+	return m.change(ctx, "file-delete", so.Machine, filesReason(owner, path), func() error {
+		return fromStore(m.store.DeleteFile(ctx, so, path))
+	})
 }
 
 // fileOwner resolves owner's machine reference.
@@ -94,24 +103,35 @@ func (m *Manager) fileOwner(ctx context.Context, owner api.FileOwner) (store.Fil
 }
 
 func (m *Manager) recordFiles(ctx context.Context, action string, owner api.FileOwner, so store.FileOwner, path string, err error) {
-	reason := fmt.Sprintf("file %q", path)
+	m.record(ctx, action, so.Machine, filesReason(owner, path), err)
+}
+
+func filesReason(owner api.FileOwner, path string) string {
 	if owner.Group != "" {
-		reason = fmt.Sprintf("group %q file %q", owner.Group, path)
+		return fmt.Sprintf("group %q file %q", owner.Group, path)
 	}
-	m.record(ctx, action, so.Machine, reason, err)
+	return fmt.Sprintf("file %q", path)
 }
 
 // ReleaseFiles returns the files for machine mc's credential: its group's
 // and its own, its own winning where paths are equal or one lies under
 // the other, templates rendered for it. address is where it attests
-// from; tunnel is its tunnel plan, nil without one. The release is
-// audited (count only).
+// from; tunnel is its tunnel plan, nil without one. A release with files
+// is recorded (count only) before they are returned; when it cannot be,
+// none are (api.ErrUnavailable).
 func (m *Manager) ReleaseFiles(ctx context.Context, mc *store.Machine, address string, tunnel *wire.TunnelPlan) ([]wire.File, error) {
 	out, err := m.releaseFiles(ctx, mc, address, tunnel)
-	if err != nil || len(out) > 0 {
-		m.record(ctx, "files-release", mc.ID, fmt.Sprintf("%d files", len(out)), err)
+	if err != nil {
+		m.record(ctx, "files-release", mc.ID, "", err)
+		return nil, err
 	}
-	return out, err
+	if len(out) == 0 {
+		return nil, nil
+	}
+	if err := m.recordFirst(ctx, "files-release", mc.ID, fmt.Sprintf("%d files", len(out))); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 func (m *Manager) releaseFiles(ctx context.Context, mc *store.Machine, address string, tunnel *wire.TunnelPlan) ([]wire.File, error) {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/sealroot/sealroot/server/api"
+	"github.com/sealroot/sealroot/server/audit"
 	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/wire"
 )
@@ -183,4 +184,42 @@ func FuzzFileTemplate(f *testing.F) {
 			t.Fatalf("rendered %d bytes", len(out))
 		}
 	})
+}
+
+// TestFilesNoChangeWithoutAuditRecord: with an audit log that takes no
+// records, files are neither set, deleted nor released.
+func TestFilesNoChangeWithoutAuditRecord(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	e.add(t, idA, "alpha", store.StateApproved, false)
+	alpha := api.FileOwner{Machine: "alpha"}
+	if err := e.mgr.SetFile(ctx, alpha, api.File{Path: "/etc/kept", Content: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.log.Close(); err != nil {
+		t.Fatal(err)
+	}
+	mc, _ := e.st.Machine(ctx, idA)
+	for name, call := range map[string]func() error{
+		"set":    func() error { return e.mgr.SetFile(ctx, alpha, api.File{Path: "/etc/new", Content: []byte("y")}) },
+		"delete": func() error { return e.mgr.DeleteFile(ctx, alpha, "/etc/kept") },
+		"release": func() error {
+			fs, err := e.mgr.ReleaseFiles(ctx, mc, "192.0.2.1:1", nil)
+			if fs != nil {
+				t.Errorf("ReleaseFiles handed out %d files", len(fs))
+			}
+			return err
+		},
+	} {
+		if err := call(); !errors.Is(err, api.ErrUnavailable) || !errors.Is(err, audit.ErrNotWritten) {
+			t.Errorf("%s: err = %v, want api.ErrUnavailable wrapping audit.ErrNotWritten", name, err)
+		}
+	}
+	fs, err := e.st.Files(ctx, store.FileOwner{Machine: idA})
+	if err != nil || len(fs) != 1 || fs[0].Path != "/etc/kept" {
+		t.Errorf("files after refused changes = %+v, %v; want only /etc/kept", fs, err)
+	}
+	if after, _ := e.st.Machine(ctx, idA); after.Version != mc.Version {
+		t.Errorf("version %d -> %d without an audit record", mc.Version, after.Version)
+	}
 }

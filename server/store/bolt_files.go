@@ -85,8 +85,29 @@ func (db *DB) PutFile(ctx context.Context, owner FileOwner, f *File) error {
 		if err := checkLimits(b, f); err != nil {
 			return fmt.Errorf("put file %s of %s: %w", f.Path, owner, err)
 		}
-		return b.Put([]byte(f.Path), v)
+		if err := b.Put([]byte(f.Path), v); err != nil {
+			return fmt.Errorf("put file %s of %s: %w", f.Path, owner, err)
+		}
+		return owner.bumpVersions(tx)
 	})
+}
+
+// bumpVersions gives the machines whose releases carry o's files a new
+// Version: the machine, or every member of the group.
+func (o FileOwner) bumpVersions(tx *bolt.Tx) error {
+	ids := []string{o.Machine}
+	if o.Group != "" {
+		var err error
+		if ids, err = groupMembers(tx, o.Group); err != nil {
+			return err
+		}
+	}
+	for _, id := range ids {
+		if err := bumpVersion(tx, id); err != nil {
+			return fmt.Errorf("files of %s: %w", o, err)
+		}
+	}
+	return nil
 }
 
 // checkLimits reports whether b can take f, replacing any file at f.Path.
@@ -163,7 +184,7 @@ func (db *DB) DeleteFile(ctx context.Context, owner FileOwner, p string) error {
 		if err := b.Delete([]byte(p)); err != nil {
 			return fmt.Errorf("delete file %s of %s: %w", p, owner, err)
 		}
-		return nil
+		return owner.bumpVersions(tx)
 	})
 }
 

@@ -120,3 +120,50 @@ func TestPutFileRefuses(t *testing.T) {
 		t.Errorf("PutFile(replace at limit) = %v", err)
 	}
 }
+
+// TestFilesChangeVersion: a release carries the files, so changing them
+// changes the Version of the machines that get them.
+func TestFilesChangeVersion(t *testing.T) {
+	db, _ := openTestDB(t)
+	ctx := context.Background()
+	in, out := testMachine(1), testMachine(2)
+	in.Group = "lab"
+	db.PutGroup(ctx, &Group{Name: "lab", Root: wire.RootPlan{Kind: wire.RootNone}})
+	for _, m := range []*Machine{in, out} {
+		if err := db.CreateMachine(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	version := func(m *Machine) uint64 {
+		got, err := db.Machine(ctx, m.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got.Version
+	}
+	steps := []struct {
+		name      string
+		do        func() error
+		inBumped  bool
+		outBumped bool
+	}{
+		{"group_put", func() error { return db.PutFile(ctx, FileOwner{Group: "lab"}, &File{Path: "/a"}) }, true, false},
+		{"group_delete", func() error { return db.DeleteFile(ctx, FileOwner{Group: "lab"}, "/a") }, true, false},
+		{"machine_put", func() error { return db.PutFile(ctx, FileOwner{Machine: out.ID}, &File{Path: "/a"}) }, false, true},
+		{"machine_delete", func() error { return db.DeleteFile(ctx, FileOwner{Machine: out.ID}, "/a") }, false, true},
+		{"refused_put", func() error { return db.PutFile(ctx, FileOwner{Machine: in.ID}, &File{Path: "/../a"}) }, false, false},
+	}
+	for _, s := range steps {
+		inV, outV := version(in), version(out)
+		err := s.do()
+		if (err != nil) != (s.name == "refused_put") {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+		if got := version(in) != inV; got != s.inBumped {
+			t.Errorf("%s: group member's version changed = %v, want %v", s.name, got, s.inBumped)
+		}
+		if got := version(out) != outV; got != s.outBumped {
+			t.Errorf("%s: other machine's version changed = %v, want %v", s.name, got, s.outBumped)
+		}
+	}
+}

@@ -33,7 +33,8 @@ type FileOwner struct {
 // FileStore keeps machines' and groups' files. *DB implements it.
 type FileStore interface {
 	// PutFile adds or replaces owner's file at f.Path, within the limits
-	// (ErrFilesLimit); the owner must exist (ErrNotFound).
+	// (ErrFilesLimit); the owner must exist (ErrNotFound). PutFile and
+	// DeleteFile change the Version of the machines that get the files.
 	PutFile(ctx context.Context, owner FileOwner, f *File) error
 	// Files returns owner's files sorted by path; none for an owner
 	// without files, ErrNotFound for an unknown owner.
