@@ -32,6 +32,16 @@ echo "root: wrote marker"
 $B poweroff -f
 `
 
+// filesInit is the /sbin/init of the group's volatile image: it reports
+// the image it is and the files the agent wrote, and powers off.
+const filesInit = `#!/bin/busybox sh
+B=/bin/busybox
+echo "root: image=filesroot hostname=$($B hostname)"
+echo "root: conf=$($B cat /etc/sealroot/node.conf)"
+echo "root: wrote marker"
+$B poweroff -f
+`
+
 // TestProvisionedRoot boots a machine into its iSCSI root over the tunnel
 // (the production chain) with an operator secret and a templated
 // configuration file: the booted system finds the secret in a read-only
@@ -39,25 +49,67 @@ $B poweroff -f
 // from the machine's name, and the file rendered for it. Afterwards no
 // file of the server's state (the machine's volume, the store, the audit
 // log, the initramfs) and not the console hold the secret's value.
+//
+// Then two machines of a group boot the group's volatile root (one base,
+// read-only over iSCSI): each finds the group's templated file rendered
+// for it, and the first its own file, which wins over the group's.
 func TestProvisionedRoot(t *testing.T) {
 	SkipUnlessEnabled(t)
 	RequireTools(t, QEMU, "swtpm", "nsenter", Busybox, "mkfs.ext4")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
-	tp := NewTPM(t)
+	tp, tpB := NewTPM(t), NewTPM(t)
 	lab := NewLab(t, LabOptions{})
-	sr := startSealroot(ctx, t, lab, SealrootOptions{TPMs: []*TPM{tp}, Extra: tunnelISCSIConfig})
+	sr := startSealroot(ctx, t, lab, SealrootOptions{TPMs: []*TPM{tp, tpB}, Extra: tunnelISCSIConfig})
 	if _, err := sr.CLI(ctx, "image", "import", "testroot", BusyboxRootTree(t, provisionInit)); err != nil {
 		t.Fatal(err)
 	}
 	value := []byte("vm-secret-VALUE-7f3a9c")
-	sum := sha256.Sum256(value)
 	in := t.TempDir()
 	secretFile, confFile := filepath.Join(in, "secret"), filepath.Join(in, "node.conf")
 	os.WriteFile(secretFile, value, 0o600)
 	os.WriteFile(confFile, []byte("name={{.Name}}"), 0o600)
 
 	const name = "vm-prov"
+	if !t.Run("iscsi_root_secret_and_file", func(t *testing.T) {
+		provisionISCSI(ctx, t, lab, sr, tp, name, secretFile, confFile, value)
+	}) {
+		return
+	}
+	t.Run("volatile_group_files", func(t *testing.T) {
+		if _, err := sr.CLI(ctx, "image", "import", "filesroot", BusyboxRootTree(t, filesInit)); err != nil {
+			t.Fatal(err)
+		}
+		tmpl := filepath.Join(t.TempDir(), "group.conf")
+		os.WriteFile(tmpl, []byte("group-file name={{.Name}} group={{.Group}}"), 0o600)
+		for _, args := range [][]string{
+			{"group", "set-root", "lab", "--kind", "volatile", "--via", "iscsi", "--image", "filesroot"},
+			{"group", "files", "set", "lab", "/etc/sealroot/node.conf", tmpl, "--template"},
+			{"machine", "set-group", name, "lab"},
+		} {
+			if _, err := sr.CLI(ctx, args...); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// vm-prov: its own /etc/sealroot/node.conf wins over the group's.
+		vm := startPXE(ctx, t, lab, name+"-vol", BIOS, tp)
+		expectLines(ctx, t, vm, `root: image=filesroot hostname=`+name+`$`, `root: conf=name=`+name+`$`)
+		// A second machine gets the group's file, rendered for it.
+		const nameB = "vm-files-b"
+		vm = startPXE(ctx, t, lab, nameB, BIOS, tpB)
+		idB := expectBoot(ctx, t, vm, rePending.String())[1]
+		for _, args := range [][]string{{"machine", "set-group", idB, "lab"}, {"machine", "approve", idB, "--name", nameB}} {
+			if _, err := sr.CLI(ctx, args...); err != nil {
+				t.Fatal(err)
+			}
+		}
+		expectLines(ctx, t, vm, `root: image=filesroot hostname=`+nameB+`$`, `root: conf=group-file name=`+nameB+` group=lab$`)
+	})
+}
+
+// provisionISCSI is TestProvisionedRoot's first part.
+func provisionISCSI(ctx context.Context, t *testing.T, lab *Lab, sr *Sealroot, tp *TPM, name, secretFile, confFile string, value []byte) {
+	sum := sha256.Sum256(value)
 	vm := startPXE(ctx, t, lab, name, BIOS, tp)
 	id := expectBoot(ctx, t, vm, rePending.String())[1]
 	for _, args := range [][]string{
@@ -70,26 +122,14 @@ func TestProvisionedRoot(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for _, re := range []string{
+	expectLines(ctx, t, vm,
 		`sealroot: \[ok\] provision `,
-		`root: hostname=` + name + `$`,
+		`root: hostname=`+name+`$`,
 		`root: mount=tmpfs /run/sealroot/secrets tmpfs ro,nosuid,nodev,noexec`,
 		`root: dir=700 0:0$`,
-		`root: secret=400 0:0 sha256=` + hex.EncodeToString(sum[:]) + `$`,
-		`root: conf=name=` + name + ` mode=640 0:0$`,
-		`root: wrote marker`,
-	} {
-		m := expectBoot(ctx, t, vm, `^(?:sealroot: (?:boot failed|\[FAILED\]) (.*)|`+re+`)`)
-		if m[1] != "" {
-			t.Fatalf("agent failed: %s", m[1])
-		}
-	}
-	wctx, wcancel := context.WithTimeout(ctx, time.Minute)
-	defer wcancel()
-	if err := vm.Wait(wctx); err != nil {
-		t.Fatalf("VM did not power off: %v", err)
-	}
-	vm.LogTimings()
+		`root: secret=400 0:0 sha256=`+hex.EncodeToString(sum[:])+`$`,
+		`root: conf=name=`+name+` mode=640 0:0$`,
+	)
 
 	// No trace of the value: not on the machine's persistent volume, in
 	// the store, the audit log or the artifacts, nor on the console.
@@ -112,4 +152,22 @@ func TestProvisionedRoot(t *testing.T) {
 	if b, err := os.ReadFile(vm.ConsoleLog()); err != nil || bytes.Contains(b, value) {
 		t.Errorf("console log: %v, or it holds the secret's value", err)
 	}
+}
+
+// expectLines waits for each of res in turn, then for "root: wrote
+// marker" and the VM's power-off; an agent failure ends the test at once.
+func expectLines(ctx context.Context, t *testing.T, vm *VM, res ...string) {
+	t.Helper()
+	for _, re := range append(res, `root: wrote marker`) {
+		m := expectBoot(ctx, t, vm, `^(?:sealroot: (?:boot failed|\[FAILED\]) (.*)|`+re+`)`)
+		if m[1] != "" {
+			t.Fatalf("agent failed: %s", m[1])
+		}
+	}
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := vm.Wait(wctx); err != nil {
+		t.Fatalf("VM did not power off: %v", err)
+	}
+	vm.LogTimings()
 }
