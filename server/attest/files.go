@@ -2,7 +2,9 @@ package attest
 
 import (
 	"context"
+	"errors"
 
+	"github.com/sealroot/sealroot/server/audit"
 	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/wire"
 )
@@ -18,13 +20,17 @@ type Files interface {
 }
 
 // files returns the machine's files for the payload, or none without a
-// Files source. A failure is a refused release ("files"): the operator
-// sees why in the audit trail.
+// Files source. A failure is a refused release ("files", or "audit" when
+// the release could not be recorded): the operator sees why in the audit
+// trail.
 func (x *exchange) files(ctx context.Context, tunnel *wire.TunnelPlan) ([]wire.File, error) {
 	if x.s.files == nil {
 		return nil, nil
 	}
 	out, err := x.s.files.ReleaseFiles(ctx, x.machine, x.remote, tunnel)
+	if errors.Is(err, audit.ErrNotWritten) {
+		return nil, auditFailure(err)
+	}
 	if err != nil {
 		return nil, fail("files", err)
 	}
