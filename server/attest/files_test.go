@@ -11,13 +11,16 @@ import (
 	"github.com/sealroot/sealroot/agent/provision"
 	"github.com/sealroot/sealroot/server/api"
 	"github.com/sealroot/sealroot/server/attest"
-	"github.com/sealroot/sealroot/server/machines"
 	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/wire"
 )
 
+// managerFiles stands for the env's machine manager, which newEnv
+// creates after the Config mods run.
+type managerFiles struct{ attest.Files }
+
 // withFiles serves files from the env's machine manager.
-func withFiles(cfg *attest.Config) { cfg.Files = cfg.Secrets.(*machines.Manager) }
+func withFiles(cfg *attest.Config) { cfg.Files = managerFiles{} }
 
 // joinGroup puts the machine in group, creating it with a "none" root.
 func (e *testEnv) joinGroup(t *testing.T, id, group string) {
