@@ -37,7 +37,9 @@ func Run(cfg Config, newRoot string, p *wire.Payload) error {
 		if err != nil {
 			return err
 		}
-		cfg.Logger.Info("secrets placed", "dir", SecretsDir, "names", names)
+		if len(names) > 0 {
+			cfg.Logger.Info("secrets placed", "dir", SecretsDir, "names", names)
+		}
 	}
 	if cfg.SetHostname != nil {
 		name, fromMachine, err := Hostname(newRoot, p.MachineName, cfg.SetHostname)
