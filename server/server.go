@@ -196,6 +196,7 @@ func New(ctx context.Context, cfg Config, logger hclog.Logger) (_ *Server, err e
 		Store:         s.store,
 		Audit:         auditLog,
 		Secrets:       s.machines,
+		Files:         s.machines,
 		EKRoots:       ekRoots,
 		RequireEKCert: cfg.RequireEKCert,
 		Logger:        logger,
@@ -313,6 +314,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		Handler: api.NewHandler(s.machines, s.logger.Named("api"),
 			api.WithActorFunc(machines.WithActor),
 			api.WithImages(s.machines),
+			api.WithFiles(s.machines),
 			api.WithRootLinks(&api.Links{Machines: s.machines, Tunnel: s.tunnel, Transport: s.cfg.RootTransport})),
 		Logger: s.logger.Named("api"),
 	}

@@ -107,7 +107,7 @@ func MaxSize(t Type) int {
 	case TypeEvidence:
 		return 1 << 20 // dominated by the firmware event log
 	case TypeCredential:
-		return 64 << 10
+		return 2 << 20 // up to MaxFilesTotal of files, base64 in JSON, and secrets
 	case TypeStatus, TypeError:
 		return 64 << 10 // a readable event diff
 	case TypeAck:
@@ -191,6 +191,8 @@ type Payload struct {
 	Root        RootPlan          `json:"root"`
 	Secrets     map[string][]byte `json:"secrets,omitempty"`
 	Tunnel      *TunnelPlan       `json:"tunnel,omitempty"`
+	// Files are written into the root before switch_root (see File).
+	Files []File `json:"files,omitempty"`
 }
 
 // RootPlan tells the agent which root to mount.

@@ -79,6 +79,9 @@ func newEnvIn(t *testing.T, dir string, mod ...func(*attest.Config)) *testEnv {
 	mgr := machines.New(machines.Config{Store: db, Box: box, Audit: al, Logger: testenv.Logger(t, "", hclog.Debug),
 		Withdraw: cfg.Withdraw})
 	cfg.Secrets = mgr
+	if _, ok := cfg.Files.(managerFiles); ok {
+		cfg.Files = mgr
+	}
 	srv, err := attest.New(cfg)
 	if err != nil {
 		t.Fatalf("attest.New: %v", err)

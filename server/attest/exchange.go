@@ -341,6 +341,13 @@ func (x *exchange) release(ctx context.Context, observed *store.BootState, info 
 		}
 		return nil, err
 	}
+	files, err := x.files(ctx, plan)
+	if err != nil {
+		clear(secrets)
+		clear(rootSecrets)
+		x.s.withdraw(x.machineID) // the tunnel peer and root just prepared
+		return nil, err
+	}
 	secrets = mergeSecrets(secrets, rootSecrets)
 	payload, err := json.Marshal(&wire.Payload{
 		MachineID:   x.machineID,
@@ -348,6 +355,7 @@ func (x *exchange) release(ctx context.Context, observed *store.BootState, info 
 		Root:        root,
 		Secrets:     secrets,
 		Tunnel:      plan,
+		Files:       files,
 	})
 	clear(secrets) // the plaintext lives on only inside payload
 	clear(rootSecrets)

@@ -61,6 +61,9 @@ type Config struct {
 	// Predictor gives the measurements machines with policy "predicted"
 	// are checked against. Nil: such machines are refused.
 	Predictor Predictor
+	// Files gives released machines their configuration files. Nil:
+	// none.
+	Files Files
 }
 
 // Server is the attestation service. It is safe for concurrent use; Serve
@@ -86,6 +89,7 @@ type Server struct {
 	withdrawer      roots.Withdrawer
 	predictor       Predictor
 	live            live // exchanges in progress, by machine
+	files           Files
 }
 
 // New validates cfg and returns a Server.
@@ -115,6 +119,7 @@ func New(cfg Config) (*Server, error) {
 		predictor:       cfg.Predictor,
 		roots:           cfg.Roots,
 		withdrawer:      cfg.Withdraw,
+		files:           cfg.Files,
 	}
 	if s.transport != TransportWireGuard && s.transport != TransportPlain {
 		return nil, fmt.Errorf("attest: root transport %q: want %q or %q", s.transport, TransportWireGuard, TransportPlain)
