@@ -32,6 +32,9 @@ type LimitsConfig struct {
 	// RetryAbove: QUIC connections held above which new ones must prove
 	// their address with a Retry; default 64, -1 always.
 	RetryAbove int `json:"retry_above,omitempty"`
+	// LoadAbove: QUIC connections held above which each address may hold
+	// only a quarter of conns_per_source; default 128.
+	LoadAbove int `json:"load_above,omitempty"`
 	// HTTPConnsPerSource: boot HTTP connections one address may hold;
 	// default 8.
 	HTTPConnsPerSource int `json:"http_conns_per_source,omitempty"`
@@ -84,7 +87,7 @@ func (c *LimitsConfig) parse() (limits, error) {
 		n    int
 	}{
 		{"conns_per_source", c.ConnsPerSource}, {"exchanges_per_source", c.ExchangesPerSource},
-		{"max_exchanges", c.MaxExchanges}, {"http_conns_per_source", c.HTTPConnsPerSource},
+		{"max_exchanges", c.MaxExchanges}, {"load_above", c.LoadAbove}, {"http_conns_per_source", c.HTTPConnsPerSource},
 		{"tftp_transfers_per_source", c.TFTPTransfersPerSource},
 	} {
 		if f.n < 0 {
@@ -97,6 +100,7 @@ func (c *LimitsConfig) parse() (limits, error) {
 	l.attest.ConnsPerSource = c.ConnsPerSource
 	l.attest.ExchangesPerSource = c.ExchangesPerSource
 	l.attest.RetryAbove = c.RetryAbove
+	l.attest.LoadAbove = c.LoadAbove
 	l.maxExchanges = c.MaxExchanges
 	l.http.ConnsPerSource = c.HTTPConnsPerSource
 	l.tftpPerSrc = c.TFTPTransfersPerSource

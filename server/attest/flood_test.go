@@ -272,20 +272,36 @@ func TestPerSourceLimits(t *testing.T) {
 	}
 }
 
-// Under load (RetryAbove connections held) a new connection first proves
-// its address with a QUIC Retry; a genuine agent passes it and attests.
+// Under load (RetryAbove connections in their handshake, as spoofed
+// Initial packets leave them) a new connection first proves its address
+// with a QUIC Retry; a genuine agent passes it and attests.
 func TestRetryUnderLoad(t *testing.T) {
 	e := newEnv(t, func(c *attest.Config) {
-		c.Limits = attest.Limits{HelloTimeout: 10 * time.Second, RetryAbove: 2}
+		c.Limits = attest.Limits{RetryAbove: 2}
 	})
 	m := newMachine(t, defaultSpec)
 	e.enrollAndApprove(t, m, "node-r")
 	if l := e.srv.Load(); l.Retries != 0 || l.Validated != 0 {
 		t.Fatalf("load before = %+v, want no Retry without load", l)
 	}
+	// Two clients that never finish their handshake: they stop at
+	// verifying the server's certificate.
 	j := newJunkSource(t, e, "127.0.0.5")
-	j.open(t, idle)
-	j.open(t, idle)
+	release := make(chan struct{})
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer close(release)
+	for range 2 {
+		wg.Go(func() {
+			addr, _ := net.ResolveUDPAddr("udp", e.addr)
+			tlsConf := &tls.Config{RootCAs: e.roots, ServerName: "sealroot.test", NextProtos: []string{wire.ALPN},
+				VerifyConnection: func(tls.ConnectionState) error { <-release; return errors.New("released") }}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			j.tr.Dial(ctx, addr, tlsConf, nil)
+		})
+	}
+	waitFor(t, 5*time.Second, "two connections in their handshake", func() bool { return e.srv.Load().Handshaking == 2 })
 	if _, err := attestOnce(t, e.client(t, m.dev, noUnseal)); err != nil {
 		t.Fatalf("attest under load: %v", err)
 	}
@@ -349,5 +365,30 @@ func TestClientCloseIsAbandonedNotInternal(t *testing.T) {
 	}
 	if strings.Contains(logs.String(), "[ERROR]") {
 		t.Errorf("a client's close was logged as an error:\n%s", grepLines(logs.String(), "[ERROR]"))
+	}
+}
+
+// Under load (LoadAbove connections held) each source keeps only a quarter
+// of its quota: a busy source is refused while one that holds nothing is
+// admitted.
+func TestLoadedServerSharesConnections(t *testing.T) {
+	e := newEnv(t, func(c *attest.Config) {
+		c.Limits = attest.Limits{HelloTimeout: 10 * time.Second, ConnsPerSource: 8, LoadAbove: 4, RetryAbove: 1000}
+	})
+	busy := newJunkSource(t, e, "127.0.0.13")
+	for range 4 {
+		busy.open(t, idle)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var te *quic.TransportError
+	if _, err := busy.dial(ctx); !errors.As(err, &te) || te.ErrorCode != quic.ConnectionRefused {
+		t.Fatalf("fifth connection of a busy source under load: %v, want CONNECTION_REFUSED", err)
+	}
+	quiet := newJunkSource(t, e, "127.0.0.14")
+	quiet.open(t, idle)
+	quiet.open(t, idle)
+	if _, err := quiet.dial(ctx); !errors.As(err, &te) || te.ErrorCode != quic.ConnectionRefused {
+		t.Fatalf("third connection of a source under load: %v, want CONNECTION_REFUSED (quota 8/4)", err)
 	}
 }

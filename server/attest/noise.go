@@ -11,7 +11,7 @@ import (
 // the log at most once per Limits.NoiseLogInterval, never logged or
 // audited one by one.
 type Noise struct {
-	Refused   uint64 // connections refused: their source held ConnsPerSource
+	Refused   uint64 // connection attempts (Initial packets) refused: their source held ConnsPerSource
 	Busy      uint64 // hellos refused: their source held ExchangesPerSource, or the server MaxSessions
 	Idle      uint64 // connections that sent no message before HelloTimeout
 	HalfOpen  uint64 // messages whose last byte did not come within FrameTimeout (or HelloTimeout)
@@ -40,10 +40,11 @@ func (c *noiseCounters) snapshot() Noise {
 
 // Load is what the server holds now, and how often it asked for a Retry.
 type Load struct {
-	Conns     int    // QUIC connections, handshaking or established
-	Exchanges int    // exchanges in progress
-	Retries   uint64 // connection attempts answered with a QUIC Retry
-	Validated uint64 // connections accepted after a Retry proved their address
+	Conns       int    // QUIC connections, handshaking or established
+	Handshaking int    // of which still in their handshake
+	Exchanges   int    // exchanges in progress
+	Retries     uint64 // connection attempts answered with a QUIC Retry
+	Validated   uint64 // connections accepted after a Retry proved their address
 }
 
 // Noise returns the noise counted since the server started.
@@ -51,8 +52,8 @@ func (s *Server) Noise() Noise { return s.noise.snapshot() }
 
 // Load returns the server's current load.
 func (s *Server) Load() Load {
-	conns, exchanges := s.sources.counts()
-	return Load{Conns: conns, Exchanges: exchanges, Retries: s.retries.Load(), Validated: s.validated.Load()}
+	conns, handshaking, exchanges := s.sources.counts()
+	return Load{Conns: conns, Handshaking: handshaking, Exchanges: exchanges, Retries: s.retries.Load(), Validated: s.validated.Load()}
 }
 
 // logNoise writes one summary line per interval in which noise was

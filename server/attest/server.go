@@ -232,13 +232,41 @@ func (s *Server) admit(ctx context.Context, ci *quic.ClientInfo) (context.Contex
 	if ci.AddrVerified {
 		s.validated.Add(1)
 	}
-	context.AfterFunc(ctx, func() { s.sources.dropConn(src) })
-	return ctx, nil
+	h := &handshake{}
+	// Closed before it was accepted: it was still in its handshake.
+	context.AfterFunc(ctx, func() { s.sources.dropConn(src, h.finish()) })
+	return context.WithValue(ctx, handshakeKey{}, h), nil
+}
+
+// handshake marks, once, that a connection finished its handshake.
+type handshake struct {
+	mu   sync.Mutex
+	done bool
+}
+
+type handshakeKey struct{}
+
+// finish marks the handshake done and reports whether this call did (the
+// first one).
+func (h *handshake) finish() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	first := !h.done
+	h.done = true
+	return first
+}
+
+// handshakeDone moves an accepted connection out of the handshaking count.
+func (s *Server) handshakeDone(c *quic.Conn) {
+	if h, ok := c.Context().Value(handshakeKey{}).(*handshake); ok && h.finish() {
+		s.sources.handshakeDone()
+	}
 }
 
 // serveConn runs one attestation on one connection. The agent has
 // HelloTimeout from the end of the handshake to a complete hello.
 func (s *Server) serveConn(ctx context.Context, c *quic.Conn) {
+	s.handshakeDone(c)
 	helloBy := time.Now().Add(s.limits.HelloTimeout)
 	// Shutdown closes the connection, which ends any read in progress.
 	stop := context.AfterFunc(ctx, func() { c.CloseWithError(errCodeShutdown, "server shutting down") })

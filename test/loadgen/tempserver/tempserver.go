@@ -49,6 +49,7 @@ var LoadLimits = server.LimitsConfig{
 	ExchangesPerSource: 2 * loadgen.MaxConcurrency,
 	MaxExchanges:       2 * loadgen.MaxConcurrency,
 	RetryAbove:         4 * loadgen.MaxConcurrency,
+	LoadAbove:          4 * loadgen.MaxConcurrency,
 }
 
 // Start is StartWith the LoadLimits.
