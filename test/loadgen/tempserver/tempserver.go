@@ -18,8 +18,8 @@ import (
 	"github.com/sealroot/sealroot/pki"
 	"github.com/sealroot/sealroot/server"
 	"github.com/sealroot/sealroot/server/api"
-	"github.com/sealroot/sealroot/server/attest"
 	"github.com/sealroot/sealroot/server/api/client"
+	"github.com/sealroot/sealroot/server/attest"
 	"github.com/sealroot/sealroot/test/loadgen"
 )
 
