@@ -72,7 +72,7 @@ Junk and server share this machine's CPUs.`,
 	f.IntVar(&a.halfOpen, "half-open", 1000, "half-open connections to hold")
 	f.IntVar(&a.garbage, "garbage", 1000, "garbage connections to hold")
 	f.IntVar(&a.sources, "sources", 32, "source addresses of the spread phase")
-	f.IntVarP(&a.n, "count", "n", 50, "attestations per phase")
+	f.IntVarP(&a.n, "count", "n", 200, "attestations before and during each phase")
 	f.DurationVar(&a.settle, "settle", 6*time.Second, "time the flood runs before the machine attests")
 	f.IntVar(&a.dialRate, "dial-rate", 200, "junk connection attempts per second, at most (0: no limit)")
 	f.StringVar(&a.cpuProfile, "cpuprofile", "", "write a CPU profile of the flood phases to `file`")
