@@ -36,6 +36,7 @@ type benchFloodArgs struct {
 	n                       int
 	settle                  time.Duration
 	dialRate                int
+	junkNice                int
 	logLevel                string
 	cpuProfile              string
 }
@@ -54,15 +55,23 @@ each redialled as soon as the server drops it, while the machine attests
 --sources addresses (127.0.0.10 and up; Linux routes 127.0.0.0/8 on lo).
 The genuine machine comes from 127.0.0.1.
 
-Prints, per phase, the machine's latency, what the junk got (connections
-made, refused, dropped by the server and after how long), the audit
-records and log bytes the junk caused and the server's noise counters;
-last line: "flood: attest p99 during/before=X" (the worse phase).
-Junk and server share this machine's CPUs.`,
+The junk runs in a child process at nice --junk-nice (default 10): on a
+network it runs on other machines, and its own TLS work should not be
+billed to the server; --junk-nice -1 runs it in this process. Its dials
+are capped at --dial-rate per second (2s to 30s jittered backoff after a
+refusal): it holds connections, it is not a packet flood.
+
+Prints, per phase, the machine's latency just before and during the
+flood, what the junk got (dials, refused, dropped by the server and after
+how long), the server's load, the audit records and log bytes the junk
+caused and the server's noise counters, with the machine's load average
+(the CPUs may be shared); last line: "flood: attest p99 during/before=X"
+(the worse phase).`,
 		Args: noArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			if a.idle < 0 || a.halfOpen < 0 || a.garbage < 0 || a.n < 1 || a.sources < 1 || a.sources > 200 {
-				return usagef(c, "want counts >= 0, -n >= 1 and 1 <= --sources <= 200")
+			if a.idle < 0 || a.halfOpen < 0 || a.garbage < 0 || a.n < 1 || a.sources < 1 || a.sources > 200 ||
+				a.junkNice < -1 || a.junkNice > 19 || a.dialRate < 0 {
+				return usagef(c, "want counts >= 0, -n >= 1, 1 <= --sources <= 200, -1 <= --junk-nice <= 19, --dial-rate >= 0")
 			}
 			return runBenchFlood(c.Context(), e, a)
 		},
@@ -75,6 +84,7 @@ Junk and server share this machine's CPUs.`,
 	f.IntVarP(&a.n, "count", "n", 200, "attestations before and during each phase")
 	f.DurationVar(&a.settle, "settle", 6*time.Second, "time the flood runs before the machine attests")
 	f.IntVar(&a.dialRate, "dial-rate", 200, "junk connection attempts per second, at most (0: no limit)")
+	f.IntVar(&a.junkNice, "junk-nice", 10, "nice value of the junk's child process (-1: junk runs in this process)")
 	f.StringVar(&a.cpuProfile, "cpuprofile", "", "write a CPU profile of the flood phases to `file`")
 	f.StringVar(&a.logLevel, "log-level", "info", "log `level` of the in-process server (its output is counted, not shown)")
 	return c
@@ -159,7 +169,7 @@ func runBenchFlood(ctx context.Context, e *env, a benchFloodArgs) error {
 		if err != nil {
 			return err
 		}
-		r, err := runFloodPhase(ctx, s, logs, a, ph.sources, attestN)
+		r, err := runFloodPhase(ctx, e, s, logs, a, ph.sources, attestN)
 		if err != nil {
 			return err
 		}
@@ -201,7 +211,7 @@ func spreadSources(n int) []netip.Addr {
 type floodResult struct {
 	during                  *loadgen.Stats
 	dials, refused, dropped uint64
-	held                    int           // junk connections open when the machine began
+	held                    int           // connections the server held when the machine began
 	dropP50, dropMax        time.Duration // handshake to the server's close
 	maxConns, maxExchanges  int           // sampled server load
 	retries                 uint64
@@ -223,38 +233,20 @@ func (r *floodResult) print(w io.Writer, name string, before *loadgen.Stats, rat
 }
 
 // runFloodPhase floods from sources while the machine attests.
-func runFloodPhase(ctx context.Context, s *tempserver.Server, logs *countingWriter, a benchFloodArgs, sources []netip.Addr,
+func runFloodPhase(ctx context.Context, e *env, s *tempserver.Server, logs *countingWriter, a benchFloodArgs, sources []netip.Addr,
 	attestN func() (*loadgen.Stats, error)) (*floodResult, error) {
 	noise0 := s.Attest().Noise()
 	load0 := s.Attest().Load()
 	b0, l0, j0 := logs.counts()
-	fl, err := newFlooder(s.Target, sources, a.dialRate)
+	junk, err := startJunk(ctx, e, a, s.Target.Addr, sources)
 	if err != nil {
 		return nil, err
 	}
-	defer fl.close()
 	fctx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	start := time.Now()
-	kinds := []struct {
-		kind string
-		n    int
-	}{{"idle", a.idle}, {"half-open", a.halfOpen}, {"garbage", a.garbage}}
-	i := 0
-	for _, k := range kinds {
-		for range k.n {
-			tr := fl.transports[i%len(fl.transports)]
-			i++
-			wg.Go(func() { fl.hold(fctx, tr, k.kind) })
-		}
-	}
-	if fl.tokens != nil {
-		wg.Go(func() { fl.refill(fctx, a.dialRate) })
-	}
 	var maxConns, maxExchanges int
-	sampleDone := make(chan struct{})
 	wg.Go(func() {
-		defer close(sampleDone)
 		t := time.NewTicker(100 * time.Millisecond)
 		defer t.Stop()
 		for {
@@ -267,26 +259,24 @@ func runFloodPhase(ctx context.Context, s *tempserver.Server, logs *countingWrit
 			}
 		}
 	})
-	select {
-	case <-time.After(a.settle):
-	case <-ctx.Done():
-		stop()
-		wg.Wait()
-		return nil, ctx.Err()
-	}
-	held := int(fl.open.Load())
+	sleep(ctx, a.settle)
+	held := s.Attest().Load().Conns
 	during, err := attestN()
 	stop()
 	wg.Wait()
+	js, jerr := junk()
 	if err != nil {
 		return nil, err
 	}
+	if jerr != nil {
+		return nil, jerr
+	}
 	r := &floodResult{
-		during: during, dials: fl.dials.Load(), refused: fl.refused.Load(), dropped: fl.dropped.Load(), held: held,
+		during: during, dials: js.Dials, refused: js.Refused, dropped: js.Dropped, held: held,
 		maxConns: maxConns, maxExchanges: maxExchanges, retries: s.Attest().Load().Retries - load0.Retries,
 		noise: noiseSince(s.Attest().Noise(), noise0), seconds: time.Since(start).Seconds(),
+		dropP50: js.DropP50, dropMax: js.DropMax,
 	}
-	r.dropP50, r.dropMax = fl.dropTimes()
 	b1, l1, j1 := logs.counts()
 	r.logBytes, r.logLines, r.logJunkLines = b1-b0, l1-l0, j1-j0
 	entries, err := audit.ReadAll(s.AuditPath())
@@ -309,24 +299,22 @@ func noiseSince(n, o attest.Noise) attest.Noise {
 // flooder holds junk connections from a set of source addresses, one QUIC
 // transport (UDP socket) per address.
 type flooder struct {
-	target     loadgen.Target
 	addr       *net.UDPAddr
 	transports []*quic.Transport
 
 	tokens                  chan struct{} // one per allowed dial; nil: no limit
 	dials, refused, dropped atomic.Uint64
-	open                    atomic.Int64 // junk connections open now
 
 	mu    sync.Mutex
 	drops []time.Duration // guarded by mu: handshake to the server's close
 }
 
-func newFlooder(t loadgen.Target, sources []netip.Addr, rate int) (*flooder, error) {
-	addr, err := net.ResolveUDPAddr("udp", t.Addr)
+func newFlooder(target string, sources []netip.Addr, rate int) (*flooder, error) {
+	addr, err := net.ResolveUDPAddr("udp", target)
 	if err != nil {
 		return nil, err
 	}
-	f := &flooder{target: t, addr: addr}
+	f := &flooder{addr: addr}
 	if rate > 0 {
 		f.tokens = make(chan struct{}, rate/10+1)
 	}
@@ -346,6 +334,30 @@ func (f *flooder) close() {
 		tr.Close()
 		tr.Conn.Close()
 	}
+}
+
+// run holds junk connections of a's kinds until ctx ends and returns what
+// happened to them.
+func (f *flooder) run(ctx context.Context, a benchFloodArgs) *junkStats {
+	var wg sync.WaitGroup
+	i := 0
+	for _, k := range []struct {
+		kind string
+		n    int
+	}{{"idle", a.idle}, {"half-open", a.halfOpen}, {"garbage", a.garbage}} {
+		for range k.n {
+			tr := f.transports[i%len(f.transports)]
+			i++
+			wg.Go(func() { f.hold(ctx, tr, k.kind) })
+		}
+	}
+	if f.tokens != nil {
+		wg.Go(func() { f.refill(ctx, a.dialRate) })
+	}
+	wg.Wait()
+	st := &junkStats{Dials: f.dials.Load(), Refused: f.refused.Load(), Dropped: f.dropped.Load()}
+	st.DropP50, st.DropMax = f.dropTimes()
+	return st
 }
 
 // hold keeps one junk connection of kind open until ctx ends: it redials
@@ -382,7 +394,6 @@ func (f *flooder) hold(ctx context.Context, tr *quic.Transport, kind string) {
 			continue
 		}
 		backoff = minBackoff
-		f.open.Add(1)
 		start := time.Now()
 		f.junk(ctx, c, kind)
 		select {
@@ -394,7 +405,6 @@ func (f *flooder) hold(ctx context.Context, tr *quic.Transport, kind string) {
 		case <-ctx.Done():
 			c.CloseWithError(0, "")
 		}
-		f.open.Add(-1)
 	}
 }
 

@@ -68,7 +68,7 @@ func (e *env) printJSON(v any) error {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	e := &env{Stdout: stdout, Stderr: stderr}
 	root := newAttestGroup(e)
-	root.AddCommand(newFloodCmd(e))
+	root.AddCommand(newFloodCmd(e), newFloodJunkCmd())
 	root.Use = "sealroot-bench"
 	root.SilenceErrors = true
 	root.SilenceUsage = true
