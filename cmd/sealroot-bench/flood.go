@@ -238,6 +238,10 @@ func runFloodPhase(ctx context.Context, e *env, s *tempserver.Server, logs *coun
 	noise0 := s.Attest().Noise()
 	load0 := s.Attest().Load()
 	b0, l0, j0 := logs.counts()
+	junkAudit0, err := junkAuditRecords(s.AuditPath())
+	if err != nil {
+		return nil, err
+	}
 	junk, err := startJunk(ctx, e, a, s.Target.Addr, sources)
 	if err != nil {
 		return nil, err
@@ -279,16 +283,28 @@ func runFloodPhase(ctx context.Context, e *env, s *tempserver.Server, logs *coun
 	}
 	b1, l1, j1 := logs.counts()
 	r.logBytes, r.logLines, r.logJunkLines = b1-b0, l1-l0, j1-j0
-	entries, err := audit.ReadAll(s.AuditPath())
+	junkAudit1, err := junkAuditRecords(s.AuditPath())
 	if err != nil {
 		return nil, err
 	}
+	r.auditJunk = junkAudit1 - junkAudit0
+	return r, nil
+}
+
+// junkAuditRecords counts the audit records of any source but the genuine
+// machine's 127.0.0.1.
+func junkAuditRecords(path string) (int, error) {
+	entries, err := audit.ReadAll(path)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
 	for _, en := range entries {
 		if host, _, _ := net.SplitHostPort(en.Remote); host != "" && host != "127.0.0.1" {
-			r.auditJunk++
+			n++
 		}
 	}
-	return r, nil
+	return n, nil
 }
 
 func noiseSince(n, o attest.Noise) attest.Noise {
