@@ -133,6 +133,8 @@ func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
 	err := srv.Serve(conn)
 	close(stop)
 	wg.Wait()
+	// A Shutdown that ran before the library took conn did not close it.
+	conn.Close()
 	if err != nil {
 		return fmt.Errorf("tftp: serve: %w", err)
 	}
