@@ -130,12 +130,12 @@ func (s *Server) listenBoot() (*bootListeners, error) {
 func (s *Server) serveBoot(ctx context.Context, bl *bootListeners, run func(string, func() error)) error {
 	b := &bl.cfg
 	h := boothttp.NewHandler(b.ArtifactsDir, bl.scripts, s.logger)
-	run("boot http", func() error { return boothttp.Serve(ctx, bl.http, h, s.logger) })
+	run("boot http", func() error { return boothttp.ServeWith(ctx, bl.http, h, s.logger, s.limits.http) })
 	if bl.tftp != nil {
-		ts := tftp.New(map[string]string{
+		ts := s.limits.tftpServer(tftp.New(map[string]string{
 			dhcp.DefaultBIOSFile: filepath.Join(b.IPXEDir, dhcp.DefaultBIOSFile),
 			dhcp.DefaultEFIFile:  filepath.Join(b.IPXEDir, dhcp.DefaultEFIFile),
-		}, s.logger)
+		}, s.logger))
 		run("boot tftp", func() error { return ts.Serve(ctx, bl.tftp) })
 	}
 	if b.DHCPInterface == "" {

@@ -81,6 +81,9 @@ type Config struct {
 	// fails closed on a full disk: nothing is released). Default 256 MiB
 	// (DefaultLowSpace); negative: no warning.
 	LowSpaceWarnBytes int64 `json:"low_space_warn_bytes,omitempty"`
+	// Limits bound what unauthenticated clients of the attestation and
+	// boot services can hold (see LimitsConfig); nil: the defaults.
+	Limits *LimitsConfig `json:"limits,omitempty"`
 }
 
 // Defaults fills unset fields.
@@ -111,6 +114,7 @@ type Server struct {
 	attest   *attest.Server
 	tunnel   *tunnel.Tunnel // nil without Config.Tunnel
 	storage  *storage
+	limits   limits
 
 	// Bound by Listen.
 	attestConn net.PacketConn
@@ -148,6 +152,9 @@ func New(ctx context.Context, cfg Config, logger hclog.Logger) (_ *Server, err e
 			s.Close()
 		}
 	}()
+	if s.limits, err = cfg.Limits.parse(); err != nil {
+		return nil, err
+	}
 	cert, err := pki.LoadServer(PKIDir(cfg.StateDir))
 	if err != nil {
 		return nil, fmt.Errorf("load server certificate (run `sealroot pki init` first): %w", err)
@@ -203,6 +210,8 @@ func New(ctx context.Context, cfg Config, logger hclog.Logger) (_ *Server, err e
 		RootTransport: cfg.RootTransport,
 		Predictor:     bootPredictor(cfg.Boot, cfg.StateDir),
 		Withdraw:      rs,
+		Limits:        s.limits.attest,
+		MaxSessions:   s.limits.maxExchanges,
 	}
 	if s.tunnel != nil {
 		acfg.Tunnels = s.tunnel
@@ -228,6 +237,9 @@ func peersOf(tn *tunnel.Tunnel) roots.Peers {
 // Images is the image, volume and root service (for in-process callers
 // and tests).
 func (s *Server) Images() api.ImageService { return s.machines }
+
+// Attest is the attestation service (for its noise and load counters).
+func (s *Server) Attest() *attest.Server { return s.attest }
 
 // Machines is the admin service (for in-process callers and tests).
 func (s *Server) Machines() api.Service { return s.machines }

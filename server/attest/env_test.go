@@ -36,6 +36,7 @@ type testEnv struct {
 	auditPath string
 	audit     *audit.Log
 	dir       string
+	srv       *attest.Server
 }
 
 func newEnv(t *testing.T, mod ...func(*attest.Config)) *testEnv {
@@ -110,7 +111,7 @@ func newEnvIn(t *testing.T, dir string, mod ...func(*attest.Config)) *testEnv {
 		}
 		db.Close()
 	})
-	return &testEnv{addr: pc.LocalAddr().String(), roots: roots, db: db, mgr: mgr, auditPath: auditPath, audit: al, dir: dir}
+	return &testEnv{addr: pc.LocalAddr().String(), roots: roots, db: db, mgr: mgr, auditPath: auditPath, audit: al, dir: dir, srv: srv}
 }
 
 // testMachine is a simulator TPM that went through a synthetic measured boot.

@@ -19,6 +19,7 @@ import (
 	"github.com/sealroot/sealroot/server"
 	"github.com/sealroot/sealroot/server/api"
 	"github.com/sealroot/sealroot/server/api/client"
+	"github.com/sealroot/sealroot/server/attest"
 	"github.com/sealroot/sealroot/test/loadgen"
 )
 
@@ -40,11 +41,28 @@ type Server struct {
 	done   chan error // Serve's result
 }
 
-// Start creates the state directory (CA and server certificate, as
-// `sealroot pki init` does), starts the daemon and waits until its admin
-// API answers. The daemon stops when ctx ends or at Close. logger may be
-// nil.
-func Start(ctx context.Context, logger hclog.Logger) (_ *Server, err error) {
+// LoadLimits lift the per-source limits for load generators, whose
+// simulated machines all come from 127.0.0.1 (on a LAN each has its own
+// address).
+var LoadLimits = server.LimitsConfig{
+	ConnsPerSource:     2 * loadgen.MaxConcurrency,
+	ExchangesPerSource: 2 * loadgen.MaxConcurrency,
+	MaxExchanges:       2 * loadgen.MaxConcurrency,
+	RetryAbove:         4 * loadgen.MaxConcurrency,
+	LoadAbove:          4 * loadgen.MaxConcurrency,
+}
+
+// Start is StartWith the LoadLimits.
+func Start(ctx context.Context, logger hclog.Logger) (*Server, error) {
+	l := LoadLimits
+	return StartWith(ctx, logger, &l)
+}
+
+// StartWith creates the state directory (CA and server certificate, as
+// `sealroot pki init` does), starts the daemon with limits (nil: the
+// daemon's defaults) and waits until its admin API answers. The daemon
+// stops when ctx ends or at Close. logger may be nil.
+func StartWith(ctx context.Context, logger hclog.Logger, limits *server.LimitsConfig) (_ *Server, err error) {
 	dir, err := os.MkdirTemp("", "sealroot-tempserver-")
 	if err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
@@ -58,7 +76,7 @@ func Start(ctx context.Context, logger hclog.Logger) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg := server.Config{StateDir: dir, AttestAddr: "127.0.0.1:0", AdminSocket: filepath.Join(dir, "admin.sock")}
+	cfg := server.Config{StateDir: dir, AttestAddr: "127.0.0.1:0", AdminSocket: filepath.Join(dir, "admin.sock"), Limits: limits}
 	srv, err := server.New(ctx, cfg, logger)
 	if err != nil {
 		return nil, err
@@ -85,6 +103,12 @@ func Start(ctx context.Context, logger hclog.Logger) (_ *Server, err error) {
 	}
 	return s, nil
 }
+
+// Attest is the daemon's attestation service (its noise and load counters).
+func (s *Server) Attest() *attest.Server { return s.srv.Attest() }
+
+// AuditPath is the daemon's audit log.
+func (s *Server) AuditPath() string { return filepath.Join(s.dir, "audit.log") }
 
 // Admin returns a client of the daemon's admin API.
 func (s *Server) Admin() api.Service { return client.New(s.Socket) }
