@@ -328,8 +328,13 @@ func Read(r io.Reader) (Message, error) {
 	if uint64(n) > uint64(limit) {
 		return nil, fmt.Errorf("%v of %d bytes is over the limit of %d: %w", t, n, limit, ErrProtocol)
 	}
-	body := make([]byte, n)
-	if _, err := io.ReadFull(r, body); err != nil {
+	// The buffer grows with the bytes that arrive, not with the length the
+	// peer declares: a frame header alone cannot make the server allocate.
+	body, err := io.ReadAll(io.LimitReader(r, int64(n)))
+	if err != nil {
+		return nil, fmt.Errorf("read %v body: %w", t, err)
+	}
+	if len(body) != int(n) {
 		return nil, fmt.Errorf("truncated %v body: %w", t, ErrProtocol)
 	}
 	return decodeBody(t, body)
