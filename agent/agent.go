@@ -22,9 +22,11 @@ import (
 	"github.com/sealroot/sealroot/agent/entropy"
 	"github.com/sealroot/sealroot/agent/kmod"
 	"github.com/sealroot/sealroot/agent/netup"
+	"github.com/sealroot/sealroot/agent/provision"
 	"github.com/sealroot/sealroot/agent/root"
 	"github.com/sealroot/sealroot/agent/sysinit"
 	"github.com/sealroot/sealroot/wire"
+	"golang.org/x/sys/unix"
 )
 
 // NetworkTimeout bounds the wait for a link and a DHCP lease; afterwards
@@ -63,6 +65,10 @@ type Deps struct {
 	// Tunnel brings up the WireGuard link to the root when the credential
 	// carries a tunnel plan; default: a plan is an error (no tunnel support).
 	Tunnel func(ctx context.Context, plan *wire.TunnelPlan) error
+	// Provision prepares the mounted root newRoot before switch_root:
+	// secrets, host name, files (agent/provision). Default: the real
+	// system (secrets in a tmpfs under /run, sethostname).
+	Provision func(ctx context.Context, newRoot string, p *wire.Payload) error
 }
 
 func (d Deps) withDefaults() Deps {
@@ -102,6 +108,18 @@ func (d Deps) withDefaults() Deps {
 	if d.PowerOff == nil {
 		d.PowerOff = sysinit.PowerOff
 	}
+	if d.Provision == nil {
+		cfg := provision.Config{
+			SecretsDir:  provision.SecretsDir,
+			Tmpfs:       true,
+			SetHostname: unix.Sethostname,
+			Console:     d.Console,
+			Logger:      d.Logger,
+		}
+		d.Provision = func(_ context.Context, newRoot string, p *wire.Payload) error {
+			return provision.Run(cfg, newRoot, p)
+		}
+	}
 	return d
 }
 
@@ -139,6 +157,7 @@ func (b *boot) steps() []Step {
 		{"attest", b.attest},
 		{"tunnel", b.tunnel},
 		{"root", b.mountRoot},
+		{"provision", b.provision},
 	}
 }
 
@@ -209,6 +228,14 @@ func (b *boot) mountRoot(ctx context.Context) error {
 	}
 	b.newRoot, err = stage.Mount(ctx, b.payload)
 	return err
+}
+
+// provision puts the secrets, host name and files into the new root.
+func (b *boot) provision(ctx context.Context) error {
+	if b.newRoot == "" {
+		return nil
+	}
+	return b.d.Provision(ctx, b.newRoot, b.payload)
 }
 
 // handOver powers off when there is no root, else switches to it.

@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/sealroot/sealroot/agent/provision"
 	"github.com/sealroot/sealroot/agent/root"
 	"github.com/sealroot/sealroot/wire"
 )
@@ -37,10 +40,11 @@ func (s dirStage) Mount(context.Context, *wire.Payload) (string, error) {
 
 // system records what Run asked of the machine.
 type system struct {
-	console    bytes.Buffer
-	modules    []string
-	switchedTo [2]string
-	poweredOff bool
+	console     bytes.Buffer
+	modules     []string
+	switchedTo  [2]string
+	poweredOff  bool
+	provisioned string
 }
 
 func (s *system) deps(a Attester) Deps {
@@ -57,6 +61,10 @@ func (s *system) deps(a Attester) Deps {
 		},
 		SwitchRoot: func(newRoot, init string) error { s.switchedTo = [2]string{newRoot, init}; return nil },
 		PowerOff:   func() error { s.poweredOff = true; return nil },
+		Provision: func(_ context.Context, newRoot string, p *wire.Payload) error {
+			s.provisioned = newRoot
+			return nil
+		},
 	}
 }
 
@@ -91,6 +99,9 @@ func TestRunSwitchesRoot(t *testing.T) {
 	}
 	if want := [2]string{"/newroot", root.DefaultInit}; s.switchedTo != want {
 		t.Errorf("switch_root(%q, %q), want %q", s.switchedTo[0], s.switchedTo[1], want)
+	}
+	if s.provisioned != "/newroot" {
+		t.Errorf("provisioned %q, want /newroot", s.provisioned)
 	}
 	if s.poweredOff {
 		t.Error("powered off although a root was mounted")
@@ -179,5 +190,52 @@ func TestRunBringsUpPlannedTunnelBeforeRoot(t *testing.T) {
 	}
 	if s2.switchedTo != [2]string{} {
 		t.Error("switched root without the planned tunnel")
+	}
+}
+
+// TestRunProvisionsBeforeSwitchRoot runs the real provisioning into a
+// temporary root: the secret lands in the secrets directory, the file in
+// the root, and a refused file stops the boot before switch_root.
+func TestRunProvisionsBeforeSwitchRoot(t *testing.T) {
+	newRoot, run := t.TempDir(), t.TempDir()
+	secrets := filepath.Join(run, "sealroot", "secrets")
+	p := &wire.Payload{
+		MachineID: "ab12", MachineName: "nuc-3", Root: wire.RootPlan{Kind: "nfs"},
+		Secrets: map[string][]byte{"api-token": []byte("tok")},
+		Files:   []wire.File{{Path: "/etc/motd", Mode: 0o644, Content: []byte("hi")}},
+	}
+	var s system
+	d := s.deps(fakeAttester{p: p})
+	d.Stages = root.NewRegistry(dirStage{"nfs", newRoot})
+	d.Provision = func(_ context.Context, dir string, p *wire.Payload) error {
+		return provision.Run(provision.Config{SecretsDir: secrets}, dir, p)
+	}
+	if err := Run(context.Background(), testConfig, d); err != nil {
+		t.Fatalf("Run() = %v", err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(secrets, "api-token")); string(got) != "tok" {
+		t.Errorf("secret = %q, want tok", got)
+	}
+	if got, _ := os.ReadFile(filepath.Join(newRoot, "etc/motd")); string(got) != "hi" {
+		t.Errorf("motd = %q, want hi", got)
+	}
+	if s.switchedTo[0] != newRoot {
+		t.Errorf("switch_root to %q, want %q", s.switchedTo[0], newRoot)
+	}
+
+	var s2 system
+	p.Files = []wire.File{{Path: "/etc/../../escape", Content: []byte("x")}}
+	d = s2.deps(fakeAttester{p: p})
+	d.Stages = root.NewRegistry(dirStage{"nfs", newRoot})
+	d.Provision = func(_ context.Context, dir string, p *wire.Payload) error {
+		return provision.Run(provision.Config{}, dir, p)
+	}
+	err := Run(context.Background(), testConfig, d)
+	var se *StepError
+	if !errors.As(err, &se) || se.Step != "provision" || !errors.Is(err, wire.ErrBadFile) {
+		t.Fatalf("Run with a bad file = %v, want a provision StepError wrapping ErrBadFile", err)
+	}
+	if s2.switchedTo[0] != "" {
+		t.Errorf("switched root after a failed provision")
 	}
 }

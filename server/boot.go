@@ -85,45 +85,63 @@ func (b *BootConfig) defaults(stateDir string) {
 	}
 }
 
-// startBoot validates the boot configuration and starts HTTP, TFTP and
-// DHCP through run, which owns their goroutines.
-func (s *Server) startBoot(ctx context.Context, run func(string, func() error)) error {
-	b := *s.cfg.Boot
+// bootListeners are the boot services' sockets, bound by Listen.
+type bootListeners struct {
+	cfg     BootConfig // with defaults
+	ip      netip.Addr
+	scripts boothttp.ScriptFunc
+	http    net.Listener
+	tftp    net.PacketConn // nil with DisableTFTP
+}
+
+// listenBoot checks the boot configuration and binds the HTTP and TFTP
+// listeners; the cleanup stack closes them.
+func (s *Server) listenBoot() (*bootListeners, error) {
+	bl := &bootListeners{cfg: *s.cfg.Boot}
+	b := &bl.cfg
 	b.defaults(s.cfg.StateDir)
-	ip, err := netip.ParseAddr(b.ServerIP)
-	if err != nil {
-		return fmt.Errorf("boot: server_ip: %w", err)
+	var err error
+	if bl.ip, err = netip.ParseAddr(b.ServerIP); err != nil {
+		return nil, fmt.Errorf("boot: server_ip: %w", err)
 	}
 	if err := ipxe.CheckCmdline(b.Cmdline); err != nil {
-		return fmt.Errorf("boot: %w", err)
+		return nil, fmt.Errorf("boot: %w", err)
 	}
-	scripts := bootScripts(&b, ip)
+	bl.scripts = bootScripts(b, bl.ip)
 	// Render once now so a bad configuration fails at start, not at boot.
-	if _, err := scripts(ctx, boothttp.ScriptRequest{Arch: ipxe.ArchBIOS}); err != nil {
-		return fmt.Errorf("boot: iPXE script: %w", err)
+	if _, err := bl.scripts(context.Background(), boothttp.ScriptRequest{Arch: ipxe.ArchBIOS}); err != nil {
+		return nil, fmt.Errorf("boot: iPXE script: %w", err)
 	}
-	ln, err := net.Listen("tcp", net.JoinHostPort(ip.String(), strconv.Itoa(int(b.HTTPPort))))
-	if err != nil {
-		return fmt.Errorf("boot: http listener: %w", err)
+	if bl.http, err = net.Listen("tcp", net.JoinHostPort(bl.ip.String(), strconv.Itoa(int(b.HTTPPort)))); err != nil {
+		return nil, fmt.Errorf("boot: http listener: %w", err)
 	}
-	h := boothttp.NewHandler(b.ArtifactsDir, scripts, s.logger)
-	run("boot http", func() error { return boothttp.Serve(ctx, ln, h, s.logger) })
-
+	s.onClose(bl.http.Close)
 	if !b.DisableTFTP {
-		pc, err := net.ListenPacket("udp4", net.JoinHostPort(ip.String(), strconv.Itoa(int(b.TFTPPort))))
-		if err != nil {
-			return fmt.Errorf("boot: tftp listener: %w", err)
+		if bl.tftp, err = net.ListenPacket("udp4", net.JoinHostPort(bl.ip.String(), strconv.Itoa(int(b.TFTPPort)))); err != nil {
+			return nil, fmt.Errorf("boot: tftp listener: %w", err)
 		}
-		ts := tftp.New(map[string]string{
+		s.onClose(bl.tftp.Close)
+	}
+	return bl, nil
+}
+
+// serveBoot runs the boot services on bl's listeners, and the DHCP
+// service when configured.
+func (s *Server) serveBoot(ctx context.Context, bl *bootListeners, run func(string, func() error)) error {
+	b := &bl.cfg
+	h := boothttp.NewHandler(b.ArtifactsDir, bl.scripts, s.logger)
+	run("boot http", func() error { return boothttp.ServeWith(ctx, bl.http, h, s.logger, s.limits.http) })
+	if bl.tftp != nil {
+		ts := s.limits.tftpServer(tftp.New(map[string]string{
 			dhcp.DefaultBIOSFile: filepath.Join(b.IPXEDir, dhcp.DefaultBIOSFile),
 			dhcp.DefaultEFIFile:  filepath.Join(b.IPXEDir, dhcp.DefaultEFIFile),
-		}, s.logger)
-		run("boot tftp", func() error { return ts.Serve(ctx, pc) })
+		}, s.logger))
+		run("boot tftp", func() error { return ts.Serve(ctx, bl.tftp) })
 	}
 	if b.DHCPInterface == "" {
 		return nil
 	}
-	dcfg, err := dhcpConfig(&b, ip)
+	dcfg, err := dhcpConfig(b, bl.ip)
 	if err != nil {
 		return err
 	}

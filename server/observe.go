@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 
 	"github.com/sealroot/sealroot/pki"
+	"github.com/sealroot/sealroot/server/attest"
 	"github.com/sealroot/sealroot/server/metrics"
 	"github.com/sealroot/sealroot/server/store"
 )
@@ -62,6 +63,7 @@ func newMetrics(cfg *Config, db store.Store, s *Server) *metrics.Metrics {
 		Certificates:     certificates(cfg.StateDir),
 		EventSubscribers: func() int { return s.events.Subscribers() },
 		UnknownRefused:   func() map[string]uint64 { return s.history.Unknown() },
+		Noise:            func() map[string]uint64 { return noiseByKind(s.attest.Noise()) },
 		Ready: func() error {
 			if !s.ready.Load() {
 				return errors.New("starting")
@@ -96,4 +98,10 @@ func certificates(stateDir string) map[string]*x509.Certificate {
 		out["ca"] = ca
 	}
 	return out
+}
+
+// noiseByKind is n as metric and status labels.
+func noiseByKind(n attest.Noise) map[string]uint64 {
+	return map[string]uint64{"refused": n.Refused, "busy": n.Busy, "idle": n.Idle,
+		"half-open": n.HalfOpen, "garbage": n.Garbage, "abandoned": n.Abandoned}
 }

@@ -1,6 +1,15 @@
 // Package server wires sealroot's daemon from one Config: the attestation
-// service (QUIC), the admin API (Unix socket), and the boot services
-// (ProxyDHCP/DHCP, TFTP, HTTP). Run blocks until its context ends.
+// service (QUIC), the admin API (Unix socket), the roots (package roots
+// over rootiscsi and rootnfs) and the boot services (ProxyDHCP/DHCP, TFTP,
+// HTTP). It holds configuration and construction only; the services live
+// in their packages.
+//
+// # Lifecycle
+//
+// New builds the services and restores their state; Listen binds the
+// sockets and returns their addresses; Serve serves until its context
+// ends; Close releases everything New and Listen acquired, in reverse
+// order (one cleanup stack). Run is Listen then Serve.
 //
 // # State directory
 //
@@ -35,6 +44,7 @@ import (
 	"github.com/sealroot/sealroot/server/history"
 	"github.com/sealroot/sealroot/server/machines"
 	"github.com/sealroot/sealroot/server/metrics"
+	"github.com/sealroot/sealroot/server/roots"
 	"github.com/sealroot/sealroot/server/secrets"
 	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/server/tunnel"
@@ -81,6 +91,9 @@ type Config struct {
 	// on the tunnel: with Tunnel set it must name an IP address outside
 	// the tunnel prefix.
 	MetricsAddr string `json:"metrics_addr,omitempty"`
+	// Limits bound what unauthenticated clients of the attestation and
+	// boot services can hold (see LimitsConfig); nil: the defaults.
+	Limits *LimitsConfig `json:"limits,omitempty"`
 }
 
 // Defaults fills unset fields.
@@ -111,37 +124,63 @@ func serverName() string {
 // PKIDir is where `sealroot pki init` keeps the CA and server certificate.
 func PKIDir(stateDir string) string { return filepath.Join(stateDir, "pki") }
 
-// Server is a running daemon's parts.
+// Server is a daemon's parts.
 type Server struct {
 	cfg      Config
 	logger   hclog.Logger
 	store    *store.DB
-	audit    *audit.Log
 	machines *machines.Manager
 	attest   *attest.Server
-	history  *history.Recorder
-	events   *events.Bus    // decisions as the audit log records them
 	tunnel   *tunnel.Tunnel // nil without Config.Tunnel
 	storage  *storage
+	limits   limits
+	history  *history.Recorder
+	events   *events.Bus // decisions as the audit log records them
 	metrics  *metrics.Metrics
-	ready    atomic.Bool // Run brought every service up
-	// metricsAddr is the metrics listener's address once Run listens.
-	metricsAddr atomic.Value
-	services    services // what Run started
+	ready    atomic.Bool // Serve brought every service up
+	services services    // what Serve started, for `sealroot status`
+
+	// Bound by Listen.
+	attestConn net.PacketConn
+	adminLn    net.Listener
+	boot       *bootListeners // nil without Config.Boot
+	metricsLn  net.Listener   // nil without Config.MetricsAddr
+
+	closers []func() error // the cleanup stack; Close runs it backwards
 }
 
-// MetricsAddr returns the address the metrics endpoint listens on, or ""
-// before Run listens or without Config.MetricsAddr.
-func (s *Server) MetricsAddr() string {
-	a, _ := s.metricsAddr.Load().(string)
-	return a
+// Addrs are the addresses a Server listens on.
+type Addrs struct {
+	Attest net.Addr // UDP, the QUIC attestation service
+	Admin  string   // the admin API's Unix socket
+	// ISCSI is the plain iSCSI listener; nil without Config.ISCSI.Listen.
+	ISCSI net.Addr
+	// BootHTTP and BootTFTP are the boot services' listeners; nil
+	// without Config.Boot (TFTP: or with it disabled).
+	BootHTTP, BootTFTP net.Addr
+	// Metrics is the metrics endpoint; nil without Config.MetricsAddr.
+	Metrics net.Addr
 }
 
-// New opens the state directory and builds the services.
-func New(cfg Config, logger hclog.Logger) (*Server, error) {
+// onClose pushes fn on the cleanup stack.
+func (s *Server) onClose(fn func() error) { s.closers = append(s.closers, fn) }
+
+// New opens the state directory, builds the services and restores the
+// roots that were served. ctx bounds the construction. Call Close when
+// done, also after Serve.
+func New(ctx context.Context, cfg Config, logger hclog.Logger) (_ *Server, err error) {
 	cfg.Defaults()
 	if logger == nil {
 		logger = hclog.NewNullLogger()
+	}
+	s := &Server{cfg: cfg, logger: logger, events: new(events.Bus)}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	if s.limits, err = cfg.Limits.parse(); err != nil {
+		return nil, err
 	}
 	if err := checkMetricsAddr(&cfg); err != nil {
 		return nil, err
@@ -160,83 +199,81 @@ func New(cfg Config, logger hclog.Logger) (*Server, error) {
 			return nil, fmt.Errorf("EK CA bundle: %w", err)
 		}
 	}
-	db, err := store.Open(filepath.Join(cfg.StateDir, "state.db"), logger)
-	if err != nil {
+	if s.store, err = store.Open(filepath.Join(cfg.StateDir, "state.db"), logger); err != nil {
 		return nil, err
 	}
+	s.onClose(s.store.Close)
 	auditLog, err := audit.Open(filepath.Join(cfg.StateDir, "audit.log"))
 	if err != nil {
-		db.Close()
 		return nil, fmt.Errorf("audit log: %w", err)
 	}
+	s.onClose(auditLog.Close)
 	if n := auditLog.Repaired(); n > 0 {
 		logger.Warn("audit log ended in a torn line (a write cut short): cut it off", "bytes", n)
 	}
-	bus := new(events.Bus)
-	auditLog.OnRecord(bus.Publish)
-	mgr := machines.New(db, box, auditLog, logger)
-	hist := history.New(db, serverName(), logger)
-	srv := &Server{history: hist, events: bus}
-	srv.metrics = newMetrics(&cfg, db, srv)
+	auditLog.OnRecord(s.events.Publish)
+	s.history = history.New(s.store, serverName(), logger)
+	s.metrics = newMetrics(&cfg, s.store, s)
+	if cfg.Tunnel != nil {
+		if s.tunnel, err = newTunnel(ctx, cfg.Tunnel, cfg.StateDir, s.store, logger); err != nil {
+			return nil, err
+		}
+		s.onClose(s.tunnel.Close)
+		if cfg.RootTransport == attest.TransportPlain {
+			logger.Warn("WARNING: root transport is plain: machines without a WireGuard key get their root over the unprotected LAN")
+		}
+	}
+	s.storage = &storage{}
+	s.onClose(s.storage.close)
+	if err := s.storage.open(ctx, &cfg, box, s.tunnel, logger); err != nil {
+		return nil, err
+	}
+	rs := roots.New(roots.Config{Providers: s.storage.providers(), Tunnel: peersOf(s.tunnel)})
+	s.machines = machines.New(machines.Config{Store: s.store, Box: box, Audit: auditLog, Logger: logger,
+		Withdraw: rs, Images: s.storage.images, Volumes: s.storage.volumes, Roots: rs})
 	acfg := attest.Config{
 		Certificate:   cert,
-		Store:         db,
+		Store:         s.store,
 		Audit:         auditLog,
-		Secrets:       mgr,
+		Secrets:       s.machines,
+		Files:         s.machines,
 		EKRoots:       ekRoots,
 		RequireEKCert: cfg.RequireEKCert,
 		Logger:        logger,
 		RootTransport: cfg.RootTransport,
 		Predictor:     bootPredictor(cfg.Boot, cfg.StateDir),
-		Observer:      attest.Observers{hist, srv.metrics},
+		Withdraw:      rs,
+		Limits:        s.limits.attest,
+		MaxSessions:   s.limits.maxExchanges,
+		Observer:      attest.Observers{s.history, s.metrics},
 	}
-	var tn *tunnel.Tunnel
-	if cfg.Tunnel != nil {
-		if tn, err = newTunnel(context.Background(), cfg.Tunnel, cfg.StateDir, db, logger); err != nil {
-			auditLog.Close()
-			db.Close()
-			return nil, err
-		}
-		acfg.Tunnels = tn
-		if cfg.RootTransport == attest.TransportPlain {
-			logger.Warn("WARNING: root transport is plain: machines without a WireGuard key get their root over the unprotected LAN")
-		}
+	if s.tunnel != nil {
+		acfg.Tunnels = s.tunnel
 	}
-	st, err := newStorage(context.Background(), &cfg, db, auditLog, mgr, box, tn, logger)
-	var as *attest.Server
-	if err == nil {
-		if st.roots != nil || st.nfsRoots != nil {
-			acfg.Roots = st
-		}
-		as, err = attest.New(acfg)
+	if !rs.Empty() {
+		acfg.Roots = rs
 	}
-	if err != nil {
-		if st != nil {
-			st.close()
-		}
-		if tn != nil {
-			tn.Close()
-		}
-		auditLog.Close()
-		db.Close()
+	if s.attest, err = attest.New(acfg); err != nil {
 		return nil, err
 	}
-	mgr.SetAttestations(as)
-	mgr.SetOnRemove(func(ctx context.Context, id string) {
-		if tn != nil {
-			tn.Remove(id)
-		}
-		if err := st.releaseRoot(ctx, id); err != nil {
-			logger.Error("release root", "machine", id, "error", err)
-		}
-	})
-	srv.cfg, srv.logger, srv.store, srv.audit, srv.machines, srv.attest, srv.tunnel, srv.storage = cfg, logger, db, auditLog, mgr, as, tn, st
-	return srv, nil
+	s.machines.SetAttestations(s.attest)
+	return s, nil
+}
+
+// peersOf is tn as roots.Peers, nil without a tunnel.
+func peersOf(tn *tunnel.Tunnel) roots.Peers {
+	if tn == nil {
+		return nil
+	}
+	return tn
 }
 
 // Images is the image, volume and root service (for in-process callers
 // and tests).
-func (s *Server) Images() api.ImageService { return s.storage }
+func (s *Server) Images() api.ImageService { return s.machines }
+
+// Attest is the attestation service (for its noise and load counters).
+func (s *Server) Attest() *attest.Server { return s.attest }
 
 // Machines is the admin service (for in-process callers and tests).
 func (s *Server) Machines() api.Service { return s.machines }
@@ -245,30 +282,74 @@ func (s *Server) Machines() api.Service { return s.machines }
 // services listen on it and check peers with Tunnel.PeerAddr.
 func (s *Server) Tunnel() *tunnel.Tunnel { return s.tunnel }
 
-// Close releases the tunnel, the database and the audit log.
+// Close runs the cleanup stack: it closes the listeners, withdraws the
+// roots, stops the tunnel and closes the audit log and the database. A
+// second Close does nothing.
 func (s *Server) Close() error {
-	err := s.storage.close()
-	if s.tunnel != nil {
-		err = errors.Join(err, s.tunnel.Close())
+	var errs []error
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		errs = append(errs, s.closers[i]())
 	}
-	return errors.Join(err, s.audit.Close(), s.store.Close())
+	s.closers = nil
+	return errors.Join(errs...)
 }
 
-// Run serves until ctx ends, then shuts every service down and waits.
+// Listen binds the attestation socket, the admin socket and the boot
+// services' listeners, and returns their addresses with the iSCSI
+// listener's (bound by New). Address ports 0 are chosen here.
+func (s *Server) Listen() (Addrs, error) {
+	var err error
+	if s.attestConn, err = net.ListenPacket("udp", s.cfg.AttestAddr); err != nil {
+		return Addrs{}, fmt.Errorf("attestation listener: %w", err)
+	}
+	s.onClose(s.attestConn.Close)
+	if s.adminLn, err = api.Listen(s.cfg.AdminSocket); err != nil {
+		return Addrs{}, fmt.Errorf("admin socket: %w", err)
+	}
+	s.onClose(func() error {
+		s.adminLn.Close()
+		os.Remove(s.cfg.AdminSocket)
+		return nil
+	})
+	a := Addrs{Attest: s.attestConn.LocalAddr(), Admin: s.cfg.AdminSocket}
+	if s.cfg.MetricsAddr != "" {
+		if s.metricsLn, err = net.Listen("tcp", s.cfg.MetricsAddr); err != nil {
+			return Addrs{}, fmt.Errorf("metrics listener: %w", err)
+		}
+		s.onClose(s.metricsLn.Close)
+		a.Metrics = s.metricsLn.Addr()
+	}
+	if s.storage.portals != nil {
+		a.ISCSI = s.storage.portals.PlainAddr()
+	}
+	if s.cfg.Boot != nil {
+		if s.boot, err = s.listenBoot(); err != nil {
+			return Addrs{}, err
+		}
+		a.BootHTTP, a.BootTFTP = s.boot.http.Addr(), nil
+		if s.boot.tftp != nil {
+			a.BootTFTP = s.boot.tftp.LocalAddr()
+		}
+	}
+	return a, nil
+}
+
+// Run listens and serves until ctx ends.
 func (s *Server) Run(ctx context.Context) error {
+	if _, err := s.Listen(); err != nil {
+		return err
+	}
+	return s.Serve(ctx)
+}
+
+// Serve serves on the sockets Listen bound until ctx ends, then shuts
+// every service down and waits for it.
+func (s *Server) Serve(ctx context.Context) error {
+	if s.attestConn == nil {
+		return errors.New("server: Serve before Listen")
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	pc, err := net.ListenPacket("udp", s.cfg.AttestAddr)
-	if err != nil {
-		return fmt.Errorf("attestation listener: %w", err)
-	}
-	defer pc.Close()
-	adminLn, err := api.Listen(s.cfg.AdminSocket)
-	if err != nil {
-		return fmt.Errorf("admin socket: %w", err)
-	}
-	defer os.Remove(s.cfg.AdminSocket)
-
 	var wg sync.WaitGroup
 	errc := make(chan error, 8)
 	run := func(name string, fn func() error) {
@@ -282,51 +363,47 @@ func (s *Server) Run(ctx context.Context) error {
 		}()
 	}
 	s.services.begin()
-	s.services.add("attest", pc.LocalAddr().String(), "QUIC")
+	s.services.add("attest", s.attestConn.LocalAddr().String(), "QUIC")
 	s.services.add("admin api", s.cfg.AdminSocket, "unix socket")
 	s.services.addConfigured(&s.cfg)
-	run("attestation service", func() error { return s.attest.Serve(ctx, pc) })
+	run("attestation service", func() error { return s.attest.Serve(ctx, s.attestConn) })
 	adminSrv := &api.Server{
 		Handler: api.NewHandler(s.machines, s.logger.Named("api"),
-			api.WithActorFunc(withActor),
-			api.WithImages(s.storage),
+			api.WithActorFunc(machines.WithActor),
+			api.WithImages(s.machines),
+			api.WithFiles(s.machines),
 			api.WithRootLinks(&api.Links{Machines: s.machines, Tunnel: s.tunnel, Transport: s.cfg.RootTransport}),
 			api.WithStatus(statusService{s}),
 			api.WithAudit(&auditService{path: filepath.Join(s.cfg.StateDir, "audit.log"), bus: s.events, machines: s.machines})),
 		Logger: s.logger.Named("api"),
 	}
-	run("admin API", func() error { return adminSrv.Serve(ctx, adminLn) })
+	run("admin API", func() error { return adminSrv.Serve(ctx, s.adminLn) })
 	run("event streams", func() error {
 		<-ctx.Done()
 		s.events.Close() // ends `sealroot events --follow` streams, so the API can shut down
 		return nil
 	})
-	s.storage.serve(ctx, run)
+	if s.metricsLn != nil {
+		s.services.add("metrics", s.metricsLn.Addr().String(), "/metrics /healthz /readyz")
+		run("metrics", func() error { return s.metrics.Serve(ctx, s.metricsLn) })
+	}
+	if s.storage.portals != nil {
+		s.storage.portals.Serve(ctx, run)
+	}
 	if s.cfg.LowSpaceWarnBytes > 0 {
 		w := &spaceWatch{dir: s.cfg.StateDir, low: uint64(s.cfg.LowSpaceWarnBytes), logger: s.logger}
 		run("free space watch", func() error { return w.watch(ctx) })
 	}
-	if s.cfg.Boot != nil {
-		if err := s.startBoot(ctx, run); err != nil {
+	if s.boot != nil {
+		if err := s.serveBoot(ctx, s.boot, run); err != nil {
 			cancel()
 			wg.Wait()
 			return err
 		}
 	}
-	if s.cfg.MetricsAddr != "" {
-		ln, err := net.Listen("tcp", s.cfg.MetricsAddr)
-		if err != nil {
-			cancel()
-			wg.Wait()
-			return fmt.Errorf("metrics listener: %w", err)
-		}
-		s.metricsAddr.Store(ln.Addr().String())
-		s.services.add("metrics", ln.Addr().String(), "/metrics /healthz /readyz")
-		run("metrics", func() error { return s.metrics.Serve(ctx, ln) })
-	}
 	s.ready.Store(true)
 	defer s.ready.Store(false)
-	s.logger.Info("sealroot serving", "attest", pc.LocalAddr().String(), "admin", s.cfg.AdminSocket, "metrics", s.cfg.MetricsAddr)
+	s.logger.Info("sealroot serving", "attest", s.attestConn.LocalAddr().String(), "admin", s.cfg.AdminSocket, "metrics", s.cfg.MetricsAddr)
 	<-ctx.Done()
 	wg.Wait()
 	close(errc)

@@ -81,6 +81,7 @@ func (ss statusService) Status(ctx context.Context) (*api.Status, error) {
 		Machines:       make(map[api.State]int),
 		InFlight:       s.attest.InFlight(),
 		UnknownRefused: s.history.Unknown(),
+		Noise:          noiseByKind(s.attest.Noise()),
 		EventStreams:   s.events.Subscribers(),
 	}
 	st.Services, st.Started = s.services.snapshot()

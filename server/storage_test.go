@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"strings"
 	"testing"
 
@@ -24,7 +25,7 @@ func TestISCSIConfigRefused(t *testing.T) {
 				t.Fatal(err)
 			}
 			iscsi := tt.cfg
-			srv, err := New(Config{StateDir: dir, ISCSI: &iscsi}, nil)
+			srv, err := New(context.Background(), Config{StateDir: dir, ISCSI: &iscsi}, nil)
 			if err == nil {
 				srv.Close()
 				t.Fatalf("New accepted iscsi %+v", tt.cfg)

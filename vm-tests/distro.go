@@ -22,6 +22,7 @@ const distroCheckScript = `#!/bin/sh
 exec >/dev/console 2>&1
 echo "distro: booted systemd $(systemctl is-system-running 2>/dev/null)"
 echo "distro: keeper=$(pgrep -c -f '^@sealroot-iscsi')"
+echo "distro: hostname=$(cat /proc/sys/kernel/hostname) credential=$(cat /run/sealroot-secret/sha256 2>/dev/null || echo none)"
 ps -eo pid,ppid,args | grep -e '@sealroot' | grep -v grep | sed 's/^/distro: ps: /'
 m=none
 [ -f /var/lib/sealroot-marker ] && m=$(cat /var/lib/sealroot-marker)
@@ -36,11 +37,31 @@ systemctl --no-block poweroff
 
 const distroCheckUnit = `[Unit]
 Description=sealroot distribution root check
-After=basic.target
+After=basic.target sealroot-secret.service
 
 [Service]
 Type=oneshot
 ExecStart=/usr/local/sbin/sealroot-check
+
+[Install]
+WantedBy=multi-user.target
+`
+
+// distroSecretUnit reads the machine's secret api-token the way
+// docs/secrets-and-files.md tells a workload to: LoadCredential= from
+// /run/sealroot/secrets, as a dynamic user. It leaves the value's digest
+// for the check script, never the value.
+const distroSecretUnit = `[Unit]
+Description=sealroot secret reader (LoadCredential=)
+ConditionPathExists=/run/sealroot/secrets/api-token
+
+[Service]
+Type=oneshot
+DynamicUser=yes
+RuntimeDirectory=sealroot-secret
+RuntimeDirectoryPreserve=yes
+LoadCredential=api-token:/run/sealroot/secrets/api-token
+ExecStart=/bin/sh -c 'sha256sum < "$$CREDENTIALS_DIRECTORY/api-token" | cut -d" " -f1 > /run/sealroot-secret/sha256'
 
 [Install]
 WantedBy=multi-user.target
@@ -84,6 +105,7 @@ func customizeDistro(t testing.TB, dir string) {
 	}{
 		{"usr/local/sbin/sealroot-check", distroCheckScript, 0o755},
 		{"etc/systemd/system/sealroot-check.service", distroCheckUnit, 0o644},
+		{"etc/systemd/system/sealroot-secret.service", distroSecretUnit, 0o644},
 		{"etc/fstab", "# the root is mounted by the sealroot agent\n", 0o644},
 		{"etc/hostname", "sealroot-distro\n", 0o644},
 	}
@@ -100,10 +122,12 @@ func customizeDistro(t testing.TB, dir string) {
 	if err := os.MkdirAll(wants, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	link := filepath.Join(wants, "sealroot-check.service")
-	os.Remove(link)
-	if err := os.Symlink("/etc/systemd/system/sealroot-check.service", link); err != nil {
-		t.Fatal(err)
+	for _, unit := range []string{"sealroot-check.service", "sealroot-secret.service"} {
+		link := filepath.Join(wants, unit)
+		os.Remove(link)
+		if err := os.Symlink("/etc/systemd/system/"+unit, link); err != nil {
+			t.Fatal(err)
+		}
 	}
 	os.Remove(filepath.Join(dir, "var/lib/sealroot-marker"))
 }

@@ -2,7 +2,10 @@ package vmtest
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -44,21 +47,33 @@ func TestDistroRoot(t *testing.T) {
 	if _, err := sr.CLI(ctx, "machine", "set-root", id, "--image", "debian", "--kind", "iscsi"); err != nil {
 		t.Fatal(err)
 	}
+	// A unit in the image reads this secret with LoadCredential=.
+	secret := []byte("distro-secret-VALUE")
+	secretFile := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secretFile, secret, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sr.CLI(ctx, "secret", "set", id, "api-token", secretFile); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := sr.CLI(ctx, "machine", "approve", id, "--name", "vm-distro"); err != nil {
 		t.Fatal(err)
 	}
-	expectDistro(ctx, t, vm, "none")
+	sum := sha256.Sum256(secret)
+	credential := hex.EncodeToString(sum[:])
+	expectDistro(ctx, t, vm, "none", credential)
 	logShutdownLines(t, vm)
 
 	vm = startPXE(ctx, t, lab, "vm-distro-2", BIOS, tp)
-	expectDistro(ctx, t, vm, "1")
+	expectDistro(ctx, t, vm, "1", credential)
 	logShutdownLines(t, vm)
 }
 
 // expectDistro waits for the agent's tunnel and root stages, systemd's
-// check service (one surviving keeper, the marker of the previous boot)
-// and the kernel's power-off after systemd's shutdown.
-func expectDistro(ctx context.Context, t *testing.T, vm *VM, marker string) {
+// check service (one surviving keeper, the image's own host name kept,
+// the digest of the secret a LoadCredential= unit read, the marker of the
+// previous boot) and the kernel's power-off after systemd's shutdown.
+func expectDistro(ctx context.Context, t *testing.T, vm *VM, marker, credential string) {
 	t.Helper()
 	for _, re := range []string{`sealroot: \[ok\] tunnel `, `sealroot: \[ok\] root `} {
 		if m := expectBoot(ctx, t, vm, `^(?:sealroot: (?:boot failed|\[FAILED\]) (.*)|`+re+`)`); m[1] != "" {
@@ -68,6 +83,9 @@ func expectDistro(ctx context.Context, t *testing.T, vm *VM, marker string) {
 	t.Logf("systemd: %s", expectBoot(ctx, t, vm, `distro: booted systemd(.*)`)[0])
 	if k := expectBoot(ctx, t, vm, `distro: keeper=(\d*)`)[1]; k != "1" {
 		t.Errorf("%q @sealroot-iscsi keepers alive under systemd, want 1", k)
+	}
+	if m := expectBoot(ctx, t, vm, `distro: hostname=(\S+) credential=(\S+)`); m[1] != "sealroot-distro" || m[2] != credential {
+		t.Errorf("distro root: hostname %s, credential sha256 %s; want sealroot-distro (the image's) and %s", m[1], m[2], credential)
 	}
 	if m := expectBoot(ctx, t, vm, `distro: marker=(\S+)`)[1]; m != marker {
 		t.Errorf("distro root found marker %s, want %s", m, marker)

@@ -107,7 +107,7 @@ func MaxSize(t Type) int {
 	case TypeEvidence:
 		return 1 << 20 // dominated by the firmware event log
 	case TypeCredential:
-		return 64 << 10
+		return 2 << 20 // up to MaxFilesTotal of files, base64 in JSON, and secrets
 	case TypeStatus, TypeError:
 		return 64 << 10 // a readable event diff
 	case TypeAck:
@@ -191,6 +191,8 @@ type Payload struct {
 	Root        RootPlan          `json:"root"`
 	Secrets     map[string][]byte `json:"secrets,omitempty"`
 	Tunnel      *TunnelPlan       `json:"tunnel,omitempty"`
+	// Files are written into the root before switch_root (see File).
+	Files []File `json:"files,omitempty"`
 }
 
 // RootPlan tells the agent which root to mount.
@@ -326,8 +328,13 @@ func Read(r io.Reader) (Message, error) {
 	if uint64(n) > uint64(limit) {
 		return nil, fmt.Errorf("%v of %d bytes is over the limit of %d: %w", t, n, limit, ErrProtocol)
 	}
-	body := make([]byte, n)
-	if _, err := io.ReadFull(r, body); err != nil {
+	// The buffer grows with the bytes that arrive, not with the length the
+	// peer declares: a frame header alone cannot make the server allocate.
+	body, err := io.ReadAll(io.LimitReader(r, int64(n)))
+	if err != nil {
+		return nil, fmt.Errorf("read %v body: %w", t, err)
+	}
+	if len(body) != int(n) {
 		return nil, fmt.Errorf("truncated %v body: %w", t, ErrProtocol)
 	}
 	return decodeBody(t, body)

@@ -117,3 +117,23 @@ func TestBindingHashesDiffer(t *testing.T) {
 		t.Error("labeledHash is ambiguous across part boundaries")
 	}
 }
+
+// TestReadAllocatesWhatArrives checks that a header declaring a large
+// evidence frame, followed by a few bytes, costs the reader about what
+// arrived, not the declared size.
+func TestReadAllocatesWhatArrives(t *testing.T) {
+	hdr := []byte{Version, byte(TypeEvidence), 0, 0, 0, 0}
+	binary.BigEndian.PutUint32(hdr[2:6], uint32(MaxSize(TypeEvidence)))
+	frame := append(hdr, 1, 2, 3)
+	allocs := testing.Benchmark(func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			if _, err := Read(bytes.NewReader(frame)); !errors.Is(err, ErrProtocol) {
+				b.Fatalf("Read = %v, want a truncation error", err)
+			}
+		}
+	}).AllocedBytesPerOp()
+	if allocs > 64<<10 {
+		t.Fatalf("a 9-byte frame declaring %d bytes allocated %d bytes", MaxSize(TypeEvidence), allocs)
+	}
+}

@@ -6,6 +6,7 @@
 // # Synopsis
 //
 //	sealroot-bench [--socket PATH] [--json] attest [-n N] [-c C] [--machines M] [--server HOST:PORT --ca FILE]
+//	sealroot-bench flood [--idle N] [--half-open N] [--garbage N] [--sources S] [-n N]
 //
 // # Output and exit codes
 //
@@ -67,6 +68,7 @@ func (e *env) printJSON(v any) error {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	e := &env{Stdout: stdout, Stderr: stderr}
 	root := newAttestGroup(e)
+	root.AddCommand(newFloodCmd(e), newFloodJunkCmd())
 	root.Use = "sealroot-bench"
 	root.SilenceErrors = true
 	root.SilenceUsage = true

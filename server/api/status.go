@@ -28,6 +28,9 @@ type Status struct {
 	// UnknownRefused counts refused attestations by identities the
 	// server does not know, since it started, by check.
 	UnknownRefused map[string]uint64 `json:"unknown_refused,omitempty"`
+	// Noise counts connections that ended before naming an identity,
+	// by kind (refused, busy, idle, half-open, garbage, abandoned).
+	Noise map[string]uint64 `json:"noise,omitempty"`
 	// EventStreams counts open `sealroot events --follow` streams.
 	EventStreams int                 `json:"event_streams"`
 	Certificates []CertificateStatus `json:"certificates"`

@@ -207,7 +207,7 @@ func benchServer(tb testing.TB) (*Server, *machines.Manager) {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { al.Close(); db.Close() })
-	mgr := machines.New(db, box, al, hclog.NewNullLogger())
+	mgr := machines.New(machines.Config{Store: db, Box: box, Audit: al, Logger: hclog.NewNullLogger()})
 	s, err := New(Config{Certificate: cert, Store: db, Audit: al, Secrets: mgr})
 	if err != nil {
 		tb.Fatal(err)

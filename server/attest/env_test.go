@@ -73,10 +73,15 @@ func newEnvIn(t *testing.T, dir string, mod ...func(*attest.Config)) *testEnv {
 	if err != nil {
 		t.Fatalf("secrets.LoadOrCreate: %v", err)
 	}
-	mgr := machines.New(db, box, al, testenv.Logger(t, "", hclog.Debug))
-	cfg := attest.Config{Certificate: cert, Store: db, Audit: al, Secrets: mgr, Logger: testenv.Logger(t, "", hclog.Debug)}
+	cfg := attest.Config{Certificate: cert, Store: db, Audit: al, Logger: testenv.Logger(t, "", hclog.Debug)}
 	for _, m := range mod {
 		m(&cfg)
+	}
+	mgr := machines.New(machines.Config{Store: db, Box: box, Audit: al, Logger: testenv.Logger(t, "", hclog.Debug),
+		Withdraw: cfg.Withdraw})
+	cfg.Secrets = mgr
+	if _, ok := cfg.Files.(managerFiles); ok {
+		cfg.Files = mgr
 	}
 	srv, err := attest.New(cfg)
 	if err != nil {

@@ -101,8 +101,7 @@ func (x *exchange) start(ctx context.Context, h *wire.Hello) (wire.Message, erro
 	}
 	if x.machine != nil && x.machine.State == store.StateRevoked {
 		x.done = true
-		x.s.dropTunnel(x.machineID)
-		x.s.dropRoot(x.machineID)
+		x.s.withdraw(x.machineID)
 		x.s.record(x, "revoked", "enrollment", "machine is revoked: "+x.machine.Reason)
 		return &wire.Status{State: wire.StateRevoked, MachineID: x.machineID, Reason: revokedReason(x.machine)}, nil
 	}
@@ -314,8 +313,7 @@ func (x *exchange) judge(ctx context.Context, observed *store.BootState, info *e
 		if err != nil {
 			return nil, err
 		}
-		x.s.dropTunnel(x.machineID)
-		x.s.dropRoot(x.machineID)
+		x.s.withdraw(x.machineID)
 		x.s.record(x, "needs-reapproval", "policy", v.Reason)
 		x.s.logger.Warn("boot state changed: machine needs re-approval", "machine", x.machineID, "reason", v.Reason)
 		return x.pendingStatus(wire.StateNeedsReapproval, v.Diff), nil
@@ -345,6 +343,13 @@ func (x *exchange) release(ctx context.Context, observed *store.BootState, info 
 		}
 		return nil, err
 	}
+	files, err := x.files(ctx, plan)
+	if err != nil {
+		clear(secrets)
+		clear(rootSecrets)
+		x.s.withdraw(x.machineID) // the tunnel peer and root just prepared
+		return nil, err
+	}
 	secrets = mergeSecrets(secrets, rootSecrets)
 	payload, err := json.Marshal(&wire.Payload{
 		MachineID:   x.machineID,
@@ -352,6 +357,7 @@ func (x *exchange) release(ctx context.Context, observed *store.BootState, info 
 		Root:        root,
 		Secrets:     secrets,
 		Tunnel:      plan,
+		Files:       files,
 	})
 	clear(secrets) // the plaintext lives on only inside payload
 	clear(rootSecrets)
@@ -390,8 +396,7 @@ func (x *exchange) release(ctx context.Context, observed *store.BootState, info 
 		err = auditFailure(x.s.record(x, "allowed", "", v.Reason))
 	}
 	if err != nil {
-		x.s.dropTunnel(x.machineID)
-		x.s.dropRoot(x.machineID)
+		x.s.withdraw(x.machineID)
 		return nil, err
 	}
 	return cred, nil

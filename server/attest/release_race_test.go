@@ -9,6 +9,7 @@ import (
 
 	agentattest "github.com/sealroot/sealroot/agent/attest"
 	"github.com/sealroot/sealroot/server/attest"
+	"github.com/sealroot/sealroot/server/roots"
 	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/wire"
 )
@@ -30,7 +31,7 @@ func newHeldRoots() *heldRoots {
 	return &heldRoots{reached: make(chan struct{}), proceed: make(chan struct{})}
 }
 
-func (h *heldRoots) Prepare(ctx context.Context, m *store.Machine, _ *wire.TunnelPlan) (wire.RootPlan, map[string][]byte, error) {
+func (h *heldRoots) Prepare(ctx context.Context, req roots.Request) (wire.RootPlan, map[string][]byte, error) {
 	if h.armed.CompareAndSwap(true, false) {
 		close(h.reached)
 		select {
@@ -39,10 +40,11 @@ func (h *heldRoots) Prepare(ctx context.Context, m *store.Machine, _ *wire.Tunne
 			return wire.RootPlan{}, nil, ctx.Err()
 		}
 	}
-	return m.Root, nil, nil
+	return req.Plan, nil, nil
 }
 
-func (h *heldRoots) Release(context.Context, string) error {
+// Withdraw counts a withdrawal, as roots.Service releases the root.
+func (h *heldRoots) Withdraw(context.Context, string) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.released++
@@ -55,7 +57,10 @@ func (h *heldRoots) withdrawals() int {
 	return h.released
 }
 
-var _ attest.RootProvider = (*heldRoots)(nil)
+var (
+	_ attest.Roots     = (*heldRoots)(nil)
+	_ roots.Withdrawer = (*heldRoots)(nil)
+)
 
 // TestOperatorActsDuringRelease lets an operator act while the release is
 // being prepared: after every earlier check passed, before it commits. The
@@ -84,9 +89,8 @@ func TestOperatorActsDuringRelease(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			roots := newHeldRoots()
-			e := newEnv(t, withRoots(roots))
 			// As sealroot serve wires it: revoke and forget withdraw the root.
-			e.mgr.SetOnRemove(func(ctx context.Context, id string) { roots.Release(ctx, id) })
+			e := newEnv(t, func(c *attest.Config) { c.Roots, c.Withdraw = roots, roots })
 			m := newMachine(t, defaultSpec)
 			e.enrollAndApprove(t, m, "node")
 			before, _ := e.db.Machine(ctx, m.id)

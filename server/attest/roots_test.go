@@ -14,6 +14,7 @@ import (
 	"github.com/sealroot/sealroot/server/image"
 	"github.com/sealroot/sealroot/server/iscsi"
 	"github.com/sealroot/sealroot/server/rootiscsi"
+	"github.com/sealroot/sealroot/server/roots"
 	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/server/volume"
 	"github.com/sealroot/sealroot/test/testenv"
@@ -73,8 +74,13 @@ func newRootEnv(t *testing.T) *rootEnv {
 	return &rootEnv{p: p, portal: ln.Addr().String(), image: im}
 }
 
-func withRoots(r attest.RootProvider) func(*attest.Config) {
-	return func(c *attest.Config) { c.Roots = r }
+// withRoots serves iSCSI roots from p, through the roots service that
+// also withdraws them.
+func withRoots(p roots.Provider) func(*attest.Config) {
+	return func(c *attest.Config) {
+		rs := roots.New(roots.Config{Providers: map[string]roots.Provider{roots.KindISCSI: p, roots.KindVolatileISCSI: p}})
+		c.Roots, c.Withdraw = rs, rs
+	}
 }
 
 func setRoot(t *testing.T, e *testEnv, id string, root wire.RootPlan) {
@@ -91,7 +97,6 @@ func setRoot(t *testing.T, e *testEnv, id string, root wire.RootPlan) {
 func TestISCSIRootInCredential(t *testing.T) {
 	r := newRootEnv(t)
 	e := newEnv(t, withRoots(r.p))
-	e.mgr.SetOnRemove(func(ctx context.Context, id string) { r.p.Release(ctx, id) })
 	m := newMachine(t, defaultSpec)
 	e.enrollAndApprove(t, m, "node-i")
 	setRoot(t, e, m.id, wire.RootPlan{Kind: wire.RootISCSI, Params: map[string]string{wire.ImageParam: "tiny"}})

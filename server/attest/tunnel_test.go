@@ -11,6 +11,7 @@ import (
 
 	agentattest "github.com/sealroot/sealroot/agent/attest"
 	"github.com/sealroot/sealroot/server/attest"
+	"github.com/sealroot/sealroot/server/roots"
 	"github.com/sealroot/sealroot/server/tunnel"
 	"github.com/sealroot/sealroot/test/netnstest"
 
@@ -42,6 +43,7 @@ func withTunnels(tn *tunnel.Tunnel, transport string) func(*attest.Config) {
 	return func(c *attest.Config) {
 		c.Tunnels = tn
 		c.RootTransport = transport
+		c.Withdraw = roots.New(roots.Config{Tunnel: tn})
 	}
 }
 
@@ -58,7 +60,6 @@ func wgKey(t *testing.T) []byte {
 func TestApprovedMachineGetsTunnel(t *testing.T) {
 	tn := newTunnel(t)
 	e := newEnv(t, withTunnels(tn, ""))
-	e.mgr.SetOnRemove(func(_ context.Context, id string) { tn.Remove(id) })
 	m := newMachine(t, defaultSpec)
 	e.enrollAndApprove(t, m, "node-t")
 	if len(tn.Peers()) != 0 {

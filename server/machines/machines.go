@@ -1,7 +1,9 @@
 // Package machines is sealroot's machine-management service: the operator's
-// view of enrolled machines (approve, revoke, forget) and their secrets. It
-// implements api.Service over a store.Store, answering in the API's view
-// types (ViewMachine: the record never leaves the server), encrypts secrets with a
+// view of enrolled machines (approve, revoke, forget), their secrets, their
+// root plans and groups, and the base images and machines' roots on the
+// server. It implements api.Service and api.ImageService over a
+// store.Store and a roots.Service, answering in the API's view types
+// (ViewMachine: the record never leaves the server), encrypts secrets with a
 // secrets.Box before they reach the store and writes every change to the
 // audit log, naming secrets but never their values.
 //
@@ -32,6 +34,12 @@
 // Revoke and Forget end the machine's attestations in progress through
 // Attestations (set with SetAttestations), so an exchange whose hello came
 // before the change is refused at once rather than at its final check.
+//
+// # Withdrawing access
+//
+// A revoked or forgotten machine loses its tunnel peer and root at once
+// (Config.Withdraw); the operations on a machine's volume withdraw its
+// root first, so the root is closed while it changes.
 package machines
 
 import (
@@ -44,8 +52,11 @@ import (
 
 	"github.com/sealroot/sealroot/server/api"
 	"github.com/sealroot/sealroot/server/audit"
+	"github.com/sealroot/sealroot/server/image"
+	"github.com/sealroot/sealroot/server/roots"
 	"github.com/sealroot/sealroot/server/secrets"
 	"github.com/sealroot/sealroot/server/store"
+	"github.com/sealroot/sealroot/server/volume"
 )
 
 // DefaultActor is the audit actor when the context names none.
@@ -57,14 +68,19 @@ const ServerActor = "server"
 // minPrefix is the shortest ID prefix accepted as a machine reference.
 const minPrefix = 8
 
-// Manager implements api.Service. It is safe for concurrent use.
+// Manager implements api.Service, and api.ImageService when Config.Images
+// is set. It is safe for concurrent use.
 type Manager struct {
-	store  store.Store
-	box    *secrets.Box
-	log    *audit.Log // may be nil: no audit
-	logger hclog.Logger
-	// onRemove runs after a successful Revoke or Forget; set before use.
-	onRemove func(ctx context.Context, machineID string)
+	store    store.Store
+	box      *secrets.Box
+	log      *audit.Log // may be nil: no audit
+	logger   hclog.Logger
+	withdraw roots.Withdrawer // may be nil
+
+	// The image, volume and root plan operations (images.go, roots.go).
+	images  *image.Store
+	volumes *volume.Manager
+	roots   *roots.Service
 	// attestations, when set, ends a revoked or forgotten machine's
 	// exchanges in progress; set before use.
 	attestations Attestations
@@ -83,25 +99,41 @@ func (m *Manager) SetAttestations(a Attestations) { m.attestations = a }
 
 var _ api.Service = (*Manager)(nil)
 
-// New returns a Manager. log may be nil (no audit, for tools and tests);
-// logger may be nil.
-func New(st store.Store, box *secrets.Box, log *audit.Log, logger hclog.Logger) *Manager {
+// Config configures a Manager. Store is required.
+type Config struct {
+	Store store.Store
+	Box   *secrets.Box // encrypts secrets at rest
+	// Audit records every change; nil: no audit (tools and tests).
+	Audit  *audit.Log
+	Logger hclog.Logger // default discards
+	// Withdraw takes a revoked or forgotten machine's tunnel peer and
+	// root away at once; nil: nothing to withdraw.
+	Withdraw roots.Withdrawer
+	// Images, Volumes and Roots serve api.ImageService: base images,
+	// machines' volumes and roots, root plans and groups. They are set
+	// together or not at all.
+	Images  *image.Store
+	Volumes *volume.Manager
+	Roots   *roots.Service
+}
+
+// New returns a Manager.
+func New(cfg Config) *Manager {
+	logger := cfg.Logger
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
-	return &Manager{store: st, box: box, log: log, logger: logger.Named("machines")}
+	return &Manager{store: cfg.Store, box: cfg.Box, log: cfg.Audit, logger: logger.Named("machines"),
+		withdraw: cfg.Withdraw, images: cfg.Images, volumes: cfg.Volumes, roots: cfg.Roots}
 }
 
-// SetOnRemove sets fn to run after every successful Revoke or Forget, e.g.
-// to remove the machine's tunnel peer at once. Call it before the Manager
-// is used; fn must not block for long.
-func (m *Manager) SetOnRemove(fn func(ctx context.Context, machineID string)) {
-	m.onRemove = fn
-}
-
+// removed withdraws a revoked or forgotten machine's access.
 func (m *Manager) removed(ctx context.Context, machineID string) {
-	if m.onRemove != nil {
-		m.onRemove(ctx, machineID)
+	if m.withdraw == nil {
+		return
+	}
+	if err := m.withdraw.Withdraw(ctx, machineID); err != nil {
+		m.logger.Error("withdraw access", "machine", machineID, "error", err)
 	}
 }
 
@@ -223,7 +255,11 @@ func (m *Manager) recordFirst(ctx context.Context, action, machineID, reason str
 	e := audit.Entry{Actor: actor, MachineID: machineID, Action: action, Outcome: "ok", Reason: reason}
 	if err := m.log.Record(e); err != nil {
 		m.logger.Error("audit log write failed: operation refused", "action", action, "machine", machineID, "error", err)
-		return fmt.Errorf("%w: %s of machine %s not done: %w", api.ErrUnavailable, action, short(machineID), err)
+		what := action
+		if machineID != "" {
+			what += " of machine " + short(machineID)
+		}
+		return fmt.Errorf("%w: %s not done: %w", api.ErrUnavailable, what, err)
 	}
 	m.logger.Info(action, "machine", machineID, "actor", actor)
 	return nil

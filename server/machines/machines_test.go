@@ -55,7 +55,7 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.log.Close() })
-	e.mgr = New(e.st, box, e.log, nil)
+	e.mgr = New(Config{Store: e.st, Box: box, Audit: e.log})
 	return e
 }
 
@@ -291,6 +291,8 @@ func TestSecrets(t *testing.T) {
 	}{
 		{"empty_name", "", []byte("v")},
 		{"slash_in_name", "a/b", []byte("v")},
+		{"dotdot_name", "..", []byte("v")},
+		{"dot_name", ".", []byte("v")},
 		{"name_too_long", strings.Repeat("n", 65), []byte("v")},
 		{"empty_value", "n", nil},
 		{"value_too_large", "n", make([]byte, MaxSecretSize+1)},

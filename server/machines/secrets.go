@@ -15,10 +15,17 @@ const MaxSecretSize = 64 << 10
 
 var secretNameRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 
-// ValidSecretName reports whether name is a valid secret name.
-func ValidSecretName(name string) bool { return secretNameRE.MatchString(name) }
+// ValidSecretName reports whether name is a valid secret name. The agent
+// makes each secret a file /run/sealroot/secrets/NAME, so "." and ".."
+// are refused.
+func ValidSecretName(name string) bool {
+	return secretNameRE.MatchString(name) && name != "." && name != ".."
+}
 
 func checkSecretName(name string) error {
+	if name == "." || name == ".." {
+		return fmt.Errorf("%w: secret name %q: the agent makes each secret a file", api.ErrInvalid, name)
+	}
 	if !ValidSecretName(name) {
 		return fmt.Errorf("%w: secret name %q: want 1-64 of [A-Za-z0-9._-]", api.ErrInvalid, name)
 	}

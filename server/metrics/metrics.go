@@ -49,6 +49,9 @@ type Sources struct {
 	EventSubscribers func() int
 	// UnknownRefused counts refusals of unknown identities by check.
 	UnknownRefused func() map[string]uint64
+	// Noise counts connections that ended before naming an identity, by
+	// kind (refused, busy, idle, half-open, garbage, abandoned).
+	Noise func() map[string]uint64
 	// Ready reports whether the server serves; nil: always ready.
 	Ready func() error
 }

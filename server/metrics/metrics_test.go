@@ -23,6 +23,7 @@ func everySource() Sources {
 		Certificates:     map[string]*x509.Certificate{"server": {NotAfter: time.Unix(2000000000, 0)}},
 		EventSubscribers: func() int { return 1 },
 		UnknownRefused:   func() map[string]uint64 { return map[string]uint64{"event-log": 5} },
+		Noise:            func() map[string]uint64 { return map[string]uint64{"garbage": 7} },
 	}
 }
 

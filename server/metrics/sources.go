@@ -25,6 +25,8 @@ var (
 		"Open `sealroot events --follow` streams.", nil, nil)
 	descUnknown = prometheus.NewDesc("sealroot_unknown_identity_refusals_total",
 		"Attestations by identities the server does not know, refused, by check.", []string{"check"}, nil)
+	descNoise = prometheus.NewDesc("sealroot_attestation_noise_total",
+		"Connections that ended before naming an identity (never logged one by one), by kind.", []string{"kind"}, nil)
 	descScrapeErrors = prometheus.NewDesc("sealroot_metrics_source_errors",
 		"Sources that failed to answer in this scrape (store, files).", []string{"source"}, nil)
 )
@@ -34,7 +36,7 @@ var machineStates = []string{"pending", "approved", "needs-reapproval", "revoked
 
 func (c *sourceCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descInFlight, descMachines, descStoreBytes, descAuditBytes,
-		descCertExpiry, descSubscribers, descUnknown, descScrapeErrors} {
+		descCertExpiry, descSubscribers, descUnknown, descNoise, descScrapeErrors} {
 		ch <- d
 	}
 }
@@ -83,6 +85,11 @@ func (c *sourceCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if s.EventSubscribers != nil {
 		ch <- prometheus.MustNewConstMetric(descSubscribers, prometheus.GaugeValue, float64(s.EventSubscribers()))
+	}
+	if s.Noise != nil {
+		for kind, n := range s.Noise() {
+			ch <- prometheus.MustNewConstMetric(descNoise, prometheus.CounterValue, float64(n), kind)
+		}
 	}
 	if s.UnknownRefused != nil {
 		for check, n := range s.UnknownRefused() {

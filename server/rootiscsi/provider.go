@@ -2,8 +2,8 @@
 // target per machine over the machine's copy-on-write volume (package
 // volume) of a base image (package image), with CHAP and mutual CHAP
 // credentials that are fresh random values at every release and reach the
-// agent only inside its sealed credential. It implements the root
-// provider of package attest.
+// agent only inside its sealed credential. It is a root provider of
+// package roots.
 //
 // # Access
 //
@@ -41,7 +41,7 @@ import (
 	"github.com/sealroot/sealroot/iscsi/pdu"
 	"github.com/sealroot/sealroot/server/image"
 	"github.com/sealroot/sealroot/server/iscsi"
-	"github.com/sealroot/sealroot/server/store"
+	"github.com/sealroot/sealroot/server/roots"
 	"github.com/sealroot/sealroot/server/volume"
 	"github.com/sealroot/sealroot/wire"
 )
@@ -181,24 +181,21 @@ func InitiatorIQN(machineID string) string { return InitiatorPrefix + shortID(ma
 
 func shortID(id string) string { return id[:min(len(id), 16)] }
 
-// Prepare gives the machine m its target for this boot: it creates the
+// Prepare gives the machine its target for this boot: it creates the
 // volume from the image on first boot (Open refuses a volume made from
 // another base with volume.ErrBaseMismatch), replaces any previous target
 // with one under fresh CHAP credentials and returns the agent's plan and
-// those credentials (wire.SecretCHAP* names). tunnel is the machine's
-// tunnel plan, nil on the plain transport; m.LastAddress must be the
-// address the machine attests from. A root of another kind is returned
-// as is, and the machine's target, if any, is withdrawn.
+// those credentials (wire.SecretCHAP* names). req.Tunnel is nil on the
+// plain transport; req.RemoteAddr must be the address the machine attests
+// from. The plan is of a kind the provider serves (Serves; package roots
+// routes by kind).
 //
 // A volatile root whose base goes over iSCSI (kind "volatile" with
 // parameter "via" = "iscsi") gets a read-only target over the base
 // itself, shared with every volatile machine of that base; the agent puts
 // a tmpfs upper over it.
-func (p *Provider) Prepare(ctx context.Context, m *store.Machine, tunnel *wire.TunnelPlan) (wire.RootPlan, map[string][]byte, error) {
-	if !Serves(m.Root) {
-		return m.Root, nil, p.Release(ctx, m.ID)
-	}
-	name := m.Root.Params[wire.ImageParam]
+func (p *Provider) Prepare(ctx context.Context, req roots.Request) (wire.RootPlan, map[string][]byte, error) {
+	name := req.Plan.Params[wire.ImageParam]
 	if name == "" {
 		return wire.RootPlan{}, nil, ErrNoImage
 	}
@@ -206,11 +203,11 @@ func (p *Provider) Prepare(ctx context.Context, m *store.Machine, tunnel *wire.T
 	if err != nil {
 		return wire.RootPlan{}, nil, fmt.Errorf("root image: %w", err)
 	}
-	rec := &record{MachineID: m.ID, Base: im.Digest, Volatile: m.Root.Kind == wire.RootVolatile, Tunnelled: tunnel != nil}
+	rec := &record{MachineID: req.MachineID, Base: im.Digest, Volatile: req.Plan.Kind == wire.RootVolatile, Tunnelled: req.Tunnel != nil}
 	srv, portal := p.cfg.Plain, p.cfg.PlainPortal
 	if rec.Tunnelled {
 		srv, portal = p.cfg.Tunnelled, p.cfg.TunnelPortal
-	} else if rec.Addr, err = hostOf(m.LastAddress); err != nil {
+	} else if rec.Addr, err = hostOf(req.RemoteAddr); err != nil {
 		return wire.RootPlan{}, nil, err
 	}
 	if srv == nil {
@@ -223,27 +220,27 @@ func (p *Provider) Prepare(ctx context.Context, m *store.Machine, tunnel *wire.T
 		return wire.RootPlan{}, nil, err
 	}
 	if err := p.save(rec); err != nil {
-		p.Release(ctx, m.ID)
+		p.Release(ctx, req.MachineID)
 		return wire.RootPlan{}, nil, err
 	}
-	p.log.Info("iscsi root ready", "machine", m.ID, "target", TargetIQN(m.ID), "base", im.Digest,
+	p.log.Info("iscsi root ready", "machine", req.MachineID, "target", TargetIQN(req.MachineID), "base", im.Digest,
 		"volatile", rec.Volatile, "tunnelled", rec.Tunnelled, "portal", portal)
-	return plan(m, portal), secretsOf(rec.CHAP), nil
+	return plan(req.MachineID, req.Plan, portal), secretsOf(rec.CHAP), nil
 }
 
 // plan is the agent's root plan: the operator's parameters with the
 // target's own on top.
-func plan(m *store.Machine, portal string) wire.RootPlan {
-	params := make(map[string]string, len(m.Root.Params)+5)
-	for k, v := range m.Root.Params {
+func plan(id string, root wire.RootPlan, portal string) wire.RootPlan {
+	params := make(map[string]string, len(root.Params)+5)
+	for k, v := range root.Params {
 		params[k] = v
 	}
 	params[wire.ISCSIPortal] = portal
-	params[wire.ISCSITarget] = TargetIQN(m.ID)
-	params[wire.ISCSIInitiator] = InitiatorIQN(m.ID)
+	params[wire.ISCSITarget] = TargetIQN(id)
+	params[wire.ISCSIInitiator] = InitiatorIQN(id)
 	params[wire.ISCSILUN] = "0"
 	params[wire.ISCSIFSType] = "ext4"
-	return wire.RootPlan{Kind: m.Root.Kind, Init: m.Root.Init, Params: params}
+	return wire.RootPlan{Kind: root.Kind, Init: root.Init, Params: params}
 }
 
 // Serves reports whether root is one this provider serves: kind iscsi, or

@@ -18,6 +18,7 @@ import (
 	"github.com/sealroot/sealroot/server/image"
 	"github.com/sealroot/sealroot/server/iscsi"
 	"github.com/sealroot/sealroot/server/rootiscsi"
+	"github.com/sealroot/sealroot/server/roots"
 	"github.com/sealroot/sealroot/server/secrets"
 	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/server/volume"
@@ -149,7 +150,7 @@ func (l login) capacity(t *testing.T) (int64, error) {
 
 func (e *env) prepare(t *testing.T, m *store.Machine) (wire.RootPlan, map[string][]byte) {
 	t.Helper()
-	plan, sec, err := e.p.Prepare(context.Background(), m, nil)
+	plan, sec, err := e.p.Prepare(context.Background(), request(m, nil))
 	if err != nil {
 		t.Fatalf("Prepare(%s): %v", m.ID[:8], err)
 	}
@@ -251,7 +252,7 @@ func TestPlainAddressChecked(t *testing.T) {
 		t.Fatal("login from 127.0.0.1 to a target admitting 127.0.0.2 succeeded")
 	}
 	m.LastAddress = "not an address"
-	if _, _, err := e.p.Prepare(context.Background(), m, nil); !errors.Is(err, rootiscsi.ErrAddress) {
+	if _, _, err := e.p.Prepare(context.Background(), request(m, nil)); !errors.Is(err, rootiscsi.ErrAddress) {
 		t.Fatalf("Prepare with a bad address = %v, want ErrAddress", err)
 	}
 }
@@ -299,7 +300,7 @@ func TestBaseMismatchRefused(t *testing.T) {
 	if err := os.WriteFile(metaPath, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, _, err = e.p.Prepare(context.Background(), m, nil)
+	_, _, err = e.p.Prepare(context.Background(), request(m, nil))
 	if !errors.Is(err, volume.ErrBaseMismatch) {
 		t.Fatalf("Prepare over a swapped base = %v, want ErrBaseMismatch", err)
 	}
@@ -311,21 +312,16 @@ func TestBaseMismatchRefused(t *testing.T) {
 func TestRefusals(t *testing.T) {
 	e := newEnv(t)
 	noImage := iscsiMachine(idA, "")
-	if _, _, err := e.p.Prepare(context.Background(), noImage, nil); !errors.Is(err, rootiscsi.ErrNoImage) {
+	if _, _, err := e.p.Prepare(context.Background(), request(noImage, nil)); !errors.Is(err, rootiscsi.ErrNoImage) {
 		t.Errorf("no image: %v, want ErrNoImage", err)
 	}
 	unknown := iscsiMachine(idA, "missing")
-	if _, _, err := e.p.Prepare(context.Background(), unknown, nil); !errors.Is(err, image.ErrNotFound) {
+	if _, _, err := e.p.Prepare(context.Background(), request(unknown, nil)); !errors.Is(err, image.ErrNotFound) {
 		t.Errorf("unknown image: %v, want image.ErrNotFound", err)
 	}
 	tunnelled := iscsiMachine(idA, "tiny")
-	if _, _, err := e.p.Prepare(context.Background(), tunnelled, &wire.TunnelPlan{ServerAddr: "10.0.0.1"}); !errors.Is(err, rootiscsi.ErrNoPortal) {
+	if _, _, err := e.p.Prepare(context.Background(), request(tunnelled, &wire.TunnelPlan{ServerAddr: "10.0.0.1"})); !errors.Is(err, rootiscsi.ErrNoPortal) {
 		t.Errorf("tunnelled without a tunnel listener: %v, want ErrNoPortal", err)
-	}
-	other := &store.Machine{ID: idA, Root: wire.RootPlan{Kind: wire.RootNFS, Params: map[string]string{"export": "/x"}}}
-	plan, sec, err := e.p.Prepare(context.Background(), other, nil)
-	if err != nil || plan.Kind != wire.RootNFS || sec != nil {
-		t.Errorf("nfs root = %+v, %v, %v; want it passed through", plan, sec, err)
 	}
 }
 
@@ -397,7 +393,7 @@ func TestTunnelledAdmitsOnlyThePeer(t *testing.T) {
 	prep := func(id string) login {
 		m := iscsiMachine(id, "tiny")
 		m.LastAddress = "" // unused when tunnelled
-		plan, sec, err := p.Prepare(context.Background(), m, tunnel)
+		plan, sec, err := p.Prepare(context.Background(), request(m, tunnel))
 		if err != nil {
 			t.Fatalf("Prepare: %v", err)
 		}
@@ -444,10 +440,12 @@ func TestVolatileServesTheBaseReadOnly(t *testing.T) {
 	if _, err := e.vols.Meta(idA); err != nil {
 		t.Fatalf("volume after switching to kind iscsi: %v", err)
 	}
-	// A volatile root over NFS is not this provider's: withdrawn.
+	// A volatile root over NFS is not this provider's: the roots service
+	// passes it through and withdraws the target.
 	m := volatileMachine(idB)
 	m.Root.Params[wire.VolatileVia] = wire.RootNFS
-	if plan, _ := e.prepare(t, m); plan.Params[wire.ISCSITarget] != "" || e.p.Serving(idB) {
+	rs := roots.New(roots.Config{Providers: map[string]roots.Provider{roots.KindISCSI: e.p, roots.KindVolatileISCSI: e.p}})
+	if plan, _, err := rs.Prepare(context.Background(), request(m, nil)); err != nil || plan.Params[wire.ISCSITarget] != "" || e.p.Serving(idB) {
 		t.Fatalf("volatile via nfs: plan %+v, serving %v; want passed through and withdrawn", plan, e.p.Serving(idB))
 	}
 }
@@ -489,4 +487,9 @@ func TestVolatileBaseRefusesWrites(t *testing.T) {
 	if ran, _ := readOnlyChecks(t, e.login(t, iscsiMachine(idB, "tiny"))); ran >= 10 {
 		t.Fatalf("ReadOnly suite ran %d asserts on a writable target; want it skipped", ran)
 	}
+}
+
+// request is the root request of machine m's release.
+func request(m *store.Machine, tunnel *wire.TunnelPlan) roots.Request {
+	return roots.Request{MachineID: m.ID, Plan: m.Root, RemoteAddr: m.LastAddress, Tunnel: tunnel}
 }

@@ -228,7 +228,7 @@ func (l *fakeLab) provider() *Provider {
 }
 
 func (l *fakeLab) prepare(id, kind, addr string) error {
-	_, _, err := l.p.Prepare(context.Background(), machine(id, kind), tunnelOf(addr))
+	_, _, err := l.p.Prepare(context.Background(), request(machine(id, kind), tunnelOf(addr)))
 	return err
 }
 

@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+
+	"github.com/sealroot/sealroot/wire"
 )
 
 // Bases returns the digests of the bases the machines' roots and
@@ -57,7 +59,7 @@ func (p *Provider) Has(machineID string) bool {
 
 // Reset drops the machine's changes: its next boot starts from its
 // image's current base.
-func (p *Provider) Reset(ctx context.Context, machineID string) error {
+func (p *Provider) Reset(ctx context.Context, machineID string, _ wire.RootPlan) error {
 	return p.withRoot(ctx, machineID, true, func(st *state) error {
 		if err := p.clearUpper(machineID); err != nil {
 			return err

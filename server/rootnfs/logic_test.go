@@ -19,12 +19,13 @@ import (
 
 	"github.com/sealroot/sealroot/server/image"
 	"github.com/sealroot/sealroot/server/nfs"
+	"github.com/sealroot/sealroot/server/roots"
 	"github.com/sealroot/sealroot/wire"
 )
 
 func TestPrepare_nfs_mounts_overlay_and_exports_it(t *testing.T) {
 	l := newFakeLab(t)
-	plan, secrets, err := l.p.Prepare(context.Background(), machine(idA, wire.RootNFS), tunnelOf(addrA))
+	plan, secrets, err := l.p.Prepare(context.Background(), request(machine(idA, wire.RootNFS), tunnelOf(addrA)))
 	if err != nil || secrets != nil {
 		t.Fatalf("Prepare = %v, %v", secrets, err)
 	}
@@ -47,7 +48,7 @@ func TestPrepare_nfs_mounts_overlay_and_exports_it(t *testing.T) {
 
 func TestPrepare_volatile_binds_read_only(t *testing.T) {
 	l := newFakeLab(t)
-	plan, _, err := l.p.Prepare(context.Background(), machine(idA, wire.RootVolatile), tunnelOf(addrA))
+	plan, _, err := l.p.Prepare(context.Background(), request(machine(idA, wire.RootVolatile), tunnelOf(addrA)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,10 +84,10 @@ func TestPrepare_refusals(t *testing.T) {
 		err  error
 		want error
 	}{
-		{"bad_id", prepareErr(l.p.Prepare(ctx, machine("ABC", wire.RootNFS), tunnelOf(addrA))), ErrBadName},
-		{"no_tunnel", prepareErr(l.p.Prepare(ctx, machine(idA, wire.RootNFS), nil)), ErrNeedsTunnel},
-		{"no_image", prepareErr(l.p.Prepare(ctx, noImage, tunnelOf(addrA))), ErrNoImage},
-		{"unknown_image", prepareErr(l.p.Prepare(ctx, unknown, tunnelOf(addrA))), image.ErrNotFound},
+		{"bad_id", prepareErr(l.p.Prepare(ctx, request(machine("ABC", wire.RootNFS), tunnelOf(addrA)))), ErrBadName},
+		{"no_tunnel", prepareErr(l.p.Prepare(ctx, request(machine(idA, wire.RootNFS), nil))), ErrNeedsTunnel},
+		{"no_image", prepareErr(l.p.Prepare(ctx, request(noImage, tunnelOf(addrA)))), ErrNoImage},
+		{"unknown_image", prepareErr(l.p.Prepare(ctx, request(unknown, tunnelOf(addrA)))), image.ErrNotFound},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -111,7 +112,7 @@ func TestPrepare_image_changed_is_refused_until_reset(t *testing.T) {
 	if m, _ := l.mnt.mount(l.p.root(idA)); m.lower != treeOf(digest1) {
 		t.Errorf("refused Prepare remounted: lower %s, want base 1 untouched", m.lower)
 	}
-	if err := l.p.Reset(context.Background(), idA); err != nil {
+	if err := l.p.Reset(context.Background(), idA, wire.RootPlan{}); err != nil {
 		t.Fatalf("Reset = %v", err)
 	}
 	if _, ok := l.mnt.mount(l.p.root(idA)); ok {
@@ -139,7 +140,7 @@ func TestPrepare_base_changed_on_disk(t *testing.T) {
 	p := l.provider()
 	l.p.Close()
 	l.images.set("base", digest2)
-	_, _, err := p.Prepare(context.Background(), machine(idA, wire.RootNFS), tunnelOf(addrA))
+	_, _, err := p.Prepare(context.Background(), request(machine(idA, wire.RootNFS), tunnelOf(addrA)))
 	if !errors.Is(err, nfs.ErrBaseChanged) {
 		t.Fatalf("Prepare = %v, want nfs.ErrBaseChanged", err)
 	}
@@ -149,7 +150,8 @@ func TestPrepare_other_kind_withdraws(t *testing.T) {
 	l := newFakeLab(t)
 	l.mustPrepare(idA, wire.RootNFS, addrA)
 	iscsi := machine(idA, wire.RootISCSI)
-	plan, _, err := l.p.Prepare(context.Background(), iscsi, tunnelOf(addrA))
+	rs := roots.New(roots.Config{Providers: map[string]roots.Provider{roots.KindNFS: l.p, roots.KindVolatileNFS: l.p}})
+	plan, _, err := rs.Prepare(context.Background(), request(iscsi, tunnelOf(addrA)))
 	if err != nil || plan.Kind != wire.RootISCSI || !maps.Equal(plan.Params, iscsi.Root.Params) {
 		t.Fatalf("Prepare(iscsi) = %+v, %v; want the plan as is", plan, err)
 	}
@@ -200,7 +202,7 @@ func TestReset_busy_root_detaches_lazily(t *testing.T) {
 	l.mustPrepare(idA, wire.RootNFS, addrA)
 	root := l.p.root(idA)
 	l.mnt.setBusy(root) // ganesha holds files of the last boot
-	if err := l.p.Reset(context.Background(), idA); err != nil {
+	if err := l.p.Reset(context.Background(), idA, wire.RootPlan{}); err != nil {
 		t.Fatalf("Reset = %v", err)
 	}
 	if !slices.Equal(l.mnt.lazy, []string{root}) {
@@ -299,7 +301,7 @@ func TestSnapshot_rollback_and_bases(t *testing.T) {
 	}
 
 	// Reset, move to base 2, then roll back: the changes and base 1 return.
-	if err := l.p.Reset(ctx, idA); err != nil {
+	if err := l.p.Reset(ctx, idA, wire.RootPlan{}); err != nil {
 		t.Fatal(err)
 	}
 	l.images.set("base", digest2)

@@ -1,6 +1,6 @@
 // Package rootnfs serves each attested machine its root over NFSv4 from
-// nfs-ganesha (package nfs). It implements the root provider of package
-// attest for the kinds "nfs" and "volatile".
+// nfs-ganesha (package nfs). It is the root provider (package roots) of
+// the kinds "nfs" and "volatile" (base via NFS).
 //
 // # Persistent roots (kind "nfs")
 //
@@ -53,9 +53,11 @@ import (
 
 	"github.com/sealroot/sealroot/server/image"
 	"github.com/sealroot/sealroot/server/nfs"
-	"github.com/sealroot/sealroot/server/store"
+	"github.com/sealroot/sealroot/server/roots"
 	"github.com/sealroot/sealroot/wire"
 )
+
+var _ roots.Provider = (*Provider)(nil)
 
 // Version is the NFS version agents mount.
 const Version = "4.2"
@@ -72,11 +74,11 @@ var (
 	ErrImageChanged = errors.New("the machine's image changed since its root was made")
 	// ErrNotFound means the machine has no NFS root state, or no such
 	// snapshot.
-	ErrNotFound = errors.New("not found")
+	ErrNotFound = roots.ErrNotFound
 	// ErrExists means a snapshot of that name exists.
-	ErrExists = errors.New("already exists")
+	ErrExists = roots.ErrExists
 	// ErrBadName means a machine ID or snapshot name is malformed.
-	ErrBadName = errors.New("invalid name")
+	ErrBadName = roots.ErrBadName
 )
 
 // Images finds images and their trees; *image.Store implements it.
@@ -144,26 +146,24 @@ func New(cfg Config) (*Provider, error) {
 // ExportName is a machine's name in the pseudo root.
 func ExportName(machineID string) string { return machineID[:min(len(machineID), 16)] }
 
-// Prepare gives machine m its export for this boot and returns the
-// agent's plan. tunnel is the machine's tunnel plan; NFS roots need one.
-// A root of another kind is returned as is, and the machine's export, if
-// any, is withdrawn.
-func (p *Provider) Prepare(ctx context.Context, m *store.Machine, tunnel *wire.TunnelPlan) (wire.RootPlan, map[string][]byte, error) {
-	volatile := m.Root.Kind == wire.RootVolatile
-	if m.Root.Kind != wire.RootNFS && !volatile {
-		return m.Root, nil, p.Release(ctx, m.ID)
+// Prepare gives the machine its export for this boot and returns the
+// agent's plan. NFS roots need a tunnel (req.Tunnel). The plan is of a
+// kind the provider serves, nfs or volatile via NFS (package roots routes
+// by kind).
+func (p *Provider) Prepare(ctx context.Context, req roots.Request) (wire.RootPlan, map[string][]byte, error) {
+	id := req.MachineID
+	volatile := req.Plan.Kind == wire.RootVolatile
+	if !idPattern.MatchString(id) {
+		return wire.RootPlan{}, nil, fmt.Errorf("machine ID %q: %w", id, ErrBadName)
 	}
-	if !idPattern.MatchString(m.ID) {
-		return wire.RootPlan{}, nil, fmt.Errorf("machine ID %q: %w", m.ID, ErrBadName)
-	}
-	if tunnel == nil {
+	if req.Tunnel == nil {
 		return wire.RootPlan{}, nil, ErrNeedsTunnel
 	}
-	client, err := netip.ParsePrefix(tunnel.Address)
+	client, err := netip.ParsePrefix(req.Tunnel.Address)
 	if err != nil {
-		return wire.RootPlan{}, nil, fmt.Errorf("nfs root: tunnel address %q: %w", tunnel.Address, err)
+		return wire.RootPlan{}, nil, fmt.Errorf("nfs root: tunnel address %q: %w", req.Tunnel.Address, err)
 	}
-	name := m.Root.Params[wire.ImageParam]
+	name := req.Plan.Params[wire.ImageParam]
 	if name == "" {
 		return wire.RootPlan{}, nil, ErrNoImage
 	}
@@ -174,9 +174,9 @@ func (p *Provider) Prepare(ctx context.Context, m *store.Machine, tunnel *wire.T
 
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	st, err := p.load(m.ID)
+	st, err := p.load(id)
 	if errors.Is(err, ErrNotFound) {
-		st, err = &state{MachineID: m.ID}, nil
+		st, err = &state{MachineID: id}, nil
 	}
 	if err != nil {
 		return wire.RootPlan{}, nil, err
@@ -184,7 +184,7 @@ func (p *Provider) Prepare(ctx context.Context, m *store.Machine, tunnel *wire.T
 	lower := im.Digest
 	if !volatile && st.Base != "" && st.Base != im.Digest {
 		return wire.RootPlan{}, nil, fmt.Errorf("%w: its root's changes were made on base sha256:%.12s, image %s is now sha256:%.12s; "+
-			"`sealroot machine reset %.12s` starts over on the new base (dropping the changes)", ErrImageChanged, st.Base, name, im.Digest, m.ID)
+			"`sealroot machine reset %.12s` starts over on the new base (dropping the changes)", ErrImageChanged, st.Base, name, im.Digest, id)
 	}
 	if err := p.mountLocked(ctx, st, lower, volatile); err != nil {
 		return wire.RootPlan{}, nil, err
@@ -201,13 +201,13 @@ func (p *Provider) Prepare(ctx context.Context, m *store.Machine, tunnel *wire.T
 	if err := p.save(st); err != nil {
 		return wire.RootPlan{}, nil, err
 	}
-	p.live[m.ID] = st
+	p.live[id] = st
 	if err := p.cfg.Exporter.SetExports(ctx, p.exportsLocked()); err != nil {
 		return wire.RootPlan{}, nil, fmt.Errorf("nfs root: export: %w", err)
 	}
-	p.log.Info("root exported", "machine", m.ID, "export", ExportName(m.ID), "base", lower[:12], "volatile", volatile, "client", st.Client)
-	plan := wire.RootPlan{Kind: m.Root.Kind, Init: m.Root.Init, Params: map[string]string{
-		wire.NFSServer: p.cfg.ServerAddr.String(), wire.NFSPath: "/" + ExportName(m.ID), wire.NFSVersion: Version,
+	p.log.Info("root exported", "machine", id, "export", ExportName(id), "base", lower[:12], "volatile", volatile, "client", st.Client)
+	plan := wire.RootPlan{Kind: req.Plan.Kind, Init: req.Plan.Init, Params: map[string]string{
+		wire.NFSServer: p.cfg.ServerAddr.String(), wire.NFSPath: "/" + ExportName(id), wire.NFSVersion: Version,
 		wire.NFSPort: strconv.Itoa(int(p.cfg.ServerPort)),
 	}}
 	if volatile {

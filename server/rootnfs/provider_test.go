@@ -16,6 +16,7 @@ import (
 
 	"github.com/sealroot/sealroot/server/image"
 	"github.com/sealroot/sealroot/server/nfs"
+	"github.com/sealroot/sealroot/server/roots"
 	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/test/netnstest"
 	"github.com/sealroot/sealroot/test/testenv"
@@ -158,6 +159,11 @@ func machine(id, kind string) *store.Machine {
 	return &store.Machine{ID: id, Root: wire.RootPlan{Kind: kind, Params: map[string]string{wire.ImageParam: "base"}}}
 }
 
+// request is the root request of machine m's release.
+func request(m *store.Machine, tunnel *wire.TunnelPlan) roots.Request {
+	return roots.Request{MachineID: m.ID, Plan: m.Root, RemoteAddr: m.LastAddress, Tunnel: tunnel}
+}
+
 func tunnelOf(addr string) *wire.TunnelPlan {
 	return &wire.TunnelPlan{Address: addr + "/32", ServerAddr: serverAddr}
 }
@@ -165,7 +171,7 @@ func tunnelOf(addr string) *wire.TunnelPlan {
 func (l *lab) prepare(id, kind, addr string) (wire.RootPlan, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	plan, _, err := l.p.Prepare(ctx, machine(id, kind), tunnelOf(addr))
+	plan, _, err := l.p.Prepare(ctx, request(machine(id, kind), tunnelOf(addr)))
 	return plan, err
 }
 
@@ -314,7 +320,7 @@ func TestNFSRoots(t *testing.T) {
 		}
 		// Still served on the old base until the operator acts.
 		l.mustRead(t, l.a, idA, "/mine", "A's change\n")
-		if err := l.p.Reset(context.Background(), idA); err != nil {
+		if err := l.p.Reset(context.Background(), idA, wire.RootPlan{}); err != nil {
 			t.Fatalf("Reset = %v", err)
 		}
 		if _, err := l.prepare(idA, wire.RootNFS, addrA); err != nil {
@@ -404,25 +410,26 @@ func TestNFSRoots(t *testing.T) {
 	})
 	t.Run("refusals", func(t *testing.T) {
 		ctx := context.Background()
-		if _, _, err := l.p.Prepare(ctx, machine(idA, wire.RootNFS), nil); !errors.Is(err, ErrNeedsTunnel) {
+		if _, _, err := l.p.Prepare(ctx, request(machine(idA, wire.RootNFS), nil)); !errors.Is(err, ErrNeedsTunnel) {
 			t.Errorf("Prepare without a tunnel = %v; want ErrNeedsTunnel", err)
 		}
 		m := machine(idA, wire.RootNFS)
 		m.Root.Params = nil
-		if _, _, err := l.p.Prepare(ctx, m, tunnelOf(addrA)); !errors.Is(err, ErrNoImage) {
+		if _, _, err := l.p.Prepare(ctx, request(m, tunnelOf(addrA))); !errors.Is(err, ErrNoImage) {
 			t.Errorf("Prepare without an image = %v; want ErrNoImage", err)
 		}
-		if _, _, err := l.p.Prepare(ctx, machine("../../etc", wire.RootNFS), tunnelOf(addrA)); !errors.Is(err, ErrBadName) {
+		if _, _, err := l.p.Prepare(ctx, request(machine("../../etc", wire.RootNFS), tunnelOf(addrA))); !errors.Is(err, ErrBadName) {
 			t.Errorf("Prepare with a bad machine ID = %v; want ErrBadName", err)
 		}
-		if err := l.p.Reset(ctx, "cccc000000000000"); !errors.Is(err, ErrNotFound) {
+		if err := l.p.Reset(ctx, "cccc000000000000", wire.RootPlan{}); !errors.Is(err, ErrNotFound) {
 			t.Errorf("Reset of a machine without a root = %v; want ErrNotFound", err)
 		}
 	})
 
 	t.Run("other_kind_withdraws", func(t *testing.T) {
 		ctx := context.Background()
-		plan, _, err := l.p.Prepare(ctx, machine(idB, wire.RootNone), tunnelOf(addrB))
+		rs := roots.New(roots.Config{Providers: map[string]roots.Provider{roots.KindNFS: l.p, roots.KindVolatileNFS: l.p}})
+		plan, _, err := rs.Prepare(ctx, request(machine(idB, wire.RootNone), tunnelOf(addrB)))
 		if err != nil || plan.Kind != wire.RootNone {
 			t.Fatalf("Prepare kind none = %+v, %v", plan, err)
 		}

@@ -118,6 +118,9 @@ func (db *DB) DeleteGroup(ctx context.Context, name string) error {
 		if len(members) > 0 {
 			return fmt.Errorf("group %s: %d machines: %w", name, len(members), ErrGroupInUse)
 		}
+		if err := deleteFiles(tx, FileOwner{Group: name}); err != nil {
+			return fmt.Errorf("delete group %s: %w", name, err)
+		}
 		return b.Delete([]byte(name))
 	})
 }

@@ -164,6 +164,9 @@ func (db *DB) DeleteMachine(ctx context.Context, id string) error {
 				return fmt.Errorf("delete machine %s: secrets: %w", id, err)
 			}
 		}
+		if err := deleteFiles(tx, FileOwner{Machine: id}); err != nil {
+			return fmt.Errorf("delete machine %s: %w", id, err)
+		}
 		if err := machines.Delete([]byte(id)); err != nil {
 			return fmt.Errorf("delete machine %s: %w", id, err)
 		}

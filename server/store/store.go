@@ -51,7 +51,8 @@ type Machine struct {
 	State State  `json:"state"`
 	// Version changes (to a value never used before in this store) with
 	// every change a release is decided on: State, Policy, Approved, Root,
-	// Group, Name, the machine's secrets and its group's root. A decision
+	// Group, Name, the machine's secrets and its group's root, and the
+	// files of the machine and of its group. A decision
 	// taken on a record read earlier is committed only if the version is
 	// still the one read (see attest). Set by the store; callers' changes
 	// to it are ignored.
@@ -169,6 +170,10 @@ type Store interface {
 	// DeleteGroup removes a group; it fails with ErrGroupInUse while a
 	// machine is in it, and with ErrNotFound if there is none.
 	DeleteGroup(ctx context.Context, name string) error
+
+	// FileStore keeps machines' and groups' files; deleting a machine or
+	// group deletes its files.
+	FileStore
 
 	Close() error
 }

@@ -153,6 +153,21 @@ func (m *Manager) InUse(digest string) bool {
 	return false
 }
 
+// Bases returns the digests of the bases the volumes are made from.
+func (m *Manager) Bases() (map[string]bool, error) {
+	ents, err := os.ReadDir(m.dir)
+	if err != nil {
+		return nil, fmt.Errorf("volume: %w", err)
+	}
+	bases := map[string]bool{}
+	for _, e := range ents {
+		if meta, err := m.Meta(e.Name()); err == nil {
+			bases[meta.Base] = true
+		}
+	}
+	return bases, nil
+}
+
 // Delete removes a machine's volume and snapshots.
 func (m *Manager) Delete(machineID string) error {
 	if _, err := m.Meta(machineID); err != nil {

@@ -51,17 +51,24 @@ func plainDaemonMetrics(t *testing.T) (socket, metricsAddr string) {
 	}
 	cfg := server.Config{StateDir: dir, AttestAddr: "127.0.0.1:0", AdminSocket: filepath.Join(dir, "admin.sock"),
 		MetricsAddr: "127.0.0.1:0"}
-	srv, err := server.New(cfg, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	srv, err := server.New(ctx, cfg, nil)
 	if err != nil {
+		cancel()
 		t.Fatalf("server.New: %v", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	addrs, err := srv.Listen()
+	if err != nil {
+		cancel()
+		srv.Close()
+		t.Fatalf("Listen: %v", err)
+	}
 	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
+	go func() { done <- srv.Serve(ctx) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
+			t.Errorf("Serve: %v", err)
 		}
 		srv.Close()
 	})
@@ -73,7 +80,7 @@ func plainDaemonMetrics(t *testing.T) (socket, metricsAddr string) {
 			t.Fatalf("daemon does not answer: %v", err)
 		}
 	}
-	return cfg.AdminSocket, srv.MetricsAddr()
+	return cfg.AdminSocket, addrs.Metrics.String()
 }
 
 // syncBuffer is a bytes.Buffer safe for one writer and a polling reader.

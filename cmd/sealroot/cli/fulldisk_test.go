@@ -47,7 +47,7 @@ func TestFullDiskRefusesOperatorChanges(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	sock := apitest.Serve(t, machines.New(db, box, al, nil))
+	sock := apitest.Serve(t, machines.New(machines.Config{Store: db, Box: box, Audit: al}))
 
 	diskfull.Fill(t, dir)
 	for range 1000 { // and what is left in the log's last page

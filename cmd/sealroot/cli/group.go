@@ -33,6 +33,7 @@ func newGroupsCmd(e *env) *cobra.Command {
 			Args:  exactArgs(1),
 			RunE:  func(c *cobra.Command, pos []string) error { return runGroupRm(c, e, pos[0]) },
 		},
+		newFilesCmd(e, "group"),
 	)
 }
 

@@ -44,17 +44,23 @@ func realServer(t *testing.T) (dir, socket string) {
 	}
 	cfg := server.Config{StateDir: dir, AttestAddr: "127.0.0.1:0", AdminSocket: filepath.Join(dir, "admin.sock"),
 		ISCSI: &server.ISCSIConfig{Listen: "127.0.0.1:0"}}
-	srv, err := server.New(cfg, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	srv, err := server.New(ctx, cfg, nil)
 	if err != nil {
+		cancel()
 		t.Fatalf("server.New: %v", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	if _, err := srv.Listen(); err != nil {
+		cancel()
+		srv.Close()
+		t.Fatalf("Listen: %v", err)
+	}
 	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
+	go func() { done <- srv.Serve(ctx) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
+			t.Errorf("Serve: %v", err)
 		}
 		srv.Close()
 	})

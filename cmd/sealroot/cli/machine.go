@@ -67,6 +67,7 @@ func newMachineCmd(e *env) *cobra.Command {
 			Args:  exactArgs(2),
 			RunE:  func(c *cobra.Command, args []string) error { return runMachineSetGroup(c, e, args[0], args[1]) },
 		},
+		newFilesCmd(e, "machine"),
 	)
 }
 

@@ -42,7 +42,7 @@ func newServeCmd(e *env) *cobra.Command {
 				Output:     e.Stderr,
 				JSONFormat: a.logJSON,
 			})
-			srv, err := server.New(*cfg, logger)
+			srv, err := server.New(c.Context(), *cfg, logger)
 			if err != nil {
 				return err
 			}

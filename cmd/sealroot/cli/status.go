@@ -61,6 +61,13 @@ func writeStatus(e *env, st *api.Status, now time.Time) error {
 		}
 		fmt.Fprintf(tw, "Unknown refused:\t%s\n", strings.Join(parts, ", "))
 	}
+	if len(st.Noise) > 0 {
+		var parts []string
+		for _, kind := range slices.Sorted(maps.Keys(st.Noise)) {
+			parts = append(parts, fmt.Sprintf("%d %s", st.Noise[kind], safe(kind)))
+		}
+		fmt.Fprintf(tw, "Noise:\t%s\n", strings.Join(parts, ", "))
+	}
 	fmt.Fprintf(tw, "Event streams:\t%d\n", st.EventStreams)
 	fmt.Fprintln(tw, "Certificates:")
 	for _, cert := range st.Certificates {

@@ -1,6 +1,7 @@
 package cli_test
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -61,7 +62,7 @@ func TestMetricsAddrNotOnTunnel(t *testing.T) {
 	for _, addr := range []string{":9477", "0.0.0.0:9477", "10.200.0.1:9477", "localhost:9477"} {
 		cfg := server.Config{StateDir: t.TempDir(), MetricsAddr: addr,
 			Tunnel: &server.TunnelConfig{Prefix: "10.200.0.0/16", Endpoint: "192.0.2.1:51820"}}
-		if _, err := server.New(cfg, nil); err == nil || !strings.Contains(err.Error(), "metrics_addr") {
+		if _, err := server.New(context.Background(), cfg, nil); err == nil || !strings.Contains(err.Error(), "metrics_addr") {
 			t.Errorf("metrics_addr %q with a tunnel: err = %v, want refused", addr, err)
 		}
 	}

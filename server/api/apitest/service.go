@@ -65,7 +65,7 @@ func NewService(t testing.TB, ms ...*store.Machine) *Service {
 			t.Fatalf("CreateMachine %s: %v", m.ID, err)
 		}
 	}
-	s.Manager = machines.New(db, box, s.auditLog, nil)
+	s.Manager = machines.New(machines.Config{Store: db, Box: box, Audit: s.auditLog})
 	return s
 }
 

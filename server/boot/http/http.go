@@ -129,26 +129,45 @@ func (h *handler) serveScript(w nethttp.ResponseWriter, r *nethttp.Request) {
 	w.Write(script)
 }
 
-// Serve runs an HTTP server with h on ln until ctx is done, then shuts it
-// down gracefully, waiting up to ShutdownTimeout for in-flight requests.
-// It closes ln. It returns nil after a shutdown caused by ctx.
+// Serve runs an HTTP server with h on ln until ctx is done, with the
+// default Limits. See ServeWith.
 func Serve(ctx context.Context, ln net.Listener, h nethttp.Handler, logger hclog.Logger) error {
+	return ServeWith(ctx, ln, h, logger, Limits{})
+}
+
+// ServeWith runs an HTTP server with h on ln until ctx is done, then shuts
+// it down gracefully, waiting up to ShutdownTimeout for in-flight requests.
+// Connections beyond a source's limit are closed at accept and responses
+// that stall are cut (see Limits); both are counted and summarised in the
+// log at most once a minute, never logged one by one. It closes ln. It
+// returns nil after a shutdown caused by ctx.
+func ServeWith(ctx context.Context, ln net.Listener, h nethttp.Handler, logger hclog.Logger, limits Limits) error {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
+	logger = logger.Named("boothttp")
+	gl := newGuardListener(ln, limits)
 	srv := &nethttp.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       60 * time.Second,
 		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          logger.Named("boothttp").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
+		ErrorLog:          logger.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("http.Serve: %w", err)
-	case <-ctx.Done():
+	go func() { errc <- srv.Serve(gl) }()
+	summary := time.NewTicker(time.Minute)
+	defer summary.Stop()
+	var last Counts
+	for done := false; !done; {
+		select {
+		case err := <-errc:
+			return fmt.Errorf("http.Serve: %w", err)
+		case <-summary.C:
+			last = logCounts(logger, gl.counts(), last)
+		case <-ctx.Done():
+			done = true
+		}
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ShutdownTimeout)
 	defer cancel()
@@ -156,8 +175,18 @@ func Serve(ctx context.Context, ln net.Listener, h nethttp.Handler, logger hclog
 	if serr := <-errc; !errors.Is(serr, nethttp.ErrServerClosed) {
 		err = errors.Join(err, serr)
 	}
+	logCounts(logger, gl.counts(), last)
 	if err != nil {
 		return fmt.Errorf("http.Server.Shutdown: %w", err)
 	}
 	return nil
+}
+
+// logCounts logs what the guard did since last, if anything, and returns
+// now.
+func logCounts(logger hclog.Logger, now, last Counts) Counts {
+	if now != last {
+		logger.Warn("connections refused or cut", "refused", now.Refused-last.Refused, "stalled", now.Stalled-last.Stalled)
+	}
+	return now
 }

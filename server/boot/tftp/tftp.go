@@ -22,9 +22,11 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -36,12 +38,19 @@ import (
 var (
 	ErrNotFound    = errors.New("file not found")
 	ErrUnavailable = errors.New("file not available")
+	// ErrBusy refuses a transfer to a source that already has
+	// TransfersPerSource running.
+	ErrBusy = errors.New("too many transfers from this address")
+	// ErrTooSlow ends a transfer that ran longer than MaxTransferTime.
+	ErrTooSlow = errors.New("transfer took too long")
 )
 
 // Defaults for Server fields.
 const (
-	DefaultTimeout = 5 * time.Second
-	DefaultRetries = 5
+	DefaultTimeout            = 5 * time.Second
+	DefaultRetries            = 5
+	DefaultTransfersPerSource = 4
+	DefaultMaxTransferTime    = 2 * time.Minute
 )
 
 // Server is a read-only TFTP server for a fixed table of files. Set fields
@@ -55,10 +64,26 @@ type Server struct {
 	// is abandoned. Shutdown waits at most about Timeout*Retries for
 	// transfers to a vanished client.
 	Retries int
+	// TransfersPerSource is how many transfers one source address may
+	// have running; default DefaultTransfersPerSource. Further requests
+	// get a TFTP error and are counted (Busy), not logged.
+	TransfersPerSource int
+	// MaxTransferTime ends a transfer that has not finished in it (a
+	// client that acknowledges just often enough not to time out);
+	// default DefaultMaxTransferTime. A silent client is dropped after
+	// about Timeout*Retries.
+	MaxTransferTime time.Duration
 
 	files  map[string]string // name -> path; read-only after New
 	logger hclog.Logger
+
+	busy    atomic.Uint64
+	mu      sync.Mutex
+	running map[netip.Addr]int // guarded by mu: transfers per source
 }
+
+// Busy returns how many requests were refused with ErrBusy.
+func (s *Server) Busy() uint64 { return s.busy.Load() }
 
 // New returns a server for files, a map from the name clients request to
 // the local path. A nil logger discards logs.
@@ -70,7 +95,7 @@ func New(files map[string]string, logger hclog.Logger) *Server {
 	for name, path := range files {
 		table[name] = path
 	}
-	return &Server{files: table, logger: logger.Named("tftp")}
+	return &Server{files: table, logger: logger.Named("tftp"), running: make(map[netip.Addr]int)}
 }
 
 // ListenAndServe listens on the UDP address addr and serves until ctx is done.
@@ -108,6 +133,8 @@ func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
 	err := srv.Serve(conn)
 	close(stop)
 	wg.Wait()
+	// A Shutdown that ran before the library took conn did not close it.
+	conn.Close()
 	if err != nil {
 		return fmt.Errorf("tftp: serve: %w", err)
 	}
@@ -118,10 +145,17 @@ func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
 // read is the library's read handler: it streams one file from the table.
 func (s *Server) read(name string, rf io.ReaderFrom) error {
 	remote := ""
+	var src netip.Addr
 	if ot, ok := rf.(pintftp.OutgoingTransfer); ok {
 		ra := ot.RemoteAddr()
 		remote = ra.String()
+		src = ra.AddrPort().Addr().Unmap()
 	}
+	if !s.begin(src) {
+		s.busy.Add(1)
+		return ErrBusy
+	}
+	defer s.end(src)
 	path, ok := s.lookup(name)
 	if !ok {
 		s.logger.Info("unknown file", "remote", remote, "file", truncate(name))
@@ -133,10 +167,48 @@ func (s *Server) read(name string, rf io.ReaderFrom) error {
 		return ErrUnavailable
 	}
 	defer f.Close()
-	if _, err := rf.ReadFrom(f); err != nil {
+	dr := &deadlineFile{File: f, deadline: time.Now().Add(orDefault(s.MaxTransferTime, DefaultMaxTransferTime))}
+	if _, err := rf.ReadFrom(dr); err != nil {
 		return fmt.Errorf("sending %s: %w", name, err)
 	}
 	return nil
+}
+
+// begin counts a transfer of src and reports whether it is within the
+// limit; if not, nothing is counted.
+func (s *Server) begin(src netip.Addr) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.running[src] >= orDefault(s.TransfersPerSource, DefaultTransfersPerSource) {
+		return false
+	}
+	s.running[src]++
+	return true
+}
+
+func (s *Server) end(src netip.Addr) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.running[src] <= 1 {
+		delete(s.running, src)
+	} else {
+		s.running[src]--
+	}
+}
+
+// deadlineFile fails reads after its deadline, which ends the transfer
+// (the library reads a block only after the previous one was
+// acknowledged). It seeks for the transfer-size option.
+type deadlineFile struct {
+	*os.File
+	deadline time.Time
+}
+
+func (f *deadlineFile) Read(p []byte) (int, error) {
+	if time.Now().After(f.deadline) {
+		return 0, ErrTooSlow
+	}
+	return f.File.Read(p)
 }
 
 // lookup maps a requested name to a path. Some PXE ROMs prefix a slash.
@@ -154,6 +226,9 @@ func (h hook) OnSuccess(st pintftp.TransferStats) {
 }
 
 func (h hook) OnFailure(st pintftp.TransferStats, err error) {
+	if errors.Is(err, ErrBusy) {
+		return // counted in Server.Busy
+	}
 	h.logger.Warn("transfer failed", "remote", st.RemoteAddr.String(), "file", truncate(st.Filename),
 		"duration", st.Duration, "error", err)
 }

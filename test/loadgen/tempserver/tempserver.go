@@ -9,7 +9,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"time"
@@ -20,6 +19,7 @@ import (
 	"github.com/sealroot/sealroot/server"
 	"github.com/sealroot/sealroot/server/api"
 	"github.com/sealroot/sealroot/server/api/client"
+	"github.com/sealroot/sealroot/server/attest"
 	"github.com/sealroot/sealroot/test/loadgen"
 )
 
@@ -38,14 +38,31 @@ type Server struct {
 	dir    string
 	srv    *server.Server
 	cancel context.CancelFunc
-	done   chan error // Run's result
+	done   chan error // Serve's result
 }
 
-// Start creates the state directory (CA and server certificate, as
-// `sealroot pki init` does), starts the daemon and waits until its admin
-// API answers. The daemon stops when ctx ends or at Close. logger may be
-// nil.
-func Start(ctx context.Context, logger hclog.Logger) (_ *Server, err error) {
+// LoadLimits lift the per-source limits for load generators, whose
+// simulated machines all come from 127.0.0.1 (on a LAN each has its own
+// address).
+var LoadLimits = server.LimitsConfig{
+	ConnsPerSource:     2 * loadgen.MaxConcurrency,
+	ExchangesPerSource: 2 * loadgen.MaxConcurrency,
+	MaxExchanges:       2 * loadgen.MaxConcurrency,
+	RetryAbove:         4 * loadgen.MaxConcurrency,
+	LoadAbove:          4 * loadgen.MaxConcurrency,
+}
+
+// Start is StartWith the LoadLimits.
+func Start(ctx context.Context, logger hclog.Logger) (*Server, error) {
+	l := LoadLimits
+	return StartWith(ctx, logger, &l)
+}
+
+// StartWith creates the state directory (CA and server certificate, as
+// `sealroot pki init` does), starts the daemon with limits (nil: the
+// daemon's defaults) and waits until its admin API answers. The daemon
+// stops when ctx ends or at Close. logger may be nil.
+func StartWith(ctx context.Context, logger hclog.Logger, limits *server.LimitsConfig) (_ *Server, err error) {
 	dir, err := os.MkdirTemp("", "sealroot-tempserver-")
 	if err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
@@ -59,18 +76,19 @@ func Start(ctx context.Context, logger hclog.Logger) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	addr, err := freeUDPAddr()
+	cfg := server.Config{StateDir: dir, AttestAddr: "127.0.0.1:0", AdminSocket: filepath.Join(dir, "admin.sock"), Limits: limits}
+	srv, err := server.New(ctx, cfg, logger)
 	if err != nil {
 		return nil, err
 	}
-	cfg := server.Config{StateDir: dir, AttestAddr: addr, AdminSocket: filepath.Join(dir, "admin.sock")}
-	srv, err := server.New(cfg, logger)
+	addrs, err := srv.Listen()
 	if err != nil {
+		srv.Close()
 		return nil, err
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	s := &Server{
-		Target: loadgen.Target{Addr: addr, ServerName: ServerName, Roots: roots},
+		Target: loadgen.Target{Addr: addrs.Attest.String(), ServerName: ServerName, Roots: roots},
 		CAFile: filepath.Join(server.PKIDir(dir), pki.CACertFile),
 		Socket: cfg.AdminSocket,
 		dir:    dir,
@@ -78,13 +96,19 @@ func Start(ctx context.Context, logger hclog.Logger) (_ *Server, err error) {
 		cancel: cancel,
 		done:   make(chan error, 1),
 	}
-	go func() { s.done <- srv.Run(runCtx) }()
+	go func() { s.done <- srv.Serve(runCtx) }()
 	if err := s.waitReady(ctx); err != nil {
 		s.Close()
 		return nil, err
 	}
 	return s, nil
 }
+
+// Attest is the daemon's attestation service (its noise and load counters).
+func (s *Server) Attest() *attest.Server { return s.srv.Attest() }
+
+// AuditPath is the daemon's audit log.
+func (s *Server) AuditPath() string { return filepath.Join(s.dir, "audit.log") }
 
 // Admin returns a client of the daemon's admin API.
 func (s *Server) Admin() api.Service { return client.New(s.Socket) }
@@ -134,16 +158,4 @@ func initPKI(dir string) (*x509.CertPool, error) {
 	roots := x509.NewCertPool()
 	roots.AddCert(ca)
 	return roots, nil
-}
-
-// freeUDPAddr returns a UDP address on 127.0.0.1 that was free a moment
-// ago (the daemon binds its address itself).
-func freeUDPAddr() (string, error) {
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("find a free UDP port: %w", err)
-	}
-	addr := pc.LocalAddr().String()
-	pc.Close()
-	return addr, nil
 }

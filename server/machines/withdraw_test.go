@@ -9,11 +9,19 @@ import (
 	"github.com/sealroot/sealroot/server/store"
 )
 
-func TestOnRemoveRunsAfterRevokeAndForget(t *testing.T) {
+// withdrawals records the machines whose access is withdrawn.
+type withdrawals []string
+
+func (w *withdrawals) Withdraw(_ context.Context, id string) error {
+	*w = append(*w, id[:1])
+	return nil
+}
+
+func TestWithdrawAfterRevokeAndForget(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	var removed []string
-	e.mgr.SetOnRemove(func(_ context.Context, id string) { removed = append(removed, id[:1]) })
+	var removed withdrawals
+	e.mgr = New(Config{Store: e.st, Box: e.mgr.box, Audit: e.log, Withdraw: &removed})
 	a, b := strings.Repeat("a", 64), strings.Repeat("b", 64)
 	e.add(t, a, "", store.StateApproved, true)
 	e.add(t, b, "", store.StateApproved, true)
@@ -29,7 +37,7 @@ func TestOnRemoveRunsAfterRevokeAndForget(t *testing.T) {
 	if err := e.mgr.Forget(ctx, strings.Repeat("9", 64)); err == nil {
 		t.Fatal("Forget(unknown) succeeded")
 	}
-	if want := []string{"a", "b"}; !slices.Equal(removed, want) {
-		t.Fatalf("OnRemove calls = %v, want %v (successful revoke and forget only)", removed, want)
+	if want := []string{"a", "b"}; !slices.Equal([]string(removed), want) {
+		t.Fatalf("Withdraw calls = %v, want %v (successful revoke and forget only)", removed, want)
 	}
 }

@@ -1,0 +1,115 @@
+package server
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/sealroot/sealroot/server/attest"
+	boothttp "github.com/sealroot/sealroot/server/boot/http"
+	"github.com/sealroot/sealroot/server/boot/tftp"
+)
+
+// LimitsConfig bounds what clients that have proven nothing can hold, so
+// that a flood of connections cannot keep machines from booting. Every
+// field is optional; the defaults suit a LAN where each machine has its
+// own address. Durations are Go durations ("5s").
+//
+//	{"limits": {"conns_per_source": 16, "exchanges_per_source": 4, "http_conns_per_source": 8}}
+type LimitsConfig struct {
+	// HelloTimeout: from the end of the QUIC handshake to a complete
+	// hello; default 5s.
+	HelloTimeout string `json:"hello_timeout,omitempty"`
+	// FrameTimeout: from the first byte of any attestation message to its
+	// last; default 5s.
+	FrameTimeout string `json:"frame_timeout,omitempty"`
+	// ConnsPerSource: QUIC connections one address may hold; default 16.
+	ConnsPerSource int `json:"conns_per_source,omitempty"`
+	// ExchangesPerSource: attestations one address may have in progress;
+	// default 4.
+	ExchangesPerSource int `json:"exchanges_per_source,omitempty"`
+	// MaxExchanges: attestations in progress at once; default 256.
+	MaxExchanges int `json:"max_exchanges,omitempty"`
+	// RetryAbove: QUIC connections held above which new ones must prove
+	// their address with a Retry; default 64, -1 always.
+	RetryAbove int `json:"retry_above,omitempty"`
+	// LoadAbove: QUIC connections held above which each address may hold
+	// only a quarter of conns_per_source; default 128.
+	LoadAbove int `json:"load_above,omitempty"`
+	// HTTPConnsPerSource: boot HTTP connections one address may hold;
+	// default 8.
+	HTTPConnsPerSource int `json:"http_conns_per_source,omitempty"`
+	// HTTPStallTimeout: a download that takes no 64 KiB in this long is
+	// cut; default 30s.
+	HTTPStallTimeout string `json:"http_stall_timeout,omitempty"`
+	// TFTPTransfersPerSource: TFTP transfers one address may run; default 4.
+	TFTPTransfersPerSource int `json:"tftp_transfers_per_source,omitempty"`
+	// TFTPMaxTransferTime: a TFTP transfer still running after this is
+	// ended; default 2m.
+	TFTPMaxTransferTime string `json:"tftp_max_transfer_time,omitempty"`
+}
+
+// limits is LimitsConfig parsed.
+type limits struct {
+	attest       attest.Limits
+	maxExchanges int
+	http         boothttp.Limits
+	tftpPerSrc   int
+	tftpMaxTime  time.Duration
+}
+
+// parse checks c; a nil c means every default.
+func (c *LimitsConfig) parse() (limits, error) {
+	var l limits
+	if c == nil {
+		return l, nil
+	}
+	for _, f := range []struct {
+		name string
+		s    string
+		d    *time.Duration
+	}{
+		{"hello_timeout", c.HelloTimeout, &l.attest.HelloTimeout},
+		{"frame_timeout", c.FrameTimeout, &l.attest.FrameTimeout},
+		{"http_stall_timeout", c.HTTPStallTimeout, &l.http.StallTimeout},
+		{"tftp_max_transfer_time", c.TFTPMaxTransferTime, &l.tftpMaxTime},
+	} {
+		if f.s == "" {
+			continue
+		}
+		d, err := time.ParseDuration(f.s)
+		if err != nil || d <= 0 {
+			return l, fmt.Errorf("limits: %s %q: want a positive duration such as \"5s\"", f.name, f.s)
+		}
+		*f.d = d
+	}
+	for _, f := range []struct {
+		name string
+		n    int
+	}{
+		{"conns_per_source", c.ConnsPerSource}, {"exchanges_per_source", c.ExchangesPerSource},
+		{"max_exchanges", c.MaxExchanges}, {"load_above", c.LoadAbove}, {"http_conns_per_source", c.HTTPConnsPerSource},
+		{"tftp_transfers_per_source", c.TFTPTransfersPerSource},
+	} {
+		if f.n < 0 {
+			return l, fmt.Errorf("limits: %s %d: want a positive number (0: the default)", f.name, f.n)
+		}
+	}
+	if c.RetryAbove < -1 {
+		return l, fmt.Errorf("limits: retry_above %d: want a positive number, 0 for the default or -1 for always", c.RetryAbove)
+	}
+	l.attest.ConnsPerSource = c.ConnsPerSource
+	l.attest.ExchangesPerSource = c.ExchangesPerSource
+	l.attest.RetryAbove = c.RetryAbove
+	l.attest.LoadAbove = c.LoadAbove
+	l.maxExchanges = c.MaxExchanges
+	l.http.ConnsPerSource = c.HTTPConnsPerSource
+	l.tftpPerSrc = c.TFTPTransfersPerSource
+	return l, nil
+}
+
+// tftpServer applies the TFTP limits to s.
+func (l limits) tftpServer(s *tftp.Server) *tftp.Server {
+	s.TransfersPerSource = l.tftpPerSrc
+	s.MaxTransferTime = l.tftpMaxTime
+	return s
+}

@@ -1,0 +1,265 @@
+// Package roots is the server's registry of root providers: the
+// server-side twin of the agent's root registry (package agent/root). It
+// hands each machine's root to the provider of the root's kind, checked
+// here once: at release the provider prepares the root and its secrets,
+// and every other provider withdraws what it served the machine; the
+// operator's lifecycle operations (reset, snapshot, rollback, delete) go
+// to the provider that holds the machine's root. Adding a backend is
+// adding one Provider.
+//
+// # Withdrawing access
+//
+// Withdraw is the one path that takes a machine's access away: its
+// tunnel peer and its root. Attestation calls it when a machine's boot
+// state changes; machine management when a machine is revoked or
+// forgotten.
+package roots
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/sealroot/sealroot/wire"
+)
+
+// Request is what a provider needs to prepare one machine's root for the
+// boot being released.
+type Request struct {
+	MachineID string
+	// Plan is the machine's effective root plan (its group's when it is
+	// in one).
+	Plan wire.RootPlan
+	// RemoteAddr is the address ("ip:port") the machine attests from.
+	RemoteAddr string
+	// Tunnel is the machine's tunnel plan, nil without a tunnel.
+	Tunnel *wire.TunnelPlan
+}
+
+// Provider serves machines one or more kinds of root.
+type Provider interface {
+	// Prepare readies the machine's root for this boot and returns the
+	// plan for the agent and the boot's root secrets (wire.Secret*
+	// names). The request's plan is of a kind the provider is registered
+	// for.
+	Prepare(ctx context.Context, req Request) (plan wire.RootPlan, secrets map[string][]byte, err error)
+	// Release withdraws the machine's root access, if any.
+	Release(ctx context.Context, machineID string) error
+	// Has reports whether the provider holds a root of the machine.
+	Has(machineID string) bool
+	// Reset puts the machine's root back to its image; plan is the
+	// machine's effective plan.
+	Reset(ctx context.Context, machineID string, plan wire.RootPlan) error
+	// Snapshot saves the machine's root as name.
+	Snapshot(ctx context.Context, machineID, name string) error
+	// Rollback replaces the machine's root with snapshot name.
+	Rollback(ctx context.Context, machineID, name string) error
+	// Delete removes the machine's root, with its snapshots.
+	Delete(ctx context.Context, machineID string) error
+	// Bases returns the digests of the image bases the provider's roots
+	// are made on; image GC keeps them.
+	Bases() (map[string]bool, error)
+}
+
+// Withdrawer takes a machine's access away: its tunnel peer and its root.
+// *Service implements it.
+type Withdrawer interface {
+	Withdraw(ctx context.Context, machineID string) error
+}
+
+// Peers removes machines' tunnel peers; *tunnel.Tunnel implements it.
+type Peers interface {
+	Remove(machineID string) error
+}
+
+// Kinds providers register for: a root plan's kind, and for a volatile
+// root the way its base travels.
+const (
+	KindISCSI         = wire.RootISCSI
+	KindNFS           = wire.RootNFS
+	KindVolatileISCSI = wire.RootVolatile + "/" + wire.ViaISCSI
+	KindVolatileNFS   = wire.RootVolatile + "/" + wire.ViaNFS
+)
+
+// KindOf is the kind of provider that serves plan: its kind, and for a
+// volatile root the way its base travels (NFS unless "via" says iscsi).
+func KindOf(plan wire.RootPlan) string {
+	if plan.Kind != wire.RootVolatile {
+		return plan.Kind
+	}
+	if plan.Params[wire.VolatileVia] == wire.ViaISCSI {
+		return KindVolatileISCSI
+	}
+	return KindVolatileNFS
+}
+
+// Errors providers return (or wrap), so that callers map them to their
+// own kinds without knowing the provider.
+var (
+	// ErrNoRoot means no provider holds a root of the machine.
+	ErrNoRoot = errors.New("no root on the server")
+	// ErrNotFound means a provider has no such root or snapshot.
+	ErrNotFound = errors.New("not found")
+	// ErrExists means a snapshot of that name exists.
+	ErrExists = errors.New("already exists")
+	// ErrBadName means a machine ID or snapshot name is malformed.
+	ErrBadName = errors.New("invalid name")
+)
+
+// Config configures a Service.
+type Config struct {
+	// Providers maps kinds (KindOf) to the provider serving them; one
+	// provider may serve several kinds. A kind with no provider, such as
+	// "none", passes through Prepare unchanged.
+	Providers map[string]Provider
+	// Tunnel, when set, loses a machine's peer at Withdraw.
+	Tunnel Peers
+}
+
+// Service routes machines' roots to their providers. It is safe for
+// concurrent use as far as its providers are.
+type Service struct {
+	byKind map[string]Provider
+	all    []Provider // distinct, in the order of their first kind's name
+	tunnel Peers
+}
+
+var _ Withdrawer = (*Service)(nil)
+
+// New returns a Service over cfg's providers.
+func New(cfg Config) *Service {
+	s := &Service{byKind: map[string]Provider{}, tunnel: cfg.Tunnel}
+	kinds := make([]string, 0, len(cfg.Providers))
+	for k, p := range cfg.Providers {
+		if p != nil {
+			kinds = append(kinds, k)
+		}
+	}
+	slices.Sort(kinds)
+	for _, k := range kinds {
+		p := cfg.Providers[k]
+		s.byKind[k] = p
+		if !slices.Contains(s.all, p) {
+			s.all = append(s.all, p)
+		}
+	}
+	return s
+}
+
+// Empty reports whether no provider is registered.
+func (s *Service) Empty() bool { return len(s.all) == 0 }
+
+// Prepare hands the machine's root to the provider of its kind and has
+// every other provider withdraw what it served the machine. A kind
+// without a provider returns req.Plan unchanged, without secrets.
+func (s *Service) Prepare(ctx context.Context, req Request) (wire.RootPlan, map[string][]byte, error) {
+	own := s.byKind[KindOf(req.Plan)]
+	for _, p := range s.all {
+		if p == own {
+			continue
+		}
+		if err := p.Release(ctx, req.MachineID); err != nil {
+			return wire.RootPlan{}, nil, err
+		}
+	}
+	if own == nil {
+		return req.Plan, nil, nil
+	}
+	return own.Prepare(ctx, req)
+}
+
+// Release withdraws the machine's root access from every provider.
+func (s *Service) Release(ctx context.Context, machineID string) error {
+	var errs []error
+	for _, p := range s.all {
+		errs = append(errs, p.Release(ctx, machineID))
+	}
+	return errors.Join(errs...)
+}
+
+// Withdraw removes the machine's tunnel peer and withdraws its root.
+func (s *Service) Withdraw(ctx context.Context, machineID string) error {
+	var err error
+	if s.tunnel != nil {
+		err = s.tunnel.Remove(machineID)
+	}
+	return errors.Join(err, s.Release(ctx, machineID))
+}
+
+// holder is the provider whose lifecycle operations apply to the
+// machine: the provider of its plan's kind, else the first that holds a
+// root of it (the machine's root from before its plan changed).
+func (s *Service) holder(machineID string, plan wire.RootPlan) (Provider, error) {
+	if p := s.byKind[KindOf(plan)]; p != nil {
+		return p, nil
+	}
+	for _, p := range s.all {
+		if p.Has(machineID) {
+			return p, nil
+		}
+	}
+	return nil, fmt.Errorf("machine %.12s: %w", machineID, ErrNoRoot)
+}
+
+// Reset puts the machine's root back to its image.
+func (s *Service) Reset(ctx context.Context, machineID string, plan wire.RootPlan) error {
+	p, err := s.holder(machineID, plan)
+	if err != nil {
+		return err
+	}
+	return p.Reset(ctx, machineID, plan)
+}
+
+// Snapshot saves the machine's root as name.
+func (s *Service) Snapshot(ctx context.Context, machineID string, plan wire.RootPlan, name string) error {
+	p, err := s.holder(machineID, plan)
+	if err != nil {
+		return err
+	}
+	return p.Snapshot(ctx, machineID, name)
+}
+
+// Rollback replaces the machine's root with snapshot name.
+func (s *Service) Rollback(ctx context.Context, machineID string, plan wire.RootPlan, name string) error {
+	p, err := s.holder(machineID, plan)
+	if err != nil {
+		return err
+	}
+	return p.Rollback(ctx, machineID, name)
+}
+
+// Delete removes every root the providers hold of the machine, with
+// their snapshots; ErrNoRoot when there is none.
+func (s *Service) Delete(ctx context.Context, machineID string) error {
+	deleted := 0
+	for _, p := range s.all {
+		if !p.Has(machineID) {
+			continue
+		}
+		if err := p.Delete(ctx, machineID); err != nil {
+			return err
+		}
+		deleted++
+	}
+	if deleted == 0 {
+		return fmt.Errorf("machine %.12s: %w", machineID, ErrNoRoot)
+	}
+	return nil
+}
+
+// Bases returns the digests of the bases any provider's roots are made
+// on.
+func (s *Service) Bases() (map[string]bool, error) {
+	bases := map[string]bool{}
+	for _, p := range s.all {
+		b, err := p.Bases()
+		if err != nil {
+			return nil, err
+		}
+		for d := range b {
+			bases[d] = true
+		}
+	}
+	return bases, nil
+}
