@@ -378,6 +378,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		Logger: s.logger.Named("api"),
 	}
 	run("admin API", func() error { return adminSrv.Serve(ctx, s.adminLn) })
+	run("boot history", func() error { return s.history.Run(ctx) })
 	run("event streams", func() error {
 		<-ctx.Done()
 		s.events.Close() // ends `sealroot events --follow` streams, so the API can shut down

@@ -37,31 +37,60 @@ func BenchmarkAttestation(b *testing.B) {
 	b.Run("observed", func(b *testing.B) { benchAttestation(b, true) })
 }
 
-// historyAndMetrics is what the daemon's observers do per outcome.
+// historyAndMetrics is what the daemon's observers do per outcome:
+// Prometheus instruments, and the attempt queued for a writer that
+// appends it to the machine's history in concurrent batches (as
+// history.Recorder does; that package imports this one).
 type historyAndMetrics struct {
 	store     store.Store
 	attempts  *prometheus.CounterVec
 	durations *prometheus.HistogramVec
+	queue     chan Attempt
 }
 
 func (o *historyAndMetrics) Observe(a Attempt) {
 	o.attempts.WithLabelValues(a.Outcome, a.Check).Inc()
 	o.durations.WithLabelValues(a.Outcome).Observe(a.Duration.Seconds())
-	o.store.UpdateMachine(context.Background(), a.MachineID, func(m *store.Machine) error {
-		m.AddAttempt(store.BootAttempt{Time: a.Time, Remote: a.Remote, Outcome: a.Outcome, Check: a.Check,
-			Reason: a.Reason, AgentVersion: a.AgentVersion, Duration: a.Duration})
-		return nil
-	})
+	select {
+	case o.queue <- a:
+	default:
+	}
+}
+
+// write appends queued attempts until the queue closes.
+func (o *historyAndMetrics) write() {
+	for first := range o.queue {
+		batch := []Attempt{first}
+		for len(batch) < 256 && len(o.queue) > 0 {
+			batch = append(batch, <-o.queue)
+		}
+		var wg sync.WaitGroup
+		for _, a := range batch {
+			wg.Go(func() {
+				o.store.UpdateMachine(context.Background(), a.MachineID, func(m *store.Machine) error {
+					m.AddAttempt(store.BootAttempt{Time: a.Time, Remote: a.Remote, Outcome: a.Outcome, Check: a.Check,
+						Reason: a.Reason, AgentVersion: a.AgentVersion, Duration: a.Duration})
+					return nil
+				})
+			})
+		}
+		wg.Wait()
+	}
 }
 
 func benchAttestation(b *testing.B, observed bool) {
 	s, mgr := benchServer(b)
 	if observed {
-		s.observer = &historyAndMetrics{
+		o := &historyAndMetrics{
 			store:     s.store,
 			attempts:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "a"}, []string{"outcome", "check"}),
 			durations: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "d"}, []string{"outcome"}),
+			queue:     make(chan Attempt, 4096),
 		}
+		done := make(chan struct{})
+		go func() { o.write(); close(done) }()
+		b.Cleanup(func() { close(o.queue); <-done })
+		s.observer = o
 	}
 	const nAgents = 64
 	agents := make([]*loadgen.Agent, nAgents)

@@ -3,11 +3,13 @@ package attest_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	agentattest "github.com/sealroot/sealroot/agent/attest"
 	"github.com/sealroot/sealroot/server/attest"
 	"github.com/sealroot/sealroot/server/audit"
+	"github.com/sealroot/sealroot/server/events"
 	"github.com/sealroot/sealroot/server/history"
 	"github.com/sealroot/sealroot/test/fakeboot"
 )
@@ -21,7 +23,14 @@ func TestBootHistory(t *testing.T) {
 		rec = history.New(c.Store, "server-1", nil)
 		c.Observer = rec
 	})
+	runCtx, stop := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- rec.Run(runCtx) }()
+	t.Cleanup(func() { stop(); <-ran })
 	ctx := context.Background()
+	var bus events.Bus // what `sealroot events --follow` reads
+	e.audit.OnRecord(bus.Publish)
+	sub := bus.Subscribe()
 	type step struct{ outcome, check string }
 	want := map[string][]step{}
 	// One simulator at a time: each machine boots in its own subtest.
@@ -69,6 +78,7 @@ func TestBootHistory(t *testing.T) {
 	if t.Failed() {
 		return
 	}
+	rec.Flush()
 	for id, steps := range want {
 		got, err := e.db.Machine(ctx, id)
 		if err != nil {
@@ -92,6 +102,17 @@ func TestBootHistory(t *testing.T) {
 	}
 	if n := rec.Unknown()["event-log"]; n != 1 {
 		t.Errorf("unknown identities refused by event-log = %d, want 1", n)
+	}
+
+	bus.Close()
+	var streamed []string
+	for ev := range sub.C() {
+		if ev.Action == "attest" {
+			streamed = append(streamed, ev.Outcome+"/"+ev.Check)
+		}
+	}
+	if got := strings.Join(streamed, " "); !strings.Contains(got, "allowed/policy") || !strings.Contains(got, "refused/event-log") {
+		t.Errorf("event stream carried %q, want the attestations' outcomes as they happened", got)
 	}
 
 	entries, err := audit.ReadAll(e.auditPath)
