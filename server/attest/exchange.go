@@ -408,7 +408,6 @@ func (s *Server) record(x *exchange, outcome, check, reason string) error {
 	if check == "" {
 		check = decidingCheck(outcome)
 	}
-	defer s.observe(x, outcome, check, reason)
 	err := s.audit.Record(audit.Entry{
 		Time:      s.now(),
 		Actor:     "server",
@@ -421,6 +420,11 @@ func (s *Server) record(x *exchange, outcome, check, reason string) error {
 	})
 	if err != nil {
 		s.logger.Error("audit log write failed", "error", err)
+	}
+	// An allowed outcome without its record is no release: the refusal
+	// that follows is what the observer hears.
+	if err == nil || outcome != "allowed" {
+		s.observe(x, outcome, check, reason)
 	}
 	return err
 }
