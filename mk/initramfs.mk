@@ -33,10 +33,10 @@ initramfs:
 # to "Freeing initrd memory" (decompress + unpack; the guest clock counts
 # instructions, -icount shift=0, so host load does not skew it).
 # Last line: "initramfs: bytes gzip=.. zstd=.. xz=.. default=.. limit=..;
-# unpack/gzip zstd=<ratio> xz=<ratio>" (about 3 minutes).
+# unpack/gzip zstd=<ratio> xz=<ratio>" (3 to 15 minutes).
 .PHONY: bench-initramfs
 bench-initramfs:
 	@mkdir -p build
-	@SEALROOT_BENCH=1 $(GO) test -count=1 -timeout 30m -run '^TestInitramfsUnpack$$' -v ./vm-tests -vm \
+	@SEALROOT_BENCH=1 $(GO) test -count=1 -timeout 60m -run '^TestInitramfsUnpack$$' -v ./vm-tests -vm \
 		> build/bench-initramfs.log 2>&1 || { tail -50 build/bench-initramfs.log; exit 1; }
 	@grep '^initramfs' build/bench-initramfs.log
