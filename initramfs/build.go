@@ -69,7 +69,8 @@ type Options struct {
 	// must be a JSON object without secrets (CheckAgentConfig).
 	AgentConfig []byte
 
-	// Compression is "gzip" (default), "zstd", "xz" or "none".
+	// Compression is "gzip", "zstd", "xz" or "none"; "" is
+	// DefaultCompression (zstd).
 	Compression string
 
 	// Logger receives progress; nil discards.

@@ -77,8 +77,11 @@ func readArchive(t *testing.T, compression string, b []byte) []cpio.Record {
 	t.Helper()
 	var r io.Reader = bytes.NewReader(b)
 	var err error
+	if compression == "" {
+		compression = DefaultCompression
+	}
 	switch compression {
-	case "", "gzip":
+	case "gzip":
 		r, err = gzip.NewReader(r)
 	case "zstd":
 		var d *zstd.Decoder
@@ -113,7 +116,7 @@ func content(t *testing.T, r cpio.Record) []byte {
 func TestBuildLayout(t *testing.T) {
 	opts := testOptions(t)
 	b, res := build(t, opts)
-	recs := readArchive(t, "gzip", b)
+	recs := readArchive(t, DefaultCompression, b)
 	byName := map[string]cpio.Record{}
 	var names []string
 	for _, r := range recs {
@@ -225,7 +228,7 @@ func TestBuildReproducible(t *testing.T) {
 func TestBuildWithoutModules(t *testing.T) {
 	opts := Options{AgentBinary: testAgent(t)}
 	b, res := build(t, opts)
-	for _, r := range readArchive(t, "gzip", b) {
+	for _, r := range readArchive(t, DefaultCompression, b) {
 		if r.Name == "lib" || r.Name == AgentConfigPath {
 			t.Errorf("archive without modules or config has %s", r.Name)
 		}
@@ -277,7 +280,7 @@ func TestBuildWithFirstStage(t *testing.T) {
 	opts.InitBinary = testAgent(t) // any static binary will do
 	b, _ := build(t, opts)
 	byName := map[string]cpio.Record{}
-	for _, r := range readArchive(t, "gzip", b) {
+	for _, r := range readArchive(t, DefaultCompression, b) {
 		byName[r.Name] = r
 	}
 	for _, name := range []string{"init", AgentPath} {

@@ -139,7 +139,7 @@ func (b *sealrootBuild) buildInitramfs(ctx context.Context, k *initramfs.Kernel,
 		ModulesRoot:   k.ModulesRoot,
 		KernelVersion: k.Version,
 		AgentConfig:   cfg,
-		Compression:   "gzip",
+		// Compression: the builder's default, what operators get.
 	}, f)
 	if cerr := f.Close(); err == nil {
 		err = cerr

@@ -1,7 +1,8 @@
-// Package kmod loads the kernel modules the agent needs, with what
-// u-root's kmodule does not handle itself.
+// Package kmod loads the kernel modules the agent needs, as modprobe would
+// without a modprobe in the initramfs.
 //
-// kmodule loads a module with its modules.dep closure. On top of that, Load
+// Each module is loaded after its modules.dep closure (finit_module(2),
+// built-ins and loaded modules skipped). On top of that, Load
 //
 //   - first loads the builder's preload list (PreloadFile, one module per
 //     line, in order): modules the kernel would request_module() itself,
@@ -12,8 +13,8 @@
 //     crc32c_generic);
 //   - loads drivers for network controllers found on the PCI bus, by matching
 //     /sys/bus/pci/devices/*/modalias against modules.alias.
-//   - loads modules whose file name mixes '-' and '_' (chacha-x86_64.ko),
-//     which kmodule cannot find by module name.
+//   - finds files through modules.dep, so names that mix '-' and '_'
+//     (chacha-x86_64.ko) load too.
 //
 // Modules the configuration asks for are required: a missing or failing one
 // fails Load. Everything else is optional and only reported as a warning.
@@ -27,7 +28,6 @@ import (
 	"strings"
 
 	"github.com/hashicorp/go-hclog"
-	"github.com/u-root/u-root/pkg/kmodule"
 	"golang.org/x/sys/unix"
 )
 
@@ -49,11 +49,11 @@ type Options struct {
 	// SysDir is where sysfs is mounted; default "/sys".
 	SysDir string
 	// Load loads one module, named as in modules.dep, with its modules.dep
-	// closure. Default: u-root kmodule, which skips built-in and loaded
-	// modules and treats EEXIST as success.
+	// closure. Default: finit_module(2) of each file of the closure,
+	// skipping built-in modules and treating EEXIST as success.
 	Load func(name string) error
-	// DryRun, when set and Load is nil, makes kmodule report each module
-	// file it would load instead of loading it.
+	// DryRun, when set and Load is nil, reports each module file the
+	// default Load would load instead of loading it.
 	DryRun func(path string)
 	// Logger defaults to a null logger.
 	Logger hclog.Logger
@@ -140,14 +140,7 @@ func newLoader(opts Options) (*loader, error) {
 		return nil, fmt.Errorf("module index: %w", err)
 	}
 	if opts.Load == nil {
-		p, err := kmodule.NewProber(kmodule.ProbeOpts{
-			RootDir: opts.RootDir, KVer: opts.KVer,
-			DryRunCB: opts.DryRun, IgnoreProcMods: opts.DryRun != nil,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("kmodule: %w", err)
-		}
-		opts.Load = (&prober{kmod: p, ix: ix, dryRun: opts.DryRun}).load
+		opts.Load = newProber(ix, opts.DryRun).load
 	}
 	return &loader{opts: opts, ix: ix, log: opts.Logger.Named("kmod"), done: map[string]error{}}, nil
 }

@@ -112,9 +112,9 @@ func TestAliasOneOfTwoLoads(t *testing.T) {
 	}
 }
 
-// TestClosureWithKmodule runs the real kmodule prober in dry-run mode: it
-// must load each module's modules.dep closure before the module.
-func TestClosureWithKmodule(t *testing.T) {
+// TestClosureDryRun runs the default prober in dry-run mode: it must load
+// each module's modules.dep closure before the module, each file once.
+func TestClosureDryRun(t *testing.T) {
 	var mu sync.Mutex
 	var files []string
 	opts := testOpts(nil)
@@ -175,10 +175,10 @@ func TestNormalize(t *testing.T) {
 	}
 }
 
-// TestMixedNameWithKmodule loads a module whose file name mixes '-' and
-// '_' (chacha-x86_64.ko), which kmodule cannot find by name: its
+// TestMixedNameDryRun loads a module whose file name mixes '-' and '_'
+// (chacha-x86_64.ko), which u-root's kmodule could not find by name: its
 // dependency must load first, then its file.
-func TestMixedNameWithKmodule(t *testing.T) {
+func TestMixedNameDryRun(t *testing.T) {
 	var files []string
 	opts := testOpts(nil)
 	opts.DryRun = func(path string) { files = append(files, path) }
@@ -197,24 +197,5 @@ func TestMixedNameWithKmodule(t *testing.T) {
 	}
 	if !slices.Contains(res.Loaded, "chacha_x86_64") {
 		t.Errorf("Result.Loaded = %v, want chacha_x86_64", res.Loaded)
-	}
-}
-
-func TestMixedName(t *testing.T) {
-	tests := []struct {
-		file string
-		want bool
-	}{
-		{"kernel/arch/x86/crypto/chacha-x86_64.ko", true},
-		{"kernel/arch/x86/crypto/curve25519-x86_64.ko.xz", true},
-		{"kernel/arch/x86/crypto/crc32c-intel.ko", false},
-		{"kernel/crypto/crc32c_generic.ko", false},
-		{"kernel/drivers/net/ethernet/intel/e1000e/e1000e.ko", false},
-		{"kernel/my-dir_x/plain.ko", false},
-	}
-	for _, tt := range tests {
-		if got := mixedName(tt.file); got != tt.want {
-			t.Errorf("mixedName(%q) = %v, want %v", tt.file, got, tt.want)
-		}
 	}
 }

@@ -4,39 +4,55 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path"
 	"path/filepath"
 	"strings"
 
-	"github.com/u-root/u-root/pkg/kmodule"
 	"golang.org/x/sys/unix"
 )
 
-// prober is the default Options.Load: u-root's kmodule prober, which loads
-// a module with its modules.dep closure but finds the module's file from
-// its name with every '_' or every '-' (chacha_x86_64 -> chacha-x86-64.ko
-// or chacha_x86_64.ko). A file whose name mixes both, like
-// chacha-x86_64.ko, poly1305-x86_64.ko and curve25519-x86_64.ko
-// (WireGuard's accelerated crypto), is unreachable by name: for such a
-// module prober probes its modules.dep dependencies and then loads its
-// file itself.
+// prober is the default Options.Load: it loads a module's modules.dep
+// dependencies depth first, then the module's own file with
+// finit_module(2). A built-in module (listed in modules.builtin, not in
+// modules.dep) counts as loaded, and so does one the kernel already has
+// (EEXIST). It finds a module's file through modules.dep, so file names
+// that mix '-' and '_' (chacha-x86_64.ko) are no problem.
+//
+// It replaces u-root's kmodule, whose decompressors for .ko.gz, .ko.xz,
+// .ko.zst and lz4 (about 300 KB of agent) the initramfs never needs:
+// compressed files are handed to the kernel to decompress.
 type prober struct {
-	kmod   *kmodule.Prober
 	ix     *index
 	dryRun func(path string) // Options.DryRun
+	done   map[string]error  // module name -> outcome of its load
+}
+
+func newProber(ix *index, dryRun func(string)) *prober {
+	return &prober{ix: ix, dryRun: dryRun, done: map[string]error{}}
 }
 
 func (p *prober) load(mod string) error {
-	rel, ok := p.ix.files[mod]
-	if !ok || !mixedName(rel) {
-		return p.kmod.Probe(mod, "")
+	if err, ok := p.done[mod]; ok {
+		return err
 	}
+	rel, ok := p.ix.files[mod]
+	if !ok {
+		if p.ix.present[mod] {
+			return nil // built in
+		}
+		return fmt.Errorf("%w: %s", ErrNotFound, mod)
+	}
+	var err error
 	for _, dep := range p.ix.deps[mod] {
-		if err := p.load(dep); err != nil {
-			return fmt.Errorf("dependency %s: %w", dep, err)
+		if err = p.load(dep); err != nil {
+			err = fmt.Errorf("dependency %s: %w", dep, err)
+			break
 		}
 	}
-	return p.loadFile(filepath.Join(p.ix.dir, rel))
+	if err == nil {
+		err = p.loadFile(filepath.Join(p.ix.dir, rel))
+	}
+	p.done[mod] = err
+	return err
 }
 
 // loadFile loads one module file; an already loaded module is success.
@@ -50,18 +66,12 @@ func (p *prober) loadFile(name string) error {
 		return err
 	}
 	defer f.Close()
-	if err := kmodule.FileInit(f, "", 0); err != nil && !errors.Is(err, unix.EEXIST) {
+	flags := 0
+	if !strings.HasSuffix(name, ".ko") {
+		flags = unix.MODULE_INIT_COMPRESSED_FILE // .ko.xz, .ko.zst, .ko.gz
+	}
+	if err := unix.FinitModule(int(f.Fd()), "", flags); err != nil && !errors.Is(err, unix.EEXIST) {
 		return fmt.Errorf("finit_module %s: %w", name, err)
 	}
 	return nil
-}
-
-// mixedName reports whether a module file's base name (without .ko...)
-// holds both '-' and '_', which kmodule cannot find by module name.
-func mixedName(file string) bool {
-	base := path.Base(file)
-	if i := strings.Index(base, ".ko"); i >= 0 {
-		base = base[:i]
-	}
-	return strings.Contains(base, "-") && strings.Contains(base, "_")
 }

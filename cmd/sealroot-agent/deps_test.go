@@ -16,6 +16,12 @@ var forbidden = []string{
 	"github.com/u-root/mkuimage",
 	"golang.org/x/tools",
 	"net/http/pprof",
+	// Decompressors: the initramfs ships .ko files as they are and the
+	// kernel decompresses compressed ones (agent/kmod), so these only
+	// cost bytes of every boot.
+	"github.com/klauspost/compress",
+	"github.com/ulikunitz/xz",
+	"github.com/u-root/u-root/pkg/kmodule",
 }
 
 // serverPrefix is the server's tree: the agent shares the protocol with

@@ -24,17 +24,18 @@ import (
 
 	"github.com/sealroot/sealroot/agent/entropy"
 	"github.com/sealroot/sealroot/agent/sysinit"
-	"github.com/sealroot/sealroot/agent/tpm"
+	"github.com/sealroot/sealroot/agent/tpmrand"
 )
 
 // Defaults; the initramfs builder installs the agent at AgentPath.
 const (
 	AgentPath = "/bin/sealroot-agent"
+	TPMPath   = "/dev/tpmrm0"
 	seedLimit = 30 * time.Second
 )
 
 func main() {
-	agent, tpmPath := AgentPath, tpm.DefaultPath
+	agent, tpmPath := AgentPath, TPMPath
 	args := []string{AgentPath}
 	for i := 1; i < len(os.Args); i++ {
 		switch a := os.Args[i]; {
@@ -76,14 +77,16 @@ func seed(tpmPath string) {
 		fmt.Println("sealroot: kernel CRNG already seeded")
 		return
 	}
-	t, closer, err := tpm.Open(tpmPath)
+	t, err := tpmrand.Open(tpmPath)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "sealroot: CRNG not ready and no TPM to seed it: %v\n", err)
 		return
 	}
-	defer closer.Close()
+	defer t.Close()
 	start := time.Now()
-	seeded, err := entropy.Seed(ctx, t.Random)
+	seeded, err := entropy.Seed(ctx, func(ctx context.Context, n int) ([]byte, error) {
+		return tpmrand.Random(ctx, t, n)
+	})
 	switch {
 	case err != nil:
 		fmt.Fprintf(os.Stderr, "sealroot: seeding the CRNG from the TPM failed: %v\n", err)

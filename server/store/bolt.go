@@ -24,10 +24,12 @@ var (
 	ErrLocked = errors.New("state database is locked by another sealroot")
 )
 
-// Bucket layout (schema version 1):
+// Bucket layout (schema version 2):
 //
-//	meta     "version" -> "1"
+//	meta     "version" -> "2"
 //	machines <id>      -> JSON Machine
+//	seen     <id>      -> JSON seen: the fields each boot changes, which
+//	                      override those in the machine record
 //	names    <name>    -> <id>          (unique index; empty names are not indexed)
 //	secrets  <id>      -> bucket: <secret name> -> ciphertext
 //	groups   <name>    -> JSON Group
@@ -37,8 +39,12 @@ var (
 	bucketNames    = []byte("names")
 	bucketSecrets  = []byte("secrets")
 	bucketGroups   = []byte("groups")
+	bucketSeen     = []byte("seen")
 	keyVersion     = []byte("version")
-	schemaVersion  = []byte("1")
+	schemaVersion  = []byte("2")
+	// schemaV1 has no seen bucket; opening upgrades it in place (an empty
+	// seen bucket is a valid schema 2 database).
+	schemaV1 = []byte("1")
 )
 
 // lockTimeout is how long Open waits for the file lock.
@@ -52,6 +58,7 @@ const maxIDLen = 128
 type DB struct {
 	bolt   *bolt.DB
 	logger hclog.Logger
+	cache  *machineCache
 }
 
 var _ Store = (*DB)(nil)
@@ -67,7 +74,16 @@ func open(path string, logger hclog.Logger, timeout time.Duration) (*DB, error) 
 		logger = hclog.NewNullLogger()
 	}
 	logger = logger.Named("store")
-	b, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: timeout})
+	b, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout: timeout,
+		// The freelist is rebuilt at open by walking the tree instead of
+		// being rewritten at every commit, as etcd does: with 10,000
+		// machines the freelist write dominated each boot's commit
+		// (attestation store rate 784/s against 1,495/s without it,
+		// BenchmarkAttestationStore). Files stay readable either way.
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
+	})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("open %s: %w", path, ErrLocked)
 	}
@@ -77,7 +93,7 @@ func open(path string, logger hclog.Logger, timeout time.Duration) (*DB, error) 
 	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
 		logger.Warn("state database is accessible by other users", "path", path, "mode", fi.Mode().Perm().String())
 	}
-	db := &DB{bolt: b, logger: logger}
+	db := &DB{bolt: b, logger: logger, cache: newMachineCache()}
 	if err := db.init(); err != nil {
 		b.Close()
 		return nil, fmt.Errorf("open state database %s: %w", path, err)
@@ -88,14 +104,14 @@ func open(path string, logger hclog.Logger, timeout time.Duration) (*DB, error) 
 // init creates the buckets and checks the schema version.
 func (db *DB) init() error {
 	return db.bolt.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketMeta, bucketMachines, bucketNames, bucketSecrets, bucketGroups} {
+		for _, name := range [][]byte{bucketMeta, bucketMachines, bucketNames, bucketSecrets, bucketGroups, bucketSeen} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return fmt.Errorf("create bucket %s: %w", name, err)
 			}
 		}
 		meta := tx.Bucket(bucketMeta)
 		switch v := meta.Get(keyVersion); {
-		case v == nil:
+		case v == nil, string(v) == string(schemaV1):
 			return meta.Put(keyVersion, schemaVersion)
 		case string(v) != string(schemaVersion):
 			return fmt.Errorf("schema version %q, want %q: %w", v, schemaVersion, ErrCorrupt)

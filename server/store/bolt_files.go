@@ -88,13 +88,13 @@ func (db *DB) PutFile(ctx context.Context, owner FileOwner, f *File) error {
 		if err := b.Put([]byte(f.Path), v); err != nil {
 			return fmt.Errorf("put file %s of %s: %w", f.Path, owner, err)
 		}
-		return owner.bumpVersions(tx)
+		return owner.bumpVersions(db, tx)
 	})
 }
 
 // bumpVersions gives the machines whose releases carry o's files a new
 // Version: the machine, or every member of the group.
-func (o FileOwner) bumpVersions(tx *bolt.Tx) error {
+func (o FileOwner) bumpVersions(db *DB, tx *bolt.Tx) error {
 	ids := []string{o.Machine}
 	if o.Group != "" {
 		var err error
@@ -103,7 +103,7 @@ func (o FileOwner) bumpVersions(tx *bolt.Tx) error {
 		}
 	}
 	for _, id := range ids {
-		if err := bumpVersion(tx, id); err != nil {
+		if err := db.bumpVersion(tx, id); err != nil {
 			return fmt.Errorf("files of %s: %w", o, err)
 		}
 	}
@@ -184,7 +184,7 @@ func (db *DB) DeleteFile(ctx context.Context, owner FileOwner, p string) error {
 		if err := b.Delete([]byte(p)); err != nil {
 			return fmt.Errorf("delete file %s of %s: %w", p, owner, err)
 		}
-		return owner.bumpVersions(tx)
+		return owner.bumpVersions(db, tx)
 	})
 }
 

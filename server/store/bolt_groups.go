@@ -75,7 +75,7 @@ func (db *DB) PutGroup(ctx context.Context, g *Group) error {
 			return err
 		}
 		for _, id := range members {
-			if err := bumpVersion(tx, id); err != nil {
+			if err := db.bumpVersion(tx, id); err != nil {
 				return fmt.Errorf("group %s: %w", g.Name, err)
 			}
 		}

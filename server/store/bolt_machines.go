@@ -19,7 +19,7 @@ func (db *DB) Machine(ctx context.Context, id string) (*Machine, error) {
 	var m *Machine
 	err := db.view(ctx, func(tx *bolt.Tx) error {
 		var err error
-		m, err = getMachine(tx, id)
+		m, err = db.getMachine(tx, id)
 		return err
 	})
 	if err != nil {
@@ -32,14 +32,23 @@ func (db *DB) Machine(ctx context.Context, id string) (*Machine, error) {
 func (db *DB) Machines(ctx context.Context) ([]*Machine, error) {
 	var ms []*Machine
 	err := db.view(ctx, func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketMachines).ForEach(func(k, v []byte) error {
-			m, err := decodeMachine(string(k), v)
-			if err != nil {
-				return err
-			}
-			ms = append(ms, m)
+		var recs []record
+		err := tx.Bucket(bucketMachines).ForEach(func(k, v []byte) error {
+			recs = append(recs, record{string(k), v})
 			return nil
 		})
+		if err != nil {
+			return err
+		}
+		if ms, err = db.cache.decodeAll(recs); err != nil {
+			return err
+		}
+		for _, m := range ms {
+			if err := overlaySeen(tx, m.ID, m); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, err
@@ -69,6 +78,10 @@ func (db *DB) CreateMachine(ctx context.Context, m *Machine) error {
 		if err := putMachine(tx, m.ID, m.Name, "", buf); err != nil {
 			return fmt.Errorf("create machine %s: %w", m.ID, err)
 		}
+		if err := putSeen(tx, m.ID, m); err != nil {
+			return fmt.Errorf("create machine %s: %w", m.ID, err)
+		}
+		db.cache.put(m.ID, buf, m) // if the commit fails, the digest never matches
 		return nil
 	})
 }
@@ -94,17 +107,23 @@ func (db *DB) UpdateMachine(ctx context.Context, id string, fn func(*Machine) er
 	)
 	err := db.bolt.Batch(func(tx *bolt.Tx) error {
 		out, fnErr = nil, nil
-		m, old, buf, err := applyUpdate(tx, id, fn)
+		m, old, buf, err := db.applyUpdate(tx, id, fn)
 		if err != nil {
 			fnErr = err
 			return nil
 		}
-		if err := putMachine(tx, id, m.Name, old, buf); err != nil {
-			if isNameErr(err) { // checked before any write: nothing to undo
-				fnErr = fmt.Errorf("update machine %s: %w", id, err)
-				return nil
+		if buf != nil { // more than the seen fields changed
+			if err := putMachine(tx, id, m.Name, old, buf); err != nil {
+				if isNameErr(err) { // checked before any write: nothing to undo
+					fnErr = fmt.Errorf("update machine %s: %w", id, err)
+					return nil
+				}
+				return err
 			}
-			return err
+			db.cache.put(id, buf, m) // if the commit fails, the digest never matches
+		}
+		if err := putSeen(tx, id, m); err != nil {
+			return fmt.Errorf("update machine %s: %w", id, err)
 		}
 		out = m
 		return nil
@@ -119,21 +138,25 @@ func (db *DB) UpdateMachine(ctx context.Context, id string, fn func(*Machine) er
 }
 
 // applyUpdate loads machine id, applies fn and encodes the result. It
-// returns the updated machine, its name before the update and its encoding.
-func applyUpdate(tx *bolt.Tx, id string, fn func(*Machine) error) (*Machine, string, []byte, error) {
-	m, err := getMachine(tx, id)
+// returns the updated machine, its name before the update and its
+// encoding, which is nil when fn changed only seen fields.
+func (db *DB) applyUpdate(tx *bolt.Tx, id string, fn func(*Machine) error) (*Machine, string, []byte, error) {
+	m, err := db.getMachine(tx, id)
 	if err != nil {
 		return nil, "", nil, err
 	}
-	old, version, before := m.Name, m.Version, decisionOf(m)
+	before := m.clone()
 	if err := fn(m); err != nil {
 		return nil, "", nil, err
 	}
 	if m.ID != id {
 		return nil, "", nil, fmt.Errorf("update machine %s: the update changed the id to %q", id, m.ID)
 	}
-	m.Version = version
-	if !bytes.Equal(decisionOf(m), before) {
+	m.Version = before.Version
+	if sameRecord(before, m) {
+		return m, before.Name, nil, nil
+	}
+	if !bytes.Equal(decisionOf(m), decisionOf(before)) {
 		if m.Version, err = nextVersion(tx); err != nil {
 			return nil, "", nil, fmt.Errorf("update machine %s: %w", id, err)
 		}
@@ -142,7 +165,7 @@ func applyUpdate(tx *bolt.Tx, id string, fn func(*Machine) error) (*Machine, str
 	if err != nil {
 		return nil, "", nil, fmt.Errorf("update machine %s: encode: %w", id, err)
 	}
-	return m, old, buf, nil
+	return m, before.Name, buf, nil
 }
 
 // DeleteMachine removes a machine, its name and all its secrets.
@@ -170,6 +193,10 @@ func (db *DB) DeleteMachine(ctx context.Context, id string) error {
 		if err := machines.Delete([]byte(id)); err != nil {
 			return fmt.Errorf("delete machine %s: %w", id, err)
 		}
+		if err := tx.Bucket(bucketSeen).Delete([]byte(id)); err != nil {
+			return fmt.Errorf("delete machine %s: seen: %w", id, err)
+		}
+		db.cache.remove(id)
 		return nil
 	})
 }
@@ -200,8 +227,8 @@ func nextVersion(tx *bolt.Tx) (uint64, error) {
 
 // bumpVersion gives machine id a new version: something its releases
 // depend on outside its record (its secrets, its group's root) changed.
-func bumpVersion(tx *bolt.Tx, id string) error {
-	m, err := getMachine(tx, id)
+func (db *DB) bumpVersion(tx *bolt.Tx, id string) error {
+	m, err := db.getMachine(tx, id)
 	if err != nil {
 		return err
 	}
@@ -212,15 +239,26 @@ func bumpVersion(tx *bolt.Tx, id string) error {
 	if err != nil {
 		return fmt.Errorf("machine %s: encode: %w", id, err)
 	}
-	return tx.Bucket(bucketMachines).Put([]byte(id), buf)
+	if err := tx.Bucket(bucketMachines).Put([]byte(id), buf); err != nil {
+		return err
+	}
+	db.cache.put(id, buf, m) // if the commit fails, the digest never matches
+	return nil
 }
 
-func getMachine(tx *bolt.Tx, id string) (*Machine, error) {
+func (db *DB) getMachine(tx *bolt.Tx, id string) (*Machine, error) {
 	v := tx.Bucket(bucketMachines).Get([]byte(id))
 	if v == nil {
 		return nil, fmt.Errorf("machine %s: %w", id, ErrNotFound)
 	}
-	return decodeMachine(id, v)
+	m, err := db.cache.decode(id, v)
+	if err != nil {
+		return nil, err
+	}
+	if err := overlaySeen(tx, id, m); err != nil {
+		return nil, err
+	}
+	return m, nil
 }
 
 func decodeMachine(id string, v []byte) (*Machine, error) {

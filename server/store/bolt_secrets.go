@@ -31,7 +31,7 @@ func (db *DB) PutSecret(ctx context.Context, machineID, name string, ciphertext 
 		if err := b.Put([]byte(name), ciphertext); err != nil {
 			return fmt.Errorf("put secret %q: machine %s: %w", name, machineID, err)
 		}
-		if err := bumpVersion(tx, machineID); err != nil {
+		if err := db.bumpVersion(tx, machineID); err != nil {
 			return fmt.Errorf("put secret %q: %w", name, err)
 		}
 		return nil
@@ -101,7 +101,7 @@ func (db *DB) DeleteSecret(ctx context.Context, machineID, name string) error {
 		if err := b.Delete([]byte(name)); err != nil {
 			return fmt.Errorf("delete secret %q of machine %s: %w", name, machineID, err)
 		}
-		if err := bumpVersion(tx, machineID); err != nil {
+		if err := db.bumpVersion(tx, machineID); err != nil {
 			return fmt.Errorf("delete secret %q: %w", name, err)
 		}
 		return nil

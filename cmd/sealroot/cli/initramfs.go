@@ -57,7 +57,7 @@ The last line of output is "initramfs: <path> <bytes> bytes".`,
 	f.StringVar(&args.modulesRoot, "modules-root", "", "root `dir` with lib/modules/<kver> (default: fetch Debian's kernel)")
 	f.StringVar(&args.kernelVer, "kernel-version", "", "kernel `release` under --modules-root")
 	f.StringSliceVar(&args.modules, "modules", initramfs.DefaultModules(), "modules to ship with their dependencies")
-	f.StringVar(&args.compression, "compression", "gzip", "gzip, zstd, xz or none")
+	f.StringVar(&args.compression, "compression", initramfs.DefaultCompression, "gzip, zstd, xz or none")
 	f.StringVar(&args.uki, "uki", "", "also write a unified kernel image (kernel + initramfs + command line) to `file`")
 	f.StringVar(&args.ukiKernel, "uki-kernel", "", "kernel `file` for --uki (default: the fetched Debian kernel)")
 	f.StringVar(&args.ukiCmdline, "uki-cmdline", "console=ttyS0 panic=10", "built-in command line of the UKI (iPXE's script line replaces it unless Secure Boot is on)")
