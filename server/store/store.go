@@ -91,7 +91,8 @@ type Machine struct {
 
 	// History is the machine's last MaxHistory attestation attempts,
 	// oldest first, whatever their outcome. It is bookkeeping: changing
-	// it leaves Version alone.
+	// it leaves Version alone, and it is stored with the seen fields, so
+	// an attempt does not rewrite the record.
 	History []BootAttempt `json:"history,omitempty"`
 }
 
