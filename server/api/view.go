@@ -78,6 +78,11 @@ type Machine struct {
 	// Diff is the readable event diff that put the machine in
 	// needs-reapproval.
 	Diff string `json:"diff,omitempty"`
+	// Unmeasured is set when the approved boot state (else the reported
+	// one) does not measure the initramfs and the kernel command line:
+	// the refusal, "<check>: <reason>", that the server gives such boots
+	// under every policy but identity-only.
+	Unmeasured string `json:"unmeasured,omitempty"`
 	// Root is the machine's own root plan; when Group is set, the
 	// group's root applies instead.
 	Root  wire.RootPlan `json:"root"`
