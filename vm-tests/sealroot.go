@@ -315,13 +315,24 @@ func (s *Sealroot) CLI(ctx context.Context, args ...string) (string, error) {
 }
 
 func (s *Sealroot) run(ctx context.Context, args ...string) (string, error) {
+	stdout, _, err := s.run2(ctx, args...)
+	return stdout, err
+}
+
+// CLIStderr is CLI that also returns the standard error (warnings).
+func (s *Sealroot) CLIStderr(ctx context.Context, args ...string) (stdout, stderr string, err error) {
+	s.Logf("$ sealroot %s", strings.Join(args, " "))
+	return s.run2(ctx, args...)
+}
+
+func (s *Sealroot) run2(ctx context.Context, args ...string) (string, string, error) {
 	cmd := exec.CommandContext(ctx, s.Bin, append([]string{"--socket", s.Socket}, args...)...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		return stdout.String(), fmt.Errorf("sealroot %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+		return stdout.String(), stderr.String(), fmt.Errorf("sealroot %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
 	}
-	return stdout.String(), nil
+	return stdout.String(), stderr.String(), nil
 }
 
 // Machine returns `sealroot machine show ref --json`.
