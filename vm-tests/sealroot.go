@@ -162,9 +162,12 @@ type SealrootOptions struct {
 	// (server.Config as JSON), e.g. "tunnel" or "iscsi"; they are merged
 	// over the lab's defaults.
 	Extra map[string]any
-	// UKI also serves uki.efi to UEFI clients: the same kernel and
-	// sealroot initramfs joined with Cmdline by uki.BuildFile (see
-	// [Sealroot.ServeUKI]); the server then predicts PCRs 4, 11 and 12.
+	// UKI serves a uki.efi the test builds (the same kernel and sealroot
+	// initramfs joined with Cmdline by uki.BuildFile, see
+	// [Sealroot.ServeUKI]) as an operator-provided boot.uki, which the
+	// test may replace. Without it UEFI clients boot the UKI the server
+	// builds itself (the default, boot.efi_boot "uki"). The server
+	// predicts PCRs 4, 11 and 12 either way.
 	UKI bool
 }
 
