@@ -20,11 +20,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/sealroot/sealroot/internal/atomicfile"
 	"github.com/sealroot/sealroot/uki"
 )
 
@@ -86,7 +86,7 @@ func (b *Builder) Refresh() (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("build %s: %w", b.in.Out, err)
 	}
-	if err := writeAtomic(b.in.Out, img); err != nil {
+	if err := atomicfile.WriteFile(b.in.Out, img, 0o644); err != nil {
 		return false, fmt.Errorf("uki: %w", err)
 	}
 	// Inputs that changed while building are seen at the next Refresh.
@@ -126,26 +126,4 @@ func stat(path string) (fileKey, error) {
 		k.ino = st.Ino
 	}
 	return k, nil
-}
-
-// writeAtomic replaces path with data through a temporary file in its
-// directory.
-func writeAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name()) // after a successful rename: nothing to remove
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(0o644); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }

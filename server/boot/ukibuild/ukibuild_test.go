@@ -89,7 +89,7 @@ func TestRefresh(t *testing.T) {
 	if img := refresh(true); !bytes.Equal(img, prev) {
 		t.Fatal("rebuild from the same inputs is not reproducible")
 	}
-	if leftovers, _ := filepath.Glob(filepath.Join(dir, ".uki.efi.*")); len(leftovers) > 0 {
+	if leftovers, _ := filepath.Glob(filepath.Join(dir, ".uki.efi.tmp-*")); len(leftovers) > 0 {
 		t.Fatalf("temporary files left: %v", leftovers)
 	}
 }
