@@ -254,6 +254,11 @@ func TestMachineApproveWarnsUnmeasured(t *testing.T) {
 	if r.code != 0 || !strings.HasPrefix(r.stderr, want) {
 		t.Fatalf("approve = %d %q, stderr %q; want a warning starting %q", r.code, r.stdout, r.stderr, want)
 	}
+	// machine show says so too (web1 was approved on PCRs without events).
+	r = run(t, sock, "", "machine", "show", "web1")
+	if !strings.Contains(r.stdout, "the server refuses such boots (boot-measurement: the event log does not measure the initramfs") {
+		t.Errorf("machine show of an unmeasured approved boot does not say it is refused:\n%s", r.stdout)
+	}
 	_, sock = serve(t)
 	r = run(t, sock, "", "machine", "approve", "bbbbbbbb", "--policy", "identity-only")
 	if r.code != 0 || r.stderr != "" {
