@@ -88,14 +88,16 @@ func TestDefaultBootMeasured(t *testing.T) {
 
 	tamperInitramfs(t, sr)
 
+	// The server restarts belong to t, not to a subtest, whose cleanup
+	// would stop them.
+	setEFIBoot(ctx, t, sr, lab, "kernel")
 	t.Run("uefi_tampered_kernel_initrd_refused", func(t *testing.T) {
-		setEFIBoot(ctx, t, sr, lab, "kernel")
 		vm := uefiVM(t, "m-uefi-kernel")
 		expectMeasurementRefusal(ctx, t, sr, vm, id, 1)
 	})
 
+	setEFIBoot(ctx, t, sr, lab, "") // the default again: the server rebuilds the UKI
 	t.Run("uefi_tampered_uki_held", func(t *testing.T) {
-		setEFIBoot(ctx, t, sr, lab, "") // the default again: the server rebuilds the UKI
 		vm := uefiVM(t, "m-uefi-tampered")
 		expectBoot(ctx, t, vm, `sealroot: needs re-approval: machine `+id)
 		vm.Kill()
@@ -164,7 +166,7 @@ func tamperInitramfs(t *testing.T, sr *Sealroot) {
 
 // setEFIBoot sets boot.efi_boot in the server configuration (removes it
 // when mode is "") and restarts the server.
-func setEFIBoot(ctx context.Context, t *testing.T, sr *Sealroot, lab *Lab, mode string) {
+func setEFIBoot(ctx context.Context, t testing.TB, sr *Sealroot, lab *Lab, mode string) {
 	t.Helper()
 	raw, err := os.ReadFile(sr.configPath())
 	if err != nil {
