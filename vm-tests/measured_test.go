@@ -49,7 +49,7 @@ func TestDefaultBootMeasured(t *testing.T) {
 		start(ctx, t, vm)
 		return vm
 	}
-	const warning = "warning: the server will refuse this machine's boots (check " + policy.CheckBootMeasurement + ")"
+	const warning = "warning: the server will refuse this machine's boots: " + policy.CheckBootMeasurement + ": the event log does not measure"
 
 	t.Run("bios_refused", func(t *testing.T) {
 		vm := startPXE(ctx, t, lab, "m-bios", BIOS, tpmBIOS)

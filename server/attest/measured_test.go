@@ -68,7 +68,7 @@ func TestUnmeasuredBootIsRefused(t *testing.T) {
 			if !errors.As(err, &p) {
 				t.Fatalf("first attestation = %v, want pending", err)
 			}
-			if _, err := e.mgr.Approve(context.Background(), m.id, api.ApproveOptions{Name: "legacy", Policy: pol}); err != nil {
+			if _, err := e.mgr.Approve(context.Background(), m.id, api.ApproveOptions{Name: "legacy", Policy: api.Policy(pol)}); err != nil {
 				t.Fatalf("Approve: %v", err)
 			}
 			res, err := attestOnce(t, e.client(t, m.dev))
@@ -99,7 +99,7 @@ func TestUnmeasuredBootIsRefused(t *testing.T) {
 		if _, err := attestOnce(t, e.client(t, m.dev)); err == nil {
 			t.Fatal("first attestation succeeded, want pending")
 		}
-		if _, err := e.mgr.Approve(context.Background(), m.id, api.ApproveOptions{Name: "legacy", Policy: store.PolicyIdentityOnly}); err != nil {
+		if _, err := e.mgr.Approve(context.Background(), m.id, api.ApproveOptions{Name: "legacy", Policy: api.PolicyIdentityOnly}); err != nil {
 			t.Fatalf("Approve: %v", err)
 		}
 		if _, err := attestOnce(t, e.client(t, m.dev)); err != nil {

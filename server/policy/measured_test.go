@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sealroot/sealroot/server/eventlog"
 	"github.com/sealroot/sealroot/server/store"
 )
 
@@ -35,7 +36,7 @@ func withoutPCRs(bs *store.BootState, pcrs ...int) *store.BootState {
 func TestMeasurementGap(t *testing.T) {
 	uki := bootState(t, baseSpec()) // PCR 11: .linux, .cmdline, .initrd
 	digest := func(s string) []byte { d := sha256.Sum256([]byte(s)); return d[:] }
-	ev := func(pcr int, d []byte) store.Event { return store.Event{PCR: pcr, Digest: d} }
+	ev := func(pcr int, d []byte) eventlog.Event { return eventlog.Event{PCR: pcr, Digest: d} }
 
 	tests := []struct {
 		name string
@@ -45,21 +46,21 @@ func TestMeasurementGap(t *testing.T) {
 		{"uki", uki, nil},
 		{"unmeasured_kernel_boot", withoutPCRs(uki, 11, 12), []string{"the initramfs or the kernel command line"}},
 		{"no_state", nil, []string{"no verified boot state"}},
-		{"initrd_name_without_content", &store.BootState{Events: []store.Event{
+		{"initrd_name_without_content", &store.BootState{Events: []eventlog.Event{
 			ev(11, digest(".cmdline\x00")), ev(11, digest("x")), ev(11, digest(".initrd\x00")),
 		}}, []string{"the initramfs"}},
-		{"loader_cmdline_in_pcr12", &store.BootState{Events: []store.Event{
+		{"loader_cmdline_in_pcr12", &store.BootState{Events: []eventlog.Event{
 			ev(11, digest(".initrd\x00")), ev(11, digest("initrd")), ev(12, digest("uki.efi console=ttyS0")),
 		}}, nil},
-		{"no_cmdline", &store.BootState{Events: []store.Event{
+		{"no_cmdline", &store.BootState{Events: []eventlog.Event{
 			ev(11, digest(".initrd\x00")), ev(11, digest("initrd")),
 		}}, []string{"the kernel command line"}},
 		// Names are digests in PCR 11 only: another PCR or a misreported
 		// type or description proves nothing.
-		{"names_in_other_pcr", &store.BootState{Events: []store.Event{
+		{"names_in_other_pcr", &store.BootState{Events: []eventlog.Event{
 			ev(9, digest(".initrd\x00")), ev(9, digest("initrd")), ev(12, digest("cmdline")),
 		}}, []string{"the initramfs"}},
-		{"description_only", &store.BootState{Events: []store.Event{
+		{"description_only", &store.BootState{Events: []eventlog.Event{
 			{PCR: 11, Type: 0xd, TypeName: "EV_IPL", Description: ".initrd", Digest: digest("forged")},
 			ev(11, digest("initrd")), ev(12, digest("cmdline")),
 		}}, []string{"the initramfs"}},
