@@ -50,6 +50,7 @@ func (p Policy) Valid() bool {
 //	 "ek_public": "<base64>", "ek_cert": "<base64>", "ak_public": "<base64>",
 //	 "hints": {...}, "policy": "pinned",
 //	 "approved": {BootState}, "reported": {BootState}, "diff": "...",
+//	 "unmeasured": "boot-measurement: ...",
 //	 "root": {"kind": "iscsi", "params": {...}}, "group": "lab",
 //	 "reset_count": 3, "restart_count": 0,
 //	 "first_seen": "...", "last_seen": "...", "last_address": "10.0.0.5:1234",
