@@ -125,7 +125,7 @@ func newISCSIMachine(ctx context.Context, t *testing.T, lab *Lab, sr *Sealroot, 
 	if _, err := sr.CLI(ctx, "machine", "set-root", id, "--image", "testroot", "--kind", "iscsi"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := sr.CLI(ctx, "machine", "approve", id, "--name", name); err != nil {
+	if _, err := sr.CLI(ctx, approveArgs(id, name, fw)...); err != nil {
 		t.Fatal(err)
 	}
 	expectRoot(ctx, t, vm, `root: marker=none$`)

@@ -24,6 +24,7 @@ import (
 	"github.com/sealroot/sealroot/server/audit"
 	boothttp "github.com/sealroot/sealroot/server/boot/http"
 	"github.com/sealroot/sealroot/server/boot/tftp"
+	"github.com/sealroot/sealroot/server/policy"
 	"github.com/sealroot/sealroot/server/predict"
 	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/test/testenv"
@@ -31,7 +32,7 @@ import (
 )
 
 // reRefused is the agent's console line for a refused attestation.
-var reRefused = `sealroot: attestation refused, check "(\w+)" failed: (.*)`
+var reRefused = `sealroot: attestation refused, check "([\w-]+)" failed: (.*)`
 
 // TestMeasuredUKIBoot runs issue 6 end to end: UEFI machines PXE-boot
 // Debian's iPXE, which boots sealroot's unified kernel image with the
@@ -232,8 +233,8 @@ func TestMeasuredUKIBoot(t *testing.T) {
 			t.Fatal(err)
 		}
 		m := expectBoot(ctx, t, vm, reRefused)
-		if m[1] != "policy" || !strings.Contains(m[2], "legacy BIOS boot") {
-			t.Errorf("console: check %q reason %q, want policy refusing legacy BIOS", m[1], m[2])
+		if m[1] != policy.CheckBootMeasurement || !strings.Contains(m[2], "does not measure the initramfs") {
+			t.Errorf("console: check %q reason %q, want %s refusing legacy BIOS", m[1], m[2], policy.CheckBootMeasurement)
 		}
 		// Only identity-only admits it: forget, let it enroll again,
 		// approve it so.

@@ -50,6 +50,7 @@ func (p Policy) Valid() bool {
 //	 "ek_public": "<base64>", "ek_cert": "<base64>", "ak_public": "<base64>",
 //	 "hints": {...}, "policy": "pinned",
 //	 "approved": {BootState}, "reported": {BootState}, "diff": "...",
+//	 "unmeasured": "boot-measurement: ...",
 //	 "root": {"kind": "iscsi", "params": {...}}, "group": "lab",
 //	 "reset_count": 3, "restart_count": 0,
 //	 "first_seen": "...", "last_seen": "...", "last_address": "10.0.0.5:1234",
@@ -78,6 +79,11 @@ type Machine struct {
 	// Diff is the readable event diff that put the machine in
 	// needs-reapproval.
 	Diff string `json:"diff,omitempty"`
+	// Unmeasured is set when the approved boot state (else the reported
+	// one) does not measure the initramfs and the kernel command line:
+	// the refusal, "<check>: <reason>", that the server gives such boots
+	// under every policy but identity-only.
+	Unmeasured string `json:"unmeasured,omitempty"`
 	// Root is the machine's own root plan; when Group is set, the
 	// group's root applies instead.
 	Root  wire.RootPlan `json:"root"`

@@ -1,6 +1,7 @@
 package attest
 
 import (
+	"cmp"
 	"context"
 	"crypto"
 	"encoding/json"
@@ -316,7 +317,7 @@ func (x *exchange) judge(ctx context.Context, observed *store.BootState, info *e
 		x.s.logger.Warn("boot state changed: machine needs re-approval", "machine", x.machineID, "reason", v.Reason)
 		return x.pendingStatus(wire.StateNeedsReapproval, v.Diff), nil
 	}
-	return nil, &Failure{Check: "policy", Reason: v.Reason}
+	return nil, &Failure{Check: cmp.Or(v.Check, "policy"), Reason: v.Reason}
 }
 
 // release seals the credential for an approved machine in a verified state.

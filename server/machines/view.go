@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"github.com/sealroot/sealroot/server/api"
+	"github.com/sealroot/sealroot/server/policy"
 	"github.com/sealroot/sealroot/server/store"
 )
 
@@ -25,6 +26,7 @@ func ViewMachine(m *store.Machine) *api.Machine {
 		Approved:     viewBootState(m.Approved),
 		Reported:     viewBootState(m.Reported),
 		Diff:         m.Diff,
+		Unmeasured:   unmeasured(m),
 		Root:         m.Root,
 		Group:        m.Group,
 		ResetCount:   m.ResetCount,
@@ -35,6 +37,21 @@ func ViewMachine(m *store.Machine) *api.Machine {
 		BootCount:    m.BootCount,
 		Reason:       m.Reason,
 	}
+}
+
+// unmeasured is api.Machine.Unmeasured for m.
+func unmeasured(m *store.Machine) string {
+	bs := m.Approved
+	if bs == nil {
+		bs = m.Reported
+	}
+	if bs == nil {
+		return ""
+	}
+	if gap := policy.MeasurementGap(bs); gap != "" {
+		return policy.CheckBootMeasurement + ": " + gap
+	}
+	return ""
 }
 
 // ViewMachines returns the views of ms, in order.

@@ -79,7 +79,8 @@ func formatRootPlan(r wire.RootPlan) string {
 }
 
 // bootStateNote says plainly when a machine's boot state is not checked
-// (identity-only) or cannot be (legacy BIOS measures no kernel).
+// (identity-only) or cannot be (legacy BIOS measures no kernel, a UEFI
+// kernel+initrd boot no initramfs).
 func bootStateNote(m *api.Machine) string {
 	bios := m.Hints.Firmware == "bios"
 	switch {
@@ -89,6 +90,9 @@ func bootStateNote(m *api.Machine) string {
 		return "NOT checked: policy identity-only trusts the TPM identity alone"
 	case bios:
 		return "legacy BIOS: the kernel, initramfs and command line are not measured; only policy identity-only can admit this machine"
+	case m.Approved != nil && m.Unmeasured != "":
+		return "the approved boot does not measure the initramfs and command line: the server refuses such boots (" +
+			m.Unmeasured + ")"
 	}
 	return ""
 }

@@ -134,11 +134,22 @@ func runMachineApprove(c *cobra.Command, e *env, ref string, args machineApprove
 	if err != nil {
 		return err
 	}
+	warnUnmeasured(e, m)
 	if e.JSON {
 		return e.printJSON(m)
 	}
 	_, err = fmt.Fprintf(e.Stdout, "approved %s %s (policy %s)\n", shortID(m.ID), orDash(safe(m.Name)), m.Policy)
 	return err
+}
+
+// warnUnmeasured tells the operator when the approved boot state does not
+// measure the initramfs and command line: the server refuses such boots
+// (check boot-measurement) under every policy but identity-only.
+func warnUnmeasured(e *env, m *api.Machine) {
+	if m.Policy == api.PolicyIdentityOnly || m.Unmeasured == "" {
+		return
+	}
+	fmt.Fprintf(e.Stderr, "warning: the server will refuse this machine's boots: %s\n", m.Unmeasured)
 }
 
 func newMachineRevokeCmd(e *env) *cobra.Command {
