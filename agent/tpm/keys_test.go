@@ -5,13 +5,17 @@ package tpm_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"testing"
 
 	"github.com/google/go-tpm/tpm2"
 
 	"github.com/sealroot/sealroot/agent/tpm"
+	"github.com/sealroot/sealroot/ektemplate"
 	"github.com/sealroot/sealroot/server/attest/evidence"
+	"github.com/sealroot/sealroot/server/seal"
+	"github.com/sealroot/sealroot/wire"
 )
 
 func TestLoadKeys(t *testing.T) {
@@ -71,16 +75,65 @@ func TestDifferentTPMsDifferentKeys(t *testing.T) {
 	}
 }
 
-// TestEKCert writes a certificate-sized blob at the EK certificate index
+// TestEKCert writes a certificate-sized blob at the RSA EK certificate index
 // through the platform hierarchy, as a manufacturer does, and reads it back
 // in chunks.
 func TestEKCert(t *testing.T) {
 	tp, sim := openSim(t)
 	cert := bytes.Repeat([]byte("0123456789abcdef"), 83) // 1328 bytes, three chunks
-	writeNV(t, sim, tpm.EKCertIndex, cert)
+	writeNV(t, sim, ektemplate.RSA2048.CertIndex, cert)
 	k := loadKeys(t, tp)
 	if !bytes.Equal(k.EKCert, cert) {
 		t.Errorf("EKCert = %d bytes, want the %d written", len(k.EKCert), len(cert))
+	}
+	if k.EKKind.Name != "rsa2048" {
+		t.Errorf("EKKind = %q, want rsa2048", k.EKKind.Name)
+	}
+}
+
+// TestECCOnlyEKCert: a TPM whose only certificate is for the ECC P-256 EK
+// uses that EK, and the server accepts its public area.
+func TestECCOnlyEKCert(t *testing.T) {
+	tp, sim := openSim(t)
+	cert := []byte("ecc certificate")
+	writeNV(t, sim, ektemplate.ECCP256.CertIndex, cert)
+	k := loadKeys(t, tp)
+	if k.EKKind.Name != "p256" || !bytes.Equal(k.EKCert, cert) {
+		t.Fatalf("EKKind, EKCert = %q, %q; want p256 and the ECC certificate", k.EKKind.Name, k.EKCert)
+	}
+	ek, err := evidence.ParseEK(k.EKPublic)
+	if err != nil {
+		t.Fatalf("ParseEK(ECC EK) = %v", err)
+	}
+	if ek.Type != tpm2.TPMAlgECC {
+		t.Errorf("EK type = %v, want ECC", ek.Type)
+	}
+	if kind, ok := ektemplate.Of(ek); !ok || kind.Name != "p256" {
+		t.Errorf("ektemplate.Of(EK) = %q, %v; want p256", kind.Name, ok)
+	}
+}
+
+// TestBothEKCerts: with both certificates the RSA EK is preferred.
+func TestBothEKCerts(t *testing.T) {
+	tp, sim := openSim(t)
+	writeNV(t, sim, ektemplate.ECCP256.CertIndex, []byte("ecc"))
+	writeNV(t, sim, ektemplate.RSA2048.CertIndex, []byte("rsa"))
+	k := loadKeys(t, tp)
+	if k.EKKind.Name != "rsa2048" || string(k.EKCert) != "rsa" {
+		t.Errorf("EKKind, EKCert = %q, %q; want rsa2048, rsa", k.EKKind.Name, k.EKCert)
+	}
+}
+
+// TestEKChain reads the chain range's defined indices in order and nothing
+// outside it.
+func TestEKChain(t *testing.T) {
+	tp, sim := openSim(t)
+	writeNV(t, sim, ektemplate.ChainFirst+1, []byte("second"))
+	writeNV(t, sim, ektemplate.ChainFirst, []byte("first"))
+	writeNV(t, sim, ektemplate.ChainLast+1, []byte("outside"))
+	k := loadKeys(t, tp)
+	if len(k.EKChain) != 2 || string(k.EKChain[0]) != "first" || string(k.EKChain[1]) != "second" {
+		t.Errorf("EKChain = %q, want [first second]", k.EKChain)
 	}
 }
 
@@ -120,5 +173,37 @@ func writeNV(t *testing.T, sim interface {
 		if err != nil {
 			t.Fatalf("NVWrite at %d = %v", off, err)
 		}
+	}
+}
+
+// TestECCEKActivateAndUnseal: with an ECC P-256 EK the server's credential
+// activation (ECDH-based MakeCredential) and sealed import both work.
+func TestECCEKActivateAndUnseal(t *testing.T) {
+	ctx := context.Background()
+	tp, sim := openSim(t)
+	writeNV(t, sim, ektemplate.ECCP256.CertIndex, []byte("ecc"))
+	k := loadKeys(t, tp)
+	if k.EKKind.Name != "p256" {
+		t.Fatalf("EKKind = %q, want p256", k.EKKind.Name)
+	}
+	blob, encSecret, secret, err := evidence.NewActivation(rand.Reader, k.EKPublic, k.AKPublic)
+	if err != nil {
+		t.Fatalf("NewActivation(ECC EK) = %v", err)
+	}
+	got, err := tp.ActivateCredential(ctx, k, blob, encSecret)
+	if err != nil {
+		t.Fatalf("ActivateCredential(ECC EK) = %v", err)
+	}
+	if !bytes.Equal(got, secret) {
+		t.Errorf("ActivateCredential(ECC EK) = %x, want the secret", got)
+	}
+	aad := wire.CredentialAAD([]byte("exporter"), wire.MachineID(k.EKPublic))
+	c := sealToCurrent(t, tp, k.EKPublic, []byte("payload"), aad)
+	key, err := tp.Unseal(ctx, k, c)
+	if err != nil {
+		t.Fatalf("Unseal(ECC EK) = %v", err)
+	}
+	if _, err := seal.OpenPayload(key, c.Ciphertext, aad); err != nil {
+		t.Errorf("OpenPayload = %v", err)
 	}
 }

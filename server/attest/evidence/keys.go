@@ -8,8 +8,9 @@
 //
 // # Keys
 //
-// The EK is the TCG default RSA-2048 EK (tpm2.RSAEKTemplate); any other
-// public area is refused. Its public area is accepted only in canonical
+// The EK is a TCG default low-range EK (package ektemplate): RSA-2048
+// (tpm2.RSAEKTemplate) or ECC P-256 (tpm2.ECCEKTemplate); any other public
+// area is refused. Its public area is accepted only in canonical
 // encoding, so wire.MachineID, the SHA-256 of the bytes, names exactly one key.
 // The AK is a restricted signing key bound to the TPM (ECDSA P-256 or
 // RSASSA-2048, SHA-256); credential activation proves it lives in the same
@@ -33,32 +34,47 @@ import (
 
 // Sentinel errors wrapped by the functions of this package.
 var (
-	ErrBadEK = errors.New("not a TCG default RSA-2048 endorsement key")
+	ErrBadEK = errors.New("not a TCG default RSA-2048 or ECC P-256 endorsement key")
 	ErrBadAK = errors.New("not an acceptable attestation key")
 )
 
-// rsaEKModulusSize is the modulus size of an RSA-2048 EK in bytes.
-const rsaEKModulusSize = 256
+// rsaEKModulusSize is the modulus size of an RSA-2048 EK in bytes;
+// eccEKCoordSize the size of a P-256 EK's coordinates.
+const (
+	rsaEKModulusSize = 256
+	eccEKCoordSize   = 32
+)
 
-// ekPrefix is the encoding of tpm2.RSAEKTemplate up to the modulus: every
+// rsaEKPrefix is the encoding of tpm2.RSAEKTemplate up to the modulus: every
 // RSA-2048 EK public area is this prefix, the 2-byte modulus size 256, and
-// the modulus.
-var ekPrefix = sync.OnceValue(func() []byte {
-	b := tpm2.Marshal(tpm2.RSAEKTemplate)
-	return b[:len(b)-rsaEKModulusSize-2]
-})
+// the modulus. eccEKPrefix is the same for tpm2.ECCEKTemplate up to the
+// point: the prefix, then X and Y, each as a 2-byte size 32 and 32 bytes.
+var (
+	rsaEKPrefix = sync.OnceValue(func() []byte {
+		b := tpm2.Marshal(tpm2.RSAEKTemplate)
+		return b[:len(b)-rsaEKModulusSize-2]
+	})
+	eccEKPrefix = sync.OnceValue(func() []byte {
+		b := tpm2.Marshal(tpm2.ECCEKTemplate)
+		return b[:len(b)-2*(2+eccEKCoordSize)]
+	})
+)
 
 // ParseEK parses an EK's TPMT_PUBLIC bytes. It accepts only the TCG default
-// RSA-2048 EK: the public area of tpm2.RSAEKTemplate (restricted decrypting
-// storage key, default EK policy, AES-128-CFB, exponent 65537) with a 2048-bit
-// modulus, in canonical encoding. Anything else wraps ErrBadEK.
+// low-range EKs, in canonical encoding: the public area of
+// tpm2.RSAEKTemplate (restricted decrypting storage key, default EK policy,
+// AES-128-CFB, exponent 65537) with a 2048-bit modulus, or of
+// tpm2.ECCEKTemplate with a point on P-256. Anything else wraps ErrBadEK.
 func ParseEK(ekPublic []byte) (*tpm2.TPMTPublic, error) {
-	prefix := ekPrefix()
+	if bytes.HasPrefix(ekPublic, eccEKPrefix()) {
+		return parseECCEK(ekPublic)
+	}
+	prefix := rsaEKPrefix()
 	if len(ekPublic) != len(prefix)+2+rsaEKModulusSize {
 		return nil, fmt.Errorf("EK public area of %d bytes: %w", len(ekPublic), ErrBadEK)
 	}
 	if !bytes.Equal(ekPublic[:len(prefix)], prefix) {
-		return nil, fmt.Errorf("EK public area differs from the default RSA EK template: %w", ErrBadEK)
+		return nil, fmt.Errorf("EK public area differs from the default RSA and ECC EK templates: %w", ErrBadEK)
 	}
 	rest := ekPublic[len(prefix):]
 	if binary.BigEndian.Uint16(rest) != rsaEKModulusSize {
@@ -70,6 +86,23 @@ func ParseEK(ekPublic []byte) (*tpm2.TPMTPublic, error) {
 	}
 	pub := tpm2.RSAEKTemplate
 	pub.Unique = tpm2.NewTPMUPublicID(tpm2.TPMAlgRSA, &tpm2.TPM2BPublicKeyRSA{Buffer: modulus})
+	return &pub, nil
+}
+
+// parseECCEK parses an ECC P-256 EK public area that starts with
+// eccEKPrefix.
+func parseECCEK(ekPublic []byte) (*tpm2.TPMTPublic, error) {
+	r := reader{b: ekPublic[len(eccEKPrefix()):]}
+	x, y := r.sized(), r.sized()
+	if r.short || len(r.b) != 0 {
+		return nil, fmt.Errorf("ECC EK point truncated or with %d trailing bytes: %w", len(r.b), ErrBadEK)
+	}
+	point := &tpm2.TPMSECCPoint{X: tpm2.TPM2BECCParameter{Buffer: x}, Y: tpm2.TPM2BECCParameter{Buffer: y}}
+	if _, err := p256Key(point); err != nil {
+		return nil, fmt.Errorf("ECC EK: %v: %w", err, ErrBadEK)
+	}
+	pub := tpm2.ECCEKTemplate
+	pub.Unique = tpm2.NewTPMUPublicID(tpm2.TPMAlgECC, point)
 	return &pub, nil
 }
 
@@ -183,11 +216,20 @@ func parseECCAK(r *reader) (*tpm2.TPMTPublic, error) {
 	}, nil
 }
 
-// ecdsaKey converts a P-256 point, checking that it is on the curve.
+// ecdsaKey converts an AK's P-256 point, checking that it is on the curve.
 func ecdsaKey(point *tpm2.TPMSECCPoint) (*ecdsa.PublicKey, error) {
+	key, err := p256Key(point)
+	if err != nil {
+		return nil, fmt.Errorf("AK %v: %w", err, ErrBadAK)
+	}
+	return key, nil
+}
+
+// p256Key converts a P-256 point, checking that it is on the curve.
+func p256Key(point *tpm2.TPMSECCPoint) (*ecdsa.PublicKey, error) {
 	const size = 32
 	if len(point.X.Buffer) != size || len(point.Y.Buffer) != size {
-		return nil, fmt.Errorf("AK P-256 coordinates of %d and %d bytes: %w", len(point.X.Buffer), len(point.Y.Buffer), ErrBadAK)
+		return nil, fmt.Errorf("P-256 coordinates of %d and %d bytes", len(point.X.Buffer), len(point.Y.Buffer))
 	}
 	uncompressed := make([]byte, 0, 1+2*size)
 	uncompressed = append(uncompressed, 4)
@@ -195,7 +237,7 @@ func ecdsaKey(point *tpm2.TPMSECCPoint) (*ecdsa.PublicKey, error) {
 	uncompressed = append(uncompressed, point.Y.Buffer...)
 	key, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), uncompressed)
 	if err != nil {
-		return nil, fmt.Errorf("AK P-256 point: %v: %w", err, ErrBadAK)
+		return nil, fmt.Errorf("P-256 point: %v", err)
 	}
 	return key, nil
 }
