@@ -63,9 +63,14 @@ type certDevice struct {
 	cert []byte
 }
 
-func (d *certDevice) Identity(ctx context.Context) ([]byte, []byte, []byte, error) {
-	ek, _, ak, err := d.Device.Identity(ctx)
-	return ek, d.cert, ak, err
+func (d *certDevice) Identity(ctx context.Context) (*agentattest.Identity, error) {
+	id, err := d.Device.Identity(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c := *id
+	c.EKCert = d.cert
+	return &c, nil
 }
 
 func (e *testEnv) wantNotRecorded(t *testing.T, id string) {
