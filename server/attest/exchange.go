@@ -12,7 +12,6 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 
-	"github.com/sealroot/sealroot/pki"
 	"github.com/sealroot/sealroot/server/attest/evidence"
 	"github.com/sealroot/sealroot/server/audit"
 	"github.com/sealroot/sealroot/server/eventlog"
@@ -57,11 +56,15 @@ type exchange struct {
 
 	hello     *wire.Hello
 	machineID string
-	machine   *store.Machine // nil for an unknown machine
-	nonce     []byte
-	secret    []byte
-	pcrs      []int
-	done      bool
+	// ekCert is the EK certificate (from NV or ekCerts) and ekCertStatus
+	// the outcome of its check, for the machine's record.
+	ekCert       []byte
+	ekCertStatus string
+	machine      *store.Machine // nil for an unknown machine
+	nonce        []byte
+	secret       []byte
+	pcrs         []int
+	done         bool
 
 	endMu   sync.Mutex // guards the fields below; see live.go
 	endedBy *Failure   // set by end: the exchange is refused
@@ -77,13 +80,14 @@ func (s *Server) newExchange(remote string, exporter []byte) *exchange {
 func (x *exchange) start(ctx context.Context, h *wire.Hello) (wire.Message, error) {
 	x.hello = h
 	x.machineID = wire.MachineID(h.EKPublic)
-	if _, err := evidence.ParseEK(h.EKPublic); err != nil {
+	ek, err := evidence.ParseEK(h.EKPublic)
+	if err != nil {
 		return nil, fail("ek-public", err)
 	}
 	if _, err := evidence.ParseAK(h.AKPublic); err != nil {
 		return nil, fail("ak-public", err)
 	}
-	if err := x.s.checkEKCert(h); err != nil {
+	if x.ekCert, x.ekCertStatus, err = x.s.checkEKCert(ctx, ek, h); err != nil {
 		return nil, err
 	}
 	// Registered before the record is read: a revoke that commits after
@@ -127,30 +131,6 @@ func revokedReason(m *store.Machine) string {
 		return m.Reason
 	}
 	return "no reason given"
-}
-
-func (s *Server) checkEKCert(h *wire.Hello) error {
-	if len(h.EKCert) == 0 {
-		if s.requireEKCert {
-			return fail("ek-certificate", errors.New("TPM has no EK certificate and the server requires one"))
-		}
-		return nil
-	}
-	if s.ekRoots == nil {
-		return nil
-	}
-	ek, err := evidence.ParseEK(h.EKPublic)
-	if err != nil {
-		return fail("ek-public", err)
-	}
-	pub, err := ekCryptoKey(ek)
-	if err != nil {
-		return fail("ek-public", err)
-	}
-	if err := pki.VerifyEKCert(h.EKCert, pub, s.ekRoots, s.ekIntermediates); err != nil {
-		return fail("ek-certificate", err)
-	}
-	return nil
 }
 
 // finish verifies Evidence and returns a Credential or a final Status.
@@ -225,19 +205,20 @@ func pcrIndices(pcrs []wire.PCR) []int {
 func (x *exchange) enroll(ctx context.Context, observed *store.BootState) (wire.Message, error) {
 	now := x.s.now()
 	m := &store.Machine{
-		ID:          x.machineID,
-		Name:        defaultName(x.machineID),
-		State:       store.StatePending,
-		EKPublic:    x.hello.EKPublic,
-		EKCert:      x.hello.EKCert,
-		AKPublic:    x.hello.AKPublic,
-		Hints:       x.hello.Hints,
-		Policy:      store.PolicyPinned,
-		Reported:    observed,
-		Root:        wire.RootPlan{Kind: wire.RootNone},
-		FirstSeen:   now,
-		LastSeen:    now,
-		LastAddress: x.remote,
+		ID:           x.machineID,
+		Name:         defaultName(x.machineID),
+		State:        store.StatePending,
+		EKPublic:     x.hello.EKPublic,
+		EKCert:       x.ekCert,
+		EKCertStatus: x.ekCertStatus,
+		AKPublic:     x.hello.AKPublic,
+		Hints:        x.hello.Hints,
+		Policy:       store.PolicyPinned,
+		Reported:     observed,
+		Root:         wire.RootPlan{Kind: wire.RootNone},
+		FirstSeen:    now,
+		LastSeen:     now,
+		LastAddress:  x.remote,
 	}
 	if err := x.s.store.CreateMachine(ctx, m); err != nil {
 		// Two agents with the same EK raced; the other one enrolled it.
@@ -280,6 +261,7 @@ func (x *exchange) stillPending(ctx context.Context, observed *store.BootState) 
 		m.AKPublic = x.hello.AKPublic
 		m.LastSeen = x.s.now()
 		m.LastAddress = x.remote
+		m.EKCert, m.EKCertStatus = x.ekCert, x.ekCertStatus
 		return nil
 	})
 	if err != nil {
@@ -306,6 +288,7 @@ func (x *exchange) judge(ctx context.Context, observed *store.BootState, info *e
 			m.Diff = v.Diff
 			m.LastSeen = x.s.now()
 			m.LastAddress = x.remote
+			m.EKCert, m.EKCertStatus = x.ekCert, x.ekCertStatus
 			return nil
 		})
 		if err != nil {
@@ -388,6 +371,7 @@ func (x *exchange) release(ctx context.Context, observed *store.BootState, info 
 		m.LastSeen = x.s.now()
 		m.LastAddress = x.remote
 		m.Hints = x.hello.Hints
+		m.EKCert, m.EKCertStatus = x.ekCert, x.ekCertStatus
 		return nil
 	})
 	if err == nil {

@@ -92,4 +92,3 @@ func TestECCIDs(t *testing.T) {
 		t.Error("IntelID(exponent 3) succeeded")
 	}
 }
-
