@@ -123,8 +123,24 @@ func VerifyEKCert(der []byte, ekPublic crypto.PublicKey, roots, intermediates *x
 // read). Each file holds PEM certificates or one or more DER
 // certificates. It fails if no certificate is found.
 func LoadBundle(paths ...string) (*x509.CertPool, error) {
+	certs, err := ReadCertificates(paths...)
+	if err != nil {
+		return nil, err
+	}
+	if len(certs) == 0 {
+		return nil, fmt.Errorf("load CA bundle %q: no certificates", paths)
+	}
 	pool := x509.NewCertPool()
-	n := 0
+	for _, c := range certs {
+		pool.AddCert(c)
+	}
+	return pool, nil
+}
+
+// ReadCertificates reads the certificates in files and directories as
+// LoadBundle does; it may return none.
+func ReadCertificates(paths ...string) ([]*x509.Certificate, error) {
+	var all []*x509.Certificate
 	for _, p := range paths {
 		files, err := bundleFiles(p)
 		if err != nil {
@@ -135,16 +151,10 @@ func LoadBundle(paths ...string) (*x509.CertPool, error) {
 			if err != nil {
 				return nil, fmt.Errorf("load CA bundle: %w", err)
 			}
-			for _, c := range certs {
-				pool.AddCert(c)
-			}
-			n += len(certs)
+			all = append(all, certs...)
 		}
 	}
-	if n == 0 {
-		return nil, fmt.Errorf("load CA bundle %q: no certificates", paths)
-	}
-	return pool, nil
+	return all, nil
 }
 
 // bundleFiles returns p itself, or the regular files directly in p named

@@ -33,8 +33,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -85,6 +87,15 @@ type Source struct {
 func New(cfg Config) (*Source, error) {
 	if cfg.Dir == "" {
 		return nil, errors.New("ekcert: no cache directory")
+	}
+	for _, base := range []string{cfg.IntelURL, cfg.AMDURL} {
+		if base == "" {
+			continue
+		}
+		u, err := url.Parse(base)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || !strings.HasSuffix(u.Path, "/") {
+			return nil, fmt.Errorf("ekcert: service URL %q: want an http(s) URL ending in /", base)
+		}
 	}
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("ekcert: %w", err)

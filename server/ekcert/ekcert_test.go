@@ -245,3 +245,11 @@ func TestParseAnswer(t *testing.T) {
 		}
 	}
 }
+
+func TestNewRefusesBadServiceURL(t *testing.T) {
+	for _, u := range []string{"ftp://x/", "https://host/no-slash", "://", "/relative/"} {
+		if _, err := New(Config{Dir: t.TempDir(), IntelURL: u}); err == nil {
+			t.Errorf("New(IntelURL %q) succeeded, want an error", u)
+		}
+	}
+}

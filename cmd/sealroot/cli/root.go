@@ -81,6 +81,7 @@ func newRootCmd(e *env) *cobra.Command {
 		newImageCmd,
 		newGroupsCmd,
 		newPKICmd,
+		newEKCmd,
 		newInitramfsCmd,
 		newServeCmd,
 	}
