@@ -42,6 +42,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/sealroot/sealroot/internal/atomicfile"
 	"github.com/sealroot/sealroot/pki"
 )
 
@@ -157,19 +158,7 @@ func (s *Source) Put(cert *x509.Certificate) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(s.cfg.Dir, ".tmp-*")
-	if err != nil {
-		return fmt.Errorf("cache EK certificate: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(cert.Raw); err != nil {
-		tmp.Close()
-		return fmt.Errorf("cache EK certificate: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("cache EK certificate: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), s.path(k)); err != nil {
+	if err := atomicfile.WriteFile(s.path(k), cert.Raw, 0o600); err != nil {
 		return fmt.Errorf("cache EK certificate: %w", err)
 	}
 	s.mu.Lock()

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/sealroot/sealroot/internal/atomicfile"
 	"github.com/sealroot/sealroot/pki"
 )
 
@@ -105,12 +106,7 @@ func writeCA(dir string, c *x509.Certificate) error {
 	sum := sha256.Sum256(c.Raw)
 	path := filepath.Join(dir, hex.EncodeToString(sum[:])+".pem")
 	data := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		return fmt.Errorf("EK trust store: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
+	if err := atomicfile.WriteFile(path, data, 0o644); err != nil {
 		return fmt.Errorf("EK trust store: %w", err)
 	}
 	return nil
