@@ -166,6 +166,9 @@ type SealrootOptions struct {
 	// sealroot initramfs joined with Cmdline by uki.BuildFile (see
 	// [Sealroot.ServeUKI]); the server then predicts PCRs 4, 11 and 12.
 	UKI bool
+	// HTTPBoot, with UKI, has UEFI firmware HTTP boot clients load uki.efi
+	// directly (boot.http_boot) and turns TFTP off (see [Sealroot.ServeHTTPBoot]).
+	HTTPBoot bool
 }
 
 // startSealroot runs `sealroot serve` in lab until t ends: full DHCP on the
@@ -191,6 +194,11 @@ func startSealroot(ctx context.Context, t testing.TB, lab *Lab, opts SealrootOpt
 	if opts.UKI {
 		if err := s.ServeUKI(b, cfgPath, opts.Cmdline); err != nil {
 			t.Fatalf("vmtest: %v", err)
+		}
+		if opts.HTTPBoot {
+			if err := s.ServeHTTPBoot(cfgPath); err != nil {
+				t.Fatalf("vmtest: %v", err)
+			}
 		}
 	}
 	lab.ServeRouterAdvertisements(t)
