@@ -71,6 +71,10 @@ type Config struct {
 	// the site; `sealroot ek import` fills the cache instead.
 	EKCertIntelURL string `json:"ek_cert_intel_url,omitempty"`
 	EKCertAMDURL   string `json:"ek_cert_amd_url,omitempty"`
+	// RequireSecureBoot refuses machines whose quoted event log does not
+	// show UEFI Secure Boot on (PCR 7 SecureBoot = 1); legacy BIOS machines
+	// are refused too. Default off.
+	RequireSecureBoot bool `json:"require_secure_boot,omitempty"`
 	// Boot configures the network boot services; nil disables them.
 	Boot *BootConfig `json:"boot,omitempty"`
 	// Tunnel configures the per-machine WireGuard root link; nil: none.
@@ -211,21 +215,22 @@ func New(ctx context.Context, cfg Config, logger hclog.Logger) (_ *Server, err e
 	s.machines = machines.New(machines.Config{Store: s.store, Box: box, Audit: auditLog, Logger: logger,
 		Withdraw: rs, Images: s.storage.images, Volumes: s.storage.volumes, Roots: rs})
 	acfg := attest.Config{
-		Certificate:     cert,
-		Store:           s.store,
-		Audit:           auditLog,
-		Secrets:         s.machines,
-		Files:           s.machines,
-		EKRoots:         ekRoots,
-		EKIntermediates: ekIntermediates,
-		EKCerts:         ekCerts,
-		RequireEKCert:   cfg.RequireEKCert,
-		Logger:          logger,
-		RootTransport:   cfg.RootTransport,
-		Predictor:       bootPredictor(cfg.Boot, cfg.StateDir),
-		Withdraw:        rs,
-		Limits:          s.limits.attest,
-		MaxSessions:     s.limits.maxExchanges,
+		Certificate:       cert,
+		Store:             s.store,
+		Audit:             auditLog,
+		Secrets:           s.machines,
+		Files:             s.machines,
+		EKRoots:           ekRoots,
+		EKIntermediates:   ekIntermediates,
+		EKCerts:           ekCerts,
+		RequireEKCert:     cfg.RequireEKCert,
+		RequireSecureBoot: cfg.RequireSecureBoot,
+		Logger:            logger,
+		RootTransport:     cfg.RootTransport,
+		Predictor:         bootPredictor(cfg.Boot, cfg.StateDir),
+		Withdraw:          rs,
+		Limits:            s.limits.attest,
+		MaxSessions:       s.limits.maxExchanges,
 	}
 	if s.tunnel != nil {
 		acfg.Tunnels = s.tunnel

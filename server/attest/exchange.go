@@ -174,6 +174,11 @@ func (x *exchange) verify(ev *wire.Evidence) (*store.BootState, *evidence.QuoteI
 	if err != nil {
 		return nil, nil, fail("event-log", err)
 	}
+	if x.s.requireSB {
+		if err := checkSecureBoot(ev); err != nil {
+			return nil, nil, err
+		}
+	}
 	pcrs := make(map[int][]byte, len(ev.PCRs))
 	for _, p := range ev.PCRs {
 		pcrs[p.Index] = p.Digest
@@ -409,4 +414,17 @@ func ekCryptoKey(ek *tpm2.TPMTPublic) (crypto.PublicKey, error) {
 		return nil, fmt.Errorf("EK public key: %w", err)
 	}
 	return pub, nil
+}
+
+// checkSecureBoot refuses evidence whose event log does not prove UEFI
+// Secure Boot on: the SecureBoot variable as measured into PCR 7.
+func checkSecureBoot(ev *wire.Evidence) error {
+	st, err := eventlog.SecureBoot(ev.EventLog, ev.PCRs)
+	if err != nil {
+		return fail("secure-boot", err)
+	}
+	if !st.Enabled {
+		return fail("secure-boot", errors.New("Secure Boot is off (PCR 7: SecureBoot variable not 1) and the server requires it"))
+	}
+	return nil
 }

@@ -43,6 +43,10 @@ type Config struct {
 	// EKCerts, when set, supplies the certificate of a TPM that sends
 	// none (vendor services, operator imports; see server/ekcert).
 	EKCerts EKCertSource
+	// RequireSecureBoot refuses machines whose event log does not prove
+	// UEFI Secure Boot on (PCR 7 SecureBoot = 1), legacy BIOS included.
+	// PCR 7 must be in PCRs (it is in DefaultPCRs).
+	RequireSecureBoot bool
 
 	PCRs []int // quoted PCR selection; default DefaultPCRs
 	// StepTimeout is how long the server waits for the first byte of the
@@ -87,6 +91,7 @@ type Server struct {
 	ekIntermediates *x509.CertPool
 	requireEKCert   bool
 	ekCerts         EKCertSource
+	requireSB       bool
 	pcrs            []int
 	stepTimeout     time.Duration
 	retryAfter      time.Duration
@@ -125,6 +130,7 @@ func New(cfg Config) (*Server, error) {
 		ekIntermediates: cfg.EKIntermediates,
 		requireEKCert:   cfg.RequireEKCert,
 		ekCerts:         cfg.EKCerts,
+		requireSB:       cfg.RequireSecureBoot,
 		pcrs:            cfg.PCRs,
 		stepTimeout:     orDefault(cfg.StepTimeout, 30*time.Second),
 		retryAfter:      orDefault(cfg.RetryAfter, 3*time.Second),
