@@ -120,6 +120,9 @@ func (c *Config) Defaults() {
 // EKDirs is the EK trust store `sealroot ek import` fills.
 func EKDirs(stateDir string) ekcert.Dirs { return ekcert.Dirs{Base: filepath.Join(stateDir, "ek")} }
 
+// SecureBootDir is where `sealroot secureboot init` keeps the owner key.
+func SecureBootDir(stateDir string) string { return filepath.Join(stateDir, "secureboot") }
+
 // PKIDir is where `sealroot pki init` keeps the CA and server certificate.
 func PKIDir(stateDir string) string { return filepath.Join(stateDir, "pki") }
 

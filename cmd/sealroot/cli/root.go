@@ -82,6 +82,7 @@ func newRootCmd(e *env) *cobra.Command {
 		newGroupsCmd,
 		newPKICmd,
 		newEKCmd,
+		newSecureBootCmd,
 		newInitramfsCmd,
 		newServeCmd,
 	}
