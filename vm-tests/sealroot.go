@@ -169,6 +169,9 @@ type SealrootOptions struct {
 	// HTTPBoot, with UKI, has UEFI firmware HTTP boot clients load uki.efi
 	// directly (boot.http_boot) and turns TFTP off (see [Sealroot.ServeHTTPBoot]).
 	HTTPBoot bool
+	// SignUKI, with UKI, signs uki.efi for Secure Boot with the snakeoil
+	// key (see [Sealroot.SignUKI]).
+	SignUKI bool
 }
 
 // startSealroot runs `sealroot serve` in lab until t ends: full DHCP on the
@@ -197,6 +200,11 @@ func startSealroot(ctx context.Context, t testing.TB, lab *Lab, opts SealrootOpt
 		}
 		if opts.HTTPBoot {
 			if err := s.ServeHTTPBoot(cfgPath); err != nil {
+				t.Fatalf("vmtest: %v", err)
+			}
+		}
+		if opts.SignUKI {
+			if err := s.SignUKI(ctx); err != nil {
 				t.Fatalf("vmtest: %v", err)
 			}
 		}
