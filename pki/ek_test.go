@@ -29,7 +29,7 @@ type testCA struct {
 	key  crypto.Signer
 }
 
-func newTestCA(t *testing.T, name string, parent *testCA) *testCA {
+func newTestCA(t testing.TB, name string, parent *testCA) *testCA {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -67,7 +67,7 @@ func (ca *testCA) pool() *x509.CertPool {
 
 // tcgSAN is a critical SAN with only a directoryName holding the TCG TPM
 // manufacturer, model and version attributes, as in TCG EK certificates.
-func tcgSAN(t *testing.T) pkix.Extension {
+func tcgSAN(t testing.TB) pkix.Extension {
 	t.Helper()
 	rdn, err := asn1.Marshal(pkix.RDNSequence{{
 		{Type: asn1.ObjectIdentifier{2, 23, 133, 2, 1}, Value: "id:54455354"},
@@ -86,7 +86,7 @@ func tcgSAN(t *testing.T) pkix.Extension {
 
 // newEKCert issues an EK-like certificate (empty subject, critical SAN,
 // keyEncipherment, tcg-kp-EKCertificate) for pub.
-func newEKCert(t *testing.T, issuer *testCA, pub crypto.PublicKey) []byte {
+func newEKCert(t testing.TB, issuer *testCA, pub crypto.PublicKey) []byte {
 	t.Helper()
 	tmpl := &x509.Certificate{
 		SerialNumber:       big.NewInt(42),
