@@ -31,8 +31,9 @@ const (
 // checkEKCert decides on the TPM's EK certificate: the one it sent, or one
 // from s.ekCerts. It returns the certificate and the outcome to record, or
 // a Failure when the TPM is refused:
-//   - a certificate that does not parse, or certifies another key, is
-//     refused, with or without manufacturer roots;
+//   - a certificate that certifies another key is refused, with or
+//     without manufacturer roots; one that does not parse is refused when
+//     there are roots or a certificate is required, else not verified;
 //   - with roots, a certificate that does not chain to them (through the
 //     configured intermediates and those in the TPM's NV) is refused;
 //   - with RequireEKCert, no certificate is refused.
@@ -59,6 +60,11 @@ func (s *Server) checkEKCert(ctx context.Context, ek *tpm2.TPMTPublic, h *wire.H
 	}
 	cert, err := pki.ParseEKCert(der)
 	if err != nil {
+		if s.ekRoots == nil && !s.requireEKCert {
+			// Nothing depends on it: keep the TPM usable (vendors' NV
+			// certificates are not always strict DER).
+			return nil, ekCertNotVerified + ": " + err.Error(), nil
+		}
 		return nil, "", fail("ek-certificate", err)
 	}
 	if !publicKeyEqual(cert.PublicKey, pub) {

@@ -180,3 +180,29 @@ func TestEKCertFromVendorService(t *testing.T) {
 		e.wantNotRecorded(t, m.id)
 	})
 }
+
+// TestUnparsableEKCert: a certificate Go cannot parse leaves the machine
+// "not verified" when nothing depends on it, and is refused when the
+// server has manufacturer roots.
+func TestUnparsableEKCert(t *testing.T) {
+	m := newMachine(t, defaultSpec)
+	dev := &certDevice{Device: m.dev, cert: []byte("\x30\x03\x02\x01")}
+	t.Run("no_roots_not_verified", func(t *testing.T) {
+		e := newEnv(t)
+		_, err := attestOnce(t, e.client(t, dev))
+		var p *agentattest.PendingError
+		if !errors.As(err, &p) {
+			t.Fatalf("attest = %v, want pending", err)
+		}
+		rec, err := e.db.Machine(context.Background(), m.id)
+		if err != nil || !strings.HasPrefix(rec.EKCertStatus, "not verified: parse EK certificate") {
+			t.Errorf("record = %v (%v), want status not verified: parse EK certificate", rec, err)
+		}
+	})
+	t.Run("with_roots_refused", func(t *testing.T) {
+		sw := newSWTPMMachine(t, defaultSpec)
+		e := newEnv(t, trustCA(sw.inst))
+		_, err := attestOnce(t, e.client(t, dev))
+		e.wantRefused(t, err, m.id, "ek-certificate")
+	})
+}
