@@ -67,6 +67,11 @@ type BootConfig struct {
 	UKIStub string `json:"uki_stub,omitempty"`
 	// Cmdline is the kernel command line: static, public, no secrets.
 	Cmdline string `json:"cmdline,omitempty"`
+	// HTTPBoot names the artifact (in ArtifactsDir) that UEFI firmware
+	// HTTP boot clients load directly, without TFTP or iPXE: a signed UKI
+	// with its command line built in (or an iPXE EFI binary copied there).
+	// Empty (default): HTTP boot clients are not answered.
+	HTTPBoot string `json:"http_boot,omitempty"`
 }
 
 // EFI boot modes (BootConfig.EFIBoot).
@@ -265,6 +270,12 @@ func bootScripts(b *BootConfig, ip netip.Addr, ukis *ukibuild.Builder, logger hc
 
 func dhcpConfig(b *BootConfig, ip netip.Addr) (dhcp.Config, error) {
 	cfg := dhcp.Config{Interface: b.DHCPInterface, ServerIP: ip, HTTPPort: b.HTTPPort}
+	if b.HTTPBoot != "" {
+		if err := ipxe.CheckName(b.HTTPBoot); err != nil {
+			return cfg, fmt.Errorf("boot: http_boot: %w", err)
+		}
+		cfg.HTTPBootPath = boothttp.ArtifactPrefix + b.HTTPBoot
+	}
 	switch b.DHCPMode {
 	case "", "proxy":
 		cfg.Mode = dhcp.ModeProxy

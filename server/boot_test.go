@@ -173,3 +173,19 @@ func TestBootPredictor(t *testing.T) {
 		t.Error("Prediction of a missing UKI succeeded")
 	}
 }
+
+// TestDHCPConfigHTTPBoot: http_boot becomes the artifact's path on the boot
+// HTTP server, which serves ArtifactsDir there; a bad name is refused.
+func TestDHCPConfigHTTPBoot(t *testing.T) {
+	ip := netip.MustParseAddr("192.0.2.1")
+	cfg, err := dhcpConfig(&BootConfig{HTTPBoot: "sealroot-signed.efi"}, ip)
+	if err != nil || cfg.HTTPBootPath != boothttp.ArtifactPrefix+"sealroot-signed.efi" {
+		t.Errorf("dhcpConfig(http_boot) = %q, %v; want %q", cfg.HTTPBootPath, err, boothttp.ArtifactPrefix+"sealroot-signed.efi")
+	}
+	if _, err := dhcpConfig(&BootConfig{HTTPBoot: "../etc/passwd"}, ip); err == nil {
+		t.Error("dhcpConfig(http_boot ../etc/passwd) succeeded")
+	}
+	if cfg, err := dhcpConfig(&BootConfig{}, ip); err != nil || cfg.HTTPBootPath != "" {
+		t.Errorf("dhcpConfig(no http_boot) = %q, %v; want no HTTP boot", cfg.HTTPBootPath, err)
+	}
+}

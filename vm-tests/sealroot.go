@@ -169,6 +169,12 @@ type SealrootOptions struct {
 	// builds itself (the default, boot.efi_boot "uki"). The server
 	// predicts PCRs 4, 11 and 12 either way.
 	UKI bool
+	// HTTPBoot, with UKI, has UEFI firmware HTTP boot clients load uki.efi
+	// directly (boot.http_boot) and turns TFTP off (see [Sealroot.ServeHTTPBoot]).
+	HTTPBoot bool
+	// SignUKI, with UKI, signs uki.efi for Secure Boot with the snakeoil
+	// key (see [Sealroot.SignUKI]).
+	SignUKI bool
 }
 
 // startSealroot runs `sealroot serve` in lab until t ends: full DHCP on the
@@ -194,6 +200,16 @@ func startSealroot(ctx context.Context, t testing.TB, lab *Lab, opts SealrootOpt
 	if opts.UKI {
 		if err := s.ServeUKI(b, cfgPath, opts.Cmdline); err != nil {
 			t.Fatalf("vmtest: %v", err)
+		}
+		if opts.HTTPBoot {
+			if err := s.ServeHTTPBoot(cfgPath); err != nil {
+				t.Fatalf("vmtest: %v", err)
+			}
+		}
+		if opts.SignUKI {
+			if err := s.SignUKI(ctx); err != nil {
+				t.Fatalf("vmtest: %v", err)
+			}
 		}
 	}
 	lab.ServeRouterAdvertisements(t)

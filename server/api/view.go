@@ -48,6 +48,7 @@ func (p Policy) Valid() bool {
 //
 //	{"id": "<64 hex>", "name": "web-1", "state": "approved",
 //	 "ek_public": "<base64>", "ek_cert": "<base64>", "ak_public": "<base64>",
+//	 "ek_cert_status": "verified (from TPM NV, issuer \"CN=...\")",
 //	 "hints": {...}, "policy": "pinned",
 //	 "approved": {BootState}, "reported": {BootState}, "diff": "...",
 //	 "unmeasured": "boot-measurement: ...",
@@ -67,6 +68,9 @@ type Machine struct {
 	EKPublic []byte `json:"ek_public"`
 	EKCert   []byte `json:"ek_cert,omitempty"`
 	AKPublic []byte `json:"ak_public"`
+	// EKCertStatus is the outcome of the EK certificate check at the last
+	// attestation: "verified (from ..., issuer ...)" or "not verified: why".
+	EKCertStatus string `json:"ek_cert_status,omitempty"`
 	// Hints are what the agent said about itself (unverified).
 	Hints wire.Hints `json:"hints"`
 

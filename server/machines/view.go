@@ -20,6 +20,7 @@ func ViewMachine(m *store.Machine) *api.Machine {
 		State:        api.State(m.State),
 		EKPublic:     clone(m.EKPublic),
 		EKCert:       clone(m.EKCert),
+		EKCertStatus: m.EKCertStatus,
 		AKPublic:     clone(m.AKPublic),
 		Hints:        m.Hints,
 		Policy:       api.Policy(m.Policy),

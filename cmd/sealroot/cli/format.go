@@ -24,6 +24,9 @@ func writeMachine(w io.Writer, m *api.Machine, link *api.RootLink) error {
 	field("ID", m.ID)
 	field("Name", orDash(safe(m.Name)))
 	field("EK fingerprint", ekFingerprint(m))
+	if m.EKCertStatus != "" {
+		field("EK certificate", safe(m.EKCertStatus))
+	}
 	field("Policy", string(m.Policy))
 	if note := bootStateNote(m); note != "" {
 		field("Boot state", note)

@@ -81,6 +81,8 @@ func newRootCmd(e *env) *cobra.Command {
 		newImageCmd,
 		newGroupsCmd,
 		newPKICmd,
+		newEKCmd,
+		newSecureBootCmd,
 		newInitramfsCmd,
 		newServeCmd,
 	}

@@ -101,7 +101,7 @@ func (s *Server) addNetwork(reply *dhcpv4.DHCPv4, withLease bool) {
 }
 
 func (s *Server) addBootIfSupported(reply, req *dhcpv4.DHCPv4, c client) {
-	if c.netboot && c.arch != "" {
+	if c.netboot && c.arch != "" && (!c.httpBoot || s.cfg.HTTPBootPath != "") {
 		s.addBoot(reply, req, c)
 	}
 }
