@@ -14,7 +14,9 @@ import (
 // Import unpacks source (a directory, or a .tar/.tar.gz archive) and
 // stores it under name as a content-addressed ext4 base. progress, if not
 // nil, is called with bytes of source read so far and the source's size.
-// Importing the same content twice yields the same digest.
+// Importing the same content twice yields the same digest. It adds a
+// version to name (the first is NAME@v1) unless the content is that of
+// name's latest version, which it then returns.
 func (s *Store) Import(ctx context.Context, name, source string, progress func(done, total int64)) (*Image, error) {
 	if !namePattern.MatchString(name) {
 		return nil, fmt.Errorf("image: name %q: %w", name, ErrBadName)
@@ -60,11 +62,15 @@ func (s *Store) Import(ctx context.Context, name, source string, progress func(d
 	if err != nil {
 		return nil, err
 	}
-	idx.Images[name] = im
+	if latest, err := idx.find(name, 0); err == nil && latest.Digest == digest {
+		s.log.Info("image unchanged", "image", latest.Ref(), "digest", digest)
+		return latest, nil
+	}
+	im = idx.add(im)
 	if err := s.writeIndex(idx); err != nil {
 		return nil, err
 	}
-	s.log.Info("imported image", "name", name, "digest", digest, "size", fi.Size(), "files", sum.inodes)
+	s.log.Info("imported image", "image", im.Ref(), "digest", digest, "size", fi.Size(), "files", sum.inodes)
 	return &im, nil
 }
 

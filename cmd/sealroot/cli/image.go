@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -14,7 +15,7 @@ func newImageCmd(e *env) *cobra.Command {
 	return newGroupCmd("image", "Import, list and remove base images",
 		&cobra.Command{
 			Use:   "import NAME SOURCE",
-			Short: "Import a directory tree or tar archive (on the server's host) as an ext4 base image",
+			Short: "Import a directory tree or tar archive (on the server's host) as the next version of NAME (NAME@vN)",
 			Args:  exactArgs(2),
 			RunE:  func(c *cobra.Command, args []string) error { return runImageImport(c, e, args[0], args[1]) },
 		},
@@ -25,11 +26,12 @@ func newImageCmd(e *env) *cobra.Command {
 			RunE:  func(c *cobra.Command, _ []string) error { return runImageList(c, e) },
 		},
 		&cobra.Command{
-			Use:   "rm NAME",
-			Short: "Forget an image name; its base goes at the next gc unless a volume uses it",
+			Use:   "rm NAME|NAME@vN",
+			Short: "Forget one version or every version of an image, refused while a plan, root or snapshot uses it",
 			Args:  exactArgs(1),
 			RunE:  func(c *cobra.Command, args []string) error { return runImageRm(c, e, args[0]) },
 		},
+		newImageRolloutCmd(e),
 		&cobra.Command{
 			Use:   "gc",
 			Short: "Delete bases that no image and no machine volume references",
@@ -54,7 +56,7 @@ func runImageImport(c *cobra.Command, e *env, name, source string) error {
 	if e.JSON {
 		return e.printJSON(im)
 	}
-	_, err = fmt.Fprintf(e.Stdout, "imported %s sha256:%s (%d bytes)\n", safe(im.Name), im.Digest, im.Size)
+	_, err = fmt.Fprintf(e.Stdout, "imported %s@v%d sha256:%s (%d bytes)\n", safe(im.Name), im.Version, im.Digest, im.Size)
 	return err
 }
 
@@ -70,9 +72,18 @@ func runImageList(c *cobra.Command, e *env) error {
 		return e.printJSON(ims)
 	}
 	tw := tabwriter.NewWriter(e.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tDIGEST\tSIZE\tIMPORTED")
+	fmt.Fprintln(tw, "IMAGE\tLATEST\tDIGEST\tSIZE\tIMPORTED\tUSED BY")
 	for _, im := range ims {
-		fmt.Fprintf(tw, "%s\tsha256:%s\t%d\t%s\n", safe(im.Name), shortDigest(im.Digest), im.Size, formatTime(im.Imported))
+		latest := ""
+		if im.Latest {
+			latest = "yes"
+		}
+		used := "-"
+		if len(im.UsedBy) > 0 {
+			used = safe(strings.Join(im.UsedBy, ", "))
+		}
+		fmt.Fprintf(tw, "%s@v%d\t%s\tsha256:%s\t%d\t%s\t%s\n", safe(im.Name), im.Version, latest, shortDigest(im.Digest), im.Size,
+			formatTime(im.Imported), used)
 	}
 	return tw.Flush()
 }
@@ -84,15 +95,18 @@ func shortDigest(d string) string {
 	return d
 }
 
-func runImageRm(c *cobra.Command, e *env, name string) error {
-	if err := e.client().RemoveImage(c.Context(), name); err != nil {
+func runImageRm(c *cobra.Command, e *env, ref string) error {
+	removed, err := e.client().RemoveImage(c.Context(), ref)
+	if err != nil {
 		return err
 	}
 	if e.JSON {
-		return nil
+		return e.printJSON(api.RemoveResult{Removed: append([]api.Image{}, removed...)})
 	}
-	_, err := fmt.Fprintf(e.Stdout, "removed image %s\n", safe(name))
-	return err
+	for _, im := range removed {
+		fmt.Fprintf(e.Stdout, "removed image %s@v%d (sha256:%s; its base goes at the next gc)\n", safe(im.Name), im.Version, shortDigest(im.Digest))
+	}
+	return nil
 }
 
 func runImageGC(c *cobra.Command, e *env) error {

@@ -90,15 +90,15 @@ func TestImageAndVolumeCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := run(t, sock, "", "image", "import", "tiny", src)
-	wantRun(t, r, 0, "imported tiny sha256:")
-	digest := strings.Fields(strings.TrimPrefix(r.stdout, "imported tiny sha256:"))[0]
+	wantRun(t, r, 0, "imported tiny@v1 sha256:")
+	digest := strings.Fields(strings.TrimPrefix(r.stdout, "imported tiny@v1 sha256:"))[0]
 	images, err := image.Open(image.Config{Dir: filepath.Join(dir, "images")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { images.Remove("tiny"); images.GC(nil) })
 
-	wantRun(t, run(t, sock, "", "image", "list"), 0, "tiny  sha256:"+digest[:12])
+	wantRun(t, run(t, sock, "", "image", "list"), 0, "tiny@v1  yes     sha256:"+digest[:12])
 	wantRun(t, run(t, sock, "", "image", "import", "bad/name", src), 1, "invalid")
 	wantRun(t, run(t, sock, "", "machine", "set-root", "web1", "--kind", "iscsi"), 2, "needs --image")
 	wantRun(t, run(t, sock, "", "machine", "set-root", "web1", "--image", "missing"), 1, "not found")
@@ -135,13 +135,34 @@ func TestImageAndVolumeCommands(t *testing.T) {
 	}
 	wantRun(t, run(t, sock, "", "machine", "rollback", "web1", "nope"), 1, "not found")
 
+	// A second import is tiny@v2; the machine's volume keeps v1 until it
+	// is upgraded, which keeps the v1 root as a snapshot.
+	os.WriteFile(filepath.Join(src, "etc", "motd"), []byte("v2\n"), 0o644)
+	r = run(t, sock, "", "image", "import", "tiny", src)
+	wantRun(t, r, 0, "imported tiny@v2 sha256:")
+	digest2 := strings.Fields(strings.TrimPrefix(r.stdout, "imported tiny@v2 sha256:"))[0]
+	wantRun(t, run(t, sock, "", "image", "list"), 0, "roots")
+	wantRun(t, run(t, sock, "", "image", "rm", "tiny@v1"), 1, "base of machines' roots")
+	wantRun(t, run(t, sock, "", "image", "rm", "tiny@v2"), 1, "is the root of machine") // the plan follows the latest
+	wantRun(t, run(t, sock, "", "machine", "upgrade", "web1"), 0, "root moved from tiny@v1 to tiny@v2; the old root is snapshot before-tiny-v1")
+	wantRun(t, run(t, sock, "", "machine", "upgrade", "web1"), 0, "already on tiny@v2")
+	if got := readVolume(t, vols, digest2); got == "changed!" {
+		t.Fatal("upgraded volume kept the old write")
+	}
+	wantRun(t, run(t, sock, "", "machine", "snapshots", "web1"), 0, "before-tiny-v1")
+	wantRun(t, run(t, sock, "", "machine", "rollback", "web1", "before-tiny-v1"), 0, "rolled the root of web1 back")
+	if got := readVolume(t, vols, digest); got != "changed!" {
+		t.Fatalf("after rolling back the upgrade the volume starts %q, want the v1 root's write", got)
+	}
+	wantRun(t, run(t, sock, "", "machine", "snapshot-rm", "web1", "before-tiny-v1"), 0, "deleted snapshot before-tiny-v1")
+
 	wantRun(t, run(t, sock, "", "image", "rm", "tiny"), 1, "is the root of machine")
 	wantRun(t, run(t, sock, "", "machine", "set-root", "web1", "--kind", "none"), 0, "root of aaaaaaaa1111 web1: none")
-	wantRun(t, run(t, sock, "", "image", "rm", "tiny"), 0, "removed image tiny")
-	wantRun(t, run(t, sock, "", "image", "rm", "tiny"), 1, "not found")
-	wantRun(t, run(t, sock, "", "image", "gc"), 0, "0 bases removed") // the volume still uses it
+	wantRun(t, run(t, sock, "", "image", "rm", "tiny"), 1, "base of machines' roots") // the volume still uses v1
 	wantRun(t, run(t, sock, "", "machine", "delete-root", "web1"), 0, "deleted the root of web1")
 	wantRun(t, run(t, sock, "", "machine", "delete-root", "web1"), 1, "no root on the server")
+	wantRun(t, run(t, sock, "", "image", "rm", "tiny"), 0, "removed image tiny@v1")
+	wantRun(t, run(t, sock, "", "image", "rm", "tiny"), 1, "not found")
 	wantRun(t, run(t, sock, "", "image", "gc"), 0, "removed base sha256:"+digest)
 	if r := run(t, sock, "", "--json", "image", "list"); strings.TrimSpace(r.stdout) != "[]" {
 		t.Fatalf("image list after rm = %q, want []", r.stdout)

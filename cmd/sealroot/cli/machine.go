@@ -60,6 +60,9 @@ func newMachineCmd(e *env) *cobra.Command {
 			Args:  exactArgs(1),
 			RunE:  func(c *cobra.Command, args []string) error { return runMachineDeleteRoot(c, e, args[0]) },
 		},
+		newMachineSnapshotsCmd(e),
+		newMachineSnapshotRmCmd(e),
+		newMachineUpgradeCmd(e),
 		newMachineSetRootCmd(e),
 		&cobra.Command{
 			Use:   "set-group MACHINE GROUP",
