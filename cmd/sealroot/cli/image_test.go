@@ -21,7 +21,7 @@ import (
 
 // realServer runs a real sealroot daemon (with a plain iSCSI listener) in
 // a temporary state directory holding one approved machine, web1 (idA).
-func realServer(t *testing.T) (dir, socket string) {
+func realServer(t *testing.T, more ...*store.Machine) (dir, socket string) {
 	t.Helper()
 	testenv.RequireTools(t, "mkfs.ext4", "debugfs")
 	dir, err := os.MkdirTemp("", "sealroot-cli-") // short: the socket path must fit
@@ -38,6 +38,11 @@ func realServer(t *testing.T) (dir, socket string) {
 	}
 	err = db.CreateMachine(context.Background(), &store.Machine{ID: idA, Name: "web1", State: store.StateApproved,
 		Policy: store.PolicyPinned, Root: wire.RootPlan{Kind: wire.RootNone}})
+	for _, m := range more {
+		if err == nil {
+			err = db.CreateMachine(context.Background(), m)
+		}
+	}
 	db.Close()
 	if err != nil {
 		t.Fatal(err)
@@ -220,4 +225,74 @@ func TestGroupCommands(t *testing.T) {
 	if r := run(t, sock, "", "--json", "group", "list"); strings.TrimSpace(r.stdout) != "[]" {
 		t.Fatalf("group list after rm = %q, want []", r.stdout)
 	}
+}
+
+// A rollout to a new version moves a canary first, leaves the group's
+// plan alone, then moves the rest and pins the group to the version;
+// each moved machine keeps its old root as a snapshot on the old base.
+func TestImageRollout(t *testing.T) {
+	const idC = "cccccccc33333333333333333333333333333333333333333333333333333333"
+	const idD = "dddddddd44444444444444444444444444444444444444444444444444444444"
+	var more []*store.Machine
+	for _, m := range []struct{ id, name string }{{idB, "w2"}, {idC, "w3"}, {idD, "w4"}} {
+		more = append(more, &store.Machine{ID: m.id, Name: m.name, State: store.StateApproved, Policy: store.PolicyPinned,
+			Root: wire.RootPlan{Kind: wire.RootNone}})
+	}
+	dir, sock := realServer(t, more...)
+	src := filepath.Join(t.TempDir(), "tree")
+	os.MkdirAll(filepath.Join(src, "etc"), 0o755)
+	os.WriteFile(filepath.Join(src, "etc", "hostname"), []byte("v1\n"), 0o644)
+	r := run(t, sock, "", "image", "import", "app", src)
+	wantRun(t, r, 0, "imported app@v1 sha256:")
+	v1 := strings.Fields(strings.TrimPrefix(r.stdout, "imported app@v1 sha256:"))[0]
+	images, err := image.Open(image.Config{Dir: filepath.Join(dir, "images")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vols, err := volume.New(volume.Config{Dir: filepath.Join(dir, "volumes"), Bases: images})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantRun(t, run(t, sock, "", "group", "set-root", "workers", "--kind", "iscsi", "--image", "app"), 0, "root of group workers")
+	for _, name := range []string{"w2", "w3", "w4"} {
+		wantRun(t, run(t, sock, "", "machine", "set-group", name, "workers"), 0, "is in group workers")
+	}
+	// w2 and w3 have booted (volumes on v1); w4 has not.
+	for _, id := range []string{idB, idC} {
+		v, err := vols.Create(context.Background(), id, v1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v.WriteAt([]byte("changed!"), 0)
+		v.Close()
+	}
+	os.WriteFile(filepath.Join(src, "etc", "hostname"), []byte("v2\n"), 0o644)
+	r = run(t, sock, "", "image", "import", "app", src)
+	wantRun(t, r, 0, "imported app@v2 sha256:")
+	v2 := strings.Fields(strings.TrimPrefix(r.stdout, "imported app@v2 sha256:"))[0]
+
+	wantRun(t, run(t, sock, "", "image", "rollout", "app@v2"), 2, "--group is required")
+	wantRun(t, run(t, sock, "", "image", "rollout", "other@v1", "--group", "workers"), 1, "not a version of app")
+	wantRun(t, run(t, sock, "", "image", "rollout", "app@v2", "--group", "workers", "--canary", "1"), 0,
+		"bbbbbbbb2222: root moved from app@v1 to app@v2")
+	wantRun(t, run(t, sock, "", "group", "list"), 0, "workers  iscsi image=app") // a canary leaves the plan
+	metaB, _ := vols.Meta(idB)
+	metaC, _ := vols.Meta(idC)
+	if metaB.Base != v2 || metaC.Base != v1 {
+		t.Fatalf("after the canary: w2 on %.12s, w3 on %.12s; want w2 on v2, w3 on v1", metaB.Base, metaC.Base)
+	}
+	r = run(t, sock, "", "image", "rollout", "app@v2", "--group", "workers")
+	wantRun(t, r, 0, "cccccccc3333: root moved from app@v1 to app@v2")
+	for _, want := range []string{"bbbbbbbb2222: not moved to app@v2: already on app@v2", "dddddddd4444: not moved to app@v2: no root yet",
+		"group root: iscsi image=app@v2"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("rollout output %q lacks %q", r.stdout, want)
+		}
+	}
+	// Rolling the canary back returns it to v1 with its change.
+	wantRun(t, run(t, sock, "", "machine", "rollback", "w2", "before-app-v1"), 0, "rolled the root of w2 back")
+	if metaB, _ = vols.Meta(idB); metaB.Base != v1 {
+		t.Fatalf("after rollback w2 is on %.12s, want v1", metaB.Base)
+	}
+	wantRun(t, run(t, sock, "", "image", "rm", "app@v1"), 1, "base of machines' roots")
 }
