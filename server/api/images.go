@@ -13,8 +13,11 @@ import (
 type ImageService interface {
 	// Images lists the named images.
 	Images(ctx context.Context) ([]Image, error)
-	// ImportImage imports source, a directory or tar archive on the
-	// server's host (an absolute path), as name.
+	// ImportImage imports source as the next version of name: a
+	// directory or tar archive on the server's host (an absolute path),
+	// or an OCI/Docker image: docker://REGISTRY/REPO[:TAG|@DIGEST] or
+	// oci:PATH (an OCI layout directory or `docker save` archive on the
+	// server's host).
 	ImportImage(ctx context.Context, name, source string) (*Image, error)
 	// RemoveImage forgets ref: one version (NAME@vN) or every version
 	// (NAME), refusing (ErrConflict) while a root plan, root or snapshot

@@ -69,6 +69,8 @@ type Image struct {
 	// modes, times, contents).
 	TreeDigest string    `json:"tree_digest"`
 	Imported   time.Time `json:"imported"`
+	// Origin is the digest of the OCI image it was made from, if any.
+	Origin string `json:"origin,omitempty"`
 }
 
 // Ref is the image's reference with its version: NAME@vN.

@@ -90,8 +90,8 @@ func (m *Manager) plans(ctx context.Context) ([]namedPlan, error) {
 
 // ImportImage imports source as name, logging progress.
 func (m *Manager) ImportImage(ctx context.Context, name, source string) (*api.Image, error) {
-	if !filepath.IsAbs(source) {
-		return nil, fmt.Errorf("image source %q: %w: want an absolute path on the server", source, api.ErrInvalid)
+	if !filepath.IsAbs(source) && !image.IsOCI(source) {
+		return nil, fmt.Errorf("image source %q: %w: want an absolute path on the server, docker://REF or oci:PATH", source, api.ErrInvalid)
 	}
 	var last time.Time
 	progress := func(done, total int64) {

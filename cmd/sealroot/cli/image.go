@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
@@ -13,12 +14,7 @@ import (
 
 func newImageCmd(e *env) *cobra.Command {
 	return newGroupCmd("image", "Import, list and remove base images",
-		&cobra.Command{
-			Use:   "import NAME SOURCE",
-			Short: "Import a directory tree or tar archive (on the server's host) as the next version of NAME (NAME@vN)",
-			Args:  exactArgs(2),
-			RunE:  func(c *cobra.Command, args []string) error { return runImageImport(c, e, args[0], args[1]) },
-		},
+		newImageImportCmd(e),
 		&cobra.Command{
 			Use:   "list",
 			Short: "List images",
@@ -41,11 +37,46 @@ func newImageCmd(e *env) *cobra.Command {
 	)
 }
 
-func runImageImport(c *cobra.Command, e *env, name, source string) error {
-	abs, err := filepath.Abs(source)
-	if err != nil {
-		return err
+func newImageImportCmd(e *env) *cobra.Command {
+	var oci string
+	c := &cobra.Command{
+		Use: "import NAME (SOURCE | --oci REF|DIR|TAR)",
+		Short: "Import a directory tree or tar archive, or an OCI/Docker image (registry reference, OCI layout directory, " +
+			"`docker save` archive), on the server's host, as the next version of NAME (NAME@vN)",
+		Args: argsRange(1, 2),
+		RunE: func(c *cobra.Command, args []string) error {
+			switch {
+			case oci == "" && len(args) == 2:
+				abs, err := filepath.Abs(args[1])
+				if err != nil {
+					return err
+				}
+				return runImageImport(c, e, args[0], abs)
+			case oci != "" && len(args) == 1:
+				return runImageImport(c, e, args[0], ociSource(oci))
+			}
+			return usagef(c, "want NAME SOURCE, or NAME --oci REF|DIR|TAR")
+		},
 	}
+	c.Flags().StringVar(&oci, "oci", "", "an OCI/Docker image: docker://REF or REF (a registry), or a path to an OCI layout directory or `docker save` archive")
+	return c
+}
+
+// ociSource is the server's import source for --oci: an existing path is
+// a layout or archive (oci:ABS), anything else a registry reference.
+func ociSource(ref string) string {
+	if strings.HasPrefix(ref, "docker://") {
+		return ref
+	}
+	if _, err := os.Stat(ref); err == nil {
+		if abs, err := filepath.Abs(ref); err == nil {
+			return "oci:" + abs
+		}
+	}
+	return "docker://" + ref
+}
+
+func runImageImport(c *cobra.Command, e *env, name, abs string) error {
 	if !e.JSON {
 		fmt.Fprintf(e.Stderr, "importing %s from %s (the server logs progress)...\n", safe(name), safe(abs))
 	}

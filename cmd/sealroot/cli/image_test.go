@@ -1,7 +1,15 @@
 package cli_test
 
 import (
+	"io"
+	"log"
+	"net/http/httptest"
+
 	"context"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"os"
 	"path/filepath"
 	"strings"
@@ -295,4 +303,28 @@ func TestImageRollout(t *testing.T) {
 		t.Fatalf("after rollback w2 is on %.12s, want v1", metaB.Base)
 	}
 	wantRun(t, run(t, sock, "", "image", "rm", "app@v1"), 1, "base of machines' roots")
+}
+
+// --oci pulls from a registry (in-process, loopback) through the server;
+// the same image again adds no version.
+func TestImageImportOCI(t *testing.T) {
+	_, sock := realServer(t)
+	reg := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	defer reg.Close()
+	ref := strings.TrimPrefix(reg.URL, "http://") + "/sealroot/app:v1"
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := random.Image(4096, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(r, img); err != nil {
+		t.Fatal(err)
+	}
+	wantRun(t, run(t, sock, "", "image", "import", "app", "--oci", ref), 0, "imported app@v1 sha256:")
+	wantRun(t, run(t, sock, "", "image", "import", "app", "--oci", "docker://"+ref), 0, "imported app@v1 sha256:")
+	wantRun(t, run(t, sock, "", "image", "import", "app", "--oci", ref, "/tmp/x"), 2, "want NAME SOURCE, or NAME --oci")
+	wantRun(t, run(t, sock, "", "image", "import", "app", "--oci", strings.TrimPrefix(reg.URL, "http://")+"/sealroot/missing:v1"), 1, "pull")
 }
