@@ -82,6 +82,19 @@ type GCResult struct {
 	Removed []string `json:"removed"`
 }
 
+// ForgetRequest is the body of POST /v1/machines/{ref}/forget.
+type ForgetRequest struct {
+	KeepRoot bool `json:"keep_root,omitempty"`
+}
+
+// Forgotten answers POST /v1/machines/{ref}/forget.
+type Forgotten struct {
+	Machine string `json:"machine"`
+	// RootDeleted reports whether the machine had roots on the server
+	// and they were deleted with their snapshots.
+	RootDeleted bool `json:"root_deleted"`
+}
+
 // UpgradeRequest is the body of POST /v1/machines/{ref}/root/upgrade.
 type UpgradeRequest struct {
 	Image string `json:"image,omitempty"`

@@ -15,6 +15,37 @@ import (
 	"github.com/sealroot/sealroot/wire"
 )
 
+// ForgetMachine forgets the machine, then deletes its roots and their
+// snapshots unless keepRoot. The audit entry says which, before either
+// happens.
+func (m *Manager) ForgetMachine(ctx context.Context, ref string, keepRoot bool) (*api.Forgotten, error) {
+	reason := "roots and snapshots deleted"
+	if keepRoot {
+		reason = "roots kept"
+	}
+	f := &api.Forgotten{}
+	var after func(string) error
+	if !keepRoot && m.roots != nil {
+		after = func(id string) error {
+			err := m.roots.Delete(ctx, id)
+			if errors.Is(err, roots.ErrNoRoot) {
+				return nil
+			}
+			if err != nil {
+				return fmt.Errorf("machine %.12s forgotten, but deleting its roots failed (`sealroot machine delete-root` cannot name it now; remove them on the server): %w", id, err)
+			}
+			f.RootDeleted = true
+			return nil
+		}
+	}
+	id, err := m.forget(ctx, ref, reason, after)
+	f.Machine = id
+	if err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
 // Snapshots lists the machine's snapshots, with the image version of
 // each one's base.
 func (m *Manager) Snapshots(ctx context.Context, ref string) ([]api.Snapshot, error) {

@@ -13,6 +13,7 @@ import (
 )
 
 func newImageCmd(e *env) *cobra.Command {
+	var yes bool
 	return newGroupCmd("image", "Import, list and remove base images",
 		newImageImportCmd(e),
 		&cobra.Command{
@@ -21,12 +22,17 @@ func newImageCmd(e *env) *cobra.Command {
 			Args:  exactArgs(0),
 			RunE:  func(c *cobra.Command, _ []string) error { return runImageList(c, e) },
 		},
-		&cobra.Command{
+		addYes(&cobra.Command{
 			Use:   "rm NAME|NAME@vN",
 			Short: "Forget one version or every version of an image, refused while a plan, root or snapshot uses it",
 			Args:  exactArgs(1),
-			RunE:  func(c *cobra.Command, args []string) error { return runImageRm(c, e, args[0]) },
-		},
+			RunE: func(c *cobra.Command, args []string) error {
+				if err := confirm(c, e, yes, "forget image "+safe(args[0])); err != nil {
+					return err
+				}
+				return runImageRm(c, e, args[0])
+			},
+		}, &yes),
 		newImageRolloutCmd(e),
 		&cobra.Command{
 			Use:   "gc",

@@ -1,6 +1,7 @@
 package cli_test
 
 import (
+	"errors"
 	"io"
 	"log"
 	"net/http/httptest"
@@ -122,7 +123,7 @@ func TestImageAndVolumeCommands(t *testing.T) {
 		t.Fatalf("machine root = %+v, %v; want iscsi tiny", m.Root, err)
 	}
 
-	wantRun(t, run(t, sock, "", "machine", "reset", "web1"), 1, "volume not found")
+	wantRun(t, run(t, sock, "", "machine", "reset", "--yes", "web1"), 1, "volume not found")
 	// The machine's first boot makes its volume; do that here.
 	vols, err := volume.New(volume.Config{Dir: filepath.Join(dir, "volumes"), Bases: images})
 	if err != nil {
@@ -138,15 +139,20 @@ func TestImageAndVolumeCommands(t *testing.T) {
 	v.Close()
 	wantRun(t, run(t, sock, "", "machine", "snapshot", "web1", "s1"), 0, "saved the root of web1 as snapshot s1")
 	wantRun(t, run(t, sock, "", "machine", "snapshot", "web1", "s1"), 1, "already exists")
-	wantRun(t, run(t, sock, "", "machine", "reset", "web1"), 0, "reset the root of web1")
+	wantRun(t, run(t, sock, "", "machine", "reset", "web1"), 2, "not a terminal to ask on; pass --yes") // and nothing done
+	if got := readVolume(t, vols, digest); got != "changed!" {
+		t.Fatal("reset without --yes dropped the write")
+	}
+	wantRun(t, run(t, sock, "", "machine", "reset", "--yes", "web1"), 0, "reset the root of web1")
+	wantRun(t, run(t, sock, "", "machine", "snapshots", "web1"), 0, "s1") // reset keeps snapshots
 	if got := readVolume(t, vols, digest); got == "changed!" {
 		t.Fatal("reset kept the write")
 	}
-	wantRun(t, run(t, sock, "", "machine", "rollback", "web1", "s1"), 0, "rolled the root of web1 back to snapshot s1")
+	wantRun(t, run(t, sock, "", "machine", "rollback", "--yes", "web1", "s1"), 0, "rolled the root of web1 back to snapshot s1")
 	if got := readVolume(t, vols, digest); got != "changed!" {
 		t.Fatalf("after rollback the volume starts %q, want the snapshot's write", got)
 	}
-	wantRun(t, run(t, sock, "", "machine", "rollback", "web1", "nope"), 1, "not found")
+	wantRun(t, run(t, sock, "", "machine", "rollback", "--yes", "web1", "nope"), 1, "not found")
 
 	// A second import is tiny@v2; the machine's volume keeps v1 until it
 	// is upgraded, which keeps the v1 root as a snapshot.
@@ -155,27 +161,27 @@ func TestImageAndVolumeCommands(t *testing.T) {
 	wantRun(t, r, 0, "imported tiny@v2 sha256:")
 	digest2 := strings.Fields(strings.TrimPrefix(r.stdout, "imported tiny@v2 sha256:"))[0]
 	wantRun(t, run(t, sock, "", "image", "list"), 0, "roots")
-	wantRun(t, run(t, sock, "", "image", "rm", "tiny@v1"), 1, "base of machines' roots")
-	wantRun(t, run(t, sock, "", "image", "rm", "tiny@v2"), 1, "is the root of machine") // the plan follows the latest
+	wantRun(t, run(t, sock, "", "image", "rm", "--yes", "tiny@v1"), 1, "base of machines' roots")
+	wantRun(t, run(t, sock, "", "image", "rm", "--yes", "tiny@v2"), 1, "is the root of machine") // the plan follows the latest
 	wantRun(t, run(t, sock, "", "machine", "upgrade", "web1"), 0, "root moved from tiny@v1 to tiny@v2; the old root is snapshot before-tiny-v1")
 	wantRun(t, run(t, sock, "", "machine", "upgrade", "web1"), 0, "already on tiny@v2")
 	if got := readVolume(t, vols, digest2); got == "changed!" {
 		t.Fatal("upgraded volume kept the old write")
 	}
 	wantRun(t, run(t, sock, "", "machine", "snapshots", "web1"), 0, "before-tiny-v1")
-	wantRun(t, run(t, sock, "", "machine", "rollback", "web1", "before-tiny-v1"), 0, "rolled the root of web1 back")
+	wantRun(t, run(t, sock, "", "machine", "rollback", "--yes", "web1", "before-tiny-v1"), 0, "rolled the root of web1 back")
 	if got := readVolume(t, vols, digest); got != "changed!" {
 		t.Fatalf("after rolling back the upgrade the volume starts %q, want the v1 root's write", got)
 	}
-	wantRun(t, run(t, sock, "", "machine", "snapshot-rm", "web1", "before-tiny-v1"), 0, "deleted snapshot before-tiny-v1")
+	wantRun(t, run(t, sock, "", "machine", "snapshot-rm", "--yes", "web1", "before-tiny-v1"), 0, "deleted snapshot before-tiny-v1")
 
-	wantRun(t, run(t, sock, "", "image", "rm", "tiny"), 1, "is the root of machine")
+	wantRun(t, run(t, sock, "", "image", "rm", "--yes", "tiny"), 1, "is the root of machine")
 	wantRun(t, run(t, sock, "", "machine", "set-root", "web1", "--kind", "none"), 0, "root of aaaaaaaa1111 web1: none")
-	wantRun(t, run(t, sock, "", "image", "rm", "tiny"), 1, "base of machines' roots") // the volume still uses v1
-	wantRun(t, run(t, sock, "", "machine", "delete-root", "web1"), 0, "deleted the root of web1")
-	wantRun(t, run(t, sock, "", "machine", "delete-root", "web1"), 1, "no root on the server")
-	wantRun(t, run(t, sock, "", "image", "rm", "tiny"), 0, "removed image tiny@v1")
-	wantRun(t, run(t, sock, "", "image", "rm", "tiny"), 1, "not found")
+	wantRun(t, run(t, sock, "", "image", "rm", "--yes", "tiny"), 1, "base of machines' roots") // the volume still uses v1
+	wantRun(t, run(t, sock, "", "machine", "delete-root", "--yes", "web1"), 0, "deleted the root of web1")
+	wantRun(t, run(t, sock, "", "machine", "delete-root", "--yes", "web1"), 1, "no root on the server")
+	wantRun(t, run(t, sock, "", "image", "rm", "--yes", "tiny"), 0, "removed image tiny@v1")
+	wantRun(t, run(t, sock, "", "image", "rm", "--yes", "tiny"), 1, "not found")
 	wantRun(t, run(t, sock, "", "image", "gc"), 0, "removed base sha256:"+digest)
 	if r := run(t, sock, "", "--json", "image", "list"); strings.TrimSpace(r.stdout) != "[]" {
 		t.Fatalf("image list after rm = %q, want []", r.stdout)
@@ -227,7 +233,7 @@ func TestGroupCommands(t *testing.T) {
 	wantRun(t, run(t, sock, "", "machine", "show", "web1"), 0, "Root:           that of group kiosks")
 	wantRun(t, run(t, sock, "", "machine", "set-root", "web1", "--kind", "nfs", "--image", "kiosk"), 1, "is in group kiosks")
 	wantRun(t, run(t, sock, "", "group", "rm", "kiosks"), 1, "group has machines")
-	wantRun(t, run(t, sock, "", "image", "rm", "kiosk"), 1, "is the root of group kiosks")
+	wantRun(t, run(t, sock, "", "image", "rm", "--yes", "kiosk"), 1, "is the root of group kiosks")
 	wantRun(t, run(t, sock, "", "machine", "set-group", "web1", ""), 0, "is in no group; its own root: none")
 	wantRun(t, run(t, sock, "", "group", "rm", "kiosks"), 0, "removed group kiosks")
 	if r := run(t, sock, "", "--json", "group", "list"); strings.TrimSpace(r.stdout) != "[]" {
@@ -298,11 +304,22 @@ func TestImageRollout(t *testing.T) {
 		}
 	}
 	// Rolling the canary back returns it to v1 with its change.
-	wantRun(t, run(t, sock, "", "machine", "rollback", "w2", "before-app-v1"), 0, "rolled the root of w2 back")
+	wantRun(t, run(t, sock, "", "machine", "rollback", "--yes", "w2", "before-app-v1"), 0, "rolled the root of w2 back")
 	if metaB, _ = vols.Meta(idB); metaB.Base != v1 {
 		t.Fatalf("after rollback w2 is on %.12s, want v1", metaB.Base)
 	}
-	wantRun(t, run(t, sock, "", "image", "rm", "app@v1"), 1, "base of machines' roots")
+	wantRun(t, run(t, sock, "", "image", "rm", "--yes", "app@v1"), 1, "base of machines' roots")
+
+	// Forget deletes the machine's roots unless --keep-root.
+	wantRun(t, run(t, sock, "", "machine", "forget", "--yes", "w3"), 0, "its roots and snapshots deleted")
+	if _, err := vols.Meta(idC); !errors.Is(err, volume.ErrNotFound) {
+		t.Fatalf("w3's volume after forget: %v, want ErrNotFound", err)
+	}
+	wantRun(t, run(t, sock, "", "machine", "forget", "--yes", "--keep-root", "w2"), 0, "its roots kept on the server")
+	if _, err := vols.Meta(idB); err != nil {
+		t.Fatalf("w2's volume after forget --keep-root: %v", err)
+	}
+	wantRun(t, run(t, sock, "", "machine", "forget", "--yes", "w4"), 0, "no roots on the server")
 }
 
 // --oci pulls from a registry (in-process, loopback) through the server;

@@ -116,11 +116,15 @@ func runMachineSnapshots(c *cobra.Command, e *env, ref string) error {
 }
 
 func newMachineSnapshotRmCmd(e *env) *cobra.Command {
-	return &cobra.Command{
+	var yes bool
+	return addYes(&cobra.Command{
 		Use:   "snapshot-rm MACHINE NAME",
 		Short: "Delete a machine's snapshot",
 		Args:  exactArgs(2),
 		RunE: func(c *cobra.Command, args []string) error {
+			if err := confirm(c, e, yes, fmt.Sprintf("delete snapshot %s of %s", safe(args[1]), safe(args[0]))); err != nil {
+				return err
+			}
 			if err := e.client().DeleteSnapshot(c.Context(), args[0], args[1]); err != nil {
 				return err
 			}
@@ -130,5 +134,5 @@ func newMachineSnapshotRmCmd(e *env) *cobra.Command {
 			_, err := fmt.Fprintf(e.Stdout, "deleted snapshot %s of %s\n", safe(args[1]), safe(args[0]))
 			return err
 		},
-	}
+	}, &yes)
 }

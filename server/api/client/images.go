@@ -35,6 +35,16 @@ func (c *Client) RemoveImage(ctx context.Context, ref string) ([]api.Image, erro
 	return res.Removed, err
 }
 
+// ForgetMachine forgets the machine and deletes its roots unless
+// keepRoot.
+func (c *Client) ForgetMachine(ctx context.Context, ref string, keepRoot bool) (*api.Forgotten, error) {
+	var f api.Forgotten
+	if err := c.post(ctx, machinePath(ref, "/forget"), api.ForgetRequest{KeepRoot: keepRoot}, &f); err != nil {
+		return nil, err
+	}
+	return &f, nil
+}
+
 // Snapshots lists the machine's snapshots.
 func (c *Client) Snapshots(ctx context.Context, ref string) ([]api.Snapshot, error) {
 	var ss []api.Snapshot
