@@ -345,3 +345,17 @@ func TestImageImportOCI(t *testing.T) {
 	wantRun(t, run(t, sock, "", "image", "import", "app", "--oci", ref, "/tmp/x"), 2, "want NAME SOURCE, or NAME --oci")
 	wantRun(t, run(t, sock, "", "image", "import", "app", "--oci", strings.TrimPrefix(reg.URL, "http://")+"/sealroot/missing:v1"), 1, "pull")
 }
+
+// DHCP reservations through the running server, audited, conflicts
+// refused.
+func TestDHCPReservations(t *testing.T) {
+	_, sock := realServer(t)
+	wantRun(t, run(t, sock, "", "dhcp", "reserve", "52:54:00:AA:BB:01", "192.0.2.50"), 0, "reserved 192.0.2.50 for 52:54:00:aa:bb:01")
+	wantRun(t, run(t, sock, "", "dhcp", "reserve", "52:54:00:aa:bb:02", "192.0.2.50"), 1, "reserved for 52:54:00:aa:bb:01")
+	wantRun(t, run(t, sock, "", "dhcp", "reserve", "nope", "192.0.2.51"), 1, "invalid")
+	wantRun(t, run(t, sock, "", "dhcp", "reserve", "52:54:00:aa:bb:02", "fe80::1"), 1, "want an IPv4 address")
+	wantRun(t, run(t, sock, "", "dhcp", "list"), 0, "52:54:00:aa:bb:01  192.0.2.50")
+	wantRun(t, run(t, sock, "", "dhcp", "rm", "52:54:00:aa:bb:01"), 2, "pass --yes")
+	wantRun(t, run(t, sock, "", "dhcp", "rm", "--yes", "52:54:00:aa:bb:01"), 0, "removed the reservation")
+	wantRun(t, run(t, sock, "", "dhcp", "rm", "--yes", "52:54:00:aa:bb:01"), 1, "not found")
+}

@@ -80,6 +80,7 @@ func newRootCmd(e *env) *cobra.Command {
 		newSecretCmd,
 		newImageCmd,
 		newGroupsCmd,
+		newDHCPCmd,
 		newPKICmd,
 		newInitramfsCmd,
 		newServeCmd,
