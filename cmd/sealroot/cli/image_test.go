@@ -1,7 +1,9 @@
 package cli_test
 
 import (
+	"bytes"
 	"errors"
+	"github.com/sealroot/sealroot/server/secrets"
 	"io"
 	"log"
 	"net/http/httptest"
@@ -358,4 +360,53 @@ func TestDHCPReservations(t *testing.T) {
 	wantRun(t, run(t, sock, "", "dhcp", "rm", "52:54:00:aa:bb:01"), 2, "pass --yes")
 	wantRun(t, run(t, sock, "", "dhcp", "rm", "--yes", "52:54:00:aa:bb:01"), 0, "removed the reservation")
 	wantRun(t, run(t, sock, "", "dhcp", "rm", "--yes", "52:54:00:aa:bb:01"), 1, "not found")
+}
+
+// A backup of the running server restores into a fresh state directory
+// whose store, keys and records are the server's: the machine's secret
+// decrypts with the restored identity; a non-empty target is refused.
+func TestBackupRestore(t *testing.T) {
+	dir, sock := realServer(t)
+	wantRun(t, run(t, sock, "s3cret-value", "secret", "set", "web1", "token"), 0, "")
+	wantRun(t, run(t, sock, "", "dhcp", "reserve", "52:54:00:aa:bb:01", "192.0.2.50"), 0, "reserved")
+	src := filepath.Join(t.TempDir(), "tree")
+	os.MkdirAll(filepath.Join(src, "etc"), 0o755)
+	os.WriteFile(filepath.Join(src, "etc", "hostname"), []byte("b\n"), 0o644)
+	wantRun(t, run(t, sock, "", "image", "import", "app", src), 0, "imported app@v1")
+
+	file := filepath.Join(t.TempDir(), "backup.tgz")
+	wantRun(t, run(t, sock, "", "backup", file), 0, "it holds the server's keys")
+	if fi, err := os.Stat(file); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("backup file: %v, %v; want mode 0600", fi, err)
+	}
+	restored := filepath.Join(t.TempDir(), "state")
+	wantRun(t, run(t, "", "", "restore", file, "--state-dir", restored), 0, "not in the backup: images/bases/")
+	wantRun(t, run(t, "", "", "restore", file, "--state-dir", restored), 1, "not empty")
+
+	for _, f := range []string{"secrets.age.key", "pki/ca.crt", "images/index.json", "audit.log"} {
+		want, _ := os.ReadFile(filepath.Join(dir, f))
+		got, err := os.ReadFile(filepath.Join(restored, f))
+		if err != nil || (f != "audit.log" && !bytes.Equal(got, want)) {
+			t.Errorf("restored %s: %v (equal %v)", f, err, bytes.Equal(got, want))
+		}
+	}
+	db, err := store.Open(filepath.Join(restored, "state.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	box, err := secrets.LoadOrCreate(filepath.Join(restored, "secrets.age.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct, err := db.Secret(context.Background(), idA, "token")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pt, err := box.Decrypt(ct); err != nil || string(pt) != "s3cret-value" {
+		t.Fatalf("restored secret = %q, %v", pt, err)
+	}
+	if rs, _ := db.DHCPReservations(context.Background()); len(rs) != 1 {
+		t.Fatalf("restored reservations = %+v", rs)
+	}
 }

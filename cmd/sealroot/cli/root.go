@@ -81,6 +81,8 @@ func newRootCmd(e *env) *cobra.Command {
 		newImageCmd,
 		newGroupsCmd,
 		newDHCPCmd,
+		newBackupCmd,
+		newRestoreCmd,
 		newPKICmd,
 		newInitramfsCmd,
 		newServeCmd,
