@@ -42,6 +42,10 @@ type BootConfig struct {
 	// "full" (an isolated lab network; Pool is then required).
 	DHCPMode string      `json:"dhcp_mode,omitempty"`
 	Pool     *PoolConfig `json:"pool,omitempty"`
+	// NoProbe, in full mode, offers addresses without first asking with
+	// ARP whether a host already uses them. Default false: probe.
+	// Leases are kept in the state store either way.
+	NoProbe bool `json:"dhcp_no_probe,omitempty"`
 	// ArtifactsDir holds the kernel, initramfs and UKIs served over HTTP;
 	// default <state dir>/artifacts.
 	ArtifactsDir string `json:"artifacts_dir,omitempty"`
@@ -232,6 +236,17 @@ func (s *Server) serveBoot(ctx context.Context, bl *bootListeners, run func(stri
 	dcfg, err := dhcpConfig(b, bl.ip)
 	if err != nil {
 		return err
+	}
+	if dcfg.Mode == dhcp.ModeFull {
+		dcfg.Leases = dhcpLeases{s.store}
+		if !b.NoProbe {
+			p, err := dhcp.NewARPProber(b.DHCPInterface, 0)
+			if err != nil {
+				return fmt.Errorf("boot: %w", err)
+			}
+			s.onClose(p.Close)
+			dcfg.Probe = p.Probe
+		}
 	}
 	ds, err := dhcp.New(dcfg, s.logger)
 	if err != nil {

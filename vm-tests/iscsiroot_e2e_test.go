@@ -72,7 +72,7 @@ func TestISCSIRootOverTunnel(t *testing.T) {
 		expectRoot(ctx, t, vm, `root: marker=1$`)
 	})
 	t.Run("reset_back_to_base", func(t *testing.T) {
-		if _, err := sr.CLI(ctx, "machine", "reset", "vm-iscsi"); err != nil {
+		if _, err := sr.CLI(ctx, "machine", "reset", "--yes", "vm-iscsi"); err != nil {
 			t.Fatal(err)
 		}
 		vm := startPXE(ctx, t, lab, "vm-iscsi-3", BIOS, tpmA)

@@ -89,7 +89,7 @@ func TestNFSRoot(t *testing.T) {
 		}
 	})
 	t.Run("reset_back_to_base", func(t *testing.T) {
-		if _, err := sr.CLI(ctx, "machine", "reset", "vm-nfs"); err != nil {
+		if _, err := sr.CLI(ctx, "machine", "reset", "--yes", "vm-nfs"); err != nil {
 			t.Fatal(err)
 		}
 		vm := startPXE(ctx, t, lab, "vm-nfs-3", BIOS, tpmA)
@@ -126,7 +126,7 @@ func TestNFSRoot(t *testing.T) {
 		}
 	})
 	t.Run("server_restart", func(t *testing.T) {
-		for _, args := range [][]string{{"machine", "set-root", "vm-nfs", "--kind", "nfs", "--image", "writer"}, {"machine", "reset", "vm-nfs"}} {
+		for _, args := range [][]string{{"machine", "set-root", "vm-nfs", "--kind", "nfs", "--image", "writer"}, {"machine", "reset", "--yes", "vm-nfs"}} {
 			if _, err := sr.CLI(ctx, args...); err != nil {
 				t.Fatal(err)
 			}

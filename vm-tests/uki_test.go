@@ -238,7 +238,7 @@ func TestMeasuredUKIBoot(t *testing.T) {
 		}
 		// Only identity-only admits it: forget, let it enroll again,
 		// approve it so.
-		if _, err := sr.CLI(ctx, "machine", "forget", bios); err != nil {
+		if _, err := sr.CLI(ctx, "machine", "forget", "--yes", bios); err != nil {
 			t.Fatal(err)
 		}
 		expectBoot(ctx, t, vm, rePending.String())

@@ -145,6 +145,16 @@ type Group struct {
 //	 "tree_digest": "<hex sha256>", "imported": "..."}
 type Image struct {
 	Name string `json:"name"`
+	// Version numbers the name's imports from 1: NAME@vN names this
+	// image for as long as it exists; NAME alone is the latest version.
+	Version int `json:"version,omitempty"`
+	// Latest reports whether this is the name's latest version.
+	Latest bool `json:"latest,omitempty"`
+	// UsedBy lists the root plans that name this version ("machine ID
+	// NAME", "group NAME"; a plan naming NAME alone uses the latest)
+	// and, as "roots", whether machines' roots or snapshots are made on
+	// its base.
+	UsedBy []string `json:"used_by,omitempty"`
 	// Digest is the hex sha256 of the ext4 image.
 	Digest string `json:"digest"`
 	// Size is the image size in bytes.
@@ -152,4 +162,48 @@ type Image struct {
 	// TreeDigest is the hex sha256 of the unpacked tree.
 	TreeDigest string    `json:"tree_digest"`
 	Imported   time.Time `json:"imported"`
+}
+
+// Snapshot is one saved root of a machine.
+//
+//	{"name": "before-debian-v2", "base": "<hex sha256>", "image": "debian@v1",
+//	 "created": "...", "size": 1048576}
+type Snapshot struct {
+	Name string `json:"name"`
+	// Base is the digest of the base the snapshot was made on; Image is
+	// the image version of that base, "" when no version names it.
+	Base    string    `json:"base"`
+	Image   string    `json:"image,omitempty"`
+	Created time.Time `json:"created"`
+	// Size is the bytes the snapshot takes on the server's disk.
+	Size int64 `json:"size"`
+}
+
+// Upgrade is what moving one machine's root to an image version did.
+//
+//	{"machine": "<id>", "from": "debian@v1", "to": "debian@v2", "kept_as": "before-debian-v2"}
+type Upgrade struct {
+	Machine string `json:"machine"`
+	// From and To are image versions (or base digests no version names).
+	From string `json:"from,omitempty"`
+	To   string `json:"to"`
+	// KeptAs is the snapshot holding the old root; rolling back to it
+	// returns the machine to its old base with its changes.
+	KeptAs string `json:"kept_as,omitempty"`
+	// Skipped says why nothing was done ("already on ...", "no root yet").
+	Skipped string `json:"skipped,omitempty"`
+}
+
+// Rollout is what moving a group to an image version did.
+type Rollout struct {
+	Group string `json:"group"`
+	Image string `json:"image"`
+	// Upgraded lists each member considered, in machine ID order.
+	Machines []Upgrade `json:"machines"`
+	// Remaining counts the members a canary rollout left on their old
+	// versions.
+	Remaining int `json:"remaining"`
+	// GroupRoot is the group's root plan after the rollout: set to the
+	// version once every member has it (not for a canary).
+	GroupRoot wire.RootPlan `json:"group_root"`
 }

@@ -133,8 +133,8 @@ func TestMachineMutations(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &m); err != nil || m.State != api.StateRevoked || m.Reason != "disk stolen" {
 		t.Fatalf("revoke --json = %q (%v)", r.stdout, err)
 	}
-	r = run(t, sock, "", "machine", "forget", "db1")
-	if r.code != 0 || r.stdout != "forgot db1\n" {
+	r = run(t, sock, "", "machine", "forget", "--yes", "db1")
+	if r.code != 0 || r.stdout != "forgot bbbbbbbb2222 db1; no roots on the server\n" {
 		t.Fatalf("forget = %d %q %q", r.code, r.stdout, r.stderr)
 	}
 	if ms, _ := svc.Machines(context.Background()); len(ms) != 1 {

@@ -77,6 +77,13 @@ type Config struct {
 	Pool Pool
 	// Now is the clock for leases. Nil: time.Now.
 	Now func() time.Time
+	// Leases, in ModeFull, persists leases and holds reservations. Nil:
+	// leases in memory only, no reservations.
+	Leases LeaseStore
+	// Probe, in ModeFull, reports whether something already answers for
+	// an address (ARPProber); such an address is not offered. Nil: no
+	// probe.
+	Probe func(netip.Addr) bool
 }
 
 // Pool describes the addresses handed out in ModeFull.

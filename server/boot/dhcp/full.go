@@ -14,7 +14,7 @@ func (s *Server) respondFull(req *dhcpv4.DHCPv4, c client) (*dhcpv4.DHCPv4, erro
 	now := s.cfg.Now()
 	switch mt := req.MessageType(); mt {
 	case dhcpv4.MessageTypeDiscover:
-		a, err := s.pool.offer(c.mac, now)
+		a, err := s.offer(c.mac, now)
 		if err != nil {
 			return nil, err
 		}
