@@ -1,9 +1,11 @@
 package pki
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/x509"
 	"encoding/asn1"
+	"encoding/binary"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -31,13 +33,68 @@ var oidSubjectAltName = asn1.ObjectIdentifier{2, 5, 29, 17}
 // maxBundleFile bounds a CA bundle file.
 const maxBundleFile = 16 << 20
 
-// VerifyEKCert checks that the DER EK certificate chains to roots (through
-// intermediates, which may be nil) for any key usage and that it certifies
-// ekPublic. It fails with ErrEKCertUntrusted or ErrEKCertMismatch.
-func VerifyEKCert(der []byte, ekPublic crypto.PublicKey, roots, intermediates *x509.CertPool) error {
-	cert, err := x509.ParseCertificate(der)
+// tcgNVHeader starts an EK certificate stored with the TCG NV header (PC
+// Client Platform TPM Profile, 7.3.2): these 3 bytes, then the
+// certificate's length as 2 bytes, big endian.
+var tcgNVHeader = []byte{0x10, 0x01, 0x00}
+
+// ParseEKCert parses an EK certificate as TPMs store it in NV: DER, possibly
+// behind the TCG NV header and possibly followed by padding (both seen in
+// vendors' TPMs). Only the first DER element is parsed.
+func ParseEKCert(b []byte) (*x509.Certificate, error) {
+	if bytes.HasPrefix(b, tcgNVHeader) && len(b) >= 5 {
+		n := int(binary.BigEndian.Uint16(b[3:5]))
+		if len(b) < 5+n {
+			return nil, fmt.Errorf("parse EK certificate: NV header says %d bytes, %d follow", n, len(b)-5)
+		}
+		b = b[5 : 5+n]
+	}
+	var elem asn1.RawValue
+	if _, err := asn1.Unmarshal(b, &elem); err != nil {
+		return nil, fmt.Errorf("parse EK certificate: %w", err)
+	}
+	c, err := x509.ParseCertificate(elem.FullBytes)
 	if err != nil {
-		return fmt.Errorf("parse EK certificate: %w", err)
+		return nil, fmt.Errorf("parse EK certificate: %w", err)
+	}
+	return c, nil
+}
+
+// maxChainCerts bounds the certificates taken from a TPM's chain indices.
+const maxChainCerts = 16
+
+// ParseEKChain parses the contents of a TPM's EK certificate chain indices,
+// each one or more concatenated DER certificates, possibly padded.
+func ParseEKChain(entries [][]byte) ([]*x509.Certificate, error) {
+	var certs []*x509.Certificate
+	for i, e := range entries {
+		for rest := e; len(rest) > 0 && rest[0] == 0x30; {
+			if len(certs) == maxChainCerts {
+				return nil, fmt.Errorf("EK certificate chain: more than %d certificates", maxChainCerts)
+			}
+			var elem asn1.RawValue
+			var err error
+			if rest, err = asn1.Unmarshal(rest, &elem); err != nil {
+				return nil, fmt.Errorf("EK certificate chain entry %d: %w", i, err)
+			}
+			c, err := x509.ParseCertificate(elem.FullBytes)
+			if err != nil {
+				return nil, fmt.Errorf("EK certificate chain entry %d: %w", i, err)
+			}
+			certs = append(certs, c)
+		}
+	}
+	return certs, nil
+}
+
+// VerifyEKCert checks that the EK certificate (as ParseEKCert accepts it)
+// chains to roots (through intermediates, which may be nil) for any key
+// usage and that it certifies ekPublic. It fails with ErrEKCertUntrusted or
+// ErrEKCertMismatch.
+func VerifyEKCert(der []byte, ekPublic crypto.PublicKey, roots, intermediates *x509.CertPool) error {
+	cert, err := ParseEKCert(der)
+	if err != nil {
+		return err
 	}
 	// Work on a copy: the critical directoryName-only SAN is expected.
 	c := *cert
@@ -66,8 +123,24 @@ func VerifyEKCert(der []byte, ekPublic crypto.PublicKey, roots, intermediates *x
 // read). Each file holds PEM certificates or one or more DER
 // certificates. It fails if no certificate is found.
 func LoadBundle(paths ...string) (*x509.CertPool, error) {
+	certs, err := ReadCertificates(paths...)
+	if err != nil {
+		return nil, err
+	}
+	if len(certs) == 0 {
+		return nil, fmt.Errorf("load CA bundle %q: no certificates", paths)
+	}
 	pool := x509.NewCertPool()
-	n := 0
+	for _, c := range certs {
+		pool.AddCert(c)
+	}
+	return pool, nil
+}
+
+// ReadCertificates reads the certificates in files and directories as
+// LoadBundle does; it may return none.
+func ReadCertificates(paths ...string) ([]*x509.Certificate, error) {
+	var all []*x509.Certificate
 	for _, p := range paths {
 		files, err := bundleFiles(p)
 		if err != nil {
@@ -78,16 +151,10 @@ func LoadBundle(paths ...string) (*x509.CertPool, error) {
 			if err != nil {
 				return nil, fmt.Errorf("load CA bundle: %w", err)
 			}
-			for _, c := range certs {
-				pool.AddCert(c)
-			}
-			n += len(certs)
+			all = append(all, certs...)
 		}
 	}
-	if n == 0 {
-		return nil, fmt.Errorf("load CA bundle %q: no certificates", paths)
-	}
-	return pool, nil
+	return all, nil
 }
 
 // bundleFiles returns p itself, or the regular files directly in p named

@@ -1,6 +1,7 @@
 package pki
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -15,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -27,7 +29,7 @@ type testCA struct {
 	key  crypto.Signer
 }
 
-func newTestCA(t *testing.T, name string, parent *testCA) *testCA {
+func newTestCA(t testing.TB, name string, parent *testCA) *testCA {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -65,7 +67,7 @@ func (ca *testCA) pool() *x509.CertPool {
 
 // tcgSAN is a critical SAN with only a directoryName holding the TCG TPM
 // manufacturer, model and version attributes, as in TCG EK certificates.
-func tcgSAN(t *testing.T) pkix.Extension {
+func tcgSAN(t testing.TB) pkix.Extension {
 	t.Helper()
 	rdn, err := asn1.Marshal(pkix.RDNSequence{{
 		{Type: asn1.ObjectIdentifier{2, 23, 133, 2, 1}, Value: "id:54455354"},
@@ -84,7 +86,7 @@ func tcgSAN(t *testing.T) pkix.Extension {
 
 // newEKCert issues an EK-like certificate (empty subject, critical SAN,
 // keyEncipherment, tcg-kp-EKCertificate) for pub.
-func newEKCert(t *testing.T, issuer *testCA, pub crypto.PublicKey) []byte {
+func newEKCert(t testing.TB, issuer *testCA, pub crypto.PublicKey) []byte {
 	t.Helper()
 	tmpl := &x509.Certificate{
 		SerialNumber:       big.NewInt(42),
@@ -262,5 +264,84 @@ func TestVerifySwtpmEKCert(t *testing.T) {
 				t.Errorf("VerifyEKCert(other CA) = %v, want ErrEKCertUntrusted", err)
 			}
 		})
+	}
+}
+
+// TestParseEKCertQuirks: certificates as vendors store them in NV parse to
+// the same certificate.
+func TestParseEKCertQuirks(t *testing.T) {
+	root := newTestCA(t, "vendor root", nil)
+	ek, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der := newEKCert(t, root, ek.Public())
+	header := append([]byte{0x10, 0x01, 0x00, byte(len(der) >> 8), byte(len(der))}, der...)
+	tests := []struct {
+		name  string
+		in    []byte
+		valid bool
+	}{
+		{"plain_der", der, true},
+		{"tcg_nv_header", header, true},
+		{"zero_padding", append(bytes.Clone(der), make([]byte, 100)...), true},
+		{"ff_padding", append(bytes.Clone(der), bytes.Repeat([]byte{0xff}, 7)...), true},
+		{"header_and_padding", append(bytes.Clone(header), 0, 0, 0), true},
+		{"header_longer_than_data", header[:len(header)-1], false},
+		{"truncated", der[:len(der)-1], false},
+		{"empty", nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := ParseEKCert(tt.in)
+			if !tt.valid {
+				if err == nil {
+					t.Fatal("ParseEKCert succeeded, want an error")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("ParseEKCert = %v", err)
+			}
+			if !bytes.Equal(c.Raw, der) {
+				t.Errorf("ParseEKCert gave another certificate")
+			}
+			if err := VerifyEKCert(tt.in, ek.Public(), root.pool(), nil); err != nil {
+				t.Errorf("VerifyEKCert = %v", err)
+			}
+		})
+	}
+}
+
+// TestParseEKChain: chain indices hold one or more DER certificates each,
+// possibly padded.
+func TestParseEKChain(t *testing.T) {
+	root := newTestCA(t, "vendor root", nil)
+	a := newTestCA(t, "intermediate a", root)
+	b := newTestCA(t, "intermediate b", a)
+	entries := [][]byte{
+		append(append(bytes.Clone(a.cert.Raw), b.cert.Raw...), 0, 0),
+		append(bytes.Clone(root.cert.Raw), 0xff),
+	}
+	certs, err := ParseEKChain(entries)
+	if err != nil {
+		t.Fatalf("ParseEKChain = %v", err)
+	}
+	var names []string
+	for _, c := range certs {
+		names = append(names, c.Subject.CommonName)
+	}
+	if want := []string{"intermediate a", "intermediate b", "vendor root"}; !slices.Equal(names, want) {
+		t.Errorf("ParseEKChain subjects = %q, want %q", names, want)
+	}
+	if _, err := ParseEKChain([][]byte{a.cert.Raw[:100]}); err == nil {
+		t.Error("ParseEKChain(truncated) succeeded")
+	}
+	many := make([][]byte, maxChainCerts+1)
+	for i := range many {
+		many[i] = a.cert.Raw
+	}
+	if _, err := ParseEKChain(many); err == nil {
+		t.Errorf("ParseEKChain(%d certificates) succeeded, want the limit", len(many))
 	}
 }

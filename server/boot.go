@@ -5,17 +5,22 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/sealroot/sealroot/ipxe"
 	"github.com/sealroot/sealroot/server/attest"
 	"github.com/sealroot/sealroot/server/boot/dhcp"
 	boothttp "github.com/sealroot/sealroot/server/boot/http"
 	"github.com/sealroot/sealroot/server/boot/tftp"
+	"github.com/sealroot/sealroot/server/boot/ukibuild"
 	"github.com/sealroot/sealroot/server/predict"
+	"github.com/sealroot/sealroot/uki"
 )
 
 // BootConfig configures the network boot services. The iPXE script, the
@@ -37,19 +42,50 @@ type BootConfig struct {
 	// "full" (an isolated lab network; Pool is then required).
 	DHCPMode string      `json:"dhcp_mode,omitempty"`
 	Pool     *PoolConfig `json:"pool,omitempty"`
+	// NoProbe, in full mode, offers addresses without first asking with
+	// ARP whether a host already uses them. Default false: probe.
+	// Leases are kept in the state store either way.
+	NoProbe bool `json:"dhcp_no_probe,omitempty"`
 	// ArtifactsDir holds the kernel, initramfs and UKIs served over HTTP;
 	// default <state dir>/artifacts.
 	ArtifactsDir string `json:"artifacts_dir,omitempty"`
 	// IPXEDir holds Debian's iPXE binaries; default /usr/lib/ipxe.
 	IPXEDir string `json:"ipxe_dir,omitempty"`
-	// Kernel and Initrd name the artifacts BIOS clients boot; UKI the one
-	// UEFI clients boot (when empty they boot Kernel and Initrd too).
+	// Kernel and Initrd name the artifacts BIOS clients boot, and the
+	// parts of the UKI the server builds for UEFI clients.
 	Kernel string `json:"kernel,omitempty"`
 	Initrd string `json:"initrd,omitempty"`
-	UKI    string `json:"uki,omitempty"`
+	// EFIBoot is what UEFI clients boot: "uki" (default), a unified kernel
+	// image, so the firmware and systemd-stub measure the initramfs and the
+	// command line; or "kernel", Kernel and Initrd loaded by iPXE, which
+	// leaves the initramfs unmeasured, so the server refuses such boots
+	// under every policy but identity-only.
+	EFIBoot string `json:"efi_boot,omitempty"`
+	// UKI names a UKI the operator provides in ArtifactsDir, served as is.
+	// When empty (the default) the server builds DefaultUKI from Kernel,
+	// Initrd and Cmdline with UKIStub at start and whenever one of them
+	// changes.
+	UKI string `json:"uki,omitempty"`
+	// UKIStub is the systemd EFI stub the server builds the UKI with;
+	// default Debian's (package systemd-boot-efi).
+	UKIStub string `json:"uki_stub,omitempty"`
 	// Cmdline is the kernel command line: static, public, no secrets.
 	Cmdline string `json:"cmdline,omitempty"`
+	// HTTPBoot names the artifact (in ArtifactsDir) that UEFI firmware
+	// HTTP boot clients load directly, without TFTP or iPXE: a signed UKI
+	// with its command line built in (or an iPXE EFI binary copied there).
+	// Empty (default): HTTP boot clients are not answered.
+	HTTPBoot string `json:"http_boot,omitempty"`
 }
+
+// EFI boot modes (BootConfig.EFIBoot).
+const (
+	EFIBootUKI    = "uki"
+	EFIBootKernel = "kernel"
+)
+
+// DefaultUKI is the name of the UKI the server builds in ArtifactsDir.
+const DefaultUKI = "uki.efi"
 
 // PoolConfig is the address pool of full-DHCP mode.
 type PoolConfig struct {
@@ -83,6 +119,40 @@ func (b *BootConfig) defaults(stateDir string) {
 	if b.Cmdline == "" {
 		b.Cmdline = "console=ttyS0 panic=10"
 	}
+	if b.EFIBoot == "" {
+		b.EFIBoot = EFIBootUKI
+	}
+	if b.UKIStub == "" {
+		b.UKIStub = uki.DefaultStub
+	}
+}
+
+// efiUKI returns the name of the UKI UEFI clients boot ("" when they boot
+// Kernel and Initrd) and whether the server builds it. b has its defaults.
+func (b *BootConfig) efiUKI() (name string, build bool) {
+	switch {
+	case b.EFIBoot != EFIBootUKI:
+		return "", false
+	case b.UKI != "":
+		return b.UKI, false
+	}
+	return DefaultUKI, true
+}
+
+// ukiBuilder returns the builder of the served UKI, or nil when the
+// server builds none. b has its defaults.
+func (b *BootConfig) ukiBuilder() *ukibuild.Builder {
+	name, build := b.efiUKI()
+	if !build {
+		return nil
+	}
+	return ukibuild.New(ukibuild.Inputs{
+		Stub:    b.UKIStub,
+		Kernel:  filepath.Join(b.ArtifactsDir, b.Kernel),
+		Initrd:  filepath.Join(b.ArtifactsDir, b.Initrd),
+		Cmdline: b.Cmdline,
+		Out:     filepath.Join(b.ArtifactsDir, name),
+	})
 }
 
 // bootListeners are the boot services' sockets, bound by Listen.
@@ -107,7 +177,29 @@ func (s *Server) listenBoot() (*bootListeners, error) {
 	if err := ipxe.CheckCmdline(b.Cmdline); err != nil {
 		return nil, fmt.Errorf("boot: %w", err)
 	}
-	bl.scripts = bootScripts(b, bl.ip)
+	if b.EFIBoot != EFIBootUKI && b.EFIBoot != EFIBootKernel {
+		return nil, fmt.Errorf("boot: efi_boot %q: want %s or %s", b.EFIBoot, EFIBootUKI, EFIBootKernel)
+	}
+	if b.EFIBoot == EFIBootKernel && b.UKI != "" {
+		return nil, fmt.Errorf("boot: uki %q is set but efi_boot is %s", b.UKI, EFIBootKernel)
+	}
+	if b.EFIBoot == EFIBootKernel {
+		s.logger.Warn("UEFI clients boot a kernel and initramfs that the TPM does not measure: the server refuses them under every policy but identity-only", "efi_boot", b.EFIBoot)
+	}
+	ukis := b.ukiBuilder()
+	if ukis != nil {
+		if _, err := os.Stat(b.UKIStub); err != nil {
+			return nil, fmt.Errorf("boot: UKI stub: %w (install systemd-boot-efi, set boot.uki_stub, or set boot.efi_boot to %s)", err, EFIBootKernel)
+		}
+		// Missing parts are not fatal: the UKI is built before the first
+		// UEFI boot script once they are in place.
+		if _, err := ukis.Refresh(); err != nil {
+			s.logger.Warn("cannot build the UKI yet: UEFI boots fail until it builds", "uki", DefaultUKI, "error", err)
+		} else {
+			s.logger.Info("built the UKI UEFI clients boot", "uki", DefaultUKI, "kernel", b.Kernel, "initrd", b.Initrd)
+		}
+	}
+	bl.scripts = bootScripts(b, bl.ip, ukis, s.logger)
 	// Render once now so a bad configuration fails at start, not at boot.
 	if _, err := bl.scripts(context.Background(), boothttp.ScriptRequest{Arch: ipxe.ArchBIOS}); err != nil {
 		return nil, fmt.Errorf("boot: iPXE script: %w", err)
@@ -145,6 +237,17 @@ func (s *Server) serveBoot(ctx context.Context, bl *bootListeners, run func(stri
 	if err != nil {
 		return err
 	}
+	if dcfg.Mode == dhcp.ModeFull {
+		dcfg.Leases = dhcpLeases{s.store}
+		if !b.NoProbe {
+			p, err := dhcp.NewARPProber(b.DHCPInterface, 0)
+			if err != nil {
+				return fmt.Errorf("boot: %w", err)
+			}
+			s.onClose(p.Close)
+			dcfg.Probe = p.Probe
+		}
+	}
 	ds, err := dhcp.New(dcfg, s.logger)
 	if err != nil {
 		return fmt.Errorf("boot: %w", err)
@@ -156,13 +259,25 @@ func (s *Server) serveBoot(ctx context.Context, bl *bootListeners, run func(stri
 // bootScripts renders the iPXE script for a client arch. Its artifact URLs
 // point below boothttp.ArtifactPrefix, where the HTTP handler serves
 // b.ArtifactsDir.
-func bootScripts(b *BootConfig, ip netip.Addr) boothttp.ScriptFunc {
+// UEFI clients get the UKI when one is served; when the server builds it
+// (ukis not nil), the UKI is rebuilt first if its parts changed.
+func bootScripts(b *BootConfig, ip netip.Addr, ukis *ukibuild.Builder, logger hclog.Logger) boothttp.ScriptFunc {
 	base := "http://" + net.JoinHostPort(ip.String(), strconv.Itoa(int(b.HTTPPort))) +
 		strings.TrimSuffix(boothttp.ArtifactPrefix, "/")
+	ukiName, _ := b.efiUKI()
 	return func(ctx context.Context, r boothttp.ScriptRequest) ([]byte, error) {
 		p := ipxe.Params{BaseURL: base, Arch: r.Arch, Kernel: b.Kernel, Initrd: b.Initrd, Cmdline: b.Cmdline}
-		if r.Arch == ipxe.ArchEFIx64 && b.UKI != "" {
-			p = ipxe.Params{BaseURL: base, Arch: r.Arch, UKI: b.UKI, Cmdline: b.Cmdline}
+		if r.Arch == ipxe.ArchEFIx64 && ukiName != "" {
+			p = ipxe.Params{BaseURL: base, Arch: r.Arch, UKI: ukiName, Cmdline: b.Cmdline}
+			if ukis != nil {
+				built, err := ukis.Refresh()
+				if err != nil {
+					return nil, err
+				}
+				if built {
+					logger.Info("boot artifacts changed: rebuilt the UKI", "uki", ukiName)
+				}
+			}
 		}
 		return ipxe.Render(p)
 	}
@@ -170,6 +285,12 @@ func bootScripts(b *BootConfig, ip netip.Addr) boothttp.ScriptFunc {
 
 func dhcpConfig(b *BootConfig, ip netip.Addr) (dhcp.Config, error) {
 	cfg := dhcp.Config{Interface: b.DHCPInterface, ServerIP: ip, HTTPPort: b.HTTPPort}
+	if b.HTTPBoot != "" {
+		if err := ipxe.CheckName(b.HTTPBoot); err != nil {
+			return cfg, fmt.Errorf("boot: http_boot: %w", err)
+		}
+		cfg.HTTPBootPath = boothttp.ArtifactPrefix + b.HTTPBoot
+	}
 	switch b.DHCPMode {
 	case "", "proxy":
 		cfg.Mode = dhcp.ModeProxy
@@ -214,18 +335,22 @@ func dhcpConfig(b *BootConfig, ip netip.Addr) (dhcp.Config, error) {
 }
 
 // bootPredictor predicts the measurements of UEFI clients booting the
-// configured UKI through iPXE (policy "predicted"), or returns nil when no
-// UKI is served.
+// served UKI (configured or built) through iPXE (policy "predicted"), or
+// returns nil when no UKI is served.
 func bootPredictor(b *BootConfig, stateDir string) attest.Predictor {
-	if b == nil || b.UKI == "" {
+	if b == nil {
 		return nil
 	}
 	c := *b
 	c.defaults(stateDir)
+	name, _ := c.efiUKI()
+	if name == "" {
+		return nil
+	}
 	return predict.NewCache(predict.Files{
 		IPXE:    filepath.Join(c.IPXEDir, dhcp.DefaultEFIFile),
-		UKI:     filepath.Join(c.ArtifactsDir, c.UKI),
-		UKIName: c.UKI,
+		UKI:     filepath.Join(c.ArtifactsDir, name),
+		UKIName: name,
 		Cmdline: c.Cmdline,
 	})
 }

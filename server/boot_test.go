@@ -10,10 +10,15 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
+
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/sealroot/sealroot/ipxe"
 	boothttp "github.com/sealroot/sealroot/server/boot/http"
+	"github.com/sealroot/sealroot/test/testenv"
+	"github.com/sealroot/sealroot/uki"
 )
 
 // scriptURL matches the artifact URLs an iPXE script fetches.
@@ -26,14 +31,15 @@ var scriptURL = regexp.MustCompile(`http://\S+`)
 func TestBootScriptsURLsServed(t *testing.T) {
 	dir := t.TempDir()
 	tests := []struct {
-		name string
-		arch ipxe.Arch
-		uki  string
-		want []string // artifact names fetched
+		name    string
+		arch    ipxe.Arch
+		efiBoot string
+		uki     string
+		want    []string // artifact names fetched
 	}{
-		{"bios_kernel_initrd", ipxe.ArchBIOS, "", []string{"vmlinuz", "initramfs.cpio.gz"}},
-		{"efi_kernel_initrd", ipxe.ArchEFIx64, "", []string{"vmlinuz", "initramfs.cpio.gz"}},
-		{"efi_uki", ipxe.ArchEFIx64, "sealroot.efi", []string{"sealroot.efi"}},
+		{"bios_kernel_initrd", ipxe.ArchBIOS, "", "", []string{"vmlinuz", "initramfs.cpio.gz"}},
+		{"efi_kernel_initrd", ipxe.ArchEFIx64, EFIBootKernel, "", []string{"vmlinuz", "initramfs.cpio.gz"}},
+		{"efi_uki", ipxe.ArchEFIx64, "", "sealroot.efi", []string{"sealroot.efi"}},
 	}
 	for _, name := range []string{"vmlinuz", "initramfs.cpio.gz", "sealroot.efi"} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(name), 0o644); err != nil {
@@ -42,9 +48,9 @@ func TestBootScriptsURLsServed(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			b := &BootConfig{ServerIP: "192.0.2.1", UKI: tc.uki}
+			b := &BootConfig{ServerIP: "192.0.2.1", UKI: tc.uki, EFIBoot: tc.efiBoot}
 			b.defaults(t.TempDir())
-			scripts := bootScripts(b, netip.MustParseAddr(b.ServerIP))
+			scripts := bootScripts(b, netip.MustParseAddr(b.ServerIP), nil, hclog.NewNullLogger())
 			srv := httptest.NewServer(boothttp.NewHandler(dir, scripts, nil))
 			defer srv.Close()
 			script := get(t, srv.URL+boothttp.ScriptPath+"?arch="+string(tc.arch))
@@ -65,6 +71,64 @@ func TestBootScriptsURLsServed(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestBootScriptsDefaultUKI: by default UEFI clients boot the UKI the
+// server builds from the kernel, initramfs and command line, and a changed
+// initramfs is in the UKI served after the next script request, so the
+// firmware's and systemd-stub's measurements show the change. BIOS
+// clients still get the kernel and initramfs.
+func TestBootScriptsDefaultUKI(t *testing.T) {
+	testenv.RequireTools(t, uki.DefaultStub)
+	b := &BootConfig{ServerIP: "192.0.2.1"}
+	b.defaults(t.TempDir())
+	if err := os.MkdirAll(b.ArtifactsDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, data := range map[string]string{b.Kernel: "kernel", b.Initrd: "initrd one"} {
+		if err := os.WriteFile(filepath.Join(b.ArtifactsDir, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ukis := b.ukiBuilder()
+	if ukis == nil {
+		t.Fatal("default boot config builds no UKI")
+	}
+	srv := httptest.NewServer(boothttp.NewHandler(b.ArtifactsDir, bootScripts(b, netip.MustParseAddr(b.ServerIP), ukis, hclog.NewNullLogger()), nil))
+	defer srv.Close()
+	servedInitrd := func() string {
+		t.Helper()
+		script := get(t, srv.URL+boothttp.ScriptPath+"?arch="+string(ipxe.ArchEFIx64))
+		urls := scriptURL.FindAllString(script, -1)
+		if len(urls) != 1 || !strings.HasSuffix(urls[0], "/"+DefaultUKI) {
+			t.Fatalf("UEFI script URLs %q, want the UKI alone:\n%s", urls, script)
+		}
+		u, _ := url.Parse(urls[0])
+		secs, err := uki.Sections([]byte(get(t, srv.URL+u.Path)))
+		if err != nil {
+			t.Fatalf("served UKI: %v", err)
+		}
+		for _, s := range secs {
+			if s.Name == uki.SectionInitrd {
+				return string(s.Data[:s.VirtualSize])
+			}
+		}
+		t.Fatal("served UKI has no .initrd")
+		return ""
+	}
+	if got := servedInitrd(); got != "initrd one" {
+		t.Fatalf("UKI .initrd = %q, want the initramfs", got)
+	}
+	if err := os.WriteFile(filepath.Join(b.ArtifactsDir, b.Initrd), []byte("initrd two, tampered"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := servedInitrd(); got != "initrd two, tampered" {
+		t.Fatalf("after the initramfs changed: UKI .initrd = %q", got)
+	}
+	bios := get(t, srv.URL+boothttp.ScriptPath+"?arch="+string(ipxe.ArchBIOS))
+	if urls := scriptURL.FindAllString(bios, -1); len(urls) != 2 {
+		t.Fatalf("BIOS script URLs %q, want kernel and initramfs", urls)
 	}
 }
 
@@ -93,8 +157,11 @@ func TestBootPredictor(t *testing.T) {
 	if p := bootPredictor(nil, "/s"); p != nil {
 		t.Errorf("bootPredictor(no boot services) = %v, want nil", p)
 	}
-	if p := bootPredictor(&BootConfig{ServerIP: "10.0.0.1"}, "/s"); p != nil {
+	if p := bootPredictor(&BootConfig{ServerIP: "10.0.0.1", EFIBoot: EFIBootKernel}, "/s"); p != nil {
 		t.Errorf("bootPredictor(no UKI) = %v, want nil", p)
+	}
+	if p := bootPredictor(&BootConfig{ServerIP: "10.0.0.1"}, "/s"); p == nil {
+		t.Errorf("bootPredictor(default: the built UKI) = nil")
 	}
 	// A UKI that does not exist yet: predictions fail at attestation time
 	// with a clear error, not at start.
@@ -104,5 +171,21 @@ func TestBootPredictor(t *testing.T) {
 	}
 	if _, err := p.Prediction(); err == nil {
 		t.Error("Prediction of a missing UKI succeeded")
+	}
+}
+
+// TestDHCPConfigHTTPBoot: http_boot becomes the artifact's path on the boot
+// HTTP server, which serves ArtifactsDir there; a bad name is refused.
+func TestDHCPConfigHTTPBoot(t *testing.T) {
+	ip := netip.MustParseAddr("192.0.2.1")
+	cfg, err := dhcpConfig(&BootConfig{HTTPBoot: "sealroot-signed.efi"}, ip)
+	if err != nil || cfg.HTTPBootPath != boothttp.ArtifactPrefix+"sealroot-signed.efi" {
+		t.Errorf("dhcpConfig(http_boot) = %q, %v; want %q", cfg.HTTPBootPath, err, boothttp.ArtifactPrefix+"sealroot-signed.efi")
+	}
+	if _, err := dhcpConfig(&BootConfig{HTTPBoot: "../etc/passwd"}, ip); err == nil {
+		t.Error("dhcpConfig(http_boot ../etc/passwd) succeeded")
+	}
+	if cfg, err := dhcpConfig(&BootConfig{}, ip); err != nil || cfg.HTTPBootPath != "" {
+		t.Errorf("dhcpConfig(no http_boot) = %q, %v; want no HTTP boot", cfg.HTTPBootPath, err)
 	}
 }

@@ -40,6 +40,7 @@ import (
 	"github.com/sealroot/sealroot/server/api"
 	"github.com/sealroot/sealroot/server/attest"
 	"github.com/sealroot/sealroot/server/audit"
+	"github.com/sealroot/sealroot/server/ekcert"
 	"github.com/sealroot/sealroot/server/events"
 	"github.com/sealroot/sealroot/server/history"
 	"github.com/sealroot/sealroot/server/machines"
@@ -58,12 +59,26 @@ type Config struct {
 	AttestAddr string `json:"attest_addr"`
 	// AdminSocket is the admin API's Unix socket (root only).
 	AdminSocket string `json:"admin_socket"`
-	// EKCABundle lists PEM files or directories of TPM vendor CAs. Empty:
-	// EK certificates are not checked; approval of the EK fingerprint is
-	// the only identity check.
+	// EKCABundle lists PEM files or directories of TPM vendor CAs, trusted
+	// as roots, in addition to those `sealroot ek import` put in
+	// <StateDir>/ek. With neither, EK certificates are not checked against
+	// a manufacturer (only against the EK's key); approval of the EK
+	// fingerprint is the only identity check.
 	EKCABundle []string `json:"ek_ca_bundle,omitempty"`
-	// RequireEKCert refuses TPMs without an EK certificate.
+	// RequireEKCert refuses TPMs without an EK certificate (in NV, in the
+	// cache <StateDir>/ek/certs, or from a configured vendor service).
 	RequireEKCert bool `json:"require_ek_cert,omitempty"`
+	// EKCertIntelURL and EKCertAMDURL are the base URLs of Intel's and
+	// AMD's EK certificate services (ekcert.IntelServiceURL,
+	// ekcert.AMDServiceURL, or a mirror), asked for the certificate of a
+	// TPM that has none in NV. Empty (default): not asked, nothing leaves
+	// the site; `sealroot ek import` fills the cache instead.
+	EKCertIntelURL string `json:"ek_cert_intel_url,omitempty"`
+	EKCertAMDURL   string `json:"ek_cert_amd_url,omitempty"`
+	// RequireSecureBoot refuses machines whose quoted event log does not
+	// show UEFI Secure Boot on (PCR 7 SecureBoot = 1); legacy BIOS machines
+	// are refused too. Default off.
+	RequireSecureBoot bool `json:"require_secure_boot,omitempty"`
 	// Boot configures the network boot services; nil disables them.
 	Boot *BootConfig `json:"boot,omitempty"`
 	// Tunnel configures the per-machine WireGuard root link; nil: none.
@@ -120,6 +135,12 @@ func serverName() string {
 	}
 	return name
 }
+
+// EKDirs is the EK trust store `sealroot ek import` fills.
+func EKDirs(stateDir string) ekcert.Dirs { return ekcert.Dirs{Base: filepath.Join(stateDir, "ek")} }
+
+// SecureBootDir is where `sealroot secureboot init` keeps the owner key.
+func SecureBootDir(stateDir string) string { return filepath.Join(stateDir, "secureboot") }
 
 // PKIDir is where `sealroot pki init` keeps the CA and server certificate.
 func PKIDir(stateDir string) string { return filepath.Join(stateDir, "pki") }
@@ -193,11 +214,9 @@ func New(ctx context.Context, cfg Config, logger hclog.Logger) (_ *Server, err e
 	if err != nil {
 		return nil, fmt.Errorf("secrets identity: %w", err)
 	}
-	var ekRoots *x509.CertPool
-	if len(cfg.EKCABundle) > 0 {
-		if ekRoots, err = pki.LoadBundle(cfg.EKCABundle...); err != nil {
-			return nil, fmt.Errorf("EK CA bundle: %w", err)
-		}
+	ekRoots, ekIntermediates, ekCerts, err := loadEKTrust(&cfg, logger)
+	if err != nil {
+		return nil, err
 	}
 	if s.store, err = store.Open(filepath.Join(cfg.StateDir, "state.db"), logger); err != nil {
 		return nil, err
@@ -232,20 +251,23 @@ func New(ctx context.Context, cfg Config, logger hclog.Logger) (_ *Server, err e
 	s.machines = machines.New(machines.Config{Store: s.store, Box: box, Audit: auditLog, Logger: logger,
 		Withdraw: rs, Images: s.storage.images, Volumes: s.storage.volumes, Roots: rs})
 	acfg := attest.Config{
-		Certificate:   cert,
-		Store:         s.store,
-		Audit:         auditLog,
-		Secrets:       s.machines,
-		Files:         s.machines,
-		EKRoots:       ekRoots,
-		RequireEKCert: cfg.RequireEKCert,
-		Logger:        logger,
-		RootTransport: cfg.RootTransport,
-		Predictor:     bootPredictor(cfg.Boot, cfg.StateDir),
-		Withdraw:      rs,
-		Limits:        s.limits.attest,
-		MaxSessions:   s.limits.maxExchanges,
-		Observer:      attest.Observers{s.history, s.metrics},
+		Certificate:       cert,
+		Store:             s.store,
+		Audit:             auditLog,
+		Secrets:           s.machines,
+		Files:             s.machines,
+		EKRoots:           ekRoots,
+		EKIntermediates:   ekIntermediates,
+		EKCerts:           ekCerts,
+		RequireEKCert:     cfg.RequireEKCert,
+		RequireSecureBoot: cfg.RequireSecureBoot,
+		Logger:            logger,
+		RootTransport:     cfg.RootTransport,
+		Predictor:         bootPredictor(cfg.Boot, cfg.StateDir),
+		Withdraw:          rs,
+		Limits:            s.limits.attest,
+		MaxSessions:       s.limits.maxExchanges,
+		Observer:          attest.Observers{s.history, s.metrics},
 	}
 	if s.tunnel != nil {
 		acfg.Tunnels = s.tunnel
@@ -372,6 +394,8 @@ func (s *Server) Serve(ctx context.Context) error {
 			api.WithActorFunc(machines.WithActor),
 			api.WithImages(s.machines),
 			api.WithFiles(s.machines),
+			api.WithDHCP(s.machines),
+			api.WithBackup(s.backup),
 			api.WithRootLinks(&api.Links{Machines: s.machines, Tunnel: s.tunnel, Transport: s.cfg.RootTransport}),
 			api.WithStatus(statusService{s}),
 			api.WithAudit(&auditService{path: filepath.Join(s.cfg.StateDir, "audit.log"), bus: s.events, machines: s.machines})),
@@ -409,4 +433,41 @@ func (s *Server) Serve(ctx context.Context) error {
 	wg.Wait()
 	close(errc)
 	return <-errc
+}
+
+// loadEKTrust loads the manufacturer roots (the configured bundle and the
+// imported ones), the imported intermediates, and the EK certificate
+// source over <StateDir>/ek/certs.
+func loadEKTrust(cfg *Config, logger hclog.Logger) (roots, intermediates *x509.CertPool, src *ekcert.Source, err error) {
+	dirs := EKDirs(cfg.StateDir)
+	imported, intermediates, err := dirs.LoadCAs()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	roots = imported
+	if len(cfg.EKCABundle) > 0 {
+		certs, err := pki.ReadCertificates(cfg.EKCABundle...)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("EK CA bundle: %w", err)
+		}
+		if len(certs) == 0 {
+			return nil, nil, nil, fmt.Errorf("EK CA bundle %q: no certificates", cfg.EKCABundle)
+		}
+		if roots == nil {
+			roots = x509.NewCertPool()
+		}
+		for _, c := range certs {
+			roots.AddCert(c)
+		}
+	}
+	src, err = ekcert.New(ekcert.Config{
+		Dir:      dirs.Certs(),
+		IntelURL: cfg.EKCertIntelURL,
+		AMDURL:   cfg.EKCertAMDURL,
+		Logger:   logger.Named("ekcert"),
+	})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return roots, intermediates, src, nil
 }

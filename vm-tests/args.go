@@ -36,6 +36,15 @@ func (vm *VM) firmwareArgs() []string {
 	if vm.opts.Firmware != UEFI {
 		return []string{"-machine", "pc"}
 	}
+	if vm.opts.SecureBoot {
+		// Debian's Secure Boot OVMF requires SMM to protect its variables.
+		return []string{
+			"-machine", "q35,smm=on",
+			"-global", "driver=cfi.pflash01,property=secure,value=on",
+			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file=" + OVMFCodeSnakeoil,
+			"-drive", "if=pflash,format=raw,unit=1,file=" + vm.varsPath(),
+		}
+	}
 	return []string{
 		"-machine", "q35",
 		"-drive", "if=pflash,format=raw,unit=0,readonly=on,file=" + OVMFCode,

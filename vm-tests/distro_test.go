@@ -56,7 +56,7 @@ func TestDistroRoot(t *testing.T) {
 	if _, err := sr.CLI(ctx, "secret", "set", id, "api-token", secretFile); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := sr.CLI(ctx, "machine", "approve", id, "--name", "vm-distro"); err != nil {
+	if _, err := sr.CLI(ctx, approveArgs(id, "vm-distro", BIOS)...); err != nil {
 		t.Fatal(err)
 	}
 	sum := sha256.Sum256(secret)

@@ -90,7 +90,7 @@ func TestISCSIDurability(t *testing.T) {
 	if _, err := sr.CLI(ctx, "machine", "set-root", id, "--image", "writer", "--kind", "iscsi"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := sr.CLI(ctx, "machine", "approve", id, "--name", "vm-durable"); err != nil {
+	if _, err := sr.CLI(ctx, approveArgs(id, "vm-durable", BIOS)...); err != nil {
 		t.Fatal(err)
 	}
 	expectWriterRoot(ctx, t, vm, 0)

@@ -72,7 +72,7 @@ func TestISCSIRootOverTunnel(t *testing.T) {
 		expectRoot(ctx, t, vm, `root: marker=1$`)
 	})
 	t.Run("reset_back_to_base", func(t *testing.T) {
-		if _, err := sr.CLI(ctx, "machine", "reset", "vm-iscsi"); err != nil {
+		if _, err := sr.CLI(ctx, "machine", "reset", "--yes", "vm-iscsi"); err != nil {
 			t.Fatal(err)
 		}
 		vm := startPXE(ctx, t, lab, "vm-iscsi-3", BIOS, tpmA)
@@ -125,7 +125,7 @@ func newISCSIMachine(ctx context.Context, t *testing.T, lab *Lab, sr *Sealroot, 
 	if _, err := sr.CLI(ctx, "machine", "set-root", id, "--image", "testroot", "--kind", "iscsi"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := sr.CLI(ctx, "machine", "approve", id, "--name", name); err != nil {
+	if _, err := sr.CLI(ctx, approveArgs(id, name, fw)...); err != nil {
 		t.Fatal(err)
 	}
 	expectRoot(ctx, t, vm, `root: marker=none$`)

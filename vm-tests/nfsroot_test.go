@@ -89,7 +89,7 @@ func TestNFSRoot(t *testing.T) {
 		}
 	})
 	t.Run("reset_back_to_base", func(t *testing.T) {
-		if _, err := sr.CLI(ctx, "machine", "reset", "vm-nfs"); err != nil {
+		if _, err := sr.CLI(ctx, "machine", "reset", "--yes", "vm-nfs"); err != nil {
 			t.Fatal(err)
 		}
 		vm := startPXE(ctx, t, lab, "vm-nfs-3", BIOS, tpmA)
@@ -103,7 +103,7 @@ func TestNFSRoot(t *testing.T) {
 		}
 		vm := startPXE(ctx, t, lab, "vm-volatile", BIOS, tpmB)
 		id := expectBoot(ctx, t, vm, rePending.String())[1]
-		for _, args := range [][]string{{"machine", "set-group", id, "kiosks"}, {"machine", "approve", id, "--name", "vm-volatile"}} {
+		for _, args := range [][]string{{"machine", "set-group", id, "kiosks"}, approveArgs(id, "vm-volatile", BIOS)} {
 			if _, err := sr.CLI(ctx, args...); err != nil {
 				t.Fatal(err)
 			}
@@ -126,7 +126,7 @@ func TestNFSRoot(t *testing.T) {
 		}
 	})
 	t.Run("server_restart", func(t *testing.T) {
-		for _, args := range [][]string{{"machine", "set-root", "vm-nfs", "--kind", "nfs", "--image", "writer"}, {"machine", "reset", "vm-nfs"}} {
+		for _, args := range [][]string{{"machine", "set-root", "vm-nfs", "--kind", "nfs", "--image", "writer"}, {"machine", "reset", "--yes", "vm-nfs"}} {
 			if _, err := sr.CLI(ctx, args...); err != nil {
 				t.Fatal(err)
 			}
@@ -176,7 +176,7 @@ func approveWithRoot(ctx context.Context, t *testing.T, lab *Lab, sr *Sealroot, 
 	if _, err := sr.CLI(ctx, "machine", "set-root", id, "--image", image, "--kind", kind); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := sr.CLI(ctx, "machine", "approve", id, "--name", name); err != nil {
+	if _, err := sr.CLI(ctx, approveArgs(id, name, fw)...); err != nil {
 		t.Fatal(err)
 	}
 	return id, vm

@@ -162,10 +162,19 @@ type SealrootOptions struct {
 	// (server.Config as JSON), e.g. "tunnel" or "iscsi"; they are merged
 	// over the lab's defaults.
 	Extra map[string]any
-	// UKI also serves uki.efi to UEFI clients: the same kernel and
-	// sealroot initramfs joined with Cmdline by uki.BuildFile (see
-	// [Sealroot.ServeUKI]); the server then predicts PCRs 4, 11 and 12.
+	// UKI serves a uki.efi the test builds (the same kernel and sealroot
+	// initramfs joined with Cmdline by uki.BuildFile, see
+	// [Sealroot.ServeUKI]) as an operator-provided boot.uki, which the
+	// test may replace. Without it UEFI clients boot the UKI the server
+	// builds itself (the default, boot.efi_boot "uki"). The server
+	// predicts PCRs 4, 11 and 12 either way.
 	UKI bool
+	// HTTPBoot, with UKI, has UEFI firmware HTTP boot clients load uki.efi
+	// directly (boot.http_boot) and turns TFTP off (see [Sealroot.ServeHTTPBoot]).
+	HTTPBoot bool
+	// SignUKI, with UKI, signs uki.efi for Secure Boot with the snakeoil
+	// key (see [Sealroot.SignUKI]).
+	SignUKI bool
 }
 
 // startSealroot runs `sealroot serve` in lab until t ends: full DHCP on the
@@ -191,6 +200,16 @@ func startSealroot(ctx context.Context, t testing.TB, lab *Lab, opts SealrootOpt
 	if opts.UKI {
 		if err := s.ServeUKI(b, cfgPath, opts.Cmdline); err != nil {
 			t.Fatalf("vmtest: %v", err)
+		}
+		if opts.HTTPBoot {
+			if err := s.ServeHTTPBoot(cfgPath); err != nil {
+				t.Fatalf("vmtest: %v", err)
+			}
+		}
+		if opts.SignUKI {
+			if err := s.SignUKI(ctx); err != nil {
+				t.Fatalf("vmtest: %v", err)
+			}
 		}
 	}
 	lab.ServeRouterAdvertisements(t)
@@ -315,13 +334,24 @@ func (s *Sealroot) CLI(ctx context.Context, args ...string) (string, error) {
 }
 
 func (s *Sealroot) run(ctx context.Context, args ...string) (string, error) {
+	stdout, _, err := s.run2(ctx, args...)
+	return stdout, err
+}
+
+// CLIStderr is CLI that also returns the standard error (warnings).
+func (s *Sealroot) CLIStderr(ctx context.Context, args ...string) (stdout, stderr string, err error) {
+	s.Logf("$ sealroot %s", strings.Join(args, " "))
+	return s.run2(ctx, args...)
+}
+
+func (s *Sealroot) run2(ctx context.Context, args ...string) (string, string, error) {
 	cmd := exec.CommandContext(ctx, s.Bin, append([]string{"--socket", s.Socket}, args...)...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		return stdout.String(), fmt.Errorf("sealroot %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+		return stdout.String(), stderr.String(), fmt.Errorf("sealroot %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
 	}
-	return stdout.String(), nil
+	return stdout.String(), stderr.String(), nil
 }
 
 // Machine returns `sealroot machine show ref --json`.

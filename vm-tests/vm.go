@@ -38,6 +38,11 @@ const (
 	QEMU     = "qemu-system-x86_64"
 	OVMFCode = "/usr/share/OVMF/OVMF_CODE_4M.fd"
 	OVMFVars = "/usr/share/OVMF/OVMF_VARS_4M.fd"
+	// Secure Boot on, PK/KEK/db = the snakeoil key pair below.
+	OVMFCodeSnakeoil = "/usr/share/OVMF/OVMF_CODE_4M.snakeoil.fd"
+	OVMFVarsSnakeoil = "/usr/share/OVMF/OVMF_VARS_4M.snakeoil.fd"
+	SnakeoilKey      = "/usr/share/ovmf/PkKek-1-snakeoil.key"
+	SnakeoilCert     = "/usr/share/ovmf/PkKek-1-snakeoil.pem"
 )
 
 // VMOptions configures a [VM]. The zero value boots SeaBIOS with nothing to
@@ -47,6 +52,10 @@ type VMOptions struct {
 	Name string
 	// Firmware is BIOS (default) or UEFI.
 	Firmware Firmware
+	// SecureBoot, with UEFI, runs Debian's Secure Boot OVMF whose PK, KEK
+	// and db hold the snakeoil test key (OVMFCodeSnakeoil,
+	// OVMFVarsSnakeoil): only images signed with SnakeoilKey boot.
+	SecureBoot bool
 	// TPM, if set, is attached via a swtpm started for each boot.
 	TPM *TPM
 	// MemoryMB is the guest RAM. Default 512.
@@ -113,7 +122,12 @@ func (l *Lab) NewVM(t testing.TB, opts VMOptions) *VM {
 		os.RemoveAll(sockDir)
 	})
 	if opts.Firmware == UEFI {
-		if err := copyFile(OVMFVars, vm.varsPath()); err != nil {
+		vars := OVMFVars
+		if opts.SecureBoot {
+			RequireTools(t, OVMFCodeSnakeoil, OVMFVarsSnakeoil)
+			vars = OVMFVarsSnakeoil
+		}
+		if err := copyFile(vars, vm.varsPath()); err != nil {
 			t.Fatalf("vmtest: copy OVMF vars: %v", err)
 		}
 	}

@@ -9,9 +9,13 @@ import (
 const (
 	maxPublicArea = 1024
 	maxCert       = 8 << 10
-	maxPCRIndex   = 23
-	maxHints      = 32
-	maxHintLen    = 256
+	// maxChainIndices and maxChain bound Hello.EKChain: the agent reads
+	// at most 8 chain indices, 24 KiB in all.
+	maxChainIndices = 8
+	maxChain        = 24 << 10
+	maxPCRIndex     = 23
+	maxHints        = 32
+	maxHintLen      = 256
 )
 
 func (h *Hello) validate() error {
@@ -23,6 +27,19 @@ func (h *Hello) validate() error {
 	}
 	if len(h.EKCert) > maxCert {
 		return fmt.Errorf("ek_cert of %d bytes", len(h.EKCert))
+	}
+	if len(h.EKChain) > maxChainIndices {
+		return fmt.Errorf("ek_chain of %d entries", len(h.EKChain))
+	}
+	total := 0
+	for _, c := range h.EKChain {
+		if len(c) == 0 {
+			return errors.New("empty ek_chain entry")
+		}
+		total += len(c)
+	}
+	if total > maxChain {
+		return fmt.Errorf("ek_chain of %d bytes", total)
 	}
 	if len(h.WireGuardKey) != 0 && len(h.WireGuardKey) != 32 {
 		return fmt.Errorf("wireguard_key of %d bytes", len(h.WireGuardKey))

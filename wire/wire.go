@@ -101,7 +101,7 @@ func (t Type) String() string {
 func MaxSize(t Type) int {
 	switch t {
 	case TypeHello:
-		return 16 << 10 // EK and AK public areas, an EK certificate, hints
+		return 64 << 10 // EK and AK public areas, an EK certificate and chain (base64), hints
 	case TypeChallenge:
 		return 4 << 10
 	case TypeEvidence:
@@ -127,9 +127,12 @@ type Message interface {
 // encoding (TPMT_PUBLIC for public areas).
 type Hello struct {
 	EKPublic []byte `json:"ek_public"`
-	EKCert   []byte `json:"ek_cert,omitempty"` // DER, from TPM NV when present
-	AKPublic []byte `json:"ak_public"`
-	Hints    Hints  `json:"hints"`
+	EKCert   []byte `json:"ek_cert,omitempty"` // as stored in TPM NV (normally DER), when present
+	// EKChain holds the TPM's EK certificate chain NV indices
+	// (0x01C00100-0x01C001FF), each one or more DER certificates.
+	EKChain  [][]byte `json:"ek_chain,omitempty"`
+	AKPublic []byte   `json:"ak_public"`
+	Hints    Hints    `json:"hints"`
 	// WireGuardKey is the agent's per-boot WireGuard public key (32 bytes),
 	// when the root link is a tunnel.
 	WireGuardKey []byte `json:"wireguard_key,omitempty"`

@@ -12,7 +12,7 @@ import (
 func sampleMessages() []Message {
 	digest := bytes.Repeat([]byte{0xab}, 32)
 	return []Message{
-		&Hello{EKPublic: []byte{1, 2, 3}, AKPublic: []byte{4, 5}, EKCert: []byte{6},
+		&Hello{EKPublic: []byte{1, 2, 3}, AKPublic: []byte{4, 5}, EKCert: []byte{6}, EKChain: [][]byte{{7}, {8, 9}},
 			Hints: Hints{MACs: []string{"52:54:00:12:34:56"}, SMBIOSUUID: "uuid", Firmware: "uefi"}},
 		&Challenge{MachineID: "ab", CredentialBlob: []byte{1}, EncryptedSecret: []byte{2},
 			Nonce: bytes.Repeat([]byte{7}, NonceSize), PCRs: []int{0, 1, 2, 15}},
@@ -68,6 +68,8 @@ func TestReadRejects(t *testing.T) {
 		{"pcr_out_of_range", frame(Version, TypeCredential, []byte(`{"public":"AQ==","duplicate":"AQ==","in_sym_seed":"AQ==","ciphertext":"AQ==","pcrs":[24]}`)), "out of range"},
 		{"pcr_twice", frame(Version, TypeCredential, []byte(`{"public":"AQ==","duplicate":"AQ==","in_sym_seed":"AQ==","ciphertext":"AQ==","pcrs":[1,1]}`)), "listed twice"},
 		{"empty_hello", frame(Version, TypeHello, []byte(`{}`)), "ek_public of 0 bytes"},
+		{"empty_chain_entry", frame(Version, TypeHello, []byte(`{"ek_public":"AQ==","ak_public":"AQ==","ek_chain":[""],"hints":{}}`)), "empty ek_chain entry"},
+		{"chain_too_long", frame(Version, TypeHello, []byte(`{"ek_public":"AQ==","ak_public":"AQ==","ek_chain":["AQ==","AQ==","AQ==","AQ==","AQ==","AQ==","AQ==","AQ==","AQ=="],"hints":{}}`)), "ek_chain of 9 entries"},
 		{"bad_wireguard_key", frame(Version, TypeHello, []byte(`{"ek_public":"AQ==","ak_public":"AQ==","wireguard_key":"AQ==","hints":{}}`)), "wireguard_key of 1 bytes"},
 	}
 	for _, tt := range tests {
@@ -135,5 +137,30 @@ func TestReadAllocatesWhatArrives(t *testing.T) {
 	}).AllocedBytesPerOp()
 	if allocs > 64<<10 {
 		t.Fatalf("a 9-byte frame declaring %d bytes allocated %d bytes", MaxSize(TypeEvidence), allocs)
+	}
+}
+
+// TestLargestHelloFits: a Hello with the largest certificate, chain, public
+// areas and hints the agent can send fits its frame limit.
+func TestLargestHelloFits(t *testing.T) {
+	hint := strings.Repeat("h", maxHintLen)
+	h := &Hello{
+		EKPublic: bytes.Repeat([]byte{1}, maxPublicArea),
+		AKPublic: bytes.Repeat([]byte{2}, maxPublicArea),
+		EKCert:   bytes.Repeat([]byte{3}, maxCert),
+		Hints:    Hints{SMBIOSUUID: hint, Hostname: hint, Firmware: hint, AgentVer: hint},
+	}
+	for range maxChainIndices {
+		h.EKChain = append(h.EKChain, bytes.Repeat([]byte{4}, maxChain/maxChainIndices))
+	}
+	for range maxHints {
+		h.Hints.MACs = append(h.Hints.MACs, hint)
+	}
+	var buf bytes.Buffer
+	if err := Write(&buf, h); err != nil {
+		t.Fatalf("Write(largest Hello) = %v", err)
+	}
+	if _, err := Read(&buf); err != nil {
+		t.Fatalf("Read(largest Hello) = %v", err)
 	}
 }

@@ -24,9 +24,8 @@ import (
 
 // Device is the TPM as the protocol needs it. TPMDevice adapts agent/tpm.
 type Device interface {
-	// Identity returns the EK and AK public areas (TPMT_PUBLIC) and the EK
-	// certificate (DER, or nil).
-	Identity(ctx context.Context) (ekPublic, ekCert, akPublic []byte, err error)
+	// Identity returns the TPM's keys and EK certificates.
+	Identity(ctx context.Context) (*Identity, error)
 	ActivateCredential(ctx context.Context, blob, encSecret []byte) ([]byte, error)
 	ReadPCRs(ctx context.Context, pcrs []int) ([]wire.PCR, error)
 	Quote(ctx context.Context, qualifying []byte, pcrs []int) (quote, sig []byte, err error)
@@ -34,6 +33,16 @@ type Device interface {
 	// Unseal imports the credential's key under the EK and unseals it.
 	Unseal(ctx context.Context, c *wire.Credential) ([]byte, error)
 	ExtendPCR(ctx context.Context, pcr int, data []byte) error
+}
+
+// Identity is what the agent tells the server about its TPM in Hello.
+type Identity struct {
+	// EKPublic and AKPublic are the keys' public areas (TPMT_PUBLIC).
+	EKPublic, AKPublic []byte
+	// EKCert is the EK certificate as stored in NV, or nil.
+	EKCert []byte
+	// EKChain holds the certificate chain NV indices' contents, or nil.
+	EKChain [][]byte
 }
 
 // releasedEvent is the data extended into wire.ReleasePCR.
@@ -174,12 +183,15 @@ func quicConfig() *quic.Config {
 // converse runs the agent's side of the conversation on one stream.
 func (c *Client) converse(ctx context.Context, st io.ReadWriter, exporter []byte) (*Result, error) {
 	d := c.cfg.Device
-	ekPub, ekCert, akPub, err := d.Identity(ctx)
+	ident, err := d.Identity(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("tpm identity: %w", err)
 	}
-	id := wire.MachineID(ekPub)
-	hello := &wire.Hello{EKPublic: ekPub, EKCert: ekCert, AKPublic: akPub, Hints: c.cfg.Hints, WireGuardKey: c.cfg.WireGuardKey}
+	id := wire.MachineID(ident.EKPublic)
+	hello := &wire.Hello{
+		EKPublic: ident.EKPublic, EKCert: ident.EKCert, EKChain: ident.EKChain, AKPublic: ident.AKPublic,
+		Hints: c.cfg.Hints, WireGuardKey: c.cfg.WireGuardKey,
+	}
 	if err := wire.Write(st, hello); err != nil {
 		return nil, err
 	}

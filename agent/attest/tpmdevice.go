@@ -17,8 +17,9 @@ type TPMDevice struct {
 
 var _ Device = (*TPMDevice)(nil)
 
-func (d *TPMDevice) Identity(ctx context.Context) (ek, ekCert, ak []byte, err error) {
-	return d.Keys.EKPublic, d.Keys.EKCert, d.Keys.AKPublic, nil
+func (d *TPMDevice) Identity(ctx context.Context) (*Identity, error) {
+	k := d.Keys
+	return &Identity{EKPublic: k.EKPublic, AKPublic: k.AKPublic, EKCert: k.EKCert, EKChain: k.EKChain}, nil
 }
 
 func (d *TPMDevice) ActivateCredential(ctx context.Context, blob, encSecret []byte) ([]byte, error) {

@@ -33,17 +33,14 @@ func (t *TPM) ActivateCredential(ctx context.Context, k *Keys, blob, encSecret [
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	sess, closeSess, err := t.policySession(t.endorsementPolicy)
-	if err != nil {
-		return nil, err
-	}
-	defer closeSess()
-	rsp, err := tpm2.ActivateCredential{
-		ActivateHandle: tpm2.AuthHandle{Handle: k.ak.Handle, Name: k.ak.Name, Auth: tpm2.PasswordAuth(nil)},
-		KeyHandle:      tpm2.AuthHandle{Handle: k.ek.Handle, Name: k.ek.Name, Auth: sess},
-		CredentialBlob: tpm2.TPM2BIDObject{Buffer: blob},
-		Secret:         tpm2.TPM2BEncryptedSecret{Buffer: encSecret},
-	}.Execute(t.tpm)
+	rsp, err := withEK(t, k, func(ek tpm2.AuthHandle) (*tpm2.ActivateCredentialResponse, error) {
+		return tpm2.ActivateCredential{
+			ActivateHandle: tpm2.AuthHandle{Handle: k.ak.Handle, Name: k.ak.Name, Auth: tpm2.PasswordAuth(nil)},
+			KeyHandle:      ek,
+			CredentialBlob: tpm2.TPM2BIDObject{Buffer: blob},
+			Secret:         tpm2.TPM2BEncryptedSecret{Buffer: encSecret},
+		}.Execute(t.tpm)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("tpm2.ActivateCredential: %w", err)
 	}

@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
@@ -61,9 +62,11 @@ type TPM struct {
 	tpm transport.TPM
 }
 
-// New returns a TPM that sends its commands to t.
+// New returns a TPM that sends its commands to t. A command the TPM answers
+// with TPM_RC_RETRY, TPM_RC_YIELDED or TPM_RC_TESTING is sent again after a
+// short, growing delay, a bounded number of times.
 func New(t transport.TPM) *TPM {
-	return &TPM{tpm: t}
+	return &TPM{tpm: retryTPM{TPM: t, sleep: time.Sleep}}
 }
 
 // Open opens the TPM device at path (normally DefaultPath, whose resource

@@ -96,9 +96,13 @@ func (t *TPM) importSealed(ctx context.Context, k *Keys, c *wire.Credential) (tp
 	return tpm2.NamedHandle{Handle: load.ObjectHandle, Name: load.Name}, nil
 }
 
-// withEK runs cmd with the EK authorized by a fresh endorsement policy
-// session, which it flushes afterwards.
+// withEK runs cmd with the EK authorized in the user role: by its empty
+// password for a high-range EK (userWithAuth), else by a fresh endorsement
+// policy session, which it flushes afterwards.
 func withEK[R any](t *TPM, k *Keys, cmd func(ek tpm2.AuthHandle) (*R, error)) (*R, error) {
+	if k.EKKind.UsesPassword() {
+		return cmd(tpm2.AuthHandle{Handle: k.ek.Handle, Name: k.ek.Name, Auth: tpm2.PasswordAuth(nil)})
+	}
 	sess, closeSess, err := t.policySession(t.endorsementPolicy)
 	if err != nil {
 		return nil, err

@@ -216,6 +216,7 @@ func (a *tpmAttester) Attest(ctx context.Context) (*wire.Payload, error) {
 		return nil, fmt.Errorf("load TPM keys: %w", err)
 	}
 	defer keys.Close()
+	a.log.Info("TPM endorsement key", "kind", keys.EKKind.Name, "ek_cert_bytes", len(keys.EKCert), "ek_chain_entries", len(keys.EKChain))
 	wgPub, err := a.wg.public()
 	if err != nil {
 		return nil, err

@@ -8,6 +8,7 @@
 //	POST   /v1/machines/{ref}/approve           body ApproveOptions
 //	POST   /v1/machines/{ref}/revoke            body {"reason": "..."}
 //	DELETE /v1/machines/{ref}                   forget a machine
+//	POST   /v1/machines/{ref}/forget            forget, deleting its roots unless keep_root (ForgetRequest, Forgotten)
 //	GET    /v1/machines/{ref}/secrets           {"names": [...]}, never values
 //	PUT    /v1/machines/{ref}/secrets/{name}    raw body, at most MaxSecretSize
 //	DELETE /v1/machines/{ref}/secrets/{name}    delete a secret

@@ -72,6 +72,7 @@ func NewHandler(svc Service, logger hclog.Logger, opts ...Option) http.Handler {
 	h.mux.HandleFunc("POST /v1/machines/{ref}/approve", h.approve)
 	h.mux.HandleFunc("POST /v1/machines/{ref}/revoke", h.revoke)
 	h.mux.HandleFunc("DELETE /v1/machines/{ref}", h.forget)
+	h.mux.HandleFunc("POST /v1/machines/{ref}/forget", h.forgetMachine)
 	h.mux.HandleFunc("GET /v1/machines/{ref}/secrets", h.secretNames)
 	h.mux.HandleFunc("PUT /v1/machines/{ref}/secrets/{name}", h.setSecret)
 	h.mux.HandleFunc("DELETE /v1/machines/{ref}/secrets/{name}", h.deleteSecret)
@@ -138,6 +139,16 @@ func (h *handler) revoke(w http.ResponseWriter, r *http.Request) {
 
 func (h *handler) forget(w http.ResponseWriter, r *http.Request) {
 	h.reply(w, r, nil, h.svc.Forget(r.Context(), r.PathValue("ref")))
+}
+
+func (h *handler) forgetMachine(w http.ResponseWriter, r *http.Request) {
+	var req ForgetRequest
+	if err := decodeBody(w, r, &req); err != nil {
+		h.reply(w, r, nil, err)
+		return
+	}
+	f, err := h.svc.ForgetMachine(r.Context(), r.PathValue("ref"), req.KeepRoot)
+	h.reply(w, r, f, err)
 }
 
 func (h *handler) secretNames(w http.ResponseWriter, r *http.Request) {

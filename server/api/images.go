@@ -13,11 +13,16 @@ import (
 type ImageService interface {
 	// Images lists the named images.
 	Images(ctx context.Context) ([]Image, error)
-	// ImportImage imports source, a directory or tar archive on the
-	// server's host (an absolute path), as name.
+	// ImportImage imports source as the next version of name: a
+	// directory or tar archive on the server's host (an absolute path),
+	// or an OCI/Docker image: docker://REGISTRY/REPO[:TAG|@DIGEST] or
+	// oci:PATH (an OCI layout directory or `docker save` archive on the
+	// server's host).
 	ImportImage(ctx context.Context, name, source string) (*Image, error)
-	// RemoveImage forgets name; its base stays until GCImages.
-	RemoveImage(ctx context.Context, name string) error
+	// RemoveImage forgets ref: one version (NAME@vN) or every version
+	// (NAME), refusing (ErrConflict) while a root plan, root or snapshot
+	// uses it; its base stays until GCImages. It returns what it removed.
+	RemoveImage(ctx context.Context, ref string) ([]Image, error)
 	// GCImages deletes the bases no image or volume references and
 	// returns their digests.
 	GCImages(ctx context.Context) ([]string, error)
@@ -33,6 +38,21 @@ type ImageService interface {
 	// DeleteRoot removes the machine's volume or NFS root, with its
 	// snapshots, from the server.
 	DeleteRoot(ctx context.Context, ref string) error
+	// Snapshots lists the machine's snapshots.
+	Snapshots(ctx context.Context, ref string) ([]Snapshot, error)
+	// DeleteSnapshot removes the machine's snapshot name.
+	DeleteSnapshot(ctx context.Context, ref, name string) error
+	// UpgradeRoot moves the machine's root to image (NAME@vN, NAME for
+	// the latest; "" for what its plan names): the root starts afresh on
+	// the new base and the old one is kept as a snapshot (Upgrade.KeptAs).
+	// A machine outside a group gets image as its plan.
+	UpgradeRoot(ctx context.Context, ref, image string) (*Upgrade, error)
+	// Rollout moves group's machines to image (NAME@vN) as UpgradeRoot
+	// does; canary > 0 moves at most that many and leaves the group's
+	// plan alone, otherwise every member moves and the group's plan
+	// becomes image.
+	Rollout(ctx context.Context, group, image string, canary int) (*Rollout, error)
+
 	// SetRoot sets the root plan the machine gets at its next boot.
 	SetRoot(ctx context.Context, ref string, root wire.RootPlan) (*Machine, error)
 
@@ -62,6 +82,35 @@ type GCResult struct {
 	Removed []string `json:"removed"`
 }
 
+// ForgetRequest is the body of POST /v1/machines/{ref}/forget.
+type ForgetRequest struct {
+	KeepRoot bool `json:"keep_root,omitempty"`
+}
+
+// Forgotten answers POST /v1/machines/{ref}/forget.
+type Forgotten struct {
+	Machine string `json:"machine"`
+	// RootDeleted reports whether the machine had roots on the server
+	// and they were deleted with their snapshots.
+	RootDeleted bool `json:"root_deleted"`
+}
+
+// UpgradeRequest is the body of POST /v1/machines/{ref}/root/upgrade.
+type UpgradeRequest struct {
+	Image string `json:"image,omitempty"`
+}
+
+// RolloutRequest is the body of POST /v1/groups/{name}/rollout.
+type RolloutRequest struct {
+	Image  string `json:"image"`
+	Canary int    `json:"canary,omitempty"`
+}
+
+// RemoveResult is the body answering DELETE /v1/images/{ref}.
+type RemoveResult struct {
+	Removed []Image `json:"removed"`
+}
+
 // SnapshotRequest is the body of POST /v1/machines/{ref}/volume/snapshots
 // and /volume/rollback.
 type SnapshotRequest struct {
@@ -72,11 +121,15 @@ type SnapshotRequest struct {
 //
 //	GET    /v1/images                            list
 //	POST   /v1/images                            import (ImportRequest)
-//	DELETE /v1/images/{name}                     remove
+//	DELETE /v1/images/{ref}                      remove (RemoveResult)
 //	POST   /v1/images/gc                         garbage-collect (GCResult)
 //	POST   /v1/machines/{ref}/volume/reset       reset to the image
 //	POST   /v1/machines/{ref}/volume/snapshots   snapshot (SnapshotRequest)
 //	POST   /v1/machines/{ref}/volume/rollback    roll back (SnapshotRequest)
+//	GET    /v1/machines/{ref}/volume/snapshots   list snapshots
+//	DELETE /v1/machines/{ref}/volume/snapshots/{name}  delete a snapshot
+//	POST   /v1/machines/{ref}/root/upgrade       upgrade (UpgradeRequest)
+//	POST   /v1/groups/{name}/rollout             roll out (RolloutRequest)
 //	DELETE /v1/machines/{ref}/volume             delete the machine's root
 //	PUT    /v1/machines/{ref}/root               set the root plan (wire.RootPlan)
 //	PUT    /v1/machines/{ref}/group              set the machine's group (GroupRequest)
@@ -89,6 +142,10 @@ func WithImages(svc ImageService) Option {
 		h.mux.HandleFunc("GET /v1/images", ih.list)
 		h.mux.HandleFunc("POST /v1/images", ih.importImage)
 		h.mux.HandleFunc("DELETE /v1/images/{name}", ih.remove)
+		h.mux.HandleFunc("GET /v1/machines/{ref}/volume/snapshots", ih.snapshots)
+		h.mux.HandleFunc("DELETE /v1/machines/{ref}/volume/snapshots/{name}", ih.deleteSnapshot)
+		h.mux.HandleFunc("POST /v1/machines/{ref}/root/upgrade", ih.upgrade)
+		h.mux.HandleFunc("POST /v1/groups/{name}/rollout", ih.rollout)
 		h.mux.HandleFunc("POST /v1/images/gc", ih.gc)
 		h.mux.HandleFunc("POST /v1/machines/{ref}/volume/reset", ih.reset)
 		h.mux.HandleFunc("POST /v1/machines/{ref}/volume/snapshots", ih.snapshot)
@@ -126,7 +183,43 @@ func (ih *imageHandler) importImage(w http.ResponseWriter, r *http.Request) {
 }
 
 func (ih *imageHandler) remove(w http.ResponseWriter, r *http.Request) {
-	ih.h.reply(w, r, nil, ih.svc.RemoveImage(r.Context(), r.PathValue("name")))
+	removed, err := ih.svc.RemoveImage(r.Context(), r.PathValue("name"))
+	if removed == nil {
+		removed = []Image{}
+	}
+	ih.h.reply(w, r, RemoveResult{Removed: removed}, err)
+}
+
+func (ih *imageHandler) snapshots(w http.ResponseWriter, r *http.Request) {
+	ss, err := ih.svc.Snapshots(r.Context(), r.PathValue("ref"))
+	if ss == nil {
+		ss = []Snapshot{}
+	}
+	ih.h.reply(w, r, ss, err)
+}
+
+func (ih *imageHandler) deleteSnapshot(w http.ResponseWriter, r *http.Request) {
+	ih.h.reply(w, r, nil, ih.svc.DeleteSnapshot(r.Context(), r.PathValue("ref"), r.PathValue("name")))
+}
+
+func (ih *imageHandler) upgrade(w http.ResponseWriter, r *http.Request) {
+	var req UpgradeRequest
+	if err := decodeBody(w, r, &req); err != nil {
+		ih.h.reply(w, r, nil, err)
+		return
+	}
+	u, err := ih.svc.UpgradeRoot(r.Context(), r.PathValue("ref"), req.Image)
+	ih.h.reply(w, r, u, err)
+}
+
+func (ih *imageHandler) rollout(w http.ResponseWriter, r *http.Request) {
+	var req RolloutRequest
+	if err := decodeBody(w, r, &req); err != nil {
+		ih.h.reply(w, r, nil, err)
+		return
+	}
+	ro, err := ih.svc.Rollout(r.Context(), r.PathValue("name"), req.Image, req.Canary)
+	ih.h.reply(w, r, ro, err)
 }
 
 func (ih *imageHandler) gc(w http.ResponseWriter, r *http.Request) {

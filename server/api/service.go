@@ -29,6 +29,9 @@ type Service interface {
 	Revoke(ctx context.Context, ref, reason string) (*Machine, error)
 	// Forget deletes the machine and its secrets; its next boot is unknown.
 	Forget(ctx context.Context, ref string) error
+	// ForgetMachine forgets the machine as Forget does and then deletes
+	// its roots and their snapshots from the server, unless keepRoot.
+	ForgetMachine(ctx context.Context, ref string, keepRoot bool) (*Forgotten, error)
 
 	SetSecret(ctx context.Context, ref, name string, value []byte) error
 	// SecretNames lists secret names, never values.

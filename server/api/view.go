@@ -48,8 +48,10 @@ func (p Policy) Valid() bool {
 //
 //	{"id": "<64 hex>", "name": "web-1", "state": "approved",
 //	 "ek_public": "<base64>", "ek_cert": "<base64>", "ak_public": "<base64>",
+//	 "ek_cert_status": "verified (from TPM NV, issuer \"CN=...\")",
 //	 "hints": {...}, "policy": "pinned",
 //	 "approved": {BootState}, "reported": {BootState}, "diff": "...",
+//	 "unmeasured": "boot-measurement: ...",
 //	 "root": {"kind": "iscsi", "params": {...}}, "group": "lab",
 //	 "reset_count": 3, "restart_count": 0,
 //	 "first_seen": "...", "last_seen": "...", "last_address": "10.0.0.5:1234",
@@ -66,6 +68,9 @@ type Machine struct {
 	EKPublic []byte `json:"ek_public"`
 	EKCert   []byte `json:"ek_cert,omitempty"`
 	AKPublic []byte `json:"ak_public"`
+	// EKCertStatus is the outcome of the EK certificate check at the last
+	// attestation: "verified (from ..., issuer ...)" or "not verified: why".
+	EKCertStatus string `json:"ek_cert_status,omitempty"`
 	// Hints are what the agent said about itself (unverified).
 	Hints wire.Hints `json:"hints"`
 
@@ -78,6 +83,11 @@ type Machine struct {
 	// Diff is the readable event diff that put the machine in
 	// needs-reapproval.
 	Diff string `json:"diff,omitempty"`
+	// Unmeasured is set when the approved boot state (else the reported
+	// one) does not measure the initramfs and the kernel command line:
+	// the refusal, "<check>: <reason>", that the server gives such boots
+	// under every policy but identity-only.
+	Unmeasured string `json:"unmeasured,omitempty"`
 	// Root is the machine's own root plan; when Group is set, the
 	// group's root applies instead.
 	Root  wire.RootPlan `json:"root"`
@@ -187,6 +197,16 @@ type Group struct {
 //	 "tree_digest": "<hex sha256>", "imported": "..."}
 type Image struct {
 	Name string `json:"name"`
+	// Version numbers the name's imports from 1: NAME@vN names this
+	// image for as long as it exists; NAME alone is the latest version.
+	Version int `json:"version,omitempty"`
+	// Latest reports whether this is the name's latest version.
+	Latest bool `json:"latest,omitempty"`
+	// UsedBy lists the root plans that name this version ("machine ID
+	// NAME", "group NAME"; a plan naming NAME alone uses the latest)
+	// and, as "roots", whether machines' roots or snapshots are made on
+	// its base.
+	UsedBy []string `json:"used_by,omitempty"`
 	// Digest is the hex sha256 of the ext4 image.
 	Digest string `json:"digest"`
 	// Size is the image size in bytes.
@@ -194,4 +214,48 @@ type Image struct {
 	// TreeDigest is the hex sha256 of the unpacked tree.
 	TreeDigest string    `json:"tree_digest"`
 	Imported   time.Time `json:"imported"`
+}
+
+// Snapshot is one saved root of a machine.
+//
+//	{"name": "before-debian-v2", "base": "<hex sha256>", "image": "debian@v1",
+//	 "created": "...", "size": 1048576}
+type Snapshot struct {
+	Name string `json:"name"`
+	// Base is the digest of the base the snapshot was made on; Image is
+	// the image version of that base, "" when no version names it.
+	Base    string    `json:"base"`
+	Image   string    `json:"image,omitempty"`
+	Created time.Time `json:"created"`
+	// Size is the bytes the snapshot takes on the server's disk.
+	Size int64 `json:"size"`
+}
+
+// Upgrade is what moving one machine's root to an image version did.
+//
+//	{"machine": "<id>", "from": "debian@v1", "to": "debian@v2", "kept_as": "before-debian-v2"}
+type Upgrade struct {
+	Machine string `json:"machine"`
+	// From and To are image versions (or base digests no version names).
+	From string `json:"from,omitempty"`
+	To   string `json:"to"`
+	// KeptAs is the snapshot holding the old root; rolling back to it
+	// returns the machine to its old base with its changes.
+	KeptAs string `json:"kept_as,omitempty"`
+	// Skipped says why nothing was done ("already on ...", "no root yet").
+	Skipped string `json:"skipped,omitempty"`
+}
+
+// Rollout is what moving a group to an image version did.
+type Rollout struct {
+	Group string `json:"group"`
+	Image string `json:"image"`
+	// Upgraded lists each member considered, in machine ID order.
+	Machines []Upgrade `json:"machines"`
+	// Remaining counts the members a canary rollout left on their old
+	// versions.
+	Remaining int `json:"remaining"`
+	// GroupRoot is the group's root plan after the rollout: set to the
+	// version once every member has it (not for a canary).
+	GroupRoot wire.RootPlan `json:"group_root"`
 }

@@ -32,8 +32,9 @@ func TestViewJSON(t *testing.T) {
 		{"machine.json", &api.Machine{
 			ID: "aaaaaaaa11111111111111111111111111111111111111111111111111111111", Name: "web-1",
 			State: api.StateNeedsReapproval, EKPublic: []byte{1}, EKCert: []byte{2}, AKPublic: []byte{3},
-			Hints:  wire.Hints{Hostname: "web-1", MACs: []string{"52:54:00:12:34:56"}, Firmware: "uefi"},
-			Policy: api.PolicyPinned, Approved: bs, Reported: bs, Diff: "PCR 4 changed",
+			EKCertStatus: "verified (from TPM NV, issuer \"CN=vendor CA\")",
+			Hints:        wire.Hints{Hostname: "web-1", MACs: []string{"52:54:00:12:34:56"}, Firmware: "uefi"},
+			Policy:       api.PolicyPinned, Approved: bs, Reported: bs, Diff: "PCR 4 changed",
 			Root: root, Group: "lab", ResetCount: 3, RestartCount: 1,
 			FirstSeen: at, LastSeen: at, LastAddress: "10.0.0.5:4242", BootCount: 7, Reason: "changed",
 			History: []api.BootAttempt{{Time: at, Server: "sr-1", Remote: "10.0.0.5:4242", Outcome: "refused",

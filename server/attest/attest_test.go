@@ -176,9 +176,14 @@ type foreignAKDevice struct {
 	ak []byte
 }
 
-func (d *foreignAKDevice) Identity(ctx context.Context) ([]byte, []byte, []byte, error) {
-	ek, cert, _, err := d.Device.Identity(ctx)
-	return ek, cert, d.ak, err
+func (d *foreignAKDevice) Identity(ctx context.Context) (*agentattest.Identity, error) {
+	id, err := d.Device.Identity(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c := *id
+	c.AKPublic = d.ak
+	return &c, nil
 }
 
 func (d *foreignAKDevice) ActivateCredential(ctx context.Context, blob, secret []byte) ([]byte, error) {

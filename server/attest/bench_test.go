@@ -185,8 +185,8 @@ func startExchange(tb testing.TB, s *Server, a *loadgen.Agent) started {
 	exporter := make([]byte, wire.ExporterLength)
 	rand.Read(exporter)
 	x := s.newExchange("bench", exporter)
-	ek, _, ak, _ := a.Identity(ctx)
-	m, err := x.start(ctx, &wire.Hello{EKPublic: ek, AKPublic: ak})
+	id, _ := a.Identity(ctx)
+	m, err := x.start(ctx, &wire.Hello{EKPublic: id.EKPublic, AKPublic: id.AKPublic})
 	s.live.remove(x) // not endable: no stream
 	if err != nil {
 		tb.Errorf("start: %v", err)

@@ -28,7 +28,21 @@ type swtpmMachine struct {
 
 func newSWTPMMachine(t *testing.T, spec fakeboot.Spec) *swtpmMachine {
 	t.Helper()
-	inst := tpmtest.SWTPM(t, tpmtest.SWTPMOptions{EKCert: true})
+	m := newSWTPMMachineWith(t, spec, tpmtest.SWTPMOptions{EKCert: true}, nil)
+	if len(m.keys.EKCert) == 0 {
+		t.Fatal("swtpm with EKCert: LoadKeys read no EK certificate")
+	}
+	return m
+}
+
+// newSWTPMMachineWith sets up a swtpm with opts, lets prepare change its
+// NV (as another vendor's provisioning would) and loads the agent's keys.
+func newSWTPMMachineWith(t *testing.T, spec fakeboot.Spec, opts tpmtest.SWTPMOptions, prepare func(*tpmtest.SWTPMInstance)) *swtpmMachine {
+	t.Helper()
+	inst := tpmtest.SWTPM(t, opts)
+	if prepare != nil {
+		prepare(inst)
+	}
 	boot, err := fakeboot.Build(spec)
 	if err != nil {
 		t.Fatalf("fakeboot.Build: %v", err)
@@ -42,9 +56,6 @@ func newSWTPMMachine(t *testing.T, spec fakeboot.Spec) *swtpmMachine {
 		t.Fatalf("LoadKeys: %v", err)
 	}
 	t.Cleanup(func() { keys.Close() })
-	if len(keys.EKCert) == 0 {
-		t.Fatal("swtpm with EKCert: LoadKeys read no EK certificate")
-	}
 	dev := &agentattest.TPMDevice{TPM: tp, Keys: keys, ReadEventLog: func() ([]byte, error) { return boot.Log, nil }}
 	return &swtpmMachine{inst: inst, keys: keys, dev: dev, id: wire.MachineID(keys.EKPublic)}
 }
@@ -63,9 +74,14 @@ type certDevice struct {
 	cert []byte
 }
 
-func (d *certDevice) Identity(ctx context.Context) ([]byte, []byte, []byte, error) {
-	ek, _, ak, err := d.Device.Identity(ctx)
-	return ek, d.cert, ak, err
+func (d *certDevice) Identity(ctx context.Context) (*agentattest.Identity, error) {
+	id, err := d.Device.Identity(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c := *id
+	c.EKCert = d.cert
+	return &c, nil
 }
 
 func (e *testEnv) wantNotRecorded(t *testing.T, id string) {

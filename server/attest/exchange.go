@@ -1,6 +1,7 @@
 package attest
 
 import (
+	"cmp"
 	"context"
 	"crypto"
 	"encoding/json"
@@ -13,7 +14,6 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 
-	"github.com/sealroot/sealroot/pki"
 	"github.com/sealroot/sealroot/server/attest/evidence"
 	"github.com/sealroot/sealroot/server/audit"
 	"github.com/sealroot/sealroot/server/eventlog"
@@ -59,11 +59,15 @@ type exchange struct {
 
 	hello     *wire.Hello
 	machineID string
-	machine   *store.Machine // nil for an unknown machine
-	nonce     []byte
-	secret    []byte
-	pcrs      []int
-	done      bool
+	// ekCert is the EK certificate (from NV or ekCerts) and ekCertStatus
+	// the outcome of its check, for the machine's record.
+	ekCert       []byte
+	ekCertStatus string
+	machine      *store.Machine // nil for an unknown machine
+	nonce        []byte
+	secret       []byte
+	pcrs         []int
+	done         bool
 
 	endMu   sync.Mutex // guards the fields below; see live.go
 	endedBy *Failure   // set by end: the exchange is refused
@@ -79,13 +83,14 @@ func (s *Server) newExchange(remote string, exporter []byte) *exchange {
 func (x *exchange) start(ctx context.Context, h *wire.Hello) (wire.Message, error) {
 	x.hello = h
 	x.machineID = wire.MachineID(h.EKPublic)
-	if _, err := evidence.ParseEK(h.EKPublic); err != nil {
+	ek, err := evidence.ParseEK(h.EKPublic)
+	if err != nil {
 		return nil, fail("ek-public", err)
 	}
 	if _, err := evidence.ParseAK(h.AKPublic); err != nil {
 		return nil, fail("ak-public", err)
 	}
-	if err := x.s.checkEKCert(h); err != nil {
+	if x.ekCert, x.ekCertStatus, err = x.s.checkEKCert(ctx, ek, h); err != nil {
 		return nil, err
 	}
 	// Registered before the record is read: a revoke that commits after
@@ -131,30 +136,6 @@ func revokedReason(m *store.Machine) string {
 	return "no reason given"
 }
 
-func (s *Server) checkEKCert(h *wire.Hello) error {
-	if len(h.EKCert) == 0 {
-		if s.requireEKCert {
-			return fail("ek-certificate", errors.New("TPM has no EK certificate and the server requires one"))
-		}
-		return nil
-	}
-	if s.ekRoots == nil {
-		return nil
-	}
-	ek, err := evidence.ParseEK(h.EKPublic)
-	if err != nil {
-		return fail("ek-public", err)
-	}
-	pub, err := ekCryptoKey(ek)
-	if err != nil {
-		return fail("ek-public", err)
-	}
-	if err := pki.VerifyEKCert(h.EKCert, pub, s.ekRoots, s.ekIntermediates); err != nil {
-		return fail("ek-certificate", err)
-	}
-	return nil
-}
-
 // finish verifies Evidence and returns a Credential or a final Status.
 func (x *exchange) finish(ctx context.Context, ev *wire.Evidence) (wire.Message, error) {
 	x.done = true
@@ -196,6 +177,11 @@ func (x *exchange) verify(ev *wire.Evidence) (*store.BootState, *evidence.QuoteI
 	if err != nil {
 		return nil, nil, fail("event-log", err)
 	}
+	if x.s.requireSB {
+		if err := checkSecureBoot(ev); err != nil {
+			return nil, nil, err
+		}
+	}
 	pcrs := make(map[int][]byte, len(ev.PCRs))
 	for _, p := range ev.PCRs {
 		pcrs[p.Index] = p.Digest
@@ -227,19 +213,20 @@ func pcrIndices(pcrs []wire.PCR) []int {
 func (x *exchange) enroll(ctx context.Context, observed *store.BootState) (wire.Message, error) {
 	now := x.s.now()
 	m := &store.Machine{
-		ID:          x.machineID,
-		Name:        defaultName(x.machineID),
-		State:       store.StatePending,
-		EKPublic:    x.hello.EKPublic,
-		EKCert:      x.hello.EKCert,
-		AKPublic:    x.hello.AKPublic,
-		Hints:       x.hello.Hints,
-		Policy:      store.PolicyPinned,
-		Reported:    observed,
-		Root:        wire.RootPlan{Kind: wire.RootNone},
-		FirstSeen:   now,
-		LastSeen:    now,
-		LastAddress: x.remote,
+		ID:           x.machineID,
+		Name:         defaultName(x.machineID),
+		State:        store.StatePending,
+		EKPublic:     x.hello.EKPublic,
+		EKCert:       x.ekCert,
+		EKCertStatus: x.ekCertStatus,
+		AKPublic:     x.hello.AKPublic,
+		Hints:        x.hello.Hints,
+		Policy:       store.PolicyPinned,
+		Reported:     observed,
+		Root:         wire.RootPlan{Kind: wire.RootNone},
+		FirstSeen:    now,
+		LastSeen:     now,
+		LastAddress:  x.remote,
 	}
 	if err := x.s.store.CreateMachine(ctx, m); err != nil {
 		// Two agents with the same EK raced; the other one enrolled it.
@@ -282,6 +269,7 @@ func (x *exchange) stillPending(ctx context.Context, observed *store.BootState) 
 		m.AKPublic = x.hello.AKPublic
 		m.LastSeen = x.s.now()
 		m.LastAddress = x.remote
+		m.EKCert, m.EKCertStatus = x.ekCert, x.ekCertStatus
 		return nil
 	})
 	if err != nil {
@@ -308,6 +296,7 @@ func (x *exchange) judge(ctx context.Context, observed *store.BootState, info *e
 			m.Diff = v.Diff
 			m.LastSeen = x.s.now()
 			m.LastAddress = x.remote
+			m.EKCert, m.EKCertStatus = x.ekCert, x.ekCertStatus
 			return nil
 		})
 		if err != nil {
@@ -318,7 +307,7 @@ func (x *exchange) judge(ctx context.Context, observed *store.BootState, info *e
 		x.s.logger.Warn("boot state changed: machine needs re-approval", "machine", x.machineID, "reason", v.Reason)
 		return x.pendingStatus(wire.StateNeedsReapproval, v.Diff), nil
 	}
-	return nil, &Failure{Check: "policy", Reason: v.Reason}
+	return nil, &Failure{Check: cmp.Or(v.Check, "policy"), Reason: v.Reason}
 }
 
 // release seals the credential for an approved machine in a verified state.
@@ -390,6 +379,7 @@ func (x *exchange) release(ctx context.Context, observed *store.BootState, info 
 		m.LastSeen = x.s.now()
 		m.LastAddress = x.remote
 		m.Hints = x.hello.Hints
+		m.EKCert, m.EKCertStatus = x.ekCert, x.ekCertStatus
 		return nil
 	})
 	if err == nil {
@@ -444,4 +434,17 @@ func ekCryptoKey(ek *tpm2.TPMTPublic) (crypto.PublicKey, error) {
 		return nil, fmt.Errorf("EK public key: %w", err)
 	}
 	return pub, nil
+}
+
+// checkSecureBoot refuses evidence whose event log does not prove UEFI
+// Secure Boot on: the SecureBoot variable as measured into PCR 7.
+func checkSecureBoot(ev *wire.Evidence) error {
+	st, err := eventlog.SecureBoot(ev.EventLog, ev.PCRs)
+	if err != nil {
+		return fail("secure-boot", err)
+	}
+	if !st.Enabled {
+		return fail("secure-boot", errors.New("Secure Boot is off (PCR 7: SecureBoot variable not 1) and the server requires it"))
+	}
+	return nil
 }

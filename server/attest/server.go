@@ -40,6 +40,13 @@ type Config struct {
 	EKRoots, EKIntermediates *x509.CertPool
 	// RequireEKCert refuses TPMs without an EK certificate.
 	RequireEKCert bool
+	// EKCerts, when set, supplies the certificate of a TPM that sends
+	// none (vendor services, operator imports; see server/ekcert).
+	EKCerts EKCertSource
+	// RequireSecureBoot refuses machines whose event log does not prove
+	// UEFI Secure Boot on (PCR 7 SecureBoot = 1), legacy BIOS included.
+	// PCR 7 must be in PCRs (it is in DefaultPCRs).
+	RequireSecureBoot bool
 
 	PCRs []int // quoted PCR selection; default DefaultPCRs
 	// StepTimeout is how long the server waits for the first byte of the
@@ -85,6 +92,8 @@ type Server struct {
 	ekRoots         *x509.CertPool
 	ekIntermediates *x509.CertPool
 	requireEKCert   bool
+	ekCerts         EKCertSource
+	requireSB       bool
 	pcrs            []int
 	stepTimeout     time.Duration
 	retryAfter      time.Duration
@@ -123,6 +132,8 @@ func New(cfg Config) (*Server, error) {
 		ekRoots:         cfg.EKRoots,
 		ekIntermediates: cfg.EKIntermediates,
 		requireEKCert:   cfg.RequireEKCert,
+		ekCerts:         cfg.EKCerts,
+		requireSB:       cfg.RequireSecureBoot,
 		pcrs:            cfg.PCRs,
 		stepTimeout:     orDefault(cfg.StepTimeout, 30*time.Second),
 		retryAfter:      orDefault(cfg.RetryAfter, 3*time.Second),

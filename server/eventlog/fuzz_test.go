@@ -37,6 +37,9 @@ func FuzzVerify(f *testing.F) {
 
 	f.Fuzz(func(t *testing.T, log, pcr4 []byte) {
 		pcrs := setPCR(quoted, 4, pcr4)
+		if st, err := SecureBoot(log, pcrs); err == nil && st == nil {
+			t.Fatal("SecureBoot returned neither a state nor an error")
+		}
 		events, err := Verify(log, pcrs)
 		if err != nil {
 			if !slices.ContainsFunc(sentinels, func(s error) bool { return errors.Is(err, s) }) {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -27,6 +28,61 @@ type extractor struct {
 	chownErr error   // first ownership failure (not root): logged once
 	bytes    int64   // regular file bytes
 	entries  int64
+	// layered: entries are layers applied in order (OCI), so an entry
+	// replaces whatever its name holds, a directory with all it holds.
+	layered bool
+}
+
+// implyParents records the directories MkdirAll is about to create for
+// dir (an OCI layer need not list them) with mode 0755 and time zero, so
+// that the tree does not depend on when it was unpacked. An entry of the
+// directory later in the source overrides them.
+func (x *extractor) implyParents(dir string) {
+	for d := dir; d != "." && d != "/"; d = path.Dir(d) {
+		if _, err := x.root.Lstat(d); err == nil {
+			return
+		}
+		x.dirs = append(x.dirs, entry{name: d, typ: typeDir, perm: 0o755})
+	}
+}
+
+// replace makes room for an entry of type typ at name: a non-directory
+// replaces a file; in layered mode anything but a directory over a
+// directory replaces whatever is there.
+func (x *extractor) replace(name string, typ entryType) error {
+	fi, err := x.root.Lstat(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if typ == typeDir && fi.IsDir() {
+		return nil
+	}
+	if !x.layered {
+		if typ == typeDir {
+			return nil // Mkdir reports the conflict
+		}
+		return x.root.Remove(name)
+	}
+	return x.removeAll(name)
+}
+
+// removeAll removes name and everything under it from the tree and from
+// what finish and checkParents remember.
+func (x *extractor) removeAll(name string) error {
+	if err := x.root.RemoveAll(name); err != nil {
+		return err
+	}
+	under := func(n string) bool { return n == name || strings.HasPrefix(n, name+"/") }
+	for n := range x.symlinks {
+		if under(n) {
+			delete(x.symlinks, n)
+		}
+	}
+	x.dirs = slices.DeleteFunc(x.dirs, func(d entry) bool { return under(d.name) })
+	return nil
 }
 
 func (x *extractor) add(e entry) error {
@@ -47,14 +103,13 @@ func (x *extractor) add(e entry) error {
 		return nil
 	}
 	if dir := path.Dir(name); dir != "." {
+		x.implyParents(dir)
 		if err := x.root.MkdirAll(dir, 0o755); err != nil {
 			return fmt.Errorf("image: extract %s: %w", name, err)
 		}
 	}
-	if e.typ != typeDir {
-		if err := x.root.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("image: extract %s: %w", name, err)
-		}
+	if err := x.replace(name, e.typ); err != nil {
+		return fmt.Errorf("image: extract %s: %w", name, err)
 	}
 	if err := x.create(e); err != nil {
 		return fmt.Errorf("image: extract %s: %w", name, err)

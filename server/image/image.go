@@ -11,7 +11,14 @@
 //	bases/sha256-<hex>.img  the ext4 image, mode 0444, immutable flag when possible
 //	trees/sha256-<hex>/     the unpacked tree, for NFS roots
 //	tmp/                    imports in progress (removed at Open)
-//	index.json              image names to digests (written with fsync + rename)
+//	index.json              image names to their versions' digests (written with fsync + rename)
+//
+// # Versions
+//
+// Importing to a name adds a version (NAME@v1, NAME@v2, ...) unless the
+// content is that of the latest version already. A version is immutable:
+// it names one digest for as long as it exists. A reference is NAME (the
+// latest version) or NAME@vN (that version).
 //
 // # Concurrency
 //
@@ -22,10 +29,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
-	"sort"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -48,6 +58,9 @@ var (
 // Image is a named base image.
 type Image struct {
 	Name string `json:"name"`
+	// Version numbers the name's imports from 1; an index written before
+	// versions has each name's image as version 1.
+	Version int `json:"version"`
 	// Digest is the hex sha256 of the ext4 image.
 	Digest string `json:"digest"`
 	// Size is the image size in bytes.
@@ -56,6 +69,28 @@ type Image struct {
 	// modes, times, contents).
 	TreeDigest string    `json:"tree_digest"`
 	Imported   time.Time `json:"imported"`
+	// Origin is the digest of the OCI image it was made from, if any.
+	Origin string `json:"origin,omitempty"`
+}
+
+// Ref is the image's reference with its version: NAME@vN.
+func (im Image) Ref() string { return fmt.Sprintf("%s@v%d", im.Name, im.Version) }
+
+// ParseRef splits a reference, NAME or NAME@vN, into the name and the
+// version (0 for NAME: the latest).
+func ParseRef(ref string) (name string, version int, err error) {
+	name, v, pinned := strings.Cut(ref, "@")
+	if pinned {
+		n, err := strconv.Atoi(strings.TrimPrefix(v, "v"))
+		if err != nil || !strings.HasPrefix(v, "v") || n < 1 || strconv.Itoa(n) != v[1:] {
+			return "", 0, fmt.Errorf("image: reference %q: %w: want NAME or NAME@vN", ref, ErrBadName)
+		}
+		version = n
+	}
+	if !namePattern.MatchString(name) {
+		return "", 0, fmt.Errorf("image: reference %q: %w", ref, ErrBadName)
+	}
+	return name, version, nil
 }
 
 // Config configures a Store. The zero value of each field but Dir works.
@@ -135,7 +170,8 @@ func (s *Store) TreePath(digest string) (string, error) {
 func (s *Store) basePath(d string) string { return filepath.Join(s.dir, "bases", "sha256-"+d+".img") }
 func (s *Store) treePath(d string) string { return filepath.Join(s.dir, "trees", "sha256-"+d) }
 
-// List returns every named image, sorted by name.
+// List returns every version of every named image, sorted by name and
+// version.
 func (s *Store) List() ([]Image, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -143,42 +179,84 @@ func (s *Store) List() ([]Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]Image, 0, len(idx.Images))
-	for _, im := range idx.Images {
-		out = append(out, im)
+	var out []Image
+	for _, name := range slices.Sorted(maps.Keys(idx.Versions)) {
+		out = append(out, idx.Versions[name]...)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
 }
 
-// Get returns the image with the given name.
-func (s *Store) Get(name string) (*Image, error) {
+// Get returns the image ref (NAME or NAME@vN) names.
+func (s *Store) Get(ref string) (*Image, error) {
+	name, version, err := ParseRef(ref)
+	if err != nil {
+		return nil, err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	idx, err := s.readIndex()
 	if err != nil {
 		return nil, err
 	}
-	im, ok := idx.Images[name]
-	if !ok {
-		return nil, fmt.Errorf("image: %q: %w", name, ErrNotFound)
-	}
-	return &im, nil
+	return idx.find(name, version)
 }
 
-// Remove forgets a name. The base stays until GC finds it unreferenced.
-func (s *Store) Remove(name string) error {
+// Resolve returns the image a root made on base (a digest, "" for none
+// yet) mounts when its plan names ref: a root keeps its base while that
+// is a version of ref's name, whatever version ref pins or is latest, so
+// importing or pinning a version never changes an existing root's base
+// (an explicit upgrade does). Otherwise it is Get(ref).
+func (s *Store) Resolve(ref, base string) (*Image, error) {
+	name, version, err := ParseRef(ref)
+	if err != nil {
+		return nil, err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	idx, err := s.readIndex()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if _, ok := idx.Images[name]; !ok {
-		return fmt.Errorf("image: %q: %w", name, ErrNotFound)
+	for _, im := range idx.Versions[name] {
+		if base != "" && im.Digest == base {
+			return &im, nil
+		}
 	}
-	delete(idx.Images, name)
-	return s.writeIndex(idx)
+	return idx.find(name, version)
+}
+
+// Remove forgets ref: one version (NAME@vN) or every version of a name
+// (NAME). It returns what it removed. Bases stay until GC finds them
+// unreferenced; version numbers are never reused.
+func (s *Store) Remove(ref string) ([]Image, error) {
+	name, version, err := ParseRef(ref)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	idx, err := s.readIndex()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := idx.find(name, version); err != nil {
+		return nil, err
+	}
+	var kept, removed []Image
+	for _, im := range idx.Versions[name] {
+		if version == 0 || im.Version == version {
+			removed = append(removed, im)
+		} else {
+			kept = append(kept, im)
+		}
+	}
+	if len(kept) == 0 {
+		delete(idx.Versions, name)
+	} else {
+		idx.Versions[name] = kept
+	}
+	idx.setLast(name, removed[len(removed)-1].Version)
+	return removed, s.writeIndex(idx)
 }
 
 // GC deletes every base and tree that no image name references and for
@@ -192,8 +270,10 @@ func (s *Store) GC(inUse func(digest string) bool) ([]string, error) {
 		return nil, err
 	}
 	named := map[string]bool{}
-	for _, im := range idx.Images {
-		named[im.Digest] = true
+	for _, vs := range idx.Versions {
+		for _, im := range vs {
+			named[im.Digest] = true
+		}
 	}
 	ents, err := os.ReadDir(filepath.Join(s.dir, "bases"))
 	if err != nil {

@@ -221,10 +221,10 @@ func TestRemoveGCVerify(t *testing.T) {
 	if a.Digest == b.Digest {
 		t.Fatal("different trees, same digest")
 	}
-	if err := s.Remove("a"); err != nil {
+	if _, err := s.Remove("a"); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Remove("a"); !errors.Is(err, ErrNotFound) {
+	if _, err := s.Remove("a"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Remove twice = %v, want ErrNotFound", err)
 	}
 	// a is unnamed but in use by a machine: kept. Then unused: removed.
@@ -269,7 +269,7 @@ func TestImportSameTreeLaterSameImage(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Import: %v", err)
 	}
-	if err := s.Remove("first"); err != nil {
+	if _, err := s.Remove("first"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.GC(func(string) bool { return false }); err != nil {
@@ -282,5 +282,71 @@ func TestImportSameTreeLaterSameImage(t *testing.T) {
 	}
 	if again.Digest != first.Digest {
 		t.Fatalf("same tree rebuilt later: digest %s, want %s", again.Digest, first.Digest)
+	}
+}
+
+// Importing to a name adds a version; a version keeps its digest; the
+// same content again adds none; a removed version's number is not reused;
+// an index from before versions reads as version 1.
+func TestImportVersions(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	src := makeTree(t)
+	v1, err := s.Import(ctx, "deb", src, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := s.Import(ctx, "deb", src, nil)
+	if err != nil || again.Version != 1 {
+		t.Fatalf("Import(same content) = %+v, %v; want v1 again", again, err)
+	}
+	os.WriteFile(filepath.Join(src, "extra"), []byte("v2"), 0o644)
+	v2, err := s.Import(ctx, "deb", src, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v1.Ref() != "deb@v1" || v2.Ref() != "deb@v2" || v1.Digest == v2.Digest {
+		t.Fatalf("versions = %s %s, %s %s; want deb@v1, deb@v2 with different digests", v1.Ref(), v1.Digest, v2.Ref(), v2.Digest)
+	}
+	for _, tc := range []struct{ ref, want string }{{"deb", v2.Digest}, {"deb@v1", v1.Digest}, {"deb@v2", v2.Digest}} {
+		if im, err := s.Get(tc.ref); err != nil || im.Digest != tc.want {
+			t.Errorf("Get(%s) = %v, %v; want %.12s", tc.ref, im, err, tc.want)
+		}
+	}
+	for _, ref := range []string{"deb@v3", "deb@2", "deb@v0", "deb@v01", "@v1", "deb@v1@v2"} {
+		if _, err := s.Get(ref); err == nil {
+			t.Errorf("Get(%s) succeeded", ref)
+		}
+	}
+	// A root made on v1 keeps v1, latest or pinned; a new root takes the
+	// reference; a base of another name is not kept.
+	for _, tc := range []struct{ ref, base, want string }{
+		{"deb", v1.Digest, v1.Digest}, {"deb@v2", v1.Digest, v1.Digest}, {"deb", "", v2.Digest},
+		{"deb@v1", "", v1.Digest}, {"deb", strings.Repeat("0", 64), v2.Digest},
+	} {
+		if im, err := s.Resolve(tc.ref, tc.base); err != nil || im.Digest != tc.want {
+			t.Errorf("Resolve(%s, %.12s) = %v, %v; want %.12s", tc.ref, tc.base, im, err, tc.want)
+		}
+	}
+	list, _ := s.List()
+	if len(list) != 2 || list[0].Version != 1 || list[1].Version != 2 {
+		t.Fatalf("List = %+v, want deb@v1, deb@v2", list)
+	}
+	if rm, err := s.Remove("deb@v2"); err != nil || len(rm) != 1 || rm[0].Version != 2 {
+		t.Fatalf("Remove(deb@v2) = %v, %v", rm, err)
+	}
+	os.WriteFile(filepath.Join(src, "extra"), []byte("v3"), 0o644)
+	v3, err := s.Import(ctx, "deb", src, nil)
+	if err != nil || v3.Version != 3 {
+		t.Fatalf("Import after removing v2 = %+v, %v; want v3", v3, err)
+	}
+
+	// The index before versions.
+	old := `{"images": {"old": {"name": "old", "digest": "` + v1.Digest + `", "size": 1}}}`
+	if err := os.WriteFile(filepath.Join(s.dir, "index.json"), []byte(old), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if im, err := s.Get("old@v1"); err != nil || im.Digest != v1.Digest {
+		t.Fatalf("Get(old@v1) from an index before versions = %v, %v", im, err)
 	}
 }

@@ -95,30 +95,40 @@ func walkTar(r io.Reader, fn func(entry) error) error {
 		if err != nil {
 			return fmt.Errorf("image: tar: %w", err)
 		}
-		e := entry{name: h.Name, perm: uint32(h.Mode) & 0o7777, uid: h.Uid, gid: h.Gid,
-			mtime: h.ModTime, link: h.Linkname, major: uint32(h.Devmajor), minor: uint32(h.Devminor), body: tr}
-		switch h.Typeflag {
-		case tar.TypeDir:
-			e.typ = typeDir
-		case tar.TypeReg, tar.TypeRegA:
-			e.typ = typeReg
-		case tar.TypeSymlink:
-			e.typ = typeSymlink
-		case tar.TypeLink:
-			e.typ = typeHardlink
-		case tar.TypeChar:
-			e.typ = typeChar
-		case tar.TypeBlock:
-			e.typ = typeBlock
-		case tar.TypeFifo:
-			e.typ = typeFIFO
-		default:
-			continue // PAX/GNU meta headers are consumed by archive/tar; skip others
+		e, ok := headerEntry(h, tr)
+		if !ok {
+			continue
 		}
 		if err := fn(e); err != nil {
 			return err
 		}
 	}
+}
+
+// headerEntry is the entry of a tar header; false for kinds an image
+// does not hold (PAX/GNU meta headers are consumed by archive/tar).
+func headerEntry(h *tar.Header, body io.Reader) (entry, bool) {
+	e := entry{name: h.Name, perm: uint32(h.Mode) & 0o7777, uid: h.Uid, gid: h.Gid,
+		mtime: h.ModTime, link: h.Linkname, major: uint32(h.Devmajor), minor: uint32(h.Devminor), body: body}
+	switch h.Typeflag {
+	case tar.TypeDir:
+		e.typ = typeDir
+	case tar.TypeReg, tar.TypeRegA:
+		e.typ = typeReg
+	case tar.TypeSymlink:
+		e.typ = typeSymlink
+	case tar.TypeLink:
+		e.typ = typeHardlink
+	case tar.TypeChar:
+		e.typ = typeChar
+	case tar.TypeBlock:
+		e.typ = typeBlock
+	case tar.TypeFifo:
+		e.typ = typeFIFO
+	default:
+		return e, false
+	}
+	return e, true
 }
 
 func walkDir(root string, progress func(done, total int64), fn func(entry) error) error {

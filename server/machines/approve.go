@@ -186,18 +186,29 @@ func printable(s string) bool {
 // Forget deletes the machine and its secrets and ends its attestations in
 // progress; its next boot is unknown.
 func (m *Manager) Forget(ctx context.Context, ref string) error {
+	_, err := m.forget(ctx, ref, "", nil)
+	return err
+}
+
+// forget deletes the machine's record, ends its attestations, withdraws
+// its access and then runs after (nil: nothing) on its ID. reason is
+// audited, before anything is applied.
+func (m *Manager) forget(ctx context.Context, ref, reason string, after func(id string) error) (string, error) {
 	mc, err := m.resolve(ctx, ref)
 	if err != nil {
-		m.record(ctx, "forget", "", "", err)
-		return err
+		m.record(ctx, "forget", "", reason, err)
+		return "", err
 	}
-	err = m.change(ctx, "forget", mc.ID, "", func() error { return fromStore(m.store.DeleteMachine(ctx, mc.ID)) })
+	err = m.change(ctx, "forget", mc.ID, reason, func() error { return fromStore(m.store.DeleteMachine(ctx, mc.ID)) })
 	if err != nil {
-		return err
+		return "", err
 	}
 	if m.attestations != nil {
 		m.attestations.EndForgotten(mc.ID)
 	}
 	m.removed(ctx, mc.ID)
-	return nil
+	if after != nil {
+		return mc.ID, after(mc.ID)
+	}
+	return mc.ID, nil
 }

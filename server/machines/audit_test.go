@@ -51,6 +51,8 @@ func TestNoChangeWithoutAuditRecord(t *testing.T) {
 		{"approve", func() error { _, err := e.mgr.Approve(ctx, "alpha", api.ApproveOptions{}); return err }},
 		{"revoke", func() error { _, err := e.mgr.Revoke(ctx, "beta", "stolen"); return err }},
 		{"forget", func() error { return e.mgr.Forget(ctx, "beta") }},
+		{"forget_machine", func() error { _, err := e.mgr.ForgetMachine(ctx, "beta", false); return err }},
+		{"dhcp_reserve", func() error { _, err := e.mgr.Reserve(ctx, "52:54:00:00:00:01", "192.0.2.9"); return err }},
 		{"secret_set", func() error { return e.mgr.SetSecret(ctx, "beta", "other", []byte("v")) }},
 		{"secret_delete", func() error { return e.mgr.DeleteSecret(ctx, "beta", "token") }},
 		{"secret_list", func() error { _, err := e.mgr.SecretNames(ctx, "beta"); return err }},
@@ -75,6 +77,9 @@ func TestNoChangeWithoutAuditRecord(t *testing.T) {
 		if err != nil || m.Version != v {
 			t.Errorf("machine %s: %v, version %d -> %d: changed without an audit record", id[:8], err, v, m.Version)
 		}
+	}
+	if rs, _ := e.st.DHCPReservations(ctx); len(rs) != 0 {
+		t.Errorf("reservations = %+v, want none: reserved without an audit record", rs)
 	}
 	if names, _ := e.st.Secrets(ctx, idB); len(names) != 1 {
 		t.Errorf("secrets = %d, want the one set before", len(names))

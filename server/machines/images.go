@@ -13,28 +13,85 @@ import (
 
 var _ api.ImageService = (*Manager)(nil)
 
-// Images lists the named images.
-func (m *Manager) Images(context.Context) ([]api.Image, error) {
+// Images lists every version of the named images, with what uses each.
+func (m *Manager) Images(ctx context.Context) ([]api.Image, error) {
 	ims, err := m.images.List()
+	if err != nil {
+		return nil, err
+	}
+	plans, err := m.plans(ctx)
+	if err != nil {
+		return nil, err
+	}
+	bases, err := m.roots.Bases()
 	if err != nil {
 		return nil, err
 	}
 	out := make([]api.Image, len(ims))
 	for i, im := range ims {
 		out[i] = imageView(im)
+		out[i].Latest = i == len(ims)-1 || ims[i+1].Name != im.Name
+		for _, p := range plans {
+			if p.uses(im, out[i].Latest) {
+				out[i].UsedBy = append(out[i].UsedBy, p.who)
+			}
+		}
+		if bases[im.Digest] || m.volumes.InUse(im.Digest) {
+			out[i].UsedBy = append(out[i].UsedBy, "roots")
+		}
 	}
 	return out, nil
 }
 
 // imageView is the admin API's view of im.
 func imageView(im image.Image) api.Image {
-	return api.Image{Name: im.Name, Digest: im.Digest, Size: im.Size, TreeDigest: im.TreeDigest, Imported: im.Imported}
+	return api.Image{Name: im.Name, Version: im.Version, Digest: im.Digest, Size: im.Size, TreeDigest: im.TreeDigest, Imported: im.Imported}
+}
+
+// namedPlan is a machine's or group's root plan that names an image.
+type namedPlan struct {
+	who  string // "machine ID NAME" or "group NAME"
+	name string // the image name
+	pin  int    // the version, 0 for the latest
+}
+
+// uses reports whether p mounts im, the latest of its name or not.
+func (p namedPlan) uses(im image.Image, latest bool) bool {
+	return p.name == im.Name && (p.pin == im.Version || (p.pin == 0 && latest))
+}
+
+// plans lists the machines' and groups' plans that name an image.
+func (m *Manager) plans(ctx context.Context) ([]namedPlan, error) {
+	var out []namedPlan
+	add := func(who string, root wire.RootPlan) {
+		if !hasImage(root) {
+			return
+		}
+		if name, pin, err := image.ParseRef(root.Params[wire.ImageParam]); err == nil {
+			out = append(out, namedPlan{who: who, name: name, pin: pin})
+		}
+	}
+	ms, err := m.store.Machines(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, mc := range ms {
+		add(fmt.Sprintf("machine %.12s %s", mc.ID, mc.Name), mc.Root)
+	}
+	gs, err := m.store.Groups(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, g := range gs {
+		add("group "+g.Name, g.Root)
+	}
+	return out, nil
 }
 
 // ImportImage imports source as name, logging progress.
 func (m *Manager) ImportImage(ctx context.Context, name, source string) (*api.Image, error) {
-	if !filepath.IsAbs(source) {
-		return nil, fmt.Errorf("image source %q: %w: want an absolute path on the server", source, api.ErrInvalid)
+	if !filepath.IsAbs(source) && !image.IsOCI(source) {
+		return nil, fmt.Errorf("image source %q: %w: want an absolute path on the server, docker://REF or oci:PATH", source, api.ErrInvalid)
 	}
 	var last time.Time
 	progress := func(done, total int64) {
@@ -56,32 +113,61 @@ func (m *Manager) ImportImage(ctx context.Context, name, source string) (*api.Im
 	return &view, nil
 }
 
-// RemoveImage forgets name, unless a machine's root still names it.
-func (m *Manager) RemoveImage(ctx context.Context, name string) error {
-	if err := m.checkUnused(ctx, name); err != nil {
-		m.record(ctx, "image-remove", "", "image "+name, err)
-		return err
+// RemoveImage forgets ref, one version or every version of a name,
+// unless a root plan, a machine's root or a snapshot still uses it.
+func (m *Manager) RemoveImage(ctx context.Context, ref string) ([]api.Image, error) {
+	if err := m.checkUnused(ctx, ref); err != nil {
+		err = toAPI(err)
+		m.record(ctx, "image-remove", "", "image "+ref, err)
+		return nil, err
 	}
-	return m.change(ctx, "image-remove", "", "image "+name, func() error { return toAPI(m.images.Remove(name)) })
+	var removed []image.Image
+	err := m.change(ctx, "image-remove", "", "image "+ref, func() (err error) {
+		removed, err = m.images.Remove(ref)
+		return toAPI(err)
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]api.Image, len(removed))
+	for i, im := range removed {
+		out[i] = imageView(im)
+	}
+	return out, nil
 }
 
-func (m *Manager) checkUnused(ctx context.Context, name string) error {
-	ms, err := m.store.Machines(ctx)
+// checkUnused refuses ref when a version it names is used: by a plan
+// (pinned, or naming the latest) or as the base of a root or snapshot.
+func (m *Manager) checkUnused(ctx context.Context, ref string) error {
+	name, version, err := image.ParseRef(ref)
 	if err != nil {
 		return err
 	}
-	for _, mc := range ms {
-		if hasImage(mc.Root) && mc.Root.Params[wire.ImageParam] == name {
-			return fmt.Errorf("image %s is the root of machine %s %s: %w", name, mc.ID[:12], mc.Name, api.ErrConflict)
+	all, err := m.images.List()
+	if err != nil {
+		return err
+	}
+	plans, err := m.plans(ctx)
+	if err != nil {
+		return err
+	}
+	bases, err := m.roots.Bases()
+	if err != nil {
+		return err
+	}
+	for i, im := range all {
+		if im.Name != name || (version != 0 && im.Version != version) {
+			continue
 		}
-	}
-	gs, err := m.store.Groups(ctx)
-	if err != nil {
-		return err
-	}
-	for _, g := range gs {
-		if hasImage(g.Root) && g.Root.Params[wire.ImageParam] == name {
-			return fmt.Errorf("image %s is the root of group %s: %w", name, g.Name, api.ErrConflict)
+		latest := i == len(all)-1 || all[i+1].Name != name
+		for _, p := range plans {
+			if p.name == name && (version == 0 || p.uses(im, latest)) {
+				return fmt.Errorf("image %s is the root of %s: %w", im.Ref(), p.who, api.ErrConflict)
+			}
+		}
+		if bases[im.Digest] || m.volumes.InUse(im.Digest) {
+			return fmt.Errorf("image %s is the base of machines' roots or snapshots (see `sealroot machine snapshots`): %w",
+				im.Ref(), api.ErrConflict)
 		}
 	}
 	return nil

@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"github.com/sealroot/sealroot/server/api"
+	"github.com/sealroot/sealroot/server/policy"
 	"github.com/sealroot/sealroot/server/store"
 )
 
@@ -19,12 +20,14 @@ func ViewMachine(m *store.Machine) *api.Machine {
 		State:        api.State(m.State),
 		EKPublic:     clone(m.EKPublic),
 		EKCert:       clone(m.EKCert),
+		EKCertStatus: m.EKCertStatus,
 		AKPublic:     clone(m.AKPublic),
 		Hints:        m.Hints,
 		Policy:       api.Policy(m.Policy),
 		Approved:     viewBootState(m.Approved),
 		Reported:     viewBootState(m.Reported),
 		Diff:         m.Diff,
+		Unmeasured:   unmeasured(m),
 		Root:         m.Root,
 		Group:        m.Group,
 		ResetCount:   m.ResetCount,
@@ -56,6 +59,21 @@ func viewHistory(h []store.BootAttempt) []api.BootAttempt {
 		}
 	}
 	return out
+}
+
+// unmeasured is api.Machine.Unmeasured for m.
+func unmeasured(m *store.Machine) string {
+	bs := m.Approved
+	if bs == nil {
+		bs = m.Reported
+	}
+	if bs == nil {
+		return ""
+	}
+	if gap := policy.MeasurementGap(bs); gap != "" {
+		return policy.CheckBootMeasurement + ": " + gap
+	}
+	return ""
 }
 
 // ViewMachines returns the views of ms, in order.

@@ -23,7 +23,7 @@ func fullRecord() *store.Machine {
 	}
 	return &store.Machine{
 		ID: idA, Name: "web-1", State: store.StateNeedsReapproval,
-		EKPublic: []byte{1}, EKCert: []byte{2}, AKPublic: []byte{3},
+		EKPublic: []byte{1}, EKCert: []byte{2}, AKPublic: []byte{3}, EKCertStatus: "verified",
 		Hints:  wire.Hints{Hostname: "web-1", Firmware: "uefi"},
 		Policy: store.PolicyPredicted, Approved: bs(4), Reported: bs(5), Diff: "PCR 4 changed",
 		Root:  wire.RootPlan{Kind: wire.RootISCSI, Params: map[string]string{wire.ImageParam: "debian"}},

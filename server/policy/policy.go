@@ -47,6 +47,9 @@ type Verdict struct {
 	Decision Decision
 	// Reason is a short operator-readable explanation.
 	Reason string
+	// Check names the check that refused, when it is not the boot state
+	// comparison itself (CheckBootMeasurement).
+	Check string
 	// Diff is the readable event diff when Decision is NeedsReapproval.
 	Diff string
 }
@@ -76,7 +79,9 @@ func Rules(approved *store.BootState) []Rule {
 }
 
 // Evaluate judges observed, a verified boot state, against m's policy.
-// It checks only the boot state; the caller handles enrollment states
+// Under every policy but store.PolicyIdentityOnly a boot whose event log
+// does not measure the initramfs and command line (MeasurementGap) is
+// refused before its PCRs are compared. It checks only the boot state; the caller handles enrollment states
 // (pending, revoked) before releasing anything. A machine with
 // store.PolicyPredicted needs EvaluateWith.
 func Evaluate(m *store.Machine, observed *store.BootState) Verdict {
@@ -98,6 +103,11 @@ func EvaluateWith(m *store.Machine, observed *store.BootState, pred *predict.Pre
 		return Verdict{Decision: Refuse, Reason: fmt.Sprintf("unknown policy %q", m.Policy)}
 	case observed == nil:
 		return Verdict{Decision: Refuse, Reason: "no verified boot state"}
+	}
+	if gap := MeasurementGap(observed); gap != "" {
+		return Verdict{Decision: Refuse, Check: CheckBootMeasurement, Reason: gap}
+	}
+	switch {
 	case m.Approved == nil:
 		return Verdict{Decision: Refuse, Reason: "no approved boot state"}
 	case m.Policy == store.PolicyPredicted:

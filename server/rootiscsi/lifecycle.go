@@ -2,8 +2,10 @@ package rootiscsi
 
 import (
 	"context"
+	"errors"
 
 	"github.com/sealroot/sealroot/server/roots"
+	"github.com/sealroot/sealroot/server/volume"
 	"github.com/sealroot/sealroot/wire"
 )
 
@@ -15,9 +17,10 @@ func (p *Provider) Has(machineID string) bool {
 	return err == nil
 }
 
-// Reset puts the machine's volume back to its base. When plan, the
-// machine's effective root, now names another image, the volume is
-// deleted instead and made from that image at the next boot. Withdraw
+// Reset puts the machine's volume back to its base, keeping its
+// snapshots. When plan, the machine's effective root, now names another
+// image (not a version of the volume's), the volume starts afresh on
+// that image's base instead. Withdraw
 // the machine's target first (Release): an open volume is busy.
 func (p *Provider) Reset(ctx context.Context, machineID string, plan wire.RootPlan) error {
 	meta, err := p.cfg.Volumes.Meta(machineID)
@@ -25,8 +28,8 @@ func (p *Provider) Reset(ctx context.Context, machineID string, plan wire.RootPl
 		return err
 	}
 	if name := plan.Params[wire.ImageParam]; plan.Kind == wire.RootISCSI && name != "" {
-		if im, err := p.cfg.Images.Get(name); err == nil && im.Digest != meta.Base {
-			return p.cfg.Volumes.Delete(machineID)
+		if im, err := p.cfg.Images.Resolve(name, meta.Base); err == nil && im.Digest != meta.Base {
+			return p.cfg.Volumes.Rebase(ctx, machineID, im.Digest, "")
 		}
 	}
 	return p.cfg.Volumes.Reset(ctx, machineID)
@@ -50,3 +53,42 @@ func (p *Provider) Delete(_ context.Context, machineID string) error {
 // Bases returns the digests of the bases the machines' volumes are made
 // on.
 func (p *Provider) Bases() (map[string]bool, error) { return p.cfg.Volumes.Bases() }
+
+var _ roots.Upgrader = (*Provider)(nil)
+
+// Upgrade moves the machine's volume onto base, keeping the old content
+// as snapshot keepAs unless that is "". Release the machine first.
+func (p *Provider) Upgrade(ctx context.Context, machineID, base, keepAs string) error {
+	return p.cfg.Volumes.Rebase(ctx, machineID, base, keepAs)
+}
+
+// RootBase returns the base the machine's volume is made on; "" without
+// a volume.
+func (p *Provider) RootBase(machineID string) (string, error) {
+	meta, err := p.cfg.Volumes.Meta(machineID)
+	if errors.Is(err, volume.ErrNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	return meta.Base, nil
+}
+
+// SnapshotInfo lists the machine's volume snapshots.
+func (p *Provider) SnapshotInfo(machineID string) ([]roots.Snapshot, error) {
+	info, err := p.cfg.Volumes.SnapshotInfo(machineID)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]roots.Snapshot, len(info))
+	for i, s := range info {
+		out[i] = roots.Snapshot{Name: s.Name, Base: s.Base, Created: s.Created, Size: s.Size}
+	}
+	return out, nil
+}
+
+// DeleteSnapshot removes snapshot name of the machine's volume.
+func (p *Provider) DeleteSnapshot(_ context.Context, machineID, name string) error {
+	return p.cfg.Volumes.DeleteSnapshot(machineID, name)
+}

@@ -74,7 +74,9 @@ var (
 // Images finds images by name and bases by digest; *image.Store
 // implements it.
 type Images interface {
-	Get(name string) (*image.Image, error)
+	Get(ref string) (*image.Image, error)
+	// Resolve is the image a root made on base mounts (image.Store.Resolve).
+	Resolve(ref, base string) (*image.Image, error)
 	BasePath(digest string) (string, error)
 }
 
@@ -182,8 +184,9 @@ func InitiatorIQN(machineID string) string { return InitiatorPrefix + shortID(ma
 func shortID(id string) string { return id[:min(len(id), 16)] }
 
 // Prepare gives the machine its target for this boot: it creates the
-// volume from the image on first boot (Open refuses a volume made from
-// another base with volume.ErrBaseMismatch), replaces any previous target
+// volume from the image on first boot; a volume made on a version of the
+// plan's image keeps its base (Upgrade moves it); Open refuses a volume
+// made from another image's base with volume.ErrBaseMismatch; replaces any previous target
 // with one under fresh CHAP credentials and returns the agent's plan and
 // those credentials (wire.SecretCHAP* names). req.Tunnel is nil on the
 // plain transport; req.RemoteAddr must be the address the machine attests
@@ -199,7 +202,13 @@ func (p *Provider) Prepare(ctx context.Context, req roots.Request) (wire.RootPla
 	if name == "" {
 		return wire.RootPlan{}, nil, ErrNoImage
 	}
-	im, err := p.cfg.Images.Get(name)
+	var base string
+	if req.Plan.Kind != wire.RootVolatile {
+		if meta, err := p.cfg.Volumes.Meta(req.MachineID); err == nil {
+			base = meta.Base
+		}
+	}
+	im, err := p.cfg.Images.Resolve(name, base)
 	if err != nil {
 		return wire.RootPlan{}, nil, fmt.Errorf("root image: %w", err)
 	}

@@ -163,6 +163,9 @@ func (f *fakeImages) Get(name string) (*image.Image, error) {
 	return &image.Image{Name: name, Digest: d}, nil
 }
 
+// Resolve is Get: the fake's names have no versions.
+func (f *fakeImages) Resolve(name, _ string) (*image.Image, error) { return f.Get(name) }
+
 func (f *fakeImages) TreePath(digest string) (string, error) { return treeOf(digest), nil }
 
 func treeOf(digest string) string { return "/trees/sha256-" + digest }

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 
+	"github.com/sealroot/sealroot/server/roots"
 	"github.com/sealroot/sealroot/wire"
 )
 
@@ -194,4 +195,79 @@ func copyTree(ctx context.Context, src, dst string) error {
 		return fmt.Errorf("copy %s: %w: %s", src, err, out)
 	}
 	return nil
+}
+
+var _ roots.Upgrader = (*Provider)(nil)
+
+// Upgrade moves the machine's root onto base: the old changes are saved
+// as snapshot keepAs (unless that is "" or there are none) and the
+// machine's next boot starts with no changes over base.
+func (p *Provider) Upgrade(ctx context.Context, machineID, base, keepAs string) error {
+	if _, err := p.cfg.Images.TreePath(base); err != nil {
+		return err
+	}
+	if keepAs != "" {
+		err := p.Snapshot(ctx, machineID, keepAs)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+	}
+	return p.withRoot(ctx, machineID, true, func(st *state) error {
+		if err := p.clearUpper(machineID); err != nil {
+			return err
+		}
+		st.Base = base
+		return p.save(st)
+	})
+}
+
+// RootBase returns the base the machine's changes are made on; "" when
+// it has none.
+func (p *Provider) RootBase(machineID string) (string, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st, err := p.load(machineID)
+	if errors.Is(err, ErrNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	return st.Base, nil
+}
+
+// SnapshotInfo lists the machine's snapshots with their bases.
+func (p *Provider) SnapshotInfo(machineID string) ([]roots.Snapshot, error) {
+	names, err := p.Snapshots(machineID)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]roots.Snapshot, 0, len(names))
+	for _, n := range names {
+		dir := p.snapshot(machineID, n)
+		b, err := os.ReadFile(filepath.Join(dir, "base"))
+		if err != nil {
+			return nil, fmt.Errorf("nfs root snapshot %s: %w", n, err)
+		}
+		s := roots.Snapshot{Name: n, Base: string(b)}
+		if fi, err := os.Stat(dir); err == nil {
+			s.Created = fi.ModTime().UTC()
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// DeleteSnapshot removes the machine's snapshot name.
+func (p *Provider) DeleteSnapshot(_ context.Context, machineID, name string) error {
+	if !idPattern.MatchString(machineID) || !snapPattern.MatchString(name) {
+		return fmt.Errorf("snapshot %q of %q: %w", name, machineID, ErrBadName)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	dir := p.snapshot(machineID, name)
+	if _, err := os.Stat(dir); err != nil {
+		return fmt.Errorf("snapshot %s of %.12s: %w", name, machineID, ErrNotFound)
+	}
+	return os.RemoveAll(dir)
 }

@@ -83,7 +83,9 @@ var (
 
 // Images finds images and their trees; *image.Store implements it.
 type Images interface {
-	Get(name string) (*image.Image, error)
+	Get(ref string) (*image.Image, error)
+	// Resolve is the image a root made on base mounts (image.Store.Resolve).
+	Resolve(ref, base string) (*image.Image, error)
 	TreePath(digest string) (string, error)
 }
 
@@ -167,10 +169,6 @@ func (p *Provider) Prepare(ctx context.Context, req roots.Request) (wire.RootPla
 	if name == "" {
 		return wire.RootPlan{}, nil, ErrNoImage
 	}
-	im, err := p.cfg.Images.Get(name)
-	if err != nil {
-		return wire.RootPlan{}, nil, fmt.Errorf("root image: %w", err)
-	}
 
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -181,10 +179,18 @@ func (p *Provider) Prepare(ctx context.Context, req roots.Request) (wire.RootPla
 	if err != nil {
 		return wire.RootPlan{}, nil, err
 	}
+	base := st.Base
+	if volatile {
+		base = ""
+	}
+	im, err := p.cfg.Images.Resolve(name, base)
+	if err != nil {
+		return wire.RootPlan{}, nil, fmt.Errorf("root image: %w", err)
+	}
 	lower := im.Digest
 	if !volatile && st.Base != "" && st.Base != im.Digest {
 		return wire.RootPlan{}, nil, fmt.Errorf("%w: its root's changes were made on base sha256:%.12s, image %s is now sha256:%.12s; "+
-			"`sealroot machine reset %.12s` starts over on the new base (dropping the changes)", ErrImageChanged, st.Base, name, im.Digest, id)
+			"`sealroot machine upgrade %.12s` moves it to the new base keeping the changes as a snapshot, `sealroot machine reset %.12s` drops them", ErrImageChanged, st.Base, name, im.Digest, id, id)
 	}
 	if err := p.mountLocked(ctx, st, lower, volatile); err != nil {
 		return wire.RootPlan{}, nil, err

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -312,23 +313,26 @@ func TestNFSRoots(t *testing.T) {
 		}
 	})
 
-	t.Run("image_changed_needs_reset", func(t *testing.T) {
-		l.importImage("base", "new base\n")
-		_, err := l.prepare(idA, wire.RootNFS, addrA)
-		if !errors.Is(err, ErrImageChanged) || !strings.Contains(err.Error(), "sealroot machine reset") {
-			t.Fatalf("Prepare over a changed image = %v; want ErrImageChanged naming the reset", err)
+	t.Run("new_version_needs_upgrade", func(t *testing.T) {
+		v2 := l.importImage("base", "new base\n")
+		// A new version of the image leaves the root on its base.
+		if _, err := l.prepare(idA, wire.RootNFS, addrA); err != nil {
+			t.Fatalf("Prepare after a new version = %v; want the root kept on its base", err)
 		}
-		// Still served on the old base until the operator acts.
 		l.mustRead(t, l.a, idA, "/mine", "A's change\n")
-		if err := l.p.Reset(context.Background(), idA, wire.RootPlan{}); err != nil {
-			t.Fatalf("Reset = %v", err)
+		if err := l.p.Upgrade(context.Background(), idA, v2.Digest, "before-base-v1"); err != nil {
+			t.Fatalf("Upgrade = %v", err)
 		}
 		if _, err := l.prepare(idA, wire.RootNFS, addrA); err != nil {
-			t.Fatalf("Prepare after Reset = %v", err)
+			t.Fatalf("Prepare after Upgrade = %v", err)
 		}
 		l.mustRead(t, l.a, idA, "/etc/os-release", "new base\n")
 		if _, err := l.read(l.a, idA, "/mine"); err == nil {
-			t.Fatal("A's change survived the reset")
+			t.Fatal("A's change survived the upgrade")
+		}
+		info, err := l.p.SnapshotInfo(idA)
+		if err != nil || !slices.ContainsFunc(info, func(s roots.Snapshot) bool { return s.Name == "before-base-v1" && s.Base != v2.Digest }) {
+			t.Fatalf("SnapshotInfo after Upgrade = %+v, %v; want before-base-v1 on the old base", info, err)
 		}
 		// A volatile machine simply gets the new base.
 		if _, err := l.prepare(idB, wire.RootVolatile, addrB); err != nil {

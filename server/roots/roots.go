@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/sealroot/sealroot/wire"
 )
@@ -262,4 +263,81 @@ func (s *Service) Bases() (map[string]bool, error) {
 		}
 	}
 	return bases, nil
+}
+
+// Snapshot describes one saved root of a machine.
+type Snapshot struct {
+	Name    string
+	Base    string // digest of the base the snapshot was made on
+	Created time.Time
+	Size    int64 // bytes on disk, 0 when unknown
+}
+
+// Upgrader is what a provider whose roots are made on a base implements
+// to move them to another base and to manage their snapshots.
+type Upgrader interface {
+	// Upgrade moves the machine's root onto base (a digest): the root
+	// starts afresh on it; when keepAs is not "" the old root is first
+	// saved as that snapshot, with its base, so Rollback returns to it.
+	Upgrade(ctx context.Context, machineID, base, keepAs string) error
+	// RootBase returns the digest of the base the machine's root is made
+	// on, "" when it has none yet.
+	RootBase(machineID string) (string, error)
+	// SnapshotInfo lists the machine's snapshots.
+	SnapshotInfo(machineID string) ([]Snapshot, error)
+	// DeleteSnapshot removes snapshot name.
+	DeleteSnapshot(ctx context.Context, machineID, name string) error
+}
+
+// ErrUnsupported means the machine's root provider cannot do what was
+// asked (it has no Upgrader).
+var ErrUnsupported = errors.New("not supported by this kind of root")
+
+func (s *Service) upgrader(machineID string, plan wire.RootPlan) (Upgrader, error) {
+	p, err := s.holder(machineID, plan)
+	if err != nil {
+		return nil, err
+	}
+	u, ok := p.(Upgrader)
+	if !ok {
+		return nil, fmt.Errorf("machine %.12s (%s root): %w", machineID, KindOf(plan), ErrUnsupported)
+	}
+	return u, nil
+}
+
+// Upgrade moves the machine's root onto base, keeping the old one as
+// snapshot keepAs unless that is "".
+func (s *Service) Upgrade(ctx context.Context, machineID string, plan wire.RootPlan, base, keepAs string) error {
+	u, err := s.upgrader(machineID, plan)
+	if err != nil {
+		return err
+	}
+	return u.Upgrade(ctx, machineID, base, keepAs)
+}
+
+// RootBase returns the base the machine's root is made on ("" for none).
+func (s *Service) RootBase(machineID string, plan wire.RootPlan) (string, error) {
+	u, err := s.upgrader(machineID, plan)
+	if err != nil {
+		return "", err
+	}
+	return u.RootBase(machineID)
+}
+
+// Snapshots lists the machine's snapshots.
+func (s *Service) Snapshots(machineID string, plan wire.RootPlan) ([]Snapshot, error) {
+	u, err := s.upgrader(machineID, plan)
+	if err != nil {
+		return nil, err
+	}
+	return u.SnapshotInfo(machineID)
+}
+
+// DeleteSnapshot removes the machine's snapshot name.
+func (s *Service) DeleteSnapshot(ctx context.Context, machineID string, plan wire.RootPlan, name string) error {
+	u, err := s.upgrader(machineID, plan)
+	if err != nil {
+		return err
+	}
+	return u.DeleteSnapshot(ctx, machineID, name)
 }

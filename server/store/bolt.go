@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -22,17 +23,25 @@ var (
 	ErrCorrupt = errors.New("corrupt state record")
 	// ErrLocked is returned by Open when another process holds the database.
 	ErrLocked = errors.New("state database is locked by another sealroot")
+	// ErrNewerSchema is returned by Open for a database written by a newer
+	// sealroot, whose records this one may not understand.
+	ErrNewerSchema = errors.New("state database written by a newer sealroot")
 )
 
-// Bucket layout (schema version 2):
+// Bucket layout (schema version 3):
 //
-//	meta     "version" -> "2"
+//	meta     "version" -> "3"
 //	machines <id>      -> JSON Machine
 //	seen     <id>      -> JSON seen: the fields each boot changes, which
 //	                      override those in the machine record
 //	names    <name>    -> <id>          (unique index; empty names are not indexed)
 //	secrets  <id>      -> bucket: <secret name> -> ciphertext
 //	groups   <name>    -> JSON Group
+//	dhcp_leases        <IPv4>  -> JSON DHCPLease        (since 3)
+//	dhcp_reservations  <MAC>   -> JSON DHCPReservation  (since 3)
+//
+// Open migrates an older schema forward in one transaction (migrations)
+// and refuses a newer one with ErrNewerSchema.
 var (
 	bucketMeta     = []byte("meta")
 	bucketMachines = []byte("machines")
@@ -40,12 +49,27 @@ var (
 	bucketSecrets  = []byte("secrets")
 	bucketGroups   = []byte("groups")
 	bucketSeen     = []byte("seen")
+	bucketLeases   = []byte("dhcp_leases")
+	bucketReserved = []byte("dhcp_reservations")
 	keyVersion     = []byte("version")
-	schemaVersion  = []byte("2")
-	// schemaV1 has no seen bucket; opening upgrades it in place (an empty
-	// seen bucket is a valid schema 2 database).
-	schemaV1 = []byte("1")
 )
+
+// SchemaVersion is the version of the bucket layout this sealroot writes.
+const SchemaVersion = 3
+
+// migrations[v] moves a schema v database to v+1. Buckets of every
+// version are created by init first; a migration moves records.
+var migrations = map[int]func(*bolt.Tx) error{
+	1: func(*bolt.Tx) error { return nil }, // the seen bucket, empty: valid
+	2: func(tx *bolt.Tx) error { // DHCP leases and reservations
+		for _, b := range [][]byte{bucketLeases, bucketReserved} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	},
+}
 
 // lockTimeout is how long Open waits for the file lock.
 const lockTimeout = 2 * time.Second
@@ -101,7 +125,8 @@ func open(path string, logger hclog.Logger, timeout time.Duration) (*DB, error) 
 	return db, nil
 }
 
-// init creates the buckets and checks the schema version.
+// init creates the buckets of a new database, or migrates an older one
+// forward, in one transaction.
 func (db *DB) init() error {
 	return db.bolt.Update(func(tx *bolt.Tx) error {
 		for _, name := range [][]byte{bucketMeta, bucketMachines, bucketNames, bucketSecrets, bucketGroups, bucketSeen} {
@@ -110,13 +135,25 @@ func (db *DB) init() error {
 			}
 		}
 		meta := tx.Bucket(bucketMeta)
-		switch v := meta.Get(keyVersion); {
-		case v == nil, string(v) == string(schemaV1):
-			return meta.Put(keyVersion, schemaVersion)
-		case string(v) != string(schemaVersion):
-			return fmt.Errorf("schema version %q, want %q: %w", v, schemaVersion, ErrCorrupt)
+		v := SchemaVersion
+		if raw := meta.Get(keyVersion); raw == nil {
+			v = 1 // new: create everything through the migrations
+		} else if n, err := strconv.Atoi(string(raw)); err != nil || n < 1 {
+			return fmt.Errorf("schema version %q: %w", raw, ErrCorrupt)
+		} else {
+			v = n
 		}
-		return nil
+		if v > SchemaVersion {
+			return fmt.Errorf("schema version %d, this sealroot reads up to %d: upgrade sealroot (or restore a backup made by this version): %w",
+				v, SchemaVersion, ErrNewerSchema)
+		}
+		for ; v < SchemaVersion; v++ {
+			if err := migrations[v](tx); err != nil {
+				return fmt.Errorf("migrate schema %d to %d: %w", v, v+1, err)
+			}
+			db.logger.Info("migrated state database", "from", v, "to", v+1)
+		}
+		return meta.Put(keyVersion, []byte(strconv.Itoa(SchemaVersion)))
 	})
 }
 

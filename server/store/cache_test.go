@@ -210,7 +210,7 @@ func TestUpgradeSchema1(t *testing.T) {
 		if err := tx.DeleteBucket(bucketSeen); err != nil {
 			return err
 		}
-		if err := tx.Bucket(bucketMeta).Put(keyVersion, schemaV1); err != nil {
+		if err := tx.Bucket(bucketMeta).Put(keyVersion, []byte("1")); err != nil {
 			return err
 		}
 		return putMachine(tx, m.ID, m.Name, "", buf)

@@ -58,10 +58,13 @@ type Machine struct {
 	// to it are ignored.
 	Version uint64 `json:"version"`
 
-	EKPublic []byte     `json:"ek_public"`
-	EKCert   []byte     `json:"ek_cert,omitempty"`
-	AKPublic []byte     `json:"ak_public"`
-	Hints    wire.Hints `json:"hints"`
+	EKPublic []byte `json:"ek_public"`
+	EKCert   []byte `json:"ek_cert,omitempty"`
+	// EKCertStatus is the outcome of the EK certificate check at the last
+	// attestation: "verified (...)" or "not verified: why".
+	EKCertStatus string     `json:"ek_cert_status,omitempty"`
+	AKPublic     []byte     `json:"ak_public"`
+	Hints        wire.Hints `json:"hints"`
 
 	Policy Policy `json:"policy"`
 	// Approved is the boot state pinned at approval; nil until approved.

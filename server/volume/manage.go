@@ -223,6 +223,12 @@ func (m *Manager) copyDisk(machineID, name string, save bool) error {
 	case !save && err != nil:
 		return fmt.Errorf("volume: snapshot %s of %s: %w", name, machineID, ErrNotFound)
 	}
+	base := meta.Base
+	if !save {
+		if base, err = m.snapshotBase(machineID, name, meta.Base); err != nil {
+			return err
+		}
+	}
 	tmp := dst + ".tmp"
 	if meta.Backend == BackendReflink {
 		err = cloneFile(tmp, src)
@@ -236,7 +242,18 @@ func (m *Manager) copyDisk(machineID, name string, save bool) error {
 		os.Remove(tmp)
 		return fmt.Errorf("volume: snapshot %s of %s: %w", name, machineID, err)
 	}
-	m.log.Info("volume snapshot", "machine", machineID, "snapshot", name, "save", save)
+	if save {
+		err = writeJSONAtomic(m.snapMetaPath(machineID, name), snapMeta{Base: meta.Base, Created: time.Now().UTC()})
+	} else if base != meta.Base {
+		// Back to the base the snapshot was made on (before an upgrade).
+		_, _, size, berr := m.base(base)
+		meta.Base, meta.Size = base, size
+		err = errors.Join(berr, writeJSONAtomic(filepath.Join(dir, "volume.json"), meta))
+	}
+	if err != nil {
+		return err
+	}
+	m.log.Info("volume snapshot", "machine", machineID, "snapshot", name, "save", save, "base", base)
 	return atomicfile.SyncDir(filepath.Dir(dst))
 }
 
@@ -251,7 +268,7 @@ func (m *Manager) Snapshots(machineID string) ([]string, error) {
 	}
 	var out []string
 	for _, e := range ents {
-		if n := e.Name(); !strings.HasSuffix(n, ".tmp") {
+		if n := e.Name(); !strings.HasSuffix(n, ".tmp") && !strings.HasSuffix(n, ".json") {
 			out = append(out, strings.TrimSuffix(n, filepath.Ext(n)))
 		}
 	}

@@ -141,7 +141,7 @@ func (m *Manager) Meta(machineID string) (*Meta, error) {
 	return &meta, nil
 }
 
-// InUse reports whether some volume was made from the base digest: pass
+// InUse reports whether some volume or snapshot was made from the base digest: pass
 // it to image.Store.GC.
 func (m *Manager) InUse(digest string) bool {
 	ents, _ := os.ReadDir(m.dir)
@@ -149,11 +149,17 @@ func (m *Manager) InUse(digest string) bool {
 		if meta, err := m.Meta(e.Name()); err == nil && meta.Base == digest {
 			return true
 		}
+		snaps := map[string]bool{}
+		m.snapshotBases(e.Name(), snaps)
+		if snaps[digest] {
+			return true
+		}
 	}
 	return false
 }
 
-// Bases returns the digests of the bases the volumes are made from.
+// Bases returns the digests of the bases the volumes and their snapshots
+// are made from.
 func (m *Manager) Bases() (map[string]bool, error) {
 	ents, err := os.ReadDir(m.dir)
 	if err != nil {
@@ -163,6 +169,7 @@ func (m *Manager) Bases() (map[string]bool, error) {
 	for _, e := range ents {
 		if meta, err := m.Meta(e.Name()); err == nil {
 			bases[meta.Base] = true
+			m.snapshotBases(e.Name(), bases)
 		}
 	}
 	return bases, nil

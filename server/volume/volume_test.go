@@ -234,3 +234,66 @@ func BenchmarkCloneReflink(b *testing.B) {
 		m.Delete(id)
 	}
 }
+
+// Rebase keeps the old content as a snapshot on its old base; the volume
+// refuses the old base until Rollback returns it there; the old base
+// stays in use while the snapshot holds it.
+func TestRebaseKeepsOldAsSnapshot(t *testing.T) {
+	dir := t.TempDir()
+	digest, path, base := makeBase(t, dir, 1<<20, 1)
+	other, otherPath, otherBytes := makeBase(t, dir, 2<<20, 2)
+	m, err := New(Config{Dir: dir, Bases: fakeBases{digest: path, other: otherPath}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	v, err := m.Create(ctx, "m1", digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.WriteAtFUA([]byte("kept"), 100)
+	v.Close()
+	if err := m.Rebase(ctx, "m1", other, "before-v2"); err != nil {
+		t.Fatalf("Rebase: %v", err)
+	}
+	if _, err := m.Open("m1", digest); !errors.Is(err, ErrBaseMismatch) {
+		t.Fatalf("Open(old base) after Rebase = %v, want ErrBaseMismatch", err)
+	}
+	v, err = m.Open("m1", other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(readAll(t, v), otherBytes) {
+		t.Fatal("rebased volume is not its new base")
+	}
+	v.Close()
+	if !m.InUse(digest) || !m.InUse(other) {
+		t.Fatal("InUse: want both the volume's base and its snapshot's")
+	}
+	info, err := m.SnapshotInfo("m1")
+	if err != nil || len(info) != 1 || info[0].Name != "before-v2" || info[0].Base != digest {
+		t.Fatalf("SnapshotInfo = %+v, %v; want before-v2 on the old base", info, err)
+	}
+	if err := m.Rollback("m1", "before-v2"); err != nil {
+		t.Fatalf("Rollback: %v", err)
+	}
+	v, err = m.Open("m1", digest)
+	if err != nil {
+		t.Fatalf("Open(old base) after Rollback: %v", err)
+	}
+	want := bytes.Clone(base)
+	copy(want[100:], "kept")
+	if !bytes.Equal(readAll(t, v), want) {
+		t.Fatal("rollback did not restore the old content")
+	}
+	v.Close()
+	if err := m.DeleteSnapshot("m1", "before-v2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.DeleteSnapshot("m1", "before-v2"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("DeleteSnapshot twice = %v, want ErrNotFound", err)
+	}
+	if m.InUse(other) {
+		t.Fatal("other base still in use after its only snapshot went")
+	}
+}

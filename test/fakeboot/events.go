@@ -62,6 +62,9 @@ func events(s Spec) []Event {
 	add(14, EvIPL, append([]byte("MokList\x00"), s.MokList...))
 	add(14, EvIPL, []byte("MokListX\x00"))
 
+	if s.Authority != nil {
+		add(7, EvEFIVariableAuthority, variableData(efiImageSecurity, "db", s.Authority))
+	}
 	if s.Loader != nil {
 		addImage(4, EvEFIBootServicesApplication, s.Loader, `\ipxe.efi`)
 	}

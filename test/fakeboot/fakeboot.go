@@ -12,7 +12,7 @@
 //	PCR 4     EV_EFI_ACTION "Calling EFI Application from Boot Option",
 //	          EV_EFI_BOOT_SERVICES_APPLICATION                    (Spec.Loader, Spec.Kernel)
 //	PCR 5     EV_EFI_ACTION Exit Boot Services
-//	PCR 7     EV_EFI_VARIABLE_DRIVER_CONFIG SecureBoot, PK, ...   (Spec.SecureBoot)
+//	PCR 7     EV_EFI_VARIABLE_DRIVER_CONFIG SecureBoot, PK, ...   (Spec.SecureBoot, DB; Authority after the separator)
 //	PCR 0-7   EV_SEPARATOR
 //	PCR 8     EV_IPL kernel command line                          (Spec.Cmdline)
 //	PCR 9     EV_EVENT_TAG LoadOptions, initrd                    (Spec.Cmdline, Spec.Initrd)
@@ -39,6 +39,7 @@ const (
 	EvSCRTMVersion               uint32 = 0x00000008
 	EvIPL                        uint32 = 0x0000000D
 	EvEFIVariableDriverConfig    uint32 = 0x80000001
+	EvEFIVariableAuthority       uint32 = 0x800000E0
 	EvEFIVariableBoot            uint32 = 0x80000002
 	EvEFIBootServicesApplication uint32 = 0x80000003
 	EvEFIBootServicesDriver      uint32 = 0x80000004
@@ -65,6 +66,10 @@ type Spec struct {
 	// DB is the content of the Secure Boot db variable (PCR 7), e.g. an
 	// EFI_SIGNATURE_LIST of certificates; it makes logs realistically large.
 	DB []byte
+	// Authority, if not nil, is the EFI_SIGNATURE_DATA (owner GUID and
+	// certificate) of the db entry that verified the loaded images, logged
+	// in PCR 7 after the separator as firmware with Secure Boot on does.
+	Authority []byte
 	// OptionROM, if not nil, is measured as a driver into PCR 2.
 	OptionROM []byte
 	// Loader, if not nil, is the network boot program (iPXE) measured into

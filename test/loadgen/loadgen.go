@@ -57,8 +57,8 @@ func DefaultSpec() fakeboot.Spec {
 
 var _ agentattest.Device = (*Agent)(nil)
 
-func (a *Agent) Identity(context.Context) ([]byte, []byte, []byte, error) {
-	return a.TPM.EKPublic(), nil, a.TPM.AKPublic(), nil
+func (a *Agent) Identity(context.Context) (*agentattest.Identity, error) {
+	return &agentattest.Identity{EKPublic: a.TPM.EKPublic(), AKPublic: a.TPM.AKPublic()}, nil
 }
 
 func (a *Agent) ActivateCredential(_ context.Context, blob, encSecret []byte) ([]byte, error) {

@@ -23,6 +23,10 @@ type SWTPMOptions struct {
 	// EKCert provisions EK and platform certificates signed by a local CA
 	// (swtpm_localca); CACerts then returns that CA.
 	EKCert bool
+	// RSAKeySize is the RSA EK's size: 0 or 2048 (certificate at
+	// 0x01C00002), or 3072 (high range, 0x01C0001C) where libtpms has it.
+	// swtpm_setup always adds an ECC P-384 EK (certificate at 0x01C00016).
+	RSAKeySize int
 }
 
 // SWTPMInstance is a running swtpm. Its TPM is closed and the process
@@ -92,6 +96,9 @@ func (s *SWTPMInstance) setup(opts SWTPMOptions) error {
 	args := []string{"--tpm2", "--tpmstate", state, "--config", filepath.Join(s.Dir, "setup.conf"), "--lock-nvram", "--overwrite"}
 	if opts.EKCert {
 		args = append(args, "--create-ek-cert", "--create-platform-cert")
+	}
+	if opts.RSAKeySize != 0 {
+		args = append(args, "--rsa-keysize", fmt.Sprint(opts.RSAKeySize))
 	}
 	out, err := exec.Command("swtpm_setup", args...).CombinedOutput()
 	if err != nil {

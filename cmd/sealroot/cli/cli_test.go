@@ -139,8 +139,8 @@ func TestMachineMutations(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &m); err != nil || m.State != api.StateRevoked || m.Reason != "disk stolen" {
 		t.Fatalf("revoke --json = %q (%v)", r.stdout, err)
 	}
-	r = run(t, sock, "", "machine", "forget", "db1")
-	if r.code != 0 || r.stdout != "forgot db1\n" {
+	r = run(t, sock, "", "machine", "forget", "--yes", "db1")
+	if r.code != 0 || r.stdout != "forgot bbbbbbbb2222 db1; no roots on the server\n" {
 		t.Fatalf("forget = %d %q %q", r.code, r.stdout, r.stderr)
 	}
 	if ms, _ := svc.Machines(context.Background()); len(ms) != 1 {
@@ -246,5 +246,28 @@ func TestHelp(t *testing.T) {
 	r := run(t, "/nonexistent", "", "--help")
 	if r.code != 0 || !strings.Contains(r.stdout, "machine") || r.stderr != "" {
 		t.Errorf("--help = %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+}
+
+// TestMachineApproveWarnsUnmeasured: approving a boot state that does not
+// measure the initramfs and command line (here: no PCR 11 or 12 events)
+// succeeds but warns that the server will refuse the machine's boots,
+// unless the policy is identity-only.
+func TestMachineApproveWarnsUnmeasured(t *testing.T) {
+	_, sock := serve(t)
+	r := run(t, sock, "", "machine", "approve", "bbbbbbbb")
+	const want = "warning: the server will refuse this machine's boots: boot-measurement: the event log does not measure the initramfs or the kernel command line"
+	if r.code != 0 || !strings.HasPrefix(r.stderr, want) {
+		t.Fatalf("approve = %d %q, stderr %q; want a warning starting %q", r.code, r.stdout, r.stderr, want)
+	}
+	// machine show says so too (web1 was approved on PCRs without events).
+	r = run(t, sock, "", "machine", "show", "web1")
+	if !strings.Contains(r.stdout, "the server refuses such boots (boot-measurement: the event log does not measure the initramfs") {
+		t.Errorf("machine show of an unmeasured approved boot does not say it is refused:\n%s", r.stdout)
+	}
+	_, sock = serve(t)
+	r = run(t, sock, "", "machine", "approve", "bbbbbbbb", "--policy", "identity-only")
+	if r.code != 0 || r.stderr != "" {
+		t.Fatalf("approve --policy identity-only = %d, stderr %q; want no warning", r.code, r.stderr)
 	}
 }

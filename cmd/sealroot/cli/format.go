@@ -24,6 +24,9 @@ func writeMachine(w io.Writer, m *api.Machine, link *api.RootLink) error {
 	field("ID", m.ID)
 	field("Name", orDash(safe(m.Name)))
 	field("EK fingerprint", ekFingerprint(m))
+	if m.EKCertStatus != "" {
+		field("EK certificate", safe(m.EKCertStatus))
+	}
 	field("Policy", string(m.Policy))
 	if note := bootStateNote(m); note != "" {
 		field("Boot state", note)
@@ -80,7 +83,8 @@ func formatRootPlan(r wire.RootPlan) string {
 }
 
 // bootStateNote says plainly when a machine's boot state is not checked
-// (identity-only) or cannot be (legacy BIOS measures no kernel).
+// (identity-only) or cannot be (legacy BIOS measures no kernel, a UEFI
+// kernel+initrd boot no initramfs).
 func bootStateNote(m *api.Machine) string {
 	bios := m.Hints.Firmware == "bios"
 	switch {
@@ -90,6 +94,9 @@ func bootStateNote(m *api.Machine) string {
 		return "NOT checked: policy identity-only trusts the TPM identity alone"
 	case bios:
 		return "legacy BIOS: the kernel, initramfs and command line are not measured; only policy identity-only can admit this machine"
+	case m.Approved != nil && m.Unmeasured != "":
+		return "the approved boot does not measure the initramfs and command line: the server refuses such boots (" +
+			m.Unmeasured + ")"
 	}
 	return ""
 }

@@ -70,7 +70,7 @@ func TestFullDiskRefusesOperatorChanges(t *testing.T) {
 		{"approve", "", []string{"machine", "approve", pending.ID}, "POST", "/v1/machines/" + pending.ID + "/approve"},
 		{"revoke", "", []string{"machine", "revoke", approved.ID, "--reason", "stolen"}, "POST", "/v1/machines/" + approved.ID + "/revoke"},
 		{"secret_set", "v", []string{"secret", "set", approved.ID, "token"}, "PUT", "/v1/machines/" + approved.ID + "/secrets/token"},
-		{"forget", "", []string{"machine", "forget", approved.ID}, "DELETE", "/v1/machines/" + approved.ID},
+		{"forget", "", []string{"machine", "forget", "--yes", approved.ID}, "POST", "/v1/machines/" + approved.ID + "/forget"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -2,7 +2,9 @@ package cli
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -11,25 +13,27 @@ import (
 )
 
 func newImageCmd(e *env) *cobra.Command {
+	var yes bool
 	return newGroupCmd("image", "Import, list and remove base images",
-		&cobra.Command{
-			Use:   "import NAME SOURCE",
-			Short: "Import a directory tree or tar archive (on the server's host) as an ext4 base image",
-			Args:  exactArgs(2),
-			RunE:  func(c *cobra.Command, args []string) error { return runImageImport(c, e, args[0], args[1]) },
-		},
+		newImageImportCmd(e),
 		&cobra.Command{
 			Use:   "list",
 			Short: "List images",
 			Args:  exactArgs(0),
 			RunE:  func(c *cobra.Command, _ []string) error { return runImageList(c, e) },
 		},
-		&cobra.Command{
-			Use:   "rm NAME",
-			Short: "Forget an image name; its base goes at the next gc unless a volume uses it",
+		addYes(&cobra.Command{
+			Use:   "rm NAME|NAME@vN",
+			Short: "Forget one version or every version of an image, refused while a plan, root or snapshot uses it",
 			Args:  exactArgs(1),
-			RunE:  func(c *cobra.Command, args []string) error { return runImageRm(c, e, args[0]) },
-		},
+			RunE: func(c *cobra.Command, args []string) error {
+				if err := confirm(c, e, yes, "forget image "+safe(args[0])); err != nil {
+					return err
+				}
+				return runImageRm(c, e, args[0])
+			},
+		}, &yes),
+		newImageRolloutCmd(e),
 		&cobra.Command{
 			Use:   "gc",
 			Short: "Delete bases that no image and no machine volume references",
@@ -39,11 +43,46 @@ func newImageCmd(e *env) *cobra.Command {
 	)
 }
 
-func runImageImport(c *cobra.Command, e *env, name, source string) error {
-	abs, err := filepath.Abs(source)
-	if err != nil {
-		return err
+func newImageImportCmd(e *env) *cobra.Command {
+	var oci string
+	c := &cobra.Command{
+		Use: "import NAME (SOURCE | --oci REF|DIR|TAR)",
+		Short: "Import a directory tree or tar archive, or an OCI/Docker image (registry reference, OCI layout directory, " +
+			"`docker save` archive), on the server's host, as the next version of NAME (NAME@vN)",
+		Args: argsRange(1, 2),
+		RunE: func(c *cobra.Command, args []string) error {
+			switch {
+			case oci == "" && len(args) == 2:
+				abs, err := filepath.Abs(args[1])
+				if err != nil {
+					return err
+				}
+				return runImageImport(c, e, args[0], abs)
+			case oci != "" && len(args) == 1:
+				return runImageImport(c, e, args[0], ociSource(oci))
+			}
+			return usagef(c, "want NAME SOURCE, or NAME --oci REF|DIR|TAR")
+		},
 	}
+	c.Flags().StringVar(&oci, "oci", "", "an OCI/Docker image: docker://REF or REF (a registry), or a path to an OCI layout directory or `docker save` archive")
+	return c
+}
+
+// ociSource is the server's import source for --oci: an existing path is
+// a layout or archive (oci:ABS), anything else a registry reference.
+func ociSource(ref string) string {
+	if strings.HasPrefix(ref, "docker://") {
+		return ref
+	}
+	if _, err := os.Stat(ref); err == nil {
+		if abs, err := filepath.Abs(ref); err == nil {
+			return "oci:" + abs
+		}
+	}
+	return "docker://" + ref
+}
+
+func runImageImport(c *cobra.Command, e *env, name, abs string) error {
 	if !e.JSON {
 		fmt.Fprintf(e.Stderr, "importing %s from %s (the server logs progress)...\n", safe(name), safe(abs))
 	}
@@ -54,7 +93,7 @@ func runImageImport(c *cobra.Command, e *env, name, source string) error {
 	if e.JSON {
 		return e.printJSON(im)
 	}
-	_, err = fmt.Fprintf(e.Stdout, "imported %s sha256:%s (%d bytes)\n", safe(im.Name), im.Digest, im.Size)
+	_, err = fmt.Fprintf(e.Stdout, "imported %s@v%d sha256:%s (%d bytes)\n", safe(im.Name), im.Version, im.Digest, im.Size)
 	return err
 }
 
@@ -70,9 +109,18 @@ func runImageList(c *cobra.Command, e *env) error {
 		return e.printJSON(ims)
 	}
 	tw := tabwriter.NewWriter(e.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tDIGEST\tSIZE\tIMPORTED")
+	fmt.Fprintln(tw, "IMAGE\tLATEST\tDIGEST\tSIZE\tIMPORTED\tUSED BY")
 	for _, im := range ims {
-		fmt.Fprintf(tw, "%s\tsha256:%s\t%d\t%s\n", safe(im.Name), shortDigest(im.Digest), im.Size, formatTime(im.Imported))
+		latest := ""
+		if im.Latest {
+			latest = "yes"
+		}
+		used := "-"
+		if len(im.UsedBy) > 0 {
+			used = safe(strings.Join(im.UsedBy, ", "))
+		}
+		fmt.Fprintf(tw, "%s@v%d\t%s\tsha256:%s\t%d\t%s\t%s\n", safe(im.Name), im.Version, latest, shortDigest(im.Digest), im.Size,
+			formatTime(im.Imported), used)
 	}
 	return tw.Flush()
 }
@@ -84,15 +132,18 @@ func shortDigest(d string) string {
 	return d
 }
 
-func runImageRm(c *cobra.Command, e *env, name string) error {
-	if err := e.client().RemoveImage(c.Context(), name); err != nil {
+func runImageRm(c *cobra.Command, e *env, ref string) error {
+	removed, err := e.client().RemoveImage(c.Context(), ref)
+	if err != nil {
 		return err
 	}
 	if e.JSON {
-		return nil
+		return e.printJSON(api.RemoveResult{Removed: append([]api.Image{}, removed...)})
 	}
-	_, err := fmt.Fprintf(e.Stdout, "removed image %s\n", safe(name))
-	return err
+	for _, im := range removed {
+		fmt.Fprintf(e.Stdout, "removed image %s@v%d (sha256:%s; its base goes at the next gc)\n", safe(im.Name), im.Version, shortDigest(im.Digest))
+	}
+	return nil
 }
 
 func runImageGC(c *cobra.Command, e *env) error {

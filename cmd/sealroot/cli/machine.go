@@ -15,6 +15,7 @@ import (
 // digits, or a machine name; the server resolves them.
 
 func newMachineCmd(e *env) *cobra.Command {
+	var yes bool
 	return newGroupCmd("machine", "Inspect, approve and revoke machines",
 		&cobra.Command{
 			Use:   "list",
@@ -30,36 +31,49 @@ func newMachineCmd(e *env) *cobra.Command {
 		},
 		newMachineApproveCmd(e),
 		newMachineRevokeCmd(e),
-		&cobra.Command{
-			Use:   "forget MACHINE",
-			Short: "Delete a machine and its secrets; its next boot is unknown",
-			Args:  exactArgs(1),
-			RunE:  func(c *cobra.Command, args []string) error { return runMachineForget(c, e, args[0]) },
-		},
-		&cobra.Command{
+		newMachineForgetCmd(e),
+		addYes(&cobra.Command{
 			Use:   "reset MACHINE",
-			Short: "Put a machine's root (iSCSI volume or NFS root) back to its image; it loses its root until it boots again",
+			Short: "Put a machine's root (iSCSI volume or NFS root) back to its image, keeping its snapshots; it loses its root until it boots again",
 			Args:  exactArgs(1),
-			RunE:  func(c *cobra.Command, args []string) error { return runMachineReset(c, e, args[0]) },
-		},
+			RunE: func(c *cobra.Command, args []string) error {
+				if err := confirm(c, e, yes, fmt.Sprintf("reset the root of %s, dropping its changes (snapshots are kept)", safe(args[0]))); err != nil {
+					return err
+				}
+				return runMachineReset(c, e, args[0])
+			},
+		}, &yes),
 		&cobra.Command{
 			Use:   "snapshot MACHINE [NAME]",
 			Short: "Save a machine's root as snapshot NAME (default: the current UTC time)",
 			Args:  argsRange(1, 2),
 			RunE:  func(c *cobra.Command, args []string) error { return runMachineSnapshot(c, e, args) },
 		},
-		&cobra.Command{
+		addYes(&cobra.Command{
 			Use:   "rollback MACHINE NAME",
-			Short: "Replace a machine's root with snapshot NAME",
+			Short: "Replace a machine's root with snapshot NAME (and its base); the current root is lost unless snapshotted first",
 			Args:  exactArgs(2),
-			RunE:  func(c *cobra.Command, args []string) error { return runMachineRollback(c, e, args[0], args[1]) },
-		},
-		&cobra.Command{
+			RunE: func(c *cobra.Command, args []string) error {
+				if err := confirm(c, e, yes, fmt.Sprintf("replace the root of %s with snapshot %s, dropping its current content", safe(args[0]), safe(args[1]))); err != nil {
+					return err
+				}
+				return runMachineRollback(c, e, args[0], args[1])
+			},
+		}, &yes),
+		addYes(&cobra.Command{
 			Use:   "delete-root MACHINE",
 			Short: "Delete a machine's root and its snapshots from the server; its next boot starts from its image",
 			Args:  exactArgs(1),
-			RunE:  func(c *cobra.Command, args []string) error { return runMachineDeleteRoot(c, e, args[0]) },
-		},
+			RunE: func(c *cobra.Command, args []string) error {
+				if err := confirm(c, e, yes, fmt.Sprintf("delete the root of %s and all its snapshots", safe(args[0]))); err != nil {
+					return err
+				}
+				return runMachineDeleteRoot(c, e, args[0])
+			},
+		}, &yes),
+		newMachineSnapshotsCmd(e),
+		newMachineSnapshotRmCmd(e),
+		newMachineUpgradeCmd(e),
 		newMachineSetRootCmd(e),
 		&cobra.Command{
 			Use:   "set-group MACHINE GROUP",
@@ -135,11 +149,22 @@ func runMachineApprove(c *cobra.Command, e *env, ref string, args machineApprove
 	if err != nil {
 		return err
 	}
+	warnUnmeasured(e, m)
 	if e.JSON {
 		return e.printJSON(m)
 	}
 	_, err = fmt.Fprintf(e.Stdout, "approved %s %s (policy %s)\n", shortID(m.ID), orDash(safe(m.Name)), m.Policy)
 	return err
+}
+
+// warnUnmeasured tells the operator when the approved boot state does not
+// measure the initramfs and command line: the server refuses such boots
+// (check boot-measurement) under every policy but identity-only.
+func warnUnmeasured(e *env, m *api.Machine) {
+	if m.Policy == api.PolicyIdentityOnly || m.Unmeasured == "" {
+		return
+	}
+	fmt.Fprintf(e.Stderr, "warning: the server will refuse this machine's boots: %s\n", m.Unmeasured)
 }
 
 func newMachineRevokeCmd(e *env) *cobra.Command {
@@ -168,14 +193,43 @@ func runMachineRevoke(c *cobra.Command, e *env, ref, reason string) error {
 	return err
 }
 
-func runMachineForget(c *cobra.Command, e *env, ref string) error {
-	if err := e.client().Forget(c.Context(), ref); err != nil {
+func newMachineForgetCmd(e *env) *cobra.Command {
+	var yes, keepRoot bool
+	c := &cobra.Command{
+		Use:   "forget MACHINE",
+		Short: "Delete a machine, its secrets and (unless --keep-root) its roots and snapshots; its next boot is unknown",
+		Args:  exactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			what := fmt.Sprintf("forget %s, its secrets and its roots with their snapshots", safe(args[0]))
+			if keepRoot {
+				what = fmt.Sprintf("forget %s and its secrets (its roots stay on the server)", safe(args[0]))
+			}
+			if err := confirm(c, e, yes, what); err != nil {
+				return err
+			}
+			return runMachineForget(c, e, args[0], keepRoot)
+		},
+	}
+	c.Flags().BoolVar(&keepRoot, "keep-root", false, "keep the machine's roots and snapshots on the server")
+	return addYes(c, &yes)
+}
+
+func runMachineForget(c *cobra.Command, e *env, ref string, keepRoot bool) error {
+	f, err := e.client().ForgetMachine(c.Context(), ref, keepRoot)
+	if err != nil {
 		return err
 	}
 	if e.JSON {
-		return nil
+		return e.printJSON(f)
 	}
-	_, err := fmt.Fprintf(e.Stdout, "forgot %s\n", safe(ref))
+	what := "no roots on the server"
+	switch {
+	case keepRoot:
+		what = "its roots kept on the server"
+	case f.RootDeleted:
+		what = "its roots and snapshots deleted"
+	}
+	_, err = fmt.Fprintf(e.Stdout, "forgot %s %s; %s\n", shortID(f.Machine), safe(ref), what)
 	return err
 }
 

@@ -83,7 +83,12 @@ func newRootCmd(e *env) *cobra.Command {
 		newSecretCmd,
 		newImageCmd,
 		newGroupsCmd,
+		newDHCPCmd,
+		newBackupCmd,
+		newRestoreCmd,
 		newPKICmd,
+		newEKCmd,
+		newSecureBootCmd,
 		newInitramfsCmd,
 		newServeCmd,
 	}

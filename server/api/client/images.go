@@ -28,9 +28,53 @@ func (c *Client) ImportImage(ctx context.Context, name, source string) (*api.Ima
 	return &im, nil
 }
 
-// RemoveImage forgets the image name.
-func (c *Client) RemoveImage(ctx context.Context, name string) error {
-	return c.do(ctx, http.MethodDelete, "/v1/images/"+url.PathEscape(name), nil, nil)
+// RemoveImage forgets the image version or name ref.
+func (c *Client) RemoveImage(ctx context.Context, ref string) ([]api.Image, error) {
+	var res api.RemoveResult
+	err := c.do(ctx, http.MethodDelete, "/v1/images/"+url.PathEscape(ref), nil, &res)
+	return res.Removed, err
+}
+
+// ForgetMachine forgets the machine and deletes its roots unless
+// keepRoot.
+func (c *Client) ForgetMachine(ctx context.Context, ref string, keepRoot bool) (*api.Forgotten, error) {
+	var f api.Forgotten
+	if err := c.post(ctx, machinePath(ref, "/forget"), api.ForgetRequest{KeepRoot: keepRoot}, &f); err != nil {
+		return nil, err
+	}
+	return &f, nil
+}
+
+// Snapshots lists the machine's snapshots.
+func (c *Client) Snapshots(ctx context.Context, ref string) ([]api.Snapshot, error) {
+	var ss []api.Snapshot
+	err := c.do(ctx, http.MethodGet, machinePath(ref, "/volume/snapshots"), nil, &ss)
+	return ss, err
+}
+
+// DeleteSnapshot removes the machine's snapshot name.
+func (c *Client) DeleteSnapshot(ctx context.Context, ref, name string) error {
+	return c.do(ctx, http.MethodDelete, machinePath(ref, "/volume/snapshots/"+url.PathEscape(name)), nil, nil)
+}
+
+// UpgradeRoot moves the machine's root to image, keeping the old root as
+// a snapshot.
+func (c *Client) UpgradeRoot(ctx context.Context, ref, image string) (*api.Upgrade, error) {
+	var u api.Upgrade
+	if err := c.post(ctx, machinePath(ref, "/root/upgrade"), api.UpgradeRequest{Image: image}, &u); err != nil {
+		return nil, err
+	}
+	return &u, nil
+}
+
+// Rollout moves the group's machines (canary > 0: at most that many) to
+// image.
+func (c *Client) Rollout(ctx context.Context, group, image string, canary int) (*api.Rollout, error) {
+	var ro api.Rollout
+	if err := c.post(ctx, "/v1/groups/"+url.PathEscape(group)+"/rollout", api.RolloutRequest{Image: image, Canary: canary}, &ro); err != nil {
+		return nil, err
+	}
+	return &ro, nil
 }
 
 // GCImages deletes unreferenced bases and returns their digests.

@@ -8,8 +8,8 @@
 //
 // # Keys
 //
-// The EK is the TCG default RSA-2048 EK (tpm2.RSAEKTemplate); any other
-// public area is refused. Its public area is accepted only in canonical
+// The EK is one of the TCG EKs package ektemplate re-creates: RSA-2048, ECC
+// P-256, ECC P-384 or RSA-3072; any other public area is refused. Its public area is accepted only in canonical
 // encoding, so wire.MachineID, the SHA-256 of the bytes, names exactly one key.
 // The AK is a restricted signing key bound to the TPM (ECDSA P-256 or
 // RSASSA-2048, SHA-256); credential activation proves it lives in the same
@@ -29,47 +29,95 @@ import (
 	"sync"
 
 	"github.com/google/go-tpm/tpm2"
+
+	"github.com/sealroot/sealroot/ektemplate"
 )
 
 // Sentinel errors wrapped by the functions of this package.
 var (
-	ErrBadEK = errors.New("not a TCG default RSA-2048 endorsement key")
+	ErrBadEK = errors.New("not a supported TCG endorsement key")
 	ErrBadAK = errors.New("not an acceptable attestation key")
 )
 
-// rsaEKModulusSize is the modulus size of an RSA-2048 EK in bytes.
-const rsaEKModulusSize = 256
+// ekShape is the encoding of one supported EK template up to its unique
+// field, and the size of the key material that follows: the modulus (RSA)
+// or each coordinate (ECC), each as a TPM2B.
+type ekShape struct {
+	kind   ektemplate.Kind
+	prefix []byte
+	size   int
+	curve  elliptic.Curve // nil for RSA
+}
 
-// ekPrefix is the encoding of tpm2.RSAEKTemplate up to the modulus: every
-// RSA-2048 EK public area is this prefix, the 2-byte modulus size 256, and
-// the modulus.
-var ekPrefix = sync.OnceValue(func() []byte {
-	b := tpm2.Marshal(tpm2.RSAEKTemplate)
-	return b[:len(b)-rsaEKModulusSize-2]
+var ekShapes = sync.OnceValue(func() []ekShape {
+	var shapes []ekShape
+	for _, k := range ektemplate.Kinds() {
+		t := k.Template
+		sh := ekShape{kind: k}
+		if t.Type == tpm2.TPMAlgRSA {
+			parms, _ := t.Parameters.RSADetail()
+			t.Unique = tpm2.NewTPMUPublicID(tpm2.TPMAlgRSA, &tpm2.TPM2BPublicKeyRSA{})
+			sh.size = int(parms.KeyBits) / 8
+			b := tpm2.Marshal(t)
+			sh.prefix = b[:len(b)-2]
+		} else {
+			parms, _ := t.Parameters.ECCDetail()
+			t.Unique = tpm2.NewTPMUPublicID(tpm2.TPMAlgECC, &tpm2.TPMSECCPoint{})
+			sh.curve = elliptic.P256()
+			if parms.CurveID == tpm2.TPMECCNistP384 {
+				sh.curve = elliptic.P384()
+			}
+			sh.size = (sh.curve.Params().BitSize + 7) / 8
+			b := tpm2.Marshal(t)
+			sh.prefix = b[:len(b)-4]
+		}
+		shapes = append(shapes, sh)
+	}
+	return shapes
 })
 
-// ParseEK parses an EK's TPMT_PUBLIC bytes. It accepts only the TCG default
-// RSA-2048 EK: the public area of tpm2.RSAEKTemplate (restricted decrypting
-// storage key, default EK policy, AES-128-CFB, exponent 65537) with a 2048-bit
-// modulus, in canonical encoding. Anything else wraps ErrBadEK.
+// ParseEK parses an EK's TPMT_PUBLIC bytes. It accepts only the public
+// areas of the ektemplate kinds' templates, in canonical encoding: RSA-2048
+// and ECC P-256 (low range, default EK policy, AES-128-CFB) and ECC P-384
+// and RSA-3072 (high range, PolicyB, AES-256-CFB), with an odd modulus of
+// full size (exponent 65537) or a point on the curve. Anything else wraps
+// ErrBadEK.
 func ParseEK(ekPublic []byte) (*tpm2.TPMTPublic, error) {
-	prefix := ekPrefix()
-	if len(ekPublic) != len(prefix)+2+rsaEKModulusSize {
-		return nil, fmt.Errorf("EK public area of %d bytes: %w", len(ekPublic), ErrBadEK)
+	for _, sh := range ekShapes() {
+		if bytes.HasPrefix(ekPublic, sh.prefix) {
+			return sh.parse(ekPublic[len(sh.prefix):])
+		}
 	}
-	if !bytes.Equal(ekPublic[:len(prefix)], prefix) {
-		return nil, fmt.Errorf("EK public area differs from the default RSA EK template: %w", ErrBadEK)
+	return nil, fmt.Errorf("EK public area of %d bytes matches no supported EK template: %w", len(ekPublic), ErrBadEK)
+}
+
+// parse reads the unique field of sh's public area.
+func (sh ekShape) parse(rest []byte) (*tpm2.TPMTPublic, error) {
+	r := reader{b: rest}
+	pub := sh.kind.Template
+	if sh.curve == nil {
+		modulus := r.sized()
+		if r.short || len(r.b) != 0 {
+			return nil, fmt.Errorf("%s EK modulus truncated or with %d trailing bytes: %w", sh.kind.Name, len(r.b), ErrBadEK)
+		}
+		if len(modulus) != sh.size || modulus[0]&0x80 == 0 || modulus[len(modulus)-1]&1 == 0 {
+			return nil, fmt.Errorf("%s EK modulus is not an odd %d-bit number: %w", sh.kind.Name, 8*sh.size, ErrBadEK)
+		}
+		pub.Unique = tpm2.NewTPMUPublicID(tpm2.TPMAlgRSA, &tpm2.TPM2BPublicKeyRSA{Buffer: modulus})
+		return &pub, nil
 	}
-	rest := ekPublic[len(prefix):]
-	if binary.BigEndian.Uint16(rest) != rsaEKModulusSize {
-		return nil, fmt.Errorf("EK modulus size field %d: %w", binary.BigEndian.Uint16(rest), ErrBadEK)
+	x, y := r.sized(), r.sized()
+	if r.short || len(r.b) != 0 {
+		return nil, fmt.Errorf("%s EK point truncated or with %d trailing bytes: %w", sh.kind.Name, len(r.b), ErrBadEK)
 	}
-	modulus := bytes.Clone(rest[2:])
-	if modulus[0]&0x80 == 0 || modulus[len(modulus)-1]&1 == 0 {
-		return nil, fmt.Errorf("EK modulus is not an odd 2048-bit number: %w", ErrBadEK)
+	if len(x) != sh.size || len(y) != sh.size {
+		return nil, fmt.Errorf("%s EK coordinates of %d and %d bytes: %w", sh.kind.Name, len(x), len(y), ErrBadEK)
 	}
-	pub := tpm2.RSAEKTemplate
-	pub.Unique = tpm2.NewTPMUPublicID(tpm2.TPMAlgRSA, &tpm2.TPM2BPublicKeyRSA{Buffer: modulus})
+	uncompressed := append(append([]byte{4}, x...), y...)
+	if _, err := ecdsa.ParseUncompressedPublicKey(sh.curve, uncompressed); err != nil {
+		return nil, fmt.Errorf("%s EK point: %v: %w", sh.kind.Name, err, ErrBadEK)
+	}
+	pub.Unique = tpm2.NewTPMUPublicID(tpm2.TPMAlgECC, &tpm2.TPMSECCPoint{X: tpm2.TPM2BECCParameter{Buffer: x}, Y: tpm2.TPM2BECCParameter{Buffer: y}})
 	return &pub, nil
 }
 
@@ -183,11 +231,20 @@ func parseECCAK(r *reader) (*tpm2.TPMTPublic, error) {
 	}, nil
 }
 
-// ecdsaKey converts a P-256 point, checking that it is on the curve.
+// ecdsaKey converts an AK's P-256 point, checking that it is on the curve.
 func ecdsaKey(point *tpm2.TPMSECCPoint) (*ecdsa.PublicKey, error) {
+	key, err := p256Key(point)
+	if err != nil {
+		return nil, fmt.Errorf("AK %v: %w", err, ErrBadAK)
+	}
+	return key, nil
+}
+
+// p256Key converts a P-256 point, checking that it is on the curve.
+func p256Key(point *tpm2.TPMSECCPoint) (*ecdsa.PublicKey, error) {
 	const size = 32
 	if len(point.X.Buffer) != size || len(point.Y.Buffer) != size {
-		return nil, fmt.Errorf("AK P-256 coordinates of %d and %d bytes: %w", len(point.X.Buffer), len(point.Y.Buffer), ErrBadAK)
+		return nil, fmt.Errorf("P-256 coordinates of %d and %d bytes", len(point.X.Buffer), len(point.Y.Buffer))
 	}
 	uncompressed := make([]byte, 0, 1+2*size)
 	uncompressed = append(uncompressed, 4)
@@ -195,7 +252,7 @@ func ecdsaKey(point *tpm2.TPMSECCPoint) (*ecdsa.PublicKey, error) {
 	uncompressed = append(uncompressed, point.Y.Buffer...)
 	key, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), uncompressed)
 	if err != nil {
-		return nil, fmt.Errorf("AK P-256 point: %v: %w", err, ErrBadAK)
+		return nil, fmt.Errorf("P-256 point: %v", err)
 	}
 	return key, nil
 }

@@ -10,7 +10,9 @@ import (
 	"testing"
 
 	"github.com/google/go-tpm/tpm2"
+	"github.com/google/go-tpm/tpm2/transport/simulator"
 
+	"github.com/sealroot/sealroot/ektemplate"
 	"github.com/sealroot/sealroot/server/attest/evidence"
 	"github.com/sealroot/sealroot/wire"
 )
@@ -124,6 +126,9 @@ func FuzzParseEK(f *testing.F) {
 	s := simulate(f)
 	f.Add(s.EK)
 	f.Add(s.AK)
+	for _, ek := range simulatorEKs(f) {
+		f.Add(ek)
+	}
 	f.Fuzz(func(t *testing.T, ek []byte) {
 		pub, err := evidence.ParseEK(ek)
 		if err == nil && !bytes.Equal(tpm2.Marshal(*pub), ek) {
@@ -143,4 +148,50 @@ func FuzzParseAK(f *testing.F) {
 			t.Fatalf("ParseAK accepted a non-canonical encoding %x", ak)
 		}
 	})
+}
+
+// TestParseEKKinds: the EK of every ektemplate kind the simulator can
+// create parses and re-encodes to its input; a P-384 EK with a truncated
+// coordinate or a point off the curve does not.
+func TestParseEKKinds(t *testing.T) {
+	for _, ek := range simulatorEKs(t) {
+		pub, err := evidence.ParseEK(ek)
+		if err != nil {
+			t.Errorf("ParseEK(%d-byte EK) = %v", len(ek), err)
+			continue
+		}
+		if !bytes.Equal(tpm2.Marshal(*pub), ek) {
+			t.Errorf("ParseEK(%d-byte EK) does not re-encode to its input", len(ek))
+		}
+	}
+	p384 := simulatorEKs(t)[2]
+	short := bytes.Clone(p384[:len(p384)-1])
+	offCurve := bytes.Clone(p384)
+	offCurve[len(offCurve)-1] ^= 1
+	for name, ek := range map[string][]byte{"truncated": short, "off_curve": offCurve} {
+		if _, err := evidence.ParseEK(ek); !errors.Is(err, evidence.ErrBadEK) {
+			t.Errorf("ParseEK(P-384 %s) = %v, want ErrBadEK", name, err)
+		}
+	}
+}
+
+// simulatorEKs creates the RSA-2048, P-256 and P-384 EKs on a fresh
+// simulator (it has no RSA-3072) and returns their public areas.
+func simulatorEKs(t testing.TB) [][]byte {
+	t.Helper()
+	sim, err := simulator.OpenSimulator()
+	if err != nil {
+		t.Fatalf("simulator.OpenSimulator() = %v", err)
+	}
+	defer sim.Close()
+	var out [][]byte
+	for _, k := range ektemplate.Kinds()[:3] {
+		rsp, err := tpm2.CreatePrimary{PrimaryHandle: tpm2.TPMRHEndorsement, InPublic: tpm2.New2B(k.Template)}.Execute(sim)
+		if err != nil {
+			t.Fatalf("CreatePrimary(%s EK) = %v", k.Name, err)
+		}
+		tpm2.FlushContext{FlushHandle: rsp.ObjectHandle}.Execute(sim)
+		out = append(out, rsp.OutPublic.Bytes())
+	}
+	return out
 }

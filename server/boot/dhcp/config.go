@@ -66,10 +66,24 @@ type Config struct {
 	// legacy BIOS (arch 0) and x86-64 UEFI (arch 7, 9). Zero:
 	// "undionly.kpxe" and "ipxe.efi".
 	BIOSFile, EFIFile string
+	// HTTPBootPath is the path on the boot HTTP server of the EFI image
+	// UEFI HTTP boot clients (vendor class "HTTPClient", arch 16) load
+	// directly: a signed UKI, or iPXE. It must start with "/" and be
+	// printable ASCII without spaces, at most 100 bytes. Empty: HTTP boot
+	// clients get no answer (ProxyDHCP) or a lease without boot file
+	// (full DHCP).
+	HTTPBootPath string
 	// Pool is the address pool. Used, and required, only in ModeFull.
 	Pool Pool
 	// Now is the clock for leases. Nil: time.Now.
 	Now func() time.Time
+	// Leases, in ModeFull, persists leases and holds reservations. Nil:
+	// leases in memory only, no reservations.
+	Leases LeaseStore
+	// Probe, in ModeFull, reports whether something already answers for
+	// an address (ARPProber); such an address is not offered. Nil: no
+	// probe.
+	Probe func(netip.Addr) bool
 }
 
 // Pool describes the addresses handed out in ModeFull.
@@ -121,6 +135,9 @@ func (c Config) validate() error {
 		if err := ipxe.CheckName(f); err != nil {
 			return fmt.Errorf("%w: boot file: %v", ErrInvalidConfig, err)
 		}
+	}
+	if err := checkURLPath(c.HTTPBootPath); err != nil {
+		return fmt.Errorf("%w: HTTP boot path: %v", ErrInvalidConfig, err)
 	}
 	if c.Mode == ModeFull {
 		return c.validatePool()
@@ -181,4 +198,21 @@ func be32(b [4]byte) uint32 {
 
 func rangeSize(start, end netip.Addr) int64 {
 	return int64(be32(end.As4())) - int64(be32(start.As4())) + 1
+}
+
+// checkURLPath accepts "" or an absolute URL path of printable ASCII
+// without spaces, at most 100 bytes, so the URL fits the BOOTP file field.
+func checkURLPath(p string) error {
+	if p == "" {
+		return nil
+	}
+	if p[0] != '/' || len(p) > 100 {
+		return fmt.Errorf("%q: want an absolute path of at most 100 bytes", p)
+	}
+	for _, r := range p {
+		if r <= ' ' || r > '~' {
+			return fmt.Errorf("%q: want printable ASCII without spaces", p)
+		}
+	}
+	return nil
 }

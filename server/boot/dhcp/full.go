@@ -14,7 +14,7 @@ func (s *Server) respondFull(req *dhcpv4.DHCPv4, c client) (*dhcpv4.DHCPv4, erro
 	now := s.cfg.Now()
 	switch mt := req.MessageType(); mt {
 	case dhcpv4.MessageTypeDiscover:
-		a, err := s.pool.offer(c.mac, now)
+		a, err := s.offer(c.mac, now)
 		if err != nil {
 			return nil, err
 		}
@@ -101,7 +101,7 @@ func (s *Server) addNetwork(reply *dhcpv4.DHCPv4, withLease bool) {
 }
 
 func (s *Server) addBootIfSupported(reply, req *dhcpv4.DHCPv4, c client) {
-	if c.netboot && c.arch != "" {
+	if c.netboot && c.arch != "" && (!c.httpBoot || s.cfg.HTTPBootPath != "") {
 		s.addBoot(reply, req, c)
 	}
 }

@@ -13,7 +13,7 @@ import (
 func FuzzRespond(f *testing.F) {
 	mt := []dhcpv4.MessageType{dhcpv4.MessageTypeDiscover, dhcpv4.MessageTypeRequest,
 		dhcpv4.MessageTypeRelease, dhcpv4.MessageTypeDecline, dhcpv4.MessageTypeInform}
-	profiles := [][]dhcpv4.Modifier{pxeBIOS, pxeEFI, pxeEFIClassOnly, ipxeBIOS, ipxeEFIRFC3004, ipxeEFIOpt175, plainClient, pxeARM64}
+	profiles := [][]dhcpv4.Modifier{pxeBIOS, pxeEFI, pxeEFIClassOnly, ipxeBIOS, ipxeEFIRFC3004, ipxeEFIOpt175, plainClient, pxeARM64, httpEFI, httpEFIClassOnly, httpARM64}
 	for i, m := range mt {
 		for _, p := range profiles {
 			mods := append(p[:len(p):len(p)], dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(netip.MustParseAddr("192.0.2.100").AsSlice())))
@@ -23,8 +23,10 @@ func FuzzRespond(f *testing.F) {
 	f.Add([]byte{}, false)
 	f.Add(make([]byte, 300), true)
 	clock := &fakeClock{time.Unix(1e9, 0)}
-	proxy := newTestServer(f, Config{})
-	full := newTestServer(f, fullConfig(clock))
+	proxy := newTestServer(f, Config{HTTPBootPath: "/artifacts/sealroot.efi"})
+	fullCfg := fullConfig(clock)
+	fullCfg.HTTPBootPath = "/artifacts/sealroot.efi"
+	full := newTestServer(f, fullCfg)
 	f.Fuzz(func(t *testing.T, b []byte, pxePort bool) {
 		req, err := dhcpv4.FromBytes(b)
 		if err != nil {

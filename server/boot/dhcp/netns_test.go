@@ -190,3 +190,47 @@ func TestNetnsFullDHCP(t *testing.T) {
 		t.Errorf("iPXE ACK = %s, want same address and script URL", second.ACK.Summary())
 	}
 }
+
+// TestNetnsHTTPBoot runs real DHCP exchanges of a UEFI HTTP boot client
+// (vendor class "HTTPClient", arch 16, as OVMF's HttpBootDxe sends them)
+// against both modes over a veth pair: the offer and the ACK carry the
+// artifact's URL and echo the class.
+func TestNetnsHTTPBoot(t *testing.T) {
+	const path = "/artifacts/sealroot-signed.efi"
+	t.Run("proxy", func(t *testing.T) {
+		l := newLab(t, "httpp")
+		l.serve(t, Config{Mode: ModeProxy, HTTPPort: 8080, HTTPBootPath: path})
+		var offer *dhcpv4.DHCPv4
+		err := l.client(t, 300*time.Millisecond, 8, func(c *nclient4.Client) (err error) {
+			offer, err = c.DiscoverOffer(t.Context(), httpEFI...)
+			return err
+		})
+		if err != nil {
+			t.Fatalf("HTTP boot DISCOVER: %v", err)
+		}
+		if offer.BootFileName != httpBootURL || offer.ClassIdentifier() != "HTTPClient" || !offer.YourIPAddr.IsUnspecified() {
+			t.Errorf("proxy offer = %s, want %s, class HTTPClient, no address", offer.Summary(), httpBootURL)
+		}
+	})
+	t.Run("full", func(t *testing.T) {
+		l := newLab(t, "httpf")
+		cfg := fullConfig(&fakeClock{})
+		cfg.Now = nil
+		cfg.HTTPBootPath = path
+		l.serve(t, cfg)
+		var lease *nclient4.Lease
+		err := l.client(t, 300*time.Millisecond, 8, func(c *nclient4.Client) (err error) {
+			lease, err = c.Request(t.Context(), httpEFI...)
+			return err
+		})
+		if err != nil {
+			t.Fatalf("HTTP boot DORA: %v", err)
+		}
+		for _, m := range []*dhcpv4.DHCPv4{lease.Offer, lease.ACK} {
+			if m.BootFileName != httpBootURL || m.ClassIdentifier() != "HTTPClient" ||
+				string(m.Options.Get(dhcpv4.OptionBootfileName)) != httpBootURL || m.YourIPAddr.IsUnspecified() {
+				t.Errorf("%v = %s, want a lease with %s and class HTTPClient", m.MessageType(), m.Summary(), httpBootURL)
+			}
+		}
+	})
+}

@@ -26,19 +26,41 @@ type pool struct {
 	size      uint32
 	leaseTime time.Duration
 
+	// store, when not nil, persists leases (at ACK, RELEASE and
+	// DECLINE; offers are held in memory only) and holds reservations.
+	store    LeaseStore
+	storeErr func(error)
+
 	mu     sync.Mutex
 	byMAC  map[string]*lease     // guarded by mu
 	byAddr map[netip.Addr]*lease // guarded by mu
 }
 
-func newPool(p Pool) *pool {
+func newPool(p Pool, store LeaseStore, storeErr func(error)) *pool {
 	return &pool{
 		first:     be32(p.Start.As4()),
 		size:      uint32(rangeSize(p.Start, p.End)),
 		leaseTime: p.LeaseTime,
+		store:     store,
+		storeErr:  storeErr,
 		byMAC:     make(map[string]*lease),
 		byAddr:    make(map[netip.Addr]*lease),
 	}
+}
+
+// reservedFor returns mac's reserved address, and the set of addresses
+// reserved for other MACs.
+func (p *pool) reservedFor(mac string) (netip.Addr, map[netip.Addr]bool) {
+	var own netip.Addr
+	others := map[netip.Addr]bool{}
+	for _, r := range p.reservations() {
+		if r.MAC == mac {
+			own = r.Addr
+		} else {
+			others[r.Addr] = true
+		}
+	}
+	return own, others
 }
 
 func (p *pool) contains(a netip.Addr) bool {
@@ -51,39 +73,52 @@ func (p *pool) contains(a netip.Addr) bool {
 
 // offer returns the address for mac, reserving it for OfferHold if it is
 // not already leased.
-func (p *pool) offer(mac string, now time.Time) (netip.Addr, error) {
+// fresh reports an address not bound to mac before (worth probing).
+func (p *pool) offer(mac string, now time.Time) (a netip.Addr, fresh bool, err error) {
+	own, others := p.reservedFor(mac)
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if l := p.byMAC[mac]; l != nil {
+	if l := p.byMAC[mac]; l != nil && (!own.IsValid() || l.addr == own) && !others[l.addr] {
 		if l.expiry.Before(now.Add(OfferHold)) {
 			l.expiry = now.Add(OfferHold)
 		}
-		return l.addr, nil
+		return l.addr, false, nil
 	}
-	a, ok := p.freeLocked(now)
+	if own.IsValid() {
+		p.bindLocked(mac, own, now.Add(OfferHold))
+		return own, true, nil
+	}
+	a, ok := p.freeLocked(now, others)
 	if !ok {
-		return netip.Addr{}, ErrPoolExhausted
+		return netip.Addr{}, false, ErrPoolExhausted
 	}
 	p.bindLocked(mac, a, now.Add(OfferHold))
-	return a, nil
+	return a, true, nil
 }
 
 // request confirms a lease on addr for mac and reports whether it may be
 // ACKed. It succeeds if addr is mac's address or is free.
+// A MAC with a reservation gets only its reserved address; an address
+// reserved for another MAC is refused.
 func (p *pool) request(mac string, a netip.Addr, now time.Time) bool {
-	if !p.contains(a) {
+	own, others := p.reservedFor(mac)
+	switch {
+	case own.IsValid() && a != own, others[a]:
+		return false
+	case !own.IsValid() && !p.contains(a):
 		return false
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if l := p.byMAC[mac]; l != nil && l.addr == a {
 		l.expiry = now.Add(p.leaseTime)
+		p.persistLocked(l)
 		return true
 	}
-	if other := p.byAddr[a]; other != nil && !other.expiry.Before(now) {
+	if other := p.byAddr[a]; other != nil && !other.expiry.Before(now) && !own.IsValid() {
 		return false
 	}
-	p.bindLocked(mac, a, now.Add(p.leaseTime))
+	p.persistLocked(p.bindLocked(mac, a, now.Add(p.leaseTime)))
 	return true
 }
 
@@ -93,6 +128,7 @@ func (p *pool) release(mac string, a netip.Addr, now time.Time) {
 	defer p.mu.Unlock()
 	if l := p.byMAC[mac]; l != nil && l.addr == a && l.expiry.After(now) {
 		l.expiry = now
+		p.persistLocked(l)
 	}
 }
 
@@ -105,11 +141,12 @@ func (p *pool) decline(mac string, a netip.Addr, now time.Time) {
 		delete(p.byMAC, mac)
 		l.mac = ""
 		l.expiry = now.Add(p.leaseTime)
+		p.persistLocked(l)
 	}
 }
 
 // bindLocked records addr for mac, dropping any previous record of either.
-func (p *pool) bindLocked(mac string, a netip.Addr, expiry time.Time) {
+func (p *pool) bindLocked(mac string, a netip.Addr, expiry time.Time) *lease {
 	if old := p.byMAC[mac]; old != nil {
 		delete(p.byAddr, old.addr)
 	}
@@ -119,21 +156,25 @@ func (p *pool) bindLocked(mac string, a netip.Addr, expiry time.Time) {
 	l := &lease{mac: mac, addr: a, expiry: expiry}
 	p.byMAC[mac] = l
 	p.byAddr[a] = l
+	return l
 }
 
 // freeLocked returns the lowest never-used address, or else the address
 // whose record expired longest ago.
-func (p *pool) freeLocked(now time.Time) (netip.Addr, bool) {
-	if len(p.byAddr) < int(p.size) {
+func (p *pool) freeLocked(now time.Time, reserved map[netip.Addr]bool) (netip.Addr, bool) {
+	if p.inRangeLocked() < int(p.size) {
 		for i := uint32(0); i < p.size; i++ {
 			a := addrFrom32(p.first + i)
-			if p.byAddr[a] == nil {
+			if p.byAddr[a] == nil && !reserved[a] {
 				return a, true
 			}
 		}
 	}
 	var oldest *lease
 	for _, l := range p.byAddr {
+		if reserved[l.addr] || !p.contains(l.addr) {
+			continue
+		}
 		if l.expiry.Before(now) && (oldest == nil || l.expiry.Before(oldest.expiry)) {
 			oldest = l
 		}
@@ -142,6 +183,18 @@ func (p *pool) freeLocked(now time.Time) (netip.Addr, bool) {
 		return netip.Addr{}, false
 	}
 	return oldest.addr, true
+}
+
+// inRangeLocked counts the records of addresses in the range (records
+// of reserved addresses outside it are not).
+func (p *pool) inRangeLocked() int {
+	n := len(p.byAddr)
+	for a := range p.byAddr {
+		if !p.contains(a) {
+			n--
+		}
+	}
+	return n
 }
 
 func addrFrom32(v uint32) netip.Addr {

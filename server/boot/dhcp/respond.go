@@ -26,6 +26,7 @@ const (
 // Reasons for not answering, returned by Respond with a nil reply.
 var (
 	ErrNotPXE          = errors.New("dhcp: not a PXE client")
+	ErrNoHTTPBoot      = errors.New("dhcp: UEFI HTTP boot client, but no HTTP boot artifact is configured")
 	ErrUnsupportedArch = errors.New("dhcp: unsupported client architecture")
 	ErrIgnored         = errors.New("dhcp: message not for this server")
 )
@@ -38,28 +39,40 @@ const (
 // ScriptPath is the boot script path on the HTTP server (see server/boot/http).
 const ScriptPath = "/boot.ipxe"
 
+// Vendor class identifiers (option 60) of network boot clients.
+const (
+	classPXE  = "PXEClient"
+	classHTTP = "HTTPClient" // UEFI HTTP boot (UEFI spec, 24.7 HTTP Boot)
+)
+
 // client is what a request tells about the machine.
 type client struct {
-	mac     string
-	netboot bool      // PXE or iPXE client
-	ipxe    bool      // already running iPXE: chain to HTTP
-	arch    ipxe.Arch // "" if unsupported or unknown
+	mac      string
+	netboot  bool      // PXE, iPXE or UEFI HTTP boot client
+	ipxe     bool      // already running iPXE: chain to HTTP
+	httpBoot bool      // UEFI firmware HTTP boot: load a URL, no TFTP
+	arch     ipxe.Arch // "" if unsupported or unknown
 }
 
-// classify inspects the PXE and iPXE options of req (RFC 4578, PXE 2.1).
+// classify inspects the PXE, iPXE and HTTP boot options of req (RFC 4578,
+// PXE 2.1, UEFI HTTP boot).
 func classify(req *dhcpv4.DHCPv4) client {
 	c := client{mac: req.ClientHWAddr.String()}
 	class := req.ClassIdentifier()
 	c.ipxe = hasIPXEUserClass(req) || req.Options.Has(optionIPXEEncap)
-	c.netboot = strings.HasPrefix(class, "PXEClient") || c.ipxe
+	c.httpBoot = strings.HasPrefix(class, classHTTP) && !c.ipxe
+	c.netboot = strings.HasPrefix(class, classPXE) || c.ipxe || c.httpBoot
 	arch, ok := clientArch(req, class)
 	if ok {
 		switch arch {
 		case iana.INTEL_X86PC:
 			c.arch = ipxe.ArchBIOS
-		case iana.EFI_X86_64, iana.EFI_BC:
+		case iana.EFI_X86_64, iana.EFI_BC, iana.EFI_X86_64_HTTP:
 			c.arch = ipxe.ArchEFIx64
 		}
+	}
+	if c.httpBoot && c.arch == ipxe.ArchBIOS {
+		c.arch = "" // no BIOS firmware boots over HTTP
 	}
 	return c
 }
@@ -74,13 +87,14 @@ func hasIPXEUserClass(req *dhcpv4.DHCPv4) bool {
 }
 
 // clientArch returns option 93's first architecture, else the one in a
-// "PXEClient:Arch:xxxxx:..." class identifier.
+// "PXEClient:Arch:xxxxx:..." or "HTTPClient:Arch:xxxxx:..." class
+// identifier.
 func clientArch(req *dhcpv4.DHCPv4, class string) (iana.Arch, bool) {
 	if archs := req.ClientArch(); len(archs) > 0 {
 		return archs[0], true
 	}
 	f := strings.Split(class, ":")
-	if len(f) >= 3 && f[0] == "PXEClient" && f[1] == "Arch" {
+	if len(f) >= 3 && (f[0] == classPXE || f[0] == classHTTP) && f[1] == "Arch" {
 		if v, err := strconv.ParseUint(f[2], 10, 16); err == nil {
 			return iana.Arch(v), true
 		}
@@ -89,11 +103,15 @@ func clientArch(req *dhcpv4.DHCPv4, class string) (iana.Arch, bool) {
 }
 
 // bootFile is the boot file for c: a TFTP name for firmware PXE, the
-// script URL for iPXE (so firmware PXE chains into iPXE, iPXE into HTTP).
+// script URL for iPXE (so firmware PXE chains into iPXE, iPXE into HTTP),
+// the HTTP boot artifact's URL for UEFI HTTP boot.
 func (s *Server) bootFile(c client) string {
+	host := "http://" + netip.AddrPortFrom(s.cfg.ServerIP, s.cfg.HTTPPort).String()
 	if c.ipxe {
-		host := netip.AddrPortFrom(s.cfg.ServerIP, s.cfg.HTTPPort)
-		return "http://" + host.String() + ScriptPath + "?arch=" + string(c.arch)
+		return host + ScriptPath + "?arch=" + string(c.arch)
+	}
+	if c.httpBoot {
+		return host + s.cfg.HTTPBootPath
 	}
 	if c.arch == ipxe.ArchBIOS {
 		return s.cfg.BIOSFile
@@ -127,6 +145,9 @@ func (s *Server) respondProxy(req *dhcpv4.DHCPv4, c client, port Port) (*dhcpv4.
 	}
 	if c.arch == "" {
 		return nil, fmt.Errorf("%w: %v", ErrUnsupportedArch, req.ClientArch())
+	}
+	if c.httpBoot && s.cfg.HTTPBootPath == "" {
+		return nil, ErrNoHTTPBoot
 	}
 	mt := req.MessageType()
 	var reply *dhcpv4.DHCPv4
@@ -184,6 +205,16 @@ var pxeDiscoveryBypass = []byte{6, 1, 8, 255}
 func (s *Server) addBoot(reply, req *dhcpv4.DHCPv4, c client) {
 	reply.ServerIPAddr = s.cfg.ServerIP.AsSlice()
 	reply.BootFileName = s.bootFile(c)
+	if guid := req.Options.Get(dhcpv4.OptionClientMachineIdentifier); guid != nil {
+		reply.UpdateOption(dhcpv4.OptGeneric(dhcpv4.OptionClientMachineIdentifier, guid))
+	}
+	if c.httpBoot {
+		// The firmware takes only offers that echo its class, with the
+		// URI in the file field or option 67 (edk2 HttpBootDhcp4.c).
+		reply.UpdateOption(dhcpv4.OptClassIdentifier(classHTTP))
+		reply.UpdateOption(dhcpv4.OptBootFileName(reply.BootFileName))
+		return
+	}
 	if !c.ipxe {
 		reply.ServerHostName = s.cfg.ServerIP.String()
 	}
@@ -194,9 +225,6 @@ func (s *Server) addBoot(reply, req *dhcpv4.DHCPv4, c client) {
 		reply.UpdateOption(dhcpv4.OptGeneric(dhcpv4.OptionVendorSpecificInformation, pxeDiscoveryBypass))
 	}
 	if s.cfg.Mode == ModeProxy || withPXEOptions {
-		reply.UpdateOption(dhcpv4.OptClassIdentifier("PXEClient"))
-	}
-	if guid := req.Options.Get(dhcpv4.OptionClientMachineIdentifier); guid != nil {
-		reply.UpdateOption(dhcpv4.OptGeneric(dhcpv4.OptionClientMachineIdentifier, guid))
+		reply.UpdateOption(dhcpv4.OptClassIdentifier(classPXE))
 	}
 }

@@ -33,7 +33,15 @@ var (
 	ipxeEFIRFC3004  = append(pxeEFI[:2:2], dhcpv4.WithUserClass("iPXE", true))
 	ipxeEFIOpt175   = append(pxeEFI[:2:2], dhcpv4.WithGeneric(optionIPXEEncap, []byte{0xb1, 1, 1}))
 	plainClient     = []dhcpv4.Modifier{dhcpv4.WithOption(dhcpv4.OptClassIdentifier("udhcp 1.36.1"))}
+	// UEFI HTTP boot clients as OVMF's HttpBootDxe sends them.
+	httpEFI          = []dhcpv4.Modifier{httpClass(16), dhcpv4.WithOption(dhcpv4.OptClientArch(iana.EFI_X86_64_HTTP))}
+	httpEFIClassOnly = []dhcpv4.Modifier{httpClass(16)}
+	httpARM64        = []dhcpv4.Modifier{httpClass(19), dhcpv4.WithOption(dhcpv4.OptClientArch(iana.EFI_ARM64_HTTP))}
 )
+
+func httpClass(arch int) dhcpv4.Modifier {
+	return dhcpv4.WithOption(dhcpv4.OptClassIdentifier(fmt.Sprintf("HTTPClient:Arch:%05d:UNDI:003001", arch)))
+}
 
 func pxeClass(arch int) dhcpv4.Modifier {
 	return dhcpv4.WithOption(dhcpv4.OptClassIdentifier(fmt.Sprintf("PXEClient:Arch:%05d:UNDI:002001", arch)))
@@ -68,6 +76,8 @@ type want struct {
 	// plain: a boot file without class identifier "PXEClient" (a full-mode
 	// lease that is no BINL offer, see addBoot).
 	plain bool
+	// httpBoot: class identifier "HTTPClient" and the URL in option 67 too.
+	httpBoot bool
 }
 
 func checkReply(t *testing.T, reply *dhcpv4.DHCPv4, err error, w want) {
@@ -93,6 +103,12 @@ func checkReply(t *testing.T, reply *dhcpv4.DHCPv4, err error, w want) {
 	wantClass := "PXEClient"
 	if w.plain {
 		wantClass = ""
+	}
+	if w.httpBoot {
+		wantClass = "HTTPClient"
+		if got := reply.Options.Get(dhcpv4.OptionBootfileName); string(got) != w.file {
+			t.Errorf("option 67 = %q, want %q", got, w.file)
+		}
 	}
 	if w.file != "" && (!reply.ServerIPAddr.Equal(serverIP.AsSlice()) || reply.ClassIdentifier() != wantClass) {
 		t.Errorf("siaddr %v, class %q; want %v, %q", reply.ServerIPAddr, reply.ClassIdentifier(), serverIP, wantClass)
@@ -281,5 +297,51 @@ func TestRespondFullNoBINLOffer(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+const httpBootURL = "http://192.0.2.1:8080/artifacts/sealroot-signed.efi"
+
+// TestRespondHTTPBoot: UEFI HTTP boot clients get the artifact's URL with
+// their vendor class echoed, in both modes; without a configured artifact
+// they get nothing (proxy) or a plain lease (full).
+func TestRespondHTTPBoot(t *testing.T) {
+	D := dhcpv4.MessageTypeDiscover
+	proxy := newTestServer(t, Config{Mode: ModeProxy, HTTPPort: 8080, HTTPBootPath: "/artifacts/sealroot-signed.efi"})
+	proxyOff := newTestServer(t, Config{Mode: ModeProxy, HTTPPort: 8080})
+	fullCfg := fullConfig(&fakeClock{time.Unix(1e9, 0)})
+	fullCfg.HTTPBootPath = "/artifacts/sealroot-signed.efi"
+	full := newTestServer(t, fullCfg)
+	fullOff := newTestServer(t, fullConfig(&fakeClock{time.Unix(1e9, 0)}))
+	tests := []struct {
+		name string
+		s    *Server
+		mods []dhcpv4.Modifier
+		want want
+	}{
+		{"proxy_x64", proxy, httpEFI, want{msgType: dhcpv4.MessageTypeOffer, file: httpBootURL, httpBoot: true}},
+		{"proxy_class_only", proxy, httpEFIClassOnly, want{msgType: dhcpv4.MessageTypeOffer, file: httpBootURL, httpBoot: true}},
+		{"proxy_pxe_unchanged", proxy, pxeEFI, want{msgType: dhcpv4.MessageTypeOffer, file: "ipxe.efi"}},
+		{"proxy_arm64_unsupported", proxy, httpARM64, want{err: ErrUnsupportedArch}},
+		{"proxy_not_configured", proxyOff, httpEFI, want{err: ErrNoHTTPBoot}},
+		{"full_x64", full, httpEFI, want{msgType: dhcpv4.MessageTypeOffer, file: httpBootURL, httpBoot: true}},
+		{"full_not_configured_lease_only", fullOff, httpEFI, want{msgType: dhcpv4.MessageTypeOffer}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			reply, err := tt.s.Respond(newMsg(t, D, mac1, tt.mods...), PortDHCP)
+			checkReply(t, reply, err, tt.want)
+			if reply != nil && reply.Options.Has(dhcpv4.OptionVendorSpecificInformation) {
+				t.Errorf("HTTP boot reply carries PXE option 43")
+			}
+		})
+	}
+}
+
+func TestHTTPBootPathValidated(t *testing.T) {
+	for _, p := range []string{"artifacts/x.efi", "/with space.efi", "/\x00", "/" + strings.Repeat("a", 100)} {
+		if _, err := New(Config{ServerIP: serverIP, HTTPBootPath: p}, nil); !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("New(HTTPBootPath %q) = %v, want ErrInvalidConfig", p, err)
+		}
 	}
 }

@@ -10,10 +10,11 @@
 //
 // In ModeProxy (the zero value) the server is a ProxyDHCP: it answers only
 // PXE clients, hands out no addresses and coexists with the site's DHCP
-// server. In ModeFull it also leases addresses from a small in-memory pool,
-// for isolated lab networks. Leases are not persisted; a restart forgets
-// them, and a flood of DISCOVERs with fresh MACs can hold the pool for
-// OfferHold.
+// server. In ModeFull it also leases addresses from a small pool, for
+// isolated lab networks. With Config.Leases, leases survive restarts and
+// MACs can have reserved addresses; with Config.Probe a fresh address is
+// probed (ARP) before it is offered. A flood of DISCOVERs with fresh MACs
+// can hold the pool for OfferHold.
 //
 // [Server.Respond] is the whole request-to-reply decision without sockets;
 // [Server.Serve] binds it to an interface.
@@ -65,7 +66,15 @@ func New(cfg Config, logger hclog.Logger) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, logger: logger.Named("dhcp")}
 	if cfg.Mode == ModeFull {
-		s.pool = newPool(cfg.Pool)
+		s.pool = newPool(cfg.Pool, cfg.Leases, s.storeError)
+		if cfg.Leases != nil {
+			ls, err := cfg.Leases.Leases()
+			if err != nil {
+				return nil, fmt.Errorf("dhcp: stored leases: %w", err)
+			}
+			s.pool.load(ls)
+			s.logger.Info("leases restored", "count", len(ls))
+		}
 	}
 	return s, nil
 }

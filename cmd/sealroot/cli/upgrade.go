@@ -1,0 +1,138 @@
+package cli
+
+import (
+	"fmt"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sealroot/sealroot/server/api"
+)
+
+// Image versions, upgrades, rollouts and snapshots.
+
+func newMachineUpgradeCmd(e *env) *cobra.Command {
+	var to string
+	c := &cobra.Command{
+		Use: "upgrade MACHINE",
+		Short: "Move a machine's root to an image version: the root starts afresh on the new base, " +
+			"the old root is kept as a snapshot (rollback returns to it)",
+		Args: exactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error { return runMachineUpgrade(c, e, args[0], to) },
+	}
+	c.Flags().StringVar(&to, "to", "", "image version NAME@vN, or NAME for its latest (default: what the machine's plan names)")
+	return c
+}
+
+func runMachineUpgrade(c *cobra.Command, e *env, ref, to string) error {
+	u, err := e.client().UpgradeRoot(c.Context(), ref, to)
+	if err != nil {
+		return err
+	}
+	if e.JSON {
+		return e.printJSON(u)
+	}
+	return printUpgrade(e, *u)
+}
+
+func printUpgrade(e *env, u api.Upgrade) error {
+	var err error
+	if u.Skipped != "" {
+		_, err = fmt.Fprintf(e.Stdout, "%s: not moved to %s: %s\n", shortID(u.Machine), safe(u.To), safe(u.Skipped))
+	} else {
+		_, err = fmt.Fprintf(e.Stdout, "%s: root moved from %s to %s; the old root is snapshot %s (`sealroot machine rollback %s %s` returns to it)\n",
+			shortID(u.Machine), safe(u.From), safe(u.To), safe(u.KeptAs), shortID(u.Machine), safe(u.KeptAs))
+	}
+	return err
+}
+
+func newImageRolloutCmd(e *env) *cobra.Command {
+	var group string
+	var canary int
+	c := &cobra.Command{
+		Use:   "rollout NAME@vN --group GROUP [--canary K]",
+		Short: "Move a group's machines to an image version, each keeping its old root as a snapshot; --canary moves only K",
+		Args:  exactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			if group == "" {
+				return usagef(c, "--group is required")
+			}
+			return runImageRollout(c, e, args[0], group, canary)
+		},
+	}
+	c.Flags().StringVar(&group, "group", "", "the group to move")
+	c.Flags().IntVar(&canary, "canary", 0, "move at most K machines and leave the group's plan as it is (0: all, then the group's plan names the version)")
+	return c
+}
+
+func runImageRollout(c *cobra.Command, e *env, ref, group string, canary int) error {
+	ro, err := e.client().Rollout(c.Context(), group, ref, canary)
+	if err != nil {
+		return err
+	}
+	if e.JSON {
+		return e.printJSON(ro)
+	}
+	for _, u := range ro.Machines {
+		if err := printUpgrade(e, u); err != nil {
+			return err
+		}
+	}
+	_, err = fmt.Fprintf(e.Stdout, "group %s: %d machines left on other versions; group root: %s\n",
+		safe(ro.Group), ro.Remaining, formatRootPlan(ro.GroupRoot))
+	return err
+}
+
+func newMachineSnapshotsCmd(e *env) *cobra.Command {
+	return &cobra.Command{
+		Use:   "snapshots MACHINE",
+		Short: "List a machine's snapshots: name, time, size, base image version",
+		Args:  exactArgs(1),
+		RunE:  func(c *cobra.Command, args []string) error { return runMachineSnapshots(c, e, args[0]) },
+	}
+}
+
+func runMachineSnapshots(c *cobra.Command, e *env, ref string) error {
+	ss, err := e.client().Snapshots(c.Context(), ref)
+	if err != nil {
+		return err
+	}
+	if e.JSON {
+		if ss == nil {
+			ss = []api.Snapshot{}
+		}
+		return e.printJSON(ss)
+	}
+	tw := tabwriter.NewWriter(e.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tCREATED\tSIZE\tBASE")
+	for _, s := range ss {
+		base := "sha256:" + shortDigest(s.Base)
+		if s.Image != "" {
+			base = safe(s.Image)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", safe(s.Name), formatTime(s.Created), s.Size, base)
+	}
+	return tw.Flush()
+}
+
+func newMachineSnapshotRmCmd(e *env) *cobra.Command {
+	var yes bool
+	return addYes(&cobra.Command{
+		Use:   "snapshot-rm MACHINE NAME",
+		Short: "Delete a machine's snapshot",
+		Args:  exactArgs(2),
+		RunE: func(c *cobra.Command, args []string) error {
+			if err := confirm(c, e, yes, fmt.Sprintf("delete snapshot %s of %s", safe(args[1]), safe(args[0]))); err != nil {
+				return err
+			}
+			if err := e.client().DeleteSnapshot(c.Context(), args[0], args[1]); err != nil {
+				return err
+			}
+			if e.JSON {
+				return nil
+			}
+			_, err := fmt.Fprintf(e.Stdout, "deleted snapshot %s of %s\n", safe(args[1]), safe(args[0]))
+			return err
+		},
+	}, &yes)
+}

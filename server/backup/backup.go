@@ -1,0 +1,225 @@
+// Package backup writes and restores a sealroot server's state: a gzipped
+// tar of the state directory's keys, configuration and records, with the
+// database copied in one read transaction while the server runs.
+//
+// # What a backup holds
+//
+//	MANIFEST.json                 what this backup holds (Manifest)
+//	state.db                      the store (machines, groups, encrypted secrets, DHCP leases), consistent
+//	secrets.age.key               the age identity that decrypts the secrets: THE BACKUP HOLDS KEYS
+//	pki/...                       the sealroot CA and server certificate and their keys
+//	audit.log                     the audit log up to the moment of the backup
+//	images/index.json             image names and versions (not the bases)
+//	volumes/<id>/volume.json, volumes/<id>/snapshots/*.json   volume records (not the disks)
+//	iscsi/..., nfs/ganesha/..., nfs/roots/<id>/state.json, nfs/roots/<id>/snapshots/<n>/base
+//	every other regular file of the state directory
+//
+// Not held: base images (images/bases, images/trees: re-import them, the
+// same content gives the same digest), volume disks and NFS uppers (the
+// machines' written data), sockets, and image or volume directories
+// configured outside the state directory. Restore refuses to write into
+// a non-empty directory.
+package backup
+
+import (
+	"archive/tar"
+	"compress/gzip"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Manifest describes a backup.
+type Manifest struct {
+	Created time.Time `json:"created"`
+	// SchemaVersion is the store schema of state.db.
+	SchemaVersion int `json:"schema_version"`
+	// Files lists the state directory's files held, besides state.db.
+	Files []string `json:"files"`
+	// Excluded says what was left out.
+	Excluded []string `json:"excluded"`
+}
+
+// DB writes a consistent copy of the store; *store.DB implements it.
+type DB interface {
+	WriteTo(w io.Writer) (int64, error)
+}
+
+// excluded is what a backup never holds, as documented above.
+var excluded = []string{
+	"images/bases/, images/trees/, images/tmp/ (base images: re-import)",
+	"volumes/<id>/disk.*, volumes/<id>/snapshots/*.img|*.cow (machines' written data)",
+	"nfs/roots/<id>/upper, work, root, snapshots/<n>/upper (machines' written data)",
+	"sockets and other non-regular files",
+}
+
+// include reports whether the state directory's file rel (slash
+// separated) goes into a backup.
+func include(rel string) bool {
+	parts := strings.Split(rel, "/")
+	switch {
+	case rel == "state.db" || strings.HasPrefix(rel, "state.db"):
+		return false // copied from a transaction
+	case parts[0] == "images":
+		return rel == "images/index.json"
+	case parts[0] == "volumes":
+		return strings.HasSuffix(rel, ".json")
+	case len(parts) >= 3 && parts[0] == "nfs" && parts[1] == "roots":
+		return (len(parts) == 4 && parts[3] == "state.json") ||
+			(len(parts) == 6 && parts[3] == "snapshots" && parts[5] == "base")
+	}
+	return true
+}
+
+// Write writes a backup of stateDir to w, copying the store from db.
+func Write(w io.Writer, stateDir string, db DB, schemaVersion int, now time.Time) (*Manifest, error) {
+	var files []string
+	err := filepath.WalkDir(stateDir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(stateDir, p)
+		rel = filepath.ToSlash(rel)
+		if d.Type().IsRegular() && include(rel) {
+			files = append(files, rel)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("backup: %w", err)
+	}
+	m := &Manifest{Created: now.UTC(), SchemaVersion: schemaVersion, Files: files, Excluded: excluded}
+	gz := gzip.NewWriter(w)
+	tw := tar.NewWriter(gz)
+	mb, _ := json.MarshalIndent(m, "", "  ")
+	if err := writeBytes(tw, "MANIFEST.json", mb, now); err != nil {
+		return nil, err
+	}
+	f, err := os.CreateTemp("", "sealroot-backup-db-")
+	if err != nil {
+		return nil, fmt.Errorf("backup: %w", err)
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	if _, err := db.WriteTo(f); err != nil {
+		return nil, fmt.Errorf("backup: copy store: %w", err)
+	}
+	if err := writeFile(tw, "state.db", f.Name()); err != nil {
+		return nil, err
+	}
+	for _, rel := range files {
+		if err := writeFile(tw, rel, filepath.Join(stateDir, filepath.FromSlash(rel))); err != nil {
+			return nil, err
+		}
+	}
+	if err := errors.Join(tw.Close(), gz.Close()); err != nil {
+		return nil, fmt.Errorf("backup: %w", err)
+	}
+	return m, nil
+}
+
+func writeBytes(tw *tar.Writer, name string, b []byte, now time.Time) error {
+	h := &tar.Header{Name: name, Mode: 0o600, Size: int64(len(b)), ModTime: now, Typeflag: tar.TypeReg}
+	if err := tw.WriteHeader(h); err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	_, err := tw.Write(b)
+	return err
+}
+
+// writeFile adds the file at p as name. A file that grows meanwhile (the
+// audit log) is cut at the size it had when opened.
+func writeFile(tw *tar.Writer, name, p string) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("backup: %w", err)
+	}
+	h := &tar.Header{Name: name, Mode: int64(fi.Mode().Perm()), Size: fi.Size(), ModTime: fi.ModTime(), Typeflag: tar.TypeReg}
+	if err := tw.WriteHeader(h); err != nil {
+		return fmt.Errorf("backup: %s: %w", name, err)
+	}
+	if _, err := io.CopyN(tw, f, fi.Size()); err != nil {
+		return fmt.Errorf("backup: %s: %w", name, err)
+	}
+	return nil
+}
+
+// ErrNotEmpty means Restore was given a directory that holds files.
+var ErrNotEmpty = errors.New("restore target is not empty")
+
+// Restore unpacks the backup read from r into dir, which must be absent
+// or empty. Only regular files with local names are written, owner-only.
+func Restore(r io.Reader, dir string) (*Manifest, error) {
+	if ents, err := os.ReadDir(dir); err == nil && len(ents) > 0 {
+		return nil, fmt.Errorf("restore into %s: %w", dir, ErrNotEmpty)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("restore: %w", err)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("restore: %w", err)
+	}
+	defer root.Close()
+	gz, err := gzip.NewReader(r)
+	if err != nil {
+		return nil, fmt.Errorf("restore: not a sealroot backup: %w", err)
+	}
+	tr := tar.NewReader(gz)
+	var m *Manifest
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("restore: %w", err)
+		}
+		if h.Typeflag != tar.TypeReg || !filepath.IsLocal(h.Name) || strings.Contains(h.Name, `\`) {
+			return nil, fmt.Errorf("restore: entry %q: not a local regular file", h.Name)
+		}
+		if h.Name == "MANIFEST.json" {
+			m = &Manifest{}
+			if err := json.NewDecoder(tr).Decode(m); err != nil {
+				return nil, fmt.Errorf("restore: manifest: %w", err)
+			}
+			continue
+		}
+		if err := restoreFile(root, h.Name, tr); err != nil {
+			return nil, err
+		}
+	}
+	if m == nil {
+		return nil, errors.New("restore: not a sealroot backup (no MANIFEST.json)")
+	}
+	return m, nil
+}
+
+func restoreFile(root *os.Root, name string, r io.Reader) error {
+	if d := path.Dir(name); d != "." {
+		if err := root.MkdirAll(d, 0o700); err != nil {
+			return fmt.Errorf("restore %s: %w", name, err)
+		}
+	}
+	f, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("restore %s: %w", name, err)
+	}
+	_, err = io.Copy(f, r)
+	if err = errors.Join(err, f.Sync(), f.Close()); err != nil {
+		return fmt.Errorf("restore %s: %w", name, err)
+	}
+	return nil
+}
