@@ -350,6 +350,7 @@ func (s *Server) Serve(ctx context.Context) error {
 			api.WithImages(s.machines),
 			api.WithFiles(s.machines),
 			api.WithCapture(s.machines),
+			api.WithUsers(s.machines),
 			api.WithRootLinks(&api.Links{Machines: s.machines, Tunnel: s.tunnel, Transport: s.cfg.RootTransport})),
 		Logger: s.logger.Named("api"),
 	}
