@@ -14,6 +14,9 @@ type User struct {
 	Changed time.Time `json:"changed"`
 }
 
+// MaxPassword is the longest password accepted, in bytes (users.MaxPassword).
+const MaxPassword = 1024
+
 // UserRequest is the body of POST /v1/users and PUT
 // /v1/users/{name}/password (Name is taken from the path there).
 type UserRequest struct {
