@@ -35,6 +35,9 @@ type attesting interface {
 func (m *Manager) CaptureImage(ctx context.Context, name, ref string) (*api.Image, error) {
 	const action = "image-capture"
 	reason := "image " + name
+	if m.images == nil || m.volumes == nil || m.roots == nil {
+		return nil, fmt.Errorf("%w: this server keeps no images or volumes", api.ErrUnavailable)
+	}
 	mc, err := m.resolve(ctx, ref)
 	if err == nil {
 		mc.Root, err = store.EffectiveRoot(ctx, m.store, mc)
