@@ -57,6 +57,9 @@ type CheckerConfig struct {
 	// Params are those of the hash verified for unknown users, which
 	// should cost what real ones do; default DefaultParams.
 	Params *Params
+	// MaxVerifying bounds verifications running at once (each takes the
+	// hash's memory, 64 MiB by default); default 2. Others wait.
+	MaxVerifying int
 }
 
 // Checker decides logins for per-user roots: the password against the
@@ -70,6 +73,8 @@ type Checker struct {
 	// dummy is verified for unknown users, so that they take as long as
 	// known ones.
 	dummy string
+	// verifying holds a slot per verification in progress.
+	verifying chan struct{}
 
 	mu    sync.Mutex
 	holds map[string]string // user -> machine ID holding the user's root
@@ -85,8 +90,13 @@ func NewChecker(cfg CheckerConfig) (*Checker, error) {
 	if err != nil {
 		return nil, err
 	}
+	n := cfg.MaxVerifying
+	if n <= 0 {
+		n = 2
+	}
 	return &Checker{users: cfg.Users, audit: cfg.Audit, perUser: NewLimiter(cfg.PerUser),
-		perMachine: NewLimiter(cfg.PerMachine), dummy: dummy, holds: map[string]string{}}, nil
+		perMachine: NewLimiter(cfg.PerMachine), dummy: dummy, verifying: make(chan struct{}, n),
+		holds: map[string]string{}}, nil
 }
 
 // Login checks user's password typed on machineID and, when it is right
@@ -105,7 +115,13 @@ func (c *Checker) Login(ctx context.Context, machineID, user string, password []
 	case !errors.Is(err, store.ErrNotFound):
 		return fmt.Errorf("login: %w", err)
 	}
+	select {
+	case c.verifying <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("login: %w", ctx.Err())
+	}
 	ok, verr := Verify(hash, password)
+	<-c.verifying
 	if err != nil || verr != nil || !ok {
 		c.perUser.Fail("user:" + user)
 		c.perMachine.Fail(machineID)

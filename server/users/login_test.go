@@ -141,3 +141,20 @@ func TestLoginFailsClosedWithoutAudit(t *testing.T) {
 		t.Error("unaudited login holds the root")
 	}
 }
+
+func TestLoginVerificationsBounded(t *testing.T) {
+	now := time.Unix(1000, 0)
+	c, _ := newChecker(t, &now)
+	for range cap(c.verifying) {
+		c.verifying <- struct{}{} // every slot taken
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := c.Login(ctx, "m1", "alice", []byte("alice-pw")); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("login with no free verification slot: %v, want it to wait for its context", err)
+	}
+	<-c.verifying
+	if err := c.Login(context.Background(), "m1", "alice", []byte("alice-pw")); err != nil {
+		t.Fatalf("login with a free slot: %v", err)
+	}
+}

@@ -135,3 +135,15 @@ func TestLimiter(t *testing.T) {
 		t.Errorf("limiter remembers %d keys, bound 3", n)
 	}
 }
+
+// BenchmarkVerifyDefault is the cost of one login check (and of one
+// guess) with DefaultParams.
+func BenchmarkVerifyDefault(b *testing.B) {
+	h, err := Hash([]byte("pw"), DefaultParams, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		Verify(h, []byte("pw"))
+	}
+}
