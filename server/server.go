@@ -396,6 +396,8 @@ func (s *Server) Serve(ctx context.Context) error {
 			api.WithFiles(s.machines),
 			api.WithDHCP(s.machines),
 			api.WithBackup(s.backup),
+			api.WithCapture(s.machines),
+			api.WithUsers(s.machines),
 			api.WithRootLinks(&api.Links{Machines: s.machines, Tunnel: s.tunnel, Transport: s.cfg.RootTransport}),
 			api.WithStatus(statusService{s}),
 			api.WithAudit(&auditService{path: filepath.Join(s.cfg.StateDir, "audit.log"), bus: s.events, machines: s.machines})),

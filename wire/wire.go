@@ -92,6 +92,10 @@ func (t Type) String() string {
 		return "ack"
 	case TypeError:
 		return "error"
+	case TypeLoginPrompt:
+		return "login-prompt"
+	case TypeLogin:
+		return "login"
 	}
 	return fmt.Sprintf("type(%d)", uint8(t))
 }
@@ -112,6 +116,10 @@ func MaxSize(t Type) int {
 		return 64 << 10 // a readable event diff
 	case TypeAck:
 		return 256
+	case TypeLoginPrompt:
+		return 1 << 10
+	case TypeLogin:
+		return 2 << 10 // a password of MaxLoginPassword bytes in base64
 	}
 	return 0
 }
@@ -276,6 +284,10 @@ func newMessage(t Type) Message {
 		return new(Ack)
 	case TypeError:
 		return new(Error)
+	case TypeLoginPrompt:
+		return new(LoginPrompt)
+	case TypeLogin:
+		return new(Login)
 	}
 	return nil
 }

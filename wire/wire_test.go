@@ -22,6 +22,8 @@ func sampleMessages() []Message {
 		&Status{State: StatePending, MachineID: "ab", Fingerprint: "ab", RetryAfterMillis: 1000},
 		&Ack{OK: true},
 		&Error{Code: "protocol", Message: "bad"},
+		&LoginPrompt{Reason: "wrong user name or password", RetryAfterMillis: 2000},
+		&Login{User: "alice", Password: []byte("correct horse")},
 	}
 }
 

@@ -38,6 +38,13 @@ func (l *live) remove(x *exchange) {
 	}
 }
 
+// Attesting reports whether an attestation of machineID is in progress.
+func (s *Server) Attesting(machineID string) bool {
+	s.live.mu.Lock()
+	defer s.live.mu.Unlock()
+	return len(s.live.byMachine[machineID]) > 0
+}
+
 // end ends every exchange of machineID with f and returns how many.
 func (l *live) end(machineID string, f *Failure) int {
 	l.mu.Lock()

@@ -99,6 +99,7 @@ type Config struct {
 	Logger  hclog.Logger // default: discard
 	Mkfs    string       // default "mkfs.ext4"
 	Debugfs string       // default "debugfs"
+	E2fsck  string       // default "e2fsck"; checks captured filesystems
 	Now     func() time.Time
 }
 
@@ -108,6 +109,7 @@ type Store struct {
 	log     hclog.Logger
 	mkfs    string
 	debugfs string
+	e2fsck  string
 	now     func() time.Time
 
 	mu sync.Mutex // guards index.json
@@ -121,7 +123,7 @@ var (
 // Open opens (creating if needed) the store in cfg.Dir and removes
 // leftovers of interrupted imports.
 func Open(cfg Config) (*Store, error) {
-	s := &Store{dir: cfg.Dir, log: cfg.Logger, mkfs: cfg.Mkfs, debugfs: cfg.Debugfs, now: cfg.Now}
+	s := &Store{dir: cfg.Dir, log: cfg.Logger, mkfs: cfg.Mkfs, debugfs: cfg.Debugfs, e2fsck: cfg.E2fsck, now: cfg.Now}
 	if s.log == nil {
 		s.log = hclog.NewNullLogger()
 	}
@@ -131,6 +133,9 @@ func Open(cfg Config) (*Store, error) {
 	}
 	if s.debugfs == "" {
 		s.debugfs = "debugfs"
+	}
+	if s.e2fsck == "" {
+		s.e2fsck = "e2fsck"
 	}
 	if s.now == nil {
 		s.now = time.Now

@@ -130,6 +130,27 @@ func (s *Server) RemoveTarget(iqn string) {
 	}
 }
 
+// RemoveTargetIfIdle withdraws the target unless an initiator is logged
+// in to it, atomically with that check: after it returns true no session
+// of the target exists and no new one can start. It returns false, and
+// changes nothing, while a session is open; true also when there is no
+// such target.
+func (s *Server) RemoveTargetIfIdle(iqn string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.targets[iqn]
+	if t == nil {
+		return true
+	}
+	for c := range s.conns {
+		if c.target == t {
+			return false
+		}
+	}
+	delete(s.targets, iqn)
+	return true
+}
+
 func (s *Server) target(iqn string) *Target {
 	s.mu.Lock()
 	defer s.mu.Unlock()

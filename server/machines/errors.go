@@ -40,7 +40,7 @@ func toAPI(err error) error {
 		errors.Is(err, roots.ErrBadName), errors.Is(err, store.ErrBadGroupName):
 		kind = api.ErrInvalid
 	case errors.Is(err, volume.ErrExists), errors.Is(err, volume.ErrBusy), errors.Is(err, roots.ErrExists),
-		errors.Is(err, store.ErrGroupInUse):
+		errors.Is(err, store.ErrGroupInUse), errors.Is(err, roots.ErrInUse), errors.Is(err, image.ErrUnclean):
 		kind = api.ErrConflict
 	default:
 		return err

@@ -56,6 +56,7 @@ import (
 	"github.com/sealroot/sealroot/server/roots"
 	"github.com/sealroot/sealroot/server/secrets"
 	"github.com/sealroot/sealroot/server/store"
+	"github.com/sealroot/sealroot/server/users"
 	"github.com/sealroot/sealroot/server/volume"
 )
 
@@ -84,6 +85,8 @@ type Manager struct {
 	// attestations, when set, ends a revoked or forgotten machine's
 	// exchanges in progress; set before use.
 	attestations Attestations
+	// userParams, when set, replaces users.DefaultParams (tests).
+	userParams *users.Params
 }
 
 // Attestations ends a machine's attestations in progress, each refused

@@ -395,6 +395,27 @@ func (p *Provider) Release(_ context.Context, machineID string) error {
 	return errors.Join(err, p.remove(machineID))
 }
 
+// ReleaseIdle withdraws the machine's target as Release does, but only
+// when no initiator is logged in to it: with a session open it changes
+// nothing and fails with roots.ErrInUse. Once it returns nil the volume
+// is closed and no login can reach it until the next release.
+func (p *Provider) ReleaseIdle(_ context.Context, machineID string) error {
+	p.mu.Lock()
+	s := p.machines[machineID]
+	if s != nil && !s.srv.RemoveTargetIfIdle(TargetIQN(machineID)) {
+		p.mu.Unlock()
+		return fmt.Errorf("machine %.12s: an iSCSI session is logged in to its root: %w", machineID, roots.ErrInUse)
+	}
+	delete(p.machines, machineID)
+	p.mu.Unlock()
+	var err error
+	if s != nil {
+		err = s.lun.Close()
+		p.log.Info("iscsi root withdrawn (idle)", "machine", machineID)
+	}
+	return errors.Join(err, p.remove(machineID))
+}
+
 // Serving reports whether the machine has a target.
 func (p *Provider) Serving(machineID string) bool {
 	p.mu.Lock()

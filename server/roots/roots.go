@@ -106,7 +106,16 @@ var (
 	ErrExists = errors.New("already exists")
 	// ErrBadName means a machine ID or snapshot name is malformed.
 	ErrBadName = errors.New("invalid name")
+	// ErrInUse means the machine is using its root: a session is open.
+	ErrInUse = errors.New("root in use")
 )
+
+// IdleReleaser is a Provider that can tell whether the machine is using
+// its root and withdraw it only if not, atomically: ReleaseIdle fails
+// with ErrInUse, changing nothing, while a session is open.
+type IdleReleaser interface {
+	ReleaseIdle(ctx context.Context, machineID string) error
+}
 
 // Config configures a Service.
 type Config struct {
@@ -175,6 +184,27 @@ func (s *Service) Release(ctx context.Context, machineID string) error {
 	var errs []error
 	for _, p := range s.all {
 		errs = append(errs, p.Release(ctx, machineID))
+	}
+	return errors.Join(errs...)
+}
+
+// ReleaseIdle withdraws the machine's root from every provider, but
+// only if the machine is not using it: the providers that can tell
+// (IdleReleaser) refuse with ErrInUse while a session is open, and the
+// first refusal stops it. Providers that cannot tell are released.
+func (s *Service) ReleaseIdle(ctx context.Context, machineID string) error {
+	for _, p := range s.all {
+		if ir, ok := p.(IdleReleaser); ok {
+			if err := ir.ReleaseIdle(ctx, machineID); err != nil {
+				return err
+			}
+		}
+	}
+	var errs []error
+	for _, p := range s.all {
+		if _, ok := p.(IdleReleaser); !ok {
+			errs = append(errs, p.Release(ctx, machineID))
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -40,6 +40,7 @@ func newImageCmd(e *env) *cobra.Command {
 			Args:  exactArgs(0),
 			RunE:  func(c *cobra.Command, _ []string) error { return runImageGC(c, e) },
 		},
+		newImageCaptureCmd(e),
 	)
 }
 

@@ -90,6 +90,7 @@ func newRootCmd(e *env) *cobra.Command {
 		newEKCmd,
 		newSecureBootCmd,
 		newInitramfsCmd,
+		newUserCmd,
 		newServeCmd,
 	}
 	root := newGroupCmd("sealroot", "Attested network boot for diskless machines")

@@ -1,0 +1,164 @@
+// Package login asks for a user's login on the machine's console, for
+// per-user roots: after attestation, when the server answers with a
+// wire.LoginPrompt, the agent reads a user name and a password (echo
+// off) and sends them as a wire.Login on the attested stream, until the
+// server accepts one. The password is never echoed, logged or kept.
+//
+// The server's side is server/users (Checker). The exchange is not yet
+// wired into the agent's boot steps.
+package login
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/sealroot/sealroot/wire"
+)
+
+// Console is one console to ask on.
+type Console struct {
+	In  io.Reader
+	Out io.Writer
+	// Echo switches the terminal's echo; nil when In is no terminal
+	// (then the password is read as typed, still never written out).
+	Echo func(on bool) error
+}
+
+// Exchange sends l to the server and returns its next prompt, or nil
+// when the login was accepted.
+type Exchange func(ctx context.Context, l *wire.Login) (*wire.LoginPrompt, error)
+
+// ErrAborted means the console closed before a login was accepted.
+var ErrAborted = errors.New("login: console closed")
+
+// Asker asks for logins on one console.
+type Asker struct {
+	con Console
+	in  *bufio.Reader
+	// Sleep waits for a rate limit; default sleeps, ending early with ctx.
+	Sleep func(ctx context.Context, d time.Duration) error
+}
+
+// New returns an Asker on con.
+func New(con Console) *Asker {
+	return &Asker{con: con, in: bufio.NewReaderSize(con.In, 256), Sleep: sleep}
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Run asks until ex accepts a login. prompt is the server's first
+// LoginPrompt.
+func (a *Asker) Run(ctx context.Context, prompt *wire.LoginPrompt, ex Exchange) error {
+	for prompt != nil {
+		if prompt.Reason != "" {
+			fmt.Fprintf(a.con.Out, "login refused: %s\n", printable(prompt.Reason))
+		}
+		if d := time.Duration(prompt.RetryAfterMillis) * time.Millisecond; d > 0 {
+			fmt.Fprintf(a.con.Out, "waiting %s before the next try\n", d.Round(time.Second))
+			if err := a.Sleep(ctx, d); err != nil {
+				return err
+			}
+		}
+		l, err := a.Ask()
+		if err != nil {
+			return err
+		}
+		prompt, err = ex(ctx, l)
+		clear(l.Password)
+		if err != nil {
+			return fmt.Errorf("login: %w", err)
+		}
+	}
+	fmt.Fprintln(a.con.Out, "login accepted")
+	return nil
+}
+
+// Ask reads one user name and password from the console, asking again
+// for a line that is empty or too long.
+func (a *Asker) Ask() (*wire.Login, error) {
+	for {
+		fmt.Fprint(a.con.Out, "sealroot login: ")
+		user, err := a.line(wire.MaxLoginUser)
+		if err != nil {
+			return nil, err
+		}
+		name := strings.TrimSpace(string(user))
+		if name == "" || len(user) > wire.MaxLoginUser || strings.ContainsFunc(name, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+			fmt.Fprintf(a.con.Out, "a user name is 1 to %d printable characters\n", wire.MaxLoginUser)
+			continue
+		}
+		pw, err := a.password()
+		if err != nil {
+			return nil, err
+		}
+		if len(pw) == 0 || len(pw) > wire.MaxLoginPassword {
+			clear(pw)
+			fmt.Fprintf(a.con.Out, "a password is 1 to %d bytes\n", wire.MaxLoginPassword)
+			continue
+		}
+		return &wire.Login{User: name, Password: pw}, nil
+	}
+}
+
+func (a *Asker) password() ([]byte, error) {
+	fmt.Fprint(a.con.Out, "password: ")
+	if a.con.Echo != nil {
+		if err := a.con.Echo(false); err != nil {
+			return nil, fmt.Errorf("login: echo off: %w", err)
+		}
+		defer a.con.Echo(true)
+	}
+	pw, err := a.line(wire.MaxLoginPassword)
+	fmt.Fprintln(a.con.Out)
+	return pw, err
+}
+
+// line reads one line without its end. A line longer than limit is read
+// to its end and returned longer than limit, so the caller can refuse it.
+func (a *Asker) line(limit int) ([]byte, error) {
+	var out []byte
+	for {
+		b, err := a.in.ReadByte()
+		if err != nil {
+			clear(out)
+			if errors.Is(err, io.EOF) {
+				return nil, ErrAborted
+			}
+			return nil, fmt.Errorf("login: read console: %w", err)
+		}
+		if b == '\n' {
+			if n := len(out); n > 0 && out[n-1] == '\r' {
+				out = out[:n-1]
+			}
+			return out, nil
+		}
+		if len(out) <= limit {
+			out = append(out, b)
+		}
+	}
+}
+
+// printable drops control characters from a server message before it
+// reaches the console.
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return -1
+		}
+		return r
+	}, s)
+}
