@@ -32,6 +32,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -40,7 +41,10 @@ import (
 	"github.com/sealroot/sealroot/server/attest"
 	"github.com/sealroot/sealroot/server/audit"
 	"github.com/sealroot/sealroot/server/ekcert"
+	"github.com/sealroot/sealroot/server/events"
+	"github.com/sealroot/sealroot/server/history"
 	"github.com/sealroot/sealroot/server/machines"
+	"github.com/sealroot/sealroot/server/metrics"
 	"github.com/sealroot/sealroot/server/roots"
 	"github.com/sealroot/sealroot/server/secrets"
 	"github.com/sealroot/sealroot/server/store"
@@ -96,6 +100,12 @@ type Config struct {
 	// fails closed on a full disk: nothing is released). Default 256 MiB
 	// (DefaultLowSpace); negative: no warning.
 	LowSpaceWarnBytes int64 `json:"low_space_warn_bytes,omitempty"`
+	// MetricsAddr is the TCP address of the Prometheus metrics and
+	// health endpoints (/metrics, /healthz, /readyz), e.g.
+	// "127.0.0.1:9477"; empty: not served. Never the admin socket, never
+	// on the tunnel: with Tunnel set it must name an IP address outside
+	// the tunnel prefix.
+	MetricsAddr string `json:"metrics_addr,omitempty"`
 	// Limits bound what unauthenticated clients of the attestation and
 	// boot services can hold (see LimitsConfig); nil: the defaults.
 	Limits *LimitsConfig `json:"limits,omitempty"`
@@ -117,6 +127,15 @@ func (c *Config) Defaults() {
 	}
 }
 
+// serverName names this server in machines' boot history.
+func serverName() string {
+	name, err := os.Hostname()
+	if err != nil {
+		return "sealroot"
+	}
+	return name
+}
+
 // EKDirs is the EK trust store `sealroot ek import` fills.
 func EKDirs(stateDir string) ekcert.Dirs { return ekcert.Dirs{Base: filepath.Join(stateDir, "ek")} }
 
@@ -136,11 +155,17 @@ type Server struct {
 	tunnel   *tunnel.Tunnel // nil without Config.Tunnel
 	storage  *storage
 	limits   limits
+	history  *history.Recorder
+	events   *events.Bus // decisions as the audit log records them
+	metrics  *metrics.Metrics
+	ready    atomic.Bool // Serve brought every service up
+	services services    // what Serve started, for `sealroot status`
 
 	// Bound by Listen.
 	attestConn net.PacketConn
 	adminLn    net.Listener
 	boot       *bootListeners // nil without Config.Boot
+	metricsLn  net.Listener   // nil without Config.MetricsAddr
 
 	closers []func() error // the cleanup stack; Close runs it backwards
 }
@@ -154,6 +179,8 @@ type Addrs struct {
 	// BootHTTP and BootTFTP are the boot services' listeners; nil
 	// without Config.Boot (TFTP: or with it disabled).
 	BootHTTP, BootTFTP net.Addr
+	// Metrics is the metrics endpoint; nil without Config.MetricsAddr.
+	Metrics net.Addr
 }
 
 // onClose pushes fn on the cleanup stack.
@@ -167,13 +194,16 @@ func New(ctx context.Context, cfg Config, logger hclog.Logger) (_ *Server, err e
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
-	s := &Server{cfg: cfg, logger: logger}
+	s := &Server{cfg: cfg, logger: logger, events: new(events.Bus)}
 	defer func() {
 		if err != nil {
 			s.Close()
 		}
 	}()
 	if s.limits, err = cfg.Limits.parse(); err != nil {
+		return nil, err
+	}
+	if err := checkMetricsAddr(&cfg); err != nil {
 		return nil, err
 	}
 	cert, err := pki.LoadServer(PKIDir(cfg.StateDir))
@@ -200,6 +230,9 @@ func New(ctx context.Context, cfg Config, logger hclog.Logger) (_ *Server, err e
 	if n := auditLog.Repaired(); n > 0 {
 		logger.Warn("audit log ended in a torn line (a write cut short): cut it off", "bytes", n)
 	}
+	auditLog.OnRecord(s.events.Publish)
+	s.history = history.New(s.store, serverName(), logger)
+	s.metrics = newMetrics(&cfg, s.store, s)
 	if cfg.Tunnel != nil {
 		if s.tunnel, err = newTunnel(ctx, cfg.Tunnel, cfg.StateDir, s.store, logger); err != nil {
 			return nil, err
@@ -234,6 +267,7 @@ func New(ctx context.Context, cfg Config, logger hclog.Logger) (_ *Server, err e
 		Withdraw:          rs,
 		Limits:            s.limits.attest,
 		MaxSessions:       s.limits.maxExchanges,
+		Observer:          attest.Observers{s.history, s.metrics},
 	}
 	if s.tunnel != nil {
 		acfg.Tunnels = s.tunnel
@@ -300,6 +334,13 @@ func (s *Server) Listen() (Addrs, error) {
 		return nil
 	})
 	a := Addrs{Attest: s.attestConn.LocalAddr(), Admin: s.cfg.AdminSocket}
+	if s.cfg.MetricsAddr != "" {
+		if s.metricsLn, err = net.Listen("tcp", s.cfg.MetricsAddr); err != nil {
+			return Addrs{}, fmt.Errorf("metrics listener: %w", err)
+		}
+		s.onClose(s.metricsLn.Close)
+		a.Metrics = s.metricsLn.Addr()
+	}
 	if s.storage.portals != nil {
 		a.ISCSI = s.storage.portals.PlainAddr()
 	}
@@ -343,6 +384,10 @@ func (s *Server) Serve(ctx context.Context) error {
 			}
 		}()
 	}
+	s.services.begin()
+	s.services.add("attest", s.attestConn.LocalAddr().String(), "QUIC")
+	s.services.add("admin api", s.cfg.AdminSocket, "unix socket")
+	s.services.addConfigured(&s.cfg)
 	run("attestation service", func() error { return s.attest.Serve(ctx, s.attestConn) })
 	adminSrv := &api.Server{
 		Handler: api.NewHandler(s.machines, s.logger.Named("api"),
@@ -353,10 +398,22 @@ func (s *Server) Serve(ctx context.Context) error {
 			api.WithBackup(s.backup),
 			api.WithCapture(s.machines),
 			api.WithUsers(s.machines),
-			api.WithRootLinks(&api.Links{Machines: s.machines, Tunnel: s.tunnel, Transport: s.cfg.RootTransport})),
+			api.WithRootLinks(&api.Links{Machines: s.machines, Tunnel: s.tunnel, Transport: s.cfg.RootTransport}),
+			api.WithStatus(statusService{s}),
+			api.WithAudit(&auditService{path: filepath.Join(s.cfg.StateDir, "audit.log"), bus: s.events, machines: s.machines})),
 		Logger: s.logger.Named("api"),
 	}
 	run("admin API", func() error { return adminSrv.Serve(ctx, s.adminLn) })
+	run("boot history", func() error { return s.history.Run(ctx) })
+	run("event streams", func() error {
+		<-ctx.Done()
+		s.events.Close() // ends `sealroot events --follow` streams, so the API can shut down
+		return nil
+	})
+	if s.metricsLn != nil {
+		s.services.add("metrics", s.metricsLn.Addr().String(), "/metrics /healthz /readyz")
+		run("metrics", func() error { return s.metrics.Serve(ctx, s.metricsLn) })
+	}
 	if s.storage.portals != nil {
 		s.storage.portals.Serve(ctx, run)
 	}
@@ -371,7 +428,9 @@ func (s *Server) Serve(ctx context.Context) error {
 			return err
 		}
 	}
-	s.logger.Info("sealroot serving", "attest", s.attestConn.LocalAddr().String(), "admin", s.cfg.AdminSocket)
+	s.ready.Store(true)
+	defer s.ready.Store(false)
+	s.logger.Info("sealroot serving", "attest", s.attestConn.LocalAddr().String(), "admin", s.cfg.AdminSocket, "metrics", s.cfg.MetricsAddr)
 	<-ctx.Done()
 	wg.Wait()
 	close(errc)

@@ -240,3 +240,7 @@ func (s *statusRecorder) WriteHeader(status int) {
 	s.status = status
 	s.ResponseWriter.WriteHeader(status)
 }
+
+// Unwrap lets http.ResponseController reach the connection (to flush a
+// stream).
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }

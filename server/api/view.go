@@ -105,6 +105,58 @@ type Machine struct {
 	BootCount uint64 `json:"boot_count"`
 	// Reason is why the machine was revoked or needs reapproval.
 	Reason string `json:"reason,omitempty"`
+	// History is the machine's last attestation attempts, oldest first,
+	// whatever their outcome.
+	History []BootAttempt `json:"history,omitempty"`
+}
+
+// LastAttempt returns the machine's newest attempt, or nil.
+func (m *Machine) LastAttempt() *BootAttempt {
+	if len(m.History) == 0 {
+		return nil
+	}
+	return &m.History[len(m.History)-1]
+}
+
+// BootAttempt is one attestation attempt of a machine.
+//
+//	{"time": "...", "server": "sr-1", "remote": "10.0.0.5:4242",
+//	 "outcome": "refused", "check": "event-log", "reason": "...",
+//	 "agent_version": "0.3.0", "duration_ms": 41}
+type BootAttempt struct {
+	Time   time.Time `json:"time"`
+	Server string    `json:"server,omitempty"` // the server that decided
+	Remote string    `json:"remote,omitempty"` // the agent's source address
+	// Outcome is "allowed", "pending", "needs-reapproval", "refused" or
+	// "revoked"; Check names the check that decided it.
+	Outcome      string `json:"outcome"`
+	Check        string `json:"check,omitempty"`
+	Reason       string `json:"reason,omitempty"`
+	AgentVersion string `json:"agent_version,omitempty"` // as the agent said (unverified)
+	// DurationMillis is the time from the agent's hello to the decision.
+	DurationMillis int64 `json:"duration_ms"`
+}
+
+// AuditEntry is one audit record, as GET /v1/audit and GET /v1/events
+// answer it.
+//
+//	{"time": "...", "actor": "server", "remote": "10.0.0.5:4242",
+//	 "machine_id": "<64 hex>", "action": "attest", "outcome": "refused",
+//	 "check": "event-log", "reason": "..."}
+type AuditEntry struct {
+	Time time.Time `json:"time"`
+	// Actor is "server" for the server's own decisions and
+	// "operator:<uid>" for operator actions.
+	Actor     string `json:"actor"`
+	Remote    string `json:"remote,omitempty"`
+	MachineID string `json:"machine_id,omitempty"`
+	// Action is "attest", "approve", "revoke", "forget", "secret-set", ...
+	Action string `json:"action"`
+	// Outcome is "allowed", "pending", "needs-reapproval", "refused",
+	// "revoked", "ok" or "error".
+	Outcome string `json:"outcome"`
+	Check   string `json:"check,omitempty"`
+	Reason  string `json:"reason,omitempty"`
 }
 
 // BootState is a verified set of sha256 PCR values with the events that

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sealroot/sealroot/pki"
 	"github.com/sealroot/sealroot/server/api"
@@ -29,7 +30,68 @@ import (
 // with the timer stopped. Run in parallel over GOMAXPROCS goroutines, it
 // reports attestations/s.
 func BenchmarkAttestation(b *testing.B) {
+	b.Run("plain", func(b *testing.B) { benchAttestation(b, false) })
+	// observed: each outcome also written to the machine's boot history
+	// and counted in Prometheus instruments, as the daemon does (package
+	// history and metrics, which import this one, do the same work).
+	b.Run("observed", func(b *testing.B) { benchAttestation(b, true) })
+}
+
+// historyAndMetrics is what the daemon's observers do per outcome:
+// Prometheus instruments, and the attempt queued for a writer that
+// appends it to the machine's history in concurrent batches (as
+// history.Recorder does; that package imports this one).
+type historyAndMetrics struct {
+	store     store.Store
+	attempts  *prometheus.CounterVec
+	durations *prometheus.HistogramVec
+	queue     chan Attempt
+}
+
+func (o *historyAndMetrics) Observe(a Attempt) {
+	o.attempts.WithLabelValues(a.Outcome, a.Check).Inc()
+	o.durations.WithLabelValues(a.Outcome).Observe(a.Duration.Seconds())
+	select {
+	case o.queue <- a:
+	default:
+	}
+}
+
+// write appends queued attempts until the queue closes.
+func (o *historyAndMetrics) write() {
+	for first := range o.queue {
+		batch := []Attempt{first}
+		for len(batch) < 256 && len(o.queue) > 0 {
+			batch = append(batch, <-o.queue)
+		}
+		var wg sync.WaitGroup
+		for _, a := range batch {
+			wg.Go(func() {
+				o.store.UpdateMachine(context.Background(), a.MachineID, func(m *store.Machine) error {
+					m.AddAttempt(store.BootAttempt{Time: a.Time, Remote: a.Remote, Outcome: a.Outcome, Check: a.Check,
+						Reason: a.Reason, AgentVersion: a.AgentVersion, Duration: a.Duration})
+					return nil
+				})
+			})
+		}
+		wg.Wait()
+	}
+}
+
+func benchAttestation(b *testing.B, observed bool) {
 	s, mgr := benchServer(b)
+	if observed {
+		o := &historyAndMetrics{
+			store:     s.store,
+			attempts:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "a"}, []string{"outcome", "check"}),
+			durations: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "d"}, []string{"outcome"}),
+			queue:     make(chan Attempt, 4096),
+		}
+		done := make(chan struct{})
+		go func() { o.write(); close(done) }()
+		b.Cleanup(func() { close(o.queue); <-done })
+		s.observer = o
+	}
 	const nAgents = 64
 	agents := make([]*loadgen.Agent, nAgents)
 	for i := range agents {

@@ -10,6 +10,7 @@ import (
 	"io"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/google/go-tpm/tpm2"
 
@@ -54,6 +55,7 @@ type exchange struct {
 	s        *Server
 	remote   string
 	exporter []byte
+	started  time.Time
 
 	hello     *wire.Hello
 	machineID string
@@ -74,7 +76,7 @@ type exchange struct {
 }
 
 func (s *Server) newExchange(remote string, exporter []byte) *exchange {
-	return &exchange{s: s, remote: remote, exporter: exporter, pcrs: s.pcrs}
+	return &exchange{s: s, remote: remote, exporter: exporter, pcrs: s.pcrs, started: time.Now()}
 }
 
 // start handles Hello and returns a Challenge or a final Status.
@@ -390,12 +392,15 @@ func (x *exchange) release(ctx context.Context, observed *store.BootState, info 
 	return cred, nil
 }
 
-// record writes one audit entry; audit failures are logged, never
-// hidden, and returned.
+// record writes one audit entry for the server's decision on x and tells
+// the observer; audit failures are logged, never hidden, and returned.
 func (s *Server) record(x *exchange, outcome, check, reason string) error {
+	if check == "" {
+		check = decidingCheck(outcome)
+	}
 	err := s.audit.Record(audit.Entry{
 		Time:      s.now(),
-		Actor:     "agent",
+		Actor:     "server",
 		Remote:    x.remote,
 		MachineID: x.machineID,
 		Action:    "attest",
@@ -406,7 +411,21 @@ func (s *Server) record(x *exchange, outcome, check, reason string) error {
 	if err != nil {
 		s.logger.Error("audit log write failed", "error", err)
 	}
+	// An allowed outcome without its record is no release: the refusal
+	// that follows is what the observer hears.
+	if err == nil || outcome != "allowed" {
+		s.observe(x, outcome, check, reason)
+	}
 	return err
+}
+
+// decidingCheck names the check that decided an outcome no failed check
+// explains: enrollment for a pending machine, policy for the rest.
+func decidingCheck(outcome string) string {
+	if outcome == "pending" {
+		return "enrollment"
+	}
+	return "policy"
 }
 
 func ekCryptoKey(ek *tpm2.TPMTPublic) (crypto.PublicKey, error) {

@@ -109,7 +109,7 @@ func TestFilesAndSecretsReachTheRoot(t *testing.T) {
 	if bytes.Contains(raw, []byte("tok-node-1-VALUE")) {
 		t.Error("secret value appears in the audit log")
 	}
-	if !bytes.Contains(raw, []byte(`"files-release"`)) {
+	if !bytes.Contains(raw, []byte(`"files-load"`)) {
 		t.Error("file release not audited")
 	}
 }

@@ -76,6 +76,8 @@ type Config struct {
 	// Predictor gives the measurements machines with policy "predicted"
 	// are checked against. Nil: such machines are refused.
 	Predictor Predictor
+	// Observer, when set, is told every outcome (boot history, metrics).
+	Observer Observer
 	// Files gives released machines their configuration files. Nil:
 	// none.
 	Files Files
@@ -111,6 +113,7 @@ type Server struct {
 	withdrawer      roots.Withdrawer
 	predictor       Predictor
 	live            live // exchanges in progress, by machine
+	observer        Observer
 	files           Files
 }
 
@@ -142,6 +145,7 @@ func New(cfg Config) (*Server, error) {
 		transport:       orDefault(cfg.RootTransport, TransportWireGuard),
 		predictor:       cfg.Predictor,
 		roots:           cfg.Roots,
+		observer:        cfg.Observer,
 		withdrawer:      cfg.Withdraw,
 		files:           cfg.Files,
 		limits:          cfg.Limits.withDefaults(),

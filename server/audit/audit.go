@@ -44,12 +44,14 @@ var ErrClosed = fmt.Errorf("audit log closed: %w", ErrNotWritten)
 // Entry is one decision or action.
 type Entry struct {
 	Time time.Time `json:"time"`
-	// Actor is "agent" or "operator:<uid>".
+	// Actor is "server" for the server's own decisions (attestation
+	// verdicts) and "operator:<uid>" for operator actions.
 	Actor  string `json:"actor"`
 	Remote string `json:"remote,omitempty"`
 	// MachineID is the machine's full ID, when known.
 	MachineID string `json:"machine_id,omitempty"`
-	// Action is "attest", "approve", "revoke", "forget", "secret-set", ...
+	// Action is "attest", "approve", "revoke", "forget", "secret-set",
+	// "secret-load", ...
 	Action string `json:"action"`
 	// Outcome is "allowed", "pending", "needs-reapproval", "refused",
 	// "revoked", "ok" or "error".
@@ -77,6 +79,7 @@ type Log struct {
 	written, durable, failed uint64
 	syncing                  bool // an fsync is running
 	syncErr                  error
+	onRecord                 func(Entry) // see OnRecord
 }
 
 // Open opens the log at path for appending, creating it with mode 0600.
@@ -158,7 +161,22 @@ func (l *Log) Record(e Entry) error {
 		return fmt.Errorf("%w: %w", ErrNotWritten, err) // err names the file
 	}
 	l.written++
-	return l.syncLocked(l.written)
+	if err := l.syncLocked(l.written); err != nil {
+		return err
+	}
+	if l.onRecord != nil {
+		l.onRecord(e)
+	}
+	return nil
+}
+
+// OnRecord makes Record call fn with each entry once it is on disk, in
+// the order written (a live event stream). fn runs with the log locked:
+// it must not block or call the log. Call it before the log is used.
+func (l *Log) OnRecord(fn func(Entry)) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.onRecord = fn
 }
 
 // syncLocked returns once line n is on disk, or known not to be. The

@@ -116,19 +116,21 @@ func filesReason(owner api.FileOwner, path string) string {
 // ReleaseFiles returns the files for machine mc's credential: its group's
 // and its own, its own winning where paths are equal or one lies under
 // the other, templates rendered for it. address is where it attests
-// from; tunnel is its tunnel plan, nil without one. A release with files
-// is recorded (count only) before they are returned; when it cannot be,
-// none are (api.ErrUnavailable).
+// from; tunnel is its tunnel plan, nil without one. Loading files is
+// recorded as "files-load" (count only, actor ServerActor) before they are
+// returned; when it cannot be, none are (api.ErrUnavailable). It is not a
+// release: the attestation's "allowed" record is.
 func (m *Manager) ReleaseFiles(ctx context.Context, mc *store.Machine, address string, tunnel *wire.TunnelPlan) ([]wire.File, error) {
+	ctx = WithActor(ctx, ServerActor) // only the server seals credentials
 	out, err := m.releaseFiles(ctx, mc, address, tunnel)
 	if err != nil {
-		m.record(ctx, "files-release", mc.ID, "", err)
+		m.record(ctx, "files-load", mc.ID, "", err)
 		return nil, err
 	}
 	if len(out) == 0 {
 		return nil, nil
 	}
-	if err := m.recordFirst(ctx, "files-release", mc.ID, fmt.Sprintf("%d files", len(out))); err != nil {
+	if err := m.recordFirst(ctx, "files-load", mc.ID, fmt.Sprintf("%d files loaded for sealing", len(out))); err != nil {
 		return nil, err
 	}
 	return out, nil

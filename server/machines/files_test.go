@@ -91,7 +91,7 @@ func TestFilesReleaseMergesAndRenders(t *testing.T) {
 	for _, a := range e.entries(t) {
 		actions = append(actions, a.Action+"/"+a.Outcome)
 	}
-	for _, want := range []string{"file-set/ok", "file-delete/ok", "files-release/ok"} {
+	for _, want := range []string{"file-set/ok", "file-delete/ok", "files-load/ok"} {
 		if !strings.Contains(strings.Join(actions, " "), want) {
 			t.Errorf("audit lacks %s: %v", want, actions)
 		}

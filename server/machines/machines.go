@@ -63,6 +63,9 @@ import (
 // DefaultActor is the audit actor when the context names none.
 const DefaultActor = "operator"
 
+// ServerActor is the audit actor of the server's own decisions.
+const ServerActor = "server"
+
 // minPrefix is the shortest ID prefix accepted as a machine reference.
 const minPrefix = 8
 

@@ -274,7 +274,7 @@ func TestSecrets(t *testing.T) {
 	if err != nil || strings.Join(names, ",") != "A-token_2,wg.key" {
 		t.Errorf("SecretNames = %v, %v", names, err)
 	}
-	plain, err := e.mgr.PlainSecrets(WithActor(ctx, "agent"), idA)
+	plain, err := e.mgr.PlainSecrets(WithActor(ctx, "server"), idA)
 	if err != nil || !bytes.Equal(plain["wg.key"], value) || len(plain) != 2 {
 		t.Errorf("PlainSecrets = %d secrets, %v", len(plain), err)
 	}
@@ -327,8 +327,8 @@ func TestSecrets(t *testing.T) {
 		if a.Action == "secret-set" && a.Outcome == "ok" && strings.Contains(a.Reason, "wg.key") {
 			found = true
 		}
-		if a.Action == "secret-release" && a.Actor != "agent" {
-			t.Errorf("secret-release actor = %q, want agent", a.Actor)
+		if a.Action == "secret-load" && a.Actor != "server" {
+			t.Errorf("secret-load actor = %q, want server", a.Actor)
 		}
 	}
 	if !found {

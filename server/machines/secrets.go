@@ -125,16 +125,19 @@ func (m *Manager) secretToDelete(ctx context.Context, ref, name string) (string,
 
 // PlainSecrets decrypts every secret of the machine with the exact ID
 // machineID, for sealing into its credential. The caller must not log or
-// keep the values. The release is audited (names count only) before the
-// values are returned; when it cannot be, none are (api.ErrUnavailable,
-// wrapping the audit error).
+// keep the values. Loading them is audited as "secret-load" (count only)
+// before the values are returned; when it cannot be, none are
+// (api.ErrUnavailable, wrapping the audit error). It is not a release: the
+// attestation's own record ("attest", outcome "allowed") is, and a refused
+// attestation never has one. The actor is always ServerActor.
 func (m *Manager) PlainSecrets(ctx context.Context, machineID string) (map[string][]byte, error) {
+	ctx = WithActor(ctx, ServerActor) // only the server seals credentials
 	out, err := m.plainSecrets(ctx, machineID)
 	if err != nil {
-		m.record(ctx, "secret-release", machineID, "", err)
+		m.record(ctx, "secret-load", machineID, "", err)
 		return nil, err
 	}
-	if err := m.recordFirst(ctx, "secret-release", machineID, fmt.Sprintf("%d secrets", len(out))); err != nil {
+	if err := m.recordFirst(ctx, "secret-load", machineID, fmt.Sprintf("%d secrets decrypted for sealing", len(out))); err != nil {
 		clear(out)
 		return nil, err
 	}

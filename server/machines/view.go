@@ -37,7 +37,28 @@ func ViewMachine(m *store.Machine) *api.Machine {
 		LastAddress:  m.LastAddress,
 		BootCount:    m.BootCount,
 		Reason:       m.Reason,
+		History:      viewHistory(m.History),
 	}
+}
+
+func viewHistory(h []store.BootAttempt) []api.BootAttempt {
+	if h == nil {
+		return nil
+	}
+	out := make([]api.BootAttempt, len(h))
+	for i, a := range h {
+		out[i] = api.BootAttempt{
+			Time:           a.Time,
+			Server:         a.Server,
+			Remote:         a.Remote,
+			Outcome:        a.Outcome,
+			Check:          a.Check,
+			Reason:         a.Reason,
+			AgentVersion:   a.AgentVersion,
+			DurationMillis: a.Duration.Milliseconds(),
+		}
+	}
+	return out
 }
 
 // unmeasured is api.Machine.Unmeasured for m.

@@ -29,6 +29,8 @@ func fullRecord() *store.Machine {
 		Root:  wire.RootPlan{Kind: wire.RootISCSI, Params: map[string]string{wire.ImageParam: "debian"}},
 		Group: "lab", ResetCount: 3, RestartCount: 1,
 		FirstSeen: at, LastSeen: at, LastAddress: "10.0.0.5:4242", BootCount: 7, Reason: "changed",
+		History: []store.BootAttempt{{Time: at, Server: "sr-1", Remote: "10.0.0.5:4242", Outcome: "refused",
+			Check: "event-log", Reason: "PCR 15 is not zero", AgentVersion: "0.3.0", Duration: 41 * time.Millisecond}},
 	}
 }
 

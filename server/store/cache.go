@@ -119,6 +119,7 @@ func (m *Machine) clone() *Machine {
 	c.Approved = m.Approved.clone()
 	c.Reported = m.Reported.clone()
 	c.Root.Params = maps.Clone(m.Root.Params)
+	c.History = slices.Clone(m.History) // BootAttempt holds only values
 	return &c
 }
 

@@ -21,15 +21,17 @@ type seen struct {
 	LastSeen     time.Time `json:"last_seen"`
 	LastAddress  string    `json:"last_address,omitempty"`
 	BootCount    uint64    `json:"boot_count"`
+	// History changes with every attempt, refused ones included.
+	History []BootAttempt `json:"history,omitempty"`
 }
 
 func seenOf(m *Machine) seen {
-	return seen{m.ResetCount, m.RestartCount, m.LastSeen, m.LastAddress, m.BootCount}
+	return seen{m.ResetCount, m.RestartCount, m.LastSeen, m.LastAddress, m.BootCount, m.History}
 }
 
 func (s seen) applyTo(m *Machine) {
-	m.ResetCount, m.RestartCount, m.LastSeen, m.LastAddress, m.BootCount =
-		s.ResetCount, s.RestartCount, s.LastSeen, s.LastAddress, s.BootCount
+	m.ResetCount, m.RestartCount, m.LastSeen, m.LastAddress, m.BootCount, m.History =
+		s.ResetCount, s.RestartCount, s.LastSeen, s.LastAddress, s.BootCount, s.History
 }
 
 // sameRecord reports whether a and b differ at most in their seen fields.

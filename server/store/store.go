@@ -91,6 +91,38 @@ type Machine struct {
 	LastAddress string    `json:"last_address,omitempty"`
 	BootCount   uint64    `json:"boot_count"` // credentials released
 	Reason      string    `json:"reason,omitempty"`
+
+	// History is the machine's last MaxHistory attestation attempts,
+	// oldest first, whatever their outcome. It is bookkeeping: changing
+	// it leaves Version alone, and it is stored with the seen fields, so
+	// an attempt does not rewrite the record.
+	History []BootAttempt `json:"history,omitempty"`
+}
+
+// MaxHistory is how many attempts Machine.History keeps.
+const MaxHistory = 20
+
+// BootAttempt is one attestation attempt of a machine, as decided.
+type BootAttempt struct {
+	Time   time.Time `json:"time"`
+	Server string    `json:"server,omitempty"` // the server that decided
+	Remote string    `json:"remote,omitempty"` // the agent's source address
+	// Outcome is "allowed", "pending", "needs-reapproval", "refused" or
+	// "revoked"; Check names the check that decided it, Reason says why.
+	Outcome      string        `json:"outcome"`
+	Check        string        `json:"check,omitempty"`
+	Reason       string        `json:"reason,omitempty"`
+	AgentVersion string        `json:"agent_version,omitempty"` // as the agent said (unverified)
+	Duration     time.Duration `json:"duration,omitempty"`      // hello to decision
+}
+
+// AddAttempt appends a to m.History, dropping the oldest attempts beyond
+// MaxHistory.
+func (m *Machine) AddAttempt(a BootAttempt) {
+	m.History = append(m.History, a)
+	if n := len(m.History) - MaxHistory; n > 0 {
+		m.History = append([]BootAttempt(nil), m.History[n:]...)
+	}
 }
 
 // Group is a named set of machines that share a root plan (a lab of

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	"github.com/sealroot/sealroot/wire"
@@ -43,6 +44,10 @@ func TestVersionChanges(t *testing.T) {
 		{"secret_delete", func() error { return db.DeleteSecret(ctx, m.ID, "k") }, true},
 		{"revoke", update(func(m *Machine) { m.State = StateRevoked; m.Reason = "stolen" }), true},
 		{"bookkeeping", update(func(m *Machine) { m.BootCount++; m.LastAddress = "192.0.2.1"; m.ResetCount++ }), false},
+		{"history", update(func(m *Machine) {
+			m.AddAttempt(BootAttempt{Outcome: "refused", Check: "policy"})
+			m.LastSeen = m.LastSeen.Add(1)
+		}), false},
 		{"caller_sets_version", update(func(m *Machine) { m.Version = 1 }), false},
 	}
 	seen := map[uint64]bool{}
@@ -77,5 +82,37 @@ func TestVersionChanges(t *testing.T) {
 	}
 	if again.Version <= last {
 		t.Errorf("re-enrolled machine has version %d, not above the last %d", again.Version, last)
+	}
+}
+
+// History keeps the last MaxHistory attempts, oldest first.
+func TestHistoryBounded(t *testing.T) {
+	ctx := context.Background()
+	db, _ := openTestDB(t)
+	m := testMachine(1)
+	if err := db.CreateMachine(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	for i := range MaxHistory + 5 {
+		_, err := db.UpdateMachine(ctx, m.ID, func(m *Machine) error {
+			m.AddAttempt(BootAttempt{Outcome: "refused", Reason: fmt.Sprint(i)})
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := db.Machine(ctx, m.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.History) != MaxHistory {
+		t.Fatalf("history holds %d attempts, want %d", len(got.History), MaxHistory)
+	}
+	if first, last := got.History[0].Reason, got.History[MaxHistory-1].Reason; first != "5" || last != fmt.Sprint(MaxHistory+4) {
+		t.Errorf("history runs %s..%s, want 5..%d", first, last, MaxHistory+4)
+	}
+	if got.Version != m.Version {
+		t.Errorf("history changed the version %d -> %d", m.Version, got.Version)
 	}
 }

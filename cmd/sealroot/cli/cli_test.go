@@ -34,7 +34,13 @@ func testMachines() []*store.Machine {
 		{ID: idB, State: store.StateNeedsReapproval, Policy: store.PolicyPinned,
 			Hints:    wire.Hints{Hostname: "evil\x1b[2Jhost"},
 			Approved: &store.BootState{PCRs: pcrs}, Reported: &store.BootState{PCRs: pcrs},
-			Diff: "PCR 4: EV_EFI_BOOT_SERVICES_APPLICATION changed\nPCR 9: kernel changed"},
+			Diff: "PCR 4: EV_EFI_BOOT_SERVICES_APPLICATION changed\nPCR 9: kernel changed",
+			History: []store.BootAttempt{
+				{Time: seen, Server: "sr-1", Remote: "10.0.0.6:4242", Outcome: "needs-reapproval", Check: "policy",
+					Reason: "boot state changed", AgentVersion: "0.3.0", Duration: 41 * time.Millisecond},
+				{Time: seen.Add(time.Minute), Server: "sr-1", Remote: "10.0.0.6:4243", Outcome: "refused", Check: "event-log",
+					Reason: "PCR 15\x1b[2J is not zero", AgentVersion: "0.3.0", Duration: 12 * time.Millisecond},
+			}},
 	}
 }
 
@@ -65,9 +71,9 @@ func TestMachineList(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
 	}
 	want := "" +
-		"ID            NAME  STATE             LAST-SEEN             BOOTS\n" +
-		"aaaaaaaa1111  web1  approved          2026-03-04T05:06:07Z  42\n" +
-		"bbbbbbbb2222  -     needs-reapproval  -                     0\n"
+		"ID            NAME  STATE             LAST-SEEN             BOOTS  LAST-BOOT             LAST-OUTCOME\n" +
+		"aaaaaaaa1111  web1  approved          2026-03-04T05:06:07Z  42     -                     -\n" +
+		"bbbbbbbb2222  -     needs-reapproval  -                     0      2026-03-04T05:07:07Z  refused(event-log)\n"
 	if r.stdout != want {
 		t.Errorf("machine list =\n%s\nwant\n%s", r.stdout, want)
 	}

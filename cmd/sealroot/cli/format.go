@@ -54,6 +54,7 @@ func writeMachine(w io.Writer, m *api.Machine, link *api.RootLink) error {
 			b.WriteString("  " + safe(strings.TrimSuffix(line, "\n")) + "\n")
 		}
 	}
+	writeHistory(&b, m.History)
 	_, err := io.WriteString(w, b.String())
 	return err
 }

@@ -97,10 +97,11 @@ func runMachineList(c *cobra.Command, e *env) error {
 		return e.printJSON(ms)
 	}
 	tw := tabwriter.NewWriter(e.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tNAME\tSTATE\tLAST-SEEN\tBOOTS")
+	fmt.Fprintln(tw, "ID\tNAME\tSTATE\tLAST-SEEN\tBOOTS\tLAST-BOOT\tLAST-OUTCOME")
 	for _, m := range ms {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", shortID(m.ID), orDash(safe(m.Name)), m.State,
-			formatTime(m.LastSeen), m.BootCount)
+		at, outcome := lastBoot(m)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", shortID(m.ID), orDash(safe(m.Name)), m.State,
+			formatTime(m.LastSeen), m.BootCount, at, outcome)
 	}
 	return tw.Flush()
 }

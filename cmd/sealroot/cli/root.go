@@ -77,6 +77,9 @@ func newRootCmd(e *env) *cobra.Command {
 	// Top-level commands: one line each.
 	subcommands := []func(*env) *cobra.Command{
 		newMachineCmd,
+		newStatusCmd,
+		newEventsCmd,
+		newAuditCmd,
 		newSecretCmd,
 		newImageCmd,
 		newGroupsCmd,

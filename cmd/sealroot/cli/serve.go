@@ -22,6 +22,7 @@ type serveArgs struct {
 	requireEKCert bool
 	logLevel      string
 	logJSON       bool
+	metricsAddr   string
 }
 
 func newServeCmd(e *env) *cobra.Command {
@@ -55,6 +56,7 @@ func newServeCmd(e *env) *cobra.Command {
 	f.StringVar(&a.attestAddr, "attest-addr", "", "UDP `address` of the QUIC attestation service (default :4433)")
 	f.StringArrayVar(&a.ekCA, "ek-ca", nil, "TPM vendor CA `file or directory` for EK certificates (repeatable)")
 	f.BoolVar(&a.requireEKCert, "require-ek-cert", false, "refuse TPMs without an EK certificate")
+	f.StringVar(&a.metricsAddr, "metrics-addr", "", "TCP `address` for Prometheus /metrics, /healthz and /readyz (default: none)")
 	f.StringVar(&a.logLevel, "log-level", "info", "log `level`: trace, debug, info, warn, error")
 	f.BoolVar(&a.logJSON, "log-json", false, "log as JSON lines")
 	return c
@@ -83,6 +85,9 @@ func loadServeConfig(c *cobra.Command, a *serveArgs, e *env) (*server.Config, er
 	}
 	if f.Changed("ek-ca") {
 		cfg.EKCABundle = a.ekCA
+	}
+	if f.Changed("metrics-addr") {
+		cfg.MetricsAddr = a.metricsAddr
 	}
 	if f.Changed("require-ek-cert") {
 		cfg.RequireEKCert = a.requireEKCert

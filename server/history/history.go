@@ -1,0 +1,173 @@
+// Package history keeps every machine's boot history: each attestation
+// outcome (allowed, pending, needs-reapproval, refused, revoked) is
+// appended to the machine's record (store.Machine.History, the last
+// store.MaxHistory attempts). Attempts by identities the store does not
+// know (impersonation attempts, garbage) have no record to go on: they
+// are counted by check instead, never logged one line each.
+//
+// Observe only queues the attempt: Run writes queued attempts in batches,
+// concurrently, so bbolt commits each batch in one transaction (one fsync)
+// and an attestation never waits for its history. The history is
+// therefore written a few milliseconds after the decision (Flush waits
+// for it); a full queue drops attempts and counts them (Dropped).
+package history
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/sealroot/sealroot/server/attest"
+	"github.com/sealroot/sealroot/server/store"
+)
+
+// writeTimeout bounds one history write, so a stuck store cannot hold
+// the writer.
+const writeTimeout = 10 * time.Second
+
+// queueSize is how many attempts may wait to be written.
+const queueSize = 4096
+
+// Recorder implements attest.Observer. It is safe for concurrent use.
+type Recorder struct {
+	store  store.Store
+	server string // this server's name, recorded with each attempt
+	logger hclog.Logger
+
+	queue   chan attest.Attempt
+	pending sync.WaitGroup // attempts queued and not yet written
+
+	mu      sync.Mutex        // guards the fields below
+	unknown map[string]uint64 // refusals of unknown identities, by check
+	dropped uint64            // attempts not written: the queue was full
+}
+
+var _ attest.Observer = (*Recorder)(nil)
+
+// New returns a Recorder writing to st; server names this server in each
+// attempt. logger may be nil.
+func New(st store.Store, server string, logger hclog.Logger) *Recorder {
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	return &Recorder{store: st, server: server, logger: logger.Named("history"),
+		queue: make(chan attest.Attempt, queueSize), unknown: make(map[string]uint64)}
+}
+
+// Observe queues a for Run to write on its machine (or count, when the
+// machine is unknown). It never blocks.
+func (r *Recorder) Observe(a attest.Attempt) {
+	if a.MachineID == "" {
+		r.countUnknown(a.Check)
+		return
+	}
+	r.pending.Add(1)
+	select {
+	case r.queue <- a:
+	default:
+		r.pending.Done()
+		r.mu.Lock()
+		r.dropped++
+		r.mu.Unlock()
+	}
+}
+
+// Run writes queued attempts until ctx ends, then writes what is still
+// queued and returns.
+func (r *Recorder) Run(ctx context.Context) error {
+	for {
+		select {
+		case a := <-r.queue:
+			r.writeBatch(a)
+		case <-ctx.Done():
+			for {
+				select {
+				case a := <-r.queue:
+					r.writeBatch(a)
+				default:
+					return nil
+				}
+			}
+		}
+	}
+}
+
+// Flush waits until every attempt queued so far is written (Run must be
+// running).
+func (r *Recorder) Flush() { r.pending.Wait() }
+
+// writeBatch writes first and everything queued behind it, concurrently:
+// the store groups concurrent updates into one transaction.
+func (r *Recorder) writeBatch(first attest.Attempt) {
+	batch := []attest.Attempt{first}
+	for len(batch) < 256 {
+		select {
+		case a := <-r.queue:
+			batch = append(batch, a)
+			continue
+		default:
+		}
+		break
+	}
+	var wg sync.WaitGroup
+	for _, a := range batch {
+		wg.Go(func() {
+			defer r.pending.Done()
+			r.write(a)
+		})
+	}
+	wg.Wait()
+}
+
+// write records a on its machine. History is bookkeeping: a failure to
+// write it is logged and decides nothing.
+func (r *Recorder) write(a attest.Attempt) {
+	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+	defer cancel()
+	attempt := store.BootAttempt{
+		Time:         a.Time,
+		Server:       r.server,
+		Remote:       a.Remote,
+		Outcome:      a.Outcome,
+		Check:        a.Check,
+		Reason:       a.Reason,
+		AgentVersion: a.AgentVersion,
+		Duration:     a.Duration,
+	}
+	_, err := r.store.UpdateMachine(ctx, a.MachineID, func(m *store.Machine) error {
+		m.AddAttempt(attempt)
+		return nil
+	})
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		r.countUnknown(a.Check)
+	case err != nil:
+		r.logger.Warn("boot history not written", "machine", a.MachineID, "error", err)
+	}
+}
+
+func (r *Recorder) countUnknown(check string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.unknown[check]++
+}
+
+// Dropped returns how many attempts were not written because the queue
+// was full.
+func (r *Recorder) Dropped() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.dropped
+}
+
+// Unknown returns how many attempts by unknown identities were refused
+// since the server started, by the check that refused them.
+func (r *Recorder) Unknown() map[string]uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return maps.Clone(r.unknown)
+}

@@ -1,0 +1,107 @@
+package server
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+
+	"github.com/sealroot/sealroot/pki"
+	"github.com/sealroot/sealroot/server/attest"
+	"github.com/sealroot/sealroot/server/metrics"
+	"github.com/sealroot/sealroot/server/store"
+)
+
+// checkMetricsAddr refuses a metrics address the tunnel could reach: one
+// inside the tunnel prefix, or, with a tunnel, one without an explicit
+// host (a wildcard listener answers on the tunnel interface too).
+func checkMetricsAddr(cfg *Config) error {
+	if cfg.MetricsAddr == "" {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(cfg.MetricsAddr)
+	if err != nil {
+		return fmt.Errorf("metrics_addr %q: %w", cfg.MetricsAddr, err)
+	}
+	if cfg.Tunnel == nil {
+		return nil
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil || ip.IsUnspecified() {
+		return fmt.Errorf("metrics_addr %q: with a tunnel, name the IP address to listen on (a wildcard or host name could answer on the tunnel)", cfg.MetricsAddr)
+	}
+	prefix, err := netip.ParsePrefix(cfg.Tunnel.Prefix)
+	if err == nil && prefix.Contains(ip.Unmap()) {
+		return fmt.Errorf("metrics_addr %q is on the tunnel (%s): metrics are never served to machines", cfg.MetricsAddr, prefix)
+	}
+	return nil
+}
+
+// newMetrics returns the daemon's metrics over s's parts, which it reads
+// only at scrapes (after New has set them).
+func newMetrics(cfg *Config, db store.Store, s *Server) *metrics.Metrics {
+	fileSize := func(name string) func() (int64, error) {
+		return func() (int64, error) {
+			fi, err := os.Stat(filepath.Join(cfg.StateDir, name))
+			if err != nil {
+				return 0, err
+			}
+			return fi.Size(), nil
+		}
+	}
+	return metrics.New(metrics.Sources{
+		InFlight: func() int { return s.attest.InFlight() },
+		MachinesByState: func(ctx context.Context) (map[string]int, error) {
+			return machinesByState(ctx, db)
+		},
+		StoreBytes:       fileSize("state.db"),
+		AuditBytes:       fileSize("audit.log"),
+		Certificates:     certificates(cfg.StateDir),
+		EventSubscribers: func() int { return s.events.Subscribers() },
+		UnknownRefused:   func() map[string]uint64 { return s.history.Unknown() },
+		Noise:            func() map[string]uint64 { return noiseByKind(s.attest.Noise()) },
+		Ready: func() error {
+			if !s.ready.Load() {
+				return errors.New("starting")
+			}
+			return nil
+		},
+	})
+}
+
+func machinesByState(ctx context.Context, db store.Store) (map[string]int, error) {
+	ms, err := db.Machines(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]int)
+	for _, m := range ms {
+		out[string(m.State)]++
+	}
+	return out, nil
+}
+
+// certificates returns the server and CA certificates by role; one that
+// cannot be read is left out (the server did not start without its own).
+func certificates(stateDir string) map[string]*x509.Certificate {
+	out := make(map[string]*x509.Certificate)
+	if cert, err := pki.LoadServer(PKIDir(stateDir)); err == nil && len(cert.Certificate) > 0 {
+		if leaf, err := x509.ParseCertificate(cert.Certificate[0]); err == nil {
+			out["server"] = leaf
+		}
+	}
+	if ca, err := pki.LoadCA(filepath.Join(PKIDir(stateDir), "ca.crt")); err == nil {
+		out["ca"] = ca
+	}
+	return out
+}
+
+// noiseByKind is n as metric and status labels.
+func noiseByKind(n attest.Noise) map[string]uint64 {
+	return map[string]uint64{"refused": n.Refused, "busy": n.Busy, "idle": n.Idle,
+		"half-open": n.HalfOpen, "garbage": n.Garbage, "abandoned": n.Abandoned}
+}
