@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/u-root/u-root/pkg/kmodule"
 	"golang.org/x/sys/unix"
 
 	"github.com/sealroot/sealroot/initramfs/preload"
@@ -53,7 +52,7 @@ func loadOne(path string) error {
 		return err
 	}
 	defer f.Close()
-	if err := kmodule.FileInit(f, "", 0); err != nil && err != unix.EEXIST {
+	if err := unix.FinitModule(int(f.Fd()), "", 0); err != nil && err != unix.EEXIST {
 		return err
 	}
 	return nil
