@@ -45,6 +45,7 @@ import (
 	"github.com/sealroot/sealroot/agent/sysinit"
 	"github.com/sealroot/sealroot/agent/tpm"
 	agenttunnel "github.com/sealroot/sealroot/agent/tunnel"
+	"github.com/sealroot/sealroot/version"
 	"github.com/sealroot/sealroot/wire"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 )
@@ -166,7 +167,7 @@ func newAttester(cfg *agent.Config, t *tpm.TPM, wg *wgKey, log hclog.Logger) (ag
 		return nil, err
 	}
 	h := hints.Gather("/sys")
-	h.AgentVer = version
+	h.AgentVer = version.String()
 	return &tpmAttester{cfg: cfg, tpm: t, roots: roots, hints: h, wg: wg, log: log}, nil
 }
 
@@ -196,9 +197,6 @@ func (k *wgKey) up(ctx context.Context, plan *wire.TunnelPlan) error {
 	}
 	return agenttunnel.Up(ctx, plan, k.priv)
 }
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
 
 // tpmAttester runs the attestation with keys loaded for this attempt only.
 type tpmAttester struct {

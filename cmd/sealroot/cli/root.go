@@ -26,6 +26,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sealroot/sealroot/server/api/client"
+	"github.com/sealroot/sealroot/version"
 )
 
 // DefaultSocket is where sealroot serve listens for the admin API.
@@ -92,11 +93,14 @@ func newRootCmd(e *env) *cobra.Command {
 		newInitramfsCmd,
 		newUserCmd,
 		newServeCmd,
+		newVersionCmd,
 	}
 	root := newGroupCmd("sealroot", "Attested network boot for diskless machines")
 	root.SilenceErrors = true
 	root.SilenceUsage = true
 	root.CompletionOptions.DisableDefaultCmd = true
+	root.Version = version.String()
+	root.SetVersionTemplate("sealroot {{.Version}}\n")
 	root.SetIn(e.Stdin)
 	root.SetOut(e.Stdout)
 	root.SetErr(e.Stderr)
