@@ -53,47 +53,78 @@ import (
 
 // Config is the daemon's configuration, read from a JSON file and flags.
 type Config struct {
-	// StateDir holds keys, the database and the audit log.
+	// LogLevel is the daemon's log level: trace, debug, info, warn or
+	// error (--log-level overrides it; SIGHUP rereads it).
+	// Default: "info".
+	// Example: "debug".
+	LogLevel string `json:"log_level,omitempty"`
+	// StateDir holds keys, the database and the audit log (absolute
+	// path; --state-dir overrides it).
+	// Default: "/var/lib/sealroot".
+	// Example: "/srv/sealroot".
 	StateDir string `json:"state_dir"`
-	// AttestAddr is the UDP address of the QUIC attestation service.
+	// AttestAddr is the UDP address of the QUIC attestation service
+	// (--attest-addr overrides it).
+	// Default: ":4433".
+	// Example: "192.168.1.10:4433".
 	AttestAddr string `json:"attest_addr"`
-	// AdminSocket is the admin API's Unix socket (root only).
+	// AdminSocket is the admin API's Unix socket (root only; --socket
+	// overrides it).
+	// Default: "/run/sealroot/admin.sock".
+	// Example: "/run/sealroot/admin.sock".
 	AdminSocket string `json:"admin_socket"`
 	// EKCABundle lists PEM files or directories of TPM vendor CAs, trusted
 	// as roots, in addition to those `sealroot ek import` put in
-	// <StateDir>/ek. With neither, EK certificates are not checked against
+	// <state_dir>/ek. With neither, EK certificates are not checked against
 	// a manufacturer (only against the EK's key); approval of the EK
 	// fingerprint is the only identity check.
+	// Default: [] (none).
+	// Example: ["/etc/sealroot/ek-ca"].
 	EKCABundle []string `json:"ek_ca_bundle,omitempty"`
 	// RequireEKCert refuses TPMs without an EK certificate (in NV, in the
-	// cache <StateDir>/ek/certs, or from a configured vendor service).
+	// cache <state_dir>/ek/certs, or from a configured vendor service).
+	// Default: false.
+	// Example: true.
 	RequireEKCert bool `json:"require_ek_cert,omitempty"`
-	// EKCertIntelURL and EKCertAMDURL are the base URLs of Intel's and
-	// AMD's EK certificate services (ekcert.IntelServiceURL,
-	// ekcert.AMDServiceURL, or a mirror), asked for the certificate of a
-	// TPM that has none in NV. Empty (default): not asked, nothing leaves
-	// the site; `sealroot ek import` fills the cache instead.
+	// EKCertIntelURL is the base URL of Intel's EK certificate service
+	// (ekcert.IntelServiceURL, or a mirror), asked for the certificate of
+	// a TPM that has none in NV. Empty: not asked, nothing leaves the
+	// site; `sealroot ek import` fills the cache instead.
+	// Default: "" (not asked).
+	// Example: "https://ekop.intel.com/ekcertservice/".
 	EKCertIntelURL string `json:"ek_cert_intel_url,omitempty"`
-	EKCertAMDURL   string `json:"ek_cert_amd_url,omitempty"`
+	// EKCertAMDURL is the base URL of AMD's EK certificate service
+	// (ekcert.AMDServiceURL, or a mirror), as ek_cert_intel_url.
+	// Default: "" (not asked).
+	// Example: "https://ftpm.amd.com/pki/aia/".
+	EKCertAMDURL string `json:"ek_cert_amd_url,omitempty"`
 	// RequireSecureBoot refuses machines whose quoted event log does not
 	// show UEFI Secure Boot on (PCR 7 SecureBoot = 1); legacy BIOS machines
-	// are refused too. Default off.
+	// are refused too.
+	// Default: false.
+	// Example: true.
 	RequireSecureBoot bool `json:"require_secure_boot,omitempty"`
-	// Boot configures the network boot services; nil disables them.
+	// Boot configures the network boot services (ProxyDHCP or DHCP, TFTP,
+	// HTTP); absent: none run.
 	Boot *BootConfig `json:"boot,omitempty"`
-	// Tunnel configures the per-machine WireGuard root link; nil: none.
+	// Tunnel configures the per-machine WireGuard root link; absent: no
+	// tunnel.
 	Tunnel *TunnelConfig `json:"tunnel,omitempty"`
-	// RootTransport is "wireguard" (default; agents must send a WireGuard
-	// key) or "plain" (trusted labs: roots over the plain LAN). It
-	// matters only with Tunnel.
+	// RootTransport is "wireguard" (agents must send a WireGuard key) or
+	// "plain" (trusted labs: roots over the plain LAN). It matters only
+	// with a tunnel section.
+	// Default: "wireguard".
+	// Example: "plain".
 	RootTransport string `json:"root_transport,omitempty"`
-	// Images and Volumes place the image store and the machines'
-	// volumes; nil: under StateDir.
-	Images  *ImagesConfig  `json:"images,omitempty"`
+	// Images places the image store; absent: under state_dir.
+	Images *ImagesConfig `json:"images,omitempty"`
+	// Volumes places the machines' copy-on-write volumes; absent: under
+	// state_dir.
 	Volumes *VolumesConfig `json:"volumes,omitempty"`
-	// ISCSI serves machines their iSCSI roots; nil: no iSCSI.
+	// ISCSI serves machines their iSCSI roots; absent: no iSCSI.
 	ISCSI *ISCSIConfig `json:"iscsi,omitempty"`
-	// NFS serves machines their NFSv4 and volatile roots; nil: none.
+	// NFS serves machines their NFSv4 and volatile roots through a
+	// supervised nfs-ganesha; absent: none.
 	NFS *NFSConfig `json:"nfs,omitempty"`
 	// LowSpaceWarnBytes: the server warns in its log while the state
 	// directory's filesystem has less free space than this (the audit log

@@ -60,7 +60,7 @@ The last line of output is "initramfs: <path> <bytes> bytes".`,
 	f.StringVar(&args.compression, "compression", initramfs.DefaultCompression, "gzip, zstd, xz or none")
 	f.StringVar(&args.uki, "uki", "", "also write a unified kernel image (kernel + initramfs + command line) to `file`")
 	f.StringVar(&args.ukiKernel, "uki-kernel", "", "kernel `file` for --uki (default: the fetched Debian kernel)")
-	f.StringVar(&args.ukiCmdline, "uki-cmdline", "console=ttyS0 panic=10", "built-in command line of the UKI (iPXE's script line replaces it unless Secure Boot is on)")
+	f.StringVar(&args.ukiCmdline, "uki-cmdline", "console=ttyS0 console=tty0 panic=10", "built-in command line of the UKI (iPXE's script line replaces it unless Secure Boot is on)")
 	f.StringVar(&args.ukiStub, "uki-stub", uki.DefaultStub, "systemd EFI stub `file` (Debian systemd-boot-efi)")
 	return newGroupCmd("initramfs", "Build the boot initramfs", build)
 }

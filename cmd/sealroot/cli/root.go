@@ -94,6 +94,7 @@ func newRootCmd(e *env) *cobra.Command {
 		newUserCmd,
 		newServeCmd,
 		newVersionCmd,
+		newConfigCmd,
 	}
 	root := newGroupCmd("sealroot", "Attested network boot for diskless machines")
 	root.SilenceErrors = true

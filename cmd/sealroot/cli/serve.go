@@ -1,10 +1,7 @@
 package cli
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
-	"os"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/spf13/cobra"
@@ -34,11 +31,11 @@ func newServeCmd(e *env) *cobra.Command {
 		RunE: func(c *cobra.Command, _ []string) error {
 			cfg, err := loadServeConfig(c, &a, e)
 			if err != nil {
-				return err
+				return configErrors(e, err)
 			}
 			logger := hclog.New(&hclog.LoggerOptions{
 				Name:       "sealroot",
-				Level:      hclog.LevelFromString(a.logLevel),
+				Level:      cfg.HCLogLevel(),
 				Output:     e.Stderr,
 				JSONFormat: a.logJSON,
 			})
@@ -57,26 +54,25 @@ func newServeCmd(e *env) *cobra.Command {
 	f.StringArrayVar(&a.ekCA, "ek-ca", nil, "TPM vendor CA `file or directory` for EK certificates (repeatable)")
 	f.BoolVar(&a.requireEKCert, "require-ek-cert", false, "refuse TPMs without an EK certificate")
 	f.StringVar(&a.metricsAddr, "metrics-addr", "", "TCP `address` for Prometheus /metrics, /healthz and /readyz (default: none)")
-	f.StringVar(&a.logLevel, "log-level", "info", "log `level`: trace, debug, info, warn, error")
+	f.StringVar(&a.logLevel, "log-level", "", "log `level`: trace, debug, info, warn, error (default: the config's log_level, else info)")
 	f.BoolVar(&a.logJSON, "log-json", false, "log as JSON lines")
 	return c
 }
 
-// loadServeConfig reads the config file, strictly, then applies set flags.
+// loadServeConfig reads and checks the whole config file (every mistake
+// at once), then applies set flags and checks the result again.
 func loadServeConfig(c *cobra.Command, a *serveArgs, e *env) (*server.Config, error) {
-	var cfg server.Config
+	cfg := &server.Config{}
 	if a.config != "" {
-		b, err := os.ReadFile(a.config)
-		if err != nil {
-			return nil, fmt.Errorf("read config: %w", err)
-		}
-		dec := json.NewDecoder(bytes.NewReader(b))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&cfg); err != nil {
-			return nil, fmt.Errorf("config %s: %w", a.config, err)
+		var err error
+		if cfg, err = server.LoadConfig(a.config); err != nil {
+			return nil, err
 		}
 	}
 	f := c.Flags()
+	if f.Changed("log-level") {
+		cfg.LogLevel = a.logLevel
+	}
 	if f.Changed("state-dir") {
 		cfg.StateDir = a.stateDir
 	}
@@ -95,5 +91,8 @@ func loadServeConfig(c *cobra.Command, a *serveArgs, e *env) (*server.Config, er
 	if e.Socket != DefaultSocket || cfg.AdminSocket == "" {
 		cfg.AdminSocket = e.Socket
 	}
-	return &cfg, nil
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("configuration with flags:\n%w", err)
+	}
+	return cfg, nil
 }
