@@ -282,8 +282,9 @@ func (s *Server) listenBoot() (*bootListeners, error) {
 // service when configured.
 func (s *Server) serveBoot(ctx context.Context, bl *bootListeners, run func(string, func() error)) error {
 	b := &bl.cfg
-	h := boothttp.NewHandler(b.ArtifactsDir, bl.scripts, s.logger)
-	run("boot http", func() error { return boothttp.ServeWith(ctx, bl.http, h, s.logger, s.limits.http) })
+	s.bootIP = bl.ip
+	s.setBoot(b, bl.scripts)
+	run("boot http", func() error { return boothttp.ServeWith(ctx, bl.http, s.live, s.logger, s.limits.http) })
 	if bl.tftp != nil {
 		ts := s.limits.tftpServer(tftp.New(map[string]string{
 			dhcp.DefaultBIOSFile: filepath.Join(b.IPXEDir, dhcp.DefaultBIOSFile),

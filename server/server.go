@@ -29,6 +29,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
@@ -199,6 +200,10 @@ type Server struct {
 	metricsLn  net.Listener   // nil without Config.MetricsAddr
 
 	closers []func() error // the cleanup stack; Close runs it backwards
+
+	live   *live      // what Reload changes
+	bootIP netip.Addr // boot.server_ip, once the boot services run
+	readyc chan struct{} // closed once Serve serves (Ready)
 }
 
 // Addrs are the addresses a Server listens on.
@@ -225,7 +230,8 @@ func New(ctx context.Context, cfg Config, logger hclog.Logger) (_ *Server, err e
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
-	s := &Server{cfg: cfg, logger: logger, events: new(events.Bus)}
+	s := &Server{cfg: cfg, logger: logger, events: new(events.Bus), live: new(live), readyc: make(chan struct{})}
+	s.live.setPredictor(bootPredictor(cfg.Boot, cfg.StateDir))
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -268,7 +274,11 @@ func New(ctx context.Context, cfg Config, logger hclog.Logger) (_ *Server, err e
 		if s.tunnel, err = newTunnel(ctx, cfg.Tunnel, cfg.StateDir, s.store, logger); err != nil {
 			return nil, err
 		}
-		s.onClose(s.tunnel.Close)
+		s.onClose(func() error {
+			err := s.tunnel.Close()
+			logger.Info("tunnel down")
+			return err
+		})
 		if cfg.RootTransport == attest.TransportPlain {
 			logger.Warn("WARNING: root transport is plain: machines without a WireGuard key get their root over the unprotected LAN")
 		}
@@ -294,7 +304,7 @@ func New(ctx context.Context, cfg Config, logger hclog.Logger) (_ *Server, err e
 		RequireSecureBoot: cfg.RequireSecureBoot,
 		Logger:            logger,
 		RootTransport:     cfg.RootTransport,
-		Predictor:         bootPredictor(cfg.Boot, cfg.StateDir),
+		Predictor:         s.live,
 		Withdraw:          rs,
 		Limits:            s.limits.attest,
 		MaxSessions:       s.limits.maxExchanges,
@@ -462,7 +472,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.ready.Store(true)
 	defer s.ready.Store(false)
 	s.logger.Info("sealroot serving", "attest", s.attestConn.LocalAddr().String(), "admin", s.cfg.AdminSocket, "metrics", s.cfg.MetricsAddr)
+	close(s.readyc)
 	<-ctx.Done()
+	s.logger.Info("sealroot stopping: draining services")
 	wg.Wait()
 	close(errc)
 	return <-errc
@@ -504,3 +516,5 @@ func loadEKTrust(cfg *Config, logger hclog.Logger) (roots, intermediates *x509.C
 	}
 	return roots, intermediates, src, nil
 }
+// Ready is closed once Run has every listener up and serves.
+func (s *Server) Ready() <-chan struct{} { return s.readyc }

@@ -2,6 +2,9 @@ package cli
 
 import (
 	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/spf13/cobra"
@@ -28,7 +31,18 @@ func newServeCmd(e *env) *cobra.Command {
 		Use:   "serve",
 		Short: "Run the sealroot daemon (attestation, admin API, boot services)",
 		Args:  exactArgs(0),
+		Long: `Run the sealroot daemon. The configuration file is checked whole before
+anything starts (see "sealroot config check"). SIGTERM and SIGINT stop it
+cleanly: services drained, nfs-ganesha stopped, tunnel down, admin socket
+removed. SIGHUP rereads the file and applies the log level and the boot
+settings (artifacts, kernel, initrd, UKI, command line); it logs the changes
+that need a restart. Under systemd (Type=notify) readiness is sent once every
+listener is up.`,
 		RunE: func(c *cobra.Command, _ []string) error {
+			// SIGHUP must not kill the daemon while it starts.
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
 			cfg, err := loadServeConfig(c, &a, e)
 			if err != nil {
 				return configErrors(e, err)
@@ -43,8 +57,13 @@ func newServeCmd(e *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			defer srv.Close()
-			return srv.Run(c.Context())
+			reload := func() (*server.Config, error) { return loadServeConfig(c, &a, e) }
+			err = runDaemon(c.Context(), srv, hup, reload, logger)
+			if cerr := srv.Close(); cerr != nil {
+				logger.Error("stop", "error", cerr)
+			}
+			logger.Info("sealroot stopped")
+			return err
 		},
 	}
 	f := c.Flags()
