@@ -34,6 +34,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -204,6 +205,7 @@ type Server struct {
 	live   *live      // what Reload changes
 	bootIP netip.Addr // boot.server_ip, once the boot services run
 	readyc chan struct{} // closed once Serve serves (Ready)
+	leaf   *x509.Certificate // the served certificate, for its dates
 }
 
 // Addrs are the addresses a Server listens on.
@@ -246,6 +248,10 @@ func New(ctx context.Context, cfg Config, logger hclog.Logger) (_ *Server, err e
 	cert, err := pki.LoadServer(PKIDir(cfg.StateDir))
 	if err != nil {
 		return nil, fmt.Errorf("load server certificate (run `sealroot pki init` first): %w", err)
+	}
+	leaf, err := pki.ServerLeaf(cert)
+	if err != nil {
+		return nil, fmt.Errorf("server certificate: %w", err)
 	}
 	box, err := secrets.LoadOrCreate(filepath.Join(cfg.StateDir, "secrets.age.key"))
 	if err != nil {
@@ -320,6 +326,8 @@ func New(ctx context.Context, cfg Config, logger hclog.Logger) (_ *Server, err e
 		return nil, err
 	}
 	s.machines.SetAttestations(s.attest)
+	s.leaf = leaf
+	s.checkCertificate(time.Now())
 	return s, nil
 }
 
@@ -430,6 +438,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.services.add("admin api", s.cfg.AdminSocket, "unix socket")
 	s.services.addConfigured(&s.cfg)
 	run("attestation service", func() error { return s.attest.Serve(ctx, s.attestConn) })
+	run("certificate check", func() error { return s.watchCertificate(ctx) })
 	adminSrv := &api.Server{
 		Handler: api.NewHandler(s.machines, s.logger.Named("api"),
 			api.WithActorFunc(machines.WithActor),
