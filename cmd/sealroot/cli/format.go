@@ -195,6 +195,9 @@ func formatHints(m *api.Machine) string {
 	add("hostname", h.Hostname)
 	add("mac", strings.Join(h.MACs, ","))
 	add("smbios-uuid", h.SMBIOSUUID)
+	add("vendor", h.Vendor)
+	add("product", h.Product)
+	add("serial", h.Serial)
 	add("firmware", h.Firmware)
 	if len(parts) == 0 {
 		return "-"
