@@ -99,7 +99,7 @@ func newRootCmd(e *env) *cobra.Command {
 	root := newGroupCmd("sealroot", "Attested network boot for diskless machines")
 	root.SilenceErrors = true
 	root.SilenceUsage = true
-	root.CompletionOptions.DisableDefaultCmd = true
+	root.CompletionOptions.HiddenDefaultCmd = true // "sealroot completion bash|zsh|fish": packaged completions
 	root.Version = version.String()
 	root.SetVersionTemplate("sealroot {{.Version}}\n")
 	root.SetIn(e.Stdin)
