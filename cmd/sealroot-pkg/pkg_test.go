@@ -112,7 +112,7 @@ func dpkg(t *testing.T, tool string, args ...string) string {
 }
 
 func TestDebVersion(t *testing.T) {
-	for in, want := range map[string]string{"1.2.0": "1.2.0", "v1.2.0-rc1": "1.2.0+rc1", "de65030-dirty": "de65030+dirty", "abc123": "0~abc123", "dev": "0~dev"} {
+	for in, want := range map[string]string{"1.2.0": "1.2.0", "v1.2.0-rc1": "1.2.0+rc1", "de65030-dirty": "0~de65030+dirty", "4ffe5cc-dirty": "4ffe5cc+dirty", "abc123": "0~abc123", "dev": "0~dev"} {
 		if got := debVersion(in); got != want {
 			t.Errorf("debVersion(%q) = %q, want %q", in, got, want)
 		}

@@ -69,12 +69,19 @@ The last line of output is "initramfs: <path> <bytes> bytes".`,
 }
 
 func runInitramfsBuild(c *cobra.Command, e *env, args initramfsBuildArgs) error {
+	_, err := buildInitramfs(c, e, args)
+	return err
+}
+
+// buildInitramfs builds as args say; the kernel is the fetched Debian
+// kernel, nil with --modules-root.
+func buildInitramfs(c *cobra.Command, e *env, args initramfsBuildArgs) (*initramfs.Kernel, error) {
 	ext, ok := initramfsExt[args.compression]
 	if !ok {
-		return usagef(c, "unknown --compression %q", args.compression)
+		return nil, usagef(c, "unknown --compression %q", args.compression)
 	}
 	if (args.modulesRoot == "") != (args.kernelVer == "") {
-		return usagef(c, "--modules-root and --kernel-version go together")
+		return nil, usagef(c, "--modules-root and --kernel-version go together")
 	}
 	if args.out == "" {
 		args.out = "build/initramfs.cpio" + ext
@@ -93,14 +100,14 @@ func runInitramfsBuild(c *cobra.Command, e *env, args initramfsBuildArgs) error 
 	if args.modulesRoot == "" {
 		k, err := initramfs.FetchKernel(ctx, args.cacheDir)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		kernel, opts.ModulesRoot, opts.KernelVersion = k, k.ModulesRoot, k.Version
 	}
 	if args.agentConfig != "" {
 		b, err := os.ReadFile(args.agentConfig)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		opts.AgentConfig = b
 	}
@@ -108,7 +115,7 @@ func runInitramfsBuild(c *cobra.Command, e *env, args initramfsBuildArgs) error 
 	if opts.AgentBinary == "" {
 		p, cleanup, err := agentBinary(ctx, log, "sealroot-agent", args.agentPkg, embedded.Agent(), !flags.Changed("agent-pkg"))
 		if err != nil {
-			return err
+			return nil, err
 		}
 		defer cleanup()
 		opts.AgentBinary = p
@@ -116,25 +123,25 @@ func runInitramfsBuild(c *cobra.Command, e *env, args initramfsBuildArgs) error 
 	if args.initPkg != "" {
 		p, cleanup, err := agentBinary(ctx, log, "sealroot-init", args.initPkg, embedded.Init(), !flags.Changed("init-pkg"))
 		if err != nil {
-			return err
+			return nil, err
 		}
 		defer cleanup()
 		opts.InitBinary = p
 	}
 	if args.uki != "" && args.ukiKernel == "" {
 		if kernel == nil {
-			return usagef(c, "--uki with --modules-root needs --uki-kernel")
+			return nil, usagef(c, "--uki with --modules-root needs --uki-kernel")
 		}
 		args.ukiKernel = kernel.VMLinuz
 	}
 	res, err := writeInitramfs(c, opts, args.out)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := printInitramfs(e, args.out, kernel, res); err != nil || args.uki == "" {
-		return err
+		return kernel, err
 	}
-	return writeUKI(e, args)
+	return kernel, writeUKI(e, args)
 }
 
 // defaultKernelCache is build/cache in a checkout, /var/cache/sealroot in

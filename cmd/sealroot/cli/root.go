@@ -95,6 +95,7 @@ func newRootCmd(e *env) *cobra.Command {
 		newServeCmd,
 		newVersionCmd,
 		newConfigCmd,
+		newSetupCmd,
 	}
 	root := newGroupCmd("sealroot", "Attested network boot for diskless machines")
 	root.SilenceErrors = true
