@@ -31,6 +31,7 @@ type setupArgs struct {
 	modulesRoot  string
 	kernelVer    string
 	kernel       string
+	modules      []string
 	ukiStub      string
 }
 
@@ -66,6 +67,7 @@ Running it again changes nothing that is already right. Without
 	f.StringVar(&a.modulesRoot, "modules-root", "", "root `dir` with lib/modules/<kver> (default: fetch Debian's kernel)")
 	f.StringVar(&a.kernelVer, "kernel-version", "", "kernel `release` under --modules-root")
 	f.StringVar(&a.kernel, "kernel", "", "kernel `file` (vmlinuz) to serve with --modules-root")
+	f.StringSliceVar(&a.modules, "modules", initramfs.DefaultModules(), "kernel modules to ship with their dependencies")
 	f.StringVar(&a.ukiStub, "uki-stub", uki.DefaultStub, "systemd EFI stub `file`; without it no UKI is built")
 	return c
 }
@@ -258,7 +260,7 @@ func setupArtifacts(c *cobra.Command, e *env, a setupArgs, cfg *server.Config, i
 	args := initramfsBuildArgs{
 		out: filepath.Join(dir, initrd), agentPkg: "./cmd/sealroot-agent", initPkg: "./cmd/sealroot-init",
 		agentConfig: acPath, cacheDir: a.kernelCache, modulesRoot: a.modulesRoot, kernelVer: a.kernelVer,
-		modules: initramfs.DefaultModules(), compression: comp,
+		modules: a.modules, compression: comp,
 		ukiKernel: a.kernel, ukiCmdline: name(b.Cmdline, server.DefaultCmdline), ukiStub: a.ukiStub,
 	}
 	if b.UKI != "" {
