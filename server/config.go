@@ -243,6 +243,19 @@ func (c *Config) Validate() error {
 		}
 		v.check("iscsi.port", checkPort(c.ISCSI.Port))
 	}
+	if c.Limits != nil {
+		if _, err := c.Limits.parse(); err != nil {
+			v.check("limits", err)
+		}
+	}
+	if c.Audit != nil {
+		if c.Audit.MaxSizeMB < 0 {
+			v.check("audit.max_size_mb", fmt.Errorf("%d is negative", c.Audit.MaxSizeMB))
+		}
+		if c.Audit.Keep < 0 {
+			v.check("audit.keep", fmt.Errorf("%d is negative", c.Audit.Keep))
+		}
+	}
 	if c.NFS != nil {
 		v.check("nfs.dir", checkAbsPath(c.NFS.Dir))
 		if c.Tunnel == nil {

@@ -16,7 +16,7 @@
 //	pki/ca.crt pki/server.crt pki/*.key   sealroot CA and server certificate (sealroot pki init)
 //	secrets.age.key                       age identity for secrets at rest
 //	state.db                              bbolt store: machines, secrets
-//	audit.log                             append-only decisions, JSON lines
+//	audit.log audit.log.N                 append-only decisions, JSON lines; rotated by size (config "audit")
 //	images/                               base images (package image; config "images")
 //	volumes/                              machines' volumes (package volume; config "volumes")
 //	iscsi/                                iSCSI targets' records, encrypted (package rootiscsi)
@@ -128,20 +128,53 @@ type Config struct {
 	// NFS serves machines their NFSv4 and volatile roots through a
 	// supervised nfs-ganesha; absent: none.
 	NFS *NFSConfig `json:"nfs,omitempty"`
-	// LowSpaceWarnBytes: the server warns in its log while the state
-	// directory's filesystem has less free space than this (the audit log
-	// fails closed on a full disk: nothing is released). Default 256 MiB
-	// (DefaultLowSpace); negative: no warning.
+	// LowSpaceWarnBytes makes the server warn in its log while the state
+	// directory's filesystem has less free space than this many bytes
+	// (the audit log fails closed on a full disk: nothing is released);
+	// negative: no warning.
+	// Default: 268435456 (256 MiB, DefaultLowSpace).
+	// Example: 1073741824.
 	LowSpaceWarnBytes int64 `json:"low_space_warn_bytes,omitempty"`
 	// MetricsAddr is the TCP address of the Prometheus metrics and
 	// health endpoints (/metrics, /healthz, /readyz), e.g.
 	// "127.0.0.1:9477"; empty: not served. Never the admin socket, never
 	// on the tunnel: with Tunnel set it must name an IP address outside
 	// the tunnel prefix.
+	// Default: "" (not served).
+	// Example: "127.0.0.1:9477".
 	MetricsAddr string `json:"metrics_addr,omitempty"`
 	// Limits bound what unauthenticated clients of the attestation and
 	// boot services can hold (see LimitsConfig); nil: the defaults.
 	Limits *LimitsConfig `json:"limits,omitempty"`
+	// Audit sets the rotation of the audit log (<state_dir>/audit.log);
+	// absent: the defaults below.
+	Audit *AuditConfig `json:"audit,omitempty"`
+}
+
+// AuditConfig is the "audit" section: size-based rotation of the audit
+// log. No record is lost across a rotation.
+type AuditConfig struct {
+	// MaxSizeMB rotates audit.log to audit.log.1 (older files shift to .2
+	// and on) when a record would take it past this many MiB.
+	// Default: 100.
+	// Example: 20.
+	MaxSizeMB int `json:"max_size_mb,omitempty"`
+	// Keep is how many rotated files are kept; older ones are deleted.
+	// Default: 10.
+	// Example: 50.
+	Keep int `json:"keep,omitempty"`
+}
+
+// rotation is the audit log's rotation for a (possibly nil) section.
+func (a *AuditConfig) rotation() audit.Rotation {
+	r := audit.Rotation{MaxBytes: 100 << 20, Keep: 10}
+	if a != nil && a.MaxSizeMB > 0 {
+		r.MaxBytes = int64(a.MaxSizeMB) << 20
+	}
+	if a != nil && a.Keep > 0 {
+		r.Keep = a.Keep
+	}
+	return r
 }
 
 // Defaults fills unset fields.
@@ -265,7 +298,7 @@ func New(ctx context.Context, cfg Config, logger hclog.Logger) (_ *Server, err e
 		return nil, err
 	}
 	s.onClose(s.store.Close)
-	auditLog, err := audit.Open(filepath.Join(cfg.StateDir, "audit.log"))
+	auditLog, err := audit.OpenRotating(filepath.Join(cfg.StateDir, "audit.log"), cfg.Audit.rotation())
 	if err != nil {
 		return nil, fmt.Errorf("audit log: %w", err)
 	}

@@ -77,8 +77,11 @@ func (w *walker) walk(t reflect.Type, prefix string) {
 			w.errs = append(w.errs, fmt.Sprintf("%s (%s.%s): no doc comment", path, t.Name(), sf.Name))
 		}
 		f.Text, f.Default, f.Example = splitComment(comment)
-		if rest, ok := strings.CutPrefix(f.Text, sf.Name+" "); ok {
-			f.Text = "`" + name + "` " + rest // the operator's name, not Go's
+		for _, sep := range []string{" ", ": "} {
+			if rest, ok := strings.CutPrefix(f.Text, sf.Name+sep); ok {
+				f.Text = "`" + name + "`" + sep + rest // the operator's name, not Go's
+				break
+			}
 		}
 		switch {
 		case found && f.Text == "":
