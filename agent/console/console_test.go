@@ -32,6 +32,18 @@ func TestOpen_writes_every_active_console(t *testing.T) {
 			t.Errorf("%s got %q, want %q", n, b, line)
 		}
 	}
+
+	// A console registered later (hvc0 once its module loads) gets the
+	// lines from then on.
+	os.WriteFile(filepath.Join(dev, "hvc0"), nil, 0o644)
+	os.WriteFile(filepath.Join(sys, "class/tty/console/active"), []byte("hvc0 tty0 ttyS0\n"), 0o644)
+	fmt.Fprint(w, "second\n")
+	if b, _ := os.ReadFile(filepath.Join(dev, "hvc0")); string(b) != "second\n" {
+		t.Errorf("hvc0 got %q, want the line written after it became active", b)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dev, "ttyS0")); string(b) != line+"second\n" {
+		t.Errorf("ttyS0 got %q", b)
+	}
 }
 
 func TestOpen_none(t *testing.T) {
