@@ -9,6 +9,9 @@ DEB_PKGS  := build-essential libssl-dev swtpm swtpm-tools qemu-system-x86 ovmf i
              libiscsi-bin tgt e2fsprogs xfsprogs btrfs-progs busybox-static strace iproute2 cpio kmod systemd-boot-efi binutils \
              nfs-ganesha nfs-ganesha-vfs libnfs-utils ca-certificates debootstrap
 FUZZTIME  ?= 10s
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null | sed 's/^v//' || echo dev)
+COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+VERSION_LDFLAGS := -X github.com/sealroot/sealroot/version.version=$(VERSION) -X github.com/sealroot/sealroot/version.commit=$(COMMIT)
 
 .PHONY: all deps build agent test test-go fuzz vm-test bench bench-flood bench-iscsi bench-tunnel bench-roots iscsi-conformance demo clean
 
@@ -25,11 +28,11 @@ deps:
 	$(GO) mod download
 
 build: agent
-	$(GO) build -o $(BUILD)/sealroot ./cmd/sealroot
+	$(GO) build -ldflags='$(VERSION_LDFLAGS)' -o $(BUILD)/sealroot ./cmd/sealroot
 
 # The agent runs as /init in the initramfs: static, no cgo, small.
 agent:
-	CGO_ENABLED=0 GOAMD64=v1 $(GO) build -trimpath -ldflags='-s -w -buildid=' -o $(BUILD)/sealroot-agent ./cmd/sealroot-agent
+	CGO_ENABLED=0 GOAMD64=v1 $(GO) build -trimpath -ldflags='-s -w -buildid= $(VERSION_LDFLAGS)' -o $(BUILD)/sealroot-agent ./cmd/sealroot-agent
 
 # test: vet, every Go test (fuzz seed corpora included), as the README says.
 test: test-go

@@ -58,14 +58,15 @@ type InitOptions struct {
 	// empty, "localhost", 127.0.0.1 and ::1 are used.
 	DNSNames []string
 	IPs      []net.IP
-	// Force replaces an existing CA and server certificate.
-	Force bool
+	// NewCA replaces an existing CA and server certificate: every agent
+	// pins the old CA, so every initramfs must be rebuilt.
+	NewCA bool
 	// Now is the clock; time.Now by default.
 	Now func() time.Time
 }
 
 // Init creates a CA and a server certificate signed by it in dir. It fails
-// with ErrExists if dir already holds a CA, unless opts.Force.
+// with ErrExists if dir already holds a CA, unless opts.NewCA.
 func Init(dir string, opts InitOptions) error {
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -80,7 +81,7 @@ func Init(dir string, opts InitOptions) error {
 	if err := os.Chmod(dir, 0o700); err != nil {
 		return fmt.Errorf("pki init: %w", err)
 	}
-	if !opts.Force {
+	if !opts.NewCA {
 		for _, name := range []string{CACertFile, CAKeyFile} {
 			if _, err := os.Lstat(filepath.Join(dir, name)); err == nil {
 				return fmt.Errorf("pki init %s: %w (%s)", dir, ErrExists, name)
@@ -142,6 +143,12 @@ func newServer(now time.Time, ca *x509.Certificate, caKey crypto.Signer, opts In
 	if err != nil {
 		return nil, nil, fmt.Errorf("generate server key: %w", err)
 	}
+	der, err := newServerCert(now, ca, caKey, key.Public(), opts)
+	return key, der, err
+}
+
+// newServerCert signs a server certificate for pub with the CA.
+func newServerCert(now time.Time, ca *x509.Certificate, caKey crypto.Signer, pub crypto.PublicKey, opts InitOptions) ([]byte, error) {
 	tmpl := &x509.Certificate{
 		Subject:     pkix.Name{CommonName: "sealroot server", Organization: []string{"sealroot"}},
 		NotBefore:   now.Add(-backdate),
@@ -151,11 +158,11 @@ func newServer(now time.Time, ca *x509.Certificate, caKey crypto.Signer, opts In
 		DNSNames:    opts.DNSNames,
 		IPAddresses: opts.IPs,
 	}
-	der, err := sign(tmpl, ca, key.Public(), caKey)
+	der, err := sign(tmpl, ca, pub, caKey)
 	if err != nil {
-		return nil, nil, fmt.Errorf("server certificate: %w", err)
+		return nil, fmt.Errorf("server certificate: %w", err)
 	}
-	return key, der, nil
+	return der, nil
 }
 
 func sign(tmpl, parent *x509.Certificate, pub crypto.PublicKey, signer crypto.Signer) ([]byte, error) {

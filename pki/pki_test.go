@@ -73,7 +73,7 @@ func TestInitRefusesExistingCA(t *testing.T) {
 	if after, _ := os.ReadFile(filepath.Join(dir, CACertFile)); string(after) != string(before) {
 		t.Fatal("refused Init changed ca.crt")
 	}
-	if err := Init(dir, InitOptions{Force: true}); err != nil {
+	if err := Init(dir, InitOptions{NewCA: true}); err != nil {
 		t.Fatalf("Init(Force) = %v", err)
 	}
 	if after, _ := os.ReadFile(filepath.Join(dir, CACertFile)); string(after) == string(before) {

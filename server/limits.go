@@ -17,34 +17,54 @@ import (
 //	{"limits": {"conns_per_source": 16, "exchanges_per_source": 4, "http_conns_per_source": 8}}
 type LimitsConfig struct {
 	// HelloTimeout: from the end of the QUIC handshake to a complete
-	// hello; default 5s.
+	// hello (Go duration).
+	// Default: "5s".
+	// Example: "10s".
 	HelloTimeout string `json:"hello_timeout,omitempty"`
 	// FrameTimeout: from the first byte of any attestation message to its
-	// last; default 5s.
+	// last (Go duration).
+	// Default: "5s".
+	// Example: "10s".
 	FrameTimeout string `json:"frame_timeout,omitempty"`
-	// ConnsPerSource: QUIC connections one address may hold; default 16.
+	// ConnsPerSource: QUIC connections one address may hold.
+	// Default: 16.
+	// Example: 32.
 	ConnsPerSource int `json:"conns_per_source,omitempty"`
-	// ExchangesPerSource: attestations one address may have in progress;
-	// default 4.
+	// ExchangesPerSource: attestations one address may have in progress.
+	// Default: 4.
+	// Example: 8.
 	ExchangesPerSource int `json:"exchanges_per_source,omitempty"`
-	// MaxExchanges: attestations in progress at once; default 256.
+	// MaxExchanges: attestations in progress at once.
+	// Default: 256.
+	// Example: 512.
 	MaxExchanges int `json:"max_exchanges,omitempty"`
 	// RetryAbove: QUIC connections held above which new ones must prove
-	// their address with a Retry; default 64, -1 always.
+	// their address with a Retry; -1: always.
+	// Default: 64.
+	// Example: -1.
 	RetryAbove int `json:"retry_above,omitempty"`
 	// LoadAbove: QUIC connections held above which each address may hold
-	// only a quarter of conns_per_source; default 128.
+	// only a quarter of conns_per_source.
+	// Default: 128.
+	// Example: 256.
 	LoadAbove int `json:"load_above,omitempty"`
-	// HTTPConnsPerSource: boot HTTP connections one address may hold;
-	// default 8.
+	// HTTPConnsPerSource: boot HTTP connections one address may hold.
+	// Default: 8.
+	// Example: 16.
 	HTTPConnsPerSource int `json:"http_conns_per_source,omitempty"`
 	// HTTPStallTimeout: a download that takes no 64 KiB in this long is
-	// cut; default 30s.
+	// cut (Go duration).
+	// Default: "30s".
+	// Example: "1m".
 	HTTPStallTimeout string `json:"http_stall_timeout,omitempty"`
-	// TFTPTransfersPerSource: TFTP transfers one address may run; default 4.
+	// TFTPTransfersPerSource: TFTP transfers one address may run.
+	// Default: 4.
+	// Example: 8.
 	TFTPTransfersPerSource int `json:"tftp_transfers_per_source,omitempty"`
 	// TFTPMaxTransferTime: a TFTP transfer still running after this is
-	// ended; default 2m.
+	// ended (Go duration).
+	// Default: "2m".
+	// Example: "5m".
 	TFTPMaxTransferTime string `json:"tftp_max_transfer_time,omitempty"`
 }
 

@@ -16,7 +16,7 @@
 //	pki/ca.crt pki/server.crt pki/*.key   sealroot CA and server certificate (sealroot pki init)
 //	secrets.age.key                       age identity for secrets at rest
 //	state.db                              bbolt store: machines, secrets
-//	audit.log                             append-only decisions, JSON lines
+//	audit.log audit.log.N                 append-only decisions, JSON lines; rotated by size (config "audit")
 //	images/                               base images (package image; config "images")
 //	volumes/                              machines' volumes (package volume; config "volumes")
 //	iscsi/                                iSCSI targets' records, encrypted (package rootiscsi)
@@ -29,10 +29,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -53,62 +55,126 @@ import (
 
 // Config is the daemon's configuration, read from a JSON file and flags.
 type Config struct {
-	// StateDir holds keys, the database and the audit log.
+	// LogLevel is the daemon's log level: trace, debug, info, warn or
+	// error (--log-level overrides it; SIGHUP rereads it).
+	// Default: "info".
+	// Example: "debug".
+	LogLevel string `json:"log_level,omitempty"`
+	// StateDir holds keys, the database and the audit log (absolute
+	// path; --state-dir overrides it).
+	// Default: "/var/lib/sealroot".
+	// Example: "/srv/sealroot".
 	StateDir string `json:"state_dir"`
-	// AttestAddr is the UDP address of the QUIC attestation service.
+	// AttestAddr is the UDP address of the QUIC attestation service
+	// (--attest-addr overrides it).
+	// Default: ":4433".
+	// Example: "192.168.1.10:4433".
 	AttestAddr string `json:"attest_addr"`
-	// AdminSocket is the admin API's Unix socket (root only).
+	// AdminSocket is the admin API's Unix socket (root only; --socket
+	// overrides it).
+	// Default: "/run/sealroot/admin.sock".
+	// Example: "/run/sealroot/admin.sock".
 	AdminSocket string `json:"admin_socket"`
 	// EKCABundle lists PEM files or directories of TPM vendor CAs, trusted
 	// as roots, in addition to those `sealroot ek import` put in
-	// <StateDir>/ek. With neither, EK certificates are not checked against
+	// <state_dir>/ek. With neither, EK certificates are not checked against
 	// a manufacturer (only against the EK's key); approval of the EK
 	// fingerprint is the only identity check.
+	// Default: [] (none).
+	// Example: ["/etc/sealroot/ek-ca"].
 	EKCABundle []string `json:"ek_ca_bundle,omitempty"`
 	// RequireEKCert refuses TPMs without an EK certificate (in NV, in the
-	// cache <StateDir>/ek/certs, or from a configured vendor service).
+	// cache <state_dir>/ek/certs, or from a configured vendor service).
+	// Default: false.
+	// Example: true.
 	RequireEKCert bool `json:"require_ek_cert,omitempty"`
-	// EKCertIntelURL and EKCertAMDURL are the base URLs of Intel's and
-	// AMD's EK certificate services (ekcert.IntelServiceURL,
-	// ekcert.AMDServiceURL, or a mirror), asked for the certificate of a
-	// TPM that has none in NV. Empty (default): not asked, nothing leaves
-	// the site; `sealroot ek import` fills the cache instead.
+	// EKCertIntelURL is the base URL of Intel's EK certificate service
+	// (ekcert.IntelServiceURL, or a mirror), asked for the certificate of
+	// a TPM that has none in NV. Empty: not asked, nothing leaves the
+	// site; `sealroot ek import` fills the cache instead.
+	// Default: "" (not asked).
+	// Example: "https://ekop.intel.com/ekcertservice/".
 	EKCertIntelURL string `json:"ek_cert_intel_url,omitempty"`
-	EKCertAMDURL   string `json:"ek_cert_amd_url,omitempty"`
+	// EKCertAMDURL is the base URL of AMD's EK certificate service
+	// (ekcert.AMDServiceURL, or a mirror), as ek_cert_intel_url.
+	// Default: "" (not asked).
+	// Example: "https://ftpm.amd.com/pki/aia/".
+	EKCertAMDURL string `json:"ek_cert_amd_url,omitempty"`
 	// RequireSecureBoot refuses machines whose quoted event log does not
 	// show UEFI Secure Boot on (PCR 7 SecureBoot = 1); legacy BIOS machines
-	// are refused too. Default off.
+	// are refused too.
+	// Default: false.
+	// Example: true.
 	RequireSecureBoot bool `json:"require_secure_boot,omitempty"`
-	// Boot configures the network boot services; nil disables them.
+	// Boot configures the network boot services (ProxyDHCP or DHCP, TFTP,
+	// HTTP); absent: none run.
 	Boot *BootConfig `json:"boot,omitempty"`
-	// Tunnel configures the per-machine WireGuard root link; nil: none.
+	// Tunnel configures the per-machine WireGuard root link; absent: no
+	// tunnel.
 	Tunnel *TunnelConfig `json:"tunnel,omitempty"`
-	// RootTransport is "wireguard" (default; agents must send a WireGuard
-	// key) or "plain" (trusted labs: roots over the plain LAN). It
-	// matters only with Tunnel.
+	// RootTransport is "wireguard" (agents must send a WireGuard key) or
+	// "plain" (trusted labs: roots over the plain LAN). It matters only
+	// with a tunnel section.
+	// Default: "wireguard".
+	// Example: "plain".
 	RootTransport string `json:"root_transport,omitempty"`
-	// Images and Volumes place the image store and the machines'
-	// volumes; nil: under StateDir.
-	Images  *ImagesConfig  `json:"images,omitempty"`
+	// Images places the image store; absent: under state_dir.
+	Images *ImagesConfig `json:"images,omitempty"`
+	// Volumes places the machines' copy-on-write volumes; absent: under
+	// state_dir.
 	Volumes *VolumesConfig `json:"volumes,omitempty"`
-	// ISCSI serves machines their iSCSI roots; nil: no iSCSI.
+	// ISCSI serves machines their iSCSI roots; absent: no iSCSI.
 	ISCSI *ISCSIConfig `json:"iscsi,omitempty"`
-	// NFS serves machines their NFSv4 and volatile roots; nil: none.
+	// NFS serves machines their NFSv4 and volatile roots through a
+	// supervised nfs-ganesha; absent: none.
 	NFS *NFSConfig `json:"nfs,omitempty"`
-	// LowSpaceWarnBytes: the server warns in its log while the state
-	// directory's filesystem has less free space than this (the audit log
-	// fails closed on a full disk: nothing is released). Default 256 MiB
-	// (DefaultLowSpace); negative: no warning.
+	// LowSpaceWarnBytes makes the server warn in its log while the state
+	// directory's filesystem has less free space than this many bytes
+	// (the audit log fails closed on a full disk: nothing is released);
+	// negative: no warning.
+	// Default: 268435456 (256 MiB, DefaultLowSpace).
+	// Example: 1073741824.
 	LowSpaceWarnBytes int64 `json:"low_space_warn_bytes,omitempty"`
 	// MetricsAddr is the TCP address of the Prometheus metrics and
 	// health endpoints (/metrics, /healthz, /readyz), e.g.
 	// "127.0.0.1:9477"; empty: not served. Never the admin socket, never
 	// on the tunnel: with Tunnel set it must name an IP address outside
 	// the tunnel prefix.
+	// Default: "" (not served).
+	// Example: "127.0.0.1:9477".
 	MetricsAddr string `json:"metrics_addr,omitempty"`
 	// Limits bound what unauthenticated clients of the attestation and
 	// boot services can hold (see LimitsConfig); nil: the defaults.
 	Limits *LimitsConfig `json:"limits,omitempty"`
+	// Audit sets the rotation of the audit log (<state_dir>/audit.log);
+	// absent: the defaults below.
+	Audit *AuditConfig `json:"audit,omitempty"`
+}
+
+// AuditConfig is the "audit" section: size-based rotation of the audit
+// log. No record is lost across a rotation.
+type AuditConfig struct {
+	// MaxSizeMB rotates audit.log to audit.log.1 (older files shift to .2
+	// and on) when a record would take it past this many MiB.
+	// Default: 100.
+	// Example: 20.
+	MaxSizeMB int `json:"max_size_mb,omitempty"`
+	// Keep is how many rotated files are kept; older ones are deleted.
+	// Default: 10.
+	// Example: 50.
+	Keep int `json:"keep,omitempty"`
+}
+
+// rotation is the audit log's rotation for a (possibly nil) section.
+func (a *AuditConfig) rotation() audit.Rotation {
+	r := audit.Rotation{MaxBytes: 100 << 20, Keep: 10}
+	if a != nil && a.MaxSizeMB > 0 {
+		r.MaxBytes = int64(a.MaxSizeMB) << 20
+	}
+	if a != nil && a.Keep > 0 {
+		r.Keep = a.Keep
+	}
+	return r
 }
 
 // Defaults fills unset fields.
@@ -168,6 +234,11 @@ type Server struct {
 	metricsLn  net.Listener   // nil without Config.MetricsAddr
 
 	closers []func() error // the cleanup stack; Close runs it backwards
+
+	live   *live      // what Reload changes
+	bootIP netip.Addr // boot.server_ip, once the boot services run
+	readyc chan struct{} // closed once Serve serves (Ready)
+	leaf   *x509.Certificate // the served certificate, for its dates
 }
 
 // Addrs are the addresses a Server listens on.
@@ -194,7 +265,8 @@ func New(ctx context.Context, cfg Config, logger hclog.Logger) (_ *Server, err e
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
-	s := &Server{cfg: cfg, logger: logger, events: new(events.Bus)}
+	s := &Server{cfg: cfg, logger: logger, events: new(events.Bus), live: new(live), readyc: make(chan struct{})}
+	s.live.setPredictor(bootPredictor(cfg.Boot, cfg.StateDir))
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -210,6 +282,10 @@ func New(ctx context.Context, cfg Config, logger hclog.Logger) (_ *Server, err e
 	if err != nil {
 		return nil, fmt.Errorf("load server certificate (run `sealroot pki init` first): %w", err)
 	}
+	leaf, err := pki.ServerLeaf(cert)
+	if err != nil {
+		return nil, fmt.Errorf("server certificate: %w", err)
+	}
 	box, err := secrets.LoadOrCreate(filepath.Join(cfg.StateDir, "secrets.age.key"))
 	if err != nil {
 		return nil, fmt.Errorf("secrets identity: %w", err)
@@ -222,7 +298,7 @@ func New(ctx context.Context, cfg Config, logger hclog.Logger) (_ *Server, err e
 		return nil, err
 	}
 	s.onClose(s.store.Close)
-	auditLog, err := audit.Open(filepath.Join(cfg.StateDir, "audit.log"))
+	auditLog, err := audit.OpenRotating(filepath.Join(cfg.StateDir, "audit.log"), cfg.Audit.rotation())
 	if err != nil {
 		return nil, fmt.Errorf("audit log: %w", err)
 	}
@@ -237,7 +313,11 @@ func New(ctx context.Context, cfg Config, logger hclog.Logger) (_ *Server, err e
 		if s.tunnel, err = newTunnel(ctx, cfg.Tunnel, cfg.StateDir, s.store, logger); err != nil {
 			return nil, err
 		}
-		s.onClose(s.tunnel.Close)
+		s.onClose(func() error {
+			err := s.tunnel.Close()
+			logger.Info("tunnel down")
+			return err
+		})
 		if cfg.RootTransport == attest.TransportPlain {
 			logger.Warn("WARNING: root transport is plain: machines without a WireGuard key get their root over the unprotected LAN")
 		}
@@ -263,7 +343,7 @@ func New(ctx context.Context, cfg Config, logger hclog.Logger) (_ *Server, err e
 		RequireSecureBoot: cfg.RequireSecureBoot,
 		Logger:            logger,
 		RootTransport:     cfg.RootTransport,
-		Predictor:         bootPredictor(cfg.Boot, cfg.StateDir),
+		Predictor:         s.live,
 		Withdraw:          rs,
 		Limits:            s.limits.attest,
 		MaxSessions:       s.limits.maxExchanges,
@@ -279,6 +359,8 @@ func New(ctx context.Context, cfg Config, logger hclog.Logger) (_ *Server, err e
 		return nil, err
 	}
 	s.machines.SetAttestations(s.attest)
+	s.leaf = leaf
+	s.checkCertificate(time.Now())
 	return s, nil
 }
 
@@ -389,6 +471,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.services.add("admin api", s.cfg.AdminSocket, "unix socket")
 	s.services.addConfigured(&s.cfg)
 	run("attestation service", func() error { return s.attest.Serve(ctx, s.attestConn) })
+	run("certificate check", func() error { return s.watchCertificate(ctx) })
 	adminSrv := &api.Server{
 		Handler: api.NewHandler(s.machines, s.logger.Named("api"),
 			api.WithActorFunc(machines.WithActor),
@@ -431,7 +514,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.ready.Store(true)
 	defer s.ready.Store(false)
 	s.logger.Info("sealroot serving", "attest", s.attestConn.LocalAddr().String(), "admin", s.cfg.AdminSocket, "metrics", s.cfg.MetricsAddr)
+	close(s.readyc)
 	<-ctx.Done()
+	s.logger.Info("sealroot stopping: draining services")
 	wg.Wait()
 	close(errc)
 	return <-errc
@@ -473,3 +558,5 @@ func loadEKTrust(cfg *Config, logger hclog.Logger) (roots, intermediates *x509.C
 	}
 	return roots, intermediates, src, nil
 }
+// Ready is closed once Run has every listener up and serves.
+func (s *Server) Ready() <-chan struct{} { return s.readyc }

@@ -156,7 +156,8 @@ type SealrootOptions struct {
 	// certificates. The bundle is read once at start.
 	TPMs []*TPM
 	// Cmdline is the kernel command line of the boot script; default
-	// sealroot's ("console=ttyS0 panic=10").
+	// the lab's serial-only "console=ttyS0 panic=10" (sealroot's default
+	// adds the screen, console=tty0, which these VMs do not have).
 	Cmdline string
 	// Extra holds further top-level sections of the server configuration
 	// (server.Config as JSON), e.g. "tunnel" or "iscsi"; they are merged
@@ -286,9 +287,10 @@ func (s *Sealroot) writeConfig(lab *Lab, cmdline string, extra map[string]any) (
 			"router": SealrootIP,
 		},
 	}
-	if cmdline != "" {
-		boot["cmdline"] = cmdline
+	if cmdline == "" {
+		cmdline = defaultCmdline
 	}
+	boot["cmdline"] = cmdline
 	cfg := map[string]any{
 		"state_dir":    s.StateDir,
 		"attest_addr":  SealrootIP + ":" + SealrootAttestPort,

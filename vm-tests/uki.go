@@ -13,7 +13,8 @@ import (
 // prepends it to the command line the kernel sees and PCR 12 measures.
 const UKIName = "uki.efi"
 
-// defaultCmdline is the server's default kernel command line.
+// defaultCmdline is the lab's kernel command line: serial only (the VMs
+// have no screen; sealroot's default, server.DefaultCmdline, adds tty0).
 const defaultCmdline = "console=ttyS0 panic=10"
 
 // ukiOSRelease is the .osrel section of the UKIs the tests build.

@@ -151,6 +151,12 @@ type Hello struct {
 type Hints struct {
 	MACs       []string `json:"macs,omitempty"`
 	SMBIOSUUID string   `json:"smbios_uuid,omitempty"`
+	// SMBIOS system vendor, product name and serial number, as the
+	// machine's label shows them (DMI sys_vendor, product_name,
+	// product_serial).
+	Vendor  string `json:"vendor,omitempty"`
+	Product string `json:"product,omitempty"`
+	Serial  string `json:"serial,omitempty"`
 	Hostname   string   `json:"hostname,omitempty"`
 	Firmware   string   `json:"firmware,omitempty"` // "uefi" or "bios"
 	AgentVer   string   `json:"agent_version,omitempty"`

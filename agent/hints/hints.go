@@ -1,7 +1,7 @@
 // Package hints gathers the unauthenticated facts about a machine that the
 // agent sends along with its TPM identity (wire.Hints): MAC addresses of
-// the physical network interfaces, the SMBIOS system UUID and the firmware
-// type. Operators see them when approving a machine; the server never uses
+// the physical network interfaces, the SMBIOS system UUID, vendor, product
+// and serial number, and the firmware type. Operators see them when approving a machine; the server never uses
 // them for identity.
 //
 // It also reads the firmware's TPM event log from securityfs.
@@ -37,8 +37,32 @@ func Gather(sys string) wire.Hints {
 	return wire.Hints{
 		MACs:       MACs(sys),
 		SMBIOSUUID: SMBIOSUUID(sys),
+		Vendor:     dmi(sys, "sys_vendor"),
+		Product:    dmi(sys, "product_name"),
+		Serial:     dmi(sys, "product_serial"),
 		Firmware:   Firmware(sys),
 	}
+}
+
+// maxDMI bounds a DMI string; SMBIOS strings are short.
+const maxDMI = 64
+
+// dmi returns a DMI identity string (class/dmi/id/<name>), trimmed and
+// bounded, or "" when unreadable or a firmware placeholder.
+func dmi(sys, name string) string {
+	b, err := os.ReadFile(filepath.Join(sys, "class/dmi/id", name))
+	if err != nil {
+		return ""
+	}
+	s := strings.TrimSpace(string(b))
+	if len(s) > maxDMI {
+		s = s[:maxDMI]
+	}
+	switch strings.ToLower(s) {
+	case "to be filled by o.e.m.", "default string", "system serial number", "not specified", "none", "0":
+		return ""
+	}
+	return s
 }
 
 // MACs returns the sorted, distinct MAC addresses of the network interfaces

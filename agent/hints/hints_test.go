@@ -35,6 +35,9 @@ func TestGatherSynthetic(t *testing.T) {
 		"class/net/lo/address":                          "00:00:00:00:00:00\n",
 		"class/net/veth0/address":                       "aa:bb:cc:dd:ee:ff\n", // no device: virtual
 		"class/dmi/id/product_uuid":                     "4C4C4544-0042-3510-8051-B4C04F4E4E32\n",
+		"class/dmi/id/sys_vendor":                       "Intel(R) Client Systems\n",
+		"class/dmi/id/product_name":                     "NUC11TNHi5\n",
+		"class/dmi/id/product_serial":                   "To Be Filled By O.E.M.\n",
 		"firmware/efi/systab":                           "",
 		"kernel/security/tpm0/binary_bios_measurements": "\x00\x01log",
 	})
@@ -44,6 +47,9 @@ func TestGatherSynthetic(t *testing.T) {
 	}
 	if want := "4c4c4544-0042-3510-8051-b4c04f4e4e32"; h.SMBIOSUUID != want {
 		t.Errorf("SMBIOSUUID = %q, want %q", h.SMBIOSUUID, want)
+	}
+	if h.Vendor != "Intel(R) Client Systems" || h.Product != "NUC11TNHi5" || h.Serial != "" {
+		t.Errorf("vendor, product, serial = %q %q %q, want Intel(R) Client Systems, NUC11TNHi5 and no placeholder", h.Vendor, h.Product, h.Serial)
 	}
 	if h.Firmware != "uefi" {
 		t.Errorf("Firmware = %q, want uefi", h.Firmware)

@@ -26,6 +26,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -36,6 +37,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/sealroot/sealroot/agent"
 	"github.com/sealroot/sealroot/agent/attest"
+	"github.com/sealroot/sealroot/agent/console"
 	"github.com/sealroot/sealroot/agent/hints"
 	initiator "github.com/sealroot/sealroot/agent/iscsi"
 	"github.com/sealroot/sealroot/agent/root"
@@ -45,6 +47,7 @@ import (
 	"github.com/sealroot/sealroot/agent/sysinit"
 	"github.com/sealroot/sealroot/agent/tpm"
 	agenttunnel "github.com/sealroot/sealroot/agent/tunnel"
+	"github.com/sealroot/sealroot/version"
 	"github.com/sealroot/sealroot/wire"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 )
@@ -83,8 +86,19 @@ func main() {
 
 // halt reports err, reboots, and blocks forever if rebooting failed.
 func halt(ctx context.Context, err error) {
-	agent.Fail(ctx, os.Stdout, err, rebootDelay, sysinit.Reboot)
+	agent.Fail(ctx, consoles(), err, rebootDelay, sysinit.Reboot)
 	select {}
+}
+
+// consoles is every active kernel console (the screen and the serial
+// port with "console=ttyS0 console=tty0"), else stdout (/dev/console).
+func consoles() io.Writer {
+	w, err := console.Open("/sys", "/dev")
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "sealroot: %v; writing to /dev/console only\n", err)
+		return os.Stdout
+	}
+	return w
 }
 
 func run(ctx context.Context, pid1 bool, configPath, tpmPath string) error {
@@ -96,7 +110,12 @@ func run(ctx context.Context, pid1 bool, configPath, tpmPath string) error {
 			fmt.Fprintf(os.Stderr, "sealroot: console: %v\n", err) // keep the inherited stdio
 		}
 	}
-	log := hclog.New(&hclog.LoggerOptions{Name: "sealroot", Output: os.Stderr, Level: hclog.Info})
+	var out, logOut io.Writer = os.Stdout, os.Stderr
+	if pid1 {
+		out = consoles()
+		logOut = out
+	}
+	log := hclog.New(&hclog.LoggerOptions{Name: "sealroot", Output: logOut, Level: hclog.Info})
 	cfg, err := agent.LoadConfig(configPath)
 	if err != nil {
 		return err
@@ -111,14 +130,14 @@ func run(ctx context.Context, pid1 bool, configPath, tpmPath string) error {
 	// the CRNG is seeded.
 	wg := &wgKey{}
 	attester := attesterFunc(func(ctx context.Context) (*wire.Payload, error) {
-		a, err := newAttester(cfg, t, wg, log)
+		a, err := newAttester(cfg, t, wg, out, log)
 		if err != nil {
 			return nil, fmt.Errorf("attestation client: %w", err)
 		}
 		return a.Attest(ctx)
 	})
 	return agent.Run(ctx, cfg, agent.Deps{
-		Console:  os.Stdout,
+		Console:  out,
 		Logger:   log,
 		Random:   t.Random,
 		Attester: attester,
@@ -160,14 +179,14 @@ func (f attesterFunc) Attest(ctx context.Context) (*wire.Payload, error) { retur
 
 // newAttester builds the attestation client: the TPM's EK and AK, the
 // machine's hints and event log, and the pinned sealroot CA.
-func newAttester(cfg *agent.Config, t *tpm.TPM, wg *wgKey, log hclog.Logger) (agent.Attester, error) {
+func newAttester(cfg *agent.Config, t *tpm.TPM, wg *wgKey, out io.Writer, log hclog.Logger) (agent.Attester, error) {
 	roots, err := cfg.CertPool()
 	if err != nil {
 		return nil, err
 	}
 	h := hints.Gather("/sys")
-	h.AgentVer = version
-	return &tpmAttester{cfg: cfg, tpm: t, roots: roots, hints: h, wg: wg, log: log}, nil
+	h.AgentVer = version.String()
+	return &tpmAttester{cfg: cfg, tpm: t, roots: roots, hints: h, wg: wg, out: out, log: log}, nil
 }
 
 // wgKey is this boot's WireGuard key: made after the entropy step, its
@@ -197,9 +216,6 @@ func (k *wgKey) up(ctx context.Context, plan *wire.TunnelPlan) error {
 	return agenttunnel.Up(ctx, plan, k.priv)
 }
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
-
 // tpmAttester runs the attestation with keys loaded for this attempt only.
 type tpmAttester struct {
 	cfg   *agent.Config
@@ -207,6 +223,7 @@ type tpmAttester struct {
 	roots *x509.CertPool
 	hints wire.Hints
 	wg    *wgKey
+	out   io.Writer // status lines: every console
 	log   hclog.Logger
 }
 
@@ -237,7 +254,7 @@ func (a *tpmAttester) Attest(ctx context.Context) (*wire.Payload, error) {
 	if err != nil {
 		return nil, err
 	}
-	res, err := c.Attest(ctx, os.Stdout)
+	res, err := c.Attest(ctx, a.out)
 	if err != nil {
 		return nil, err
 	}

@@ -80,6 +80,9 @@ type Log struct {
 	syncing                  bool // an fsync is running
 	syncErr                  error
 	onRecord                 func(Entry) // see OnRecord
+
+	rot    Rotation // rotate.go
+	rotErr error    // last failed rotation
 }
 
 // Open opens the log at path for appending, creating it with mode 0600.
@@ -157,6 +160,9 @@ func (l *Log) Record(e Entry) error {
 	if l.closed {
 		return ErrClosed
 	}
+	if err := l.rotateLocked(len(line)); err != nil {
+		l.rotErr = err // the record goes on into the current file
+	}
 	if err := l.appendLocked(line); err != nil {
 		return fmt.Errorf("%w: %w", ErrNotWritten, err) // err names the file
 	}
@@ -196,9 +202,9 @@ func (l *Log) syncLocked(n uint64) error {
 			continue
 		}
 		l.syncing = true
-		upTo := l.written
+		upTo, f := l.written, l.f // a rotation waits for this fsync
 		l.mu.Unlock()
-		err := l.f.Sync()
+		err := f.Sync()
 		l.mu.Lock()
 		l.syncing = false
 		if err != nil {

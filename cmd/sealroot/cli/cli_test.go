@@ -29,7 +29,7 @@ func testMachines() []*store.Machine {
 	return []*store.Machine{
 		{ID: idA, Name: "web1", State: store.StateApproved, Policy: store.PolicyPinned,
 			EKPublic: []byte("ek-a"), Approved: &store.BootState{PCRs: pcrs},
-			Hints:    wire.Hints{Hostname: "web1", MACs: []string{"52:54:00:12:34:56"}, Firmware: "uefi"},
+			Hints:    wire.Hints{Hostname: "web1", MACs: []string{"52:54:00:12:34:56"}, Firmware: "uefi", AgentVer: "1.2.0 (commit 0123456789ab)"},
 			LastSeen: seen, LastAddress: "10.0.0.5", BootCount: 42},
 		{ID: idB, State: store.StateNeedsReapproval, Policy: store.PolicyPinned,
 			Hints:    wire.Hints{Hostname: "evil\x1b[2Jhost"},
@@ -102,6 +102,7 @@ func TestMachineShow(t *testing.T) {
 		"State:          approved\n", "ID:             " + idA + "\n", "Name:           web1\n",
 		"EK fingerprint: sha256:", "Policy:         pinned\n",
 		"Hints:          hostname=web1 mac=52:54:00:12:34:56 firmware=uefi\n",
+		"Agent:          1.2.0 (commit 0123456789ab)\n",
 		"Last seen:      2026-03-04T05:06:07Z from 10.0.0.5\n", "Boot count:     42\n",
 		"Pinned PCRs:\n   0: abababababababab…\n   7: 0707070707070707…\n",
 	} {

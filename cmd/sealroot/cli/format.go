@@ -34,6 +34,7 @@ func writeMachine(w io.Writer, m *api.Machine, link *api.RootLink) error {
 	field("Root", formatRoot(m))
 	writeRootLink(field, m, link)
 	field("Hints", formatHints(m))
+	field("Agent", orDash(safe(m.Hints.AgentVer)))
 	lastSeen := formatTime(m.LastSeen)
 	if m.LastAddress != "" {
 		lastSeen += " from " + safe(m.LastAddress)
@@ -194,8 +195,10 @@ func formatHints(m *api.Machine) string {
 	add("hostname", h.Hostname)
 	add("mac", strings.Join(h.MACs, ","))
 	add("smbios-uuid", h.SMBIOSUUID)
+	add("vendor", h.Vendor)
+	add("product", h.Product)
+	add("serial", h.Serial)
 	add("firmware", h.Firmware)
-	add("agent", h.AgentVer)
 	if len(parts) == 0 {
 		return "-"
 	}

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,7 +10,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sealroot/sealroot/initramfs"
+	"github.com/sealroot/sealroot/initramfs/embedded"
 	"github.com/sealroot/sealroot/uki"
+	"github.com/sealroot/sealroot/version"
 )
 
 type initramfsBuildArgs struct {
@@ -50,28 +53,35 @@ The last line of output is "initramfs: <path> <bytes> bytes".`,
 	f := build.Flags()
 	f.StringVarP(&args.out, "out", "o", "", "output `file` (default build/initramfs.cpio plus .gz, .zst or .xz)")
 	f.StringVar(&args.agent, "agent", "", "prebuilt static agent `binary` (default: build --agent-pkg)")
-	f.StringVar(&args.agentPkg, "agent-pkg", "./cmd/sealroot-agent", "agent Go `package` to build")
+	f.StringVar(&args.agentPkg, "agent-pkg", "./cmd/sealroot-agent", "agent Go `package` to build (default: the agent embedded in a packaged sealroot, else this package)")
 	f.StringVar(&args.initPkg, "init-pkg", "./cmd/sealroot-init", "first-stage `package` that seeds the CRNG from the TPM and runs the agent (\"\" = the agent is /init)")
 	f.StringVar(&args.agentConfig, "agent-config", "", "agent configuration JSON `file` (public data only)")
-	f.StringVar(&args.cacheDir, "kernel-cache", "build/cache", "kernel download cache `dir`")
+	f.StringVar(&args.cacheDir, "kernel-cache", defaultKernelCache(), "kernel download cache `dir`")
 	f.StringVar(&args.modulesRoot, "modules-root", "", "root `dir` with lib/modules/<kver> (default: fetch Debian's kernel)")
 	f.StringVar(&args.kernelVer, "kernel-version", "", "kernel `release` under --modules-root")
 	f.StringSliceVar(&args.modules, "modules", initramfs.DefaultModules(), "modules to ship with their dependencies")
 	f.StringVar(&args.compression, "compression", initramfs.DefaultCompression, "gzip, zstd, xz or none")
 	f.StringVar(&args.uki, "uki", "", "also write a unified kernel image (kernel + initramfs + command line) to `file`")
 	f.StringVar(&args.ukiKernel, "uki-kernel", "", "kernel `file` for --uki (default: the fetched Debian kernel)")
-	f.StringVar(&args.ukiCmdline, "uki-cmdline", "console=ttyS0 panic=10", "built-in command line of the UKI (iPXE's script line replaces it unless Secure Boot is on)")
+	f.StringVar(&args.ukiCmdline, "uki-cmdline", "console=ttyS0 console=tty0 panic=10", "built-in command line of the UKI (iPXE's script line replaces it unless Secure Boot is on)")
 	f.StringVar(&args.ukiStub, "uki-stub", uki.DefaultStub, "systemd EFI stub `file` (Debian systemd-boot-efi)")
 	return newGroupCmd("initramfs", "Build the boot initramfs", build)
 }
 
 func runInitramfsBuild(c *cobra.Command, e *env, args initramfsBuildArgs) error {
+	_, err := buildInitramfs(c, e, args)
+	return err
+}
+
+// buildInitramfs builds as args say; the kernel is the fetched Debian
+// kernel, nil with --modules-root.
+func buildInitramfs(c *cobra.Command, e *env, args initramfsBuildArgs) (*initramfs.Kernel, error) {
 	ext, ok := initramfsExt[args.compression]
 	if !ok {
-		return usagef(c, "unknown --compression %q", args.compression)
+		return nil, usagef(c, "unknown --compression %q", args.compression)
 	}
 	if (args.modulesRoot == "") != (args.kernelVer == "") {
-		return usagef(c, "--modules-root and --kernel-version go together")
+		return nil, usagef(c, "--modules-root and --kernel-version go together")
 	}
 	if args.out == "" {
 		args.out = "build/initramfs.cpio" + ext
@@ -90,55 +100,81 @@ func runInitramfsBuild(c *cobra.Command, e *env, args initramfsBuildArgs) error 
 	if args.modulesRoot == "" {
 		k, err := initramfs.FetchKernel(ctx, args.cacheDir)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		kernel, opts.ModulesRoot, opts.KernelVersion = k, k.ModulesRoot, k.Version
 	}
 	if args.agentConfig != "" {
 		b, err := os.ReadFile(args.agentConfig)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		opts.AgentConfig = b
 	}
+	flags := c.Flags()
 	if opts.AgentBinary == "" {
-		tmp, err := os.MkdirTemp("", "sealroot-agent-")
+		p, cleanup, err := agentBinary(ctx, log, "sealroot-agent", args.agentPkg, embedded.Agent(), !flags.Changed("agent-pkg"))
 		if err != nil {
-			return err
+			return nil, err
 		}
-		defer os.RemoveAll(tmp)
-		opts.AgentBinary = filepath.Join(tmp, "sealroot-agent")
-		log.Info("building agent", "package", args.agentPkg)
-		if err := initramfs.BuildAgent(ctx, args.agentPkg, opts.AgentBinary); err != nil {
-			return err
-		}
+		defer cleanup()
+		opts.AgentBinary = p
 	}
 	if args.initPkg != "" {
-		tmp, err := os.MkdirTemp("", "sealroot-init-")
+		p, cleanup, err := agentBinary(ctx, log, "sealroot-init", args.initPkg, embedded.Init(), !flags.Changed("init-pkg"))
 		if err != nil {
-			return err
+			return nil, err
 		}
-		defer os.RemoveAll(tmp)
-		opts.InitBinary = filepath.Join(tmp, "sealroot-init")
-		log.Info("building first stage", "package", args.initPkg)
-		if err := initramfs.BuildAgent(ctx, args.initPkg, opts.InitBinary); err != nil {
-			return err
-		}
+		defer cleanup()
+		opts.InitBinary = p
 	}
 	if args.uki != "" && args.ukiKernel == "" {
 		if kernel == nil {
-			return usagef(c, "--uki with --modules-root needs --uki-kernel")
+			return nil, usagef(c, "--uki with --modules-root needs --uki-kernel")
 		}
 		args.ukiKernel = kernel.VMLinuz
 	}
 	res, err := writeInitramfs(c, opts, args.out)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := printInitramfs(e, args.out, kernel, res); err != nil || args.uki == "" {
-		return err
+		return kernel, err
 	}
-	return writeUKI(e, args)
+	return kernel, writeUKI(e, args)
+}
+
+// defaultKernelCache is build/cache in a checkout, /var/cache/sealroot in
+// a packaged sealroot (which embeds the agent).
+func defaultKernelCache() string {
+	if embedded.Agent() != nil {
+		return "/var/cache/sealroot"
+	}
+	return "build/cache"
+}
+
+// agentBinary writes the binary embedded in this sealroot (a package
+// build) to a temporary file when it has one and useEmbedded, else builds
+// pkg from source (needs Go and the checkout). cleanup removes the file.
+func agentBinary(ctx context.Context, log hclog.Logger, name, pkg string, emb []byte, useEmbedded bool) (string, func(), error) {
+	tmp, err := os.MkdirTemp("", name+"-")
+	if err != nil {
+		return "", nil, err
+	}
+	cleanup := func() { os.RemoveAll(tmp) }
+	p := filepath.Join(tmp, name)
+	if len(emb) > 0 && useEmbedded {
+		log.Info("using the embedded binary", "binary", name, "version", version.String())
+		err = os.WriteFile(p, emb, 0o755)
+	} else {
+		log.Info("building from source", "binary", name, "package", pkg)
+		err = initramfs.BuildAgent(ctx, pkg, p)
+	}
+	if err != nil {
+		cleanup()
+		return "", nil, err
+	}
+	return p, cleanup, nil
 }
 
 // writeUKI joins the kernel, the initramfs just built and the command line

@@ -2,6 +2,8 @@ package cli
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -17,12 +19,7 @@ import (
 func newMachineCmd(e *env) *cobra.Command {
 	var yes bool
 	return newGroupCmd("machine", "Inspect, approve and revoke machines",
-		&cobra.Command{
-			Use:   "list",
-			Short: "List machines",
-			Args:  exactArgs(0),
-			RunE:  func(c *cobra.Command, _ []string) error { return runMachineList(c, e) },
-		},
+		newMachineListCmd(e),
 		&cobra.Command{
 			Use:   "show MACHINE",
 			Short: "Show a machine's record and boot state",
@@ -85,10 +82,33 @@ func newMachineCmd(e *env) *cobra.Command {
 	)
 }
 
-func runMachineList(c *cobra.Command, e *env) error {
+func newMachineListCmd(e *env) *cobra.Command {
+	var pending bool
+	c := &cobra.Command{
+		Use:   "list",
+		Short: "List machines",
+		Long: `List machines. With --pending, only those waiting for approval, with what
+matches them to a box: MAC addresses, IP address, SMBIOS vendor, product and
+serial number, first and last seen, and the fingerprint the machine's screen
+shows. Pending machines claiming the same MAC, serial or SMBIOS UUID are
+flagged: hints are unauthenticated.`,
+		Args: exactArgs(0),
+		RunE: func(c *cobra.Command, _ []string) error { return runMachineList(c, e, pending) },
+	}
+	c.Flags().BoolVar(&pending, "pending", false, "only machines waiting for approval, with their hardware hints")
+	return c
+}
+
+func runMachineList(c *cobra.Command, e *env, pending bool) error {
 	ms, err := e.client().Machines(c.Context())
 	if err != nil {
 		return err
+	}
+	if pending {
+		ms = slices.DeleteFunc(ms, func(m *api.Machine) bool { return m.State != api.StatePending })
+	}
+	if pending && !e.JSON {
+		return writePending(e, ms)
 	}
 	if e.JSON {
 		if ms == nil {
@@ -131,7 +151,9 @@ func newMachineApproveCmd(e *env) *cobra.Command {
 		Use:   "approve MACHINE",
 		Short: "Approve a pending machine, pinning the boot state it reported",
 		Long: `Approve a pending or needs-reapproval machine: pin the boot state it last
-reported and release its credentials from its next boot on.`,
+reported and release its credentials from its next boot on. MACHINE is the
+fingerprint the machine's screen shows (or a unique prefix of it, at least
+8 hex digits; an ambiguous prefix is refused), or the machine's name.`,
 		Args: exactArgs(1),
 		RunE: func(c *cobra.Command, pos []string) error { return runMachineApprove(c, e, pos[0], args) },
 	}
@@ -141,6 +163,7 @@ reported and release its credentials from its next boot on.`,
 }
 
 func runMachineApprove(c *cobra.Command, e *env, ref string, args machineApproveArgs) error {
+	ref = strings.TrimPrefix(ref, "sha256:") // as machine show prints the fingerprint
 	policy := api.Policy(args.policy)
 	if !policy.Valid() {
 		return usagef(c, "--policy must be one of %v, not %q", api.Policies, args.policy)

@@ -22,7 +22,7 @@ type pkiInitArgs struct {
 	stateDir string
 	dns      []string
 	ips      []net.IP
-	force    bool
+	newCA    bool
 }
 
 func newPKICmd(e *env) *cobra.Command {
@@ -33,7 +33,10 @@ func newPKICmd(e *env) *cobra.Command {
 		Long: `Create sealroot's CA and a server certificate signed by it in
 <state-dir>/pki. The server certificate names the --dns and --ip addresses
 agents use to reach the server (default: localhost, 127.0.0.1 and ::1).
-Give ca.crt to the agents. An existing CA is kept unless --force.`,
+The CA is built into every initramfs (agents pin it). An existing CA is
+never replaced unless --new-ca; then every initramfs must be rebuilt and
+every machine rebooted with it. To extend or change the server certificate
+with the same CA, use "sealroot pki renew".`,
 		Args: exactArgs(0),
 		RunE: func(c *cobra.Command, _ []string) error { return runPKIInit(e, args) },
 	}
@@ -41,18 +44,23 @@ Give ca.crt to the agents. An existing CA is kept unless --force.`,
 	f.StringVar(&args.stateDir, "state-dir", DefaultStateDir, "sealroot state `dir`")
 	f.StringSliceVar(&args.dns, "dns", nil, "server DNS `name` (repeatable)")
 	f.IPSliceVar(&args.ips, "ip", nil, "server IP `address` (repeatable)")
-	f.BoolVar(&args.force, "force", false, "replace an existing CA; agents must get the new ca.crt")
-	return newGroupCmd("pki", "Manage sealroot's certificate authority", initCmd)
+	f.BoolVar(&args.newCA, "new-ca", false, "replace an existing CA (every initramfs must then be rebuilt)")
+	return newGroupCmd("pki", "Manage sealroot's certificate authority", initCmd, newPKIRenewCmd(e), newPKIStatusCmd(e))
 }
 
 func runPKIInit(e *env, args pkiInitArgs) error {
 	dir := pkiDir(args.stateDir)
-	err := pki.Init(dir, pki.InitOptions{DNSNames: args.dns, IPs: args.ips, Force: args.force})
+	err := pki.Init(dir, pki.InitOptions{DNSNames: args.dns, IPs: args.ips, NewCA: args.newCA})
 	if errors.Is(err, pki.ErrExists) {
-		return fmt.Errorf("%w; use --force to replace it", err)
+		return fmt.Errorf("%w: kept. To renew the server certificate: sealroot pki renew. "+
+			"To replace the CA (every initramfs must then be rebuilt): --new-ca", err)
 	}
 	if err != nil {
 		return err
+	}
+	if args.newCA {
+		fmt.Fprintf(e.Stderr, "WARNING: a new CA was made (if one existed, it is gone). Agents pin the CA: rebuild every initramfs (and UKI) with the new %s, put them where serve reads them, and reboot every machine.\n",
+			filepath.Join(dir, pki.CACertFile))
 	}
 	caCert := filepath.Join(dir, pki.CACertFile)
 	serverCert := filepath.Join(dir, pki.ServerCertFile)

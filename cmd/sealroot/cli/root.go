@@ -26,6 +26,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sealroot/sealroot/server/api/client"
+	"github.com/sealroot/sealroot/version"
 )
 
 // DefaultSocket is where sealroot serve listens for the admin API.
@@ -92,11 +93,16 @@ func newRootCmd(e *env) *cobra.Command {
 		newInitramfsCmd,
 		newUserCmd,
 		newServeCmd,
+		newVersionCmd,
+		newConfigCmd,
+		newSetupCmd,
 	}
 	root := newGroupCmd("sealroot", "Attested network boot for diskless machines")
 	root.SilenceErrors = true
 	root.SilenceUsage = true
-	root.CompletionOptions.DisableDefaultCmd = true
+	root.CompletionOptions.HiddenDefaultCmd = true // "sealroot completion bash|zsh|fish": packaged completions
+	root.Version = version.String()
+	root.SetVersionTemplate("sealroot {{.Version}}\n")
 	root.SetIn(e.Stdin)
 	root.SetOut(e.Stdout)
 	root.SetErr(e.Stderr)

@@ -1,10 +1,10 @@
 package cli
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/spf13/cobra"
@@ -31,14 +31,25 @@ func newServeCmd(e *env) *cobra.Command {
 		Use:   "serve",
 		Short: "Run the sealroot daemon (attestation, admin API, boot services)",
 		Args:  exactArgs(0),
+		Long: `Run the sealroot daemon. The configuration file is checked whole before
+anything starts (see "sealroot config check"). SIGTERM and SIGINT stop it
+cleanly: services drained, nfs-ganesha stopped, tunnel down, admin socket
+removed. SIGHUP rereads the file and applies the log level and the boot
+settings (artifacts, kernel, initrd, UKI, command line); it logs the changes
+that need a restart. Under systemd (Type=notify) readiness is sent once every
+listener is up.`,
 		RunE: func(c *cobra.Command, _ []string) error {
+			// SIGHUP must not kill the daemon while it starts.
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
 			cfg, err := loadServeConfig(c, &a, e)
 			if err != nil {
-				return err
+				return configErrors(e, err)
 			}
 			logger := hclog.New(&hclog.LoggerOptions{
 				Name:       "sealroot",
-				Level:      hclog.LevelFromString(a.logLevel),
+				Level:      cfg.HCLogLevel(),
 				Output:     e.Stderr,
 				JSONFormat: a.logJSON,
 			})
@@ -46,8 +57,13 @@ func newServeCmd(e *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			defer srv.Close()
-			return srv.Run(c.Context())
+			reload := func() (*server.Config, error) { return loadServeConfig(c, &a, e) }
+			err = runDaemon(c.Context(), srv, hup, reload, logger)
+			if cerr := srv.Close(); cerr != nil {
+				logger.Error("stop", "error", cerr)
+			}
+			logger.Info("sealroot stopped")
+			return err
 		},
 	}
 	f := c.Flags()
@@ -57,26 +73,25 @@ func newServeCmd(e *env) *cobra.Command {
 	f.StringArrayVar(&a.ekCA, "ek-ca", nil, "TPM vendor CA `file or directory` for EK certificates (repeatable)")
 	f.BoolVar(&a.requireEKCert, "require-ek-cert", false, "refuse TPMs without an EK certificate")
 	f.StringVar(&a.metricsAddr, "metrics-addr", "", "TCP `address` for Prometheus /metrics, /healthz and /readyz (default: none)")
-	f.StringVar(&a.logLevel, "log-level", "info", "log `level`: trace, debug, info, warn, error")
+	f.StringVar(&a.logLevel, "log-level", "", "log `level`: trace, debug, info, warn, error (default: the config's log_level, else info)")
 	f.BoolVar(&a.logJSON, "log-json", false, "log as JSON lines")
 	return c
 }
 
-// loadServeConfig reads the config file, strictly, then applies set flags.
+// loadServeConfig reads and checks the whole config file (every mistake
+// at once), then applies set flags and checks the result again.
 func loadServeConfig(c *cobra.Command, a *serveArgs, e *env) (*server.Config, error) {
-	var cfg server.Config
+	cfg := &server.Config{}
 	if a.config != "" {
-		b, err := os.ReadFile(a.config)
-		if err != nil {
-			return nil, fmt.Errorf("read config: %w", err)
-		}
-		dec := json.NewDecoder(bytes.NewReader(b))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&cfg); err != nil {
-			return nil, fmt.Errorf("config %s: %w", a.config, err)
+		var err error
+		if cfg, err = server.LoadConfig(a.config); err != nil {
+			return nil, err
 		}
 	}
 	f := c.Flags()
+	if f.Changed("log-level") {
+		cfg.LogLevel = a.logLevel
+	}
 	if f.Changed("state-dir") {
 		cfg.StateDir = a.stateDir
 	}
@@ -95,5 +110,8 @@ func loadServeConfig(c *cobra.Command, a *serveArgs, e *env) (*server.Config, er
 	if e.Socket != DefaultSocket || cfg.AdminSocket == "" {
 		cfg.AdminSocket = e.Socket
 	}
-	return &cfg, nil
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("configuration with flags:\n%w", err)
+	}
+	return cfg, nil
 }

@@ -1,0 +1,5 @@
+//go:build !sealroot_embed
+
+package embedded
+
+var agent, initBin []byte

@@ -1,0 +1,11 @@
+//go:build sealroot_embed
+
+package embedded
+
+import _ "embed"
+
+//go:embed bin/sealroot-agent
+var agent []byte
+
+//go:embed bin/sealroot-init
+var initBin []byte
