@@ -9,10 +9,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 )
 
-// DefaultLowSpace is the free space on the state directory's filesystem
-// below which the server warns (Config.LowSpaceWarnBytes).
-const DefaultLowSpace = 256 << 20
-
 // Space checks: how often, and how often a warning repeats while space
 // stays low.
 const (

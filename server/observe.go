@@ -12,6 +12,7 @@ import (
 
 	"github.com/sealroot/sealroot/pki"
 	"github.com/sealroot/sealroot/server/attest"
+	"github.com/sealroot/sealroot/server/config"
 	"github.com/sealroot/sealroot/server/metrics"
 	"github.com/sealroot/sealroot/server/store"
 )
@@ -19,7 +20,7 @@ import (
 // checkMetricsAddr refuses a metrics address the tunnel could reach: one
 // inside the tunnel prefix, or, with a tunnel, one without an explicit
 // host (a wildcard listener answers on the tunnel interface too).
-func checkMetricsAddr(cfg *Config) error {
+func checkMetricsAddr(cfg *config.Config) error {
 	if cfg.MetricsAddr == "" {
 		return nil
 	}
@@ -43,7 +44,7 @@ func checkMetricsAddr(cfg *Config) error {
 
 // newMetrics returns the daemon's metrics over s's parts, which it reads
 // only at scrapes (after New has set them).
-func newMetrics(cfg *Config, db store.Store, s *Server) *metrics.Metrics {
+func newMetrics(cfg *config.Config, db store.Store, s *Server) *metrics.Metrics {
 	fileSize := func(name string) func() (int64, error) {
 		return func() (int64, error) {
 			fi, err := os.Stat(filepath.Join(cfg.StateDir, name))

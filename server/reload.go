@@ -6,15 +6,17 @@ import (
 	"sync/atomic"
 
 	"github.com/sealroot/sealroot/server/attest"
+	"github.com/sealroot/sealroot/server/boot"
 	boothttp "github.com/sealroot/sealroot/server/boot/http"
+	"github.com/sealroot/sealroot/server/config"
 	"github.com/sealroot/sealroot/server/predict"
 )
 
 // live holds what SIGHUP changes without a restart: the boot settings the
 // HTTP service and the predictor read on every request.
 type live struct {
-	boot      atomic.Pointer[BootConfig]   // defaulted; nil without boot services
-	handler   atomic.Pointer[http.Handler] // boot HTTP handler for boot
+	boot      atomic.Pointer[config.BootConfig] // defaulted; nil without boot services
+	handler   atomic.Pointer[http.Handler]      // boot HTTP handler for boot
 	predictor atomic.Pointer[attest.Predictor]
 }
 
@@ -37,11 +39,11 @@ func (l *live) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // setBoot makes b (defaulted) the boot settings of the HTTP service.
-func (s *Server) setBoot(b *BootConfig, scripts boothttp.ScriptFunc) {
+func (s *Server) setBoot(b *config.BootConfig, scripts boothttp.ScriptFunc) {
 	h := boothttp.NewHandler(b.ArtifactsDir, scripts, s.logger)
 	s.live.boot.Store(b)
 	s.live.handler.Store(&h)
-	s.live.setPredictor(bootPredictor(b, s.cfg.StateDir))
+	s.live.setPredictor(boot.Predictor(b, s.cfg.StateDir))
 }
 
 // Reload applies next where it can without a restart: the log level, and
@@ -49,7 +51,7 @@ func (s *Server) setBoot(b *BootConfig, scripts boothttp.ScriptFunc) {
 // line (served from the next request on). It returns what it applied and
 // the JSON paths of the other changes, which need a restart; those keep
 // their running values. next must be valid (Validate).
-func (s *Server) Reload(next Config) (applied, needRestart []string) {
+func (s *Server) Reload(next config.Config) (applied, needRestart []string) {
 	next.Defaults()
 	cur := s.cfg
 	if next.LogLevel != cur.LogLevel {
@@ -61,11 +63,11 @@ func (s *Server) Reload(next Config) (applied, needRestart []string) {
 
 	if b := s.live.boot.Load(); b != nil && next.Boot != nil {
 		nb := *next.Boot
-		nb.defaults(next.StateDir)
+		nb.Defaults(next.StateDir)
 		if restart := bootRestartFields(b, &nb); len(restart) > 0 {
 			needRestart = append(needRestart, restart...)
 		} else if !reflect.DeepEqual(*b, nb) {
-			s.setBoot(&nb, bootScripts(&nb, s.bootIP, nb.ukiBuilder(), s.logger))
+			s.setBoot(&nb, boot.Scripts(&nb, s.bootIP, boot.UKIBuilder(&nb), s.logger))
 			applied = append(applied, "boot")
 		}
 		cur.Boot, next.Boot = nil, nil
@@ -78,9 +80,9 @@ func (s *Server) Reload(next Config) (applied, needRestart []string) {
 
 // bootRestartFields lists the boot fields whose change needs new
 // listeners or a new DHCP service.
-func bootRestartFields(cur, next *BootConfig) []string {
+func bootRestartFields(cur, next *config.BootConfig) []string {
 	a, b := *cur, *next
-	for _, c := range []*BootConfig{&a, &b} { // the live fields
+	for _, c := range []*config.BootConfig{&a, &b} { // the live fields
 		c.ArtifactsDir, c.Kernel, c.Initrd, c.UKI, c.Cmdline = "", "", "", "", ""
 	}
 	var out []string

@@ -42,6 +42,8 @@ import (
 	"github.com/sealroot/sealroot/server/api"
 	"github.com/sealroot/sealroot/server/attest"
 	"github.com/sealroot/sealroot/server/audit"
+	"github.com/sealroot/sealroot/server/boot"
+	"github.com/sealroot/sealroot/server/config"
 	"github.com/sealroot/sealroot/server/ekcert"
 	"github.com/sealroot/sealroot/server/events"
 	"github.com/sealroot/sealroot/server/history"
@@ -52,146 +54,6 @@ import (
 	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/server/tunnel"
 )
-
-// Config is the daemon's configuration, read from a JSON file and flags.
-type Config struct {
-	// LogLevel is the daemon's log level: trace, debug, info, warn or
-	// error (--log-level overrides it; SIGHUP rereads it).
-	// Default: "info".
-	// Example: "debug".
-	LogLevel string `json:"log_level,omitempty"`
-	// StateDir holds keys, the database and the audit log (absolute
-	// path; --state-dir overrides it).
-	// Default: "/var/lib/sealroot".
-	// Example: "/srv/sealroot".
-	StateDir string `json:"state_dir"`
-	// AttestAddr is the UDP address of the QUIC attestation service
-	// (--attest-addr overrides it).
-	// Default: ":4433".
-	// Example: "192.168.1.10:4433".
-	AttestAddr string `json:"attest_addr"`
-	// AdminSocket is the admin API's Unix socket (root only; --socket
-	// overrides it).
-	// Default: "/run/sealroot/admin.sock".
-	// Example: "/run/sealroot/admin.sock".
-	AdminSocket string `json:"admin_socket"`
-	// EKCABundle lists PEM files or directories of TPM vendor CAs, trusted
-	// as roots, in addition to those `sealroot ek import` put in
-	// <state_dir>/ek. With neither, EK certificates are not checked against
-	// a manufacturer (only against the EK's key); approval of the EK
-	// fingerprint is the only identity check.
-	// Default: [] (none).
-	// Example: ["/etc/sealroot/ek-ca"].
-	EKCABundle []string `json:"ek_ca_bundle,omitempty"`
-	// RequireEKCert refuses TPMs without an EK certificate (in NV, in the
-	// cache <state_dir>/ek/certs, or from a configured vendor service).
-	// Default: false.
-	// Example: true.
-	RequireEKCert bool `json:"require_ek_cert,omitempty"`
-	// EKCertIntelURL is the base URL of Intel's EK certificate service
-	// (ekcert.IntelServiceURL, or a mirror), asked for the certificate of
-	// a TPM that has none in NV. Empty: not asked, nothing leaves the
-	// site; `sealroot ek import` fills the cache instead.
-	// Default: "" (not asked).
-	// Example: "https://ekop.intel.com/ekcertservice/".
-	EKCertIntelURL string `json:"ek_cert_intel_url,omitempty"`
-	// EKCertAMDURL is the base URL of AMD's EK certificate service
-	// (ekcert.AMDServiceURL, or a mirror), as ek_cert_intel_url.
-	// Default: "" (not asked).
-	// Example: "https://ftpm.amd.com/pki/aia/".
-	EKCertAMDURL string `json:"ek_cert_amd_url,omitempty"`
-	// RequireSecureBoot refuses machines whose quoted event log does not
-	// show UEFI Secure Boot on (PCR 7 SecureBoot = 1); legacy BIOS machines
-	// are refused too.
-	// Default: false.
-	// Example: true.
-	RequireSecureBoot bool `json:"require_secure_boot,omitempty"`
-	// Boot configures the network boot services (ProxyDHCP or DHCP, TFTP,
-	// HTTP); absent: none run.
-	Boot *BootConfig `json:"boot,omitempty"`
-	// Tunnel configures the per-machine WireGuard root link; absent: no
-	// tunnel.
-	Tunnel *TunnelConfig `json:"tunnel,omitempty"`
-	// RootTransport is "wireguard" (agents must send a WireGuard key) or
-	// "plain" (trusted labs: roots over the plain LAN). It matters only
-	// with a tunnel section.
-	// Default: "wireguard".
-	// Example: "plain".
-	RootTransport string `json:"root_transport,omitempty"`
-	// Images places the image store; absent: under state_dir.
-	Images *ImagesConfig `json:"images,omitempty"`
-	// Volumes places the machines' copy-on-write volumes; absent: under
-	// state_dir.
-	Volumes *VolumesConfig `json:"volumes,omitempty"`
-	// ISCSI serves machines their iSCSI roots; absent: no iSCSI.
-	ISCSI *ISCSIConfig `json:"iscsi,omitempty"`
-	// NFS serves machines their NFSv4 and volatile roots through a
-	// supervised nfs-ganesha; absent: none.
-	NFS *NFSConfig `json:"nfs,omitempty"`
-	// LowSpaceWarnBytes makes the server warn in its log while the state
-	// directory's filesystem has less free space than this many bytes
-	// (the audit log fails closed on a full disk: nothing is released);
-	// negative: no warning.
-	// Default: 268435456 (256 MiB, DefaultLowSpace).
-	// Example: 1073741824.
-	LowSpaceWarnBytes int64 `json:"low_space_warn_bytes,omitempty"`
-	// MetricsAddr is the TCP address of the Prometheus metrics and
-	// health endpoints (/metrics, /healthz, /readyz), e.g.
-	// "127.0.0.1:9477"; empty: not served. Never the admin socket, never
-	// on the tunnel: with Tunnel set it must name an IP address outside
-	// the tunnel prefix.
-	// Default: "" (not served).
-	// Example: "127.0.0.1:9477".
-	MetricsAddr string `json:"metrics_addr,omitempty"`
-	// Limits bound what unauthenticated clients of the attestation and
-	// boot services can hold (see LimitsConfig); nil: the defaults.
-	Limits *LimitsConfig `json:"limits,omitempty"`
-	// Audit sets the rotation of the audit log (<state_dir>/audit.log);
-	// absent: the defaults below.
-	Audit *AuditConfig `json:"audit,omitempty"`
-}
-
-// AuditConfig is the "audit" section: size-based rotation of the audit
-// log. No record is lost across a rotation.
-type AuditConfig struct {
-	// MaxSizeMB rotates audit.log to audit.log.1 (older files shift to .2
-	// and on) when a record would take it past this many MiB.
-	// Default: 100.
-	// Example: 20.
-	MaxSizeMB int `json:"max_size_mb,omitempty"`
-	// Keep is how many rotated files are kept; older ones are deleted.
-	// Default: 10.
-	// Example: 50.
-	Keep int `json:"keep,omitempty"`
-}
-
-// rotation is the audit log's rotation for a (possibly nil) section.
-func (a *AuditConfig) rotation() audit.Rotation {
-	r := audit.Rotation{MaxBytes: 100 << 20, Keep: 10}
-	if a != nil && a.MaxSizeMB > 0 {
-		r.MaxBytes = int64(a.MaxSizeMB) << 20
-	}
-	if a != nil && a.Keep > 0 {
-		r.Keep = a.Keep
-	}
-	return r
-}
-
-// Defaults fills unset fields.
-func (c *Config) Defaults() {
-	if c.StateDir == "" {
-		c.StateDir = "/var/lib/sealroot"
-	}
-	if c.AttestAddr == "" {
-		c.AttestAddr = ":4433"
-	}
-	if c.AdminSocket == "" {
-		c.AdminSocket = "/run/sealroot/admin.sock"
-	}
-	if c.LowSpaceWarnBytes == 0 {
-		c.LowSpaceWarnBytes = DefaultLowSpace
-	}
-}
 
 // serverName names this server in machines' boot history.
 func serverName() string {
@@ -213,14 +75,14 @@ func PKIDir(stateDir string) string { return filepath.Join(stateDir, "pki") }
 
 // Server is a daemon's parts.
 type Server struct {
-	cfg      Config
+	cfg      config.Config
 	logger   hclog.Logger
 	store    *store.DB
 	machines *machines.Manager
 	attest   *attest.Server
-	tunnel   *tunnel.Tunnel // nil without Config.Tunnel
+	tunnel   *tunnel.Tunnel // nil without config.Config.Tunnel
 	storage  *storage
-	limits   limits
+	limits   config.Limits
 	history  *history.Recorder
 	events   *events.Bus // decisions as the audit log records them
 	metrics  *metrics.Metrics
@@ -230,14 +92,14 @@ type Server struct {
 	// Bound by Listen.
 	attestConn net.PacketConn
 	adminLn    net.Listener
-	boot       *bootListeners // nil without Config.Boot
-	metricsLn  net.Listener   // nil without Config.MetricsAddr
+	boot       *boot.Services // nil without config.Config.Boot
+	metricsLn  net.Listener   // nil without config.Config.MetricsAddr
 
 	closers []func() error // the cleanup stack; Close runs it backwards
 
-	live   *live      // what Reload changes
-	bootIP netip.Addr // boot.server_ip, once the boot services run
-	readyc chan struct{} // closed once Serve serves (Ready)
+	live   *live             // what Reload changes
+	bootIP netip.Addr        // boot.server_ip, once the boot services run
+	readyc chan struct{}     // closed once Serve serves (Ready)
 	leaf   *x509.Certificate // the served certificate, for its dates
 }
 
@@ -260,19 +122,19 @@ func (s *Server) onClose(fn func() error) { s.closers = append(s.closers, fn) }
 // New opens the state directory, builds the services and restores the
 // roots that were served. ctx bounds the construction. Call Close when
 // done, also after Serve.
-func New(ctx context.Context, cfg Config, logger hclog.Logger) (_ *Server, err error) {
+func New(ctx context.Context, cfg config.Config, logger hclog.Logger) (_ *Server, err error) {
 	cfg.Defaults()
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
 	s := &Server{cfg: cfg, logger: logger, events: new(events.Bus), live: new(live), readyc: make(chan struct{})}
-	s.live.setPredictor(bootPredictor(cfg.Boot, cfg.StateDir))
+	s.live.setPredictor(boot.Predictor(cfg.Boot, cfg.StateDir))
 	defer func() {
 		if err != nil {
 			s.Close()
 		}
 	}()
-	if s.limits, err = cfg.Limits.parse(); err != nil {
+	if s.limits, err = cfg.Limits.Parse(); err != nil {
 		return nil, err
 	}
 	if err := checkMetricsAddr(&cfg); err != nil {
@@ -298,7 +160,7 @@ func New(ctx context.Context, cfg Config, logger hclog.Logger) (_ *Server, err e
 		return nil, err
 	}
 	s.onClose(s.store.Close)
-	auditLog, err := audit.OpenRotating(filepath.Join(cfg.StateDir, "audit.log"), cfg.Audit.rotation())
+	auditLog, err := audit.OpenRotating(filepath.Join(cfg.StateDir, "audit.log"), cfg.Audit.Rotation())
 	if err != nil {
 		return nil, fmt.Errorf("audit log: %w", err)
 	}
@@ -345,8 +207,8 @@ func New(ctx context.Context, cfg Config, logger hclog.Logger) (_ *Server, err e
 		RootTransport:     cfg.RootTransport,
 		Predictor:         s.live,
 		Withdraw:          rs,
-		Limits:            s.limits.attest,
-		MaxSessions:       s.limits.maxExchanges,
+		Limits:            s.limits.Attest,
+		MaxSessions:       s.limits.MaxExchanges,
 		Observer:          attest.Observers{s.history, s.metrics},
 	}
 	if s.tunnel != nil {
@@ -427,13 +289,11 @@ func (s *Server) Listen() (Addrs, error) {
 		a.ISCSI = s.storage.portals.PlainAddr()
 	}
 	if s.cfg.Boot != nil {
-		if s.boot, err = s.listenBoot(); err != nil {
+		if s.boot, err = boot.Listen(*s.cfg.Boot, s.cfg.StateDir, s.logger); err != nil {
 			return Addrs{}, err
 		}
-		a.BootHTTP, a.BootTFTP = s.boot.http.Addr(), nil
-		if s.boot.tftp != nil {
-			a.BootTFTP = s.boot.tftp.LocalAddr()
-		}
+		s.onClose(s.boot.Close)
+		a.BootHTTP, a.BootTFTP = s.boot.HTTPAddr(), s.boot.TFTPAddr()
 	}
 	return a, nil
 }
@@ -505,7 +365,9 @@ func (s *Server) Serve(ctx context.Context) error {
 		run("free space watch", func() error { return w.watch(ctx) })
 	}
 	if s.boot != nil {
-		if err := s.serveBoot(ctx, s.boot, run); err != nil {
+		s.bootIP = s.boot.IP()
+		s.setBoot(s.boot.Config(), s.boot.Scripts())
+		if err := s.boot.Serve(ctx, s.live, s.limits, dhcpLeases{s.store}, run); err != nil {
 			cancel()
 			wg.Wait()
 			return err
@@ -525,7 +387,7 @@ func (s *Server) Serve(ctx context.Context) error {
 // loadEKTrust loads the manufacturer roots (the configured bundle and the
 // imported ones), the imported intermediates, and the EK certificate
 // source over <StateDir>/ek/certs.
-func loadEKTrust(cfg *Config, logger hclog.Logger) (roots, intermediates *x509.CertPool, src *ekcert.Source, err error) {
+func loadEKTrust(cfg *config.Config, logger hclog.Logger) (roots, intermediates *x509.CertPool, src *ekcert.Source, err error) {
 	dirs := EKDirs(cfg.StateDir)
 	imported, intermediates, err := dirs.LoadCAs()
 	if err != nil {
@@ -558,5 +420,6 @@ func loadEKTrust(cfg *Config, logger hclog.Logger) (roots, intermediates *x509.C
 	}
 	return roots, intermediates, src, nil
 }
+
 // Ready is closed once Run has every listener up and serves.
 func (s *Server) Ready() <-chan struct{} { return s.readyc }
