@@ -1,8 +1,8 @@
-// Package server wires sealroot's daemon from one Config: the attestation
-// service (QUIC), the admin API (Unix socket), the roots (package roots
-// over rootiscsi and rootnfs) and the boot services (ProxyDHCP/DHCP, TFTP,
-// HTTP). It holds configuration and construction only; the services live
-// in their packages.
+// Package server wires sealroot's daemon from one config.Config: the
+// attestation service (QUIC), the admin API (Unix socket), the roots
+// (package roots over the providers package storage opens) and the boot
+// services (package boot). It holds construction and lifecycle only; the
+// configuration lives in package config, the services in their packages.
 //
 // # Lifecycle
 //
@@ -42,8 +42,10 @@ import (
 	"github.com/sealroot/sealroot/server/api"
 	"github.com/sealroot/sealroot/server/attest"
 	"github.com/sealroot/sealroot/server/audit"
+	"github.com/sealroot/sealroot/server/auditapi"
 	"github.com/sealroot/sealroot/server/boot"
 	"github.com/sealroot/sealroot/server/config"
+	"github.com/sealroot/sealroot/server/diskspace"
 	"github.com/sealroot/sealroot/server/ekcert"
 	"github.com/sealroot/sealroot/server/events"
 	"github.com/sealroot/sealroot/server/history"
@@ -51,6 +53,7 @@ import (
 	"github.com/sealroot/sealroot/server/metrics"
 	"github.com/sealroot/sealroot/server/roots"
 	"github.com/sealroot/sealroot/server/secrets"
+	"github.com/sealroot/sealroot/server/storage"
 	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/server/tunnel"
 )
@@ -81,7 +84,7 @@ type Server struct {
 	machines *machines.Manager
 	attest   *attest.Server
 	tunnel   *tunnel.Tunnel // nil without config.Config.Tunnel
-	storage  *storage
+	storage  *storage.Storage
 	limits   config.Limits
 	history  *history.Recorder
 	events   *events.Bus // decisions as the audit log records them
@@ -97,7 +100,7 @@ type Server struct {
 
 	closers []func() error // the cleanup stack; Close runs it backwards
 
-	live   *live             // what Reload changes
+	live   *boot.Live        // what Reload changes
 	bootIP netip.Addr        // boot.server_ip, once the boot services run
 	readyc chan struct{}     // closed once Serve serves (Ready)
 	leaf   *x509.Certificate // the served certificate, for its dates
@@ -127,8 +130,8 @@ func New(ctx context.Context, cfg config.Config, logger hclog.Logger) (_ *Server
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
-	s := &Server{cfg: cfg, logger: logger, events: new(events.Bus), live: new(live), readyc: make(chan struct{})}
-	s.live.setPredictor(boot.Predictor(cfg.Boot, cfg.StateDir))
+	s := &Server{cfg: cfg, logger: logger, events: new(events.Bus), live: new(boot.Live), readyc: make(chan struct{})}
+	s.live.SetPredictor(boot.Predictor(cfg.Boot, cfg.StateDir))
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -137,7 +140,7 @@ func New(ctx context.Context, cfg config.Config, logger hclog.Logger) (_ *Server
 	if s.limits, err = cfg.Limits.Parse(); err != nil {
 		return nil, err
 	}
-	if err := checkMetricsAddr(&cfg); err != nil {
+	if err := cfg.CheckMetricsAddr(); err != nil {
 		return nil, err
 	}
 	cert, err := pki.LoadServer(PKIDir(cfg.StateDir))
@@ -184,14 +187,13 @@ func New(ctx context.Context, cfg config.Config, logger hclog.Logger) (_ *Server
 			logger.Warn("WARNING: root transport is plain: machines without a WireGuard key get their root over the unprotected LAN")
 		}
 	}
-	s.storage = &storage{}
-	s.onClose(s.storage.close)
-	if err := s.storage.open(ctx, &cfg, box, s.tunnel, logger); err != nil {
+	if s.storage, err = storage.Open(ctx, &cfg, box, s.tunnel, logger); err != nil {
 		return nil, err
 	}
-	rs := roots.New(roots.Config{Providers: s.storage.providers(), Tunnel: peersOf(s.tunnel)})
+	s.onClose(s.storage.Close)
+	rs := roots.New(roots.Config{Providers: s.storage.Providers(), Tunnel: peersOf(s.tunnel)})
 	s.machines = machines.New(machines.Config{Store: s.store, Box: box, Audit: auditLog, Logger: logger,
-		Withdraw: rs, Images: s.storage.images, Volumes: s.storage.volumes, Roots: rs})
+		Withdraw: rs, Images: s.storage.Images, Volumes: s.storage.Volumes, Roots: rs})
 	acfg := attest.Config{
 		Certificate:       cert,
 		Store:             s.store,
@@ -285,8 +287,8 @@ func (s *Server) Listen() (Addrs, error) {
 		s.onClose(s.metricsLn.Close)
 		a.Metrics = s.metricsLn.Addr()
 	}
-	if s.storage.portals != nil {
-		a.ISCSI = s.storage.portals.PlainAddr()
+	if s.storage.Portals != nil {
+		a.ISCSI = s.storage.Portals.PlainAddr()
 	}
 	if s.cfg.Boot != nil {
 		if s.boot, err = boot.Listen(*s.cfg.Boot, s.cfg.StateDir, s.logger); err != nil {
@@ -343,7 +345,7 @@ func (s *Server) Serve(ctx context.Context) error {
 			api.WithUsers(s.machines),
 			api.WithRootLinks(&api.Links{Machines: s.machines, Tunnel: s.tunnel, Transport: s.cfg.RootTransport}),
 			api.WithStatus(statusService{s}),
-			api.WithAudit(&auditService{path: filepath.Join(s.cfg.StateDir, "audit.log"), bus: s.events, machines: s.machines})),
+			api.WithAudit(&auditapi.Service{Path: filepath.Join(s.cfg.StateDir, "audit.log"), Bus: s.events, Machines: s.machines})),
 		Logger: s.logger.Named("api"),
 	}
 	run("admin API", func() error { return adminSrv.Serve(ctx, s.adminLn) })
@@ -357,17 +359,17 @@ func (s *Server) Serve(ctx context.Context) error {
 		s.services.add("metrics", s.metricsLn.Addr().String(), "/metrics /healthz /readyz")
 		run("metrics", func() error { return s.metrics.Serve(ctx, s.metricsLn) })
 	}
-	if s.storage.portals != nil {
-		s.storage.portals.Serve(ctx, run)
+	if s.storage.Portals != nil {
+		s.storage.Portals.Serve(ctx, run)
 	}
 	if s.cfg.LowSpaceWarnBytes > 0 {
-		w := &spaceWatch{dir: s.cfg.StateDir, low: uint64(s.cfg.LowSpaceWarnBytes), logger: s.logger}
-		run("free space watch", func() error { return w.watch(ctx) })
+		w := &diskspace.Watch{Dir: s.cfg.StateDir, Low: uint64(s.cfg.LowSpaceWarnBytes), Logger: s.logger}
+		run("free space watch", func() error { return w.Run(ctx) })
 	}
 	if s.boot != nil {
 		s.bootIP = s.boot.IP()
-		s.setBoot(s.boot.Config(), s.boot.Scripts())
-		if err := s.boot.Serve(ctx, s.live, s.limits, dhcpLeases{s.store}, run); err != nil {
+		s.live.Set(s.boot.Config(), s.boot.Scripts(), s.cfg.StateDir, s.logger)
+		if err := s.boot.Serve(ctx, s.live, s.limits, boot.StoreLeases{DB: s.store}, run); err != nil {
 			cancel()
 			wg.Wait()
 			return err
@@ -389,25 +391,8 @@ func (s *Server) Serve(ctx context.Context) error {
 // source over <StateDir>/ek/certs.
 func loadEKTrust(cfg *config.Config, logger hclog.Logger) (roots, intermediates *x509.CertPool, src *ekcert.Source, err error) {
 	dirs := EKDirs(cfg.StateDir)
-	imported, intermediates, err := dirs.LoadCAs()
-	if err != nil {
+	if roots, intermediates, err = dirs.LoadTrust(cfg.EKCABundle); err != nil {
 		return nil, nil, nil, err
-	}
-	roots = imported
-	if len(cfg.EKCABundle) > 0 {
-		certs, err := pki.ReadCertificates(cfg.EKCABundle...)
-		if err != nil {
-			return nil, nil, nil, fmt.Errorf("EK CA bundle: %w", err)
-		}
-		if len(certs) == 0 {
-			return nil, nil, nil, fmt.Errorf("EK CA bundle %q: no certificates", cfg.EKCABundle)
-		}
-		if roots == nil {
-			roots = x509.NewCertPool()
-		}
-		for _, c := range certs {
-			roots.AddCert(c)
-		}
 	}
 	src, err = ekcert.New(ekcert.Config{
 		Dir:      dirs.Certs(),
