@@ -12,6 +12,7 @@ import (
 
 	"github.com/sealroot/sealroot/pki"
 	"github.com/sealroot/sealroot/server"
+	"github.com/sealroot/sealroot/server/config"
 )
 
 type syncBuffer struct {
@@ -51,7 +52,7 @@ func TestNew_certificate_dates(t *testing.T) {
 			}
 			var log syncBuffer
 			logger := hclog.New(&hclog.LoggerOptions{Name: "sealroot", Output: &log})
-			srv, err := server.New(t.Context(), server.Config{StateDir: dir, AdminSocket: filepath.Join(dir, "admin.sock")}, logger)
+			srv, err := server.New(t.Context(), config.Config{StateDir: dir, AdminSocket: filepath.Join(dir, "admin.sock")}, logger)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/sealroot/sealroot/pki"
 	"github.com/sealroot/sealroot/server/api/client"
+	"github.com/sealroot/sealroot/server/config"
 )
 
 // TestLifecycle: New, Listen on port 0 reports the bound ports, Serve
@@ -19,8 +20,8 @@ func TestLifecycle(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	cfg := Config{StateDir: dir, AttestAddr: "127.0.0.1:0", AdminSocket: filepath.Join(dir, "admin.sock"),
-		ISCSI: &ISCSIConfig{Listen: "127.0.0.1:0"}}
+	cfg := config.Config{StateDir: dir, AttestAddr: "127.0.0.1:0", AdminSocket: filepath.Join(dir, "admin.sock"),
+		ISCSI: &config.ISCSIConfig{Listen: "127.0.0.1:0"}}
 	srv, err := New(ctx, cfg, nil)
 	if err != nil {
 		t.Fatalf("New: %v", err)

@@ -4,46 +4,19 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
-	"fmt"
-	"net"
-	"net/netip"
 	"os"
 	"path/filepath"
 
 	"github.com/sealroot/sealroot/pki"
 	"github.com/sealroot/sealroot/server/attest"
+	"github.com/sealroot/sealroot/server/config"
 	"github.com/sealroot/sealroot/server/metrics"
 	"github.com/sealroot/sealroot/server/store"
 )
 
-// checkMetricsAddr refuses a metrics address the tunnel could reach: one
-// inside the tunnel prefix, or, with a tunnel, one without an explicit
-// host (a wildcard listener answers on the tunnel interface too).
-func checkMetricsAddr(cfg *Config) error {
-	if cfg.MetricsAddr == "" {
-		return nil
-	}
-	host, _, err := net.SplitHostPort(cfg.MetricsAddr)
-	if err != nil {
-		return fmt.Errorf("metrics_addr %q: %w", cfg.MetricsAddr, err)
-	}
-	if cfg.Tunnel == nil {
-		return nil
-	}
-	ip, err := netip.ParseAddr(host)
-	if err != nil || ip.IsUnspecified() {
-		return fmt.Errorf("metrics_addr %q: with a tunnel, name the IP address to listen on (a wildcard or host name could answer on the tunnel)", cfg.MetricsAddr)
-	}
-	prefix, err := netip.ParsePrefix(cfg.Tunnel.Prefix)
-	if err == nil && prefix.Contains(ip.Unmap()) {
-		return fmt.Errorf("metrics_addr %q is on the tunnel (%s): metrics are never served to machines", cfg.MetricsAddr, prefix)
-	}
-	return nil
-}
-
 // newMetrics returns the daemon's metrics over s's parts, which it reads
 // only at scrapes (after New has set them).
-func newMetrics(cfg *Config, db store.Store, s *Server) *metrics.Metrics {
+func newMetrics(cfg *config.Config, db store.Store, s *Server) *metrics.Metrics {
 	fileSize := func(name string) func() (int64, error) {
 		return func() (int64, error) {
 			fi, err := os.Stat(filepath.Join(cfg.StateDir, name))

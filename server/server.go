@@ -1,8 +1,8 @@
-// Package server wires sealroot's daemon from one Config: the attestation
-// service (QUIC), the admin API (Unix socket), the roots (package roots
-// over rootiscsi and rootnfs) and the boot services (ProxyDHCP/DHCP, TFTP,
-// HTTP). It holds configuration and construction only; the services live
-// in their packages.
+// Package server wires sealroot's daemon from one config.Config: the
+// attestation service (QUIC), the admin API (Unix socket), the roots
+// (package roots over the providers package storage opens) and the boot
+// services (package boot). It holds construction and lifecycle only; the
+// configuration lives in package config, the services in their packages.
 //
 // # Lifecycle
 //
@@ -42,6 +42,10 @@ import (
 	"github.com/sealroot/sealroot/server/api"
 	"github.com/sealroot/sealroot/server/attest"
 	"github.com/sealroot/sealroot/server/audit"
+	"github.com/sealroot/sealroot/server/auditapi"
+	"github.com/sealroot/sealroot/server/boot"
+	"github.com/sealroot/sealroot/server/config"
+	"github.com/sealroot/sealroot/server/diskspace"
 	"github.com/sealroot/sealroot/server/ekcert"
 	"github.com/sealroot/sealroot/server/events"
 	"github.com/sealroot/sealroot/server/history"
@@ -49,149 +53,10 @@ import (
 	"github.com/sealroot/sealroot/server/metrics"
 	"github.com/sealroot/sealroot/server/roots"
 	"github.com/sealroot/sealroot/server/secrets"
+	"github.com/sealroot/sealroot/server/storage"
 	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/server/tunnel"
 )
-
-// Config is the daemon's configuration, read from a JSON file and flags.
-type Config struct {
-	// LogLevel is the daemon's log level: trace, debug, info, warn or
-	// error (--log-level overrides it; SIGHUP rereads it).
-	// Default: "info".
-	// Example: "debug".
-	LogLevel string `json:"log_level,omitempty"`
-	// StateDir holds keys, the database and the audit log (absolute
-	// path; --state-dir overrides it).
-	// Default: "/var/lib/sealroot".
-	// Example: "/srv/sealroot".
-	StateDir string `json:"state_dir"`
-	// AttestAddr is the UDP address of the QUIC attestation service
-	// (--attest-addr overrides it).
-	// Default: ":4433".
-	// Example: "192.168.1.10:4433".
-	AttestAddr string `json:"attest_addr"`
-	// AdminSocket is the admin API's Unix socket (root only; --socket
-	// overrides it).
-	// Default: "/run/sealroot/admin.sock".
-	// Example: "/run/sealroot/admin.sock".
-	AdminSocket string `json:"admin_socket"`
-	// EKCABundle lists PEM files or directories of TPM vendor CAs, trusted
-	// as roots, in addition to those `sealroot ek import` put in
-	// <state_dir>/ek. With neither, EK certificates are not checked against
-	// a manufacturer (only against the EK's key); approval of the EK
-	// fingerprint is the only identity check.
-	// Default: [] (none).
-	// Example: ["/etc/sealroot/ek-ca"].
-	EKCABundle []string `json:"ek_ca_bundle,omitempty"`
-	// RequireEKCert refuses TPMs without an EK certificate (in NV, in the
-	// cache <state_dir>/ek/certs, or from a configured vendor service).
-	// Default: false.
-	// Example: true.
-	RequireEKCert bool `json:"require_ek_cert,omitempty"`
-	// EKCertIntelURL is the base URL of Intel's EK certificate service
-	// (ekcert.IntelServiceURL, or a mirror), asked for the certificate of
-	// a TPM that has none in NV. Empty: not asked, nothing leaves the
-	// site; `sealroot ek import` fills the cache instead.
-	// Default: "" (not asked).
-	// Example: "https://ekop.intel.com/ekcertservice/".
-	EKCertIntelURL string `json:"ek_cert_intel_url,omitempty"`
-	// EKCertAMDURL is the base URL of AMD's EK certificate service
-	// (ekcert.AMDServiceURL, or a mirror), as ek_cert_intel_url.
-	// Default: "" (not asked).
-	// Example: "https://ftpm.amd.com/pki/aia/".
-	EKCertAMDURL string `json:"ek_cert_amd_url,omitempty"`
-	// RequireSecureBoot refuses machines whose quoted event log does not
-	// show UEFI Secure Boot on (PCR 7 SecureBoot = 1); legacy BIOS machines
-	// are refused too.
-	// Default: false.
-	// Example: true.
-	RequireSecureBoot bool `json:"require_secure_boot,omitempty"`
-	// Boot configures the network boot services (ProxyDHCP or DHCP, TFTP,
-	// HTTP); absent: none run.
-	Boot *BootConfig `json:"boot,omitempty"`
-	// Tunnel configures the per-machine WireGuard root link; absent: no
-	// tunnel.
-	Tunnel *TunnelConfig `json:"tunnel,omitempty"`
-	// RootTransport is "wireguard" (agents must send a WireGuard key) or
-	// "plain" (trusted labs: roots over the plain LAN). It matters only
-	// with a tunnel section.
-	// Default: "wireguard".
-	// Example: "plain".
-	RootTransport string `json:"root_transport,omitempty"`
-	// Images places the image store; absent: under state_dir.
-	Images *ImagesConfig `json:"images,omitempty"`
-	// Volumes places the machines' copy-on-write volumes; absent: under
-	// state_dir.
-	Volumes *VolumesConfig `json:"volumes,omitempty"`
-	// ISCSI serves machines their iSCSI roots; absent: no iSCSI.
-	ISCSI *ISCSIConfig `json:"iscsi,omitempty"`
-	// NFS serves machines their NFSv4 and volatile roots through a
-	// supervised nfs-ganesha; absent: none.
-	NFS *NFSConfig `json:"nfs,omitempty"`
-	// LowSpaceWarnBytes makes the server warn in its log while the state
-	// directory's filesystem has less free space than this many bytes
-	// (the audit log fails closed on a full disk: nothing is released);
-	// negative: no warning.
-	// Default: 268435456 (256 MiB, DefaultLowSpace).
-	// Example: 1073741824.
-	LowSpaceWarnBytes int64 `json:"low_space_warn_bytes,omitempty"`
-	// MetricsAddr is the TCP address of the Prometheus metrics and
-	// health endpoints (/metrics, /healthz, /readyz), e.g.
-	// "127.0.0.1:9477"; empty: not served. Never the admin socket, never
-	// on the tunnel: with Tunnel set it must name an IP address outside
-	// the tunnel prefix.
-	// Default: "" (not served).
-	// Example: "127.0.0.1:9477".
-	MetricsAddr string `json:"metrics_addr,omitempty"`
-	// Limits bound what unauthenticated clients of the attestation and
-	// boot services can hold (see LimitsConfig); nil: the defaults.
-	Limits *LimitsConfig `json:"limits,omitempty"`
-	// Audit sets the rotation of the audit log (<state_dir>/audit.log);
-	// absent: the defaults below.
-	Audit *AuditConfig `json:"audit,omitempty"`
-}
-
-// AuditConfig is the "audit" section: size-based rotation of the audit
-// log. No record is lost across a rotation.
-type AuditConfig struct {
-	// MaxSizeMB rotates audit.log to audit.log.1 (older files shift to .2
-	// and on) when a record would take it past this many MiB.
-	// Default: 100.
-	// Example: 20.
-	MaxSizeMB int `json:"max_size_mb,omitempty"`
-	// Keep is how many rotated files are kept; older ones are deleted.
-	// Default: 10.
-	// Example: 50.
-	Keep int `json:"keep,omitempty"`
-}
-
-// rotation is the audit log's rotation for a (possibly nil) section.
-func (a *AuditConfig) rotation() audit.Rotation {
-	r := audit.Rotation{MaxBytes: 100 << 20, Keep: 10}
-	if a != nil && a.MaxSizeMB > 0 {
-		r.MaxBytes = int64(a.MaxSizeMB) << 20
-	}
-	if a != nil && a.Keep > 0 {
-		r.Keep = a.Keep
-	}
-	return r
-}
-
-// Defaults fills unset fields.
-func (c *Config) Defaults() {
-	if c.StateDir == "" {
-		c.StateDir = "/var/lib/sealroot"
-	}
-	if c.AttestAddr == "" {
-		c.AttestAddr = ":4433"
-	}
-	if c.AdminSocket == "" {
-		c.AdminSocket = "/run/sealroot/admin.sock"
-	}
-	if c.LowSpaceWarnBytes == 0 {
-		c.LowSpaceWarnBytes = DefaultLowSpace
-	}
-}
 
 // serverName names this server in machines' boot history.
 func serverName() string {
@@ -213,14 +78,14 @@ func PKIDir(stateDir string) string { return filepath.Join(stateDir, "pki") }
 
 // Server is a daemon's parts.
 type Server struct {
-	cfg      Config
+	cfg      config.Config
 	logger   hclog.Logger
 	store    *store.DB
 	machines *machines.Manager
 	attest   *attest.Server
-	tunnel   *tunnel.Tunnel // nil without Config.Tunnel
-	storage  *storage
-	limits   limits
+	tunnel   *tunnel.Tunnel // nil without config.Config.Tunnel
+	storage  *storage.Storage
+	limits   config.Limits
 	history  *history.Recorder
 	events   *events.Bus // decisions as the audit log records them
 	metrics  *metrics.Metrics
@@ -230,14 +95,14 @@ type Server struct {
 	// Bound by Listen.
 	attestConn net.PacketConn
 	adminLn    net.Listener
-	boot       *bootListeners // nil without Config.Boot
-	metricsLn  net.Listener   // nil without Config.MetricsAddr
+	boot       *boot.Services // nil without config.Config.Boot
+	metricsLn  net.Listener   // nil without config.Config.MetricsAddr
 
 	closers []func() error // the cleanup stack; Close runs it backwards
 
-	live   *live      // what Reload changes
-	bootIP netip.Addr // boot.server_ip, once the boot services run
-	readyc chan struct{} // closed once Serve serves (Ready)
+	live   *boot.Live        // what Reload changes
+	bootIP netip.Addr        // boot.server_ip, once the boot services run
+	readyc chan struct{}     // closed once Serve serves (Ready)
 	leaf   *x509.Certificate // the served certificate, for its dates
 }
 
@@ -260,22 +125,22 @@ func (s *Server) onClose(fn func() error) { s.closers = append(s.closers, fn) }
 // New opens the state directory, builds the services and restores the
 // roots that were served. ctx bounds the construction. Call Close when
 // done, also after Serve.
-func New(ctx context.Context, cfg Config, logger hclog.Logger) (_ *Server, err error) {
+func New(ctx context.Context, cfg config.Config, logger hclog.Logger) (_ *Server, err error) {
 	cfg.Defaults()
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
-	s := &Server{cfg: cfg, logger: logger, events: new(events.Bus), live: new(live), readyc: make(chan struct{})}
-	s.live.setPredictor(bootPredictor(cfg.Boot, cfg.StateDir))
+	s := &Server{cfg: cfg, logger: logger, events: new(events.Bus), live: new(boot.Live), readyc: make(chan struct{})}
+	s.live.SetPredictor(boot.Predictor(cfg.Boot, cfg.StateDir))
 	defer func() {
 		if err != nil {
 			s.Close()
 		}
 	}()
-	if s.limits, err = cfg.Limits.parse(); err != nil {
+	if s.limits, err = cfg.Limits.Parse(); err != nil {
 		return nil, err
 	}
-	if err := checkMetricsAddr(&cfg); err != nil {
+	if err := cfg.CheckMetricsAddr(); err != nil {
 		return nil, err
 	}
 	cert, err := pki.LoadServer(PKIDir(cfg.StateDir))
@@ -298,7 +163,7 @@ func New(ctx context.Context, cfg Config, logger hclog.Logger) (_ *Server, err e
 		return nil, err
 	}
 	s.onClose(s.store.Close)
-	auditLog, err := audit.OpenRotating(filepath.Join(cfg.StateDir, "audit.log"), cfg.Audit.rotation())
+	auditLog, err := audit.OpenRotating(filepath.Join(cfg.StateDir, "audit.log"), cfg.Audit.Rotation())
 	if err != nil {
 		return nil, fmt.Errorf("audit log: %w", err)
 	}
@@ -322,14 +187,13 @@ func New(ctx context.Context, cfg Config, logger hclog.Logger) (_ *Server, err e
 			logger.Warn("WARNING: root transport is plain: machines without a WireGuard key get their root over the unprotected LAN")
 		}
 	}
-	s.storage = &storage{}
-	s.onClose(s.storage.close)
-	if err := s.storage.open(ctx, &cfg, box, s.tunnel, logger); err != nil {
+	if s.storage, err = storage.Open(ctx, &cfg, box, s.tunnel, logger); err != nil {
 		return nil, err
 	}
-	rs := roots.New(roots.Config{Providers: s.storage.providers(), Tunnel: peersOf(s.tunnel)})
+	s.onClose(s.storage.Close)
+	rs := roots.New(roots.Config{Providers: s.storage.Providers(), Tunnel: peersOf(s.tunnel)})
 	s.machines = machines.New(machines.Config{Store: s.store, Box: box, Audit: auditLog, Logger: logger,
-		Withdraw: rs, Images: s.storage.images, Volumes: s.storage.volumes, Roots: rs})
+		Withdraw: rs, Images: s.storage.Images, Volumes: s.storage.Volumes, Roots: rs})
 	acfg := attest.Config{
 		Certificate:       cert,
 		Store:             s.store,
@@ -345,8 +209,8 @@ func New(ctx context.Context, cfg Config, logger hclog.Logger) (_ *Server, err e
 		RootTransport:     cfg.RootTransport,
 		Predictor:         s.live,
 		Withdraw:          rs,
-		Limits:            s.limits.attest,
-		MaxSessions:       s.limits.maxExchanges,
+		Limits:            s.limits.Attest,
+		MaxSessions:       s.limits.MaxExchanges,
 		Observer:          attest.Observers{s.history, s.metrics},
 	}
 	if s.tunnel != nil {
@@ -423,17 +287,15 @@ func (s *Server) Listen() (Addrs, error) {
 		s.onClose(s.metricsLn.Close)
 		a.Metrics = s.metricsLn.Addr()
 	}
-	if s.storage.portals != nil {
-		a.ISCSI = s.storage.portals.PlainAddr()
+	if s.storage.Portals != nil {
+		a.ISCSI = s.storage.Portals.PlainAddr()
 	}
 	if s.cfg.Boot != nil {
-		if s.boot, err = s.listenBoot(); err != nil {
+		if s.boot, err = boot.Listen(*s.cfg.Boot, s.cfg.StateDir, s.logger); err != nil {
 			return Addrs{}, err
 		}
-		a.BootHTTP, a.BootTFTP = s.boot.http.Addr(), nil
-		if s.boot.tftp != nil {
-			a.BootTFTP = s.boot.tftp.LocalAddr()
-		}
+		s.onClose(s.boot.Close)
+		a.BootHTTP, a.BootTFTP = s.boot.HTTPAddr(), s.boot.TFTPAddr()
 	}
 	return a, nil
 }
@@ -483,7 +345,7 @@ func (s *Server) Serve(ctx context.Context) error {
 			api.WithUsers(s.machines),
 			api.WithRootLinks(&api.Links{Machines: s.machines, Tunnel: s.tunnel, Transport: s.cfg.RootTransport}),
 			api.WithStatus(statusService{s}),
-			api.WithAudit(&auditService{path: filepath.Join(s.cfg.StateDir, "audit.log"), bus: s.events, machines: s.machines})),
+			api.WithAudit(&auditapi.Service{Path: filepath.Join(s.cfg.StateDir, "audit.log"), Bus: s.events, Machines: s.machines})),
 		Logger: s.logger.Named("api"),
 	}
 	run("admin API", func() error { return adminSrv.Serve(ctx, s.adminLn) })
@@ -497,15 +359,17 @@ func (s *Server) Serve(ctx context.Context) error {
 		s.services.add("metrics", s.metricsLn.Addr().String(), "/metrics /healthz /readyz")
 		run("metrics", func() error { return s.metrics.Serve(ctx, s.metricsLn) })
 	}
-	if s.storage.portals != nil {
-		s.storage.portals.Serve(ctx, run)
+	if s.storage.Portals != nil {
+		s.storage.Portals.Serve(ctx, run)
 	}
 	if s.cfg.LowSpaceWarnBytes > 0 {
-		w := &spaceWatch{dir: s.cfg.StateDir, low: uint64(s.cfg.LowSpaceWarnBytes), logger: s.logger}
-		run("free space watch", func() error { return w.watch(ctx) })
+		w := &diskspace.Watch{Dir: s.cfg.StateDir, Low: uint64(s.cfg.LowSpaceWarnBytes), Logger: s.logger}
+		run("free space watch", func() error { return w.Run(ctx) })
 	}
 	if s.boot != nil {
-		if err := s.serveBoot(ctx, s.boot, run); err != nil {
+		s.bootIP = s.boot.IP()
+		s.live.Set(s.boot.Config(), s.boot.Scripts(), s.cfg.StateDir, s.logger)
+		if err := s.boot.Serve(ctx, s.live, s.limits, boot.StoreLeases{DB: s.store}, run); err != nil {
 			cancel()
 			wg.Wait()
 			return err
@@ -525,27 +389,10 @@ func (s *Server) Serve(ctx context.Context) error {
 // loadEKTrust loads the manufacturer roots (the configured bundle and the
 // imported ones), the imported intermediates, and the EK certificate
 // source over <StateDir>/ek/certs.
-func loadEKTrust(cfg *Config, logger hclog.Logger) (roots, intermediates *x509.CertPool, src *ekcert.Source, err error) {
+func loadEKTrust(cfg *config.Config, logger hclog.Logger) (roots, intermediates *x509.CertPool, src *ekcert.Source, err error) {
 	dirs := EKDirs(cfg.StateDir)
-	imported, intermediates, err := dirs.LoadCAs()
-	if err != nil {
+	if roots, intermediates, err = dirs.LoadTrust(cfg.EKCABundle); err != nil {
 		return nil, nil, nil, err
-	}
-	roots = imported
-	if len(cfg.EKCABundle) > 0 {
-		certs, err := pki.ReadCertificates(cfg.EKCABundle...)
-		if err != nil {
-			return nil, nil, nil, fmt.Errorf("EK CA bundle: %w", err)
-		}
-		if len(certs) == 0 {
-			return nil, nil, nil, fmt.Errorf("EK CA bundle %q: no certificates", cfg.EKCABundle)
-		}
-		if roots == nil {
-			roots = x509.NewCertPool()
-		}
-		for _, c := range certs {
-			roots.AddCert(c)
-		}
 	}
 	src, err = ekcert.New(ekcert.Config{
 		Dir:      dirs.Certs(),
@@ -558,5 +405,6 @@ func loadEKTrust(cfg *Config, logger hclog.Logger) (roots, intermediates *x509.C
 	}
 	return roots, intermediates, src, nil
 }
+
 // Ready is closed once Run has every listener up and serves.
 func (s *Server) Ready() <-chan struct{} { return s.readyc }

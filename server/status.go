@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sealroot/sealroot/server/api"
+	"github.com/sealroot/sealroot/server/config"
 	"github.com/sealroot/sealroot/server/metrics"
 )
 
@@ -41,7 +42,7 @@ func (s *services) snapshot() ([]api.ServiceStatus, time.Time) {
 
 // addConfigured records the services the configuration turns on whose
 // listeners their own packages open.
-func (s *services) addConfigured(cfg *Config) {
+func (s *services) addConfigured(cfg *config.Config) {
 	if b := cfg.Boot; b != nil {
 		mode := b.DHCPMode
 		if mode == "" {

@@ -6,17 +6,18 @@ import (
 	"testing"
 
 	"github.com/sealroot/sealroot/pki"
+	"github.com/sealroot/sealroot/server/config"
 )
 
 func TestISCSIConfigRefused(t *testing.T) {
 	tests := []struct {
 		name string
-		cfg  ISCSIConfig
+		cfg  config.ISCSIConfig
 		want string
 	}{
-		{"no_listener", ISCSIConfig{}, "needs a tunnel section or a listen address"},
-		{"unspecified_address", ISCSIConfig{Listen: "0.0.0.0:3260"}, "want a specific ip:port"},
-		{"not_an_address", ISCSIConfig{Listen: "localhost"}, "want a specific ip:port"},
+		{"no_listener", config.ISCSIConfig{}, "needs a tunnel section or a listen address"},
+		{"unspecified_address", config.ISCSIConfig{Listen: "0.0.0.0:3260"}, "want a specific ip:port"},
+		{"not_an_address", config.ISCSIConfig{Listen: "localhost"}, "want a specific ip:port"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -25,7 +26,7 @@ func TestISCSIConfigRefused(t *testing.T) {
 				t.Fatal(err)
 			}
 			iscsi := tt.cfg
-			srv, err := New(context.Background(), Config{StateDir: dir, ISCSI: &iscsi}, nil)
+			srv, err := New(context.Background(), config.Config{StateDir: dir, ISCSI: &iscsi}, nil)
 			if err == nil {
 				srv.Close()
 				t.Fatalf("New accepted iscsi %+v", tt.cfg)

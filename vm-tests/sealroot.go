@@ -160,7 +160,7 @@ type SealrootOptions struct {
 	// adds the screen, console=tty0, which these VMs do not have).
 	Cmdline string
 	// Extra holds further top-level sections of the server configuration
-	// (server.Config as JSON), e.g. "tunnel" or "iscsi"; they are merged
+	// (config.Config as JSON), e.g. "tunnel" or "iscsi"; they are merged
 	// over the lab's defaults.
 	Extra map[string]any
 	// UKI serves a uki.efi the test builds (the same kernel and sealroot
@@ -272,7 +272,7 @@ func (s *Sealroot) writeEKBundle(tpms []*TPM) error {
 	return nil
 }
 
-// writeConfig writes the server configuration (server.Config as JSON),
+// writeConfig writes the server configuration (config.Config as JSON),
 // with the sections of extra on top.
 func (s *Sealroot) writeConfig(lab *Lab, cmdline string, extra map[string]any) (string, error) {
 	boot := map[string]any{

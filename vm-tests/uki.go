@@ -14,7 +14,7 @@ import (
 const UKIName = "uki.efi"
 
 // defaultCmdline is the lab's kernel command line: serial only (the VMs
-// have no screen; sealroot's default, server.DefaultCmdline, adds tty0).
+// have no screen; sealroot's default, config.DefaultCmdline, adds tty0).
 const defaultCmdline = "console=ttyS0 panic=10"
 
 // ukiOSRelease is the .osrel section of the UKIs the tests build.

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sealroot/sealroot/server"
+	"github.com/sealroot/sealroot/server/config"
 	"github.com/sealroot/sealroot/test/testenv"
 )
 
@@ -66,7 +66,7 @@ func TestSetup(t *testing.T) {
 			t.Errorf("first setup output lacks %q:\n%s", want, out)
 		}
 	}
-	cfg, err := server.LoadConfig(cfgPath)
+	cfg, err := config.LoadConfig(cfgPath)
 	if err != nil {
 		t.Fatalf("setup wrote an invalid configuration: %v", err)
 	}

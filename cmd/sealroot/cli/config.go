@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/sealroot/sealroot/server"
+	"github.com/sealroot/sealroot/server/config"
 )
 
 // DefaultConfig is the configuration file of the packaged daemon.
@@ -27,7 +27,7 @@ the field's path; the exit code is 1 when there is any. See docs/configuration.m
 			if len(args) == 1 {
 				path = args[0]
 			}
-			if _, err := server.LoadConfig(path); err != nil {
+			if _, err := config.LoadConfig(path); err != nil {
 				return configErrors(e, err)
 			}
 			_, err := fmt.Fprintf(e.Stdout, "%s: ok\n", path)

@@ -10,13 +10,14 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/sealroot/sealroot/server"
+	"github.com/sealroot/sealroot/server/config"
 )
 
 // runDaemon runs srv until ctx ends (SIGTERM, SIGINT). It tells systemd
 // when srv is ready (a no-op outside systemd) and reloads the
 // configuration on each signal on hup.
 func runDaemon(ctx context.Context, srv *server.Server, hup <-chan os.Signal,
-	load func() (*server.Config, error), logger hclog.Logger) error {
+	load func() (*config.Config, error), logger hclog.Logger) error {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -31,7 +32,7 @@ func runDaemon(ctx context.Context, srv *server.Server, hup <-chan os.Signal,
 }
 
 func superviseDaemon(ctx context.Context, srv *server.Server, hup <-chan os.Signal,
-	load func() (*server.Config, error), logger hclog.Logger) {
+	load func() (*config.Config, error), logger hclog.Logger) {
 	ready := srv.Ready()
 	for {
 		select {
@@ -52,7 +53,7 @@ func superviseDaemon(ctx context.Context, srv *server.Server, hup <-chan os.Sign
 
 // reloadDaemon applies the configuration file as it is now, or keeps the
 // running one when the file is invalid.
-func reloadDaemon(srv *server.Server, load func() (*server.Config, error), logger hclog.Logger) {
+func reloadDaemon(srv *server.Server, load func() (*config.Config, error), logger hclog.Logger) {
 	sdNotify(logger, daemon.SdNotifyReloading)
 	cfg, err := load()
 	if err != nil {

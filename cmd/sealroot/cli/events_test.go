@@ -16,6 +16,7 @@ import (
 	"github.com/sealroot/sealroot/server"
 	"github.com/sealroot/sealroot/server/api"
 	"github.com/sealroot/sealroot/server/api/client"
+	"github.com/sealroot/sealroot/server/config"
 	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/wire"
 )
@@ -49,7 +50,7 @@ func plainDaemonMetrics(t *testing.T) (socket, metricsAddr string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := server.Config{StateDir: dir, AttestAddr: "127.0.0.1:0", AdminSocket: filepath.Join(dir, "admin.sock"),
+	cfg := config.Config{StateDir: dir, AttestAddr: "127.0.0.1:0", AdminSocket: filepath.Join(dir, "admin.sock"),
 		MetricsAddr: "127.0.0.1:0"}
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, err := server.New(ctx, cfg, nil)

@@ -3,27 +3,30 @@ package cli_test
 import (
 	"bytes"
 	"errors"
-	"github.com/sealroot/sealroot/server/secrets"
 	"io"
 	"log"
 	"net/http/httptest"
 
+	"github.com/sealroot/sealroot/server/secrets"
+
 	"context"
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
-	"github.com/google/go-containerregistry/pkg/v1/random"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
 	"github.com/sealroot/sealroot/test/testenv"
 
 	"github.com/sealroot/sealroot/pki"
 	"github.com/sealroot/sealroot/server"
 	"github.com/sealroot/sealroot/server/api/client"
+	"github.com/sealroot/sealroot/server/config"
 	"github.com/sealroot/sealroot/server/image"
 	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/server/volume"
@@ -58,8 +61,8 @@ func realServer(t *testing.T, more ...*store.Machine) (dir, socket string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := server.Config{StateDir: dir, AttestAddr: "127.0.0.1:0", AdminSocket: filepath.Join(dir, "admin.sock"),
-		ISCSI: &server.ISCSIConfig{Listen: "127.0.0.1:0"}}
+	cfg := config.Config{StateDir: dir, AttestAddr: "127.0.0.1:0", AdminSocket: filepath.Join(dir, "admin.sock"),
+		ISCSI: &config.ISCSIConfig{Listen: "127.0.0.1:0"}}
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, err := server.New(ctx, cfg, nil)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sealroot/sealroot/server"
+	"github.com/sealroot/sealroot/server/config"
 )
 
 // serveArgs are the flags of `sealroot serve`; set flags override the
@@ -57,7 +58,7 @@ listener is up.`,
 			if err != nil {
 				return err
 			}
-			reload := func() (*server.Config, error) { return loadServeConfig(c, &a, e) }
+			reload := func() (*config.Config, error) { return loadServeConfig(c, &a, e) }
 			err = runDaemon(c.Context(), srv, hup, reload, logger)
 			if cerr := srv.Close(); cerr != nil {
 				logger.Error("stop", "error", cerr)
@@ -67,7 +68,7 @@ listener is up.`,
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&a.config, "config", "", "JSON configuration `file` (fields of server.Config)")
+	f.StringVar(&a.config, "config", "", "JSON configuration `file` (fields of config.Config)")
 	f.StringVar(&a.stateDir, "state-dir", "", "state `directory` (default /var/lib/sealroot)")
 	f.StringVar(&a.attestAddr, "attest-addr", "", "UDP `address` of the QUIC attestation service (default :4433)")
 	f.StringArrayVar(&a.ekCA, "ek-ca", nil, "TPM vendor CA `file or directory` for EK certificates (repeatable)")
@@ -80,11 +81,11 @@ listener is up.`,
 
 // loadServeConfig reads and checks the whole config file (every mistake
 // at once), then applies set flags and checks the result again.
-func loadServeConfig(c *cobra.Command, a *serveArgs, e *env) (*server.Config, error) {
-	cfg := &server.Config{}
+func loadServeConfig(c *cobra.Command, a *serveArgs, e *env) (*config.Config, error) {
+	cfg := &config.Config{}
 	if a.config != "" {
 		var err error
-		if cfg, err = server.LoadConfig(a.config); err != nil {
+		if cfg, err = config.LoadConfig(a.config); err != nil {
 			return nil, err
 		}
 	}

@@ -18,7 +18,7 @@ import (
 
 	"github.com/sealroot/sealroot/initramfs"
 	"github.com/sealroot/sealroot/pki"
-	"github.com/sealroot/sealroot/server"
+	"github.com/sealroot/sealroot/server/config"
 	"github.com/sealroot/sealroot/uki"
 )
 
@@ -130,9 +130,9 @@ func interfaceIPv4(name string) (netip.Addr, error) {
 
 // setupConfig writes the configuration when there is none and returns the
 // configuration in effect (an existing file is kept and must be valid).
-func setupConfig(e *env, a setupArgs, ip netip.Addr, withUKI bool) (*server.Config, error) {
+func setupConfig(e *env, a setupArgs, ip netip.Addr, withUKI bool) (*config.Config, error) {
 	if _, err := os.Stat(a.config); err == nil {
-		cfg, err := server.LoadConfig(a.config)
+		cfg, err := config.LoadConfig(a.config)
 		if err != nil {
 			return nil, err
 		}
@@ -142,21 +142,21 @@ func setupConfig(e *env, a setupArgs, ip netip.Addr, withUKI bool) (*server.Conf
 		}
 		return cfg, nil
 	}
-	boot := &server.BootConfig{ServerIP: ip.String(), DHCPInterface: a.iface, DHCPMode: "proxy",
+	boot := &config.BootConfig{ServerIP: ip.String(), DHCPInterface: a.iface, DHCPMode: "proxy",
 		ArtifactsDir: filepath.Join(a.stateDir, "artifacts"), Kernel: "vmlinuz", Initrd: "initramfs.cpio.gz"}
 	if withUKI {
 		boot.UKI = "uki.efi"
 	}
-	cfg := &server.Config{
+	cfg := &config.Config{
 		LogLevel: "info",
 		StateDir: a.stateDir,
 		Boot:     boot,
-		Tunnel:   &server.TunnelConfig{Prefix: a.tunnelPrefix, Endpoint: netip.AddrPortFrom(ip, 51820).String()},
-		ISCSI:    &server.ISCSIConfig{},
+		Tunnel:   &config.TunnelConfig{Prefix: a.tunnelPrefix, Endpoint: netip.AddrPortFrom(ip, 51820).String()},
+		ISCSI:    &config.ISCSIConfig{},
 	}
 	nfs := "no (nfs-ganesha not installed)"
 	if _, err := exec.LookPath("ganesha.nfsd"); err == nil {
-		cfg.NFS = &server.NFSConfig{}
+		cfg.NFS = &config.NFSConfig{}
 		nfs = "yes"
 	}
 	if err := cfg.Validate(); err != nil {
@@ -219,7 +219,7 @@ type agentConfig struct {
 
 // setupArtifacts builds the initramfs (and the UKI) for this server and
 // CA into the artifacts directory, with the kernel.
-func setupArtifacts(c *cobra.Command, e *env, a setupArgs, cfg *server.Config, ip netip.Addr) error {
+func setupArtifacts(c *cobra.Command, e *env, a setupArgs, cfg *config.Config, ip netip.Addr) error {
 	b := cfg.Boot
 	dir := b.ArtifactsDir
 	if dir == "" {
@@ -261,7 +261,7 @@ func setupArtifacts(c *cobra.Command, e *env, a setupArgs, cfg *server.Config, i
 		out: filepath.Join(dir, initrd), agentPkg: "./cmd/sealroot-agent", initPkg: "./cmd/sealroot-init",
 		agentConfig: acPath, cacheDir: a.kernelCache, modulesRoot: a.modulesRoot, kernelVer: a.kernelVer,
 		modules: a.modules, compression: comp,
-		ukiKernel: a.kernel, ukiCmdline: name(b.Cmdline, server.DefaultCmdline), ukiStub: a.ukiStub,
+		ukiKernel: a.kernel, ukiCmdline: name(b.Cmdline, config.DefaultCmdline), ukiStub: a.ukiStub,
 	}
 	if b.UKI != "" {
 		args.uki = filepath.Join(dir, b.UKI)

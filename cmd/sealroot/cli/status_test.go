@@ -10,6 +10,7 @@ import (
 
 	"github.com/sealroot/sealroot/server"
 	"github.com/sealroot/sealroot/server/api"
+	"github.com/sealroot/sealroot/server/config"
 )
 
 // `sealroot status` and the daemon's metrics endpoint report the same
@@ -60,8 +61,8 @@ func TestStatusAndMetrics(t *testing.T) {
 // Metrics are never served where the tunnel reaches.
 func TestMetricsAddrNotOnTunnel(t *testing.T) {
 	for _, addr := range []string{":9477", "0.0.0.0:9477", "10.200.0.1:9477", "localhost:9477"} {
-		cfg := server.Config{StateDir: t.TempDir(), MetricsAddr: addr,
-			Tunnel: &server.TunnelConfig{Prefix: "10.200.0.0/16", Endpoint: "192.0.2.1:51820"}}
+		cfg := config.Config{StateDir: t.TempDir(), MetricsAddr: addr,
+			Tunnel: &config.TunnelConfig{Prefix: "10.200.0.0/16", Endpoint: "192.0.2.1:51820"}}
 		if _, err := server.New(context.Background(), cfg, nil); err == nil || !strings.Contains(err.Error(), "metrics_addr") {
 			t.Errorf("metrics_addr %q with a tunnel: err = %v, want refused", addr, err)
 		}

@@ -1,5 +1,5 @@
-// Command gen writes docs/configuration.md from server.Config (run by
-// "go generate ./server", from the server directory).
+// Command gen writes docs/configuration.md from config.Config (run by
+// "go generate ./server/config", from that directory).
 package main
 
 import (
@@ -8,15 +8,15 @@ import (
 	"os"
 	"reflect"
 
-	"github.com/sealroot/sealroot/server"
+	"github.com/sealroot/sealroot/server/config"
 	"github.com/sealroot/sealroot/server/configdoc"
 )
 
 func main() {
-	out := flag.String("o", "../docs/configuration.md", "output `file`")
-	src := flag.String("src", ".", "`directory` of package server's sources")
+	out := flag.String("o", "../../docs/configuration.md", "output `file`")
+	src := flag.String("src", ".", "`directory` of package config's sources")
 	flag.Parse()
-	page, err := configdoc.Page(reflect.TypeFor[server.Config](), *src)
+	page, err := configdoc.Page(reflect.TypeFor[config.Config](), *src)
 	if err == nil {
 		err = os.WriteFile(*out, page, 0o644)
 	}

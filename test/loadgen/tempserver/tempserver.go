@@ -20,6 +20,7 @@ import (
 	"github.com/sealroot/sealroot/server/api"
 	"github.com/sealroot/sealroot/server/api/client"
 	"github.com/sealroot/sealroot/server/attest"
+	"github.com/sealroot/sealroot/server/config"
 	"github.com/sealroot/sealroot/test/loadgen"
 )
 
@@ -44,7 +45,7 @@ type Server struct {
 // LoadLimits lift the per-source limits for load generators, whose
 // simulated machines all come from 127.0.0.1 (on a LAN each has its own
 // address).
-var LoadLimits = server.LimitsConfig{
+var LoadLimits = config.LimitsConfig{
 	ConnsPerSource:     2 * loadgen.MaxConcurrency,
 	ExchangesPerSource: 2 * loadgen.MaxConcurrency,
 	MaxExchanges:       2 * loadgen.MaxConcurrency,
@@ -62,7 +63,7 @@ func Start(ctx context.Context, logger hclog.Logger) (*Server, error) {
 // `sealroot pki init` does), starts the daemon with limits (nil: the
 // daemon's defaults) and waits until its admin API answers. The daemon
 // stops when ctx ends or at Close. logger may be nil.
-func StartWith(ctx context.Context, logger hclog.Logger, limits *server.LimitsConfig) (_ *Server, err error) {
+func StartWith(ctx context.Context, logger hclog.Logger, limits *config.LimitsConfig) (_ *Server, err error) {
 	dir, err := os.MkdirTemp("", "sealroot-tempserver-")
 	if err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
@@ -76,7 +77,7 @@ func StartWith(ctx context.Context, logger hclog.Logger, limits *server.LimitsCo
 	if err != nil {
 		return nil, err
 	}
-	cfg := server.Config{StateDir: dir, AttestAddr: "127.0.0.1:0", AdminSocket: filepath.Join(dir, "admin.sock"), Limits: limits}
+	cfg := config.Config{StateDir: dir, AttestAddr: "127.0.0.1:0", AdminSocket: filepath.Join(dir, "admin.sock"), Limits: limits}
 	srv, err := server.New(ctx, cfg, logger)
 	if err != nil {
 		return nil, err

@@ -1,4 +1,4 @@
-package server_test
+package config_test
 
 import (
 	"errors"
@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sealroot/sealroot/server"
+	"github.com/sealroot/sealroot/server/config"
 )
 
 func TestParseConfig_valid(t *testing.T) {
@@ -19,7 +19,7 @@ func TestParseConfig_valid(t *testing.T) {
 		"nulls": `{"boot": null, "ek_ca_bundle": null}`,
 	} {
 		t.Run(name, func(t *testing.T) {
-			if _, err := server.ParseConfig([]byte(doc)); err != nil {
+			if _, err := config.ParseConfig([]byte(doc)); err != nil {
 				t.Errorf("ParseConfig = %v, want nil", err)
 			}
 		})
@@ -63,7 +63,7 @@ func TestParseConfig_every_mistake(t *testing.T) {
 			[]string{"nfs: NFS roots need the tunnel on a kernel TUN interface"}},
 	} {
 		t.Run(name, func(t *testing.T) {
-			_, err := server.ParseConfig([]byte(tc.doc))
+			_, err := config.ParseConfig([]byte(tc.doc))
 			if err == nil {
 				t.Fatal("ParseConfig = nil, want errors")
 			}
@@ -76,9 +76,9 @@ func TestParseConfig_every_mistake(t *testing.T) {
 					t.Errorf("errors lack %q:\n%v", w, err)
 				}
 			}
-			var fe *server.FieldError
+			var fe *config.FieldError
 			if !errors.As(err, &fe) {
-				t.Errorf("error %v is no *server.FieldError", err)
+				t.Errorf("error %v is no *config.FieldError", err)
 			}
 		})
 	}
@@ -93,7 +93,7 @@ func TestParseConfig_not_one_object(t *testing.T) {
 		"empty":         {``, "not JSON"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			_, err := server.ParseConfig([]byte(tc.doc))
+			_, err := config.ParseConfig([]byte(tc.doc))
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("ParseConfig(%q) = %v, want %q", tc.doc, err, tc.want)
 			}
@@ -106,7 +106,7 @@ func TestLoadConfig_names_file(t *testing.T) {
 	if err := os.WriteFile(p, []byte(`{"log_level": "loud"}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, err := server.LoadConfig(p)
+	_, err := config.LoadConfig(p)
 	if err == nil || !strings.HasPrefix(err.Error(), "config "+p+":\nlog_level: ") {
 		t.Errorf("LoadConfig = %v", err)
 	}

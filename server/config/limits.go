@@ -1,4 +1,4 @@
-package server
+package config
 
 import (
 	"fmt"
@@ -6,7 +6,6 @@ import (
 
 	"github.com/sealroot/sealroot/server/attest"
 	boothttp "github.com/sealroot/sealroot/server/boot/http"
-	"github.com/sealroot/sealroot/server/boot/tftp"
 )
 
 // LimitsConfig bounds what clients that have proven nothing can hold, so
@@ -68,18 +67,20 @@ type LimitsConfig struct {
 	TFTPMaxTransferTime string `json:"tftp_max_transfer_time,omitempty"`
 }
 
-// limits is LimitsConfig parsed.
-type limits struct {
-	attest       attest.Limits
-	maxExchanges int
-	http         boothttp.Limits
-	tftpPerSrc   int
-	tftpMaxTime  time.Duration
+// Limits is LimitsConfig parsed; zero fields take the services' defaults.
+type Limits struct {
+	Attest       attest.Limits
+	MaxExchanges int
+	HTTP         boothttp.Limits
+	// TFTPPerSource and TFTPMaxTime are tftp.Server's TransfersPerSource
+	// and MaxTransferTime.
+	TFTPPerSource int
+	TFTPMaxTime   time.Duration
 }
 
-// parse checks c; a nil c means every default.
-func (c *LimitsConfig) parse() (limits, error) {
-	var l limits
+// Parse checks c; a nil c means every default.
+func (c *LimitsConfig) Parse() (Limits, error) {
+	var l Limits
 	if c == nil {
 		return l, nil
 	}
@@ -88,10 +89,10 @@ func (c *LimitsConfig) parse() (limits, error) {
 		s    string
 		d    *time.Duration
 	}{
-		{"hello_timeout", c.HelloTimeout, &l.attest.HelloTimeout},
-		{"frame_timeout", c.FrameTimeout, &l.attest.FrameTimeout},
-		{"http_stall_timeout", c.HTTPStallTimeout, &l.http.StallTimeout},
-		{"tftp_max_transfer_time", c.TFTPMaxTransferTime, &l.tftpMaxTime},
+		{"hello_timeout", c.HelloTimeout, &l.Attest.HelloTimeout},
+		{"frame_timeout", c.FrameTimeout, &l.Attest.FrameTimeout},
+		{"http_stall_timeout", c.HTTPStallTimeout, &l.HTTP.StallTimeout},
+		{"tftp_max_transfer_time", c.TFTPMaxTransferTime, &l.TFTPMaxTime},
 	} {
 		if f.s == "" {
 			continue
@@ -117,19 +118,12 @@ func (c *LimitsConfig) parse() (limits, error) {
 	if c.RetryAbove < -1 {
 		return l, fmt.Errorf("limits: retry_above %d: want a positive number, 0 for the default or -1 for always", c.RetryAbove)
 	}
-	l.attest.ConnsPerSource = c.ConnsPerSource
-	l.attest.ExchangesPerSource = c.ExchangesPerSource
-	l.attest.RetryAbove = c.RetryAbove
-	l.attest.LoadAbove = c.LoadAbove
-	l.maxExchanges = c.MaxExchanges
-	l.http.ConnsPerSource = c.HTTPConnsPerSource
-	l.tftpPerSrc = c.TFTPTransfersPerSource
+	l.Attest.ConnsPerSource = c.ConnsPerSource
+	l.Attest.ExchangesPerSource = c.ExchangesPerSource
+	l.Attest.RetryAbove = c.RetryAbove
+	l.Attest.LoadAbove = c.LoadAbove
+	l.MaxExchanges = c.MaxExchanges
+	l.HTTP.ConnsPerSource = c.HTTPConnsPerSource
+	l.TFTPPerSource = c.TFTPTransfersPerSource
 	return l, nil
-}
-
-// tftpServer applies the TFTP limits to s.
-func (l limits) tftpServer(s *tftp.Server) *tftp.Server {
-	s.TransfersPerSource = l.tftpPerSrc
-	s.MaxTransferTime = l.tftpMaxTime
-	return s
 }

@@ -1,4 +1,4 @@
-package server
+package boot
 
 import (
 	"context"
@@ -17,6 +17,7 @@ import (
 
 	"github.com/sealroot/sealroot/ipxe"
 	boothttp "github.com/sealroot/sealroot/server/boot/http"
+	"github.com/sealroot/sealroot/server/config"
 	"github.com/sealroot/sealroot/test/testenv"
 	"github.com/sealroot/sealroot/uki"
 )
@@ -24,11 +25,11 @@ import (
 // scriptURL matches the artifact URLs an iPXE script fetches.
 var scriptURL = regexp.MustCompile(`http://\S+`)
 
-// TestBootScriptsURLsServed renders the boot script of each arch and
+// TestScriptsURLsServed renders the boot script of each arch and
 // fetches every URL in it from the boot HTTP handler serving the artifacts
 // directory: each must be found (the script once pointed at /vmlinuz while
 // the handler serves /artifacts/vmlinuz, and every PXE boot looped on 404).
-func TestBootScriptsURLsServed(t *testing.T) {
+func TestScriptsURLsServed(t *testing.T) {
 	dir := t.TempDir()
 	tests := []struct {
 		name    string
@@ -38,7 +39,7 @@ func TestBootScriptsURLsServed(t *testing.T) {
 		want    []string // artifact names fetched
 	}{
 		{"bios_kernel_initrd", ipxe.ArchBIOS, "", "", []string{"vmlinuz", "initramfs.cpio.gz"}},
-		{"efi_kernel_initrd", ipxe.ArchEFIx64, EFIBootKernel, "", []string{"vmlinuz", "initramfs.cpio.gz"}},
+		{"efi_kernel_initrd", ipxe.ArchEFIx64, config.EFIBootKernel, "", []string{"vmlinuz", "initramfs.cpio.gz"}},
 		{"efi_uki", ipxe.ArchEFIx64, "", "sealroot.efi", []string{"sealroot.efi"}},
 	}
 	for _, name := range []string{"vmlinuz", "initramfs.cpio.gz", "sealroot.efi"} {
@@ -48,9 +49,9 @@ func TestBootScriptsURLsServed(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			b := &BootConfig{ServerIP: "192.0.2.1", UKI: tc.uki, EFIBoot: tc.efiBoot}
-			b.defaults(t.TempDir())
-			scripts := bootScripts(b, netip.MustParseAddr(b.ServerIP), nil, hclog.NewNullLogger())
+			b := &config.BootConfig{ServerIP: "192.0.2.1", UKI: tc.uki, EFIBoot: tc.efiBoot}
+			b.Defaults(t.TempDir())
+			scripts := Scripts(b, netip.MustParseAddr(b.ServerIP), nil, hclog.NewNullLogger())
 			srv := httptest.NewServer(boothttp.NewHandler(dir, scripts, nil))
 			defer srv.Close()
 			script := get(t, srv.URL+boothttp.ScriptPath+"?arch="+string(tc.arch))
@@ -74,15 +75,15 @@ func TestBootScriptsURLsServed(t *testing.T) {
 	}
 }
 
-// TestBootScriptsDefaultUKI: by default UEFI clients boot the UKI the
+// TestScriptsDefaultUKI: by default UEFI clients boot the UKI the
 // server builds from the kernel, initramfs and command line, and a changed
 // initramfs is in the UKI served after the next script request, so the
 // firmware's and systemd-stub's measurements show the change. BIOS
 // clients still get the kernel and initramfs.
-func TestBootScriptsDefaultUKI(t *testing.T) {
+func TestScriptsDefaultUKI(t *testing.T) {
 	testenv.RequireTools(t, uki.DefaultStub)
-	b := &BootConfig{ServerIP: "192.0.2.1"}
-	b.defaults(t.TempDir())
+	b := &config.BootConfig{ServerIP: "192.0.2.1"}
+	b.Defaults(t.TempDir())
 	if err := os.MkdirAll(b.ArtifactsDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -91,17 +92,17 @@ func TestBootScriptsDefaultUKI(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ukis := b.ukiBuilder()
+	ukis := UKIBuilder(b)
 	if ukis == nil {
 		t.Fatal("default boot config builds no UKI")
 	}
-	srv := httptest.NewServer(boothttp.NewHandler(b.ArtifactsDir, bootScripts(b, netip.MustParseAddr(b.ServerIP), ukis, hclog.NewNullLogger()), nil))
+	srv := httptest.NewServer(boothttp.NewHandler(b.ArtifactsDir, Scripts(b, netip.MustParseAddr(b.ServerIP), ukis, hclog.NewNullLogger()), nil))
 	defer srv.Close()
 	servedInitrd := func() string {
 		t.Helper()
 		script := get(t, srv.URL+boothttp.ScriptPath+"?arch="+string(ipxe.ArchEFIx64))
 		urls := scriptURL.FindAllString(script, -1)
-		if len(urls) != 1 || !strings.HasSuffix(urls[0], "/"+DefaultUKI) {
+		if len(urls) != 1 || !strings.HasSuffix(urls[0], "/"+config.DefaultUKI) {
 			t.Fatalf("UEFI script URLs %q, want the UKI alone:\n%s", urls, script)
 		}
 		u, _ := url.Parse(urls[0])
@@ -153,21 +154,21 @@ func get(t *testing.T, u string) string {
 	return string(b)
 }
 
-func TestBootPredictor(t *testing.T) {
-	if p := bootPredictor(nil, "/s"); p != nil {
-		t.Errorf("bootPredictor(no boot services) = %v, want nil", p)
+func TestPredictor(t *testing.T) {
+	if p := Predictor(nil, "/s"); p != nil {
+		t.Errorf("Predictor(no boot services) = %v, want nil", p)
 	}
-	if p := bootPredictor(&BootConfig{ServerIP: "10.0.0.1", EFIBoot: EFIBootKernel}, "/s"); p != nil {
-		t.Errorf("bootPredictor(no UKI) = %v, want nil", p)
+	if p := Predictor(&config.BootConfig{ServerIP: "10.0.0.1", EFIBoot: config.EFIBootKernel}, "/s"); p != nil {
+		t.Errorf("Predictor(no UKI) = %v, want nil", p)
 	}
-	if p := bootPredictor(&BootConfig{ServerIP: "10.0.0.1"}, "/s"); p == nil {
-		t.Errorf("bootPredictor(default: the built UKI) = nil")
+	if p := Predictor(&config.BootConfig{ServerIP: "10.0.0.1"}, "/s"); p == nil {
+		t.Errorf("Predictor(default: the built UKI) = nil")
 	}
 	// A UKI that does not exist yet: predictions fail at attestation time
 	// with a clear error, not at start.
-	p := bootPredictor(&BootConfig{ServerIP: "10.0.0.1", UKI: "uki.efi"}, t.TempDir())
+	p := Predictor(&config.BootConfig{ServerIP: "10.0.0.1", UKI: "uki.efi"}, t.TempDir())
 	if p == nil {
-		t.Fatal("bootPredictor(UKI) = nil")
+		t.Fatal("Predictor(UKI) = nil")
 	}
 	if _, err := p.Prediction(); err == nil {
 		t.Error("Prediction of a missing UKI succeeded")
@@ -178,14 +179,14 @@ func TestBootPredictor(t *testing.T) {
 // HTTP server, which serves ArtifactsDir there; a bad name is refused.
 func TestDHCPConfigHTTPBoot(t *testing.T) {
 	ip := netip.MustParseAddr("192.0.2.1")
-	cfg, err := dhcpConfig(&BootConfig{HTTPBoot: "sealroot-signed.efi"}, ip)
+	cfg, err := dhcpConfig(&config.BootConfig{HTTPBoot: "sealroot-signed.efi"}, ip)
 	if err != nil || cfg.HTTPBootPath != boothttp.ArtifactPrefix+"sealroot-signed.efi" {
 		t.Errorf("dhcpConfig(http_boot) = %q, %v; want %q", cfg.HTTPBootPath, err, boothttp.ArtifactPrefix+"sealroot-signed.efi")
 	}
-	if _, err := dhcpConfig(&BootConfig{HTTPBoot: "../etc/passwd"}, ip); err == nil {
+	if _, err := dhcpConfig(&config.BootConfig{HTTPBoot: "../etc/passwd"}, ip); err == nil {
 		t.Error("dhcpConfig(http_boot ../etc/passwd) succeeded")
 	}
-	if cfg, err := dhcpConfig(&BootConfig{}, ip); err != nil || cfg.HTTPBootPath != "" {
+	if cfg, err := dhcpConfig(&config.BootConfig{}, ip); err != nil || cfg.HTTPBootPath != "" {
 		t.Errorf("dhcpConfig(no http_boot) = %q, %v; want no HTTP boot", cfg.HTTPBootPath, err)
 	}
 }

@@ -1,4 +1,4 @@
-package server
+package diskspace
 
 import (
 	"bytes"
@@ -17,7 +17,7 @@ import (
 func TestSpaceWatchWarnsBeforeFull(t *testing.T) {
 	dir := diskfull.Mount(t, 4<<20)
 	var buf bytes.Buffer
-	w := &spaceWatch{dir: dir, low: 1 << 20, logger: hclog.New(&hclog.LoggerOptions{Output: &buf, Level: hclog.Info})}
+	w := &Watch{Dir: dir, Low: 1 << 20, Logger: hclog.New(&hclog.LoggerOptions{Output: &buf, Level: hclog.Info})}
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	w.check(now)
 	if buf.Len() != 0 {

@@ -1,6 +1,10 @@
-package server
+// Package config is sealroot's daemon configuration: the JSON file's
+// types with their defaults, and its strict loading and validation. The
+// types' doc comments are the reference page docs/configuration.md
+// (package configdoc renders it: go generate ./server/config).
+package config
 
-//go:generate go run ./configdoc/gen -o ../docs/configuration.md
+//go:generate go run ../configdoc/gen -o ../../docs/configuration.md
 
 import (
 	"bytes"
@@ -244,7 +248,7 @@ func (c *Config) Validate() error {
 		v.check("iscsi.port", checkPort(c.ISCSI.Port))
 	}
 	if c.Limits != nil {
-		if _, err := c.Limits.parse(); err != nil {
+		if _, err := c.Limits.Parse(); err != nil {
 			v.check("limits", err)
 		}
 	}

@@ -1,4 +1,4 @@
-package server
+package config
 
 import (
 	"strings"
@@ -7,15 +7,15 @@ import (
 )
 
 func TestLimitsConfig(t *testing.T) {
-	l, err := (&LimitsConfig{HelloTimeout: "2s", ConnsPerSource: 3, HTTPStallTimeout: "1m", TFTPTransfersPerSource: 2, RetryAbove: -1}).parse()
+	l, err := (&LimitsConfig{HelloTimeout: "2s", ConnsPerSource: 3, HTTPStallTimeout: "1m", TFTPTransfersPerSource: 2, RetryAbove: -1}).Parse()
 	if err != nil {
-		t.Fatalf("parse: %v", err)
+		t.Fatalf("Parse: %v", err)
 	}
-	if l.attest.HelloTimeout != 2*time.Second || l.attest.ConnsPerSource != 3 || l.attest.RetryAbove != -1 ||
-		l.http.StallTimeout != time.Minute || l.tftpPerSrc != 2 {
+	if l.Attest.HelloTimeout != 2*time.Second || l.Attest.ConnsPerSource != 3 || l.Attest.RetryAbove != -1 ||
+		l.HTTP.StallTimeout != time.Minute || l.TFTPPerSource != 2 {
 		t.Errorf("parsed = %+v", l)
 	}
-	if l, err := (*LimitsConfig)(nil).parse(); err != nil || l != (limits{}) {
+	if l, err := (*LimitsConfig)(nil).Parse(); err != nil || l != (Limits{}) {
 		t.Errorf("nil config = %+v, %v; want the zero limits (defaults)", l, err)
 	}
 	tests := []struct {
@@ -30,8 +30,8 @@ func TestLimitsConfig(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := tt.cfg.parse(); err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Errorf("parse = %v, want an error naming %s", err, tt.want)
+			if _, err := tt.cfg.Parse(); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Parse = %v, want an error naming %s", err, tt.want)
 			}
 		})
 	}

@@ -1,9 +1,10 @@
-package server
+// Package auditapi serves the admin API's audit queries: `sealroot audit`
+// from the audit log file, `sealroot events` from the live bus.
+package auditapi
 
 import (
 	"context"
 	"errors"
-
 	"strings"
 
 	"github.com/sealroot/sealroot/server/api"
@@ -12,22 +13,22 @@ import (
 	"github.com/sealroot/sealroot/server/machines"
 )
 
-// auditService answers `sealroot audit` from the audit log file and
+// Service answers `sealroot audit` from the audit log file and
 // `sealroot events` from the live bus the log publishes to.
-type auditService struct {
-	path     string // the audit log
-	bus      *events.Bus
-	machines *machines.Manager
+type Service struct {
+	Path     string            // the audit log
+	Bus      *events.Bus       // the decisions as the log records them
+	Machines *machines.Manager // resolves the MACHINE argument
 }
 
-var _ api.AuditService = (*auditService)(nil)
+var _ api.AuditService = (*Service)(nil)
 
-func (s *auditService) Audit(ctx context.Context, q api.AuditQuery) ([]*api.AuditEntry, error) {
+func (s *Service) Audit(ctx context.Context, q api.AuditQuery) ([]*api.AuditEntry, error) {
 	match, err := s.matcher(ctx, q.Machine)
 	if err != nil {
 		return nil, err
 	}
-	all, err := audit.ReadAll(s.path)
+	all, err := audit.ReadAll(s.Path)
 	if err != nil {
 		return nil, err
 	}
@@ -40,13 +41,13 @@ func (s *auditService) Audit(ctx context.Context, q api.AuditQuery) ([]*api.Audi
 	return out, nil
 }
 
-func (s *auditService) Events(ctx context.Context, q api.AuditQuery, fn func(*api.AuditEntry) error) error {
+func (s *Service) Events(ctx context.Context, q api.AuditQuery, fn func(*api.AuditEntry) error) error {
 	match, err := s.matcher(ctx, q.Machine)
 	if err != nil {
 		return err
 	}
-	sub := s.bus.Subscribe()
-	defer s.bus.Unsubscribe(sub)
+	sub := s.Bus.Subscribe()
+	defer s.Bus.Unsubscribe(sub)
 	for {
 		select {
 		case <-ctx.Done():
@@ -68,11 +69,11 @@ func (s *auditService) Events(ctx context.Context, q api.AuditQuery, fn func(*ap
 // matcher returns a filter on machine IDs for the MACHINE argument ref:
 // the machine it names, or, for a machine no longer enrolled, the IDs
 // that start with ref (at least 8 hex digits).
-func (s *auditService) matcher(ctx context.Context, ref string) (func(id string) bool, error) {
+func (s *Service) matcher(ctx context.Context, ref string) (func(id string) bool, error) {
 	if ref == "" {
 		return func(string) bool { return true }, nil
 	}
-	m, err := s.machines.Resolve(ctx, ref)
+	m, err := s.Machines.Resolve(ctx, ref)
 	if err == nil {
 		return func(id string) bool { return id == m.ID }, nil
 	}
