@@ -25,6 +25,11 @@ type BootFileFunc func(req *dhcpv4.DHCPv4, acked int) string
 // lab address as server and TFTP server, and the boot file bootFile picks.
 func (l *Lab) ServeDHCP(t testing.TB, bootFile BootFileFunc) {
 	t.Helper()
+	l.serveDHCP(t, bootFile)
+}
+
+func (l *Lab) serveDHCP(t testing.TB, bootFile BootFileFunc) {
+	t.Helper()
 	d := &dhcpServer{
 		t: t, server: l.Addr.Addr(), mask: net.CIDRMask(l.Addr.Bits(), 32),
 		next: l.Addr.Masked().Addr().As4(), bootFile: bootFile,
@@ -54,11 +59,20 @@ func (l *Lab) ServeDHCP(t testing.TB, bootFile BootFileFunc) {
 	})
 }
 
+// ServeSiteDHCP runs a site's plain DHCP server on the lab bridge until t
+// ends: addresses from .100 on and nothing about booting (no boot file,
+// no next server, no iPXE options), so a ProxyDHCP next to it, as
+// sealroot's boot.dhcp_mode "proxy", tells the clients what to boot.
+func (l *Lab) ServeSiteDHCP(t testing.TB) {
+	t.Helper()
+	l.serveDHCP(t, nil)
+}
+
 type dhcpServer struct {
 	t        testing.TB
 	server   netip.Addr
 	mask     net.IPMask
-	bootFile BootFileFunc
+	bootFile BootFileFunc // nil: a site server that says nothing about booting
 
 	mu     sync.Mutex
 	next   [4]byte
@@ -90,20 +104,26 @@ func (d *dhcpServer) handle(conn net.PacketConn, peer net.Addr, req *dhcpv4.DHCP
 	}
 	d.mu.Unlock()
 
-	file := d.bootFile(req, acked)
-	resp, err := dhcpv4.NewReplyFromRequest(req,
+	mods := []dhcpv4.Modifier{
 		dhcpv4.WithMessageType(typ),
 		dhcpv4.WithYourIP(ip.AsSlice()),
-		dhcpv4.WithServerIP(d.server.AsSlice()),
 		dhcpv4.WithNetmask(d.mask),
-		dhcpv4.WithLeaseTime(uint32(time.Hour/time.Second)),
+		dhcpv4.WithLeaseTime(uint32(time.Hour / time.Second)),
 		dhcpv4.WithOption(dhcpv4.OptServerIdentifier(d.server.AsSlice())),
-		dhcpv4.WithOption(dhcpv4.OptTFTPServerName(d.server.String())),
-		dhcpv4.WithOption(dhcpv4.OptBootFileName(file)),
-		// iPXE: there is no ProxyDHCP to wait for (option 175, encapsulated
-		// 176 "no-pxedhcp" = 1); iPXE otherwise waits for ProxyDHCP offers.
-		dhcpv4.WithOption(dhcpv4.OptGeneric(dhcpv4.GenericOptionCode(175), []byte{176, 1, 1})),
-	)
+	}
+	var file string
+	if d.bootFile != nil {
+		file = d.bootFile(req, acked)
+		mods = append(mods,
+			dhcpv4.WithServerIP(d.server.AsSlice()),
+			dhcpv4.WithOption(dhcpv4.OptTFTPServerName(d.server.String())),
+			dhcpv4.WithOption(dhcpv4.OptBootFileName(file)),
+			// iPXE: there is no ProxyDHCP to wait for (option 175, encapsulated
+			// 176 "no-pxedhcp" = 1); iPXE otherwise waits for ProxyDHCP offers.
+			dhcpv4.WithOption(dhcpv4.OptGeneric(dhcpv4.GenericOptionCode(175), []byte{176, 1, 1})),
+		)
+	}
+	resp, err := dhcpv4.NewReplyFromRequest(req, mods...)
 	if err != nil {
 		d.t.Logf("dhcp: reply: %v", err)
 		return

@@ -20,6 +20,11 @@
 // already iPXE (Debian's efi-virtio.rom, BIOS and UEFI), so the first DHCP
 // request carries user class "iPXE" in both firmwares.
 //
+// [Lab.ServeSiteDHCP] is a site's plain DHCP server instead (addresses,
+// nothing about booting), next to which sealroot's ProxyDHCP
+// (boot.dhcp_mode "proxy") answers; TestQuickstartAsWritten boots that way,
+// from the package `make deb` builds, following the README's quickstart.
+//
 // # Running
 //
 // VM tests are slow (TCG only: KVM hangs guests on the development host), so

@@ -16,7 +16,8 @@ import (
 // TestSetup runs `sealroot setup` on a veth in a network namespace the
 // test creates, twice: the first run writes a valid configuration for
 // the interface's address, the PKI and the artifacts; the second changes
-// nothing (same CA, same configuration, same initramfs bytes).
+// nothing (same CA, same configuration, same initramfs bytes). It leaves
+// the UKI to the server.
 func TestSetup(t *testing.T) {
 	if os.Geteuid() != 0 {
 		if os.Getenv("CI") == "true" {
@@ -72,6 +73,17 @@ func TestSetup(t *testing.T) {
 	}
 	if b := cfg.Boot; b == nil || b.ServerIP != "10.218.0.1" || b.DHCPInterface != veth || b.DHCPMode != "proxy" || cfg.Tunnel == nil || cfg.ISCSI == nil {
 		t.Errorf("configuration = %+v, boot %+v; want ProxyDHCP on %s at 10.218.0.1, a tunnel and iSCSI", cfg, cfg.Boot, veth)
+	}
+	// The UKI is the server's to build (and rebuild when the command line
+	// changes): setup names none and builds none.
+	if b := cfg.Boot; b != nil && (b.UKI != "" || (b.EFIBoot != "" && b.EFIBoot != config.EFIBootUKI)) {
+		t.Errorf("boot uki %q, efi_boot %q; want neither set, so the server builds the UKI", b.UKI, b.EFIBoot)
+	}
+	if _, err := os.Stat(filepath.Join(state, "artifacts", config.DefaultUKI)); !os.IsNotExist(err) {
+		t.Errorf("setup wrote %s (stat: %v); the server builds it", config.DefaultUKI, err)
+	}
+	if !strings.Contains(out, "uefi: serve builds") {
+		t.Errorf("setup output does not say the server builds the UKI:\n%s", out)
 	}
 	snapshot := func() map[string]string {
 		m := map[string]string{}

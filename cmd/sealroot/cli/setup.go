@@ -39,7 +39,7 @@ func newSetupCmd(e *env) *cobra.Command {
 	var a setupArgs
 	c := &cobra.Command{
 		Use:   "setup --interface IF",
-		Short: "Configure this server for the boot network on IF: configuration, PKI, initramfs, UKI",
+		Short: "Configure this server for the boot network on IF: configuration, PKI, initramfs, kernel",
 		Long: `Set this server up to boot machines on the network of interface IF, next to
 the site's DHCP server (ProxyDHCP: it keeps handing out addresses):
 
@@ -49,8 +49,10 @@ the site's DHCP server (ProxyDHCP: it keeps handing out addresses):
     an existing configuration is kept as it is;
   - creates the CA and server certificate, or keeps the existing CA (it is
     never replaced; the server certificate is renewed when it lacks the address);
-  - builds the initramfs and, for UEFI machines, the UKI, with the agent
-    pinned to this CA, and puts them and the kernel where serve reads them.
+  - builds the initramfs with the agent pinned to this CA and puts it and
+    the kernel where serve reads them; for UEFI machines serve builds the
+    UKI from them and the command line (boot.efi_boot "uki"), and builds it
+    again when one of them changes.
 
 Running it again changes nothing that is already right. Without
 --modules-root, Debian's current kernel is downloaded (apt-get) into
@@ -68,7 +70,7 @@ Running it again changes nothing that is already right. Without
 	f.StringVar(&a.kernelVer, "kernel-version", "", "kernel `release` under --modules-root")
 	f.StringVar(&a.kernel, "kernel", "", "kernel `file` (vmlinuz) to serve with --modules-root")
 	f.StringSliceVar(&a.modules, "modules", initramfs.DefaultModules(), "kernel modules to ship with their dependencies")
-	f.StringVar(&a.ukiStub, "uki-stub", uki.DefaultStub, "systemd EFI stub `file`; without it no UKI is built")
+	f.StringVar(&a.ukiStub, "uki-stub", uki.DefaultStub, "systemd EFI stub `file` serve builds the UKI with (boot.uki_stub)")
 	return c
 }
 
@@ -85,8 +87,7 @@ func runSetup(c *cobra.Command, e *env, a setupArgs) error {
 	}
 	fmt.Fprintf(e.Stdout, "interface: %s, address %s\n", a.iface, ip)
 
-	_, stubErr := os.Stat(a.ukiStub)
-	cfg, err := setupConfig(e, a, ip, stubErr == nil)
+	cfg, err := setupConfig(e, a, ip)
 	if err != nil {
 		return err
 	}
@@ -130,7 +131,7 @@ func interfaceIPv4(name string) (netip.Addr, error) {
 
 // setupConfig writes the configuration when there is none and returns the
 // configuration in effect (an existing file is kept and must be valid).
-func setupConfig(e *env, a setupArgs, ip netip.Addr, withUKI bool) (*config.Config, error) {
+func setupConfig(e *env, a setupArgs, ip netip.Addr) (*config.Config, error) {
 	if _, err := os.Stat(a.config); err == nil {
 		cfg, err := config.LoadConfig(a.config)
 		if err != nil {
@@ -144,8 +145,8 @@ func setupConfig(e *env, a setupArgs, ip netip.Addr, withUKI bool) (*config.Conf
 	}
 	boot := &config.BootConfig{ServerIP: ip.String(), DHCPInterface: a.iface, DHCPMode: "proxy",
 		ArtifactsDir: filepath.Join(a.stateDir, "artifacts"), Kernel: "vmlinuz", Initrd: "initramfs.cpio.gz"}
-	if withUKI {
-		boot.UKI = "uki.efi"
+	if a.ukiStub != uki.DefaultStub {
+		boot.UKIStub = a.ukiStub
 	}
 	cfg := &config.Config{
 		LogLevel: "info",
@@ -217,8 +218,8 @@ type agentConfig struct {
 	CAPEM      string   `json:"ca_pem"`
 }
 
-// setupArtifacts builds the initramfs (and the UKI) for this server and
-// CA into the artifacts directory, with the kernel.
+// setupArtifacts builds the initramfs for this server and CA into the
+// artifacts directory, with the kernel. The UKI is serve's to build.
 func setupArtifacts(c *cobra.Command, e *env, a setupArgs, cfg *config.Config, ip netip.Addr) error {
 	b := cfg.Boot
 	dir := b.ArtifactsDir
@@ -261,10 +262,6 @@ func setupArtifacts(c *cobra.Command, e *env, a setupArgs, cfg *config.Config, i
 		out: filepath.Join(dir, initrd), agentPkg: "./cmd/sealroot-agent", initPkg: "./cmd/sealroot-init",
 		agentConfig: acPath, cacheDir: a.kernelCache, modulesRoot: a.modulesRoot, kernelVer: a.kernelVer,
 		modules: a.modules, compression: comp,
-		ukiKernel: a.kernel, ukiCmdline: name(b.Cmdline, config.DefaultCmdline), ukiStub: a.ukiStub,
-	}
-	if b.UKI != "" {
-		args.uki = filepath.Join(dir, b.UKI)
 	}
 	kernel, err := buildInitramfs(c, e, args)
 	if err != nil {
@@ -283,7 +280,28 @@ func setupArtifacts(c *cobra.Command, e *env, a setupArgs, cfg *config.Config, i
 		return err
 	}
 	fmt.Fprintf(e.Stdout, "kernel: %s\n", dst)
+	setupUKINote(e, b)
 	return nil
+}
+
+// setupUKINote says who makes what UEFI machines boot.
+func setupUKINote(e *env, b *config.BootConfig) {
+	switch {
+	case b.EFIBoot == config.EFIBootKernel:
+		fmt.Fprintf(e.Stdout, "uefi: machines boot the kernel and initramfs (efi_boot %q, unmeasured)\n", b.EFIBoot)
+	case b.UKI != "":
+		fmt.Fprintf(e.Stdout, "uefi: machines boot your UKI %s (boot.uki)\n", b.UKI)
+	default:
+		stub := b.UKIStub
+		if stub == "" {
+			stub = uki.DefaultStub
+		}
+		if _, err := os.Stat(stub); err != nil {
+			fmt.Fprintf(e.Stdout, "uefi: serve builds the UKI with the stub %s, which is missing: install systemd-boot-efi or set boot.uki_stub\n", stub)
+			return
+		}
+		fmt.Fprintf(e.Stdout, "uefi: serve builds %s from the kernel, initramfs and command line (stub %s)\n", config.DefaultUKI, stub)
+	}
 }
 
 // writeFileAtomic replaces path with data unless it already holds it.
