@@ -87,7 +87,13 @@ func (h *handler) ServeHTTP(w nethttp.ResponseWriter, r *nethttp.Request) {
 	start := time.Now()
 	lw := &logWriter{ResponseWriter: w}
 	h.route(lw, r)
-	h.logger.Info("request", "remote", r.RemoteAddr, "method", r.Method, "path", r.URL.Path,
+	// Served artifacts are worth a line; refusals and misses are anyone's
+	// noise on the boot network and stay at debug level.
+	level := hclog.Info
+	if lw.statusCode() >= 400 {
+		level = hclog.Debug
+	}
+	h.logger.Log(level, "request", "remote", r.RemoteAddr, "method", r.Method, "path", r.URL.Path,
 		"status", lw.statusCode(), "bytes", lw.n, "duration", time.Since(start))
 }
 

@@ -78,12 +78,17 @@ type Server struct {
 	logger hclog.Logger
 
 	busy    atomic.Uint64
+	unknown atomic.Uint64
 	mu      sync.Mutex
 	running map[netip.Addr]int // guarded by mu: transfers per source
 }
 
 // Busy returns how many requests were refused with ErrBusy.
 func (s *Server) Busy() uint64 { return s.busy.Load() }
+
+// Unknown returns how many requests named a file the server does not
+// serve: noise from anyone on the boot network, counted, not logged.
+func (s *Server) Unknown() uint64 { return s.unknown.Load() }
 
 // New returns a server for files, a map from the name clients request to
 // the local path. A nil logger discards logs.
@@ -158,7 +163,8 @@ func (s *Server) read(name string, rf io.ReaderFrom) error {
 	defer s.end(src)
 	path, ok := s.lookup(name)
 	if !ok {
-		s.logger.Info("unknown file", "remote", remote, "file", truncate(name))
+		s.unknown.Add(1)
+		s.logger.Debug("unknown file", "remote", remote, "file", truncate(name))
 		return ErrNotFound
 	}
 	f, err := os.Open(path)
