@@ -98,7 +98,7 @@ func TestProvisionedRoot(t *testing.T) {
 		const nameB = "vm-files-b"
 		vm = startPXE(ctx, t, lab, nameB, BIOS, tpB)
 		idB := expectBoot(ctx, t, vm, rePending.String())[1]
-		for _, args := range [][]string{{"machine", "set-group", idB, "lab"}, {"machine", "approve", idB, "--name", nameB}} {
+		for _, args := range [][]string{{"machine", "set-group", idB, "lab"}, approveArgs(idB, nameB, BIOS)} {
 			if _, err := sr.CLI(ctx, args...); err != nil {
 				t.Fatal(err)
 			}
@@ -116,7 +116,7 @@ func provisionISCSI(ctx context.Context, t *testing.T, lab *Lab, sr *Sealroot, t
 		{"machine", "set-root", id, "--image", "testroot", "--kind", "iscsi"},
 		{"secret", "set", id, "api-token", secretFile},
 		{"machine", "files", "set", id, "/etc/sealroot/node.conf", confFile, "--template", "--mode", "0640", "--owner", "0:0"},
-		{"machine", "approve", id, "--name", name},
+		approveArgs(id, name, BIOS),
 	} {
 		if _, err := sr.CLI(ctx, args...); err != nil {
 			t.Fatal(err)
