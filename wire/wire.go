@@ -154,12 +154,12 @@ type Hints struct {
 	// SMBIOS system vendor, product name and serial number, as the
 	// machine's label shows them (DMI sys_vendor, product_name,
 	// product_serial).
-	Vendor  string `json:"vendor,omitempty"`
-	Product string `json:"product,omitempty"`
-	Serial  string `json:"serial,omitempty"`
-	Hostname   string   `json:"hostname,omitempty"`
-	Firmware   string   `json:"firmware,omitempty"` // "uefi" or "bios"
-	AgentVer   string   `json:"agent_version,omitempty"`
+	Vendor   string `json:"vendor,omitempty"`
+	Product  string `json:"product,omitempty"`
+	Serial   string `json:"serial,omitempty"`
+	Hostname string `json:"hostname,omitempty"`
+	Firmware string `json:"firmware,omitempty"` // "uefi" or "bios"
+	AgentVer string `json:"agent_version,omitempty"`
 }
 
 // Challenge asks the agent to activate a credential for its AK and to quote
