@@ -1,12 +1,12 @@
 package server_test
 
 import (
-	"bytes"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/sealroot/sealroot/test/testenv"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -14,23 +14,6 @@ import (
 	"github.com/sealroot/sealroot/server"
 	"github.com/sealroot/sealroot/server/config"
 )
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestNew_certificate_dates: the server says at start, loudly, that its
 // certificate is expired or not yet valid, and warns within 30 days of
@@ -50,7 +33,7 @@ func TestNew_certificate_dates(t *testing.T) {
 			if err := pki.Init(server.PKIDir(dir), pki.InitOptions{Now: func() time.Time { return tc.issued }}); err != nil {
 				t.Fatal(err)
 			}
-			var log syncBuffer
+			var log testenv.Buffer
 			logger := hclog.New(&hclog.LoggerOptions{Name: "sealroot", Output: &log})
 			srv, err := server.New(t.Context(), config.Config{StateDir: dir, AdminSocket: filepath.Join(dir, "admin.sock")}, logger)
 			if err != nil {

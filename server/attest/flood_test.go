@@ -103,26 +103,8 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	}
 }
 
-// syncBuffer is a log sink the test reads while the server writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // captureLog sends the server's log (at Debug) to the test and to buf.
-func captureLog(t *testing.T, buf *syncBuffer) func(*attest.Config) {
+func captureLog(t *testing.T, buf *testenv.Buffer) func(*attest.Config) {
 	return func(c *attest.Config) {
 		c.Logger = hclog.New(&hclog.LoggerOptions{Level: hclog.Debug, Output: io.MultiWriter(buf, testenv.Writer(t, ""))})
 	}
@@ -144,7 +126,7 @@ func (e *testEnv) auditEntries(t *testing.T) []audit.Entry {
 // log line of their own: only counts.
 func TestFloodIsDroppedAndGenuineAttests(t *testing.T) {
 	const nIdle, nHalf, nGarbage = 10, 3, 5
-	var logs syncBuffer
+	var logs testenv.Buffer
 	e := newEnv(t, captureLog(t, &logs), func(c *attest.Config) {
 		// Fewer server-wide slots than junk connections: a slot per
 		// connection (not per exchange) would starve the machine.
@@ -314,7 +296,7 @@ func TestRetryUnderLoad(t *testing.T) {
 // counted as noise; a known machine that leaves mid-exchange is audited as
 // abandoned. Nothing is logged at ERROR.
 func TestClientCloseIsAbandonedNotInternal(t *testing.T) {
-	var logs syncBuffer
+	var logs testenv.Buffer
 	e := newEnv(t, captureLog(t, &logs))
 	m := newMachine(t, defaultSpec)
 	e.enrollAndApprove(t, m, "node-c")

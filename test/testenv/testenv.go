@@ -3,10 +3,12 @@
 package testenv
 
 import (
+	"bytes"
 	"io"
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/hashicorp/go-hclog"
@@ -84,4 +86,24 @@ func (w writer) Write(p []byte) (int, error) {
 // to t.Log.
 func Logger(t testing.TB, name string, level hclog.Level) hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{Name: name, Output: Writer(t, ""), Level: level})
+}
+
+// Buffer is a bytes.Buffer safe for concurrent writers and a polling
+// reader: a log sink a test reads while a server writes to it.
+type Buffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *Buffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// String returns what has been written so far.
+func (s *Buffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -1,15 +1,15 @@
 package cli_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/sealroot/sealroot/test/testenv"
 
 	"github.com/sealroot/sealroot/cmd/sealroot/cli"
 	"github.com/sealroot/sealroot/pki"
@@ -84,25 +84,7 @@ func plainDaemonMetrics(t *testing.T) (socket, metricsAddr string) {
 	return cfg.AdminSocket, addrs.Metrics.String()
 }
 
-// syncBuffer is a bytes.Buffer safe for one writer and a polling reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func waitFor(t *testing.T, what string, buf *syncBuffer, want string) {
+func waitFor(t *testing.T, what string, buf *testenv.Buffer, want string) {
 	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(buf.String(), want); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
@@ -116,7 +98,7 @@ func waitFor(t *testing.T, what string, buf *syncBuffer, want string) {
 func TestEventsFollow(t *testing.T) {
 	sock := plainDaemon(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	var stdout, stderr syncBuffer
+	var stdout, stderr testenv.Buffer
 	exit := make(chan int, 1)
 	go func() {
 		exit <- cli.Main(ctx, []string{"--socket", sock, "--json", "events", "--follow", "--machine", "web1"},

@@ -17,18 +17,19 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/sealroot/sealroot/test/testenv"
 )
 
 // startGuarded serves dir on 127.0.0.1 with limits and returns the address,
 // the server's log and a stop function (also run at cleanup), after which
 // the log holds the server's summary.
-func startGuarded(t *testing.T, dir string, limits Limits) (string, *syncBuffer, func()) {
+func startGuarded(t *testing.T, dir string, limits Limits) (string, *testenv.Buffer, func()) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	logger := hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Info})
 	h := NewHandler(dir, nil, logger)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -147,7 +148,7 @@ func TestStalledReaderCutSlowReaderFinishes(t *testing.T) {
 }
 
 // wantLog checks the server's log for the guard's summary.
-func wantLog(t *testing.T, logs *syncBuffer, want string) {
+func wantLog(t *testing.T, logs *testenv.Buffer, want string) {
 	t.Helper()
 	if !strings.Contains(logs.String(), want) {
 		t.Errorf("log lacks %q:\n%s", want, logs.String())

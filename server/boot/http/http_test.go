@@ -15,37 +15,20 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/sealroot/sealroot/test/testenv"
 
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/sealroot/sealroot/ipxe"
 )
 
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type fixture struct {
 	dir     string
 	srv     *httptest.Server
-	logs    *syncBuffer
+	logs    *testenv.Buffer
 	content []byte
 }
 
@@ -72,7 +55,7 @@ func newFixture(t *testing.T) *fixture {
 	if err := os.Mkdir(filepath.Join(dir, "subdir"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	logger := hclog.New(&hclog.LoggerOptions{Output: logs, JSONFormat: true, Level: hclog.Debug})
 	scripts := func(ctx context.Context, r ScriptRequest) ([]byte, error) {
 		if !r.Remote.Addr().IsLoopback() {
