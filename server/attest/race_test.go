@@ -142,22 +142,14 @@ func TestOperatorActsDuringExchange(t *testing.T) {
 			setup: approved,
 			act:   forget,
 			ended: "forgotten", check: "forgotten",
-			after: func(t *testing.T, e *testEnv, m *testMachine, rec *store.Machine) {
-				if rec != nil {
-					t.Errorf("forgotten machine is back: %s", rec.State)
-				}
-			},
+			after: stillForgotten,
 		},
 		{
 			name:  "pending_then_forgotten",
 			setup: pending,
 			act:   forget,
 			ended: "forgotten", check: "forgotten",
-			after: func(t *testing.T, e *testEnv, m *testMachine, rec *store.Machine) {
-				if rec != nil {
-					t.Errorf("forgotten machine is back: %s", rec.State)
-				}
-			},
+			after: stillForgotten,
 		},
 		{
 			// Forgotten, then enrolled again by another boot: the held
@@ -189,11 +181,7 @@ func TestOperatorActsDuringExchange(t *testing.T) {
 			setup: needsReapproval,
 			act:   forget,
 			ended: "forgotten", check: "forgotten",
-			after: func(t *testing.T, e *testEnv, m *testMachine, rec *store.Machine) {
-				if rec != nil {
-					t.Errorf("forgotten machine is back: %s", rec.State)
-				}
-			},
+			after: stillForgotten,
 		},
 		{
 			// Unknown at hello; meanwhile another boot of the same TPM
@@ -371,6 +359,12 @@ func forget(t *testing.T, e *testEnv, m *testMachine) {
 	t.Helper()
 	if err := e.mgr.Forget(context.Background(), m.id); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func stillForgotten(t *testing.T, e *testEnv, m *testMachine, rec *store.Machine) {
+	if rec != nil {
+		t.Errorf("forgotten machine is back: %s", rec.State)
 	}
 }
 
