@@ -15,7 +15,6 @@ import (
 	"github.com/sealroot/sealroot/pki"
 	"github.com/sealroot/sealroot/server"
 	"github.com/sealroot/sealroot/server/api"
-	"github.com/sealroot/sealroot/server/api/client"
 	"github.com/sealroot/sealroot/server/config"
 	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/wire"
@@ -52,35 +51,7 @@ func plainDaemonMetrics(t *testing.T) (socket, metricsAddr string) {
 	}
 	cfg := config.Config{StateDir: dir, AttestAddr: "127.0.0.1:0", AdminSocket: filepath.Join(dir, "admin.sock"),
 		MetricsAddr: "127.0.0.1:0"}
-	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := server.New(ctx, cfg, nil)
-	if err != nil {
-		cancel()
-		t.Fatalf("server.New: %v", err)
-	}
-	addrs, err := srv.Listen()
-	if err != nil {
-		cancel()
-		srv.Close()
-		t.Fatalf("Listen: %v", err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-		srv.Close()
-	})
-	c := client.New(cfg.AdminSocket)
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if _, err := c.Machines(ctx); err == nil {
-			break
-		} else if time.Now().After(deadline) {
-			t.Fatalf("daemon does not answer: %v", err)
-		}
-	}
+	addrs := serveDaemon(t, cfg)
 	return cfg.AdminSocket, addrs.Metrics.String()
 }
 

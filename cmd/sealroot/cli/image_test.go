@@ -63,13 +63,22 @@ func realServer(t *testing.T, more ...*store.Machine) (dir, socket string) {
 	}
 	cfg := config.Config{StateDir: dir, AttestAddr: "127.0.0.1:0", AdminSocket: filepath.Join(dir, "admin.sock"),
 		ISCSI: &config.ISCSIConfig{Listen: "127.0.0.1:0"}}
+	serveDaemon(t, cfg)
+	return dir, cfg.AdminSocket
+}
+
+// serveDaemon runs the server cfg describes until the test ends and
+// returns its bound addresses once its admin API answers.
+func serveDaemon(t *testing.T, cfg config.Config) server.Addrs {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, err := server.New(ctx, cfg, nil)
 	if err != nil {
 		cancel()
 		t.Fatalf("server.New: %v", err)
 	}
-	if _, err := srv.Listen(); err != nil {
+	addrs, err := srv.Listen()
+	if err != nil {
 		cancel()
 		srv.Close()
 		t.Fatalf("Listen: %v", err)
@@ -85,13 +94,13 @@ func realServer(t *testing.T, more ...*store.Machine) (dir, socket string) {
 	})
 	c := client.New(cfg.AdminSocket)
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if _, err := c.Images(ctx); err == nil {
+		if _, err := c.Machines(ctx); err == nil {
 			break
 		} else if time.Now().After(deadline) {
 			t.Fatalf("daemon does not answer: %v", err)
 		}
 	}
-	return dir, cfg.AdminSocket
+	return addrs
 }
 
 func wantRun(t *testing.T, r result, code int, stdout string) {
