@@ -192,19 +192,7 @@ func (s *Store) List() ([]Image, error) {
 }
 
 // Get returns the image ref (NAME or NAME@vN) names.
-func (s *Store) Get(ref string) (*Image, error) {
-	name, version, err := ParseRef(ref)
-	if err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	idx, err := s.readIndex()
-	if err != nil {
-		return nil, err
-	}
-	return idx.find(name, version)
-}
+func (s *Store) Get(ref string) (*Image, error) { return s.Resolve(ref, "") }
 
 // Resolve returns the image a root made on base (a digest, "" for none
 // yet) mounts when its plan names ref: a root keeps its base while that
