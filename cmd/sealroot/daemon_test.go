@@ -232,12 +232,7 @@ func TestDaemonSignals(t *testing.T) {
 // kernel TUN interface, in a network namespace the test creates: after
 // SIGTERM the interface is gone.
 func TestDaemonStop_tunnel_down(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("needs root (CI=true)")
-		}
-		t.Skip("needs root for a network namespace and a TUN interface")
-	}
+	testenv.RequireRoot(t, "a network namespace and a TUN interface")
 	ipTool := testenv.LookTool(t, "ip")
 	bin := buildSealroot(t)
 	ns := fmt.Sprintf("srdaemon%d", os.Getpid())

@@ -19,12 +19,7 @@ import (
 // nothing (same CA, same configuration, same initramfs bytes). It leaves
 // the UKI to the server.
 func TestSetup(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("needs root (CI=true)")
-		}
-		t.Skip("needs root for a network namespace")
-	}
+	testenv.RequireRoot(t, "a network namespace")
 	ipTool := testenv.LookTool(t, "ip")
 	bin := buildSealroot(t)
 	ns := fmt.Sprintf("srsetup%d", os.Getpid())
