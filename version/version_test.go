@@ -6,15 +6,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/sealroot/sealroot/test/testenv"
 )
 
 // TestLDFlags builds a program with the linker flags and checks that it
 // reports them, as the agent built by `sealroot initramfs build` does.
 func TestLDFlags(t *testing.T) {
-	gobin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("go tool not found")
-	}
+	gobin := testenv.LookTool(t, "go")
 	dir := t.TempDir()
 	src := filepath.Join(dir, "main.go")
 	prog := "package main\nimport (\"fmt\"; \"github.com/sealroot/sealroot/version\")\nfunc main() { fmt.Print(version.String()) }\n"

@@ -5,6 +5,8 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/sealroot/sealroot/test/testenv"
 )
 
 // forbidden are packages that must never reach the initramfs binary:
@@ -31,10 +33,7 @@ const serverPrefix = "github.com/sealroot/sealroot/server/"
 // TestDeps fences the agent's dependencies, built as the initramfs builds
 // it (CGO_ENABLED=0).
 func TestDeps(t *testing.T) {
-	gobin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("go tool not found")
-	}
+	gobin := testenv.LookTool(t, "go")
 	cmd := exec.Command(gobin, "list", "-deps", "-f", "{{.ImportPath}}", ".")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	out, err := cmd.Output()

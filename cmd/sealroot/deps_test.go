@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/sealroot/sealroot/test/testenv"
 )
 
 // forbiddenTrees are the parts of the module the sealroot binary (server
@@ -18,10 +20,7 @@ var forbiddenTrees = []string{
 
 // TestDeps fences the sealroot binary's dependencies.
 func TestDeps(t *testing.T) {
-	gobin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("go tool not found")
-	}
+	gobin := testenv.LookTool(t, "go")
 	out, err := exec.Command(gobin, "list", "-deps", "-f", "{{.ImportPath}}", ".").Output()
 	if err != nil {
 		t.Fatalf("go list -deps: %v", err)
@@ -52,10 +51,7 @@ var recordPackages = []string{
 // links the whole server through package server) and the API client with
 // everything it links away from the stored records.
 func TestCLIUsesAPIViews(t *testing.T) {
-	gobin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("go tool not found")
-	}
+	gobin := testenv.LookTool(t, "go")
 	list := func(args ...string) []string {
 		t.Helper()
 		out, err := exec.Command(gobin, append([]string{"list"}, args...)...).Output()

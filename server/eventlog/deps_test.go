@@ -5,15 +5,14 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/sealroot/sealroot/test/testenv"
 )
 
 // TestDeps fences eventlog below the store: it owns Event, and the store
 // embeds it (store.BootState.Events), never the other way round.
 func TestDeps(t *testing.T) {
-	gobin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("go tool not found")
-	}
+	gobin := testenv.LookTool(t, "go")
 	out, err := exec.Command(gobin, "list", "-deps", "-f", "{{.ImportPath}}", ".").Output()
 	if err != nil {
 		t.Fatalf("go list -deps: %v", err)
