@@ -28,12 +28,14 @@ var (
 	ErrNewerSchema = errors.New("state database written by a newer sealroot")
 )
 
-// Bucket layout (schema version 3):
+// Bucket layout (schema version 4):
 //
 //	meta     "version" -> "3"
 //	machines <id>      -> JSON Machine
 //	seen     <id>      -> JSON seen: the fields each boot changes, which
 //	                      override those in the machine record
+//	history  <id>      -> bucket: <8-byte sequence> -> JSON BootAttempt,
+//	                      the last MaxHistory attempts (since 4; history.go)
 //	names    <name>    -> <id>          (unique index; empty names are not indexed)
 //	secrets  <id>      -> bucket: <secret name> -> ciphertext
 //	groups   <name>    -> JSON Group
@@ -49,19 +51,20 @@ var (
 	bucketSecrets  = []byte("secrets")
 	bucketGroups   = []byte("groups")
 	bucketSeen     = []byte("seen")
+	bucketHistory  = []byte("history")
 	bucketLeases   = []byte("dhcp_leases")
 	bucketReserved = []byte("dhcp_reservations")
 	keyVersion     = []byte("version")
 )
 
 // SchemaVersion is the version of the bucket layout this sealroot writes.
-const SchemaVersion = 3
+const SchemaVersion = 4
 
 // migrations[v] moves a schema v database to v+1. Buckets of every
 // version are created by init first; a migration moves records.
-var migrations = map[int]func(*bolt.Tx) error{
-	1: func(*bolt.Tx) error { return nil }, // the seen bucket, empty: valid
-	2: func(tx *bolt.Tx) error { // DHCP leases and reservations
+var migrations = map[int]func(*DB, *bolt.Tx) error{
+	1: func(*DB, *bolt.Tx) error { return nil }, // the seen bucket, empty: valid
+	2: func(_ *DB, tx *bolt.Tx) error { // DHCP leases and reservations
 		for _, b := range [][]byte{bucketLeases, bucketReserved} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
@@ -69,6 +72,7 @@ var migrations = map[int]func(*bolt.Tx) error{
 		}
 		return nil
 	},
+	3: (*DB).migrateHistory, // history out of the seen records
 }
 
 // lockTimeout is how long Open waits for the file lock.
@@ -83,6 +87,10 @@ type DB struct {
 	bolt   *bolt.DB
 	logger hclog.Logger
 	cache  *machineCache
+	// history caches decoded boot attempts (history.go); commits groups
+	// concurrent machine updates into shared transactions.
+	history *historyCache
+	commits *groupCommit
 }
 
 var _ Store = (*DB)(nil)
@@ -117,7 +125,7 @@ func open(path string, logger hclog.Logger, timeout time.Duration) (*DB, error) 
 	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
 		logger.Warn("state database is accessible by other users", "path", path, "mode", fi.Mode().Perm().String())
 	}
-	db := &DB{bolt: b, logger: logger, cache: newMachineCache()}
+	db := &DB{bolt: b, logger: logger, cache: newMachineCache(), history: newHistoryCache(), commits: &groupCommit{db: b}}
 	if err := db.init(); err != nil {
 		b.Close()
 		return nil, fmt.Errorf("open state database %s: %w", path, err)
@@ -129,7 +137,7 @@ func open(path string, logger hclog.Logger, timeout time.Duration) (*DB, error) 
 // forward, in one transaction.
 func (db *DB) init() error {
 	return db.bolt.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketMeta, bucketMachines, bucketNames, bucketSecrets, bucketGroups, bucketSeen} {
+		for _, name := range [][]byte{bucketMeta, bucketMachines, bucketNames, bucketSecrets, bucketGroups, bucketSeen, bucketHistory} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return fmt.Errorf("create bucket %s: %w", name, err)
 			}
@@ -148,7 +156,7 @@ func (db *DB) init() error {
 				v, SchemaVersion, ErrNewerSchema)
 		}
 		for ; v < SchemaVersion; v++ {
-			if err := migrations[v](tx); err != nil {
+			if err := migrations[v](db, tx); err != nil {
 				return fmt.Errorf("migrate schema %d to %d: %w", v, v+1, err)
 			}
 			db.logger.Info("migrated state database", "from", v, "to", v+1)

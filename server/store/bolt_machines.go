@@ -47,6 +47,9 @@ func (db *DB) Machines(ctx context.Context) ([]*Machine, error) {
 			if err := overlaySeen(tx, m.ID, m); err != nil {
 				return err
 			}
+			if m.History, err = db.loadHistory(tx, m.ID); err != nil {
+				return err
+			}
 		}
 		return nil
 	})
@@ -71,7 +74,7 @@ func (db *DB) CreateMachine(ctx context.Context, m *Machine) error {
 			return fmt.Errorf("create machine %s: %w", m.ID, err)
 		}
 		m.Version = v
-		buf, err := json.Marshal(m)
+		buf, err := encodeRecord(m)
 		if err != nil {
 			return fmt.Errorf("create machine %s: encode: %w", m.ID, err)
 		}
@@ -79,6 +82,9 @@ func (db *DB) CreateMachine(ctx context.Context, m *Machine) error {
 			return fmt.Errorf("create machine %s: %w", m.ID, err)
 		}
 		if err := putSeen(tx, m.ID, m); err != nil {
+			return fmt.Errorf("create machine %s: %w", m.ID, err)
+		}
+		if err := db.replaceHistory(tx, m.ID, m.History); err != nil {
 			return fmt.Errorf("create machine %s: %w", m.ID, err)
 		}
 		db.cache.put(m.ID, buf, m) // if the commit fails, the digest never matches
@@ -91,7 +97,7 @@ func (db *DB) CreateMachine(ctx context.Context, m *Machine) error {
 // the ID.
 //
 // Concurrent updates are grouped into one bbolt transaction (and one fsync)
-// with DB.Batch, so fn may run more than once, each time on a freshly loaded
+// (groupCommit), so fn may run more than once, each time on a freshly loaded
 // copy of the record: it must be idempotent and have no side effects beyond
 // changing its argument. The record returned is the one stored.
 func (db *DB) UpdateMachine(ctx context.Context, id string, fn func(*Machine) error) (*Machine, error) {
@@ -105,13 +111,14 @@ func (db *DB) UpdateMachine(ctx context.Context, id string, fn func(*Machine) er
 		out   *Machine
 		fnErr error // an error that aborts only this update, not the batch
 	)
-	err := db.bolt.Batch(func(tx *bolt.Tx) error {
+	err := db.commits.update(func(tx *bolt.Tx) error {
 		out, fnErr = nil, nil
-		m, old, buf, err := db.applyUpdate(tx, id, fn)
+		m, before, buf, err := db.applyUpdate(tx, id, fn)
 		if err != nil {
 			fnErr = err
 			return nil
 		}
+		old := before.Name
 		if buf != nil { // more than the seen fields changed
 			if err := putMachine(tx, id, m.Name, old, buf); err != nil {
 				if isNameErr(err) { // checked before any write: nothing to undo
@@ -124,6 +131,11 @@ func (db *DB) UpdateMachine(ctx context.Context, id string, fn func(*Machine) er
 		}
 		if err := putSeen(tx, id, m); err != nil {
 			return fmt.Errorf("update machine %s: %w", id, err)
+		}
+		if historyChanged(before, m) {
+			if err := db.replaceHistory(tx, id, m.History); err != nil {
+				return fmt.Errorf("update machine %s: %w", id, err)
+			}
 		}
 		out = m
 		return nil
@@ -138,34 +150,42 @@ func (db *DB) UpdateMachine(ctx context.Context, id string, fn func(*Machine) er
 }
 
 // applyUpdate loads machine id, applies fn and encodes the result. It
-// returns the updated machine, its name before the update and its
-// encoding, which is nil when fn changed only seen fields.
-func (db *DB) applyUpdate(tx *bolt.Tx, id string, fn func(*Machine) error) (*Machine, string, []byte, error) {
+// returns the updated machine, the machine before the update and its
+// encoding, which is nil when fn changed only seen fields or history.
+func (db *DB) applyUpdate(tx *bolt.Tx, id string, fn func(*Machine) error) (*Machine, *Machine, []byte, error) {
 	m, err := db.getMachine(tx, id)
 	if err != nil {
-		return nil, "", nil, err
+		return nil, nil, nil, err
 	}
 	before := m.clone()
 	if err := fn(m); err != nil {
-		return nil, "", nil, err
+		return nil, nil, nil, err
 	}
 	if m.ID != id {
-		return nil, "", nil, fmt.Errorf("update machine %s: the update changed the id to %q", id, m.ID)
+		return nil, nil, nil, fmt.Errorf("update machine %s: the update changed the id to %q", id, m.ID)
 	}
 	m.Version = before.Version
 	if sameRecord(before, m) {
-		return m, before.Name, nil, nil
+		return m, before, nil, nil
 	}
 	if !bytes.Equal(decisionOf(m), decisionOf(before)) {
 		if m.Version, err = nextVersion(tx); err != nil {
-			return nil, "", nil, fmt.Errorf("update machine %s: %w", id, err)
+			return nil, nil, nil, fmt.Errorf("update machine %s: %w", id, err)
 		}
 	}
-	buf, err := json.Marshal(m)
+	buf, err := encodeRecord(m)
 	if err != nil {
-		return nil, "", nil, fmt.Errorf("update machine %s: encode: %w", id, err)
+		return nil, nil, nil, fmt.Errorf("update machine %s: encode: %w", id, err)
 	}
-	return m, before.Name, buf, nil
+	return m, before, buf, nil
+}
+
+// encodeRecord encodes m for bucket machines: without its history, which
+// bucket history keeps.
+func encodeRecord(m *Machine) ([]byte, error) {
+	c := *m
+	c.History = nil
+	return json.Marshal(&c)
 }
 
 // DeleteMachine removes a machine, its name and all its secrets.
@@ -195,6 +215,9 @@ func (db *DB) DeleteMachine(ctx context.Context, id string) error {
 		}
 		if err := tx.Bucket(bucketSeen).Delete([]byte(id)); err != nil {
 			return fmt.Errorf("delete machine %s: seen: %w", id, err)
+		}
+		if err := deleteHistory(tx, id); err != nil {
+			return fmt.Errorf("delete machine %s: %w", id, err)
 		}
 		db.cache.remove(id)
 		return nil
@@ -235,7 +258,7 @@ func (db *DB) bumpVersion(tx *bolt.Tx, id string) error {
 	if m.Version, err = nextVersion(tx); err != nil {
 		return err
 	}
-	buf, err := json.Marshal(m)
+	buf, err := encodeRecord(m)
 	if err != nil {
 		return fmt.Errorf("machine %s: encode: %w", id, err)
 	}
@@ -256,6 +279,9 @@ func (db *DB) getMachine(tx *bolt.Tx, id string) (*Machine, error) {
 		return nil, err
 	}
 	if err := overlaySeen(tx, id, m); err != nil {
+		return nil, err
+	}
+	if m.History, err = db.loadHistory(tx, id); err != nil {
 		return nil, err
 	}
 	return m, nil

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -46,13 +47,19 @@ func TestSchemaMigrationAndNewer(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "state.db")
 	m := testMachine(7)
+	m.AddAttempt(BootAttempt{Time: time.Unix(1800000000, 0).UTC(), Outcome: "allowed", Reason: "first"})
+	m.AddAttempt(BootAttempt{Time: time.Unix(1800000060, 0).UTC(), Outcome: "refused", Check: "quote-signature"})
 	writeV1(t, path, m)
 	db, err := Open(path, nil)
 	if err != nil {
 		t.Fatalf("Open(schema 1) = %v", err)
 	}
-	if got, err := db.Machine(ctx, m.ID); err != nil || got.Name != m.Name {
+	got, err := db.Machine(ctx, m.ID)
+	if err != nil || got.Name != m.Name {
 		t.Fatalf("machine after migration = %+v, %v", got, err)
+	}
+	if len(got.History) != 2 || got.History[0].Reason != "first" || got.History[1].Check != "quote-signature" {
+		t.Fatalf("history after migration = %+v, want the two attempts of the schema 1 record", got.History)
 	}
 	l := DHCPLease{MAC: "52:54:00:00:00:01", Addr: netip.MustParseAddr("192.0.2.10"), Expiry: time.Unix(1800000000, 0).UTC()}
 	if err := db.PutDHCPLease(ctx, l); err != nil {
@@ -70,8 +77,8 @@ func TestSchemaMigrationAndNewer(t *testing.T) {
 		return tx.Bucket([]byte("meta")).Put([]byte("version"), []byte("99"))
 	})
 	b.Close()
-	if v != "3" {
-		t.Fatalf("version after migration = %q, want 3", v)
+	if want := strconv.Itoa(SchemaVersion); v != want {
+		t.Fatalf("version after migration = %q, want %s", v, want)
 	}
 	_, err = Open(path, nil)
 	if !errors.Is(err, ErrNewerSchema) || errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "newer sealroot") {

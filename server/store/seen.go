@@ -21,24 +21,25 @@ type seen struct {
 	LastSeen     time.Time `json:"last_seen"`
 	LastAddress  string    `json:"last_address,omitempty"`
 	BootCount    uint64    `json:"boot_count"`
-	// History changes with every attempt, refused ones included.
-	History []BootAttempt `json:"history,omitempty"`
+	// History is kept in bucket history (history.go) since schema 4.
 }
 
 func seenOf(m *Machine) seen {
-	return seen{m.ResetCount, m.RestartCount, m.LastSeen, m.LastAddress, m.BootCount, m.History}
+	return seen{m.ResetCount, m.RestartCount, m.LastSeen, m.LastAddress, m.BootCount}
 }
 
 func (s seen) applyTo(m *Machine) {
-	m.ResetCount, m.RestartCount, m.LastSeen, m.LastAddress, m.BootCount, m.History =
-		s.ResetCount, s.RestartCount, s.LastSeen, s.LastAddress, s.BootCount, s.History
+	m.ResetCount, m.RestartCount, m.LastSeen, m.LastAddress, m.BootCount =
+		s.ResetCount, s.RestartCount, s.LastSeen, s.LastAddress, s.BootCount
 }
 
-// sameRecord reports whether a and b differ at most in their seen fields.
+// sameRecord reports whether a and b differ at most in their seen fields
+// and history.
 func sameRecord(a, b *Machine) bool {
 	ac, bc := *a, *b
 	seen{}.applyTo(&ac)
 	seen{}.applyTo(&bc)
+	ac.History, bc.History = nil, nil
 	return reflect.DeepEqual(ac, bc)
 }
 

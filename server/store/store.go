@@ -94,8 +94,8 @@ type Machine struct {
 
 	// History is the machine's last MaxHistory attestation attempts,
 	// oldest first, whatever their outcome. It is bookkeeping: changing
-	// it leaves Version alone, and it is stored with the seen fields, so
-	// an attempt does not rewrite the record.
+	// it leaves Version alone, and it is stored apart, one entry per
+	// attempt (AddAttempts), so an attempt rewrites nothing else.
 	History []BootAttempt `json:"history,omitempty"`
 }
 
@@ -153,6 +153,10 @@ type Store interface {
 	UpdateMachine(ctx context.Context, id string, fn func(*Machine) error) (*Machine, error)
 	// DeleteMachine removes a machine and all its secrets.
 	DeleteMachine(ctx context.Context, id string) error
+	// AddAttempts appends each attempt to its machine's History (the
+	// last MaxHistory) without changing Version or any other field, in
+	// one transaction; it returns the attempts of unknown machines.
+	AddAttempts(ctx context.Context, attempts []MachineAttempt) ([]MachineAttempt, error)
 
 	// PutSecret stores an encrypted secret for a machine. It and
 	// DeleteSecret change the machine's Version.

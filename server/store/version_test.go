@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"testing"
 
 	"github.com/sealroot/sealroot/wire"
@@ -114,5 +115,66 @@ func TestHistoryBounded(t *testing.T) {
 	}
 	if got.Version != m.Version {
 		t.Errorf("history changed the version %d -> %d", m.Version, got.Version)
+	}
+}
+
+// AddAttempts appends to each machine's history in one call, keeps the
+// last MaxHistory, changes neither Version nor any other field, and hands
+// back the attempts of machines the store does not hold.
+func TestAddAttempts(t *testing.T) {
+	ctx := context.Background()
+	db, _ := openTestDB(t)
+	a, b := testMachine(1), testMachine(2)
+	for _, m := range []*Machine{a, b} {
+		if err := db.CreateMachine(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before, err := db.Machine(ctx, a.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var batch []MachineAttempt
+	for i := range MaxHistory + 5 {
+		batch = append(batch, MachineAttempt{a.ID, BootAttempt{Outcome: "allowed", Reason: fmt.Sprint(i)}})
+	}
+	batch = append(batch, MachineAttempt{b.ID, BootAttempt{Outcome: "refused", Check: "quote-signature"}},
+		MachineAttempt{"unknown", BootAttempt{Outcome: "refused"}})
+	unknown, err := db.AddAttempts(ctx, batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(unknown) != 1 || unknown[0].MachineID != "unknown" {
+		t.Errorf("AddAttempts unknown = %+v, want the one attempt of machine \"unknown\"", unknown)
+	}
+	got, err := db.Machine(ctx, a.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.History) != MaxHistory || got.History[0].Reason != "5" || got.History[MaxHistory-1].Reason != fmt.Sprint(MaxHistory+4) {
+		t.Errorf("history of a = %d attempts %+v, want %d running 5..%d", len(got.History), got.History, MaxHistory, MaxHistory+4)
+	}
+	got.History = nil
+	if !reflect.DeepEqual(got, before) {
+		t.Errorf("AddAttempts changed more than the history:\n got %+v\nwant %+v", got, before)
+	}
+	if gb, err := db.Machine(ctx, b.ID); err != nil || len(gb.History) != 1 || gb.History[0].Check != "quote-signature" {
+		t.Errorf("history of b = %+v, %v, want its one refusal", gb, err)
+	}
+	// The record's other fields and the history survive each other's updates.
+	if _, err := db.UpdateMachine(ctx, a.ID, func(m *Machine) error { m.LastAddress = "192.0.2.7"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := db.Machine(ctx, a.ID); len(got.History) != MaxHistory || got.LastAddress != "192.0.2.7" {
+		t.Errorf("after an update: %d attempts, address %q", len(got.History), got.LastAddress)
+	}
+	if err := db.DeleteMachine(ctx, a.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.CreateMachine(ctx, testMachine(1)); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := db.Machine(ctx, a.ID); len(got.History) != 0 {
+		t.Errorf("a forgotten and re-enrolled machine has %d old attempts", len(got.History))
 	}
 }
