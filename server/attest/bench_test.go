@@ -39,8 +39,8 @@ func BenchmarkAttestation(b *testing.B) {
 
 // historyAndMetrics is what the daemon's observers do per outcome:
 // Prometheus instruments, and the attempt queued for a writer that
-// appends it to the machine's history in concurrent batches (as
-// history.Recorder does; that package imports this one).
+// appends it to the machine's history in batches, one store.AddAttempts
+// each (as history.Recorder does; that package imports this one).
 type historyAndMetrics struct {
 	store     store.Store
 	attempts  *prometheus.CounterVec
@@ -57,25 +57,20 @@ func (o *historyAndMetrics) Observe(a Attempt) {
 	}
 }
 
-// write appends queued attempts until the queue closes.
+// write appends queued attempts in batches until the queue closes.
 func (o *historyAndMetrics) write() {
 	for first := range o.queue {
-		batch := []Attempt{first}
+		batch := []store.MachineAttempt{attemptOf(first)}
 		for len(batch) < 256 && len(o.queue) > 0 {
-			batch = append(batch, <-o.queue)
+			batch = append(batch, attemptOf(<-o.queue))
 		}
-		var wg sync.WaitGroup
-		for _, a := range batch {
-			wg.Go(func() {
-				o.store.UpdateMachine(context.Background(), a.MachineID, func(m *store.Machine) error {
-					m.AddAttempt(store.BootAttempt{Time: a.Time, Remote: a.Remote, Outcome: a.Outcome, Check: a.Check,
-						Reason: a.Reason, AgentVersion: a.AgentVersion, Duration: a.Duration})
-					return nil
-				})
-			})
-		}
-		wg.Wait()
+		o.store.AddAttempts(context.Background(), batch)
 	}
+}
+
+func attemptOf(a Attempt) store.MachineAttempt {
+	return store.MachineAttempt{MachineID: a.MachineID, Attempt: store.BootAttempt{Time: a.Time, Remote: a.Remote,
+		Outcome: a.Outcome, Check: a.Check, Reason: a.Reason, AgentVersion: a.AgentVersion, Duration: a.Duration}}
 }
 
 func benchAttestation(b *testing.B, observed bool) {

@@ -6,15 +6,15 @@
 // are counted by check instead, never logged one line each.
 //
 // Observe only queues the attempt: Run writes queued attempts in batches,
-// concurrently, so bbolt commits each batch in one transaction (one fsync)
-// and an attestation never waits for its history. The history is
+// each with one store.AddAttempts (one small put per attempt, in a
+// transaction the store shares with concurrent updates: one fsync), so
+// an attestation never waits for its history. The history is
 // therefore written a few milliseconds after the decision (Flush waits
 // for it); a full queue drops attempts and counts them (Dropped).
 package history
 
 import (
 	"context"
-	"errors"
 	"maps"
 	"sync"
 	"time"
@@ -100,35 +100,40 @@ func (r *Recorder) Run(ctx context.Context) error {
 // running).
 func (r *Recorder) Flush() { r.pending.Wait() }
 
-// writeBatch writes first and everything queued behind it, concurrently:
-// the store groups concurrent updates into one transaction.
+// writeBatch writes first and everything queued behind it (up to
+// maxBatch) in one store call.
 func (r *Recorder) writeBatch(first attest.Attempt) {
-	batch := []attest.Attempt{first}
-	for len(batch) < 256 {
+	batch := []store.MachineAttempt{r.attempt(first)}
+	for len(batch) < maxBatch {
 		select {
 		case a := <-r.queue:
-			batch = append(batch, a)
+			batch = append(batch, r.attempt(a))
 			continue
 		default:
 		}
 		break
 	}
-	var wg sync.WaitGroup
-	for _, a := range batch {
-		wg.Go(func() {
-			defer r.pending.Done()
-			r.write(a)
-		})
-	}
-	wg.Wait()
-}
-
-// write records a on its machine. History is bookkeeping: a failure to
-// write it is logged and decides nothing.
-func (r *Recorder) write(a attest.Attempt) {
+	defer r.pending.Add(-len(batch))
 	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 	defer cancel()
-	attempt := store.BootAttempt{
+	unknown, err := r.store.AddAttempts(ctx, batch)
+	if err != nil {
+		// History is bookkeeping: a failure to write it is logged and
+		// decides nothing.
+		r.logger.Warn("boot history not written", "attempts", len(batch), "error", err)
+		return
+	}
+	for _, a := range unknown {
+		r.countUnknown(a.Attempt.Check)
+	}
+}
+
+// maxBatch bounds the attempts written in one store call.
+const maxBatch = 256
+
+// attempt is a as the store keeps it.
+func (r *Recorder) attempt(a attest.Attempt) store.MachineAttempt {
+	return store.MachineAttempt{MachineID: a.MachineID, Attempt: store.BootAttempt{
 		Time:         a.Time,
 		Server:       r.server,
 		Remote:       a.Remote,
@@ -137,17 +142,7 @@ func (r *Recorder) write(a attest.Attempt) {
 		Reason:       a.Reason,
 		AgentVersion: a.AgentVersion,
 		Duration:     a.Duration,
-	}
-	_, err := r.store.UpdateMachine(ctx, a.MachineID, func(m *store.Machine) error {
-		m.AddAttempt(attempt)
-		return nil
-	})
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		r.countUnknown(a.Check)
-	case err != nil:
-		r.logger.Warn("boot history not written", "machine", a.MachineID, "error", err)
-	}
+	}}
 }
 
 func (r *Recorder) countUnknown(check string) {
