@@ -173,7 +173,12 @@ func (x *exchange) verify(ev *wire.Evidence) (*store.BootState, *evidence.QuoteI
 	if err != nil {
 		return nil, nil, fail(quoteCheck(err), err)
 	}
-	events, err := eventlog.Verify(ev.EventLog, ev.PCRs)
+	var events []eventlog.Event
+	if x.machine != nil { // enrolled: remember the log it boots with
+		events, err = x.s.logs.verify(x.machineID, ev.EventLog, ev.PCRs)
+	} else {
+		events, err = eventlog.Verify(ev.EventLog, ev.PCRs)
+	}
 	if err != nil {
 		return nil, nil, fail("event-log", err)
 	}

@@ -113,6 +113,7 @@ type Server struct {
 	withdrawer      roots.Withdrawer
 	predictor       Predictor
 	live            live // exchanges in progress, by machine
+	logs            verifiedLogs
 	observer        Observer
 	files           Files
 }
