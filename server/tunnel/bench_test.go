@@ -14,19 +14,17 @@ import (
 const benchBytes = 64 << 20
 
 // BenchmarkThroughput sends the same payload over plain TCP across the
-// lab's veth and over the tunnel (TUN and netstack server ends; the
-// client is wireguard-go on a TUN), and reports tunnel/plain ratios.
+// lab's veth and over the tunnel (server ends: kernel WireGuard where the
+// kernel has it, wireguard-go on a TUN, netstack; the client is
+// wireguard-go on a TUN), and reports tunnel/plain ratios.
 func BenchmarkThroughput(b *testing.B) {
-	for _, mode := range []struct {
-		name string
-		tun  bool
-	}{{"tun", true}, {"netstack", false}} {
-		b.Run(mode.name, func(b *testing.B) { benchThroughput(b, mode.tun) })
+	for _, mode := range labModes {
+		b.Run(mode.name, func(b *testing.B) { benchThroughput(b, mode.cfg) })
 	}
 }
 
-func benchThroughput(b *testing.B, useTUN bool) {
-	l := newLab(b, useTUN)
+func benchThroughput(b *testing.B, mode Config) {
+	l := newLabWith(b, mode)
 	a := newClient(b, l.m["a"], "srtwg-a")
 	plan, err := l.tun.Add(context.Background(), "machine-a", a.pub())
 	if err != nil {

@@ -44,10 +44,12 @@ type lab struct {
 
 func newLab(t testing.TB, useTUN bool) *lab {
 	t.Helper()
-	return newLabWith(t, Config{UseTUN: useTUN})
+	return newLabWith(t, Config{UseTUN: useTUN, Userspace: true})
 }
 
-// newLabWith is newLab with cfg's StatePath, PrivateKeyPath and UseTUN.
+// newLabWith is newLab with base's StatePath, PrivateKeyPath, UseTUN and
+// Userspace. A UseTUN lab without Userspace needs kernel WireGuard: where
+// the kernel has none, it is unavailable (skipped; a failure under CI).
 func newLabWith(t testing.TB, base Config) *lab {
 	t.Helper()
 	l := &lab{s: netnstest.New(t, "srtun-s"), m: map[string]*netnstest.NS{}}
@@ -63,7 +65,7 @@ func newLabWith(t testing.TB, base Config) *lab {
 		l.m[name] = ns
 	}
 	l.cfg = Config{Prefix: prefix, ListenPort: wgPort, Endpoint: "192.168.77.1:51820", UseTUN: base.UseTUN,
-		StatePath: base.StatePath, PrivateKeyPath: base.PrivateKeyPath, Logger: testenv.Logger(t, "", hclog.Debug)}
+		Userspace: base.Userspace, StatePath: base.StatePath, PrivateKeyPath: base.PrivateKeyPath, Logger: testenv.Logger(t, "", hclog.Debug)}
 	l.start(t)
 	return l
 }
@@ -80,6 +82,9 @@ func (l *lab) start(t testing.TB) {
 	}
 	tn := l.tun
 	t.Cleanup(func() { tn.Close() })
+	if l.cfg.UseTUN && !l.cfg.Userspace && tn.Engine() != "kernel" {
+		testenv.Unavailable(t, "kernel WireGuard: the kernel has no wireguard module (tunnel fell back to %s)", tn.Engine())
+	}
 }
 
 // client is a machine's end: wireguard-go on a TUN in the machine's

@@ -20,13 +20,18 @@
 //
 // # Network stacks
 //
-// With Config.UseTUN (root only) the device is a kernel TUN interface
-// holding the server address, so external daemons see real tunnel source
+// With Config.UseTUN (root only) the device is a kernel interface holding
+// the server address, so external daemons see real tunnel source
 // addresses; [Tunnel.Listen] then binds to that address and the interface
 // (SO_BINDTODEVICE), so a LAN packet addressed to the tunnel address is not
-// accepted. Otherwise the tunnel uses an in-process network stack
-// (tun/netstack): no privileges, and its sockets are reachable only through
-// WireGuard.
+// accepted. That interface is the kernel's own WireGuard when the kernel
+// has it (module wireguard; configured over netlink with wgctrl, see
+// kernel.go), else a TUN device driven by the embedded wireguard-go, whose
+// TUN offloads (IFF_VNET_HDR: TSO/USO, GSO/GRO batches) and UDP GSO/GRO
+// are on whenever the kernel offers them; Config.Userspace forces
+// wireguard-go. Otherwise the tunnel uses an in-process network stack
+// (tun/netstack): no privileges, and its sockets are reachable only
+// through WireGuard.
 package tunnel
 
 import (
@@ -82,6 +87,9 @@ type Config struct {
 	UseTUN bool
 	// Interface names the TUN interface; default "sealroot0".
 	Interface string
+	// Userspace makes a UseTUN tunnel use wireguard-go on a TUN device
+	// even when the kernel has WireGuard (benchmarks compare the two).
+	Userspace bool
 	// Keepalive is every peer's persistent keepalive; default
 	// DefaultKeepalive.
 	Keepalive time.Duration
@@ -95,7 +103,7 @@ type Config struct {
 type Tunnel struct {
 	cfg        Config
 	logger     hclog.Logger
-	dev        *device.Device
+	dev        engine // *device.Device or *kernelEngine
 	net        netif
 	serverAddr netip.Addr
 	pub        wgtypes.Key
@@ -171,16 +179,9 @@ func (c *Config) defaults() error {
 func serverAddr(p netip.Prefix) netip.Addr { return p.Masked().Addr().Next() }
 
 func (t *Tunnel) start(priv wgtypes.Key) error {
-	nif, tdev, err := newNetif(t.cfg, t.serverAddr)
-	if err != nil {
+	if err := t.newEngine(); err != nil {
 		return err
 	}
-	t.net = nif
-	wl := t.logger.Named("wireguard")
-	t.dev = device.NewDevice(pinTUN(tdev), conn.NewDefaultBind(), &device.Logger{
-		Verbosef: func(f string, a ...any) { wl.Trace(fmt.Sprintf(f, a...)) },
-		Errorf:   func(f string, a ...any) { wl.Debug(fmt.Sprintf(f, a...)) },
-	})
 	var b strings.Builder
 	fmt.Fprintf(&b, "private_key=%s\nlisten_port=%d\n", hexKey(priv[:]), t.cfg.ListenPort)
 	for id, a := range t.alloc.all() {
@@ -200,9 +201,11 @@ func (t *Tunnel) start(priv wgtypes.Key) error {
 		t.dev.Close()
 		return fmt.Errorf("tunnel: configure device: %w", err)
 	}
-	if err := t.dev.Up(); err != nil {
-		t.dev.Close()
-		return fmt.Errorf("tunnel: device up: %w", err)
+	if d, ok := t.dev.(*device.Device); ok { // a kernel link is already up
+		if err := d.Up(); err != nil {
+			t.dev.Close()
+			return fmt.Errorf("tunnel: device up: %w", err)
+		}
 	}
 	port, err := t.listenPort()
 	if err != nil {
@@ -212,8 +215,40 @@ func (t *Tunnel) start(priv wgtypes.Key) error {
 	t.port = port
 	go t.recordEndpoints()
 	t.logger.Info("tunnel up", "server_addr", t.serverAddr, "port", port, "tun", t.cfg.UseTUN,
-		"public_key", t.pub.String())
+		"engine", t.Engine(), "public_key", t.pub.String())
 	return nil
+}
+
+// newEngine sets t.dev and t.net: the kernel's WireGuard when UseTUN asks
+// for a kernel interface and the kernel has WireGuard, else wireguard-go.
+func (t *Tunnel) newEngine() error {
+	if t.cfg.UseTUN && !t.cfg.Userspace {
+		k, err := newKernelEngine(t.cfg.Interface, t.cfg.MTU, netip.PrefixFrom(t.serverAddr, t.cfg.Prefix.Bits()))
+		if err == nil {
+			t.dev, t.net = k, kernelNet{iface: t.cfg.Interface}
+			return nil
+		}
+		t.logger.Info("kernel WireGuard unavailable: using wireguard-go", "error", err)
+	}
+	nif, tdev, err := newNetif(t.cfg, t.serverAddr)
+	if err != nil {
+		return err
+	}
+	wl := t.logger.Named("wireguard")
+	t.net = nif
+	t.dev = device.NewDevice(pinTUN(tdev), conn.NewDefaultBind(), &device.Logger{
+		Verbosef: func(f string, a ...any) { wl.Trace(fmt.Sprintf(f, a...)) },
+		Errorf:   func(f string, a ...any) { wl.Debug(fmt.Sprintf(f, a...)) },
+	})
+	return nil
+}
+
+// Engine names the WireGuard implementation: "kernel" or "wireguard-go".
+func (t *Tunnel) Engine() string {
+	if _, ok := t.dev.(*kernelEngine); ok {
+		return "kernel"
+	}
+	return "wireguard-go"
 }
 
 func (t *Tunnel) writePeer(b *strings.Builder, key []byte, addr netip.Addr) {

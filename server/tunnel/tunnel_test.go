@@ -25,18 +25,27 @@ const (
 )
 
 func TestTunnel(t *testing.T) {
-	for _, mode := range []struct {
-		name string
-		tun  bool
-	}{{"netstack", false}, {"tun", true}} {
-		t.Run(mode.name, func(t *testing.T) { testTunnel(t, mode.tun) })
+	for _, mode := range labModes {
+		t.Run(mode.name, func(t *testing.T) { testTunnel(t, mode.cfg) })
 	}
+}
+
+// labModes are the server ends a lab can run: netstack, wireguard-go on
+// a TUN, and kernel WireGuard (where the kernel has it: in the QEMU guest's
+// Debian kernel, not on a host without the module).
+var labModes = []struct {
+	name string
+	cfg  Config
+}{
+	{"netstack", Config{}},
+	{"tun", Config{UseTUN: true, Userspace: true}},
+	{"kernel", Config{UseTUN: true}},
 }
 
 // testTunnel runs the link-security properties in order on one lab; the
 // revocation comes last.
-func testTunnel(t *testing.T, useTUN bool) {
-	l := newLab(t, useTUN)
+func testTunnel(t *testing.T, mode Config) {
+	l := newLabWith(t, mode)
 	ctx := context.Background()
 	a := newClient(t, l.m["a"], "srtwg-a")
 	b := newClient(t, l.m["b"], "srtwg-b")
