@@ -47,11 +47,14 @@ type ImageService interface {
 	// the new base and the old one is kept as a snapshot (Upgrade.KeptAs).
 	// A machine outside a group gets image as its plan.
 	UpgradeRoot(ctx context.Context, ref, image string) (*Upgrade, error)
-	// Rollout moves group's machines to image (NAME@vN) as UpgradeRoot
-	// does; canary > 0 moves at most that many and leaves the group's
-	// plan alone, otherwise every member moves and the group's plan
-	// becomes image.
-	Rollout(ctx context.Context, group, image string, canary int) (*Rollout, error)
+	// Rollout moves group's machines to req.Image (NAME@vN; "" for the
+	// latest version of the group's image) as UpgradeRoot does;
+	// req.Canary > 0 moves at most that many and req.Machines only those,
+	// leaving the group's plan alone; otherwise every member moves and the
+	// group's plan becomes the version. A volatile group's members switch
+	// at their next boot. req.DryRun changes nothing and says what would
+	// happen.
+	Rollout(ctx context.Context, group string, req RolloutRequest) (*Rollout, error)
 
 	// SetRoot sets the root plan the machine gets at its next boot.
 	SetRoot(ctx context.Context, ref string, root wire.RootPlan) (*Machine, error)
@@ -102,8 +105,15 @@ type UpgradeRequest struct {
 
 // RolloutRequest is the body of POST /v1/groups/{name}/rollout.
 type RolloutRequest struct {
-	Image  string `json:"image"`
+	// Image is the version, NAME@vN or NAME (its latest); "" for the
+	// latest version of the group's image.
+	Image  string `json:"image,omitempty"`
 	Canary int    `json:"canary,omitempty"`
+	// Machines, when set, are the only members moved (IDs, ID prefixes
+	// or names).
+	Machines []string `json:"machines,omitempty"`
+	// DryRun answers what the rollout would do, changing nothing.
+	DryRun bool `json:"dry_run,omitempty"`
 }
 
 // RemoveResult is the body answering DELETE /v1/images/{ref}.
@@ -218,7 +228,7 @@ func (ih *imageHandler) rollout(w http.ResponseWriter, r *http.Request) {
 		ih.h.reply(w, r, nil, err)
 		return
 	}
-	ro, err := ih.svc.Rollout(r.Context(), r.PathValue("name"), req.Image, req.Canary)
+	ro, err := ih.svc.Rollout(r.Context(), r.PathValue("name"), req)
 	ih.h.reply(w, r, ro, err)
 }
 
