@@ -23,9 +23,9 @@ type ImageService interface {
 	// (NAME), refusing (ErrConflict) while a root plan, root or snapshot
 	// uses it; its base stays until GCImages. It returns what it removed.
 	RemoveImage(ctx context.Context, ref string) ([]Image, error)
-	// GCImages deletes the bases no image or volume references and
-	// returns their digests.
-	GCImages(ctx context.Context) ([]string, error)
+	// GCImages deletes the bases no image version, root or snapshot
+	// references and says what it removed and what it kept, and why.
+	GCImages(ctx context.Context) (*GCResult, error)
 
 	// ResetVolume puts the machine's volume back to its image. Volume
 	// operations withdraw the machine's root target first: the machine
@@ -82,7 +82,19 @@ type ImportRequest struct {
 
 // GCResult is the body answering POST /v1/images/gc.
 type GCResult struct {
+	// Removed are the digests of the bases deleted.
 	Removed []string `json:"removed"`
+	// Kept are the bases still referenced, with what references them.
+	Kept []GCKept `json:"kept"`
+}
+
+// GCKept is a base image GC kept.
+type GCKept struct {
+	Digest string `json:"digest"`
+	// UsedBy says what references it: "image NAME@vN", "group G",
+	// "machine ID NAME" (its plan), "root of machine ID NAME", "snapshot S
+	// of machine ID NAME", or roots of a machine no longer known.
+	UsedBy []string `json:"used_by"`
 }
 
 // ForgetRequest is the body of POST /v1/machines/{ref}/forget.
@@ -233,11 +245,11 @@ func (ih *imageHandler) rollout(w http.ResponseWriter, r *http.Request) {
 }
 
 func (ih *imageHandler) gc(w http.ResponseWriter, r *http.Request) {
-	removed, err := ih.svc.GCImages(r.Context())
-	if removed == nil {
-		removed = []string{}
+	res, err := ih.svc.GCImages(r.Context())
+	if res == nil {
+		res = &GCResult{Removed: []string{}, Kept: []GCKept{}}
 	}
-	ih.h.reply(w, r, GCResult{Removed: removed}, err)
+	ih.h.reply(w, r, res, err)
 }
 
 func (ih *imageHandler) reset(w http.ResponseWriter, r *http.Request) {

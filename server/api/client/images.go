@@ -77,11 +77,14 @@ func (c *Client) Rollout(ctx context.Context, group string, req api.RolloutReque
 	return &ro, nil
 }
 
-// GCImages deletes unreferenced bases and returns their digests.
-func (c *Client) GCImages(ctx context.Context) ([]string, error) {
+// GCImages deletes unreferenced bases and says what it removed and
+// kept.
+func (c *Client) GCImages(ctx context.Context) (*api.GCResult, error) {
 	var res api.GCResult
-	err := c.post(ctx, "/v1/images/gc", struct{}{}, &res)
-	return res.Removed, err
+	if err := c.post(ctx, "/v1/images/gc", struct{}{}, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
 }
 
 // ResetVolume puts the machine's volume back to its image.
