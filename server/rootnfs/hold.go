@@ -4,12 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 
+	"github.com/sealroot/sealroot/server/nfs"
 	"github.com/sealroot/sealroot/server/roots"
 )
 
-var _ roots.Holder = (*Provider)(nil)
+var (
+	_ roots.Holder = (*Provider)(nil)
+	_ roots.Merger = (*Provider)(nil)
+)
 
 // Hold holds the machine's NFS root still for a copy: it refuses with
 // roots.ErrInUse while the machine is exported and active (Config.Active),
@@ -53,20 +59,39 @@ func (p *Provider) Hold(ctx context.Context, machineID string) (func(), error) {
 	}, nil
 }
 
-// Paths returns the directories a capture merges for a held machine: its
-// upper and the tree of the base it was made on. It fails with
+// Merged shows fn the machine's root as the machine saw it, read-only:
+// its upper over the tree of the base it was made on (nfs.MountMerged,
+// mounted at Dir/<id>/merged for the call). The machine must be held
+// (Hold), so that its upper does not change meanwhile. It fails with
 // ErrNotFound when the machine has no persistent NFS root.
-func (p *Provider) Paths(machineID string) (upper, lower string, err error) {
+func (p *Provider) Merged(ctx context.Context, machineID string, fn func(dir string) error) error {
+	p.mu.Lock()
+	held := p.held[machineID]
+	p.mu.Unlock()
+	if !held {
+		return fmt.Errorf("nfs root of %.12s is not held: hold it before merging it", machineID)
+	}
 	st, err := p.load(machineID)
 	if err != nil {
-		return "", "", err
+		return err
 	}
 	if st.Base == "" {
-		return "", "", fmt.Errorf("nfs root of %.12s has no persistent upper (never booted persistent, or reset): %w", machineID, ErrNotFound)
+		return fmt.Errorf("nfs root of %.12s has no persistent upper (never booted persistent, or reset): %w", machineID, ErrNotFound)
 	}
 	tree, err := p.cfg.Images.TreePath(st.Base)
 	if err != nil {
-		return "", "", fmt.Errorf("root base: %w", err)
+		return fmt.Errorf("root base: %w", err)
 	}
-	return p.upper(machineID), tree, nil
+	dir := filepath.Join(p.dir(machineID), "merged")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("nfs root: %w", err)
+	}
+	if err := nfs.MountMerged(p.upper(machineID), tree, dir); err != nil {
+		return err
+	}
+	err = fn(dir)
+	if uerr := nfs.Unmount(dir); uerr != nil {
+		return errors.Join(err, uerr)
+	}
+	return errors.Join(err, os.Remove(dir))
 }

@@ -405,3 +405,25 @@ func (s *Service) Hold(ctx context.Context, machineID string) (func(), error) {
 	}
 	return release, nil
 }
+
+// Merger is a Provider whose roots are directory trees over a base (NFS
+// overlays): Merged shows fn a held machine's root as the machine saw
+// it, read-only.
+type Merger interface {
+	Merged(ctx context.Context, machineID string, fn func(dir string) error) error
+}
+
+// Merged shows fn the machine's root as a directory tree, read-only; the
+// caller holds the root (Hold). ErrUnsupported when the machine's root
+// is not a tree.
+func (s *Service) Merged(ctx context.Context, machineID string, plan wire.RootPlan, fn func(dir string) error) error {
+	p, err := s.holder(machineID, plan)
+	if err != nil {
+		return err
+	}
+	mg, ok := p.(Merger)
+	if !ok {
+		return fmt.Errorf("machine %.12s (%s root): %w", machineID, KindOf(plan), ErrUnsupported)
+	}
+	return mg.Merged(ctx, machineID, fn)
+}
