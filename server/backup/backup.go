@@ -33,7 +33,8 @@
 //
 // A sparse file's entry holds only its data segments, with their map in
 // the PAX records SEALROOT.sparse.map and SEALROOT.sparse.size; extended
-// attributes travel as SCHILY.xattr.NAME records.
+// attributes travel as SCHILY.xattr.NAME records. Hard links inside a
+// tree are stored, and restored, as separate files.
 //
 // Consistency: each machine's roots are copied while Roots.Hold holds
 // them. The server's Hold refuses a root the machine is using (an iSCSI

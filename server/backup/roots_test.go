@@ -1,7 +1,9 @@
 package backup
 
 import (
+	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -222,5 +224,45 @@ func unmount(t *testing.T, target string) {
 	t.Helper()
 	if err := unix.Unmount(target, 0); err != nil {
 		t.Errorf("unmount %s: %v", target, err)
+	}
+}
+
+// Inside roots a restore keeps only what roots hold: a device node other
+// than a whiteout is refused, and a symlink in an upper cannot lead a
+// later entry outside the target.
+func TestRestoreRootsRefusesUnsafe(t *testing.T) {
+	const upper = "nfs/roots/0123456789abcdef/upper/"
+	for _, tc := range []struct {
+		name string
+		hdrs []tar.Header
+	}{
+		{"device_in_upper", []tar.Header{{Name: upper + "null", Typeflag: tar.TypeChar, Devmajor: 1, Devminor: 3, Mode: 0o666}}},
+		{"block_device_in_volume", []tar.Header{{Name: "volumes/machines/m1/disk.img", Typeflag: tar.TypeBlock, Devmajor: 8}}},
+		{"hardlink", []tar.Header{{Name: upper + "l", Typeflag: tar.TypeLink, Linkname: "state.db"}}},
+		{"symlink_out", []tar.Header{
+			{Name: upper + "etc", Typeflag: tar.TypeSymlink, Linkname: "/etc"},
+			{Name: upper + "etc/evil", Typeflag: tar.TypeReg, Mode: 0o644},
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			gz := gzip.NewWriter(&buf)
+			tw := tar.NewWriter(gz)
+			for _, h := range tc.hdrs {
+				if err := tw.WriteHeader(&h); err != nil {
+					t.Fatal(err)
+				}
+			}
+			tw.Close()
+			gz.Close()
+			_, err := Restore(&buf, t.TempDir())
+			if err == nil {
+				t.Fatal("Restore accepted it")
+			}
+			t.Logf("refused: %v", err)
+			if _, err := os.Stat("/etc/evil"); err == nil {
+				t.Fatal("a restore wrote /etc/evil")
+			}
+		})
 	}
 }
