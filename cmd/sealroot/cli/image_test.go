@@ -434,3 +434,43 @@ func TestBackupRestore(t *testing.T) {
 		t.Fatalf("restored reservations = %+v", rs)
 	}
 }
+
+// backup --with-roots through the running daemon holds a machine's volume
+// and its base; restore puts them back. (A root in use left out: server/backup
+// TestWithRootsSparse, and vm-tests TestBackupRestoreRoot with a real session.)
+func TestBackupWithRoots(t *testing.T) {
+	dir, sock := realServer(t)
+	src := filepath.Join(t.TempDir(), "tree")
+	os.MkdirAll(filepath.Join(src, "etc"), 0o755)
+	os.WriteFile(filepath.Join(src, "etc", "hostname"), []byte("b\n"), 0o644)
+	r := run(t, sock, "", "image", "import", "app", src)
+	wantRun(t, r, 0, "imported app@v1")
+	digest := strings.Fields(strings.TrimPrefix(r.stdout, "imported app@v1 sha256:"))[0]
+	images, err := image.Open(image.Config{Dir: filepath.Join(dir, "images")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { images.Remove("app"); images.GC(nil) }) // clears the immutable flag
+	vols, err := volume.New(volume.Config{Dir: filepath.Join(dir, "volumes"), Bases: images, NoReflink: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := vols.Create(context.Background(), idA, digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.WriteAt([]byte("written by web1"), 4096)
+	v.Close()
+
+	file := filepath.Join(t.TempDir(), "backup.tgz")
+	wantRun(t, run(t, sock, "", "backup", file, "--with-roots"), 0, "roots of 1 machines, on 1 bases")
+	restored := filepath.Join(t.TempDir(), "state")
+	wantRun(t, run(t, "", "", "restore", file, "--state-dir", restored), 0, "restored the roots of 1 machines and 1 bases")
+	for _, f := range []string{"volumes/machines/" + idA + "/disk.cow", "images/bases/sha256-" + digest + ".img"} {
+		want, _ := os.ReadFile(filepath.Join(dir, f))
+		got, err := os.ReadFile(filepath.Join(restored, f))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("restored %s: %v (equal %v)", f, err, bytes.Equal(got, want))
+		}
+	}
+}
