@@ -40,7 +40,7 @@ func (p *Provider) Hold(ctx context.Context, machineID string) (func(), error) {
 	default:
 		if live, ok := p.live[id]; ok {
 			if p.cfg.Active == nil || p.cfg.Active(id) {
-				return nil, fmt.Errorf("machine %.12s is using its NFS root (exported, its tunnel peer active): power it off first: %w", id, roots.ErrInUse)
+				return nil, fmt.Errorf("machine %.12s: its NFS root is exported and its tunnel peer is active: %w", id, roots.ErrInUse)
 			}
 			st = live
 		}
