@@ -28,8 +28,11 @@ holes stay holes; NFS uppers with owners, modes, whiteouts and extended
 attributes such as trusted.overlay.*) and the bases they are made on. Each
 root is held still while it is copied: a root its machine is using (an
 iSCSI session logged in, an active NFS export) is left out and named, with
-the reason; power the machine off first to include it. A root that is not
-in use is withdrawn for the copy; its machine gets it back at its next boot.`,
+the reason; power the machine off first to include it (a machine powered off
+without logging out counts as running until the target's pings end its
+session, about 15 s; an NFS machine until its tunnel peer has had no handshake
+for 3 minutes). A root that is not in use is withdrawn for the copy; its
+machine gets it back at its next boot.`,
 		Args: exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			dst := args[0]
