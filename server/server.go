@@ -85,6 +85,7 @@ type Server struct {
 	attest   *attest.Server
 	tunnel   *tunnel.Tunnel // nil without config.Config.Tunnel
 	storage  *storage.Storage
+	roots    *roots.Service // the root registry over storage's providers
 	limits   config.Limits
 	history  *history.Recorder
 	events   *events.Bus // decisions as the audit log records them
@@ -192,6 +193,7 @@ func New(ctx context.Context, cfg config.Config, logger hclog.Logger) (_ *Server
 	}
 	s.onClose(s.storage.Close)
 	rs := roots.New(roots.Config{Providers: s.storage.Providers(), Tunnel: peersOf(s.tunnel)})
+	s.roots = rs
 	s.machines = machines.New(machines.Config{Store: s.store, Box: box, Audit: auditLog, Logger: logger,
 		Withdraw: rs, Images: s.storage.Images, Volumes: s.storage.Volumes, Roots: rs})
 	acfg := attest.Config{

@@ -22,25 +22,40 @@ func (s *Sealroot) configPath() string { return filepath.Join(s.StateDir, "sealr
 // It returns how long the server was down.
 func (s *Sealroot) Restart(ctx context.Context, t testing.TB, lab *Lab) (time.Duration, error) {
 	t.Helper()
-	pid, err := s.servePID()
-	if err != nil {
+	begin := time.Now()
+	if err := s.Stop(); err != nil {
 		return 0, err
 	}
-	begin := time.Now()
+	if err := s.Start(ctx, t, lab); err != nil {
+		return 0, err
+	}
+	return time.Since(begin), nil
+}
+
+// Stop stops the `sealroot serve` of s (SIGTERM, SIGKILL after 15 s).
+func (s *Sealroot) Stop() error {
+	pid, err := s.servePID()
+	if err != nil {
+		return err
+	}
 	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
-		return 0, fmt.Errorf("vmtest: stop sealroot serve (pid %d): %w", pid, err)
+		return fmt.Errorf("vmtest: stop sealroot serve (pid %d): %w", pid, err)
 	}
 	if !waitGone(pid, 15*time.Second) {
 		syscall.Kill(pid, syscall.SIGKILL)
 		if !waitGone(pid, 10*time.Second) {
-			return 0, fmt.Errorf("vmtest: sealroot serve (pid %d) does not exit", pid)
+			return fmt.Errorf("vmtest: sealroot serve (pid %d) does not exit", pid)
 		}
 	}
+	return nil
+}
+
+// Start starts `sealroot serve` of s in lab again, with the configuration
+// in its state directory, and returns once the admin socket answers.
+func (s *Sealroot) Start(ctx context.Context, t testing.TB, lab *Lab) error {
+	t.Helper()
 	lab.Start(t, s.Bin, "serve", "--config", s.configPath(), "--log-level", "debug")
-	if err := s.waitReady(ctx); err != nil {
-		return 0, err
-	}
-	return time.Since(begin), nil
+	return s.waitReady(ctx)
 }
 
 // servePID finds the process running `sealroot serve` with s's

@@ -177,6 +177,8 @@ func quicConfig() *quic.Config {
 	return &quic.Config{
 		HandshakeIdleTimeout: 10 * time.Second,
 		MaxIdleTimeout:       60 * time.Second,
+		// Keeps the connection alive while a person answers a prompt.
+		KeepAlivePeriod: 20 * time.Second,
 	}
 }
 

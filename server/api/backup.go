@@ -7,12 +7,13 @@ import (
 	"os"
 )
 
-// BackupFunc writes a backup of the server's state (package backup).
-type BackupFunc func(ctx context.Context, w io.Writer) error
+// BackupFunc writes a backup of the server's state (package backup),
+// with the machines' roots when withRoots.
+type BackupFunc func(ctx context.Context, w io.Writer, withRoots bool) error
 
-// WithBackup serves GET /v1/backup: the backup as application/gzip. It is
-// written to a temporary file first, so that a failure is answered as an
-// error, never as a truncated backup.
+// WithBackup serves GET /v1/backup[?roots=1]: the backup as
+// application/gzip. It is written to a temporary file first, so that a
+// failure is answered as an error, never as a truncated backup.
 func WithBackup(fn BackupFunc) Option {
 	return func(h *handler) {
 		h.mux.HandleFunc("GET /v1/backup", func(w http.ResponseWriter, r *http.Request) {
@@ -23,7 +24,7 @@ func WithBackup(fn BackupFunc) Option {
 			}
 			defer os.Remove(f.Name())
 			defer f.Close()
-			if err := fn(r.Context(), f); err != nil {
+			if err := fn(r.Context(), f, r.URL.Query().Get("roots") == "1"); err != nil {
 				h.reply(w, r, nil, err)
 				return
 			}

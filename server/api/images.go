@@ -23,9 +23,9 @@ type ImageService interface {
 	// (NAME), refusing (ErrConflict) while a root plan, root or snapshot
 	// uses it; its base stays until GCImages. It returns what it removed.
 	RemoveImage(ctx context.Context, ref string) ([]Image, error)
-	// GCImages deletes the bases no image or volume references and
-	// returns their digests.
-	GCImages(ctx context.Context) ([]string, error)
+	// GCImages deletes the bases no image version, root or snapshot
+	// references and says what it removed and what it kept, and why.
+	GCImages(ctx context.Context) (*GCResult, error)
 
 	// ResetVolume puts the machine's volume back to its image. Volume
 	// operations withdraw the machine's root target first: the machine
@@ -47,11 +47,14 @@ type ImageService interface {
 	// the new base and the old one is kept as a snapshot (Upgrade.KeptAs).
 	// A machine outside a group gets image as its plan.
 	UpgradeRoot(ctx context.Context, ref, image string) (*Upgrade, error)
-	// Rollout moves group's machines to image (NAME@vN) as UpgradeRoot
-	// does; canary > 0 moves at most that many and leaves the group's
-	// plan alone, otherwise every member moves and the group's plan
-	// becomes image.
-	Rollout(ctx context.Context, group, image string, canary int) (*Rollout, error)
+	// Rollout moves group's machines to req.Image (NAME@vN; "" for the
+	// latest version of the group's image) as UpgradeRoot does;
+	// req.Canary > 0 moves at most that many and req.Machines only those,
+	// leaving the group's plan alone; otherwise every member moves and the
+	// group's plan becomes the version. A volatile group's members switch
+	// at their next boot. req.DryRun changes nothing and says what would
+	// happen.
+	Rollout(ctx context.Context, group string, req RolloutRequest) (*Rollout, error)
 
 	// SetRoot sets the root plan the machine gets at its next boot.
 	SetRoot(ctx context.Context, ref string, root wire.RootPlan) (*Machine, error)
@@ -79,7 +82,19 @@ type ImportRequest struct {
 
 // GCResult is the body answering POST /v1/images/gc.
 type GCResult struct {
+	// Removed are the digests of the bases deleted.
 	Removed []string `json:"removed"`
+	// Kept are the bases still referenced, with what references them.
+	Kept []GCKept `json:"kept"`
+}
+
+// GCKept is a base image GC kept.
+type GCKept struct {
+	Digest string `json:"digest"`
+	// UsedBy says what references it: "image NAME@vN", "group G",
+	// "machine ID NAME" (its plan), "root of machine ID NAME", "snapshot S
+	// of machine ID NAME", or roots of a machine no longer known.
+	UsedBy []string `json:"used_by"`
 }
 
 // ForgetRequest is the body of POST /v1/machines/{ref}/forget.
@@ -102,8 +117,15 @@ type UpgradeRequest struct {
 
 // RolloutRequest is the body of POST /v1/groups/{name}/rollout.
 type RolloutRequest struct {
-	Image  string `json:"image"`
+	// Image is the version, NAME@vN or NAME (its latest); "" for the
+	// latest version of the group's image.
+	Image  string `json:"image,omitempty"`
 	Canary int    `json:"canary,omitempty"`
+	// Machines, when set, are the only members moved (IDs, ID prefixes
+	// or names).
+	Machines []string `json:"machines,omitempty"`
+	// DryRun answers what the rollout would do, changing nothing.
+	DryRun bool `json:"dry_run,omitempty"`
 }
 
 // RemoveResult is the body answering DELETE /v1/images/{ref}.
@@ -218,16 +240,16 @@ func (ih *imageHandler) rollout(w http.ResponseWriter, r *http.Request) {
 		ih.h.reply(w, r, nil, err)
 		return
 	}
-	ro, err := ih.svc.Rollout(r.Context(), r.PathValue("name"), req.Image, req.Canary)
+	ro, err := ih.svc.Rollout(r.Context(), r.PathValue("name"), req)
 	ih.h.reply(w, r, ro, err)
 }
 
 func (ih *imageHandler) gc(w http.ResponseWriter, r *http.Request) {
-	removed, err := ih.svc.GCImages(r.Context())
-	if removed == nil {
-		removed = []string{}
+	res, err := ih.svc.GCImages(r.Context())
+	if res == nil {
+		res = &GCResult{Removed: []string{}, Kept: []GCKept{}}
 	}
-	ih.h.reply(w, r, GCResult{Removed: removed}, err)
+	ih.h.reply(w, r, res, err)
 }
 
 func (ih *imageHandler) reset(w http.ResponseWriter, r *http.Request) {

@@ -256,6 +256,8 @@ type Rollout struct {
 	// versions.
 	Remaining int `json:"remaining"`
 	// GroupRoot is the group's root plan after the rollout: set to the
-	// version once every member has it (not for a canary).
+	// version once every member has it (not for a canary or a subset).
 	GroupRoot wire.RootPlan `json:"group_root"`
+	// DryRun reports that nothing was done: Machines say what would be.
+	DryRun bool `json:"dry_run,omitempty"`
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"slices"
 	"sync"
 	"time"
@@ -68,6 +69,13 @@ type exchange struct {
 	secret       []byte
 	pcrs         []int
 	done         bool
+
+	// src and st are the agent's source address and stream; slotted
+	// reports whether x holds its exchange slots (see takeSlots), which
+	// it gives up while it waits for a person (askPerson).
+	src     netip.Addr
+	st      stream
+	slotted bool
 
 	endMu   sync.Mutex // guards the fields below; see live.go
 	endedBy *Failure   // set by end: the exchange is refused

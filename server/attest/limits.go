@@ -39,6 +39,16 @@ type Limits struct {
 	// NoiseLogInterval is how often a summary of unauthenticated noise is
 	// logged (only when there was some); default 1m.
 	NoiseLogInterval time.Duration
+	// PersonTimeout is how long an exchange waits for a person's answer
+	// (a login, a menu choice) at the machine's console; default 3m.
+	PersonTimeout time.Duration
+	// WaitingPerSource is how many exchanges one source address may have
+	// waiting for a person; default 2. A waiting exchange holds none of
+	// the exchange slots above, only one of these.
+	WaitingPerSource int
+	// MaxWaiting is how many exchanges may wait for a person at once;
+	// default 64.
+	MaxWaiting int
 }
 
 // Default limits.
@@ -50,6 +60,9 @@ const (
 	DefaultRetryAbove         = 64
 	DefaultLoadAbove          = 128
 	DefaultNoiseLogInterval   = time.Minute
+	DefaultPersonTimeout      = 3 * time.Minute
+	DefaultWaitingPerSource   = 2
+	DefaultMaxWaiting         = 64
 )
 
 func (l Limits) withDefaults() Limits {
@@ -60,6 +73,9 @@ func (l Limits) withDefaults() Limits {
 	l.RetryAbove = orDefault(l.RetryAbove, DefaultRetryAbove)
 	l.LoadAbove = orDefault(l.LoadAbove, DefaultLoadAbove)
 	l.NoiseLogInterval = orDefault(l.NoiseLogInterval, DefaultNoiseLogInterval)
+	l.PersonTimeout = orDefault(l.PersonTimeout, DefaultPersonTimeout)
+	l.WaitingPerSource = orDefault(l.WaitingPerSource, DefaultWaitingPerSource)
+	l.MaxWaiting = orDefault(l.MaxWaiting, DefaultMaxWaiting)
 	return l
 }
 
@@ -68,12 +84,15 @@ func (l Limits) withDefaults() Limits {
 type sources struct {
 	connLimit, exchangeLimit int
 	loadAbove                int
+	waitLimit, maxWaiting    int
 
 	mu          sync.Mutex
 	conns       map[netip.Addr]int // guarded by mu
 	exchanges   map[netip.Addr]int // guarded by mu
 	total       int                // guarded by mu; sum of conns
 	handshaking int                // guarded by mu
+	waiting     map[netip.Addr]int // guarded by mu; exchanges waiting for a person
+	waitingAll  int                // guarded by mu; sum of waiting
 }
 
 func newSources(l Limits) *sources {
@@ -81,8 +100,11 @@ func newSources(l Limits) *sources {
 		connLimit:     l.ConnsPerSource,
 		exchangeLimit: l.ExchangesPerSource,
 		loadAbove:     l.LoadAbove,
+		waitLimit:     l.WaitingPerSource,
+		maxWaiting:    l.MaxWaiting,
 		conns:         make(map[netip.Addr]int),
 		exchanges:     make(map[netip.Addr]int),
+		waiting:       make(map[netip.Addr]int),
 	}
 }
 
@@ -144,6 +166,34 @@ func (s *sources) dropExchange(a netip.Addr) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	decr(s.exchanges, a)
+}
+
+// addWaiting counts an exchange from a waiting for a person and reports
+// whether it is within the source's and the server's bounds; if not,
+// nothing is counted.
+func (s *sources) addWaiting(a netip.Addr) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.waiting[a] >= s.waitLimit || s.waitingAll >= s.maxWaiting {
+		return false
+	}
+	s.waiting[a]++
+	s.waitingAll++
+	return true
+}
+
+func (s *sources) dropWaiting(a netip.Addr) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	decr(s.waiting, a)
+	s.waitingAll--
+}
+
+// waitingCount returns the exchanges waiting for a person.
+func (s *sources) waitingCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.waitingAll
 }
 
 func decr(m map[netip.Addr]int, a netip.Addr) {

@@ -106,3 +106,20 @@ func (x *exchange) ended() error {
 	}
 	return x.endedBy
 }
+
+// endableStream is a stream whose read deadlines an end overrides: once x
+// has ended, any deadline set is now, so that a read begun after the end
+// (whose wake it missed) returns at once too.
+type endableStream struct {
+	stream
+	x *exchange
+}
+
+func (e endableStream) SetReadDeadline(t time.Time) error {
+	e.x.endMu.Lock()
+	defer e.x.endMu.Unlock()
+	if e.x.endedBy != nil {
+		t = time.Now()
+	}
+	return e.stream.SetReadDeadline(t)
+}

@@ -185,8 +185,10 @@ func orDefault[T comparable](v, def T) T {
 // QUICConfig is the transport configuration both ends use.
 func QUICConfig() *quic.Config {
 	return &quic.Config{
-		HandshakeIdleTimeout:  10 * time.Second,
-		MaxIdleTimeout:        60 * time.Second,
+		HandshakeIdleTimeout: 10 * time.Second,
+		MaxIdleTimeout:       60 * time.Second,
+		// Keeps the connection alive while a person answers (askPerson).
+		KeepAlivePeriod:       20 * time.Second,
 		MaxIncomingStreams:    1,
 		MaxIncomingUniStreams: -1,
 	}
@@ -344,20 +346,10 @@ type stream interface {
 func (s *Server) converse(ctx context.Context, st stream, x *exchange, src netip.Addr, helloBy time.Time) error {
 	ctx, done := x.endable(ctx, st)
 	defer done()
-	var held bool
-	defer func() {
-		if held {
-			s.sources.dropExchange(src)
-			<-s.sessions
-		}
-	}()
-	begin := func() error {
-		if err := s.beginExchange(ctx, src, helloBy); err != nil {
-			return err
-		}
-		held = true
-		return nil
-	}
+	st = endableStream{stream: st, x: x}
+	x.src, x.st = src, st
+	defer x.dropSlots()
+	begin := func() error { return x.takeSlots(ctx, helloBy) }
 	_, err := s.step(ctx, st, x, func() (wire.Message, error) { return s.readMessage(st, helloBy, helloBy, begin) },
 		func(m wire.Message) (wire.Message, error) {
 			h, ok := m.(*wire.Hello)
@@ -393,22 +385,38 @@ func (s *Server) converse(ctx context.Context, st stream, x *exchange, src netip
 // exchange slot; the agent retries.
 var errBusy = &Failure{Check: "busy", Reason: "server busy: too many attestations in progress, retry later"}
 
-// beginExchange takes the exchange slots, waiting for a server-wide one
-// until the hello deadline.
-func (s *Server) beginExchange(ctx context.Context, src netip.Addr, helloBy time.Time) error {
-	if !s.sources.addExchange(src) {
+// takeSlots takes x's exchange slots (one of its source's
+// ExchangesPerSource, one of MaxSessions), waiting for a server-wide one
+// until by; it does nothing when x holds them.
+func (x *exchange) takeSlots(ctx context.Context, by time.Time) error {
+	if x.slotted {
+		return nil
+	}
+	s := x.s
+	if !s.sources.addExchange(x.src) {
 		return errBusy
 	}
-	t := time.NewTimer(time.Until(helloBy))
+	t := time.NewTimer(time.Until(by))
 	defer t.Stop()
 	select {
 	case s.sessions <- struct{}{}:
+		x.slotted = true
 		return nil
 	case <-t.C:
 	case <-ctx.Done():
 	}
-	s.sources.dropExchange(src)
+	s.sources.dropExchange(x.src)
 	return errBusy
+}
+
+// dropSlots frees the exchange slots x holds, if any.
+func (x *exchange) dropSlots() {
+	if !x.slotted {
+		return
+	}
+	x.slotted = false
+	x.s.sources.dropExchange(x.src)
+	<-x.s.sessions
 }
 
 // readNext reads the agent's next message: its first byte within wait,

@@ -1,6 +1,7 @@
 // Package backup writes and restores a sealroot server's state: a gzipped
 // tar of the state directory's keys, configuration and records, with the
-// database copied in one read transaction while the server runs.
+// database copied in one read transaction while the server runs, and,
+// when asked, the machines' roots.
 //
 // # What a backup holds
 //
@@ -14,16 +15,42 @@
 //	iscsi/..., nfs/ganesha/..., nfs/roots/<id>/state.json, nfs/roots/<id>/snapshots/<n>/base
 //	every other regular file of the state directory
 //
-// Not held: base images (images/bases, images/trees: re-import them, the
-// same content gives the same digest), volume disks and NFS uppers (the
-// machines' written data), sockets, and image or volume directories
-// configured outside the state directory. Restore refuses to write into
-// a non-empty directory.
+// Not held without roots: base images (images/bases, images/trees:
+// re-import them, the same content gives the same digest), volume disks
+// and NFS uppers (the machines' written data). Never held: sockets, and
+// image, volume or NFS root directories configured outside the state
+// directory. Restore refuses to write into a non-empty directory.
+//
+// # Roots
+//
+// With Config.Roots the backup also holds every machine's roots that can
+// be held still, and the bases they are made on:
+//
+//	volumes/machines/<id>/disk.*, snapshots/*       volume disks, sparse: holes stay holes
+//	nfs/roots/<id>/upper/, snapshots/<n>/upper/     NFS uppers with owners, modes, times, whiteouts
+//	                                                and extended attributes (trusted.overlay.*)
+//	images/bases/sha256-<d>.img, images/trees/sha256-<d>/   the bases of those roots
+//
+// A sparse file's entry holds only its data segments, with their map in
+// the PAX records SEALROOT.sparse.map and SEALROOT.sparse.size; extended
+// attributes travel as SCHILY.xattr.NAME records. Hard links inside a
+// tree are stored, and restored, as separate files.
+//
+// Consistency: each machine's roots are copied while Roots.Hold holds
+// them. The server's Hold refuses a root the machine is using (an iSCSI
+// session logged in, an NFS export whose tunnel peer is active); such a
+// machine is left out and listed in Manifest.Skipped with the reason.
+// A root that is not in use is withdrawn for the copy (the machine gets it
+// back by attesting at its next boot) and kept closed until the copy
+// ends: a boot meanwhile is refused as busy and retried by the machine.
+// So every root in the backup is the state the machine left it in when
+// it last shut down, never a torn copy of a running file system.
 package backup
 
 import (
 	"archive/tar"
 	"compress/gzip"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -45,6 +72,12 @@ type Manifest struct {
 	Files []string `json:"files"`
 	// Excluded says what was left out.
 	Excluded []string `json:"excluded"`
+	// Roots lists the machines whose roots the backup holds.
+	Roots []string `json:"roots,omitempty"`
+	// Skipped lists the machines whose roots were left out, and why.
+	Skipped []Skipped `json:"skipped,omitempty"`
+	// Bases lists the digests of the bases held for the roots.
+	Bases []string `json:"bases,omitempty"`
 }
 
 // DB writes a consistent copy of the store; *store.DB implements it.
@@ -52,13 +85,22 @@ type DB interface {
 	WriteTo(w io.Writer) (int64, error)
 }
 
-// excluded is what a backup never holds, as documented above.
-var excluded = []string{
-	"images/bases/, images/trees/, images/tmp/ (base images: re-import)",
-	"volumes/<id>/disk.*, volumes/<id>/snapshots/*.img|*.cow (machines' written data)",
-	"nfs/roots/<id>/upper, work, root, snapshots/<n>/upper (machines' written data)",
-	"sockets and other non-regular files",
-}
+// excluded is what a backup without roots does not hold, as documented
+// above; excludedWithRoots what one with roots does not.
+var (
+	excluded = []string{
+		"images/bases/, images/trees/, images/tmp/ (base images: re-import)",
+		"volumes/machines/<id>/disk.*, volumes/machines/<id>/snapshots/*.img|*.cow (machines' written data: --with-roots)",
+		"nfs/roots/<id>/upper, work, root, snapshots/<n>/upper (machines' written data: --with-roots)",
+		"sockets and other non-regular files",
+	}
+	excludedWithRoots = []string{
+		"images/bases/, images/trees/ of bases no root is made on (re-import them)",
+		"roots of the machines listed as skipped",
+		"nfs/roots/<id>/work, root (overlayfs work and mount directories)",
+		"sockets, and directories configured outside the state directory",
+	}
+)
 
 // include reports whether the state directory's file rel (slash
 // separated) goes into a backup.
@@ -78,8 +120,20 @@ func include(rel string) bool {
 	return true
 }
 
-// Write writes a backup of stateDir to w, copying the store from db.
-func Write(w io.Writer, stateDir string, db DB, schemaVersion int, now time.Time) (*Manifest, error) {
+// Config says what Write backs up.
+type Config struct {
+	StateDir      string // required
+	DB            DB     // required: the store, copied in one transaction
+	SchemaVersion int    // the store's schema
+	Now           time.Time
+	// Roots, when set, adds the machines' roots and their bases.
+	Roots Roots
+}
+
+// Write writes a backup of cfg.StateDir to w, copying the store from
+// cfg.DB.
+func Write(ctx context.Context, w io.Writer, cfg Config) (*Manifest, error) {
+	stateDir, db, now := cfg.StateDir, cfg.DB, cfg.Now
 	var files []string
 	err := filepath.WalkDir(stateDir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -95,13 +149,12 @@ func Write(w io.Writer, stateDir string, db DB, schemaVersion int, now time.Time
 	if err != nil {
 		return nil, fmt.Errorf("backup: %w", err)
 	}
-	m := &Manifest{Created: now.UTC(), SchemaVersion: schemaVersion, Files: files, Excluded: excluded}
+	m := &Manifest{Created: now.UTC(), SchemaVersion: cfg.SchemaVersion, Files: files, Excluded: excluded}
+	if cfg.Roots != nil {
+		m.Excluded = excludedWithRoots
+	}
 	gz := gzip.NewWriter(w)
 	tw := tar.NewWriter(gz)
-	mb, _ := json.MarshalIndent(m, "", "  ")
-	if err := writeBytes(tw, "MANIFEST.json", mb, now); err != nil {
-		return nil, err
-	}
 	f, err := os.CreateTemp("", "sealroot-backup-db-")
 	if err != nil {
 		return nil, fmt.Errorf("backup: %w", err)
@@ -118,6 +171,17 @@ func Write(w io.Writer, stateDir string, db DB, schemaVersion int, now time.Time
 		if err := writeFile(tw, rel, filepath.Join(stateDir, filepath.FromSlash(rel))); err != nil {
 			return nil, err
 		}
+	}
+	if cfg.Roots != nil {
+		if err := writeRoots(ctx, tw, stateDir, cfg.Roots, m); err != nil {
+			return nil, err
+		}
+	}
+	// The manifest goes last: only then is it known which roots were
+	// held. Restore reads it wherever it is.
+	mb, _ := json.MarshalIndent(m, "", "  ")
+	if err := writeBytes(tw, "MANIFEST.json", mb, now); err != nil {
+		return nil, err
 	}
 	if err := errors.Join(tw.Close(), gz.Close()); err != nil {
 		return nil, fmt.Errorf("backup: %w", err)
@@ -178,6 +242,7 @@ func Restore(r io.Reader, dir string) (*Manifest, error) {
 		return nil, fmt.Errorf("restore: not a sealroot backup: %w", err)
 	}
 	tr := tar.NewReader(gz)
+	trees := &treeRestorer{root: root}
 	var m *Manifest
 	for {
 		h, err := tr.Next()
@@ -187,8 +252,18 @@ func Restore(r io.Reader, dir string) (*Manifest, error) {
 		if err != nil {
 			return nil, fmt.Errorf("restore: %w", err)
 		}
-		if h.Typeflag != tar.TypeReg || !filepath.IsLocal(h.Name) || strings.Contains(h.Name, `\`) {
-			return nil, fmt.Errorf("restore: entry %q: not a local regular file", h.Name)
+		name := strings.TrimSuffix(h.Name, "/")
+		if !filepath.IsLocal(name) || strings.Contains(name, `\`) {
+			return nil, fmt.Errorf("restore: entry %q: not a local name", h.Name)
+		}
+		if rootData(name) || baseData(name) {
+			if err := trees.restore(h, tr); err != nil {
+				return nil, fmt.Errorf("restore %s: %w", name, err)
+			}
+			continue
+		}
+		if h.Typeflag != tar.TypeReg {
+			return nil, fmt.Errorf("restore: entry %q: not a regular file", h.Name)
 		}
 		if h.Name == "MANIFEST.json" {
 			m = &Manifest{}
@@ -203,6 +278,9 @@ func Restore(r io.Reader, dir string) (*Manifest, error) {
 	}
 	if m == nil {
 		return nil, errors.New("restore: not a sealroot backup (no MANIFEST.json)")
+	}
+	if err := trees.finish(); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
@@ -222,4 +300,29 @@ func restoreFile(root *os.Root, name string, r io.Reader) error {
 		return fmt.Errorf("restore %s: %w", name, err)
 	}
 	return nil
+}
+
+// ReadManifest reads the manifest of the backup read from r.
+func ReadManifest(r io.Reader) (*Manifest, error) {
+	gz, err := gzip.NewReader(r)
+	if err != nil {
+		return nil, fmt.Errorf("backup: not a sealroot backup: %w", err)
+	}
+	tr := tar.NewReader(gz)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return nil, errors.New("backup: not a sealroot backup (no MANIFEST.json)")
+		}
+		if err != nil {
+			return nil, fmt.Errorf("backup: %w", err)
+		}
+		if h.Name == "MANIFEST.json" {
+			m := &Manifest{}
+			if err := json.NewDecoder(tr).Decode(m); err != nil {
+				return nil, fmt.Errorf("backup: manifest: %w", err)
+			}
+			return m, nil
+		}
+	}
 }

@@ -47,6 +47,22 @@ type LimitsConfig struct {
 	// Default: 128.
 	// Example: 256.
 	LoadAbove int `json:"load_above,omitempty"`
+	// PersonTimeout: how long an attestation waits for a person at the
+	// machine's console (a login, a boot menu choice) (Go duration).
+	// While it waits it holds none of the exchange slots above, only one
+	// of waiting_per_source and max_waiting.
+	// Default: "3m".
+	// Example: "5m".
+	PersonTimeout string `json:"person_timeout,omitempty"`
+	// WaitingPerSource: attestations one address may have waiting for a
+	// person.
+	// Default: 2.
+	// Example: 4.
+	WaitingPerSource int `json:"waiting_per_source,omitempty"`
+	// MaxWaiting: attestations waiting for a person at once.
+	// Default: 64.
+	// Example: 256.
+	MaxWaiting int `json:"max_waiting,omitempty"`
 	// HTTPConnsPerSource: boot HTTP connections one address may hold.
 	// Default: 8.
 	// Example: 16.
@@ -91,6 +107,7 @@ func (c *LimitsConfig) Parse() (Limits, error) {
 	}{
 		{"hello_timeout", c.HelloTimeout, &l.Attest.HelloTimeout},
 		{"frame_timeout", c.FrameTimeout, &l.Attest.FrameTimeout},
+		{"person_timeout", c.PersonTimeout, &l.Attest.PersonTimeout},
 		{"http_stall_timeout", c.HTTPStallTimeout, &l.HTTP.StallTimeout},
 		{"tftp_max_transfer_time", c.TFTPMaxTransferTime, &l.TFTPMaxTime},
 	} {
@@ -110,6 +127,7 @@ func (c *LimitsConfig) Parse() (Limits, error) {
 		{"conns_per_source", c.ConnsPerSource}, {"exchanges_per_source", c.ExchangesPerSource},
 		{"max_exchanges", c.MaxExchanges}, {"load_above", c.LoadAbove}, {"http_conns_per_source", c.HTTPConnsPerSource},
 		{"tftp_transfers_per_source", c.TFTPTransfersPerSource},
+		{"waiting_per_source", c.WaitingPerSource}, {"max_waiting", c.MaxWaiting},
 	} {
 		if f.n < 0 {
 			return l, fmt.Errorf("limits: %s %d: want a positive number (0: the default)", f.name, f.n)
@@ -122,6 +140,8 @@ func (c *LimitsConfig) Parse() (Limits, error) {
 	l.Attest.ExchangesPerSource = c.ExchangesPerSource
 	l.Attest.RetryAbove = c.RetryAbove
 	l.Attest.LoadAbove = c.LoadAbove
+	l.Attest.WaitingPerSource = c.WaitingPerSource
+	l.Attest.MaxWaiting = c.MaxWaiting
 	l.MaxExchanges = c.MaxExchanges
 	l.HTTP.ConnsPerSource = c.HTTPConnsPerSource
 	l.TFTPPerSource = c.TFTPTransfersPerSource

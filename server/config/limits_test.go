@@ -26,6 +26,8 @@ func TestLimitsConfig(t *testing.T) {
 		{"bad_duration", LimitsConfig{FrameTimeout: "soon"}, "frame_timeout"},
 		{"negative_duration", LimitsConfig{HTTPStallTimeout: "-1s"}, "http_stall_timeout"},
 		{"negative_count", LimitsConfig{ExchangesPerSource: -2}, "exchanges_per_source"},
+		{"negative_waiting", LimitsConfig{WaitingPerSource: -1}, "waiting_per_source"},
+		{"bad_person_timeout", LimitsConfig{PersonTimeout: "0s"}, "person_timeout"},
 		{"retry_below_minus_one", LimitsConfig{RetryAbove: -5}, "retry_above"},
 	}
 	for _, tt := range tests {

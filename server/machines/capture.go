@@ -20,8 +20,8 @@ type attesting interface {
 	Attesting(machineID string) bool
 }
 
-// CaptureImage turns the machine's iSCSI root into image name, so that a
-// template machine can be rolled out to others.
+// CaptureImage turns the machine's iSCSI or NFS root into a new version
+// of image name, so that a template machine can be rolled out to others.
 //
 // The machine must be powered off: no attestation of it in progress and
 // no iSCSI session logged in to its root. Capture then withdraws the
@@ -30,8 +30,16 @@ type attesting interface {
 // open so that a boot meanwhile is refused as busy, and stores the
 // volume's filesystem after e2fsck -fn finds it clean (image.Capture).
 // A running machine is refused with api.ErrConflict saying so; so is a
-// filesystem that is not clean. NFS and volatile roots are refused with
-// api.ErrInvalid. The capture is audited before it takes effect.
+// filesystem that is not clean.
+//
+// An NFS root is captured as the machine saw it: its overlay upper
+// merged with the base it was made on (whiteouts and opaque directories
+// applied), imported as a directory tree. The machine must be powered
+// off: not attesting, and not exported with an active tunnel peer
+// (roots.Service.Hold refuses it with roots.ErrInUse, answered as
+// api.ErrConflict); the root is then withdrawn and held unchanged until
+// the import ends. Volatile roots are refused with api.ErrInvalid. The
+// capture is audited before it takes effect.
 func (m *Manager) CaptureImage(ctx context.Context, name, ref string) (*api.Image, error) {
 	const action = "image-capture"
 	reason := "image " + name
@@ -52,6 +60,10 @@ func (m *Manager) CaptureImage(ctx context.Context, name, ref string) (*api.Imag
 	}
 	var im *image.Image
 	err = m.change(ctx, action, mc.ID, reason, func() error {
+		if mc.Root.Kind == wire.RootNFS {
+			im, err = m.captureNFS(ctx, name, mc)
+			return err
+		}
 		if err := m.roots.ReleaseIdle(ctx, mc.ID); err != nil {
 			if errors.Is(err, roots.ErrInUse) {
 				return fmt.Errorf("%w: machine %.12s is running (%v): power it off first", api.ErrConflict, mc.ID, err)
@@ -83,16 +95,37 @@ func (m *Manager) CaptureImage(ctx context.Context, name, ref string) (*api.Imag
 func (m *Manager) capturable(mc *store.Machine) error {
 	switch mc.Root.Kind {
 	case wire.RootISCSI:
+		if _, err := m.volumes.Meta(mc.ID); err != nil {
+			return fmt.Errorf("machine %.12s has no root volume yet (it has not booted its iSCSI root): %w", mc.ID, err)
+		}
 	case wire.RootNFS:
-		return fmt.Errorf("%w: machine %.12s has an NFS root: capturing an NFS overlay is not supported yet, only iSCSI roots", api.ErrInvalid, mc.ID)
 	default:
-		return fmt.Errorf("%w: machine %.12s has a %s root, which keeps no writes to capture: only iSCSI roots can be captured", api.ErrInvalid, mc.ID, mc.Root.Kind)
-	}
-	if _, err := m.volumes.Meta(mc.ID); err != nil {
-		return fmt.Errorf("machine %.12s has no root volume yet (it has not booted its iSCSI root): %w", mc.ID, err)
+		return fmt.Errorf("%w: machine %.12s has a %s root, which keeps no writes to capture: only iSCSI and NFS roots can be captured", api.ErrInvalid, mc.ID, mc.Root.Kind)
 	}
 	if a, ok := m.attestations.(attesting); ok && a.Attesting(mc.ID) {
 		return fmt.Errorf("%w: machine %.12s is attesting (booting): power it off first", api.ErrConflict, mc.ID)
 	}
 	return nil
+}
+
+// captureNFS holds the machine's NFS root (refused while the machine uses
+// it) and imports its upper merged with its base as image name.
+func (m *Manager) captureNFS(ctx context.Context, name string, mc *store.Machine) (*image.Image, error) {
+	release, err := m.roots.Hold(ctx, mc.ID)
+	if errors.Is(err, roots.ErrInUse) {
+		return nil, fmt.Errorf("%w: machine %.12s is running (%v): power it off first", api.ErrConflict, mc.ID, err)
+	}
+	if err != nil {
+		return nil, toAPI(err)
+	}
+	defer release()
+	var im *image.Image
+	err = m.roots.Merged(ctx, mc.ID, mc.Root, func(dir string) (err error) {
+		im, err = m.images.Import(ctx, name, dir, nil)
+		return err
+	})
+	if err != nil {
+		return nil, toAPI(err)
+	}
+	return im, nil
 }

@@ -3,11 +3,15 @@ package machines
 import (
 	"context"
 	"fmt"
+	"maps"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/sealroot/sealroot/server/api"
 	"github.com/sealroot/sealroot/server/image"
+	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/wire"
 )
 
@@ -151,7 +155,7 @@ func (m *Manager) checkUnused(ctx context.Context, ref string) error {
 	if err != nil {
 		return err
 	}
-	bases, err := m.roots.Bases()
+	users, err := m.baseUsers(ctx)
 	if err != nil {
 		return err
 	}
@@ -165,9 +169,15 @@ func (m *Manager) checkUnused(ctx context.Context, ref string) error {
 				return fmt.Errorf("image %s is the root of %s: %w", im.Ref(), p.who, api.ErrConflict)
 			}
 		}
-		if bases[im.Digest] || m.volumes.InUse(im.Digest) {
-			return fmt.Errorf("image %s is the base of machines' roots or snapshots (see `sealroot machine snapshots`): %w",
-				im.Ref(), api.ErrConflict)
+		var roots []string
+		for _, u := range users[im.Digest] {
+			if !strings.HasPrefix(u, "image ") {
+				roots = append(roots, u)
+			}
+		}
+		if len(roots) > 0 || m.volumes.InUse(im.Digest) {
+			return fmt.Errorf("image %s is the base of machines' roots or snapshots (%s; see `sealroot machine snapshots`): %w",
+				im.Ref(), strings.Join(roots, "; "), api.ErrConflict)
 		}
 	}
 	return nil
@@ -182,19 +192,94 @@ func hasImage(root wire.RootPlan) bool {
 	return false
 }
 
-// GCImages deletes the bases no image name, volume or root references.
+// GCImages deletes the bases nothing references: no image version names
+// them, and no machine's root or snapshot is made on them. It returns
+// what it removed and what it kept, each kept base with what uses it.
 // Volumes are checked even when no iSCSI provider serves them.
-func (m *Manager) GCImages(ctx context.Context) ([]string, error) {
-	bases, err := m.roots.Bases()
+func (m *Manager) GCImages(ctx context.Context) (*api.GCResult, error) {
+	users, err := m.baseUsers(ctx)
 	if err != nil {
 		m.record(ctx, "image-gc", "", "", err)
 		return nil, err
 	}
-	var removed []string
+	res := &api.GCResult{Removed: []string{}, Kept: []api.GCKept{}}
 	err = m.change(ctx, "image-gc", "", "", func() (err error) {
-		removed, err = m.images.GC(func(digest string) bool { return bases[digest] || m.volumes.InUse(digest) })
+		res.Removed, err = m.images.GC(func(digest string) bool { return len(users[digest]) > 0 || m.volumes.InUse(digest) })
 		return err
 	})
-	m.logger.Info("image gc", "removed", len(removed))
-	return removed, err
+	for _, d := range slices.Sorted(maps.Keys(users)) {
+		res.Kept = append(res.Kept, api.GCKept{Digest: d, UsedBy: users[d]})
+	}
+	m.logger.Info("image gc", "removed", len(res.Removed), "kept", len(res.Kept))
+	return res, err
+}
+
+// baseUsers maps base digests to what uses each: the image versions
+// naming it ("image NAME@vN"), the plans mounting those ("machine ID
+// NAME", "group G"), machines' roots and snapshots made on it ("root of
+// machine ID NAME", "snapshot S of machine ID NAME"), and roots of
+// machines no longer known.
+func (m *Manager) baseUsers(ctx context.Context) (map[string][]string, error) {
+	ims, err := m.images.List()
+	if err != nil {
+		return nil, err
+	}
+	plans, err := m.plans(ctx)
+	if err != nil {
+		return nil, err
+	}
+	users := map[string][]string{}
+	for i, im := range ims {
+		users[im.Digest] = append(users[im.Digest], "image "+im.Ref())
+		latest := i == len(ims)-1 || ims[i+1].Name != im.Name
+		for _, p := range plans {
+			if p.uses(im, latest) {
+				users[im.Digest] = append(users[im.Digest], p.who)
+			}
+		}
+	}
+	attributed, err := m.rootUsers(ctx, users)
+	if err != nil {
+		return nil, err
+	}
+	bases, err := m.roots.Bases()
+	if err != nil {
+		return nil, err
+	}
+	if vb, err := m.volumes.Bases(); err == nil {
+		maps.Copy(bases, vb)
+	}
+	for d := range bases {
+		if !attributed[d] {
+			users[d] = append(users[d], "roots on the server of a machine no longer known (forgotten with --keep-root)")
+		}
+	}
+	return users, nil
+}
+
+// rootUsers adds the known machines' roots and snapshots to users and
+// returns the digests they account for.
+func (m *Manager) rootUsers(ctx context.Context, users map[string][]string) (map[string]bool, error) {
+	ms, err := m.store.Machines(ctx)
+	if err != nil {
+		return nil, err
+	}
+	attributed := map[string]bool{}
+	for _, mc := range ms {
+		plan, err := store.EffectiveRoot(ctx, m.store, mc)
+		if err != nil {
+			return nil, err
+		}
+		who := fmt.Sprintf("machine %.12s %s", mc.ID, mc.Name)
+		if base, _ := m.roots.RootBase(mc.ID, plan); base != "" {
+			users[base] = append(users[base], "root of "+who)
+			attributed[base] = true
+		}
+		ss, _ := m.roots.Snapshots(mc.ID, plan)
+		for _, sn := range ss {
+			users[sn.Base] = append(users[sn.Base], fmt.Sprintf("snapshot %s of %s", sn.Name, who))
+			attributed[sn.Base] = true
+		}
+	}
+	return attributed, nil
 }

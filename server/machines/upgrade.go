@@ -114,7 +114,7 @@ func (m *Manager) UpgradeRoot(ctx context.Context, machineRef, ref string) (*api
 			return nil, err
 		}
 	}
-	return m.upgrade(ctx, mc, *im)
+	return m.upgrade(ctx, mc, *im, false)
 }
 
 // upgradeTarget is the image version a machine's root moves to: ref, or
@@ -149,8 +149,9 @@ func sameName(ref, plan string) error {
 
 // upgrade moves mc's root onto im's base, keeping the old root as a
 // snapshot named for the version it came from. A volatile root, or a
-// machine without a root yet, has nothing to move.
-func (m *Manager) upgrade(ctx context.Context, mc *store.Machine, im image.Image) (*api.Upgrade, error) {
+// machine without a root yet, has nothing to move. A dry run returns
+// what it would do and changes nothing.
+func (m *Manager) upgrade(ctx context.Context, mc *store.Machine, im image.Image, dryRun bool) (*api.Upgrade, error) {
 	u := &api.Upgrade{Machine: mc.ID, To: im.Ref()}
 	if mc.Root.Kind == wire.RootVolatile {
 		u.Skipped = "volatile root: takes its plan's image at the next boot"
@@ -173,6 +174,9 @@ func (m *Manager) upgrade(ctx context.Context, mc *store.Machine, im image.Image
 		u.From = "sha256:" + base[:12]
 	}
 	u.KeptAs = m.keepName(mc, u.From)
+	if dryRun {
+		return u, nil
+	}
 	reason := fmt.Sprintf("root from %s to %s, old root kept as snapshot %s", u.From, u.To, u.KeptAs)
 	err = m.change(ctx, "root-upgrade", mc.ID, reason, func() error {
 		if err := m.roots.Release(ctx, mc.ID); err != nil {
@@ -209,29 +213,23 @@ func withImage(root wire.RootPlan, ref string) wire.RootPlan {
 	return root
 }
 
-// Rollout moves group's machines to ref as UpgradeRoot does, in machine
-// ID order; canary > 0 moves at most canary machines still on another
-// version and leaves the group's plan as it is. Otherwise every member
-// moves and then the group's plan names ref.
-func (m *Manager) Rollout(ctx context.Context, group, ref string, canary int) (*api.Rollout, error) {
-	reason := fmt.Sprintf("group %s to %s canary %d", group, ref, canary)
-	g, err := m.store.Group(ctx, group)
-	var im *image.Image
-	if err == nil && canary < 0 {
-		err = fmt.Errorf("canary %d: %w: want 0 (all) or more", canary, api.ErrInvalid)
-	}
-	if err == nil && !hasImage(g.Root) {
-		err = fmt.Errorf("group %s has a %q root, which has no image: %w", group, g.Root.Kind, api.ErrInvalid)
-	}
-	if err == nil {
-		err = sameName(ref, g.Root.Params[wire.ImageParam])
-	}
-	if err == nil {
-		im, err = m.images.Get(ref)
-	}
+// Rollout moves group's machines to req.Image (the latest version of the
+// group's image name when ""), as UpgradeRoot does, in machine ID order.
+// req.Canary > 0 moves at most that many machines still on another
+// version, req.Machines only those members; either leaves the group's
+// plan as it is. Otherwise every member moves and then the group's plan
+// names the version. A volatile group has no roots to move: the plan
+// changes and every member takes it at its next boot, so a canary or a
+// subset is refused. req.DryRun says what would happen and changes
+// nothing.
+func (m *Manager) Rollout(ctx context.Context, group string, req api.RolloutRequest) (*api.Rollout, error) {
+	reason := fmt.Sprintf("group %s to %s canary %d machines %v", group, req.Image, req.Canary, req.Machines)
+	g, im, only, err := m.rolloutTarget(ctx, group, req)
 	if err != nil {
 		err = toAPI(err)
-		m.record(ctx, "group-rollout", "", reason, err)
+		if !req.DryRun {
+			m.record(ctx, "group-rollout", "", reason, err)
+		}
 		return nil, err
 	}
 	ms, err := m.store.Machines(ctx)
@@ -239,20 +237,21 @@ func (m *Manager) Rollout(ctx context.Context, group, ref string, canary int) (*
 		return nil, err
 	}
 	slices.SortFunc(ms, func(a, b *store.Machine) int { return strings.Compare(a.ID, b.ID) })
-	ro := &api.Rollout{Group: group, Image: im.Ref(), Machines: []api.Upgrade{}, GroupRoot: g.Root}
+	partial := req.Canary > 0 || only != nil
+	ro := &api.Rollout{Group: group, Image: im.Ref(), Machines: []api.Upgrade{}, GroupRoot: g.Root, DryRun: req.DryRun}
 	moved := 0
 	for _, mc := range ms {
 		if mc.Group != group {
 			continue
 		}
 		mc.Root = g.Root
-		if canary > 0 && moved >= canary {
+		if (req.Canary > 0 && moved >= req.Canary) || (only != nil && !only[mc.ID]) {
 			if base, _ := m.roots.RootBase(mc.ID, mc.Root); base != "" && base != im.Digest {
 				ro.Remaining++
 			}
 			continue
 		}
-		u, err := m.upgrade(ctx, mc, *im)
+		u, err := m.upgrade(ctx, mc, *im, req.DryRun)
 		if err != nil {
 			return ro, fmt.Errorf("rollout of %s to %s stopped at machine %.12s: %w", group, im.Ref(), mc.ID, err)
 		}
@@ -261,12 +260,70 @@ func (m *Manager) Rollout(ctx context.Context, group, ref string, canary int) (*
 		}
 		ro.Machines = append(ro.Machines, *u)
 	}
-	if canary == 0 {
-		gv, err := m.SetGroupRoot(ctx, group, withImage(g.Root, im.Ref()))
-		if err != nil {
-			return ro, err
-		}
-		ro.GroupRoot = gv.Root
+	if partial {
+		return ro, nil
 	}
+	ro.GroupRoot = withImage(g.Root, im.Ref())
+	if req.DryRun {
+		return ro, nil
+	}
+	gv, err := m.SetGroupRoot(ctx, group, ro.GroupRoot)
+	if err != nil {
+		return ro, err
+	}
+	ro.GroupRoot = gv.Root
 	return ro, nil
+}
+
+// rolloutTarget checks a rollout request against the group: its plan
+// names an image, the version is of that image, the machines named are
+// its members. It returns the group, the version and the members named
+// (nil: all).
+func (m *Manager) rolloutTarget(ctx context.Context, group string, req api.RolloutRequest) (*store.Group, *image.Image, map[string]bool, error) {
+	g, err := m.store.Group(ctx, group)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	switch {
+	case req.Canary < 0:
+		return nil, nil, nil, fmt.Errorf("canary %d: %w: want 0 (all) or more", req.Canary, api.ErrInvalid)
+	case req.Canary > 0 && len(req.Machines) > 0:
+		return nil, nil, nil, fmt.Errorf("%w: a canary count or a list of machines, not both", api.ErrInvalid)
+	case !hasImage(g.Root):
+		return nil, nil, nil, fmt.Errorf("group %s has a %q root, which has no image: %w", group, g.Root.Kind, api.ErrInvalid)
+	case g.Root.Kind == wire.RootVolatile && (req.Canary > 0 || len(req.Machines) > 0):
+		return nil, nil, nil, fmt.Errorf("group %s has a volatile root: its members take the group's image at their next boot, all of them; "+
+			"to try a version on some first, give them their own plan (`sealroot machine set-root`): %w", group, api.ErrInvalid)
+	}
+	plan := g.Root.Params[wire.ImageParam]
+	ref := req.Image
+	if ref == "" {
+		name, _, err := image.ParseRef(plan)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		ref = name
+	}
+	if err := sameName(ref, plan); err != nil {
+		return nil, nil, nil, err
+	}
+	im, err := m.images.Get(ref)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if len(req.Machines) == 0 {
+		return g, im, nil, nil
+	}
+	only := map[string]bool{}
+	for _, r := range req.Machines {
+		mc, err := m.resolve(ctx, r)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		if mc.Group != group {
+			return nil, nil, nil, fmt.Errorf("machine %.12s is not in group %s: %w", mc.ID, group, api.ErrInvalid)
+		}
+		only[mc.ID] = true
+	}
+	return g, im, only, nil
 }

@@ -98,3 +98,20 @@ func unescapeMountinfo(s string) string {
 	}
 	return b.String()
 }
+
+// MountMerged mounts a read-only overlayfs at target that shows upper (a
+// machine's upper: whiteouts and opaque directories taken into account)
+// over lower, as the machine saw its root. upper is not written.
+func MountMerged(upper, lower, target string) error {
+	for _, p := range []string{upper, lower, target} {
+		if !strings.HasPrefix(p, "/") || strings.ContainsAny(p, ",:\\\x00\n") {
+			return fmt.Errorf("mount merged overlay: %w: path %q", ErrBadConfig, p)
+		}
+	}
+	opts := "lowerdir=" + upper + ":" + lower
+	if err := unix.Mount("overlay", target, "overlay", unix.MS_RDONLY, opts); err != nil {
+		return fmt.Errorf("mount merged overlay (upper %s over %s): %w", upper, lower,
+			&os.PathError{Op: "mount", Path: target, Err: err})
+	}
+	return nil
+}

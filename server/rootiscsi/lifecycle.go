@@ -3,6 +3,7 @@ package rootiscsi
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/sealroot/sealroot/server/roots"
 	"github.com/sealroot/sealroot/server/volume"
@@ -91,4 +92,20 @@ func (p *Provider) SnapshotInfo(machineID string) ([]roots.Snapshot, error) {
 // DeleteSnapshot removes snapshot name of the machine's volume.
 func (p *Provider) DeleteSnapshot(_ context.Context, machineID, name string) error {
 	return p.cfg.Volumes.DeleteSnapshot(machineID, name)
+}
+
+var _ roots.Holder = (*Provider)(nil)
+
+// Hold withdraws the machine's target if no initiator is logged in to it
+// (ReleaseIdle: roots.ErrInUse otherwise) and holds its volume closed
+// until release: a boot meanwhile fails to open it as busy.
+func (p *Provider) Hold(ctx context.Context, machineID string) (func(), error) {
+	if err := p.ReleaseIdle(ctx, machineID); err != nil {
+		return nil, err
+	}
+	release, err := p.cfg.Volumes.Hold(machineID)
+	if errors.Is(err, volume.ErrBusy) {
+		return nil, fmt.Errorf("machine %.12s: its volume is open: %w", machineID, roots.ErrInUse)
+	}
+	return release, err
 }

@@ -160,6 +160,9 @@ func (p *Provider) withRoot(ctx context.Context, id string, unmount bool, fn fun
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.held[id] {
+		return fmt.Errorf("nfs root of %.12s is held for a backup or a capture; retry shortly: %w", id, roots.ErrInUse)
+	}
 	st, err := p.load(id)
 	if err != nil {
 		return err

@@ -378,3 +378,38 @@ func writeFile(t *testing.T, path, content string) {
 		t.Fatal(err)
 	}
 }
+
+// Hold refuses an exported machine whose peer is active (every exported
+// machine without Config.Active); otherwise it withdraws and unmounts the
+// root, and refuses the machine's boots and operations until released.
+func TestHold(t *testing.T) {
+	ctx := context.Background()
+	l := newFakeLab(t)
+	l.mustPrepare(idA, wire.RootNFS, addrA)
+	if _, err := l.p.Hold(ctx, idA); !errors.Is(err, roots.ErrInUse) {
+		t.Fatalf("Hold of an exported machine = %v, want ErrInUse", err)
+	}
+	if len(l.exp.current()) != 1 {
+		t.Fatal("refused Hold withdrew the export")
+	}
+	l.p.cfg.Active = func(string) bool { return false }
+	release, err := l.p.Hold(ctx, idA)
+	if err != nil {
+		t.Fatalf("Hold of an idle machine: %v", err)
+	}
+	if _, ok := l.mnt.mount(l.p.root(idA)); ok || len(l.exp.current()) != 0 {
+		t.Error("Hold left the root mounted or exported")
+	}
+	if _, err := l.p.Hold(ctx, idA); !errors.Is(err, roots.ErrInUse) {
+		t.Errorf("second Hold = %v, want ErrInUse", err)
+	}
+	if err := prepareErr(l.p.Prepare(ctx, request(machine(idA, wire.RootNFS), tunnelOf(addrA)))); !errors.Is(err, roots.ErrInUse) {
+		t.Errorf("Prepare while held = %v, want ErrInUse", err)
+	}
+	if err := l.p.Snapshot(ctx, idA, "s1"); !errors.Is(err, roots.ErrInUse) {
+		t.Errorf("Snapshot while held = %v, want ErrInUse", err)
+	}
+	release()
+	release()
+	l.mustPrepare(idA, wire.RootNFS, addrA)
+}

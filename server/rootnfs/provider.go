@@ -111,6 +111,10 @@ type Config struct {
 	// (KernelMounter), which needs root (CAP_SYS_ADMIN).
 	Mounter Mounter
 	Logger  hclog.Logger // default discards
+	// Active reports whether a machine is using its export now (its
+	// tunnel peer is active); Hold refuses such a machine. Default: every
+	// exported machine counts as active.
+	Active func(machineID string) bool
 }
 
 // Provider serves machines' NFS roots. It is safe for concurrent use.
@@ -121,6 +125,7 @@ type Provider struct {
 
 	mu   sync.Mutex
 	live map[string]*state // exported machines, by ID
+	held map[string]bool   // machines whose roots Hold holds
 }
 
 // New returns a Provider.
@@ -134,7 +139,7 @@ func New(cfg Config) (*Provider, error) {
 	if cfg.ServerPort == 0 {
 		cfg.ServerPort = 2049
 	}
-	p := &Provider{cfg: cfg, log: cfg.Logger, mnt: cfg.Mounter, live: map[string]*state{}}
+	p := &Provider{cfg: cfg, log: cfg.Logger, mnt: cfg.Mounter, live: map[string]*state{}, held: map[string]bool{}}
 	if p.mnt == nil {
 		p.mnt = KernelMounter{}
 	}
@@ -172,6 +177,9 @@ func (p *Provider) Prepare(ctx context.Context, req roots.Request) (wire.RootPla
 
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.held[id] {
+		return wire.RootPlan{}, nil, fmt.Errorf("nfs root of %.12s is held for a backup or a capture; retry shortly: %w", id, roots.ErrInUse)
+	}
 	st, err := p.load(id)
 	if errors.Is(err, ErrNotFound) {
 		st, err = &state{MachineID: id}, nil

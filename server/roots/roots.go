@@ -371,3 +371,59 @@ func (s *Service) DeleteSnapshot(ctx context.Context, machineID string, plan wir
 	}
 	return u.DeleteSnapshot(ctx, machineID, name)
 }
+
+// Holder is a Provider that can hold a machine's written root still for
+// a copy (a backup, a capture): Hold fails with ErrInUse, changing
+// nothing, while the machine is using its root; otherwise it withdraws
+// the root and keeps it from being served or changed until release is
+// called (a boot meanwhile is refused as busy).
+type Holder interface {
+	Hold(ctx context.Context, machineID string) (release func(), err error)
+}
+
+// Hold holds the machine's roots still in every provider that is a
+// Holder; providers that are not hold no written roots. On an error the
+// holds taken are released.
+func (s *Service) Hold(ctx context.Context, machineID string) (func(), error) {
+	var releases []func()
+	release := func() {
+		for _, r := range slices.Backward(releases) {
+			r()
+		}
+	}
+	for _, p := range s.all {
+		h, ok := p.(Holder)
+		if !ok {
+			continue
+		}
+		r, err := h.Hold(ctx, machineID)
+		if err != nil {
+			release()
+			return nil, err
+		}
+		releases = append(releases, r)
+	}
+	return release, nil
+}
+
+// Merger is a Provider whose roots are directory trees over a base (NFS
+// overlays): Merged shows fn a held machine's root as the machine saw
+// it, read-only.
+type Merger interface {
+	Merged(ctx context.Context, machineID string, fn func(dir string) error) error
+}
+
+// Merged shows fn the machine's root as a directory tree, read-only; the
+// caller holds the root (Hold). ErrUnsupported when the machine's root
+// is not a tree.
+func (s *Service) Merged(ctx context.Context, machineID string, plan wire.RootPlan, fn func(dir string) error) error {
+	p, err := s.holder(machineID, plan)
+	if err != nil {
+		return err
+	}
+	mg, ok := p.(Merger)
+	if !ok {
+		return fmt.Errorf("machine %.12s (%s root): %w", machineID, KindOf(plan), ErrUnsupported)
+	}
+	return mg.Merged(ctx, machineID, fn)
+}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -108,7 +109,8 @@ func (st *Storage) startNFS(ctx context.Context, cfg *config.Config, tn *tunnel.
 		rootsDir = filepath.Join(cfg.StateDir, "nfs", "roots")
 	}
 	st.nfsRoots, st.ganesha, err = rootnfs.Start(ctx,
-		rootnfs.Config{Dir: rootsDir, Images: st.Images, ServerAddr: tn.ServerAddr(), ServerPort: c.Port, Logger: logger},
+		rootnfs.Config{Dir: rootsDir, Images: st.Images, ServerAddr: tn.ServerAddr(), ServerPort: c.Port, Logger: logger,
+			Active: func(id string) bool { return peerActive(tn, id, time.Now()) }},
 		nfs.GaneshaConfig{Dir: filepath.Join(cfg.StateDir, "nfs", "ganesha"), Binary: c.Ganesha, Logger: logger,
 			Config: nfs.Config{GraceSeconds: c.GraceSeconds, LeaseSeconds: c.LeaseSeconds}})
 	return err
@@ -144,4 +146,16 @@ func (st *Storage) Close() error {
 		st.Portals.Close()
 	}
 	return err
+}
+
+// peerActive reports whether the machine's tunnel peer had a handshake
+// within the last three minutes: WireGuard rekeys every two minutes while
+// traffic flows (an NFS client renews its lease well within that), so a
+// machine that is off has none. An unreadable device counts as active.
+func peerActive(tn *tunnel.Tunnel, machineID string, now time.Time) bool {
+	st, ok, err := tn.Status(machineID)
+	if err != nil {
+		return true
+	}
+	return ok && !st.LastHandshake.IsZero() && now.Sub(st.LastHandshake) < 3*time.Minute
 }

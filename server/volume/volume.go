@@ -207,3 +207,18 @@ func (m *Manager) release(id string) {
 	delete(m.open, id)
 	m.mu.Unlock()
 }
+
+// Hold keeps the machine's volume and snapshots closed and unchanged
+// until release is called: Open, Reset, Snapshot, Rollback and Delete
+// fail with ErrBusy meanwhile. It fails with ErrBusy while the volume is
+// open. A machine without a volume is held too (none can be made).
+func (m *Manager) Hold(machineID string) (release func(), err error) {
+	if !namePattern.MatchString(machineID) {
+		return nil, fmt.Errorf("volume: machine %q: %w", machineID, ErrBadName)
+	}
+	if err := m.claim(machineID); err != nil {
+		return nil, err
+	}
+	var once sync.Once
+	return func() { once.Do(func() { m.release(machineID) }) }, nil
+}

@@ -297,3 +297,45 @@ func TestRebaseKeepsOldAsSnapshot(t *testing.T) {
 		t.Fatal("other base still in use after its only snapshot went")
 	}
 }
+
+// Hold refuses an open volume, and while held the volume cannot be
+// opened, snapshotted or deleted; release undoes it, once.
+func TestHold(t *testing.T) {
+	dir := t.TempDir()
+	digest, path, _ := makeBase(t, dir, 1<<20, 1)
+	m, err := New(Config{Dir: dir, Bases: fakeBases{digest: path}, NoReflink: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := m.Create(context.Background(), "m1", digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Hold("m1"); !errors.Is(err, ErrBusy) {
+		t.Fatalf("Hold of an open volume = %v, want ErrBusy", err)
+	}
+	v.Close()
+	release, err := m.Hold("m1")
+	if err != nil {
+		t.Fatalf("Hold: %v", err)
+	}
+	if _, err := m.Open("m1", digest); !errors.Is(err, ErrBusy) {
+		t.Errorf("Open while held = %v, want ErrBusy", err)
+	}
+	if err := m.Snapshot("m1", "s1"); !errors.Is(err, ErrBusy) {
+		t.Errorf("Snapshot while held = %v, want ErrBusy", err)
+	}
+	if err := m.Delete("m1"); !errors.Is(err, ErrBusy) {
+		t.Errorf("Delete while held = %v, want ErrBusy", err)
+	}
+	if _, err := m.Hold("../x"); !errors.Is(err, ErrBadName) {
+		t.Errorf("Hold of a bad name = %v, want ErrBadName", err)
+	}
+	release()
+	release()
+	v, err = m.Open("m1", digest)
+	if err != nil {
+		t.Fatalf("Open after release: %v", err)
+	}
+	v.Close()
+}

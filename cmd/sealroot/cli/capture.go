@@ -10,14 +10,19 @@ func newImageCaptureCmd(e *env) *cobra.Command {
 	var from string
 	cmd := &cobra.Command{
 		Use:   "capture NAME --from MACHINE",
-		Short: "Store a powered-off machine's iSCSI root as image NAME (its filesystem must be clean)",
-		Long: `Store the current iSCSI root of MACHINE as the image NAME, to roll a prepared
-template machine out to others.
+		Short: "Store a powered-off machine's iSCSI or NFS root as the next version of image NAME",
+		Long: `Store the current root of MACHINE as the next version of image NAME, to roll a
+prepared template machine out to others (sealroot group upgrade).
 
-The machine must be powered off: no attestation in progress and no iSCSI
-session logged in to its root; a running machine is refused. Its root is
-withdrawn for the capture (it gets it back when it boots again), and the
-filesystem must be clean (shut down cleanly; e2fsck -fn finds no error).`,
+An iSCSI root is its volume's filesystem, which must be clean (shut down
+cleanly; e2fsck -fn finds no error). An NFS root is the machine's overlay
+upper merged with the base it was made on, as the machine saw it (deleted
+files stay deleted).
+
+The machine must be powered off: no attestation in progress, no iSCSI
+session logged in to its root, no NFS export in use (its tunnel peer had no
+handshake for three minutes); a running machine is refused, saying which.
+Its root is withdrawn for the capture (it gets it back when it boots again).`,
 		Args: exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			if from == "" {

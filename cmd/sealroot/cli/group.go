@@ -34,6 +34,7 @@ func newGroupsCmd(e *env) *cobra.Command {
 			RunE:  func(c *cobra.Command, pos []string) error { return runGroupRm(c, e, pos[0]) },
 		},
 		newFilesCmd(e, "group"),
+		newGroupUpgradeCmd(e),
 	)
 }
 

@@ -36,7 +36,7 @@ func newImageCmd(e *env) *cobra.Command {
 		newImageRolloutCmd(e),
 		&cobra.Command{
 			Use:   "gc",
-			Short: "Delete bases that no image and no machine volume references",
+			Short: "Delete bases that no image version, machine root or snapshot references; say what is kept and why",
 			Args:  exactArgs(0),
 			RunE:  func(c *cobra.Command, _ []string) error { return runImageGC(c, e) },
 		},
@@ -148,16 +148,19 @@ func runImageRm(c *cobra.Command, e *env, ref string) error {
 }
 
 func runImageGC(c *cobra.Command, e *env) error {
-	removed, err := e.client().GCImages(c.Context())
+	res, err := e.client().GCImages(c.Context())
 	if err != nil {
 		return err
 	}
 	if e.JSON {
-		return e.printJSON(api.GCResult{Removed: append([]string{}, removed...)})
+		return e.printJSON(res)
 	}
-	for _, d := range removed {
-		fmt.Fprintf(e.Stdout, "removed base sha256:%s\n", d)
+	for _, d := range res.Removed {
+		fmt.Fprintf(e.Stdout, "removed base sha256:%s\n", shortDigest(d))
 	}
-	_, err = fmt.Fprintf(e.Stdout, "%d bases removed\n", len(removed))
+	for _, k := range res.Kept {
+		fmt.Fprintf(e.Stdout, "kept base sha256:%s: used by %s\n", shortDigest(k.Digest), safe(strings.Join(k.UsedBy, "; ")))
+	}
+	_, err = fmt.Fprintf(e.Stdout, "%d bases removed, %d kept\n", len(res.Removed), len(res.Kept))
 	return err
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sealroot/sealroot/server/api"
+	"github.com/sealroot/sealroot/wire"
 )
 
 // Image versions, upgrades, rollouts and snapshots.
@@ -66,21 +67,110 @@ func newImageRolloutCmd(e *env) *cobra.Command {
 }
 
 func runImageRollout(c *cobra.Command, e *env, ref, group string, canary int) error {
-	ro, err := e.client().Rollout(c.Context(), group, ref, canary)
+	ro, err := e.client().Rollout(c.Context(), group, api.RolloutRequest{Image: ref, Canary: canary})
 	if err != nil {
 		return err
 	}
 	if e.JSON {
 		return e.printJSON(ro)
 	}
+	return printRollout(e, ro)
+}
+
+func printRollout(e *env, ro *api.Rollout) error {
 	for _, u := range ro.Machines {
 		if err := printUpgrade(e, u); err != nil {
 			return err
 		}
 	}
-	_, err = fmt.Fprintf(e.Stdout, "group %s: %d machines left on other versions; group root: %s\n",
+	_, err := fmt.Fprintf(e.Stdout, "group %s: %d machines left on other versions; group root: %s\n",
 		safe(ro.Group), ro.Remaining, formatRootPlan(ro.GroupRoot))
 	return err
+}
+
+type groupUpgradeArgs struct {
+	to       string
+	canary   int
+	machines []string
+	yes      bool
+}
+
+func newGroupUpgradeCmd(e *env) *cobra.Command {
+	var a groupUpgradeArgs
+	c := &cobra.Command{
+		Use: "upgrade GROUP [--to NAME@vN] [--canary N | --machines M,...] [--yes]",
+		Short: "Move a group to an image version, saying first what will happen: persistent roots start afresh " +
+			"on the new base and keep the old root as a snapshot; a volatile group switches at its members' next boot",
+		Long: `Move the machines of GROUP to an image version (--to; default: the latest version
+of the group's image). sealroot first prints what will happen to each member,
+then asks (--yes answers in scripts):
+
+  - a member with a persistent root (iSCSI volume, NFS upper) starts afresh on
+    the new base; its old root is kept as a snapshot (before-NAME-vN), which
+    ` + "`sealroot machine rollback`" + ` returns to;
+  - a member that has not booted yet gets the new version at its first boot;
+  - a volatile group has no roots to move: its plan changes and every member
+    boots the new version from its next boot.
+
+--canary N moves at most N members still on another version, --machines only
+the members named; both leave the group's plan as it is, so the rest stay
+where they are until a full upgrade. A full upgrade then sets the group's plan
+to the version.`,
+		Args: exactArgs(1),
+		RunE: func(c *cobra.Command, pos []string) error { return runGroupUpgrade(c, e, pos[0], a) },
+	}
+	c.Flags().StringVar(&a.to, "to", "", "image version NAME@vN, or NAME for its latest (default: the latest version of the group's image)")
+	c.Flags().IntVar(&a.canary, "canary", 0, "move at most N members and leave the group's plan as it is")
+	c.Flags().StringSliceVar(&a.machines, "machines", nil, "move only these members (IDs, ID prefixes or names) and leave the group's plan as it is")
+	return addYes(c, &a.yes)
+}
+
+func runGroupUpgrade(c *cobra.Command, e *env, group string, a groupUpgradeArgs) error {
+	req := api.RolloutRequest{Image: a.to, Canary: a.canary, Machines: a.machines, DryRun: true}
+	plan, err := e.client().Rollout(c.Context(), group, req)
+	if err != nil {
+		return err
+	}
+	if !e.JSON {
+		printRolloutPlan(e, plan, a.canary > 0 || len(a.machines) > 0)
+	}
+	if err := confirm(c, e, a.yes, fmt.Sprintf("upgrade group %s to %s", safe(group), safe(plan.Image))); err != nil {
+		return err
+	}
+	req.DryRun, req.Image = false, plan.Image
+	ro, err := e.client().Rollout(c.Context(), group, req)
+	if err != nil {
+		return err
+	}
+	if e.JSON {
+		return e.printJSON(ro)
+	}
+	return printRollout(e, ro)
+}
+
+// printRolloutPlan says what a rollout will do, before it is done.
+func printRolloutPlan(e *env, ro *api.Rollout, partial bool) {
+	w := e.Stdout
+	fmt.Fprintf(w, "upgrading group %s to %s will:\n", safe(ro.Group), safe(ro.Image))
+	for _, u := range ro.Machines {
+		if u.Skipped != "" {
+			fmt.Fprintf(w, "  %s: leave it as it is: %s\n", shortID(u.Machine), safe(u.Skipped))
+			continue
+		}
+		fmt.Fprintf(w, "  %s: start its root afresh on %s; its root on %s is kept as snapshot %s\n",
+			shortID(u.Machine), safe(u.To), safe(u.From), safe(u.KeptAs))
+	}
+	if ro.Remaining > 0 {
+		fmt.Fprintf(w, "  leave %d other members on their versions\n", ro.Remaining)
+	}
+	if partial {
+		fmt.Fprintf(w, "  keep the group's root: %s\n", formatRootPlan(ro.GroupRoot))
+		return
+	}
+	fmt.Fprintf(w, "  set the group's root to: %s\n", formatRootPlan(ro.GroupRoot))
+	if ro.GroupRoot.Kind == wire.RootVolatile {
+		fmt.Fprintf(w, "  (volatile: every member boots %s from its next boot)\n", safe(ro.Image))
+	}
 }
 
 func newMachineSnapshotsCmd(e *env) *cobra.Command {

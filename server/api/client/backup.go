@@ -7,9 +7,14 @@ import (
 	"net/http"
 )
 
-// Backup writes the server's backup (a gzipped tar, package backup) to w.
-func (c *Client) Backup(ctx context.Context, w io.Writer) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://sealroot/v1/backup", nil)
+// Backup writes the server's backup (a gzipped tar, package backup) to w,
+// with the machines' roots when withRoots.
+func (c *Client) Backup(ctx context.Context, w io.Writer, withRoots bool) error {
+	u := "http://sealroot/v1/backup"
+	if withRoots {
+		u += "?roots=1"
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return err
 	}

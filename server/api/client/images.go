@@ -67,21 +67,24 @@ func (c *Client) UpgradeRoot(ctx context.Context, ref, image string) (*api.Upgra
 	return &u, nil
 }
 
-// Rollout moves the group's machines (canary > 0: at most that many) to
-// image.
-func (c *Client) Rollout(ctx context.Context, group, image string, canary int) (*api.Rollout, error) {
+// Rollout moves the group's machines to req.Image, or says what it would
+// do (req.DryRun).
+func (c *Client) Rollout(ctx context.Context, group string, req api.RolloutRequest) (*api.Rollout, error) {
 	var ro api.Rollout
-	if err := c.post(ctx, "/v1/groups/"+url.PathEscape(group)+"/rollout", api.RolloutRequest{Image: image, Canary: canary}, &ro); err != nil {
+	if err := c.post(ctx, "/v1/groups/"+url.PathEscape(group)+"/rollout", req, &ro); err != nil {
 		return nil, err
 	}
 	return &ro, nil
 }
 
-// GCImages deletes unreferenced bases and returns their digests.
-func (c *Client) GCImages(ctx context.Context) ([]string, error) {
+// GCImages deletes unreferenced bases and says what it removed and
+// kept.
+func (c *Client) GCImages(ctx context.Context) (*api.GCResult, error) {
 	var res api.GCResult
-	err := c.post(ctx, "/v1/images/gc", struct{}{}, &res)
-	return res.Removed, err
+	if err := c.post(ctx, "/v1/images/gc", struct{}{}, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
 }
 
 // ResetVolume puts the machine's volume back to its image.
