@@ -16,13 +16,15 @@ type TunnelConfig struct {
 	// Default: none (required).
 	// Example: "192.168.1.10:51820".
 	Endpoint string `json:"endpoint"`
-	// Interface names the TUN interface.
+	// Interface names the tunnel's kernel interface: a WireGuard
+	// interface of the kernel's own when it has WireGuard (module
+	// wireguard), else a TUN device driven by the embedded wireguard-go.
 	// Default: "sealroot0".
 	// Example: "sealroot0".
 	Interface string `json:"interface,omitempty"`
 	// Netstack forces the in-process network stack even as root (else a
-	// kernel TUN interface is used when running as root). NFS roots need
-	// the TUN interface.
+	// kernel interface is used when running as root). NFS roots need
+	// the kernel interface.
 	// Default: false.
 	// Example: true.
 	Netstack bool `json:"netstack,omitempty"`
