@@ -39,13 +39,20 @@ func (x *exchange) commit(ctx context.Context, fn func(*store.Machine) error) (*
 // current refuses, before the release prepares a tunnel peer or a root,
 // when the record changed since hello; commit checks again, atomically.
 func (x *exchange) current(ctx context.Context) error {
-	m, err := x.s.store.Machine(ctx, x.machineID)
+	state, version, err := x.s.store.MachineVersion(ctx, x.machineID)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return forgotten()
 	case err != nil:
 		return fmt.Errorf("load machine: %w", err)
-	case m.State == store.StateRevoked || m.Version != x.machine.Version:
+	case state == store.StateRevoked || version != x.machine.Version:
+		m, err := x.s.store.Machine(ctx, x.machineID) // for the refusal's words
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			return forgotten()
+		case err != nil:
+			return fmt.Errorf("load machine: %w", err)
+		}
 		return staleRecord(m)
 	}
 	return nil

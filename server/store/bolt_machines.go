@@ -28,6 +28,28 @@ func (db *DB) Machine(ctx context.Context, id string) (*Machine, error) {
 	return m, nil
 }
 
+// MachineVersion returns machine id's State and Version, or ErrNotFound,
+// without copying its record.
+func (db *DB) MachineVersion(ctx context.Context, id string) (State, uint64, error) {
+	if err := checkID(id); err != nil {
+		return "", 0, err
+	}
+	var (
+		state   State
+		version uint64
+	)
+	err := db.view(ctx, func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketMachines).Get([]byte(id))
+		if v == nil {
+			return fmt.Errorf("machine %s: %w", id, ErrNotFound)
+		}
+		var err error
+		state, version, err = db.cache.stateVersion(id, v)
+		return err
+	})
+	return state, version, err
+}
+
 // Machines returns every machine, sorted by ID.
 func (db *DB) Machines(ctx context.Context) ([]*Machine, error) {
 	var ms []*Machine

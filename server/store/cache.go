@@ -61,6 +61,24 @@ func (c *machineCache) decode(id string, v []byte) (*Machine, error) {
 	return m, nil
 }
 
+// stateVersion returns the State and Version of the machine stored as v
+// under id, without copying it when the cache holds it.
+func (c *machineCache) stateVersion(id string, v []byte) (State, uint64, error) {
+	sum := c.sum(v)
+	c.mu.Lock()
+	e, ok := c.m[id]
+	c.mu.Unlock()
+	if ok && e.sum == sum { // cached machines are replaced, never changed
+		return e.m.State, e.m.Version, nil
+	}
+	m, err := decodeMachine(id, v)
+	if err != nil {
+		return "", 0, err
+	}
+	c.putSum(id, sum, m)
+	return m.State, m.Version, nil
+}
+
 // put records m as the decoding of buf, its stored encoding.
 func (c *machineCache) put(id string, buf []byte, m *Machine) {
 	c.putSum(id, c.sum(buf), m)

@@ -124,7 +124,7 @@ func (db *DB) loadHistory(tx *bolt.Tx, id string) ([]BootAttempt, error) {
 	if b == nil {
 		return nil, nil
 	}
-	var out []BootAttempt
+	out := make([]BootAttempt, 0, MaxHistory)
 	err := b.ForEach(func(k, v []byte) error {
 		a, err := db.history.decode(id, k, v)
 		if err != nil {
@@ -143,8 +143,14 @@ func (db *DB) loadHistory(tx *bolt.Tx, id string) ([]BootAttempt, error) {
 type historyCache struct {
 	seeds [2]maphash.Seed
 
-	mu sync.Mutex
-	m  map[string]cachedAttempt // by machine ID and sequence key
+	mu sync.Mutex // guards m
+	m  map[attemptKey]cachedAttempt
+}
+
+// attemptKey names one stored attempt: its machine and sequence key.
+type attemptKey struct {
+	id  string
+	seq uint64
 }
 
 type cachedAttempt struct {
@@ -153,11 +159,11 @@ type cachedAttempt struct {
 }
 
 func newHistoryCache() *historyCache {
-	return &historyCache{seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}, m: map[string]cachedAttempt{}}
+	return &historyCache{seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}, m: map[attemptKey]cachedAttempt{}}
 }
 
 func (c *historyCache) decode(id string, k, v []byte) (BootAttempt, error) {
-	key := id + "\x00" + string(k)
+	key := attemptKey{id, seqOf(k)}
 	sum := recordSum{maphash.Bytes(c.seeds[0], v), maphash.Bytes(c.seeds[1], v)}
 	c.mu.Lock()
 	e, ok := c.m[key]
@@ -177,8 +183,17 @@ func (c *historyCache) decode(id string, k, v []byte) (BootAttempt, error) {
 
 func (c *historyCache) remove(id string, k []byte) {
 	c.mu.Lock()
-	delete(c.m, id+"\x00"+string(k))
+	delete(c.m, attemptKey{id, seqOf(k)})
 	c.mu.Unlock()
+}
+
+// seqOf decodes a history key; a key of another length (never written)
+// maps to 0 and merely misses the cache.
+func seqOf(k []byte) uint64 {
+	if len(k) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(k)
 }
 
 // historyChanged reports whether an update changed m's history.

@@ -143,6 +143,10 @@ type BootState struct {
 type Store interface {
 	// Machine returns the machine with the given ID, or ErrNotFound.
 	Machine(ctx context.Context, id string) (*Machine, error)
+	// MachineVersion returns a machine's State and Version (what a
+	// decision taken on an earlier read is checked against), or
+	// ErrNotFound; cheaper than Machine.
+	MachineVersion(ctx context.Context, id string) (State, uint64, error)
 	// Machines returns every machine, sorted by ID.
 	Machines(ctx context.Context) ([]*Machine, error)
 	// CreateMachine stores a new machine; it fails if the ID exists.

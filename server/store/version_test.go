@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
 	"testing"
@@ -176,5 +177,38 @@ func TestAddAttempts(t *testing.T) {
 	}
 	if got, _ := db.Machine(ctx, a.ID); len(got.History) != 0 {
 		t.Errorf("a forgotten and re-enrolled machine has %d old attempts", len(got.History))
+	}
+}
+
+// MachineVersion reports the State and Version Machine holds, follows
+// their changes, and says ErrNotFound for a machine that is gone.
+func TestMachineVersion(t *testing.T) {
+	ctx := context.Background()
+	db, _ := openTestDB(t)
+	m := testMachine(1)
+	if err := db.CreateMachine(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	check := func(when string) {
+		t.Helper()
+		full, err := db.Machine(ctx, m.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		state, version, err := db.MachineVersion(ctx, m.ID)
+		if err != nil || state != full.State || version != full.Version {
+			t.Errorf("%s: MachineVersion = %s, %d, %v; Machine has %s, %d", when, state, version, err, full.State, full.Version)
+		}
+	}
+	check("created")
+	if _, err := db.UpdateMachine(ctx, m.ID, func(m *Machine) error { m.State = StateRevoked; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	check("revoked")
+	if err := db.DeleteMachine(ctx, m.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := db.MachineVersion(ctx, m.ID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("MachineVersion(deleted) = %v, want ErrNotFound", err)
 	}
 }
