@@ -125,6 +125,11 @@ func (db *DB) UpdateMachine(ctx context.Context, id string, fn func(*Machine) er
 		if err := putSeen(tx, id, m); err != nil {
 			return fmt.Errorf("update machine %s: %w", id, err)
 		}
+		if m.State == StateRevoked { // a revoked machine holds no user's root
+			if err := freeMachineLeases(tx, id, ""); err != nil {
+				return fmt.Errorf("update machine %s: %w", id, err)
+			}
+		}
 		out = m
 		return nil
 	})
@@ -188,6 +193,9 @@ func (db *DB) DeleteMachine(ctx context.Context, id string) error {
 			}
 		}
 		if err := deleteFiles(tx, FileOwner{Machine: id}); err != nil {
+			return fmt.Errorf("delete machine %s: %w", id, err)
+		}
+		if err := freeMachineLeases(tx, id, ""); err != nil {
 			return fmt.Errorf("delete machine %s: %w", id, err)
 		}
 		if err := machines.Delete([]byte(id)); err != nil {
