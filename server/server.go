@@ -56,6 +56,7 @@ import (
 	"github.com/sealroot/sealroot/server/storage"
 	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/server/tunnel"
+	"github.com/sealroot/sealroot/server/users"
 )
 
 // serverName names this server in machines' boot history.
@@ -196,6 +197,10 @@ func New(ctx context.Context, cfg config.Config, logger hclog.Logger) (_ *Server
 	s.roots = rs
 	s.machines = machines.New(machines.Config{Store: s.store, Box: box, Audit: auditLog, Logger: logger,
 		Withdraw: rs, Images: s.storage.Images, Volumes: s.storage.Volumes, Roots: rs})
+	logins, err := users.NewChecker(users.CheckerConfig{Users: s.store, Audit: auditLogins(auditLog)})
+	if err != nil {
+		return nil, err
+	}
 	acfg := attest.Config{
 		Certificate:       cert,
 		Store:             s.store,
@@ -214,6 +219,7 @@ func New(ctx context.Context, cfg config.Config, logger hclog.Logger) (_ *Server
 		Limits:            s.limits.Attest,
 		MaxSessions:       s.limits.MaxExchanges,
 		Observer:          attest.Observers{s.history, s.metrics},
+		Logins:            logins,
 	}
 	if s.tunnel != nil {
 		acfg.Tunnels = s.tunnel
@@ -228,6 +234,19 @@ func New(ctx context.Context, cfg config.Config, logger hclog.Logger) (_ *Server
 	s.leaf = leaf
 	s.checkCertificate(time.Now())
 	return s, nil
+}
+
+// auditLogins records per-user root logins: the user and the outcome,
+// never the password.
+func auditLogins(l *audit.Log) func(users.Record) error {
+	return func(r users.Record) error {
+		reason := "user " + r.User
+		if r.Reason != "" {
+			reason += ": " + r.Reason
+		}
+		return l.Record(audit.Entry{Time: time.Now(), Actor: "server", MachineID: r.MachineID, Action: "login",
+			Outcome: r.Outcome, Check: "login", Reason: reason})
+	}
 }
 
 // peersOf is tn as roots.Peers, nil without a tunnel.

@@ -245,6 +245,7 @@ func (a *tpmAttester) Attest(ctx context.Context) (*wire.Payload, error) {
 		Roots:        a.roots,
 		Hints:        a.hints,
 		Logger:       a.log,
+		Login:        consoleLogin(a.out),
 		Device: &attest.TPMDevice{
 			TPM:          a.tpm,
 			Keys:         keys,

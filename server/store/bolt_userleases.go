@@ -110,7 +110,7 @@ func (db *DB) ReleaseWithLease(ctx context.Context, id, user, claim string, fn f
 			case err != nil:
 				return err
 			case l == nil:
-				return fmt.Errorf("lease of user %s was freed: %w", user, ErrNotFound)
+				return fmt.Errorf("user %s: %w", user, ErrLeaseFreed)
 			case l.MachineID != id || l.Claim != claim:
 				return &LeaseHeldError{Lease: *l}
 			}

@@ -7,8 +7,14 @@ import (
 	"time"
 )
 
-// ErrLeaseHeld means a user's root is held by another machine.
-var ErrLeaseHeld = errors.New("user root held by another machine")
+// Lease errors.
+var (
+	// ErrLeaseHeld means a user's root is held by another machine.
+	ErrLeaseHeld = errors.New("user root held by another machine")
+	// ErrLeaseFreed means a claimed lease was freed (by the operator)
+	// before the release confirmed it.
+	ErrLeaseFreed = errors.New("user root lease freed")
+)
 
 // UserLease says which machine mounts a user's per-user root: one machine
 // at a time. A lease is claimed (Claim set) before the root is prepared

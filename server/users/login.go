@@ -4,8 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
+
+	"golang.org/x/crypto/argon2"
 
 	"github.com/sealroot/sealroot/server/store"
 )
@@ -63,8 +64,10 @@ type CheckerConfig struct {
 }
 
 // Checker decides logins for per-user roots: the password against the
-// user list, failures limited per user and per machine, and each user's
-// root held by one machine at a time. It is safe for concurrent use.
+// user list, failures limited per user and per machine. Which machine
+// holds a user's root is not its business: that is the store's user-root
+// lease, decided in the release transaction. It is safe for concurrent
+// use.
 type Checker struct {
 	users      Lookup
 	audit      func(Record) error
@@ -75,9 +78,6 @@ type Checker struct {
 	dummy string
 	// verifying holds a slot per verification in progress.
 	verifying chan struct{}
-
-	mu    sync.Mutex
-	holds map[string]string // user -> machine ID holding the user's root
 }
 
 // NewChecker returns a Checker.
@@ -86,22 +86,23 @@ func NewChecker(cfg CheckerConfig) (*Checker, error) {
 	if cfg.Params != nil {
 		p = *cfg.Params
 	}
-	dummy, err := Hash([]byte("sealroot-no-such-user"), p, nil)
-	if err != nil {
+	if err := p.check(); err != nil {
 		return nil, err
 	}
+	// The dummy costs a verification like a real hash, and no password
+	// matches its all-zero key; making it costs nothing at start.
+	dummy := fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, p.Memory, p.Time, p.Threads,
+		b64.EncodeToString(make([]byte, saltLen)), b64.EncodeToString(make([]byte, p.KeyLen)))
 	n := cfg.MaxVerifying
 	if n <= 0 {
 		n = 2
 	}
 	return &Checker{users: cfg.Users, audit: cfg.Audit, perUser: NewLimiter(cfg.PerUser),
-		perMachine: NewLimiter(cfg.PerMachine), dummy: dummy, verifying: make(chan struct{}, n),
-		holds: map[string]string{}}, nil
+		perMachine: NewLimiter(cfg.PerMachine), dummy: dummy, verifying: make(chan struct{}, n)}, nil
 }
 
-// Login checks user's password typed on machineID and, when it is right
-// and no other machine holds the user's root, gives the root to
-// machineID until Release. A machine logging in again keeps its hold.
+// Login checks user's password typed on machineID: nil when it is right
+// and the success could be audited.
 func (c *Checker) Login(ctx context.Context, machineID, user string, password []byte) error {
 	if w := max(c.perUser.Wait("user:"+user), c.perMachine.Wait(machineID)); w > 0 {
 		c.record(Record{User: user, MachineID: machineID, Outcome: "refused", Reason: "rate limited"})
@@ -135,12 +136,6 @@ func (c *Checker) Login(ctx context.Context, machineID, user string, password []
 		c.record(Record{User: user, MachineID: machineID, Outcome: "refused", Reason: reason})
 		return ErrLoginFailed
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if holder := c.holds[user]; holder != "" && holder != machineID {
-		c.record(Record{User: user, MachineID: machineID, Outcome: "refused", Reason: "root in use on machine " + short(holder)})
-		return fmt.Errorf("%w (machine %s): log out there, or have the operator free it", ErrRootInUse, short(holder))
-	}
 	if c.audit != nil {
 		if err := c.audit(Record{User: user, MachineID: machineID, Outcome: "ok"}); err != nil {
 			return fmt.Errorf("%w: %v", ErrUnavailable, err)
@@ -148,7 +143,6 @@ func (c *Checker) Login(ctx context.Context, machineID, user string, password []
 	}
 	c.perUser.Succeed("user:" + user)
 	c.perMachine.Succeed(machineID)
-	c.holds[user] = machineID
 	return nil
 }
 
@@ -159,37 +153,3 @@ func (c *Checker) record(r Record) {
 		c.audit(r)
 	}
 }
-
-// Holder returns the machine holding user's root, or "".
-func (c *Checker) Holder(user string) string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.holds[user]
-}
-
-// Release frees the roots machineID holds (it shut down, was withdrawn
-// or its hold was freed by the operator) and returns their users.
-func (c *Checker) Release(machineID string) []string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var freed []string
-	for u, m := range c.holds {
-		if m == machineID {
-			delete(c.holds, u)
-			freed = append(freed, u)
-		}
-	}
-	return freed
-}
-
-// Free frees user's root whichever machine holds it (the operator's
-// override) and returns that machine, or "".
-func (c *Checker) Free(user string) string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	m := c.holds[user]
-	delete(c.holds, user)
-	return m
-}
-
-func short(id string) string { return id[:min(len(id), 12)] }

@@ -77,6 +77,7 @@ func formatRootPlan(r wire.RootPlan) string {
 	if via := r.Params[wire.VolatileVia]; via != "" {
 		s += " via=" + safe(via)
 	}
+	s += perUserNote(r)
 	if r.Init != "" {
 		s += " init=" + safe(r.Init)
 	}
@@ -245,4 +246,12 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// perUserNote marks a per-user root plan.
+func perUserNote(r wire.RootPlan) string {
+	if r.Params[wire.PerUserParam] == "true" {
+		return " per-user"
+	}
+	return ""
 }

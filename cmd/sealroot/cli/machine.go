@@ -322,6 +322,7 @@ func runMachineRollback(c *cobra.Command, e *env, ref, name string) error {
 
 type machineSetRootArgs struct {
 	kind, image, init, via string
+	perUser                bool
 }
 
 // flags adds the root flags to c; --kind defaults to kind.
@@ -330,6 +331,7 @@ func (a *machineSetRootArgs) flags(c *cobra.Command, kind string) {
 	c.Flags().StringVar(&a.image, "image", "", "base image `name` (iscsi, nfs, volatile)")
 	c.Flags().StringVar(&a.init, "init", "", "`program` to switch_root to (default /sbin/init)")
 	c.Flags().StringVar(&a.via, "via", "", "volatile roots: read the shared base over `nfs` (default) or iscsi")
+	c.Flags().BoolVar(&a.perUser, "per-user", false, "iscsi roots: each user who logs in on the console gets their own root over the image")
 }
 
 // plan is the root plan the flags describe.
@@ -341,11 +343,17 @@ func (a machineSetRootArgs) plan(c *cobra.Command) (wire.RootPlan, error) {
 	if a.via != "" && a.kind != wire.RootVolatile {
 		return root, usagef(c, "--via is for --kind volatile")
 	}
+	if a.perUser && a.kind != wire.RootISCSI {
+		return root, usagef(c, "--per-user is for --kind iscsi")
+	}
 	if a.image != "" {
 		root.Params = map[string]string{wire.ImageParam: a.image}
 	}
 	if a.via != "" {
 		root.Params[wire.VolatileVia] = a.via
+	}
+	if a.perUser {
+		root.Params[wire.PerUserParam] = "true"
 	}
 	return root, nil
 }
@@ -374,7 +382,7 @@ func runMachineSetRoot(c *cobra.Command, e *env, ref string, args machineSetRoot
 	if e.JSON {
 		return e.printJSON(m)
 	}
-	_, err = fmt.Fprintf(e.Stdout, "root of %s %s: %s %s\n", shortID(m.ID), orDash(safe(m.Name)), m.Root.Kind,
-		safe(m.Root.Params[wire.ImageParam]))
+	_, err = fmt.Fprintf(e.Stdout, "root of %s %s: %s %s%s\n", shortID(m.ID), orDash(safe(m.Name)), m.Root.Kind,
+		safe(m.Root.Params[wire.ImageParam]), perUserNote(m.Root))
 	return err
 }
