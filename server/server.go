@@ -364,6 +364,7 @@ func (s *Server) Serve(ctx context.Context) error {
 			api.WithBackup(s.backup),
 			api.WithCapture(s.machines),
 			api.WithUsers(s.machines),
+			api.WithUserRoots(s.machines),
 			api.WithRootLinks(&api.Links{Machines: s.machines, Tunnel: s.tunnel, Transport: s.cfg.RootTransport}),
 			api.WithStatus(statusService{s}),
 			api.WithAudit(&auditapi.Service{Path: filepath.Join(s.cfg.StateDir, "audit.log"), Bus: s.events, Machines: s.machines})),
