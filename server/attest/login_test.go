@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +18,8 @@ import (
 	"github.com/sealroot/sealroot/server/api"
 	"github.com/sealroot/sealroot/server/attest"
 	"github.com/sealroot/sealroot/server/audit"
+	"github.com/sealroot/sealroot/server/rootiscsi"
+	"github.com/sealroot/sealroot/server/roots"
 	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/server/users"
 	"github.com/sealroot/sealroot/test/loadgen"
@@ -326,5 +329,66 @@ func TestPerUserLoginStaleRecord(t *testing.T) {
 	e.wantRefused(t, <-done, ms[0].id, "stale-record")
 	if e.lease(t, "alice") != nil {
 		t.Fatal("a refused release kept alice's claimed root")
+	}
+}
+
+// TestPerUserISCSIRoot: a user's root is an iSCSI volume of its own, keyed
+// by the user, which the credential's secrets log in to; the machine's
+// next boot as another user withdraws the first user's root from it
+// (the volume stays), and a revoke withdraws the user root it mounts.
+func TestPerUserISCSIRoot(t *testing.T) {
+	r := newRootEnv(t)
+	var logs testenv.Buffer
+	e := newEnv(t, withLogins(t), captureLog(t, &logs), withRoots(r.p))
+	ctx := context.Background()
+	for name, pw := range map[string]string{"alice": alicePW, "bob": bobPW} {
+		h, err := users.Hash([]byte(pw), fastHash, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.db.PutUser(ctx, &store.User{Name: name, Hash: h}, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := newMachine(t, defaultSpec)
+	e.enrollAndApprove(t, m, "desk-1")
+	setRoot(t, e, m.id, wire.RootPlan{Kind: wire.RootISCSI, Params: map[string]string{wire.ImageParam: "tiny", wire.PerUserParam: "true"}})
+	alice, bob := roots.UserRootKey("alice"), roots.UserRootKey("bob")
+	// First boot as bob, stopping at the credential (unsealing would
+	// extend PCR 15 for the rest of the simulator's boot).
+	if _, err := attestOnce(t, e.loginClient(t, &loginMachine{dev: m.dev, id: m.id, noUnseal: true}, typed("bob", bobPW))); err != nil {
+		t.Fatalf("bob on desk-1: %v", err)
+	}
+	if !r.p.Serving(bob) || r.p.Serving(m.id) {
+		t.Fatalf("after bob's login: serving bob %v, the machine's own root %v", r.p.Serving(bob), r.p.Serving(m.id))
+	}
+	res, err := attestOnce(t, e.loginClient(t, &loginMachine{dev: m.dev, id: m.id}, typed("alice", alicePW)))
+	if err != nil {
+		t.Fatalf("alice on desk-1: %v", err)
+	}
+	if r.p.Serving(bob) || !r.p.Has(bob) || e.lease(t, "bob") != nil {
+		t.Fatalf("after alice's login: serving bob %v, bob's volume kept %v, lease %+v", r.p.Serving(bob), r.p.Has(bob), e.lease(t, "bob"))
+	}
+	p := res.Payload
+	if p.Root.Params[wire.ISCSITarget] != rootiscsi.TargetIQN(alice) || !r.p.Serving(alice) {
+		t.Fatalf("root plan = %+v; want alice's own target", p.Root)
+	}
+	url := "iscsi://" + string(p.Secrets[wire.SecretCHAPUser]) + "%" + string(p.Secrets[wire.SecretCHAPSecret]) +
+		"@" + p.Root.Params[wire.ISCSIPortal] + "/" + p.Root.Params[wire.ISCSITarget] + "/0?target_user=" +
+		string(p.Secrets[wire.SecretCHAPTargetUser]) + "&target_password=" + string(p.Secrets[wire.SecretCHAPTargetSecret])
+	capacity := func() error {
+		return exec.Command(testenv.LookTool(t, "iscsi-readcapacity16"), "-s", "-i", p.Root.Params[wire.ISCSIInitiator], url).Run()
+	}
+	if err := capacity(); err != nil {
+		t.Fatalf("login to alice's root with the credential's secrets: %v", err)
+	}
+	if _, err := e.mgr.Revoke(ctx, "desk-1", "stolen"); err != nil {
+		t.Fatal(err)
+	}
+	if r.p.Serving(alice) || e.lease(t, "alice") != nil {
+		t.Fatalf("revoked machine keeps alice's root: serving %v, lease %+v", r.p.Serving(alice), e.lease(t, "alice"))
+	}
+	if err := capacity(); err == nil {
+		t.Fatal("alice's credentials still log in after desk-1 was revoked")
 	}
 }

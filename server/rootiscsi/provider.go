@@ -233,6 +233,11 @@ func (p *Provider) Prepare(ctx context.Context, req roots.Request) (wire.RootPla
 	if rec.CHAP, err = p.newCHAP(); err != nil {
 		return wire.RootPlan{}, nil, err
 	}
+	// The machine boots again: the user roots it mounted before are no
+	// longer its own.
+	if err := p.withdraw(func(k string, r *record) bool { return r.Holder == req.MachineID && k != key }); err != nil {
+		return wire.RootPlan{}, nil, err
+	}
 	if err := p.serve(ctx, rec, true); err != nil {
 		return wire.RootPlan{}, nil, err
 	}
@@ -393,19 +398,20 @@ func (p *Provider) admit(rec *record) func(net.Addr, string) bool {
 // Release withdraws the machine's target (closing its sessions), closes
 // its volume and forgets its credentials. The volume itself stays.
 func (p *Provider) Release(_ context.Context, machineID string) error {
+	err := p.withdraw(func(key string, rec *record) bool { return key == machineID || rec.Holder == machineID })
+	return errors.Join(err, p.remove(machineID)) // a record not served (restore failed) goes too
+}
+
+// withdraw removes the targets of the roots that match (by key and
+// record), closes their volumes and forgets their credentials.
+func (p *Provider) withdraw(match func(key string, rec *record) bool) error {
 	p.mu.Lock()
-	keys := []string{machineID}
-	for k, s := range p.machines {
-		if s.rec.Holder == machineID { // a user's root the machine mounts
-			keys = append(keys, k)
-		}
-	}
 	var gone []*served
-	for _, k := range keys {
-		if s := p.machines[k]; s != nil {
+	for k, s := range p.machines {
+		if match(k, s.rec) {
 			gone = append(gone, s)
+			delete(p.machines, k)
 		}
-		delete(p.machines, k)
 	}
 	p.mu.Unlock()
 	var errs []error
@@ -414,8 +420,8 @@ func (p *Provider) Release(_ context.Context, machineID string) error {
 		errs = append(errs, s.lun.Close())
 		p.log.Info("iscsi root withdrawn", "root", s.rec.MachineID, "machine", cmp.Or(s.rec.Holder, s.rec.MachineID))
 	}
-	for _, k := range keys {
-		errs = append(errs, p.remove(k))
+	for _, s := range gone {
+		errs = append(errs, p.remove(s.rec.MachineID))
 	}
 	return errors.Join(errs...)
 }
