@@ -57,6 +57,7 @@ import (
 	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/server/tunnel"
 	"github.com/sealroot/sealroot/server/users"
+	"github.com/sealroot/sealroot/server/users/pam"
 )
 
 // serverName names this server in machines' boot history.
@@ -197,7 +198,16 @@ func New(ctx context.Context, cfg config.Config, logger hclog.Logger) (_ *Server
 	s.roots = rs
 	s.machines = machines.New(machines.Config{Store: s.store, Box: box, Audit: auditLog, Logger: logger,
 		Withdraw: rs, Images: s.storage.Images, Volumes: s.storage.Volumes, Roots: rs})
-	logins, err := users.NewChecker(users.CheckerConfig{Users: s.store, Audit: auditLogins(auditLog)})
+	lcfg := users.CheckerConfig{Users: s.store, Audit: auditLogins(auditLog)}
+	if svc := cfg.Users.PAM(); svc != "" {
+		v, err := pam.New(pam.Config{Service: svc})
+		if err != nil {
+			return nil, fmt.Errorf("users: %w", err)
+		}
+		lcfg.Verifier = v
+		logger.Info("per-user root logins checked by PAM", "service", svc)
+	}
+	logins, err := users.NewChecker(lcfg)
 	if err != nil {
 		return nil, err
 	}

@@ -247,6 +247,16 @@ func (c *Config) Validate() error {
 		}
 		v.check("iscsi.port", checkPort(c.ISCSI.Port))
 	}
+	if c.Users != nil {
+		switch c.Users.Backend {
+		case "", UsersSealroot, UsersPAM:
+		default:
+			v.check("users.backend", fmt.Errorf("%q: want %q or %q", c.Users.Backend, UsersSealroot, UsersPAM))
+		}
+		if c.Users.PAMService != "" && (c.Users.Backend != UsersPAM || strings.ContainsAny(c.Users.PAMService, "/ \x00")) {
+			v.check("users.pam_service", fmt.Errorf("%q: a PAM service name, with backend %q", c.Users.PAMService, UsersPAM))
+		}
+	}
 	if c.Limits != nil {
 		if _, err := c.Limits.Parse(); err != nil {
 			v.check("limits", err)

@@ -58,9 +58,19 @@ type CheckerConfig struct {
 	// Params are those of the hash verified for unknown users, which
 	// should cost what real ones do; default DefaultParams.
 	Params *Params
+	// Verifier, when set, checks passwords instead of the user list (a
+	// site's PAM stack: package users/pam). Users is then unused.
+	Verifier Verifier
 	// MaxVerifying bounds verifications running at once (each takes the
 	// hash's memory, 64 MiB by default); default 2. Others wait.
 	MaxVerifying int
+}
+
+// Verifier checks a user's password somewhere else than sealroot's user
+// list. Verify returns why the login is refused ("" when it is right;
+// never the password), or an error when it cannot tell.
+type Verifier interface {
+	Verify(ctx context.Context, user string, password []byte) (refused string, err error)
 }
 
 // Checker decides logins for per-user roots: the password against the
@@ -70,6 +80,7 @@ type CheckerConfig struct {
 // use.
 type Checker struct {
 	users      Lookup
+	verifier   Verifier
 	audit      func(Record) error
 	perUser    *Limiter
 	perMachine *Limiter
@@ -97,7 +108,7 @@ func NewChecker(cfg CheckerConfig) (*Checker, error) {
 	if n <= 0 {
 		n = 2
 	}
-	return &Checker{users: cfg.Users, audit: cfg.Audit, perUser: NewLimiter(cfg.PerUser),
+	return &Checker{users: cfg.Users, verifier: cfg.Verifier, audit: cfg.Audit, perUser: NewLimiter(cfg.PerUser),
 		perMachine: NewLimiter(cfg.PerMachine), dummy: dummy, verifying: make(chan struct{}, n)}, nil
 }
 
@@ -108,32 +119,20 @@ func (c *Checker) Login(ctx context.Context, machineID, user string, password []
 		c.record(Record{User: user, MachineID: machineID, Outcome: "refused", Reason: "rate limited"})
 		return &RetryError{After: w}
 	}
-	hash := c.dummy
-	u, err := c.users.User(ctx, user)
-	switch {
-	case err == nil:
-		hash = u.Hash
-	case !errors.Is(err, store.ErrNotFound):
-		return fmt.Errorf("login: %w", err)
-	}
 	select {
 	case c.verifying <- struct{}{}:
 	case <-ctx.Done():
 		return fmt.Errorf("login: %w", ctx.Err())
 	}
-	ok, verr := Verify(hash, password)
+	refused, err := c.check(ctx, user, password)
 	<-c.verifying
-	if err != nil || verr != nil || !ok {
+	if err != nil {
+		return fmt.Errorf("login: %w", err)
+	}
+	if refused != "" {
 		c.perUser.Fail("user:" + user)
 		c.perMachine.Fail(machineID)
-		reason := "wrong password"
-		switch {
-		case err != nil:
-			reason = "unknown user"
-		case verr != nil:
-			reason = "stored hash unusable: " + verr.Error()
-		}
-		c.record(Record{User: user, MachineID: machineID, Outcome: "refused", Reason: reason})
+		c.record(Record{User: user, MachineID: machineID, Outcome: "refused", Reason: refused})
 		return ErrLoginFailed
 	}
 	if c.audit != nil {
@@ -144,6 +143,33 @@ func (c *Checker) Login(ctx context.Context, machineID, user string, password []
 	c.perUser.Succeed("user:" + user)
 	c.perMachine.Succeed(machineID)
 	return nil
+}
+
+// check verifies user's password with the Verifier, else against the
+// user list; it returns why a login is refused ("" when it is right), or
+// an error when it cannot tell.
+func (c *Checker) check(ctx context.Context, user string, password []byte) (string, error) {
+	if c.verifier != nil {
+		return c.verifier.Verify(ctx, user, password)
+	}
+	hash := c.dummy
+	u, err := c.users.User(ctx, user)
+	switch {
+	case err == nil:
+		hash = u.Hash
+	case !errors.Is(err, store.ErrNotFound):
+		return "", err
+	}
+	ok, verr := Verify(hash, password)
+	switch {
+	case err != nil:
+		return "unknown user", nil
+	case verr != nil:
+		return "stored hash unusable: " + verr.Error(), nil
+	case !ok:
+		return "wrong password", nil
+	}
+	return "", nil
 }
 
 // record writes a refusal; its failure changes nothing (the login is
