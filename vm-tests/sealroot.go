@@ -7,6 +7,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -346,8 +347,21 @@ func (s *Sealroot) CLIStderr(ctx context.Context, args ...string) (stdout, stder
 	return s.run2(ctx, args...)
 }
 
+// CLIStdin is CLI with stdin as the command's standard input (never
+// logged: it may be a password).
+func (s *Sealroot) CLIStdin(ctx context.Context, stdin string, args ...string) (string, error) {
+	s.Logf("$ sealroot %s", strings.Join(args, " "))
+	stdout, _, err := s.runIn(ctx, strings.NewReader(stdin), args...)
+	return stdout, err
+}
+
 func (s *Sealroot) run2(ctx context.Context, args ...string) (string, string, error) {
+	return s.runIn(ctx, nil, args...)
+}
+
+func (s *Sealroot) runIn(ctx context.Context, stdin io.Reader, args ...string) (string, string, error) {
 	cmd := exec.CommandContext(ctx, s.Bin, append([]string{"--socket", s.Socket}, args...)...)
+	cmd.Stdin = stdin
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
