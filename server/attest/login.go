@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/sealroot/sealroot/server/audit"
 	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/server/users"
 	"github.com/sealroot/sealroot/wire"
@@ -80,7 +81,10 @@ func (x *exchange) tryLogin(ctx context.Context, l *wire.Login) (*wire.LoginProm
 	var held *store.LeaseHeldError
 	if errors.As(err, &held) {
 		reason := x.heldReason(ctx, held)
-		x.s.record(x, "login-refused", "user-root", reason)
+		if err := x.s.audit.Record(audit.Entry{Time: x.s.now(), Actor: "server", Remote: x.remote, MachineID: x.machineID,
+			Action: "login", Outcome: "refused", Check: "user-root", Reason: reason}); err != nil {
+			x.s.logger.Error("audit log write failed", "error", err)
+		}
 		return &wire.LoginPrompt{Reason: reason}, nil
 	}
 	if err != nil {
