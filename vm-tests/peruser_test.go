@@ -40,10 +40,9 @@ func TestPerUserRootFollowsUser(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var consoles []string
 	t.Run("alice_on_machine_1", func(t *testing.T) {
 		vm := newPerUserMachine(ctx, t, lab, sr, "vm-desk-1", tpm1)
-		consoles = append(consoles, vm.ConsoleLog())
+		defer noPasswordShown(t, vm)
 		typeLogin(t, vm, "alice", vmWrongPW)
 		expectBoot(ctx, t, vm, `login refused: wrong user name or password$`)
 		typeLogin(t, vm, "alice", vmAlicePW)
@@ -51,7 +50,7 @@ func TestPerUserRootFollowsUser(t *testing.T) {
 	})
 	t.Run("alice_refused_on_machine_2_bob_own_root", func(t *testing.T) {
 		vm := newPerUserMachine(ctx, t, lab, sr, "vm-desk-2", tpm2)
-		consoles = append(consoles, vm.ConsoleLog())
+		defer noPasswordShown(t, vm)
 		typeLogin(t, vm, "alice", vmAlicePW)
 		expectBoot(ctx, t, vm, `login refused: the root of user alice is in use on machine vm-desk-1 `)
 		typeLogin(t, vm, "bob", vmBobPW)
@@ -62,20 +61,23 @@ func TestPerUserRootFollowsUser(t *testing.T) {
 			t.Fatal(err)
 		}
 		vm := startLoginPXE(ctx, t, lab, "vm-desk-2b", tpm2)
-		consoles = append(consoles, vm.ConsoleLog())
+		defer noPasswordShown(t, vm)
 		expectBoot(ctx, t, vm, rePerUser)
 		typeLogin(t, vm, "alice", vmAlicePW)
 		expectRoot(ctx, t, vm, `root: marker=1$`)
 	})
-	for _, path := range consoles {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, pw := range []string{vmAlicePW, vmBobPW, vmWrongPW} {
-			if strings.Contains(string(b), pw) {
-				t.Errorf("console %s shows a password", path)
-			}
+}
+
+// noPasswordShown checks that no password typed shows on vm's console.
+func noPasswordShown(t *testing.T, vm *VM) {
+	t.Helper()
+	b, err := os.ReadFile(vm.ConsoleLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pw := range []string{vmAlicePW, vmBobPW, vmWrongPW} {
+		if strings.Contains(string(b), pw) {
+			t.Errorf("console of %s shows a password", vm.opts.Name)
 		}
 	}
 }
