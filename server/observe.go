@@ -37,6 +37,12 @@ func newMetrics(cfg *config.Config, db store.Store, s *Server) *metrics.Metrics 
 		EventSubscribers: func() int { return s.events.Subscribers() },
 		UnknownRefused:   func() map[string]uint64 { return s.history.Unknown() },
 		Noise:            func() map[string]uint64 { return noiseByKind(s.attest.Noise()) },
+		BootReports: func() map[string]uint64 {
+			if s.reports == nil {
+				return nil
+			}
+			return s.reports.Counts()
+		},
 		Ready: func() error {
 			if !s.ready.Load() {
 				return errors.New("starting")

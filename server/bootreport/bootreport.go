@@ -55,9 +55,9 @@ type Store interface {
 }
 
 // Secrets returns a machine's secret values, to scrub them from its
-// report (machines.Manager.PlainSecrets).
+// report (machines.Manager.RedactionValues).
 type Secrets interface {
-	PlainSecrets(ctx context.Context, machineID string) (map[string][]byte, error)
+	RedactionValues(ctx context.Context, machineID string) (map[string][]byte, error)
 }
 
 // Config configures a Receiver. Peers, Store and Secrets are required.
@@ -157,7 +157,7 @@ func (r *Receiver) serveConn(ctx context.Context, c net.Conn) {
 // timings on its newest allowed attempt, the log (secret values removed)
 // in its boot logs.
 func (r *Receiver) Record(ctx context.Context, id, remote string, rep *wire.BootReport) error {
-	secrets, err := r.cfg.Secrets.PlainSecrets(ctx, id)
+	secrets, err := r.cfg.Secrets.RedactionValues(ctx, id)
 	if err != nil {
 		return fmt.Errorf("secrets to scrub: %w", err)
 	}
