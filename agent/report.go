@@ -16,8 +16,9 @@ import (
 )
 
 // ReportTimeout bounds sending the boot report: a server that does not
-// take it delays the boot by at most this much.
-const ReportTimeout = 5 * time.Second
+// take it delays the boot by at most this much. It allows for a lost
+// first WireGuard handshake initiation (retried after 5 seconds).
+const ReportTimeout = 15 * time.Second
 
 // BootLog keeps the tail of what the agent writes to its console and log
 // (the last wire.MaxReportLog bytes), for the boot report. It is safe for

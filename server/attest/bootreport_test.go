@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/device"
+	"golang.zx2c4.com/wireguard/tun"
 	"golang.zx2c4.com/wireguard/tun/netstack"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
@@ -109,17 +110,42 @@ func (a *agentEnd) up(t *testing.T, l *reportLab, plan *wire.TunnelPlan) error {
 		return err
 	}
 	a.net = tnet
-	a.dev = device.NewDevice(tdev, conn.NewDefaultBind(), device.NewLogger(device.LogLevelSilent, ""))
+	a.dev = device.NewDevice(pinned(tdev), conn.NewDefaultBind(), device.NewLogger(device.LogLevelSilent, ""))
 	t.Cleanup(a.dev.Close)
 	uapi := fmt.Sprintf("private_key=%s\npublic_key=%s\nendpoint=127.0.0.1:%d\nallowed_ip=%s/32\npersistent_keepalive_interval=1\n",
 		hex.EncodeToString(a.priv[:]), hex.EncodeToString(plan.ServerKey), l.tn.Port(), plan.ServerAddr)
+	// Up first: it binds the UDP socket (in the namespace), so the first
+	// handshake initiation is not sent before there is a socket.
 	return l.ns.Do(func() error {
-		if err := a.dev.IpcSet(uapi); err != nil {
+		if err := a.dev.Up(); err != nil {
 			return err
 		}
-		return a.dev.Up()
+		return a.dev.IpcSet(uapi)
 	})
 }
+
+// pinned hides the netstack's link events from wireguard-go, which
+// would otherwise reopen its UDP socket from whatever thread handles the
+// event, outside the namespace (as server/tunnel's pinnedTUN does).
+func pinned(d tun.Device) tun.Device {
+	p := &pinnedTUN{Device: d, events: make(chan tun.Event, 4)}
+	go func() {
+		defer close(p.events)
+		for e := range d.Events() {
+			if e &^= tun.EventUp | tun.EventDown; e != 0 {
+				p.events <- e
+			}
+		}
+	}()
+	return p
+}
+
+type pinnedTUN struct {
+	tun.Device
+	events chan tun.Event
+}
+
+func (p *pinnedTUN) Events() <-chan tun.Event { return p.events }
 
 // attesterFunc adapts a function to agent.Attester.
 type attesterFunc func(ctx context.Context) (*wire.Payload, error)
