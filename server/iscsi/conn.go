@@ -48,6 +48,9 @@ type conn struct {
 	statSN   uint32
 	expCmdSN uint32
 	closing  bool // a Logout was answered
+
+	since time.Time // accepted
+	stats counters
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
@@ -55,6 +58,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 		srv: s, nc: nc, log: s.logger().Named("iscsi").With("remote", nc.RemoteAddr().String()),
 		br: bufio.NewReaderSize(nc, 64<<10), bw: bufio.NewWriterSize(nc, 64<<10),
 		tasks: make(map[uint32]*writeTask), slots: make(chan struct{}, maxInflight),
+		since: time.Now(),
 	}
 }
 
