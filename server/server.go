@@ -196,6 +196,9 @@ func New(ctx context.Context, cfg config.Config, logger hclog.Logger) (_ *Server
 		return nil, err
 	}
 	s.onClose(s.storage.Close)
+	if s.storage.Portals != nil {
+		s.storage.Portals.OnCommand(s.metrics.ObserveISCSICommand)
+	}
 	rs := roots.New(roots.Config{Providers: s.storage.Providers(), Tunnel: peersOf(s.tunnel)})
 	s.roots = rs
 	s.machines = machines.New(machines.Config{Store: s.store, Box: box, Audit: auditLog, Logger: logger,

@@ -31,6 +31,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/sealroot/sealroot/server/attest"
+	"github.com/sealroot/sealroot/server/servestats"
 	"github.com/sealroot/sealroot/wire"
 )
 
@@ -54,6 +55,13 @@ type Sources struct {
 	// Noise counts connections that ended before naming an identity, by
 	// kind (refused, busy, idle, half-open, garbage, abandoned).
 	Noise func() map[string]uint64
+	// Served is what each boot service served, by service.
+	Served func() map[string]servestats.Snapshot
+	// Tunnel, ISCSI and NFS are those services added up; nil without
+	// the service.
+	Tunnel func() (TunnelStats, error)
+	ISCSI  func() ISCSIStats
+	NFS    func() NFSStats
 	// BootReports counts agents' boot report connections by result
 	// (stored, bad, stranger, busy, error).
 	BootReports func() map[string]uint64
@@ -69,6 +77,7 @@ type Metrics struct {
 	durations *prometheus.HistogramVec
 	stages    *prometheus.HistogramVec
 	failures  *prometheus.CounterVec
+	iscsiLat  *prometheus.HistogramVec
 	ready     func() error
 }
 
@@ -96,9 +105,14 @@ func New(src Sources) *Metrics {
 			Name: "sealroot_agent_stage_failures_total",
 			Help: "Steps that failed after attestation, as agents' boot reports said, by step.",
 		}, []string{"stage"}),
+		iscsiLat: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "sealroot_iscsi_command_duration_seconds",
+			Help:    "Time the target took to execute SCSI commands, by portal (tunnel, plain) and operation (read, write, sync, other).",
+			Buckets: []float64{.0001, .0005, .001, .005, .01, .05, .1, .5, 1, 5},
+		}, []string{"portal", "op"}),
 		ready: src.Ready,
 	}
-	m.reg.MustRegister(m.attempts, m.durations, m.stages, m.failures, buildInfo(),
+	m.reg.MustRegister(m.attempts, m.durations, m.stages, m.failures, m.iscsiLat, buildInfo(),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.reg.MustRegister(&sourceCollector{src: src})
 	return m
@@ -130,6 +144,11 @@ func stageLabel(name string) string {
 		return name
 	}
 	return "other"
+}
+
+// ObserveISCSICommand records one SCSI command's execution time.
+func (m *Metrics) ObserveISCSICommand(portal, op string, took time.Duration) {
+	m.iscsiLat.WithLabelValues(portal, op).Observe(took.Seconds())
 }
 
 // Registry is where the metrics are registered (for tests and for other

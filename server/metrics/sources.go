@@ -41,6 +41,9 @@ func (c *sourceCollector) Describe(ch chan<- *prometheus.Desc) {
 		descCertExpiry, descSubscribers, descUnknown, descNoise, descBootReports, descScrapeErrors} {
 		ch <- d
 	}
+	for _, d := range servedDescs {
+		ch <- d
+	}
 }
 
 func (c *sourceCollector) Collect(ch chan<- prometheus.Metric) {
@@ -93,6 +96,7 @@ func (c *sourceCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descNoise, prometheus.CounterValue, float64(n), kind)
 		}
 	}
+	collectServed(ch, s, failed, func(source string) { errs[source] = 0 })
 	if s.BootReports != nil {
 		for result, n := range s.BootReports() {
 			ch <- prometheus.MustNewConstMetric(descBootReports, prometheus.CounterValue, float64(n), result)

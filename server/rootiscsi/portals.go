@@ -130,11 +130,12 @@ func (ps *Portals) Totals() iscsi.Totals {
 	return t
 }
 
-// OnCommand makes both portals call f after each SCSI command (see
-// iscsi.Server.OnCommand). Call it before Serve.
-func (ps *Portals) OnCommand(f func(op string, took time.Duration)) {
-	for _, srv := range ps.servers() {
-		srv.OnCommand = f
+// OnCommand makes both portals call f with their name ("tunnel",
+// "plain") after each SCSI command (see iscsi.Server.OnCommand). Call it
+// before Serve.
+func (ps *Portals) OnCommand(f func(portal, op string, took time.Duration)) {
+	for portal, srv := range ps.servers() {
+		srv.OnCommand = func(op string, took time.Duration) { f(portal, op, took) }
 	}
 }
 
