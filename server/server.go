@@ -367,6 +367,7 @@ func (s *Server) Serve(ctx context.Context) error {
 			api.WithUsers(s.machines),
 			api.WithRootLinks(&api.Links{Machines: s.machines, Tunnel: s.tunnel, Transport: s.cfg.RootTransport}),
 			api.WithStatus(statusService{s}),
+			api.WithObserve(observeService{s}),
 			api.WithAudit(&auditapi.Service{Path: filepath.Join(s.cfg.StateDir, "audit.log"), Bus: s.events, Machines: s.machines})),
 		Logger: s.logger.Named("api"),
 	}
