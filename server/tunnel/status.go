@@ -17,6 +17,23 @@ type PeerStatus struct {
 	TxBytes       int64
 }
 
+// PeerEndpoint returns the UDP endpoint machineID's installed peer last
+// handshaked from; ok is false when it has none (yet).
+func (t *Tunnel) PeerEndpoint(machineID string) (ep netip.AddrPort, ok bool, err error) {
+	t.mu.Lock()
+	a, found := t.alloc.get(machineID)
+	t.mu.Unlock()
+	if !found || a.Key == nil {
+		return netip.AddrPort{}, false, nil
+	}
+	peers, err := t.devicePeers()
+	if err != nil {
+		return netip.AddrPort{}, false, err
+	}
+	p, ok := peers[string(a.Key)]
+	return p.Endpoint, ok && p.Endpoint.IsValid(), nil
+}
+
 // Status returns the status of machineID's installed peer; ok is false
 // when it has none.
 func (t *Tunnel) Status(machineID string) (st PeerStatus, ok bool, err error) {
