@@ -37,24 +37,22 @@ type counters struct {
 	read, written, commands, errors atomic.Uint64
 }
 
-func (c *counters) add(op string, in, out int, failed bool) {
+// add counts one command: in bytes of Data-Out received, out bytes of
+// Data-In produced.
+func (c *counters) add(in, out int, failed bool) {
 	c.commands.Add(1)
 	if failed {
 		c.errors.Add(1)
 	}
-	switch op {
-	case OpRead:
-		c.read.Add(uint64(out))
-	case OpWrite:
-		c.written.Add(uint64(in))
-	}
+	c.read.Add(uint64(out))
+	c.written.Add(uint64(in))
 }
 
 // Totals are a server's counts since it started, over every session.
 type Totals struct {
 	Sessions     int    // logged in now (discovery sessions not counted)
-	ReadBytes    uint64 // data read by initiators
-	WrittenBytes uint64 // data written by initiators
+	ReadBytes    uint64 // Data-In: data read by initiators (blocks, inquiry and capacity data)
+	WrittenBytes uint64 // Data-Out: data written by initiators
 	Commands     uint64
 	Errors       uint64 // commands that ended with a status other than GOOD
 }
@@ -108,8 +106,8 @@ func (s *Server) Totals() Totals {
 func (c *conn) record(cdb []byte, in int, r scsi.Result, took time.Duration) {
 	op := opClass(cdb)
 	failed := r.Status != scsi.StatusGood
-	c.stats.add(op, in, len(r.Data), failed)
-	c.srv.stats.add(op, in, len(r.Data), failed)
+	c.stats.add(in, len(r.Data), failed)
+	c.srv.stats.add(in, len(r.Data), failed)
 	if f := c.srv.OnCommand; f != nil {
 		f(op, took)
 	}
