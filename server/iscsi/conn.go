@@ -107,6 +107,11 @@ func (c *conn) login() error {
 		}
 		resp, done, lerr := l.step(req)
 		c.initiator = l.initiatorName
+		if done && lerr == nil {
+			// The session exists before the initiator learns it does:
+			// RemoveTargetIfIdle and Sessions see it from then on.
+			c.enter(l, req)
+		}
 		if err := pdu.Write(c.nc, resp, pdu.Limits{}); err != nil {
 			return fmt.Errorf("iscsi: write login response: %w", err)
 		}
@@ -114,7 +119,6 @@ func (c *conn) login() error {
 			return lerr
 		}
 		if done {
-			c.enter(l, req)
 			return nil
 		}
 	}
