@@ -98,26 +98,14 @@ func noiseByKind(n attest.Noise) map[string]uint64 {
 
 // tunnelStats adds up the tunnel's peers for the metrics.
 func (s *Server) tunnelStats() (metrics.TunnelStats, error) {
-	var ts metrics.TunnelStats
 	if s.tunnel == nil {
-		return ts, nil
+		return metrics.TunnelStats{}, nil
 	}
 	peers, err := s.tunnel.PeerList()
 	if err != nil {
-		return ts, err
+		return metrics.TunnelStats{}, err
 	}
-	now := time.Now()
-	for _, p := range peers {
-		ts.Peers++
-		ts.RxBytes += p.RxBytes
-		ts.TxBytes += p.TxBytes
-		if p.LastHandshake.IsZero() {
-			ts.NoHandshake++
-		} else {
-			ts.HandshakeAges = append(ts.HandshakeAges, now.Sub(p.LastHandshake))
-		}
-	}
-	return ts, nil
+	return metrics.TunnelStatsOf(peers, time.Now()), nil
 }
 
 // iscsiStats are the iSCSI portals' totals for the metrics.

@@ -5,8 +5,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -24,6 +27,7 @@ import (
 	"github.com/sealroot/sealroot/server/attest"
 	"github.com/sealroot/sealroot/server/bootreport"
 	"github.com/sealroot/sealroot/server/history"
+	"github.com/sealroot/sealroot/server/metrics"
 	"github.com/sealroot/sealroot/server/tunnel"
 	"github.com/sealroot/sealroot/test/netnstest"
 	"github.com/sealroot/sealroot/test/testenv"
@@ -36,9 +40,10 @@ const reportSecret = "s3cret-db-password-4242"
 // reportLab is a server tunnel (netstack, its UDP socket in a namespace
 // of its own) with the boot report receiver on its tunnel address.
 type reportLab struct {
-	ns  *netnstest.NS
-	tn  *tunnel.Tunnel
-	rcv *bootreport.Receiver
+	ns      *netnstest.NS
+	tn      *tunnel.Tunnel
+	rcv     *bootreport.Receiver
+	metrics *metrics.Metrics
 }
 
 func newReportLab(t *testing.T) *reportLab {
@@ -59,7 +64,15 @@ func newReportLab(t *testing.T) *reportLab {
 func (l *reportLab) serve(t *testing.T, e *testEnv) {
 	t.Helper()
 	var err error
-	l.rcv, err = bootreport.New(bootreport.Config{Peers: l.tn, Store: e.db, Secrets: e.mgr, Logger: testenv.Logger(t, "", hclog.Debug)})
+	l.metrics = metrics.New(metrics.Sources{
+		Tunnel: func() (metrics.TunnelStats, error) {
+			peers, err := l.tn.PeerList()
+			return metrics.TunnelStatsOf(peers, time.Now()), err
+		},
+		BootReports: func() map[string]uint64 { return l.rcv.Counts() },
+	})
+	l.rcv, err = bootreport.New(bootreport.Config{Peers: l.tn, Store: e.db, Secrets: e.mgr,
+		Observe: l.metrics.ObserveBootReport, Logger: testenv.Logger(t, "", hclog.Debug)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,6 +268,26 @@ func TestBootReportThroughTunnel(t *testing.T) {
 		t.Errorf("stored log holds the machine's secret:\n%s", logs[0].Log)
 	}
 
+	// The metrics endpoint, scraped while the tunnel carries the
+	// machine's traffic: one peer with a fresh handshake and bytes, and
+	// the agent's reported stages.
+	body := scrapeMetrics(t, l.metrics)
+	for series, ok := range map[string]func(float64) bool{
+		"sealroot_tunnel_peers":                                       func(v float64) bool { return v == 1 },
+		"sealroot_tunnel_peers_without_handshake":                     func(v float64) bool { return v == 0 },
+		`sealroot_tunnel_handshake_age_seconds_bucket{le="30"}`:       func(v float64) bool { return v == 1 },
+		`sealroot_tunnel_bytes{direction="rx"}`:                       func(v float64) bool { return v > 0 },
+		`sealroot_agent_stage_duration_seconds_count{stage="tunnel"}`: func(v float64) bool { return v == 1 },
+		`sealroot_boot_reports_total{result="stored"}`:                func(v float64) bool { return v == 1 },
+	} {
+		if v := sampleOf(body, series); !ok(v) {
+			t.Errorf("/metrics %s = %v", series, v)
+		}
+	}
+	if strings.Contains(body, m.id[:16]) {
+		t.Errorf("/metrics names the machine")
+	}
+
 	// A report that carries the secret (a buggy or hostile agent) is
 	// stored with it redacted.
 	leaky := &wire.BootReport{Stages: []wire.StageTiming{{Name: "root", Duration: time.Second}},
@@ -304,3 +337,34 @@ func TestBootReportFromStrangerRefused(t *testing.T) {
 type noPeers struct{}
 
 func (noPeers) PeerAddr(net.Addr) (string, bool) { return "", false }
+
+// scrapeMetrics serves m on a loopback port and returns one scrape.
+func scrapeMetrics(t *testing.T, m *metrics.Metrics) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Serve(ctx, ln) }()
+	defer func() { cancel(); <-done }()
+	resp, err := http.Get("http://" + ln.Addr().String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+func sampleOf(body, series string) float64 {
+	for _, l := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(l, series+" "); ok {
+			if f, err := strconv.ParseFloat(v, 64); err == nil {
+				return f
+			}
+		}
+	}
+	return -1
+}

@@ -6,6 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sealroot/sealroot/server/servestats"
+	"github.com/sealroot/sealroot/server/tunnel"
 )
 
 // TunnelStats is the tunnel's peers added up: no per-peer label.
@@ -30,6 +31,22 @@ type NFSStats struct {
 	Exports  int
 	Restarts uint64
 	Up       bool
+}
+
+// TunnelStatsOf adds up peers (tunnel.Tunnel.PeerList) at now.
+func TunnelStatsOf(peers []tunnel.PeerInfo, now time.Time) TunnelStats {
+	var ts TunnelStats
+	for _, p := range peers {
+		ts.Peers++
+		ts.RxBytes += p.RxBytes
+		ts.TxBytes += p.TxBytes
+		if p.LastHandshake.IsZero() {
+			ts.NoHandshake++
+		} else {
+			ts.HandshakeAges = append(ts.HandshakeAges, now.Sub(p.LastHandshake))
+		}
+	}
+	return ts
 }
 
 var (
