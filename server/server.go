@@ -91,7 +91,7 @@ type Server struct {
 	limits   config.Limits
 	history  *history.Recorder
 	reports  *bootreport.Receiver // nil without a tunnel
-	events   *events.Bus // decisions as the audit log records them
+	events   *events.Bus          // decisions as the audit log records them
 	metrics  *metrics.Metrics
 	ready    atomic.Bool // Serve brought every service up
 	services services    // what Serve started, for `sealroot status`

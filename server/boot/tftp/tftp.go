@@ -30,9 +30,9 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	pintftp "github.com/pin/tftp/v3"
 
 	"github.com/sealroot/sealroot/server/servestats"
-	pintftp "github.com/pin/tftp/v3"
 )
 
 // Errors sent to clients (as TFTP ERROR packets) and returned by the read
