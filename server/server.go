@@ -44,6 +44,7 @@ import (
 	"github.com/sealroot/sealroot/server/audit"
 	"github.com/sealroot/sealroot/server/auditapi"
 	"github.com/sealroot/sealroot/server/boot"
+	"github.com/sealroot/sealroot/server/bootreport"
 	"github.com/sealroot/sealroot/server/config"
 	"github.com/sealroot/sealroot/server/diskspace"
 	"github.com/sealroot/sealroot/server/ekcert"
@@ -58,6 +59,7 @@ import (
 	"github.com/sealroot/sealroot/server/tunnel"
 	"github.com/sealroot/sealroot/server/users"
 	"github.com/sealroot/sealroot/server/users/pam"
+	"github.com/sealroot/sealroot/wire"
 )
 
 // serverName names this server in machines' boot history.
@@ -90,7 +92,8 @@ type Server struct {
 	roots    *roots.Service // the root registry over storage's providers
 	limits   config.Limits
 	history  *history.Recorder
-	events   *events.Bus // decisions as the audit log records them
+	reports  *bootreport.Receiver // nil without a tunnel
+	events   *events.Bus          // decisions as the audit log records them
 	metrics  *metrics.Metrics
 	ready    atomic.Bool // Serve brought every service up
 	services services    // what Serve started, for `sealroot status`
@@ -100,6 +103,7 @@ type Server struct {
 	adminLn    net.Listener
 	boot       *boot.Services // nil without config.Config.Boot
 	metricsLn  net.Listener   // nil without config.Config.MetricsAddr
+	reportLn   net.Listener   // agents' boot reports, on the tunnel; nil without one
 
 	closers []func() error // the cleanup stack; Close runs it backwards
 
@@ -194,6 +198,9 @@ func New(ctx context.Context, cfg config.Config, logger hclog.Logger) (_ *Server
 		return nil, err
 	}
 	s.onClose(s.storage.Close)
+	if s.storage.Portals != nil {
+		s.storage.Portals.OnCommand(s.metrics.ObserveISCSICommand)
+	}
 	rs := roots.New(roots.Config{Providers: s.storage.Providers(), Tunnel: peersOf(s.tunnel)})
 	s.roots = rs
 	s.machines = machines.New(machines.Config{Store: s.store, Box: box, Audit: auditLog, Logger: logger,
@@ -241,6 +248,13 @@ func New(ctx context.Context, cfg config.Config, logger hclog.Logger) (_ *Server
 		return nil, err
 	}
 	s.machines.SetAttestations(s.attest)
+	if s.tunnel != nil {
+		s.reports, err = bootreport.New(bootreport.Config{Peers: s.tunnel, Store: s.store, Secrets: s.machines,
+			Observe: s.metrics.ObserveBootReport, Logger: logger})
+		if err != nil {
+			return nil, err
+		}
+	}
 	s.leaf = leaf
 	s.checkCertificate(time.Now())
 	return s, nil
@@ -321,6 +335,12 @@ func (s *Server) Listen() (Addrs, error) {
 	if s.storage.Portals != nil {
 		a.ISCSI = s.storage.Portals.PlainAddr()
 	}
+	if s.reports != nil {
+		if s.reportLn, err = s.tunnel.Listen("tcp", wire.ReportPort); err != nil {
+			return Addrs{}, fmt.Errorf("boot report listener: %w", err)
+		}
+		s.onClose(func() error { s.reportLn.Close(); return nil })
+	}
 	if s.cfg.Boot != nil {
 		if s.boot, err = boot.Listen(*s.cfg.Boot, s.cfg.StateDir, s.logger); err != nil {
 			return Addrs{}, err
@@ -377,6 +397,7 @@ func (s *Server) Serve(ctx context.Context) error {
 			api.WithUserRoots(s.machines),
 			api.WithRootLinks(&api.Links{Machines: s.machines, Tunnel: s.tunnel, Transport: s.cfg.RootTransport}),
 			api.WithStatus(statusService{s}),
+			api.WithObserve(observeService{s}),
 			api.WithAudit(&auditapi.Service{Path: filepath.Join(s.cfg.StateDir, "audit.log"), Bus: s.events, Machines: s.machines})),
 		Logger: s.logger.Named("api"),
 	}
@@ -393,6 +414,10 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	if s.storage.Portals != nil {
 		s.storage.Portals.Serve(ctx, run)
+	}
+	if s.reportLn != nil {
+		s.services.add("boot reports", s.reportLn.Addr().String(), "agents' timings and logs, tunnel only")
+		run("boot reports", func() error { return s.reports.Serve(ctx, s.reportLn) })
 	}
 	if s.cfg.LowSpaceWarnBytes > 0 {
 		w := &diskspace.Watch{Dir: s.cfg.StateDir, Low: uint64(s.cfg.LowSpaceWarnBytes), Logger: s.logger}

@@ -19,6 +19,7 @@ import (
 	"github.com/sealroot/sealroot/initramfs"
 	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/test/testenv"
+	"github.com/sealroot/sealroot/wire"
 )
 
 // Addresses of the sealroot server in the lab (the default lab bridge).
@@ -381,4 +382,33 @@ func (s *Sealroot) Machine(ctx context.Context, ref string) (*store.Machine, err
 		return nil, fmt.Errorf("machine show --json: %w", err)
 	}
 	return &m, nil
+}
+
+// AgentTimings returns the agent's own step timings of machine ref's
+// newest boot that reported them, from the server's boot history
+// (`machine show --json`), and logs them. The agent sends them over its
+// tunnel just before switch_root, so they are there once the root runs.
+func (s *Sealroot) AgentTimings(ctx context.Context, t *testing.T, ref string) []wire.StageTiming {
+	t.Helper()
+	m, err := s.Machine(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := len(m.History) - 1; i >= 0; i-- {
+		a := m.History[i]
+		if len(a.Stages) == 0 {
+			continue
+		}
+		var b strings.Builder
+		for _, st := range a.Stages {
+			fmt.Fprintf(&b, " %s=%.2fs", st.Name, st.Duration.Seconds())
+		}
+		if a.Failed != "" {
+			fmt.Fprintf(&b, " failed=%s", a.Failed)
+		}
+		t.Logf("%s: agent timings (server boot history, boot of %s):%s", ref, a.Time.Format(time.RFC3339), b.String())
+		return a.Stages
+	}
+	t.Errorf("machine %s: no boot in the server's history carries the agent's timings", ref)
+	return nil
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/sealroot/sealroot/server/boot/ukibuild"
 	"github.com/sealroot/sealroot/server/config"
 	"github.com/sealroot/sealroot/server/predict"
+	"github.com/sealroot/sealroot/server/servestats"
 )
 
 // UKIBuilder returns the builder of the served UKI, or nil when the
@@ -56,6 +57,16 @@ type Services struct {
 	http    net.Listener
 	tftp    net.PacketConn  // nil with DisableTFTP
 	prober  *dhcp.ARPProber // nil unless full DHCP probes
+
+	dhcpStats, tftpStats, httpStats servestats.Counter
+}
+
+// Served returns what each boot service served so far, by service
+// ("dhcp", "tftp", "http").
+func (s *Services) Served() map[string]servestats.Snapshot {
+	return map[string]servestats.Snapshot{
+		"dhcp": s.dhcpStats.Snapshot(), "tftp": s.tftpStats.Snapshot(), "http": s.httpStats.Snapshot(),
+	}
 }
 
 // Listen checks the boot section b (stateDir fills its defaults) and
@@ -138,7 +149,8 @@ func (s *Services) TFTPAddr() net.Addr {
 // full DHCP keeping its leases in leases. The services end with ctx.
 func (s *Services) Serve(ctx context.Context, handler http.Handler, lim config.Limits, leases dhcp.LeaseStore, run func(string, func() error)) error {
 	b := &s.cfg
-	run("boot http", func() error { return boothttp.ServeWith(ctx, s.http, handler, s.logger, lim.HTTP) })
+	counted := servestats.Handler(&s.httpStats, handler)
+	run("boot http", func() error { return boothttp.ServeWith(ctx, s.http, counted, s.logger, lim.HTTP) })
 	if s.tftp != nil {
 		ts := tftp.New(map[string]string{
 			dhcp.DefaultBIOSFile: filepath.Join(b.IPXEDir, dhcp.DefaultBIOSFile),
@@ -146,6 +158,7 @@ func (s *Services) Serve(ctx context.Context, handler http.Handler, lim config.L
 		}, s.logger)
 		ts.TransfersPerSource = lim.TFTPPerSource
 		ts.MaxTransferTime = lim.TFTPMaxTime
+		ts.Stats = &s.tftpStats
 		run("boot tftp", func() error { return ts.Serve(ctx, s.tftp) })
 	}
 	if b.DHCPInterface == "" {
@@ -155,6 +168,7 @@ func (s *Services) Serve(ctx context.Context, handler http.Handler, lim config.L
 	if err != nil {
 		return err
 	}
+	dcfg.Stats = &s.dhcpStats
 	if dcfg.Mode == dhcp.ModeFull {
 		dcfg.Leases = leases
 		if !b.NoProbe {

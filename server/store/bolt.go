@@ -28,9 +28,9 @@ var (
 	ErrNewerSchema = errors.New("state database written by a newer sealroot")
 )
 
-// Bucket layout (schema version 3):
+// Bucket layout (schema version 4):
 //
-//	meta     "version" -> "3"
+//	meta     "version" -> "4"
 //	machines <id>      -> JSON Machine
 //	seen     <id>      -> JSON seen: the fields each boot changes, which
 //	                      override those in the machine record
@@ -39,6 +39,7 @@ var (
 //	groups   <name>    -> JSON Group
 //	dhcp_leases        <IPv4>  -> JSON DHCPLease        (since 3)
 //	dhcp_reservations  <MAC>   -> JSON DHCPReservation  (since 3)
+//	boot_logs          <id>    -> JSON []BootLog        (since 4)
 //
 // Open migrates an older schema forward in one transaction (migrations)
 // and refuses a newer one with ErrNewerSchema.
@@ -51,11 +52,12 @@ var (
 	bucketSeen     = []byte("seen")
 	bucketLeases   = []byte("dhcp_leases")
 	bucketReserved = []byte("dhcp_reservations")
+	bucketBootLogs = []byte("boot_logs")
 	keyVersion     = []byte("version")
 )
 
 // SchemaVersion is the version of the bucket layout this sealroot writes.
-const SchemaVersion = 3
+const SchemaVersion = 4
 
 // migrations[v] moves a schema v database to v+1. Buckets of every
 // version are created by init first; a migration moves records.
@@ -68,6 +70,10 @@ var migrations = map[int]func(*bolt.Tx) error{
 			}
 		}
 		return nil
+	},
+	3: func(tx *bolt.Tx) error { // agents' boot logs
+		_, err := tx.CreateBucketIfNotExists(bucketBootLogs)
+		return err
 	},
 }
 

@@ -204,6 +204,9 @@ func (db *DB) DeleteMachine(ctx context.Context, id string) error {
 		if err := tx.Bucket(bucketSeen).Delete([]byte(id)); err != nil {
 			return fmt.Errorf("delete machine %s: seen: %w", id, err)
 		}
+		if err := tx.Bucket(bucketBootLogs).Delete([]byte(id)); err != nil {
+			return fmt.Errorf("delete machine %s: boot logs: %w", id, err)
+		}
 		db.cache.remove(id)
 		return nil
 	})

@@ -70,8 +70,8 @@ func TestSchemaMigrationAndNewer(t *testing.T) {
 		return tx.Bucket([]byte("meta")).Put([]byte("version"), []byte("99"))
 	})
 	b.Close()
-	if v != "3" {
-		t.Fatalf("version after migration = %q, want 3", v)
+	if v != "4" {
+		t.Fatalf("version after migration = %q, want 4", v)
 	}
 	_, err = Open(path, nil)
 	if !errors.Is(err, ErrNewerSchema) || errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "newer sealroot") {

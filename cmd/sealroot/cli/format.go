@@ -144,7 +144,14 @@ func tunnelState(l *api.RootLink) string {
 	case l.LastHandshake.IsZero():
 		return addr + ", no handshake yet"
 	}
-	return addr + ", last handshake " + formatTime(l.LastHandshake)
+	out := addr + ", last handshake " + formatTime(l.LastHandshake)
+	if l.Endpoint != "" {
+		out += " from " + safe(l.Endpoint)
+	}
+	if l.RxBytes > 0 || l.TxBytes > 0 {
+		out += fmt.Sprintf(", rx %s tx %s", formatBytes(uint64(l.RxBytes)), formatBytes(uint64(l.TxBytes)))
+	}
+	return out
 }
 
 func transportSource(own string) string {

@@ -26,6 +26,7 @@ func newMachineCmd(e *env) *cobra.Command {
 			Args:  exactArgs(1),
 			RunE:  func(c *cobra.Command, args []string) error { return runMachineShow(c, e, args[0]) },
 		},
+		newMachineLogCmd(e),
 		newMachineApproveCmd(e),
 		newMachineRevokeCmd(e),
 		newMachineForgetCmd(e),
@@ -137,7 +138,43 @@ func runMachineShow(c *cobra.Command, e *env, ref string) error {
 	// A server without the route (or a failing tunnel) leaves link nil:
 	// show then says what the record alone tells.
 	link, _ := e.client().RootLink(c.Context(), m.ID)
-	return writeMachine(e.Stdout, m, link)
+	if err := writeMachine(e.Stdout, m, link); err != nil {
+		return err
+	}
+	return writeServing(c, e, m)
+}
+
+// writeServing prints what the server serves m now: its DHCP leases, iSCSI
+// sessions and NFS export. A server without these views prints nothing.
+func writeServing(c *cobra.Command, e *env, m *api.Machine) error {
+	var b strings.Builder
+	if ls, err := e.client().DHCPLeases(c.Context()); err == nil {
+		for _, l := range ls {
+			if l.MAC != "" && slices.Contains(m.Hints.MACs, l.MAC) {
+				fmt.Fprintf(&b, "  dhcp lease   %s for %s until %s\n", safe(l.Addr), safe(l.MAC), formatTime(l.Expiry))
+			}
+		}
+	}
+	if ss, err := e.client().ISCSISessions(c.Context()); err == nil {
+		for _, s := range ss {
+			if s.MachineID == m.ID {
+				fmt.Fprintf(&b, "  iscsi        %s from %s since %s: read %s, written %s, %d commands, %d errors\n",
+					safe(s.Target), safe(s.Remote), formatTime(s.Since), formatBytes(s.ReadBytes), formatBytes(s.WrittenBytes), s.Commands, s.Errors)
+			}
+		}
+	}
+	if es, err := e.client().NFSExports(c.Context()); err == nil {
+		for _, x := range es {
+			if x.MachineID == m.ID {
+				fmt.Fprintf(&b, "  nfs export   %s to %s\n", safe(x.Path), orDash(safe(x.Client)))
+			}
+		}
+	}
+	if b.Len() == 0 {
+		return nil
+	}
+	_, err := fmt.Fprint(e.Stdout, "Serving now:\n"+b.String())
+	return err
 }
 
 type machineApproveArgs struct {

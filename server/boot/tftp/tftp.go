@@ -31,6 +31,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	pintftp "github.com/pin/tftp/v3"
+
+	"github.com/sealroot/sealroot/server/servestats"
 )
 
 // Errors sent to clients (as TFTP ERROR packets) and returned by the read
@@ -73,6 +75,9 @@ type Server struct {
 	// default DefaultMaxTransferTime. A silent client is dropped after
 	// about Timeout*Retries.
 	MaxTransferTime time.Duration
+	// Stats, if set, counts requests by result (ok, failed, busy,
+	// unknown) and the bytes of files sent.
+	Stats *servestats.Counter
 
 	files  map[string]string // name -> path; read-only after New
 	logger hclog.Logger
@@ -158,12 +163,14 @@ func (s *Server) read(name string, rf io.ReaderFrom) error {
 	}
 	if !s.begin(src) {
 		s.busy.Add(1)
+		s.Stats.Request("busy")
 		return ErrBusy
 	}
 	defer s.end(src)
 	path, ok := s.lookup(name)
 	if !ok {
 		s.unknown.Add(1)
+		s.Stats.Request("unknown")
 		s.logger.Debug("unknown file", "remote", remote, "file", truncate(name))
 		return ErrNotFound
 	}
@@ -174,9 +181,13 @@ func (s *Server) read(name string, rf io.ReaderFrom) error {
 	}
 	defer f.Close()
 	dr := &deadlineFile{File: f, deadline: time.Now().Add(orDefault(s.MaxTransferTime, DefaultMaxTransferTime))}
-	if _, err := rf.ReadFrom(dr); err != nil {
+	n, err := rf.ReadFrom(dr)
+	s.Stats.Sent(int(n))
+	if err != nil {
+		s.Stats.Request("failed")
 		return fmt.Errorf("sending %s: %w", name, err)
 	}
+	s.Stats.Request("ok")
 	return nil
 }
 
