@@ -21,7 +21,9 @@ func (onePeer) PeerAddr(net.Addr) (string, bool) { return machineID, true }
 
 type secretValues map[string][]byte
 
-func (s secretValues) RedactionValues(context.Context, string) (map[string][]byte, error) { return s, nil }
+func (s secretValues) RedactionValues(context.Context, string) (map[string][]byte, error) {
+	return s, nil
+}
 
 // newReceiver serves a Receiver over a real store on loopback, every
 // connection taken as machineID's tunnel peer; send writes raw bytes and
