@@ -177,6 +177,10 @@ type SealrootOptions struct {
 	// SignUKI, with UKI, signs uki.efi for Secure Boot with the snakeoil
 	// key (see [Sealroot.SignUKI]).
 	SignUKI bool
+	// SecureBootVars, when set, is boot.secure_boot_vars: a directory of
+	// the machines' Secure Boot variables (see [WriteSecureBootVars]),
+	// from which the server predicts PCR 7.
+	SecureBootVars string
 }
 
 // startSealroot runs `sealroot serve` in lab until t ends: full DHCP on the
@@ -198,6 +202,11 @@ func startSealroot(ctx context.Context, t testing.TB, lab *Lab, opts SealrootOpt
 	cfgPath, err := s.writeConfig(lab, opts.Cmdline, opts.Extra)
 	if err != nil {
 		t.Fatalf("vmtest: %v", err)
+	}
+	if opts.SecureBootVars != "" {
+		if err := s.setBoot(cfgPath, "secure_boot_vars", opts.SecureBootVars); err != nil {
+			t.Fatalf("vmtest: %v", err)
+		}
 	}
 	if opts.UKI {
 		if err := s.ServeUKI(b, cfgPath, opts.Cmdline); err != nil {

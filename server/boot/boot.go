@@ -28,6 +28,7 @@ import (
 	"github.com/sealroot/sealroot/server/boot/ukibuild"
 	"github.com/sealroot/sealroot/server/config"
 	"github.com/sealroot/sealroot/server/predict"
+	"github.com/sealroot/sealroot/server/secureboot"
 )
 
 // UKIBuilder returns the builder of the served UKI, or nil when the
@@ -279,10 +280,15 @@ func Predictor(b *config.BootConfig, stateDir string) attest.Predictor {
 	if name == "" {
 		return nil
 	}
-	return predict.NewCache(predict.Files{
+	f := predict.Files{
 		IPXE:    filepath.Join(c.IPXEDir, dhcp.DefaultEFIFile),
 		UKI:     filepath.Join(c.ArtifactsDir, name),
 		UKIName: name,
 		Cmdline: c.Cmdline,
-	})
+	}
+	if c.SecureBootVars != "" {
+		f.SecureBootVars = c.SecureBootVars
+		f.Signers = []string{filepath.Join(stateDir, "secureboot", secureboot.CertFile)}
+	}
+	return predict.NewCache(f)
 }

@@ -97,6 +97,17 @@ type BootConfig struct {
 	// Default: "" (not answered).
 	// Example: "signed-uki.efi".
 	HTTPBoot string `json:"http_boot,omitempty"`
+	// SecureBootVars is a directory holding the Secure Boot variables of
+	// the machines' firmware (PK.esl, KEK.esl, db.esl and optionally
+	// dbx.esl: each variable's data, as `efi-readvar -v db -o db.esl`
+	// writes it). When set, policy "predicted" also predicts PCR 7 from
+	// them and the owner certificate (<state_dir>/secureboot/owner.crt)
+	// that signs the served images: machines with Secure Boot on need no
+	// approval of PCR 7, and a firmware whose keys differ needs
+	// re-approval with a diff. Set it only when Secure Boot is on.
+	// Default: "" (PCR 7 stays pinned at approval).
+	// Example: "/etc/sealroot/secureboot-vars".
+	SecureBootVars string `json:"secure_boot_vars,omitempty"`
 }
 
 // EFI boot modes (BootConfig.EFIBoot).
