@@ -2,8 +2,8 @@ package vmtest
 
 import (
 	"bytes"
-	"crypto/x509"
 	"context"
+	"crypto/x509"
 	"os"
 	"path/filepath"
 	"slices"
