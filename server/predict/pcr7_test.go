@@ -136,3 +136,28 @@ func FuzzSignatureData(f *testing.F) {
 		}
 	})
 }
+
+func TestPredict_secure_boot(t *testing.T) {
+	a := testArtifacts(t, "initramfs")
+	ca, _ := testCert(t, "owner", nil, nil)
+	a.SecureBoot = &SecureBootVars{PK: esl(t, ca), KEK: esl(t, ca), DB: esl(t, ca)}
+	a.Signers = []*x509.Certificate{ca}
+	p, err := Predict(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.SecureBoot == nil || len(p.SecureBoot.Events) != PCR7Variables+2 {
+		t.Fatalf("SecureBoot = %+v, want 5 variables, the separator and one authority", p.SecureBoot)
+	}
+	if len(p.BootApps) != 2 || p.BootApps[1].Name != "uki.efi" {
+		t.Errorf("BootApps = %v, want iPXE and the UKI only", p.BootApps)
+	}
+	if !bytes.Equal(p.PCR12, make([]byte, 32)) || p.Cmdline.Name != NoCmdline {
+		t.Errorf("PCR12 = %x (%q), want zero: nothing measured", p.PCR12, p.Cmdline.Name)
+	}
+	a.SecureBoot.DB = esl(t, func() *x509.Certificate { c, _ := testCert(t, "other", nil, nil); return c }())
+	a.Signers = []*x509.Certificate{ca}
+	if _, err := Predict(a); !errors.Is(err, ErrNotInDB) {
+		t.Errorf("owner not in db: %v, want ErrNotInDB", err)
+	}
+}

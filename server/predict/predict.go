@@ -23,7 +23,10 @@
 //     systemd-stub ignores it and measures nothing into PCR 12; Debian's
 //     iPXE is unsigned, so that case does not arise with it; it does
 //     with firmware HTTP boot or a signed iPXE.)
-//   - PCR 7 with Secure Boot on: see PredictPCR7.
+//   - With Secure Boot on (Artifacts.SecureBoot; verified on the same
+//     OVMF with the snakeoil keys): PCR 7 as PredictPCR7 says; PCR 4
+//     holds the UKI but no event for the kernel, which systemd-stub
+//     starts without the firmware's LoadImage; PCR 12 holds nothing.
 //
 // Predict is pure; Cache recomputes a prediction when the served files
 // change.
@@ -79,7 +82,7 @@ type Event struct {
 // Prediction is what a machine booting the artifacts must measure.
 type Prediction struct {
 	// BootApps are PCR 4's EV_EFI_BOOT_SERVICES_APPLICATION digests, in
-	// load order: iPXE, the UKI, the kernel.
+	// load order: iPXE, the UKI, the kernel (not with Secure Boot on).
 	BootApps []Event `json:"boot_apps"`
 	// KernelImage are PCR 11's events, in order; PCR11 is their result.
 	KernelImage []Event `json:"kernel_image"`
@@ -155,6 +158,10 @@ func Predict(a Artifacts) (*Prediction, error) {
 		if p.SecureBoot, err = PredictPCR7(*a.SecureBoot, a.Signers); err != nil {
 			return nil, err
 		}
+		// With Secure Boot on, systemd-stub 252 starts the kernel
+		// without the firmware's LoadImage: no PCR 4 event for it (the
+		// UKI's digest and PCR 11's .linux cover it).
+		p.BootApps = p.BootApps[:2]
 		p.Cmdline = Event{Name: NoCmdline}
 		p.PCR12 = Replay(nil)
 		return p, nil
