@@ -147,6 +147,7 @@ func (s *Services) Serve(ctx context.Context, handler http.Handler, lim config.L
 		}, s.logger)
 		ts.TransfersPerSource = lim.TFTPPerSource
 		ts.MaxTransferTime = lim.TFTPMaxTime
+		ts.RateCap = b.DownloadRateKiB << 10
 		run("boot tftp", func() error { return ts.Serve(ctx, s.tftp) })
 	}
 	if b.DHCPInterface == "" {

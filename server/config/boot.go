@@ -108,6 +108,16 @@ type BootConfig struct {
 	// Default: "" (PCR 7 stays pinned at approval).
 	// Example: "/etc/sealroot/secureboot-vars".
 	SecureBootVars string `json:"secure_boot_vars,omitempty"`
+	// DownloadRateKiB caps every artifact download, HTTP (kernel,
+	// initramfs, UKI) and TFTP (iPXE), at this many KiB per second per
+	// connection. Leave it off unless machines hang or stall while iPXE
+	// downloads at line rate: some firmware and NIC pairs (UNDI drivers,
+	// some Realtek and Intel onboard NICs) drop packets faster than they
+	// recover. A cap of a few MiB/s per connection is then enough; a
+	// storm of N machines still uses up to N times the cap.
+	// Default: 0 (no cap).
+	// Example: 4096.
+	DownloadRateKiB int64 `json:"download_rate_kib,omitempty"`
 }
 
 // EFI boot modes (BootConfig.EFIBoot).

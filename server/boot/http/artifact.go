@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sealroot/sealroot/ipxe"
+	"github.com/sealroot/sealroot/server/boot/pace"
 )
 
 func (h *handler) serveArtifact(w nethttp.ResponseWriter, r *nethttp.Request, name string) {
@@ -39,7 +40,11 @@ func (h *handler) serveArtifact(w nethttp.ResponseWriter, r *nethttp.Request, na
 	}
 	w.Header().Set("ETag", etag)
 	w.Header().Set("Content-Type", "application/octet-stream")
-	nethttp.ServeContent(w, r, "", fi.ModTime(), f)
+	var content io.ReadSeeker = f
+	if h.rate > 0 {
+		content = pace.NewReadSeeker(r.Context(), f, h.rate, h.clock)
+	}
+	nethttp.ServeContent(w, r, "", fi.ModTime(), content)
 }
 
 // notFoundOrError answers 404 for any open failure, so that clients learn
