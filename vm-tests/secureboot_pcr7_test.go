@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -45,7 +46,10 @@ func TestSecureBootPredictedPCR7(t *testing.T) {
 		TPMs: []*TPM{tp}, UKI: true, HTTPBoot: true, SignUKI: true, SecureBootVars: varsDir,
 		Extra: map[string]any{"require_secure_boot": true},
 	})
-	vmOpts := VMOptions{Firmware: UEFI, SecureBoot: true, TPM: tp, NativePXE: true, MemoryMB: 1024, ExtraArgs: OVMFNoPXE}
+	// One MAC for every boot: the same machine (OVMF's boot options, in
+	// PCR 1, name the NIC by its MAC).
+	vmOpts := VMOptions{Firmware: UEFI, SecureBoot: true, TPM: tp, NativePXE: true, MemoryMB: 1024, ExtraArgs: OVMFNoPXE,
+		MAC: net.HardwareAddr{0x52, 0x54, 0x00, 0x77, 0x07, 0x07}}
 	signer, err := predict.ReadCertificate(SnakeoilCert)
 	if err != nil {
 		t.Fatal(err)

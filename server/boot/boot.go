@@ -57,6 +57,7 @@ type Services struct {
 	http    net.Listener
 	tftp    net.PacketConn  // nil with DisableTFTP
 	prober  *dhcp.ARPProber // nil unless full DHCP probes
+	efiIPXE string          // the ipxe.efi served: signed copy or Debian's
 }
 
 // Listen checks the boot section b (stateDir fills its defaults) and
@@ -97,6 +98,9 @@ func Listen(b config.BootConfig, stateDir string, logger hclog.Logger) (_ *Servi
 		} else {
 			logger.Info("built the UKI UEFI clients boot", "uki", config.DefaultUKI, "kernel", c.Kernel, "initrd", c.Initrd)
 		}
+	}
+	if s.efiIPXE, err = signIPXE(c, stateDir, logger); err != nil {
+		return nil, err
 	}
 	s.scripts = Scripts(c, s.ip, ukis, logger)
 	// Render once now so a bad configuration fails at start, not at boot.
@@ -143,7 +147,7 @@ func (s *Services) Serve(ctx context.Context, handler http.Handler, lim config.L
 	if s.tftp != nil {
 		ts := tftp.New(map[string]string{
 			dhcp.DefaultBIOSFile: filepath.Join(b.IPXEDir, dhcp.DefaultBIOSFile),
-			dhcp.DefaultEFIFile:  filepath.Join(b.IPXEDir, dhcp.DefaultEFIFile),
+			dhcp.DefaultEFIFile:  s.efiIPXE,
 		}, s.logger)
 		ts.TransfersPerSource = lim.TFTPPerSource
 		ts.MaxTransferTime = lim.TFTPMaxTime
@@ -268,6 +272,37 @@ func dhcpConfig(b *config.BootConfig, ip netip.Addr) (dhcp.Config, error) {
 	return cfg, nil
 }
 
+// SecureBootDir is where `sealroot secureboot init` keeps the owner key.
+func SecureBootDir(stateDir string) string { return filepath.Join(stateDir, "secureboot") }
+
+// EFIIPXE returns the path of the ipxe.efi served to UEFI machines (b
+// defaulted): when Secure Boot is initialized (an owner key in
+// SecureBootDir), the copy signed with it that Listen keeps there, else
+// Debian's in ipxe_dir; signed reports which.
+func EFIIPXE(b *config.BootConfig, stateDir string) (path string, signed bool) {
+	if dir := SecureBootDir(stateDir); secureboot.Initialized(dir) {
+		return filepath.Join(dir, secureboot.SignedIPXE), true
+	}
+	return filepath.Join(b.IPXEDir, dhcp.DefaultEFIFile), false
+}
+
+// signIPXE returns the path of the ipxe.efi to serve (EFIIPXE), after
+// signing Debian's into it when Secure Boot is initialized.
+func signIPXE(c *config.BootConfig, stateDir string, logger hclog.Logger) (string, error) {
+	path, signed := EFIIPXE(c, stateDir)
+	if !signed {
+		return path, nil
+	}
+	// sbsign runs locally; a minute is plenty.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := secureboot.SignCopy(ctx, SecureBootDir(stateDir), filepath.Join(c.IPXEDir, dhcp.DefaultEFIFile), path); err != nil {
+		return "", fmt.Errorf("boot: sign iPXE with the Secure Boot owner key: %w", err)
+	}
+	logger.Info("serving iPXE signed with the Secure Boot owner key", "file", path)
+	return path, nil
+}
+
 // Predictor predicts the measurements of UEFI clients booting the
 // served UKI (configured or built) through iPXE (policy "predicted"), or
 // returns nil when no UKI is served.
@@ -281,15 +316,16 @@ func Predictor(b *config.BootConfig, stateDir string) attest.Predictor {
 	if name == "" {
 		return nil
 	}
+	efiIPXE, _ := EFIIPXE(&c, stateDir)
 	f := predict.Files{
-		IPXE:    filepath.Join(c.IPXEDir, dhcp.DefaultEFIFile),
+		IPXE:    efiIPXE,
 		UKI:     filepath.Join(c.ArtifactsDir, name),
 		UKIName: name,
 		Cmdline: c.Cmdline,
 	}
 	if c.SecureBootVars != "" {
 		f.SecureBootVars = c.SecureBootVars
-		f.Signers = []string{filepath.Join(stateDir, "secureboot", secureboot.CertFile)}
+		f.Signers = []string{filepath.Join(SecureBootDir(stateDir), secureboot.CertFile)}
 	}
 	return predict.NewCache(f)
 }
