@@ -10,9 +10,11 @@ import (
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"encoding/binary"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"math/big"
+	"os"
 	"time"
 	"unicode/utf16"
 )
@@ -144,7 +146,7 @@ type p7SignedData struct {
 	Version          int
 	DigestAlgorithms []pkix.AlgorithmIdentifier `asn1:"set"`
 	ContentInfo      struct{ ContentType asn1.ObjectIdentifier }
-	Certificates     asn1.RawValue `asn1:"tag:0,optional"`
+	Certificates     asn1.RawValue  `asn1:"tag:0,optional"`
 	SignerInfos      []p7SignerInfo `asn1:"set"`
 }
 
@@ -179,4 +181,42 @@ func signedData(cert *x509.Certificate, sig []byte) ([]byte, error) {
 	}
 	sd.ContentInfo.ContentType = oidData
 	return asn1.Marshal(sd)
+}
+
+// LoadSigner reads an RSA key (PEM, PKCS #8 or PKCS #1, unencrypted) and
+// its certificate (PEM or DER), e.g. a site's KEK pair, and checks that
+// they match.
+func LoadSigner(keyPath, certPath string) (*rsa.PrivateKey, *x509.Certificate, error) {
+	kb, err := os.ReadFile(keyPath)
+	if err != nil {
+		return nil, nil, fmt.Errorf("secureboot: key: %w", err)
+	}
+	blk, _ := pem.Decode(kb)
+	if blk == nil {
+		return nil, nil, fmt.Errorf("secureboot: key %s: no PEM block (an encrypted key must be decrypted first: openssl pkey -in KEY -out PLAIN)", keyPath)
+	}
+	var key *rsa.PrivateKey
+	if k, err := x509.ParsePKCS8PrivateKey(blk.Bytes); err == nil {
+		key, _ = k.(*rsa.PrivateKey)
+	} else if key, err = x509.ParsePKCS1PrivateKey(blk.Bytes); err != nil {
+		return nil, nil, fmt.Errorf("secureboot: key %s: %w", keyPath, err)
+	}
+	if key == nil {
+		return nil, nil, fmt.Errorf("secureboot: key %s: not an RSA key (UEFI verifies RSA-2048 only)", keyPath)
+	}
+	cb, err := os.ReadFile(certPath)
+	if err != nil {
+		return nil, nil, fmt.Errorf("secureboot: certificate: %w", err)
+	}
+	if blk, _ := pem.Decode(cb); blk != nil {
+		cb = blk.Bytes
+	}
+	cert, err := x509.ParseCertificate(cb)
+	if err != nil {
+		return nil, nil, fmt.Errorf("secureboot: certificate %s: %w", certPath, err)
+	}
+	if pub, ok := cert.PublicKey.(*rsa.PublicKey); !ok || !pub.Equal(&key.PublicKey) {
+		return nil, nil, fmt.Errorf("secureboot: certificate %s is not for key %s", certPath, keyPath)
+	}
+	return key, cert, nil
 }
