@@ -109,3 +109,29 @@ func WriteSecureBootVars(dir, varsPath string) error {
 	}
 	return nil
 }
+
+// ShimSigned is Debian's Microsoft-signed shim (package shim-signed).
+const ShimSigned = "/usr/lib/shim/shimx64.efi.signed"
+
+// Names of shim and of the second stage it loads from the same place
+// (shim's DEFAULT_LOADER; over HTTP boot, the same URL's directory).
+const (
+	ShimName       = "shimx64.efi"
+	ShimLoaderName = "grubx64.efi"
+)
+
+// ServeShim has HTTP boot clients load Debian's shim (boot.http_boot
+// shimx64.efi) and puts the served, signed uki.efi beside it as
+// grubx64.efi, the second stage shim fetches and verifies: against db,
+// or against MokList, where a site enrolls the owner certificate as a
+// MOK. Call it after SignUKI; TFTP stays off.
+func (s *Sealroot) ServeShim(cfgPath string) error {
+	art := s.ArtifactsDir()
+	if err := copyFile(ShimSigned, filepath.Join(art, ShimName)); err != nil {
+		return err
+	}
+	if err := copyFile(filepath.Join(art, UKIName), filepath.Join(art, ShimLoaderName)); err != nil {
+		return err
+	}
+	return s.setBoot(cfgPath, "http_boot", ShimName)
+}

@@ -181,6 +181,10 @@ type SealrootOptions struct {
 	// the machines' Secure Boot variables (see [WriteSecureBootVars]),
 	// from which the server predicts PCR 7.
 	SecureBootVars string
+	// Shim, with HTTPBoot and SignUKI, has HTTP boot clients load
+	// Debian's Microsoft-signed shim, which loads the signed UKI as
+	// grubx64.efi (see [Sealroot.ServeShim]).
+	Shim bool
 }
 
 // startSealroot runs `sealroot serve` in lab until t ends: full DHCP on the
@@ -219,6 +223,11 @@ func startSealroot(ctx context.Context, t testing.TB, lab *Lab, opts SealrootOpt
 		}
 		if opts.SignUKI {
 			if err := s.SignUKI(ctx); err != nil {
+				t.Fatalf("vmtest: %v", err)
+			}
+		}
+		if opts.Shim {
+			if err := s.ServeShim(cfgPath); err != nil {
 				t.Fatalf("vmtest: %v", err)
 			}
 		}
