@@ -32,19 +32,29 @@ import (
 )
 
 // UKIBuilder returns the builder of the served UKI, or nil when the
-// server builds none. b has its defaults.
-func UKIBuilder(b *config.BootConfig) *ukibuild.Builder {
+// server builds none. b has its defaults. When Secure Boot is initialized
+// (an owner key in SecureBootDir(stateDir)) the UKI is signed with it.
+func UKIBuilder(b *config.BootConfig, stateDir string) *ukibuild.Builder {
 	name, build := b.EFIUKI()
 	if !build {
 		return nil
 	}
-	return ukibuild.New(ukibuild.Inputs{
+	in := ukibuild.Inputs{
 		Stub:    b.UKIStub,
 		Kernel:  filepath.Join(b.ArtifactsDir, b.Kernel),
 		Initrd:  filepath.Join(b.ArtifactsDir, b.Initrd),
 		Cmdline: b.Cmdline,
 		Out:     filepath.Join(b.ArtifactsDir, name),
-	})
+	}
+	if dir := SecureBootDir(stateDir); secureboot.Initialized(dir) {
+		in.Sign = func(src, dst string) error {
+			// sbsign runs locally; a minute is plenty.
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			return secureboot.Sign(ctx, dir, src, dst)
+		}
+	}
+	return ukibuild.New(in)
 }
 
 // Services are the boot services' sockets and settings, bound by Listen
@@ -86,7 +96,7 @@ func Listen(b config.BootConfig, stateDir string, logger hclog.Logger) (_ *Servi
 	if c.EFIBoot == config.EFIBootKernel {
 		logger.Warn("UEFI clients boot a kernel and initramfs that the TPM does not measure: the server refuses them under every policy but identity-only", "efi_boot", c.EFIBoot)
 	}
-	ukis := UKIBuilder(c)
+	ukis := UKIBuilder(c, stateDir)
 	if ukis != nil {
 		if _, err := os.Stat(c.UKIStub); err != nil {
 			return nil, fmt.Errorf("boot: UKI stub: %w (install systemd-boot-efi, set boot.uki_stub, or set boot.efi_boot to %s)", err, config.EFIBootKernel)

@@ -104,3 +104,50 @@ func fetchTFTP(t *testing.T, addr, name, out string) {
 		t.Fatal(err)
 	}
 }
+
+// TestSignedUKIBuild: with a Secure Boot owner key, the UKI the server
+// builds is signed with it (sbverify accepts it) and its Authenticode
+// digest is the unsigned build's; without a key it is not signed.
+func TestSignedUKIBuild(t *testing.T) {
+	testenv.RequireTools(t, "sbsign", "sbverify", uki.DefaultStub)
+	build := func(t *testing.T, state string) string {
+		b := &config.BootConfig{ServerIP: "192.0.2.1"}
+		b.Defaults(state)
+		if err := os.MkdirAll(b.ArtifactsDir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		stub, _ := os.ReadFile(uki.DefaultStub) // a PE image standing in for the kernel
+		for name, data := range map[string][]byte{b.Kernel: stub, b.Initrd: []byte("initrd")} {
+			if err := os.WriteFile(filepath.Join(b.ArtifactsDir, name), data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := UKIBuilder(b, state).Refresh(); err != nil {
+			t.Fatal(err)
+		}
+		return filepath.Join(b.ArtifactsDir, config.DefaultUKI)
+	}
+	plain := build(t, t.TempDir())
+	state := t.TempDir()
+	if err := secureboot.Init(SecureBootDir(state), "sealroot owner", false); err != nil {
+		t.Fatal(err)
+	}
+	signed := build(t, state)
+	cert := filepath.Join(SecureBootDir(state), secureboot.CertFile)
+	if out, err := exec.Command("sbverify", "--cert", cert, signed).CombinedOutput(); err != nil {
+		t.Errorf("sbverify(owner) of the built UKI = %v: %s", err, out)
+	}
+	if out, err := exec.Command("sbverify", "--cert", cert, plain).CombinedOutput(); err == nil {
+		t.Errorf("the UKI built without an owner key verifies: %s", out)
+	}
+	a, _ := os.ReadFile(plain)
+	b, _ := os.ReadFile(signed)
+	da, _ := uki.Authenticode(a)
+	db, err := uki.Authenticode(b)
+	if err != nil || da != db {
+		t.Errorf("Authenticode of the signed build %x, %v; want the unsigned build's %x", db, err, da)
+	}
+	if _, err := os.Stat(signed + ".unsigned"); err == nil {
+		t.Error("the unsigned temporary file was left beside the UKI")
+	}
+}
