@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	nethttp "net/http"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -17,6 +18,9 @@ import (
 )
 
 func (h *handler) serveArtifact(w nethttp.ResponseWriter, r *nethttp.Request, name string) {
+	// Shim fetching its second stage by HTTP boot asks for
+	// /artifacts//grubx64.efi (its loader name starts with a backslash).
+	name = strings.TrimLeft(name, "/")
 	if err := ipxe.CheckName(name); err != nil {
 		nethttp.NotFound(w, r)
 		return
