@@ -59,7 +59,7 @@ func TestShimMOKHTTPBoot(t *testing.T) {
 		o.Name = "vm-shim-nomok"
 		vm := lab.NewVM(t, o)
 		start(ctx, t, vm)
-		m := expectBoot(ctx, t, vm, `(Verification failed|Security Violation|Access Denied|MokManager)|(Command line: .*)`)
+		m := expectBoot(ctx, t, vm, `(Verification failed|Security Violation|Access Denied)|(Command line: .*)`)
 		vm.Kill()
 		if m[1] == "" {
 			t.Fatalf("shim started the UKI without the owner key enrolled: %s", m[2])
