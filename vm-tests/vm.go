@@ -41,7 +41,7 @@ const (
 	// Secure Boot on, PK/KEK/db = the snakeoil key pair below.
 	OVMFCodeSnakeoil = "/usr/share/OVMF/OVMF_CODE_4M.snakeoil.fd"
 	// Secure Boot on with OVMFVarsMS: the Microsoft keys.
-	OVMFCodeSecboot = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd"
+	OVMFCodeSecboot  = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd"
 	OVMFVarsSnakeoil = "/usr/share/OVMF/OVMF_VARS_4M.snakeoil.fd"
 	SnakeoilKey      = "/usr/share/ovmf/PkKek-1-snakeoil.key"
 	SnakeoilCert     = "/usr/share/ovmf/PkKek-1-snakeoil.pem"
