@@ -75,7 +75,7 @@ func serverName() string {
 func EKDirs(stateDir string) ekcert.Dirs { return ekcert.Dirs{Base: filepath.Join(stateDir, "ek")} }
 
 // SecureBootDir is where `sealroot secureboot init` keeps the owner key.
-func SecureBootDir(stateDir string) string { return filepath.Join(stateDir, "secureboot") }
+func SecureBootDir(stateDir string) string { return boot.SecureBootDir(stateDir) }
 
 // PKIDir is where `sealroot pki init` keeps the CA and server certificate.
 func PKIDir(stateDir string) string { return filepath.Join(stateDir, "pki") }

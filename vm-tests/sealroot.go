@@ -178,6 +178,14 @@ type SealrootOptions struct {
 	// SignUKI, with UKI, signs uki.efi for Secure Boot with the snakeoil
 	// key (see [Sealroot.SignUKI]).
 	SignUKI bool
+	// SecureBootVars, when set, is boot.secure_boot_vars: a directory of
+	// the machines' Secure Boot variables (see [WriteSecureBootVars]),
+	// from which the server predicts PCR 7.
+	SecureBootVars string
+	// Shim, with HTTPBoot and SignUKI, has HTTP boot clients load
+	// Debian's Microsoft-signed shim, which loads the signed UKI as
+	// grubx64.efi (see [Sealroot.ServeShim]).
+	Shim bool
 }
 
 // startSealroot runs `sealroot serve` in lab until t ends: full DHCP on the
@@ -200,6 +208,11 @@ func startSealroot(ctx context.Context, t testing.TB, lab *Lab, opts SealrootOpt
 	if err != nil {
 		t.Fatalf("vmtest: %v", err)
 	}
+	if opts.SecureBootVars != "" {
+		if err := s.setBoot(cfgPath, "secure_boot_vars", opts.SecureBootVars); err != nil {
+			t.Fatalf("vmtest: %v", err)
+		}
+	}
 	if opts.UKI {
 		if err := s.ServeUKI(b, cfgPath, opts.Cmdline); err != nil {
 			t.Fatalf("vmtest: %v", err)
@@ -211,6 +224,11 @@ func startSealroot(ctx context.Context, t testing.TB, lab *Lab, opts SealrootOpt
 		}
 		if opts.SignUKI {
 			if err := s.SignUKI(ctx); err != nil {
+				t.Fatalf("vmtest: %v", err)
+			}
+		}
+		if opts.Shim {
+			if err := s.ServeShim(cfgPath); err != nil {
 				t.Fatalf("vmtest: %v", err)
 			}
 		}

@@ -40,6 +40,8 @@ const (
 	OVMFVars = "/usr/share/OVMF/OVMF_VARS_4M.fd"
 	// Secure Boot on, PK/KEK/db = the snakeoil key pair below.
 	OVMFCodeSnakeoil = "/usr/share/OVMF/OVMF_CODE_4M.snakeoil.fd"
+	// Secure Boot on with OVMFVarsMS: the Microsoft keys.
+	OVMFCodeSecboot  = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd"
 	OVMFVarsSnakeoil = "/usr/share/OVMF/OVMF_VARS_4M.snakeoil.fd"
 	SnakeoilKey      = "/usr/share/ovmf/PkKek-1-snakeoil.key"
 	SnakeoilCert     = "/usr/share/ovmf/PkKek-1-snakeoil.pem"
@@ -56,6 +58,10 @@ type VMOptions struct {
 	// and db hold the snakeoil test key (OVMFCodeSnakeoil,
 	// OVMFVarsSnakeoil): only images signed with SnakeoilKey boot.
 	SecureBoot bool
+	// MicrosoftKeys, with SecureBoot, runs Debian's Secure Boot OVMF with
+	// the Microsoft keys enrolled instead (OVMFCodeSecboot, OVMFVarsMS):
+	// images signed by the Microsoft UEFI CA boot, such as Debian's shim.
+	MicrosoftKeys bool
 	// TPM, if set, is attached via a swtpm started for each boot.
 	TPM *TPM
 	// MemoryMB is the guest RAM. Default 512.
@@ -127,7 +133,11 @@ func (l *Lab) NewVM(t testing.TB, opts VMOptions) *VM {
 	})
 	if opts.Firmware == UEFI {
 		vars := OVMFVars
-		if opts.SecureBoot {
+		switch {
+		case opts.SecureBoot && opts.MicrosoftKeys:
+			RequireTools(t, OVMFCodeSecboot, OVMFVarsMS)
+			vars = OVMFVarsMS
+		case opts.SecureBoot:
 			RequireTools(t, OVMFCodeSnakeoil, OVMFVarsSnakeoil)
 			vars = OVMFVarsSnakeoil
 		}

@@ -301,6 +301,10 @@ func (b *BootConfig) validate(v *validator) {
 	v.check("boot.initrd", checkArtifactName(b.Initrd))
 	v.check("boot.uki", checkArtifactName(b.UKI))
 	v.check("boot.cmdline", ipxe.CheckCmdline(b.Cmdline))
+	v.check("boot.secure_boot_vars", checkAbsPath(b.SecureBootVars))
+	if b.DownloadRateKiB < 0 {
+		v.check("boot.download_rate_kib", fmt.Errorf("%d is negative (0: no cap)", b.DownloadRateKiB))
+	}
 	if p := b.Pool; p != nil {
 		v.check("boot.pool.subnet", checkPrefix(p.Subnet, true))
 		v.check("boot.pool.start", checkIP(p.Start, true))

@@ -32,6 +32,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	pintftp "github.com/pin/tftp/v3"
 
+	"github.com/sealroot/sealroot/server/boot/pace"
 	"github.com/sealroot/sealroot/server/servestats"
 )
 
@@ -78,6 +79,11 @@ type Server struct {
 	// Stats, if set, counts requests by result (ok, failed, busy,
 	// unknown) and the bytes of files sent.
 	Stats *servestats.Counter
+	// RateCap paces each transfer to this many bytes per second (0: no
+	// cap), for NICs that hang at line rate; Clock is its time source
+	// (nil: the system clock).
+	RateCap int64
+	Clock   pace.Clock
 
 	files  map[string]string // name -> path; read-only after New
 	logger hclog.Logger
@@ -123,7 +129,7 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
 // (the underlying library spins on a closed conn). Returns nil after a
 // shutdown caused by ctx.
 func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
-	srv := pintftp.NewServer(s.read, nil)
+	srv := pintftp.NewServer(func(name string, rf io.ReaderFrom) error { return s.read(ctx, name, rf) }, nil)
 	srv.SetTimeout(orDefault(s.Timeout, DefaultTimeout))
 	srv.SetRetries(orDefault(s.Retries, DefaultRetries))
 	srv.SetHook(hook{s.logger})
@@ -153,7 +159,7 @@ func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
 }
 
 // read is the library's read handler: it streams one file from the table.
-func (s *Server) read(name string, rf io.ReaderFrom) error {
+func (s *Server) read(ctx context.Context, name string, rf io.ReaderFrom) error {
 	remote := ""
 	var src netip.Addr
 	if ot, ok := rf.(pintftp.OutgoingTransfer); ok {
@@ -180,7 +186,10 @@ func (s *Server) read(name string, rf io.ReaderFrom) error {
 		return ErrUnavailable
 	}
 	defer f.Close()
-	dr := &deadlineFile{File: f, deadline: time.Now().Add(orDefault(s.MaxTransferTime, DefaultMaxTransferTime))}
+	var dr io.ReadSeeker = &deadlineFile{File: f, deadline: time.Now().Add(orDefault(s.MaxTransferTime, DefaultMaxTransferTime))}
+	if s.RateCap > 0 {
+		dr = pace.NewReadSeeker(ctx, dr, s.RateCap, orDefault[pace.Clock](s.Clock, pace.SystemClock{}))
+	}
 	n, err := rf.ReadFrom(dr)
 	s.Stats.Sent(int(n))
 	if err != nil {
