@@ -5,7 +5,7 @@ GO        ?= go
 GOFLAGS   ?= -mod=readonly
 export GOFLAGS
 BUILD     := build
-DEB_PKGS  := build-essential libssl-dev swtpm swtpm-tools qemu-system-x86 ovmf ipxe sbsigntool efitools \
+DEB_PKGS  := build-essential libssl-dev libpam0g-dev swtpm swtpm-tools qemu-system-x86 ovmf ipxe sbsigntool efitools \
              libiscsi-bin tgt e2fsprogs xfsprogs btrfs-progs busybox-static strace iproute2 cpio kmod systemd-boot-efi binutils \
              nfs-ganesha nfs-ganesha-vfs libnfs-utils ca-certificates debootstrap
 FUZZTIME  ?= 10s

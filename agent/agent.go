@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -69,11 +70,24 @@ type Deps struct {
 	// secrets, host name, files (agent/provision). Default: the real
 	// system (secrets in a tmpfs under /run, sethostname).
 	Provision func(ctx context.Context, newRoot string, p *wire.Payload) error
+	// Log keeps what the agent wrote this boot, for the boot report; the
+	// caller tees Console and Logger into it. Nil: Run keeps Console's
+	// output only.
+	Log *BootLog
+	// Report sends the boot report to the server at its tunnel address
+	// (SendReport over the system's network); nil: no report. It is
+	// called once the tunnel is up, just before switch_root or power off,
+	// or when a later step fails.
+	Report func(ctx context.Context, serverAddr string, r *wire.BootReport) error
 }
 
 func (d Deps) withDefaults() Deps {
 	if d.Console == nil {
 		d.Console = os.Stdout
+	}
+	if d.Log == nil {
+		d.Log = &BootLog{}
+		d.Console = io.MultiWriter(d.Console, d.Log)
 	}
 	if d.Logger == nil {
 		d.Logger = hclog.NewNullLogger()
@@ -129,6 +143,9 @@ type boot struct {
 	d       Deps
 	payload *wire.Payload
 	newRoot string
+	// tunnelUp is set once the planned tunnel is up: the boot report
+	// can reach the server.
+	tunnelUp bool
 
 	renewCancel context.CancelFunc
 	renewWG     sync.WaitGroup
@@ -143,10 +160,39 @@ func Run(ctx context.Context, cfg *Config, deps Deps) error {
 	}
 	b := &boot{cfg: cfg, d: deps.withDefaults()}
 	defer b.stopRenewal()
-	if err := RunSteps(ctx, b.d.Console, b.steps()); err != nil {
+	timings, err := RunSteps(ctx, b.d.Console, b.steps())
+	b.report(ctx, timings, err)
+	if err != nil {
 		return err
 	}
 	return b.handOver()
+}
+
+// maxReportError bounds the failure message in a boot report.
+const maxReportError = 1 << 10
+
+// report sends the boot report when the tunnel came up: the steps'
+// timings, the failure if any, and the log with secret values removed.
+// Not reaching the server is a warning: the report decides nothing.
+func (b *boot) report(ctx context.Context, timings []wire.StageTiming, failure error) {
+	if b.d.Report == nil || !b.tunnelUp {
+		return
+	}
+	r := &wire.BootReport{Stages: timings, Log: Scrub(b.d.Log.String(), b.payload)}
+	var se *StepError
+	if errors.As(failure, &se) {
+		r.Failed = se.Step
+		msg := Scrub(se.Err.Error(), b.payload)
+		if len(msg) > maxReportError {
+			msg = strings.ToValidUTF8(msg[:maxReportError], "")
+		}
+		r.Error = msg
+	}
+	if err := b.d.Report(ctx, b.payload.Tunnel.ServerAddr, r); err != nil {
+		fmt.Fprintf(b.d.Console, "sealroot: warning: boot report not sent: %v\n", err)
+		return
+	}
+	b.d.Logger.Info("boot report sent", "stages", len(timings))
 }
 
 func (b *boot) steps() []Step {
@@ -218,7 +264,11 @@ func (b *boot) tunnel(ctx context.Context) error {
 	if b.d.Tunnel == nil {
 		return errors.New("the server planned a WireGuard tunnel but this agent has no tunnel support")
 	}
-	return b.d.Tunnel(ctx, b.payload.Tunnel)
+	if err := b.d.Tunnel(ctx, b.payload.Tunnel); err != nil {
+		return err
+	}
+	b.tunnelUp = true
+	return nil
 }
 
 func (b *boot) mountRoot(ctx context.Context) error {

@@ -15,9 +15,12 @@ func TestRunSteps(t *testing.T) {
 		return Step{Name: name, Run: func(context.Context) error { ran = append(ran, name); return err }}
 	}
 	var console bytes.Buffer
-	err := RunSteps(context.Background(), &console, []Step{
+	timings, err := RunSteps(context.Background(), &console, []Step{
 		step("dhcp", nil), step("attest", boom), step("root", nil),
 	})
+	if len(timings) != 2 || timings[0].Name != "dhcp" || timings[1].Name != "attest" {
+		t.Errorf("RunSteps timings = %+v, want dhcp and attest", timings)
+	}
 	var se *StepError
 	if !errors.As(err, &se) || se.Step != "attest" || !errors.Is(err, boom) {
 		t.Fatalf("RunSteps() = %v, want a *StepError for attest wrapping %v", err, boom)
@@ -35,7 +38,7 @@ func TestRunSteps(t *testing.T) {
 func TestRunStepsAllOK(t *testing.T) {
 	var console bytes.Buffer
 	ok := func(context.Context) error { return nil }
-	if err := RunSteps(context.Background(), &console, []Step{{"a", ok}, {"b", ok}}); err != nil {
+	if _, err := RunSteps(context.Background(), &console, []Step{{"a", ok}, {"b", ok}}); err != nil {
 		t.Fatalf("RunSteps() = %v", err)
 	}
 	if got := bytes.Count(console.Bytes(), []byte("[ok]")); got != 2 {

@@ -6,11 +6,13 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/sealroot/sealroot/pki"
 	"github.com/sealroot/sealroot/server/attest"
 	"github.com/sealroot/sealroot/server/config"
 	"github.com/sealroot/sealroot/server/metrics"
+	"github.com/sealroot/sealroot/server/servestats"
 	"github.com/sealroot/sealroot/server/store"
 )
 
@@ -37,6 +39,21 @@ func newMetrics(cfg *config.Config, db store.Store, s *Server) *metrics.Metrics 
 		EventSubscribers: func() int { return s.events.Subscribers() },
 		UnknownRefused:   func() map[string]uint64 { return s.history.Unknown() },
 		Noise:            func() map[string]uint64 { return noiseByKind(s.attest.Noise()) },
+		Served: func() map[string]servestats.Snapshot {
+			if s.boot == nil {
+				return nil
+			}
+			return s.boot.Served()
+		},
+		Tunnel: s.tunnelStats,
+		ISCSI:  s.iscsiStats,
+		NFS:    s.nfsStats,
+		BootReports: func() map[string]uint64 {
+			if s.reports == nil {
+				return nil
+			}
+			return s.reports.Counts()
+		},
 		Ready: func() error {
 			if !s.ready.Load() {
 				return errors.New("starting")
@@ -77,4 +94,35 @@ func certificates(stateDir string) map[string]*x509.Certificate {
 func noiseByKind(n attest.Noise) map[string]uint64 {
 	return map[string]uint64{"refused": n.Refused, "busy": n.Busy, "idle": n.Idle,
 		"half-open": n.HalfOpen, "garbage": n.Garbage, "abandoned": n.Abandoned}
+}
+
+// tunnelStats adds up the tunnel's peers for the metrics.
+func (s *Server) tunnelStats() (metrics.TunnelStats, error) {
+	if s.tunnel == nil {
+		return metrics.TunnelStats{}, nil
+	}
+	peers, err := s.tunnel.PeerList()
+	if err != nil {
+		return metrics.TunnelStats{}, err
+	}
+	return metrics.TunnelStatsOf(peers, time.Now()), nil
+}
+
+// iscsiStats are the iSCSI portals' totals for the metrics.
+func (s *Server) iscsiStats() metrics.ISCSIStats {
+	if s.storage == nil || s.storage.Portals == nil {
+		return metrics.ISCSIStats{}
+	}
+	t := s.storage.Portals.Totals()
+	return metrics.ISCSIStats{Sessions: t.Sessions, ReadBytes: t.ReadBytes, WrittenBytes: t.WrittenBytes,
+		Commands: t.Commands, Errors: t.Errors}
+}
+
+// nfsStats are the NFS roots and ganesha for the metrics.
+func (s *Server) nfsStats() metrics.NFSStats {
+	if s.storage == nil || s.storage.Ganesha() == nil {
+		return metrics.NFSStats{}
+	}
+	g := s.storage.Ganesha()
+	return metrics.NFSStats{Exports: len(s.storage.NFSExports()), Restarts: g.Restarts(), Up: g.Running()}
 }

@@ -28,7 +28,7 @@ func (s *Server) Reload(next config.Config) (applied, needRestart []string) {
 		if restart := config.BootRestartFields(b, &nb); len(restart) > 0 {
 			needRestart = append(needRestart, restart...)
 		} else if !reflect.DeepEqual(*b, nb) {
-			s.live.Set(&nb, boot.Scripts(&nb, s.bootIP, boot.UKIBuilder(&nb), s.logger), s.cfg.StateDir, s.logger)
+			s.live.Set(&nb, boot.Scripts(&nb, s.bootIP, boot.UKIBuilder(&nb, s.cfg.StateDir), s.logger), s.cfg.StateDir, s.logger)
 			applied = append(applied, "boot")
 		}
 		cur.Boot, next.Boot = nil, nil

@@ -44,6 +44,7 @@ import (
 	"github.com/sealroot/sealroot/server/audit"
 	"github.com/sealroot/sealroot/server/auditapi"
 	"github.com/sealroot/sealroot/server/boot"
+	"github.com/sealroot/sealroot/server/bootreport"
 	"github.com/sealroot/sealroot/server/config"
 	"github.com/sealroot/sealroot/server/diskspace"
 	"github.com/sealroot/sealroot/server/ekcert"
@@ -56,6 +57,9 @@ import (
 	"github.com/sealroot/sealroot/server/storage"
 	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/server/tunnel"
+	"github.com/sealroot/sealroot/server/users"
+	"github.com/sealroot/sealroot/server/users/pam"
+	"github.com/sealroot/sealroot/wire"
 )
 
 // serverName names this server in machines' boot history.
@@ -71,7 +75,7 @@ func serverName() string {
 func EKDirs(stateDir string) ekcert.Dirs { return ekcert.Dirs{Base: filepath.Join(stateDir, "ek")} }
 
 // SecureBootDir is where `sealroot secureboot init` keeps the owner key.
-func SecureBootDir(stateDir string) string { return filepath.Join(stateDir, "secureboot") }
+func SecureBootDir(stateDir string) string { return boot.SecureBootDir(stateDir) }
 
 // PKIDir is where `sealroot pki init` keeps the CA and server certificate.
 func PKIDir(stateDir string) string { return filepath.Join(stateDir, "pki") }
@@ -88,7 +92,8 @@ type Server struct {
 	roots    *roots.Service // the root registry over storage's providers
 	limits   config.Limits
 	history  *history.Recorder
-	events   *events.Bus // decisions as the audit log records them
+	reports  *bootreport.Receiver // nil without a tunnel
+	events   *events.Bus          // decisions as the audit log records them
 	metrics  *metrics.Metrics
 	ready    atomic.Bool // Serve brought every service up
 	services services    // what Serve started, for `sealroot status`
@@ -98,6 +103,7 @@ type Server struct {
 	adminLn    net.Listener
 	boot       *boot.Services // nil without config.Config.Boot
 	metricsLn  net.Listener   // nil without config.Config.MetricsAddr
+	reportLn   net.Listener   // agents' boot reports, on the tunnel; nil without one
 
 	closers []func() error // the cleanup stack; Close runs it backwards
 
@@ -192,10 +198,26 @@ func New(ctx context.Context, cfg config.Config, logger hclog.Logger) (_ *Server
 		return nil, err
 	}
 	s.onClose(s.storage.Close)
+	if s.storage.Portals != nil {
+		s.storage.Portals.OnCommand(s.metrics.ObserveISCSICommand)
+	}
 	rs := roots.New(roots.Config{Providers: s.storage.Providers(), Tunnel: peersOf(s.tunnel)})
 	s.roots = rs
 	s.machines = machines.New(machines.Config{Store: s.store, Box: box, Audit: auditLog, Logger: logger,
 		Withdraw: rs, Images: s.storage.Images, Volumes: s.storage.Volumes, Roots: rs})
+	lcfg := users.CheckerConfig{Users: s.store, Audit: auditLogins(auditLog)}
+	if svc := cfg.Users.PAM(); svc != "" {
+		v, err := pam.New(pam.Config{Service: svc})
+		if err != nil {
+			return nil, fmt.Errorf("users: %w", err)
+		}
+		lcfg.Verifier = v
+		logger.Info("per-user root logins checked by PAM", "service", svc)
+	}
+	logins, err := users.NewChecker(lcfg)
+	if err != nil {
+		return nil, err
+	}
 	acfg := attest.Config{
 		Certificate:       cert,
 		Store:             s.store,
@@ -214,6 +236,7 @@ func New(ctx context.Context, cfg config.Config, logger hclog.Logger) (_ *Server
 		Limits:            s.limits.Attest,
 		MaxSessions:       s.limits.MaxExchanges,
 		Observer:          attest.Observers{s.history, s.metrics},
+		Logins:            logins,
 	}
 	if s.tunnel != nil {
 		acfg.Tunnels = s.tunnel
@@ -225,9 +248,29 @@ func New(ctx context.Context, cfg config.Config, logger hclog.Logger) (_ *Server
 		return nil, err
 	}
 	s.machines.SetAttestations(s.attest)
+	if s.tunnel != nil {
+		s.reports, err = bootreport.New(bootreport.Config{Peers: s.tunnel, Store: s.store, Secrets: s.machines,
+			Observe: s.metrics.ObserveBootReport, Logger: logger})
+		if err != nil {
+			return nil, err
+		}
+	}
 	s.leaf = leaf
 	s.checkCertificate(time.Now())
 	return s, nil
+}
+
+// auditLogins records per-user root logins: the user and the outcome,
+// never the password.
+func auditLogins(l *audit.Log) func(users.Record) error {
+	return func(r users.Record) error {
+		reason := "user " + r.User
+		if r.Reason != "" {
+			reason += ": " + r.Reason
+		}
+		return l.Record(audit.Entry{Time: time.Now(), Actor: "server", MachineID: r.MachineID, Action: "login",
+			Outcome: r.Outcome, Check: "login", Reason: reason})
+	}
 }
 
 // peersOf is tn as roots.Peers, nil without a tunnel.
@@ -292,6 +335,12 @@ func (s *Server) Listen() (Addrs, error) {
 	if s.storage.Portals != nil {
 		a.ISCSI = s.storage.Portals.PlainAddr()
 	}
+	if s.reports != nil {
+		if s.reportLn, err = s.tunnel.Listen("tcp", wire.ReportPort); err != nil {
+			return Addrs{}, fmt.Errorf("boot report listener: %w", err)
+		}
+		s.onClose(func() error { s.reportLn.Close(); return nil })
+	}
 	if s.cfg.Boot != nil {
 		if s.boot, err = boot.Listen(*s.cfg.Boot, s.cfg.StateDir, s.logger); err != nil {
 			return Addrs{}, err
@@ -345,8 +394,10 @@ func (s *Server) Serve(ctx context.Context) error {
 			api.WithBackup(s.backup),
 			api.WithCapture(s.machines),
 			api.WithUsers(s.machines),
+			api.WithUserRoots(s.machines),
 			api.WithRootLinks(&api.Links{Machines: s.machines, Tunnel: s.tunnel, Transport: s.cfg.RootTransport}),
 			api.WithStatus(statusService{s}),
+			api.WithObserve(observeService{s}),
 			api.WithAudit(&auditapi.Service{Path: filepath.Join(s.cfg.StateDir, "audit.log"), Bus: s.events, Machines: s.machines})),
 		Logger: s.logger.Named("api"),
 	}
@@ -363,6 +414,10 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	if s.storage.Portals != nil {
 		s.storage.Portals.Serve(ctx, run)
+	}
+	if s.reportLn != nil {
+		s.services.add("boot reports", s.reportLn.Addr().String(), "agents' timings and logs, tunnel only")
+		run("boot reports", func() error { return s.reports.Serve(ctx, s.reportLn) })
 	}
 	if s.cfg.LowSpaceWarnBytes > 0 {
 		w := &diskspace.Watch{Dir: s.cfg.StateDir, Low: uint64(s.cfg.LowSpaceWarnBytes), Logger: s.logger}

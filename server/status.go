@@ -93,5 +93,32 @@ func (ss statusService) Status(ctx context.Context) (*api.Status, error) {
 		st.Certificates = append(st.Certificates, api.CertificateStatus{Role: role, Subject: c.Subject.String(), NotAfter: c.NotAfter})
 	}
 	slices.SortFunc(st.Certificates, func(a, b api.CertificateStatus) int { return cmp.Compare(b.Role, a.Role) })
+	if st.Served, err = servedCounts(ctx, s); err != nil {
+		return nil, err
+	}
 	return st, nil
+}
+
+// servedCounts counts what s serves now for `sealroot status`.
+func servedCounts(ctx context.Context, s *Server) (*api.ServedCounts, error) {
+	c := &api.ServedCounts{}
+	ts, err := s.tunnelStats()
+	if err != nil {
+		return nil, err
+	}
+	c.TunnelPeers, c.TunnelPeersHandshaken = ts.Peers, len(ts.HandshakeAges)
+	c.ISCSISessions = s.iscsiStats().Sessions
+	leases, err := s.store.DHCPLeases(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c.DHCPLeases = len(leases)
+	if s.storage.Ganesha() != nil {
+		n := s.nfsStats()
+		c.NFSExports, c.GaneshaRestarts, c.Ganesha = n.Exports, n.Restarts, "down"
+		if n.Up {
+			c.Ganesha = "running"
+		}
+	}
+	return c, nil
 }

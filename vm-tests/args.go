@@ -37,11 +37,15 @@ func (vm *VM) firmwareArgs() []string {
 		return []string{"-machine", "pc"}
 	}
 	if vm.opts.SecureBoot {
+		code := OVMFCodeSnakeoil
+		if vm.opts.MicrosoftKeys {
+			code = OVMFCodeSecboot
+		}
 		// Debian's Secure Boot OVMF requires SMM to protect its variables.
 		return []string{
 			"-machine", "q35,smm=on",
 			"-global", "driver=cfi.pflash01,property=secure,value=on",
-			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file=" + OVMFCodeSnakeoil,
+			"-drive", "if=pflash,format=raw,unit=0,readonly=on,file=" + code,
 			"-drive", "if=pflash,format=raw,unit=1,file=" + vm.varsPath(),
 		}
 	}

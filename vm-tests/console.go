@@ -2,6 +2,7 @@ package vmtest
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -70,20 +71,45 @@ func newConsole(logf func(string, ...any), log io.Writer) *console {
 // run reads r until EOF.
 func (c *console) run(r io.Reader) {
 	defer close(c.done)
-	br := bufio.NewReaderSize(r, maxLine)
-	for {
-		b, err := br.ReadSlice('\n')
-		if len(b) > 0 {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 4096), maxLine)
+	sc.Split(splitConsole)
+	for sc.Scan() {
+		if b := sc.Bytes(); len(b) > 0 {
 			c.add(cleanLine(string(b)))
-		}
-		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
-			break
 		}
 	}
 	c.mu.Lock()
 	c.eof = true
 	c.broadcastLocked()
 	c.mu.Unlock()
+}
+
+// cursorPosition is the terminal escape that moves the cursor (ESC [ row ;
+// col H): full-screen firmware text, such as shim's alert boxes, is drawn
+// line by line with it and no newline.
+var cursorPosition = regexp.MustCompile(`\x1b\[\d+;\d+H`)
+
+// splitConsole is a bufio.SplitFunc for console lines: text up to a
+// newline, or up to a cursor-position escape, or maxLine bytes.
+func splitConsole(data []byte, atEOF bool) (int, []byte, error) {
+	// An escape at the start belongs to this line (cleanLine drops it).
+	from := 0
+	if loc := cursorPosition.FindIndex(data); loc != nil && loc[0] == 0 {
+		from = loc[1]
+	}
+	rest := data[from:]
+	nl := bytes.IndexByte(rest, '\n')
+	if loc := cursorPosition.FindIndex(rest); loc != nil && (nl < 0 || loc[0] < nl) {
+		return from + loc[0], data[:from+loc[0]], nil
+	}
+	switch {
+	case nl >= 0:
+		return from + nl + 1, data[:from+nl+1], nil
+	case len(data) >= maxLine, atEOF && len(data) > 0:
+		return len(data), data, nil
+	}
+	return 0, nil, nil
 }
 
 // cleanLine drops terminal escapes, carriage returns and other control

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -108,5 +109,19 @@ func TestConsoleTimings(t *testing.T) {
 		if _, ok := tm[k]; ok {
 			t.Errorf("timings()[%q] present, want absent", k)
 		}
+	}
+}
+
+// TestConsoleCursorLines: text drawn with cursor positioning and no
+// newline (shim's alert box) becomes one line per positioned write.
+func TestConsoleCursorLines(t *testing.T) {
+	c := feed(t, "boot\n\x1b[10;5H+----+\x1b[11;5H| Verification failed: (0x1A) Security Violation |\x1b[12;5H+----+")
+	var got []string
+	for _, l := range c.lines {
+		got = append(got, l.text)
+	}
+	want := []string{"boot", "+----+", "| Verification failed: (0x1A) Security Violation |", "+----+"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("lines %q, want %q", got, want)
 	}
 }

@@ -129,6 +129,7 @@ func newISCSIMachine(ctx context.Context, t *testing.T, lab *Lab, sr *Sealroot, 
 		t.Fatal(err)
 	}
 	expectRoot(ctx, t, vm, `root: marker=none$`)
+	sr.AgentTimings(ctx, t, id) // the agent's own stage timings, from the server's boot history
 	return id
 }
 

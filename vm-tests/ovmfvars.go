@@ -129,6 +129,75 @@ func SetOVMFVar(path, guid, name string, data []byte) error {
 	return os.WriteFile(path, img, 0o644)
 }
 
+// AddOVMFVar appends, in the free space of the variable store image at
+// path, a new variable guid/name with attrs and data (no authentication
+// fields: for variables that are not time-based authenticated, such as
+// shim's MokList). The store must not hold a live guid/name already.
+func AddOVMFVar(path, guid, name string, attrs uint32, data []byte) error {
+	img, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	vars, err := ReadOVMFVars(img)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	for _, v := range vars {
+		if v.GUID == strings.ToLower(guid) && v.Name == name {
+			return fmt.Errorf("%s: variable %s exists", path, name)
+		}
+	}
+	vs := int(binary.LittleEndian.Uint16(img[fvHeaderLengthOffset:]))
+	end := vs + int(binary.LittleEndian.Uint32(img[vs+16:]))
+	off := vs + varStoreHeaderSize
+	for off+authVarHeaderSize <= end && binary.LittleEndian.Uint16(img[off:]) == varStartID {
+		nameSize := int(binary.LittleEndian.Uint32(img[off+36:]))
+		dataSize := int(binary.LittleEndian.Uint32(img[off+40:]))
+		off = (off + authVarHeaderSize + nameSize + dataSize + 3) &^ 3
+	}
+	u := utf16.Encode([]rune(name + "\x00"))
+	nameBytes := make([]byte, 2*len(u))
+	for i, c := range u {
+		binary.LittleEndian.PutUint16(nameBytes[2*i:], c)
+	}
+	size := authVarHeaderSize + len(nameBytes) + len(data)
+	if off+size > end {
+		return fmt.Errorf("%s: no room for %d bytes of variable %s", path, size, name)
+	}
+	for _, b := range img[off : off+size] {
+		if b != 0xff {
+			return fmt.Errorf("%s: free space at %d is not erased", path, off)
+		}
+	}
+	g, err := guidBytesLE(guid)
+	if err != nil {
+		return err
+	}
+	h := make([]byte, authVarHeaderSize) // monotonic count, timestamp, key index: zero
+	binary.LittleEndian.PutUint16(h, varStartID)
+	h[2] = varAdded
+	binary.LittleEndian.PutUint32(h[4:], attrs)
+	binary.LittleEndian.PutUint32(h[36:], uint32(len(nameBytes)))
+	binary.LittleEndian.PutUint32(h[40:], uint32(len(data)))
+	copy(h[44:], g)
+	copy(img[off:], h)
+	copy(img[off+authVarHeaderSize:], nameBytes)
+	copy(img[off+authVarHeaderSize+len(nameBytes):], data)
+	return os.WriteFile(path, img, 0o644)
+}
+
+// guidBytesLE encodes an 8-4-4-4-12 GUID in EFI's mixed-endian layout.
+func guidBytesLE(s string) ([]byte, error) {
+	b, err := hex.DecodeString(strings.ReplaceAll(s, "-", ""))
+	if err != nil || len(b) != 16 {
+		return nil, fmt.Errorf("GUID %q: want 8-4-4-4-12 hex digits", s)
+	}
+	b[0], b[1], b[2], b[3] = b[3], b[2], b[1], b[0]
+	b[4], b[5] = b[5], b[4]
+	b[6], b[7] = b[7], b[6]
+	return b, nil
+}
+
 // guidString formats an EFI_GUID (mixed endian) as 8-4-4-4-12.
 func guidString(b []byte) string {
 	return fmt.Sprintf("%08x-%04x-%04x-%s-%s", binary.LittleEndian.Uint32(b), binary.LittleEndian.Uint16(b[4:]),
@@ -147,3 +216,14 @@ func utf16String(b []byte) string {
 	}
 	return string(utf16.Decode(u))
 }
+
+// Shim's variables (shim's shim.h, mok.c).
+const (
+	// GUIDShimLock owns MokList (SHIM_LOCK_GUID).
+	GUIDShimLock = "605dab50-e046-4300-abb6-3dd810dd8b23"
+	// MokListAttributes are what shim requires of MokList: non-volatile,
+	// boot-service access, and no runtime access (mok.c
+	// mok_state_variables: yes_attr NV|BS, no_attr RT; otherwise shim
+	// deletes it as compromised).
+	MokListAttributes = 0x1 | 0x2
+)

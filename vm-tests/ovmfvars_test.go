@@ -166,3 +166,38 @@ func countDiff(a, b []byte) int {
 	}
 	return n
 }
+
+// TestAddOVMFVar adds shim's MokList (NV+BS, no RT: shim deletes a
+// MokList with runtime access) to Debian's Microsoft varstore: it reads
+// back with its attributes and data after every variable there was, and a
+// second add is refused.
+func TestAddOVMFVar(t *testing.T) {
+	orig, err := os.ReadFile(OVMFVarsMS)
+	if os.IsNotExist(err) {
+		testenv.Unavailable(t, "%s: not installed", OVMFVarsMS)
+	}
+	path := filepath.Join(t.TempDir(), "vars.fd")
+	if err := os.WriteFile(path, orig, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	data := []byte("signature list")
+	if err := AddOVMFVar(path, GUIDShimLock, "MokList", MokListAttributes, data); err != nil {
+		t.Fatal(err)
+	}
+	img, _ := os.ReadFile(path)
+	before, _ := ReadOVMFVars(orig)
+	after, err := ReadOVMFVars(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after) != len(before)+1 {
+		t.Fatalf("%d variables after adding one to %d", len(after), len(before))
+	}
+	got := after[len(after)-1]
+	if got.GUID != GUIDShimLock || got.Name != "MokList" || got.Attributes != MokListAttributes || !bytes.Equal(got.Data, data) {
+		t.Errorf("added %s-%s attrs %#x data %q", got.GUID, got.Name, got.Attributes, got.Data)
+	}
+	if err := AddOVMFVar(path, GUIDShimLock, "MokList", MokListAttributes, data); err == nil {
+		t.Error("a second MokList was added")
+	}
+}

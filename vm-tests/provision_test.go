@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 )
@@ -151,6 +152,27 @@ func provisionISCSI(ctx context.Context, t *testing.T, lab *Lab, sr *Sealroot, t
 	}
 	if b, err := os.ReadFile(vm.ConsoleLog()); err != nil || bytes.Contains(b, value) {
 		t.Errorf("console log: %v, or it holds the secret's value", err)
+	}
+
+	// The agent reported its boot over the tunnel: its step timings are
+	// in the server's boot history and its log is stored (the walk above
+	// covered state.db, where it is) without the secret.
+	var names []string
+	for _, st := range sr.AgentTimings(ctx, t, id) {
+		names = append(names, st.Name)
+	}
+	if got := strings.Join(names, " "); got != "entropy modules network attest tunnel root provision" {
+		t.Errorf("agent stages in the boot history = %q, want every step up to provision", got)
+	}
+	out, err := sr.CLI(ctx, "machine", "log", id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "sealroot: [ok] tunnel") || !strings.Contains(out, "sealroot: [ok] provision") {
+		t.Errorf("machine log lacks the agent's steps:\n%s", out)
+	}
+	if strings.Contains(out, string(value)) {
+		t.Errorf("machine log holds the secret's value:\n%s", out)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 	"github.com/sealroot/sealroot/initramfs"
 	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/test/testenv"
+	"github.com/sealroot/sealroot/wire"
 )
 
 // Addresses of the sealroot server in the lab (the default lab bridge).
@@ -176,6 +178,14 @@ type SealrootOptions struct {
 	// SignUKI, with UKI, signs uki.efi for Secure Boot with the snakeoil
 	// key (see [Sealroot.SignUKI]).
 	SignUKI bool
+	// SecureBootVars, when set, is boot.secure_boot_vars: a directory of
+	// the machines' Secure Boot variables (see [WriteSecureBootVars]),
+	// from which the server predicts PCR 7.
+	SecureBootVars string
+	// Shim, with HTTPBoot and SignUKI, has HTTP boot clients load
+	// Debian's Microsoft-signed shim, which loads the signed UKI as
+	// grubx64.efi (see [Sealroot.ServeShim]).
+	Shim bool
 }
 
 // startSealroot runs `sealroot serve` in lab until t ends: full DHCP on the
@@ -198,6 +208,11 @@ func startSealroot(ctx context.Context, t testing.TB, lab *Lab, opts SealrootOpt
 	if err != nil {
 		t.Fatalf("vmtest: %v", err)
 	}
+	if opts.SecureBootVars != "" {
+		if err := s.setBoot(cfgPath, "secure_boot_vars", opts.SecureBootVars); err != nil {
+			t.Fatalf("vmtest: %v", err)
+		}
+	}
 	if opts.UKI {
 		if err := s.ServeUKI(b, cfgPath, opts.Cmdline); err != nil {
 			t.Fatalf("vmtest: %v", err)
@@ -209,6 +224,11 @@ func startSealroot(ctx context.Context, t testing.TB, lab *Lab, opts SealrootOpt
 		}
 		if opts.SignUKI {
 			if err := s.SignUKI(ctx); err != nil {
+				t.Fatalf("vmtest: %v", err)
+			}
+		}
+		if opts.Shim {
+			if err := s.ServeShim(cfgPath); err != nil {
 				t.Fatalf("vmtest: %v", err)
 			}
 		}
@@ -346,8 +366,21 @@ func (s *Sealroot) CLIStderr(ctx context.Context, args ...string) (stdout, stder
 	return s.run2(ctx, args...)
 }
 
+// CLIStdin is CLI with stdin as the command's standard input (never
+// logged: it may be a password).
+func (s *Sealroot) CLIStdin(ctx context.Context, stdin string, args ...string) (string, error) {
+	s.Logf("$ sealroot %s", strings.Join(args, " "))
+	stdout, _, err := s.runIn(ctx, strings.NewReader(stdin), args...)
+	return stdout, err
+}
+
 func (s *Sealroot) run2(ctx context.Context, args ...string) (string, string, error) {
+	return s.runIn(ctx, nil, args...)
+}
+
+func (s *Sealroot) runIn(ctx context.Context, stdin io.Reader, args ...string) (string, string, error) {
 	cmd := exec.CommandContext(ctx, s.Bin, append([]string{"--socket", s.Socket}, args...)...)
+	cmd.Stdin = stdin
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -367,4 +400,33 @@ func (s *Sealroot) Machine(ctx context.Context, ref string) (*store.Machine, err
 		return nil, fmt.Errorf("machine show --json: %w", err)
 	}
 	return &m, nil
+}
+
+// AgentTimings returns the agent's own step timings of machine ref's
+// newest boot that reported them, from the server's boot history
+// (`machine show --json`), and logs them. The agent sends them over its
+// tunnel just before switch_root, so they are there once the root runs.
+func (s *Sealroot) AgentTimings(ctx context.Context, t *testing.T, ref string) []wire.StageTiming {
+	t.Helper()
+	m, err := s.Machine(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := len(m.History) - 1; i >= 0; i-- {
+		a := m.History[i]
+		if len(a.Stages) == 0 {
+			continue
+		}
+		var b strings.Builder
+		for _, st := range a.Stages {
+			fmt.Fprintf(&b, " %s=%.2fs", st.Name, st.Duration.Seconds())
+		}
+		if a.Failed != "" {
+			fmt.Fprintf(&b, " failed=%s", a.Failed)
+		}
+		t.Logf("%s: agent timings (server boot history, boot of %s):%s", ref, a.Time.Format(time.RFC3339), b.String())
+		return a.Stages
+	}
+	t.Errorf("machine %s: no boot in the server's history carries the agent's timings", ref)
+	return nil
 }

@@ -40,6 +40,8 @@ const (
 	OVMFVars = "/usr/share/OVMF/OVMF_VARS_4M.fd"
 	// Secure Boot on, PK/KEK/db = the snakeoil key pair below.
 	OVMFCodeSnakeoil = "/usr/share/OVMF/OVMF_CODE_4M.snakeoil.fd"
+	// Secure Boot on with OVMFVarsMS: the Microsoft keys.
+	OVMFCodeSecboot  = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd"
 	OVMFVarsSnakeoil = "/usr/share/OVMF/OVMF_VARS_4M.snakeoil.fd"
 	SnakeoilKey      = "/usr/share/ovmf/PkKek-1-snakeoil.key"
 	SnakeoilCert     = "/usr/share/ovmf/PkKek-1-snakeoil.pem"
@@ -56,6 +58,10 @@ type VMOptions struct {
 	// and db hold the snakeoil test key (OVMFCodeSnakeoil,
 	// OVMFVarsSnakeoil): only images signed with SnakeoilKey boot.
 	SecureBoot bool
+	// MicrosoftKeys, with SecureBoot, runs Debian's Secure Boot OVMF with
+	// the Microsoft keys enrolled instead (OVMFCodeSecboot, OVMFVarsMS):
+	// images signed by the Microsoft UEFI CA boot, such as Debian's shim.
+	MicrosoftKeys bool
 	// TPM, if set, is attached via a swtpm started for each boot.
 	TPM *TPM
 	// MemoryMB is the guest RAM. Default 512.
@@ -77,6 +83,9 @@ type VMOptions struct {
 	// so the guest kernel's CRNG is not ready when /init starts (the
 	// entropy trap the agent must get out of with the TPM).
 	NoHardwareRNG bool
+	// Input connects the serial console's input to Type (QEMU's stdin);
+	// otherwise the console reads nothing.
+	Input bool
 	// ExtraArgs are appended to QEMU's command line.
 	ExtraArgs []string
 }
@@ -93,9 +102,10 @@ type VM struct {
 	sock string // swtpm control socket (short path)
 	con  *console
 
-	mu    sync.Mutex // guards the processes
+	mu    sync.Mutex // guards the processes and input
 	qemu  *proc
 	swtpm *proc
+	input *os.File // the serial console's input, with VMOptions.Input
 }
 
 // NewVM prepares a VM with a new tap device on the lab bridge.
@@ -123,7 +133,11 @@ func (l *Lab) NewVM(t testing.TB, opts VMOptions) *VM {
 	})
 	if opts.Firmware == UEFI {
 		vars := OVMFVars
-		if opts.SecureBoot {
+		switch {
+		case opts.SecureBoot && opts.MicrosoftKeys:
+			RequireTools(t, OVMFCodeSecboot, OVMFVarsMS)
+			vars = OVMFVarsMS
+		case opts.SecureBoot:
 			RequireTools(t, OVMFCodeSnakeoil, OVMFVarsSnakeoil)
 			vars = OVMFVarsSnakeoil
 		}
@@ -187,12 +201,25 @@ func (vm *VM) Start(ctx context.Context) error {
 	}
 	cmd := vm.lab.Exec(ctx, QEMU, vm.Args()...)
 	cmd.Stdout, cmd.Stderr = pw, pw
+	var inR *os.File
+	if vm.opts.Input {
+		if inR, vm.input, err = os.Pipe(); err != nil {
+			pr.Close()
+			pw.Close()
+			logFile.Close()
+			return err
+		}
+		cmd.Stdin = inR
+	}
 	name := vm.opts.Name
 	vm.con = newConsole(func(f string, a ...any) { vm.t.Logf(name+": "+f, a...) }, logFile)
 	vm.con.start = time.Now()
 	vm.t.Logf("%s: %s %s", name, QEMU, strings.Join(vm.Args(), " "))
 	p, err := startProc(cmd)
 	pw.Close()
+	if inR != nil {
+		inR.Close()
+	}
 	if err != nil {
 		pr.Close()
 		logFile.Close()
@@ -230,11 +257,33 @@ func (vm *VM) Wait(ctx context.Context) error {
 	return nil
 }
 
+// Type sends text to the serial console's input (VMOptions.Input), as
+// typed on the machine's keyboard.
+func (vm *VM) Type(text string) error {
+	vm.mu.Lock()
+	in := vm.input
+	vm.mu.Unlock()
+	if in == nil {
+		return errors.New("vmtest: VM has no console input (VMOptions.Input)")
+	}
+	for _, b := range []byte(text) { // one byte at a time, as a UART takes them
+		if _, err := in.Write([]byte{b}); err != nil {
+			return fmt.Errorf("vmtest: type on %s: %w", vm.opts.Name, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return nil
+}
+
 // Kill kills QEMU and swtpm and waits for them and for the console reader.
 // It is safe to call more than once, also before Start.
 func (vm *VM) Kill() {
 	vm.mu.Lock()
 	q, s, con := vm.qemu, vm.swtpm, vm.con
+	if vm.input != nil {
+		vm.input.Close()
+		vm.input = nil
+	}
 	vm.mu.Unlock()
 	if q != nil {
 		q.kill()

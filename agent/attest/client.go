@@ -61,6 +61,12 @@ type Config struct {
 	// NoUnseal stops after receiving the credential (load generators
 	// without a TPM able to import it).
 	NoUnseal bool
+	// Login asks a person for a login when the server answers the
+	// evidence with a wire.LoginPrompt (a per-user root): it sends each
+	// login with send, which returns the server's next prompt, or nil
+	// once the server accepted one (login.Asker.Run). Nil: such a
+	// server's answer fails the attestation.
+	Login func(ctx context.Context, first *wire.LoginPrompt, send func(context.Context, *wire.Login) (*wire.LoginPrompt, error)) error
 }
 
 // Client attests a machine. Attest may be called again after a failure.
@@ -218,6 +224,11 @@ func (c *Client) converse(ctx context.Context, st io.ReadWriter, exporter []byte
 	if m, err = readReply(st); err != nil {
 		return nil, err
 	}
+	if p, ok := m.(*wire.LoginPrompt); ok {
+		if m, err = c.login(ctx, st, p); err != nil {
+			return nil, err
+		}
+	}
 	cred, ok := m.(*wire.Credential)
 	if !ok {
 		return nil, fmt.Errorf("unexpected %v after evidence: %w", m.Type(), wire.ErrProtocol)
@@ -231,6 +242,37 @@ func (c *Client) converse(ctx context.Context, st io.ReadWriter, exporter []byte
 	}
 	wire.Write(st, &wire.Ack{OK: true})
 	return &Result{Payload: p, Credential: cred}, nil
+}
+
+// ErrNoLogin means the server asks for a user's login and the agent has
+// no way to ask one (Config.Login is nil).
+var ErrNoLogin = errors.New("the server asks for a user login (per-user root) and this agent has no console to ask on")
+
+// login runs the person's logins for a per-user root and returns the
+// server's answer to the accepted one.
+func (c *Client) login(ctx context.Context, st io.ReadWriter, first *wire.LoginPrompt) (wire.Message, error) {
+	if c.cfg.Login == nil {
+		return nil, ErrNoLogin
+	}
+	var final wire.Message
+	err := c.cfg.Login(ctx, first, func(ctx context.Context, l *wire.Login) (*wire.LoginPrompt, error) {
+		if err := wire.Write(st, l); err != nil {
+			return nil, err
+		}
+		m, err := readReply(st)
+		if err != nil {
+			return nil, err
+		}
+		if next, ok := m.(*wire.LoginPrompt); ok {
+			return next, nil
+		}
+		final = m
+		return nil, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return final, nil
 }
 
 // readReply reads a server message and turns verdicts into typed errors.

@@ -4,8 +4,9 @@
 // off) and sends them as a wire.Login on the attested stream, until the
 // server accepts one. The password is never echoed, logged or kept.
 //
-// The server's side is server/users (Checker). The exchange is not yet
-// wired into the agent's boot steps.
+// The server's side is server/attest (perUser) over server/users
+// (Checker); the agent's attest client calls Run through Config.Login
+// (cmd/sealroot-agent: consoleLogin).
 package login
 
 import (

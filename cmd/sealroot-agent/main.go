@@ -27,6 +27,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -115,6 +116,10 @@ func run(ctx context.Context, pid1 bool, configPath, tpmPath string) error {
 		out = consoles()
 		logOut = out
 	}
+	// Everything the agent prints also goes to its boot log, which it
+	// sends the server once the tunnel is up (secret values removed).
+	bootLog := &agent.BootLog{}
+	out, logOut = io.MultiWriter(out, bootLog), io.MultiWriter(logOut, bootLog)
 	log := hclog.New(&hclog.LoggerOptions{Name: "sealroot", Output: logOut, Level: hclog.Info})
 	cfg, err := agent.LoadConfig(configPath)
 	if err != nil {
@@ -143,6 +148,11 @@ func run(ctx context.Context, pid1 bool, configPath, tpmPath string) error {
 		Attester: attester,
 		Tunnel:   wg.up,
 		Stages:   stages(log),
+		Log:      bootLog,
+		Report: func(ctx context.Context, serverAddr string, r *wire.BootReport) error {
+			var d net.Dialer
+			return agent.SendReport(ctx, d.DialContext, serverAddr, r)
+		},
 	})
 }
 
@@ -245,6 +255,7 @@ func (a *tpmAttester) Attest(ctx context.Context) (*wire.Payload, error) {
 		Roots:        a.roots,
 		Hints:        a.hints,
 		Logger:       a.log,
+		Login:        consoleLogin(a.out),
 		Device: &attest.TPMDevice{
 			TPM:          a.tpm,
 			Keys:         keys,

@@ -191,7 +191,7 @@ func buildDeb(es []entry, ver, outDir string) (string, error) {
 		License:  "Apache-2.0",
 		MTime:    time.Unix(0, 0).UTC(),
 		Overridables: nfpm.Overridables{
-			Depends:    []string{"ipxe", "ca-certificates"},
+			Depends:    []string{"ipxe", "ca-certificates", "libpam0g"},
 			Recommends: []string{"nfs-ganesha", "nfs-ganesha-vfs", "systemd-boot-efi"},
 			Contents:   cs,
 			Scripts:    scripts,

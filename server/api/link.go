@@ -29,6 +29,11 @@ type RootLink struct {
 	Peer bool `json:"peer"`
 	// LastHandshake is the peer's last WireGuard handshake; zero: none.
 	LastHandshake time.Time `json:"last_handshake,omitzero"`
+	// Endpoint is where the peer's packets come from; "" before its
+	// first handshake. RxBytes and TxBytes count its traffic.
+	Endpoint string `json:"endpoint,omitempty"`
+	RxBytes  int64  `json:"rx_bytes,omitempty"`
+	TxBytes  int64  `json:"tx_bytes,omitempty"`
 }
 
 // LinkService reports machines' root links. MACHINE arguments are as for
@@ -84,6 +89,9 @@ func (l *Links) RootLink(ctx context.Context, ref string) (*RootLink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("root link of %s: %w", m.ID, err)
 	}
-	link.Peer, link.LastHandshake = ok, st.LastHandshake
+	link.Peer, link.LastHandshake, link.RxBytes, link.TxBytes = ok, st.LastHandshake, st.RxBytes, st.TxBytes
+	if ep, ok, err := l.Tunnel.PeerEndpoint(m.ID); err == nil && ok {
+		link.Endpoint = ep.String()
+	}
 	return link, nil
 }

@@ -34,6 +34,25 @@ type Status struct {
 	// EventStreams counts open `sealroot events --follow` streams.
 	EventStreams int                 `json:"event_streams"`
 	Certificates []CertificateStatus `json:"certificates"`
+	// Served counts what the server serves now; nil from a server that
+	// does not report it.
+	Served *ServedCounts `json:"served,omitempty"`
+}
+
+// ServedCounts are the counts behind `sealroot tunnel list`, `iscsi
+// sessions`, `dhcp leases` and `nfs exports`.
+//
+//	{"tunnel_peers": 3, "tunnel_peers_handshaken": 2, "iscsi_sessions": 2,
+//	 "dhcp_leases": 5, "nfs_exports": 1, "ganesha": "running", "ganesha_restarts": 0}
+type ServedCounts struct {
+	TunnelPeers           int `json:"tunnel_peers"`
+	TunnelPeersHandshaken int `json:"tunnel_peers_handshaken"`
+	ISCSISessions         int `json:"iscsi_sessions"`
+	DHCPLeases            int `json:"dhcp_leases"`
+	NFSExports            int `json:"nfs_exports"`
+	// Ganesha is "running", "down" (restarting) or "" without NFS roots.
+	Ganesha         string `json:"ganesha,omitempty"`
+	GaneshaRestarts uint64 `json:"ganesha_restarts"`
 }
 
 // ServiceStatus is one service the server runs and where.

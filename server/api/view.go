@@ -135,6 +135,12 @@ type BootAttempt struct {
 	AgentVersion string `json:"agent_version,omitempty"` // as the agent said (unverified)
 	// DurationMillis is the time from the agent's hello to the decision.
 	DurationMillis int64 `json:"duration_ms"`
+	// Stages are the agent's own step timings of the boot this attempt
+	// allowed, from its boot report (unverified); Failed and Error name
+	// a step that failed after attestation.
+	Stages []StageTiming `json:"stages,omitempty"`
+	Failed string        `json:"failed,omitempty"`
+	Error  string        `json:"error,omitempty"`
 }
 
 // AuditEntry is one audit record, as GET /v1/audit and GET /v1/events

@@ -36,6 +36,57 @@ func (x *exchange) commit(ctx context.Context, fn func(*store.Machine) error) (*
 	return m, err
 }
 
+// commitRelease is commit for the release: with a lease store it also,
+// in the same transaction, confirms the user-root lease x claimed (the
+// user's root must still be leased to this machine by this exchange) and
+// frees the machine's leases from earlier boots.
+func (x *exchange) commitRelease(ctx context.Context, fn func(*store.Machine) error) (*store.Machine, error) {
+	if x.s.leases == nil || (x.user == "" && !x.holdsLease(ctx)) {
+		return x.commit(ctx, fn) // batched with other releases
+	}
+	claim := ""
+	if x.user != "" {
+		claim = x.claim()
+	}
+	m, err := x.s.leases.ReleaseWithLease(ctx, x.machineID, x.user, claim, func(m *store.Machine) error {
+		if m.State == store.StateRevoked || m.Version != x.machine.Version {
+			return staleRecord(m)
+		}
+		return fn(m)
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, forgotten()
+	}
+	if err != nil {
+		return nil, x.heldFailure(ctx, err)
+	}
+	return m, nil
+}
+
+// holdsLease reports whether the machine holds a user-root lease from an
+// earlier boot (or cannot tell), which its release must free.
+func (x *exchange) holdsLease(ctx context.Context) bool {
+	ls, err := x.s.leases.UserLeases(ctx)
+	if err != nil {
+		return true
+	}
+	for _, l := range ls {
+		if l.MachineID == x.machineID {
+			return true
+		}
+	}
+	return false
+}
+
+// allowedReason is the audit reason of a release: the policy's, with the
+// user whose root the machine mounts.
+func allowedReason(reason, user string) string {
+	if user == "" {
+		return reason
+	}
+	return reason + "; root of user " + user
+}
+
 // current refuses, before the release prepares a tunnel peer or a root,
 // when the record changed since hello; commit checks again, atomically.
 func (x *exchange) current(ctx context.Context) error {

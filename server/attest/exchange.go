@@ -76,6 +76,8 @@ type exchange struct {
 	src     netip.Addr
 	st      stream
 	slotted bool
+	// user is the user whose per-user root x claimed (see perUser).
+	user string
 
 	endMu   sync.Mutex // guards the fields below; see live.go
 	endedBy *Failure   // set by end: the exchange is refused
@@ -324,7 +326,15 @@ func (x *exchange) judge(ctx context.Context, observed *store.BootState, info *e
 }
 
 // release seals the credential for an approved machine in a verified state.
-func (x *exchange) release(ctx context.Context, observed *store.BootState, info *evidence.QuoteInfo, v policy.Verdict) (wire.Message, error) {
+func (x *exchange) release(ctx context.Context, observed *store.BootState, info *evidence.QuoteInfo, v policy.Verdict) (_ wire.Message, err error) {
+	if _, err := x.perUser(ctx); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			x.dropClaim()
+		}
+	}()
 	if err := x.current(ctx); err != nil {
 		return nil, err
 	}
@@ -381,7 +391,7 @@ func (x *exchange) release(ctx context.Context, observed *store.BootState, info 
 	// The release is decided here, against the current record, in the
 	// transaction that records it; then audited before the credential
 	// leaves.
-	_, err = x.commit(ctx, func(m *store.Machine) error {
+	_, err = x.commitRelease(ctx, func(m *store.Machine) error {
 		if info.ResetCount < m.ResetCount {
 			return fail("reset-count", fmt.Errorf("TPM reset count %d is below the last accepted %d: replayed or rolled-back quote",
 				info.ResetCount, m.ResetCount))
@@ -396,7 +406,7 @@ func (x *exchange) release(ctx context.Context, observed *store.BootState, info 
 		return nil
 	})
 	if err == nil {
-		err = auditFailure(x.s.record(x, "allowed", "", v.Reason))
+		err = auditFailure(x.s.record(x, "allowed", "", allowedReason(v.Reason, x.user)))
 	}
 	if err != nil {
 		x.s.withdraw(x.machineID)

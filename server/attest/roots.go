@@ -29,6 +29,9 @@ func (x *exchange) root(ctx context.Context, tunnel *wire.TunnelPlan) (wire.Root
 		return root, nil, nil
 	}
 	req := roots.Request{MachineID: x.machineID, Plan: root, RemoteAddr: x.remote, Tunnel: tunnel}
+	if x.user != "" {
+		req.Key = roots.UserRootKey(x.user)
+	}
 	plan, secrets, err := x.s.roots.Prepare(ctx, req)
 	if err != nil {
 		return wire.RootPlan{}, nil, fail("root", err)

@@ -81,6 +81,10 @@ type Config struct {
 	// Files gives released machines their configuration files. Nil:
 	// none.
 	Files Files
+	// Logins checks the logins of machines whose root is per user
+	// (*users.Checker); the Store must then be a store.LeaseStore too.
+	// Nil: such machines are refused.
+	Logins Logins
 }
 
 // Server is the attestation service. It is safe for concurrent use; Serve
@@ -116,6 +120,8 @@ type Server struct {
 	logs            verifiedLogs
 	observer        Observer
 	files           Files
+	logins          Logins
+	leases          store.LeaseStore // nil when the store keeps no leases
 }
 
 // New validates cfg and returns a Server.
@@ -150,7 +156,9 @@ func New(cfg Config) (*Server, error) {
 		withdrawer:      cfg.Withdraw,
 		files:           cfg.Files,
 		limits:          cfg.Limits.withDefaults(),
+		logins:          cfg.Logins,
 	}
+	s.leases, _ = cfg.Store.(store.LeaseStore)
 	s.sources = newSources(s.limits)
 	if s.transport != TransportWireGuard && s.transport != TransportPlain {
 		return nil, fmt.Errorf("attest: root transport %q: want %q or %q", s.transport, TransportWireGuard, TransportPlain)

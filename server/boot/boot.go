@@ -28,22 +28,34 @@ import (
 	"github.com/sealroot/sealroot/server/boot/ukibuild"
 	"github.com/sealroot/sealroot/server/config"
 	"github.com/sealroot/sealroot/server/predict"
+	"github.com/sealroot/sealroot/server/secureboot"
+	"github.com/sealroot/sealroot/server/servestats"
 )
 
 // UKIBuilder returns the builder of the served UKI, or nil when the
-// server builds none. b has its defaults.
-func UKIBuilder(b *config.BootConfig) *ukibuild.Builder {
+// server builds none. b has its defaults. When Secure Boot is initialized
+// (an owner key in SecureBootDir(stateDir)) the UKI is signed with it.
+func UKIBuilder(b *config.BootConfig, stateDir string) *ukibuild.Builder {
 	name, build := b.EFIUKI()
 	if !build {
 		return nil
 	}
-	return ukibuild.New(ukibuild.Inputs{
+	in := ukibuild.Inputs{
 		Stub:    b.UKIStub,
 		Kernel:  filepath.Join(b.ArtifactsDir, b.Kernel),
 		Initrd:  filepath.Join(b.ArtifactsDir, b.Initrd),
 		Cmdline: b.Cmdline,
 		Out:     filepath.Join(b.ArtifactsDir, name),
-	})
+	}
+	if dir := SecureBootDir(stateDir); secureboot.Initialized(dir) {
+		in.Sign = func(src, dst string) error {
+			// sbsign runs locally; a minute is plenty.
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			return secureboot.Sign(ctx, dir, src, dst)
+		}
+	}
+	return ukibuild.New(in)
 }
 
 // Services are the boot services' sockets and settings, bound by Listen
@@ -56,6 +68,17 @@ type Services struct {
 	http    net.Listener
 	tftp    net.PacketConn  // nil with DisableTFTP
 	prober  *dhcp.ARPProber // nil unless full DHCP probes
+	efiIPXE string          // the ipxe.efi served: signed copy or Debian's
+
+	dhcpStats, tftpStats, httpStats servestats.Counter
+}
+
+// Served returns what each boot service served so far, by service
+// ("dhcp", "tftp", "http").
+func (s *Services) Served() map[string]servestats.Snapshot {
+	return map[string]servestats.Snapshot{
+		"dhcp": s.dhcpStats.Snapshot(), "tftp": s.tftpStats.Snapshot(), "http": s.httpStats.Snapshot(),
+	}
 }
 
 // Listen checks the boot section b (stateDir fills its defaults) and
@@ -84,7 +107,7 @@ func Listen(b config.BootConfig, stateDir string, logger hclog.Logger) (_ *Servi
 	if c.EFIBoot == config.EFIBootKernel {
 		logger.Warn("UEFI clients boot a kernel and initramfs that the TPM does not measure: the server refuses them under every policy but identity-only", "efi_boot", c.EFIBoot)
 	}
-	ukis := UKIBuilder(c)
+	ukis := UKIBuilder(c, stateDir)
 	if ukis != nil {
 		if _, err := os.Stat(c.UKIStub); err != nil {
 			return nil, fmt.Errorf("boot: UKI stub: %w (install systemd-boot-efi, set boot.uki_stub, or set boot.efi_boot to %s)", err, config.EFIBootKernel)
@@ -96,6 +119,9 @@ func Listen(b config.BootConfig, stateDir string, logger hclog.Logger) (_ *Servi
 		} else {
 			logger.Info("built the UKI UEFI clients boot", "uki", config.DefaultUKI, "kernel", c.Kernel, "initrd", c.Initrd)
 		}
+	}
+	if s.efiIPXE, err = signIPXE(c, stateDir, logger); err != nil {
+		return nil, err
 	}
 	s.scripts = Scripts(c, s.ip, ukis, logger)
 	// Render once now so a bad configuration fails at start, not at boot.
@@ -138,14 +164,17 @@ func (s *Services) TFTPAddr() net.Addr {
 // full DHCP keeping its leases in leases. The services end with ctx.
 func (s *Services) Serve(ctx context.Context, handler http.Handler, lim config.Limits, leases dhcp.LeaseStore, run func(string, func() error)) error {
 	b := &s.cfg
-	run("boot http", func() error { return boothttp.ServeWith(ctx, s.http, handler, s.logger, lim.HTTP) })
+	counted := servestats.Handler(&s.httpStats, handler)
+	run("boot http", func() error { return boothttp.ServeWith(ctx, s.http, counted, s.logger, lim.HTTP) })
 	if s.tftp != nil {
 		ts := tftp.New(map[string]string{
 			dhcp.DefaultBIOSFile: filepath.Join(b.IPXEDir, dhcp.DefaultBIOSFile),
-			dhcp.DefaultEFIFile:  filepath.Join(b.IPXEDir, dhcp.DefaultEFIFile),
+			dhcp.DefaultEFIFile:  s.efiIPXE,
 		}, s.logger)
 		ts.TransfersPerSource = lim.TFTPPerSource
 		ts.MaxTransferTime = lim.TFTPMaxTime
+		ts.Stats = &s.tftpStats
+		ts.RateCap = b.DownloadRateKiB << 10
 		run("boot tftp", func() error { return ts.Serve(ctx, s.tftp) })
 	}
 	if b.DHCPInterface == "" {
@@ -155,6 +184,7 @@ func (s *Services) Serve(ctx context.Context, handler http.Handler, lim config.L
 	if err != nil {
 		return err
 	}
+	dcfg.Stats = &s.dhcpStats
 	if dcfg.Mode == dhcp.ModeFull {
 		dcfg.Leases = leases
 		if !b.NoProbe {
@@ -266,6 +296,37 @@ func dhcpConfig(b *config.BootConfig, ip netip.Addr) (dhcp.Config, error) {
 	return cfg, nil
 }
 
+// SecureBootDir is where `sealroot secureboot init` keeps the owner key.
+func SecureBootDir(stateDir string) string { return filepath.Join(stateDir, "secureboot") }
+
+// EFIIPXE returns the path of the ipxe.efi served to UEFI machines (b
+// defaulted): when Secure Boot is initialized (an owner key in
+// SecureBootDir), the copy signed with it that Listen keeps there, else
+// Debian's in ipxe_dir; signed reports which.
+func EFIIPXE(b *config.BootConfig, stateDir string) (path string, signed bool) {
+	if dir := SecureBootDir(stateDir); secureboot.Initialized(dir) {
+		return filepath.Join(dir, secureboot.SignedIPXE), true
+	}
+	return filepath.Join(b.IPXEDir, dhcp.DefaultEFIFile), false
+}
+
+// signIPXE returns the path of the ipxe.efi to serve (EFIIPXE), after
+// signing Debian's into it when Secure Boot is initialized.
+func signIPXE(c *config.BootConfig, stateDir string, logger hclog.Logger) (string, error) {
+	path, signed := EFIIPXE(c, stateDir)
+	if !signed {
+		return path, nil
+	}
+	// sbsign runs locally; a minute is plenty.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := secureboot.SignCopy(ctx, SecureBootDir(stateDir), filepath.Join(c.IPXEDir, dhcp.DefaultEFIFile), path); err != nil {
+		return "", fmt.Errorf("boot: sign iPXE with the Secure Boot owner key: %w", err)
+	}
+	logger.Info("serving iPXE signed with the Secure Boot owner key", "file", path)
+	return path, nil
+}
+
 // Predictor predicts the measurements of UEFI clients booting the
 // served UKI (configured or built) through iPXE (policy "predicted"), or
 // returns nil when no UKI is served.
@@ -279,10 +340,16 @@ func Predictor(b *config.BootConfig, stateDir string) attest.Predictor {
 	if name == "" {
 		return nil
 	}
-	return predict.NewCache(predict.Files{
-		IPXE:    filepath.Join(c.IPXEDir, dhcp.DefaultEFIFile),
+	efiIPXE, _ := EFIIPXE(&c, stateDir)
+	f := predict.Files{
+		IPXE:    efiIPXE,
 		UKI:     filepath.Join(c.ArtifactsDir, name),
 		UKIName: name,
 		Cmdline: c.Cmdline,
-	})
+	}
+	if c.SecureBootVars != "" {
+		f.SecureBootVars = c.SecureBootVars
+		f.Signers = []string{filepath.Join(SecureBootDir(stateDir), secureboot.CertFile)}
+	}
+	return predict.NewCache(f)
 }

@@ -83,7 +83,8 @@ func TestScriptsURLsServed(t *testing.T) {
 func TestScriptsDefaultUKI(t *testing.T) {
 	testenv.RequireTools(t, uki.DefaultStub)
 	b := &config.BootConfig{ServerIP: "192.0.2.1"}
-	b.Defaults(t.TempDir())
+	state := t.TempDir()
+	b.Defaults(state)
 	if err := os.MkdirAll(b.ArtifactsDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +93,7 @@ func TestScriptsDefaultUKI(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ukis := UKIBuilder(b)
+	ukis := UKIBuilder(b, state)
 	if ukis == nil {
 		t.Fatal("default boot config builds no UKI")
 	}

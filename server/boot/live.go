@@ -43,7 +43,7 @@ func (l *Live) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // Set makes b (defaulted) the boot settings of the HTTP service and of
 // the predictor.
 func (l *Live) Set(b *config.BootConfig, scripts boothttp.ScriptFunc, stateDir string, logger hclog.Logger) {
-	h := boothttp.NewHandler(b.ArtifactsDir, scripts, logger)
+	h := boothttp.NewHandler(b.ArtifactsDir, scripts, logger, boothttp.WithRateCap(b.DownloadRateKiB<<10, nil))
 	l.boot.Store(b)
 	l.handler.Store(&h)
 	l.SetPredictor(Predictor(b, stateDir))

@@ -97,6 +97,27 @@ type BootConfig struct {
 	// Default: "" (not answered).
 	// Example: "signed-uki.efi".
 	HTTPBoot string `json:"http_boot,omitempty"`
+	// SecureBootVars is a directory holding the Secure Boot variables of
+	// the machines' firmware (PK.esl, KEK.esl, db.esl and optionally
+	// dbx.esl: each variable's data, as `efi-readvar -v db -o db.esl`
+	// writes it). When set, policy "predicted" also predicts PCR 7 from
+	// them and the owner certificate (<state_dir>/secureboot/owner.crt)
+	// that signs the served images: machines with Secure Boot on need no
+	// approval of PCR 7, and a firmware whose keys differ needs
+	// re-approval with a diff. Set it only when Secure Boot is on.
+	// Default: "" (PCR 7 stays pinned at approval).
+	// Example: "/etc/sealroot/secureboot-vars".
+	SecureBootVars string `json:"secure_boot_vars,omitempty"`
+	// DownloadRateKiB caps every artifact download, HTTP (kernel,
+	// initramfs, UKI) and TFTP (iPXE), at this many KiB per second per
+	// connection. Leave it off unless machines hang or stall while iPXE
+	// downloads at line rate: some firmware and NIC pairs (UNDI drivers,
+	// some Realtek and Intel onboard NICs) drop packets faster than they
+	// recover. A cap of a few MiB/s per connection is then enough; a
+	// storm of N machines still uses up to N times the cap.
+	// Default: 0 (no cap).
+	// Example: 4096.
+	DownloadRateKiB int64 `json:"download_rate_kib,omitempty"`
 }
 
 // EFI boot modes (BootConfig.EFIBoot).

@@ -247,6 +247,16 @@ func (c *Config) Validate() error {
 		}
 		v.check("iscsi.port", checkPort(c.ISCSI.Port))
 	}
+	if c.Users != nil {
+		switch c.Users.Backend {
+		case "", UsersSealroot, UsersPAM:
+		default:
+			v.check("users.backend", fmt.Errorf("%q: want %q or %q", c.Users.Backend, UsersSealroot, UsersPAM))
+		}
+		if c.Users.PAMService != "" && (c.Users.Backend != UsersPAM || strings.ContainsAny(c.Users.PAMService, "/ \x00")) {
+			v.check("users.pam_service", fmt.Errorf("%q: a PAM service name, with backend %q", c.Users.PAMService, UsersPAM))
+		}
+	}
 	if c.Limits != nil {
 		if _, err := c.Limits.Parse(); err != nil {
 			v.check("limits", err)
@@ -291,6 +301,10 @@ func (b *BootConfig) validate(v *validator) {
 	v.check("boot.initrd", checkArtifactName(b.Initrd))
 	v.check("boot.uki", checkArtifactName(b.UKI))
 	v.check("boot.cmdline", ipxe.CheckCmdline(b.Cmdline))
+	v.check("boot.secure_boot_vars", checkAbsPath(b.SecureBootVars))
+	if b.DownloadRateKiB < 0 {
+		v.check("boot.download_rate_kib", fmt.Errorf("%d is negative (0: no cap)", b.DownloadRateKiB))
+	}
 	if p := b.Pool; p != nil {
 		v.check("boot.pool.subnet", checkPrefix(p.Subnet, true))
 		v.check("boot.pool.start", checkIP(p.Start, true))

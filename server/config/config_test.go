@@ -59,6 +59,8 @@ func TestParseConfig_every_mistake(t *testing.T) {
 			}},
 		"full_dhcp_needs_pool": {`{"boot": {"server_ip": "10.0.0.1", "dhcp_mode": "full"}}`,
 			[]string{"boot.pool: required with dhcp_mode full", "boot.dhcp_interface: required with dhcp_mode full"}},
+		"users": {`{"users": {"backend": "ldap", "pam_service": "../x"}}`,
+			[]string{`users.backend: "ldap": want "sealroot" or "pam"`, `users.pam_service: "../x": a PAM service name, with backend "pam"`}},
 		"nfs_needs_tun": {`{"nfs": {}, "tunnel": {"prefix": "10.200.0.0/16", "endpoint": "10.0.0.1:51820", "netstack": true}}`,
 			[]string{"nfs: NFS roots need the tunnel on a kernel TUN interface"}},
 	} {

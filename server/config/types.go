@@ -100,6 +100,46 @@ type Config struct {
 	// Audit sets the rotation of the audit log (<state_dir>/audit.log);
 	// absent: the defaults below.
 	Audit *AuditConfig `json:"audit,omitempty"`
+	// Users chooses who checks the logins of per-user roots; absent:
+	// sealroot's own user list.
+	Users *UsersConfig `json:"users,omitempty"`
+}
+
+// UsersConfig is the "users" section: the password check of per-user
+// root logins. Rate limits per user and per machine and the audit apply
+// to either backend.
+//
+//	{"users": {"backend": "pam", "pam_service": "sealroot"}}
+type UsersConfig struct {
+	// Backend is "sealroot" (the users of `sealroot user add`, argon2id
+	// hashes in the state database) or "pam" (the site's PAM stack:
+	// LDAP, Kerberos, local accounts; needs a cgo build with libpam).
+	// Default: "sealroot".
+	// Example: "pam".
+	Backend string `json:"backend,omitempty"`
+	// PAMService is the PAM service (/etc/pam.d/NAME) the "pam" backend
+	// authenticates with (auth and account).
+	// Default: "sealroot".
+	// Example: "login".
+	PAMService string `json:"pam_service,omitempty"`
+}
+
+// Users backends.
+const (
+	UsersSealroot = "sealroot"
+	UsersPAM      = "pam"
+)
+
+// PAM returns the PAM service of a "pam" users section, or "" for
+// sealroot's own users.
+func (u *UsersConfig) PAM() string {
+	if u == nil || u.Backend != UsersPAM {
+		return ""
+	}
+	if u.PAMService == "" {
+		return "sealroot"
+	}
+	return u.PAMService
 }
 
 // AuditConfig is the "audit" section: size-based rotation of the audit

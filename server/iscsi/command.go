@@ -3,6 +3,7 @@ package iscsi
 import (
 	"fmt"
 	"runtime/debug"
+	"time"
 
 	"github.com/sealroot/sealroot/iscsi/pdu"
 	"github.com/sealroot/sealroot/server/iscsi/scsi"
@@ -189,7 +190,10 @@ func (c *conn) run(req *pdu.PDU, out []byte) scsi.Result {
 	if lun := req.LUN() >> 48 & 0x3fff; lun != 0 {
 		return otherLUN(req.CDB())
 	}
-	return c.device().Execute(req.CDB(), out)
+	start := time.Now()
+	r := c.device().Execute(req.CDB(), out)
+	c.record(req.CDB(), len(out), r, time.Since(start))
+	return r
 }
 
 // executeWrite runs a command with Data-Out. When the initiator's

@@ -48,6 +48,9 @@ type conn struct {
 	statSN   uint32
 	expCmdSN uint32
 	closing  bool // a Logout was answered
+
+	since time.Time // accepted
+	stats counters
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
@@ -55,6 +58,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 		srv: s, nc: nc, log: s.logger().Named("iscsi").With("remote", nc.RemoteAddr().String()),
 		br: bufio.NewReaderSize(nc, 64<<10), bw: bufio.NewWriterSize(nc, 64<<10),
 		tasks: make(map[uint32]*writeTask), slots: make(chan struct{}, maxInflight),
+		since: time.Now(),
 	}
 }
 
@@ -103,6 +107,11 @@ func (c *conn) login() error {
 		}
 		resp, done, lerr := l.step(req)
 		c.initiator = l.initiatorName
+		if done && lerr == nil {
+			// The session exists before the initiator learns it does:
+			// RemoveTargetIfIdle and Sessions see it from then on.
+			c.enter(l, req)
+		}
 		if err := pdu.Write(c.nc, resp, pdu.Limits{}); err != nil {
 			return fmt.Errorf("iscsi: write login response: %w", err)
 		}
@@ -110,7 +119,6 @@ func (c *conn) login() error {
 			return lerr
 		}
 		if done {
-			c.enter(l, req)
 			return nil
 		}
 	}

@@ -81,6 +81,11 @@ type Server struct {
 	// MaxConns bounds open connections, logged in or not; more are
 	// closed on accept. Zero means 256.
 	MaxConns int
+	// OnCommand, if set, is called after each SCSI command with its
+	// class (OpRead, OpWrite, OpSync, OpOther) and how long it ran.
+	OnCommand func(op string, took time.Duration)
+
+	stats counters // over every connection
 
 	mu      sync.Mutex
 	targets map[string]*Target // by IQN

@@ -162,3 +162,11 @@ func (m *Manager) plainSecrets(ctx context.Context, machineID string) (map[strin
 	}
 	return out, nil
 }
+
+// RedactionValues returns machine id's secret values for one use only:
+// removing them from text an agent sent (its boot report) before it is
+// stored. They never leave the server process, so the read is not an
+// audited release (PlainSecrets is the one for sealing).
+func (m *Manager) RedactionValues(ctx context.Context, machineID string) (map[string][]byte, error) {
+	return m.plainSecrets(ctx, machineID)
+}

@@ -56,6 +56,11 @@ func viewHistory(h []store.BootAttempt) []api.BootAttempt {
 			Reason:         a.Reason,
 			AgentVersion:   a.AgentVersion,
 			DurationMillis: a.Duration.Milliseconds(),
+			Failed:         a.Failed,
+			Error:          a.Error,
+		}
+		for _, st := range a.Stages {
+			out[i].Stages = append(out[i].Stages, api.StageTiming{Name: st.Name, Millis: st.Duration.Milliseconds()})
 		}
 	}
 	return out

@@ -23,6 +23,7 @@ import (
 	"net/http"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,6 +31,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/sealroot/sealroot/server/attest"
+	"github.com/sealroot/sealroot/server/servestats"
+	"github.com/sealroot/sealroot/wire"
 )
 
 // Sources are the live values the gauges read at each scrape. Nil funcs
@@ -52,6 +55,16 @@ type Sources struct {
 	// Noise counts connections that ended before naming an identity, by
 	// kind (refused, busy, idle, half-open, garbage, abandoned).
 	Noise func() map[string]uint64
+	// Served is what each boot service served, by service.
+	Served func() map[string]servestats.Snapshot
+	// Tunnel, ISCSI and NFS are those services added up; nil without
+	// the service.
+	Tunnel func() (TunnelStats, error)
+	ISCSI  func() ISCSIStats
+	NFS    func() NFSStats
+	// BootReports counts agents' boot report connections by result
+	// (stored, bad, stranger, busy, error).
+	BootReports func() map[string]uint64
 	// Ready reports whether the server serves; nil: always ready.
 	Ready func() error
 }
@@ -62,6 +75,9 @@ type Metrics struct {
 	reg       *prometheus.Registry
 	attempts  *prometheus.CounterVec
 	durations *prometheus.HistogramVec
+	stages    *prometheus.HistogramVec
+	failures  *prometheus.CounterVec
+	iscsiLat  *prometheus.HistogramVec
 	ready     func() error
 }
 
@@ -80,9 +96,23 @@ func New(src Sources) *Metrics {
 			Help:    "Time from an agent's hello to the server's decision, by outcome.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{"outcome"}),
+		stages: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "sealroot_agent_stage_duration_seconds",
+			Help:    "The agents' own step timings, as their boot reports said, by step.",
+			Buckets: []float64{.01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300},
+		}, []string{"stage"}),
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sealroot_agent_stage_failures_total",
+			Help: "Steps that failed after attestation, as agents' boot reports said, by step.",
+		}, []string{"stage"}),
+		iscsiLat: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "sealroot_iscsi_command_duration_seconds",
+			Help:    "Time the target took to execute SCSI commands, by portal (tunnel, plain) and operation (read, write, sync, other).",
+			Buckets: []float64{.0001, .0005, .001, .005, .01, .05, .1, .5, 1, 5},
+		}, []string{"portal", "op"}),
 		ready: src.Ready,
 	}
-	m.reg.MustRegister(m.attempts, m.durations, buildInfo(),
+	m.reg.MustRegister(m.attempts, m.durations, m.stages, m.failures, m.iscsiLat, buildInfo(),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.reg.MustRegister(&sourceCollector{src: src})
 	return m
@@ -92,6 +122,33 @@ func New(src Sources) *Metrics {
 func (m *Metrics) Observe(a attest.Attempt) {
 	m.attempts.WithLabelValues(a.Outcome, a.Check).Inc()
 	m.durations.WithLabelValues(a.Outcome).Observe(a.Duration.Seconds())
+}
+
+// AgentStages are the agent's step names (agent.Run); any other name an
+// agent reports is exported as "other", so agents cannot grow the label
+// set.
+var AgentStages = []string{"entropy", "modules", "network", "attest", "tunnel", "root", "provision"}
+
+// ObserveBootReport records an agent's reported step timings.
+func (m *Metrics) ObserveBootReport(r *wire.BootReport) {
+	for _, s := range r.Stages {
+		m.stages.WithLabelValues(stageLabel(s.Name)).Observe(s.Duration.Seconds())
+	}
+	if r.Failed != "" {
+		m.failures.WithLabelValues(stageLabel(r.Failed)).Inc()
+	}
+}
+
+func stageLabel(name string) string {
+	if slices.Contains(AgentStages, name) {
+		return name
+	}
+	return "other"
+}
+
+// ObserveISCSICommand records one SCSI command's execution time.
+func (m *Metrics) ObserveISCSICommand(portal, op string, took time.Duration) {
+	m.iscsiLat.WithLabelValues(portal, op).Observe(took.Seconds())
 }
 
 // Registry is where the metrics are registered (for tests and for other

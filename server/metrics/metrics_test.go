@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/sealroot/sealroot/server/attest"
+	"github.com/sealroot/sealroot/server/servestats"
+	"github.com/sealroot/sealroot/wire"
 )
 
 // everySource returns Sources with every field set.
@@ -24,6 +26,15 @@ func everySource() Sources {
 		EventSubscribers: func() int { return 1 },
 		UnknownRefused:   func() map[string]uint64 { return map[string]uint64{"event-log": 5} },
 		Noise:            func() map[string]uint64 { return map[string]uint64{"garbage": 7} },
+		BootReports:      func() map[string]uint64 { return map[string]uint64{"stored": 1} },
+		Served: func() map[string]servestats.Snapshot {
+			return map[string]servestats.Snapshot{"http": {Requests: map[string]uint64{"2xx": 1}, SentBytes: 10}}
+		},
+		Tunnel: func() (TunnelStats, error) {
+			return TunnelStats{Peers: 2, HandshakeAges: []time.Duration{time.Minute}, NoHandshake: 1, RxBytes: 5, TxBytes: 6}, nil
+		},
+		ISCSI: func() ISCSIStats { return ISCSIStats{Sessions: 1, ReadBytes: 4096, Commands: 3} },
+		NFS:   func() NFSStats { return NFSStats{Exports: 1, Up: true} },
 	}
 }
 
@@ -32,6 +43,8 @@ func everySource() Sources {
 func gathered(t *testing.T, m *Metrics) map[string]bool {
 	t.Helper()
 	m.Observe(attest.Attempt{Outcome: "refused", Check: "event-log", Duration: time.Millisecond})
+	m.ObserveBootReport(&wire.BootReport{Stages: []wire.StageTiming{{Name: "attest", Duration: time.Second}}, Failed: "root"})
+	m.ObserveISCSICommand("tunnel", "read", time.Millisecond)
 	mfs, err := m.Registry().Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -86,6 +99,7 @@ func TestNoMachineLabels(t *testing.T) {
 	m := New(everySource())
 	id := strings.Repeat("ab", 32)
 	m.Observe(attest.Attempt{MachineID: id, Remote: "192.0.2.7:4433", Outcome: "allowed", Check: "policy", Reason: "ok " + id})
+	m.ObserveBootReport(&wire.BootReport{Stages: []wire.StageTiming{{Name: "m" + id[:16]}}, Failed: "m" + id[:16]})
 	mfs, err := m.Registry().Gather()
 	if err != nil {
 		t.Fatal(err)

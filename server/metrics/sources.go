@@ -27,6 +27,8 @@ var (
 		"Attestations by identities the server does not know, refused, by check.", []string{"check"}, nil)
 	descNoise = prometheus.NewDesc("sealroot_attestation_noise_total",
 		"Connections that ended before naming an identity (never logged one by one), by kind.", []string{"kind"}, nil)
+	descBootReports = prometheus.NewDesc("sealroot_boot_reports_total",
+		"Agents' boot report connections by result (stored, bad, stranger, busy, error).", []string{"result"}, nil)
 	descScrapeErrors = prometheus.NewDesc("sealroot_metrics_source_errors",
 		"Sources that failed to answer in this scrape (store, files).", []string{"source"}, nil)
 )
@@ -36,7 +38,10 @@ var machineStates = []string{"pending", "approved", "needs-reapproval", "revoked
 
 func (c *sourceCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descInFlight, descMachines, descStoreBytes, descAuditBytes,
-		descCertExpiry, descSubscribers, descUnknown, descNoise, descScrapeErrors} {
+		descCertExpiry, descSubscribers, descUnknown, descNoise, descBootReports, descScrapeErrors} {
+		ch <- d
+	}
+	for _, d := range servedDescs {
 		ch <- d
 	}
 }
@@ -89,6 +94,12 @@ func (c *sourceCollector) Collect(ch chan<- prometheus.Metric) {
 	if s.Noise != nil {
 		for kind, n := range s.Noise() {
 			ch <- prometheus.MustNewConstMetric(descNoise, prometheus.CounterValue, float64(n), kind)
+		}
+	}
+	collectServed(ch, s, failed, func(source string) { errs[source] = 0 })
+	if s.BootReports != nil {
+		for result, n := range s.BootReports() {
+			ch <- prometheus.MustNewConstMetric(descBootReports, prometheus.CounterValue, float64(n), result)
 		}
 	}
 	if s.UnknownRefused != nil {

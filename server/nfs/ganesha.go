@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -56,6 +57,7 @@ type Ganesha struct {
 	done     chan struct{} // closed when the supervisor ends
 	once     sync.Once
 	setMu    sync.Mutex // serializes SetExports: one reload at a time
+	restarts atomic.Uint64
 
 	mu      sync.Mutex
 	proc    *os.Process   // the running daemon, nil between runs
@@ -233,4 +235,14 @@ func (g *Ganesha) onInitialized(proc *os.Process) {
 		g.reloadLocked()
 	}
 	g.notifyLocked()
+}
+
+// Restarts returns how often the daemon died and was restarted.
+func (g *Ganesha) Restarts() uint64 { return g.restarts.Load() }
+
+// Running reports whether the daemon runs and serves its exports.
+func (g *Ganesha) Running() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.proc != nil && g.ready
 }

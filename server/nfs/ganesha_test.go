@@ -119,8 +119,12 @@ func TestGanesha(t *testing.T) {
 		if err := old.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
+		before := g.Restarts()
 		waitRestarted(t, g, old)
 		checkServed(t, n)
+		if got := g.Restarts(); got <= before || !g.Running() {
+			t.Errorf("after a kill: Restarts() = %d (was %d), Running() = %v; want counted and running", got, before, g.Running())
+		}
 	})
 	t.Run("root_write_not_squashed", func(t *testing.T) {
 		src := filepath.Join(t.TempDir(), "small")

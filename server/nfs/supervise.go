@@ -27,6 +27,7 @@ func (g *Ganesha) supervise() {
 		if time.Since(began) > quickDeath {
 			backoff = g.cfg.MinBackoff
 		}
+		g.restarts.Add(1)
 		g.log.Error("ganesha exited; restarting", "error", err, "backoff", backoff)
 		select {
 		case <-g.stop:

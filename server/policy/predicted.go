@@ -28,6 +28,8 @@ const (
 	evSeparator                  = 0x00000004
 	evEFIBootServicesApplication = 0x80000003
 	evEFIAction                  = 0x80000007
+	evEFIVariableDriverConfig    = 0x80000001
+	evEFIVariableAuthority       = 0x800000E0
 )
 
 // separatorDigests are the sha256-bank digests of the separators firmware
@@ -68,9 +70,12 @@ func evaluatePredicted(m *store.Machine, observed *store.BootState, pred *predic
 	if len(reasons) > 0 {
 		return Verdict{Decision: Refuse, Reason: strings.Join(reasons, "; ")}
 	}
+	if v, ok := checkSecureBoot(m, observed, pred); !ok {
+		return v
+	}
 	var rules []Rule
 	for _, r := range Rules(m.Approved) {
-		if !slices.Contains(predictedPCRs, r.PCR) {
+		if !slices.Contains(predictedPCRs, r.PCR) && !(pred.SecureBoot != nil && r.PCR == predict.PCRSecureBootPolicy) {
 			rules = append(rules, r)
 		}
 	}
@@ -86,6 +91,51 @@ func evaluatePredicted(m *store.Machine, observed *store.BootState, pred *predic
 	}
 	return Verdict{Decision: Allow, Reason: fmt.Sprintf("boot matches the prediction for %s (sha256:%x); %d firmware PCRs match",
 		pred.BootApps[1].Name, short4(pred.BootApps[1].Digest), len(rules))}
+}
+
+// checkSecureBoot judges PCR 7 when pred predicts it (Secure Boot
+// variables configured): it must equal the prediction, or the value an
+// operator approved (a firmware whose keys differ from the configured
+// ones, approved with its diff). Otherwise the machine needs
+// re-approval, with a diff of the predicted and measured PCR 7 events.
+// ok reports whether PCR 7 passed (or is not predicted).
+func checkSecureBoot(m *store.Machine, observed *store.BootState, pred *predict.Prediction) (_ Verdict, ok bool) {
+	if pred.SecureBoot == nil {
+		return Verdict{}, true
+	}
+	const pcr = predict.PCRSecureBootPolicy
+	got, quoted := observed.PCRs[pcr]
+	switch {
+	case !quoted:
+		return Verdict{Decision: Refuse, Reason: "PCR 7 was not quoted"}, false
+	case bytes.Equal(got, pred.SecureBoot.PCR7):
+		return Verdict{}, true
+	case m.Approved != nil && bytes.Equal(got, m.Approved.PCRs[pcr]):
+		return Verdict{}, true
+	}
+	return Verdict{
+		Decision: NeedsReapproval,
+		Reason:   "PCR 7 (Secure Boot keys and signers) differs from the prediction from boot.secure_boot_vars",
+		Diff:     DiffEvents(predictedPCR7(pred.SecureBoot), onlyPCRs(observed, []int{pcr})),
+	}, false
+}
+
+// predictedPCR7 is a Secure Boot prediction as a boot state, for
+// DiffEvents.
+func predictedPCR7(p *predict.SecureBootPrediction) *store.BootState {
+	bs := &store.BootState{PCRs: map[int][]byte{predict.PCRSecureBootPolicy: p.PCR7}}
+	for i, e := range p.Events {
+		typ, name := uint32(evEFIVariableDriverConfig), "EV_EFI_VARIABLE_DRIVER_CONFIG"
+		switch {
+		case i == predict.PCR7Variables:
+			typ, name = evSeparator, "EV_SEPARATOR"
+		case i > predict.PCR7Variables:
+			typ, name = evEFIVariableAuthority, "EV_EFI_VARIABLE_AUTHORITY"
+		}
+		bs.Events = append(bs.Events, eventlog.Event{PCR: predict.PCRSecureBootPolicy, Sequence: i, Type: typ, TypeName: name,
+			Digest: e.Digest, Description: "predicted " + e.Name})
+	}
+	return bs
 }
 
 // bootAppEvents returns observed's PCR 4 events labeled as boot

@@ -21,7 +21,12 @@
 //     is "uki.efi console=ttyS0 ..." as UTF-16LE with its terminating NUL.
 //     Without arguments it is the image name alone. (With Secure Boot on,
 //     systemd-stub ignores it and measures nothing into PCR 12; Debian's
-//     iPXE is unsigned, so that case does not arise.)
+//     iPXE is unsigned, so that case does not arise with it; it does
+//     with firmware HTTP boot or a signed iPXE.)
+//   - With Secure Boot on (Artifacts.SecureBoot; verified on the same
+//     OVMF with the snakeoil keys): PCR 7 as PredictPCR7 says; PCR 4
+//     holds the UKI but no event for the kernel, which systemd-stub
+//     starts without the firmware's LoadImage; PCR 12 holds nothing.
 //
 // Predict is pure; Cache recomputes a prediction when the served files
 // change.
@@ -29,6 +34,7 @@ package predict
 
 import (
 	"crypto/sha256"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"strings"
@@ -58,6 +64,13 @@ type Artifacts struct {
 	UKIName string
 	// Cmdline is the command line on the script's kernel line.
 	Cmdline string
+	// SecureBoot, when set, are the Secure Boot variables the machines'
+	// firmware holds (Secure Boot on), and Signers the certificates that
+	// signed the images it verifies (the owner certificate): PCR 7 is
+	// predicted, and PCR 12 holds nothing (systemd-stub ignores the
+	// loader's command line with Secure Boot on).
+	SecureBoot *SecureBootVars
+	Signers    []*x509.Certificate
 }
 
 // Event is one predicted event: what it measures, and its sha256 digest.
@@ -69,7 +82,7 @@ type Event struct {
 // Prediction is what a machine booting the artifacts must measure.
 type Prediction struct {
 	// BootApps are PCR 4's EV_EFI_BOOT_SERVICES_APPLICATION digests, in
-	// load order: iPXE, the UKI, the kernel.
+	// load order: iPXE, the UKI, the kernel (not with Secure Boot on).
 	BootApps []Event `json:"boot_apps"`
 	// KernelImage are PCR 11's events, in order; PCR11 is their result.
 	KernelImage []Event `json:"kernel_image"`
@@ -77,6 +90,8 @@ type Prediction struct {
 	// Cmdline is PCR 12's one event; PCR12 is its result.
 	Cmdline Event  `json:"cmdline"`
 	PCR12   []byte `json:"pcr12"`
+	// SecureBoot is PCR 7, when Artifacts.SecureBoot was given.
+	SecureBoot *SecureBootPrediction `json:"secure_boot,omitempty"`
 }
 
 // measuredSections is systemd-stub 252's measurement order (its
@@ -139,11 +154,27 @@ func Predict(a Artifacts) (*Prediction, error) {
 			Event{Name: name, Digest: sectionDigest(s)})
 	}
 	p.PCR11 = Replay(p.KernelImage)
+	if a.SecureBoot != nil {
+		if p.SecureBoot, err = PredictPCR7(*a.SecureBoot, a.Signers); err != nil {
+			return nil, err
+		}
+		// With Secure Boot on, systemd-stub 252 starts the kernel
+		// without the firmware's LoadImage: no PCR 4 event for it (the
+		// UKI's digest and PCR 11's .linux cover it).
+		p.BootApps = p.BootApps[:2]
+		p.Cmdline = Event{Name: NoCmdline}
+		p.PCR12 = Replay(nil)
+		return p, nil
+	}
 	text := LoadOptions(a.UKIName, a.Cmdline)
 	p.Cmdline = Event{Name: text, Digest: sum(utf16z(text))}
 	p.PCR12 = Replay([]Event{p.Cmdline})
 	return p, nil
 }
+
+// NoCmdline names the PCR 12 event of a Secure Boot prediction: none,
+// PCR 12 stays zero.
+const NoCmdline = "(none: with Secure Boot on systemd-stub ignores the loader's command line)"
 
 // LoadOptions is the command line iPXE passes to an image it boots: its
 // name, then a space and the arguments if there are any.

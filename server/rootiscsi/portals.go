@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -95,4 +96,56 @@ func (ps *Portals) Close() error {
 		}
 	}
 	return nil
+}
+
+// Session is a logged-in iSCSI session and the portal it came through
+// ("tunnel" or "plain").
+type Session struct {
+	iscsi.SessionInfo
+	Portal string
+}
+
+// Sessions returns the sessions logged in on either portal.
+func (ps *Portals) Sessions() []Session {
+	var out []Session
+	for portal, srv := range ps.servers() {
+		for _, s := range srv.Sessions() {
+			out = append(out, Session{SessionInfo: s, Portal: portal})
+		}
+	}
+	return out
+}
+
+// Totals returns the portals' counts added up.
+func (ps *Portals) Totals() iscsi.Totals {
+	var t iscsi.Totals
+	for _, srv := range ps.servers() {
+		st := srv.Totals()
+		t.Sessions += st.Sessions
+		t.ReadBytes += st.ReadBytes
+		t.WrittenBytes += st.WrittenBytes
+		t.Commands += st.Commands
+		t.Errors += st.Errors
+	}
+	return t
+}
+
+// OnCommand makes both portals call f with their name ("tunnel",
+// "plain") after each SCSI command (see iscsi.Server.OnCommand). Call it
+// before Serve.
+func (ps *Portals) OnCommand(f func(portal, op string, took time.Duration)) {
+	for portal, srv := range ps.servers() {
+		srv.OnCommand = func(op string, took time.Duration) { f(portal, op, took) }
+	}
+}
+
+func (ps *Portals) servers() map[string]*iscsi.Server {
+	out := map[string]*iscsi.Server{}
+	if ps.tunnelSrv != nil {
+		out["tunnel"] = ps.tunnelSrv
+	}
+	if ps.plainSrv != nil {
+		out["plain"] = ps.plainSrv
+	}
+	return out
 }

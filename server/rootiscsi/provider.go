@@ -25,6 +25,7 @@
 package rootiscsi
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -144,10 +145,13 @@ type record struct {
 	MachineID string `json:"machine_id"`
 	Base      string `json:"base"`
 	// Volatile serves the base itself, read-only, instead of a volume.
-	Volatile  bool     `json:"volatile,omitempty"`
-	Tunnelled bool     `json:"tunnelled"`
-	Addr      string   `json:"addr,omitempty"` // admitted source address, plain transport
-	CHAP      pdu.CHAP `json:"chap"`
+	Volatile  bool   `json:"volatile,omitempty"`
+	Tunnelled bool   `json:"tunnelled"`
+	Addr      string `json:"addr,omitempty"` // admitted source address, plain transport
+	// Holder is the machine that mounts a user's root (MachineID is then
+	// the root's key, roots.UserRootKey); empty for a machine's own root.
+	Holder string   `json:"holder,omitempty"`
+	CHAP   pdu.CHAP `json:"chap"`
 }
 
 // New returns a Provider.
@@ -198,13 +202,14 @@ func shortID(id string) string { return id[:min(len(id), 16)] }
 // itself, shared with every volatile machine of that base; the agent puts
 // a tmpfs upper over it.
 func (p *Provider) Prepare(ctx context.Context, req roots.Request) (wire.RootPlan, map[string][]byte, error) {
+	key := req.RootKey()
 	name := req.Plan.Params[wire.ImageParam]
 	if name == "" {
 		return wire.RootPlan{}, nil, ErrNoImage
 	}
 	var base string
 	if req.Plan.Kind != wire.RootVolatile {
-		if meta, err := p.cfg.Volumes.Meta(req.MachineID); err == nil {
+		if meta, err := p.cfg.Volumes.Meta(key); err == nil {
 			base = meta.Base
 		}
 	}
@@ -212,7 +217,10 @@ func (p *Provider) Prepare(ctx context.Context, req roots.Request) (wire.RootPla
 	if err != nil {
 		return wire.RootPlan{}, nil, fmt.Errorf("root image: %w", err)
 	}
-	rec := &record{MachineID: req.MachineID, Base: im.Digest, Volatile: req.Plan.Kind == wire.RootVolatile, Tunnelled: req.Tunnel != nil}
+	rec := &record{MachineID: key, Base: im.Digest, Volatile: req.Plan.Kind == wire.RootVolatile, Tunnelled: req.Tunnel != nil}
+	if key != req.MachineID {
+		rec.Holder = req.MachineID
+	}
 	srv, portal := p.cfg.Plain, p.cfg.PlainPortal
 	if rec.Tunnelled {
 		srv, portal = p.cfg.Tunnelled, p.cfg.TunnelPortal
@@ -225,16 +233,21 @@ func (p *Provider) Prepare(ctx context.Context, req roots.Request) (wire.RootPla
 	if rec.CHAP, err = p.newCHAP(); err != nil {
 		return wire.RootPlan{}, nil, err
 	}
+	// The machine boots again: the user roots it mounted before are no
+	// longer its own.
+	if err := p.withdraw(func(k string, r *record) bool { return r.Holder == req.MachineID && k != key }); err != nil {
+		return wire.RootPlan{}, nil, err
+	}
 	if err := p.serve(ctx, rec, true); err != nil {
 		return wire.RootPlan{}, nil, err
 	}
 	if err := p.save(rec); err != nil {
-		p.Release(ctx, req.MachineID)
+		p.Release(ctx, key)
 		return wire.RootPlan{}, nil, err
 	}
-	p.log.Info("iscsi root ready", "machine", req.MachineID, "target", TargetIQN(req.MachineID), "base", im.Digest,
+	p.log.Info("iscsi root ready", "machine", key, "target", TargetIQN(key), "base", im.Digest,
 		"volatile", rec.Volatile, "tunnelled", rec.Tunnelled, "portal", portal)
-	return plan(req.MachineID, req.Plan, portal), secretsOf(rec.CHAP), nil
+	return plan(key, req.Plan, portal), secretsOf(rec.CHAP), nil
 }
 
 // plan is the agent's root plan: the operator's parameters with the
@@ -365,6 +378,9 @@ func (p *Provider) openVolume(ctx context.Context, id, base string, create bool)
 // the machine's own address.
 func (p *Provider) admit(rec *record) func(net.Addr, string) bool {
 	id, initiator := rec.MachineID, InitiatorIQN(rec.MachineID)
+	if rec.Holder != "" {
+		id = rec.Holder
+	}
 	if rec.Tunnelled {
 		peers := p.cfg.Peers
 		return func(remote net.Addr, name string) bool {
@@ -382,17 +398,32 @@ func (p *Provider) admit(rec *record) func(net.Addr, string) bool {
 // Release withdraws the machine's target (closing its sessions), closes
 // its volume and forgets its credentials. The volume itself stays.
 func (p *Provider) Release(_ context.Context, machineID string) error {
+	err := p.withdraw(func(key string, rec *record) bool { return key == machineID || rec.Holder == machineID })
+	return errors.Join(err, p.remove(machineID)) // a record not served (restore failed) goes too
+}
+
+// withdraw removes the targets of the roots that match (by key and
+// record), closes their volumes and forgets their credentials.
+func (p *Provider) withdraw(match func(key string, rec *record) bool) error {
 	p.mu.Lock()
-	s := p.machines[machineID]
-	delete(p.machines, machineID)
-	p.mu.Unlock()
-	var err error
-	if s != nil {
-		s.srv.RemoveTarget(TargetIQN(machineID))
-		err = s.lun.Close()
-		p.log.Info("iscsi root withdrawn", "machine", machineID)
+	var gone []*served
+	for k, s := range p.machines {
+		if match(k, s.rec) {
+			gone = append(gone, s)
+			delete(p.machines, k)
+		}
 	}
-	return errors.Join(err, p.remove(machineID))
+	p.mu.Unlock()
+	var errs []error
+	for _, s := range gone {
+		s.srv.RemoveTarget(TargetIQN(s.rec.MachineID))
+		errs = append(errs, s.lun.Close())
+		p.log.Info("iscsi root withdrawn", "root", s.rec.MachineID, "machine", cmp.Or(s.rec.Holder, s.rec.MachineID))
+	}
+	for _, s := range gone {
+		errs = append(errs, p.remove(s.rec.MachineID))
+	}
+	return errors.Join(errs...)
 }
 
 // ReleaseIdle withdraws the machine's target as Release does, but only

@@ -316,3 +316,14 @@ func (p *Provider) exportsLocked() []nfs.Export {
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
 }
+
+// Exports returns the exports served now, by machine ID.
+func (p *Provider) Exports() map[string]nfs.Export {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make(map[string]nfs.Export, len(p.live))
+	for id, st := range p.live {
+		out[id] = nfs.Export{ID: st.ExportID, Path: p.root(id), Name: ExportName(id), Client: st.Client, ReadOnly: st.Volatile}
+	}
+	return out
+}

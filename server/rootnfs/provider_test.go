@@ -220,6 +220,9 @@ func TestNFSRoots(t *testing.T) {
 		t.Fatalf("Prepare B = %v", err)
 	}
 	l.mustRead(t, l.a, idA, "/etc/os-release", "base tree\n")
+	if ex := l.p.Exports(); len(ex) != 2 || ex[idA].Client.String() != addrA || ex[idB].Client.String() != addrB || ex[idA].Name != ExportName(idA) {
+		t.Errorf("Exports() = %+v, want A's and B's, each to its own address", ex)
+	}
 	if err := l.write(l.a, idA, "/mine", "A's change\n"); err != nil {
 		t.Fatalf("A writes its root: %v", err)
 	}

@@ -17,6 +17,8 @@ package roots
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -36,6 +38,27 @@ type Request struct {
 	RemoteAddr string
 	// Tunnel is the machine's tunnel plan, nil without a tunnel.
 	Tunnel *wire.TunnelPlan
+	// Key, when set, is the key the root is kept under instead of
+	// MachineID: a user's per-user root (UserRootKey), which the machine
+	// MachineID mounts for this boot.
+	Key string
+}
+
+// RootKey is the key the request's root is kept under: Key, else the
+// machine's ID.
+func (r Request) RootKey() string {
+	if r.Key != "" {
+		return r.Key
+	}
+	return r.MachineID
+}
+
+// UserRootKey is the key of user's per-user root in the providers, which
+// key roots by hex IDs: 40 hex digits of a hash of the name, so that it
+// can meet no machine ID (64 digits) and no other user's.
+func UserRootKey(user string) string {
+	sum := sha256.Sum256([]byte("sealroot user root\x00" + user))
+	return hex.EncodeToString(sum[:20])
 }
 
 // Provider serves machines one or more kinds of root.
@@ -169,7 +192,7 @@ func (s *Service) Prepare(ctx context.Context, req Request) (wire.RootPlan, map[
 		if p == own {
 			continue
 		}
-		if err := p.Release(ctx, req.MachineID); err != nil {
+		if err := p.Release(ctx, req.RootKey()); err != nil {
 			return wire.RootPlan{}, nil, err
 		}
 	}

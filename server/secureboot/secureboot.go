@@ -200,3 +200,50 @@ func Fingerprint(dir string) (string, error) {
 	sum := sha256.Sum256(b)
 	return fmt.Sprintf("%x", sum), nil
 }
+
+// Initialized reports whether dir holds an owner key and certificate, so
+// the images sealroot serves are signed.
+func Initialized(dir string) bool {
+	for _, name := range []string{KeyFile, CertFile} {
+		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// SignedIPXE is the file, in an owner directory, of the signed copy of
+// the iPXE EFI binary the server serves when Secure Boot is initialized.
+const SignedIPXE = "ipxe.efi"
+
+// SignCopy keeps out a copy of the EFI image in signed with the owner key
+// in dir: it signs again when out is missing or older than in, the key or
+// the certificate, and otherwise does nothing.
+func SignCopy(ctx context.Context, dir, in, out string) error {
+	if fresh, err := newerThan(out, in, filepath.Join(dir, KeyFile), filepath.Join(dir, CertFile)); err != nil || fresh {
+		return err
+	}
+	return Sign(ctx, dir, in, out)
+}
+
+// newerThan reports whether path exists and was modified after every
+// one of inputs.
+func newerThan(path string, inputs ...string) (bool, error) {
+	fi, err := os.Stat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("secureboot sign: %w", err)
+	}
+	for _, in := range inputs {
+		ii, err := os.Stat(in)
+		if err != nil {
+			return false, fmt.Errorf("secureboot sign: %w", err)
+		}
+		if !fi.ModTime().After(ii.ModTime()) {
+			return false, nil
+		}
+	}
+	return true, nil
+}

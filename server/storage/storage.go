@@ -159,3 +159,15 @@ func peerActive(tn *tunnel.Tunnel, machineID string, now time.Time) bool {
 	}
 	return ok && !st.LastHandshake.IsZero() && now.Sub(st.LastHandshake) < 3*time.Minute
 }
+
+// NFSExports returns the NFS roots exported now, by machine ID; nil
+// without NFS.
+func (st *Storage) NFSExports() map[string]nfs.Export {
+	if st.nfsRoots == nil {
+		return nil
+	}
+	return st.nfsRoots.Exports()
+}
+
+// Ganesha is the supervised nfs-ganesha, nil without NFS.
+func (st *Storage) Ganesha() *nfs.Ganesha { return st.ganesha }

@@ -28,19 +28,20 @@ var (
 	ErrNewerSchema = errors.New("state database written by a newer sealroot")
 )
 
-// Bucket layout (schema version 4):
+// Bucket layout (schema version 5):
 //
-//	meta     "version" -> "3"
+//	meta     "version" -> "5"
 //	machines <id>      -> JSON Machine
 //	seen     <id>      -> JSON seen: the fields each boot changes, which
 //	                      override those in the machine record
 //	history  <id>      -> bucket: <8-byte sequence> -> JSON BootAttempt,
-//	                      the last MaxHistory attempts (since 4; history.go)
+//	                      the last MaxHistory attempts (since 5; history.go)
 //	names    <name>    -> <id>          (unique index; empty names are not indexed)
 //	secrets  <id>      -> bucket: <secret name> -> ciphertext
 //	groups   <name>    -> JSON Group
 //	dhcp_leases        <IPv4>  -> JSON DHCPLease        (since 3)
 //	dhcp_reservations  <MAC>   -> JSON DHCPReservation  (since 3)
+//	boot_logs          <id>    -> JSON []BootLog        (since 4)
 //
 // Open migrates an older schema forward in one transaction (migrations)
 // and refuses a newer one with ErrNewerSchema.
@@ -54,11 +55,12 @@ var (
 	bucketHistory  = []byte("history")
 	bucketLeases   = []byte("dhcp_leases")
 	bucketReserved = []byte("dhcp_reservations")
+	bucketBootLogs = []byte("boot_logs")
 	keyVersion     = []byte("version")
 )
 
 // SchemaVersion is the version of the bucket layout this sealroot writes.
-const SchemaVersion = 4
+const SchemaVersion = 5
 
 // migrations[v] moves a schema v database to v+1. Buckets of every
 // version are created by init first; a migration moves records.
@@ -72,7 +74,11 @@ var migrations = map[int]func(*DB, *bolt.Tx) error{
 		}
 		return nil
 	},
-	3: (*DB).migrateHistory, // history out of the seen records
+	3: func(_ *DB, tx *bolt.Tx) error { // agents' boot logs
+		_, err := tx.CreateBucketIfNotExists(bucketBootLogs)
+		return err
+	},
+	4: (*DB).migrateHistory, // history out of the seen records
 }
 
 // lockTimeout is how long Open waits for the file lock.

@@ -159,6 +159,11 @@ func (db *DB) UpdateMachine(ctx context.Context, id string, fn func(*Machine) er
 				return fmt.Errorf("update machine %s: %w", id, err)
 			}
 		}
+		if m.State == StateRevoked { // a revoked machine holds no user's root
+			if err := freeMachineLeases(tx, id, ""); err != nil {
+				return fmt.Errorf("update machine %s: %w", id, err)
+			}
+		}
 		out = m
 		return nil
 	})
@@ -232,6 +237,9 @@ func (db *DB) DeleteMachine(ctx context.Context, id string) error {
 		if err := deleteFiles(tx, FileOwner{Machine: id}); err != nil {
 			return fmt.Errorf("delete machine %s: %w", id, err)
 		}
+		if err := freeMachineLeases(tx, id, ""); err != nil {
+			return fmt.Errorf("delete machine %s: %w", id, err)
+		}
 		if err := machines.Delete([]byte(id)); err != nil {
 			return fmt.Errorf("delete machine %s: %w", id, err)
 		}
@@ -240,6 +248,9 @@ func (db *DB) DeleteMachine(ctx context.Context, id string) error {
 		}
 		if err := deleteHistory(tx, id); err != nil {
 			return fmt.Errorf("delete machine %s: %w", id, err)
+		}
+		if err := tx.Bucket(bucketBootLogs).Delete([]byte(id)); err != nil {
+			return fmt.Errorf("delete machine %s: boot logs: %w", id, err)
 		}
 		db.cache.remove(id)
 		return nil

@@ -137,7 +137,10 @@ func (m *Machine) clone() *Machine {
 	c.Approved = m.Approved.clone()
 	c.Reported = m.Reported.clone()
 	c.Root.Params = maps.Clone(m.Root.Params)
-	c.History = slices.Clone(m.History) // BootAttempt holds only values
+	c.History = slices.Clone(m.History)
+	for i := range c.History {
+		c.History[i].Stages = slices.Clone(m.History[i].Stages) // StageTiming holds only values
+	}
 	return &c
 }
 

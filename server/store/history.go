@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/maphash"
+	"reflect"
 	"slices"
 	"sync"
 
@@ -155,7 +156,7 @@ type attemptKey struct {
 
 type cachedAttempt struct {
 	sum recordSum
-	a   BootAttempt // values only: copies share nothing
+	a   BootAttempt // never handed out: callers get copies
 }
 
 func newHistoryCache() *historyCache {
@@ -169,14 +170,18 @@ func (c *historyCache) decode(id string, k, v []byte) (BootAttempt, error) {
 	e, ok := c.m[key]
 	c.mu.Unlock()
 	if ok && e.sum == sum {
-		return e.a, nil
+		a := e.a
+		a.Stages = slices.Clone(a.Stages)
+		return a, nil
 	}
 	var a BootAttempt
 	if err := json.Unmarshal(v, &a); err != nil {
 		return BootAttempt{}, fmt.Errorf("machine %s: history: %w: %v", id, ErrCorrupt, err)
 	}
+	kept := a
+	kept.Stages = slices.Clone(a.Stages)
 	c.mu.Lock()
-	c.m[key] = cachedAttempt{sum, a}
+	c.m[key] = cachedAttempt{sum, kept}
 	c.mu.Unlock()
 	return a, nil
 }
@@ -198,10 +203,7 @@ func seqOf(k []byte) uint64 {
 
 // historyChanged reports whether an update changed m's history.
 func historyChanged(before, m *Machine) bool {
-	return !slices.EqualFunc(before.History, m.History, func(a, b BootAttempt) bool {
-		return a.Time.Equal(b.Time) && a.Server == b.Server && a.Remote == b.Remote && a.Outcome == b.Outcome &&
-			a.Check == b.Check && a.Reason == b.Reason && a.AgentVersion == b.AgentVersion && a.Duration == b.Duration
-	})
+	return !reflect.DeepEqual(before.History, m.History)
 }
 
 // migrateHistory (schema 3 to 4) moves each machine's history into

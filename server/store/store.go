@@ -114,6 +114,12 @@ type BootAttempt struct {
 	Reason       string        `json:"reason,omitempty"`
 	AgentVersion string        `json:"agent_version,omitempty"` // as the agent said (unverified)
 	Duration     time.Duration `json:"duration,omitempty"`      // hello to decision
+	// Stages are the agent's own step timings of the boot this attempt
+	// allowed, as its boot report said (unverified); Failed and Error
+	// name the step that failed after attestation, if one did.
+	Stages []wire.StageTiming `json:"stages,omitempty"`
+	Failed string             `json:"failed,omitempty"`
+	Error  string             `json:"error,omitempty"`
 }
 
 // AddAttempt appends a to m.History, dropping the oldest attempts beyond

@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -14,6 +15,23 @@ type PeerStatus struct {
 	LastHandshake time.Time // zero: no handshake yet
 	RxBytes       int64
 	TxBytes       int64
+}
+
+// PeerEndpoint returns the UDP endpoint machineID's installed peer last
+// handshaked from; ok is false when it has none (yet).
+func (t *Tunnel) PeerEndpoint(machineID string) (ep netip.AddrPort, ok bool, err error) {
+	t.mu.Lock()
+	a, found := t.alloc.get(machineID)
+	t.mu.Unlock()
+	if !found || a.Key == nil {
+		return netip.AddrPort{}, false, nil
+	}
+	peers, err := t.devicePeers()
+	if err != nil {
+		return netip.AddrPort{}, false, err
+	}
+	p, ok := peers[string(a.Key)]
+	return p.Endpoint, ok && p.Endpoint.IsValid(), nil
 }
 
 // Status returns the status of machineID's installed peer; ok is false
@@ -96,4 +114,37 @@ func parsePeers(uapi string) map[string]devicePeer {
 func (t *Tunnel) hasDevicePeer(key []byte) bool {
 	get, err := t.dev.IpcGet()
 	return err == nil && strings.Contains(get, "public_key="+hexKey(key)+"\n")
+}
+
+// PeerInfo is one installed peer: the machine, its tunnel address and
+// the device's view (endpoint, last handshake, bytes).
+type PeerInfo struct {
+	MachineID string
+	Addr      netip.Addr
+	Endpoint  netip.AddrPort // zero until the peer's first handshake
+	PeerStatus
+}
+
+// PeerList returns every installed peer, sorted by tunnel address.
+func (t *Tunnel) PeerList() ([]PeerInfo, error) {
+	t.mu.Lock()
+	all := t.alloc.all()
+	t.mu.Unlock()
+	peers, err := t.devicePeers()
+	if err != nil {
+		return nil, err
+	}
+	var out []PeerInfo
+	for id, a := range all {
+		if a.Key == nil {
+			continue
+		}
+		p := PeerInfo{MachineID: id, Addr: a.Addr}
+		if dp, ok := peers[string(a.Key)]; ok {
+			p.Endpoint, p.PeerStatus = dp.Endpoint, dp.PeerStatus
+		}
+		out = append(out, p)
+	}
+	slices.SortFunc(out, func(a, b PeerInfo) int { return a.Addr.Compare(b.Addr) })
+	return out, nil
 }

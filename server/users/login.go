@@ -4,8 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
+
+	"golang.org/x/crypto/argon2"
 
 	"github.com/sealroot/sealroot/server/store"
 )
@@ -57,16 +58,29 @@ type CheckerConfig struct {
 	// Params are those of the hash verified for unknown users, which
 	// should cost what real ones do; default DefaultParams.
 	Params *Params
+	// Verifier, when set, checks passwords instead of the user list (a
+	// site's PAM stack: package users/pam). Users is then unused.
+	Verifier Verifier
 	// MaxVerifying bounds verifications running at once (each takes the
 	// hash's memory, 64 MiB by default); default 2. Others wait.
 	MaxVerifying int
 }
 
+// Verifier checks a user's password somewhere else than sealroot's user
+// list. Verify returns why the login is refused ("" when it is right;
+// never the password), or an error when it cannot tell.
+type Verifier interface {
+	Verify(ctx context.Context, user string, password []byte) (refused string, err error)
+}
+
 // Checker decides logins for per-user roots: the password against the
-// user list, failures limited per user and per machine, and each user's
-// root held by one machine at a time. It is safe for concurrent use.
+// user list, failures limited per user and per machine. Which machine
+// holds a user's root is not its business: that is the store's user-root
+// lease, decided in the release transaction. It is safe for concurrent
+// use.
 type Checker struct {
 	users      Lookup
+	verifier   Verifier
 	audit      func(Record) error
 	perUser    *Limiter
 	perMachine *Limiter
@@ -75,9 +89,6 @@ type Checker struct {
 	dummy string
 	// verifying holds a slot per verification in progress.
 	verifying chan struct{}
-
-	mu    sync.Mutex
-	holds map[string]string // user -> machine ID holding the user's root
 }
 
 // NewChecker returns a Checker.
@@ -86,60 +97,43 @@ func NewChecker(cfg CheckerConfig) (*Checker, error) {
 	if cfg.Params != nil {
 		p = *cfg.Params
 	}
-	dummy, err := Hash([]byte("sealroot-no-such-user"), p, nil)
-	if err != nil {
+	if err := p.check(); err != nil {
 		return nil, err
 	}
+	// The dummy costs a verification like a real hash, and no password
+	// matches its all-zero key; making it costs nothing at start.
+	dummy := fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, p.Memory, p.Time, p.Threads,
+		b64.EncodeToString(make([]byte, saltLen)), b64.EncodeToString(make([]byte, p.KeyLen)))
 	n := cfg.MaxVerifying
 	if n <= 0 {
 		n = 2
 	}
-	return &Checker{users: cfg.Users, audit: cfg.Audit, perUser: NewLimiter(cfg.PerUser),
-		perMachine: NewLimiter(cfg.PerMachine), dummy: dummy, verifying: make(chan struct{}, n),
-		holds: map[string]string{}}, nil
+	return &Checker{users: cfg.Users, verifier: cfg.Verifier, audit: cfg.Audit, perUser: NewLimiter(cfg.PerUser),
+		perMachine: NewLimiter(cfg.PerMachine), dummy: dummy, verifying: make(chan struct{}, n)}, nil
 }
 
-// Login checks user's password typed on machineID and, when it is right
-// and no other machine holds the user's root, gives the root to
-// machineID until Release. A machine logging in again keeps its hold.
+// Login checks user's password typed on machineID: nil when it is right
+// and the success could be audited.
 func (c *Checker) Login(ctx context.Context, machineID, user string, password []byte) error {
 	if w := max(c.perUser.Wait("user:"+user), c.perMachine.Wait(machineID)); w > 0 {
 		c.record(Record{User: user, MachineID: machineID, Outcome: "refused", Reason: "rate limited"})
 		return &RetryError{After: w}
-	}
-	hash := c.dummy
-	u, err := c.users.User(ctx, user)
-	switch {
-	case err == nil:
-		hash = u.Hash
-	case !errors.Is(err, store.ErrNotFound):
-		return fmt.Errorf("login: %w", err)
 	}
 	select {
 	case c.verifying <- struct{}{}:
 	case <-ctx.Done():
 		return fmt.Errorf("login: %w", ctx.Err())
 	}
-	ok, verr := Verify(hash, password)
+	refused, err := c.check(ctx, user, password)
 	<-c.verifying
-	if err != nil || verr != nil || !ok {
+	if err != nil {
+		return fmt.Errorf("login: %w", err)
+	}
+	if refused != "" {
 		c.perUser.Fail("user:" + user)
 		c.perMachine.Fail(machineID)
-		reason := "wrong password"
-		switch {
-		case err != nil:
-			reason = "unknown user"
-		case verr != nil:
-			reason = "stored hash unusable: " + verr.Error()
-		}
-		c.record(Record{User: user, MachineID: machineID, Outcome: "refused", Reason: reason})
+		c.record(Record{User: user, MachineID: machineID, Outcome: "refused", Reason: refused})
 		return ErrLoginFailed
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if holder := c.holds[user]; holder != "" && holder != machineID {
-		c.record(Record{User: user, MachineID: machineID, Outcome: "refused", Reason: "root in use on machine " + short(holder)})
-		return fmt.Errorf("%w (machine %s): log out there, or have the operator free it", ErrRootInUse, short(holder))
 	}
 	if c.audit != nil {
 		if err := c.audit(Record{User: user, MachineID: machineID, Outcome: "ok"}); err != nil {
@@ -148,8 +142,34 @@ func (c *Checker) Login(ctx context.Context, machineID, user string, password []
 	}
 	c.perUser.Succeed("user:" + user)
 	c.perMachine.Succeed(machineID)
-	c.holds[user] = machineID
 	return nil
+}
+
+// check verifies user's password with the Verifier, else against the
+// user list; it returns why a login is refused ("" when it is right), or
+// an error when it cannot tell.
+func (c *Checker) check(ctx context.Context, user string, password []byte) (string, error) {
+	if c.verifier != nil {
+		return c.verifier.Verify(ctx, user, password)
+	}
+	hash := c.dummy
+	u, err := c.users.User(ctx, user)
+	switch {
+	case err == nil:
+		hash = u.Hash
+	case !errors.Is(err, store.ErrNotFound):
+		return "", err
+	}
+	ok, verr := Verify(hash, password)
+	switch {
+	case err != nil:
+		return "unknown user", nil
+	case verr != nil:
+		return "stored hash unusable: " + verr.Error(), nil
+	case !ok:
+		return "wrong password", nil
+	}
+	return "", nil
 }
 
 // record writes a refusal; its failure changes nothing (the login is
@@ -159,37 +179,3 @@ func (c *Checker) record(r Record) {
 		c.audit(r)
 	}
 }
-
-// Holder returns the machine holding user's root, or "".
-func (c *Checker) Holder(user string) string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.holds[user]
-}
-
-// Release frees the roots machineID holds (it shut down, was withdrawn
-// or its hold was freed by the operator) and returns their users.
-func (c *Checker) Release(machineID string) []string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var freed []string
-	for u, m := range c.holds {
-		if m == machineID {
-			delete(c.holds, u)
-			freed = append(freed, u)
-		}
-	}
-	return freed
-}
-
-// Free frees user's root whichever machine holds it (the operator's
-// override) and returns that machine, or "".
-func (c *Checker) Free(user string) string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	m := c.holds[user]
-	delete(c.holds, user)
-	return m
-}
-
-func short(id string) string { return id[:min(len(id), 12)] }

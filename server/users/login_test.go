@@ -61,24 +61,16 @@ func TestLogin(t *testing.T) {
 	if err := c.Login(ctx, "m1", "alice", []byte("alice-pw")); err != nil {
 		t.Fatalf("right password: %v", err)
 	}
-	if c.Holder("alice") != "m1" {
-		t.Errorf("holder %q, want m1", c.Holder("alice"))
+	// The checker holds no root: another machine may log in too (the
+	// store's user-root lease decides who mounts it).
+	if err := c.Login(ctx, "m2", "alice", []byte("alice-pw")); err != nil {
+		t.Errorf("second machine: %v", err)
 	}
-	if err := c.Login(ctx, "m1", "alice", []byte("alice-pw")); err != nil {
-		t.Errorf("same machine again: %v", err)
-	}
-	err := c.Login(ctx, "m2", "alice", []byte("alice-pw"))
-	if !errors.Is(err, ErrRootInUse) || !strings.Contains(err.Error(), "m1") {
-		t.Errorf("second machine: %v, want ErrRootInUse naming m1", err)
-	}
-	if got := c.Release("m1"); len(got) != 1 || got[0] != "alice" {
-		t.Errorf("Release: %v", got)
+	if err := c.Login(ctx, "m2", "alice", []byte("wrong")); !errors.Is(err, ErrLoginFailed) {
+		t.Errorf("wrong password: %v, want ErrLoginFailed", err)
 	}
 	if err := c.Login(ctx, "m2", "alice", []byte("alice-pw")); err != nil {
-		t.Errorf("after release: %v", err)
-	}
-	if c.Free("alice") != "m2" || c.Holder("alice") != "" {
-		t.Error("Free did not free the root")
+		t.Errorf("after a failure: %v", err)
 	}
 	for _, r := range a.recs {
 		if strings.Contains(fmt.Sprintf("%+v", r), "alice-pw") {
@@ -98,9 +90,6 @@ func TestLoginWrongAndRateLimited(t *testing.T) {
 		if err := c.Login(ctx, "m1", try.user, []byte(try.pw)); !errors.Is(err, ErrLoginFailed) || err.Error() != "wrong user name or password" {
 			t.Errorf("login %s/%q: %v, want ErrLoginFailed", try.user, try.pw, err)
 		}
-	}
-	if c.Holder("alice") != "" {
-		t.Fatal("refused login holds the root")
 	}
 	// The fourth failure of alice starts the delay: even the right
 	// password waits.
@@ -136,9 +125,6 @@ func TestLoginFailsClosedWithoutAudit(t *testing.T) {
 	a.fail = true
 	if err := c.Login(context.Background(), "m1", "alice", []byte("alice-pw")); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("login without audit: %v", err)
-	}
-	if c.Holder("alice") != "" {
-		t.Error("unaudited login holds the root")
 	}
 }
 

@@ -11,7 +11,7 @@ import (
 
 func newDHCPCmd(e *env) *cobra.Command {
 	var yes bool
-	return newGroupCmd("dhcp", "Reserved addresses of the full-mode DHCP server",
+	return newGroupCmd("dhcp", "Leases and reserved addresses of the full-mode DHCP server",
 		&cobra.Command{
 			Use:   "reserve MAC IP",
 			Short: "Give the machine with hardware address MAC the address IP from its next DHCP exchange",
@@ -28,6 +28,7 @@ func newDHCPCmd(e *env) *cobra.Command {
 				return err
 			},
 		},
+		newDHCPLeasesCmd(e),
 		&cobra.Command{
 			Use:   "list",
 			Short: "List reservations",

@@ -77,6 +77,7 @@ func formatRootPlan(r wire.RootPlan) string {
 	if via := r.Params[wire.VolatileVia]; via != "" {
 		s += " via=" + safe(via)
 	}
+	s += perUserNote(r)
 	if r.Init != "" {
 		s += " init=" + safe(r.Init)
 	}
@@ -143,7 +144,14 @@ func tunnelState(l *api.RootLink) string {
 	case l.LastHandshake.IsZero():
 		return addr + ", no handshake yet"
 	}
-	return addr + ", last handshake " + formatTime(l.LastHandshake)
+	out := addr + ", last handshake " + formatTime(l.LastHandshake)
+	if l.Endpoint != "" {
+		out += " from " + safe(l.Endpoint)
+	}
+	if l.RxBytes > 0 || l.TxBytes > 0 {
+		out += fmt.Sprintf(", rx %s tx %s", formatBytes(uint64(l.RxBytes)), formatBytes(uint64(l.TxBytes)))
+	}
+	return out
 }
 
 func transportSource(own string) string {
@@ -245,4 +253,12 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// perUserNote marks a per-user root plan.
+func perUserNote(r wire.RootPlan) string {
+	if r.Params[wire.PerUserParam] == "true" {
+		return " per-user"
+	}
+	return ""
 }

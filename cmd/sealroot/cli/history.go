@@ -24,7 +24,29 @@ func writeHistory(b *strings.Builder, h []api.BootAttempt) {
 			b.WriteString(": " + safe(a.Reason))
 		}
 		b.WriteString("\n")
+		if line := stagesLine(a); line != "" {
+			b.WriteString("      agent: " + line + "\n")
+		}
 	}
+}
+
+// stagesLine is the agent's reported timeline of the boot a allowed:
+//
+//	entropy 0.00s > modules 0.31s > network 2.41s > attest 0.81s > tunnel 0.02s > root FAILED 1.20s: <error>
+func stagesLine(a api.BootAttempt) string {
+	parts := make([]string, 0, len(a.Stages))
+	for _, st := range a.Stages {
+		p := fmt.Sprintf("%s %.2fs", safe(st.Name), float64(st.Millis)/1000)
+		if st.Name == a.Failed {
+			p = fmt.Sprintf("%s FAILED %.2fs", safe(st.Name), float64(st.Millis)/1000)
+		}
+		parts = append(parts, p)
+	}
+	line := strings.Join(parts, " > ")
+	if a.Failed != "" && a.Error != "" {
+		line += ": " + safe(a.Error)
+	}
+	return line
 }
 
 // lastBoot is the time and outcome of m's newest attempt, or dashes.

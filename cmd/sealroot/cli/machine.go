@@ -26,6 +26,7 @@ func newMachineCmd(e *env) *cobra.Command {
 			Args:  exactArgs(1),
 			RunE:  func(c *cobra.Command, args []string) error { return runMachineShow(c, e, args[0]) },
 		},
+		newMachineLogCmd(e),
 		newMachineApproveCmd(e),
 		newMachineRevokeCmd(e),
 		newMachineForgetCmd(e),
@@ -137,7 +138,43 @@ func runMachineShow(c *cobra.Command, e *env, ref string) error {
 	// A server without the route (or a failing tunnel) leaves link nil:
 	// show then says what the record alone tells.
 	link, _ := e.client().RootLink(c.Context(), m.ID)
-	return writeMachine(e.Stdout, m, link)
+	if err := writeMachine(e.Stdout, m, link); err != nil {
+		return err
+	}
+	return writeServing(c, e, m)
+}
+
+// writeServing prints what the server serves m now: its DHCP leases, iSCSI
+// sessions and NFS export. A server without these views prints nothing.
+func writeServing(c *cobra.Command, e *env, m *api.Machine) error {
+	var b strings.Builder
+	if ls, err := e.client().DHCPLeases(c.Context()); err == nil {
+		for _, l := range ls {
+			if l.MAC != "" && slices.Contains(m.Hints.MACs, l.MAC) {
+				fmt.Fprintf(&b, "  dhcp lease   %s for %s until %s\n", safe(l.Addr), safe(l.MAC), formatTime(l.Expiry))
+			}
+		}
+	}
+	if ss, err := e.client().ISCSISessions(c.Context()); err == nil {
+		for _, s := range ss {
+			if s.MachineID == m.ID {
+				fmt.Fprintf(&b, "  iscsi        %s from %s since %s: read %s, written %s, %d commands, %d errors\n",
+					safe(s.Target), safe(s.Remote), formatTime(s.Since), formatBytes(s.ReadBytes), formatBytes(s.WrittenBytes), s.Commands, s.Errors)
+			}
+		}
+	}
+	if es, err := e.client().NFSExports(c.Context()); err == nil {
+		for _, x := range es {
+			if x.MachineID == m.ID {
+				fmt.Fprintf(&b, "  nfs export   %s to %s\n", safe(x.Path), orDash(safe(x.Client)))
+			}
+		}
+	}
+	if b.Len() == 0 {
+		return nil
+	}
+	_, err := fmt.Fprint(e.Stdout, "Serving now:\n"+b.String())
+	return err
 }
 
 type machineApproveArgs struct {
@@ -322,6 +359,7 @@ func runMachineRollback(c *cobra.Command, e *env, ref, name string) error {
 
 type machineSetRootArgs struct {
 	kind, image, init, via string
+	perUser                bool
 }
 
 // flags adds the root flags to c; --kind defaults to kind.
@@ -330,6 +368,7 @@ func (a *machineSetRootArgs) flags(c *cobra.Command, kind string) {
 	c.Flags().StringVar(&a.image, "image", "", "base image `name` (iscsi, nfs, volatile)")
 	c.Flags().StringVar(&a.init, "init", "", "`program` to switch_root to (default /sbin/init)")
 	c.Flags().StringVar(&a.via, "via", "", "volatile roots: read the shared base over `nfs` (default) or iscsi")
+	c.Flags().BoolVar(&a.perUser, "per-user", false, "iscsi roots: each user who logs in on the console gets their own root over the image")
 }
 
 // plan is the root plan the flags describe.
@@ -341,11 +380,17 @@ func (a machineSetRootArgs) plan(c *cobra.Command) (wire.RootPlan, error) {
 	if a.via != "" && a.kind != wire.RootVolatile {
 		return root, usagef(c, "--via is for --kind volatile")
 	}
+	if a.perUser && a.kind != wire.RootISCSI {
+		return root, usagef(c, "--per-user is for --kind iscsi")
+	}
 	if a.image != "" {
 		root.Params = map[string]string{wire.ImageParam: a.image}
 	}
 	if a.via != "" {
 		root.Params[wire.VolatileVia] = a.via
+	}
+	if a.perUser {
+		root.Params[wire.PerUserParam] = "true"
 	}
 	return root, nil
 }
@@ -374,7 +419,7 @@ func runMachineSetRoot(c *cobra.Command, e *env, ref string, args machineSetRoot
 	if e.JSON {
 		return e.printJSON(m)
 	}
-	_, err = fmt.Fprintf(e.Stdout, "root of %s %s: %s %s\n", shortID(m.ID), orDash(safe(m.Name)), m.Root.Kind,
-		safe(m.Root.Params[wire.ImageParam]))
+	_, err = fmt.Fprintf(e.Stdout, "root of %s %s: %s %s%s\n", shortID(m.ID), orDash(safe(m.Name)), m.Root.Kind,
+		safe(m.Root.Params[wire.ImageParam]), perUserNote(m.Root))
 	return err
 }

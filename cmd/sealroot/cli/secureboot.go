@@ -48,7 +48,7 @@ mokutil --import owner.der). An existing key is kept unless --force.`,
 		},
 	}
 	signCmd.Flags().StringVar(&signDir, "state-dir", DefaultStateDir, "sealroot state `dir`")
-	return newGroupCmd("secureboot", "Sign served EFI images for UEFI Secure Boot", initCmd, signCmd)
+	return newGroupCmd("secureboot", "Sign served EFI images for UEFI Secure Boot", initCmd, signCmd, newSecureBootUpdateCmd(e))
 }
 
 func runSecureBootInit(e *env, args secureBootArgs) error {

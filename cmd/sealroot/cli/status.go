@@ -16,7 +16,7 @@ import (
 func newStatusCmd(e *env) *cobra.Command {
 	return &cobra.Command{
 		Use:   "status",
-		Short: "Show the server at a glance: services, machines by state, exchanges in flight, certificates, versions",
+		Short: "Show the server at a glance: services, machines by state, exchanges in flight, tunnels, iSCSI sessions, DHCP leases, NFS exports, certificates, versions",
 		Args:  exactArgs(0),
 		RunE:  func(c *cobra.Command, _ []string) error { return runStatus(c, e) },
 	}
@@ -67,6 +67,14 @@ func writeStatus(e *env, st *api.Status, now time.Time) error {
 			parts = append(parts, fmt.Sprintf("%d %s", st.Noise[kind], safe(kind)))
 		}
 		fmt.Fprintf(tw, "Noise:\t%s\n", strings.Join(parts, ", "))
+	}
+	if sc := st.Served; sc != nil {
+		fmt.Fprintf(tw, "Tunnel peers:\t%d (%d with a handshake)\n", sc.TunnelPeers, sc.TunnelPeersHandshaken)
+		fmt.Fprintf(tw, "iSCSI sessions:\t%d\n", sc.ISCSISessions)
+		fmt.Fprintf(tw, "DHCP leases:\t%d\n", sc.DHCPLeases)
+		if sc.Ganesha != "" {
+			fmt.Fprintf(tw, "NFS exports:\t%d (nfs-ganesha %s, %d restarts)\n", sc.NFSExports, safe(sc.Ganesha), sc.GaneshaRestarts)
+		}
 	}
 	fmt.Fprintf(tw, "Event streams:\t%d\n", st.EventStreams)
 	fmt.Fprintln(tw, "Certificates:")

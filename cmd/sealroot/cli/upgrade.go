@@ -187,6 +187,11 @@ func runMachineSnapshots(c *cobra.Command, e *env, ref string) error {
 	if err != nil {
 		return err
 	}
+	return printSnapshots(e, ss)
+}
+
+// printSnapshots lists snapshots: name, time, size, base image version.
+func printSnapshots(e *env, ss []api.Snapshot) error {
 	if e.JSON {
 		if ss == nil {
 			ss = []api.Snapshot{}

@@ -16,7 +16,7 @@ import (
 )
 
 func newUserCmd(e *env) *cobra.Command {
-	return newGroupCmd("user", "Manage sealroot's own users (for per-user roots)",
+	return newGroupCmd("user", "Manage sealroot's own users (for per-user roots)", append([]*cobra.Command{
 		&cobra.Command{
 			Use:   "add NAME",
 			Short: "Add a user; the password is read from the terminal (twice, not echoed) or the first line of stdin",
@@ -51,7 +51,7 @@ func newUserCmd(e *env) *cobra.Command {
 			Args:  exactArgs(0),
 			RunE:  func(c *cobra.Command, _ []string) error { return runUserList(c, e) },
 		},
-	)
+	}, newUserRootCmds(e)...)...)
 }
 
 func runUserPassword(c *cobra.Command, e *env, name string, add bool) error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sealroot/sealroot/server/api"
 	"github.com/sealroot/sealroot/server/api/apitest"
@@ -51,5 +52,39 @@ func TestUserCommands(t *testing.T) {
 	}
 	if _, err := svc.Store.User(context.Background(), "alice"); err == nil {
 		t.Error("removed user still stored")
+	}
+}
+
+// TestUserRootCommands: user roots lists who mounts which user's root,
+// user free (confirmed) frees it, and a lifecycle operation on a root in
+// use is refused naming the machine.
+func TestUserRootCommands(t *testing.T) {
+	svc := apitest.NewService(t)
+	sock := apitest.Serve(t, svc, api.WithUsers(svc), api.WithUserRoots(svc))
+	ctx := context.Background()
+	if r := run(t, sock, "", "user", "roots"); r.code != 0 || r.stdout != "USER  MACHINE  NAME  SINCE\n" {
+		t.Fatalf("user roots, none: %+v", r)
+	}
+	id := strings.Repeat("ab", 32)
+	if err := svc.Store.ClaimUserLease(ctx, "alice", id, "x", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if r := run(t, sock, "", "user", "roots"); r.code != 0 || !strings.Contains(r.stdout, "alice  abababababab") {
+		t.Errorf("user roots: %+v", r)
+	}
+	if r := run(t, sock, "", "user", "reset", "--yes", "alice"); r.code != 1 || !strings.Contains(r.stderr, "in use on machine") {
+		t.Errorf("reset of a root in use: %+v", r)
+	}
+	if r := run(t, sock, "", "user", "free", "alice"); r.code != 2 || !strings.Contains(r.stderr, "--yes") {
+		t.Errorf("free without --yes: %+v", r)
+	}
+	if r := run(t, sock, "", "user", "free", "--yes", "alice"); r.code != 0 || !strings.Contains(r.stdout, "freed the root of user alice from abababababab") {
+		t.Errorf("free: %+v", r)
+	}
+	if r := run(t, sock, "", "user", "free", "--yes", "alice"); r.code != 1 || !strings.Contains(r.stderr, "holds no root") {
+		t.Errorf("second free: %+v", r)
+	}
+	if r := run(t, sock, "", "user", "free", "--yes", "Bad/Name"); r.code != 1 || !strings.Contains(r.stderr, "invalid user name") {
+		t.Errorf("free with a bad name: %+v", r)
 	}
 }

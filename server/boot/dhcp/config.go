@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sealroot/sealroot/ipxe"
+	"github.com/sealroot/sealroot/server/servestats"
 )
 
 // Mode selects how the server answers.
@@ -80,6 +81,9 @@ type Config struct {
 	// Leases, in ModeFull, persists leases and holds reservations. Nil:
 	// leases in memory only, no reservations.
 	Leases LeaseStore
+	// Stats, if set, counts requests by result (reply, no-reply,
+	// malformed, handled, send-failed) and the bytes received and sent.
+	Stats *servestats.Counter
 	// Probe, in ModeFull, reports whether something already answers for
 	// an address (ARPProber); such an address is not offered. Nil: no
 	// probe.

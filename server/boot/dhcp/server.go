@@ -147,25 +147,34 @@ func (s *Server) readLoop(ctx context.Context, conn net.PacketConn, port Port) e
 
 // handle parses, answers and sends one datagram.
 func (s *Server) handle(conn net.PacketConn, port Port, b []byte, peer net.Addr) {
+	st := s.cfg.Stats
+	st.Received(len(b))
 	req, err := dhcpv4.FromBytes(b)
 	if err != nil {
+		st.Request("malformed")
 		s.logger.Debug("malformed packet", "peer", peer.String(), "port", port, "error", err)
 		return
 	}
 	reply, err := s.Respond(req, port)
 	if err != nil {
+		st.Request("no-reply")
 		s.logger.Debug("no reply", "mac", req.ClientHWAddr.String(), "type", req.MessageType().String(), "port", port, "reason", err)
 		return
 	}
 	if reply == nil {
+		st.Request("handled")
 		s.logger.Info("handled", "mac", req.ClientHWAddr.String(), "type", req.MessageType().String())
 		return
 	}
 	dst := replyAddr(req, reply, port, peer)
-	if _, err := conn.WriteTo(reply.ToBytes(), dst); err != nil {
+	out := reply.ToBytes()
+	if _, err := conn.WriteTo(out, dst); err != nil {
+		st.Request("send-failed")
 		s.logger.Warn("send failed", "mac", req.ClientHWAddr.String(), "dst", dst.String(), "error", err)
 		return
 	}
+	st.Request("reply")
+	st.Sent(len(out))
 	s.logger.Info("reply", "mac", req.ClientHWAddr.String(), "type", reply.MessageType().String(),
 		"port", port, "yiaddr", reply.YourIPAddr.String(), "file", reply.BootFileName, "dst", dst.String())
 }

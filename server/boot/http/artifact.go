@@ -9,13 +9,18 @@ import (
 	"io/fs"
 	nethttp "net/http"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/sealroot/sealroot/ipxe"
+	"github.com/sealroot/sealroot/server/boot/pace"
 )
 
 func (h *handler) serveArtifact(w nethttp.ResponseWriter, r *nethttp.Request, name string) {
+	// Shim fetching its second stage by HTTP boot asks for
+	// /artifacts//grubx64.efi (its loader name starts with a backslash).
+	name = strings.TrimLeft(name, "/")
 	if err := ipxe.CheckName(name); err != nil {
 		nethttp.NotFound(w, r)
 		return
@@ -39,7 +44,11 @@ func (h *handler) serveArtifact(w nethttp.ResponseWriter, r *nethttp.Request, na
 	}
 	w.Header().Set("ETag", etag)
 	w.Header().Set("Content-Type", "application/octet-stream")
-	nethttp.ServeContent(w, r, "", fi.ModTime(), f)
+	var content io.ReadSeeker = f
+	if h.rate > 0 {
+		content = pace.NewReadSeeker(r.Context(), f, h.rate, h.clock)
+	}
+	nethttp.ServeContent(w, r, "", fi.ModTime(), content)
 }
 
 // notFoundOrError answers 404 for any open failure, so that clients learn

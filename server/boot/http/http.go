@@ -42,6 +42,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/sealroot/sealroot/ipxe"
+	"github.com/sealroot/sealroot/server/boot/pace"
 )
 
 // ScriptRequest is what the handler knows about a script request.
@@ -70,16 +71,36 @@ type handler struct {
 	scripts ScriptFunc
 	logger  hclog.Logger
 	etags   *etagCache
+	rate    int64 // bytes per second per download; 0: no cap
+	clock   pace.Clock
+}
+
+// An Option configures NewHandler.
+type Option func(*handler)
+
+// WithRateCap paces each artifact download to bytesPerSecond (0: no
+// cap) on clock (nil: the system clock), for NICs that hang at line rate.
+// Scripts are not paced.
+func WithRateCap(bytesPerSecond int64, clock pace.Clock) Option {
+	return func(h *handler) {
+		h.rate, h.clock = bytesPerSecond, clock
+		if clock == nil {
+			h.clock = pace.SystemClock{}
+		}
+	}
 }
 
 // NewHandler returns the boot HTTP handler serving artifacts from dir and
 // scripts from scripts. A nil logger discards logs. The handler is safe for
 // concurrent use.
-func NewHandler(dir string, scripts ScriptFunc, logger hclog.Logger) nethttp.Handler {
+func NewHandler(dir string, scripts ScriptFunc, logger hclog.Logger, opts ...Option) nethttp.Handler {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
 	h := &handler{dir: dir, scripts: scripts, logger: logger.Named("boothttp"), etags: newETagCache()}
+	for _, o := range opts {
+		o(h)
+	}
 	return h
 }
 

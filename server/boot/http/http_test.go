@@ -152,6 +152,14 @@ func TestArtifact(t *testing.T) {
 		t.Errorf("Accept-Ranges = %q, want bytes", resp.Header.Get("Accept-Ranges"))
 	}
 
+	// Shim's HTTP boot asks for its second stage as /artifacts//grubx64.efi.
+	t.Run("leading_slash_as_shim_asks", func(t *testing.T) {
+		resp, body := f.do(t, "GET", "/artifacts//vmlinuz", nil)
+		if resp.StatusCode != 200 || !bytes.Equal(body, f.content) {
+			t.Errorf("GET //vmlinuz = %d, %d bytes; want 200, %d bytes", resp.StatusCode, len(body), len(f.content))
+		}
+	})
+
 	t.Run("range_206", func(t *testing.T) {
 		resp, body := f.do(t, "GET", "/artifacts/vmlinuz", map[string]string{"Range": "bytes=100-199"})
 		if resp.StatusCode != 206 || !bytes.Equal(body, f.content[100:200]) {

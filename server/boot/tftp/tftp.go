@@ -31,6 +31,9 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	pintftp "github.com/pin/tftp/v3"
+
+	"github.com/sealroot/sealroot/server/boot/pace"
+	"github.com/sealroot/sealroot/server/servestats"
 )
 
 // Errors sent to clients (as TFTP ERROR packets) and returned by the read
@@ -73,6 +76,14 @@ type Server struct {
 	// default DefaultMaxTransferTime. A silent client is dropped after
 	// about Timeout*Retries.
 	MaxTransferTime time.Duration
+	// Stats, if set, counts requests by result (ok, failed, busy,
+	// unknown) and the bytes of files sent.
+	Stats *servestats.Counter
+	// RateCap paces each transfer to this many bytes per second (0: no
+	// cap), for NICs that hang at line rate; Clock is its time source
+	// (nil: the system clock).
+	RateCap int64
+	Clock   pace.Clock
 
 	files  map[string]string // name -> path; read-only after New
 	logger hclog.Logger
@@ -118,7 +129,7 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
 // (the underlying library spins on a closed conn). Returns nil after a
 // shutdown caused by ctx.
 func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
-	srv := pintftp.NewServer(s.read, nil)
+	srv := pintftp.NewServer(func(name string, rf io.ReaderFrom) error { return s.read(ctx, name, rf) }, nil)
 	srv.SetTimeout(orDefault(s.Timeout, DefaultTimeout))
 	srv.SetRetries(orDefault(s.Retries, DefaultRetries))
 	srv.SetHook(hook{s.logger})
@@ -148,7 +159,7 @@ func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
 }
 
 // read is the library's read handler: it streams one file from the table.
-func (s *Server) read(name string, rf io.ReaderFrom) error {
+func (s *Server) read(ctx context.Context, name string, rf io.ReaderFrom) error {
 	remote := ""
 	var src netip.Addr
 	if ot, ok := rf.(pintftp.OutgoingTransfer); ok {
@@ -158,12 +169,14 @@ func (s *Server) read(name string, rf io.ReaderFrom) error {
 	}
 	if !s.begin(src) {
 		s.busy.Add(1)
+		s.Stats.Request("busy")
 		return ErrBusy
 	}
 	defer s.end(src)
 	path, ok := s.lookup(name)
 	if !ok {
 		s.unknown.Add(1)
+		s.Stats.Request("unknown")
 		s.logger.Debug("unknown file", "remote", remote, "file", truncate(name))
 		return ErrNotFound
 	}
@@ -173,10 +186,17 @@ func (s *Server) read(name string, rf io.ReaderFrom) error {
 		return ErrUnavailable
 	}
 	defer f.Close()
-	dr := &deadlineFile{File: f, deadline: time.Now().Add(orDefault(s.MaxTransferTime, DefaultMaxTransferTime))}
-	if _, err := rf.ReadFrom(dr); err != nil {
+	var dr io.ReadSeeker = &deadlineFile{File: f, deadline: time.Now().Add(orDefault(s.MaxTransferTime, DefaultMaxTransferTime))}
+	if s.RateCap > 0 {
+		dr = pace.NewReadSeeker(ctx, dr, s.RateCap, orDefault[pace.Clock](s.Clock, pace.SystemClock{}))
+	}
+	n, err := rf.ReadFrom(dr)
+	s.Stats.Sent(int(n))
+	if err != nil {
+		s.Stats.Request("failed")
 		return fmt.Errorf("sending %s: %w", name, err)
 	}
+	s.Stats.Request("ok")
 	return nil
 }
 

@@ -38,6 +38,10 @@ type Inputs struct {
 	Initrd  string // the agent initramfs
 	Cmdline string // the built-in command line (.cmdline)
 	Out     string // the UKI written
+	// Sign, when set, signs an image: the UKI is built into a
+	// temporary file beside Out and Sign(tmp, Out) writes the signed
+	// image (atomically, as secureboot.Sign), so Out is never unsigned.
+	Sign func(in, out string) error
 }
 
 // Builder keeps Inputs.Out current. It is safe for concurrent use.
@@ -86,8 +90,8 @@ func (b *Builder) Refresh() (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("build %s: %w", b.in.Out, err)
 	}
-	if err := atomicfile.WriteFile(b.in.Out, img, 0o644); err != nil {
-		return false, fmt.Errorf("uki: %w", err)
+	if err := b.write(img); err != nil {
+		return false, err
 	}
 	// Inputs that changed while building are seen at the next Refresh.
 	out, err := stat(b.in.Out)
@@ -97,6 +101,25 @@ func (b *Builder) Refresh() (bool, error) {
 	keys[3] = out
 	b.built = keys
 	return true, nil
+}
+
+// write writes img to Out, signed when Inputs.Sign is set.
+func (b *Builder) write(img []byte) error {
+	if b.in.Sign == nil {
+		if err := atomicfile.WriteFile(b.in.Out, img, 0o644); err != nil {
+			return fmt.Errorf("uki: %w", err)
+		}
+		return nil
+	}
+	tmp := b.in.Out + ".unsigned"
+	if err := atomicfile.WriteFile(tmp, img, 0o600); err != nil {
+		return fmt.Errorf("uki: %w", err)
+	}
+	defer os.Remove(tmp)
+	if err := b.in.Sign(tmp, b.in.Out); err != nil {
+		return fmt.Errorf("uki: sign: %w", err)
+	}
+	return nil
 }
 
 func (b *Builder) keys() ([4]fileKey, error) {
