@@ -116,6 +116,17 @@ func (e *RefusedError) Error() string {
 	return fmt.Sprintf("server refused attestation (%s): %s", e.Check, e.Reason)
 }
 
+// BusyError means the server is at the pace it can serve and booked this
+// machine a time to come back: RetryAfter from now.
+type BusyError struct {
+	RetryAfter time.Duration
+	Reason     string
+}
+
+func (e *BusyError) Error() string {
+	return fmt.Sprintf("server busy, asked to retry in %s: %s", e.RetryAfter.Round(time.Millisecond), e.Reason)
+}
+
 // Result is a successful attestation.
 type Result struct {
 	Payload    *wire.Payload
@@ -301,6 +312,8 @@ func statusError(s *wire.Status) error {
 		}
 	case wire.StateRevoked:
 		return &RevokedError{Reason: s.Reason}
+	case wire.StateBusy:
+		return &BusyError{RetryAfter: time.Duration(s.RetryAfterMillis) * time.Millisecond, Reason: s.Reason}
 	}
 	return &RefusedError{Check: string(s.State), Reason: s.Reason}
 }
