@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -67,6 +68,10 @@ type Config struct {
 	// once the server accepted one (login.Asker.Run). Nil: such a
 	// server's answer fails the attestation.
 	Login func(ctx context.Context, first *wire.LoginPrompt, send func(context.Context, *wire.Login) (*wire.LoginPrompt, error)) error
+	// Transport, when set, carries the connections: a socket the caller
+	// bound (a simulated machine's own address). Nil: a new socket per
+	// attempt, as the agent does.
+	Transport *quic.Transport
 }
 
 // Client attests a machine. Attest may be called again after a failure.
@@ -169,7 +174,7 @@ func (c *Client) tlsConfig() *tls.Config {
 }
 
 func (c *Client) attestAt(ctx context.Context, addr string) (*Result, error) {
-	conn, err := quic.DialAddr(ctx, addr, c.tlsConfig(), quicConfig())
+	conn, err := c.dial(ctx, addr)
 	if err != nil {
 		return nil, fmt.Errorf("dial: %w", err)
 	}
@@ -188,6 +193,17 @@ func (c *Client) attestAt(ctx context.Context, addr string) (*Result, error) {
 		return nil, fmt.Errorf("tls exporter: %w", err)
 	}
 	return c.converse(ctx, st, exporter)
+}
+
+func (c *Client) dial(ctx context.Context, addr string) (*quic.Conn, error) {
+	if c.cfg.Transport == nil {
+		return quic.DialAddr(ctx, addr, c.tlsConfig(), quicConfig())
+	}
+	ua, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return c.cfg.Transport.Dial(ctx, ua, c.tlsConfig(), quicConfig())
 }
 
 func quicConfig() *quic.Config {
