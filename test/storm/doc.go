@@ -11,12 +11,15 @@
 // makes it pause as the script says and start over, as iPXE's script
 // loop does); then the agent's attestation (agent/attest, the agent's own
 // client) with a software TPM of its own (test/softtpm through
-// test/loadgen), honouring the server's busy retry-after. Artifacts have
+// test/loadgen), honouring the server's busy retry-after; then a
+// WireGuard handshake with the server's tunnel using the boot's key sent
+// in the hello (wireguard-go: this host has no kernel module). Artifacts have
 // their real sizes: the built ones when present, else files of the sizes
 // the docs state.
 //
-// Not simulated (yet): DHCP, the WireGuard handshake and the iSCSI login
-// and boot read set. The software TPM cannot import the sealed credential
-// (loadgen.ErrNoUnseal), so a machine ends at its credential received:
-// "root-ready" here means attested, with the credential in hand.
+// Not simulated (yet): DHCP, and the iSCSI login and boot read set: the
+// software TPM cannot import the sealed credential (loadgen.ErrNoUnseal),
+// so a machine has no CHAP secret (and reads the server's tunnel key from
+// its state instead of its tunnel plan). "Root-ready" here means
+// attested and through the tunnel handshake.
 package storm

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +20,10 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+	"golang.zx2c4.com/wireguard/conn"
+	"golang.zx2c4.com/wireguard/device"
+	"golang.zx2c4.com/wireguard/tun/tuntest"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	agentattest "github.com/sealroot/sealroot/agent/attest"
 	"github.com/sealroot/sealroot/agent/tunnel"
@@ -33,10 +38,11 @@ const (
 	phaseKernel
 	phaseInitrd
 	phaseAttest
+	phaseWireGuard
 	numPhases
 )
 
-var phaseNames = [numPhases]string{"tftp ipxe", "http script", "http kernel", "http initrd", "attest"}
+var phaseNames = [numPhases]string{"tftp ipxe", "http script", "http kernel", "http initrd", "attest", "wireguard"}
 
 // machine is one simulated machine: its address, namespace and software
 // TPM.
@@ -47,10 +53,15 @@ type machine struct {
 	tr     *quic.Transport // bound to addr, for the attestation client
 	client *agentattest.Client
 	http   *nethttp.Client
+	wgKey  wgtypes.Key // this boot's WireGuard key, sent in the hello
+	// serverKey is the server's tunnel key: a real machine reads it from
+	// its opened credential (wire.TunnelPlan), which a software TPM
+	// cannot open; the storm reads it from the server's state.
+	serverKey wgtypes.Key
 }
 
-func newMachine(ns *netnstest.NS, addr netip.Addr, agent *loadgen.Agent, roots *x509.CertPool) (*machine, error) {
-	m := &machine{addr: addr, ns: ns, agent: agent}
+func newMachine(ns *netnstest.NS, addr netip.Addr, agent *loadgen.Agent, roots *x509.CertPool, serverKey wgtypes.Key) (*machine, error) {
+	m := &machine{addr: addr, ns: ns, agent: agent, serverKey: serverKey}
 	var pc net.PacketConn
 	err := ns.Do(func() (err error) {
 		pc, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(addr, 0)))
@@ -60,11 +71,10 @@ func newMachine(ns *netnstest.NS, addr netip.Addr, agent *loadgen.Agent, roots *
 		return nil, fmt.Errorf("machine %s: udp socket: %w", addr, err)
 	}
 	m.tr = &quic.Transport{Conn: pc}
-	wgKey, err := tunnel.NewKey() // per boot, as the agent makes it
-	if err != nil {
+	if m.wgKey, err = tunnel.NewKey(); err != nil { // per boot, as the agent makes it
 		return nil, err
 	}
-	pub := wgKey.PublicKey()
+	pub := m.wgKey.PublicKey()
 	m.client, err = agentattest.New(agentattest.Config{
 		Servers: []string{netip.AddrPortFrom(serverIP, attestPort).String()}, ServerName: serverName,
 		Roots: roots, Device: agent, NoUnseal: true, Transport: m.tr, WireGuardKey: pub[:],
@@ -146,8 +156,46 @@ func (m *machine) boot(ctx context.Context, start time.Time) (r bootResult) {
 		}
 		return nil
 	})
+	if r.err != nil {
+		return r
+	}
+	r.err = timed(phaseWireGuard, func() error { return m.wireguard(ctx) })
 	r.ready = time.Since(start)
 	return r
+}
+
+// wireguard brings up a WireGuard device with the boot's key towards the
+// server's tunnel endpoint and waits for the handshake, which succeeds
+// only once the server installed the machine's peer after attestation.
+// The agent uses the kernel's WireGuard; this host has no module, so the
+// device is wireguard-go with a channel TUN (no packets but the
+// handshake's), its socket in the machine's namespace.
+func (m *machine) wireguard(ctx context.Context) error {
+	ct := tuntest.NewChannelTUN()
+	dev := device.NewDevice(ct.TUN(), conn.NewStdNetBind(), device.NewLogger(device.LogLevelSilent, ""))
+	defer dev.Close()
+	cfg := fmt.Sprintf("private_key=%s\npublic_key=%s\nendpoint=%s\npersistent_keepalive_interval=1\nallowed_ip=10.79.0.1/32\n",
+		hex.EncodeToString(m.wgKey[:]), hex.EncodeToString(m.serverKey[:]), netip.AddrPortFrom(serverIP, tunnelPort))
+	if err := dev.IpcSet(cfg); err != nil {
+		return fmt.Errorf("configure: %w", err)
+	}
+	if err := m.ns.Do(dev.Up); err != nil {
+		return fmt.Errorf("up: %w", err)
+	}
+	for {
+		st, err := dev.IpcGet()
+		if err != nil {
+			return err
+		}
+		if strings.Contains(st, "last_handshake_time_sec=") && !strings.Contains(st, "last_handshake_time_sec=0\n") {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("no handshake: %w", ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // ipxe runs a boot script as iPXE does: fetch the kernel, then the

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
 	"github.com/sealroot/sealroot/server/api/client"
 	"github.com/sealroot/sealroot/test/testenv"
 )
@@ -35,6 +37,7 @@ const (
 const (
 	attestPort = 4433
 	httpPort   = 8080
+	tunnelPort = 51820
 )
 
 // serverName is the DNS name in the server certificate.
@@ -79,7 +82,8 @@ func startDaemon(t *testing.T, tp *topo, limits map[string]any) *daemon {
 		"admin_socket": d.socket, "log_level": "warn",
 		"boot": map[string]any{"server_ip": serverIP.String(), "http_port": httpPort, "artifacts_dir": arts,
 			"ipxe_dir": ipxeDir, "kernel": kernelName, "initrd": initrdName, "cmdline": "console=ttyS0"},
-		"tunnel": map[string]any{"prefix": "10.79.0.0/16", "endpoint": serverIP.String() + ":51820", "netstack": true},
+		"tunnel": map[string]any{"prefix": "10.79.0.0/16", "endpoint": netip.AddrPortFrom(serverIP, tunnelPort).String(),
+			"listen_port": tunnelPort, "netstack": true},
 	}
 	if limits != nil {
 		cfg["limits"] = limits
@@ -156,6 +160,21 @@ func (d *daemon) artifact(t *testing.T, dir, name string, size int64, src string
 }
 
 func (d *daemon) admin() *client.Client { return client.New(d.socket) }
+
+// tunnelKey is the server's tunnel public key, from its state directory
+// (it creates the private key at start).
+func (d *daemon) tunnelKey(t *testing.T) wgtypes.Key {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(d.dir, "state", "tunnel.key"))
+	if err != nil {
+		t.Fatalf("server tunnel key: %v", err)
+	}
+	k, err := wgtypes.ParseKey(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatalf("server tunnel key: %v", err)
+	}
+	return k.PublicKey()
+}
 
 // usage is the daemon's CPU time so far and its resident and peak
 // resident memory, from /proc.
