@@ -112,6 +112,7 @@ type bootResult struct {
 	phase       [numPhases]time.Duration
 	ready       time.Duration // from the storm's start to the credential
 	bytes       int64         // TFTP and HTTP payload received
+	tftpResends int           // TFTP requests and acks sent again after a second without answer
 	httpRetries int           // downloads refused 503, retried after the script's pause
 	attRetries  int           // attestation attempts retried
 	err         error
@@ -131,8 +132,9 @@ func (m *machine) boot(ctx context.Context, start time.Time) (r bootResult) {
 	var script []byte
 	r.err = errors.Join(
 		timed(phaseTFTP, func() error {
-			n, err := m.tftp(ctx, ipxeName)
+			n, resends, err := m.tftp(ctx, ipxeName)
 			r.bytes += n
+			r.tftpResends = resends
 			return err
 		}),
 		timed(phaseScript, func() (err error) {
@@ -324,37 +326,38 @@ const (
 )
 
 // tftp reads name from the server's TFTP port into nowhere and returns
-// its size. Lost packets are recovered by retransmitting the last
-// request or acknowledgement after a second, up to 10 times in a row.
-func (m *machine) tftp(ctx context.Context, name string) (int64, error) {
+// its size and how many packets it sent again. Lost packets are recovered
+// by retransmitting the last request or acknowledgement after a second,
+// up to 10 times in a row.
+func (m *machine) tftp(ctx context.Context, name string) (got int64, resends int, err error) {
 	var conn *net.UDPConn
-	err := m.ns.Do(func() (err error) {
+	err = m.ns.Do(func() (err error) {
 		conn, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(m.addr, 0)))
 		return err
 	})
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer conn.Close()
 	rrq := fmt.Appendf([]byte{0, tftpRRQ}, "%s\x00octet\x00blksize\x00%d\x00", name, tftpBlksize)
 	peer := net.UDPAddrFromAddrPort(netip.AddrPortFrom(serverIP, 69))
 	last, to := rrq, peer
-	var got int64
 	next := uint16(1)
 	buf := make([]byte, 4+tftpBlksize+64)
 	for tries := 0; ; {
 		if ctx.Err() != nil {
-			return got, ctx.Err()
+			return got, resends, ctx.Err()
 		}
 		if _, err := conn.WriteToUDP(last, to); err != nil {
-			return got, err
+			return got, resends, err
 		}
 		conn.SetReadDeadline(time.Now().Add(time.Second))
 		n, from, err := conn.ReadFromUDP(buf)
 		if err != nil {
 			if tries++; tries > 10 {
-				return got, fmt.Errorf("tftp %s: no answer: %w", name, err)
+				return got, resends, fmt.Errorf("tftp %s: no answer: %w", name, err)
 			}
+			resends++
 			continue
 		}
 		tries = 0
@@ -375,10 +378,10 @@ func (m *machine) tftp(ctx context.Context, name string) (int64, error) {
 			next++
 			if len(p)-4 < tftpBlksize {
 				conn.WriteToUDP(last, to)
-				return got, nil
+				return got, resends, nil
 			}
 		case tftpERROR:
-			return got, fmt.Errorf("tftp %s: server error: %q", name, p[4:])
+			return got, resends, fmt.Errorf("tftp %s: server error: %q", name, p[4:])
 		}
 	}
 }

@@ -255,12 +255,13 @@ func vethThroughput(t *testing.T, tp *topo) float64 {
 
 func printStorm(w io.Writer, results []bootResult, wall, cpu time.Duration, rss, peakRSS int64, veth float64) {
 	n := len(results)
-	var ready, failures, httpRetries, attRetries int
+	var ready, failures, tftpResends, httpRetries, attRetries int
 	var bytes int64
 	var errs []string
 	for _, r := range results {
 		bytes += r.bytes
 		httpRetries += r.httpRetries
+		tftpResends += r.tftpResends
 		attRetries += r.attRetries
 		if r.err != nil {
 			failures++
@@ -271,8 +272,8 @@ func printStorm(w io.Writer, results []bootResult, wall, cpu time.Duration, rss,
 		}
 		ready++
 	}
-	fmt.Fprintf(w, "storm N=%d: %d of %d root-ready (attested, tunnel handshake done) in %.1fs; failures %d; retries: downloads %d, attestations %d\n",
-		n, ready, n, wall.Seconds(), failures, httpRetries, attRetries)
+	fmt.Fprintf(w, "storm N=%d: %d of %d root-ready (attested, tunnel handshake done) in %.1fs; failures %d; retries: tftp resends %d, downloads %d, attestations %d\n",
+		n, ready, n, wall.Seconds(), failures, tftpResends, httpRetries, attRetries)
 	for p := range numPhases {
 		var ds []time.Duration
 		for _, r := range results {
