@@ -115,6 +115,7 @@ type bootResult struct {
 	tftpResends int           // TFTP requests and acks sent again after a second without answer
 	httpRetries int           // downloads refused 503, retried after the script's pause
 	attRetries  int           // attestation attempts retried
+	wgRetries   int           // WireGuard devices replaced after no handshake
 	err         error
 }
 
@@ -161,7 +162,10 @@ func (m *machine) boot(ctx context.Context, start time.Time) (r bootResult) {
 	if r.err != nil {
 		return r
 	}
-	r.err = timed(phaseWireGuard, func() error { return m.wireguard(ctx) })
+	r.err = timed(phaseWireGuard, func() (err error) {
+		r.wgRetries, err = m.wireguard(ctx)
+		return err
+	})
 	r.ready = time.Since(start)
 	return r
 }
@@ -171,8 +175,22 @@ func (m *machine) boot(ctx context.Context, start time.Time) (r bootResult) {
 // only once the server installed the machine's peer after attestation.
 // The agent uses the kernel's WireGuard; this host has no module, so the
 // device is wireguard-go with a channel TUN (no packets but the
-// handshake's), its socket in the machine's namespace.
-func (m *machine) wireguard(ctx context.Context) error {
+// handshake's), its socket in the machine's namespace. A device without
+// a handshake after wgAttempt is replaced (counted in retries).
+func (m *machine) wireguard(ctx context.Context) (retries int, err error) {
+	for ; ; retries++ {
+		err := m.handshake(ctx)
+		if err == nil || ctx.Err() != nil {
+			return retries, err
+		}
+	}
+}
+
+const wgAttempt = 15 * time.Second
+
+func (m *machine) handshake(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, wgAttempt)
+	defer cancel()
 	ct := tuntest.NewChannelTUN()
 	dev := device.NewDevice(ct.TUN(), conn.NewStdNetBind(), device.NewLogger(device.LogLevelSilent, ""))
 	defer dev.Close()

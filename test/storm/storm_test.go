@@ -208,15 +208,15 @@ func vethThroughput(t *testing.T, tp *topo) float64 {
 	defer ln.Close()
 	const dur = 3 * time.Second
 	streams := min(4, len(tp.clients))
-	var wg sync.WaitGroup
-	wg.Go(func() {
+	var senders sync.WaitGroup
+	senders.Go(func() {
 		chunk := make([]byte, 256<<10)
-		for range streams {
+		for {
 			c, err := ln.Accept()
 			if err != nil {
-				return
+				return // closed once the readers are done
 			}
-			wg.Go(func() {
+			senders.Go(func() {
 				defer c.Close()
 				c.SetWriteDeadline(time.Now().Add(dur + time.Second))
 				for {
@@ -229,9 +229,10 @@ func vethThroughput(t *testing.T, tp *topo) float64 {
 	})
 	var total int64
 	var mu sync.Mutex
+	var readers sync.WaitGroup
 	start := time.Now()
 	for k := range streams {
-		wg.Go(func() {
+		readers.Go(func() {
 			var c net.Conn
 			err := tp.clients[k].Do(func() (err error) {
 				c, err = net.Dial("tcp", netip.AddrPortFrom(serverIP, 9).String())
@@ -249,19 +250,22 @@ func vethThroughput(t *testing.T, tp *topo) float64 {
 			mu.Unlock()
 		})
 	}
-	wg.Wait()
+	readers.Wait()
+	ln.Close()
+	senders.Wait()
 	return float64(total) / dur.Seconds()
 }
 
 func printStorm(w io.Writer, results []bootResult, wall, cpu time.Duration, rss, peakRSS int64, veth float64) {
 	n := len(results)
-	var ready, failures, tftpResends, httpRetries, attRetries int
+	var ready, failures, tftpResends, httpRetries, attRetries, wgRetries int
 	var bytes int64
 	var errs []string
 	for _, r := range results {
 		bytes += r.bytes
 		httpRetries += r.httpRetries
 		tftpResends += r.tftpResends
+		wgRetries += r.wgRetries
 		attRetries += r.attRetries
 		if r.err != nil {
 			failures++
@@ -272,8 +276,8 @@ func printStorm(w io.Writer, results []bootResult, wall, cpu time.Duration, rss,
 		}
 		ready++
 	}
-	fmt.Fprintf(w, "storm N=%d: %d of %d root-ready (attested, tunnel handshake done) in %.1fs; failures %d; retries: tftp resends %d, downloads %d, attestations %d\n",
-		n, ready, n, wall.Seconds(), failures, tftpResends, httpRetries, attRetries)
+	fmt.Fprintf(w, "storm N=%d: %d of %d root-ready (attested, tunnel handshake done) in %.1fs; failures %d; retries: tftp resends %d, downloads %d, attestations %d, wireguard %d\n",
+		n, ready, n, wall.Seconds(), failures, tftpResends, httpRetries, attRetries, wgRetries)
 	for p := range numPhases {
 		var ds []time.Duration
 		for _, r := range results {
