@@ -135,6 +135,7 @@ func Listen(b config.BootConfig, stateDir string, logger hclog.Logger) (_ *Servi
 		if s.tftp, err = net.ListenPacket("udp4", net.JoinHostPort(s.ip.String(), strconv.Itoa(int(c.TFTPPort)))); err != nil {
 			return nil, fmt.Errorf("boot: tftp listener: %w", err)
 		}
+		growReadBuffer(s.tftp)
 	}
 	return s, nil
 }
