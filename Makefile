@@ -13,7 +13,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null | sed 's/^
 COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 VERSION_LDFLAGS := -X github.com/sealroot/sealroot/version.version=$(VERSION) -X github.com/sealroot/sealroot/version.commit=$(COMMIT)
 
-.PHONY: all deps build agent test test-go fuzz vm-test bench bench-flood bench-iscsi bench-tunnel bench-roots iscsi-conformance demo clean
+.PHONY: all deps build agent test test-go fuzz vm-test bench bench-flood bench-storm bench-iscsi bench-tunnel bench-roots iscsi-conformance demo clean
 
 all: build
 
@@ -81,6 +81,19 @@ bench:
 bench-flood:
 	@mkdir -p $(BUILD)
 	@$(GO) run ./cmd/sealroot-bench flood | tee $(BUILD)/bench-flood.log
+
+# bench-storm powers on STORM machines at once (default 50, 200 and 1000,
+# one run each) against one real `sealroot serve` in network namespaces
+# (root): TFTP, HTTP and attestation per machine with a software TPM each;
+# per run p50/p99 per phase, retries, server RSS and CPU per machine, bytes
+# against plain veth throughput; last line
+# "storm: machines=N ready=R failures=F wall=Ws limit_ratio=X".
+STORM ?= 50,200,1000
+bench-storm:
+	@mkdir -p $(BUILD)
+	@SEALROOT_STORM=$(STORM) $(GO) test -count=1 -timeout 60m -run '^TestStorm$$' -v ./test/storm/ \
+		> $(BUILD)/bench-storm.log 2>&1 || { grep -v 'serve: ' $(BUILD)/bench-storm.log | tail -50; exit 1; }
+	@grep -E '^(storm|  )' $(BUILD)/bench-storm.log | grep -v 'serve: '
 
 # iscsi-conformance runs libiscsi's iscsi-test-cu (all four families) against
 # sealroot's target and against tgt on the same kind of file; last line:

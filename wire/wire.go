@@ -20,7 +20,7 @@
 // with ALPN "sealroot/1":
 //
 //	agent  -> Hello
-//	server <- Challenge | Status (revoked) | Error
+//	server <- Challenge | Status (revoked, busy) | Error
 //	agent  -> Evidence
 //	server <- Credential | Status (pending, needs re-approval, refused) | Error
 //	agent  -> Ack (the key was unsealed and PCR 15 extended)
@@ -251,6 +251,9 @@ const (
 	StateNeedsReapproval State = "needs-reapproval"
 	StateRevoked         State = "revoked"
 	StateRefused         State = "refused" // evidence failed a check
+	// StateBusy: the server is at its pace; come back after
+	// RetryAfterMillis (the time it booked for this agent).
+	StateBusy State = "busy"
 )
 
 // Ack tells the server the credential was opened and PCR 15 extended.

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -67,6 +68,10 @@ type Config struct {
 	// once the server accepted one (login.Asker.Run). Nil: such a
 	// server's answer fails the attestation.
 	Login func(ctx context.Context, first *wire.LoginPrompt, send func(context.Context, *wire.Login) (*wire.LoginPrompt, error)) error
+	// Transport, when set, carries the connections: a socket the caller
+	// bound (a simulated machine's own address). Nil: a new socket per
+	// attempt, as the agent does.
+	Transport *quic.Transport
 }
 
 // Client attests a machine. Attest may be called again after a failure.
@@ -116,6 +121,17 @@ func (e *RefusedError) Error() string {
 	return fmt.Sprintf("server refused attestation (%s): %s", e.Check, e.Reason)
 }
 
+// BusyError means the server is at the pace it can serve and booked this
+// machine a time to come back: RetryAfter from now.
+type BusyError struct {
+	RetryAfter time.Duration
+	Reason     string
+}
+
+func (e *BusyError) Error() string {
+	return fmt.Sprintf("server busy, asked to retry in %s: %s", e.RetryAfter.Round(time.Millisecond), e.Reason)
+}
+
 // Result is a successful attestation.
 type Result struct {
 	Payload    *wire.Payload
@@ -158,7 +174,7 @@ func (c *Client) tlsConfig() *tls.Config {
 }
 
 func (c *Client) attestAt(ctx context.Context, addr string) (*Result, error) {
-	conn, err := quic.DialAddr(ctx, addr, c.tlsConfig(), quicConfig())
+	conn, err := c.dial(ctx, addr)
 	if err != nil {
 		return nil, fmt.Errorf("dial: %w", err)
 	}
@@ -177,6 +193,17 @@ func (c *Client) attestAt(ctx context.Context, addr string) (*Result, error) {
 		return nil, fmt.Errorf("tls exporter: %w", err)
 	}
 	return c.converse(ctx, st, exporter)
+}
+
+func (c *Client) dial(ctx context.Context, addr string) (*quic.Conn, error) {
+	if c.cfg.Transport == nil {
+		return quic.DialAddr(ctx, addr, c.tlsConfig(), quicConfig())
+	}
+	ua, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return c.cfg.Transport.Dial(ctx, ua, c.tlsConfig(), quicConfig())
 }
 
 func quicConfig() *quic.Config {
@@ -301,6 +328,8 @@ func statusError(s *wire.Status) error {
 		}
 	case wire.StateRevoked:
 		return &RevokedError{Reason: s.Reason}
+	case wire.StateBusy:
+		return &BusyError{RetryAfter: time.Duration(s.RetryAfterMillis) * time.Millisecond, Reason: s.Reason}
 	}
 	return &RefusedError{Check: string(s.State), Reason: s.Reason}
 }

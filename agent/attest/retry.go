@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"time"
 
 	"github.com/sealroot/sealroot/agent/backoff"
@@ -34,11 +35,7 @@ func (c *Client) Attest(ctx context.Context, console io.Writer) (*Result, error)
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("attestation: %w (last error: %v)", ctx.Err(), err)
 		}
-		delay := b.Next()
-		var p *PendingError
-		if errors.As(err, &p) && p.RetryAfter > delay {
-			delay = p.RetryAfter
-		}
+		delay := retryDelay(b, err)
 		fmt.Fprintf(console, "sealroot: %s\n", describe(err))
 		fmt.Fprintf(console, "sealroot: retrying attestation in %s\n", delay.Round(100*time.Millisecond))
 		t := time.NewTimer(delay)
@@ -51,13 +48,36 @@ func (c *Client) Attest(ctx context.Context, console io.Writer) (*Result, error)
 	}
 }
 
+// retryDelay is how long to wait after err. A busy server booked this
+// machine a time to come back: keep it, neither earlier (the slot is not
+// free yet) nor later (the backoff would leave the booked slot idle and
+// pile retries up behind it); a bounded jitter of a tenth keeps machines
+// told the same time apart. Otherwise the backoff, at least as long as a
+// pending verdict asks.
+func retryDelay(b *backoff.Backoff, err error) time.Duration {
+	var busy *BusyError
+	if errors.As(err, &busy) && busy.RetryAfter > 0 {
+		d := min(busy.RetryAfter, retryMax)
+		return d + time.Duration(mrand.Int64N(int64(d)/10+1))
+	}
+	delay := b.Next()
+	var p *PendingError
+	if errors.As(err, &p) && p.RetryAfter > delay {
+		delay = p.RetryAfter
+	}
+	return delay
+}
+
 // describe turns an attestation error into the console line an operator
 // acts on.
 func describe(err error) string {
 	var p *PendingError
 	var r *RevokedError
 	var f *RefusedError
+	var busy *BusyError
 	switch {
+	case errors.As(err, &busy):
+		return "attestation server busy: it booked this machine a time to come back"
 	case errors.As(err, &p) && p.NeedsReapproval:
 		s := fmt.Sprintf("needs re-approval: machine %s booted a changed state; run `sealroot machine show %s` and `sealroot machine approve %s`",
 			p.MachineID, short(p.MachineID), short(p.MachineID))

@@ -76,6 +76,9 @@ type exchange struct {
 	src     netip.Addr
 	st      stream
 	slotted bool
+	// slottedAt is when x took its slots: how long it held them teaches
+	// the server's pacer (busy agents' retry-after).
+	slottedAt time.Time
 	// user is the user whose per-user root x claimed (see perUser).
 	user string
 

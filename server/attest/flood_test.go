@@ -203,7 +203,8 @@ func grepLines(s, sub string) string {
 
 // A source holds at most ConnsPerSource connections (the next is refused
 // in the handshake) and ExchangesPerSource exchanges (the next hello is
-// answered "busy"); other sources are not affected.
+// answered with a busy Status naming when to come back); other sources
+// are not affected.
 func TestPerSourceLimits(t *testing.T) {
 	e := newEnv(t, func(c *attest.Config) {
 		c.Limits = attest.Limits{HelloTimeout: 10 * time.Second, FrameTimeout: 10 * time.Second,
@@ -241,8 +242,8 @@ func TestPerSourceLimits(t *testing.T) {
 	hello, _ := wire.Marshal(&wire.Hello{EKPublic: m.keys.EKPublic, AKPublic: m.keys.AKPublic})
 	st.Write(hello)
 	reply, err := wire.Read(st)
-	if em, ok := reply.(*wire.Error); err != nil || !ok || em.Code != "busy" {
-		t.Fatalf("third hello from one source = %#v, %v; want error busy", reply, err)
+	if sm, ok := reply.(*wire.Status); err != nil || !ok || sm.State != wire.StateBusy || sm.RetryAfterMillis <= 0 {
+		t.Fatalf("third hello from one source = %#v, %v; want status busy with a retry-after", reply, err)
 	}
 
 	if _, err := attestOnce(t, e.client(t, m.dev, noUnseal)); err != nil {

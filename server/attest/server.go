@@ -20,6 +20,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/quic-go/quic-go"
 
+	"github.com/sealroot/sealroot/server/admission"
 	"github.com/sealroot/sealroot/server/audit"
 	"github.com/sealroot/sealroot/server/roots"
 	"github.com/sealroot/sealroot/server/store"
@@ -105,7 +106,8 @@ type Server struct {
 	logger          hclog.Logger
 	now             func() time.Time
 	tlsConfig       *tls.Config
-	sessions        chan struct{} // semaphore of MaxSessions, one per exchange in progress
+	sessions        chan struct{}    // semaphore of MaxSessions, one per exchange in progress
+	pacer           *admission.Pacer // when agents refused as busy come back
 	limits          Limits
 	sources         *sources
 	noise           noiseCounters
@@ -160,6 +162,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.leases, _ = cfg.Store.(store.LeaseStore)
 	s.sources = newSources(s.limits)
+	s.pacer = admission.New(cap(s.sessions), nil)
 	if s.transport != TransportWireGuard && s.transport != TransportPlain {
 		return nil, fmt.Errorf("attest: root transport %q: want %q or %q", s.transport, TransportWireGuard, TransportPlain)
 	}
@@ -390,7 +393,7 @@ func (s *Server) converse(ctx context.Context, st stream, x *exchange, src netip
 }
 
 // errBusy refuses a hello when its source, or the server, has no free
-// exchange slot; the agent retries.
+// exchange slot; the agent is told when to retry (a busy Status).
 var errBusy = &Failure{Check: "busy", Reason: "server busy: too many attestations in progress, retry later"}
 
 // takeSlots takes x's exchange slots (one of its source's
@@ -408,7 +411,7 @@ func (x *exchange) takeSlots(ctx context.Context, by time.Time) error {
 	defer t.Stop()
 	select {
 	case s.sessions <- struct{}{}:
-		x.slotted = true
+		x.slotted, x.slottedAt = true, time.Now()
 		return nil
 	case <-t.C:
 	case <-ctx.Done():
@@ -423,6 +426,7 @@ func (x *exchange) dropSlots() {
 		return
 	}
 	x.slotted = false
+	x.s.pacer.Done(time.Since(x.slottedAt))
 	x.s.sources.dropExchange(x.src)
 	<-x.s.sessions
 }
@@ -576,6 +580,11 @@ func (s *Server) refuse(st stream, x *exchange, err error) error {
 		s.record(x, "refused", f.Check, f.Reason)
 	}
 	st.SetWriteDeadline(time.Now().Add(s.limits.FrameTimeout))
+	if f == errBusy {
+		wire.Write(st, &wire.Status{State: wire.StateBusy, Reason: f.Reason,
+			RetryAfterMillis: s.pacer.RetryAfter().Milliseconds()})
+		return err
+	}
 	wire.Write(st, &wire.Error{Code: f.Check, Message: f.Reason})
 	return err
 }

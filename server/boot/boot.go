@@ -135,6 +135,7 @@ func Listen(b config.BootConfig, stateDir string, logger hclog.Logger) (_ *Servi
 		if s.tftp, err = net.ListenPacket("udp4", net.JoinHostPort(s.ip.String(), strconv.Itoa(int(c.TFTPPort)))); err != nil {
 			return nil, fmt.Errorf("boot: tftp listener: %w", err)
 		}
+		growReadBuffer(s.tftp)
 	}
 	return s, nil
 }
@@ -231,6 +232,14 @@ func Scripts(b *config.BootConfig, ip netip.Addr, ukis *ukibuild.Builder, logger
 		p := ipxe.Params{BaseURL: base, Arch: r.Arch, Kernel: b.Kernel, Initrd: b.Initrd, Cmdline: b.Cmdline}
 		if r.Arch == ipxe.ArchEFIx64 && ukiName != "" {
 			p = ipxe.Params{BaseURL: base, Arch: r.Arch, UKI: ukiName, Cmdline: b.Cmdline}
+		}
+		if r.RetryPause > 0 {
+			// The downloads are at their pace: pause as long as the
+			// server booked for this machine (whole seconds, for iPXE's
+			// sleep).
+			p.RetrySeconds = int(min(r.RetryPause+time.Second-1, time.Hour) / time.Second)
+		}
+		if p.UKI != "" {
 			if ukis != nil {
 				built, err := ukis.Refresh()
 				if err != nil {

@@ -2,6 +2,7 @@ package boot
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +13,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -189,5 +191,33 @@ func TestDHCPConfigHTTPBoot(t *testing.T) {
 	}
 	if cfg, err := dhcpConfig(&config.BootConfig{}, ip); err != nil || cfg.HTTPBootPath != "" {
 		t.Errorf("dhcpConfig(no http_boot) = %q, %v; want no HTTP boot", cfg.HTTPBootPath, err)
+	}
+}
+
+// A script rendered while downloads are at their pace pauses, after a
+// refused download, as long as the server booked (rounded up to seconds);
+// otherwise it keeps iPXE's default pause.
+func TestScriptsRetryPause(t *testing.T) {
+	b := &config.BootConfig{ServerIP: "192.0.2.1"}
+	b.Defaults(t.TempDir())
+	scripts := Scripts(b, netip.MustParseAddr(b.ServerIP), nil, hclog.NewNullLogger())
+	for _, tc := range []struct {
+		name  string
+		pause time.Duration
+		want  string
+	}{
+		{"idle", 0, fmt.Sprintf("sleep %d\n", ipxe.DefaultRetrySeconds)},
+		{"busy_rounds_up", 2300 * time.Millisecond, "sleep 3\n"},
+		{"busy_short", 250 * time.Millisecond, "sleep 1\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			script, err := scripts(context.Background(), boothttp.ScriptRequest{Arch: ipxe.ArchBIOS, RetryPause: tc.pause})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(string(script), tc.want) {
+				t.Errorf("script with pause %v lacks %q:\n%s", tc.pause, tc.want, script)
+			}
+		})
 	}
 }

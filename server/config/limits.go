@@ -72,6 +72,12 @@ type LimitsConfig struct {
 	// Default: "30s".
 	// Example: "1m".
 	HTTPStallTimeout string `json:"http_stall_timeout,omitempty"`
+	// HTTPDownloads: boot artifact downloads served at once; further ones
+	// are answered 503 with a Retry-After, and scripts rendered meanwhile
+	// pause as long as the server booked for their machine.
+	// Default: 128.
+	// Example: 64.
+	HTTPDownloads int `json:"http_downloads,omitempty"`
 	// TFTPTransfersPerSource: TFTP transfers one address may run.
 	// Default: 4.
 	// Example: 8.
@@ -126,6 +132,7 @@ func (c *LimitsConfig) Parse() (Limits, error) {
 	}{
 		{"conns_per_source", c.ConnsPerSource}, {"exchanges_per_source", c.ExchangesPerSource},
 		{"max_exchanges", c.MaxExchanges}, {"load_above", c.LoadAbove}, {"http_conns_per_source", c.HTTPConnsPerSource},
+		{"http_downloads", c.HTTPDownloads},
 		{"tftp_transfers_per_source", c.TFTPTransfersPerSource},
 		{"waiting_per_source", c.WaitingPerSource}, {"max_waiting", c.MaxWaiting},
 	} {
@@ -144,6 +151,7 @@ func (c *LimitsConfig) Parse() (Limits, error) {
 	l.Attest.MaxWaiting = c.MaxWaiting
 	l.MaxExchanges = c.MaxExchanges
 	l.HTTP.ConnsPerSource = c.HTTPConnsPerSource
+	l.HTTP.Downloads = c.HTTPDownloads
 	l.TFTPPerSource = c.TFTPTransfersPerSource
 	return l, nil
 }

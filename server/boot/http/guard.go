@@ -21,12 +21,16 @@ type Limits struct {
 	// client taking ProgressChunk bytes per StallTimeout finishes).
 	// Default 30s.
 	StallTimeout time.Duration
+	// Downloads is how many artifact downloads may run at once; further
+	// ones are answered 503 with a Retry-After. Default 128.
+	Downloads int
 }
 
 // Defaults for Limits.
 const (
 	DefaultConnsPerSource = 8
 	DefaultStallTimeout   = 30 * time.Second
+	DefaultDownloads      = 128
 	// ProgressChunk is the unit of progress a response must make per
 	// StallTimeout. Bytes count once the kernel took them, so a client
 	// that stops acknowledging is cut once its socket buffer is full.
@@ -40,6 +44,9 @@ func (l Limits) withDefaults() Limits {
 	if l.StallTimeout == 0 {
 		l.StallTimeout = DefaultStallTimeout
 	}
+	if l.Downloads == 0 {
+		l.Downloads = DefaultDownloads
+	}
 	return l
 }
 
@@ -47,6 +54,7 @@ func (l Limits) withDefaults() Limits {
 type Counts struct {
 	Refused uint64 // connections closed at accept: their source held ConnsPerSource
 	Stalled uint64 // responses cut: no progress within StallTimeout
+	Busy    uint64 // downloads answered 503: Downloads were running
 }
 
 // guardListener applies Limits to the connections of a listener.
@@ -55,6 +63,7 @@ type guardListener struct {
 	limits Limits
 
 	refused, stalled atomic.Uint64
+	busy             *atomic.Uint64 // the download gate's count, or nil
 
 	mu    sync.Mutex
 	conns map[netip.Addr]int // guarded by mu
@@ -103,7 +112,11 @@ func (g *guardListener) drop(a netip.Addr) {
 }
 
 func (g *guardListener) counts() Counts {
-	return Counts{Refused: g.refused.Load(), Stalled: g.stalled.Load()}
+	c := Counts{Refused: g.refused.Load(), Stalled: g.stalled.Load()}
+	if g.busy != nil {
+		c.Busy = g.busy.Load()
+	}
+	return c
 }
 
 func remoteAddr(c net.Conn) netip.Addr {

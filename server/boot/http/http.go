@@ -49,6 +49,10 @@ import (
 type ScriptRequest struct {
 	Arch   ipxe.Arch      // validated architecture from ?arch=
 	Remote netip.AddrPort // client address; informational only, spoofable
+	// RetryPause is how long the script should pause before retrying a
+	// download the server refused as busy (iPXE cannot read Retry-After):
+	// the server's pace when ServeWith admits downloads, else 0.
+	RetryPause time.Duration
 }
 
 // ScriptFunc renders the iPXE script for a request. It must not block for
@@ -141,7 +145,7 @@ func (h *handler) serveScript(w nethttp.ResponseWriter, r *nethttp.Request) {
 		return
 	}
 	remote, _ := netip.ParseAddrPort(r.RemoteAddr)
-	script, err := h.scripts(r.Context(), ScriptRequest{Arch: arch, Remote: remote})
+	script, err := h.scripts(r.Context(), ScriptRequest{Arch: arch, Remote: remote, RetryPause: retryPause(r.Context())})
 	if err != nil {
 		h.logger.Error("rendering script failed", "remote", r.RemoteAddr, "arch", arch, "error", err)
 		nethttp.Error(w, "script unavailable", nethttp.StatusInternalServerError)
@@ -166,7 +170,9 @@ func Serve(ctx context.Context, ln net.Listener, h nethttp.Handler, logger hclog
 // it down gracefully, waiting up to ShutdownTimeout for in-flight requests.
 // Connections beyond a source's limit are closed at accept and responses
 // that stall are cut (see Limits); both are counted and summarised in the
-// log at most once a minute, never logged one by one. It closes ln. It
+// log at most once a minute, never logged one by one. Downloads beyond
+// Limits.Downloads are answered 503 with a Retry-After (see
+// downloadGate). It closes ln. It
 // returns nil after a shutdown caused by ctx.
 func ServeWith(ctx context.Context, ln net.Listener, h nethttp.Handler, logger hclog.Logger, limits Limits) error {
 	if logger == nil {
@@ -174,8 +180,10 @@ func ServeWith(ctx context.Context, ln net.Listener, h nethttp.Handler, logger h
 	}
 	logger = logger.Named("boothttp")
 	gl := newGuardListener(ln, limits)
+	gate := newDownloadGate(h, gl.limits.Downloads)
+	gl.busy = &gate.busy
 	srv := &nethttp.Server{
-		Handler:           h,
+		Handler:           gate,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       60 * time.Second,
 		MaxHeaderBytes:    16 << 10,
@@ -213,7 +221,8 @@ func ServeWith(ctx context.Context, ln net.Listener, h nethttp.Handler, logger h
 // now.
 func logCounts(logger hclog.Logger, now, last Counts) Counts {
 	if now != last {
-		logger.Warn("connections refused or cut", "refused", now.Refused-last.Refused, "stalled", now.Stalled-last.Stalled)
+		logger.Warn("connections refused or cut", "refused", now.Refused-last.Refused,
+			"stalled", now.Stalled-last.Stalled, "busy", now.Busy-last.Busy)
 	}
 	return now
 }

@@ -1,0 +1,125 @@
+package http
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"net"
+	nethttp "net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/sealroot/sealroot/test/testenv"
+)
+
+// startAdmitting serves dir and a script reporting its RetryPause on
+// 127.0.0.1 with limits; it returns the address, the log and a stop
+// function (also run at cleanup).
+func startAdmitting(t *testing.T, dir string, limits Limits) (string, *testenv.Buffer, func()) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &testenv.Buffer{}
+	logger := hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Info})
+	scripts := func(_ context.Context, r ScriptRequest) ([]byte, error) {
+		return fmt.Appendf(nil, "pause %d", r.RetryPause.Milliseconds()), nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ServeWith(ctx, ln, NewHandler(dir, scripts, logger), logger, limits) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("ServeWith: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return ln.Addr().String(), logs, stop
+}
+
+// getFrom fetches path over a new connection from the loopback address
+// src and returns the status, the Retry-After header and the body.
+func getFrom(t *testing.T, src, addr, path string) (int, string, []byte) {
+	t.Helper()
+	c := dialFrom(t, src, addr, 0)
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	tr := &nethttp.Transport{DialContext: func(context.Context, string, string) (net.Conn, error) { return c, nil }}
+	defer tr.CloseIdleConnections()
+	resp, err := (&nethttp.Client{Transport: tr}).Get("http://boot" + path)
+	if err != nil {
+		t.Fatalf("GET %s from %s: %v", path, src, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s from %s: body: %v", path, src, err)
+	}
+	return resp.StatusCode, resp.Header.Get("Retry-After"), body
+}
+
+// With every download slot taken, a download is answered 503 with a
+// Retry-After, scripts carry a pause booked for their client, and a
+// client that waits as told gets its file once the slot is free. A
+// client that ignores Retry-After gets 503 every time and never adds a
+// download: the slots bound what runs.
+func TestDownloadsAdmittedAtTheirPace(t *testing.T) {
+	dir := t.TempDir()
+	big, err := os.Create(filepath.Join(dir, "big"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	big.Truncate(256 << 20) // sparse: far more than any socket buffer
+	big.Close()
+	small := make([]byte, 4096)
+	rand.Read(small)
+	mustWrite(t, filepath.Join(dir, "small"), small)
+	addr, logs, stop := startAdmitting(t, dir, Limits{Downloads: 1})
+
+	if code, _, body := getFrom(t, "127.0.0.9", addr, ScriptPath+"?arch=bios"); code != 200 || string(body) != "pause 0" {
+		t.Fatalf("script while idle = %d %q, want 200 \"pause 0\"", code, body)
+	}
+	holder := dialFrom(t, "127.0.0.7", addr, 4096)
+	br, resp := get(t, holder, "big") // takes the only slot and stops reading
+	if resp.StatusCode != nethttp.StatusOK {
+		t.Fatalf("first download: status %d", resp.StatusCode)
+	}
+	io.ReadFull(br, make([]byte, 1024))
+
+	const rude = 5
+	for i := range rude {
+		code, after, _ := getFrom(t, "127.0.0.10", addr, ArtifactPrefix+"small")
+		if n, err := strconv.Atoi(after); code != nethttp.StatusServiceUnavailable || err != nil || n < 1 {
+			t.Fatalf("download %d ignoring Retry-After = %d, Retry-After %q; want 503 with whole seconds", i, code, after)
+		}
+	}
+	code, after, body := getFrom(t, "127.0.0.9", addr, ScriptPath+"?arch=bios")
+	var pause int
+	if _, err := fmt.Sscanf(string(body), "pause %d", &pause); code != 200 || err != nil || pause <= 0 {
+		t.Fatalf("script while busy = %d %q, want a booked pause", code, body)
+	}
+	code, after, _ = getFrom(t, "127.0.0.8", addr, ArtifactPrefix+"small")
+	wait, err := strconv.Atoi(after)
+	if code != nethttp.StatusServiceUnavailable || err != nil {
+		t.Fatalf("polite download = %d, Retry-After %q; want 503 with a Retry-After", code, after)
+	}
+	holder.Close() // the slot frees when the server's write fails
+	time.Sleep(time.Duration(wait) * time.Second)
+	if code, _, body := getFrom(t, "127.0.0.8", addr, ArtifactPrefix+"small"); code != 200 || string(body) != string(small) {
+		t.Fatalf("download after Retry-After = %d (%d bytes), want 200 and the file", code, len(body))
+	}
+	stop()
+	wantLog(t, logs, fmt.Sprintf("busy=%d", rude+1))
+}

@@ -1,0 +1,407 @@
+package storm
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	nethttp "net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/quic-go/quic-go"
+	"golang.zx2c4.com/wireguard/conn"
+	"golang.zx2c4.com/wireguard/device"
+	"golang.zx2c4.com/wireguard/tun/tuntest"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	agentattest "github.com/sealroot/sealroot/agent/attest"
+	"github.com/sealroot/sealroot/agent/tunnel"
+	"github.com/sealroot/sealroot/test/loadgen"
+	"github.com/sealroot/sealroot/test/netnstest"
+)
+
+// Phases of a simulated boot, in order.
+const (
+	phaseTFTP = iota
+	phaseScript
+	phaseKernel
+	phaseInitrd
+	phaseAttest
+	phaseWireGuard
+	numPhases
+)
+
+var phaseNames = [numPhases]string{"tftp ipxe", "http script", "http kernel", "http initrd", "attest", "wireguard"}
+
+// machine is one simulated machine: its address, namespace and software
+// TPM.
+type machine struct {
+	addr   netip.Addr
+	ns     *netnstest.NS
+	agent  *loadgen.Agent
+	tr     *quic.Transport // bound to addr, for the attestation client
+	client *agentattest.Client
+	http   *nethttp.Client
+	wgKey  wgtypes.Key // this boot's WireGuard key, sent in the hello
+	// serverKey is the server's tunnel key: a real machine reads it from
+	// its opened credential (wire.TunnelPlan), which a software TPM
+	// cannot open; the storm reads it from the server's state.
+	serverKey wgtypes.Key
+}
+
+func newMachine(ns *netnstest.NS, addr netip.Addr, agent *loadgen.Agent, roots *x509.CertPool, serverKey wgtypes.Key) (*machine, error) {
+	m := &machine{addr: addr, ns: ns, agent: agent, serverKey: serverKey}
+	var pc net.PacketConn
+	err := ns.Do(func() (err error) {
+		pc, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(addr, 0)))
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("machine %s: udp socket: %w", addr, err)
+	}
+	m.tr = &quic.Transport{Conn: pc}
+	if m.wgKey, err = tunnel.NewKey(); err != nil { // per boot, as the agent makes it
+		return nil, err
+	}
+	pub := m.wgKey.PublicKey()
+	m.client, err = agentattest.New(agentattest.Config{
+		Servers: []string{netip.AddrPortFrom(serverIP, attestPort).String()}, ServerName: serverName,
+		Roots: roots, Device: agent, NoUnseal: true, Transport: m.tr, WireGuardKey: pub[:],
+	})
+	if err != nil {
+		return nil, err
+	}
+	m.http = &nethttp.Client{Transport: &nethttp.Transport{
+		DialContext:        m.dialTCP,
+		DisableCompression: true,
+		MaxIdleConns:       1,
+	}}
+	return m, nil
+}
+
+func (m *machine) close() {
+	m.http.CloseIdleConnections()
+	m.tr.Close()
+	m.tr.Conn.Close()
+}
+
+// dialTCP connects from the machine's address, in its namespace.
+func (m *machine) dialTCP(ctx context.Context, network, addr string) (net.Conn, error) {
+	var c net.Conn
+	err := m.ns.Do(func() (err error) {
+		d := net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(m.addr, 0))}
+		c, err = d.DialContext(ctx, network, addr)
+		return err
+	})
+	return c, err
+}
+
+// bootResult is what one machine's boot took.
+type bootResult struct {
+	phase       [numPhases]time.Duration
+	ready       time.Duration // from the storm's start to the credential
+	bytes       int64         // TFTP and HTTP payload received
+	tftpResends int           // TFTP requests and acks sent again after a second without answer
+	httpRetries int           // downloads refused 503, retried after the script's pause
+	attRetries  int           // attestation attempts retried
+	wgRetries   int           // WireGuard devices replaced after no handshake
+	err         error
+}
+
+// boot runs the machine's boot from power-on to its credential.
+func (m *machine) boot(ctx context.Context, start time.Time) (r bootResult) {
+	timed := func(p int, fn func() error) error {
+		t0 := time.Now()
+		err := fn()
+		r.phase[p] = time.Since(t0)
+		if err != nil {
+			return fmt.Errorf("%s: %w", phaseNames[p], err)
+		}
+		return nil
+	}
+	var script []byte
+	r.err = errors.Join(
+		timed(phaseTFTP, func() error {
+			n, resends, err := m.tftp(ctx, ipxeName)
+			r.bytes += n
+			r.tftpResends = resends
+			return err
+		}),
+		timed(phaseScript, func() (err error) {
+			script, err = m.get(ctx, fmt.Sprintf("http://%s/boot.ipxe?arch=bios", netip.AddrPortFrom(serverIP, httpPort)))
+			r.bytes += int64(len(script))
+			return err
+		}),
+	)
+	if r.err != nil {
+		return r
+	}
+	if r.err = m.ipxe(ctx, script, &r); r.err != nil {
+		return r
+	}
+	r.err = timed(phaseAttest, func() error {
+		var console lineCounter
+		_, err := m.client.Attest(ctx, &console)
+		r.attRetries = int(console.retries.Load())
+		if err != nil {
+			return fmt.Errorf("%w (console: %s)", err, console.last())
+		}
+		return nil
+	})
+	if r.err != nil {
+		return r
+	}
+	r.err = timed(phaseWireGuard, func() (err error) {
+		r.wgRetries, err = m.wireguard(ctx)
+		return err
+	})
+	r.ready = time.Since(start)
+	return r
+}
+
+// wireguard brings up a WireGuard device with the boot's key towards the
+// server's tunnel endpoint and waits for the handshake, which succeeds
+// only once the server installed the machine's peer after attestation.
+// The agent uses the kernel's WireGuard; this host has no module, so the
+// device is wireguard-go with a channel TUN (no packets but the
+// handshake's), its socket in the machine's namespace. A device without
+// a handshake after wgAttempt (past WireGuard's 5s handshake
+// retransmission) is replaced (counted in retries): about one in ten first handshakes of a storm get no
+// answer, not understood yet.
+func (m *machine) wireguard(ctx context.Context) (retries int, err error) {
+	for ; ; retries++ {
+		err := m.handshake(ctx)
+		if err == nil || ctx.Err() != nil {
+			return retries, err
+		}
+	}
+}
+
+const wgAttempt = 6 * time.Second
+
+func (m *machine) handshake(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, wgAttempt)
+	defer cancel()
+	ct := tuntest.NewChannelTUN()
+	dev := device.NewDevice(ct.TUN(), conn.NewStdNetBind(), device.NewLogger(device.LogLevelSilent, ""))
+	defer dev.Close()
+	cfg := fmt.Sprintf("private_key=%s\npublic_key=%s\nendpoint=%s\npersistent_keepalive_interval=1\nallowed_ip=10.79.0.1/32\n",
+		hex.EncodeToString(m.wgKey[:]), hex.EncodeToString(m.serverKey[:]), netip.AddrPortFrom(serverIP, tunnelPort))
+	if err := dev.IpcSet(cfg); err != nil {
+		return fmt.Errorf("configure: %w", err)
+	}
+	if err := m.ns.Do(dev.Up); err != nil {
+		return fmt.Errorf("up: %w", err)
+	}
+	for {
+		st, err := dev.IpcGet()
+		if err != nil {
+			return err
+		}
+		if strings.Contains(st, "last_handshake_time_sec=") && !strings.Contains(st, "last_handshake_time_sec=0\n") {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("no handshake: %w", ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// ipxe runs a boot script as iPXE does: fetch the kernel, then the
+// initrd; any failure jumps to :failed, which sleeps and starts over.
+func (m *machine) ipxe(ctx context.Context, script []byte, r *bootResult) error {
+	kernel, initrd, pause, err := parseScript(script)
+	if err != nil {
+		return err
+	}
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			r.httpRetries++
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("ipxe: %w", ctx.Err())
+			case <-time.After(pause):
+			}
+		}
+		t0 := time.Now()
+		n, kerr := m.download(ctx, kernel)
+		r.phase[phaseKernel] += time.Since(t0)
+		r.bytes += n
+		if kerr != nil {
+			if errors.Is(kerr, errBusy) {
+				continue
+			}
+			return fmt.Errorf("%s: %w", phaseNames[phaseKernel], kerr)
+		}
+		t0 = time.Now()
+		n, ierr := m.download(ctx, initrd)
+		r.phase[phaseInitrd] += time.Since(t0)
+		r.bytes += n
+		if ierr != nil {
+			if errors.Is(ierr, errBusy) {
+				continue
+			}
+			return fmt.Errorf("%s: %w", phaseNames[phaseInitrd], ierr)
+		}
+		return nil
+	}
+}
+
+// parseScript finds the kernel and initrd URLs and the retry pause of a
+// sealroot BIOS boot script.
+func parseScript(b []byte) (kernel, initrd string, pause time.Duration, err error) {
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		switch {
+		case len(f) >= 2 && f[0] == "kernel":
+			kernel = f[1]
+		case len(f) >= 2 && f[0] == "initrd":
+			initrd = f[1]
+		case len(f) == 2 && f[0] == "sleep":
+			s, _ := strconv.Atoi(f[1])
+			pause = time.Duration(s) * time.Second
+		}
+	}
+	if kernel == "" || initrd == "" || pause <= 0 {
+		return "", "", 0, fmt.Errorf("boot script without kernel, initrd or pause:\n%s", b)
+	}
+	return kernel, initrd, pause, nil
+}
+
+var errBusy = errors.New("503 service unavailable")
+
+func (m *machine) get(ctx context.Context, url string) ([]byte, error) {
+	var buf bytes.Buffer
+	_, err := m.fetch(ctx, url, &buf)
+	return buf.Bytes(), err
+}
+
+func (m *machine) download(ctx context.Context, url string) (int64, error) {
+	return m.fetch(ctx, url, io.Discard)
+}
+
+func (m *machine) fetch(ctx context.Context, url string, w io.Writer) (int64, error) {
+	req, err := nethttp.NewRequestWithContext(ctx, "GET", url, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := m.http.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	n, err := io.Copy(w, resp.Body)
+	switch {
+	case resp.StatusCode == nethttp.StatusServiceUnavailable:
+		return n, errBusy
+	case resp.StatusCode != nethttp.StatusOK:
+		return n, fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return n, err
+}
+
+// lineCounter counts the agent's "retrying" console lines and keeps the
+// last reason.
+type lineCounter struct {
+	retries atomic.Int64
+	mu      sync.Mutex
+	reason  string // guarded by mu
+}
+
+func (c *lineCounter) Write(p []byte) (int, error) {
+	if n := bytes.Count(p, []byte("retrying attestation")); n > 0 {
+		c.retries.Add(int64(n))
+		return len(p), nil
+	}
+	c.mu.Lock()
+	c.reason = strings.TrimSpace(string(p))
+	c.mu.Unlock()
+	return len(p), nil
+}
+
+func (c *lineCounter) last() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.reason
+}
+
+// TFTP (RFC 1350, blksize option RFC 2348), as PXE firmware fetches iPXE.
+const (
+	tftpRRQ, tftpDATA, tftpACK, tftpERROR, tftpOACK = 1, 3, 4, 5, 6
+	tftpBlksize                                     = 1468
+)
+
+// tftp reads name from the server's TFTP port into nowhere and returns
+// its size and how many packets it sent again. Lost packets are recovered
+// by retransmitting the last request or acknowledgement after a second,
+// up to 10 times in a row.
+func (m *machine) tftp(ctx context.Context, name string) (got int64, resends int, err error) {
+	var conn *net.UDPConn
+	err = m.ns.Do(func() (err error) {
+		conn, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(m.addr, 0)))
+		return err
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	defer conn.Close()
+	rrq := fmt.Appendf([]byte{0, tftpRRQ}, "%s\x00octet\x00blksize\x00%d\x00", name, tftpBlksize)
+	peer := net.UDPAddrFromAddrPort(netip.AddrPortFrom(serverIP, 69))
+	last, to := rrq, peer
+	next := uint16(1)
+	buf := make([]byte, 4+tftpBlksize+64)
+	for tries := 0; ; {
+		if ctx.Err() != nil {
+			return got, resends, ctx.Err()
+		}
+		if _, err := conn.WriteToUDP(last, to); err != nil {
+			return got, resends, err
+		}
+		conn.SetReadDeadline(time.Now().Add(time.Second))
+		n, from, err := conn.ReadFromUDP(buf)
+		if err != nil {
+			if tries++; tries > 10 {
+				return got, resends, fmt.Errorf("tftp %s: no answer: %w", name, err)
+			}
+			resends++
+			continue
+		}
+		tries = 0
+		p := buf[:n]
+		if len(p) < 4 {
+			continue
+		}
+		to = from
+		switch binary.BigEndian.Uint16(p) {
+		case tftpOACK:
+			last = []byte{0, tftpACK, 0, 0}
+		case tftpDATA:
+			if binary.BigEndian.Uint16(p[2:]) != next {
+				continue // a duplicate: resend our last ack
+			}
+			got += int64(len(p) - 4)
+			last = []byte{0, tftpACK, byte(next >> 8), byte(next)}
+			next++
+			if len(p)-4 < tftpBlksize {
+				conn.WriteToUDP(last, to)
+				return got, resends, nil
+			}
+		case tftpERROR:
+			return got, resends, fmt.Errorf("tftp %s: server error: %q", name, p[4:])
+		}
+	}
+}

@@ -1,0 +1,204 @@
+package storm
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"github.com/sealroot/sealroot/server/api/client"
+	"github.com/sealroot/sealroot/test/testenv"
+)
+
+// Artifact names and the sizes used when no built file is found: the
+// kernel is Debian's 6.1 vmlinuz the initramfs builder fetches, the
+// initramfs the default zstd image (docs/architecture.md: 5.9 MiB), the
+// iPXE binary Debian's undionly.kpxe.
+const (
+	kernelName, initrdName, ipxeName = "vmlinuz", "initramfs.cpio.zst", "undionly.kpxe"
+	kernelSize                       = 8247232
+	initrdSize                       = 6207570
+	ipxeSize                         = 74213
+)
+
+// Ports of the server, on serverIP.
+const (
+	attestPort = 4433
+	httpPort   = 8080
+	tunnelPort = 51820
+)
+
+// serverName is the DNS name in the server certificate.
+const serverName = "sealroot.storm"
+
+// daemon is the `sealroot serve` process under test.
+type daemon struct {
+	cmd    *exec.Cmd
+	dir    string
+	socket string
+	ca     []byte // CA certificate, PEM
+	sizes  map[string]int64
+	srcs   map[string]string // where each artifact came from
+}
+
+// startDaemon builds sealroot, initialises its PKI and artifacts in a
+// temporary directory and runs `sealroot serve` in tp's server namespace.
+func startDaemon(t *testing.T, tp *topo, limits map[string]any) *daemon {
+	t.Helper()
+	gobin := testenv.LookTool(t, "go")
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "sealroot")
+	build := exec.Command(gobin, "build", "-o", bin, "../../cmd/sealroot")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build sealroot: %v\n%s", err, out)
+	}
+	state := filepath.Join(dir, "state")
+	if out, err := exec.Command(bin, "pki", "init", "--state-dir", state, "--dns", serverName).CombinedOutput(); err != nil {
+		t.Fatalf("pki init: %v\n%s", err, out)
+	}
+	d := &daemon{dir: dir, socket: filepath.Join(dir, "admin.sock"), sizes: map[string]int64{}, srcs: map[string]string{}}
+	arts, ipxeDir := filepath.Join(dir, "artifacts"), filepath.Join(dir, "ipxe")
+	d.artifact(t, arts, kernelName, kernelSize, glob("../../build/cache/*/boot/vmlinuz-*", "/work/main/build/cache/*/boot/vmlinuz-*"))
+	d.artifact(t, arts, initrdName, initrdSize, glob("../../build/initramfs.cpio.zst", "/work/main/build/initramfs.cpio.zst"))
+	d.artifact(t, ipxeDir, ipxeName, ipxeSize, glob("/usr/lib/ipxe/undionly.kpxe"))
+	var err error
+	if d.ca, err = os.ReadFile(filepath.Join(state, "pki", "ca.crt")); err != nil {
+		t.Fatal(err)
+	}
+	cfg := map[string]any{
+		"state_dir": state, "attest_addr": netip.AddrPortFrom(serverIP, attestPort).String(),
+		"admin_socket": d.socket, "log_level": "warn",
+		"boot": map[string]any{"server_ip": serverIP.String(), "http_port": httpPort, "artifacts_dir": arts,
+			"ipxe_dir": ipxeDir, "kernel": kernelName, "initrd": initrdName, "cmdline": "console=ttyS0"},
+		"tunnel": map[string]any{"prefix": "10.79.0.0/16", "endpoint": netip.AddrPortFrom(serverIP, tunnelPort).String(),
+			"listen_port": tunnelPort, "netstack": true},
+	}
+	if limits != nil {
+		cfg["limits"] = limits
+	}
+	cfgPath := filepath.Join(dir, "sealroot.json")
+	b, _ := json.MarshalIndent(cfg, "", "  ")
+	if err := os.WriteFile(cfgPath, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d.cmd = tp.server.Command(context.Background(), bin, "serve", "--config", cfgPath)
+	stderr, err := d.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.cmd.Start(); err != nil {
+		t.Fatalf("sealroot serve: %v", err)
+	}
+	logDone := make(chan struct{})
+	go func() {
+		defer close(logDone)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			t.Logf("serve: %s", sc.Text())
+		}
+	}()
+	t.Cleanup(func() {
+		d.cmd.Process.Signal(os.Interrupt)
+		t := time.AfterFunc(20*time.Second, func() { d.cmd.Process.Kill() })
+		defer t.Stop()
+		<-logDone
+		d.cmd.Wait()
+	})
+	return d
+}
+
+// glob returns the first file matching one of patterns, or "".
+func glob(patterns ...string) string {
+	for _, p := range patterns {
+		if m, _ := filepath.Glob(p); len(m) > 0 {
+			return m[0]
+		}
+	}
+	return ""
+}
+
+// artifact puts name into dir: a copy of src when there is one, else
+// size random bytes (incompressible, as compressed images are).
+func (d *daemon) artifact(t *testing.T, dir, name string, size int64, src string) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, err := os.Create(filepath.Join(dir, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	var r io.Reader = io.LimitReader(rand.Reader, size)
+	d.srcs[name] = fmt.Sprintf("random, %d bytes (documented size)", size)
+	if src != "" {
+		f, err := os.Open(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		r = f
+		d.srcs[name] = src
+	}
+	n, err := io.Copy(out, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.sizes[name] = n
+}
+
+func (d *daemon) admin() *client.Client { return client.New(d.socket) }
+
+// tunnelKey is the server's tunnel public key, from its state directory
+// (it creates the private key at start).
+func (d *daemon) tunnelKey(t *testing.T) wgtypes.Key {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(d.dir, "state", "tunnel.key"))
+	if err != nil {
+		t.Fatalf("server tunnel key: %v", err)
+	}
+	k, err := wgtypes.ParseKey(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatalf("server tunnel key: %v", err)
+	}
+	return k.PublicKey()
+}
+
+// usage is the daemon's CPU time so far and its resident and peak
+// resident memory, from /proc.
+func (d *daemon) usage() (cpu time.Duration, rss, peak int64) {
+	pid := d.cmd.Process.Pid
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
+		// Fields after the command name: state is field 3, utime 14, stime 15.
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+		if len(f) > 12 {
+			ut, _ := strconv.ParseInt(f[11], 10, 64)
+			st, _ := strconv.ParseInt(f[12], 10, 64)
+			cpu = time.Duration(ut+st) * time.Second / 100 // USER_HZ
+		}
+	}
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			var kb int64
+			if _, err := fmt.Sscanf(l, "VmRSS: %d kB", &kb); err == nil {
+				rss = kb << 10
+			}
+			if _, err := fmt.Sscanf(l, "VmHWM: %d kB", &kb); err == nil {
+				peak = kb << 10
+			}
+		}
+	}
+	return cpu, rss, peak
+}

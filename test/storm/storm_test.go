@@ -1,0 +1,321 @@
+package storm
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	nethttp "net/http"
+	"net/netip"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	agentattest "github.com/sealroot/sealroot/agent/attest"
+	"github.com/sealroot/sealroot/pki"
+	"github.com/sealroot/sealroot/server/api"
+	"github.com/sealroot/sealroot/test/loadgen"
+	"github.com/sealroot/sealroot/test/netnstest"
+)
+
+// stormCounts parses SEALROOT_STORM ("50,200,1000").
+func stormCounts(t *testing.T) []int {
+	v := os.Getenv("SEALROOT_STORM")
+	if v == "" {
+		t.Skip("SEALROOT_STORM not set (e.g. SEALROOT_STORM=50,200,1000; make bench-storm)")
+	}
+	var ns []int
+	for _, f := range strings.Split(v, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 || n > 25000 {
+			t.Fatalf("SEALROOT_STORM %q: want machine counts from 1 to 25000", v)
+		}
+		ns = append(ns, n)
+	}
+	return ns
+}
+
+// TestStorm powers on each count of machines at once against one
+// `sealroot serve` (its default limits) and prints, per count, the time
+// until every machine is ready, each phase's p50/p99, failures, retries,
+// the server's memory and CPU per machine, and the bytes served against
+// the plain veth throughput measured in the same run. Machines are
+// enrolled and approved beforehand; every count reuses the first machines.
+func TestStorm(t *testing.T) {
+	counts := stormCounts(t)
+	netnstest.RequireRoot(t)
+	most := slices.Max(counts)
+	tp := newTopo(t, most)
+	d := startDaemon(t, tp, nil)
+	roots, err := pki.CAPool(d.ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	t0 := time.Now()
+	agents, err := loadgen.NewAgents(ctx, rand.Reader, most, loadgen.DefaultSpec())
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitServing(t, tp)
+	serverKey := d.tunnelKey(t)
+	machines := make([]*machine, most)
+	for i := range machines {
+		if machines[i], err = newMachine(tp.nsOf(i), machineAddr(i), agents[i], roots, serverKey); err != nil {
+			t.Fatal(err)
+		}
+		defer machines[i].close()
+	}
+	if err := enroll(ctx, d.admin(), machines); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Printf("storm setup: %d machines (software TPMs) created, enrolled and approved in %.1fs; %d per namespace\n",
+		most, time.Since(t0).Seconds(), perNS)
+	for _, name := range []string{ipxeName, kernelName, initrdName} {
+		fmt.Printf("storm artifact %s: %d bytes from %s\n", name, d.sizes[name], d.srcs[name])
+	}
+	for _, n := range counts {
+		runStorm(t, d, tp, machines[:n])
+	}
+}
+
+// waitServing waits until the boot HTTP server answers in tp.
+func waitServing(t *testing.T, tp *topo) {
+	t.Helper()
+	m := &machine{addr: machineAddr(0), ns: tp.nsOf(0)}
+	m.http = &nethttp.Client{Transport: &nethttp.Transport{DialContext: m.dialTCP}}
+	defer m.http.CloseIdleConnections()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err := m.get(ctx, fmt.Sprintf("http://%s/boot.ipxe?arch=bios", netip.AddrPortFrom(serverIP, httpPort)))
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sealroot serve not serving after 2 minutes: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// enroll makes every machine known (its first attestation leaves it
+// pending) and approves it over the admin API, 16 at a time.
+func enroll(ctx context.Context, admin api.Service, machines []*machine) error {
+	var mu sync.Mutex
+	var errs []error
+	sem := make(chan struct{}, 16)
+	var wg sync.WaitGroup
+	for _, m := range machines {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			err := enrollOne(ctx, admin, m)
+			if err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func enrollOne(ctx context.Context, admin api.Service, m *machine) error {
+	for {
+		actx, cancel := context.WithTimeout(ctx, time.Minute)
+		_, err := m.client.AttestOnce(actx)
+		cancel()
+		var pending *agentattest.PendingError
+		var busy *agentattest.BusyError
+		switch {
+		case errors.As(err, &busy):
+			time.Sleep(busy.RetryAfter)
+			continue
+		case !errors.As(err, &pending):
+			return fmt.Errorf("enroll %s: first attestation = %v, want pending", m.addr, err)
+		}
+		if _, err := admin.Approve(ctx, pending.MachineID, api.ApproveOptions{}); err != nil {
+			return fmt.Errorf("approve %s: %w", pending.MachineID, err)
+		}
+		return nil
+	}
+}
+
+// stormTimeout bounds one storm: SEALROOT_STORM_TIMEOUT (a Go duration),
+// default 15m. Machines not ready by then count as failures.
+func stormTimeout() time.Duration {
+	if d, err := time.ParseDuration(os.Getenv("SEALROOT_STORM_TIMEOUT")); err == nil && d > 0 {
+		return d
+	}
+	return 15 * time.Minute
+}
+
+func runStorm(t *testing.T, d *daemon, tp *topo, machines []*machine) {
+	n := len(machines)
+	cpu0, _, _ := d.usage()
+	ctx, cancel := context.WithTimeout(context.Background(), stormTimeout())
+	defer cancel()
+	results := make([]bootResult, n)
+	var peakRSS int64
+	sampled := make(chan struct{})
+	sampleCtx, stopSampling := context.WithCancel(ctx)
+	go func() {
+		defer close(sampled)
+		for sampleCtx.Err() == nil {
+			_, rss, _ := d.usage()
+			peakRSS = max(peakRSS, rss)
+			select {
+			case <-sampleCtx.Done():
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i, m := range machines {
+		wg.Go(func() { results[i] = m.boot(ctx, start) })
+	}
+	wg.Wait()
+	wall := time.Since(start)
+	stopSampling()
+	<-sampled
+	cpu1, rss, _ := d.usage()
+	veth := vethThroughput(t, tp)
+	printStorm(os.Stdout, results, wall, cpu1-cpu0, rss, peakRSS, veth)
+}
+
+// vethThroughput measures plain TCP from the server's namespace to the
+// client namespaces (one stream to each, up to 4) for 3 seconds, in
+// bytes per second: what the links carry with no sealroot in the way.
+func vethThroughput(t *testing.T, tp *topo) float64 {
+	var ln net.Listener
+	err := tp.server.Do(func() (err error) {
+		ln, err = net.Listen("tcp", netip.AddrPortFrom(serverIP, 9).String())
+		return err
+	})
+	if err != nil {
+		t.Fatalf("veth throughput: %v", err)
+	}
+	defer ln.Close()
+	const dur = 3 * time.Second
+	streams := min(4, len(tp.clients))
+	var senders sync.WaitGroup
+	senders.Go(func() {
+		chunk := make([]byte, 256<<10)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return // closed once the readers are done
+			}
+			senders.Go(func() {
+				defer c.Close()
+				c.SetWriteDeadline(time.Now().Add(dur + time.Second))
+				for {
+					if _, err := c.Write(chunk); err != nil {
+						return
+					}
+				}
+			})
+		}
+	})
+	var total int64
+	var mu sync.Mutex
+	var readers sync.WaitGroup
+	start := time.Now()
+	for k := range streams {
+		readers.Go(func() {
+			var c net.Conn
+			err := tp.clients[k].Do(func() (err error) {
+				c, err = net.Dial("tcp", netip.AddrPortFrom(serverIP, 9).String())
+				return err
+			})
+			if err != nil {
+				t.Errorf("veth throughput: dial: %v", err)
+				return
+			}
+			defer c.Close()
+			c.SetReadDeadline(start.Add(dur))
+			n, _ := io.Copy(io.Discard, c)
+			mu.Lock()
+			total += n
+			mu.Unlock()
+		})
+	}
+	readers.Wait()
+	ln.Close()
+	senders.Wait()
+	return float64(total) / dur.Seconds()
+}
+
+func printStorm(w io.Writer, results []bootResult, wall, cpu time.Duration, rss, peakRSS int64, veth float64) {
+	n := len(results)
+	var ready, failures, tftpResends, httpRetries, attRetries, wgRetries int
+	var bytes int64
+	var errs []string
+	for _, r := range results {
+		bytes += r.bytes
+		httpRetries += r.httpRetries
+		tftpResends += r.tftpResends
+		wgRetries += r.wgRetries
+		attRetries += r.attRetries
+		if r.err != nil {
+			failures++
+			if len(errs) < 3 {
+				errs = append(errs, r.err.Error())
+			}
+			continue
+		}
+		ready++
+	}
+	fmt.Fprintf(w, "storm N=%d: %d of %d root-ready (attested, tunnel handshake done) in %.1fs; failures %d; retries: tftp resends %d, downloads %d, attestations %d, wireguard %d\n",
+		n, ready, n, wall.Seconds(), failures, tftpResends, httpRetries, attRetries, wgRetries)
+	for p := range numPhases {
+		var ds []time.Duration
+		for _, r := range results {
+			if r.err == nil {
+				ds = append(ds, r.phase[p])
+			}
+		}
+		p50, p99 := percentiles(ds)
+		fmt.Fprintf(w, "  %-12s p50 %8.1fms  p99 %8.1fms\n", phaseNames[p], ms(p50), ms(p99))
+	}
+	var readies []time.Duration
+	for _, r := range results {
+		if r.err == nil {
+			readies = append(readies, r.ready)
+		}
+	}
+	p50, p99 := percentiles(readies)
+	fmt.Fprintf(w, "  %-12s p50 %8.1fms  p99 %8.1fms  (from power-on)\n", "ready", ms(p50), ms(p99))
+	fmt.Fprintf(w, "  not simulated: DHCP, iSCSI login and root reads (see package doc)\n")
+	fmt.Fprintf(w, "  server: rss %.0f MiB (peak sampled %.0f MiB), cpu %.1fms per machine (%.1fs in all)\n",
+		float64(rss)/(1<<20), float64(peakRSS)/(1<<20), ms(cpu)/float64(n), cpu.Seconds())
+	need := float64(bytes) / veth
+	ratio := wall.Seconds() / need
+	fmt.Fprintf(w, "  bytes served %.1f MB (TFTP+HTTP), plain veth TCP %.0f MB/s in this run: %.2fs for the bytes alone\n",
+		float64(bytes)/1e6, veth/1e6, need)
+	for _, e := range errs {
+		fmt.Fprintf(w, "  failure: %s\n", e)
+	}
+	fmt.Fprintf(w, "storm: machines=%d ready=%d failures=%d wall=%.1fs limit_ratio=%.2f\n", n, ready, failures, wall.Seconds(), ratio)
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func percentiles(ds []time.Duration) (p50, p99 time.Duration) {
+	if len(ds) == 0 {
+		return 0, 0
+	}
+	slices.Sort(ds)
+	at := func(q float64) time.Duration { return ds[min(len(ds)-1, int(q*float64(len(ds))))] }
+	return at(0.50), at(0.99)
+}
