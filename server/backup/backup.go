@@ -38,8 +38,12 @@
 //
 // Consistency: each machine's roots are copied while Roots.Hold holds
 // them. The server's Hold refuses a root the machine is using (an iSCSI
-// session logged in, an NFS export whose tunnel peer is active); such a
-// machine is left out and listed in Manifest.Skipped with the reason.
+// session logged in, an NFS export whose tunnel peer is active) or is
+// booting (attesting, or its root handed out less than 2 minutes ago
+// and not attached yet: roots.Service.Hold); such a machine is left out
+// and listed in Manifest.Skipped with the reason. A boot that starts
+// while its root is held waits for the copy to end: a backup never
+// fails a boot.
 // A root that is not in use is withdrawn for the copy (the machine gets it
 // back by attesting at its next boot) and kept closed until the copy
 // ends: a boot meanwhile is refused as busy and retried by the machine.
