@@ -106,6 +106,10 @@ var (
 	}
 )
 
+// dbCopyPrefix names the store's copy a backup stages in the state
+// directory while it runs.
+const dbCopyPrefix = ".backup-state.db-"
+
 // include reports whether the state directory's file rel (slash
 // separated) goes into a backup.
 func include(rel string) bool {
@@ -113,6 +117,8 @@ func include(rel string) bool {
 	switch {
 	case rel == "state.db" || strings.HasPrefix(rel, "state.db"):
 		return false // copied from a transaction
+	case strings.HasPrefix(rel, dbCopyPrefix):
+		return false // another backup's copy of it
 	case parts[0] == "images":
 		return rel == "images/index.json"
 	case parts[0] == "volumes":
@@ -159,7 +165,9 @@ func Write(ctx context.Context, w io.Writer, cfg Config) (*Manifest, error) {
 	}
 	gz := gzip.NewWriter(w)
 	tw := tar.NewWriter(gz)
-	f, err := os.CreateTemp("", "sealroot-backup-db-")
+	// The store's copy is staged beside it (not in /tmp), as the store
+	// itself is; everything else streams to w.
+	f, err := os.CreateTemp(stateDir, dbCopyPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("backup: %w", err)
 	}
