@@ -27,6 +27,14 @@ func (s *Service) SetAttesting(a Attesting) {
 	s.boots.attesting = a
 }
 
+// Fence keeps boots of the machine away from its root until release,
+// for a caller that withdraws the root itself (ReleaseIdle, as an iSCSI
+// capture does): like Hold it fails with ErrInUse while the machine is
+// booting, and a Prepare meanwhile waits for the release. Hold fences.
+func (s *Service) Fence(machineID string) (release func(), err error) {
+	return s.boots.hold(machineID, s.attached)
+}
+
 // attached reports whether a provider says the machine attached its
 // root.
 func (s *Service) attached(machineID string) bool {

@@ -443,7 +443,7 @@ type Attacher interface {
 // that has not attached it yet. The check and the hold are one step
 // against Prepare: a Prepare that comes after waits for the release.
 func (s *Service) Hold(ctx context.Context, machineID string) (func(), error) {
-	unhold, err := s.boots.hold(machineID, s.attached)
+	unhold, err := s.Fence(machineID)
 	if err != nil {
 		return nil, err
 	}
