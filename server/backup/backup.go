@@ -46,7 +46,7 @@
 // fails a boot.
 // A root that is not in use is withdrawn for the copy (the machine gets it
 // back by attesting at its next boot) and kept closed until the copy
-// ends: a boot meanwhile is refused as busy and retried by the machine.
+// ends: a boot meanwhile waits in its release until then.
 // So every root in the backup is the state the machine left it in when
 // it last shut down, never a torn copy of a running file system.
 package backup

@@ -421,7 +421,7 @@ func (s *Service) DeleteSnapshot(ctx context.Context, machineID string, plan wir
 // a copy (a backup, a capture): Hold fails with ErrInUse, changing
 // nothing, while the machine is using its root; otherwise it withdraws
 // the root and keeps it from being served or changed until release is
-// called (a boot meanwhile is refused as busy).
+// called (Service.Hold makes a boot meanwhile wait for the release).
 type Holder interface {
 	Hold(ctx context.Context, machineID string) (release func(), err error)
 }
