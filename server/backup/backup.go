@@ -33,7 +33,9 @@
 //
 // A sparse file's entry holds only its data segments, with their map in
 // the PAX records SEALROOT.sparse.map and SEALROOT.sparse.size; extended
-// attributes travel as SCHILY.xattr.NAME records. Hard links inside a
+// attributes travel as SCHILY.xattr.NAME records; a restore leaves out
+// trusted.overlay.origin (file handles of the old base's inodes, which
+// would make the kernel refuse the upper over the restored base). Hard links inside a
 // tree are stored, and restored, as separate files.
 //
 // Consistency: each machine's roots are copied while Roots.Hold holds
