@@ -248,6 +248,7 @@ func New(ctx context.Context, cfg config.Config, logger hclog.Logger) (_ *Server
 		return nil, err
 	}
 	s.machines.SetAttestations(s.attest)
+	rs.SetAttesting(s.attest)
 	if s.tunnel != nil {
 		s.reports, err = bootreport.New(bootreport.Config{Peers: s.tunnel, Store: s.store, Secrets: s.machines,
 			Observe: s.metrics.ObserveBootReport, Logger: logger})

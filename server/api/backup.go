@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"net/http"
-	"os"
 )
 
 // BackupFunc writes a backup of the server's state (package backup),
@@ -12,28 +11,38 @@ import (
 type BackupFunc func(ctx context.Context, w io.Writer, withRoots bool) error
 
 // WithBackup serves GET /v1/backup[?roots=1]: the backup as
-// application/gzip. It is written to a temporary file first, so that a
-// failure is answered as an error, never as a truncated backup.
+// application/gzip, streamed as it is written, so that nothing the size
+// of the roots is staged on the server. A failure before the first byte
+// is answered as an error; a failure after it aborts the response, which
+// the client reads as a truncated body (an error), never as a backup.
 func WithBackup(fn BackupFunc) Option {
 	return func(h *handler) {
 		h.mux.HandleFunc("GET /v1/backup", func(w http.ResponseWriter, r *http.Request) {
-			f, err := os.CreateTemp("", "sealroot-backup-")
-			if err != nil {
+			sw := &startedWriter{w: w}
+			err := fn(r.Context(), sw, r.URL.Query().Get("roots") == "1")
+			switch {
+			case err == nil:
+			case !sw.started:
 				h.reply(w, r, nil, err)
-				return
+			default:
+				h.log.Error("backup failed while streaming; response aborted", "error", err)
+				panic(http.ErrAbortHandler)
 			}
-			defer os.Remove(f.Name())
-			defer f.Close()
-			if err := fn(r.Context(), f, r.URL.Query().Get("roots") == "1"); err != nil {
-				h.reply(w, r, nil, err)
-				return
-			}
-			if _, err := f.Seek(0, io.SeekStart); err != nil {
-				h.reply(w, r, nil, err)
-				return
-			}
-			w.Header().Set("Content-Type", "application/gzip")
-			io.Copy(w, f)
 		})
 	}
+}
+
+// startedWriter is a response that becomes a gzip stream at its first
+// byte.
+type startedWriter struct {
+	w       http.ResponseWriter
+	started bool
+}
+
+func (s *startedWriter) Write(p []byte) (int, error) {
+	if !s.started {
+		s.started = true
+		s.w.Header().Set("Content-Type", "application/gzip")
+	}
+	return s.w.Write(p)
 }

@@ -124,6 +124,26 @@ type testMachine struct {
 	id   string
 	ext  fakeboot.Extender
 	evs  []fakeboot.Event // the events behind log
+	sim  *tpmtest.Sim
+}
+
+// reboot resets the TPM (same identity) and measures the same boot
+// again, so that the machine may get a credential once more.
+func (m *testMachine) reboot(t *testing.T) {
+	t.Helper()
+	if err := m.sim.Reboot(); err != nil {
+		t.Fatalf("reboot: %v", err)
+	}
+	if err := m.boot.Apply(m.ext); err != nil {
+		t.Fatalf("apply boot: %v", err)
+	}
+	m.evs, m.log = slices.Clone(m.boot.Events), m.boot.Log
+	keys, err := m.tpm.LoadKeys(context.Background()) // the reset unloaded them
+	if err != nil {
+		t.Fatalf("LoadKeys: %v", err)
+	}
+	t.Cleanup(func() { keys.Close() })
+	m.keys, m.dev.Keys = keys, keys
 }
 
 // extend measures one more event into the TPM and the event log.
@@ -142,7 +162,7 @@ func (m *testMachine) extend(t *testing.T, e fakeboot.Event) {
 
 func newMachine(t *testing.T, spec fakeboot.Spec) *testMachine {
 	t.Helper()
-	sim := tpmtest.Simulator(t)
+	sim := tpmtest.OpenSim(t)
 	boot, err := fakeboot.Build(spec)
 	if err != nil {
 		t.Fatalf("fakeboot.Build: %v", err)
@@ -158,7 +178,7 @@ func newMachine(t *testing.T, spec fakeboot.Spec) *testMachine {
 	}
 	t.Cleanup(func() { keys.Close() })
 	m := &testMachine{tpm: tp, keys: keys, boot: boot, log: boot.Log, id: wire.MachineID(keys.EKPublic),
-		ext: ext, evs: slices.Clone(boot.Events)}
+		ext: ext, evs: slices.Clone(boot.Events), sim: sim}
 	m.dev = &agentattest.TPMDevice{TPM: tp, Keys: keys, ReadEventLog: func() ([]byte, error) { return m.log, nil }}
 	return m
 }

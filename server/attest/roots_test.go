@@ -94,6 +94,20 @@ func setRoot(t *testing.T, e *testEnv, id string, root wire.RootPlan) {
 	}
 }
 
+// rootCapacity logs in to the iSCSI root of plan with a credential's
+// secrets (libiscsi's iscsi-readcapacity16) and returns its size.
+func rootCapacity(t *testing.T, plan wire.RootPlan, sec map[string][]byte) (int64, error) {
+	t.Helper()
+	url := "iscsi://" + string(sec[wire.SecretCHAPUser]) + "%" + string(sec[wire.SecretCHAPSecret]) +
+		"@" + plan.Params[wire.ISCSIPortal] + "/" + plan.Params[wire.ISCSITarget] + "/0?target_user=" +
+		string(sec[wire.SecretCHAPTargetUser]) + "&target_password=" + string(sec[wire.SecretCHAPTargetSecret])
+	out, err := exec.Command(testenv.LookTool(t, "iscsi-readcapacity16"), "-s", "-i", plan.Params[wire.ISCSIInitiator], url).CombinedOutput()
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseInt(strings.TrimSpace(string(out)), 10, 64)
+}
+
 func TestISCSIRootInCredential(t *testing.T) {
 	r := newRootEnv(t)
 	e := newEnv(t, withRoots(r.p))
@@ -125,16 +139,7 @@ func TestISCSIRootInCredential(t *testing.T) {
 		}
 	}
 	// The delivered credentials log in to the machine's own target.
-	url := "iscsi://" + string(p.Secrets[wire.SecretCHAPUser]) + "%" + string(p.Secrets[wire.SecretCHAPSecret]) +
-		"@" + p.Root.Params[wire.ISCSIPortal] + "/" + p.Root.Params[wire.ISCSITarget] + "/0?target_user=" +
-		string(p.Secrets[wire.SecretCHAPTargetUser]) + "&target_password=" + string(p.Secrets[wire.SecretCHAPTargetSecret])
-	capacity := func() (int64, error) {
-		out, err := exec.Command(testenv.LookTool(t, "iscsi-readcapacity16"), "-s", "-i", p.Root.Params[wire.ISCSIInitiator], url).CombinedOutput()
-		if err != nil {
-			return 0, err
-		}
-		return strconv.ParseInt(strings.TrimSpace(string(out)), 10, 64)
-	}
+	capacity := func() (int64, error) { return rootCapacity(t, p.Root, p.Secrets) }
 	if got, err := capacity(); err != nil || got != r.image.Size {
 		t.Fatalf("login with the credential's secrets: capacity %d, %v; want %d", got, err, r.image.Size)
 	}

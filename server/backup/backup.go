@@ -33,16 +33,22 @@
 //
 // A sparse file's entry holds only its data segments, with their map in
 // the PAX records SEALROOT.sparse.map and SEALROOT.sparse.size; extended
-// attributes travel as SCHILY.xattr.NAME records. Hard links inside a
+// attributes travel as SCHILY.xattr.NAME records; a restore leaves out
+// trusted.overlay.origin (file handles of the old base's inodes, which
+// would make the kernel refuse the upper over the restored base). Hard links inside a
 // tree are stored, and restored, as separate files.
 //
 // Consistency: each machine's roots are copied while Roots.Hold holds
 // them. The server's Hold refuses a root the machine is using (an iSCSI
-// session logged in, an NFS export whose tunnel peer is active); such a
-// machine is left out and listed in Manifest.Skipped with the reason.
+// session logged in, an NFS export whose tunnel peer is active) or is
+// booting (attesting, or its root handed out less than 2 minutes ago
+// and not attached yet: roots.Service.Hold); such a machine is left out
+// and listed in Manifest.Skipped with the reason. A boot that starts
+// while its root is held waits for the copy to end: a backup never
+// fails a boot.
 // A root that is not in use is withdrawn for the copy (the machine gets it
 // back by attesting at its next boot) and kept closed until the copy
-// ends: a boot meanwhile is refused as busy and retried by the machine.
+// ends: a boot meanwhile waits in its release until then.
 // So every root in the backup is the state the machine left it in when
 // it last shut down, never a torn copy of a running file system.
 package backup
@@ -102,6 +108,10 @@ var (
 	}
 )
 
+// dbCopyPrefix names the store's copy a backup stages in the state
+// directory while it runs.
+const dbCopyPrefix = ".backup-state.db-"
+
 // include reports whether the state directory's file rel (slash
 // separated) goes into a backup.
 func include(rel string) bool {
@@ -109,6 +119,8 @@ func include(rel string) bool {
 	switch {
 	case rel == "state.db" || strings.HasPrefix(rel, "state.db"):
 		return false // copied from a transaction
+	case strings.HasPrefix(rel, dbCopyPrefix):
+		return false // another backup's copy of it
 	case parts[0] == "images":
 		return rel == "images/index.json"
 	case parts[0] == "volumes":
@@ -155,7 +167,9 @@ func Write(ctx context.Context, w io.Writer, cfg Config) (*Manifest, error) {
 	}
 	gz := gzip.NewWriter(w)
 	tw := tar.NewWriter(gz)
-	f, err := os.CreateTemp("", "sealroot-backup-db-")
+	// The store's copy is staged beside it (not in /tmp), as the store
+	// itself is; everything else streams to w.
+	f, err := os.CreateTemp(stateDir, dbCopyPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("backup: %w", err)
 	}

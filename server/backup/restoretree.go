@@ -94,6 +94,14 @@ func (tr *treeRestorer) mknod(name string, h *tar.Header) error {
 	return nil
 }
 
+// overlayOrigin is overlayfs's record, in an upper, of the lower inode a
+// directory or file was copied up from: a file handle of the lower's
+// filesystem, which names nothing once the base is restored (new
+// inodes). Kept, it makes the kernel refuse the restored upper over the
+// restored base as made on another base (ESTALE, index=on); a restore
+// leaves it out and the kernel records the new base at the first mount.
+const overlayOrigin = "trusted.overlay.origin"
+
 // attrs sets the owner and the extended attributes of name (not
 // following a symlink). Without privileges (not root) owners and
 // trusted.* attributes cannot be set: that fails the restore.
@@ -103,7 +111,7 @@ func (tr *treeRestorer) attrs(name string, h *tar.Header) error {
 	}
 	var xattrs []string
 	for k := range h.PAXRecords {
-		if strings.HasPrefix(k, "SCHILY.xattr.") {
+		if strings.HasPrefix(k, "SCHILY.xattr.") && k != "SCHILY.xattr."+overlayOrigin {
 			xattrs = append(xattrs, k)
 		}
 	}

@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/sealroot/sealroot/server/nfs"
 	"github.com/sealroot/sealroot/test/testenv"
 )
 
@@ -151,7 +152,9 @@ func TestWithRootsOverlayUpper(t *testing.T) {
 		os.MkdirAll(d, 0o755)
 	}
 	os.WriteFile(filepath.Join(rootDir, "state.json"), []byte(`{}`), 0o600)
-	mountOverlay(t, lower, upper, work, mnt)
+	if err := nfs.MountOverlay(lower, upper, work, mnt); err != nil { // as rootnfs does
+		testenv.Unavailable(t, "mount overlay: %v", err)
+	}
 	if err := errors.Join(
 		os.Remove(filepath.Join(mnt, "gone")),
 		os.RemoveAll(filepath.Join(mnt, "dir")),
@@ -186,11 +189,22 @@ func TestWithRootsOverlayUpper(t *testing.T) {
 		t.Errorf("restored whiteout: %v, mode %o rdev %d; want a 0:0 character device", err, st.Mode, st.Rdev)
 	}
 
-	// The restored upper over the same lower shows the machine's tree.
+	// The restored upper over a copy of the lower (new inodes, as a
+	// restored base has), mounted as rootnfs does (index=on: the kernel
+	// checks the upper's origin), shows the machine's tree.
+	if _, err := getXattr(rUpper, "trusted.overlay.origin"); err == nil {
+		t.Error("restored upper keeps the old lower's trusted.overlay.origin")
+	}
+	rLower := filepath.Join(out, "lower")
+	if out, err := exec.Command("cp", "-a", lower, rLower).CombinedOutput(); err != nil {
+		t.Fatalf("copy lower: %v: %s", err, out)
+	}
 	rWork, rMnt := filepath.Join(out, "work"), filepath.Join(out, "mnt")
 	os.MkdirAll(rWork, 0o700)
 	os.MkdirAll(rMnt, 0o700)
-	mountOverlay(t, lower, rUpper, rWork, rMnt)
+	if err := nfs.MountOverlay(rLower, rUpper, rWork, rMnt); err != nil {
+		t.Fatalf("restored upper over the restored base: %v", err)
+	}
 	defer unmount(t, rMnt)
 	if _, err := os.Lstat(filepath.Join(rMnt, "gone")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("deleted file visible again: %v", err)

@@ -58,7 +58,8 @@ type Target struct {
 	// discovery. Nil admits everyone.
 	AllowInitiator func(remote net.Addr, initiatorName string) bool
 
-	dev *scsi.Device
+	dev      *scsi.Device
+	loggedIn bool // an initiator logged in to it; guarded by Server.mu
 }
 
 func (t *Target) allows(remote net.Addr, name string) bool {
@@ -156,6 +157,15 @@ func (s *Server) RemoveTargetIfIdle(iqn string) bool {
 	return true
 }
 
+// LoggedIn reports whether an initiator has logged in to target iqn
+// since it was added (it may have logged out since).
+func (s *Server) LoggedIn(iqn string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.targets[iqn]
+	return t != nil && t.loggedIn
+}
+
 func (s *Server) target(iqn string) *Target {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -239,6 +249,7 @@ func (s *Server) reinstate(c *conn, t *Target) {
 	if t == nil {
 		return
 	}
+	t.loggedIn = true
 	for old := range s.conns {
 		if old != c && old.target == t && old.initiator == c.initiator && old.isid == c.isid {
 			s.logger().Named("iscsi").Info("session reinstated; closing old connection", "initiator", c.initiator, "target", t.IQN)

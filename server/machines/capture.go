@@ -26,8 +26,9 @@ type attesting interface {
 // The machine must be powered off: no attestation of it in progress and
 // no iSCSI session logged in to its root. Capture then withdraws the
 // root (atomically with the session check, roots.Service.ReleaseIdle),
-// so the machine gets it back only by attesting again, holds the volume
-// open so that a boot meanwhile is refused as busy, and stores the
+// so the machine gets it back only by attesting again, under a fence
+// (roots.Service.Fence: refused while the machine is booting, a boot
+// meanwhile waits for the capture to end), and stores the
 // volume's filesystem after e2fsck -fn finds it clean (image.Capture).
 // A running machine is refused with api.ErrConflict saying so; so is a
 // filesystem that is not clean.
@@ -64,6 +65,14 @@ func (m *Manager) CaptureImage(ctx context.Context, name, ref string) (*api.Imag
 			im, err = m.captureNFS(ctx, name, mc)
 			return err
 		}
+		release, err := m.roots.Fence(mc.ID)
+		if errors.Is(err, roots.ErrInUse) {
+			return fmt.Errorf("%w: machine %.12s is running (%v): power it off first", api.ErrConflict, mc.ID, err)
+		}
+		if err != nil {
+			return toAPI(err)
+		}
+		defer release()
 		if err := m.roots.ReleaseIdle(ctx, mc.ID); err != nil {
 			if errors.Is(err, roots.ErrInUse) {
 				return fmt.Errorf("%w: machine %.12s is running (%v): power it off first", api.ErrConflict, mc.ID, err)

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -36,6 +37,9 @@ type captureEnv struct {
 	roots  *roots.Service
 	addr   string
 	base   *image.Image
+	// after is how far the roots' clock is ahead: boot moves it past
+	// the boot grace, as if the machine had powered off long ago.
+	after atomic.Int64
 }
 
 func newCaptureEnv(t *testing.T) *captureEnv {
@@ -80,9 +84,11 @@ func newCaptureEnv(t *testing.T) *captureEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Close() })
-	rs := roots.New(roots.Config{Providers: map[string]roots.Provider{roots.KindISCSI: p}})
-	e.mgr = New(Config{Store: e.st, Audit: e.log, Images: images, Volumes: vols, Roots: rs, Logger: logger})
-	return &captureEnv{env: e, images: images, vols: vols, p: p, roots: rs, addr: ln.Addr().String(), base: base}
+	c := &captureEnv{env: e, images: images, vols: vols, p: p, addr: ln.Addr().String(), base: base}
+	c.roots = roots.New(roots.Config{Providers: map[string]roots.Provider{roots.KindISCSI: p},
+		Now: func() time.Time { return time.Now().Add(time.Duration(c.after.Load())) }})
+	e.mgr = New(Config{Store: e.st, Audit: e.log, Images: images, Volumes: vols, Roots: c.roots, Logger: logger})
+	return c
 }
 
 // boot adds machine id with an iSCSI root of the base and releases it,
@@ -97,6 +103,7 @@ func (c *captureEnv) boot(t *testing.T, id, name string) (wire.RootPlan, map[str
 	if err != nil {
 		t.Fatalf("Prepare: %v", err)
 	}
+	c.after.Add(int64(roots.DefaultBootGrace))
 	return plan, sec
 }
 
@@ -225,6 +232,7 @@ func (c *captureEnv) bootAgain(t *testing.T, id string) (wire.RootPlan, map[stri
 	if err != nil {
 		t.Fatalf("Prepare: %v", err)
 	}
+	c.after.Add(int64(roots.DefaultBootGrace))
 	return plan, sec
 }
 
@@ -232,6 +240,16 @@ func TestCaptureImageRefusals(t *testing.T) {
 	ctx := context.Background()
 	c := newCaptureEnv(t)
 	c.boot(t, idA, "dirty")
+	// A machine given its root just now, not logged in yet, is booting.
+	c.bootAgain(t, idA)
+	c.after.Add(-int64(roots.DefaultBootGrace))
+	if _, err := c.mgr.CaptureImage(ctx, "x", "dirty"); !errors.Is(err, api.ErrConflict) || !strings.Contains(err.Error(), "is booting") {
+		t.Errorf("capture while booting: %v, want ErrConflict saying it is booting", err)
+	}
+	if !c.p.Serving(idA) {
+		t.Error("the booting machine's target was withdrawn")
+	}
+	c.after.Add(int64(roots.DefaultBootGrace))
 	c.edit(t, idA, "feature needs_recovery\n")
 	_, err := c.mgr.CaptureImage(ctx, "x", "dirty")
 	if !errors.Is(err, api.ErrConflict) || !errors.Is(err, image.ErrUnclean) {

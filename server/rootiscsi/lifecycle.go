@@ -94,7 +94,19 @@ func (p *Provider) DeleteSnapshot(_ context.Context, machineID, name string) err
 	return p.cfg.Volumes.DeleteSnapshot(machineID, name)
 }
 
-var _ roots.Holder = (*Provider)(nil)
+var (
+	_ roots.Holder   = (*Provider)(nil)
+	_ roots.Attacher = (*Provider)(nil)
+)
+
+// Attached reports whether the machine's initiator has logged in to the
+// target its last Prepare installed.
+func (p *Provider) Attached(machineID string) bool {
+	p.mu.Lock()
+	s := p.machines[machineID]
+	p.mu.Unlock()
+	return s != nil && s.srv.LoggedIn(TargetIQN(machineID))
+}
 
 // Hold withdraws the machine's target if no initiator is logged in to it
 // (ReleaseIdle: roots.ErrInUse otherwise) and holds its volume closed

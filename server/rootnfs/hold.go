@@ -13,9 +13,19 @@ import (
 )
 
 var (
-	_ roots.Holder = (*Provider)(nil)
-	_ roots.Merger = (*Provider)(nil)
+	_ roots.Holder   = (*Provider)(nil)
+	_ roots.Merger   = (*Provider)(nil)
+	_ roots.Attacher = (*Provider)(nil)
 )
+
+// Attached reports whether the machine is using its export: its tunnel
+// peer is active (Config.Active; without it, every exported machine).
+func (p *Provider) Attached(machineID string) bool {
+	p.mu.Lock()
+	_, exported := p.live[machineID]
+	p.mu.Unlock()
+	return exported && (p.cfg.Active == nil || p.cfg.Active(machineID))
+}
 
 // Hold holds the machine's NFS root still for a copy: it refuses with
 // roots.ErrInUse while the machine is exported and active (Config.Active),

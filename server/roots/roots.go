@@ -148,6 +148,12 @@ type Config struct {
 	Providers map[string]Provider
 	// Tunnel, when set, loses a machine's peer at Withdraw.
 	Tunnel Peers
+	// BootGrace is how long after Prepare a machine whose root has not
+	// been attached yet (Attacher) counts as booting: Hold leaves it
+	// alone. Default: DefaultBootGrace.
+	BootGrace time.Duration
+	// Now is the clock; default time.Now.
+	Now func() time.Time
 }
 
 // Service routes machines' roots to their providers. It is safe for
@@ -156,13 +162,14 @@ type Service struct {
 	byKind map[string]Provider
 	all    []Provider // distinct, in the order of their first kind's name
 	tunnel Peers
+	boots  boots // boots in progress against holds (Prepare, Hold)
 }
 
 var _ Withdrawer = (*Service)(nil)
 
 // New returns a Service over cfg's providers.
 func New(cfg Config) *Service {
-	s := &Service{byKind: map[string]Provider{}, tunnel: cfg.Tunnel}
+	s := &Service{byKind: map[string]Provider{}, tunnel: cfg.Tunnel, boots: newBoots(cfg.BootGrace, cfg.Now)}
 	kinds := make([]string, 0, len(cfg.Providers))
 	for k, p := range cfg.Providers {
 		if p != nil {
@@ -186,8 +193,23 @@ func (s *Service) Empty() bool { return len(s.all) == 0 }
 // Prepare hands the machine's root to the provider of its kind and has
 // every other provider withdraw what it served the machine. A kind
 // without a provider returns req.Plan unchanged, without secrets.
+//
+// While Hold holds the machine's root (a backup or a capture copying
+// it), Prepare waits for the release instead of failing the boot; from
+// then on the machine counts as booting for Hold (see Hold).
 func (s *Service) Prepare(ctx context.Context, req Request) (wire.RootPlan, map[string][]byte, error) {
 	own := s.byKind[KindOf(req.Plan)]
+	_, holds := own.(Holder)
+	done, err := s.boots.start(ctx, req.MachineID, holds)
+	if err != nil {
+		return wire.RootPlan{}, nil, fmt.Errorf("root of %.12s: %w", req.MachineID, err)
+	}
+	plan, secrets, err := s.prepare(ctx, own, req)
+	done(err == nil)
+	return plan, secrets, err
+}
+
+func (s *Service) prepare(ctx context.Context, own Provider, req Request) (wire.RootPlan, map[string][]byte, error) {
 	for _, p := range s.all {
 		if p == own {
 			continue
@@ -399,20 +421,38 @@ func (s *Service) DeleteSnapshot(ctx context.Context, machineID string, plan wir
 // a copy (a backup, a capture): Hold fails with ErrInUse, changing
 // nothing, while the machine is using its root; otherwise it withdraws
 // the root and keeps it from being served or changed until release is
-// called (a boot meanwhile is refused as busy).
+// called (Service.Hold makes a boot meanwhile wait for the release).
 type Holder interface {
 	Hold(ctx context.Context, machineID string) (release func(), err error)
+}
+
+// Attacher is a Holder that can tell whether the machine has attached
+// the root its last Prepare handed out (logged in to its iSCSI target,
+// or its tunnel peer active for NFS).
+type Attacher interface {
+	Attached(machineID string) bool
 }
 
 // Hold holds the machine's roots still in every provider that is a
 // Holder; providers that are not hold no written roots. On an error the
 // holds taken are released.
+//
+// A machine that is booting is refused with ErrInUse, changing nothing,
+// so that a backup never fails a boot: one attesting now (SetAttesting),
+// or one whose root Prepare handed out less than Config.BootGrace ago
+// that has not attached it yet. The check and the hold are one step
+// against Prepare: a Prepare that comes after waits for the release.
 func (s *Service) Hold(ctx context.Context, machineID string) (func(), error) {
+	unhold, err := s.Fence(machineID)
+	if err != nil {
+		return nil, err
+	}
 	var releases []func()
 	release := func() {
 		for _, r := range slices.Backward(releases) {
 			r()
 		}
+		unhold()
 	}
 	for _, p := range s.all {
 		h, ok := p.(Holder)

@@ -27,8 +27,10 @@ it as safe as the server itself.
 holes stay holes; NFS uppers with owners, modes, whiteouts and extended
 attributes such as trusted.overlay.*) and the bases they are made on. Each
 root is held still while it is copied: a root its machine is using (an
-iSCSI session logged in, an active NFS export) is left out and named, with
-the reason; power the machine off first to include it (a machine powered off
+iSCSI session logged in, an active NFS export) or that is booting (attesting,
+or given its root less than 2 minutes ago and not logged in yet) is left out
+and named, with the reason; a boot that starts during the copy of its root
+waits for it to end; power the machine off first to include it (a machine powered off
 without logging out counts as running until the target's pings end its
 session, about 15 s; an NFS machine until its tunnel peer has had no handshake
 for 3 minutes). A root that is not in use is withdrawn for the copy; its

@@ -12,6 +12,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -441,7 +442,7 @@ func TestBackupRestore(t *testing.T) {
 }
 
 // backup --with-roots through the running daemon holds a machine's volume
-// and its base; restore puts them back. (A root in use left out: server/backup
+// and its base, streamed (no /tmp); restore puts them back. (A root in use left out: server/backup
 // TestWithRootsSparse, and vm-tests TestBackupRestoreRoot with a real session.)
 func TestBackupWithRoots(t *testing.T) {
 	dir, sock := realServer(t)
@@ -468,7 +469,13 @@ func TestBackupWithRoots(t *testing.T) {
 	v.Close()
 
 	file := filepath.Join(t.TempDir(), "backup.tgz")
+	// The backup streams from the daemon to FILE: it stages nothing in
+	// the temporary directory, here one that does not exist.
+	t.Setenv("TMPDIR", filepath.Join(t.TempDir(), "no-tmp"))
 	wantRun(t, run(t, sock, "", "backup", file, "--with-roots"), 0, "roots of 1 machines, on 1 bases")
+	if ents, _ := os.ReadDir(dir); slices.ContainsFunc(ents, func(e os.DirEntry) bool { return strings.HasPrefix(e.Name(), ".backup-") }) {
+		t.Errorf("the store's copy was left in the state directory")
+	}
 	restored := filepath.Join(t.TempDir(), "state")
 	wantRun(t, run(t, "", "", "restore", file, "--state-dir", restored), 0, "restored the roots of 1 machines and 1 bases")
 	for _, f := range []string{"volumes/machines/" + idA + "/disk.cow", "images/bases/sha256-" + digest + ".img"} {
