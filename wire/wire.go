@@ -23,6 +23,9 @@
 //	server <- Challenge | Status (revoked, busy) | Error
 //	agent  -> Evidence
 //	server <- Credential | Status (pending, needs re-approval, refused) | Error
+//	          | Menu (several roots: see menu.go)
+//	  agent  -> Choice
+//	  server <- Credential | Status (local-disk) | Error
 //	agent  -> Ack (the key was unsealed and PCR 15 extended)
 package wire
 
@@ -96,6 +99,10 @@ func (t Type) String() string {
 		return "login-prompt"
 	case TypeLogin:
 		return "login"
+	case TypeMenu:
+		return "menu"
+	case TypeChoice:
+		return "choice"
 	}
 	return fmt.Sprintf("type(%d)", uint8(t))
 }
@@ -120,6 +127,10 @@ func MaxSize(t Type) int {
 		return 1 << 10
 	case TypeLogin:
 		return 2 << 10 // a password of MaxLoginPassword bytes in base64
+	case TypeMenu:
+		return 8 << 10 // MaxMenuEntries entries of at most ~300 bytes each
+	case TypeChoice:
+		return 256
 	}
 	return 0
 }
@@ -254,6 +265,9 @@ const (
 	// StateBusy: the server is at its pace; come back after
 	// RetryAfterMillis (the time it booked for this agent).
 	StateBusy State = "busy"
+	// StateLocalDisk answers a Choice of the local disk: the agent sets
+	// the firmware's BootNext and reboots.
+	StateLocalDisk State = "local-disk"
 )
 
 // Ack tells the server the credential was opened and PCR 15 extended.
@@ -297,6 +311,10 @@ func newMessage(t Type) Message {
 		return new(LoginPrompt)
 	case TypeLogin:
 		return new(Login)
+	case TypeMenu:
+		return new(Menu)
+	case TypeChoice:
+		return new(Choice)
 	}
 	return nil
 }

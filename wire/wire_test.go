@@ -24,6 +24,9 @@ func sampleMessages() []Message {
 		&Error{Code: "protocol", Message: "bad"},
 		&LoginPrompt{Reason: "wrong user name or password", RetryAfterMillis: 2000},
 		&Login{User: "alice", Password: []byte("correct horse")},
+		sampleMenu(),
+		&Choice{ID: ImageEntryID("debian")},
+		&Status{State: StateLocalDisk, MachineID: "ab"},
 	}
 }
 
