@@ -391,6 +391,7 @@ func (s *Server) Serve(ctx context.Context) error {
 			api.WithActorFunc(machines.WithActor),
 			api.WithImages(s.machines),
 			api.WithFiles(s.machines),
+			api.WithMenus(s.machines),
 			api.WithDHCP(s.machines),
 			api.WithBackup(s.backup),
 			api.WithCapture(s.machines),

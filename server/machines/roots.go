@@ -85,7 +85,12 @@ func (m *Manager) SetGroupRoot(ctx context.Context, name string, root wire.RootP
 		m.record(ctx, "group-set-root", "", reason, err)
 		return nil, err
 	}
-	err := m.change(ctx, "group-set-root", "", reason, func() error { return toAPI(m.store.PutGroup(ctx, g)) })
+	err := m.change(ctx, "group-set-root", "", reason, func() error {
+		if old, err := m.store.Group(ctx, name); err == nil {
+			g.Menu = old.Menu // a root change keeps the group's menu
+		}
+		return toAPI(m.store.PutGroup(ctx, g))
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -267,7 +267,8 @@ func decisionOf(m *Machine) []byte {
 		Root     wire.RootPlan
 		Group    string
 		Name     string
-	}{m.State, m.Policy, m.Approved, m.Root, m.Group, m.Name})
+		Menu     *Menu
+	}{m.State, m.Policy, m.Approved, m.Root, m.Group, m.Name, m.Menu})
 	return buf // json.Marshal sorts map keys: equal fields, equal bytes
 }
 

@@ -51,7 +51,8 @@ type Machine struct {
 	State State  `json:"state"`
 	// Version changes (to a value never used before in this store) with
 	// every change a release is decided on: State, Policy, Approved, Root,
-	// Group, Name, the machine's secrets and its group's root, and the
+	// Group, Name, Menu, the machine's secrets and its group's root and
+	// menu, and the
 	// files of the machine and of its group. A decision
 	// taken on a record read earlier is committed only if the version is
 	// still the one read (see attest). Set by the store; callers' changes
@@ -80,6 +81,8 @@ type Machine struct {
 	Root wire.RootPlan `json:"root"`
 	// Group names the machine's group; "" for none.
 	Group string `json:"group,omitempty"`
+	// Menu is the machine's boot menu; nil for its group's, if any.
+	Menu *Menu `json:"menu,omitempty"`
 
 	// ResetCount and RestartCount are the TPM clock counters from the last
 	// accepted quote; a quote whose ResetCount is lower is refused.
@@ -136,6 +139,31 @@ func (m *Machine) AddAttempt(a BootAttempt) {
 type Group struct {
 	Name string        `json:"name"`
 	Root wire.RootPlan `json:"root"`
+	// Menu is the boot menu of the group's machines that have none of
+	// their own; nil for none.
+	Menu *Menu `json:"menu,omitempty"`
+}
+
+// Menu is a boot menu: the images a machine may boot, each as its own
+// root over that image (see EffectiveMenu), and the local disk.
+type Menu struct {
+	Images    []string      `json:"images,omitempty"`
+	LocalDisk bool          `json:"local_disk,omitempty"`
+	Default   string        `json:"default"` // a wire menu entry ID
+	Timeout   time.Duration `json:"timeout"`
+}
+
+// EffectiveMenu returns the boot menu m is offered: its own, else its
+// group's, else nil.
+func EffectiveMenu(ctx context.Context, st Store, m *Machine) (*Menu, error) {
+	if m.Menu != nil || m.Group == "" {
+		return m.Menu, nil
+	}
+	g, err := st.Group(ctx, m.Group)
+	if err != nil {
+		return nil, fmt.Errorf("machine %.12s is in group %q: %w", m.ID, m.Group, err)
+	}
+	return g.Menu, nil
 }
 
 // BootState is a verified set of PCR values with the events that produced them.

@@ -42,6 +42,11 @@ func TestVersionChanges(t *testing.T) {
 		{"set_root", update(func(m *Machine) { m.Root = wire.RootPlan{Kind: wire.RootNFS} }), true},
 		{"set_group", update(func(m *Machine) { m.Group = "lab" }), true},
 		{"group_root", func() error { return db.PutGroup(ctx, &Group{Name: "lab", Root: wire.RootPlan{Kind: wire.RootISCSI}}) }, true},
+		{"group_menu", func() error {
+			return db.PutGroup(ctx, &Group{Name: "lab", Root: wire.RootPlan{Kind: wire.RootISCSI}, Menu: &Menu{Images: []string{"a", "b"}}})
+		}, true},
+		{"menu", update(func(m *Machine) { m.Menu = &Menu{Images: []string{"a", "b"}, Default: "image:a"} }), true},
+		{"menu_default", update(func(m *Machine) { m.Menu = &Menu{Images: []string{"a", "b"}, Default: "image:b"} }), true},
 		{"secret_set", func() error { return db.PutSecret(ctx, m.ID, "k", []byte("c")) }, true},
 		{"secret_delete", func() error { return db.DeleteSecret(ctx, m.ID, "k") }, true},
 		{"revoke", update(func(m *Machine) { m.State = StateRevoked; m.Reason = "stolen" }), true},

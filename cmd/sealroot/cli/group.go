@@ -35,6 +35,7 @@ func newGroupsCmd(e *env) *cobra.Command {
 		},
 		newFilesCmd(e, "group"),
 		newGroupUpgradeCmd(e),
+		newMenuCmd(e, "group"),
 	)
 }
 

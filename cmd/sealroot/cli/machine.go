@@ -80,6 +80,7 @@ func newMachineCmd(e *env) *cobra.Command {
 			RunE:  func(c *cobra.Command, args []string) error { return runMachineSetGroup(c, e, args[0], args[1]) },
 		},
 		newFilesCmd(e, "machine"),
+		newMenuCmd(e, "machine"),
 	)
 }
 
