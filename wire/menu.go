@@ -105,6 +105,10 @@ func (m *Menu) validate() error {
 	return nil
 }
 
+// CheckMenu reports whether m is a menu the agent accepts (the checks
+// of decoding), for the server to check what it is about to offer.
+func CheckMenu(m *Menu) error { return m.validate() }
+
 func (c *Choice) validate() error { return checkEntryID(c.ID) }
 
 func checkEntryID(id string) error {

@@ -82,6 +82,14 @@ type exchange struct {
 	// user is the user whose per-user root x claimed (see perUser).
 	user string
 
+	// The boot menu offered to an allowed machine (see menu.go): the
+	// menu, the root plan its image entries boot, the judged state, and
+	// the root plan chosen.
+	menu     *wire.Menu
+	menuRoot wire.RootPlan
+	allowed  *allowed
+	chosen   *wire.RootPlan
+
 	endMu   sync.Mutex // guards the fields below; see live.go
 	endedBy *Failure   // set by end: the exchange is refused
 	cancel  context.CancelFunc
@@ -306,6 +314,10 @@ func (x *exchange) judge(ctx context.Context, observed *store.BootState, info *e
 	v := x.evaluate(ctx, observed)
 	switch v.Decision {
 	case policy.Allow:
+		a := &allowed{observed: observed, info: info, verdict: v}
+		if m, err := x.offer(ctx, a); m != nil || err != nil {
+			return m, err
+		}
 		return x.release(ctx, observed, info, v)
 	case policy.NeedsReapproval:
 		_, err := x.commit(ctx, func(m *store.Machine) error {

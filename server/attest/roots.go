@@ -25,6 +25,9 @@ func (x *exchange) root(ctx context.Context, tunnel *wire.TunnelPlan) (wire.Root
 	if err != nil {
 		return wire.RootPlan{}, nil, fail("root", err)
 	}
+	if x.chosen != nil {
+		root = *x.chosen // the menu entry chosen, offered from the same record
+	}
 	if x.s.roots == nil {
 		return root, nil, nil
 	}
