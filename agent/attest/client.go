@@ -72,6 +72,9 @@ type Config struct {
 	// bound (a simulated machine's own address). Nil: a new socket per
 	// attempt, as the agent does.
 	Transport *quic.Transport
+	// Choose asks for an entry of the server's boot menu and returns its
+	// ID (agent/menu on the consoles). Nil takes the menu's default.
+	Choose func(ctx context.Context, m *wire.Menu) (string, error)
 }
 
 // Client attests a machine. Attest may be called again after a failure.
@@ -161,8 +164,12 @@ func isVerdict(err error) bool {
 	var p *PendingError
 	var r *RevokedError
 	var f *RefusedError
-	return errors.As(err, &p) || errors.As(err, &r) || errors.As(err, &f)
+	return errors.As(err, &p) || errors.As(err, &r) || errors.As(err, &f) || errors.Is(err, ErrLocalDisk)
 }
+
+// ErrLocalDisk means the server honoured a boot menu choice of the local
+// disk: the agent sets the firmware's BootNext and reboots.
+var ErrLocalDisk = errors.New("boot the local disk")
 
 func (c *Client) tlsConfig() *tls.Config {
 	return &tls.Config{
@@ -251,6 +258,12 @@ func (c *Client) converse(ctx context.Context, st io.ReadWriter, exporter []byte
 	if m, err = readReply(st); err != nil {
 		return nil, err
 	}
+	if menu, ok := m.(*wire.Menu); ok {
+		if m, err = c.choose(ctx, st, menu); err != nil {
+			return nil, err
+		}
+	}
+	// A per-user root asks for a login (after the menu, if any).
 	if p, ok := m.(*wire.LoginPrompt); ok {
 		if m, err = c.login(ctx, st, p); err != nil {
 			return nil, err
@@ -302,6 +315,22 @@ func (c *Client) login(ctx context.Context, st io.ReadWriter, first *wire.LoginP
 	return final, nil
 }
 
+// choose answers the server's boot menu and returns its reply.
+func (c *Client) choose(ctx context.Context, st io.ReadWriter, menu *wire.Menu) (wire.Message, error) {
+	id := menu.Default
+	if c.cfg.Choose != nil {
+		var err error
+		if id, err = c.cfg.Choose(ctx, menu); err != nil {
+			return nil, fmt.Errorf("boot menu: %w", err)
+		}
+	}
+	c.logger.Info("boot menu choice", "entry", id)
+	if err := wire.Write(st, &wire.Choice{ID: id}); err != nil {
+		return nil, err
+	}
+	return readReply(st)
+}
+
 // readReply reads a server message and turns verdicts into typed errors.
 func readReply(st io.Reader) (wire.Message, error) {
 	m, err := wire.Read(st)
@@ -330,6 +359,8 @@ func statusError(s *wire.Status) error {
 		return &RevokedError{Reason: s.Reason}
 	case wire.StateBusy:
 		return &BusyError{RetryAfter: time.Duration(s.RetryAfterMillis) * time.Millisecond, Reason: s.Reason}
+	case wire.StateLocalDisk:
+		return ErrLocalDisk
 	}
 	return &RefusedError{Check: string(s.State), Reason: s.Reason}
 }

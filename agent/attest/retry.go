@@ -35,6 +35,9 @@ func (c *Client) Attest(ctx context.Context, console io.Writer) (*Result, error)
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("attestation: %w (last error: %v)", ctx.Err(), err)
 		}
+		if errors.Is(err, ErrLocalDisk) {
+			return nil, err
+		}
 		delay := retryDelay(b, err)
 		fmt.Fprintf(console, "sealroot: %s\n", describe(err))
 		fmt.Fprintf(console, "sealroot: retrying attestation in %s\n", delay.Round(100*time.Millisecond))
