@@ -256,6 +256,7 @@ func (a *tpmAttester) Attest(ctx context.Context) (*wire.Payload, error) {
 		Hints:        a.hints,
 		Logger:       a.log,
 		Login:        consoleLogin(a.out),
+		Choose:       askMenu(a.out, a.hints.Firmware),
 		Device: &attest.TPMDevice{
 			TPM:          a.tpm,
 			Keys:         keys,
@@ -266,6 +267,9 @@ func (a *tpmAttester) Attest(ctx context.Context) (*wire.Payload, error) {
 		return nil, err
 	}
 	res, err := c.Attest(ctx, a.out)
+	if errors.Is(err, attest.ErrLocalDisk) {
+		return nil, bootLocalDisk(a.out)
+	}
 	if err != nil {
 		return nil, err
 	}
