@@ -53,6 +53,9 @@ type Menu struct {
 	// without a choice.
 	Default       string `json:"default"`
 	TimeoutMillis int64  `json:"timeout_ms"`
+	// NoLocalDisk says the menu has the local disk but this machine
+	// cannot boot it (BIOS: no BootNext), so the agent says so.
+	NoLocalDisk bool `json:"no_local_disk,omitempty"`
 }
 
 // Choice is the entry chosen on the machine's console (or by timeout).

@@ -25,6 +25,7 @@ func sampleMessages() []Message {
 		&LoginPrompt{Reason: "wrong user name or password", RetryAfterMillis: 2000},
 		&Login{User: "alice", Password: []byte("correct horse")},
 		sampleMenu(),
+		&Menu{Entries: sampleMenu().Entries[:2], Default: ImageEntryID("debian"), NoLocalDisk: true},
 		&Choice{ID: ImageEntryID("debian")},
 		&Status{State: StateLocalDisk, MachineID: "ab"},
 	}

@@ -68,6 +68,9 @@ func (mn *Menu) Show(w io.Writer) {
 		}
 		fmt.Fprintf(w, "sealroot:  %s %d) %s\n", mark, i+1, label)
 	}
+	if mn.m.NoLocalDisk {
+		fmt.Fprintf(w, "sealroot:    -  local disk: not available on this BIOS machine (no UEFI BootNext)\n")
+	}
 }
 
 // Pick returns the entry ID a typed line chooses, or "" for none.

@@ -55,6 +55,16 @@ func TestAsk(t *testing.T) {
 	}
 }
 
+func TestShowSaysNoLocalDisk(t *testing.T) {
+	m := testMenu(time.Second)
+	m.Entries, m.Default, m.NoLocalDisk = m.Entries[:2], m.Entries[0].ID, true
+	var out bytes.Buffer
+	New(m, "bios").Show(&out)
+	if !strings.Contains(out.String(), "local disk: not available on this BIOS machine") {
+		t.Fatalf("menu:\n%s\nwant the local disk said not available", out.String())
+	}
+}
+
 func TestAskControlCharactersNotEchoed(t *testing.T) {
 	m := testMenu(50 * time.Millisecond)
 	m.Entries[0].Label = "deb\x1b[2Jian"

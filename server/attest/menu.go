@@ -54,7 +54,8 @@ func offeredMenu(sm *store.Menu, root wire.RootPlan, firmware string) *wire.Menu
 	if len(entries) < 2 {
 		return nil
 	}
-	m := &wire.Menu{Entries: entries, Default: sm.Default, TimeoutMillis: sm.Timeout.Milliseconds()}
+	m := &wire.Menu{Entries: entries, Default: sm.Default, TimeoutMillis: sm.Timeout.Milliseconds(),
+		NoLocalDisk: sm.LocalDisk && firmware != "uefi"}
 	if m.Entry(m.Default) == nil {
 		m.Default = entries[0].ID
 	}

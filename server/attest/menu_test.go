@@ -111,7 +111,7 @@ func TestBootMenu(t *testing.T) {
 		var shown []*wire.Menu
 		_, err := attestOnce(t, e.menuClient(t, m, "bios", &shown, pick(wire.EntryLocalDiskID)))
 		e.wantRefused(t, err, m.id, "menu-choice")
-		if len(shown) != 1 || len(shown[0].Entries) != 2 || shown[0].Entry(wire.EntryLocalDiskID) != nil {
+		if len(shown) != 1 || len(shown[0].Entries) != 2 || shown[0].Entry(wire.EntryLocalDiskID) != nil || !shown[0].NoLocalDisk {
 			t.Fatalf("BIOS machine was shown %+v, want the two images only", shown)
 		}
 	})

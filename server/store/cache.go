@@ -141,6 +141,16 @@ func (m *Machine) clone() *Machine {
 	for i := range c.History {
 		c.History[i].Stages = slices.Clone(m.History[i].Stages) // StageTiming holds only values
 	}
+	c.Menu = m.Menu.clone()
+	return &c
+}
+
+func (mn *Menu) clone() *Menu {
+	if mn == nil {
+		return nil
+	}
+	c := *mn
+	c.Images = slices.Clone(mn.Images)
 	return &c
 }
 
