@@ -12,8 +12,12 @@ import (
 )
 
 // DefaultMenuTimeout is how long a menu waits for a choice when the
-// operator sets none.
-const DefaultMenuTimeout = 10 * time.Second
+// operator sets none; MaxMenuTimeout is the longest it may wait (the
+// agent bounds one attestation attempt to two minutes).
+const (
+	DefaultMenuTimeout = 10 * time.Second
+	MaxMenuTimeout     = time.Minute
+)
 
 // SetMenu implements api.MenuService: it checks mn (images exist, the
 // owner's root is volatile when there are images, the default is an
@@ -45,14 +49,17 @@ func (m *Manager) menuToSet(mn api.Menu) (*store.Menu, error) {
 	if mn.TimeoutMillis == 0 {
 		sm.Timeout = DefaultMenuTimeout
 	}
-	if sm.Timeout < 0 || sm.Timeout > wire.MaxMenuTimeoutMillis*time.Millisecond {
-		return nil, fmt.Errorf("%w: menu timeout %v: want 1ms to 1h", api.ErrInvalid, sm.Timeout)
+	if sm.Timeout < 0 || sm.Timeout > MaxMenuTimeout {
+		return nil, fmt.Errorf("%w: menu timeout %v: want 1ms to %v", api.ErrInvalid, sm.Timeout, MaxMenuTimeout)
 	}
 	if len(sm.Images) == 0 && !sm.LocalDisk {
 		return nil, fmt.Errorf("%w: a menu needs an image or the local disk", api.ErrInvalid)
 	}
 	if n := len(sm.Images) + 1; n > wire.MaxMenuEntries {
 		return nil, fmt.Errorf("%w: %d menu entries, at most %d", api.ErrInvalid, n, wire.MaxMenuEntries)
+	}
+	if len(sm.Images) > 0 && m.images == nil {
+		return nil, fmt.Errorf("%w: this server keeps no images", api.ErrConflict)
 	}
 	var ids []string
 	for i, name := range sm.Images {

@@ -44,14 +44,15 @@ overlay in the machine's memory, so nothing one image's boot writes ever
 lies over another image's base. The ` + noun + `'s root must be volatile.
 --local-disk sets the firmware's one-time BootNext to the local disk and
 reboots; it is offered to UEFI machines only (BIOS has no BootNext).
---default is an image name or "local-disk"; default the first entry.`,
+--default is an image name or "local-disk"; default the first entry.
+--timeout is at most 1m; typing a number and Enter chooses before it.`,
 		Args: exactArgs(1),
 		RunE: func(c *cobra.Command, pos []string) error { return runMenuSet(c, e, owner(pos[0]), args) },
 	}
 	set.Flags().StringArrayVar(&args.images, "image", nil, "an image the machine may boot (repeat for several)")
 	set.Flags().BoolVar(&args.localDisk, "local-disk", false, "offer the local disk (UEFI machines)")
 	set.Flags().StringVar(&args.def, "default", "", `the entry taken on timeout: an image name or "local-disk"`)
-	set.Flags().DurationVar(&args.timeout, "timeout", 10*time.Second, "how long the menu waits for a choice")
+	set.Flags().DurationVar(&args.timeout, "timeout", 10*time.Second, "how long the menu waits for a choice (at most 1m)")
 	return newGroupCmd("menu", "The boot menu of the "+noun+"'s machines",
 		set,
 		&cobra.Command{
