@@ -8,8 +8,8 @@ type Attempt struct {
 	Time      time.Time
 	MachineID string // "" when the exchange ended before a valid hello
 	Remote    string
-	// Outcome is "allowed", "pending", "needs-reapproval", "refused" or
-	// "revoked"; Check names the check that decided it.
+	// Outcome is "allowed", "pending", "needs-reapproval", "refused",
+	// "revoked" or "local-disk"; Check names the check that decided it.
 	Outcome, Check, Reason string
 	AgentVersion           string        // as the agent said (unverified)
 	Duration               time.Duration // from the hello to the decision

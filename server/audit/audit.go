@@ -54,7 +54,7 @@ type Entry struct {
 	// "secret-load", ...
 	Action string `json:"action"`
 	// Outcome is "allowed", "pending", "needs-reapproval", "refused",
-	// "revoked", "ok" or "error".
+	// "revoked", "local-disk" (a boot menu's local disk), "ok" or "error".
 	Outcome string `json:"outcome"`
 	// Check names the check that failed, e.g. "quote-signature".
 	Check  string `json:"check,omitempty"`

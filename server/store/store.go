@@ -110,8 +110,8 @@ type BootAttempt struct {
 	Time   time.Time `json:"time"`
 	Server string    `json:"server,omitempty"` // the server that decided
 	Remote string    `json:"remote,omitempty"` // the agent's source address
-	// Outcome is "allowed", "pending", "needs-reapproval", "refused" or
-	// "revoked"; Check names the check that decided it, Reason says why.
+	// Outcome is "allowed", "pending", "needs-reapproval", "refused",
+	// "revoked" or "local-disk"; Check names the check that decided it, Reason says why.
 	Outcome      string        `json:"outcome"`
 	Check        string        `json:"check,omitempty"`
 	Reason       string        `json:"reason,omitempty"`
