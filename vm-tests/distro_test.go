@@ -1,9 +1,11 @@
 package vmtest
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -64,9 +66,39 @@ func TestDistroRoot(t *testing.T) {
 	expectDistro(ctx, t, vm, "none", credential)
 	logShutdownLines(t, vm)
 
+	first := vm
 	vm = startPXE(ctx, t, lab, "vm-distro-2", BIOS, tp)
 	expectDistro(ctx, t, vm, "1", credential)
 	logShutdownLines(t, vm)
+	// The unit read the value, but nothing kept it: not the machine's
+	// persistent volume after two shutdowns, the server's state, nor
+	// either console.
+	noTrace(t, sr.StateDir, secret, first.ConsoleLog(), vm.ConsoleLog())
+}
+
+// noTrace fails t if value is in any regular file under dir or in one of
+// files.
+func noTrace(t *testing.T, dir string, value []byte, files ...string) {
+	t.Helper()
+	scanned := 0
+	filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			files = append(files, path)
+		}
+		return nil
+	})
+	for _, path := range files {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Errorf("scan %s: %v", path, err)
+			continue
+		}
+		scanned++
+		if bytes.Contains(b, value) {
+			t.Errorf("the secret's value is in %s", path)
+		}
+	}
+	t.Logf("secret value absent from %d files (server state, volumes, consoles)", scanned)
 }
 
 // expectDistro waits for the agent's tunnel and root stages, systemd's
