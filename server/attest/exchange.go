@@ -316,7 +316,10 @@ func (x *exchange) judge(ctx context.Context, observed *store.BootState, info *e
 	case policy.Allow:
 		a := &allowed{observed: observed, info: info, verdict: v}
 		if m, err := x.offer(ctx, a); m != nil || err != nil {
-			return m, err
+			if err != nil {
+				return nil, err
+			}
+			return x.askMenu(ctx, m)
 		}
 		return x.release(ctx, observed, info, v)
 	case policy.NeedsReapproval:

@@ -14,7 +14,8 @@ import (
 
 // A boot menu is one more step of an allowed exchange: instead of the
 // credential the server sends the Menu it computed from the machine's
-// record (offeredMenu) and keeps it in the exchange; the agent's Choice
+// record (offeredMenu) and keeps it in the exchange, which waits for the
+// person at the console without holding an exchange slot (askPerson); the agent's Choice
 // is honoured only if it names an entry of that menu. An image entry
 // releases the credential for the machine's root with the chosen image
 // (checked again against the current record, as every release); the
@@ -87,6 +88,10 @@ func (x *exchange) offer(ctx context.Context, a *allowed) (*wire.Menu, error) {
 	if m == nil {
 		return nil, nil
 	}
+	// The agent takes the default at the timeout; the server must still
+	// be waiting then.
+	wait := x.s.limits.PersonTimeout - x.s.limits.FrameTimeout
+	m.TimeoutMillis = max(min(m.TimeoutMillis, wait.Milliseconds()), 1000)
 	if err := wire.CheckMenu(m); err != nil {
 		return nil, fail("menu", err)
 	}
@@ -100,6 +105,21 @@ func failIf(check string, err error) error {
 		return nil
 	}
 	return fail(check, err)
+}
+
+// askMenu sends the menu and waits for the person at the console
+// (askPerson: the exchange holds no slot meanwhile), then honours the
+// choice.
+func (x *exchange) askMenu(ctx context.Context, m *wire.Menu) (wire.Message, error) {
+	ans, err := x.askPerson(ctx, m)
+	if err != nil {
+		return nil, err
+	}
+	c, ok := ans.(*wire.Choice)
+	if !ok {
+		return nil, fail("protocol", fmt.Errorf("expected choice, got %v", ans.Type()))
+	}
+	return x.choose(ctx, c)
 }
 
 // choose honours the agent's choice if it was offered.

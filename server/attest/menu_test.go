@@ -115,6 +115,21 @@ func TestBootMenu(t *testing.T) {
 			t.Fatalf("BIOS machine was shown %+v, want the two images only", shown)
 		}
 	})
+	t.Run("person_holds_no_slot", func(t *testing.T) {
+		m := machine(t)
+		var shown []*wire.Menu
+		var inFlight, waiting int
+		_, err := attestOnce(t, e.menuClient(t, m, "uefi", &shown, func(mn *wire.Menu) string {
+			inFlight, waiting = e.srv.InFlight(), e.srv.Waiting()
+			return mn.Default
+		}))
+		if err != nil {
+			t.Fatalf("attest: %v", err)
+		}
+		if inFlight != 0 || waiting != 1 {
+			t.Fatalf("while the menu was shown: %d exchanges in flight, %d waiting; want 0 and 1", inFlight, waiting)
+		}
+	})
 	t.Run("menu_changed_while_choosing", func(t *testing.T) {
 		m := machine(t)
 		var shown []*wire.Menu

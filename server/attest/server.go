@@ -383,11 +383,6 @@ func (s *Server) converse(ctx context.Context, st stream, x *exchange, src netip
 	if err != nil {
 		return err
 	}
-	if menu, ok := reply.(*wire.Menu); ok {
-		if reply, err = s.menuStep(ctx, st, x, menu); err != nil {
-			return err
-		}
-	}
 	if _, ok := reply.(*wire.Credential); ok {
 		m, err := s.readNext(st, s.stepTimeout)
 		if ack, ok := m.(*wire.Ack); err == nil && ok && ack.OK {
@@ -395,21 +390,6 @@ func (s *Server) converse(ctx context.Context, st stream, x *exchange, src netip
 		}
 	}
 	return nil
-}
-
-// menuStep waits for the agent's Choice, the menu's timeout and a step's
-// time more (the agent takes the default by itself), and answers it. The
-// exchange keeps its slots while the person at the console decides.
-func (s *Server) menuStep(ctx context.Context, st stream, x *exchange, menu *wire.Menu) (wire.Message, error) {
-	wait := time.Duration(menu.TimeoutMillis)*time.Millisecond + s.stepTimeout
-	return s.step(ctx, st, x, func() (wire.Message, error) { return s.readNext(st, wait) },
-		func(m wire.Message) (wire.Message, error) {
-			c, ok := m.(*wire.Choice)
-			if !ok {
-				return nil, fail("protocol", fmt.Errorf("expected choice, got %v", m.Type()))
-			}
-			return x.choose(ctx, c)
-		})
 }
 
 // errBusy refuses a hello when its source, or the server, has no free
