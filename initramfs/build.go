@@ -18,7 +18,8 @@ import (
 
 // DefaultModules returns the modules shipped when Options.Modules is nil:
 // NICs of common VMs and small machines, the entropy source of VMs, iSCSI
-// and NFSv4 roots, WireGuard, ext4 and overlayfs. crc32c is listed
+// and NFSv4 roots, WireGuard, ext4 and overlayfs, efivarfs (the boot
+// menu's local disk). crc32c is listed
 // explicitly because iscsi_tcp requests it at run time without declaring a
 // softdep.
 //
@@ -33,6 +34,7 @@ func DefaultModules() []string {
 		"e1000e", "igc", "igb", "r8169",
 		"iscsi_tcp", "sd_mod", "crc32c_generic", "crc32c-intel",
 		"nfsv4", "wireguard", "ext4", "overlay",
+		"efivarfs", // the boot menu's local disk sets BootNext
 	}
 }
 
