@@ -92,6 +92,8 @@ type Machine struct {
 	// group's root applies instead.
 	Root  wire.RootPlan `json:"root"`
 	Group string        `json:"group,omitempty"`
+	// Menu is the machine's own boot menu; nil for its group's, if any.
+	Menu *Menu `json:"menu,omitempty"`
 
 	// ResetCount and RestartCount are the TPM clock counters of the last
 	// accepted quote.

@@ -195,5 +195,12 @@ func menuReason(owner api.FileOwner, mn *api.Menu) string {
 }
 
 func viewMenu(sm *store.Menu) *api.Menu {
-	return &api.Menu{Images: sm.Images, LocalDisk: sm.LocalDisk, Default: sm.Default, TimeoutMillis: sm.Timeout.Milliseconds()}
+	return &api.Menu{Images: slices.Clone(sm.Images), LocalDisk: sm.LocalDisk, Default: sm.Default, TimeoutMillis: sm.Timeout.Milliseconds()}
+}
+
+func viewMenuOrNil(sm *store.Menu) *api.Menu {
+	if sm == nil {
+		return nil
+	}
+	return viewMenu(sm)
 }

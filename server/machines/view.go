@@ -30,6 +30,7 @@ func ViewMachine(m *store.Machine) *api.Machine {
 		Unmeasured:   unmeasured(m),
 		Root:         m.Root,
 		Group:        m.Group,
+		Menu:         viewMenuOrNil(m.Menu),
 		ResetCount:   m.ResetCount,
 		RestartCount: m.RestartCount,
 		FirstSeen:    m.FirstSeen,

@@ -32,6 +32,9 @@ func writeMachine(w io.Writer, m *api.Machine, link *api.RootLink) error {
 		field("Boot state", note)
 	}
 	field("Root", formatRoot(m))
+	if m.Menu != nil {
+		field("Menu", formatMenu(m.Menu))
+	}
 	writeRootLink(field, m, link)
 	field("Hints", formatHints(m))
 	field("Agent", orDash(safe(m.Hints.AgentVer)))

@@ -101,6 +101,12 @@ func printMenu(e *env, owner api.FileOwner, m *api.Menu) error {
 	if e.JSON {
 		return e.printJSON(m)
 	}
+	_, err := fmt.Fprintf(e.Stdout, "menu of %s: %s\n", safe(owner.String()), formatMenu(m))
+	return err
+}
+
+// formatMenu is "image A, image B, local disk; default ID after 10s".
+func formatMenu(m *api.Menu) string {
 	var entries []string
 	for _, im := range m.Images {
 		entries = append(entries, "image "+safe(im))
@@ -108,9 +114,8 @@ func printMenu(e *env, owner api.FileOwner, m *api.Menu) error {
 	if m.LocalDisk {
 		entries = append(entries, "local disk")
 	}
-	_, err := fmt.Fprintf(e.Stdout, "menu of %s: %s; default %s after %v\n", safe(owner.String()),
-		strings.Join(entries, ", "), safe(m.Default), time.Duration(m.TimeoutMillis)*time.Millisecond)
-	return err
+	return fmt.Sprintf("%s; default %s after %v", strings.Join(entries, ", "), safe(m.Default),
+		time.Duration(m.TimeoutMillis)*time.Millisecond)
 }
 
 func runMenuRm(c *cobra.Command, e *env, owner api.FileOwner) error {

@@ -27,6 +27,12 @@ func TestMenu(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &m); err != nil || !m.LocalDisk || m.Default != "local-disk" || m.TimeoutMillis != 3000 {
 		t.Fatalf("group menu show --json = %q (%v)", r.stdout, err)
 	}
+	if r := run(t, sock, "", "machine", "menu", "set", "web1", "--local-disk"); r.code != 0 {
+		t.Fatalf("machine menu set = %d %q", r.code, r.stderr)
+	}
+	if r := run(t, sock, "", "machine", "show", "web1"); !strings.Contains(r.stdout, "Menu:           local disk; default local-disk after 10s\n") {
+		t.Errorf("machine show has no menu line:\n%s", r.stdout)
+	}
 	if r := run(t, sock, "", "group", "menu", "rm", "lab"); r.code != 0 || r.stdout != "removed the menu of group lab\n" {
 		t.Fatalf("group menu rm = %d %q %q", r.code, r.stdout, r.stderr)
 	}
