@@ -314,11 +314,11 @@ func (x *exchange) judge(ctx context.Context, observed *store.BootState, info *e
 	v := x.evaluate(ctx, observed)
 	switch v.Decision {
 	case policy.Allow:
-		a := &allowed{observed: observed, info: info, verdict: v}
-		if m, err := x.offer(ctx, a); m != nil || err != nil {
-			if err != nil {
-				return nil, err
-			}
+		m, err := x.offer(ctx, &allowed{observed: observed, info: info, verdict: v})
+		switch {
+		case err != nil:
+			return nil, err
+		case m != nil:
 			return x.askMenu(ctx, m)
 		}
 		return x.release(ctx, observed, info, v)
