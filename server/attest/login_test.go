@@ -392,3 +392,46 @@ func TestPerUserISCSIRoot(t *testing.T) {
 		t.Fatal("alice's credentials still log in after desk-1 was revoked")
 	}
 }
+
+// TestMenuThenLogin: a machine with a per-user root and a boot menu (its
+// image, labelled as the user login, and the local disk) shows the menu;
+// choosing the image hands over to the login, and the right password
+// releases the user's root.
+func TestMenuThenLogin(t *testing.T) {
+	var logs testenv.Buffer
+	e, ms := perUserEnv(t, &logs, "desk-1")
+	m := ms[0]
+	_, err := e.db.UpdateMachine(context.Background(), m.id, func(mc *store.Machine) error {
+		mc.Menu = &store.Menu{Images: []string{"desk"}, LocalDisk: true, Default: wire.ImageEntryID("desk"), Timeout: 3 * time.Second}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var shown []*wire.Menu
+	con := typed("alice", alicePW)
+	c := e.client(t, m.dev, func(c *agentattest.Config) {
+		c.NoUnseal = m.noUnseal
+		c.Hints.Firmware = "uefi"
+		c.Choose = func(_ context.Context, mn *wire.Menu) (string, error) {
+			shown = append(shown, mn)
+			return mn.Default, nil
+		}
+		c.Login = func(ctx context.Context, first *wire.LoginPrompt, send func(context.Context, *wire.Login) (*wire.LoginPrompt, error)) error {
+			return login.New(login.Console{In: con.in, Out: &con.out}).Run(ctx, first, send)
+		}
+	})
+	res, err := attestOnce(t, c)
+	if err != nil {
+		t.Fatalf("attest: %v", err)
+	}
+	if len(shown) != 1 || shown[0].Entry(wire.ImageEntryID("desk")).Label != "desk (user login)" || shown[0].Entry(wire.EntryLocalDiskID) == nil {
+		t.Fatalf("menu shown = %+v, want desk (user login) and the local disk", shown)
+	}
+	if res.Payload.Root.Params[wire.ImageParam] != "desk" {
+		t.Fatalf("root = %+v", res.Payload.Root)
+	}
+	if l := e.lease(t, "alice"); l == nil || l.MachineID != m.id {
+		t.Fatalf("alice's lease = %+v, want held by %s", l, m.id)
+	}
+}

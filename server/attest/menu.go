@@ -37,7 +37,9 @@ type allowed struct {
 // than two entries (then the boot goes on unchanged). An image entry
 // boots root with that image; a persistent root (iscsi, nfs) stays on the
 // image it was made from, so it offers only its own image. The local disk
-// is offered to UEFI machines only: BIOS has no BootNext.
+// is offered to UEFI machines only: BIOS has no BootNext. On a per-user
+// root the image entry is the user login: choosing it asks for a login
+// (perUser), whose user's root over the image the release prepares.
 func offeredMenu(sm *store.Menu, root wire.RootPlan, firmware string) *wire.Menu {
 	if sm == nil {
 		return nil
@@ -47,7 +49,11 @@ func offeredMenu(sm *store.Menu, root wire.RootPlan, firmware string) *wire.Menu
 		if root.Kind != wire.RootVolatile && name != root.Params[wire.ImageParam] {
 			continue
 		}
-		entries = append(entries, wire.MenuEntry{ID: wire.ImageEntryID(name), Kind: wire.EntryImage, Label: name})
+		label := name
+		if root.Params[wire.PerUserParam] == "true" {
+			label += " (user login)" // the choice hands over to the login (login.go)
+		}
+		entries = append(entries, wire.MenuEntry{ID: wire.ImageEntryID(name), Kind: wire.EntryImage, Label: label})
 	}
 	if sm.LocalDisk && firmware == "uefi" {
 		entries = append(entries, wire.MenuEntry{ID: wire.EntryLocalDiskID, Kind: wire.EntryLocalDisk, Label: "local disk"})

@@ -52,6 +52,15 @@ func TestOfferedMenu(t *testing.T) {
 	}
 }
 
+// On a per-user root the image entry is the user login.
+func TestOfferedMenuPerUser(t *testing.T) {
+	root := wire.RootPlan{Kind: wire.RootISCSI, Params: map[string]string{wire.ImageParam: "desk", wire.PerUserParam: "true"}}
+	m := offeredMenu(&store.Menu{Images: []string{"desk", "other"}, LocalDisk: true, Default: "image:desk", Timeout: time.Second}, root, "uefi")
+	if m == nil || len(m.Entries) != 2 || m.Entries[0].Label != "desk (user login)" || m.Entries[1].ID != wire.EntryLocalDiskID {
+		t.Fatalf("offeredMenu = %+v, want desk (user login) and the local disk", m)
+	}
+}
+
 // An image entry's plan is the root with that image; the stored plan is
 // not changed.
 func TestWithImage(t *testing.T) {
