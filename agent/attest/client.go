@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"net"
 	"time"
 
@@ -51,14 +52,25 @@ const releasedEvent = "sealroot: credential released"
 
 // Config configures a Client.
 type Config struct {
-	Servers    []string // host:port, tried in order
-	ServerName string   // name in the server certificate
+	// Servers are the host:port addresses of equal attestation servers.
+	// Attest tries them in a shuffled order (ShuffleServers), one per
+	// attempt; AttestOnce in the given order. Every server's certificate
+	// must be issued by Roots for ServerName.
+	Servers    []string
+	ServerName string // name in the server certificate
 	Roots      *x509.CertPool
 	Device     Device
 	Hints      wire.Hints
 	// WireGuardKey is the per-boot WireGuard public key, if any.
 	WireGuardKey []byte
 	Logger       hclog.Logger
+	// Rand shuffles Servers and jitters the retry delay. Nil: math/rand/v2's
+	// auto-seeded source (it never blocks on the kernel's CRNG). Tests pass
+	// a seeded one.
+	Rand *mrand.Rand
+	// AttemptTimeout bounds one attempt at one server: what a dead or
+	// hanging server costs. Default 2 minutes (TCG-emulated TPMs are slow).
+	AttemptTimeout time.Duration
 	// NoUnseal stops after receiving the credential (load generators
 	// without a TPM able to import it).
 	NoUnseal bool

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	mrand "math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/sealroot/sealroot/agent/backoff"
@@ -16,19 +17,29 @@ import (
 const (
 	retryMin = 2 * time.Second
 	retryMax = 60 * time.Second
-	// attemptTimeout bounds one attestation (TCG-emulated TPMs are slow).
-	attemptTimeout = 2 * time.Minute
+	// defaultAttemptTimeout bounds one attestation at one server
+	// (TCG-emulated TPMs are slow).
+	defaultAttemptTimeout = 2 * time.Minute
 )
 
-// Attest retries AttestOnce with jittered exponential backoff until it
-// succeeds or ctx ends, printing one operator-readable line per failed try
-// to console (the machine's serial console in the initramfs).
+// Attest attests with the servers in a shuffled order (ShuffleServers),
+// one server per attempt, until one succeeds or ctx ends. It prints one
+// operator-readable line per failed attempt to console (the machine's
+// serial console in the initramfs).
+//
+// A server that cannot be reached, stops answering or is busy costs one
+// attempt (at most Config.AttemptTimeout): the next server is tried at
+// once. Only when every server failed in a row, or a server answered with
+// a verdict (pending, refused), does Attest wait (retryDelay: the backoff,
+// or the time a busy server booked); a server's verdict is then asked
+// again of the same server.
 func (c *Client) Attest(ctx context.Context, console io.Writer) (*Result, error) {
-	b := backoff.New(retryMin, retryMax, nil)
+	order := ShuffleServers(c.cfg.Servers, c.cfg.Rand)
+	b := backoff.New(retryMin, retryMax, c.cfg.Rand)
+	next, unreachable := 0, 0
 	for {
-		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
-		res, err := c.AttestOnce(actx)
-		cancel()
+		addr := order[next]
+		res, err := c.attempt(ctx, addr)
 		if err == nil {
 			return res, nil
 		}
@@ -38,8 +49,18 @@ func (c *Client) Attest(ctx context.Context, console io.Writer) (*Result, error)
 		if errors.Is(err, ErrLocalDisk) {
 			return nil, err
 		}
+		if !isVerdict(err) {
+			fmt.Fprintf(console, "sealroot: attestation server %s: %s\n", addr, describe(err))
+			next = (next + 1) % len(order)
+			if unreachable++; unreachable < len(order) {
+				fmt.Fprintf(console, "sealroot: trying attestation server %s\n", order[next])
+				continue
+			}
+		} else {
+			fmt.Fprintf(console, "sealroot: %s\n", describe(err))
+		}
+		unreachable = 0
 		delay := retryDelay(b, err)
-		fmt.Fprintf(console, "sealroot: %s\n", describe(err))
 		fmt.Fprintf(console, "sealroot: retrying attestation in %s\n", delay.Round(100*time.Millisecond))
 		t := time.NewTimer(delay)
 		select {
@@ -69,6 +90,36 @@ func retryDelay(b *backoff.Backoff, err error) time.Duration {
 		delay = p.RetryAfter
 	}
 	return delay
+}
+
+// attempt runs one attestation at addr within the attempt timeout.
+func (c *Client) attempt(ctx context.Context, addr string) (*Result, error) {
+	timeout := c.cfg.AttemptTimeout
+	if timeout <= 0 {
+		timeout = defaultAttemptTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	res, err := c.attestAt(ctx, addr)
+	if err != nil && !isVerdict(err) {
+		c.logger.Warn("attestation server failed", "server", addr, "error", err)
+	}
+	return res, err
+}
+
+// ShuffleServers returns a copy of servers in a random order drawn from r
+// (nil: math/rand/v2's auto-seeded source), so that machines booting
+// together spread over the servers and a dead first server is not every
+// machine's first try.
+func ShuffleServers(servers []string, r *mrand.Rand) []string {
+	order := slices.Clone(servers)
+	swap := func(i, j int) { order[i], order[j] = order[j], order[i] }
+	if r == nil {
+		mrand.Shuffle(len(order), swap)
+	} else {
+		r.Shuffle(len(order), swap)
+	}
+	return order
 }
 
 // describe turns an attestation error into the console line an operator
