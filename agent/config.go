@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -28,8 +29,10 @@ var ErrInvalidConfig = errors.New("invalid agent configuration")
 // Config is the agent's configuration, baked into the initramfs. It holds
 // no secrets: the initramfs is the same for every machine.
 type Config struct {
-	// Servers are the host:port addresses of the QUIC attestation service,
-	// tried in order. Required.
+	// Servers are the host:port addresses of the QUIC attestation
+	// service: equal servers sharing one state, tried in a shuffled order,
+	// at most MaxServers. A "sealroot.server=" kernel command line
+	// parameter replaces them (ApplyCmdline). Required.
 	Servers []string `json:"servers"`
 	// ServerName is the TLS name the server's certificate must carry.
 	// Required.
@@ -82,6 +85,9 @@ func (c *Config) Validate() error {
 	}
 	if len(c.Servers) == 0 {
 		bad("servers: at least one host:port is required")
+	}
+	if len(c.Servers) > MaxServers {
+		bad("servers: %d listed, at most %d", len(c.Servers), MaxServers)
 	}
 	for _, s := range c.Servers {
 		if err := checkHostPort(s); err != nil {
@@ -142,8 +148,30 @@ func checkHostPort(s string) error {
 	if host == "" {
 		return errors.New("empty host")
 	}
+	if _, err := netip.ParseAddr(host); err != nil && !isHostname(host) {
+		return fmt.Errorf("host %q is neither an IP address nor a host name", host)
+	}
 	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
 		return fmt.Errorf("bad port %q", port)
 	}
 	return nil
+}
+
+// isHostname reports whether s is a DNS host name: dot-separated labels of
+// letters, digits and inner hyphens, at most 253 bytes.
+func isHostname(s string) bool {
+	if len(s) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(strings.TrimSuffix(s, "."), ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, c := range []byte(label) {
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
 }

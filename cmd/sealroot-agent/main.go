@@ -125,6 +125,7 @@ func run(ctx context.Context, pid1 bool, configPath, tpmPath string) error {
 	if err != nil {
 		return err
 	}
+	applyCmdline(cfg, out)
 	t, closer, err := tpm.Open(tpmPath)
 	if err != nil {
 		return err
@@ -180,6 +181,22 @@ func keeper() int {
 	err := initiator.RunKeeper(context.Background(), os.NewFile(3, "handover"), os.NewFile(4, "ready"), log)
 	log.Error("keeper stopped", "error", err)
 	return 1
+}
+
+// applyCmdline takes the attestation servers from the kernel command line
+// (sealroot.server=), if it lists any. A bad list is reported and the
+// configured servers are kept: the boot may still succeed.
+func applyCmdline(cfg *agent.Config, out io.Writer) {
+	b, err := os.ReadFile("/proc/cmdline")
+	if err != nil {
+		fmt.Fprintf(out, "sealroot: kernel command line: %v; using the configured servers\n", err)
+		return
+	}
+	if err := cfg.ApplyCmdline(string(b)); err != nil {
+		fmt.Fprintf(out, "sealroot: %v; using the configured servers\n", err)
+		return
+	}
+	fmt.Fprintf(out, "sealroot: attestation servers: %s\n", strings.Join(cfg.Servers, " "))
 }
 
 // attesterFunc adapts a function to agent.Attester.
