@@ -44,7 +44,7 @@ func UKIBuilder(b *config.BootConfig, stateDir string) *ukibuild.Builder {
 		Stub:    b.UKIStub,
 		Kernel:  filepath.Join(b.ArtifactsDir, b.Kernel),
 		Initrd:  filepath.Join(b.ArtifactsDir, b.Initrd),
-		Cmdline: b.Cmdline,
+		Cmdline: b.KernelCmdline(),
 		Out:     filepath.Join(b.ArtifactsDir, name),
 	}
 	if dir := SecureBootDir(stateDir); secureboot.Initialized(dir) {
@@ -95,7 +95,7 @@ func Listen(b config.BootConfig, stateDir string, logger hclog.Logger) (_ *Servi
 	if s.ip, err = netip.ParseAddr(c.ServerIP); err != nil {
 		return nil, fmt.Errorf("boot: server_ip: %w", err)
 	}
-	if err := ipxe.CheckCmdline(c.Cmdline); err != nil {
+	if err := ipxe.CheckCmdline(c.KernelCmdline()); err != nil {
 		return nil, fmt.Errorf("boot: %w", err)
 	}
 	if c.EFIBoot != config.EFIBootUKI && c.EFIBoot != config.EFIBootKernel {
@@ -229,9 +229,9 @@ func Scripts(b *config.BootConfig, ip netip.Addr, ukis *ukibuild.Builder, logger
 		strings.TrimSuffix(boothttp.ArtifactPrefix, "/")
 	ukiName, _ := b.EFIUKI()
 	return func(ctx context.Context, r boothttp.ScriptRequest) ([]byte, error) {
-		p := ipxe.Params{BaseURL: base, Arch: r.Arch, Kernel: b.Kernel, Initrd: b.Initrd, Cmdline: b.Cmdline}
+		p := ipxe.Params{BaseURL: base, Arch: r.Arch, Kernel: b.Kernel, Initrd: b.Initrd, Cmdline: b.KernelCmdline()}
 		if r.Arch == ipxe.ArchEFIx64 && ukiName != "" {
-			p = ipxe.Params{BaseURL: base, Arch: r.Arch, UKI: ukiName, Cmdline: b.Cmdline}
+			p = ipxe.Params{BaseURL: base, Arch: r.Arch, UKI: ukiName, Cmdline: b.KernelCmdline()}
 		}
 		if r.RetryPause > 0 {
 			// The downloads are at their pace: pause as long as the
@@ -354,7 +354,7 @@ func Predictor(b *config.BootConfig, stateDir string) attest.Predictor {
 		IPXE:    efiIPXE,
 		UKI:     filepath.Join(c.ArtifactsDir, name),
 		UKIName: name,
-		Cmdline: c.Cmdline,
+		Cmdline: c.KernelCmdline(),
 	}
 	if c.SecureBootVars != "" {
 		f.SecureBootVars = c.SecureBootVars

@@ -77,6 +77,23 @@ func TestScriptsURLsServed(t *testing.T) {
 	}
 }
 
+// The attestation servers of boot.attest_servers are on the kernel command
+// line of every script, so agents try them all.
+func TestScriptsListAttestServers(t *testing.T) {
+	for _, arch := range []ipxe.Arch{ipxe.ArchBIOS, ipxe.ArchEFIx64} {
+		b := &config.BootConfig{ServerIP: "192.0.2.1", EFIBoot: config.EFIBootKernel,
+			AttestServers: []string{"192.0.2.1:4433", "192.0.2.2:4433"}}
+		b.Defaults(t.TempDir())
+		scripts := Scripts(b, netip.MustParseAddr(b.ServerIP), nil, hclog.NewNullLogger())
+		srv := httptest.NewServer(boothttp.NewHandler(t.TempDir(), scripts, nil))
+		script := get(t, srv.URL+boothttp.ScriptPath+"?arch="+string(arch))
+		srv.Close()
+		if want := " sealroot.server=192.0.2.1:4433,192.0.2.2:4433"; !strings.Contains(script, want) {
+			t.Errorf("%s script lacks %q:\n%s", arch, want, script)
+		}
+	}
+}
+
 // TestScriptsDefaultUKI: by default UEFI clients boot the UKI the
 // server builds from the kernel, initramfs and command line, and a changed
 // initramfs is in the UKI served after the next script request, so the

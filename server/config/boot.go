@@ -2,6 +2,7 @@ package config
 
 import (
 	"path/filepath"
+	"strings"
 
 	"github.com/sealroot/sealroot/uki"
 )
@@ -90,6 +91,17 @@ type BootConfig struct {
 	// Default: "console=ttyS0 console=tty0 panic=10".
 	// Example: "console=ttyS1,115200 console=tty0 panic=10".
 	Cmdline string `json:"cmdline,omitempty"`
+	// AttestServers are the host:port addresses of the attestation
+	// servers that agents try, in a shuffled order, when several sealroot
+	// servers share one state: this server and its peers, all with
+	// certificates from the one CA the initramfs pins. The server appends
+	// them to the kernel command line it serves and builds into the UKI
+	// ("sealroot.server=a,b"), where they replace the servers of the
+	// initramfs's agent.json. At most 16, each an IP address or host name
+	// with a port.
+	// Default: [] (nothing appended: agents use agent.json, i.e. this server).
+	// Example: ["10.77.0.1:4433", "10.77.0.2:4433"].
+	AttestServers []string `json:"attest_servers,omitempty"`
 	// HTTPBoot names the artifact (in artifacts_dir) that UEFI firmware
 	// HTTP boot clients load directly, without TFTP or iPXE: a signed UKI
 	// with its command line built in (or an iPXE EFI binary copied there).
@@ -133,6 +145,22 @@ const DefaultUKI = "uki.efi"
 // agent's lines on the first serial port and on the screen, which comes
 // last so that it is /dev/console on machines without a serial port.
 const DefaultCmdline = "console=ttyS0 console=tty0 panic=10"
+
+// CmdlineServerKey is the kernel command line parameter that lists the
+// attestation servers (package agent reads it).
+const CmdlineServerKey = "sealroot.server"
+
+// MaxAttestServers bounds AttestServers (the agent accepts no more).
+const MaxAttestServers = 16
+
+// KernelCmdline returns the kernel command line the server serves: Cmdline
+// followed by AttestServers, when set, as "sealroot.server=a,b".
+func (b *BootConfig) KernelCmdline() string {
+	if len(b.AttestServers) == 0 {
+		return b.Cmdline
+	}
+	return strings.TrimSpace(b.Cmdline + " " + CmdlineServerKey + "=" + strings.Join(b.AttestServers, ","))
+}
 
 // PoolConfig is the address pool of full-DHCP mode.
 type PoolConfig struct {

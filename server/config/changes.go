@@ -8,6 +8,7 @@ func BootRestartFields(cur, next *BootConfig) []string {
 	a, b := *cur, *next
 	for _, c := range []*BootConfig{&a, &b} { // the live fields
 		c.ArtifactsDir, c.Kernel, c.Initrd, c.UKI, c.Cmdline = "", "", "", "", ""
+		c.AttestServers = nil
 	}
 	var out []string
 	for _, f := range ChangedFields(a, b) {

@@ -301,6 +301,13 @@ func (b *BootConfig) validate(v *validator) {
 	v.check("boot.initrd", checkArtifactName(b.Initrd))
 	v.check("boot.uki", checkArtifactName(b.UKI))
 	v.check("boot.cmdline", ipxe.CheckCmdline(b.Cmdline))
+	v.check("boot.attest_servers", checkAttestServers(b.AttestServers))
+	if len(b.AttestServers) > 0 {
+		if strings.Contains(b.Cmdline, CmdlineServerKey+"=") {
+			v.check("boot.cmdline", fmt.Errorf("lists %s=: set boot.attest_servers instead", CmdlineServerKey))
+		}
+		v.check("boot.attest_servers", ipxe.CheckCmdline(b.KernelCmdline()))
+	}
 	v.check("boot.secure_boot_vars", checkAbsPath(b.SecureBootVars))
 	if b.DownloadRateKiB < 0 {
 		v.check("boot.download_rate_kib", fmt.Errorf("%d is negative (0: no cap)", b.DownloadRateKiB))
@@ -454,4 +461,51 @@ func checkArtifactName(s string) error {
 		return fmt.Errorf("%q is not a file name inside artifacts_dir", s)
 	}
 	return nil
+}
+
+// checkAttestServers checks boot.attest_servers: at most
+// MaxAttestServers distinct host:port, the host an IP address or a DNS
+// name, the port 1-65535.
+func checkAttestServers(servers []string) error {
+	if len(servers) > MaxAttestServers {
+		return fmt.Errorf("%d servers, at most %d", len(servers), MaxAttestServers)
+	}
+	var errs []error
+	for i, s := range servers {
+		if slices.Contains(servers[:i], s) {
+			errs = append(errs, fmt.Errorf("%q listed twice", s))
+			continue
+		}
+		host, port, err := net.SplitHostPort(s)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%q is not host:port: %w", s, err))
+			continue
+		}
+		if _, err := netip.ParseAddr(host); err != nil && !isDNSName(host) {
+			errs = append(errs, fmt.Errorf("%q: %q is neither an IP address nor a host name", s, host))
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			errs = append(errs, fmt.Errorf("%q: bad port %q", s, port))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// isDNSName reports whether s is a host name: dot-separated labels of
+// letters, digits and inner hyphens, at most 253 bytes.
+func isDNSName(s string) bool {
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(strings.TrimSuffix(s, "."), ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, c := range []byte(label) {
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
 }
