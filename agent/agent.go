@@ -265,7 +265,7 @@ func (b *boot) tunnel(ctx context.Context) error {
 		return errors.New("the server planned a WireGuard tunnel but this agent has no tunnel support")
 	}
 	if err := b.d.Tunnel(ctx, b.payload.Tunnel); err != nil {
-		return err
+		return homeServerDown(b.payload, err)
 	}
 	b.tunnelUp = true
 	return nil
@@ -277,7 +277,7 @@ func (b *boot) mountRoot(ctx context.Context) error {
 		return err
 	}
 	b.newRoot, err = stage.Mount(ctx, b.payload)
-	return err
+	return homeServerDown(b.payload, err)
 }
 
 // provision puts the secrets, host name and files into the new root.
