@@ -10,6 +10,8 @@ import (
 	"crypto/x509"
 	"errors"
 	"math/big"
+	mrand "math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -88,3 +90,40 @@ func TestAttestRetriesUntilContextEnds(t *testing.T) {
 }
 
 type nopDevice struct{ Device }
+
+// With every server failing, Attest tries each once per round, in the
+// shuffled order, and backs off only between rounds.
+func TestAttestBacksOffOncePerRound(t *testing.T) {
+	servers := []string{untrustedServer(t), untrustedServer(t), untrustedServer(t)}
+	order := ShuffleServers(servers, mrand.New(mrand.NewPCG(7, 0)))
+	c, err := New(Config{Servers: servers, ServerName: "rogue", Roots: x509.NewCertPool(), Device: nopDevice{},
+		Rand: mrand.New(mrand.NewPCG(7, 0))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	var console bytes.Buffer
+	if _, err := c.Attest(ctx, &console); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Attest = %v, want the context's deadline", err)
+	}
+	// Every round: each server once, in the shuffled order, then one
+	// backoff (a failure does not restart the order).
+	var tried []string
+	rounds := 0
+	for _, line := range strings.Split(console.String(), "\n") {
+		if strings.HasPrefix(line, "sealroot: retrying attestation in") {
+			if !slices.Equal(tried, order) {
+				t.Errorf("round %d tried %q, want each server once in the shuffled order %q\n%s", rounds, tried, order, console.String())
+			}
+			rounds, tried = rounds+1, nil
+			continue
+		}
+		if rest, ok := strings.CutPrefix(line, "sealroot: attestation server "); ok {
+			tried = append(tried, rest[:strings.Index(rest, ": ")])
+		}
+	}
+	if rounds == 0 {
+		t.Errorf("no backoff in 3 s:\n%s", console.String())
+	}
+}
