@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -146,7 +148,16 @@ func (s *Etcd) Close() error {
 // another writer got in first. fn may run more than once: it must only
 // read through tx and buffer writes in it.
 func (s *Etcd) txn(ctx context.Context, fn func(*etcdTx) error) error {
-	for range maxTxnAttempts {
+	for attempt := range maxTxnAttempts {
+		if attempt > 0 {
+			wait := time.NewTimer(rand.N(time.Duration(attempt) * txnBackoff))
+			select {
+			case <-ctx.Done():
+				wait.Stop()
+				return ctx.Err()
+			case <-wait.C:
+			}
+		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}

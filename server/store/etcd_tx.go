@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -13,8 +14,13 @@ import (
 // writers more than maxTxnAttempts times in a row.
 var ErrConflict = errors.New("store transaction conflicted with concurrent writers")
 
-// maxTxnAttempts bounds the retries of one etcd transaction.
-const maxTxnAttempts = 32
+// maxTxnAttempts bounds the retries of one etcd transaction; between
+// attempts it waits a random time up to the attempt number times
+// txnBackoff, so writers racing for one record spread out.
+const (
+	maxTxnAttempts = 100
+	txnBackoff     = time.Millisecond
+)
 
 // etcdTx is one optimistic transaction on etcd: every read is served at
 // one revision and remembered with the key's mod revision; commit writes

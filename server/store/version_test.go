@@ -12,9 +12,10 @@ import (
 
 // Every change a release is decided on gives the machine a version it
 // never had; bookkeeping leaves it alone.
-func TestVersionChanges(t *testing.T) {
+func TestVersionChanges(t *testing.T) { forEachStore(t, testVersionChanges) }
+
+func testVersionChanges(t *testing.T, db testStore) {
 	ctx := context.Background()
-	db, _ := openTestDB(t)
 	if err := db.PutGroup(ctx, &Group{Name: "lab"}); err != nil {
 		t.Fatal(err)
 	}
@@ -93,9 +94,10 @@ func TestVersionChanges(t *testing.T) {
 }
 
 // History keeps the last MaxHistory attempts, oldest first.
-func TestHistoryBounded(t *testing.T) {
+func TestHistoryBounded(t *testing.T) { forEachStore(t, testHistoryBounded) }
+
+func testHistoryBounded(t *testing.T, db testStore) {
 	ctx := context.Background()
-	db, _ := openTestDB(t)
 	m := testMachine(1)
 	if err := db.CreateMachine(ctx, m); err != nil {
 		t.Fatal(err)
