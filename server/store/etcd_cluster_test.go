@@ -213,3 +213,35 @@ func TestEtcdVersionsUniqueAcrossServers(t *testing.T) {
 		seen[v] = true
 	}
 }
+
+// OpenEtcd, as the server calls it from its store configuration, reaches
+// the cluster by its endpoints and keeps state under its prefix.
+func TestOpenEtcdFromConfig(t *testing.T) {
+	ctx := context.Background()
+	c := etcdtest.Start(t, 1)
+	cfg := EtcdConfig{Endpoints: c.Endpoints, Prefix: etcdtest.Prefix(t)}
+	s, err := OpenEtcd(ctx, cfg, nil)
+	if err != nil {
+		t.Fatalf("OpenEtcd: %v", err)
+	}
+	if err := s.CreateMachine(ctx, testMachine(1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	other, err := OpenEtcd(ctx, EtcdConfig{Endpoints: c.Endpoints, Prefix: cfg.Prefix + "other/"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if ms, err := other.Machines(ctx); err != nil || len(ms) != 0 {
+		t.Errorf("Machines under another prefix = %d, %v; want none", len(ms), err)
+	}
+	if _, err := OpenEtcd(ctx, EtcdConfig{}, nil); err == nil {
+		t.Error("OpenEtcd without endpoints succeeded")
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"strings"
 )
 
@@ -47,6 +48,9 @@ func (s *Etcd) Machines(ctx context.Context) ([]*Machine, error) {
 			if err := applySeen(id, seenOf[id], m); err != nil {
 				return err
 			}
+			if err := s.loadHistory(tx, id, m); err != nil {
+				return err
+			}
 			out = append(out, m)
 		}
 		return nil
@@ -71,9 +75,12 @@ func (s *Etcd) CreateMachine(ctx context.Context, m *Machine) error {
 			return fmt.Errorf("create machine %s: %w", m.ID, err)
 		}
 		m.Version = v
-		buf, err := json.Marshal(m)
+		buf, err := encodeRecord(m)
 		if err != nil {
 			return fmt.Errorf("create machine %s: encode: %w", m.ID, err)
+		}
+		if err := s.putHistory(tx, m.ID, m.History); err != nil {
+			return err
 		}
 		if err := s.putMachine(tx, m.ID, m.Name, "", buf); err != nil {
 			return fmt.Errorf("create machine %s: %w", m.ID, err)
@@ -112,7 +119,7 @@ func (s *Etcd) UpdateMachine(ctx context.Context, id string, fn func(*Machine) e
 					return fmt.Errorf("update machine %s: %w", id, err)
 				}
 			}
-			buf, err := json.Marshal(m)
+			buf, err := encodeRecord(m)
 			if err != nil {
 				return fmt.Errorf("update machine %s: encode: %w", id, err)
 			}
@@ -122,6 +129,11 @@ func (s *Etcd) UpdateMachine(ctx context.Context, id string, fn func(*Machine) e
 		}
 		if err := s.putSeen(tx, m); err != nil {
 			return fmt.Errorf("update machine %s: %w", id, err)
+		}
+		if !reflect.DeepEqual(before.History, m.History) {
+			if err := s.putHistory(tx, id, m.History); err != nil {
+				return err
+			}
 		}
 		out = m
 		return nil
@@ -164,6 +176,8 @@ func (s *Etcd) DeleteMachine(ctx context.Context, id string) error {
 		}
 		tx.del(s.keys.machine(id))
 		tx.del(s.keys.seen(id))
+		tx.del(s.keys.history(id))
+		tx.del(s.keys.bootLogs(id))
 		return nil
 	})
 }
@@ -185,6 +199,9 @@ func (s *Etcd) getMachine(tx *etcdTx, id string) (*Machine, error) {
 		return nil, err
 	}
 	if err := applySeen(id, sv, m); err != nil {
+		return nil, err
+	}
+	if err := s.loadHistory(tx, id, m); err != nil {
 		return nil, err
 	}
 	return m, nil
@@ -256,7 +273,7 @@ func (s *Etcd) bumpVersion(tx *etcdTx, id string) error {
 	if m.Version, err = tx.nextSeq(s.keys.seq()); err != nil {
 		return err
 	}
-	buf, err := json.Marshal(m)
+	buf, err := encodeRecord(m)
 	if err != nil {
 		return fmt.Errorf("machine %s: encode: %w", id, err)
 	}
@@ -283,4 +300,26 @@ func (s *Etcd) groupMembers(tx *etcdTx, name string) ([]string, error) {
 		}
 	}
 	return ids, nil
+}
+
+// MachineVersion implements Store: one read of the machine record.
+func (s *Etcd) MachineVersion(ctx context.Context, id string) (State, uint64, error) {
+	if err := checkID(id); err != nil {
+		return "", 0, err
+	}
+	var m Machine
+	err := s.view(ctx, func(tx *etcdTx) error {
+		v, ok, err := tx.get(s.keys.machine(id))
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("machine %s: %w", id, ErrNotFound)
+		}
+		if err := json.Unmarshal(v, &m); err != nil {
+			return fmt.Errorf("machine %s: %w: %v", id, ErrCorrupt, err)
+		}
+		return nil
+	})
+	return m.State, m.Version, err
 }
