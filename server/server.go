@@ -55,6 +55,7 @@ import (
 	"github.com/sealroot/sealroot/server/roots"
 	"github.com/sealroot/sealroot/server/secrets"
 	"github.com/sealroot/sealroot/server/storage"
+	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/server/tunnel"
 	"github.com/sealroot/sealroot/server/users"
 	"github.com/sealroot/sealroot/server/users/pam"
@@ -385,6 +386,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.services.addConfigured(&s.cfg)
 	run("attestation service", func() error { return s.attest.Serve(ctx, s.attestConn) })
 	run("certificate check", func() error { return s.watchCertificate(ctx) })
+	if w, ok := s.store.(store.MachineWatcher); ok {
+		run("machine change feed", func() error { return s.attest.FollowStore(ctx, w) })
+	}
 	adminSrv := &api.Server{
 		Handler: api.NewHandler(s.machines, s.logger.Named("api"),
 			api.WithActorFunc(machines.WithActor),

@@ -97,6 +97,7 @@ type DB struct {
 	// concurrent machine updates into shared transactions.
 	history *historyCache
 	commits *groupCommit
+	feed    changeFeed // machine changes, told after commit (bolt_watch.go)
 }
 
 var _ Store = (*DB)(nil)

@@ -87,7 +87,7 @@ func (db *DB) CreateMachine(ctx context.Context, m *Machine) error {
 	if m == nil || m.ID == "" || len(m.ID) > maxIDLen {
 		return fmt.Errorf("create machine: invalid machine id")
 	}
-	return db.update(ctx, func(tx *bolt.Tx) error {
+	err := db.update(ctx, func(tx *bolt.Tx) error {
 		if tx.Bucket(bucketMachines).Get([]byte(m.ID)) != nil {
 			return fmt.Errorf("create machine %s: %w", m.ID, ErrExists)
 		}
@@ -112,6 +112,10 @@ func (db *DB) CreateMachine(ctx context.Context, m *Machine) error {
 		db.cache.put(m.ID, buf, m) // if the commit fails, the digest never matches
 		return nil
 	})
+	if err == nil {
+		db.feed.publish(changeOf(m))
+	}
+	return err
 }
 
 // UpdateMachine loads a machine, calls fn and stores the result atomically.
@@ -130,11 +134,12 @@ func (db *DB) UpdateMachine(ctx context.Context, id string, fn func(*Machine) er
 		return nil, err
 	}
 	var (
-		out   *Machine
-		fnErr error // an error that aborts only this update, not the batch
+		out     *Machine
+		fnErr   error // an error that aborts only this update, not the batch
+		changed bool  // the record, not only seen fields or history
 	)
 	err := db.commits.update(func(tx *bolt.Tx) error {
-		out, fnErr = nil, nil
+		out, fnErr, changed = nil, nil, false
 		m, before, buf, err := db.applyUpdate(tx, id, fn)
 		if err != nil {
 			fnErr = err
@@ -150,6 +155,7 @@ func (db *DB) UpdateMachine(ctx context.Context, id string, fn func(*Machine) er
 				return err
 			}
 			db.cache.put(id, buf, m) // if the commit fails, the digest never matches
+			changed = true
 		}
 		if err := putSeen(tx, id, m); err != nil {
 			return fmt.Errorf("update machine %s: %w", id, err)
@@ -172,6 +178,9 @@ func (db *DB) UpdateMachine(ctx context.Context, id string, fn func(*Machine) er
 	}
 	if fnErr != nil {
 		return nil, fnErr
+	}
+	if changed {
+		db.feed.publish(changeOf(out))
 	}
 	return out, nil
 }
@@ -220,7 +229,7 @@ func (db *DB) DeleteMachine(ctx context.Context, id string) error {
 	if err := checkID(id); err != nil {
 		return err
 	}
-	return db.update(ctx, func(tx *bolt.Tx) error {
+	err := db.update(ctx, func(tx *bolt.Tx) error {
 		machines := tx.Bucket(bucketMachines)
 		if machines.Get([]byte(id)) == nil {
 			return fmt.Errorf("delete machine %s: %w", id, ErrNotFound)
@@ -255,6 +264,10 @@ func (db *DB) DeleteMachine(ctx context.Context, id string) error {
 		db.cache.remove(id)
 		return nil
 	})
+	if err == nil {
+		db.feed.publish(MachineChange{MachineID: id, Deleted: true})
+	}
+	return err
 }
 
 // decisionOf encodes the fields of m a release or a state change is
