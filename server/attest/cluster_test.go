@@ -1,0 +1,215 @@
+package attest_test
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"net"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/hashicorp/go-hclog"
+
+	agentattest "github.com/sealroot/sealroot/agent/attest"
+	"github.com/sealroot/sealroot/pki"
+	"github.com/sealroot/sealroot/server/api"
+	"github.com/sealroot/sealroot/server/attest"
+	"github.com/sealroot/sealroot/server/audit"
+	"github.com/sealroot/sealroot/server/machines"
+	"github.com/sealroot/sealroot/server/secrets"
+	"github.com/sealroot/sealroot/server/store"
+	"github.com/sealroot/sealroot/server/store/etcdtest"
+	"github.com/sealroot/sealroot/test/testenv"
+)
+
+// cluster is several attestation servers over real QUIC on 127.0.0.1
+// sharing one etcd store on a real three-member embedded cluster, as
+// several `sealroot serve` processes would: one CA and age identity, each
+// its own store client, audit log and change feed.
+type cluster struct {
+	pkiDir string
+	etcd   *etcdtest.Cluster
+	prefix string
+}
+
+func newCluster(t *testing.T) *cluster {
+	t.Helper()
+	dir := t.TempDir()
+	if err := pki.Init(dir, pki.InitOptions{DNSNames: []string{"sealroot.test"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}}); err != nil {
+		t.Fatalf("pki.Init: %v", err)
+	}
+	return &cluster{pkiDir: dir, etcd: etcdtest.Start(t, 3), prefix: etcdtest.Prefix(t)}
+}
+
+// server starts one member server of c.
+func (c *cluster) server(t *testing.T, mod ...func(*attest.Config)) *testEnv {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	cert, err := pki.LoadServer(c.pkiDir)
+	if err != nil {
+		t.Fatalf("pki.LoadServer: %v", err)
+	}
+	ca, err := pki.LoadCA(filepath.Join(c.pkiDir, "ca.crt"))
+	if err != nil {
+		t.Fatalf("pki.LoadCA: %v", err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(ca)
+	st, err := store.NewEtcd(ctx, c.etcd.Client(), c.prefix, testenv.Logger(t, "", hclog.Debug))
+	if err != nil {
+		t.Fatalf("store.NewEtcd: %v", err)
+	}
+	dir := t.TempDir()
+	auditPath := filepath.Join(dir, "audit.log")
+	al, err := audit.Open(auditPath)
+	if err != nil {
+		t.Fatalf("audit.Open: %v", err)
+	}
+	box, err := secrets.LoadOrCreate(filepath.Join(c.pkiDir, "secrets.age.key"))
+	if err != nil {
+		t.Fatalf("secrets.LoadOrCreate: %v", err)
+	}
+	logger := testenv.Logger(t, "", hclog.Debug)
+	cfg := attest.Config{Certificate: cert, Store: st, Audit: al, Logger: logger}
+	for _, m := range mod {
+		m(&cfg)
+	}
+	mgr := machines.New(machines.Config{Store: st, Box: box, Audit: al, Logger: logger, Withdraw: cfg.Withdraw})
+	cfg.Secrets = mgr
+	srv, err := attest.New(cfg)
+	if err != nil {
+		t.Fatalf("attest.New: %v", err)
+	}
+	mgr.SetAttestations(srv)
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		if err := srv.Serve(ctx, pc); err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		if err := srv.FollowStore(ctx, st); err != nil {
+			t.Errorf("FollowStore: %v", err)
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+		pc.Close()
+		al.Close()
+		st.Close()
+	})
+	return &testEnv{addr: pc.LocalAddr().String(), roots: roots, mgr: mgr, auditPath: auditPath, audit: al, dir: dir, srv: srv}
+}
+
+// An approval made on server A holds on server B at once: the machine's
+// next attestation on B gets its credential.
+func TestClusterApproveOnOneAttestOnAnother(t *testing.T) {
+	c := newCluster(t)
+	a, b := c.server(t), c.server(t)
+	m := newMachine(t, defaultSpec)
+	_, err := attestOnce(t, b.client(t, m.dev))
+	var p *agentattest.PendingError
+	if !errors.As(err, &p) {
+		t.Fatalf("first attestation on B = %v, want pending", err)
+	}
+	if _, err := a.mgr.Approve(context.Background(), m.id[:16], api.ApproveOptions{Name: "node-c"}); err != nil {
+		t.Fatalf("Approve on A: %v", err)
+	}
+	if _, err := attestOnce(t, b.client(t, m.dev)); err != nil {
+		t.Fatalf("attest on B right after approval on A = %v, want a credential", err)
+	}
+}
+
+// A revocation or forget made on server A while server B holds an
+// exchange of the machine between its messages (challenge sent, evidence
+// not yet in) ends that exchange on B at once: B's audit log records the
+// refusal while the agent still waits, the agent is refused with the
+// check that names why, and B releases nothing.
+func TestClusterRevokeOnOneEndsExchangeOnAnother(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		act   func(t *testing.T, e *testEnv, m *testMachine)
+		check string
+	}{
+		{"revoke", revoke, "revoked"},
+		{"forget", forget, "forgotten"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			c := newCluster(t)
+			a, b := c.server(t), c.server(t)
+			m := newMachine(t, defaultSpec)
+			a.enrollAndApprove(t, m, "node-r")
+			if _, err := attestOnce(t, b.client(t, m.dev)); err != nil {
+				t.Fatalf("attest on B before: %v", err)
+			}
+			before, err := a.mgr.Machine(ctx, m.id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m.reboot(t)
+			release := b.heldAttest(t, m)
+			tt.act(t, a, m)
+			b.waitAudit(t, m.id, tt.check) // B ended it before the agent went on
+			_, err = release()
+			var r *agentattest.RefusedError
+			if !errors.As(err, &r) || r.Check != tt.check {
+				t.Fatalf("attest on B = %v, want refused by check %q", err, tt.check)
+			}
+			if tt.check == "forgotten" {
+				return
+			}
+			after, err := a.mgr.Machine(ctx, m.id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if after.BootCount != before.BootCount {
+				t.Errorf("boot count %d -> %d: B released a revoked machine", before.BootCount, after.BootCount)
+			}
+		})
+	}
+}
+
+// A revocation on A while B is preparing the machine's release (its
+// evidence verified, its root being readied) ends it on B, B withdraws the
+// root it prepared, and the releasing transaction refuses it.
+func TestClusterRevokeOnOneDuringReleaseOnAnother(t *testing.T) {
+	c := newCluster(t)
+	a := c.server(t)
+	held := newHeldRoots()
+	b := c.server(t, func(cfg *attest.Config) { cfg.Roots, cfg.Withdraw = held, held })
+	m := newMachine(t, defaultSpec)
+	a.enrollAndApprove(t, m, "node-d")
+	held.armed.Store(true)
+	done := make(chan error, 1)
+	go func() {
+		_, err := attestOnce(t, b.client(t, m.dev))
+		done <- err
+	}()
+	select {
+	case <-held.reached:
+	case err := <-done:
+		t.Fatalf("attestation on B ended before its release: %v", err)
+	}
+	withdrawn := held.withdrawals()
+	revoke(t, a, m)
+	b.waitAudit(t, m.id, "revoked")
+	close(held.proceed)
+	err := <-done
+	var r *agentattest.RefusedError
+	if !errors.As(err, &r) || r.Check != "revoked" {
+		t.Fatalf("attest on B = %v, want refused by check revoked", err)
+	}
+	if held.withdrawals() == withdrawn {
+		t.Error("B did not withdraw the root it prepared for the revoked machine")
+	}
+}
