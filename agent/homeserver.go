@@ -21,11 +21,7 @@ type HomeServerDownError struct {
 }
 
 func (e *HomeServerDownError) Error() string {
-	server := "of this machine's root"
-	if e.Server != "" {
-		server = e.Server
-	}
-	return fmt.Sprintf("home server %s is down or unreachable: the machine attested, but its root lives there and stays unavailable until that server is back (tell an operator): %v", server, e.Err)
+	return fmt.Sprintf("%s: %v", wire.HomeServerDownMessage(e.Server), e.Err)
 }
 
 func (e *HomeServerDownError) Unwrap() error { return e.Err }

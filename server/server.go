@@ -244,6 +244,9 @@ func New(ctx context.Context, cfg config.Config, logger hclog.Logger) (_ *Server
 	if !rs.Empty() {
 		acfg.Roots = rs
 	}
+	if cs, ok := s.store.(store.ClusterStore); ok {
+		acfg.Cluster = &attest.Cluster{Name: cfg.ClusterName(serverName()), Store: cs, Box: box}
+	}
 	if s.attest, err = attest.New(acfg); err != nil {
 		return nil, err
 	}
@@ -388,6 +391,11 @@ func (s *Server) Serve(ctx context.Context) error {
 	run("certificate check", func() error { return s.watchCertificate(ctx) })
 	if w, ok := s.store.(store.MachineWatcher); ok {
 		run("machine change feed", func() error { return s.attest.FollowStore(ctx, w) })
+	}
+	if cs, ok := s.store.(store.ClusterStore); ok {
+		info := s.clusterInfo()
+		run("cluster registration", func() error { return cs.RegisterServer(ctx, info) })
+		run("home server", func() error { return s.attest.ServeHome(ctx) })
 	}
 	adminSrv := &api.Server{
 		Handler: api.NewHandler(s.machines, s.logger.Named("api"),

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sealroot/sealroot/agent/backoff"
+	"github.com/sealroot/sealroot/wire"
 )
 
 // Retry bounds for Attest. Pending machines wait for an operator, so the
@@ -143,6 +144,8 @@ func describe(err error) string {
 		return fmt.Sprintf("waiting for approval: machine fingerprint %s; run `sealroot machine approve %s` on the server", p.MachineID, short(p.MachineID))
 	case errors.As(err, &r):
 		return "machine revoked by an operator: " + r.Reason + " (ask an operator; nothing will boot until it is forgotten and re-approved)"
+	case errors.As(err, &f) && f.Check == wire.CheckHomeServerDown:
+		return f.Reason // wire.HomeServerDownMessage, naming the server
 	case errors.As(err, &f):
 		return fmt.Sprintf("attestation refused, check %q failed: %s", f.Check, f.Reason)
 	}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -42,8 +43,17 @@ func newCluster(t *testing.T) *cluster {
 	return &cluster{pkiDir: dir, etcd: etcdtest.Start(t, 3), prefix: etcdtest.Prefix(t)}
 }
 
-// server starts one member server of c.
+// server starts one member server of c, without home servers.
 func (c *cluster) server(t *testing.T, mod ...func(*attest.Config)) *testEnv {
+	t.Helper()
+	e, _ := c.member(t, "", mod...)
+	return e
+}
+
+// member starts one member server of c named name; unless name is "",
+// it registers in the store and serves as a home server. stop stops it
+// (also done at cleanup).
+func (c *cluster) member(t *testing.T, name string, mod ...func(*attest.Config)) (_ *testEnv, stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	cert, err := pki.LoadServer(c.pkiDir)
@@ -75,6 +85,9 @@ func (c *cluster) server(t *testing.T, mod ...func(*attest.Config)) *testEnv {
 	for _, m := range mod {
 		m(&cfg)
 	}
+	if name != "" {
+		cfg.Cluster = &attest.Cluster{Name: name, Store: st, Box: box}
+	}
 	mgr := machines.New(machines.Config{Store: st, Box: box, Audit: al, Logger: logger, Withdraw: cfg.Withdraw})
 	cfg.Secrets = mgr
 	srv, err := attest.New(cfg)
@@ -100,14 +113,51 @@ func (c *cluster) server(t *testing.T, mod ...func(*attest.Config)) *testEnv {
 			t.Errorf("FollowStore: %v", err)
 		}
 	}()
-	t.Cleanup(func() {
-		cancel()
-		wg.Wait()
-		pc.Close()
-		al.Close()
-		st.Close()
-	})
-	return &testEnv{addr: pc.LocalAddr().String(), roots: roots, mgr: mgr, auditPath: auditPath, audit: al, dir: dir, srv: srv}
+	if name != "" {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			if err := st.RegisterServer(ctx, store.ServerInfo{Name: name}); err != nil {
+				t.Errorf("RegisterServer: %v", err)
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			if err := srv.ServeHome(ctx); err != nil {
+				t.Errorf("ServeHome: %v", err)
+			}
+		}()
+		waitRegistered(t, st, name)
+	}
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			wg.Wait()
+			pc.Close()
+			al.Close()
+			st.Close()
+		})
+	}
+	t.Cleanup(stop)
+	return &testEnv{addr: pc.LocalAddr().String(), roots: roots, mgr: mgr, auditPath: auditPath, audit: al, dir: dir, srv: srv}, stop
+}
+
+func waitRegistered(t *testing.T, st store.ClusterStore, name string) {
+	t.Helper()
+	for range 100 {
+		ss, err := st.Servers(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range ss {
+			if s.Name == name {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("server %s did not register", name)
 }
 
 // An approval made on server A holds on server B at once: the machine's

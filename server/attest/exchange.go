@@ -360,17 +360,9 @@ func (x *exchange) release(ctx context.Context, observed *store.BootState, info 
 	if err != nil {
 		return nil, auditFailure(fmt.Errorf("load secrets: %w", err))
 	}
-	plan, err := x.tunnel(ctx)
+	plan, root, rootSecrets, err := x.prepare(ctx)
 	if err != nil {
 		clear(secrets)
-		return nil, err
-	}
-	root, rootSecrets, err := x.root(ctx, plan)
-	if err != nil {
-		clear(secrets)
-		if plan != nil {
-			x.s.dropTunnel(x.machineID)
-		}
 		return nil, err
 	}
 	files, err := x.files(ctx, plan)

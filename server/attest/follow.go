@@ -29,6 +29,11 @@ func (s *Server) machineChanged(ctx context.Context, c store.MachineChange) {
 			s.logger.Info("ended attestations of a forgotten machine", "machine", c.MachineID, "ended", n)
 		}
 		s.withdrawIfStill(ctx, c)
+		if s.cluster != nil {
+			if err := s.cluster.Store.ForgetHome(ctx, c.MachineID); err != nil {
+				s.logger.Warn("forget the home of a forgotten machine", "machine", c.MachineID, "error", err)
+			}
+		}
 	case c.State == store.StateRevoked:
 		if n := s.live.end(c.MachineID, revokedDuring(c.Reason)); n > 0 {
 			s.logger.Info("ended attestations of a revoked machine", "machine", c.MachineID, "ended", n)

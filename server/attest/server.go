@@ -86,6 +86,11 @@ type Config struct {
 	// (*users.Checker); the Store must then be a store.LeaseStore too.
 	// Nil: such machines are refused.
 	Logins Logins
+	// Cluster, when set, makes this server one of several sharing the
+	// store (home.go): every machine's root has a home server, and a
+	// release here of a machine homed elsewhere is readied there. Nil:
+	// every root is this server's.
+	Cluster *Cluster
 }
 
 // Server is the attestation service. It is safe for concurrent use; Serve
@@ -124,6 +129,7 @@ type Server struct {
 	files           Files
 	logins          Logins
 	leases          store.LeaseStore // nil when the store keeps no leases
+	cluster         *Cluster
 }
 
 // New validates cfg and returns a Server.
@@ -159,6 +165,7 @@ func New(cfg Config) (*Server, error) {
 		files:           cfg.Files,
 		limits:          cfg.Limits.withDefaults(),
 		logins:          cfg.Logins,
+		cluster:         cfg.Cluster,
 	}
 	s.leases, _ = cfg.Store.(store.LeaseStore)
 	s.sources = newSources(s.limits)

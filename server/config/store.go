@@ -43,6 +43,21 @@ type StoreConfig struct {
 	// Default: "/sealroot/".
 	// Example: "/sealroot/site-a/".
 	Prefix string `json:"prefix,omitempty"`
+	// ServerName is this server's name among the servers sharing the
+	// store (backend etcd): in the registry of running servers and as
+	// the home server of the machine roots it keeps. Unique per server.
+	// Default: the host name.
+	// Example: "boot-a".
+	ServerName string `json:"server_name,omitempty"`
+}
+
+// ClusterName is this server's name among the servers sharing its
+// store: server_name, else the host name.
+func (c *Config) ClusterName(hostname string) string {
+	if c.Store != nil && c.Store.ServerName != "" {
+		return c.Store.ServerName
+	}
+	return hostname
 }
 
 // DefaultStorePrefix is the etcd key prefix when none is configured.
@@ -59,8 +74,8 @@ func (c *Config) StoreBackend() string {
 func (s *StoreConfig) validate(v *validator) {
 	v.check("store.backend", checkOneOf(s.Backend, "", StoreBBolt, StoreEtcd))
 	if s.Backend != StoreEtcd {
-		if len(s.Endpoints) > 0 || s.CertFile != "" || s.KeyFile != "" || s.CAFile != "" || s.Prefix != "" {
-			v.check("store", errors.New(`endpoints, TLS files and prefix need backend "etcd"`))
+		if len(s.Endpoints) > 0 || s.CertFile != "" || s.KeyFile != "" || s.CAFile != "" || s.Prefix != "" || s.ServerName != "" {
+			v.check("store", errors.New(`endpoints, TLS files, prefix and server_name need backend "etcd"`))
 		}
 		return
 	}
@@ -79,6 +94,9 @@ func (s *StoreConfig) validate(v *validator) {
 		if f.path != "" {
 			v.check(f.name, checkAbsPath(f.path))
 		}
+	}
+	if s.ServerName != "" && (len(s.ServerName) > 63 || strings.ContainsAny(s.ServerName, "/ \t\n\x00")) {
+		v.check("store.server_name", fmt.Errorf("%q: want at most 63 characters, no slash or space", s.ServerName))
 	}
 	if s.Prefix != "" && (!strings.HasPrefix(s.Prefix, "/") || !strings.HasSuffix(s.Prefix, "/")) {
 		v.check("store.prefix", fmt.Errorf("%q: want a path starting and ending with /", s.Prefix))

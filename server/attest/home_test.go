@@ -1,0 +1,130 @@
+package attest_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/hashicorp/go-hclog"
+
+	agentattest "github.com/sealroot/sealroot/agent/attest"
+	"github.com/sealroot/sealroot/server/attest"
+	"github.com/sealroot/sealroot/server/roots"
+	"github.com/sealroot/sealroot/server/store"
+	"github.com/sealroot/sealroot/server/tunnel"
+	"github.com/sealroot/sealroot/test/netnstest"
+	"github.com/sealroot/sealroot/test/testenv"
+	"github.com/sealroot/sealroot/wire"
+)
+
+// homeTunnel starts a netstack tunnel of its own prefix and endpoint, its
+// UDP socket in a namespace of its own.
+func homeTunnel(t *testing.T, tag byte, prefix, endpoint string) *tunnel.Tunnel {
+	t.Helper()
+	ns := netnstest.New(t, fmt.Sprintf("srhome-%c%d", tag, os.Getpid()%100000))
+	var tn *tunnel.Tunnel
+	err := ns.Do(func() (err error) {
+		tn, err = tunnel.New(tunnel.Config{Prefix: netip.MustParsePrefix(prefix), Endpoint: endpoint, Logger: testenv.Logger(t, "", hclog.Debug)})
+		return err
+	})
+	if err != nil {
+		t.Fatalf("tunnel.New: %v", err)
+	}
+	t.Cleanup(func() { tn.Close() })
+	return tn
+}
+
+// A machine's root is homed on the server that first readied it (A).
+// Attested on another server (B), its credential points at A's tunnel
+// (endpoint, key, an address of A's prefix), A installs the peer (B
+// installs nothing), and A's root provider readied the root. With A
+// stopped, B refuses the release with a check and a message saying the
+// home server is down, and installs nothing.
+func TestClusterHomeServer(t *testing.T) {
+	ctx := context.Background()
+	c := newCluster(t)
+	tnA := homeTunnel(t, 'a', "10.202.0.0/24", "192.0.2.10:51820")
+	tnB := homeTunnel(t, 'b', "10.203.0.0/24", "192.0.2.11:51820")
+	rootsA := newHeldRoots() // serves the stored plan, counts withdrawals
+	var prepared atomic.Int64
+	countA := countingRoots{heldRoots: rootsA, n: &prepared}
+	a, stopA := c.member(t, "a", func(cfg *attest.Config) {
+		withTunnels(tnA, "")(cfg)
+		cfg.Roots = countA
+	})
+	b, _ := c.member(t, "b", withTunnels(tnB, ""))
+
+	m := newMachine(t, defaultSpec)
+	a.enrollAndApprove(t, m, "node-home")
+	key := wgKey(t)
+	if _, err := attestOnce(t, a.client(t, m.dev, func(c *agentattest.Config) { c.WireGuardKey = key })); err != nil {
+		t.Fatalf("first boot on A: %v", err)
+	}
+	homes, err := c.store(t).Homes(ctx)
+	if err != nil || homes[m.id] != "a" {
+		t.Fatalf("homes = %v, %v; want %s homed on a", homes, err, m.id)
+	}
+
+	m.reboot(t)
+	key2 := wgKey(t)
+	before := prepared.Load()
+	res, err := attestOnce(t, b.client(t, m.dev, func(c *agentattest.Config) { c.WireGuardKey = key2 }))
+	if err != nil {
+		t.Fatalf("attest on B of a machine homed on A: %v", err)
+	}
+	plan := res.Payload.Tunnel
+	pubA := tnA.PublicKey()
+	if plan == nil || plan.Endpoint != "192.0.2.10:51820" || !slices.Equal(plan.ServerKey, pubA[:]) || plan.ServerAddr != tnA.ServerAddr().String() {
+		t.Fatalf("tunnel plan from B = %+v, want A's endpoint, key and address", plan)
+	}
+	if addr, err := netip.ParsePrefix(plan.Address); err != nil || !netip.MustParsePrefix("10.202.0.0/24").Contains(addr.Addr()) {
+		t.Errorf("machine address %q, want one of A's prefix", plan.Address)
+	}
+	if got := tnA.Peers(); !slices.Equal(got, []string{m.id}) {
+		t.Errorf("A's peers = %v, want the machine", got)
+	}
+	if got := tnB.Peers(); len(got) != 0 {
+		t.Errorf("B's peers = %v, want none: the machine's home is A", got)
+	}
+	if n := prepared.Load() - before; n != 1 {
+		t.Errorf("A readied the root %d times for B's release, want once", n)
+	}
+
+	stopA()
+	m.reboot(t)
+	_, err = attestOnce(t, b.client(t, m.dev, func(c *agentattest.Config) { c.WireGuardKey = wgKey(t) }))
+	var r *agentattest.RefusedError
+	if !errors.As(err, &r) || r.Check != wire.CheckHomeServerDown || !strings.Contains(r.Reason, "home server a is down") {
+		t.Fatalf("attest on B with A down = %v, want refused by %q naming server a", err, wire.CheckHomeServerDown)
+	}
+	if got := tnB.Peers(); len(got) != 0 {
+		t.Errorf("B's peers = %v after a refused release, want none", got)
+	}
+}
+
+// countingRoots counts the roots it readies.
+type countingRoots struct {
+	*heldRoots
+	n *atomic.Int64
+}
+
+func (c countingRoots) Prepare(ctx context.Context, req roots.Request) (wire.RootPlan, map[string][]byte, error) {
+	c.n.Add(1)
+	return c.heldRoots.Prepare(ctx, req)
+}
+
+// store opens another client's view of c's store.
+func (c *cluster) store(t *testing.T) *store.Etcd {
+	t.Helper()
+	st, err := store.NewEtcd(context.Background(), c.etcd.Client(), c.prefix, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
