@@ -1,8 +1,12 @@
 package server
 
 import (
+	"context"
+	"maps"
+	"slices"
 	"time"
 
+	"github.com/sealroot/sealroot/server/api"
 	"github.com/sealroot/sealroot/server/store"
 )
 
@@ -21,4 +25,42 @@ func (s *Server) clusterInfo() store.ServerInfo {
 		info.StorageAddress = s.cfg.ISCSI.Listen
 	}
 	return info
+}
+
+// clusterStatus lists the servers sharing the store for `sealroot
+// status`: those registered, and those only named as machines' homes,
+// which are down. Nil on a store of one server.
+func (s *Server) clusterStatus(ctx context.Context) (*api.ClusterStatus, error) {
+	cs, ok := s.store.(store.ClusterStore)
+	if !ok {
+		return nil, nil
+	}
+	return ClusterStatus(ctx, cs, s.cfg.ClusterName(serverName()))
+}
+
+// ClusterStatus is the status of the servers sharing cs, seen from self.
+func ClusterStatus(ctx context.Context, cs store.ClusterStore, self string) (*api.ClusterStatus, error) {
+	up, err := cs.Servers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	homes, err := cs.Homes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	byName := map[string]*api.ClusterServer{}
+	for _, si := range up {
+		byName[si.Name] = &api.ClusterServer{Name: si.Name, Up: true, TunnelEndpoint: si.TunnelEndpoint, StorageAddress: si.StorageAddress}
+	}
+	for _, home := range homes {
+		if byName[home] == nil {
+			byName[home] = &api.ClusterServer{Name: home}
+		}
+		byName[home].Homed++
+	}
+	st := &api.ClusterStatus{Self: self}
+	for _, name := range slices.Sorted(maps.Keys(byName)) {
+		st.Servers = append(st.Servers, *byName[name])
+	}
+	return st, nil
 }

@@ -37,6 +37,27 @@ type Status struct {
 	// Served counts what the server serves now; nil from a server that
 	// does not report it.
 	Served *ServedCounts `json:"served,omitempty"`
+	// Cluster is the servers sharing the store; nil for one server.
+	Cluster *ClusterStatus `json:"cluster,omitempty"`
+}
+
+// ClusterStatus is the servers that share a store, as `sealroot status`
+// shows them.
+type ClusterStatus struct {
+	Self    string          `json:"self"` // this server's name
+	Servers []ClusterServer `json:"servers"`
+}
+
+// ClusterServer is one server of a cluster: registered (up), or only
+// named as some machines' home (down: their persistent roots are
+// unavailable until it is back).
+type ClusterServer struct {
+	Name           string `json:"name"`
+	Up             bool   `json:"up"`
+	TunnelEndpoint string `json:"tunnel_endpoint,omitempty"`
+	StorageAddress string `json:"storage_address,omitempty"`
+	// Homed counts the machines whose root this server keeps.
+	Homed int `json:"homed"`
 }
 
 // ServedCounts are the counts behind `sealroot tunnel list`, `iscsi

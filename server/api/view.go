@@ -105,6 +105,9 @@ type Machine struct {
 	LastAddress string    `json:"last_address,omitempty"`
 	// BootCount counts the credentials released to the machine.
 	BootCount uint64 `json:"boot_count"`
+	// Home is the server whose storage keeps the machine's root, when
+	// several servers share the store; "" for one server or none yet.
+	Home string `json:"home,omitempty"`
 	// Reason is why the machine was revoked or needs reapproval.
 	Reason string `json:"reason,omitempty"`
 	// History is the machine's last attestation attempts, oldest first,

@@ -170,7 +170,15 @@ func (m *Manager) Machine(ctx context.Context, ref string) (*api.Machine, error)
 	if err != nil {
 		return nil, err
 	}
-	return ViewMachine(mc), nil
+	v := ViewMachine(mc)
+	if cs, ok := m.store.(store.ClusterStore); ok {
+		homes, err := cs.Homes(ctx)
+		if err != nil {
+			return nil, err
+		}
+		v.Home = homes[mc.ID]
+	}
+	return v, nil
 }
 
 // Resolve returns the record of the machine ref names, as Machine

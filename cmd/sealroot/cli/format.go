@@ -32,6 +32,9 @@ func writeMachine(w io.Writer, m *api.Machine, link *api.RootLink) error {
 		field("Boot state", note)
 	}
 	field("Root", formatRoot(m))
+	if m.Home != "" {
+		field("Home server", safe(m.Home))
+	}
 	if m.Menu != nil {
 		field("Menu", formatMenu(m.Menu))
 	}

@@ -76,6 +76,20 @@ func writeStatus(e *env, st *api.Status, now time.Time) error {
 			fmt.Fprintf(tw, "NFS exports:\t%d (nfs-ganesha %s, %d restarts)\n", sc.NFSExports, safe(sc.Ganesha), sc.GaneshaRestarts)
 		}
 	}
+	if cl := st.Cluster; cl != nil {
+		fmt.Fprintln(tw, "Cluster:")
+		for _, s := range cl.Servers {
+			state := "up"
+			if !s.Up {
+				state = "DOWN: the roots it keeps are unavailable until it is back"
+			}
+			name := safe(s.Name)
+			if s.Name == cl.Self {
+				name += " (this server)"
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%d roots homed\ttunnel %s\n", name, state, s.Homed, orDash(safe(s.TunnelEndpoint)))
+		}
+	}
 	fmt.Fprintf(tw, "Event streams:\t%d\n", st.EventStreams)
 	fmt.Fprintln(tw, "Certificates:")
 	for _, cert := range st.Certificates {
