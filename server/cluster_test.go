@@ -21,7 +21,9 @@ func TestClusterStatusShowsHomeDown(t *testing.T) {
 	}
 	rctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() { done <- st.RegisterServer(rctx, store.ServerInfo{Name: "boot-a", TunnelEndpoint: "192.0.2.1:51820"}) }()
+	go func() {
+		done <- st.RegisterServer(rctx, store.ServerInfo{Name: "boot-a", TunnelEndpoint: "192.0.2.1:51820"})
+	}()
 	t.Cleanup(func() {
 		stop()
 		<-done
