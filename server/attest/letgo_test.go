@@ -68,9 +68,15 @@ func TestPerUserRootLetGo(t *testing.T) {
 	}
 	setRoot(t, e, m2.id, perUser)
 
-	var active atomic.Bool // the machines' tunnel peers handshake
-	active.Store(true)
-	w, err := letgo.New(letgo.Config{Targets: r.p, Leases: e.db, Active: func(string) bool { return active.Load() },
+	// The machines' tunnel peers handshake now, until silent is set.
+	var silent atomic.Pointer[time.Time]
+	lastHandshake := func(string) (time.Time, bool) {
+		if t := silent.Load(); t != nil {
+			return *t, true
+		}
+		return time.Now(), true
+	}
+	w, err := letgo.New(letgo.Config{Targets: r.p, Leases: e.db, LastHandshake: lastHandshake,
 		Grace: grace, Audit: e.audit, Logger: testenv.Logger(t, "", hclog.Debug)})
 	if err != nil {
 		t.Fatal(err)
@@ -195,12 +201,13 @@ func TestPerUserRootLetGo(t *testing.T) {
 	// desk-2 never logs in to the target and its peer falls silent (it
 	// powered off; the server restarted meanwhile, so no session end is
 	// reported but the served roots): after the grace, its lease ends.
-	active.Store(false)
+	lastSeen := time.Now()
+	silent.Store(&lastSeen)
 	for _, end := range r.p.ServedUserRoots() {
 		w.Ended(end)
 	}
 	time.Sleep(grace / 2)
-	leaseOf(m2.id, 0)
+	leaseOf(m2.id, 0) // the peer's handshake is younger than the grace
 	leaseOf("", 10*grace)
 	if r.p.Serving(alice) {
 		t.Fatal("alice's target still served after desk-2 let go")

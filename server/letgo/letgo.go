@@ -8,12 +8,13 @@
 // root's target ended and either
 //
 //   - the initiator logged out (a Logout Request closing the session), or
-//   - no session came back and the machine's tunnel peer had no
+//   - no session came back and the machine's tunnel peer has had no
 //     handshake for Grace. The target's pings end a dead session in
 //     15-20 s; WireGuard handshakes every two minutes while traffic flows,
-//     so a machine that is off has none for Grace (default 3 min). A
-//     machine without a tunnel has only the session to go by: it has let
-//     go when no session came back within Grace.
+//     so a machine that is off has none for Grace (default 3 min), while
+//     one whose session dropped in a network blip still has. A machine
+//     without a tunnel peer has only the session to go by: it has let go
+//     when no session came back within Grace of the end.
 //
 // The Watcher then withdraws the root's target, only if no session is
 // logged in to it and it is still served to the boot that ended
@@ -69,11 +70,13 @@ type Auditor interface {
 type Config struct {
 	Targets Targets // required
 	Leases  Leases  // required
-	// Active reports whether the machine's tunnel peer had a handshake
-	// within Grace. Nil: no machine has a tunnel.
-	Active func(machineID string) bool
-	// Grace is how long a session must stay lost, and the tunnel peer
-	// silent, after a session ended without a logout. Default DefaultGrace.
+	// LastHandshake returns the time of the last handshake of the
+	// machine's tunnel peer; ok is false when it has no peer. Nil: no
+	// machine has a tunnel.
+	LastHandshake func(machineID string) (last time.Time, ok bool)
+	// Grace is how long the tunnel peer must have been silent (or,
+	// without one, the session lost) after a session ended without a
+	// logout. Default DefaultGrace.
 	Grace  time.Duration
 	Audit  Auditor      // optional
 	Logger hclog.Logger // default discards
@@ -93,8 +96,9 @@ type Watcher struct {
 
 // due is a reported end and when to decide it.
 type due struct {
-	end rootiscsi.UserRootEnd
-	at  time.Time
+	end   rootiscsi.UserRootEnd
+	ended time.Time // reported
+	at    time.Time
 }
 
 // New returns a Watcher; Run runs it.
@@ -113,15 +117,12 @@ func New(cfg Config) (*Watcher, error) {
 }
 
 // Ended reports that a session of a user's root ended
-// (rootiscsi.Config.UserRootEnded): decided at once after a logout, else
-// after Grace. A later end of the same user's root replaces it.
+// (rootiscsi.Config.UserRootEnded), to be decided at once. A later end of
+// the same user's root replaces it.
 func (w *Watcher) Ended(e rootiscsi.UserRootEnd) {
-	at := time.Now()
-	if !e.LoggedOut {
-		at = at.Add(w.cfg.Grace)
-	}
+	now := time.Now()
 	w.mu.Lock()
-	w.pending[e.User] = due{end: e, at: at}
+	w.pending[e.User] = due{end: e, ended: now, at: now}
 	w.mu.Unlock()
 	select {
 	case w.wake <- struct{}{}:
@@ -136,9 +137,9 @@ func (w *Watcher) Run(ctx context.Context) error {
 	defer timer.Stop()
 	for {
 		ends, next := w.takeDue(time.Now())
-		for _, e := range ends {
-			if w.decide(ctx, e) {
-				w.later(e)
+		for _, d := range ends {
+			if at := w.decide(ctx, d); !at.IsZero() {
+				w.later(d, at)
 			}
 		}
 		if len(ends) > 0 {
@@ -161,12 +162,12 @@ func (w *Watcher) Run(ctx context.Context) error {
 
 // takeDue removes and returns the ends due at now, and when the next
 // falls due (zero: none pending).
-func (w *Watcher) takeDue(now time.Time) (ends []rootiscsi.UserRootEnd, next time.Time) {
+func (w *Watcher) takeDue(now time.Time) (ends []due, next time.Time) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for user, d := range w.pending {
 		if !d.at.After(now) {
-			ends = append(ends, d.end)
+			ends = append(ends, d)
 			delete(w.pending, user)
 		} else if next.IsZero() || d.at.Before(next) {
 			next = d.at
@@ -175,47 +176,65 @@ func (w *Watcher) takeDue(now time.Time) (ends []rootiscsi.UserRootEnd, next tim
 	return ends, next
 }
 
-// later decides e again after Grace, unless a newer end of the user's
-// root was reported meanwhile.
-func (w *Watcher) later(e rootiscsi.UserRootEnd) {
+// later decides d again at at, unless a newer end of the user's root
+// was reported meanwhile.
+func (w *Watcher) later(d due, at time.Time) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if _, ok := w.pending[e.User]; !ok {
-		w.pending[e.User] = due{end: e, at: time.Now().Add(w.cfg.Grace)}
+	if _, ok := w.pending[d.end.User]; !ok {
+		d.at = at
+		w.pending[d.end.User] = d
 	}
 }
 
-// decide frees e's lease if its machine let go; it reports whether to
-// look again later (the machine is still there, or something failed).
-func (w *Watcher) decide(ctx context.Context, e rootiscsi.UserRootEnd) (again bool) {
+// decide frees d's lease if its machine let go. It returns when to look
+// again (the machine may still be there, or something failed), or zero.
+func (w *Watcher) decide(ctx context.Context, d due) (again time.Time) {
+	e := d.end
 	log := w.log.With("user", e.User, "machine", e.MachineID)
-	if !e.LoggedOut && w.cfg.Active != nil && w.cfg.Active(e.MachineID) {
-		log.Debug("user root session lost, tunnel peer still active: checking again later")
-		return true
+	silent, tunnel := w.silentUntil(d)
+	if now := time.Now(); now.Before(silent) {
+		log.Debug("user root session lost: machine may still be there", "tunnel", tunnel, "check_at", silent)
+		return silent
 	}
 	err := w.cfg.Targets.WithdrawLetGo(ctx, e)
 	switch {
 	case errors.Is(err, roots.ErrInUse), errors.Is(err, rootiscsi.ErrNotThatBoot):
 		log.Debug("user root in use again: lease kept", "reason", err)
-		return false // a session that ends reports again
+		return time.Time{} // a session that ends reports again
 	case err != nil:
 		log.Error("withdraw user root", "error", err)
-		return true
+		return time.Now().Add(w.cfg.Grace)
 	}
 	l, err := w.cfg.Leases.FreeLetGoLease(ctx, e.User, e.MachineID, e.Exchange)
 	var held *store.LeaseHeldError
 	switch {
 	case errors.Is(err, store.ErrNotFound), errors.As(err, &held):
 		log.Debug("user root lease no longer that boot's: kept", "reason", err)
-		return false
+		return time.Time{}
 	case err != nil:
 		log.Error("free user root lease", "error", err)
-		return true
+		return time.Now().Add(w.cfg.Grace)
 	}
-	reason := reasonOf(e, w.cfg.Grace, w.cfg.Active != nil)
+	reason := reasonOf(e, w.cfg.Grace, tunnel)
 	log.Info("user root lease freed: its machine let go", "how", reason, "boot", l.Boot)
 	w.record(e, reason)
-	return false
+	return time.Time{}
+}
+
+// silentUntil is when d's machine counts as gone: at once after a
+// logout; else Grace after its tunnel peer's last handshake, or without
+// a peer Grace after the session ended.
+func (w *Watcher) silentUntil(d due) (at time.Time, tunnel bool) {
+	if d.end.LoggedOut {
+		return time.Time{}, false
+	}
+	if w.cfg.LastHandshake != nil {
+		if last, ok := w.cfg.LastHandshake(d.end.MachineID); ok {
+			return last.Add(w.cfg.Grace), true
+		}
+	}
+	return d.ended.Add(w.cfg.Grace), false
 }
 
 // reasonOf says how the machine let go.
