@@ -23,8 +23,8 @@ const rePerUser = `sealroot: this machine's root is per user: log in to mount yo
 // TestPerUserRootFollowsUser: machines whose root is per user ask for a
 // login on the serial console after attestation. Alice logs in on
 // machine 1 (after a wrong password, refused) and her fresh root gets a
-// marker; on machine 2 her login is refused while machine 1 (running)
-// holds her root, and Bob gets his own fresh root there; once machine 1
+// marker, and machine 1 stays up; on machine 2 her login is refused while
+// machine 1 holds her root, and Bob gets his own fresh root there; once machine 1
 // powers off, the server sees it let go (its iSCSI session ends, its
 // tunnel peer falls silent) and frees her root without an operator, and
 // machine 2's next boot as Alice finds her marker. (`sealroot user free`
@@ -37,7 +37,10 @@ func TestPerUserRootFollowsUser(t *testing.T) {
 	tpm1, tpm2 := NewTPM(t), NewTPM(t)
 	lab := NewLab(t, LabOptions{})
 	sr := startSealroot(ctx, t, lab, SealrootOptions{TPMs: []*TPM{tpm1, tpm2}, Extra: tunnelISCSIConfig})
-	if _, err := sr.CLI(ctx, "image", "import", "testroot", BusyboxRootTree(t, counterInit)); err != nil {
+	if perUserInit == counterInit {
+		t.Fatal("perUserInit: counterInit no longer ends in a poweroff to replace")
+	}
+	if _, err := sr.CLI(ctx, "image", "import", "testroot", BusyboxRootTree(t, perUserInit)); err != nil {
 		t.Fatal(err)
 	}
 	for user, pw := range map[string]string{"alice": vmAlicePW, "bob": vmBobPW} {
@@ -51,7 +54,7 @@ func TestPerUserRootFollowsUser(t *testing.T) {
 		typeLogin(t, vm1, "alice", vmWrongPW)
 		expectBoot(ctx, t, vm1, `login refused: wrong user name or password$`)
 		typeLogin(t, vm1, "alice", vmAlicePW)
-		expectRoot(ctx, t, vm1, `root: marker=none$`)
+		expectRootUp(ctx, t, vm1, `root: marker=none$`)
 	})
 	t.Run("alice_refused_on_machine_2_bob_own_root", func(t *testing.T) {
 		vm := newPerUserMachine(ctx, t, lab, sr, "vm-desk-2", tpm2)
@@ -59,7 +62,7 @@ func TestPerUserRootFollowsUser(t *testing.T) {
 		typeLogin(t, vm, "alice", vmAlicePW)
 		expectBoot(ctx, t, vm, `login refused: the root of user alice is in use on machine vm-desk-1 `)
 		typeLogin(t, vm, "bob", vmBobPW)
-		expectRoot(ctx, t, vm, `root: marker=none$`)
+		expectRootUp(ctx, t, vm, `root: marker=none$`)
 	})
 	t.Run("alice_follows_to_machine_2", func(t *testing.T) {
 		vm1.Kill() // powered off: no logout, the session and the tunnel go silent
@@ -98,6 +101,23 @@ func waitUserRootFreed(ctx context.Context, t *testing.T, sr *Sealroot, user str
 			t.Fatalf("root of user %s still held %s after its machine powered off", user, within)
 		}
 		time.Sleep(10 * time.Second)
+	}
+}
+
+// perUserInit is counterInit, except that a fresh root (no marker yet)
+// stays up: the machine keeps its user's root mounted until it is
+// powered off.
+var perUserInit = strings.Replace(counterInit, "$B poweroff -f\n",
+	"[ \"$m\" = none ] && while :; do $B sleep 3600; done\n$B poweroff -f\n", 1)
+
+// expectRootUp is expectRoot for a machine that stays up.
+func expectRootUp(ctx context.Context, t *testing.T, vm *VM, marker string) {
+	t.Helper()
+	for _, re := range []string{`sealroot: \[ok\] tunnel `, `sealroot: \[ok\] root `, marker, `root: wrote marker`} {
+		m := expectBoot(ctx, t, vm, `^(?:sealroot: (?:boot failed|\[FAILED\]) (.*)|`+re+`)`)
+		if m[1] != "" {
+			t.Fatalf("agent failed: %s", m[1])
+		}
 	}
 }
 
