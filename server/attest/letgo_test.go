@@ -70,7 +70,11 @@ func TestPerUserRootLetGo(t *testing.T) {
 
 	// The machines' tunnel peers handshake now, until silent is set.
 	var silent atomic.Pointer[time.Time]
+	var noPeer atomic.Bool
 	lastHandshake := func(string) (time.Time, bool) {
+		if noPeer.Load() {
+			return time.Time{}, false
+		}
 		if t := silent.Load(); t != nil {
 			return *t, true
 		}
@@ -213,6 +217,20 @@ func TestPerUserRootLetGo(t *testing.T) {
 		t.Fatal("alice's target still served after desk-2 let go")
 	}
 	audited(m2.id, "session lost, no tunnel handshake for 400ms")
+
+	// A machine without a tunnel peer has only its session to go by: it
+	// let go once no session came back within the grace.
+	if _, err := attestOnce(t, e.loginClient(t, m2, typed("alice", alicePW))); err != nil {
+		t.Fatalf("alice on desk-2 again: %v", err)
+	}
+	noPeer.Store(true)
+	for _, end := range r.p.ServedUserRoots() {
+		w.Ended(end)
+	}
+	time.Sleep(grace / 2)
+	leaseOf(m2.id, 0)
+	leaseOf("", 10*grace)
+	audited(m2.id, "session lost for 400ms")
 	if strings.Contains(logs.String(), alicePW) {
 		t.Error("a password reached the log")
 	}
