@@ -202,16 +202,17 @@ func TestPerUserRootLetGo(t *testing.T) {
 		t.Fatal("a stale let-go of desk-1 withdrew desk-2's target")
 	}
 
-	// desk-2 never logs in to the target and its peer falls silent (it
+	// desk-2 never logs in to the target and its peer is silent (it
 	// powered off; the server restarted meanwhile, so no session end is
-	// reported but the served roots): after the grace, its lease ends.
-	lastSeen := time.Now()
-	silent.Store(&lastSeen)
+	// reported but the served roots, and the fresh tunnel device knows no
+	// handshake): the lease ends only once the grace has passed since.
+	var noHandshake time.Time
+	silent.Store(&noHandshake)
 	for _, end := range r.p.ServedUserRoots() {
 		w.Ended(end)
 	}
 	time.Sleep(grace / 2)
-	leaseOf(m2.id, 0) // the peer's handshake is younger than the grace
+	leaseOf(m2.id, 0) // a running machine has the grace to log in again
 	leaseOf("", 10*grace)
 	if r.p.Serving(alice) {
 		t.Fatal("alice's target still served after desk-2 let go")

@@ -8,13 +8,14 @@
 // root's target ended and either
 //
 //   - the initiator logged out (a Logout Request closing the session), or
-//   - no session came back and the machine's tunnel peer has had no
-//     handshake for Grace. The target's pings end a dead session in
-//     15-20 s; WireGuard handshakes every two minutes while traffic flows,
-//     so a machine that is off has none for Grace (default 3 min), while
-//     one whose session dropped in a network blip still has. A machine
-//     without a tunnel peer has only the session to go by: it has let go
-//     when no session came back within Grace of the end.
+//   - no session came back within Grace of the end, and the machine's
+//     tunnel peer (if it has one) has had no handshake for Grace. The
+//     target's pings end a dead session in 15-20 s; WireGuard handshakes
+//     every two minutes while traffic flows, so a machine that is off has
+//     none for Grace (default 3 min), while one whose session dropped in
+//     a network blip still has. Counting from the end as well keeps a
+//     server restart safe: its fresh tunnel device knows no handshake
+//     yet, and running machines get Grace to log in again.
 //
 // The Watcher then withdraws the root's target, only if no session is
 // logged in to it and it is still served to the boot that ended
@@ -74,9 +75,9 @@ type Config struct {
 	// machine's tunnel peer; ok is false when it has no peer. Nil: no
 	// machine has a tunnel.
 	LastHandshake func(machineID string) (last time.Time, ok bool)
-	// Grace is how long the tunnel peer must have been silent (or,
-	// without one, the session lost) after a session ended without a
-	// logout. Default DefaultGrace.
+	// Grace is how long the session must have been lost, and the tunnel
+	// peer silent, after a session ended without a logout. Default
+	// DefaultGrace.
 	Grace  time.Duration
 	Audit  Auditor      // optional
 	Logger hclog.Logger // default discards
@@ -223,18 +224,26 @@ func (w *Watcher) decide(ctx context.Context, d due) (again time.Time) {
 }
 
 // silentUntil is when d's machine counts as gone: at once after a
-// logout; else Grace after its tunnel peer's last handshake, or without
-// a peer Grace after the session ended.
+// logout; else Grace after the session ended and, with a tunnel peer,
+// Grace after the peer's last handshake, whichever is later.
 func (w *Watcher) silentUntil(d due) (at time.Time, tunnel bool) {
 	if d.end.LoggedOut {
 		return time.Time{}, false
 	}
+	at = d.ended.Add(w.cfg.Grace)
 	if w.cfg.LastHandshake != nil {
 		if last, ok := w.cfg.LastHandshake(d.end.MachineID); ok {
-			return last.Add(w.cfg.Grace), true
+			return latest(at, last.Add(w.cfg.Grace)), true
 		}
 	}
-	return d.ended.Add(w.cfg.Grace), false
+	return at, false
+}
+
+func latest(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // reasonOf says how the machine let go.
