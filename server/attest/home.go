@@ -45,7 +45,7 @@ const checkHomeDown = wire.CheckHomeServerDown
 // prepare installs the machine's tunnel peer and readies its root for
 // the release, here or at its home server.
 func (x *exchange) prepare(ctx context.Context) (*wire.TunnelPlan, wire.RootPlan, map[string][]byte, error) {
-	if c := x.s.cluster; c != nil {
+	if c := x.s.cluster; c != nil && x.homed(ctx) {
 		home, err := c.Store.ClaimHome(ctx, x.machineID, c.Name)
 		if err != nil {
 			return nil, wire.RootPlan{}, nil, fmt.Errorf("home server: %w", err)
@@ -66,6 +66,20 @@ func (x *exchange) prepare(ctx context.Context) (*wire.TunnelPlan, wire.RootPlan
 		return nil, wire.RootPlan{}, nil, err
 	}
 	return plan, root, rootSecrets, nil
+}
+
+// homed reports whether the root x releases is kept on one server (its
+// home): every root but a volatile one, which any server readies from its
+// own copy of the base.
+func (x *exchange) homed(ctx context.Context) bool {
+	root, err := store.EffectiveRoot(ctx, x.s.store, x.machine)
+	if err != nil {
+		return true // askHome reports it
+	}
+	if x.chosen != nil {
+		root = *x.chosen
+	}
+	return root.Kind != wire.RootVolatile
 }
 
 // askHome has the machine's home server ready its boot.
