@@ -2,6 +2,7 @@ package attest_test
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -10,8 +11,13 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"golang.zx2c4.com/wireguard/conn"
+	"golang.zx2c4.com/wireguard/device"
+	"golang.zx2c4.com/wireguard/tun/tuntest"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	agentattest "github.com/sealroot/sealroot/agent/attest"
 	"github.com/sealroot/sealroot/server/attest"
@@ -25,7 +31,7 @@ import (
 
 // homeTunnel starts a netstack tunnel of its own prefix and endpoint, its
 // UDP socket in a namespace of its own.
-func homeTunnel(t *testing.T, tag byte, prefix, endpoint string) *tunnel.Tunnel {
+func homeTunnel(t *testing.T, tag byte, prefix, endpoint string) (*tunnel.Tunnel, *netnstest.NS) {
 	t.Helper()
 	ns := netnstest.New(t, fmt.Sprintf("srhome-%c%d", tag, os.Getpid()%100000))
 	var tn *tunnel.Tunnel
@@ -37,7 +43,37 @@ func homeTunnel(t *testing.T, tag byte, prefix, endpoint string) *tunnel.Tunnel 
 		t.Fatalf("tunnel.New: %v", err)
 	}
 	t.Cleanup(func() { tn.Close() })
-	return tn
+	return tn, ns
+}
+
+// handshake brings up a WireGuard device with the agent's private key
+// inside ns and waits for its handshake with the server key at endpoint:
+// what the agent's tunnel step does first.
+func handshake(t *testing.T, ns *netnstest.NS, key wgtypes.Key, serverKey []byte, endpoint netip.AddrPort) error {
+	t.Helper()
+	ct := tuntest.NewChannelTUN()
+	dev := device.NewDevice(ct.TUN(), conn.NewStdNetBind(), device.NewLogger(device.LogLevelSilent, ""))
+	defer dev.Close()
+	cfg := fmt.Sprintf("private_key=%s\npublic_key=%s\nendpoint=%s\npersistent_keepalive_interval=1\nallowed_ip=0.0.0.0/0\n",
+		hex.EncodeToString(key[:]), hex.EncodeToString(serverKey), endpoint)
+	if err := dev.IpcSet(cfg); err != nil {
+		return fmt.Errorf("configure: %w", err)
+	}
+	if err := ns.Do(dev.Up); err != nil {
+		return fmt.Errorf("up: %w", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		st, err := dev.IpcGet()
+		if err != nil {
+			return err
+		}
+		if strings.Contains(st, "last_handshake_time_sec=") && !strings.Contains(st, "last_handshake_time_sec=0\n") {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return errors.New("no handshake in 10s")
 }
 
 // A machine's root is homed on the server that first readied it (A).
@@ -49,8 +85,8 @@ func homeTunnel(t *testing.T, tag byte, prefix, endpoint string) *tunnel.Tunnel 
 func TestClusterHomeServer(t *testing.T) {
 	ctx := context.Background()
 	c := newCluster(t)
-	tnA := homeTunnel(t, 'a', "10.202.0.0/24", "192.0.2.10:51820")
-	tnB := homeTunnel(t, 'b', "10.203.0.0/24", "192.0.2.11:51820")
+	tnA, nsA := homeTunnel(t, 'a', "10.202.0.0/24", "192.0.2.10:51820")
+	tnB, _ := homeTunnel(t, 'b', "10.203.0.0/24", "192.0.2.11:51820")
 	rootsA := newHeldRoots() // serves the stored plan, counts withdrawals
 	var prepared atomic.Int64
 	countA := countingRoots{heldRoots: rootsA, n: &prepared}
@@ -72,9 +108,13 @@ func TestClusterHomeServer(t *testing.T) {
 	}
 
 	m.reboot(t)
-	key2 := wgKey(t)
+	priv2, err := wgtypes.GeneratePrivateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	key2 := priv2.PublicKey()
 	before := prepared.Load()
-	res, err := attestOnce(t, b.client(t, m.dev, func(c *agentattest.Config) { c.WireGuardKey = key2 }))
+	res, err := attestOnce(t, b.client(t, m.dev, func(c *agentattest.Config) { c.WireGuardKey = key2[:] }))
 	if err != nil {
 		t.Fatalf("attest on B of a machine homed on A: %v", err)
 	}
@@ -94,6 +134,12 @@ func TestClusterHomeServer(t *testing.T) {
 	}
 	if n := prepared.Load() - before; n != 1 {
 		t.Errorf("A readied the root %d times for B's release, want once", n)
+	}
+	// The agent's per-boot key, released by B, handshakes with A: A
+	// installed the peer B's release carried. (A's socket is in its
+	// namespace: the plan's endpoint stands for it.)
+	if err := handshake(t, nsA, priv2, plan.ServerKey, netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(tnA.Port()))); err != nil {
+		t.Fatalf("WireGuard handshake with the home server A: %v", err)
 	}
 
 	stopA()
