@@ -92,7 +92,7 @@ func (x *exchange) askHome(ctx context.Context, home string) (*wire.TunnelPlan, 
 	if x.chosen != nil {
 		root = *x.chosen
 	}
-	if len(x.hello.WireGuardKey) == 0 && x.s.rootTransport(x.machine) != TransportPlain {
+	if x.s.tunnels != nil && len(x.hello.WireGuardKey) == 0 && x.s.rootTransport(x.machine) != TransportPlain {
 		return nil, wire.RootPlan{}, nil, fail("tunnel", ErrNoTunnelKey)
 	}
 	req := store.HomeRequest{Home: home, From: c.Name, MachineID: x.machineID, Version: x.machine.Version,

@@ -174,3 +174,60 @@ func (c *cluster) store(t *testing.T) *store.Etcd {
 	}
 	return st
 }
+
+// A machine whose iSCSI root lives on A, attested on B: the credential
+// carries A's portal, target and the fresh CHAP credentials A generated
+// (sent to B encrypted to the shared age identity), and they log in to
+// A's target; B, which has an iSCSI provider of its own, serves nothing.
+// Revoked on B, the machine loses its target on A.
+func TestClusterHomeISCSIRoot(t *testing.T) {
+	ctx := context.Background()
+	c := newCluster(t)
+	rA, rB := newRootEnv(t), newRootEnv(t)
+	a, _ := c.member(t, "a", withRoots(rA.p))
+	b, _ := c.member(t, "b", withRoots(rB.p))
+	m := newMachine(t, defaultSpec)
+	a.enrollAndApprove(t, m, "node-hi")
+	if _, err := c.store(t).UpdateMachine(ctx, m.id, func(mc *store.Machine) error {
+		mc.Root = wire.RootPlan{Kind: wire.RootISCSI, Params: map[string]string{wire.ImageParam: "tiny"}}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := attestOnce(t, a.client(t, m.dev)); err != nil {
+		t.Fatalf("first boot on A: %v", err)
+	}
+	m.reboot(t)
+	res, err := attestOnce(t, b.client(t, m.dev))
+	if err != nil {
+		t.Fatalf("attest on B: %v", err)
+	}
+	p := res.Payload
+	if p.Root.Kind != wire.RootISCSI || p.Root.Params[wire.ISCSIPortal] != rA.portal {
+		t.Fatalf("root plan from B = %+v, want A's portal %s", p.Root, rA.portal)
+	}
+	for _, name := range []string{wire.SecretCHAPUser, wire.SecretCHAPSecret, wire.SecretCHAPTargetUser, wire.SecretCHAPTargetSecret} {
+		if len(p.Secrets[name]) < 32 {
+			t.Errorf("secret %s = %q, want a fresh CHAP value from A", name, p.Secrets[name])
+		}
+	}
+	if got, err := rootCapacity(t, p.Root, p.Secrets); err != nil || got != rA.image.Size {
+		t.Fatalf("login to A's target with the credential from B: capacity %d, %v; want %d", got, err, rA.image.Size)
+	}
+	if rB.p.Serving(m.id) {
+		t.Error("B serves a target for a machine homed on A")
+	}
+	// Revoked on B: A sees it through the change feed and withdraws the
+	// target, so the credential no longer logs in.
+	if _, err := b.mgr.Revoke(ctx, m.id, "stolen"); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); rA.p.Serving(m.id); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("A still serves the target of a machine revoked on B")
+		}
+	}
+	if _, err := rootCapacity(t, p.Root, p.Secrets); err == nil {
+		t.Fatal("the credential of a machine revoked on B still logs in to A")
+	}
+}
