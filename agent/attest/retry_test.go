@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+
+	"github.com/sealroot/sealroot/wire"
 )
 
 func TestDescribe(t *testing.T) {
@@ -31,6 +33,8 @@ func TestDescribe(t *testing.T) {
 			[]string{"needs re-approval", "sealroot machine approve " + id[:16], "PCR 4 changed"}},
 		{"revoked", &RevokedError{Reason: "lost in transit"}, []string{"machine revoked by an operator: lost in transit"}},
 		{"refused", &RefusedError{Check: "event-log", Reason: "does not replay"}, []string{`check "event-log" failed: does not replay`}},
+		{"home_server_down", &RefusedError{Check: wire.CheckHomeServerDown, Reason: wire.HomeServerDownMessage("boot-a")},
+			[]string{"home server boot-a is down or unreachable", "stays unavailable until that server is back"}},
 		{"transport", errors.New("dial: timeout"), []string{"attestation failed: dial: timeout"}},
 	}
 	for _, tt := range tests {

@@ -151,7 +151,7 @@ func (s *Server) readyForPeer(ctx context.Context, req store.HomeRequest) store.
 		return refuse("home", fmt.Errorf("load machine: %w", err))
 	case state == store.StateRevoked:
 		return refuse(checkRevoked, errors.New("machine revoked"))
-	case version != req.Version:
+	case state != store.StateApproved || version != req.Version:
 		return refuse(checkStale, errors.New("the machine's record changed during attestation: attest again"))
 	}
 	var a store.HomeAnswer
