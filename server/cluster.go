@@ -29,13 +29,19 @@ func (s *Server) clusterInfo() store.ServerInfo {
 
 // clusterStatus lists the servers sharing the store for `sealroot
 // status`: those registered, and those only named as machines' homes,
-// which are down. Nil on a store of one server.
-func (s *Server) clusterStatus(ctx context.Context) (*api.ClusterStatus, error) {
+// which are down. Nil on a store of one server; when the store cannot
+// be read, a status that says why, so that the rest of `status` shows.
+func (s *Server) clusterStatus(ctx context.Context) *api.ClusterStatus {
 	cs, ok := s.store.(store.ClusterStore)
 	if !ok {
-		return nil, nil
+		return nil
 	}
-	return ClusterStatus(ctx, cs, s.cfg.ClusterName(serverName()))
+	self := s.cfg.ClusterName(serverName())
+	st, err := ClusterStatus(ctx, cs, self)
+	if err != nil {
+		return &api.ClusterStatus{Self: self, Error: err.Error()}
+	}
+	return st
 }
 
 // ClusterStatus is the status of the servers sharing cs, seen from self.

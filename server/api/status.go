@@ -46,6 +46,9 @@ type Status struct {
 type ClusterStatus struct {
 	Self    string          `json:"self"` // this server's name
 	Servers []ClusterServer `json:"servers"`
+	// Error says why the servers could not be listed (the store is
+	// unreachable); "" when they were.
+	Error string `json:"error,omitempty"`
 }
 
 // ClusterServer is one server of a cluster: registered (up), or only

@@ -79,6 +79,9 @@ func writeStatus(e *env, st *api.Status, now time.Time) error {
 	}
 	if cl := st.Cluster; cl != nil {
 		fmt.Fprintln(tw, "Cluster:")
+		if cl.Error != "" {
+			fmt.Fprintf(tw, "  cannot list the servers:\t%s\n", safe(cl.Error))
+		}
 		for _, s := range cl.Servers {
 			state := "up"
 			if !s.Up {
