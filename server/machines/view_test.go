@@ -41,6 +41,9 @@ func TestViewMachine_copies_every_field(t *testing.T) {
 	rec := fullRecord()
 	v := reflect.ValueOf(*ViewMachine(rec))
 	for i := range v.NumField() {
+		if v.Type().Field(i).Name == "Home" {
+			continue // not in the record: the cluster store's, set by Manager.Machine
+		}
 		if v.Field(i).IsZero() {
 			t.Errorf("ViewMachine left api.Machine.%s zero", v.Type().Field(i).Name)
 		}
