@@ -5,6 +5,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sealroot/sealroot/server/store/etcdtest"
 )
 
 // changeLog collects the changes a watch reports.
@@ -106,4 +108,44 @@ func TestWatchMachines(t *testing.T) {
 func TestEtcdWatchAcrossServers(t *testing.T) {
 	a, b := twoServers(t, 3)
 	testWatchMachines(t, a, b)
+}
+
+// The feed goes on when an etcd member of three stops: a revocation made
+// after it is still reported.
+func TestEtcdWatchSurvivesMemberLoss(t *testing.T) {
+	ctx := context.Background()
+	c := etcdtest.Start(t, 3)
+	a, err := NewEtcd(ctx, c.Client(), etcdtest.Prefix(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewEtcd(ctx, c.Client(), etcdtest.Prefix(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := watchInto(t, b)
+	m := testMachine(1)
+	if err := a.CreateMachine(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	l.wait(t, "create", func(c MachineChange) bool { return c.MachineID == m.ID })
+	c.Stop(0)
+	var uerr error
+	for range 50 { // the client moves to a live member
+		uctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, uerr = a.UpdateMachine(uctx, m.ID, func(m *Machine) error {
+			m.State, m.Reason = StateRevoked, "member down"
+			return nil
+		})
+		cancel()
+		if uerr == nil {
+			break
+		}
+	}
+	if uerr != nil {
+		t.Fatalf("revoke with one member of three down: %v", uerr)
+	}
+	l.wait(t, "revoke after a member stopped", func(c MachineChange) bool {
+		return c.MachineID == m.ID && c.State == StateRevoked
+	})
 }

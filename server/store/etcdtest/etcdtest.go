@@ -24,6 +24,7 @@ const startTimeout = 60 * time.Second
 // Cluster is a running etcd cluster of one or more members.
 type Cluster struct {
 	t       testing.TB
+	stops   []sync.Once // one Close per member: Stop and cleanup
 	Members []*embed.Etcd
 	// Endpoints are the members' client URLs.
 	Endpoints []string
@@ -59,17 +60,18 @@ func Start(t testing.TB, n int) *Cluster {
 	// Members of a new cluster wait for each other while starting: start
 	// them all at once, then wait until each is ready.
 	c.Members = make([]*embed.Etcd, n)
+	c.stops = make([]sync.Once, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i, cfg := range cfgs {
 		wg.Go(func() { c.Members[i], errs[i] = embed.StartEtcd(cfg) })
 	}
 	wg.Wait()
-	for i, e := range c.Members {
+	for i := range c.Members {
 		if errs[i] != nil {
 			t.Fatalf("start etcd member %d: %v", i, errs[i])
 		}
-		t.Cleanup(e.Close)
+		t.Cleanup(func() { c.Stop(i) })
 	}
 	for _, e := range c.Members {
 		select {
@@ -96,7 +98,7 @@ func (c *Cluster) Client() *clientv3.Client {
 }
 
 // Stop stops member i.
-func (c *Cluster) Stop(i int) { c.Members[i].Close() }
+func (c *Cluster) Stop(i int) { c.stops[i].Do(c.Members[i].Close) }
 
 // Prefix returns a key prefix unique to the test.
 func Prefix(t testing.TB) string { return "/sealroot-test/" + t.Name() + "/" }
