@@ -1,0 +1,190 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/x509"
+	"errors"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	agentattest "github.com/sealroot/sealroot/agent/attest"
+	"github.com/sealroot/sealroot/pki"
+	"github.com/sealroot/sealroot/server/api"
+	"github.com/sealroot/sealroot/server/api/client"
+	"github.com/sealroot/sealroot/server/audit"
+	"github.com/sealroot/sealroot/server/config"
+	"github.com/sealroot/sealroot/server/store/etcdtest"
+	"github.com/sealroot/sealroot/test/loadgen"
+	"github.com/sealroot/sealroot/wire"
+)
+
+// member is one server of a test cluster, built as `sealroot serve`
+// builds it.
+type member struct {
+	target loadgen.Target
+	admin  *client.Client
+	dir    string
+}
+
+// startMember starts a server named name on etcd c under prefix. Every
+// member shares the first one's PKI (the CA agents pin, a certificate for
+// "localhost") and age identity, copied from shareFrom ("" for the first).
+func startMember(t *testing.T, c *etcdtest.Cluster, prefix, name, shareFrom string) *member {
+	t.Helper()
+	dir := t.TempDir()
+	if shareFrom == "" {
+		if err := pki.Init(PKIDir(dir), pki.InitOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		if err := os.CopyFS(PKIDir(dir), os.DirFS(PKIDir(shareFrom))); err != nil {
+			t.Fatal(err)
+		}
+		key, err := os.ReadFile(filepath.Join(shareFrom, "secrets.age.key"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "secrets.age.key"), key, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ca, err := pki.LoadCA(filepath.Join(PKIDir(dir), pki.CACertFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(ca)
+	ctx, cancel := context.WithCancel(context.Background())
+	cfg := config.Config{StateDir: dir, AttestAddr: "127.0.0.1:0", AdminSocket: filepath.Join(dir, "admin.sock"),
+		Store: &config.StoreConfig{Backend: config.StoreEtcd, Endpoints: c.Endpoints, Prefix: prefix, ServerName: name}}
+	srv, err := New(ctx, cfg, nil)
+	if err != nil {
+		cancel()
+		t.Fatalf("New %s: %v", name, err)
+	}
+	addrs, err := srv.Listen()
+	if err != nil {
+		cancel()
+		t.Fatalf("Listen: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx) }()
+	var once sync.Once
+	t.Cleanup(func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Serve %s = %v", name, err)
+			}
+			srv.Close()
+		})
+	})
+	<-srv.Ready()
+	return &member{target: loadgen.Target{Addr: addrs.Attest.String(), ServerName: "localhost", Roots: roots},
+		admin: client.New(addrs.Admin), dir: dir}
+}
+
+// heldAgent holds its attestation between the server's challenge and its
+// evidence.
+type heldAgent struct {
+	*loadgen.Agent
+	reached, proceed chan struct{}
+}
+
+func (h *heldAgent) ActivateCredential(ctx context.Context, blob, secret []byte) ([]byte, error) {
+	close(h.reached)
+	select {
+	case <-h.proceed:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return h.Agent.ActivateCredential(ctx, blob, secret)
+}
+
+// Two servers built as `sealroot serve` builds them on one etcd: a
+// machine approved on A attests on B at once; revoked on A while B holds
+// its exchange between challenge and evidence, B ends the exchange (its
+// audit log says so while the agent waits), and the agent is refused.
+func TestServersShareEtcdAttest(t *testing.T) {
+	ctx := context.Background()
+	c := etcdtest.Start(t, 3)
+	prefix := etcdtest.Prefix(t)
+	a := startMember(t, c, prefix, "boot-a", "")
+	b := startMember(t, c, prefix, "boot-b", a.dir)
+	agents, err := loadgen.NewAgents(ctx, rand.Reader, 1, loadgen.DefaultSpec())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := loadgen.Enroll(ctx, a.target, a.admin, agents); err != nil { // pending on A, approved on A
+		t.Fatal(err)
+	}
+	onB, err := b.target.Client(agents[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := onB.AttestOnce(ctx); err != nil {
+		t.Fatalf("attest on B of a machine approved on A = %v, want a credential", err)
+	}
+
+	held := &heldAgent{Agent: agents[0], reached: make(chan struct{}), proceed: make(chan struct{})}
+	heldOnB, err := agentattest.New(agentattest.Config{Servers: []string{b.target.Addr}, ServerName: "localhost",
+		Roots: b.target.Roots, Device: held, NoUnseal: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		actx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		_, err := heldOnB.AttestOnce(actx)
+		done <- err
+	}()
+	let := sync.OnceFunc(func() { close(held.proceed) })
+	defer let()
+	select {
+	case <-held.reached:
+	case err := <-done:
+		t.Fatalf("attestation on B ended before its evidence: %v", err)
+	}
+	id := wire.MachineID(agents[0].TPM.EKPublic())
+	if _, err := a.admin.Revoke(ctx, id, "stolen"); err != nil {
+		t.Fatal(err)
+	}
+	waitRefusedInAudit(t, filepath.Join(b.dir, "audit.log"), id, "revoked")
+	let()
+	err = <-done
+	var r *agentattest.RefusedError
+	if !errors.As(err, &r) || r.Check != "revoked" {
+		t.Fatalf("attest on B = %v, want refused by check revoked", err)
+	}
+	if m, err := b.admin.Machine(ctx, id); err != nil || m.State != api.StateRevoked {
+		t.Fatalf("machine on B = %v, %v; want revoked", m, err)
+	}
+}
+
+// waitRefusedInAudit waits until the newest attestation entry of id in
+// the audit log at path is a refusal by check.
+func waitRefusedInAudit(t *testing.T, path, id, check string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		entries, err := audit.ReadAll(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := len(entries) - 1; i >= 0; i-- {
+			if e := entries[i]; e.MachineID == id && e.Action == "attest" {
+				if e.Outcome == "refused" && e.Check == check {
+					return
+				}
+				break
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("B did not end the held exchange with check %q", check)
+}
