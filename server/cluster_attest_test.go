@@ -106,7 +106,8 @@ func (h *heldAgent) ActivateCredential(ctx context.Context, blob, secret []byte)
 }
 
 // Two servers built as `sealroot serve` builds them on one etcd: a
-// machine approved on A attests on B at once; revoked on A while B holds
+// machine approved on A attests on B at once, and B, which readied that
+// first boot, is its home (machine show on A); revoked on A while B holds
 // its exchange between challenge and evidence, B ends the exchange (its
 // audit log says so while the agent waits), and the agent is refused.
 func TestServersShareEtcdAttest(t *testing.T) {
@@ -129,6 +130,11 @@ func TestServersShareEtcdAttest(t *testing.T) {
 	if _, err := onB.AttestOnce(ctx); err != nil {
 		t.Fatalf("attest on B of a machine approved on A = %v, want a credential", err)
 	}
+	id := wire.MachineID(agents[0].TPM.EKPublic())
+	// B readied its first boot: B is its root's home, as A shows it.
+	if m, err := a.admin.Machine(ctx, id); err != nil || m.Home != "boot-b" {
+		t.Fatalf("machine on A = %+v, %v; want home boot-b", m, err)
+	}
 
 	held := &heldAgent{Agent: agents[0], reached: make(chan struct{}), proceed: make(chan struct{})}
 	heldOnB, err := agentattest.New(agentattest.Config{Servers: []string{b.target.Addr}, ServerName: "localhost",
@@ -150,7 +156,6 @@ func TestServersShareEtcdAttest(t *testing.T) {
 	case err := <-done:
 		t.Fatalf("attestation on B ended before its evidence: %v", err)
 	}
-	id := wire.MachineID(agents[0].TPM.EKPublic())
 	if _, err := a.admin.Revoke(ctx, id, "stolen"); err != nil {
 		t.Fatal(err)
 	}
