@@ -62,7 +62,7 @@ func handshake(t *testing.T, ns *netnstest.NS, key wgtypes.Key, serverKey []byte
 	if err := ns.Do(dev.Up); err != nil {
 		return fmt.Errorf("up: %w", err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second) // handshakes retry every 5 s
 	for time.Now().Before(deadline) {
 		st, err := dev.IpcGet()
 		if err != nil {
@@ -73,7 +73,14 @@ func handshake(t *testing.T, ns *netnstest.NS, key wgtypes.Key, serverKey []byte
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return errors.New("no handshake in 10s")
+	st, _ := dev.IpcGet()
+	var counts []string // not the whole state: it holds the private key
+	for line := range strings.Lines(st) {
+		if strings.HasPrefix(line, "tx_bytes=") || strings.HasPrefix(line, "rx_bytes=") {
+			counts = append(counts, strings.TrimSpace(line))
+		}
+	}
+	return fmt.Errorf("no handshake in 30s (%s)", strings.Join(counts, " "))
 }
 
 // A machine's root is homed on the server that first readied it (A).
