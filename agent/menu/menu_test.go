@@ -144,18 +144,3 @@ func TestAskEndsWithContext(t *testing.T) {
 		t.Fatalf("Ask = %v, want context.Canceled", err)
 	}
 }
-
-func TestLinesStopEndsReaders(t *testing.T) {
-	r1, w1 := io.Pipe()
-	r2, _ := io.Pipe() // never written: its reader blocks until stop
-	lines, stop := Lines(r1, r2)
-	go w1.Write([]byte("1\n"))
-	if got := <-lines; got != "1" {
-		t.Fatalf("line = %q", got)
-	}
-	stop()
-	stop() // safe twice
-	if _, ok := <-lines; ok {
-		t.Fatal("lines open after stop")
-	}
-}

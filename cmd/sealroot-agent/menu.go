@@ -5,15 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/sealroot/sealroot/agent/bootnext"
-	"github.com/sealroot/sealroot/agent/console"
+	"github.com/sealroot/sealroot/agent/coninput"
 	"github.com/sealroot/sealroot/agent/menu"
 	"github.com/sealroot/sealroot/agent/sysinit"
 	"github.com/sealroot/sealroot/wire"
@@ -30,7 +27,9 @@ func askMenu(out io.Writer, firmware string) func(ctx context.Context, m *wire.M
 		if firmware == "uefi" && m.Entry(wire.EntryLocalDiskID) != nil {
 			disk = checkLocalDisk()
 		}
-		lines, stop := menu.Lines(openConsoles()...)
+		ins, closeAll := menuInputs()
+		defer closeAll()
+		lines, stop := coninput.Lines(ins...)
 		defer stop()
 		return menu.New(m, firmware, disk).Ask(ctx, out, lines)
 	}
@@ -53,18 +52,18 @@ func mountEFIVars() error {
 	return nil
 }
 
-// openConsoles opens the active consoles for reading; those that do not
-// open are left out (the menu still times out to its default).
-func openConsoles() []io.ReadCloser {
-	names, _ := console.Active("/sys")
-	var ins []io.ReadCloser
-	for _, n := range names {
-		f, err := os.OpenFile(filepath.Join("/dev", n), os.O_RDONLY|syscall.O_NOCTTY|syscall.O_NONBLOCK, 0)
-		if err == nil {
-			ins = append(ins, f)
-		}
+// menuInputs opens the active consoles for the menu (package
+// coninput, as the login); none opening leaves the menu to time out to
+// its default.
+func menuInputs() (ins []coninput.Input, closeAll func()) {
+	files, err := coninput.Open("/sys", "/dev")
+	if err != nil {
+		return nil, func() {}
 	}
-	return ins
+	for _, f := range files {
+		ins = append(ins, f)
+	}
+	return ins, func() { coninput.CloseAll(files) }
 }
 
 // bootLocalDisk sets the firmware's BootNext to the local disk, marks
