@@ -22,6 +22,7 @@ func TestPerUserNFSRootFollowsUser(t *testing.T) {
 	tpm1, tpm2 := NewTPM(t), NewTPM(t)
 	lab := NewLab(t, LabOptions{})
 	sr := startSealroot(ctx, t, lab, SealrootOptions{TPMs: []*TPM{tpm1, tpm2}, Extra: tunnelNFSConfig})
+	t.Cleanup(func() { stopAndUnmount(t, sr) })
 	if _, err := sr.CLI(ctx, "image", "import", "testroot", BusyboxRootTree(t, counterInit)); err != nil {
 		t.Fatal(err)
 	}
