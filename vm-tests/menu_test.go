@@ -143,7 +143,8 @@ func menuLocalDisk(ctx context.Context, t *testing.T, lab *Lab, sr *Sealroot, tp
 	t.Logf("BootNext = Boot%s %q in the firmware's variable store", num, desc)
 
 	// The disk is blank: the firmware cannot boot it and falls back to
-	// the network. The agent sees its local-disk boot came back
+	// the network (its attempt measured: the boot needs re-approval).
+	// The agent sees its local-disk boot came back
 	// (bootnext.Check), says so, and takes the next entry instead of
 	// sending the machine to its disk again (no reboot loop).
 	again := lab.NewVM(t, VMOptions{Name: name + "-again", Firmware: UEFI, TPM: tp, PXE: true, ExtraArgs: []string{
@@ -154,6 +155,12 @@ func menuLocalDisk(ctx context.Context, t *testing.T, lab *Lab, sr *Sealroot, tp
 		t.Fatal(err)
 	}
 	if err := again.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The firmware's failed attempt at the disk is in the event log (PCR
+	// 4): a changed state, approved again by the operator.
+	expectBoot(ctx, t, again, `sealroot: needs re-approval: machine `+id)
+	if _, err := sr.CLI(ctx, approveArgs(id, name, UEFI)...); err != nil {
 		t.Fatal(err)
 	}
 	expectLines(ctx, t, again,
