@@ -13,7 +13,10 @@
 // client) with a software TPM of its own (test/softtpm through
 // test/loadgen), honouring the server's busy retry-after; then a
 // WireGuard handshake with the server's tunnel using the boot's key sent
-// in the hello (wireguard-go: this host has no kernel module). Artifacts have
+// in the hello (wireguard-go: this host has no kernel module; one device
+// per boot whose socket is bound to the machine's address inside its
+// namespace, retransmitting and answering cookie replies as any peer
+// does). Artifacts have
 // their real sizes: the built ones when present, else files of the sizes
 // the docs state.
 //
@@ -22,4 +25,7 @@
 // so a machine has no CHAP secret (and reads the server's tunnel key from
 // its state instead of its tunnel plan). "Root-ready" here means
 // attested and through the tunnel handshake.
+//
+// SEALROOT_STORM_LOG sets the server's log level (default warn; trace
+// includes wireguard-go's handshake lines).
 package storm

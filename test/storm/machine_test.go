@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
-	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/device"
 	"golang.zx2c4.com/wireguard/tun/tuntest"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
@@ -115,7 +114,8 @@ type bootResult struct {
 	tftpResends int           // TFTP requests and acks sent again after a second without answer
 	httpRetries int           // downloads refused 503, retried after the script's pause
 	attRetries  int           // attestation attempts retried
-	wgRetries   int           // WireGuard devices replaced after no handshake
+	wgInits     int           // WireGuard handshake initiations sent (first and retransmitted)
+	wgCookies   int           // WireGuard cookie replies received (server under load)
 	err         error
 }
 
@@ -163,7 +163,9 @@ func (m *machine) boot(ctx context.Context, start time.Time) (r bootResult) {
 		return r
 	}
 	r.err = timed(phaseWireGuard, func() (err error) {
-		r.wgRetries, err = m.wireguard(ctx)
+		var ev wgEvents
+		err = m.wireguard(ctx, &ev)
+		r.wgInits, r.wgCookies = int(ev.initiations.Load()), int(ev.cookies.Load())
 		return err
 	})
 	r.ready = time.Since(start)
@@ -172,50 +174,34 @@ func (m *machine) boot(ctx context.Context, start time.Time) (r bootResult) {
 
 // wireguard brings up a WireGuard device with the boot's key towards the
 // server's tunnel endpoint and waits for the handshake, which succeeds
-// only once the server installed the machine's peer after attestation.
-// The agent uses the kernel's WireGuard; this host has no module, so the
-// device is wireguard-go with a channel TUN (no packets but the
-// handshake's), its socket in the machine's namespace. A device without
-// a handshake after wgAttempt (past WireGuard's 5s handshake
-// retransmission) is replaced (counted in retries): about one in ten first handshakes of a storm get no
-// answer, not understood yet.
-func (m *machine) wireguard(ctx context.Context) (retries int, err error) {
-	for ; ; retries++ {
-		err := m.handshake(ctx)
-		if err == nil || ctx.Err() != nil {
-			return retries, err
-		}
-	}
-}
-
-const wgAttempt = 6 * time.Second
-
-func (m *machine) handshake(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, wgAttempt)
-	defer cancel()
+// only once the server installed the machine's peer (before it released
+// the credential). The agent uses the kernel's WireGuard; this host has
+// no module, so the device is wireguard-go with a channel TUN (no packets
+// but the handshake's) and a bind whose socket is opened in the machine's
+// namespace on the machine's address (addrBind). As a real peer, the one
+// device retransmits its initiation after 5s without answer (counted in
+// retries) and answers a cookie reply with a mac2 on the next one.
+func (m *machine) wireguard(ctx context.Context, ev *wgEvents) error {
 	ct := tuntest.NewChannelTUN()
-	dev := device.NewDevice(ct.TUN(), conn.NewStdNetBind(), device.NewLogger(device.LogLevelSilent, ""))
+	dev := device.NewDevice(ct.TUN(), &addrBind{ns: m.ns, addr: m.addr}, ev.logger())
 	defer dev.Close()
 	cfg := fmt.Sprintf("private_key=%s\npublic_key=%s\nendpoint=%s\npersistent_keepalive_interval=1\nallowed_ip=10.79.0.1/32\n",
 		hex.EncodeToString(m.wgKey[:]), hex.EncodeToString(m.serverKey[:]), netip.AddrPortFrom(serverIP, tunnelPort))
 	if err := dev.IpcSet(cfg); err != nil {
 		return fmt.Errorf("configure: %w", err)
 	}
-	if err := m.ns.Do(dev.Up); err != nil {
+	if err := dev.Up(); err != nil {
 		return fmt.Errorf("up: %w", err)
 	}
 	for {
-		st, err := dev.IpcGet()
-		if err != nil {
-			return err
-		}
-		if strings.Contains(st, "last_handshake_time_sec=") && !strings.Contains(st, "last_handshake_time_sec=0\n") {
+		if ev.responses.Load() > 0 {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("no handshake: %w", ctx.Err())
-		case <-time.After(20 * time.Millisecond):
+			return fmt.Errorf("no handshake after %d initiations (%d cookie replies): %w",
+				ev.initiations.Load(), ev.cookies.Load(), ctx.Err())
+		case <-time.After(10 * time.Millisecond):
 		}
 	}
 }

@@ -2,6 +2,7 @@ package storm
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -79,7 +80,7 @@ func startDaemon(t *testing.T, tp *topo, limits map[string]any) *daemon {
 	}
 	cfg := map[string]any{
 		"state_dir": state, "attest_addr": netip.AddrPortFrom(serverIP, attestPort).String(),
-		"admin_socket": d.socket, "log_level": "warn",
+		"admin_socket": d.socket, "log_level": cmp.Or(os.Getenv("SEALROOT_STORM_LOG"), "warn"),
 		"boot": map[string]any{"server_ip": serverIP.String(), "http_port": httpPort, "artifacts_dir": arts,
 			"ipxe_dir": ipxeDir, "kernel": kernelName, "initrd": initrdName, "cmdline": "console=ttyS0"},
 		"tunnel": map[string]any{"prefix": "10.79.0.0/16", "endpoint": netip.AddrPortFrom(serverIP, tunnelPort).String(),

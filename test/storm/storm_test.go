@@ -258,14 +258,16 @@ func vethThroughput(t *testing.T, tp *topo) float64 {
 
 func printStorm(w io.Writer, results []bootResult, wall, cpu time.Duration, rss, peakRSS int64, veth float64) {
 	n := len(results)
-	var ready, failures, tftpResends, httpRetries, attRetries, wgRetries int
+	var ready, failures, tftpResends, httpRetries, attRetries, wgInits, wgResent, wgCookies int
 	var bytes int64
 	var errs []string
 	for _, r := range results {
 		bytes += r.bytes
 		httpRetries += r.httpRetries
 		tftpResends += r.tftpResends
-		wgRetries += r.wgRetries
+		wgInits += r.wgInits
+		wgResent += max(0, r.wgInits-1)
+		wgCookies += r.wgCookies
 		attRetries += r.attRetries
 		if r.err != nil {
 			failures++
@@ -276,8 +278,10 @@ func printStorm(w io.Writer, results []bootResult, wall, cpu time.Duration, rss,
 		}
 		ready++
 	}
-	fmt.Fprintf(w, "storm N=%d: %d of %d root-ready (attested, tunnel handshake done) in %.1fs; failures %d; retries: tftp resends %d, downloads %d, attestations %d, wireguard %d\n",
-		n, ready, n, wall.Seconds(), failures, tftpResends, httpRetries, attRetries, wgRetries)
+	fmt.Fprintf(w, "storm N=%d: %d of %d root-ready (attested, tunnel handshake done) in %.1fs; failures %d; retries: tftp resends %d, downloads %d, attestations %d, wireguard initiations %d\n",
+		n, ready, n, wall.Seconds(), failures, tftpResends, httpRetries, attRetries, wgResent)
+	fmt.Fprintf(w, "  wireguard: %d handshake initiations for %d machines (%d retransmitted after 5s without answer), %d cookie replies (server under load)\n",
+		wgInits, n, wgResent, wgCookies)
 	for p := range numPhases {
 		var ds []time.Duration
 		for _, r := range results {
