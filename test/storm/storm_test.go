@@ -80,10 +80,18 @@ func TestStorm(t *testing.T) {
 	for _, name := range []string{ipxeName, kernelName, initrdName} {
 		fmt.Printf("storm artifact %s: %d bytes from %s\n", name, d.sizes[name], d.srcs[name])
 	}
+	idleCPU0, _, _ := d.usage()
+	time.Sleep(idleWindow)
+	idleCPU1, idleRSS, _ := d.usage()
+	fmt.Printf("storm idle server (enrolled, before the storms): rss %.0f MiB, cpu %.0fms in %s (%.1f%% of a core)\n",
+		float64(idleRSS)/(1<<20), ms(idleCPU1-idleCPU0), idleWindow, 100*(idleCPU1-idleCPU0).Seconds()/idleWindow.Seconds())
 	for _, n := range counts {
 		runStorm(t, d, tp, machines[:n])
 	}
 }
+
+// idleWindow is how long the idle server is watched before the storms.
+const idleWindow = 5 * time.Second
 
 // waitServing waits until the boot HTTP server answers in tp.
 func waitServing(t *testing.T, tp *topo) {
