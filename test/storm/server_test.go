@@ -17,8 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
-
 	"github.com/sealroot/sealroot/server/api/client"
 	"github.com/sealroot/sealroot/test/testenv"
 )
@@ -39,7 +37,45 @@ const (
 	attestPort = 4433
 	httpPort   = 8080
 	tunnelPort = 51820
+	iscsiPort  = 3260 // on the server's tunnel address
 )
+
+// rootImage is the image every machine's iSCSI root is a copy-on-write
+// volume of.
+const rootImage = "stormroot"
+
+// importRoot imports the machines' root image: an ext4 file system whose
+// one file, of random bytes, is larger than what a machine reads.
+func (d *daemon) importRoot(ctx context.Context, t *testing.T) error {
+	tree := filepath.Join(d.dir, "root-tree")
+	if err := os.MkdirAll(tree, 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(filepath.Join(tree, "usr.bin"))
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(f, io.LimitReader(rand.Reader, rootReadSize()+(1<<20)))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	img, err := d.admin().ImportImage(ctx, rootImage, tree)
+	if err != nil {
+		return fmt.Errorf("import root image: %w", err)
+	}
+	// The store marks bases immutable where it can; let TempDir remove it.
+	t.Cleanup(func() {
+		bases, _ := filepath.Glob(filepath.Join(d.dir, "state", "images", "bases", "*"))
+		for _, b := range bases {
+			exec.Command("chattr", "-i", b).Run()
+		}
+	})
+	fmt.Printf("storm root image %s: %d bytes of ext4; each machine reads %d MiB of it\n", rootImage, img.Size, rootReadSize()>>20)
+	return nil
+}
 
 // serverName is the DNS name in the server certificate.
 const serverName = "sealroot.storm"
@@ -84,7 +120,8 @@ func startDaemon(t *testing.T, tp *topo, limits map[string]any) *daemon {
 		"boot": map[string]any{"server_ip": serverIP.String(), "http_port": httpPort, "artifacts_dir": arts,
 			"ipxe_dir": ipxeDir, "kernel": kernelName, "initrd": initrdName, "cmdline": "console=ttyS0"},
 		"tunnel": map[string]any{"prefix": "10.79.0.0/16", "endpoint": netip.AddrPortFrom(serverIP, tunnelPort).String(),
-			"listen_port": tunnelPort, "netstack": true},
+			"listen_port": tunnelPort, "netstack": os.Getenv("SEALROOT_STORM_NETSTACK") != "0"},
+		"iscsi": map[string]any{"port": iscsiPort},
 	}
 	if limits != nil {
 		cfg["limits"] = limits
@@ -161,21 +198,6 @@ func (d *daemon) artifact(t *testing.T, dir, name string, size int64, src string
 }
 
 func (d *daemon) admin() *client.Client { return client.New(d.socket) }
-
-// tunnelKey is the server's tunnel public key, from its state directory
-// (it creates the private key at start).
-func (d *daemon) tunnelKey(t *testing.T) wgtypes.Key {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(d.dir, "state", "tunnel.key"))
-	if err != nil {
-		t.Fatalf("server tunnel key: %v", err)
-	}
-	k, err := wgtypes.ParseKey(strings.TrimSpace(string(b)))
-	if err != nil {
-		t.Fatalf("server tunnel key: %v", err)
-	}
-	return k.PublicKey()
-}
 
 // usage is the daemon's CPU time so far and its resident and peak
 // resident memory, from /proc.
