@@ -36,7 +36,7 @@ const rootReadChunk = 512 << 10
 
 // iscsiRoot logs in to the machine's own target over conn with the
 // payload's CHAP credentials (mutual CHAP) and reads size bytes from the
-// start of the LUN in rootReadChunk commands, one at a time.
+// start of the LUN (scsiReader.readAll).
 func iscsiRoot(ctx context.Context, conn net.Conn, p *wire.Payload, isid [6]byte, size int64) (loginDone func() error, read func() (int64, error)) {
 	var sess *agentiscsi.Session
 	loginDone = func() error {
@@ -62,16 +62,7 @@ func iscsiRoot(ctx context.Context, conn net.Conn, p *wire.Payload, isid [6]byte
 		r := scsiReader{conn: conn, cmdSN: sess.CmdSN, expStatSN: sess.ExpStatSN,
 			lim: pdu.Limits{MaxDataSegmentLength: sess.Params.MaxRecvDataSegmentLength,
 				HeaderDigest: sess.Params.HeaderDigest, DataDigest: sess.Params.DataDigest}}
-		var got int64
-		for got < size {
-			n := min(int64(rootReadChunk), size-got)
-			m, err := r.read(uint64(got/512), uint32((n+511)/512))
-			got += m
-			if err != nil {
-				return got, fmt.Errorf("read at %d: %w", got, err)
-			}
-		}
-		return got, nil
+		return r.readAll(size)
 	}
 	return loginDone, read
 }
@@ -86,7 +77,53 @@ type scsiReader struct {
 	lim       pdu.Limits
 }
 
-func (r *scsiReader) read(lba uint64, blocks uint32) (int64, error) {
+// readAll reads size bytes from LBA 0 in rootReadChunk commands with up
+// to rootQueueDepth of them outstanding, as the kernel's sd driver keeps
+// several in flight on an iSCSI disk.
+func (r *scsiReader) readAll(size int64) (int64, error) {
+	var sent, got int64
+	outstanding := 0
+	for sent < size || outstanding > 0 {
+		for sent < size && outstanding < rootQueueDepth {
+			n := min(int64(rootReadChunk), size-sent)
+			if err := r.send(uint64(sent/512), uint32((n+511)/512)); err != nil {
+				return got, err
+			}
+			sent += n
+			outstanding++
+		}
+		p, err := pdu.Read(r.conn, r.lim)
+		if err != nil {
+			return got, err
+		}
+		switch p.Opcode() {
+		case pdu.OpDataIn:
+			got += int64(len(p.Data))
+			if p.Flags()&pdu.FlagStatus == 0 {
+				continue
+			}
+			if st := p.Header[3]; st != 0 {
+				return got, fmt.Errorf("READ(16) status %#x", st)
+			}
+		case pdu.OpSCSIResponse:
+			if st := p.Header[3]; p.Header[2] != 0 || st != 0 {
+				return got, fmt.Errorf("READ(16) response %#x status %#x sense % x", p.Header[2], st, p.Data)
+			}
+		case pdu.OpNOPIn:
+			continue // the target's ping; the storm's reads are short
+		default:
+			return got, fmt.Errorf("unexpected %s during READ(16)", p.Opcode())
+		}
+		r.expStatSN = p.U32(pdu.OffStatSN) + 1
+		outstanding--
+	}
+	return got, nil
+}
+
+// rootQueueDepth is how many READ(16) commands a machine keeps in flight.
+const rootQueueDepth = 4
+
+func (r *scsiReader) send(lba uint64, blocks uint32) error {
 	r.itt++
 	cmd := pdu.New(pdu.OpSCSICommand, pdu.FlagFinal|pdu.FlagRead)
 	cmd.SetITT(r.itt)
@@ -98,38 +135,7 @@ func (r *scsiReader) read(lba uint64, blocks uint32) (int64, error) {
 	cdb[0] = 0x88 // READ(16)
 	binary.BigEndian.PutUint64(cdb[2:], lba)
 	binary.BigEndian.PutUint32(cdb[10:], blocks)
-	if err := pdu.Write(r.conn, cmd, r.lim); err != nil {
-		return 0, err
-	}
-	var got int64
-	for {
-		p, err := pdu.Read(r.conn, r.lim)
-		if err != nil {
-			return got, err
-		}
-		switch p.Opcode() {
-		case pdu.OpDataIn:
-			got += int64(len(p.Data))
-			if p.Flags()&pdu.FlagStatus == 0 {
-				continue
-			}
-			r.expStatSN = p.U32(pdu.OffStatSN) + 1
-			if st := p.Header[3]; st != 0 {
-				return got, fmt.Errorf("READ(16) status %#x", st)
-			}
-			return got, nil
-		case pdu.OpSCSIResponse:
-			r.expStatSN = p.U32(pdu.OffStatSN) + 1
-			if st := p.Header[3]; p.Header[2] != 0 || st != 0 {
-				return got, fmt.Errorf("READ(16) response %#x status %#x sense % x", p.Header[2], st, p.Data)
-			}
-			return got, nil
-		case pdu.OpNOPIn:
-			continue // the target's ping; the storm's reads are short
-		default:
-			return got, fmt.Errorf("unexpected %s during READ(16)", p.Opcode())
-		}
-	}
+	return pdu.Write(r.conn, cmd, r.lim)
 }
 
 // tunnelAddrs parses the plan's addresses: the machine's and the server's.

@@ -199,19 +199,28 @@ func (d *daemon) artifact(t *testing.T, dir, name string, size int64, src string
 
 func (d *daemon) admin() *client.Client { return client.New(d.socket) }
 
+// processCPU is the user and system CPU time of process pid so far, from
+// /proc.
+func processCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name: state is field 3, utime 14, stime 15.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	if len(f) <= 12 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / 100 // USER_HZ
+}
+
 // usage is the daemon's CPU time so far and its resident and peak
 // resident memory, from /proc.
 func (d *daemon) usage() (cpu time.Duration, rss, peak int64) {
 	pid := d.cmd.Process.Pid
-	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
-		// Fields after the command name: state is field 3, utime 14, stime 15.
-		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
-		if len(f) > 12 {
-			ut, _ := strconv.ParseInt(f[11], 10, 64)
-			st, _ := strconv.ParseInt(f[12], 10, 64)
-			cpu = time.Duration(ut+st) * time.Second / 100 // USER_HZ
-		}
-	}
+	cpu = processCPU(pid)
 	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
 		for _, l := range strings.Split(string(b), "\n") {
 			var kb int64
