@@ -34,6 +34,7 @@
 // Not simulated (yet): DHCP (the machines start at TFTP) and NFS roots.
 //
 // SEALROOT_STORM_LOG sets the server's log level (default warn; trace
-// includes wireguard-go's handshake lines); SEALROOT_STORM_NETSTACK=0
-// runs the server's tunnel on a kernel TUN instead of its netstack.
+// includes wireguard-go's handshake lines). The server's tunnel runs on a
+// kernel TUN, as `sealroot serve` does as root; SEALROOT_STORM_NETSTACK=1
+// forces its in-process netstack.
 package storm

@@ -110,7 +110,14 @@ func (r *scsiReader) readAll(size int64) (int64, error) {
 				return got, fmt.Errorf("READ(16) response %#x status %#x sense % x", p.Header[2], st, p.Data)
 			}
 		case pdu.OpNOPIn:
-			continue // the target's ping; the storm's reads are short
+			// The target's ping: answer it as Linux's initiator does, or
+			// the target drops the connection after three silent intervals.
+			if p.TTT() != pdu.ReservedTag {
+				if err := r.pong(p); err != nil {
+					return got, err
+				}
+			}
+			continue
 		default:
 			return got, fmt.Errorf("unexpected %s during READ(16)", p.Opcode())
 		}
@@ -122,6 +129,19 @@ func (r *scsiReader) readAll(size int64) (int64, error) {
 
 // rootQueueDepth is how many READ(16) commands a machine keeps in flight.
 const rootQueueDepth = 4
+
+// pong answers a NOP-In ping with a NOP-Out echoing its target task tag
+// (RFC 7143 section 11.18): immediate, no new CmdSN.
+func (r *scsiReader) pong(ping *pdu.PDU) error {
+	p := pdu.New(pdu.OpNOPOut, pdu.FlagFinal)
+	p.SetImmediate(true)
+	p.SetLUN(ping.LUN())
+	p.SetITT(pdu.ReservedTag)
+	p.SetU32(pdu.OffTTT, ping.TTT())
+	p.SetU32(pdu.OffCmdSN, r.cmdSN)
+	p.SetU32(pdu.OffExpStatSN, r.expStatSN)
+	return pdu.Write(r.conn, p, r.lim)
+}
 
 func (r *scsiReader) send(lba uint64, blocks uint32) error {
 	r.itt++

@@ -120,7 +120,7 @@ func startDaemon(t *testing.T, tp *topo, limits map[string]any) *daemon {
 		"boot": map[string]any{"server_ip": serverIP.String(), "http_port": httpPort, "artifacts_dir": arts,
 			"ipxe_dir": ipxeDir, "kernel": kernelName, "initrd": initrdName, "cmdline": "console=ttyS0"},
 		"tunnel": map[string]any{"prefix": "10.79.0.0/16", "endpoint": netip.AddrPortFrom(serverIP, tunnelPort).String(),
-			"listen_port": tunnelPort, "netstack": os.Getenv("SEALROOT_STORM_NETSTACK") != "0"},
+			"listen_port": tunnelPort, "netstack": os.Getenv("SEALROOT_STORM_NETSTACK") == "1"},
 		"iscsi": map[string]any{"port": iscsiPort},
 	}
 	if limits != nil {
