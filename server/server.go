@@ -336,7 +336,13 @@ func (s *Server) Listen() (Addrs, error) {
 		if s.metricsLn, err = net.Listen("tcp", s.cfg.MetricsAddr); err != nil {
 			return Addrs{}, fmt.Errorf("metrics listener: %w", err)
 		}
-		s.onClose(s.metricsLn.Close)
+		s.onClose(func() error {
+			// The metrics server closes it when Serve stops: no error.
+			if err := s.metricsLn.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+				return err
+			}
+			return nil
+		})
 		a.Metrics = s.metricsLn.Addr()
 	}
 	if s.storage.Portals != nil {
