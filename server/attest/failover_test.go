@@ -35,7 +35,12 @@ import (
 // ends it and closes its UDP port.
 func (e *testEnv) peer(t *testing.T, name string) (addr string, stop func()) {
 	t.Helper()
-	cert := e.issueServer(t)
+	return e.peerWith(t, name, e.issueServer(t))
+}
+
+// peerWith is peer serving cert.
+func (e *testEnv) peerWith(t *testing.T, name string, cert tls.Certificate) (addr string, stop func()) {
+	t.Helper()
 	srv, err := attest.New(attest.Config{Certificate: cert, Store: e.db, Audit: e.audit, Secrets: e.mgr,
 		Logger: testenv.Logger(t, name, hclog.Debug)})
 	if err != nil {

@@ -45,7 +45,8 @@ with the same CA, use "sealroot pki renew".`,
 	f.StringSliceVar(&args.dns, "dns", nil, "server DNS `name` (repeatable)")
 	f.IPSliceVar(&args.ips, "ip", nil, "server IP `address` (repeatable)")
 	f.BoolVar(&args.newCA, "new-ca", false, "replace an existing CA (every initramfs must then be rebuilt)")
-	return newGroupCmd("pki", "Manage sealroot's certificate authority", initCmd, newPKIRenewCmd(e), newPKIStatusCmd(e))
+	return newGroupCmd("pki", "Manage sealroot's certificate authority", initCmd, newPKIRenewCmd(e), newPKIStatusCmd(e),
+		newPKIIssueCmd(e), newPKIRequestCmd(e))
 }
 
 func runPKIInit(e *env, args pkiInitArgs) error {
