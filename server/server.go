@@ -50,6 +50,7 @@ import (
 	"github.com/sealroot/sealroot/server/ekcert"
 	"github.com/sealroot/sealroot/server/events"
 	"github.com/sealroot/sealroot/server/history"
+	"github.com/sealroot/sealroot/server/letgo"
 	"github.com/sealroot/sealroot/server/machines"
 	"github.com/sealroot/sealroot/server/metrics"
 	"github.com/sealroot/sealroot/server/roots"
@@ -89,6 +90,7 @@ type Server struct {
 	tunnel   *tunnel.Tunnel // nil without config.Config.Tunnel
 	storage  *storage.Storage
 	roots    *roots.Service // the root registry over storage's providers
+	letgo    *letgo.Watcher // frees user-root leases their machines let go of
 	limits   config.Limits
 	history  *history.Recorder
 	reports  *bootreport.Receiver // nil without a tunnel
@@ -193,7 +195,12 @@ func New(ctx context.Context, cfg config.Config, logger hclog.Logger) (_ *Server
 			logger.Warn("WARNING: root transport is plain: machines without a WireGuard key get their root over the unprotected LAN")
 		}
 	}
-	if s.storage, err = storage.Open(ctx, &cfg, box, s.tunnel, logger); err != nil {
+	s.letgo, err = letgo.New(letgo.Config{Targets: storageTargets{s}, Leases: s.store,
+		LastHandshake: lastHandshake(s.tunnel), Audit: auditLog, Logger: logger})
+	if err != nil {
+		return nil, err
+	}
+	if s.storage, err = storage.Open(ctx, &cfg, box, s.tunnel, s.letgo.Ended, logger); err != nil {
 		return nil, err
 	}
 	s.onClose(s.storage.Close)
@@ -404,6 +411,14 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	run("admin API", func() error { return adminSrv.Serve(ctx, s.adminLn) })
 	run("boot history", func() error { return s.history.Run(ctx) })
+	run("user root let-go", func() error {
+		// Machines that were off while the server was down report no
+		// session end: look at every restored user root.
+		for _, e := range s.storage.ServedUserRoots() {
+			s.letgo.Ended(e)
+		}
+		return s.letgo.Run(ctx)
+	})
 	run("event streams", func() error {
 		<-ctx.Done()
 		s.events.Close() // ends `sealroot events --follow` streams, so the API can shut down

@@ -18,6 +18,7 @@ import (
 type serverStore interface {
 	store.Store
 	store.UserStore
+	store.LeaseStore
 	boot.LeaseDB
 	bootreport.Store
 	BootLogs(ctx context.Context, id string) ([]store.BootLog, error)

@@ -7,10 +7,12 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/sealroot/sealroot/server/config"
+	"github.com/sealroot/sealroot/server/rootiscsi"
 	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/server/tunnel"
 )
@@ -54,4 +56,31 @@ func newTunnel(ctx context.Context, tc *config.TunnelConfig, stateDir string, st
 		}
 	}
 	return tn, nil
+}
+
+// lastHandshake is letgo.Config.LastHandshake over tn; nil without a
+// tunnel. A device that cannot be read counts as a handshake now: the
+// machine is not taken for gone on the server's own failure.
+func lastHandshake(tn *tunnel.Tunnel) func(string) (time.Time, bool) {
+	if tn == nil {
+		return nil
+	}
+	return func(machineID string) (time.Time, bool) {
+		st, ok, err := tn.Status(machineID)
+		switch {
+		case err != nil:
+			return time.Now(), true
+		case !ok:
+			return time.Time{}, false
+		}
+		return st.LastHandshake, true
+	}
+}
+
+// storageTargets withdraws let-go user roots from the server's storage,
+// which New opens after the let-go watcher it reports to.
+type storageTargets struct{ s *Server }
+
+func (t storageTargets) WithdrawLetGo(ctx context.Context, e rootiscsi.UserRootEnd) error {
+	return t.s.storage.WithdrawLetGo(ctx, e)
 }

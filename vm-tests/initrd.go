@@ -2,6 +2,7 @@ package vmtest
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -117,4 +118,22 @@ func CacheDir(t testing.TB) string {
 		}
 		dir = parent
 	}
+}
+
+// AppendArchive returns initrd followed by an uncompressed newc archive of
+// recs. The kernel reads an archive that follows a compressed one only at
+// a 4-byte aligned offset and skips the zeros before it, so initrd is
+// padded first.
+func AppendArchive(initrd []byte, recs ...cpio.Record) ([]byte, error) {
+	out := bytes.NewBuffer(append([]byte(nil), initrd...))
+	out.Write(make([]byte, (4-out.Len()%4)%4))
+	w := cpio.Newc.Writer(out)
+	cpio.MakeAllReproducible(recs)
+	if err := cpio.WriteRecords(w, recs); err != nil {
+		return nil, fmt.Errorf("append archive: %w", err)
+	}
+	if err := cpio.WriteTrailer(w); err != nil {
+		return nil, fmt.Errorf("append archive: %w", err)
+	}
+	return out.Bytes(), nil
 }

@@ -1,7 +1,6 @@
 package vmtest
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -179,22 +178,16 @@ func ISCSIPlanInitrd(t testing.TB, initrd string, p *wire.Payload) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var extra bytes.Buffer
-	w := cpio.Newc.Writer(&extra)
-	recs := []cpio.Record{
+	img, err := AppendArchive(base,
 		cpio.Directory("etc", 0o755),
 		cpio.Directory("etc/iscsiboot", 0o700),
 		cpio.StaticRecord(plan, cpio.Info{Name: "etc/iscsiboot/plan.json", Mode: cpio.S_IFREG | 0o600}),
-	}
-	cpio.MakeAllReproducible(recs)
-	if err := cpio.WriteRecords(w, recs); err != nil {
-		t.Fatal(err)
-	}
-	if err := cpio.WriteTrailer(w); err != nil {
+	)
+	if err != nil {
 		t.Fatal(err)
 	}
 	out := filepath.Join(t.TempDir(), "iscsiboot-plan.cpio")
-	if err := os.WriteFile(out, append(base, extra.Bytes()...), 0o600); err != nil {
+	if err := os.WriteFile(out, img, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return out

@@ -2,7 +2,9 @@ package vmtest
 
 import (
 	"context"
+	"encoding/json"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -21,9 +23,12 @@ const rePerUser = `sealroot: this machine's root is per user: log in to mount yo
 // TestPerUserRootFollowsUser: machines whose root is per user ask for a
 // login on the serial console after attestation. Alice logs in on
 // machine 1 (after a wrong password, refused) and her fresh root gets a
-// marker; on machine 2 her login is refused while machine 1 holds her
-// root, and Bob gets his own fresh root there; once the operator frees
-// her root, machine 2's next boot as Alice finds her marker.
+// marker, and machine 1 stays up; on machine 2 her login is refused while
+// machine 1 holds her root, and Bob gets his own fresh root there; once machine 1
+// powers off, the server sees it let go (its iSCSI session ends, its
+// tunnel peer falls silent) and frees her root without an operator, and
+// machine 2's next boot as Alice finds her marker. (`sealroot user free`
+// is covered by the CLI tests.)
 func TestPerUserRootFollowsUser(t *testing.T) {
 	SkipUnlessEnabled(t)
 	RequireTools(t, QEMU, "swtpm", "nsenter", Busybox, "mkfs.ext4")
@@ -32,7 +37,10 @@ func TestPerUserRootFollowsUser(t *testing.T) {
 	tpm1, tpm2 := NewTPM(t), NewTPM(t)
 	lab := NewLab(t, LabOptions{})
 	sr := startSealroot(ctx, t, lab, SealrootOptions{TPMs: []*TPM{tpm1, tpm2}, Extra: tunnelISCSIConfig})
-	if _, err := sr.CLI(ctx, "image", "import", "testroot", BusyboxRootTree(t, counterInit)); err != nil {
+	if perUserInit == counterInit {
+		t.Fatal("perUserInit: counterInit no longer ends in a poweroff to replace")
+	}
+	if _, err := sr.CLI(ctx, "image", "import", "testroot", BusyboxRootTree(t, perUserInit)); err != nil {
 		t.Fatal(err)
 	}
 	for user, pw := range map[string]string{"alice": vmAlicePW, "bob": vmBobPW} {
@@ -40,13 +48,13 @@ func TestPerUserRootFollowsUser(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	vm1 := newPerUserMachine(ctx, t, lab, sr, "vm-desk-1", tpm1) // runs until alice_follows_to_machine_2
 	t.Run("alice_on_machine_1", func(t *testing.T) {
-		vm := newPerUserMachine(ctx, t, lab, sr, "vm-desk-1", tpm1)
-		defer noPasswordShown(t, vm)
-		typeLogin(t, vm, "alice", vmWrongPW)
-		expectBoot(ctx, t, vm, `login refused: wrong user name or password$`)
-		typeLogin(t, vm, "alice", vmAlicePW)
-		expectRoot(ctx, t, vm, `root: marker=none$`)
+		defer noPasswordShown(t, vm1)
+		typeLogin(t, vm1, "alice", vmWrongPW)
+		expectBoot(ctx, t, vm1, `login refused: wrong user name or password$`)
+		typeLogin(t, vm1, "alice", vmAlicePW)
+		expectRootUp(ctx, t, vm1, `root: marker=none$`)
 	})
 	t.Run("alice_refused_on_machine_2_bob_own_root", func(t *testing.T) {
 		vm := newPerUserMachine(ctx, t, lab, sr, "vm-desk-2", tpm2)
@@ -54,18 +62,63 @@ func TestPerUserRootFollowsUser(t *testing.T) {
 		typeLogin(t, vm, "alice", vmAlicePW)
 		expectBoot(ctx, t, vm, `login refused: the root of user alice is in use on machine vm-desk-1 `)
 		typeLogin(t, vm, "bob", vmBobPW)
-		expectRoot(ctx, t, vm, `root: marker=none$`)
+		expectRootUp(ctx, t, vm, `root: marker=none$`)
 	})
 	t.Run("alice_follows_to_machine_2", func(t *testing.T) {
-		if _, err := sr.CLI(ctx, "user", "free", "--yes", "alice"); err != nil {
-			t.Fatal(err)
-		}
+		vm1.Kill() // powered off: no logout, the session and the tunnel go silent
+		waitUserRootFreed(ctx, t, sr, "alice", 8*time.Minute)
 		vm := startLoginPXE(ctx, t, lab, "vm-desk-2b", tpm2)
 		defer noPasswordShown(t, vm)
 		expectBoot(ctx, t, vm, rePerUser)
 		typeLogin(t, vm, "alice", vmAlicePW)
 		expectRoot(ctx, t, vm, `root: marker=1$`)
 	})
+}
+
+// heldRoot is a line of `sealroot --json user roots`.
+type heldRoot struct {
+	User string `json:"user"`
+}
+
+// waitUserRootFreed waits until no machine holds user's root.
+func waitUserRootFreed(ctx context.Context, t *testing.T, sr *Sealroot, user string, within time.Duration) {
+	t.Helper()
+	start := time.Now()
+	for {
+		out, err := sr.CLI(ctx, "--json", "user", "roots")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var held []heldRoot
+		if err := json.Unmarshal([]byte(out), &held); err != nil {
+			t.Fatalf("user roots --json: %v: %q", err, out)
+		}
+		if !slices.ContainsFunc(held, func(h heldRoot) bool { return h.User == user }) {
+			t.Logf("root of user %s freed %s after power-off", user, time.Since(start).Round(time.Second))
+			return
+		}
+		if time.Since(start) > within {
+			t.Fatalf("root of user %s still held %s after its machine powered off", user, within)
+		}
+		time.Sleep(10 * time.Second)
+	}
+}
+
+// perUserInit is counterInit, except that a fresh root (no marker yet)
+// stays up: the machine keeps its user's root mounted until it is
+// powered off.
+var perUserInit = strings.Replace(counterInit, "$B poweroff -f\n",
+	"[ \"$m\" = none ] && while :; do $B sleep 3600; done\n$B poweroff -f\n", 1)
+
+// expectRootUp is expectRoot for a machine that stays up.
+func expectRootUp(ctx context.Context, t *testing.T, vm *VM, marker string) {
+	t.Helper()
+	for _, re := range []string{`sealroot: \[ok\] tunnel `, `sealroot: \[ok\] root `, marker, `root: wrote marker`} {
+		m := expectBoot(ctx, t, vm, `^(?:sealroot: (?:boot failed|\[FAILED\]) (.*)|`+re+`)`)
+		if m[1] != "" {
+			t.Fatalf("agent failed: %s", m[1])
+		}
+	}
 }
 
 // noPasswordShown checks that no password typed shows on vm's console.

@@ -86,20 +86,12 @@ func tunnelBenchInitramfs(ctx context.Context, t *testing.T) (kernel, initrd str
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The kernel takes an archive after a compressed one as uncompressed
-	// cpio only at a 4-byte aligned offset; zeros before it are skipped.
-	base.Write(make([]byte, (4-base.Len()%4)%4))
-	w := cpio.Newc.Writer(&base)
-	recs := []cpio.Record{cpio.StaticRecord(test, cpio.Info{Name: "tunnel.test", Mode: cpio.S_IFREG | 0o755})}
-	cpio.MakeAllReproducible(recs)
-	if err := cpio.WriteRecords(w, recs); err != nil {
-		t.Fatal(err)
-	}
-	if err := cpio.WriteTrailer(w); err != nil {
+	img, err := AppendArchive(base.Bytes(), cpio.StaticRecord(test, cpio.Info{Name: "tunnel.test", Mode: cpio.S_IFREG | 0o755}))
+	if err != nil {
 		t.Fatal(err)
 	}
 	initrd = filepath.Join(dir, "tunnelbench.cpio")
-	if err := os.WriteFile(initrd, base.Bytes(), 0o600); err != nil {
+	if err := os.WriteFile(initrd, img, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return k.VMLinuz, initrd

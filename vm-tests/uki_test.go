@@ -2,7 +2,6 @@ package vmtest
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -493,22 +492,10 @@ func relayUDP(t *testing.T, from, to *Lab, addr string) {
 }
 
 // appendImageVersion appends to a compressed initramfs an uncompressed
-// newc archive holding etc/sealroot-image with version, aligned as the
-// kernel wants concatenated archives.
+// newc archive holding etc/sealroot-image with version.
 func appendImageVersion(initrd []byte, version string) ([]byte, error) {
-	out := bytes.NewBuffer(append([]byte(nil), initrd...))
-	out.Write(make([]byte, (512-out.Len()%512)%512))
-	w := cpio.Newc.Writer(out)
-	recs := []cpio.Record{
+	return AppendArchive(initrd,
 		cpio.Directory("etc", 0o755),
 		cpio.StaticRecord([]byte(version+"\n"), cpio.Info{Name: "etc/sealroot-image", Mode: cpio.S_IFREG | 0o644}),
-	}
-	cpio.MakeAllReproducible(recs)
-	if err := cpio.WriteRecords(w, recs); err != nil {
-		return nil, err
-	}
-	if err := cpio.WriteTrailer(w); err != nil {
-		return nil, err
-	}
-	return out.Bytes(), nil
+	)
 }

@@ -7,6 +7,15 @@
 // The server's side is server/attest (perUser) over server/users
 // (Checker); the agent's attest client calls Run through Config.Login
 // (cmd/sealroot-agent: consoleLogin).
+//
+// # Several consoles
+//
+// An Asker may ask on several consoles at once (the screen and the
+// serial line): each shows the prompts and is read by its own goroutine,
+// and the first console on which a complete login (user name and
+// password) is typed answers. Ask then interrupts the other reads
+// (SetReadDeadline) and waits for their goroutines before it returns, so
+// no goroutine outlives it; what was half typed there is dropped.
 package login
 
 import (
@@ -16,6 +25,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sealroot/sealroot/wire"
@@ -37,17 +47,44 @@ type Exchange func(ctx context.Context, l *wire.Login) (*wire.LoginPrompt, error
 // ErrAborted means the console closed before a login was accepted.
 var ErrAborted = errors.New("login: console closed")
 
-// Asker asks for logins on one console.
+// Asker asks for logins on one or more consoles.
 type Asker struct {
-	con Console
-	in  *bufio.Reader
+	cons []*asker
 	// Sleep waits for a rate limit; default sleeps, ending early with ctx.
 	Sleep func(ctx context.Context, d time.Duration) error
 }
 
-// New returns an Asker on con.
-func New(con Console) *Asker {
-	return &Asker{con: con, in: bufio.NewReaderSize(con.In, 256), Sleep: sleep}
+// asker reads logins from one console.
+type asker struct {
+	con Console
+	in  *bufio.Reader
+}
+
+// deadliner is a console input whose blocked read can be interrupted
+// (an *os.File of a terminal or pipe).
+type deadliner interface {
+	SetReadDeadline(t time.Time) error
+}
+
+// ErrNotInterruptible means an Asker on several consoles has an input
+// whose read cannot be interrupted (it lacks SetReadDeadline).
+var ErrNotInterruptible = errors.New("login: a console input of several cannot be interrupted")
+
+// New returns an Asker on cons (at least one). With several, each In
+// must have SetReadDeadline (Ask fails with ErrNotInterruptible).
+func New(cons ...Console) *Asker {
+	a := &Asker{Sleep: sleep}
+	for _, c := range cons {
+		a.cons = append(a.cons, &asker{con: c, in: bufio.NewReaderSize(c.In, 256)})
+	}
+	return a
+}
+
+// say writes a message to every console.
+func (a *Asker) say(format string, args ...any) {
+	for _, c := range a.cons {
+		fmt.Fprintf(c.con.Out, format, args...)
+	}
 }
 
 func sleep(ctx context.Context, d time.Duration) error {
@@ -66,10 +103,10 @@ func sleep(ctx context.Context, d time.Duration) error {
 func (a *Asker) Run(ctx context.Context, prompt *wire.LoginPrompt, ex Exchange) error {
 	for prompt != nil {
 		if prompt.Reason != "" {
-			fmt.Fprintf(a.con.Out, "login refused: %s\n", printable(prompt.Reason))
+			a.say("login refused: %s\n", printable(prompt.Reason))
 		}
 		if d := time.Duration(prompt.RetryAfterMillis) * time.Millisecond; d > 0 {
-			fmt.Fprintf(a.con.Out, "waiting %s before the next try\n", d.Round(time.Second))
+			a.say("waiting %s before the next try\n", d.Round(time.Second))
 			if err := a.Sleep(ctx, d); err != nil {
 				return err
 			}
@@ -84,13 +121,84 @@ func (a *Asker) Run(ctx context.Context, prompt *wire.LoginPrompt, ex Exchange) 
 			return fmt.Errorf("login: %w", err)
 		}
 	}
-	fmt.Fprintln(a.con.Out, "login accepted")
+	a.say("login accepted\n")
 	return nil
 }
 
-// Ask reads one user name and password from the console, asking again
-// for a line that is empty or too long.
+// Ask reads one user name and password, from the first console on which
+// one is typed completely; a console whose input ends or fails drops
+// out, and when all have, Ask returns the first console's error
+// (ErrAborted when its input ended).
 func (a *Asker) Ask() (*wire.Login, error) {
+	if len(a.cons) == 1 {
+		return a.cons[0].ask()
+	}
+	for _, c := range a.cons {
+		if _, ok := c.con.In.(deadliner); !ok {
+			return nil, ErrNotInterruptible
+		}
+	}
+	type answer struct {
+		i   int
+		l   *wire.Login
+		err error
+	}
+	answers := make(chan answer, len(a.cons))
+	var wg sync.WaitGroup
+	for i, c := range a.cons {
+		wg.Go(func() {
+			l, err := c.ask()
+			answers <- answer{i, l, err}
+		})
+	}
+	errs := make([]error, len(a.cons))
+	var won *wire.Login
+	winner := -1
+	for range a.cons {
+		ans := <-answers
+		if ans.err == nil && won == nil {
+			won, winner = ans.l, ans.i
+			a.interrupt(winner)
+			continue
+		}
+		if ans.l != nil {
+			clear(ans.l.Password) // typed on a second console meanwhile
+		}
+		errs[ans.i] = ans.err
+	}
+	wg.Wait()
+	a.resume(winner)
+	if won != nil {
+		return won, nil
+	}
+	return nil, errs[0]
+}
+
+// interrupt ends the blocked reads of every console but the winner's.
+func (a *Asker) interrupt(winner int) {
+	past := time.Unix(1, 0)
+	for i, c := range a.cons {
+		if i != winner {
+			c.con.In.(deadliner).SetReadDeadline(past)
+		}
+	}
+}
+
+// resume lets the consoles but the winner's be read again after
+// interrupt, dropping what was buffered there; the winner's keeps what
+// was typed ahead.
+func (a *Asker) resume(winner int) {
+	for i, c := range a.cons {
+		if i != winner {
+			c.con.In.(deadliner).SetReadDeadline(time.Time{})
+			c.in.Reset(c.con.In)
+		}
+	}
+}
+
+// ask reads one user name and password from the console, asking again
+// for a line that is empty or too long.
+func (a *asker) ask() (*wire.Login, error) {
 	for {
 		fmt.Fprint(a.con.Out, "sealroot login: ")
 		user, err := a.line(wire.MaxLoginUser)
@@ -115,7 +223,7 @@ func (a *Asker) Ask() (*wire.Login, error) {
 	}
 }
 
-func (a *Asker) password() ([]byte, error) {
+func (a *asker) password() ([]byte, error) {
 	fmt.Fprint(a.con.Out, "password: ")
 	if a.con.Echo != nil {
 		if err := a.con.Echo(false); err != nil {
@@ -130,7 +238,7 @@ func (a *Asker) password() ([]byte, error) {
 
 // line reads one line without its end. A line longer than limit is read
 // to its end and returned longer than limit, so the caller can refuse it.
-func (a *Asker) line(limit int) ([]byte, error) {
+func (a *asker) line(limit int) ([]byte, error) {
 	var out []byte
 	for {
 		b, err := a.in.ReadByte()

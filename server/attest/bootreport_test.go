@@ -5,11 +5,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"net/netip"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -28,6 +25,7 @@ import (
 	"github.com/sealroot/sealroot/server/bootreport"
 	"github.com/sealroot/sealroot/server/history"
 	"github.com/sealroot/sealroot/server/metrics"
+	"github.com/sealroot/sealroot/server/metrics/metricstest"
 	"github.com/sealroot/sealroot/server/tunnel"
 	"github.com/sealroot/sealroot/test/netnstest"
 	"github.com/sealroot/sealroot/test/testenv"
@@ -280,7 +278,7 @@ func TestBootReportThroughTunnel(t *testing.T) {
 		`sealroot_agent_stage_duration_seconds_count{stage="tunnel"}`: func(v float64) bool { return v == 1 },
 		`sealroot_boot_reports_total{result="stored"}`:                func(v float64) bool { return v == 1 },
 	} {
-		if v := sampleOf(body, series); !ok(v) {
+		if v := metricstest.Sample(body, series); !ok(v) {
 			t.Errorf("/metrics %s = %v", series, v)
 		}
 	}
@@ -338,33 +336,7 @@ type noPeers struct{}
 
 func (noPeers) PeerAddr(net.Addr) (string, bool) { return "", false }
 
-// scrapeMetrics serves m on a loopback port and returns one scrape.
 func scrapeMetrics(t *testing.T, m *metrics.Metrics) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- m.Serve(ctx, ln) }()
-	defer func() { cancel(); <-done }()
-	resp, err := http.Get("http://" + ln.Addr().String() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
-}
-
-func sampleOf(body, series string) float64 {
-	for _, l := range strings.Split(body, "\n") {
-		if v, ok := strings.CutPrefix(l, series+" "); ok {
-			if f, err := strconv.ParseFloat(v, 64); err == nil {
-				return f
-			}
-		}
-	}
-	return -1
+	return metricstest.Serve(t, m)()
 }

@@ -33,7 +33,7 @@ func (x *exchange) root(ctx context.Context, tunnel *wire.TunnelPlan) (wire.Root
 	}
 	req := roots.Request{MachineID: x.machineID, Plan: root, RemoteAddr: x.remote, Tunnel: tunnel}
 	if x.user != "" {
-		req.Key = roots.UserRootKey(x.user)
+		req.Key, req.User, req.Exchange = roots.UserRootKey(x.user), x.user, x.claim()
 	}
 	plan, secrets, err := x.s.roots.Prepare(ctx, req)
 	if err != nil {

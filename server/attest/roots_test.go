@@ -31,7 +31,7 @@ type rootEnv struct {
 	image  *image.Image
 }
 
-func newRootEnv(t *testing.T) *rootEnv {
+func newRootEnv(t *testing.T, mod ...func(*rootiscsi.Config)) *rootEnv {
 	t.Helper()
 	testenv.LookTool(t, "mkfs.ext4")
 	testenv.LookTool(t, "iscsi-readcapacity16")
@@ -61,8 +61,12 @@ func newRootEnv(t *testing.T) *rootEnv {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, ln) }()
-	p, err := rootiscsi.New(rootiscsi.Config{Images: images, Volumes: vols, Plain: srv,
-		PlainPortal: ln.Addr().String(), Logger: testenv.Logger(t, "", hclog.Debug)})
+	cfg := rootiscsi.Config{Images: images, Volumes: vols, Plain: srv,
+		PlainPortal: ln.Addr().String(), Logger: testenv.Logger(t, "", hclog.Debug)}
+	for _, m := range mod {
+		m(&cfg)
+	}
+	p, err := rootiscsi.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -48,6 +48,8 @@ type conn struct {
 	statSN   uint32
 	expCmdSN uint32
 	closing  bool // a Logout was answered
+	// loggedOut: the answered Logout closed the session (reason 0 or 1).
+	loggedOut bool
 
 	since time.Time // accepted
 	stats counters
@@ -234,3 +236,16 @@ func (c *conn) isClosing() bool {
 }
 
 func (c *conn) device() *scsi.Device { return c.target.dev }
+
+// ended tells the target's SessionEnded hook that c's session is over;
+// nothing for a discovery session or a failed login.
+func (c *conn) ended() {
+	t := c.target // written by this connection's goroutine, which has ended
+	if t == nil || t.SessionEnded == nil {
+		return
+	}
+	c.wmu.Lock()
+	loggedOut := c.loggedOut
+	c.wmu.Unlock()
+	t.SessionEnded(loggedOut)
+}

@@ -57,6 +57,13 @@ type Target struct {
 	// name; others are refused (status 0x0202) and not listed in
 	// discovery. Nil admits everyone.
 	AllowInitiator func(remote net.Addr, initiatorName string) bool
+	// SessionEnded, when set, is called once a session of the target has
+	// ended and is no longer counted (RemoveTargetIfIdle no longer sees
+	// it): loggedOut reports whether the initiator logged out (a Logout
+	// Request closing the session was answered) rather than the
+	// connection dropping, timing out or being closed by the server. It
+	// runs on the connection's goroutine and must not block.
+	SessionEnded func(loggedOut bool)
 
 	dev      *scsi.Device
 	loggedIn bool // an initiator logged in to it; guarded by Server.mu
@@ -232,8 +239,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			continue
 		}
 		wg.Go(func() {
-			defer s.forget(c)
 			c.serve(ctx)
+			s.forget(c)
+			c.ended()
 		})
 	}
 }

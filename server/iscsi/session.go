@@ -76,7 +76,8 @@ func (c *conn) logout(req *pdu.PDU) error {
 	c.inflight.Wait()
 	p := pdu.New(pdu.OpLogoutResp, pdu.FlagFinal)
 	p.SetITT(req.ITT())
-	if reason := req.LogoutReason(); reason > 1 {
+	reason := req.LogoutReason()
+	if reason > 1 {
 		p.Header[2] = 2 // connection recovery not supported
 	}
 	if err := c.send(p, true); err != nil {
@@ -84,6 +85,7 @@ func (c *conn) logout(req *pdu.PDU) error {
 	}
 	c.wmu.Lock()
 	c.closing = true
+	c.loggedOut = reason <= 1 // close the session, or its only connection
 	c.wmu.Unlock()
 	return nil
 }

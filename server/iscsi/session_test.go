@@ -372,3 +372,61 @@ func TestMaxConns(t *testing.T) {
 		t.Errorf("first connection read %d bytes, want 512", len(got))
 	}
 }
+
+// logout sends a Logout Request closing the session and waits for the
+// connection to end.
+func (s *testSession) logout() {
+	s.t.Helper()
+	lo := pdu.New(pdu.OpLogoutReq, pdu.FlagFinal)
+	lo.SetImmediate(true)
+	lo.SetITT(99)
+	lo.SetU32(pdu.OffCmdSN, s.cmdSN)
+	var pings int
+	if resp := s.skipPings(lo, &pings); resp.Opcode() != pdu.OpLogoutResp || resp.Header[2] != 0 {
+		s.t.Fatalf("Logout = %s response %d", resp.Opcode(), resp.Header[2])
+	}
+}
+
+func TestSessionEndedTellsLogoutFromDrop(t *testing.T) {
+	ended := make(chan bool, 4)
+	srv := &Server{}
+	tg := &Target{IQN: testIQN, LUN: newFileStore(t, 1<<20), SessionEnded: func(loggedOut bool) { ended <- loggedOut }}
+	addr := startServer(t, srv, tg)
+	wait := func(want bool) {
+		t.Helper()
+		select {
+		case got := <-ended:
+			if got != want {
+				t.Fatalf("SessionEnded(loggedOut = %v), want %v", got, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("SessionEnded not called")
+		}
+		// The ended session is no longer counted when the hook runs.
+		if !srv.RemoveTargetIfIdle(testIQN) {
+			t.Fatal("RemoveTargetIfIdle = false after SessionEnded")
+		}
+		if err := srv.AddTarget(tg); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	dialSession(t, addr).logout()
+	wait(true)
+
+	s := dialSession(t, addr)
+	s.nc.Close() // the initiator vanishes without a logout
+	wait(false)
+
+	s = dialSession(t, addr)
+	srv.RemoveTarget(testIQN) // the server ends it
+	wait(false)
+
+	d := dialSession(t, addr, pdu.KV{Key: "SessionType", Value: "Discovery"})
+	d.nc.Close()
+	select {
+	case got := <-ended:
+		t.Fatalf("discovery session: SessionEnded(%v) called", got)
+	case <-time.After(200 * time.Millisecond):
+	}
+}

@@ -28,7 +28,7 @@ func fullRecord() *store.Machine {
 		Policy: store.PolicyPredicted, Approved: bs(4), Reported: bs(5), Diff: "PCR 4 changed",
 		Root:  wire.RootPlan{Kind: wire.RootISCSI, Params: map[string]string{wire.ImageParam: "debian"}},
 		Group: "lab", ResetCount: 3, RestartCount: 1,
-		Menu:  &store.Menu{Images: []string{"debian", "alpine"}, LocalDisk: true, Default: "image:alpine", Timeout: time.Second},
+		Menu:      &store.Menu{Images: []string{"debian", "alpine"}, LocalDisk: true, Default: "image:alpine", Timeout: time.Second},
 		FirstSeen: at, LastSeen: at, LastAddress: "10.0.0.5:4242", BootCount: 7, Reason: "changed",
 		History: []store.BootAttempt{{Time: at, Server: "sr-1", Remote: "10.0.0.5:4242", Outcome: "refused",
 			Check: "event-log", Reason: "PCR 15 is not zero", AgentVersion: "0.3.0", Duration: 41 * time.Millisecond}},

@@ -112,6 +112,11 @@ type Config struct {
 	StateDir string
 	Box      Box
 
+	// UserRootEnded, when set, is told each time a session of a user's
+	// root ends (see UserRootEnd); it runs on the iSCSI connection's
+	// goroutine and must not block.
+	UserRootEnded func(UserRootEnd)
+
 	Rand   io.Reader    // default crypto/rand
 	Logger hclog.Logger // default discards
 }
@@ -150,8 +155,12 @@ type record struct {
 	Addr      string `json:"addr,omitempty"` // admitted source address, plain transport
 	// Holder is the machine that mounts a user's root (MachineID is then
 	// the root's key, roots.UserRootKey); empty for a machine's own root.
-	Holder string   `json:"holder,omitempty"`
-	CHAP   pdu.CHAP `json:"chap"`
+	Holder string `json:"holder,omitempty"`
+	// User and Exchange name a user's root and the exchange that
+	// released the holder's boot (roots.Request).
+	User     string   `json:"user,omitempty"`
+	Exchange string   `json:"exchange,omitempty"`
+	CHAP     pdu.CHAP `json:"chap"`
 }
 
 // New returns a Provider.
@@ -219,7 +228,7 @@ func (p *Provider) Prepare(ctx context.Context, req roots.Request) (wire.RootPla
 	}
 	rec := &record{MachineID: key, Base: im.Digest, Volatile: req.Plan.Kind == wire.RootVolatile, Tunnelled: req.Tunnel != nil}
 	if key != req.MachineID {
-		rec.Holder = req.MachineID
+		rec.Holder, rec.User, rec.Exchange = req.MachineID, req.User, req.Exchange
 	}
 	srv, portal := p.cfg.Plain, p.cfg.PlainPortal
 	if rec.Tunnelled {
@@ -341,6 +350,7 @@ func (p *Provider) serve(ctx context.Context, rec *record, create bool) error {
 		ReadOnly:       rec.Volatile,
 		Auth:           &rec.CHAP,
 		AllowInitiator: p.admit(rec),
+		SessionEnded:   p.sessionEnded(rec),
 	}
 	if err := srv.AddTarget(t); err != nil {
 		vol.Close()

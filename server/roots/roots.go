@@ -42,6 +42,11 @@ type Request struct {
 	// MachineID: a user's per-user root (UserRootKey), which the machine
 	// MachineID mounts for this boot.
 	Key string
+	// User and Exchange, with Key, are the user whose root it is and the
+	// exchange releasing this boot (its user-root lease claim,
+	// store.UserLease.Exchange): what a provider reports when the
+	// machine lets go of the root.
+	User, Exchange string
 }
 
 // RootKey is the key the request's root is kept under: Key, else the

@@ -37,21 +37,23 @@ type Storage struct {
 
 // Open opens the image store and the volumes, starts the configured root
 // providers and restores the roots they served. tn is nil without a
-// tunnel. Close undoes it; Open undoes itself when it fails half way.
-func Open(ctx context.Context, cfg *config.Config, box *secrets.Box, tn *tunnel.Tunnel, logger hclog.Logger) (_ *Storage, err error) {
+// tunnel. userRootEnded, when set, is told each time a session of a
+// user's iSCSI root ends (rootiscsi.Config.UserRootEnded). Close undoes
+// it; Open undoes itself when it fails half way.
+func Open(ctx context.Context, cfg *config.Config, box *secrets.Box, tn *tunnel.Tunnel, userRootEnded func(rootiscsi.UserRootEnd), logger hclog.Logger) (_ *Storage, err error) {
 	st := &Storage{}
 	defer func() {
 		if err != nil {
 			st.Close()
 		}
 	}()
-	if err := st.open(ctx, cfg, box, tn, logger); err != nil {
+	if err := st.open(ctx, cfg, box, tn, userRootEnded, logger); err != nil {
 		return nil, err
 	}
 	return st, nil
 }
 
-func (st *Storage) open(ctx context.Context, cfg *config.Config, box *secrets.Box, tn *tunnel.Tunnel, logger hclog.Logger) (err error) {
+func (st *Storage) open(ctx context.Context, cfg *config.Config, box *secrets.Box, tn *tunnel.Tunnel, userRootEnded func(rootiscsi.UserRootEnd), logger hclog.Logger) (err error) {
 	imgDir := filepath.Join(cfg.StateDir, "images")
 	if cfg.Images != nil && cfg.Images.Dir != "" {
 		imgDir = cfg.Images.Dir
@@ -78,7 +80,7 @@ func (st *Storage) open(ctx context.Context, cfg *config.Config, box *secrets.Bo
 		return nil
 	}
 	pcfg := rootiscsi.Config{Images: st.Images, Volumes: st.Volumes, Logger: logger,
-		StateDir: filepath.Join(cfg.StateDir, "iscsi"), Box: box}
+		StateDir: filepath.Join(cfg.StateDir, "iscsi"), Box: box, UserRootEnded: userRootEnded}
 	var rtn rootiscsi.Tunnel
 	if tn != nil {
 		rtn = tn
@@ -158,6 +160,24 @@ func peerActive(tn *tunnel.Tunnel, machineID string, now time.Time) bool {
 		return true
 	}
 	return ok && !st.LastHandshake.IsZero() && now.Sub(st.LastHandshake) < 3*time.Minute
+}
+
+// WithdrawLetGo withdraws the target of a user's iSCSI root whose
+// machine let go (rootiscsi.Provider.WithdrawLetGo); nil without iSCSI.
+func (st *Storage) WithdrawLetGo(ctx context.Context, e rootiscsi.UserRootEnd) error {
+	if st.iscsi == nil {
+		return nil
+	}
+	return st.iscsi.WithdrawLetGo(ctx, e)
+}
+
+// ServedUserRoots lists the users' iSCSI roots served now
+// (rootiscsi.Provider.ServedUserRoots).
+func (st *Storage) ServedUserRoots() []rootiscsi.UserRootEnd {
+	if st.iscsi == nil {
+		return nil
+	}
+	return st.iscsi.ServedUserRoots()
 }
 
 // NFSExports returns the NFS roots exported now, by machine ID; nil

@@ -114,7 +114,7 @@ func (db *DB) ReleaseWithLease(ctx context.Context, id, user, claim string, fn f
 			case l.MachineID != id || l.Claim != claim:
 				return &LeaseHeldError{Lease: *l}
 			}
-			l.Claim, l.Boot = "", m.BootCount
+			l.Exchange, l.Claim, l.Boot = l.Claim, "", m.BootCount
 			if err := putLease(tx, l); err != nil {
 				return err
 			}
@@ -196,6 +196,28 @@ func (db *DB) FreeUserLease(ctx context.Context, user, claim string) (*UserLease
 		}
 		if l == nil || (claim != "" && l.Claim != claim) {
 			return fmt.Errorf("lease of user %s: %w", user, ErrNotFound)
+		}
+		out = l
+		return tx.Bucket(bucketUserLeases).Delete([]byte(user))
+	})
+	return out, err
+}
+
+// FreeLetGoLease implements LeaseStore.
+func (db *DB) FreeLetGoLease(ctx context.Context, user, machineID, exchange string) (*UserLease, error) {
+	if err := checkUserKey(user); err != nil {
+		return nil, err
+	}
+	var out *UserLease
+	err := db.update(ctx, func(tx *bolt.Tx) error {
+		l, err := getLease(tx, user)
+		switch {
+		case err != nil:
+			return err
+		case l == nil:
+			return fmt.Errorf("lease of user %s: %w", user, ErrNotFound)
+		case l.MachineID != machineID || l.Claim != "" || exchange == "" || l.Exchange != exchange:
+			return &LeaseHeldError{Lease: *l}
 		}
 		out = l
 		return tx.Bucket(bucketUserLeases).Delete([]byte(user))

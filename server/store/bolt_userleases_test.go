@@ -11,8 +11,9 @@ import (
 // TestUserLeaseOneMachine: a user's root is leased to one machine at a
 // time; the lease is confirmed in the release transaction, ends at the
 // machine's next release, its revoke or forget, or FreeUserLease.
-func TestUserLeaseOneMachine(t *testing.T) {
-	db, _ := openTestDB(t)
+func TestUserLeaseOneMachine(t *testing.T) { forEachStore(t, testUserLeaseOneMachine) }
+
+func testUserLeaseOneMachine(t *testing.T, db testStore) {
 	ctx := context.Background()
 	m1, m2 := testMachine(1), testMachine(2)
 	for _, m := range []*Machine{m1, m2} {
@@ -76,8 +77,9 @@ func TestUserLeaseOneMachine(t *testing.T) {
 
 // TestUserLeaseRace: machines claiming one user's lease at once: exactly
 // one gets it.
-func TestUserLeaseRace(t *testing.T) {
-	db, _ := openTestDB(t)
+func TestUserLeaseRace(t *testing.T) { forEachStore(t, testUserLeaseRace) }
+
+func testUserLeaseRace(t *testing.T, db testStore) {
 	ctx := context.Background()
 	const n = 8
 	var wg sync.WaitGroup
@@ -97,5 +99,57 @@ func TestUserLeaseRace(t *testing.T) {
 	}
 	if won != 1 {
 		t.Fatalf("%d machines got the lease, want 1", won)
+	}
+}
+
+// TestFreeLetGoLease: a let-go frees the lease only while it is still
+// the boot's that let go: not a claim in progress, not a later boot of
+// the same machine, not another machine's.
+func TestFreeLetGoLease(t *testing.T) { forEachStore(t, testFreeLetGoLease) }
+
+func testFreeLetGoLease(t *testing.T, db testStore) {
+	ctx := context.Background()
+	m1, m2 := testMachine(1), testMachine(2)
+	for _, m := range []*Machine{m1, m2} {
+		if err := db.CreateMachine(ctx, m); err != nil {
+			t.Fatalf("CreateMachine: %v", err)
+		}
+	}
+	now := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+	boot := func(m *Machine) error { m.BootCount++; return nil }
+	if err := db.ClaimUserLease(ctx, "alice", m1.ID, "x1", now); err != nil {
+		t.Fatalf("claim: %v", err)
+	}
+	var held *LeaseHeldError
+	if _, err := db.FreeLetGoLease(ctx, "alice", m1.ID, "x1"); !errors.As(err, &held) {
+		t.Fatalf("let-go of a lease still claimed = %v, want LeaseHeldError", err)
+	}
+	if _, err := db.ReleaseWithLease(ctx, m1.ID, "alice", "x1", boot); err != nil {
+		t.Fatalf("release: %v", err)
+	}
+	// m1 boots again as alice (exchange x2): the let-go of x1 is stale.
+	if err := db.ClaimUserLease(ctx, "alice", m1.ID, "x2", now); err != nil {
+		t.Fatalf("claim again: %v", err)
+	}
+	if _, err := db.ReleaseWithLease(ctx, m1.ID, "alice", "x2", boot); err != nil {
+		t.Fatalf("release again: %v", err)
+	}
+	for _, c := range []struct{ machine, exchange string }{{m1.ID, "x1"}, {m2.ID, "x2"}, {m1.ID, ""}} {
+		if _, err := db.FreeLetGoLease(ctx, "alice", c.machine, c.exchange); !errors.As(err, &held) || held.Lease.Exchange != "x2" {
+			t.Fatalf("FreeLetGoLease(%.8s, %q) = %v, want LeaseHeldError of x2", c.machine, c.exchange, err)
+		}
+	}
+	if _, err := db.UserLease(ctx, "alice"); err != nil {
+		t.Fatalf("a refused let-go freed the lease: %v", err)
+	}
+	l, err := db.FreeLetGoLease(ctx, "alice", m1.ID, "x2")
+	if err != nil || l.MachineID != m1.ID {
+		t.Fatalf("FreeLetGoLease(m1, x2) = %+v, %v", l, err)
+	}
+	if _, err := db.FreeLetGoLease(ctx, "alice", m1.ID, "x2"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("second let-go = %v, want ErrNotFound", err)
+	}
+	if err := db.ClaimUserLease(ctx, "alice", m2.ID, "x3", now); err != nil {
+		t.Fatalf("claim on m2 after the let-go: %v", err)
 	}
 }

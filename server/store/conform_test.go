@@ -11,6 +11,9 @@ import (
 type testStore interface {
 	Store
 	UserStore
+	LeaseStore
+	PutBootLog(ctx context.Context, id string, l BootLog) error
+	BootLogs(ctx context.Context, id string) ([]BootLog, error)
 }
 
 // forEachStore runs the conformance test fn against each backend: the

@@ -33,19 +33,24 @@ var (
 	_ UserStore = (*Etcd)(nil)
 )
 
-// etcdKeys is the key layout under a prefix (schema version 3, as bbolt):
+// etcdKeys is the key layout under a prefix (meta/version is SchemaVersion,
+// as bbolt's):
 //
-//	<p>meta/version            -> "3"
+//	<p>meta/version            -> "5"
 //	<p>meta/seq                -> the last Machine.Version handed out
 //	<p>machines/<id>           -> JSON Machine
 //	<p>seen/<id>               -> JSON seen
 //	<p>names/<name>            -> <id>  (unique index, cluster-wide)
 //	<p>secrets/<id>/<name>     -> age ciphertext
 //	<p>groups/<name>           -> JSON Group
+//	<p>group_versions/<name>   -> the group's version (see bumpGroup)
 //	<p>files/<owner key>/<path> -> JSON File
 //	<p>users/<name>            -> JSON User
 //	<p>dhcp_leases/<IPv4>      -> JSON DHCPLease
 //	<p>dhcp_reservations/<MAC> -> JSON DHCPReservation
+//	<p>history/<id>            -> JSON []BootAttempt (the newest MaxHistory)
+//	<p>boot_logs/<id>          -> JSON []BootLog
+//	<p>userleases/<user>       -> JSON UserLease
 type etcdKeys struct{ prefix string }
 
 func (k etcdKeys) version() string           { return k.prefix + "meta/version" }

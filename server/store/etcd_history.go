@@ -12,9 +12,38 @@ import (
 
 func (k etcdKeys) history(id string) string { return k.prefix + "history/" + id }
 
-// AddAttempts implements Store: every attempt is appended in one
-// transaction; attempts of unknown machines are returned, not written.
+// attemptsPerTxn bounds the machines whose attempts go into one etcd
+// transaction: each costs two compares and one put, and etcd allows 128
+// of each per transaction.
+const attemptsPerTxn = 40
+
+// AddAttempts implements Store: every machine's attempts are appended in
+// one transaction (a batch of many machines is split between
+// transactions of attemptsPerTxn machines, each attempt still decided
+// against its machine's current history); attempts of unknown machines
+// are returned, not written.
 func (s *Etcd) AddAttempts(ctx context.Context, attempts []MachineAttempt) ([]MachineAttempt, error) {
+	var unknown []MachineAttempt
+	for len(attempts) > 0 {
+		n, ids := 0, map[string]bool{}
+		for ; n < len(attempts); n++ {
+			id := attempts[n].MachineID
+			if !ids[id] && len(ids) == attemptsPerTxn {
+				break
+			}
+			ids[id] = true
+		}
+		u, err := s.addAttempts(ctx, attempts[:n])
+		if err != nil {
+			return nil, fmt.Errorf("add boot attempts: %w", err)
+		}
+		unknown = append(unknown, u...)
+		attempts = attempts[n:]
+	}
+	return unknown, nil
+}
+
+func (s *Etcd) addAttempts(ctx context.Context, attempts []MachineAttempt) ([]MachineAttempt, error) {
 	var unknown []MachineAttempt
 	err := s.txn(ctx, func(tx *etcdTx) error {
 		unknown = unknown[:0]
@@ -40,10 +69,7 @@ func (s *Etcd) AddAttempts(ctx context.Context, attempts []MachineAttempt) ([]Ma
 		}
 		return nil
 	})
-	if err != nil {
-		return nil, fmt.Errorf("add boot attempts: %w", err)
-	}
-	return unknown, nil
+	return unknown, err
 }
 
 func (s *Etcd) loadHistory(tx *etcdTx, id string, m *Machine) error {

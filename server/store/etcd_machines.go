@@ -35,6 +35,10 @@ func (s *Etcd) Machines(ctx context.Context) ([]*Machine, error) {
 		if err != nil {
 			return err
 		}
+		groupVersions, err := s.groupVersionsOf(tx)
+		if err != nil {
+			return err
+		}
 		seenOf := map[string][]byte{}
 		for _, e := range seens {
 			seenOf[strings.TrimPrefix(e.key, s.keys.seens())] = e.value
@@ -47,6 +51,11 @@ func (s *Etcd) Machines(ctx context.Context) ([]*Machine, error) {
 			}
 			if err := applySeen(id, seenOf[id], m); err != nil {
 				return err
+			}
+			if v, ok := groupVersions[m.Group]; ok && m.Group != "" {
+				if err := raiseVersion(m, m.Group, v); err != nil {
+					return err
+				}
 			}
 			if err := s.loadHistory(tx, id, m); err != nil {
 				return err
@@ -100,48 +109,61 @@ func (s *Etcd) UpdateMachine(ctx context.Context, id string, fn func(*Machine) e
 		return nil, err
 	}
 	var out *Machine
-	err := s.txn(ctx, func(tx *etcdTx) error {
-		m, err := s.getMachine(tx, id)
-		if err != nil {
-			return err
-		}
-		before := m.clone()
-		if err := fn(m); err != nil {
-			return err
-		}
-		if m.ID != id {
-			return fmt.Errorf("update machine %s: the update changed the id to %q", id, m.ID)
-		}
-		m.Version = before.Version
-		if !sameRecord(before, m) {
-			if !bytes.Equal(decisionOf(m), decisionOf(before)) {
-				if m.Version, err = tx.nextSeq(s.keys.seq()); err != nil {
-					return fmt.Errorf("update machine %s: %w", id, err)
-				}
-			}
-			buf, err := encodeRecord(m)
-			if err != nil {
-				return fmt.Errorf("update machine %s: encode: %w", id, err)
-			}
-			if err := s.putMachine(tx, id, m.Name, before.Name, buf); err != nil {
-				return fmt.Errorf("update machine %s: %w", id, err)
-			}
-		}
-		if err := s.putSeen(tx, m); err != nil {
-			return fmt.Errorf("update machine %s: %w", id, err)
-		}
-		if !reflect.DeepEqual(before.History, m.History) {
-			if err := s.putHistory(tx, id, m.History); err != nil {
-				return err
-			}
-		}
-		out = m
-		return nil
+	err := s.txn(ctx, func(tx *etcdTx) (err error) {
+		out, err = s.updateMachine(tx, id, fn)
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
+}
+
+// updateMachine applies fn to machine id inside tx and buffers the
+// writes: the record (with a new version when a decision-relevant field
+// changed), its seen fields and history; a revoked machine's user-root
+// leases are freed with it.
+func (s *Etcd) updateMachine(tx *etcdTx, id string, fn func(*Machine) error) (*Machine, error) {
+	m, err := s.getMachine(tx, id)
+	if err != nil {
+		return nil, err
+	}
+	before := m.clone()
+	if err := fn(m); err != nil {
+		return nil, err
+	}
+	if m.ID != id {
+		return nil, fmt.Errorf("update machine %s: the update changed the id to %q", id, m.ID)
+	}
+	m.Version = before.Version
+	if !sameRecord(before, m) {
+		if !bytes.Equal(decisionOf(m), decisionOf(before)) {
+			if m.Version, err = tx.nextSeq(s.keys.seq()); err != nil {
+				return nil, fmt.Errorf("update machine %s: %w", id, err)
+			}
+		}
+		buf, err := encodeRecord(m)
+		if err != nil {
+			return nil, fmt.Errorf("update machine %s: encode: %w", id, err)
+		}
+		if err := s.putMachine(tx, id, m.Name, before.Name, buf); err != nil {
+			return nil, fmt.Errorf("update machine %s: %w", id, err)
+		}
+	}
+	if err := s.putSeen(tx, m); err != nil {
+		return nil, fmt.Errorf("update machine %s: %w", id, err)
+	}
+	if !reflect.DeepEqual(before.History, m.History) {
+		if err := s.putHistory(tx, id, m.History); err != nil {
+			return nil, err
+		}
+	}
+	if m.State == StateRevoked { // a revoked machine holds no user's root
+		if err := s.freeMachineLeases(tx, id, ""); err != nil {
+			return nil, fmt.Errorf("update machine %s: %w", id, err)
+		}
+	}
+	return m, nil
 }
 
 // DeleteMachine implements Store: the machine, its seen record, names,
@@ -165,14 +187,10 @@ func (s *Etcd) DeleteMachine(ctx context.Context, id string) error {
 				tx.del(e.key)
 			}
 		}
-		for _, p := range []string{s.keys.secrets(id), s.keys.files([]byte("machine:" + id))} {
-			kvs, err := tx.scan(p)
-			if err != nil {
-				return err
-			}
-			for _, e := range kvs {
-				tx.del(e.key)
-			}
+		tx.delPrefix(s.keys.secrets(id))
+		tx.delPrefix(s.keys.files([]byte("machine:" + id)))
+		if err := s.freeMachineLeases(tx, id, ""); err != nil {
+			return err
 		}
 		tx.del(s.keys.machine(id))
 		tx.del(s.keys.seen(id))
@@ -199,6 +217,9 @@ func (s *Etcd) getMachine(tx *etcdTx, id string) (*Machine, error) {
 		return nil, err
 	}
 	if err := applySeen(id, sv, m); err != nil {
+		return nil, err
+	}
+	if err := s.applyGroupVersion(tx, m); err != nil {
 		return nil, err
 	}
 	if err := s.loadHistory(tx, id, m); err != nil {
@@ -319,7 +340,7 @@ func (s *Etcd) MachineVersion(ctx context.Context, id string) (State, uint64, er
 		if err := json.Unmarshal(v, &m); err != nil {
 			return fmt.Errorf("machine %s: %w: %v", id, ErrCorrupt, err)
 		}
-		return nil
+		return s.applyGroupVersion(tx, &m)
 	})
 	return m.State, m.Version, err
 }

@@ -47,8 +47,9 @@ func (s *Etcd) Groups(ctx context.Context) ([]*Group, error) {
 	return out, err
 }
 
-// PutGroup implements Store: the group and its members' new versions are
-// one transaction.
+// PutGroup implements Store: the group and its new version (its
+// members' Version, see bumpGroup) are one transaction of a few
+// operations, whatever the number of members.
 func (s *Etcd) PutGroup(ctx context.Context, g *Group) error {
 	if !validGroupName(g.Name) {
 		return fmt.Errorf("group name %q: %w", g.Name, ErrBadGroupName)
@@ -59,16 +60,7 @@ func (s *Etcd) PutGroup(ctx context.Context, g *Group) error {
 	}
 	return s.txn(ctx, func(tx *etcdTx) error {
 		tx.put(s.keys.group(g.Name), v)
-		members, err := s.groupMembers(tx, g.Name)
-		if err != nil {
-			return err
-		}
-		for _, id := range members {
-			if err := s.bumpVersion(tx, id); err != nil {
-				return fmt.Errorf("group %s: %w", g.Name, err)
-			}
-		}
-		return nil
+		return s.bumpGroup(tx, g.Name)
 	})
 }
 
@@ -90,14 +82,9 @@ func (s *Etcd) DeleteGroup(ctx context.Context, name string) error {
 		if len(members) > 0 {
 			return fmt.Errorf("group %s: %d machines: %w", name, len(members), ErrGroupInUse)
 		}
-		files, err := tx.scan(s.keys.files([]byte("group:" + name)))
-		if err != nil {
-			return err
-		}
-		for _, e := range files {
-			tx.del(e.key)
-		}
+		tx.delPrefix(s.keys.files([]byte("group:" + name)))
 		tx.del(s.keys.group(name))
+		tx.del(s.keys.groupVersion(name))
 		return nil
 	})
 }
@@ -264,17 +251,11 @@ func checkFileLimits(kvs []kv, f *File) error {
 }
 
 func (s *Etcd) bumpOwner(tx *etcdTx, o FileOwner) error {
-	ids := []string{o.Machine}
 	if o.Group != "" {
-		var err error
-		if ids, err = s.groupMembers(tx, o.Group); err != nil {
-			return err
-		}
+		return s.bumpGroup(tx, o.Group)
 	}
-	for _, id := range ids {
-		if err := s.bumpVersion(tx, id); err != nil {
-			return fmt.Errorf("files of %s: %w", o, err)
-		}
+	if err := s.bumpVersion(tx, o.Machine); err != nil {
+		return fmt.Errorf("files of %s: %w", o, err)
 	}
 	return nil
 }

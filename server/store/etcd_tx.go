@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -37,6 +38,10 @@ type etcdTx struct {
 	ranges []string         // prefixes read
 	writes map[string]*string
 	order  []string // write keys in order, for a stable Then
+	// dropped are prefixes deleted whole, each one operation however
+	// many keys it holds (etcd allows 128 operations per transaction).
+	// No key under them may be written in the same transaction.
+	dropped []string
 }
 
 func newEtcdTx(ctx context.Context, kv clientv3.KV) *etcdTx {
@@ -64,6 +69,9 @@ func (tx *etcdTx) get(key string) ([]byte, bool, error) {
 			return nil, false, nil
 		}
 		return []byte(*v), true, nil
+	}
+	if tx.isDropped(key) {
+		return nil, false, nil
 	}
 	resp, err := tx.kv.Get(tx.ctx, key, tx.opts()...)
 	if err != nil {
@@ -107,6 +115,9 @@ func (tx *etcdTx) scan(prefix string) ([]kv, error) {
 			}
 			continue
 		}
+		if tx.isDropped(k) {
+			continue
+		}
 		out = append(out, kv{k, e.Value})
 	}
 	for _, k := range tx.order {
@@ -123,6 +134,19 @@ func (tx *etcdTx) put(key string, value []byte) {
 }
 
 func (tx *etcdTx) del(key string) { tx.write(key, nil) }
+
+// delPrefix deletes every key under prefix, in one operation; keys put
+// there by others before the commit go too.
+func (tx *etcdTx) delPrefix(prefix string) { tx.dropped = append(tx.dropped, prefix) }
+
+func (tx *etcdTx) isDropped(key string) bool {
+	for _, p := range tx.dropped {
+		if strings.HasPrefix(key, p) {
+			return true
+		}
+	}
+	return false
+}
 
 func (tx *etcdTx) write(key string, v *string) {
 	if _, ok := tx.writes[key]; !ok {
@@ -153,7 +177,7 @@ func (tx *etcdTx) nextSeq(key string) (uint64, error) {
 // commit writes the buffered changes if every read is still current. It
 // reports whether it did.
 func (tx *etcdTx) commit() (bool, error) {
-	if len(tx.writes) == 0 {
+	if len(tx.writes) == 0 && len(tx.dropped) == 0 {
 		return true, nil
 	}
 	var cmps []clientv3.Cmp
@@ -170,6 +194,9 @@ func (tx *etcdTx) commit() (bool, error) {
 		} else {
 			ops = append(ops, clientv3.OpDelete(k))
 		}
+	}
+	for _, p := range tx.dropped {
+		ops = append(ops, clientv3.OpDelete(p, clientv3.WithPrefix()))
 	}
 	resp, err := tx.kv.Txn(tx.ctx).If(cmps...).Then(ops...).Commit()
 	if err != nil {

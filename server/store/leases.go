@@ -20,7 +20,8 @@ var (
 // at a time. A lease is claimed (Claim set) before the root is prepared
 // and confirmed in the transaction that records the machine's release
 // (Boot set, Claim cleared). It ends when the machine attests again, is
-// revoked or forgotten, or the operator frees it.
+// revoked or forgotten, lets go of the root (FreeLetGoLease), or the
+// operator frees it.
 type UserLease struct {
 	User      string    `json:"user"`
 	MachineID string    `json:"machine_id"`
@@ -29,6 +30,10 @@ type UserLease struct {
 	// Claim names the exchange that claimed the lease and has not yet
 	// released; empty once confirmed.
 	Claim string `json:"claim,omitempty"`
+	// Exchange names the exchange that released the lease's boot (its
+	// claim, kept once confirmed): the boot a let-go frees (see
+	// FreeLetGoLease).
+	Exchange string `json:"exchange,omitempty"`
 }
 
 // LeaseHeldError is ErrLeaseHeld with the lease that holds the root.
@@ -61,4 +66,11 @@ type LeaseStore interface {
 	// there is none). With claim set, only a lease still claimed by
 	// claim is freed.
 	FreeUserLease(ctx context.Context, user, claim string) (*UserLease, error)
+	// FreeLetGoLease ends user's lease once machineID has let go of the
+	// root it mounted on the boot released by exchange: it frees the
+	// lease only if, in the transaction that deletes it, the lease is
+	// still that boot's (same machine, confirmed, same Exchange); else it
+	// changes nothing and fails with ErrNotFound (no lease) or
+	// *LeaseHeldError (another boot's or machine's, or still claimed).
+	FreeLetGoLease(ctx context.Context, user, machineID, exchange string) (*UserLease, error)
 }

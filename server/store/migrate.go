@@ -12,12 +12,16 @@ var ErrNotEmpty = errors.New("destination store is not empty")
 // MigrateCounts says how many records Migrate copied.
 type MigrateCounts struct {
 	Machines, Secrets, Groups, Files, Users, Leases, Reservations int
+	// BootLogs and Attempts (boot history) of the machines; UserLeases
+	// of per-user roots.
+	BootLogs, Attempts, UserLeases int
 }
 
 // Migrate copies every record of the bbolt store src into the etcd store
 // dst, which must hold no machine (ErrNotEmpty): groups first (machines
-// name them), then machines with their seen fields, secrets (ciphertext as
-// stored) and files, users and DHCP leases and reservations. Machines get
+// name them), then machines with their seen fields, boot history and boot
+// logs, secrets (ciphertext as stored) and files, users, user-root leases
+// and DHCP leases and reservations. Machines get
 // fresh versions from dst's counter; no exchange is in flight across a
 // migration, since the server is stopped. Run it with the server stopped:
 // src must not change meanwhile.
@@ -60,6 +64,16 @@ func Migrate(ctx context.Context, src *DB, dst *Etcd) (MigrateCounts, error) {
 		}
 		n.Users++
 	}
+	leases, err := src.UserLeases(ctx)
+	if err != nil {
+		return n, fmt.Errorf("migrate: user leases: %w", err)
+	}
+	for _, l := range leases {
+		if err := dst.copyUserLease(ctx, l); err != nil {
+			return n, fmt.Errorf("migrate: %w", err)
+		}
+		n.UserLeases++
+	}
 	return n, migrateDHCP(ctx, src, dst, &n)
 }
 
@@ -68,6 +82,17 @@ func migrateMachine(ctx context.Context, src *DB, dst *Etcd, m *Machine, n *Migr
 		return err
 	}
 	n.Machines++
+	n.Attempts += len(m.History)
+	logs, err := src.BootLogs(ctx, m.ID)
+	if err != nil {
+		return err
+	}
+	for _, l := range logs {
+		if err := dst.PutBootLog(ctx, m.ID, l); err != nil {
+			return fmt.Errorf("boot log: %w", err)
+		}
+		n.BootLogs++
+	}
 	secrets, err := src.Secrets(ctx, m.ID)
 	if err != nil {
 		return err
@@ -118,4 +143,19 @@ func migrateDHCP(ctx context.Context, src *DB, dst *Etcd, n *MigrateCounts) erro
 		n.Reservations++
 	}
 	return nil
+}
+
+// copyUserLease stores l as it is, for Migrate: its machine must exist.
+func (s *Etcd) copyUserLease(ctx context.Context, l *UserLease) error {
+	if err := checkUserKey(l.User); err != nil {
+		return err
+	}
+	return s.txn(ctx, func(tx *etcdTx) error {
+		if _, ok, err := tx.get(s.keys.machine(l.MachineID)); err != nil {
+			return err
+		} else if !ok {
+			return fmt.Errorf("lease of user %s: machine %s: %w", l.User, l.MachineID, ErrNotFound)
+		}
+		return s.putLease(tx, l)
+	})
 }

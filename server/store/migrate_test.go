@@ -41,6 +41,18 @@ func TestMigrateBBoltToEtcd(t *testing.T) {
 		if err := src.PutSecret(ctx, m.ID, "root-password", []byte("age-ciphertext")); err != nil {
 			t.Fatal(err)
 		}
+		for j := range 2 {
+			if err := src.PutBootLog(ctx, m.ID, BootLog{Time: time.Unix(int64(j), 0).UTC(), Log: "boot"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	m0 := testMachine(0)
+	if err := src.ClaimUserLease(ctx, "ada", m0.ID, "x1", time.Unix(5, 0).UTC()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.ReleaseWithLease(ctx, m0.ID, "ada", "x1", func(m *Machine) error { m.BootCount++; return nil }); err != nil {
+		t.Fatal(err)
 	}
 	if err := src.PutUser(ctx, &User{Name: "ada", Hash: "argon2id$x"}, true); err != nil {
 		t.Fatal(err)
@@ -56,7 +68,8 @@ func TestMigrateBBoltToEtcd(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Migrate: %v", err)
 	}
-	want := MigrateCounts{Machines: 3, Secrets: 3, Groups: 1, Files: 1, Users: 1, Leases: 1, Reservations: 1}
+	want := MigrateCounts{Machines: 3, Secrets: 3, Groups: 1, Files: 1, Users: 1, Leases: 1, Reservations: 1,
+		BootLogs: 6, Attempts: 3, UserLeases: 1}
 	if n != want {
 		t.Errorf("Migrate counts = %+v, want %+v", n, want)
 	}
@@ -74,6 +87,11 @@ func TestMigrateBBoltToEtcd(t *testing.T) {
 		if !reflect.DeepEqual(a, b) {
 			t.Errorf("machine %s differs after migration:\n got %+v\nwant %+v", b.ID, a, b)
 		}
+		bl, _ := src.BootLogs(ctx, b.ID)
+		al, err := dst.BootLogs(ctx, b.ID)
+		if err != nil || !reflect.DeepEqual(al, bl) {
+			t.Errorf("boot logs of %s = %v, %v; want %v", b.ID, al, err, bl)
+		}
 		ct, err := dst.Secret(ctx, b.ID, "root-password")
 		if err != nil || string(ct) != "age-ciphertext" {
 			t.Errorf("secret of %s = %q, %v; want the ciphertext as stored", b.ID, ct, err)
@@ -84,6 +102,14 @@ func TestMigrateBBoltToEtcd(t *testing.T) {
 	}
 	if u, err := dst.User(ctx, "ada"); err != nil || u.Hash != "argon2id$x" {
 		t.Errorf("user after migration = %+v, %v", u, err)
+	}
+	bl, _ := src.UserLeases(ctx)
+	if al, err := dst.UserLeases(ctx); err != nil || !reflect.DeepEqual(al, bl) {
+		t.Errorf("user leases after migration = %v, %v; want %v", al, err, bl)
+	}
+	// The copied lease is the released boot's: a let-go frees it on etcd.
+	if _, err := dst.FreeLetGoLease(ctx, "ada", m0.ID, "x1"); err != nil {
+		t.Errorf("let-go of the migrated lease: %v", err)
 	}
 	if ls, err := dst.DHCPLeases(ctx); err != nil || len(ls) != 1 {
 		t.Errorf("leases after migration = %v, %v", ls, err)

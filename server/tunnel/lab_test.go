@@ -83,7 +83,9 @@ func (l *lab) start(t testing.TB) {
 	tn := l.tun
 	t.Cleanup(func() { tn.Close() })
 	if l.cfg.UseTUN && !l.cfg.Userspace && tn.Engine() != "kernel" {
-		testenv.Unavailable(t, "kernel WireGuard: the kernel has no wireguard module (tunnel fell back to %s)", tn.Engine())
+		// Hosts without the module are expected (CI's is one): the kernel
+		// path is proven inside a guest by vm-tests TestTunnelKernelInGuest.
+		t.Skipf("kernel WireGuard: the kernel has no wireguard module (tunnel fell back to %s); run in a guest by TestTunnelKernelInGuest", tn.Engine())
 	}
 }
 

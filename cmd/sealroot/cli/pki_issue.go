@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sealroot/sealroot/internal/cmdline"
 	"github.com/sealroot/sealroot/pki"
 )
 
@@ -31,7 +32,7 @@ server with "sealroot pki request" (the key never leaves it); --out gets
 server.crt and ca.crt. Without --csr, a new key is made and --out gets
 server.key too. Copy the files to the new server's <state-dir>/pki (never
 the CA key). Existing files in --out are never replaced.`,
-		Args: exactArgs(0),
+		Args: cmdline.ExactArgs(0),
 		RunE: func(c *cobra.Command, _ []string) error {
 			opts := pki.IssueOptions{DNSNames: dns, IPs: ips}
 			if csr != "" {
@@ -74,7 +75,7 @@ request beside it (server.csr). Give the request to the server holding
 the CA: "sealroot pki issue --csr server.csr --dns NAME --out DIR", then
 copy server.crt and ca.crt from DIR back into <state-dir>/pki. An
 existing key is never replaced.`,
-		Args: exactArgs(0),
+		Args: cmdline.ExactArgs(0),
 		RunE: func(c *cobra.Command, _ []string) error {
 			path, err := pki.Request(pkiDir(stateDir))
 			if err != nil {

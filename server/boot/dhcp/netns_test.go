@@ -4,13 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -20,6 +16,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/sealroot/sealroot/server/metrics"
+	"github.com/sealroot/sealroot/server/metrics/metricstest"
 	"github.com/sealroot/sealroot/server/servestats"
 	"github.com/sealroot/sealroot/test/netnstest"
 )
@@ -174,7 +171,7 @@ func TestNetnsFullDHCP(t *testing.T) {
 	cfg := fullConfig(&fakeClock{})
 	cfg.Now = nil // real clock
 	cfg.Stats = &servestats.Counter{}
-	scrape := serveMetrics(t, metrics.New(metrics.Sources{Served: func() map[string]servestats.Snapshot {
+	scrape := metricstest.Serve(t, metrics.New(metrics.Sources{Served: func() map[string]servestats.Snapshot {
 		return map[string]servestats.Snapshot{"dhcp": cfg.Stats.Snapshot()}
 	}}))
 	l.serve(t, cfg)
@@ -202,46 +199,12 @@ func TestNetnsFullDHCP(t *testing.T) {
 	// Two DORAs: at least four replies (OFFER, ACK each) and their bytes,
 	// counted on the real metrics endpoint.
 	body := scrape()
-	if v := metricSample(body, `sealroot_served_requests_total{result="reply",service="dhcp"}`); v < 4 {
+	if v := metricstest.Sample(body, `sealroot_served_requests_total{result="reply",service="dhcp"}`); v < 4 {
 		t.Errorf("dhcp replies on /metrics = %v, want at least 4", v)
 	}
-	if v := metricSample(body, `sealroot_served_bytes_total{direction="received",service="dhcp"}`); v < 4*240 {
+	if v := metricstest.Sample(body, `sealroot_served_bytes_total{direction="received",service="dhcp"}`); v < 4*240 {
 		t.Errorf("dhcp bytes received on /metrics = %v, want at least four BOOTP packets", v)
 	}
-}
-
-// serveMetrics serves m on a loopback port until the test ends; the
-// returned function scrapes it.
-func serveMetrics(t *testing.T, m *metrics.Metrics) func() string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- m.Serve(ctx, ln) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return func() string {
-		resp, err := http.Get("http://" + ln.Addr().String() + "/metrics")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return string(b)
-	}
-}
-
-func metricSample(body, series string) float64 {
-	for _, l := range strings.Split(body, "\n") {
-		if v, ok := strings.CutPrefix(l, series+" "); ok {
-			if f, err := strconv.ParseFloat(v, 64); err == nil {
-				return f
-			}
-		}
-	}
-	return -1
 }
 
 // TestNetnsHTTPBoot runs real DHCP exchanges of a UEFI HTTP boot client
