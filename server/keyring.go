@@ -3,9 +3,11 @@ package server
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/sealroot/sealroot/server/config"
 	"github.com/sealroot/sealroot/server/keyring"
 	"github.com/sealroot/sealroot/server/secrets"
 	"github.com/sealroot/sealroot/server/store"
@@ -26,4 +28,26 @@ func openKeyring(ctx context.Context, st store.Store, box *secrets.Box, logger h
 	}
 	logger.Info("secrets keyring", "recipient", k.Recipient(), "members", len(kr.Recipients), "version", kr.Version)
 	return k, nil
+}
+
+// OpenKeyring opens cfg's state store and this server's secrets identity
+// (state_dir/secrets.age.key, made when missing) for the `sealroot
+// cluster` commands, which run beside the serving sealroot: on etcd every
+// change is a transaction of its own; a bbolt store is locked by a running
+// server (store.ErrLocked). close closes the store.
+func OpenKeyring(ctx context.Context, cfg *config.Config, logger hclog.Logger) (k *keyring.Keyring, close func() error, err error) {
+	box, err := secrets.LoadOrCreate(filepath.Join(cfg.StateDir, "secrets.age.key"))
+	if err != nil {
+		return nil, nil, fmt.Errorf("secrets identity: %w", err)
+	}
+	st, err := openStore(ctx, cfg, logger)
+	if err != nil {
+		return nil, nil, err
+	}
+	ks, ok := st.(keyring.Store)
+	if !ok {
+		st.Close()
+		return nil, nil, fmt.Errorf("state store %T keeps no keyring", st)
+	}
+	return keyring.New(ks, box, logger), st.Close, nil
 }

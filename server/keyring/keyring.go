@@ -199,6 +199,13 @@ func (k *Keyring) change(ctx context.Context, op string, edit func([]string) []s
 // call it; run alone, it finishes a join or leave that was interrupted.
 func (k *Keyring) Rewrap(ctx context.Context) (Result, error) {
 	var res Result
+	kr, err := k.current(ctx)
+	if err != nil {
+		return res, fmt.Errorf("rewrap: %w", err)
+	}
+	if !slices.Contains(kr.Recipients, k.Recipient()) {
+		return res, fmt.Errorf("rewrap: %w (recipient %s)", ErrNotMember, k.Recipient())
+	}
 	ms, err := k.store.Machines(ctx)
 	if err != nil {
 		return res, fmt.Errorf("rewrap: %w", err)
