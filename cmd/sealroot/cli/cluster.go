@@ -225,4 +225,3 @@ func newClusterRewrapCmd(e *env) *cobra.Command {
 	a.flags(c)
 	return c
 }
-
