@@ -94,3 +94,18 @@ func checkRewrap(k Keyring, cur, old []byte, keyring uint64, machineID, name str
 	}
 	return nil
 }
+
+// migrateKeyring copies src's keyring, the recipients its ciphertexts are
+// encrypted to, when dst has none yet. A dst keyring made meanwhile (a
+// server already started on it) is kept: `sealroot cluster rewrap` on a
+// member of both then re-wraps the copied secrets to it.
+func migrateKeyring(ctx context.Context, src *DB, dst *Etcd) error {
+	k, err := src.Keyring(ctx)
+	if err != nil || k.Version == 0 {
+		return err
+	}
+	if _, err := dst.SetKeyring(ctx, 0, k.Recipients); err != nil && !errors.Is(err, ErrKeyringChanged) {
+		return fmt.Errorf("migrate: keyring: %w", err)
+	}
+	return nil
+}

@@ -68,3 +68,19 @@ func testKeyring(t *testing.T, s keyringTestStore) {
 		t.Errorf("rewrap changed the machine version %d -> %d (the value is the same)", before.Version, after.Version)
 	}
 }
+
+func TestMigrateCopiesKeyring(t *testing.T) {
+	ctx := context.Background()
+	src, _ := openTestDB(t)
+	if _, err := src.SetKeyring(ctx, 0, []string{"age1a", "age1b"}); err != nil {
+		t.Fatal(err)
+	}
+	dst := openTestEtcd(t)
+	if _, err := Migrate(ctx, src, dst); err != nil {
+		t.Fatalf("Migrate: %v", err)
+	}
+	k, err := dst.Keyring(ctx)
+	if err != nil || len(k.Recipients) != 2 || k.Recipients[1] != "age1b" {
+		t.Errorf("migrated keyring = %+v, %v; want the source's two recipients", k, err)
+	}
+}

@@ -32,6 +32,9 @@ func Migrate(ctx context.Context, src *DB, dst *Etcd) (MigrateCounts, error) {
 	} else if len(ms) > 0 {
 		return n, fmt.Errorf("migrate: %d machines: %w", len(ms), ErrNotEmpty)
 	}
+	if err := migrateKeyring(ctx, src, dst); err != nil {
+		return n, err
+	}
 	groups, err := src.Groups(ctx)
 	if err != nil {
 		return n, fmt.Errorf("migrate: groups: %w", err)
