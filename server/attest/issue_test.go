@@ -8,8 +8,15 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hashicorp/go-hclog"
+
 	agentattest "github.com/sealroot/sealroot/agent/attest"
 	"github.com/sealroot/sealroot/pki"
+	"github.com/sealroot/sealroot/server/attest"
+	"github.com/sealroot/sealroot/server/keyring"
+	"github.com/sealroot/sealroot/server/machines"
+	"github.com/sealroot/sealroot/server/secrets"
+	"github.com/sealroot/sealroot/test/testenv"
 )
 
 // A second server with a certificate from `sealroot pki issue` (its own
@@ -68,5 +75,58 @@ func TestIssuedCertificateFromAnotherCAIsRefused(t *testing.T) {
 	}
 	if after, _ := e.db.Machine(t.Context(), m.id); after.BootCount != before.BootCount {
 		t.Errorf("boot count %d -> %d: the rogue server released a credential", before.BootCount, after.BootCount)
+	}
+}
+
+// A second server with its own certificate and its own age identity
+// releases a machine's secrets only once a member joined it to the
+// keyring: before, it cannot decrypt them and refuses the release.
+func TestSecondServerReleasesSecretsAfterJoin(t *testing.T) {
+	ctx := t.Context()
+	e := newEnv(t)
+	m := newMachine(t, defaultSpec)
+	e.enrollAndApprove(t, m, "node-1")
+	if err := e.mgr.SetSecret(ctx, m.id, "chap", []byte("s3cret-for-b")); err != nil {
+		t.Fatalf("SetSecret on A: %v", err)
+	}
+
+	out := filepath.Join(t.TempDir(), "b")
+	if _, err := pki.Issue(e.dir, out, pki.IssueOptions{DNSNames: []string{"sealroot.test"}}); err != nil {
+		t.Fatal(err)
+	}
+	cert, err := pki.LoadServer(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	boxB, err := secrets.LoadOrCreate(filepath.Join(out, "secrets.age.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mgrB := machines.New(machines.Config{Store: e.db, Box: boxB, Audit: e.audit, Logger: testenv.Logger(t, "b", hclog.Debug)})
+	addr, _ := e.peerWith(t, "b", cert, func(c *attest.Config) { c.Secrets = mgrB })
+	c := e.client(t, m.dev, func(c *agentattest.Config) { c.Servers = []string{addr} })
+
+	if res, err := attestOnce(t, c); err == nil {
+		t.Fatalf("B released before joining: secrets %d", len(res.Payload.Secrets))
+	}
+	if a := e.lastAudit(t, m.id); a.Outcome != "refused" {
+		t.Fatalf("B's attempt = %+v, want refused", a)
+	}
+	if raw, _ := readFile(e.auditPath); !strings.Contains(string(raw), "identity did not match any of the recipients") {
+		t.Fatalf("audit log does not say B failed to decrypt (identity did not match):\n%s", raw)
+	}
+	boxA, err := secrets.LoadOrCreate(filepath.Join(e.dir, "secrets.age.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := keyring.New(e.db, boxA, nil).Join(ctx, boxB.Recipient()); err != nil {
+		t.Fatalf("join B on A: %v", err)
+	}
+	res, err := attestOnce(t, c)
+	if err != nil {
+		t.Fatalf("attest through B after join: %v", err)
+	}
+	if got := string(res.Payload.Secrets["chap"]); got != "s3cret-for-b" {
+		t.Errorf("secret released by B = %q, want the value set on A", got)
 	}
 }
