@@ -283,3 +283,51 @@ func TestBadRecipientRefused(t *testing.T) {
 		t.Errorf("bad recipients changed the keyring %d -> %d", before.Version, after.Version)
 	}
 }
+
+// Secrets set on B without pause while A joins C: every secret ends with
+// the last value set and every member, C included, decrypts it.
+func TestJoinUnderConcurrentSets(t *testing.T) {
+	ctx := context.Background()
+	c := newCluster(t)
+	a := c.server(t, "a")
+	b := c.server(t, "b")
+	if _, err := a.kr.Join(ctx, b.kr.Recipient()); err != nil {
+		t.Fatal(err)
+	}
+	const machinesN, rounds = 3, 15
+	var ids []string
+	for i := range machinesN {
+		id := newTestMachine(t, a.st, i+1)
+		ids = append(ids, id)
+		if err := a.kr.Seal(ctx, id, "s", []byte("v0")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	newcomer := c.server(t, "c")
+	done := make(chan error, 1)
+	go func() {
+		for r := 1; r <= rounds; r++ {
+			for _, id := range ids {
+				if err := b.kr.Seal(ctx, id, "s", []byte(fmt.Sprintf("v%d", r))); err != nil {
+					done <- err
+					return
+				}
+			}
+		}
+		done <- nil
+	}()
+	if _, err := a.kr.Join(ctx, newcomer.kr.Recipient()); err != nil {
+		t.Fatalf("Join under concurrent sets: %v", err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("concurrent Seal: %v", err)
+	}
+	want := fmt.Sprintf("v%d", rounds)
+	for _, id := range ids {
+		for _, s := range []*server{a, b, newcomer} {
+			if got, err := s.decrypt(t, id, "s"); err != nil || got != want {
+				t.Errorf("machine %s: decrypt = %q, %v; want %q", id[:8], got, err, want)
+			}
+		}
+	}
+}
