@@ -80,6 +80,7 @@ func newRootCmd(e *env) *cobra.Command {
 		newNFSCmd,
 		newBackupCmd,
 		newRestoreCmd,
+		newMigrateStoreCmd,
 		newPKICmd,
 		newEKCmd,
 		newSecureBootCmd,
