@@ -30,6 +30,9 @@ var (
 	// ErrNotMember is returned when this server's recipient is not in the
 	// keyring: it cannot decrypt the secrets, so it cannot re-wrap them.
 	ErrNotMember = errors.New("this server is not a member of the secrets keyring")
+	// ErrUnknownRecipient is returned by Leave for a recipient that is
+	// not in the keyring.
+	ErrUnknownRecipient = errors.New("recipient is not a member of the secrets keyring")
 	// ErrSelf is returned by Leave for this server's own recipient.
 	ErrSelf = errors.New("a server cannot remove itself from the keyring")
 )
@@ -159,6 +162,11 @@ func (k *Keyring) Leave(ctx context.Context, recipient string) (Result, error) {
 	}
 	if r == k.Recipient() {
 		return Result{}, fmt.Errorf("cluster leave %s: %w: run it on another member", r, ErrSelf)
+	}
+	if kr, err := k.store.Keyring(ctx); err != nil {
+		return Result{}, fmt.Errorf("cluster leave: %w", err)
+	} else if !slices.Contains(kr.Recipients, r) {
+		return Result{}, fmt.Errorf("cluster leave %s: %w", r, ErrUnknownRecipient)
 	}
 	return k.change(ctx, "leave", func(cur []string) []string {
 		return slices.DeleteFunc(slices.Clone(cur), func(s string) bool { return s == r })

@@ -154,6 +154,10 @@ func TestLeaveLocksOutRemovedServer(t *testing.T) {
 	if _, err := a.kr.Leave(ctx, a.kr.Recipient()); !errors.Is(err, ErrSelf) {
 		t.Errorf("Leave(self) = %v, want ErrSelf", err)
 	}
+	stranger := c.server(t, "stranger")
+	if _, err := a.kr.Leave(ctx, stranger.kr.Recipient()); !errors.Is(err, ErrUnknownRecipient) {
+		t.Errorf("Leave(non-member) = %v, want ErrUnknownRecipient", err)
+	}
 	res, err := a.kr.Leave(ctx, b.kr.Recipient())
 	if err != nil {
 		t.Fatalf("Leave(B): %v", err)
