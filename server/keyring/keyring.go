@@ -40,7 +40,6 @@ var (
 // Store is what a Keyring needs of the state store.
 type Store interface {
 	store.KeyringStore
-	Machines(ctx context.Context) ([]*store.Machine, error)
 	Secrets(ctx context.Context, machineID string) (map[string][]byte, error)
 }
 
@@ -214,12 +213,12 @@ func (k *Keyring) Rewrap(ctx context.Context) (Result, error) {
 	if !slices.Contains(kr.Recipients, k.Recipient()) {
 		return res, fmt.Errorf("rewrap: %w (recipient %s)", ErrNotMember, k.Recipient())
 	}
-	ms, err := k.store.Machines(ctx)
+	ids, err := k.store.SecretMachines(ctx)
 	if err != nil {
 		return res, fmt.Errorf("rewrap: %w", err)
 	}
-	for _, m := range ms {
-		all, err := k.store.Secrets(ctx, m.ID)
+	for _, id := range ids {
+		all, err := k.store.Secrets(ctx, id)
 		if errors.Is(err, store.ErrNotFound) {
 			continue // forgotten meanwhile
 		}
@@ -227,7 +226,7 @@ func (k *Keyring) Rewrap(ctx context.Context) (Result, error) {
 			return res, fmt.Errorf("rewrap: %w", err)
 		}
 		for _, name := range slices.Sorted(maps.Keys(all)) {
-			if err := k.rewrapOne(ctx, m.ID, name, all[name], &res); err != nil {
+			if err := k.rewrapOne(ctx, id, name, all[name], &res); err != nil {
 				return res, err
 			}
 		}

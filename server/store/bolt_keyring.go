@@ -93,3 +93,20 @@ func (db *DB) RewrapSecret(ctx context.Context, machineID, name string, old, new
 		return b.Put([]byte(name), new)
 	})
 }
+
+// SecretMachines implements KeyringStore.
+func (db *DB) SecretMachines(ctx context.Context) ([]string, error) {
+	var ids []string
+	err := db.view(ctx, func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketSecrets).ForEachBucket(func(k []byte) error {
+			if b := tx.Bucket(bucketSecrets).Bucket(k); b != nil {
+				if k, _ := b.Cursor().First(); k == nil {
+					return nil // emptied
+				}
+				ids = append(ids, string(k))
+			}
+			return nil
+		})
+	})
+	return ids, err
+}

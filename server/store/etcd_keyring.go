@@ -3,6 +3,9 @@ package store
 import (
 	"context"
 	"fmt"
+	"strings"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 func (k etcdKeys) keyring() string { return k.prefix + "meta/keyring" }
@@ -96,4 +99,22 @@ func (s *Etcd) RewrapSecret(ctx context.Context, machineID, name string, old, ne
 		tx.put(key, new)
 		return nil
 	})
+}
+
+// SecretMachines implements KeyringStore: one keys-only range read.
+func (s *Etcd) SecretMachines(ctx context.Context) ([]string, error) {
+	prefix := s.keys.prefix + "secrets/"
+	resp, err := s.client.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly(),
+		clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
+	if err != nil {
+		return nil, fmt.Errorf("etcd range: %w", err)
+	}
+	var ids []string
+	for _, e := range resp.Kvs {
+		id, _, ok := strings.Cut(strings.TrimPrefix(string(e.Key), prefix), "/")
+		if ok && (len(ids) == 0 || ids[len(ids)-1] != id) {
+			ids = append(ids, id)
+		}
+	}
+	return ids, nil
 }

@@ -50,6 +50,9 @@ type KeyringStore interface {
 	// ErrNotFound when the secret is gone. The value being the same, the
 	// machine's Version is not changed.
 	RewrapSecret(ctx context.Context, machineID, name string, old, new []byte, keyring uint64) error
+	// SecretMachines returns the IDs of the machines that hold secrets,
+	// sorted, without reading the machines' records.
+	SecretMachines(ctx context.Context) ([]string, error)
 }
 
 var (

@@ -64,6 +64,13 @@ func testKeyring(t *testing.T, s keyringTestStore) {
 	if ct, _ := s.Secret(ctx, m.ID, "x"); string(ct) != "ct2" {
 		t.Errorf("secret after rewrap = %q, want ct2", ct)
 	}
+	m2 := testMachine(2)
+	if err := s.CreateMachine(ctx, m2); err != nil {
+		t.Fatal(err)
+	}
+	if ids, err := s.SecretMachines(ctx); err != nil || len(ids) != 1 || ids[0] != m.ID {
+		t.Errorf("SecretMachines = %v, %v; want only the machine with a secret", ids, err)
+	}
 	if after, _ := s.Machine(ctx, m.ID); after.Version != before.Version {
 		t.Errorf("rewrap changed the machine version %d -> %d (the value is the same)", before.Version, after.Version)
 	}

@@ -177,8 +177,9 @@ func newClusterLeaveCmd(e *env) *cobra.Command {
 		yes bool
 	)
 	c := &cobra.Command{
-		Use:   "leave RECIPIENT",
-		Short: "Remove a server's recipient and re-wrap every secret without it",
+		Use:     "leave RECIPIENT",
+		Aliases: []string{"rm"},
+		Short:   "Remove a server's recipient and re-wrap every secret without it",
 		Long: `Run on another member. The recipient leaves the keyring, then every
 secret is re-encrypted to the remaining members: the removed server's
 identity decrypts none of them, nor any secret set afterwards. Copies of
