@@ -104,10 +104,12 @@ func (s *Etcd) RewrapSecret(ctx context.Context, machineID, name string, old, ne
 // SecretMachines implements KeyringStore: one keys-only range read.
 func (s *Etcd) SecretMachines(ctx context.Context) ([]string, error) {
 	prefix := s.keys.prefix + "secrets/"
-	resp, err := s.client.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly(),
+	rctx, cancel := requestCtx(ctx)
+	defer cancel()
+	resp, err := s.client.Get(rctx, prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly(),
 		clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
 	if err != nil {
-		return nil, fmt.Errorf("etcd range: %w", err)
+		return nil, unavailable(ctx, fmt.Errorf("etcd range: %w", err))
 	}
 	var ids []string
 	for _, e := range resp.Kvs {
