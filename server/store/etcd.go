@@ -191,7 +191,7 @@ func requestCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 func (s *Etcd) txn(ctx context.Context, fn func(*etcdTx) error) error {
 	for attempt := range maxTxnAttempts {
 		if attempt > 0 {
-			wait := time.NewTimer(rand.N(time.Duration(attempt) * txnBackoff))
+			wait := time.NewTimer(rand.N(min(txnBackoff<<min(attempt, 16), maxTxnBackoff)))
 			select {
 			case <-ctx.Done():
 				wait.Stop()
