@@ -35,6 +35,7 @@ const bootTimeout = 4 * time.Minute
 // power off.
 func TestAttestedBoot(t *testing.T) {
 	SkipUnlessEnabled(t)
+	t.Parallel()
 	RequireTools(t, QEMU, "swtpm", "nsenter")
 	ctx, cancel := context.WithTimeout(context.Background(), 35*time.Minute)
 	defer cancel()

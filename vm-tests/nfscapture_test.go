@@ -36,6 +36,7 @@ $B poweroff -f
 // and restored, and the template boots again on its restored upper.
 func TestNFSCaptureBackup(t *testing.T) {
 	SkipUnlessEnabled(t)
+	t.Parallel()
 	RequireTools(t, QEMU, "swtpm", "nsenter", Busybox, "mkfs.ext4", "ganesha.nfsd")
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 	defer cancel()

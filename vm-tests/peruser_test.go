@@ -31,6 +31,7 @@ const rePerUser = `sealroot: this machine's root is per user: log in to mount yo
 // is covered by the CLI tests.)
 func TestPerUserRootFollowsUser(t *testing.T) {
 	SkipUnlessEnabled(t)
+	t.Parallel()
 	RequireTools(t, QEMU, "swtpm", "nsenter", Busybox, "mkfs.ext4")
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 	defer cancel()

@@ -30,6 +30,7 @@ const (
 // (iPXE) -> HTTP boot.ipxe -> kernel + initrd over HTTP -> /init.
 func TestPXEBoot(t *testing.T) {
 	SkipUnlessEnabled(t)
+	t.Parallel()
 	RequireTools(t, QEMU, "swtpm", "nsenter", undionly, ipxeEFI)
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
