@@ -25,8 +25,9 @@ var (
 )
 
 // bootTimeout bounds the wait for one console line of a PXE boot: TCG on a
-// shared two-core host, firmware and iPXE included.
-const bootTimeout = 4 * time.Minute
+// shared two-core host, firmware and iPXE included, with another VM test
+// running beside it (make vm-test runs them in parallel).
+const bootTimeout = 6 * time.Minute
 
 // TestAttestedBoot runs the whole boot path with nothing but sealroot on
 // the lab network: firmware PXE -> iPXE -> sealroot's full DHCP -> HTTP
