@@ -56,7 +56,6 @@ import (
 	"github.com/sealroot/sealroot/server/roots"
 	"github.com/sealroot/sealroot/server/secrets"
 	"github.com/sealroot/sealroot/server/storage"
-	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/server/tunnel"
 	"github.com/sealroot/sealroot/server/users"
 	"github.com/sealroot/sealroot/server/users/pam"
@@ -85,7 +84,7 @@ func PKIDir(stateDir string) string { return filepath.Join(stateDir, "pki") }
 type Server struct {
 	cfg      config.Config
 	logger   hclog.Logger
-	store    *store.DB
+	store    serverStore
 	machines *machines.Manager
 	attest   *attest.Server
 	tunnel   *tunnel.Tunnel // nil without config.Config.Tunnel
@@ -168,7 +167,7 @@ func New(ctx context.Context, cfg config.Config, logger hclog.Logger) (_ *Server
 	if err != nil {
 		return nil, err
 	}
-	if s.store, err = store.Open(filepath.Join(cfg.StateDir, "state.db"), logger); err != nil {
+	if s.store, err = openStore(ctx, &cfg, logger); err != nil {
 		return nil, err
 	}
 	s.onClose(s.store.Close)

@@ -13,6 +13,9 @@ import (
 // server-side storage and CLI, cgo TPM simulators, build tooling.
 var forbidden = []string{
 	"go.etcd.io/bbolt",
+	// The etcd store (several servers) and what its client pulls in.
+	"go.etcd.io/etcd",
+	"google.golang.org/grpc",
 	"github.com/spf13/cobra",
 	"github.com/google/go-tpm-tools",
 	"github.com/u-root/mkuimage",

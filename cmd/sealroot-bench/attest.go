@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/spf13/cobra"
 
+	"github.com/sealroot/sealroot/internal/cmdline"
 	"github.com/sealroot/sealroot/pki"
 	"github.com/sealroot/sealroot/server/api"
 	"github.com/sealroot/sealroot/test/loadgen"
@@ -52,7 +53,7 @@ Above -c 32, quic-go's queue of 32 handshaken connections waiting for the
 server to accept them can fill up when the CPU is saturated; the server
 then answers CONNECTION_REFUSED, counted here as a failure (agents retry).
 Failures are reported and make the exit code 1.`,
-		Args: noArgs,
+		Args: cmdline.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if err := a.validate(c); err != nil {
 				return err
@@ -68,7 +69,7 @@ Failures are reported and make the exit code 1.`,
 	f.StringVar(&a.ca, "ca", "", "CA certificate `file` of --server")
 	f.StringVar(&a.serverName, "server-name", "", "`name` in the certificate of --server (default: its host)")
 	f.StringVar(&a.logLevel, "log-level", "error", "log `level` of the in-process server")
-	return newGroupCmd("sealroot-bench", "Measure sealroot's performance", attestCmd)
+	return cmdline.Group("sealroot-bench", "Measure sealroot's performance", attestCmd)
 }
 
 func (a *benchAttestArgs) validate(c *cobra.Command) error {
@@ -78,18 +79,18 @@ func (a *benchAttestArgs) validate(c *cobra.Command) error {
 	opts := loadgen.Options{N: a.n, Concurrency: a.c}
 	switch {
 	case opts.Validate() != nil:
-		return &usageError{c, opts.Validate()}
+		return &cmdline.UsageError{Cmd: c, Err: opts.Validate()}
 	case a.machines < 1:
-		return usagef(c, "--machines %d, want at least 1", a.machines)
+		return cmdline.Usagef(c, "--machines %d, want at least 1", a.machines)
 	case a.server == "" && (a.ca != "" || a.serverName != ""):
-		return usagef(c, "--ca and --server-name need --server")
+		return cmdline.Usagef(c, "--ca and --server-name need --server")
 	case a.server != "" && a.ca == "":
-		return usagef(c, "--server needs --ca, the server's CA certificate")
+		return cmdline.Usagef(c, "--server needs --ca, the server's CA certificate")
 	}
 	if a.server != "" {
 		host, _, err := net.SplitHostPort(a.server)
 		if err != nil {
-			return usagef(c, "--server %q: %v", a.server, err)
+			return cmdline.Usagef(c, "--server %q: %v", a.server, err)
 		}
 		if a.serverName == "" {
 			a.serverName = host
@@ -158,7 +159,7 @@ func benchTarget(ctx context.Context, e *env, a benchAttestArgs) (_ loadgen.Targ
 	}
 	done = func() {
 		if err := s.Close(); err != nil {
-			fmt.Fprintf(e.Stderr, "sealroot-bench: in-process server: %s\n", oneLine(err.Error()))
+			fmt.Fprintf(e.Stderr, "sealroot-bench: in-process server: %s\n", cmdline.OneLine(err.Error()))
 		}
 	}
 	return s.Target, s.Admin(), done, nil
@@ -169,7 +170,7 @@ func forgetAgents(e *env, admin api.Service, agents []*loadgen.Agent) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := loadgen.Forget(ctx, admin, agents); err != nil {
-		fmt.Fprintf(e.Stderr, "sealroot-bench: forgetting the simulated machines: %s\n", oneLine(err.Error()))
+		fmt.Fprintf(e.Stderr, "sealroot-bench: forgetting the simulated machines: %s\n", cmdline.OneLine(err.Error()))
 	}
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/quic-go/quic-go"
 	"github.com/spf13/cobra"
 
+	"github.com/sealroot/sealroot/internal/cmdline"
 	"github.com/sealroot/sealroot/server/attest"
 	"github.com/sealroot/sealroot/server/audit"
 	"github.com/sealroot/sealroot/test/loadgen"
@@ -67,11 +68,11 @@ how long), the server's load, the audit records and log bytes the junk
 caused and the server's noise counters, with the machine's load average
 (the CPUs may be shared); last line: "flood: attest p99 during/before=X"
 (the worse phase).`,
-		Args: noArgs,
+		Args: cmdline.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if a.idle < 0 || a.halfOpen < 0 || a.garbage < 0 || a.n < 1 || a.sources < 1 || a.sources > 200 ||
 				a.junkNice < -1 || a.junkNice > 19 || a.dialRate < 0 {
-				return usagef(c, "want counts >= 0, -n >= 1, 1 <= --sources <= 200, -1 <= --junk-nice <= 19, --dial-rate >= 0")
+				return cmdline.Usagef(c, "want counts >= 0, -n >= 1, 1 <= --sources <= 200, -1 <= --junk-nice <= 19, --dial-rate >= 0")
 			}
 			return runBenchFlood(c.Context(), e, a)
 		},

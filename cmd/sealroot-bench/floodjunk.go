@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sealroot/sealroot/internal/cmdline"
+
 	"github.com/spf13/cobra"
 )
 
@@ -87,13 +89,13 @@ func newFloodJunkCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:    "flood-junk",
 		Hidden: true,
-		Args:   noArgs,
+		Args:   cmdline.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			var srcs []netip.Addr
 			for _, s := range strings.Split(sources, ",") {
 				ip, err := netip.ParseAddr(s)
 				if err != nil {
-					return usagef(c, "--sources: %v", err)
+					return cmdline.Usagef(c, "--sources: %v", err)
 				}
 				srcs = append(srcs, ip)
 			}

@@ -18,16 +18,13 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
-	"github.com/spf13/cobra"
-
+	"github.com/sealroot/sealroot/internal/cmdline"
 	"github.com/sealroot/sealroot/server/api/client"
 )
 
@@ -70,71 +67,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root := newAttestGroup(e)
 	root.AddCommand(newFloodCmd(e), newFloodJunkCmd())
 	root.Use = "sealroot-bench"
-	root.SilenceErrors = true
-	root.SilenceUsage = true
+	cmdline.Setup(root, stdout, stderr)
 	root.CompletionOptions.DisableDefaultCmd = true
-	root.SetOut(stdout)
-	root.SetErr(stderr)
-	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return &usageError{c, err} })
 	pf := root.PersistentFlags()
 	pf.StringVar(&e.Socket, "socket", defaultSocket, "admin API socket `path` of --server")
 	pf.BoolVar(&e.JSON, "json", false, "print results as JSON")
 	root.SetArgs(args)
-	err := root.ExecuteContext(ctx)
-	if err == nil {
-		return 0
-	}
-	fmt.Fprintf(stderr, "sealroot-bench: %s\n", oneLine(err.Error()))
-	var ue *usageError
-	if errors.As(err, &ue) {
-		fmt.Fprint(stderr, ue.cmd.UsageString())
-		return 2
-	}
-	return 1
-}
-
-// newGroupCmd returns a command that only holds subcommands: run alone or
-// with an unknown subcommand, it is a usage error.
-func newGroupCmd(use, short string, subs ...*cobra.Command) *cobra.Command {
-	c := &cobra.Command{
-		Use:   use,
-		Short: short,
-		Args: func(c *cobra.Command, args []string) error {
-			if len(args) > 0 {
-				return usagef(c, "unknown command %q for %q", args[0], c.CommandPath())
-			}
-			return nil
-		},
-		RunE: func(c *cobra.Command, _ []string) error {
-			return usagef(c, "%q needs a subcommand", c.CommandPath())
-		},
-	}
-	c.AddCommand(subs...)
-	return c
-}
-
-// usageError is a command line mistake; run prints the usage and exits 2.
-type usageError struct {
-	cmd *cobra.Command
-	err error
-}
-
-func (u *usageError) Error() string { return u.err.Error() }
-func (u *usageError) Unwrap() error { return u.err }
-
-func usagef(c *cobra.Command, format string, args ...any) error {
-	return &usageError{c, fmt.Errorf(format, args...)}
-}
-
-// noArgs accepts no positional argument.
-func noArgs(c *cobra.Command, args []string) error {
-	if len(args) > 0 {
-		return usagef(c, "%q takes at most 0 argument(s), got %d", c.CommandPath(), len(args))
-	}
-	return nil
-}
-
-// oneLine folds a message onto one line.
-func oneLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
+	return cmdline.Exit("sealroot-bench", root.ExecuteContext(ctx), stderr)
 }

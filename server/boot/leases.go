@@ -8,8 +8,16 @@ import (
 )
 
 // StoreLeases keeps full-mode DHCP leases and reservations in the state
-// store.
-type StoreLeases struct{ DB *store.DB }
+// store (shared by every server when it is etcd).
+type StoreLeases struct{ DB LeaseDB }
+
+// LeaseDB is the part of the state store that keeps DHCP leases;
+// *store.DB and *store.Etcd implement it.
+type LeaseDB interface {
+	DHCPLeases(ctx context.Context) ([]store.DHCPLease, error)
+	PutDHCPLease(ctx context.Context, l store.DHCPLease) error
+	DHCPReservations(ctx context.Context) ([]store.DHCPReservation, error)
+}
 
 var _ dhcp.LeaseStore = StoreLeases{}
 

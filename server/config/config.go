@@ -235,6 +235,9 @@ func (c *Config) Validate() error {
 	if c.Tunnel != nil {
 		c.Tunnel.validate(&v)
 	}
+	if c.Store != nil {
+		c.Store.validate(&v)
+	}
 	if c.Images != nil {
 		v.check("images.dir", checkAbsPath(c.Images.Dir))
 	}

@@ -16,7 +16,10 @@ func TestParseConfig_valid(t *testing.T) {
 		"minimal": `{"boot": {"server_ip": "192.168.1.10", "dhcp_interface": "eno1"}, "tunnel": {"prefix": "10.200.0.0/16", "endpoint": "192.168.1.10:51820"}, "iscsi": {}}`,
 		"full_dhcp": `{"log_level": "DEBUG", "attest_addr": "10.77.0.1:4433", "boot": {"server_ip": "10.77.0.1", "dhcp_interface": "br0", "dhcp_mode": "full",
 			"pool": {"subnet": "10.77.0.0/24", "start": "10.77.0.100", "end": "10.77.0.200", "router": "10.77.0.1", "dns": ["10.77.0.1"], "lease_time": "30m"}}}`,
-		"nulls": `{"boot": null, "ek_ca_bundle": null}`,
+		"nulls":       `{"boot": null, "ek_ca_bundle": null}`,
+		"store_bbolt": `{"store": {"backend": "bbolt"}}`,
+		"store_etcd": `{"store": {"backend": "etcd", "endpoints": ["https://10.0.0.1:2379", "https://10.0.0.2:2379"],
+			"cert_file": "/etc/sealroot/etcd.pem", "key_file": "/etc/sealroot/etcd-key.pem", "ca_file": "/etc/sealroot/etcd-ca.pem", "prefix": "/sealroot/a/"}}`,
 	} {
 		t.Run(name, func(t *testing.T) {
 			if _, err := config.ParseConfig([]byte(doc)); err != nil {
@@ -57,6 +60,12 @@ func TestParseConfig_every_mistake(t *testing.T) {
 				`tunnel.endpoint: ":51820": needs a specific IP address`,
 				`tunnel.interface: "a-very-long-interface-name" is not a network interface name`,
 			}},
+		"store_etcd": {`{"store": {"backend": "etcd", "endpoints": ["10.0.0.1:2379"], "cert_file": "/c.pem", "prefix": "sealroot"}}`,
+			[]string{`store.endpoints[0]: "10.0.0.1:2379": want an http:// or https:// URL`, "store.key_file: cert_file and key_file go together",
+				`store.prefix: "sealroot": want a path starting and ending with /`}},
+		"store_backend":              {`{"store": {"backend": "sql"}}`, []string{`store.backend: "sql": want one of "bbolt", "etcd"`}},
+		"store_bbolt_no_etcd":        {`{"store": {"endpoints": ["http://x:2379"]}}`, []string{`store: endpoints, TLS files and prefix need backend "etcd"`}},
+		"store_etcd_needs_endpoints": {`{"store": {"backend": "etcd"}}`, []string{"store.endpoints: required for backend etcd"}},
 		"full_dhcp_needs_pool": {`{"boot": {"server_ip": "10.0.0.1", "dhcp_mode": "full"}}`,
 			[]string{"boot.pool: required with dhcp_mode full", "boot.dhcp_interface: required with dhcp_mode full"}},
 		"users": {`{"users": {"backend": "ldap", "pam_service": "../x"}}`,

@@ -63,6 +63,9 @@ type Config struct {
 	// Tunnel configures the per-machine WireGuard root link; absent: no
 	// tunnel.
 	Tunnel *TunnelConfig `json:"tunnel,omitempty"`
+	// Store selects the state store: bbolt in state_dir, or etcd shared
+	// by several servers; absent: bbolt.
+	Store *StoreConfig `json:"store,omitempty"`
 	// RootTransport is "wireguard" (agents must send a WireGuard key) or
 	// "plain" (trusted labs: roots over the plain LAN). It matters only
 	// with a tunnel section.

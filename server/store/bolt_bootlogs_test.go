@@ -13,9 +13,10 @@ import (
 
 // Boot logs are bounded in number and size, leave Version alone, and go
 // with their machine.
-func TestBootLogs(t *testing.T) {
+func TestBootLogs(t *testing.T) { forEachStore(t, testBootLogs) }
+
+func testBootLogs(t *testing.T, db testStore) {
 	ctx := context.Background()
-	db, _ := openTestDB(t)
 	m := testMachine(1)
 	if err := db.CreateMachine(ctx, m); err != nil {
 		t.Fatal(err)

@@ -11,8 +11,9 @@ import (
 	"github.com/sealroot/sealroot/wire"
 )
 
-func TestFiles(t *testing.T) {
-	db, _ := openTestDB(t)
+func TestFiles(t *testing.T) { forEachStore(t, testFiles) }
+
+func testFiles(t *testing.T, db testStore) {
 	ctx := context.Background()
 	m := testMachine(1)
 	if err := db.CreateMachine(ctx, m); err != nil {
@@ -81,8 +82,9 @@ func TestFiles(t *testing.T) {
 	}
 }
 
-func TestPutFileRefuses(t *testing.T) {
-	db, _ := openTestDB(t)
+func TestPutFileRefuses(t *testing.T) { forEachStore(t, testPutFileRefuses) }
+
+func testPutFileRefuses(t *testing.T, db testStore) {
 	ctx := context.Background()
 	m := testMachine(1)
 	if err := db.CreateMachine(ctx, m); err != nil {
@@ -123,8 +125,9 @@ func TestPutFileRefuses(t *testing.T) {
 
 // TestFilesChangeVersion: a release carries the files, so changing them
 // changes the Version of the machines that get them.
-func TestFilesChangeVersion(t *testing.T) {
-	db, _ := openTestDB(t)
+func TestFilesChangeVersion(t *testing.T) { forEachStore(t, testFilesChangeVersion) }
+
+func testFilesChangeVersion(t *testing.T, db testStore) {
 	ctx := context.Background()
 	in, out := testMachine(1), testMachine(2)
 	in.Group = "lab"

@@ -69,9 +69,10 @@ func TestOpenModeAndLock(t *testing.T) {
 	}
 }
 
-func TestMachineCRUD(t *testing.T) {
+func TestMachineCRUD(t *testing.T) { forEachStore(t, testMachineCRUD) }
+
+func testMachineCRUD(t *testing.T, db testStore) {
 	ctx := context.Background()
-	db, _ := openTestDB(t)
 	m := testMachine(1)
 	if err := db.CreateMachine(ctx, m); err != nil {
 		t.Fatalf("CreateMachine: %v", err)
@@ -116,9 +117,10 @@ func TestMachineCRUD(t *testing.T) {
 	}
 }
 
-func TestNotFound(t *testing.T) {
+func TestNotFound(t *testing.T) { forEachStore(t, testNotFound) }
+
+func testNotFound(t *testing.T, db testStore) {
 	ctx := context.Background()
-	db, _ := openTestDB(t)
 	id := testMachine(9).ID
 	tests := []struct {
 		name string
@@ -145,9 +147,10 @@ func TestNotFound(t *testing.T) {
 	}
 }
 
-func TestDuplicates(t *testing.T) {
+func TestDuplicates(t *testing.T) { forEachStore(t, testDuplicates) }
+
+func testDuplicates(t *testing.T, db testStore) {
 	ctx := context.Background()
-	db, _ := openTestDB(t)
 	a, b := testMachine(1), testMachine(2)
 	for _, m := range []*Machine{a, b} {
 		if err := db.CreateMachine(ctx, m); err != nil {
@@ -213,9 +216,10 @@ func TestDuplicates(t *testing.T) {
 	})
 }
 
-func TestSecrets(t *testing.T) {
+func TestSecrets(t *testing.T) { forEachStore(t, testSecrets) }
+
+func testSecrets(t *testing.T, db testStore) {
 	ctx := context.Background()
-	db, _ := openTestDB(t)
 	m := testMachine(1)
 	if err := db.CreateMachine(ctx, m); err != nil {
 		t.Fatal(err)
@@ -254,8 +258,11 @@ func TestSecrets(t *testing.T) {
 }
 
 func TestConcurrentUpdatesKeepAllWrites(t *testing.T) {
+	forEachStore(t, testConcurrentUpdatesKeepAllWrites)
+}
+
+func testConcurrentUpdatesKeepAllWrites(t *testing.T, db testStore) {
 	ctx := context.Background()
-	db, _ := openTestDB(t)
 	const machines, perMachine = 4, 50
 	for i := range machines {
 		if err := db.CreateMachine(ctx, testMachine(i)); err != nil {
@@ -451,9 +458,10 @@ func TestBatchIsolation(t *testing.T) {
 	}
 }
 
-func TestGroups(t *testing.T) {
+func TestGroups(t *testing.T) { forEachStore(t, testGroups) }
+
+func testGroups(t *testing.T, db testStore) {
 	ctx := context.Background()
-	db, _ := openTestDB(t)
 	if _, err := db.Group(ctx, "kiosks"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Group before PutGroup = %v; want ErrNotFound", err)
 	}

@@ -11,8 +11,9 @@ import (
 // TestUserLeaseOneMachine: a user's root is leased to one machine at a
 // time; the lease is confirmed in the release transaction, ends at the
 // machine's next release, its revoke or forget, or FreeUserLease.
-func TestUserLeaseOneMachine(t *testing.T) {
-	db, _ := openTestDB(t)
+func TestUserLeaseOneMachine(t *testing.T) { forEachStore(t, testUserLeaseOneMachine) }
+
+func testUserLeaseOneMachine(t *testing.T, db testStore) {
 	ctx := context.Background()
 	m1, m2 := testMachine(1), testMachine(2)
 	for _, m := range []*Machine{m1, m2} {
@@ -76,8 +77,9 @@ func TestUserLeaseOneMachine(t *testing.T) {
 
 // TestUserLeaseRace: machines claiming one user's lease at once: exactly
 // one gets it.
-func TestUserLeaseRace(t *testing.T) {
-	db, _ := openTestDB(t)
+func TestUserLeaseRace(t *testing.T) { forEachStore(t, testUserLeaseRace) }
+
+func testUserLeaseRace(t *testing.T, db testStore) {
 	ctx := context.Background()
 	const n = 8
 	var wg sync.WaitGroup
@@ -103,8 +105,9 @@ func TestUserLeaseRace(t *testing.T) {
 // TestFreeLetGoLease: a let-go frees the lease only while it is still
 // the boot's that let go: not a claim in progress, not a later boot of
 // the same machine, not another machine's.
-func TestFreeLetGoLease(t *testing.T) {
-	db, _ := openTestDB(t)
+func TestFreeLetGoLease(t *testing.T) { forEachStore(t, testFreeLetGoLease) }
+
+func testFreeLetGoLease(t *testing.T, db testStore) {
 	ctx := context.Background()
 	m1, m2 := testMachine(1), testMachine(2)
 	for _, m := range []*Machine{m1, m2} {

@@ -3,18 +3,14 @@ package store
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"testing"
 	"time"
 )
 
-func TestUsers(t *testing.T) {
+func TestUsers(t *testing.T) { forEachStore(t, testUsers) }
+
+func testUsers(t *testing.T, db testStore) {
 	ctx := context.Background()
-	db, err := Open(filepath.Join(t.TempDir(), "state.db"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
 	if us, err := db.Users(ctx); err != nil || len(us) != 0 {
 		t.Fatalf("Users of a new store: %v, %v", us, err)
 	}
@@ -54,8 +50,5 @@ func TestUsers(t *testing.T) {
 	}
 	if _, err := db.User(ctx, ""); !errors.Is(err, ErrNotFound) {
 		t.Errorf("empty name: %v", err)
-	}
-	if err := db.Check(); err != nil {
-		t.Errorf("Check: %v", err)
 	}
 }

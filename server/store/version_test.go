@@ -12,9 +12,10 @@ import (
 
 // Every change a release is decided on gives the machine a version it
 // never had; bookkeeping leaves it alone.
-func TestVersionChanges(t *testing.T) {
+func TestVersionChanges(t *testing.T) { forEachStore(t, testVersionChanges) }
+
+func testVersionChanges(t *testing.T, db testStore) {
 	ctx := context.Background()
-	db, _ := openTestDB(t)
 	if err := db.PutGroup(ctx, &Group{Name: "lab"}); err != nil {
 		t.Fatal(err)
 	}
@@ -93,9 +94,10 @@ func TestVersionChanges(t *testing.T) {
 }
 
 // History keeps the last MaxHistory attempts, oldest first.
-func TestHistoryBounded(t *testing.T) {
+func TestHistoryBounded(t *testing.T) { forEachStore(t, testHistoryBounded) }
+
+func testHistoryBounded(t *testing.T, db testStore) {
 	ctx := context.Background()
-	db, _ := openTestDB(t)
 	m := testMachine(1)
 	if err := db.CreateMachine(ctx, m); err != nil {
 		t.Fatal(err)
@@ -127,9 +129,10 @@ func TestHistoryBounded(t *testing.T) {
 // AddAttempts appends to each machine's history in one call, keeps the
 // last MaxHistory, changes neither Version nor any other field, and hands
 // back the attempts of machines the store does not hold.
-func TestAddAttempts(t *testing.T) {
+func TestAddAttempts(t *testing.T) { forEachStore(t, testAddAttempts) }
+
+func testAddAttempts(t *testing.T, db testStore) {
 	ctx := context.Background()
-	db, _ := openTestDB(t)
 	a, b := testMachine(1), testMachine(2)
 	for _, m := range []*Machine{a, b} {
 		if err := db.CreateMachine(ctx, m); err != nil {
@@ -187,9 +190,10 @@ func TestAddAttempts(t *testing.T) {
 
 // MachineVersion reports the State and Version Machine holds, follows
 // their changes, and says ErrNotFound for a machine that is gone.
-func TestMachineVersion(t *testing.T) {
+func TestMachineVersion(t *testing.T) { forEachStore(t, testMachineVersion) }
+
+func testMachineVersion(t *testing.T, db testStore) {
 	ctx := context.Background()
-	db, _ := openTestDB(t)
 	m := testMachine(1)
 	if err := db.CreateMachine(ctx, m); err != nil {
 		t.Fatal(err)
@@ -206,6 +210,17 @@ func TestMachineVersion(t *testing.T) {
 		}
 	}
 	check("created")
+	if err := db.PutGroup(ctx, &Group{Name: "lab"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.UpdateMachine(ctx, m.ID, func(m *Machine) error { m.Group = "lab"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	check("in a group")
+	if err := db.PutGroup(ctx, &Group{Name: "lab", Root: wire.RootPlan{Kind: wire.RootNone}}); err != nil {
+		t.Fatal(err)
+	}
+	check("group changed")
 	if _, err := db.UpdateMachine(ctx, m.ID, func(m *Machine) error { m.State = StateRevoked; return nil }); err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sealroot/sealroot/internal/cmdline"
 	"github.com/sealroot/sealroot/server/api"
 )
 
@@ -24,7 +25,7 @@ func newAuditCmd(e *env) *cobra.Command {
 		Long: `Print the server's audit log, oldest first. ACTOR is "server" for the server's
 own decisions and "operator:<uid>" for operator actions; CHECK names the check
 that decided. --since takes an RFC 3339 time or a duration back from now (1h).`,
-		Args: exactArgs(0),
+		Args: cmdline.ExactArgs(0),
 		RunE: func(c *cobra.Command, _ []string) error { return runAudit(c, e, args) },
 	}
 	c.Flags().StringVar(&args.machine, "machine", "", "only records of `MACHINE` (a forgotten one by its ID prefix)")
@@ -37,7 +38,7 @@ func runAudit(c *cobra.Command, e *env, args auditArgs) error {
 	if args.since != "" {
 		t, err := parseSince(args.since, time.Now())
 		if err != nil {
-			return usagef(c, "--since: %v", err)
+			return cmdline.Usagef(c, "--since: %v", err)
 		}
 		q.Since = t
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sealroot/sealroot/internal/atomicfile"
+	"github.com/sealroot/sealroot/internal/cmdline"
 	"github.com/sealroot/sealroot/server/backup"
 )
 
@@ -35,7 +36,7 @@ without logging out counts as running until the target's pings end its
 session, about 15 s; an NFS machine until its tunnel peer has had no handshake
 for 3 minutes). A root that is not in use is withdrawn for the copy; its
 machine gets it back at its next boot.`,
-		Args: exactArgs(1),
+		Args: cmdline.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			dst := args[0]
 			tmp, err := os.CreateTemp(filepath.Dir(dst), ".sealroot-backup-")
@@ -94,10 +95,10 @@ func newRestoreCmd(e *env) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "restore FILE --state-dir DIR",
 		Short: "Rebuild a server's state directory DIR (absent or empty) from backup FILE; run sealroot serve on it afterwards",
-		Args:  exactArgs(1),
+		Args:  cmdline.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			if stateDir == "" {
-				return usagef(c, "--state-dir is required")
+				return cmdline.Usagef(c, "--state-dir is required")
 			}
 			f, err := os.Open(args[0])
 			if err != nil {

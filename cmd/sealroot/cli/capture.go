@@ -3,6 +3,8 @@ package cli
 import (
 	"fmt"
 
+	"github.com/sealroot/sealroot/internal/cmdline"
+
 	"github.com/spf13/cobra"
 )
 
@@ -23,7 +25,7 @@ The machine must be powered off: no attestation in progress, no iSCSI
 session logged in to its root, no NFS export in use (its tunnel peer had no
 handshake for three minutes); a running machine is refused, saying which.
 Its root is withdrawn for the capture (it gets it back when it boots again).`,
-		Args: exactArgs(1),
+		Args: cmdline.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			if from == "" {
 				return fmt.Errorf("image capture: --from MACHINE is required")

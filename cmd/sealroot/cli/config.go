@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sealroot/sealroot/internal/cmdline"
 	"github.com/sealroot/sealroot/server/config"
 )
 
@@ -21,7 +22,7 @@ func newConfigCmd(e *env) *cobra.Command {
 one JSON object, no unknown fields, values of the right type, valid addresses,
 durations, names and log level. Every mistake is printed on its own line with
 the field's path; the exit code is 1 when there is any. See docs/configuration.md.`,
-		Args: argsRange(0, 1),
+		Args: cmdline.ArgsRange(0, 1),
 		RunE: func(c *cobra.Command, args []string) error {
 			path := DefaultConfig
 			if len(args) == 1 {
@@ -34,7 +35,7 @@ the field's path; the exit code is 1 when there is any. See docs/configuration.m
 			return err
 		},
 	}
-	return newGroupCmd("config", "Check the daemon's configuration", check)
+	return cmdline.Group("config", "Check the daemon's configuration", check)
 }
 
 // configErrors prints a configuration error's lines to stderr, one

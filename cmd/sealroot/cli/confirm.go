@@ -7,6 +7,8 @@ import (
 	"os"
 	"strings"
 
+	"github.com/sealroot/sealroot/internal/cmdline"
+
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 )
@@ -29,7 +31,7 @@ func confirm(c *cobra.Command, e *env, yes bool, what string) error {
 	}
 	f, ok := e.Stdin.(*os.File)
 	if !ok || !term.IsTerminal(int(f.Fd())) {
-		return usagef(c, "%s: not a terminal to ask on; pass --yes to confirm", what)
+		return cmdline.Usagef(c, "%s: not a terminal to ask on; pass --yes to confirm", what)
 	}
 	fmt.Fprintf(e.Stderr, "%s? [y/N] ", what)
 	line, _ := bufio.NewReader(f).ReadString('\n')

@@ -6,16 +6,17 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sealroot/sealroot/internal/cmdline"
 	"github.com/sealroot/sealroot/server/api"
 )
 
 func newDHCPCmd(e *env) *cobra.Command {
 	var yes bool
-	return newGroupCmd("dhcp", "Leases and reserved addresses of the full-mode DHCP server",
+	return cmdline.Group("dhcp", "Leases and reserved addresses of the full-mode DHCP server",
 		&cobra.Command{
 			Use:   "reserve MAC IP",
 			Short: "Give the machine with hardware address MAC the address IP from its next DHCP exchange",
-			Args:  exactArgs(2),
+			Args:  cmdline.ExactArgs(2),
 			RunE: func(c *cobra.Command, args []string) error {
 				r, err := e.client().Reserve(c.Context(), args[0], args[1])
 				if err != nil {
@@ -32,7 +33,7 @@ func newDHCPCmd(e *env) *cobra.Command {
 		&cobra.Command{
 			Use:   "list",
 			Short: "List reservations",
-			Args:  exactArgs(0),
+			Args:  cmdline.ExactArgs(0),
 			RunE: func(c *cobra.Command, _ []string) error {
 				rs, err := e.client().Reservations(c.Context())
 				if err != nil {
@@ -55,7 +56,7 @@ func newDHCPCmd(e *env) *cobra.Command {
 		addYes(&cobra.Command{
 			Use:   "rm MAC",
 			Short: "Remove MAC's reservation; its lease runs out normally",
-			Args:  exactArgs(1),
+			Args:  cmdline.ExactArgs(1),
 			RunE: func(c *cobra.Command, args []string) error {
 				if err := confirm(c, e, yes, "remove the DHCP reservation of "+safe(args[0])); err != nil {
 					return err

@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sealroot/sealroot/internal/cmdline"
 	"github.com/sealroot/sealroot/pki"
 	"github.com/sealroot/sealroot/server"
 )
@@ -28,14 +29,14 @@ PTT before 11th-gen Core, AMD fTPM) on air-gapped sites.
 
 The server reads roots and intermediates when it starts: restart it after
 importing CAs. EK certificates are used at once.`,
-		Args: argsRange(1, math.MaxInt),
+		Args: cmdline.ArgsRange(1, math.MaxInt),
 		RunE: func(c *cobra.Command, paths []string) error {
 			args.paths = paths
 			return runEKImport(e, args)
 		},
 	}
 	importCmd.Flags().StringVar(&args.stateDir, "state-dir", DefaultStateDir, "sealroot state `dir`")
-	return newGroupCmd("ek", "Manage TPM endorsement-key trust", importCmd)
+	return cmdline.Group("ek", "Manage TPM endorsement-key trust", importCmd)
 }
 
 func runEKImport(e *env, args ekImportArgs) error {

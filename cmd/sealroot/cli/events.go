@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sealroot/sealroot/internal/cmdline"
 	"github.com/sealroot/sealroot/server/api"
 )
 
@@ -25,7 +26,7 @@ func newEventsCmd(e *env) *cobra.Command {
 		Long: `Print the last decisions (attestation verdicts and operator actions), one per
 line; --follow keeps printing each new one as the server records it, until
 interrupted. With --json each event is one JSON object per line.`,
-		Args: exactArgs(0),
+		Args: cmdline.ExactArgs(0),
 		RunE: func(c *cobra.Command, _ []string) error { return runEvents(c, e, args) },
 	}
 	c.Flags().StringVar(&args.machine, "machine", "", "only events of `MACHINE`")
@@ -36,7 +37,7 @@ interrupted. With --json each event is one JSON object per line.`,
 
 func runEvents(c *cobra.Command, e *env, args eventsArgs) error {
 	if args.last < 0 {
-		return usagef(c, "--last must not be negative")
+		return cmdline.Usagef(c, "--last must not be negative")
 	}
 	ctx, stop := signal.NotifyContext(c.Context(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

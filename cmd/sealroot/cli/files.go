@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sealroot/sealroot/internal/cmdline"
 	"github.com/sealroot/sealroot/server/api"
 	"github.com/sealroot/sealroot/wire"
 )
@@ -46,7 +47,7 @@ at most 64 KiB; a machine or group at most 256 files and 1 MiB, and so does
 one boot's merged set. With --template the file is a Go text/template
 rendered per machine with .Name, .ID, .Group, .Address, .TunnelAddress and
 .MACs (no printf, define or template; range only over .MACs, not nested).`,
-		Args: argsRange(2, 3),
+		Args: cmdline.ArgsRange(2, 3),
 		RunE: func(c *cobra.Command, pos []string) error {
 			file := "-"
 			if len(pos) == 3 {
@@ -58,18 +59,18 @@ rendered per machine with .Name, .ID, .Group, .Address, .TunnelAddress and
 	set.Flags().StringVar(&args.mode, "mode", "0644", "permission bits, octal")
 	set.Flags().StringVar(&args.owner, "owner", "0:0", "numeric owner UID:GID in the booted system")
 	set.Flags().BoolVar(&args.template, "template", false, "render the file as a Go text/template per machine")
-	return newGroupCmd("files", "Files the agent writes into the "+noun+"'s root at every boot",
+	return cmdline.Group("files", "Files the agent writes into the "+noun+"'s root at every boot",
 		set,
 		&cobra.Command{
 			Use:   "list " + arg,
 			Short: "List the " + noun + "'s files",
-			Args:  exactArgs(1),
+			Args:  cmdline.ExactArgs(1),
 			RunE:  func(c *cobra.Command, pos []string) error { return runFilesList(c, e, owner(pos[0])) },
 		},
 		&cobra.Command{
 			Use:   "rm " + arg + " PATH",
 			Short: "Remove one of the " + noun + "'s files (the root keeps the last copy written)",
-			Args:  exactArgs(2),
+			Args:  cmdline.ExactArgs(2),
 			RunE:  func(c *cobra.Command, pos []string) error { return runFilesRm(c, e, owner(pos[0]), pos[1]) },
 		},
 	)

@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sealroot/sealroot/internal/cmdline"
 	"github.com/sealroot/sealroot/server/api"
 	"github.com/sealroot/sealroot/wire"
 )
@@ -15,22 +16,22 @@ func newGroupsCmd(e *env) *cobra.Command {
 	setRoot := &cobra.Command{
 		Use:   "set-root GROUP",
 		Short: "Create a group, or set the root its machines mount from their next boot",
-		Args:  exactArgs(1),
+		Args:  cmdline.ExactArgs(1),
 		RunE:  func(c *cobra.Command, pos []string) error { return runGroupSetRoot(c, e, pos[0], args) },
 	}
 	args.flags(setRoot, wire.RootVolatile)
-	return newGroupCmd("group", "Groups of machines that share a root (thin clients, kiosks, workers)",
+	return cmdline.Group("group", "Groups of machines that share a root (thin clients, kiosks, workers)",
 		&cobra.Command{
 			Use:   "list",
 			Short: "List groups and their roots",
-			Args:  exactArgs(0),
+			Args:  cmdline.ExactArgs(0),
 			RunE:  func(c *cobra.Command, _ []string) error { return runGroupList(c, e) },
 		},
 		setRoot,
 		&cobra.Command{
 			Use:   "rm GROUP",
 			Short: "Remove a group that has no machines",
-			Args:  exactArgs(1),
+			Args:  cmdline.ExactArgs(1),
 			RunE:  func(c *cobra.Command, pos []string) error { return runGroupRm(c, e, pos[0]) },
 		},
 		newFilesCmd(e, "group"),

@@ -9,23 +9,24 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sealroot/sealroot/internal/cmdline"
 	"github.com/sealroot/sealroot/server/api"
 )
 
 func newImageCmd(e *env) *cobra.Command {
 	var yes bool
-	return newGroupCmd("image", "Import, list and remove base images",
+	return cmdline.Group("image", "Import, list and remove base images",
 		newImageImportCmd(e),
 		&cobra.Command{
 			Use:   "list",
 			Short: "List images",
-			Args:  exactArgs(0),
+			Args:  cmdline.ExactArgs(0),
 			RunE:  func(c *cobra.Command, _ []string) error { return runImageList(c, e) },
 		},
 		addYes(&cobra.Command{
 			Use:   "rm NAME|NAME@vN",
 			Short: "Forget one version or every version of an image, refused while a plan, root or snapshot uses it",
-			Args:  exactArgs(1),
+			Args:  cmdline.ExactArgs(1),
 			RunE: func(c *cobra.Command, args []string) error {
 				if err := confirm(c, e, yes, "forget image "+safe(args[0])); err != nil {
 					return err
@@ -37,7 +38,7 @@ func newImageCmd(e *env) *cobra.Command {
 		&cobra.Command{
 			Use:   "gc",
 			Short: "Delete bases that no image version, machine root or snapshot references; say what is kept and why",
-			Args:  exactArgs(0),
+			Args:  cmdline.ExactArgs(0),
 			RunE:  func(c *cobra.Command, _ []string) error { return runImageGC(c, e) },
 		},
 		newImageCaptureCmd(e),
@@ -50,7 +51,7 @@ func newImageImportCmd(e *env) *cobra.Command {
 		Use: "import NAME (SOURCE | --oci REF|DIR|TAR)",
 		Short: "Import a directory tree or tar archive, or an OCI/Docker image (registry reference, OCI layout directory, " +
 			"`docker save` archive), on the server's host, as the next version of NAME (NAME@vN)",
-		Args: argsRange(1, 2),
+		Args: cmdline.ArgsRange(1, 2),
 		RunE: func(c *cobra.Command, args []string) error {
 			switch {
 			case oci == "" && len(args) == 2:
@@ -62,7 +63,7 @@ func newImageImportCmd(e *env) *cobra.Command {
 			case oci != "" && len(args) == 1:
 				return runImageImport(c, e, args[0], ociSource(oci))
 			}
-			return usagef(c, "want NAME SOURCE, or NAME --oci REF|DIR|TAR")
+			return cmdline.Usagef(c, "want NAME SOURCE, or NAME --oci REF|DIR|TAR")
 		},
 	}
 	c.Flags().StringVar(&oci, "oci", "", "an OCI/Docker image: docker://REF or REF (a registry), or a path to an OCI layout directory or `docker save` archive")

@@ -11,6 +11,7 @@ import (
 
 	"github.com/sealroot/sealroot/initramfs"
 	"github.com/sealroot/sealroot/initramfs/embedded"
+	"github.com/sealroot/sealroot/internal/cmdline"
 	"github.com/sealroot/sealroot/uki"
 	"github.com/sealroot/sealroot/version"
 )
@@ -47,7 +48,7 @@ modules it needs. Without --modules-root, Debian's current amd64 kernel is
 downloaded with apt-get into --kernel-cache and its modules are used; boot
 the vmlinuz printed on the "kernel:" line with this initramfs.
 The last line of output is "initramfs: <path> <bytes> bytes".`,
-		Args: exactArgs(0),
+		Args: cmdline.ExactArgs(0),
 		RunE: func(c *cobra.Command, _ []string) error { return runInitramfsBuild(c, e, args) },
 	}
 	f := build.Flags()
@@ -65,7 +66,7 @@ The last line of output is "initramfs: <path> <bytes> bytes".`,
 	f.StringVar(&args.ukiKernel, "uki-kernel", "", "kernel `file` for --uki (default: the fetched Debian kernel)")
 	f.StringVar(&args.ukiCmdline, "uki-cmdline", "console=ttyS0 console=tty0 panic=10", "built-in command line of the UKI (iPXE's script line replaces it unless Secure Boot is on)")
 	f.StringVar(&args.ukiStub, "uki-stub", uki.DefaultStub, "systemd EFI stub `file` (Debian systemd-boot-efi)")
-	return newGroupCmd("initramfs", "Build the boot initramfs", build)
+	return cmdline.Group("initramfs", "Build the boot initramfs", build)
 }
 
 func runInitramfsBuild(c *cobra.Command, e *env, args initramfsBuildArgs) error {
@@ -78,10 +79,10 @@ func runInitramfsBuild(c *cobra.Command, e *env, args initramfsBuildArgs) error 
 func buildInitramfs(c *cobra.Command, e *env, args initramfsBuildArgs) (*initramfs.Kernel, error) {
 	ext, ok := initramfsExt[args.compression]
 	if !ok {
-		return nil, usagef(c, "unknown --compression %q", args.compression)
+		return nil, cmdline.Usagef(c, "unknown --compression %q", args.compression)
 	}
 	if (args.modulesRoot == "") != (args.kernelVer == "") {
-		return nil, usagef(c, "--modules-root and --kernel-version go together")
+		return nil, cmdline.Usagef(c, "--modules-root and --kernel-version go together")
 	}
 	if args.out == "" {
 		args.out = "build/initramfs.cpio" + ext
@@ -130,7 +131,7 @@ func buildInitramfs(c *cobra.Command, e *env, args initramfsBuildArgs) (*initram
 	}
 	if args.uki != "" && args.ukiKernel == "" {
 		if kernel == nil {
-			return nil, usagef(c, "--uki with --modules-root needs --uki-kernel")
+			return nil, cmdline.Usagef(c, "--uki with --modules-root needs --uki-kernel")
 		}
 		args.ukiKernel = kernel.VMLinuz
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sealroot/sealroot/internal/cmdline"
 	"github.com/sealroot/sealroot/server/api"
 	"github.com/sealroot/sealroot/wire"
 )
@@ -18,12 +19,12 @@ import (
 
 func newMachineCmd(e *env) *cobra.Command {
 	var yes bool
-	return newGroupCmd("machine", "Inspect, approve and revoke machines",
+	return cmdline.Group("machine", "Inspect, approve and revoke machines",
 		newMachineListCmd(e),
 		&cobra.Command{
 			Use:   "show MACHINE",
 			Short: "Show a machine's record and boot state",
-			Args:  exactArgs(1),
+			Args:  cmdline.ExactArgs(1),
 			RunE:  func(c *cobra.Command, args []string) error { return runMachineShow(c, e, args[0]) },
 		},
 		newMachineLogCmd(e),
@@ -33,7 +34,7 @@ func newMachineCmd(e *env) *cobra.Command {
 		addYes(&cobra.Command{
 			Use:   "reset MACHINE",
 			Short: "Put a machine's root (iSCSI volume or NFS root) back to its image, keeping its snapshots; it loses its root until it boots again",
-			Args:  exactArgs(1),
+			Args:  cmdline.ExactArgs(1),
 			RunE: func(c *cobra.Command, args []string) error {
 				if err := confirm(c, e, yes, fmt.Sprintf("reset the root of %s, dropping its changes (snapshots are kept)", safe(args[0]))); err != nil {
 					return err
@@ -44,13 +45,13 @@ func newMachineCmd(e *env) *cobra.Command {
 		&cobra.Command{
 			Use:   "snapshot MACHINE [NAME]",
 			Short: "Save a machine's root as snapshot NAME (default: the current UTC time)",
-			Args:  argsRange(1, 2),
+			Args:  cmdline.ArgsRange(1, 2),
 			RunE:  func(c *cobra.Command, args []string) error { return runMachineSnapshot(c, e, args) },
 		},
 		addYes(&cobra.Command{
 			Use:   "rollback MACHINE NAME",
 			Short: "Replace a machine's root with snapshot NAME (and its base); the current root is lost unless snapshotted first",
-			Args:  exactArgs(2),
+			Args:  cmdline.ExactArgs(2),
 			RunE: func(c *cobra.Command, args []string) error {
 				if err := confirm(c, e, yes, fmt.Sprintf("replace the root of %s with snapshot %s, dropping its current content", safe(args[0]), safe(args[1]))); err != nil {
 					return err
@@ -61,7 +62,7 @@ func newMachineCmd(e *env) *cobra.Command {
 		addYes(&cobra.Command{
 			Use:   "delete-root MACHINE",
 			Short: "Delete a machine's root and its snapshots from the server; its next boot starts from its image",
-			Args:  exactArgs(1),
+			Args:  cmdline.ExactArgs(1),
 			RunE: func(c *cobra.Command, args []string) error {
 				if err := confirm(c, e, yes, fmt.Sprintf("delete the root of %s and all its snapshots", safe(args[0]))); err != nil {
 					return err
@@ -76,7 +77,7 @@ func newMachineCmd(e *env) *cobra.Command {
 		&cobra.Command{
 			Use:   "set-group MACHINE GROUP",
 			Short: `Put a machine in GROUP, whose root it mounts from its next boot ("" takes it out)`,
-			Args:  exactArgs(2),
+			Args:  cmdline.ExactArgs(2),
 			RunE:  func(c *cobra.Command, args []string) error { return runMachineSetGroup(c, e, args[0], args[1]) },
 		},
 		newFilesCmd(e, "machine"),
@@ -94,7 +95,7 @@ matches them to a box: MAC addresses, IP address, SMBIOS vendor, product and
 serial number, first and last seen, and the fingerprint the machine's screen
 shows. Pending machines claiming the same MAC, serial or SMBIOS UUID are
 flagged: hints are unauthenticated.`,
-		Args: exactArgs(0),
+		Args: cmdline.ExactArgs(0),
 		RunE: func(c *cobra.Command, _ []string) error { return runMachineList(c, e, pending) },
 	}
 	c.Flags().BoolVar(&pending, "pending", false, "only machines waiting for approval, with their hardware hints")
@@ -192,7 +193,7 @@ func newMachineApproveCmd(e *env) *cobra.Command {
 reported and release its credentials from its next boot on. MACHINE is the
 fingerprint the machine's screen shows (or a unique prefix of it, at least
 8 hex digits; an ambiguous prefix is refused), or the machine's name.`,
-		Args: exactArgs(1),
+		Args: cmdline.ExactArgs(1),
 		RunE: func(c *cobra.Command, pos []string) error { return runMachineApprove(c, e, pos[0], args) },
 	}
 	c.Flags().StringVar(&args.name, "name", "", "rename the machine to `name`")
@@ -204,7 +205,7 @@ func runMachineApprove(c *cobra.Command, e *env, ref string, args machineApprove
 	ref = strings.TrimPrefix(ref, "sha256:") // as machine show prints the fingerprint
 	policy := api.Policy(args.policy)
 	if !policy.Valid() {
-		return usagef(c, "--policy must be one of %v, not %q", api.Policies, args.policy)
+		return cmdline.Usagef(c, "--policy must be one of %v, not %q", api.Policies, args.policy)
 	}
 	m, err := e.client().Approve(c.Context(), ref, api.ApproveOptions{Name: args.name, Policy: policy})
 	if err != nil {
@@ -233,7 +234,7 @@ func newMachineRevokeCmd(e *env) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "revoke MACHINE",
 		Short: "Refuse a machine from now on",
-		Args:  exactArgs(1),
+		Args:  cmdline.ExactArgs(1),
 		RunE: func(c *cobra.Command, pos []string) error {
 			return runMachineRevoke(c, e, pos[0], reason)
 		},
@@ -259,7 +260,7 @@ func newMachineForgetCmd(e *env) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "forget MACHINE",
 		Short: "Delete a machine, its secrets and (unless --keep-root) its roots and snapshots; its next boot is unknown",
-		Args:  exactArgs(1),
+		Args:  cmdline.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			what := fmt.Sprintf("forget %s, its secrets and its roots with their snapshots", safe(args[0]))
 			if keepRoot {
@@ -376,13 +377,13 @@ func (a *machineSetRootArgs) flags(c *cobra.Command, kind string) {
 func (a machineSetRootArgs) plan(c *cobra.Command) (wire.RootPlan, error) {
 	root := wire.RootPlan{Kind: a.kind, Init: a.init}
 	if a.kind != wire.RootNone && a.image == "" {
-		return root, usagef(c, "--kind %s needs --image NAME", a.kind)
+		return root, cmdline.Usagef(c, "--kind %s needs --image NAME", a.kind)
 	}
 	if a.via != "" && a.kind != wire.RootVolatile {
-		return root, usagef(c, "--via is for --kind volatile")
+		return root, cmdline.Usagef(c, "--via is for --kind volatile")
 	}
 	if a.perUser && a.kind != wire.RootISCSI {
-		return root, usagef(c, "--per-user is for --kind iscsi")
+		return root, cmdline.Usagef(c, "--per-user is for --kind iscsi")
 	}
 	if a.image != "" {
 		root.Params = map[string]string{wire.ImageParam: a.image}
@@ -401,7 +402,7 @@ func newMachineSetRootCmd(e *env) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "set-root MACHINE",
 		Short: "Set the root a machine mounts from its next boot on",
-		Args:  exactArgs(1),
+		Args:  cmdline.ExactArgs(1),
 		RunE:  func(c *cobra.Command, pos []string) error { return runMachineSetRoot(c, e, pos[0], args) },
 	}
 	args.flags(c, wire.RootISCSI)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sealroot/sealroot/internal/cmdline"
 	"github.com/sealroot/sealroot/server/api"
 )
 
@@ -15,7 +16,7 @@ func newMachineLogCmd(e *env) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "log MACHINE",
 		Short: "Print the boot log the machine's agent sent (newest boot; --all: the last few)",
-		Args:  exactArgs(1),
+		Args:  cmdline.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			logs, err := e.client().BootLogs(c.Context(), args[0])
 			if err != nil {

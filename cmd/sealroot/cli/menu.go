@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sealroot/sealroot/internal/cmdline"
 	"github.com/sealroot/sealroot/server/api"
 	"github.com/sealroot/sealroot/wire"
 )
@@ -46,25 +47,25 @@ lies over another image's base. The ` + noun + `'s root must be volatile.
 reboots; it is offered to UEFI machines only (BIOS has no BootNext).
 --default is an image name or "local-disk"; default the first entry.
 --timeout is at most 1m; typing a number and Enter chooses before it.`,
-		Args: exactArgs(1),
+		Args: cmdline.ExactArgs(1),
 		RunE: func(c *cobra.Command, pos []string) error { return runMenuSet(c, e, owner(pos[0]), args) },
 	}
 	set.Flags().StringArrayVar(&args.images, "image", nil, "an image the machine may boot (repeat for several)")
 	set.Flags().BoolVar(&args.localDisk, "local-disk", false, "offer the local disk (UEFI machines)")
 	set.Flags().StringVar(&args.def, "default", "", `the entry taken on timeout: an image name or "local-disk"`)
 	set.Flags().DurationVar(&args.timeout, "timeout", 10*time.Second, "how long the menu waits for a choice (at most 1m)")
-	return newGroupCmd("menu", "The boot menu of the "+noun+"'s machines",
+	return cmdline.Group("menu", "The boot menu of the "+noun+"'s machines",
 		set,
 		&cobra.Command{
 			Use:   "show " + arg,
 			Short: "Show the " + noun + "'s boot menu",
-			Args:  exactArgs(1),
+			Args:  cmdline.ExactArgs(1),
 			RunE:  func(c *cobra.Command, pos []string) error { return runMenuShow(c, e, owner(pos[0])) },
 		},
 		&cobra.Command{
 			Use:   "rm " + arg,
 			Short: "Remove the " + noun + "'s boot menu",
-			Args:  exactArgs(1),
+			Args:  cmdline.ExactArgs(1),
 			RunE:  func(c *cobra.Command, pos []string) error { return runMenuRm(c, e, owner(pos[0])) },
 		},
 	)

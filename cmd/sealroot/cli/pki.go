@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sealroot/sealroot/internal/cmdline"
 	"github.com/sealroot/sealroot/pki"
 	"github.com/sealroot/sealroot/server"
 )
@@ -37,7 +38,7 @@ The CA is built into every initramfs (agents pin it). An existing CA is
 never replaced unless --new-ca; then every initramfs must be rebuilt and
 every machine rebooted with it. To extend or change the server certificate
 with the same CA, use "sealroot pki renew".`,
-		Args: exactArgs(0),
+		Args: cmdline.ExactArgs(0),
 		RunE: func(c *cobra.Command, _ []string) error { return runPKIInit(e, args) },
 	}
 	f := initCmd.Flags()
@@ -45,7 +46,7 @@ with the same CA, use "sealroot pki renew".`,
 	f.StringSliceVar(&args.dns, "dns", nil, "server DNS `name` (repeatable)")
 	f.IPSliceVar(&args.ips, "ip", nil, "server IP `address` (repeatable)")
 	f.BoolVar(&args.newCA, "new-ca", false, "replace an existing CA (every initramfs must then be rebuilt)")
-	return newGroupCmd("pki", "Manage sealroot's certificate authority", initCmd, newPKIRenewCmd(e), newPKIStatusCmd(e))
+	return cmdline.Group("pki", "Manage sealroot's certificate authority", initCmd, newPKIRenewCmd(e), newPKIStatusCmd(e))
 }
 
 func runPKIInit(e *env, args pkiInitArgs) error {

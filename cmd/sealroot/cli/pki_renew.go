@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sealroot/sealroot/internal/cmdline"
 	"github.com/sealroot/sealroot/pki"
 )
 
@@ -26,7 +27,7 @@ func newPKIRenewCmd(e *env) *cobra.Command {
 for the same server key. Agents pin the CA, so no initramfs changes. The
 names are kept unless --dns or --ip is given; then those replace them all.
 Restart sealroot (systemctl restart sealroot) to serve the new certificate.`,
-		Args: exactArgs(0),
+		Args: cmdline.ExactArgs(0),
 		RunE: func(c *cobra.Command, _ []string) error {
 			cert, err := pki.Renew(pkiDir(stateDir), pki.RenewOptions{DNSNames: dns, IPs: ips})
 			if err != nil {
@@ -53,7 +54,7 @@ func newPKIStatusCmd(e *env) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "status",
 		Short: "Show the CA and server certificate and warn when one expires within 30 days",
-		Args:  exactArgs(0),
+		Args:  cmdline.ExactArgs(0),
 		RunE: func(c *cobra.Command, _ []string) error {
 			dir := pkiDir(stateDir)
 			ca, err := pki.LoadCA(filepath.Join(dir, pki.CACertFile))

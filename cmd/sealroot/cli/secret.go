@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sealroot/sealroot/internal/cmdline"
 	"github.com/sealroot/sealroot/server/api"
 )
 
@@ -16,26 +17,26 @@ import (
 var errEmptySecret = errors.New("secret value is empty")
 
 func newSecretCmd(e *env) *cobra.Command {
-	return newGroupCmd("secret", "Manage the secrets released to a machine",
+	return cmdline.Group("secret", "Manage the secrets released to a machine",
 		&cobra.Command{
 			Use:   "set MACHINE NAME [FILE|-]",
 			Short: "Set a secret from FILE or stdin",
 			Long: `Set a machine's secret NAME to the contents of FILE, or of stdin when FILE
 is "-" or missing. The value is used byte for byte (a trailing newline is
 kept) and is at most 64 KiB. Values are never taken from the command line.`,
-			Args: argsRange(2, 3),
+			Args: cmdline.ArgsRange(2, 3),
 			RunE: func(c *cobra.Command, args []string) error { return runSecretSet(c, e, args) },
 		},
 		&cobra.Command{
 			Use:   "list MACHINE",
 			Short: "List the names of a machine's secrets",
-			Args:  exactArgs(1),
+			Args:  cmdline.ExactArgs(1),
 			RunE:  func(c *cobra.Command, args []string) error { return runSecretList(c, e, args[0]) },
 		},
 		&cobra.Command{
 			Use:   "rm MACHINE NAME",
 			Short: "Delete a machine's secret",
-			Args:  exactArgs(2),
+			Args:  cmdline.ExactArgs(2),
 			RunE:  func(c *cobra.Command, args []string) error { return runSecretRm(c, e, args[0], args[1]) },
 		},
 	)

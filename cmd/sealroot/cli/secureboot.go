@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sealroot/sealroot/internal/cmdline"
 	"github.com/sealroot/sealroot/server"
 	"github.com/sealroot/sealroot/server/secureboot"
 )
@@ -26,7 +27,7 @@ func newSecureBootCmd(e *env) *cobra.Command {
 the files a site enrolls: owner.esl (an EFI signature list for db, from the
 firmware setup or in Setup Mode) and owner.der (a MOK for Debian's shim:
 mokutil --import owner.der). An existing key is kept unless --force.`,
-		Args: exactArgs(0),
+		Args: cmdline.ExactArgs(0),
 		RunE: func(c *cobra.Command, _ []string) error { return runSecureBootInit(e, args) },
 	}
 	f := initCmd.Flags()
@@ -38,7 +39,7 @@ mokutil --import owner.der). An existing key is kept unless --force.`,
 	signCmd := &cobra.Command{
 		Use:   "sign IN OUT",
 		Short: "Sign an EFI image (UKI, iPXE) with the owner key (sbsign)",
-		Args:  exactArgs(2),
+		Args:  cmdline.ExactArgs(2),
 		RunE: func(c *cobra.Command, a []string) error {
 			if err := secureboot.Sign(c.Context(), server.SecureBootDir(signDir), a[0], a[1]); err != nil {
 				return err
@@ -48,7 +49,7 @@ mokutil --import owner.der). An existing key is kept unless --force.`,
 		},
 	}
 	signCmd.Flags().StringVar(&signDir, "state-dir", DefaultStateDir, "sealroot state `dir`")
-	return newGroupCmd("secureboot", "Sign served EFI images for UEFI Secure Boot", initCmd, signCmd, newSecureBootUpdateCmd(e))
+	return cmdline.Group("secureboot", "Sign served EFI images for UEFI Secure Boot", initCmd, signCmd, newSecureBootUpdateCmd(e))
 }
 
 func runSecureBootInit(e *env, args secureBootArgs) error {

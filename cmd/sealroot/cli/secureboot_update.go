@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sealroot/sealroot/internal/atomicfile"
+	"github.com/sealroot/sealroot/internal/cmdline"
 	"github.com/sealroot/sealroot/server"
 	"github.com/sealroot/sealroot/server/secureboot"
 )
@@ -35,7 +36,7 @@ of --var (default db) with the owner certificate's signature list, signed with
 accepts it outside Setup Mode, from its setup menu ("append from file") or
 with efi-updatevar -f OUT db. Byte for byte what efitools' sign-efi-sig-list
 writes. --append (the default) adds to db; --append=false replaces it.`,
-		Args: exactArgs(1),
+		Args: cmdline.ExactArgs(1),
 		RunE: func(c *cobra.Command, a []string) error { return runSecureBootUpdate(e, args, a[0]) },
 	}
 	f := cmd.Flags()

@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/spf13/cobra"
 
+	"github.com/sealroot/sealroot/internal/cmdline"
 	"github.com/sealroot/sealroot/server"
 	"github.com/sealroot/sealroot/server/config"
 )
@@ -31,7 +32,7 @@ func newServeCmd(e *env) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the sealroot daemon (attestation, admin API, boot services)",
-		Args:  exactArgs(0),
+		Args:  cmdline.ExactArgs(0),
 		Long: `Run the sealroot daemon. The configuration file is checked whole before
 anything starts (see "sealroot config check"). SIGTERM and SIGINT stop it
 cleanly: services drained, nfs-ganesha stopped, tunnel down, admin socket

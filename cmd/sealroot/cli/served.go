@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sealroot/sealroot/internal/cmdline"
 	"github.com/sealroot/sealroot/server/api"
 )
 
@@ -16,11 +17,11 @@ import (
 // API's list.
 
 func newTunnelCmd(e *env) *cobra.Command {
-	return newGroupCmd("tunnel", "The WireGuard tunnel's peers (`wg show` cannot see the embedded device)",
+	return cmdline.Group("tunnel", "The WireGuard tunnel's peers (`wg show` cannot see the embedded device)",
 		&cobra.Command{
 			Use:   "list",
 			Short: "List installed peers: machine, tunnel address, endpoint, last handshake, bytes",
-			Args:  exactArgs(0),
+			Args:  cmdline.ExactArgs(0),
 			RunE: func(c *cobra.Command, _ []string) error {
 				ps, err := e.client().TunnelPeers(c.Context())
 				if err != nil {
@@ -53,11 +54,11 @@ func handshakeAge(t, now time.Time) string {
 }
 
 func newISCSICmd(e *env) *cobra.Command {
-	return newGroupCmd("iscsi", "The iSCSI target's sessions",
+	return cmdline.Group("iscsi", "The iSCSI target's sessions",
 		&cobra.Command{
 			Use:   "sessions",
 			Short: "List logged-in sessions: initiator, target, machine, bytes, commands, errors",
-			Args:  exactArgs(0),
+			Args:  cmdline.ExactArgs(0),
 			RunE: func(c *cobra.Command, _ []string) error {
 				ss, err := e.client().ISCSISessions(c.Context())
 				if err != nil {
@@ -83,11 +84,11 @@ func writeISCSISessions(w io.Writer, ss []api.ISCSISession) error {
 }
 
 func newNFSCmd(e *env) *cobra.Command {
-	return newGroupCmd("nfs", "The NFS roots nfs-ganesha serves",
+	return cmdline.Group("nfs", "The NFS roots nfs-ganesha serves",
 		&cobra.Command{
 			Use:   "exports",
 			Short: "List exported roots: machine, path, client",
-			Args:  exactArgs(0),
+			Args:  cmdline.ExactArgs(0),
 			RunE: func(c *cobra.Command, _ []string) error {
 				es, err := e.client().NFSExports(c.Context())
 				if err != nil {
@@ -110,7 +111,7 @@ func newDHCPLeasesCmd(e *env) *cobra.Command {
 	return &cobra.Command{
 		Use:   "leases",
 		Short: "List full-mode DHCP leases: address, MAC, expiry, reserved",
-		Args:  exactArgs(0),
+		Args:  cmdline.ExactArgs(0),
 		RunE: func(c *cobra.Command, _ []string) error {
 			ls, err := e.client().DHCPLeases(c.Context())
 			if err != nil {

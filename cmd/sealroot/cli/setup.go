@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sealroot/sealroot/initramfs"
+	"github.com/sealroot/sealroot/internal/cmdline"
 	"github.com/sealroot/sealroot/pki"
 	"github.com/sealroot/sealroot/server/config"
 	"github.com/sealroot/sealroot/uki"
@@ -57,7 +58,7 @@ the site's DHCP server (ProxyDHCP: it keeps handing out addresses):
 Running it again changes nothing that is already right. Without
 --modules-root, Debian's current kernel is downloaded (apt-get) into
 --kernel-cache.`,
-		Args: exactArgs(0),
+		Args: cmdline.ExactArgs(0),
 		RunE: func(c *cobra.Command, _ []string) error { return runSetup(c, e, a) },
 	}
 	f := c.Flags()
@@ -76,10 +77,10 @@ Running it again changes nothing that is already right. Without
 
 func runSetup(c *cobra.Command, e *env, a setupArgs) error {
 	if a.iface == "" {
-		return usagef(c, "--interface is required")
+		return cmdline.Usagef(c, "--interface is required")
 	}
 	if a.modulesRoot != "" && (a.kernelVer == "" || a.kernel == "") {
-		return usagef(c, "--modules-root needs --kernel-version and --kernel")
+		return cmdline.Usagef(c, "--modules-root needs --kernel-version and --kernel")
 	}
 	ip, err := interfaceIPv4(a.iface)
 	if err != nil {

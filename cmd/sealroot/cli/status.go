@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sealroot/sealroot/internal/cmdline"
 	"github.com/sealroot/sealroot/server/api"
 )
 
@@ -17,7 +18,7 @@ func newStatusCmd(e *env) *cobra.Command {
 	return &cobra.Command{
 		Use:   "status",
 		Short: "Show the server at a glance: services, machines by state, exchanges in flight, tunnels, iSCSI sessions, DHCP leases, NFS exports, certificates, versions",
-		Args:  exactArgs(0),
+		Args:  cmdline.ExactArgs(0),
 		RunE:  func(c *cobra.Command, _ []string) error { return runStatus(c, e) },
 	}
 }

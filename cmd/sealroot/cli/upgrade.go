@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sealroot/sealroot/internal/cmdline"
 	"github.com/sealroot/sealroot/server/api"
 	"github.com/sealroot/sealroot/wire"
 )
@@ -18,7 +19,7 @@ func newMachineUpgradeCmd(e *env) *cobra.Command {
 		Use: "upgrade MACHINE",
 		Short: "Move a machine's root to an image version: the root starts afresh on the new base, " +
 			"the old root is kept as a snapshot (rollback returns to it)",
-		Args: exactArgs(1),
+		Args: cmdline.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error { return runMachineUpgrade(c, e, args[0], to) },
 	}
 	c.Flags().StringVar(&to, "to", "", "image version NAME@vN, or NAME for its latest (default: what the machine's plan names)")
@@ -53,10 +54,10 @@ func newImageRolloutCmd(e *env) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "rollout NAME@vN --group GROUP [--canary K]",
 		Short: "Move a group's machines to an image version, each keeping its old root as a snapshot; --canary moves only K",
-		Args:  exactArgs(1),
+		Args:  cmdline.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			if group == "" {
-				return usagef(c, "--group is required")
+				return cmdline.Usagef(c, "--group is required")
 			}
 			return runImageRollout(c, e, args[0], group, canary)
 		},
@@ -116,7 +117,7 @@ then asks (--yes answers in scripts):
 the members named; both leave the group's plan as it is, so the rest stay
 where they are until a full upgrade. A full upgrade then sets the group's plan
 to the version.`,
-		Args: exactArgs(1),
+		Args: cmdline.ExactArgs(1),
 		RunE: func(c *cobra.Command, pos []string) error { return runGroupUpgrade(c, e, pos[0], a) },
 	}
 	c.Flags().StringVar(&a.to, "to", "", "image version NAME@vN, or NAME for its latest (default: the latest version of the group's image)")
@@ -177,7 +178,7 @@ func newMachineSnapshotsCmd(e *env) *cobra.Command {
 	return &cobra.Command{
 		Use:   "snapshots MACHINE",
 		Short: "List a machine's snapshots: name, time, size, base image version",
-		Args:  exactArgs(1),
+		Args:  cmdline.ExactArgs(1),
 		RunE:  func(c *cobra.Command, args []string) error { return runMachineSnapshots(c, e, args[0]) },
 	}
 }
@@ -215,7 +216,7 @@ func newMachineSnapshotRmCmd(e *env) *cobra.Command {
 	return addYes(&cobra.Command{
 		Use:   "snapshot-rm MACHINE NAME",
 		Short: "Delete a machine's snapshot",
-		Args:  exactArgs(2),
+		Args:  cmdline.ExactArgs(2),
 		RunE: func(c *cobra.Command, args []string) error {
 			if err := confirm(c, e, yes, fmt.Sprintf("delete snapshot %s of %s", safe(args[1]), safe(args[0]))); err != nil {
 				return err

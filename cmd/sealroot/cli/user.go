@@ -12,15 +12,16 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
+	"github.com/sealroot/sealroot/internal/cmdline"
 	"github.com/sealroot/sealroot/server/api"
 )
 
 func newUserCmd(e *env) *cobra.Command {
-	return newGroupCmd("user", "Manage sealroot's own users (for per-user roots)", append([]*cobra.Command{
+	return cmdline.Group("user", "Manage sealroot's own users (for per-user roots)", append([]*cobra.Command{
 		&cobra.Command{
 			Use:   "add NAME",
 			Short: "Add a user; the password is read from the terminal (twice, not echoed) or the first line of stdin",
-			Args:  exactArgs(1),
+			Args:  cmdline.ExactArgs(1),
 			RunE: func(c *cobra.Command, args []string) error {
 				return runUserPassword(c, e, args[0], true)
 			},
@@ -28,7 +29,7 @@ func newUserCmd(e *env) *cobra.Command {
 		&cobra.Command{
 			Use:   "passwd NAME",
 			Short: "Set a user's password (read as for add)",
-			Args:  exactArgs(1),
+			Args:  cmdline.ExactArgs(1),
 			RunE: func(c *cobra.Command, args []string) error {
 				return runUserPassword(c, e, args[0], false)
 			},
@@ -36,7 +37,7 @@ func newUserCmd(e *env) *cobra.Command {
 		&cobra.Command{
 			Use:   "rm NAME",
 			Short: "Remove a user",
-			Args:  exactArgs(1),
+			Args:  cmdline.ExactArgs(1),
 			RunE: func(c *cobra.Command, args []string) error {
 				if err := e.client().RemoveUser(c.Context(), args[0]); err != nil || e.JSON {
 					return err
@@ -48,7 +49,7 @@ func newUserCmd(e *env) *cobra.Command {
 		&cobra.Command{
 			Use:   "list",
 			Short: "List users",
-			Args:  exactArgs(0),
+			Args:  cmdline.ExactArgs(0),
 			RunE:  func(c *cobra.Command, _ []string) error { return runUserList(c, e) },
 		},
 	}, newUserRootCmds(e)...)...)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sealroot/sealroot/internal/cmdline"
 	"github.com/sealroot/sealroot/server/api"
 )
 
@@ -19,13 +20,13 @@ func newUserRootCmds(e *env) []*cobra.Command {
 		{
 			Use:   "roots",
 			Short: "List the user roots mounted now: user, machine, since",
-			Args:  exactArgs(0),
+			Args:  cmdline.ExactArgs(0),
 			RunE:  func(c *cobra.Command, _ []string) error { return runUserRoots(c, e) },
 		},
 		addYes(&cobra.Command{
 			Use:   "free NAME",
 			Short: "Free a user's root from the machine holding it (gone or hung), so the user can log in elsewhere; that machine loses it",
-			Args:  exactArgs(1),
+			Args:  cmdline.ExactArgs(1),
 			RunE: func(c *cobra.Command, args []string) error {
 				if err := confirm(c, e, yesFree, fmt.Sprintf("free the root of user %s from the machine holding it", safe(args[0]))); err != nil {
 					return err
@@ -36,7 +37,7 @@ func newUserRootCmds(e *env) []*cobra.Command {
 		addYes(&cobra.Command{
 			Use:   "reset NAME",
 			Short: "Put a user's root back to its image, keeping its snapshots (refused while a machine mounts it)",
-			Args:  exactArgs(1),
+			Args:  cmdline.ExactArgs(1),
 			RunE: func(c *cobra.Command, args []string) error {
 				if err := confirm(c, e, yesReset, fmt.Sprintf("reset the root of user %s, dropping its changes (snapshots are kept)", safe(args[0]))); err != nil {
 					return err
@@ -47,13 +48,13 @@ func newUserRootCmds(e *env) []*cobra.Command {
 		{
 			Use:   "snapshot NAME [SNAPSHOT]",
 			Short: "Save a user's root as snapshot SNAPSHOT (default: the current UTC time)",
-			Args:  argsRange(1, 2),
+			Args:  cmdline.ArgsRange(1, 2),
 			RunE:  func(c *cobra.Command, args []string) error { return runUserSnapshot(c, e, args) },
 		},
 		addYes(&cobra.Command{
 			Use:   "rollback NAME SNAPSHOT",
 			Short: "Replace a user's root with snapshot SNAPSHOT (refused while a machine mounts it)",
-			Args:  exactArgs(2),
+			Args:  cmdline.ExactArgs(2),
 			RunE: func(c *cobra.Command, args []string) error {
 				if err := confirm(c, e, yesRollback, fmt.Sprintf("replace the root of user %s with snapshot %s, dropping its current content", safe(args[0]), safe(args[1]))); err != nil {
 					return err
@@ -65,7 +66,7 @@ func newUserRootCmds(e *env) []*cobra.Command {
 		{
 			Use:   "snapshots NAME",
 			Short: "List the snapshots of a user's root: name, time, size, base image version",
-			Args:  exactArgs(1),
+			Args:  cmdline.ExactArgs(1),
 			RunE: func(c *cobra.Command, args []string) error {
 				ss, err := e.client().UserRootSnapshots(c.Context(), args[0])
 				if err != nil {
