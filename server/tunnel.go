@@ -12,7 +12,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/sealroot/sealroot/server/config"
-	"github.com/sealroot/sealroot/server/rootiscsi"
+	"github.com/sealroot/sealroot/server/roots"
 	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/server/tunnel"
 )
@@ -81,6 +81,6 @@ func lastHandshake(tn *tunnel.Tunnel) func(string) (time.Time, bool) {
 // which New opens after the let-go watcher it reports to.
 type storageTargets struct{ s *Server }
 
-func (t storageTargets) WithdrawLetGo(ctx context.Context, e rootiscsi.UserRootEnd) error {
+func (t storageTargets) WithdrawLetGo(ctx context.Context, e roots.UserRootEnd) error {
 	return t.s.storage.WithdrawLetGo(ctx, e)
 }

@@ -142,4 +142,33 @@ func menuLocalDisk(ctx context.Context, t *testing.T, lab *Lab, sr *Sealroot, tp
 		t.Fatalf("Boot%s = %+v (%v), want the local disk %q", num, e, err, desc)
 	}
 	t.Logf("BootNext = Boot%s %q in the firmware's variable store", num, desc)
+
+	// The disk is blank: the firmware cannot boot it and falls back to
+	// the network (its attempt measured: the boot needs re-approval).
+	// The agent sees its local-disk boot came back
+	// (bootnext.Check), says so, and takes the next entry instead of
+	// sending the machine to its disk again (no reboot loop).
+	again := lab.NewVM(t, VMOptions{Name: name + "-again", Firmware: UEFI, TPM: tp, PXE: true, ExtraArgs: []string{
+		"-drive", "if=none,id=disk0,format=raw,file=" + disk,
+		"-device", "virtio-blk-pci,drive=disk0,bootindex=2",
+	}})
+	if err := os.WriteFile(again.varsPath(), img, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := again.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The firmware's failed attempt at the disk is in the event log (PCR
+	// 4): a changed state, approved again by the operator.
+	expectBoot(ctx, t, again, `sealroot: needs re-approval: machine `+id)
+	if _, err := sr.CLI(ctx, approveArgs(id, name, UEFI)...); err != nil {
+		t.Fatal(err)
+	}
+	expectLines(ctx, t, again,
+		`sealroot:  \* 1\) menu-a$`,
+		`sealroot:    2\) local disk \(not taken by default this boot\)$`,
+		`sealroot: menu: the default, local disk, did not boot last time: sent to Boot`+num+` .* ago, back through the network: the local-disk boot came back through the network$`,
+		`sealroot: menu: booting menu-a \(default, timeout\)`,
+		`root: image=menu-a$`,
+	)
 }

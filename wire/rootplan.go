@@ -32,7 +32,7 @@ const (
 // and volatile): the operator sets it, the server's root provider reads it.
 const ImageParam = "image"
 
-// PerUserParam, set to "true" on a stored iscsi root plan, makes the root
+// PerUserParam, set to "true" on a stored iscsi or nfs root plan, makes the root
 // per user: after attestation the agent asks for a login, and the user's
 // own copy-on-write root over the image is served, whichever machine the
 // user logs in on (one machine at a time).

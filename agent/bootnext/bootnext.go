@@ -157,26 +157,10 @@ func localPath(p []byte) (bool, error) {
 // Set writes BootNext = n. An existing BootNext is made mutable first
 // (efivarfs marks variables immutable).
 func Set(dir string, n uint16) error {
-	path := filepath.Join(dir, "BootNext-"+GlobalVariable)
-	if err := makeMutable(path); err != nil {
-		return fmt.Errorf("bootnext: %w", err)
-	}
 	b := make([]byte, 6)
 	binary.LittleEndian.PutUint32(b, attrNonVolatile|attrBootService|attrRuntime)
 	binary.LittleEndian.PutUint16(b[4:], n)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return fmt.Errorf("bootnext: %w", err)
-	}
-	// efivarfs takes a variable in one write.
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return fmt.Errorf("bootnext: write %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("bootnext: %w", err)
-	}
-	return nil
+	return putVar(filepath.Join(dir, "BootNext-"+GlobalVariable), b)
 }
 
 // SetLocalDisk sets BootNext to the local disk and returns its entry.

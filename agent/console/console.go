@@ -122,28 +122,3 @@ func (w *Writer) Close() error {
 	w.files = map[string]*os.File{}
 	return errors.Join(errs...)
 }
-
-// OpenInputs opens every active console under dev for reading and
-// writing, for a question asked on all of them (agent/login). The files
-// are pollable, so a blocked read can be interrupted with
-// SetReadDeadline. It fails only when none opens; the caller closes them.
-func OpenInputs(sys, dev string) ([]*os.File, error) {
-	names, err := Active(sys)
-	if err != nil {
-		return nil, err
-	}
-	var files []*os.File
-	var errs []error
-	for _, n := range names {
-		f, err := os.OpenFile(filepath.Join(dev, n), os.O_RDWR|syscall.O_NOCTTY|syscall.O_NONBLOCK, 0)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		files = append(files, f)
-	}
-	if len(files) == 0 {
-		return nil, fmt.Errorf("console: none of the active consoles (%s) opens for input: %w", strings.Join(names, " "), errors.Join(errs...))
-	}
-	return files, nil
-}

@@ -14,8 +14,10 @@
 // serial line): each shows the prompts and is read by its own goroutine,
 // and the first console on which a complete login (user name and
 // password) is typed answers. Ask then interrupts the other reads
-// (SetReadDeadline) and waits for their goroutines before it returns, so
-// no goroutine outlives it; what was half typed there is dropped.
+// (agent/coninput.Interrupt) and waits for their goroutines before it
+// returns, so no goroutine outlives it; what was half typed there is
+// dropped. The consoles come from agent/coninput.Open, as the boot
+// menu's do.
 package login
 
 import (
@@ -28,6 +30,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sealroot/sealroot/agent/coninput"
 	"github.com/sealroot/sealroot/wire"
 )
 
@@ -60,14 +63,8 @@ type asker struct {
 	in  *bufio.Reader
 }
 
-// deadliner is a console input whose blocked read can be interrupted
-// (an *os.File of a terminal or pipe).
-type deadliner interface {
-	SetReadDeadline(t time.Time) error
-}
-
 // ErrNotInterruptible means an Asker on several consoles has an input
-// whose read cannot be interrupted (it lacks SetReadDeadline).
+// whose read cannot be interrupted (it is no coninput.Input).
 var ErrNotInterruptible = errors.New("login: a console input of several cannot be interrupted")
 
 // New returns an Asker on cons (at least one). With several, each In
@@ -134,7 +131,7 @@ func (a *Asker) Ask() (*wire.Login, error) {
 		return a.cons[0].ask()
 	}
 	for _, c := range a.cons {
-		if _, ok := c.con.In.(deadliner); !ok {
+		if _, ok := c.con.In.(coninput.Input); !ok {
 			return nil, ErrNotInterruptible
 		}
 	}
@@ -176,10 +173,9 @@ func (a *Asker) Ask() (*wire.Login, error) {
 
 // interrupt ends the blocked reads of every console but the winner's.
 func (a *Asker) interrupt(winner int) {
-	past := time.Unix(1, 0)
 	for i, c := range a.cons {
 		if i != winner {
-			c.con.In.(deadliner).SetReadDeadline(past)
+			coninput.Interrupt(c.con.In.(coninput.Input))
 		}
 	}
 }
@@ -190,7 +186,7 @@ func (a *Asker) interrupt(winner int) {
 func (a *Asker) resume(winner int) {
 	for i, c := range a.cons {
 		if i != winner {
-			c.con.In.(deadliner).SetReadDeadline(time.Time{})
+			coninput.Resume(c.con.In.(coninput.Input))
 			c.in.Reset(c.con.In)
 		}
 	}

@@ -5,7 +5,17 @@
 // and a step more.
 //
 // Entries the machine cannot boot are shown as not available and never
-// chosen: the local disk on a BIOS machine, which has no UEFI BootNext.
+// chosen: the local disk on a BIOS machine, which has no UEFI BootNext,
+// or on a UEFI machine without a boot entry besides the network
+// (LocalDisk.Missing).
+//
+// # A local disk that comes back
+//
+// A local disk the firmware could not boot last time (LocalDisk.CameBack,
+// from bootnext.Check) may still be chosen by a person, but is never
+// taken on timeout: the menu says why and takes its next entry instead,
+// or, when there is none, waits for a person rather than reboot the
+// machine for ever.
 package menu
 
 import (
@@ -24,31 +34,58 @@ type Menu struct {
 	m *wire.Menu
 	// bios reports that the machine booted by BIOS: no local disk.
 	bios bool
+	disk LocalDisk
+}
+
+// LocalDisk is what the agent found of the firmware's local-disk entry
+// (bootnext.Check); the zero value is a local disk that may be booted.
+type LocalDisk struct {
+	// Missing says why there is no local disk to boot; the entry is
+	// then not available.
+	Missing error
+	// CameBack says why the local disk must not be taken on timeout
+	// this boot; a person may still choose it.
+	CameBack error
 }
 
 // New returns the menu m for a machine whose firmware is "uefi" or
-// "bios" (agent/hints.Firmware).
-func New(m *wire.Menu, firmware string) *Menu {
-	return &Menu{m: m, bios: firmware != "uefi"}
+// "bios" (agent/hints.Firmware) and whose local disk is disk (ignored
+// on BIOS, which has none).
+func New(m *wire.Menu, firmware string, disk LocalDisk) *Menu {
+	return &Menu{m: m, bios: firmware != "uefi", disk: disk}
 }
 
 // available reports whether e can be booted on this machine.
 func (mn *Menu) available(e wire.MenuEntry) bool {
-	return !(e.Kind == wire.EntryLocalDisk && mn.bios)
+	return e.Kind != wire.EntryLocalDisk || (!mn.bios && mn.disk.Missing == nil)
+}
+
+// defaultable reports whether e may be taken on timeout.
+func (mn *Menu) defaultable(e wire.MenuEntry) bool {
+	return mn.available(e) && (e.Kind != wire.EntryLocalDisk || mn.disk.CameBack == nil)
 }
 
 // Default is the entry taken on timeout: the server's default, or the
-// first available entry when the default is not available here.
+// first entry that may be taken when the default may not be here; ""
+// when none may (the menu then waits for a person).
 func (mn *Menu) Default() string {
-	if e := mn.m.Entry(mn.m.Default); e != nil && mn.available(*e) {
+	if e := mn.m.Entry(mn.m.Default); e != nil && mn.defaultable(*e) {
 		return e.ID
 	}
 	for _, e := range mn.m.Entries {
-		if mn.available(e) {
+		if mn.defaultable(e) {
 			return e.ID
 		}
 	}
-	return mn.m.Default
+	return ""
+}
+
+// unavailable says why e is not available here.
+func (mn *Menu) unavailable(e wire.MenuEntry) string {
+	if mn.bios {
+		return "not available on this BIOS machine (no UEFI BootNext)"
+	}
+	return fmt.Sprintf("not available: %v", mn.disk.Missing)
 }
 
 // Show writes the menu to w.
@@ -63,10 +100,25 @@ func (mn *Menu) Show(w io.Writer) {
 		}
 		label := printable(e.Label)
 		if !mn.available(e) {
-			fmt.Fprintf(w, "sealroot:    -  %s: not available on this BIOS machine (no UEFI BootNext)\n", label)
+			fmt.Fprintf(w, "sealroot:    -  %s: %s\n", label, mn.unavailable(e))
 			continue
 		}
-		fmt.Fprintf(w, "sealroot:  %s %d) %s\n", mark, i+1, label)
+		note := ""
+		if !mn.defaultable(e) {
+			note = " (not taken by default this boot)"
+		}
+		fmt.Fprintf(w, "sealroot:  %s %d) %s%s\n", mark, i+1, label, note)
+	}
+	if e := mn.m.Entry(mn.m.Default); e != nil && e.Kind == wire.EntryLocalDisk && !mn.bios {
+		switch {
+		case mn.disk.Missing != nil:
+			fmt.Fprintf(w, "sealroot: menu: the default, local disk, cannot boot: %v\n", mn.disk.Missing)
+		case mn.disk.CameBack != nil:
+			fmt.Fprintf(w, "sealroot: menu: the default, local disk, did not boot last time: %v\n", mn.disk.CameBack)
+		}
+		if def == "" {
+			fmt.Fprintf(w, "sealroot: menu: no other entry to take: waiting for a choice\n")
+		}
 	}
 	if mn.m.NoLocalDisk {
 		fmt.Fprintf(w, "sealroot:    -  local disk: not available on this BIOS machine (no UEFI BootNext)\n")
@@ -92,12 +144,18 @@ func (mn *Menu) Ask(ctx context.Context, w io.Writer, lines <-chan string) (stri
 	mn.Show(w)
 	t := time.NewTimer(time.Duration(mn.m.TimeoutMillis) * time.Millisecond)
 	defer t.Stop()
+	timeout := t.C
 	for {
 		select {
 		case <-ctx.Done():
 			return "", ctx.Err()
-		case <-t.C:
+		case <-timeout:
 			id := mn.Default()
+			if id == "" {
+				fmt.Fprintf(w, "sealroot: menu: timeout, but no entry may be taken by default: waiting for a choice\n")
+				timeout = nil
+				continue
+			}
 			fmt.Fprintf(w, "sealroot: menu: booting %s (default, timeout)\n", mn.label(id))
 			return id, nil
 		case line, ok := <-lines:

@@ -17,9 +17,18 @@
 //     server restart safe: its fresh tunnel device knows no handshake
 //     yet, and running machines get Grace to log in again.
 //
+// An NFS user root has no session the server sees end: the NFS provider
+// reports each export of a user's root (rootnfs.Config.UserRootExported)
+// as an end without a logout, and the machine has let go once its tunnel
+// peer (NFS roots always have one) has had no handshake for Grace; the
+// Watcher looks again every time the peer's last handshake would make
+// it so. A machine that shut down cleanly is thus freed after Grace, not
+// at once.
+//
 // The Watcher then withdraws the root's target, only if no session is
 // logged in to it and it is still served to the boot that ended
-// (atomically, rootiscsi.Provider.WithdrawLetGo), and frees the lease in
+// (atomically, rootiscsi.Provider.WithdrawLetGo; for NFS only the boot is
+// checked, rootnfs.Provider.WithdrawLetGo), and frees the lease in
 // the store transaction that checks it is still that boot's
 // (store.LeaseStore.FreeLetGoLease): a machine that booted again, or a
 // lease the user claimed elsewhere meanwhile, is left alone.
@@ -40,7 +49,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/sealroot/sealroot/server/audit"
-	"github.com/sealroot/sealroot/server/rootiscsi"
 	"github.com/sealroot/sealroot/server/roots"
 	"github.com/sealroot/sealroot/server/store"
 )
@@ -51,9 +59,10 @@ import (
 const DefaultGrace = 3 * time.Minute
 
 // Targets withdraws a user root's target once its machine let go;
-// *rootiscsi.Provider implements it.
+// *rootiscsi.Provider and *rootnfs.Provider implement it (the server
+// joins them).
 type Targets interface {
-	WithdrawLetGo(ctx context.Context, e rootiscsi.UserRootEnd) error
+	WithdrawLetGo(ctx context.Context, e roots.UserRootEnd) error
 }
 
 // Leases frees a lease still held by the boot that let go;
@@ -97,7 +106,7 @@ type Watcher struct {
 
 // due is a reported end and when to decide it.
 type due struct {
-	end   rootiscsi.UserRootEnd
+	end   roots.UserRootEnd
 	ended time.Time // reported
 	at    time.Time
 }
@@ -118,9 +127,10 @@ func New(cfg Config) (*Watcher, error) {
 }
 
 // Ended reports that a session of a user's root ended
-// (rootiscsi.Config.UserRootEnded), to be decided at once. A later end of
+// (rootiscsi.Config.UserRootEnded) or that a user's NFS root was exported
+// (rootnfs.Config.UserRootExported), to be decided at once. A later end of
 // the same user's root replaces it.
-func (w *Watcher) Ended(e rootiscsi.UserRootEnd) {
+func (w *Watcher) Ended(e roots.UserRootEnd) {
 	now := time.Now()
 	w.mu.Lock()
 	w.pending[e.User] = due{end: e, ended: now, at: now}
@@ -200,7 +210,7 @@ func (w *Watcher) decide(ctx context.Context, d due) (again time.Time) {
 	}
 	err := w.cfg.Targets.WithdrawLetGo(ctx, e)
 	switch {
-	case errors.Is(err, roots.ErrInUse), errors.Is(err, rootiscsi.ErrNotThatBoot):
+	case errors.Is(err, roots.ErrInUse), errors.Is(err, roots.ErrNotThatBoot):
 		log.Debug("user root in use again: lease kept", "reason", err)
 		return time.Time{} // a session that ends reports again
 	case err != nil:
@@ -247,7 +257,7 @@ func latest(a, b time.Time) time.Time {
 }
 
 // reasonOf says how the machine let go.
-func reasonOf(e rootiscsi.UserRootEnd, grace time.Duration, tunnel bool) string {
+func reasonOf(e roots.UserRootEnd, grace time.Duration, tunnel bool) string {
 	switch {
 	case e.LoggedOut:
 		return "logged out"
@@ -257,7 +267,7 @@ func reasonOf(e rootiscsi.UserRootEnd, grace time.Duration, tunnel bool) string 
 	return fmt.Sprintf("session lost for %s", grace)
 }
 
-func (w *Watcher) record(e rootiscsi.UserRootEnd, reason string) {
+func (w *Watcher) record(e roots.UserRootEnd, reason string) {
 	if w.cfg.Audit == nil {
 		return
 	}

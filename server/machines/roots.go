@@ -53,8 +53,8 @@ func (m *Manager) checkRoot(root wire.RootPlan) error {
 		if via := root.Params[wire.VolatileVia]; root.Kind == wire.RootVolatile && via != "" && via != wire.ViaNFS && via != wire.ViaISCSI {
 			return fmt.Errorf("%w: a volatile root reads its base via nfs or iscsi, not %q", api.ErrInvalid, via)
 		}
-		if pu, ok := root.Params[wire.PerUserParam]; ok && (pu != "true" || root.Kind != wire.RootISCSI) {
-			return fmt.Errorf("%w: per-user roots are iscsi roots with %s=true", api.ErrInvalid, wire.PerUserParam)
+		if pu, ok := root.Params[wire.PerUserParam]; ok && (pu != "true" || (root.Kind != wire.RootISCSI && root.Kind != wire.RootNFS)) {
+			return fmt.Errorf("%w: per-user roots are iscsi or nfs roots with %s=true", api.ErrInvalid, wire.PerUserParam)
 		}
 		name := root.Params[wire.ImageParam]
 		if name == "" {

@@ -14,9 +14,16 @@ import (
 
 var _ api.UserRootService = (*Manager)(nil)
 
-// userRootPlan is the plan the lifecycle operations of a user's root go
-// by: per-user roots are iSCSI volumes keyed by roots.UserRootKey.
-var userRootPlan = wire.RootPlan{Kind: wire.RootISCSI}
+// userRootPlan is the plan the lifecycle operations of the user's root
+// keyed key go by: per-user roots are iSCSI volumes or NFS overlays keyed
+// by roots.UserRootKey; a user who has an NFS root has it operated on,
+// else the iSCSI provider answers (ErrNotFound when it has none either).
+func (m *Manager) userRootPlan(key string) wire.RootPlan {
+	if m.roots.HasRoot(roots.KindNFS, key) {
+		return wire.RootPlan{Kind: wire.RootNFS}
+	}
+	return wire.RootPlan{Kind: wire.RootISCSI}
+}
 
 func (m *Manager) leaseStore() (store.LeaseStore, error) {
 	ls, ok := m.store.(store.LeaseStore)
@@ -126,21 +133,21 @@ func (m *Manager) userRootIdle(ctx context.Context, user string) error {
 // ResetUserRoot puts user's root back to its image.
 func (m *Manager) ResetUserRoot(ctx context.Context, user string) error {
 	return m.userRootOp(ctx, "user-root-reset", user, "", true, func(key string) error {
-		return m.roots.Reset(ctx, key, userRootPlan)
+		return m.roots.Reset(ctx, key, m.userRootPlan(key))
 	})
 }
 
 // SnapshotUserRoot saves user's root as name.
 func (m *Manager) SnapshotUserRoot(ctx context.Context, user, name string) error {
 	return m.userRootOp(ctx, "user-root-snapshot", user, "snapshot "+name, false, func(key string) error {
-		return m.roots.Snapshot(ctx, key, userRootPlan, name)
+		return m.roots.Snapshot(ctx, key, m.userRootPlan(key), name)
 	})
 }
 
 // RollbackUserRoot replaces user's root with snapshot name.
 func (m *Manager) RollbackUserRoot(ctx context.Context, user, name string) error {
 	return m.userRootOp(ctx, "user-root-rollback", user, "snapshot "+name, true, func(key string) error {
-		return m.roots.Rollback(ctx, key, userRootPlan, name)
+		return m.roots.Rollback(ctx, key, m.userRootPlan(key), name)
 	})
 }
 
@@ -152,7 +159,7 @@ func (m *Manager) UserRootSnapshots(ctx context.Context, user string) ([]api.Sna
 	if m.roots == nil {
 		return nil, fmt.Errorf("%w: no root storage on this server", api.ErrUnavailable)
 	}
-	ss, err := m.roots.Snapshots(roots.UserRootKey(user), userRootPlan)
+	ss, err := m.roots.Snapshots(roots.UserRootKey(user), m.userRootPlan(roots.UserRootKey(user)))
 	if err != nil {
 		return nil, toAPI(err)
 	}

@@ -8,21 +8,13 @@ import (
 	"github.com/sealroot/sealroot/server/roots"
 )
 
-// UserRootEnd reports that a session of a user's root ended: the machine
-// that mounted it on the boot released by Exchange may have let go.
-// LoggedOut says the initiator logged out (it let go cleanly); otherwise
-// the connection dropped, timed out (the target's pings end a dead
-// session) or was closed by the server.
-type UserRootEnd struct {
-	User      string
-	MachineID string // the holder
-	Exchange  string // store.UserLease.Exchange of the holder's boot
-	LoggedOut bool
-}
+// UserRootEnd reports that a session of a user's root ended
+// (roots.UserRootEnd).
+type UserRootEnd = roots.UserRootEnd
 
 // ErrNotThatBoot means the user's root is no longer served to the boot a
-// let-go names: the machine booted again or another machine took it.
-var ErrNotThatBoot = errors.New("user root served to another boot")
+// let-go names (roots.ErrNotThatBoot).
+var ErrNotThatBoot = roots.ErrNotThatBoot
 
 // sessionEnded is the SessionEnded hook of rec's target: nil for a
 // machine's own root or without Config.UserRootEnded.

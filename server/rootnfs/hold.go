@@ -20,11 +20,13 @@ var (
 
 // Attached reports whether the machine is using its export: its tunnel
 // peer is active (Config.Active; without it, every exported machine).
+// For a user's root, machineID is the root's key and its holder's peer
+// counts.
 func (p *Provider) Attached(machineID string) bool {
 	p.mu.Lock()
-	_, exported := p.live[machineID]
+	st, exported := p.live[machineID]
 	p.mu.Unlock()
-	return exported && (p.cfg.Active == nil || p.cfg.Active(machineID))
+	return exported && (p.cfg.Active == nil || p.cfg.Active(st.machine()))
 }
 
 // Hold holds the machine's NFS root still for a copy: it refuses with
@@ -49,7 +51,7 @@ func (p *Provider) Hold(ctx context.Context, machineID string) (func(), error) {
 		return nil, err
 	default:
 		if live, ok := p.live[id]; ok {
-			if p.cfg.Active == nil || p.cfg.Active(id) {
+			if p.cfg.Active == nil || p.cfg.Active(live.machine()) {
 				return nil, fmt.Errorf("machine %.12s: its NFS root is exported and its tunnel peer is active: %w", id, roots.ErrInUse)
 			}
 			st = live

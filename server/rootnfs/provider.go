@@ -115,6 +115,11 @@ type Config struct {
 	// tunnel peer is active); Hold refuses such a machine. Default: every
 	// exported machine counts as active.
 	Active func(machineID string) bool
+	// UserRootExported, when set, is told each time a user's root is
+	// exported to a machine (see UserRootEnd): NFS has no session the
+	// server sees end, so package letgo watches the machine's tunnel
+	// from then on. It runs under the provider's lock and must not block.
+	UserRootExported func(roots.UserRootEnd)
 }
 
 // Provider serves machines' NFS roots. It is safe for concurrent use.
@@ -157,8 +162,12 @@ func ExportName(machineID string) string { return machineID[:min(len(machineID),
 // agent's plan. NFS roots need a tunnel (req.Tunnel). The plan is of a
 // kind the provider serves, nfs or volatile via NFS (package roots routes
 // by kind).
+//
+// A user's root (req.Key, a per-user plan) is kept and exported under its
+// key, to the holder's tunnel address; the user roots the machine was
+// given at earlier boots are withdrawn.
 func (p *Provider) Prepare(ctx context.Context, req roots.Request) (wire.RootPlan, map[string][]byte, error) {
-	id := req.MachineID
+	id := req.RootKey()
 	volatile := req.Plan.Kind == wire.RootVolatile
 	if !idPattern.MatchString(id) {
 		return wire.RootPlan{}, nil, fmt.Errorf("machine ID %q: %w", id, ErrBadName)
@@ -212,6 +221,15 @@ func (p *Provider) Prepare(ctx context.Context, req roots.Request) (wire.RootPla
 		}
 	}
 	st.Client, st.Exported = client.Addr(), true
+	st.Holder, st.User, st.Exchange = "", "", ""
+	if id != req.MachineID {
+		st.Holder, st.User, st.Exchange = req.MachineID, req.User, req.Exchange
+	}
+	// The machine boots again: the user roots it mounted before are no
+	// longer its own.
+	if err := p.withdrawHeldLocked(ctx, req.MachineID, id); err != nil {
+		return wire.RootPlan{}, nil, err
+	}
 	if err := p.save(st); err != nil {
 		return wire.RootPlan{}, nil, err
 	}
@@ -219,7 +237,8 @@ func (p *Provider) Prepare(ctx context.Context, req roots.Request) (wire.RootPla
 	if err := p.cfg.Exporter.SetExports(ctx, p.exportsLocked()); err != nil {
 		return wire.RootPlan{}, nil, fmt.Errorf("nfs root: export: %w", err)
 	}
-	p.log.Info("root exported", "machine", id, "export", ExportName(id), "base", lower[:12], "volatile", volatile, "client", st.Client)
+	p.log.Info("root exported", "root", id, "machine", req.MachineID, "export", ExportName(id), "base", lower[:12], "volatile", volatile, "client", st.Client)
+	p.exportedLocked(st)
 	plan := wire.RootPlan{Kind: req.Plan.Kind, Init: req.Plan.Init, Params: map[string]string{
 		wire.NFSServer: p.cfg.ServerAddr.String(), wire.NFSPath: "/" + ExportName(id), wire.NFSVersion: Version,
 		wire.NFSPort: strconv.Itoa(int(p.cfg.ServerPort)),
@@ -245,11 +264,12 @@ func (p *Provider) withdrawLocked(ctx context.Context, st *state) error {
 	return p.save(st)
 }
 
-// Release withdraws machineID's export, if any.
+// Release withdraws machineID's export, if any, and the exports of the
+// user roots it holds.
 func (p *Provider) Release(ctx context.Context, machineID string) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.releaseLocked(ctx, machineID)
+	return errors.Join(p.releaseLocked(ctx, machineID), p.withdrawHeldLocked(ctx, machineID, ""))
 }
 
 func (p *Provider) releaseLocked(ctx context.Context, id string) error {

@@ -25,6 +25,22 @@ type state struct {
 	ExportID uint16     `json:"export_id"`
 	Client   netip.Addr `json:"client"`
 	Exported bool       `json:"exported"`
+	// Holder is the machine a user's root is exported to (MachineID is
+	// then the root's key, roots.UserRootKey); empty for a machine's own
+	// root. User and Exchange name the user and the exchange that
+	// released the holder's boot (roots.Request).
+	Holder   string `json:"holder,omitempty"`
+	User     string `json:"user,omitempty"`
+	Exchange string `json:"exchange,omitempty"`
+}
+
+// machine is the machine that mounts st's root: its holder for a user's
+// root, else the root's own machine.
+func (st *state) machine() string {
+	if st.Holder != "" {
+		return st.Holder
+	}
+	return st.MachineID
 }
 
 var (

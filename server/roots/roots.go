@@ -268,6 +268,16 @@ func (s *Service) Withdraw(ctx context.Context, machineID string) error {
 	return errors.Join(err, s.Release(ctx, machineID))
 }
 
+// HasRoot reports whether the provider of kind holds a root of the
+// machine (or under the key, for a user's root).
+func (s *Service) HasRoot(kind, machineID string) bool {
+	if s == nil {
+		return false
+	}
+	p := s.byKind[kind]
+	return p != nil && p.Has(machineID)
+}
+
 // holder is the provider whose lifecycle operations apply to the
 // machine: the provider of its plan's kind, else the first that holds a
 // root of it (the machine's root from before its plan changed).

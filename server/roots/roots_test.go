@@ -232,3 +232,27 @@ func TestDeleteAndBases(t *testing.T) {
 		t.Error("Empty wrong")
 	}
 }
+
+// TestHasRoot: the user-root lifecycle asks which provider holds a key
+// (server/machines userRootPlan).
+func TestHasRoot(t *testing.T) {
+	a, b := newFake("a", "iscsi-user"), newFake("b", "nfs-user")
+	s := newService(a, b, nil)
+	for _, tt := range []struct {
+		kind, key string
+		want      bool
+	}{
+		{roots.KindNFS, "nfs-user", true},
+		{roots.KindNFS, "iscsi-user", false},
+		{roots.KindISCSI, "iscsi-user", true},
+		{"floppy", "nfs-user", false},
+	} {
+		if got := s.HasRoot(tt.kind, tt.key); got != tt.want {
+			t.Errorf("HasRoot(%s, %s) = %v, want %v", tt.kind, tt.key, got, tt.want)
+		}
+	}
+	var none *roots.Service
+	if none.HasRoot(roots.KindNFS, "nfs-user") {
+		t.Error("HasRoot of no service = true")
+	}
+}

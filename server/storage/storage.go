@@ -38,10 +38,12 @@ type Storage struct {
 // Open opens the image store and the volumes, starts the configured root
 // providers and restores the roots they served. tn is nil without a
 // tunnel; a machine whose tunnel peer had no handshake for letGoAfter
-// counts as off for its NFS root. userRootEnded, when set, is told each time a session of a
-// user's iSCSI root ends (rootiscsi.Config.UserRootEnded). Close undoes
-// it; Open undoes itself when it fails half way.
-func Open(ctx context.Context, cfg *config.Config, box *secrets.Box, tn *tunnel.Tunnel, letGoAfter time.Duration, userRootEnded func(rootiscsi.UserRootEnd), logger hclog.Logger) (_ *Storage, err error) {
+// counts as off for its NFS root. userRootEnded, when set, is told each
+// time a session of a user's iSCSI root ends or a user's NFS root is
+// exported (rootiscsi.Config.UserRootEnded,
+// rootnfs.Config.UserRootExported). Close undoes it; Open undoes itself
+// when it fails half way.
+func Open(ctx context.Context, cfg *config.Config, box *secrets.Box, tn *tunnel.Tunnel, letGoAfter time.Duration, userRootEnded func(roots.UserRootEnd), logger hclog.Logger) (_ *Storage, err error) {
 	st := &Storage{}
 	defer func() {
 		if err != nil {
@@ -54,7 +56,7 @@ func Open(ctx context.Context, cfg *config.Config, box *secrets.Box, tn *tunnel.
 	return st, nil
 }
 
-func (st *Storage) open(ctx context.Context, cfg *config.Config, box *secrets.Box, tn *tunnel.Tunnel, letGoAfter time.Duration, userRootEnded func(rootiscsi.UserRootEnd), logger hclog.Logger) (err error) {
+func (st *Storage) open(ctx context.Context, cfg *config.Config, box *secrets.Box, tn *tunnel.Tunnel, letGoAfter time.Duration, userRootEnded func(roots.UserRootEnd), logger hclog.Logger) (err error) {
 	imgDir := filepath.Join(cfg.StateDir, "images")
 	if cfg.Images != nil && cfg.Images.Dir != "" {
 		imgDir = cfg.Images.Dir
@@ -73,7 +75,7 @@ func (st *Storage) open(ctx context.Context, cfg *config.Config, box *secrets.Bo
 		return err
 	}
 	if cfg.NFS != nil {
-		if err := st.startNFS(ctx, cfg, tn, letGoAfter, logger); err != nil {
+		if err := st.startNFS(ctx, cfg, tn, letGoAfter, userRootEnded, logger); err != nil {
 			return err
 		}
 	}
@@ -102,7 +104,7 @@ func (st *Storage) open(ctx context.Context, cfg *config.Config, box *secrets.Bo
 
 // startNFS starts ganesha on the tunnel address and restores the
 // exports of the machines that were running.
-func (st *Storage) startNFS(ctx context.Context, cfg *config.Config, tn *tunnel.Tunnel, letGoAfter time.Duration, logger hclog.Logger) (err error) {
+func (st *Storage) startNFS(ctx context.Context, cfg *config.Config, tn *tunnel.Tunnel, letGoAfter time.Duration, userRootExported func(roots.UserRootEnd), logger hclog.Logger) (err error) {
 	c := cfg.NFS
 	if tn == nil || !tn.Kernel() {
 		return errors.New("nfs: NFS roots are served on the tunnel only: configure a tunnel on a kernel TUN interface (run as root, without tunnel.netstack)")
@@ -113,7 +115,7 @@ func (st *Storage) startNFS(ctx context.Context, cfg *config.Config, tn *tunnel.
 	}
 	st.nfsRoots, st.ganesha, err = rootnfs.Start(ctx,
 		rootnfs.Config{Dir: rootsDir, Images: st.Images, ServerAddr: tn.ServerAddr(), ServerPort: c.Port, Logger: logger,
-			Active: func(id string) bool { return peerActive(tn, id, time.Now(), letGoAfter) }},
+			Active: func(id string) bool { return peerActive(tn, id, time.Now(), letGoAfter) }, UserRootExported: userRootExported},
 		nfs.GaneshaConfig{Dir: filepath.Join(cfg.StateDir, "nfs", "ganesha"), Binary: c.Ganesha, Logger: logger,
 			Config: nfs.Config{GraceSeconds: c.GraceSeconds, LeaseSeconds: c.LeaseSeconds}})
 	return err
@@ -164,22 +166,32 @@ func peerActive(tn *tunnel.Tunnel, machineID string, now time.Time, idle time.Du
 	return ok && !st.LastHandshake.IsZero() && now.Sub(st.LastHandshake) < idle
 }
 
-// WithdrawLetGo withdraws the target of a user's iSCSI root whose
-// machine let go (rootiscsi.Provider.WithdrawLetGo); nil without iSCSI.
-func (st *Storage) WithdrawLetGo(ctx context.Context, e rootiscsi.UserRootEnd) error {
-	if st.iscsi == nil {
-		return nil
+// WithdrawLetGo withdraws the target or export of a user's root whose
+// machine let go (rootiscsi.Provider.WithdrawLetGo,
+// rootnfs.Provider.WithdrawLetGo); a provider that does not serve it
+// answers nil.
+func (st *Storage) WithdrawLetGo(ctx context.Context, e roots.UserRootEnd) error {
+	var errs []error
+	if st.iscsi != nil {
+		errs = append(errs, st.iscsi.WithdrawLetGo(ctx, e))
 	}
-	return st.iscsi.WithdrawLetGo(ctx, e)
+	if st.nfsRoots != nil {
+		errs = append(errs, st.nfsRoots.WithdrawLetGo(ctx, e))
+	}
+	return errors.Join(errs...)
 }
 
-// ServedUserRoots lists the users' iSCSI roots served now
-// (rootiscsi.Provider.ServedUserRoots).
-func (st *Storage) ServedUserRoots() []rootiscsi.UserRootEnd {
-	if st.iscsi == nil {
-		return nil
+// ServedUserRoots lists the users' iSCSI and NFS roots served now
+// (rootiscsi.Provider.ServedUserRoots, rootnfs.Provider.ServedUserRoots).
+func (st *Storage) ServedUserRoots() []roots.UserRootEnd {
+	var out []roots.UserRootEnd
+	if st.iscsi != nil {
+		out = append(out, st.iscsi.ServedUserRoots()...)
 	}
-	return st.iscsi.ServedUserRoots()
+	if st.nfsRoots != nil {
+		out = append(out, st.nfsRoots.ServedUserRoots()...)
+	}
+	return out
 }
 
 // NFSExports returns the NFS roots exported now, by machine ID; nil

@@ -132,7 +132,8 @@ func TestImageAndVolumeCommands(t *testing.T) {
 	wantRun(t, run(t, sock, "", "machine", "set-root", "web1", "--kind", "iscsi"), 2, "needs --image")
 	wantRun(t, run(t, sock, "", "machine", "set-root", "web1", "--image", "missing"), 1, "not found")
 	wantRun(t, run(t, sock, "", "machine", "set-root", "web1", "--kind", "floppy", "--image", "tiny"), 1, "root kind")
-	wantRun(t, run(t, sock, "", "machine", "set-root", "web1", "--kind", "nfs", "--image", "tiny", "--per-user"), 2, "--per-user is for --kind iscsi")
+	wantRun(t, run(t, sock, "", "machine", "set-root", "web1", "--kind", "volatile", "--image", "tiny", "--per-user"), 2, "--per-user is for --kind iscsi or nfs")
+	wantRun(t, run(t, sock, "", "machine", "set-root", "web1", "--kind", "nfs", "--image", "tiny", "--per-user"), 0, "root of aaaaaaaa1111 web1: nfs tiny per-user")
 	wantRun(t, run(t, sock, "", "machine", "set-root", "web1", "--image", "tiny", "--per-user"), 0, "root of aaaaaaaa1111 web1: iscsi tiny per-user")
 	if m, err := client.New(sock).Machine(context.Background(), "web1"); err != nil || m.Root.Params[wire.PerUserParam] != "true" {
 		t.Fatalf("machine root = %+v, %v; want per_user=true", m.Root, err)

@@ -370,7 +370,7 @@ func (a *machineSetRootArgs) flags(c *cobra.Command, kind string) {
 	c.Flags().StringVar(&a.image, "image", "", "base image `name` (iscsi, nfs, volatile)")
 	c.Flags().StringVar(&a.init, "init", "", "`program` to switch_root to (default /sbin/init)")
 	c.Flags().StringVar(&a.via, "via", "", "volatile roots: read the shared base over `nfs` (default) or iscsi")
-	c.Flags().BoolVar(&a.perUser, "per-user", false, "iscsi roots: each user who logs in on the console gets their own root over the image")
+	c.Flags().BoolVar(&a.perUser, "per-user", false, "iscsi and nfs roots: each user who logs in on the console gets their own root over the image")
 }
 
 // plan is the root plan the flags describe.
@@ -382,8 +382,8 @@ func (a machineSetRootArgs) plan(c *cobra.Command) (wire.RootPlan, error) {
 	if a.via != "" && a.kind != wire.RootVolatile {
 		return root, cmdline.Usagef(c, "--via is for --kind volatile")
 	}
-	if a.perUser && a.kind != wire.RootISCSI {
-		return root, cmdline.Usagef(c, "--per-user is for --kind iscsi")
+	if a.perUser && a.kind != wire.RootISCSI && a.kind != wire.RootNFS {
+		return root, cmdline.Usagef(c, "--per-user is for --kind iscsi or nfs")
 	}
 	if a.image != "" {
 		root.Params = map[string]string{wire.ImageParam: a.image}
