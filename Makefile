@@ -13,7 +13,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null | sed 's/^
 COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 VERSION_LDFLAGS := -X github.com/sealroot/sealroot/version.version=$(VERSION) -X github.com/sealroot/sealroot/version.commit=$(COMMIT)
 
-.PHONY: all deps build agent test test-go fuzz vm-test bench bench-flood bench-storm bench-iscsi bench-tunnel bench-roots iscsi-conformance demo clean
+.PHONY: all deps build agent test test-go fuzz vm-test bench bench-etcd bench-flood bench-storm bench-iscsi bench-tunnel bench-roots iscsi-conformance demo clean
 
 all: build
 
@@ -77,6 +77,20 @@ bench:
 			r["p"]/n["p"], r["o"]/n["o"], (r["o"]/n["o"])/(r["p"]/n["p"]), c["p"]/n["p"], c["o"]/n["o"], (c["p"]/n["p"])/(c["o"]/n["o"]) }' $(BUILD)/bench-attest.log
 	$(GO) run ./cmd/sealroot-bench attest -n 2000 -c 32
 
+# bench-etcd runs the store operations of one attestation (Machine,
+# Secrets, UpdateMachine; 16 exchanges per CPU, 500 machines) on bbolt and
+# on etcd (embedded: etcd_one one member, etcd_three three) in the same run, and prints the
+# rates and the etcd/bbolt ratios (line "store: ...").
+bench-etcd:
+	@mkdir -p $(BUILD)
+	@$(GO) test -count=1 -run XXX -bench '^BenchmarkAttestationBackends$$' -benchtime 2000x ./server/store/ \
+		> $(BUILD)/bench-etcd.log 2>&1 || { cat $(BUILD)/bench-etcd.log; exit 1; }
+	@grep '^BenchmarkAttestationBackends/' $(BUILD)/bench-etcd.log
+	@awk '/^BenchmarkAttestationBackends\// { split($$1, p, "/"); sub(/-[0-9]+$$/, "", p[2]); \
+			for (i = 3; i < NF; i++) if ($$(i+1) == "attestations/s") r[p[2]] = $$i } \
+		END { if (r["bbolt"] && r["etcd_one"] && r["etcd_three"]) printf "store: attestations/s bbolt=%.0f etcd_one=%.0f etcd_three=%.0f ratio etcd_one/bbolt=%.3f etcd_three/bbolt=%.3f\n", \
+			r["bbolt"], r["etcd_one"], r["etcd_three"], r["etcd_one"]/r["bbolt"], r["etcd_three"]/r["bbolt"] }' $(BUILD)/bench-etcd.log
+
 # bench-flood holds 1,000 idle, 1,000 half-open and 1,000 garbage QUIC
 # connections against an in-process daemon with its default limits, from
 # 127.0.0.2 and then from 32 loopback addresses, while one simulated machine
@@ -87,14 +101,18 @@ bench-flood:
 
 # bench-storm powers on STORM machines at once (default 50, 200 and 1000,
 # one run each) against one real `sealroot serve` in network namespaces
-# (root): TFTP, HTTP and attestation per machine with a software TPM each;
-# per run p50/p99 per phase, retries, server RSS and CPU per machine, bytes
-# against plain veth throughput; last line
+# (root): TFTP, HTTP, attestation with a software TPM each that opens its
+# sealed credential, WireGuard tunnel, iSCSI login with the credential's
+# mutual CHAP and a read of STORM_ROOT_READ MiB of the root (default 14)
+# over the tunnel; per run p50/p99 per phase, retries, server RSS and CPU
+# per machine (and idle before the storms), bytes against plain veth
+# throughput; last line
 # "storm: machines=N ready=R failures=F wall=Ws limit_ratio=X".
 STORM ?= 50,200,1000
+STORM_ROOT_READ ?=
 bench-storm:
 	@mkdir -p $(BUILD)
-	@SEALROOT_STORM=$(STORM) $(GO) test -count=1 -timeout 60m -run '^TestStorm$$' -v ./test/storm/ \
+	@SEALROOT_STORM=$(STORM) SEALROOT_STORM_ROOT_READ=$(STORM_ROOT_READ) $(GO) test -count=1 -timeout 60m -run '^TestStorm$$' -v ./test/storm/ \
 		> $(BUILD)/bench-storm.log 2>&1 || { grep -v 'serve: ' $(BUILD)/bench-storm.log | tail -50; exit 1; }
 	@grep -E '^(storm|  )' $(BUILD)/bench-storm.log | grep -v 'serve: '
 

@@ -565,6 +565,12 @@ func (s *Server) refuse(st stream, x *exchange, err error) error {
 		return err
 	}
 	var f *Failure
+	if errors.Is(err, store.ErrUnavailable) && !errors.As(err, &f) {
+		// Nothing was recorded: the agent may try again (another
+		// server shares the same store, so later).
+		s.logger.Error("attestation failed: state store unavailable", "machine", x.machineID, "remote", x.remote, "error", err)
+		err = &Failure{Check: "store-unavailable", Reason: "the server's state store is unavailable; nothing was recorded, try again later", Err: err}
+	}
 	if !errors.As(err, &f) {
 		s.logger.Error("attestation failed", "machine", x.machineID, "remote", x.remote, "error", err)
 		f = &Failure{Check: "internal", Reason: "internal server error", Err: err}

@@ -64,7 +64,10 @@ type Config struct {
 	// tunnel.
 	Tunnel *TunnelConfig `json:"tunnel,omitempty"`
 	// Store selects the state store: bbolt in state_dir, or etcd shared
-	// by several servers; absent: bbolt.
+	// by several servers; absent: bbolt. To move a single server's bbolt
+	// state into etcd, stop the server and run `sealroot migrate-store`
+	// (it reads this section; --dry-run first), then set backend "etcd"
+	// on every server.
 	Store *StoreConfig `json:"store,omitempty"`
 	// RootTransport is "wireguard" (agents must send a WireGuard key) or
 	// "plain" (trusted labs: roots over the plain LAN). It matters only

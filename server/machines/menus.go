@@ -127,14 +127,22 @@ func (m *Manager) putMenu(ctx context.Context, owner api.FileOwner, mc *store.Ma
 	return toAPI(err)
 }
 
-// updateGroupMenu replaces group name's menu, keeping its root.
+// updateGroupMenu replaces group name's menu, keeping its root, in one
+// store transaction that checks again that the root can boot the menu's
+// images (the root may have changed since menuOwnerRoot looked).
 func (m *Manager) updateGroupMenu(ctx context.Context, name string, sm *store.Menu) error {
-	g, err := m.store.Group(ctx, name)
-	if err != nil {
-		return err
-	}
-	g.Menu = sm
-	return m.store.PutGroup(ctx, g)
+	_, err := m.store.UpdateGroup(ctx, name, func(g *store.Group, found bool) error {
+		switch {
+		case !found:
+			return fmt.Errorf("group %s: %w", name, store.ErrNotFound)
+		case sm != nil && len(sm.Images) > 0 && g.Root.Kind != wire.RootVolatile:
+			return fmt.Errorf("%w: group %s mounts a %s root: menu images boot a volatile root over the chosen image; set a volatile root first",
+				api.ErrConflict, name, g.Root.Kind)
+		}
+		g.Menu = sm
+		return nil
+	})
+	return err
 }
 
 // Menu implements api.MenuService.

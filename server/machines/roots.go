@@ -3,6 +3,7 @@ package machines
 import (
 	"context"
 	"fmt"
+	"reflect"
 
 	"github.com/sealroot/sealroot/server/api"
 	"github.com/sealroot/sealroot/server/store"
@@ -79,6 +80,14 @@ func (m *Manager) Groups(ctx context.Context) ([]*api.Group, error) {
 // SetGroupRoot creates group name, or replaces its root plan: the root
 // its machines mount from their next boot.
 func (m *Manager) SetGroupRoot(ctx context.Context, name string, root wire.RootPlan) (*api.Group, error) {
+	return m.setGroupRoot(ctx, name, root, nil)
+}
+
+// setGroupRoot is SetGroupRoot; with from set, only while the group's
+// root is still *from (a plan derived from it is refused with
+// api.ErrConflict once another change got in), decided in the store
+// transaction that stores it.
+func (m *Manager) setGroupRoot(ctx context.Context, name string, root wire.RootPlan, from *wire.RootPlan) (*api.Group, error) {
 	g := &store.Group{Name: name, Root: root}
 	reason := fmt.Sprintf("group %s root %s %v", name, root.Kind, root.Params)
 	if err := toAPI(m.checkRoot(root)); err != nil {
@@ -86,10 +95,19 @@ func (m *Manager) SetGroupRoot(ctx context.Context, name string, root wire.RootP
 		return nil, err
 	}
 	err := m.change(ctx, "group-set-root", "", reason, func() error {
-		if old, err := m.store.Group(ctx, name); err == nil {
-			g.Menu = old.Menu // a root change keeps the group's menu
+		// One store transaction: a menu set meanwhile is kept, not
+		// overwritten with the one read before.
+		stored, err := m.store.UpdateGroup(ctx, name, func(x *store.Group, found bool) error {
+			if from != nil && (!found || !reflect.DeepEqual(x.Root, *from)) {
+				return fmt.Errorf("%w: group %s's root changed to %s %v meanwhile", api.ErrConflict, name, x.Root.Kind, x.Root.Params)
+			}
+			x.Root = root // a root change keeps the group's menu
+			return nil
+		})
+		if err == nil {
+			g = stored
 		}
-		return toAPI(m.store.PutGroup(ctx, g))
+		return toAPI(err)
 	})
 	if err != nil {
 		return nil, err

@@ -267,7 +267,7 @@ func (m *Manager) Rollout(ctx context.Context, group string, req api.RolloutRequ
 	if req.DryRun {
 		return ro, nil
 	}
-	gv, err := m.SetGroupRoot(ctx, group, ro.GroupRoot)
+	gv, err := m.setGroupRoot(ctx, group, ro.GroupRoot, &g.Root)
 	if err != nil {
 		return ro, err
 	}

@@ -62,25 +62,58 @@ func (db *DB) PutGroup(ctx context.Context, g *Group) error {
 	if !validGroupName(g.Name) {
 		return fmt.Errorf("group name %q: %w", g.Name, ErrBadGroupName)
 	}
+	return db.update(ctx, func(tx *bolt.Tx) error { return db.putGroup(tx, g) })
+}
+
+// UpdateGroup implements Store.
+func (db *DB) UpdateGroup(ctx context.Context, name string, fn func(g *Group, found bool) error) (*Group, error) {
+	if !validGroupName(name) {
+		return nil, fmt.Errorf("group name %q: %w", name, ErrBadGroupName)
+	}
+	var out *Group
+	err := db.update(ctx, func(tx *bolt.Tx) error {
+		g, found := &Group{Name: name}, false
+		if v := tx.Bucket(bucketGroups).Get([]byte(name)); v != nil {
+			var err error
+			if g, err = decodeGroup(v); err != nil {
+				return err
+			}
+			found = true
+		}
+		if err := fn(g, found); err != nil {
+			return err
+		}
+		if g.Name != name {
+			return fmt.Errorf("update group %s: the update changed the name to %q", name, g.Name)
+		}
+		out = g
+		return db.putGroup(tx, g)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// putGroup stores g and gives its members a new Version.
+func (db *DB) putGroup(tx *bolt.Tx, g *Group) error {
 	v, err := json.Marshal(g)
 	if err != nil {
 		return err
 	}
-	return db.update(ctx, func(tx *bolt.Tx) error {
-		if err := tx.Bucket(bucketGroups).Put([]byte(g.Name), v); err != nil {
-			return err
+	if err := tx.Bucket(bucketGroups).Put([]byte(g.Name), v); err != nil {
+		return err
+	}
+	members, err := groupMembers(tx, g.Name)
+	if err != nil {
+		return err
+	}
+	for _, id := range members {
+		if err := db.bumpVersion(tx, id); err != nil {
+			return fmt.Errorf("group %s: %w", g.Name, err)
 		}
-		members, err := groupMembers(tx, g.Name)
-		if err != nil {
-			return err
-		}
-		for _, id := range members {
-			if err := db.bumpVersion(tx, id); err != nil {
-				return fmt.Errorf("group %s: %w", g.Name, err)
-			}
-		}
-		return nil
-	})
+	}
+	return nil
 }
 
 // groupMembers returns the IDs of the machines in group name.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -149,13 +150,48 @@ func (s *Etcd) Close() error {
 	return nil
 }
 
+// ErrUnavailable is returned by the etcd store when the cluster does not
+// answer: the member reached has no leader (the quorum is lost) or no
+// answer came within etcdRequestTimeout. Nothing was written by the
+// change that failed (an etcd transaction is all or nothing).
+var ErrUnavailable = errors.New("state store unavailable")
+
+// etcdRequestTimeout bounds one attempt of a transaction, or a read:
+// without a quorum, a caller (an attestation in flight) is refused within
+// it rather than left waiting.
+const etcdRequestTimeout = 10 * time.Second
+
+// unavailable wraps err in ErrUnavailable when it says the cluster did
+// not answer (and ctx, the caller's, is not why).
+func unavailable(ctx context.Context, err error) error {
+	if err == nil || ctx.Err() != nil {
+		return err
+	}
+	for _, e := range []error{context.DeadlineExceeded, rpctypes.ErrNoLeader, rpctypes.ErrTimeout,
+		rpctypes.ErrTimeoutDueToLeaderFail, rpctypes.ErrTimeoutDueToConnectionLost, rpctypes.ErrLeaderChanged,
+		rpctypes.ErrTimeoutWaitAppliedIndex} {
+		if errors.Is(err, e) {
+			return fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+	}
+	return err
+}
+
+// requestCtx bounds one attempt by etcdRequestTimeout and makes the
+// member reached fail at once when it has no leader, instead of waiting
+// for one.
+func requestCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(ctx, etcdRequestTimeout)
+	return clientv3.WithRequireLeader(ctx), cancel
+}
+
 // txn runs fn in an etcdTx and commits it, retrying on fresh reads while
 // another writer got in first. fn may run more than once: it must only
 // read through tx and buffer writes in it.
 func (s *Etcd) txn(ctx context.Context, fn func(*etcdTx) error) error {
 	for attempt := range maxTxnAttempts {
 		if attempt > 0 {
-			wait := time.NewTimer(rand.N(time.Duration(attempt) * txnBackoff))
+			wait := time.NewTimer(rand.N(min(txnBackoff<<min(attempt, 16), maxTxnBackoff)))
 			select {
 			case <-ctx.Done():
 				wait.Stop()
@@ -166,13 +202,9 @@ func (s *Etcd) txn(ctx context.Context, fn func(*etcdTx) error) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		tx := newEtcdTx(ctx, s.client.KV)
-		if err := fn(tx); err != nil {
-			return err
-		}
-		ok, err := tx.commit()
+		ok, err := s.attempt(ctx, fn)
 		if err != nil {
-			return err
+			return unavailable(ctx, err)
 		}
 		if ok {
 			return nil
@@ -181,10 +213,23 @@ func (s *Etcd) txn(ctx context.Context, fn func(*etcdTx) error) error {
 	return ErrConflict
 }
 
+// attempt runs fn once and commits; ok is false when a read changed.
+func (s *Etcd) attempt(ctx context.Context, fn func(*etcdTx) error) (ok bool, err error) {
+	rctx, cancel := requestCtx(ctx)
+	defer cancel()
+	tx := newEtcdTx(rctx, s.client.KV)
+	if err := fn(tx); err != nil {
+		return false, err
+	}
+	return tx.commit()
+}
+
 // view runs fn on reads at one revision; nothing is written.
 func (s *Etcd) view(ctx context.Context, fn func(*etcdTx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return fn(newEtcdTx(ctx, s.client.KV))
+	rctx, cancel := requestCtx(ctx)
+	defer cancel()
+	return unavailable(ctx, fn(newEtcdTx(rctx, s.client.KV)))
 }

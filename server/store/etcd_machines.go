@@ -200,30 +200,30 @@ func (s *Etcd) DeleteMachine(ctx context.Context, id string) error {
 	})
 }
 
+// getMachine reads machine id's record, seen fields and history in one
+// round trip (its group's version, when it has a group, in a second).
 func (s *Etcd) getMachine(tx *etcdTx, id string) (*Machine, error) {
-	v, ok, err := tx.get(s.keys.machine(id))
+	vs, err := tx.getAll(s.keys.machine(id), s.keys.seen(id), s.keys.history(id))
 	if err != nil {
 		return nil, err
 	}
-	if !ok {
+	if vs[0] == nil {
 		return nil, fmt.Errorf("machine %s: %w", id, ErrNotFound)
 	}
-	m, err := decodeMachine(id, v)
+	m, err := decodeMachine(id, vs[0])
 	if err != nil {
 		return nil, err
 	}
-	sv, _, err := tx.get(s.keys.seen(id))
-	if err != nil {
-		return nil, err
-	}
-	if err := applySeen(id, sv, m); err != nil {
+	if err := applySeen(id, vs[1], m); err != nil {
 		return nil, err
 	}
 	if err := s.applyGroupVersion(tx, m); err != nil {
 		return nil, err
 	}
-	if err := s.loadHistory(tx, id, m); err != nil {
-		return nil, err
+	if vs[2] != nil {
+		if err := json.Unmarshal(vs[2], &m.History); err != nil {
+			return nil, fmt.Errorf("machine %s: history: %w: %v", id, ErrCorrupt, err)
+		}
 	}
 	return m, nil
 }

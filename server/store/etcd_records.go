@@ -64,6 +64,46 @@ func (s *Etcd) PutGroup(ctx context.Context, g *Group) error {
 	})
 }
 
+// UpdateGroup implements Store: fn runs on the group read at one
+// revision; the result commits only if the group is unchanged since, else
+// fn runs again on the fresh record.
+func (s *Etcd) UpdateGroup(ctx context.Context, name string, fn func(g *Group, found bool) error) (*Group, error) {
+	if !validGroupName(name) {
+		return nil, fmt.Errorf("group name %q: %w", name, ErrBadGroupName)
+	}
+	var out *Group
+	err := s.txn(ctx, func(tx *etcdTx) error {
+		g, found := &Group{Name: name}, false
+		v, ok, err := tx.get(s.keys.group(name))
+		if err != nil {
+			return err
+		}
+		if ok {
+			if g, err = decodeGroup(v); err != nil {
+				return err
+			}
+			found = true
+		}
+		if err := fn(g, found); err != nil {
+			return err
+		}
+		if g.Name != name {
+			return fmt.Errorf("update group %s: the update changed the name to %q", name, g.Name)
+		}
+		buf, err := json.Marshal(g)
+		if err != nil {
+			return err
+		}
+		tx.put(s.keys.group(name), buf)
+		out = g
+		return s.bumpGroup(tx, name)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DeleteGroup implements Store.
 func (s *Etcd) DeleteGroup(ctx context.Context, name string) error {
 	if err := checkGroupName(name); err != nil {

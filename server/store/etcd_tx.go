@@ -16,11 +16,14 @@ import (
 var ErrConflict = errors.New("store transaction conflicted with concurrent writers")
 
 // maxTxnAttempts bounds the retries of one etcd transaction; between
-// attempts it waits a random time up to the attempt number times
-// txnBackoff, so writers racing for one record spread out.
+// attempts it waits a random time up to txnBackoff doubled with each
+// attempt, at most maxTxnBackoff, so writers racing for one key (the
+// version counter, when many machines enroll at once) spread out instead
+// of colliding again.
 const (
 	maxTxnAttempts = 100
 	txnBackoff     = time.Millisecond
+	maxTxnBackoff  = 64 * time.Millisecond
 )
 
 // etcdTx is one optimistic transaction on etcd: every read is served at
@@ -84,6 +87,48 @@ func (tx *etcdTx) get(key string) ([]byte, bool, error) {
 	}
 	tx.reads[key] = resp.Kvs[0].ModRevision
 	return resp.Kvs[0].Value, true, nil
+}
+
+// getAll is get of several keys in one round trip (a read-only etcd
+// transaction at the read revision).
+func (tx *etcdTx) getAll(keys ...string) ([][]byte, error) {
+	out := make([][]byte, len(keys))
+	var ops []clientv3.Op
+	var at []int
+	for i, k := range keys {
+		if v, ok := tx.writes[k]; ok {
+			if v != nil {
+				out[i] = []byte(*v)
+			}
+			continue
+		}
+		if tx.isDropped(k) {
+			continue
+		}
+		ops = append(ops, clientv3.OpGet(k, tx.opts()...))
+		at = append(at, i)
+	}
+	if len(ops) == 0 {
+		return out, nil
+	}
+	resp, err := tx.kv.Txn(tx.ctx).Then(ops...).Commit()
+	if err != nil {
+		return nil, fmt.Errorf("etcd get: %w", err)
+	}
+	if tx.rev == 0 {
+		tx.rev = resp.Header.Revision
+	}
+	for j, r := range resp.Responses {
+		i, k := at[j], keys[at[j]]
+		kvs := r.GetResponseRange().Kvs
+		if len(kvs) == 0 {
+			tx.reads[k] = 0
+			continue
+		}
+		tx.reads[k] = kvs[0].ModRevision
+		out[i] = kvs[0].Value
+	}
+	return out, nil
 }
 
 // kv is one key and value of a range.

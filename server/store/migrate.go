@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// ErrNotEmpty is returned by Migrate when the destination holds machines.
+// ErrNotEmpty is returned by Migrate when the destination prefix holds
+// any record (its schema version aside).
 var ErrNotEmpty = errors.New("destination store is not empty")
 
 // MigrateCounts says how many records Migrate copied.
@@ -27,10 +30,11 @@ type MigrateCounts struct {
 // src must not change meanwhile.
 func Migrate(ctx context.Context, src *DB, dst *Etcd) (MigrateCounts, error) {
 	var n MigrateCounts
-	if ms, err := dst.Machines(ctx); err != nil {
+	if err := checkEmpty(ctx, dst.client.KV, dst.keys.prefix); err != nil {
 		return n, fmt.Errorf("migrate: %w", err)
-	} else if len(ms) > 0 {
-		return n, fmt.Errorf("migrate: %d machines: %w", len(ms), ErrNotEmpty)
+	}
+	if err := migrateKeyring(ctx, src, dst); err != nil {
+		return n, err
 	}
 	groups, err := src.Groups(ctx)
 	if err != nil {
@@ -158,4 +162,94 @@ func (s *Etcd) copyUserLease(ctx context.Context, l *UserLease) error {
 		}
 		return s.putLease(tx, l)
 	})
+}
+
+// checkEmpty fails with ErrNotEmpty unless no key under prefix but the
+// schema and counter records (meta/) exists.
+func checkEmpty(ctx context.Context, kv clientv3.KV, prefix string) error {
+	all, err := kv.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		return fmt.Errorf("etcd range %s: %w", prefix, err)
+	}
+	meta, err := kv.Get(ctx, etcdKeys{prefix}.prefix+"meta/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		return fmt.Errorf("etcd range %s: %w", prefix, err)
+	}
+	if n := all.Count - meta.Count; n > 0 {
+		return fmt.Errorf("%d keys under prefix %s: %w", n, prefix, ErrNotEmpty)
+	}
+	return nil
+}
+
+// CheckEtcdEmpty connects to the cluster of cfg and fails with
+// ErrNotEmpty when cfg.Prefix holds records; it writes nothing (a dry
+// run of a migration).
+func CheckEtcdEmpty(ctx context.Context, cfg EtcdConfig) error {
+	c, err := newEtcdClient(cfg)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return checkEmpty(ctx, c.KV, cfg.Prefix)
+}
+
+// Survey counts what Migrate would copy from src; it writes nothing.
+func Survey(ctx context.Context, src *DB) (MigrateCounts, error) {
+	var n MigrateCounts
+	groups, err := src.Groups(ctx)
+	if err != nil {
+		return n, fmt.Errorf("survey: groups: %w", err)
+	}
+	owners := make([]FileOwner, 0, len(groups))
+	for _, g := range groups {
+		owners = append(owners, FileOwner{Group: g.Name})
+	}
+	n.Groups = len(groups)
+	ms, err := src.Machines(ctx)
+	if err != nil {
+		return n, fmt.Errorf("survey: machines: %w", err)
+	}
+	for _, m := range ms {
+		n.Machines++
+		n.Attempts += len(m.History)
+		logs, err := src.BootLogs(ctx, m.ID)
+		if err != nil {
+			return n, fmt.Errorf("survey: machine %s: %w", m.ID, err)
+		}
+		n.BootLogs += len(logs)
+		secrets, err := src.Secrets(ctx, m.ID)
+		if err != nil {
+			return n, fmt.Errorf("survey: machine %s: %w", m.ID, err)
+		}
+		n.Secrets += len(secrets)
+		owners = append(owners, FileOwner{Machine: m.ID})
+	}
+	for _, o := range owners {
+		fs, err := src.Files(ctx, o)
+		if err != nil {
+			return n, fmt.Errorf("survey: files of %s: %w", o, err)
+		}
+		n.Files += len(fs)
+	}
+	users, err := src.Users(ctx)
+	if err != nil {
+		return n, fmt.Errorf("survey: users: %w", err)
+	}
+	n.Users = len(users)
+	leases, err := src.UserLeases(ctx)
+	if err != nil {
+		return n, fmt.Errorf("survey: user leases: %w", err)
+	}
+	n.UserLeases = len(leases)
+	dl, err := src.DHCPLeases(ctx)
+	if err != nil {
+		return n, fmt.Errorf("survey: dhcp leases: %w", err)
+	}
+	n.Leases = len(dl)
+	rs, err := src.DHCPReservations(ctx)
+	if err != nil {
+		return n, fmt.Errorf("survey: dhcp reservations: %w", err)
+	}
+	n.Reservations = len(rs)
+	return n, nil
 }

@@ -64,14 +64,18 @@ func TestMigrateBBoltToEtcd(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	surveyed, err := Survey(ctx, src)
+	if err != nil {
+		t.Fatalf("Survey: %v", err)
+	}
 	n, err := Migrate(ctx, src, dst)
 	if err != nil {
 		t.Fatalf("Migrate: %v", err)
 	}
 	want := MigrateCounts{Machines: 3, Secrets: 3, Groups: 1, Files: 1, Users: 1, Leases: 1, Reservations: 1,
 		BootLogs: 6, Attempts: 3, UserLeases: 1}
-	if n != want {
-		t.Errorf("Migrate counts = %+v, want %+v", n, want)
+	if n != want || surveyed != want {
+		t.Errorf("Migrate counts = %+v, Survey %+v, want %+v", n, surveyed, want)
 	}
 	before, _ := src.Machines(ctx)
 	after, err := dst.Machines(ctx)

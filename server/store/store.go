@@ -213,6 +213,16 @@ type Store interface {
 	// PutGroup creates or replaces a group; it changes the Version of
 	// every machine in the group.
 	PutGroup(ctx context.Context, g *Group) error
+	// UpdateGroup applies fn to group name and stores the result, in one
+	// transaction that gives every machine in the group a new Version,
+	// so a change decided on the group (a root kept with a new menu, a
+	// menu kept with a new root) never drops a concurrent one. fn gets
+	// the stored group, or with found false a new Group{Name: name}
+	// (return ErrNotFound from fn to refuse creating it); an error from
+	// fn aborts the change and is returned. fn may run more than once
+	// (the etcd store retries on a concurrent change): it must change
+	// only its argument. A malformed name gives ErrBadGroupName.
+	UpdateGroup(ctx context.Context, name string, fn func(g *Group, found bool) error) (*Group, error)
 	// DeleteGroup removes a group; it fails with ErrGroupInUse while a
 	// machine is in it, and with ErrNotFound if there is none.
 	DeleteGroup(ctx context.Context, name string) error

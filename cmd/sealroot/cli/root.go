@@ -80,6 +80,7 @@ func newRootCmd(e *env) *cobra.Command {
 		newNFSCmd,
 		newBackupCmd,
 		newRestoreCmd,
+		newMigrateStoreCmd,
 		newPKICmd,
 		newEKCmd,
 		newSecureBootCmd,
@@ -89,6 +90,7 @@ func newRootCmd(e *env) *cobra.Command {
 		newVersionCmd,
 		newConfigCmd,
 		newSetupCmd,
+		newClusterCmd,
 	}
 	root := cmdline.Group("sealroot", "Attested network boot for diskless machines")
 	cmdline.Setup(root, e.Stdout, e.Stderr)

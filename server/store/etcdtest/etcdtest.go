@@ -25,6 +25,8 @@ const startTimeout = 60 * time.Second
 type Cluster struct {
 	t       testing.TB
 	Members []*embed.Etcd
+	cfgs    []*embed.Config
+	stops   []func() // each member's Close, once
 	// Endpoints are the members' client URLs.
 	Endpoints []string
 }
@@ -58,6 +60,7 @@ func Start(t testing.TB, n int) *Cluster {
 	}
 	// Members of a new cluster wait for each other while starting: start
 	// them all at once, then wait until each is ready.
+	c.cfgs = cfgs
 	c.Members = make([]*embed.Etcd, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
@@ -69,7 +72,8 @@ func Start(t testing.TB, n int) *Cluster {
 		if errs[i] != nil {
 			t.Fatalf("start etcd member %d: %v", i, errs[i])
 		}
-		t.Cleanup(e.Close)
+		c.stops = append(c.stops, sync.OnceFunc(e.Close))
+		t.Cleanup(c.stops[i])
 	}
 	for _, e := range c.Members {
 		select {
@@ -96,7 +100,27 @@ func (c *Cluster) Client() *clientv3.Client {
 }
 
 // Stop stops member i.
-func (c *Cluster) Stop(i int) { c.Members[i].Close() }
+func (c *Cluster) Stop(i int) { c.stops[i]() }
+
+// Restart starts member i again, stopped by Stop, on its data directory
+// and addresses: it rejoins the cluster with what it had. It returns
+// once the member is serving (with a quorum, once it caught up).
+func (c *Cluster) Restart(i int) {
+	c.t.Helper()
+	e, err := embed.StartEtcd(c.cfgs[i])
+	if err != nil {
+		c.t.Fatalf("restart etcd member %d: %v", i, err)
+	}
+	c.Members[i], c.stops[i] = e, sync.OnceFunc(e.Close)
+	c.t.Cleanup(c.stops[i])
+	select {
+	case <-e.Server.ReadyNotify():
+	case err := <-e.Err():
+		c.t.Fatalf("etcd member %d: %v", i, err)
+	case <-time.After(startTimeout):
+		c.t.Fatalf("etcd member %d not ready after %v", i, startTimeout)
+	}
+}
 
 // Prefix returns a key prefix unique to the test.
 func Prefix(t testing.TB) string { return "/sealroot-test/" + t.Name() + "/" }
