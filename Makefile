@@ -98,14 +98,18 @@ bench-flood:
 
 # bench-storm powers on STORM machines at once (default 50, 200 and 1000,
 # one run each) against one real `sealroot serve` in network namespaces
-# (root): TFTP, HTTP and attestation per machine with a software TPM each;
-# per run p50/p99 per phase, retries, server RSS and CPU per machine, bytes
-# against plain veth throughput; last line
+# (root): TFTP, HTTP, attestation with a software TPM each that opens its
+# sealed credential, WireGuard tunnel, iSCSI login with the credential's
+# mutual CHAP and a read of STORM_ROOT_READ MiB of the root (default 14)
+# over the tunnel; per run p50/p99 per phase, retries, server RSS and CPU
+# per machine (and idle before the storms), bytes against plain veth
+# throughput; last line
 # "storm: machines=N ready=R failures=F wall=Ws limit_ratio=X".
 STORM ?= 50,200,1000
+STORM_ROOT_READ ?=
 bench-storm:
 	@mkdir -p $(BUILD)
-	@SEALROOT_STORM=$(STORM) $(GO) test -count=1 -timeout 60m -run '^TestStorm$$' -v ./test/storm/ \
+	@SEALROOT_STORM=$(STORM) SEALROOT_STORM_ROOT_READ=$(STORM_ROOT_READ) $(GO) test -count=1 -timeout 60m -run '^TestStorm$$' -v ./test/storm/ \
 		> $(BUILD)/bench-storm.log 2>&1 || { grep -v 'serve: ' $(BUILD)/bench-storm.log | tail -50; exit 1; }
 	@grep -E '^(storm|  )' $(BUILD)/bench-storm.log | grep -v 'serve: '
 

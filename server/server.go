@@ -209,7 +209,11 @@ func New(ctx context.Context, cfg config.Config, logger hclog.Logger) (_ *Server
 	}
 	rs := roots.New(roots.Config{Providers: s.storage.Providers(), Tunnel: peersOf(s.tunnel)})
 	s.roots = rs
-	s.machines = machines.New(machines.Config{Store: s.store, Box: box, Audit: auditLog, Logger: logger,
+	keys, err := openKeyring(ctx, s.store, box, logger)
+	if err != nil {
+		return nil, err
+	}
+	s.machines = machines.New(machines.Config{Store: s.store, Box: box, Keyring: keys, Audit: auditLog, Logger: logger,
 		Withdraw: rs, Images: s.storage.Images, Volumes: s.storage.Volumes, Roots: rs})
 	lcfg := users.CheckerConfig{Users: s.store, Audit: auditLogins(auditLog)}
 	if svc := cfg.Users.PAM(); svc != "" {
@@ -336,7 +340,13 @@ func (s *Server) Listen() (Addrs, error) {
 		if s.metricsLn, err = net.Listen("tcp", s.cfg.MetricsAddr); err != nil {
 			return Addrs{}, fmt.Errorf("metrics listener: %w", err)
 		}
-		s.onClose(s.metricsLn.Close)
+		s.onClose(func() error {
+			// The metrics server closes it when Serve stops: no error.
+			if err := s.metricsLn.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+				return err
+			}
+			return nil
+		})
 		a.Metrics = s.metricsLn.Addr()
 	}
 	if s.storage.Portals != nil {

@@ -157,7 +157,7 @@ type Result struct {
 func (c *Client) AttestOnce(ctx context.Context) (*Result, error) {
 	var errs []error
 	for _, addr := range c.cfg.Servers {
-		res, err := c.attestAt(ctx, addr)
+		res, err := c.attestAt(ctx, addr, nil)
 		if err == nil {
 			return res, nil
 		}
@@ -192,7 +192,9 @@ func (c *Client) tlsConfig() *tls.Config {
 	}
 }
 
-func (c *Client) attestAt(ctx context.Context, addr string) (*Result, error) {
+// attestAt runs one attestation at addr, bounded by ctx and, outside a
+// person's answers, by k (nil: ctx alone).
+func (c *Client) attestAt(ctx context.Context, addr string, k *clock) (*Result, error) {
 	conn, err := c.dial(ctx, addr)
 	if err != nil {
 		return nil, fmt.Errorf("dial: %w", err)
@@ -206,12 +208,13 @@ func (c *Client) attestAt(ctx context.Context, addr string) (*Result, error) {
 	if d, ok := ctx.Deadline(); ok {
 		st.SetDeadline(d)
 	}
+	k.watch(st)
 	tlsState := conn.ConnectionState().TLS
 	exporter, err := tlsState.ExportKeyingMaterial(wire.ExporterLabel, nil, wire.ExporterLength)
 	if err != nil {
 		return nil, fmt.Errorf("tls exporter: %w", err)
 	}
-	return c.converse(ctx, st, exporter)
+	return c.converse(ctx, st, exporter, k)
 }
 
 func (c *Client) dial(ctx context.Context, addr string) (*quic.Conn, error) {
@@ -235,7 +238,7 @@ func quicConfig() *quic.Config {
 }
 
 // converse runs the agent's side of the conversation on one stream.
-func (c *Client) converse(ctx context.Context, st io.ReadWriter, exporter []byte) (*Result, error) {
+func (c *Client) converse(ctx context.Context, st io.ReadWriter, exporter []byte, k *clock) (*Result, error) {
 	d := c.cfg.Device
 	ident, err := d.Identity(ctx)
 	if err != nil {
@@ -271,13 +274,13 @@ func (c *Client) converse(ctx context.Context, st io.ReadWriter, exporter []byte
 		return nil, err
 	}
 	if menu, ok := m.(*wire.Menu); ok {
-		if m, err = c.choose(ctx, st, menu); err != nil {
+		if m, err = c.choose(ctx, st, menu, k); err != nil {
 			return nil, err
 		}
 	}
 	// A per-user root asks for a login (after the menu, if any).
 	if p, ok := m.(*wire.LoginPrompt); ok {
-		if m, err = c.login(ctx, st, p); err != nil {
+		if m, err = c.login(ctx, st, p, k); err != nil {
 			return nil, err
 		}
 	}
@@ -302,10 +305,12 @@ var ErrNoLogin = errors.New("the server asks for a user login (per-user root) an
 
 // login runs the person's logins for a per-user root and returns the
 // server's answer to the accepted one.
-func (c *Client) login(ctx context.Context, st io.ReadWriter, first *wire.LoginPrompt) (wire.Message, error) {
+func (c *Client) login(ctx context.Context, st io.ReadWriter, first *wire.LoginPrompt, k *clock) (wire.Message, error) {
 	if c.cfg.Login == nil {
 		return nil, ErrNoLogin
 	}
+	k.pause()
+	defer k.resume()
 	var final wire.Message
 	err := c.cfg.Login(ctx, first, func(ctx context.Context, l *wire.Login) (*wire.LoginPrompt, error) {
 		if err := wire.Write(st, l); err != nil {
@@ -328,11 +333,14 @@ func (c *Client) login(ctx context.Context, st io.ReadWriter, first *wire.LoginP
 }
 
 // choose answers the server's boot menu and returns its reply.
-func (c *Client) choose(ctx context.Context, st io.ReadWriter, menu *wire.Menu) (wire.Message, error) {
+func (c *Client) choose(ctx context.Context, st io.ReadWriter, menu *wire.Menu, k *clock) (wire.Message, error) {
 	id := menu.Default
 	if c.cfg.Choose != nil {
 		var err error
-		if id, err = c.cfg.Choose(ctx, menu); err != nil {
+		k.pause()
+		id, err = c.cfg.Choose(ctx, menu)
+		k.resume()
+		if err != nil {
 			return nil, fmt.Errorf("boot menu: %w", err)
 		}
 	}

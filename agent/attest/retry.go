@@ -7,6 +7,7 @@ import (
 	"io"
 	mrand "math/rand/v2"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/sealroot/sealroot/agent/backoff"
@@ -92,19 +93,90 @@ func retryDelay(b *backoff.Backoff, err error) time.Duration {
 	return delay
 }
 
-// attempt runs one attestation at addr within the attempt timeout.
+// attempt runs one attestation at addr within the attempt timeout. The
+// time a person spends at the boot menu or a login prompt does not count
+// (see clock): the server bounds it (limits.person_timeout), and QUIC
+// keep-alives notice a server that dies meanwhile.
 func (c *Client) attempt(ctx context.Context, addr string) (*Result, error) {
 	timeout := c.cfg.AttemptTimeout
 	if timeout <= 0 {
 		timeout = defaultAttemptTimeout
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	res, err := c.attestAt(ctx, addr)
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	k := startClock(timeout, cancel)
+	defer k.stop()
+	res, err := c.attestAt(ctx, addr, k)
+	if err != nil && errors.Is(context.Cause(ctx), errAttemptTimeout) {
+		err = fmt.Errorf("%w: %w", errAttemptTimeout, err)
+	}
 	if err != nil && !isVerdict(err) {
 		c.logger.Warn("attestation server failed", "server", addr, "error", err)
 	}
 	return res, err
+}
+
+// errAttemptTimeout ends an attempt whose machine-side time ran out.
+var errAttemptTimeout = fmt.Errorf("attempt timed out: %w", context.DeadlineExceeded)
+
+// clock bounds the machine's side of one attempt: it cancels the attempt
+// when timeout has passed outside the pauses, and keeps the stream's
+// deadline in step. A nil clock bounds nothing.
+type clock struct {
+	timeout time.Duration
+	timer   *time.Timer
+
+	mu sync.Mutex
+	st interface{ SetDeadline(time.Time) error } // set by watch
+}
+
+func startClock(timeout time.Duration, cancel context.CancelCauseFunc) *clock {
+	k := &clock{timeout: timeout}
+	k.timer = time.AfterFunc(timeout, func() { cancel(errAttemptTimeout) })
+	return k
+}
+
+// watch keeps st's deadline at the clock's end.
+func (k *clock) watch(st interface{ SetDeadline(time.Time) error }) {
+	if k == nil {
+		return
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.st = st
+	st.SetDeadline(time.Now().Add(k.timeout))
+}
+
+// pause stops the clock while a person answers the server.
+func (k *clock) pause() {
+	if k == nil {
+		return
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.timer.Stop()
+	if k.st != nil {
+		k.st.SetDeadline(time.Time{})
+	}
+}
+
+// resume gives the machine a whole timeout again after a person answered.
+func (k *clock) resume() {
+	if k == nil {
+		return
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.timer.Reset(k.timeout)
+	if k.st != nil {
+		k.st.SetDeadline(time.Now().Add(k.timeout))
+	}
+}
+
+func (k *clock) stop() {
+	if k != nil {
+		k.timer.Stop()
+	}
 }
 
 // ShuffleServers returns a copy of servers in a random order drawn from r

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -25,6 +26,7 @@ type benchAttestArgs struct {
 	ca             string
 	serverName     string
 	logLevel       string
+	cpuProfile     string // of the attestation phase
 }
 
 func newAttestGroup(e *env) *cobra.Command {
@@ -69,6 +71,7 @@ Failures are reported and make the exit code 1.`,
 	f.StringVar(&a.ca, "ca", "", "CA certificate `file` of --server")
 	f.StringVar(&a.serverName, "server-name", "", "`name` in the certificate of --server (default: its host)")
 	f.StringVar(&a.logLevel, "log-level", "error", "log `level` of the in-process server")
+	f.StringVar(&a.cpuProfile, "cpuprofile", "", "write a CPU profile of the attestation phase (clients and in-process server) to `file`")
 	return cmdline.Group("sealroot-bench", "Measure sealroot's performance", attestCmd)
 }
 
@@ -126,7 +129,9 @@ func runBenchAttest(ctx context.Context, e *env, a benchAttestArgs) error {
 	if err != nil {
 		return err
 	}
-	att, err := loadgen.Run(ctx, opts, loadgen.AttestOp(clients))
+	att, err := runProfiled(a.cpuProfile, func() (*loadgen.Stats, error) {
+		return loadgen.Run(ctx, opts, loadgen.AttestOp(clients))
+	})
 	if err != nil {
 		return err
 	}
@@ -135,6 +140,28 @@ func runBenchAttest(ctx context.Context, e *env, a benchAttestArgs) error {
 		return err
 	}
 	return r.failures(base, att)
+}
+
+// runProfiled runs fn, writing a CPU profile of it to path unless path
+// is empty.
+func runProfiled(path string, fn func() (*loadgen.Stats, error)) (*loadgen.Stats, error) {
+	if path == "" {
+		return fn()
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	st, err := fn()
+	pprof.StopCPUProfile()
+	if cerr := f.Close(); cerr != nil && err == nil {
+		err = fmt.Errorf("cpu profile: %w", cerr)
+	}
+	return st, err
 }
 
 // benchTarget starts the in-process server, or names the remote one.

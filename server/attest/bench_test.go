@@ -41,8 +41,9 @@ func BenchmarkAttestation(b *testing.B) {
 
 // historyAndMetrics is what the daemon's observers do per outcome:
 // Prometheus instruments, and the attempt queued for a writer that
-// appends it to the machine's history in batches, one store.AddAttempts
-// each (as history.Recorder does; that package imports this one).
+// appends it to the machine's history in batches gathered over a short
+// window, one store.AddAttempts each (as history.Recorder does; that
+// package imports this one).
 type historyAndMetrics struct {
 	store     store.Store
 	attempts  *prometheus.CounterVec
@@ -66,13 +67,26 @@ func (o *historyAndMetrics) Observe(a Attempt) {
 // holds the history's whole cost.
 func (o *historyAndMetrics) flush() { o.pending.Wait() }
 
-// write appends queued attempts in batches until the queue closes.
+// write appends queued attempts in batches until the queue closes: each
+// batch gathers what arrives within 20 ms of its first attempt, up to
+// 256 (history.batchWindow and maxBatch).
 func (o *historyAndMetrics) write() {
 	for first := range o.queue {
 		batch := []store.MachineAttempt{attemptOf(first)}
-		for len(batch) < 256 && len(o.queue) > 0 {
-			batch = append(batch, attemptOf(<-o.queue))
+		window := time.NewTimer(20 * time.Millisecond)
+	gather:
+		for len(batch) < 256 {
+			select {
+			case a, ok := <-o.queue:
+				if !ok {
+					break gather
+				}
+				batch = append(batch, attemptOf(a))
+			case <-window.C:
+				break gather
+			}
 		}
+		window.Stop()
 		o.store.AddAttempts(context.Background(), batch)
 		o.pending.Add(-len(batch))
 	}

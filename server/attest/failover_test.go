@@ -35,9 +35,18 @@ import (
 // ends it and closes its UDP port.
 func (e *testEnv) peer(t *testing.T, name string) (addr string, stop func()) {
 	t.Helper()
-	cert := e.issueServer(t)
-	srv, err := attest.New(attest.Config{Certificate: cert, Store: e.db, Audit: e.audit, Secrets: e.mgr,
-		Logger: testenv.Logger(t, name, hclog.Debug)})
+	return e.peerWith(t, name, e.issueServer(t))
+}
+
+// peerWith is peer serving cert.
+func (e *testEnv) peerWith(t *testing.T, name string, cert tls.Certificate, mod ...func(*attest.Config)) (addr string, stop func()) {
+	t.Helper()
+	cfg := attest.Config{Certificate: cert, Store: e.db, Audit: e.audit, Secrets: e.mgr,
+		Logger: testenv.Logger(t, name, hclog.Debug)}
+	for _, m := range mod {
+		m(&cfg)
+	}
+	srv, err := attest.New(cfg)
 	if err != nil {
 		t.Fatalf("attest.New: %v", err)
 	}

@@ -1,6 +1,7 @@
 package attest_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -433,5 +434,39 @@ func TestMenuThenLogin(t *testing.T) {
 	}
 	if l := e.lease(t, "alice"); l == nil || l.MachineID != m.id {
 		t.Fatalf("alice's lease = %+v, want held by %s", l, m.id)
+	}
+}
+
+// TestPersonTimeIsNotAttemptTime: the agent's attempt timeout bounds the
+// machine's side of an attestation, not a person typing: a login typed
+// after longer than the attempt timeout still gets the root in one
+// attempt (the server bounds the person with limits.person_timeout).
+func TestPersonTimeIsNotAttemptTime(t *testing.T) {
+	var logs testenv.Buffer
+	e, ms := perUserEnv(t, &logs, "desk-1")
+	const attemptTimeout = 4 * time.Second
+	con := typed("alice", alicePW)
+	c := e.client(t, ms[0].dev, func(c *agentattest.Config) {
+		c.AttemptTimeout = attemptTimeout
+		c.Login = func(ctx context.Context, first *wire.LoginPrompt, send func(context.Context, *wire.Login) (*wire.LoginPrompt, error)) error {
+			select { // a person who takes their time
+			case <-time.After(attemptTimeout * 3 / 2):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			return login.New(login.Console{In: con.in, Out: &con.out}).Run(ctx, first, send)
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var out bytes.Buffer
+	if _, err := c.Attest(ctx, &out); err != nil {
+		t.Fatalf("Attest = %v, want alice's root after a slow login\nconsole:\n%s%s", err, out.String(), con.out.String())
+	}
+	if strings.Contains(out.String(), "retrying") || strings.Contains(out.String(), "attestation server") {
+		t.Errorf("the slow login cost an attempt:\n%s", out.String())
+	}
+	if l := e.lease(t, "alice"); l == nil || l.MachineID != ms[0].id {
+		t.Fatalf("lease of alice = %+v, want desk-1's", l)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -211,12 +212,21 @@ func (s *Services) Close() error {
 		errs = append(errs, s.prober.Close())
 	}
 	if s.tftp != nil {
-		errs = append(errs, s.tftp.Close())
+		errs = append(errs, closeOnce(s.tftp))
 	}
 	if s.http != nil {
-		errs = append(errs, s.http.Close())
+		errs = append(errs, closeOnce(s.http))
 	}
 	return errors.Join(errs...)
+}
+
+// closeOnce closes a listener that Serve may have closed already when its
+// context ended: that is a clean stop, not an error.
+func closeOnce(c io.Closer) error {
+	if err := c.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		return err
+	}
+	return nil
 }
 
 // Scripts renders the iPXE script for a client arch. Its artifact URLs

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -236,5 +237,25 @@ func TestScriptsRetryPause(t *testing.T) {
 				t.Errorf("script with pause %v lacks %q:\n%s", tc.pause, tc.want, script)
 			}
 		})
+	}
+}
+
+// TestCloseAfterServe: Serve closes its listeners when its context ends;
+// the Close that follows (sealroot serve's SIGINT path) is then a clean
+// stop, not an error ("use of closed network connection" was logged).
+func TestCloseAfterServe(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Services{http: ln, tftp: pc}
+	ln.Close()
+	pc.Close()
+	if err := s.Close(); err != nil {
+		t.Errorf("Close after the listeners closed = %v; want nil", err)
 	}
 }

@@ -87,6 +87,13 @@ type LimitsConfig struct {
 	// Default: "2m".
 	// Example: "5m".
 	TFTPMaxTransferTime string `json:"tftp_max_transfer_time,omitempty"`
+	// ISCSIConns: iSCSI connections open at once on each portal, logged in
+	// or not; more are closed on accept. Every machine on an iSCSI root
+	// holds one for as long as it runs, so this must exceed the number of
+	// such machines (a boot storm found the former fixed 256).
+	// Default: 4096.
+	// Example: 10000.
+	ISCSIConns int `json:"iscsi_conns,omitempty"`
 }
 
 // Limits is LimitsConfig parsed; zero fields take the services' defaults.
@@ -98,6 +105,8 @@ type Limits struct {
 	// and MaxTransferTime.
 	TFTPPerSource int
 	TFTPMaxTime   time.Duration
+	// ISCSIConns bounds each iSCSI portal's open connections.
+	ISCSIConns int
 }
 
 // Parse checks c; a nil c means every default.
@@ -135,6 +144,7 @@ func (c *LimitsConfig) Parse() (Limits, error) {
 		{"http_downloads", c.HTTPDownloads},
 		{"tftp_transfers_per_source", c.TFTPTransfersPerSource},
 		{"waiting_per_source", c.WaitingPerSource}, {"max_waiting", c.MaxWaiting},
+		{"iscsi_conns", c.ISCSIConns},
 	} {
 		if f.n < 0 {
 			return l, fmt.Errorf("limits: %s %d: want a positive number (0: the default)", f.name, f.n)
@@ -153,5 +163,6 @@ func (c *LimitsConfig) Parse() (Limits, error) {
 	l.HTTP.ConnsPerSource = c.HTTPConnsPerSource
 	l.HTTP.Downloads = c.HTTPDownloads
 	l.TFTPPerSource = c.TFTPTransfersPerSource
+	l.ISCSIConns = c.ISCSIConns
 	return l, nil
 }

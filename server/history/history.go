@@ -8,9 +8,13 @@
 // Observe only queues the attempt: Run writes queued attempts in batches,
 // each with one store.AddAttempts (one small put per attempt, in a
 // transaction the store shares with concurrent updates: one fsync), so
-// an attestation never waits for its history. The history is
-// therefore written a few milliseconds after the decision (Flush waits
-// for it); a full queue drops attempts and counts them (Dropped).
+// an attestation never waits for its history. A batch gathers what
+// arrives within batchWindow of its first attempt (up to maxBatch), so
+// a storm of boots costs a few transactions a second, not one per
+// attempt. The history is therefore written up to batchWindow after the
+// decision (Flush waits for it); a full queue drops attempts and counts
+// them (Dropped); on shutdown (Run's ctx ends) everything queued is
+// written at once.
 package history
 
 import (
@@ -82,12 +86,12 @@ func (r *Recorder) Run(ctx context.Context) error {
 	for {
 		select {
 		case a := <-r.queue:
-			r.writeBatch(a)
+			r.writeBatch(ctx, a)
 		case <-ctx.Done():
 			for {
 				select {
 				case a := <-r.queue:
-					r.writeBatch(a)
+					r.writeBatch(ctx, a)
 				default:
 					return nil
 				}
@@ -100,16 +104,28 @@ func (r *Recorder) Run(ctx context.Context) error {
 // running).
 func (r *Recorder) Flush() { r.pending.Wait() }
 
-// writeBatch writes first and everything queued behind it (up to
-// maxBatch) in one store call.
-func (r *Recorder) writeBatch(first attest.Attempt) {
+// writeBatch writes first and what arrives within batchWindow behind it
+// (up to maxBatch; once ctx ended, only what is queued) in one store call.
+func (r *Recorder) writeBatch(ctx context.Context, first attest.Attempt) {
 	batch := []store.MachineAttempt{r.attempt(first)}
+	window := time.NewTimer(batchWindow)
+	defer window.Stop()
 	for len(batch) < maxBatch {
 		select {
 		case a := <-r.queue:
 			batch = append(batch, r.attempt(a))
 			continue
 		default:
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		select {
+		case a := <-r.queue:
+			batch = append(batch, r.attempt(a))
+			continue
+		case <-window.C:
+		case <-ctx.Done():
 		}
 		break
 	}
@@ -130,6 +146,11 @@ func (r *Recorder) writeBatch(first attest.Attempt) {
 
 // maxBatch bounds the attempts written in one store call.
 const maxBatch = 256
+
+// batchWindow is how long a batch gathers attempts after its first: the
+// history's group commit interval, and how late an attempt may appear in
+// machine show.
+const batchWindow = 20 * time.Millisecond
 
 // attempt is a as the store keeps it.
 func (r *Recorder) attempt(a attest.Attempt) store.MachineAttempt {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -53,15 +54,40 @@ type conn struct {
 
 	since time.Time // accepted
 	stats counters
+	// moved is when bytes last moved on the socket, either way (Unix
+	// nanoseconds): a connection is idle only when nothing moved, so an
+	// initiator still receiving a long read is not taken for dead while
+	// its ping replies queue behind the data.
+	moved atomic.Int64
+}
+
+// markMoved records that bytes moved on c.
+func (c *conn) markMoved() { c.moved.Store(time.Now().UnixNano()) }
+
+// readMarker marks c moved when a read returns bytes from the initiator.
+type readMarker struct {
+	net.Conn
+	c *conn
+}
+
+func (r readMarker) Read(b []byte) (int, error) {
+	n, err := r.Conn.Read(b)
+	if n > 0 {
+		r.c.markMoved()
+	}
+	return n, err
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
-	return &conn{
+	c := &conn{
 		srv: s, nc: nc, log: s.logger().Named("iscsi").With("remote", nc.RemoteAddr().String()),
-		br: bufio.NewReaderSize(nc, 64<<10), bw: bufio.NewWriterSize(nc, 64<<10),
 		tasks: make(map[uint32]*writeTask), slots: make(chan struct{}, maxInflight),
 		since: time.Now(),
 	}
+	c.moved.Store(c.since.UnixNano())
+	c.br = bufio.NewReaderSize(readMarker{nc, c}, 64<<10)
+	c.bw = bufio.NewWriterSize(nc, 64<<10)
+	return c
 }
 
 // serve runs login then full feature phase until the connection ends.
@@ -141,9 +167,6 @@ func (c *conn) enter(l *login, req *pdu.PDU) {
 // fullFeature reads and dispatches PDUs until an error or logout.
 func (c *conn) fullFeature() error {
 	for {
-		if d := c.idleLimit(); d > 0 {
-			c.nc.SetReadDeadline(time.Now().Add(d))
-		}
 		req, err := pdu.Read(c.br, c.rlimits)
 		if err != nil {
 			return err
@@ -204,11 +227,21 @@ func (c *conn) acceptCmdSN(req *pdu.PDU) error {
 	return nil
 }
 
-// send writes a target PDU with current sequence numbers; status
-// responses consume a StatSN.
+// send writes a target PDU with current sequence numbers and flushes;
+// status responses consume a StatSN. A written PDU counts as moved: a
+// full socket (an initiator not taking data) blocks the write instead.
 func (c *conn) send(p *pdu.PDU, consumesStatSN bool) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	if err := c.writeLocked(p, consumesStatSN); err != nil {
+		return err
+	}
+	c.markMoved()
+	return nil
+}
+
+// writeLocked writes p and flushes; c.wmu is held.
+func (c *conn) writeLocked(p *pdu.PDU, consumesStatSN bool) error {
 	p.SetSN(c.statSN, c.expCmdSN, c.expCmdSN+cmdWindow-1)
 	if consumesStatSN {
 		c.statSN++
@@ -226,7 +259,11 @@ func (c *conn) sendData(p *pdu.PDU) error {
 	defer c.wmu.Unlock()
 	p.SetU32(pdu.OffExpCmdSN, c.expCmdSN)
 	p.SetU32(pdu.OffMaxCmdSN, c.expCmdSN+cmdWindow-1)
-	return pdu.Write(c.bw, p, c.wlimits)
+	if err := pdu.Write(c.bw, p, c.wlimits); err != nil {
+		return err
+	}
+	c.markMoved()
+	return nil
 }
 
 func (c *conn) isClosing() bool {

@@ -84,7 +84,8 @@ type Server struct {
 	DiscoveryAuth *pdu.CHAP
 	// PingInterval is how often an idle connection gets a NOP-In ping;
 	// zero means 5 seconds, negative disables pings. A connection that
-	// sends nothing for three intervals is closed.
+	// on which nothing moves (no byte either way) for three intervals is
+	// closed.
 	PingInterval time.Duration
 	// MaxConns bounds open connections, logged in or not; more are
 	// closed on accept. Zero means 256.

@@ -136,7 +136,8 @@ func (c *conn) pingInterval() time.Duration {
 	return c.srv.PingInterval
 }
 
-// idleLimit is how long a connection may stay silent; zero is forever.
+// idleLimit is how long nothing may move on a connection, either way,
+// before it is closed; zero is forever.
 func (c *conn) idleLimit() time.Duration {
 	if d := c.pingInterval(); d > 0 {
 		return 3 * d
@@ -144,7 +145,9 @@ func (c *conn) idleLimit() time.Duration {
 	return 0
 }
 
-// startPings sends NOP-In pings until the returned stop is called.
+// startPings sends NOP-In pings until the returned stop is called, and
+// closes the connection once nothing moved on it for idleLimit: a dead
+// initiator neither answers the pings nor takes the data sent to it.
 func (c *conn) startPings(ctx context.Context) (stop func()) {
 	d := c.pingInterval()
 	if d <= 0 {
@@ -156,11 +159,24 @@ func (c *conn) startPings(ctx context.Context) (stop func()) {
 		defer close(done)
 		tick := time.NewTicker(d)
 		defer tick.Stop()
+		queued := -1
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-tick.C:
+				// Bytes leaving the send queue are bytes the initiator took.
+				if q, ok := sendQueue(c.nc); ok && q != queued {
+					if q < queued {
+						c.markMoved()
+					}
+					queued = q
+				}
+				if still := time.Since(time.Unix(0, c.moved.Load())); still > c.idleLimit() {
+					c.log.Info("closing a connection on which nothing moved", "initiator", c.initiator, "for", still.Round(time.Millisecond))
+					c.nc.Close()
+					return
+				}
 				if err := c.ping(); err != nil {
 					c.nc.Close()
 					return
@@ -171,9 +187,17 @@ func (c *conn) startPings(ctx context.Context) (stop func()) {
 	return func() { cancel(); <-done }
 }
 
+// ping sends a NOP-In that asks for a reply, unless a response is being
+// written (a busy connection needs no ping, and a write blocked on a dead
+// initiator must not block the idle check). A ping's own bytes do not
+// count as moved: they say nothing of the initiator.
 func (c *conn) ping() error {
+	if !c.wmu.TryLock() {
+		return nil
+	}
+	defer c.wmu.Unlock()
 	p := pdu.New(pdu.OpNOPIn, pdu.FlagFinal)
 	p.SetITT(pdu.ReservedTag)
 	p.SetU32(pdu.OffTTT, 0x7fff0000) // asks for a NOP-Out reply
-	return c.send(p, false)
+	return c.writeLocked(p, false)
 }

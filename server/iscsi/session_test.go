@@ -3,6 +3,7 @@ package iscsi
 import (
 	"bytes"
 	"encoding/binary"
+	"io"
 	"net"
 	"strconv"
 	"testing"
@@ -429,4 +430,114 @@ func TestSessionEndedTellsLogoutFromDrop(t *testing.T) {
 		t.Fatalf("discovery session: SessionEnded(%v) called", got)
 	case <-time.After(200 * time.Millisecond):
 	}
+}
+
+// TestIdleMeansNothingMoves: a connection is closed once nothing moved on
+// it for three ping intervals (a dead initiator), but not while its
+// initiator is still taking a read through a slow path, the data and the
+// pings queued at the target's side (a slow tunnel in a boot storm).
+func TestIdleMeansNothingMoves(t *testing.T) {
+	const ping = 200 * time.Millisecond
+	addr := startServer(t, &Server{PingInterval: ping}, &Target{IQN: testIQN, LUN: newFileStore(t, 64<<20)})
+
+	t.Run("reader behind a slow path stays", func(t *testing.T) {
+		s := dialSession(t, slowPath(t, addr, 16<<10, 50*time.Millisecond)) // ~320 KB/s towards the initiator
+		s.nc.SetDeadline(time.Now().Add(time.Minute))
+		const n = 1 << 20
+		start := time.Now()
+		if got := s.readAnsweringPings(0, n); len(got) != n {
+			t.Fatalf("read %d of %d bytes", len(got), n)
+		}
+		if took := time.Since(start); took < 3*ping {
+			t.Fatalf("the read took %s, not longer than the idle limit %s: the path is not slow enough to test", took, 3*ping)
+		}
+		// Still connected: a closed connection delivers what it had queued
+		// and ends there.
+		if got := s.readAnsweringPings(0, 4096); len(got) != 4096 {
+			t.Fatalf("second read: %d bytes", len(got))
+		}
+	})
+
+	t.Run("silent initiator closed", func(t *testing.T) {
+		s := dialSession(t, addr)
+		s.nc.SetDeadline(time.Now().Add(10 * time.Second))
+		start := time.Now()
+		for {
+			if _, err := pdu.Read(s.nc, s.lim); err != nil { // pings, never answered
+				break
+			}
+		}
+		if took := time.Since(start); took < 3*ping || took > 5*time.Second {
+			t.Fatalf("silent connection closed after %s, want just after %s", took, 3*ping)
+		}
+	})
+}
+
+// readAnsweringPings is read, answering the target's pings as they come.
+func (s *testSession) readAnsweringPings(lba uint64, n int) []byte {
+	s.t.Helper()
+	s.send(s.command(rw16(0x88, lba, uint32(n/512)), pdu.FlagFinal|pdu.FlagRead, n, nil), s.lim)
+	var out []byte
+	for {
+		p := s.recv(s.lim)
+		switch {
+		case p.Opcode() == pdu.OpNOPIn && p.ITT() == pdu.ReservedTag:
+			reply := pdu.New(pdu.OpNOPOut, pdu.FlagFinal)
+			reply.SetImmediate(true)
+			reply.SetITT(pdu.ReservedTag)
+			reply.SetU32(pdu.OffTTT, p.TTT())
+			s.send(reply, s.lim)
+		case p.Opcode() == pdu.OpDataIn:
+			out = append(out, p.Data...)
+			if p.Flags()&pdu.FlagStatus != 0 {
+				return out
+			}
+		default:
+			s.t.Fatalf("unexpected %s during read", p.Opcode())
+		}
+	}
+}
+
+// slowPath relays connections to addr, passing at most chunk bytes every
+// pause towards the client, and returns its address.
+func slowPath(t *testing.T, addr string, chunk int, pause time.Duration) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			client, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			server, err := net.Dial("tcp", addr)
+			if err != nil {
+				client.Close()
+				return
+			}
+			server.(*net.TCPConn).SetReadBuffer(chunk) // what the path cannot take yet waits at the target
+			t.Cleanup(func() { client.Close(); server.Close() })
+			go io.Copy(server, client)
+			go func() {
+				buf := make([]byte, chunk)
+				for {
+					n, err := server.Read(buf)
+					if n > 0 {
+						if _, werr := client.Write(buf[:n]); werr != nil {
+							return
+						}
+					}
+					if err != nil {
+						client.Close()
+						return
+					}
+					time.Sleep(pause)
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
 }

@@ -53,6 +53,7 @@ import (
 	"github.com/sealroot/sealroot/server/api"
 	"github.com/sealroot/sealroot/server/audit"
 	"github.com/sealroot/sealroot/server/image"
+	"github.com/sealroot/sealroot/server/keyring"
 	"github.com/sealroot/sealroot/server/roots"
 	"github.com/sealroot/sealroot/server/secrets"
 	"github.com/sealroot/sealroot/server/store"
@@ -74,7 +75,8 @@ const minPrefix = 8
 type Manager struct {
 	store    store.Store
 	box      *secrets.Box
-	log      *audit.Log // may be nil: no audit
+	keys     *keyring.Keyring // may be nil: secrets encrypted to box alone
+	log      *audit.Log       // may be nil: no audit
 	logger   hclog.Logger
 	withdraw roots.Withdrawer // may be nil
 
@@ -106,6 +108,10 @@ var _ api.Service = (*Manager)(nil)
 type Config struct {
 	Store store.Store
 	Box   *secrets.Box // encrypts secrets at rest
+	// Keyring seals secrets to every member server's recipient (the
+	// keyring in the store). When nil and Store implements keyring.Store,
+	// New makes one for Box.
+	Keyring *keyring.Keyring
 	// Audit records every change; nil: no audit (tools and tests).
 	Audit  *audit.Log
 	Logger hclog.Logger // default discards
@@ -126,7 +132,11 @@ func New(cfg Config) *Manager {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
-	return &Manager{store: cfg.Store, box: cfg.Box, log: cfg.Audit, logger: logger.Named("machines"),
+	keys := cfg.Keyring
+	if ks, ok := cfg.Store.(keyring.Store); ok && keys == nil && cfg.Box != nil {
+		keys = keyring.New(ks, cfg.Box, logger)
+	}
+	return &Manager{store: cfg.Store, box: cfg.Box, keys: keys, log: cfg.Audit, logger: logger.Named("machines"),
 		withdraw: cfg.Withdraw, images: cfg.Images, volumes: cfg.Volumes, roots: cfg.Roots}
 }
 

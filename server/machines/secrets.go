@@ -41,11 +41,16 @@ func (m *Manager) SetSecret(ctx context.Context, ref, name string, value []byte)
 		m.record(ctx, "secret-set", id, reason, err)
 		return err
 	}
-	return m.change(ctx, "secret-set", id, reason, func() error { return fromStore(m.store.PutSecret(ctx, id, name, ct)) })
+	return m.change(ctx, "secret-set", id, reason, func() error {
+		if m.keys != nil {
+			return fromStore(m.keys.Seal(ctx, id, name, value))
+		}
+		return fromStore(m.store.PutSecret(ctx, id, name, ct))
+	})
 }
 
-// secretToSet checks a secret and returns its machine's ID and the
-// encrypted value.
+// secretToSet checks a secret and returns its machine's ID and, without a
+// keyring, the encrypted value.
 func (m *Manager) secretToSet(ctx context.Context, ref, name string, value []byte) (id string, ct []byte, err error) {
 	if err := checkSecretName(name); err != nil {
 		return "", nil, err
@@ -59,6 +64,9 @@ func (m *Manager) secretToSet(ctx context.Context, ref, name string, value []byt
 	mc, err := m.resolve(ctx, ref)
 	if err != nil {
 		return "", nil, err
+	}
+	if m.keys != nil {
+		return mc.ID, nil, nil // sealed to every member server in the change
 	}
 	ct, err = m.box.Encrypt(value)
 	if err != nil {

@@ -28,10 +28,16 @@ type Portals struct {
 	tunnelLn, plainLn   net.Listener
 }
 
+// DefaultMaxConns is how many connections a portal holds open when
+// ListenPortals is given 0: one per machine on an iSCSI root, for as long
+// as it runs, with room to spare.
+const DefaultMaxConns = 4096
+
 // ListenPortals opens the listeners: on tn at port (0: DefaultPort) when
 // tn is not nil, and on plain ("ip:port" with a specific IP, which agents
-// are told) when not "". It fills cfg's portal fields for New.
-func ListenPortals(cfg *Config, tn Tunnel, port int, plain string, logger hclog.Logger) (_ *Portals, err error) {
+// are told) when not "". Each portal holds at most maxConns connections
+// (0: DefaultMaxConns). It fills cfg's portal fields for New.
+func ListenPortals(cfg *Config, tn Tunnel, port int, plain string, maxConns int, logger hclog.Logger) (_ *Portals, err error) {
 	if tn == nil && plain == "" {
 		return nil, errors.New("iscsi: needs a tunnel section or a listen address")
 	}
@@ -40,6 +46,9 @@ func ListenPortals(cfg *Config, tn Tunnel, port int, plain string, logger hclog.
 	}
 	if port == 0 {
 		port = DefaultPort
+	}
+	if maxConns <= 0 {
+		maxConns = DefaultMaxConns
 	}
 	ps := &Portals{}
 	defer func() {
@@ -51,7 +60,7 @@ func ListenPortals(cfg *Config, tn Tunnel, port int, plain string, logger hclog.
 		if ps.tunnelLn, err = tn.Listen("tcp", port); err != nil {
 			return nil, fmt.Errorf("iscsi: %w", err)
 		}
-		ps.tunnelSrv = &iscsi.Server{Logger: logger.With("portal", "tunnel")}
+		ps.tunnelSrv = &iscsi.Server{Logger: logger.With("portal", "tunnel"), MaxConns: maxConns}
 		cfg.Tunnelled, cfg.Peers, cfg.TunnelPortal = ps.tunnelSrv, tn, TunnelPortal(tn.ServerAddr(), port)
 	}
 	if plain != "" {
@@ -62,7 +71,7 @@ func ListenPortals(cfg *Config, tn Tunnel, port int, plain string, logger hclog.
 		if ps.plainLn, err = net.Listen("tcp", plain); err != nil {
 			return nil, fmt.Errorf("iscsi: %w", err)
 		}
-		ps.plainSrv = &iscsi.Server{Logger: logger.With("portal", "plain")}
+		ps.plainSrv = &iscsi.Server{Logger: logger.With("portal", "plain"), MaxConns: maxConns}
 		cfg.Plain, cfg.PlainPortal = ps.plainSrv, ps.plainLn.Addr().String()
 	}
 	return ps, nil

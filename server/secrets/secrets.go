@@ -1,6 +1,9 @@
-// Package secrets encrypts per-machine secrets at rest with age, to the
-// server's own X25519 identity. The store only ever sees ciphertext; a copy
-// of the state database without the identity file reveals no secret.
+// Package secrets encrypts per-machine secrets at rest with age. Each
+// server has its own X25519 identity (Box); secrets are encrypted to every
+// member server's recipient (EncryptTo, the keyring in server/keyring), so
+// any member decrypts them with its own identity. The store only ever
+// sees ciphertext; a copy of the state without an identity file reveals no
+// secret.
 package secrets
 
 import (

@@ -86,7 +86,11 @@ func (st *Storage) open(ctx context.Context, cfg *config.Config, box *secrets.Bo
 	if tn != nil {
 		rtn = tn
 	}
-	if st.Portals, err = rootiscsi.ListenPortals(&pcfg, rtn, cfg.ISCSI.Port, cfg.ISCSI.Listen, logger.Named("storage")); err != nil {
+	maxConns := 0
+	if cfg.Limits != nil {
+		maxConns = cfg.Limits.ISCSIConns
+	}
+	if st.Portals, err = rootiscsi.ListenPortals(&pcfg, rtn, cfg.ISCSI.Port, cfg.ISCSI.Listen, maxConns, logger.Named("storage")); err != nil {
 		return err
 	}
 	if st.iscsi, err = rootiscsi.New(pcfg); err != nil {

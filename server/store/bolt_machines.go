@@ -28,6 +28,25 @@ func (db *DB) Machine(ctx context.Context, id string) (*Machine, error) {
 	return m, nil
 }
 
+// MachineRecord is Machine without the boot history (History is nil):
+// what an attestation decides on, read without decoding and copying the
+// last MaxHistory attempts.
+func (db *DB) MachineRecord(ctx context.Context, id string) (*Machine, error) {
+	if err := checkID(id); err != nil {
+		return nil, err
+	}
+	var m *Machine
+	err := db.view(ctx, func(tx *bolt.Tx) error {
+		var err error
+		m, err = db.getRecord(tx, id)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
 // MachineVersion returns machine id's State and Version, or ErrNotFound,
 // without copying its record.
 func (db *DB) MachineVersion(ctx context.Context, id string) (State, uint64, error) {
@@ -123,6 +142,18 @@ func (db *DB) CreateMachine(ctx context.Context, m *Machine) error {
 // copy of the record: it must be idempotent and have no side effects beyond
 // changing its argument. The record returned is the one stored.
 func (db *DB) UpdateMachine(ctx context.Context, id string, fn func(*Machine) error) (*Machine, error) {
+	return db.updateMachine(ctx, id, true, fn)
+}
+
+// UpdateMachineRecord is UpdateMachine for an update that neither reads
+// nor writes the boot history, as an attestation's: fn gets the record
+// without it (History nil), which leaves the stored history alone, and
+// the record returned has none either.
+func (db *DB) UpdateMachineRecord(ctx context.Context, id string, fn func(*Machine) error) (*Machine, error) {
+	return db.updateMachine(ctx, id, false, fn)
+}
+
+func (db *DB) updateMachine(ctx context.Context, id string, withHistory bool, fn func(*Machine) error) (*Machine, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -135,7 +166,7 @@ func (db *DB) UpdateMachine(ctx context.Context, id string, fn func(*Machine) er
 	)
 	err := db.commits.update(func(tx *bolt.Tx) error {
 		out, fnErr = nil, nil
-		m, before, buf, err := db.applyUpdate(tx, id, fn)
+		m, before, buf, err := db.applyUpdate(tx, id, withHistory, fn)
 		if err != nil {
 			fnErr = err
 			return nil
@@ -154,7 +185,11 @@ func (db *DB) UpdateMachine(ctx context.Context, id string, fn func(*Machine) er
 		if err := putSeen(tx, id, m); err != nil {
 			return fmt.Errorf("update machine %s: %w", id, err)
 		}
-		if historyChanged(before, m) {
+		if !withHistory && m.History != nil {
+			fnErr = fmt.Errorf("update machine %s: a record update changed the boot history", id)
+			return nil
+		}
+		if withHistory && historyChanged(before, m) {
 			if err := db.replaceHistory(tx, id, m.History); err != nil {
 				return fmt.Errorf("update machine %s: %w", id, err)
 			}
@@ -176,11 +211,16 @@ func (db *DB) UpdateMachine(ctx context.Context, id string, fn func(*Machine) er
 	return out, nil
 }
 
-// applyUpdate loads machine id, applies fn and encodes the result. It
-// returns the updated machine, the machine before the update and its
-// encoding, which is nil when fn changed only seen fields or history.
-func (db *DB) applyUpdate(tx *bolt.Tx, id string, fn func(*Machine) error) (*Machine, *Machine, []byte, error) {
-	m, err := db.getMachine(tx, id)
+// applyUpdate loads machine id (with its history if withHistory),
+// applies fn and encodes the result. It returns the updated machine, the
+// machine before the update and its encoding, which is nil when fn
+// changed only seen fields or history.
+func (db *DB) applyUpdate(tx *bolt.Tx, id string, withHistory bool, fn func(*Machine) error) (*Machine, *Machine, []byte, error) {
+	get := db.getRecord
+	if withHistory {
+		get = db.getMachine
+	}
+	m, err := get(tx, id)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -304,6 +344,18 @@ func (db *DB) bumpVersion(tx *bolt.Tx, id string) error {
 }
 
 func (db *DB) getMachine(tx *bolt.Tx, id string) (*Machine, error) {
+	m, err := db.getRecord(tx, id)
+	if err != nil {
+		return nil, err
+	}
+	if m.History, err = db.loadHistory(tx, id); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// getRecord is getMachine without the history.
+func (db *DB) getRecord(tx *bolt.Tx, id string) (*Machine, error) {
 	v := tx.Bucket(bucketMachines).Get([]byte(id))
 	if v == nil {
 		return nil, fmt.Errorf("machine %s: %w", id, ErrNotFound)
@@ -313,9 +365,6 @@ func (db *DB) getMachine(tx *bolt.Tx, id string) (*Machine, error) {
 		return nil, err
 	}
 	if err := overlaySeen(tx, id, m); err != nil {
-		return nil, err
-	}
-	if m.History, err = db.loadHistory(tx, id); err != nil {
 		return nil, err
 	}
 	return m, nil

@@ -100,7 +100,7 @@ func (db *DB) ReleaseWithLease(ctx context.Context, id, user, claim string, fn f
 	}
 	var out *Machine
 	err := db.update(ctx, func(tx *bolt.Tx) error {
-		m, before, buf, err := db.applyUpdate(tx, id, fn)
+		m, before, buf, err := db.applyUpdate(tx, id, true, fn)
 		if err != nil {
 			return err
 		}

@@ -86,6 +86,7 @@ func (c *machineCache) put(id string, buf []byte, m *Machine) {
 
 func (c *machineCache) putSum(id string, sum recordSum, m *Machine) {
 	m = m.clone()
+	m.History = nil // as decoded from the record: bucket history keeps it
 	c.mu.Lock()
 	c.m[id] = cachedMachine{sum: sum, m: m}
 	c.mu.Unlock()

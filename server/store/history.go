@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/maphash"
-	"reflect"
 	"slices"
 	"sync"
 
@@ -203,7 +202,11 @@ func seqOf(k []byte) uint64 {
 
 // historyChanged reports whether an update changed m's history.
 func historyChanged(before, m *Machine) bool {
-	return !reflect.DeepEqual(before.History, m.History)
+	return !slices.EqualFunc(before.History, m.History, func(a, b BootAttempt) bool {
+		return a.Time.Equal(b.Time) && a.Time.Location() == b.Time.Location() && a.Server == b.Server && a.Remote == b.Remote &&
+			a.Outcome == b.Outcome && a.Check == b.Check && a.Reason == b.Reason && a.AgentVersion == b.AgentVersion &&
+			a.Duration == b.Duration && slices.Equal(a.Stages, b.Stages) && a.Failed == b.Failed && a.Error == b.Error
+	})
 }
 
 // migrateHistory (schema 3 to 4) moves each machine's history into

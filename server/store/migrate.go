@@ -33,6 +33,9 @@ func Migrate(ctx context.Context, src *DB, dst *Etcd) (MigrateCounts, error) {
 	if err := checkEmpty(ctx, dst.client.KV, dst.keys.prefix); err != nil {
 		return n, fmt.Errorf("migrate: %w", err)
 	}
+	if err := migrateKeyring(ctx, src, dst); err != nil {
+		return n, err
+	}
 	groups, err := src.Groups(ctx)
 	if err != nil {
 		return n, fmt.Errorf("migrate: groups: %w", err)

@@ -8,7 +8,6 @@ package loadgen
 import (
 	"context"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"io"
 
@@ -17,10 +16,6 @@ import (
 	"github.com/sealroot/sealroot/test/softtpm"
 	"github.com/sealroot/sealroot/wire"
 )
-
-// ErrNoUnseal is returned by Agent.Unseal: a software TPM cannot import a
-// duplicated object; load generators use agentattest.Config.NoUnseal.
-var ErrNoUnseal = errors.New("loadgen: software TPM cannot unseal; use NoUnseal")
 
 // Agent is one simulated machine.
 type Agent struct {
@@ -75,7 +70,17 @@ func (a *Agent) Quote(_ context.Context, qualifying []byte, pcrs []int) ([]byte,
 
 func (a *Agent) EventLog() ([]byte, error) { return a.Boot.Log, nil }
 
-func (a *Agent) Unseal(context.Context, *wire.Credential) ([]byte, error) { return nil, ErrNoUnseal }
+func (a *Agent) Unseal(_ context.Context, c *wire.Credential) ([]byte, error) {
+	return a.TPM.UnsealCredential(c)
+}
+
+// Reboot resets the TPM and measures the same boot again, as a machine
+// that powers on anew: PCR 15, extended after the last unseal, is zero
+// again and the reset count grows.
+func (a *Agent) Reboot() error {
+	a.TPM.Reboot()
+	return a.Boot.Apply(a.TPM)
+}
 
 func (a *Agent) ExtendPCR(_ context.Context, pcr int, data []byte) error {
 	sum := sha256.Sum256(data)

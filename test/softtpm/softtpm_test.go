@@ -14,6 +14,7 @@ import (
 
 	"github.com/sealroot/sealroot/server/attest/evidence"
 	"github.com/sealroot/sealroot/server/eventlog"
+	"github.com/sealroot/sealroot/server/seal"
 	"github.com/sealroot/sealroot/test/fakeboot"
 	"github.com/sealroot/sealroot/wire"
 )
@@ -311,4 +312,32 @@ func FuzzActivateCredential(f *testing.F) {
 	f.Fuzz(func(t *testing.T, blob, enc []byte) {
 		tpm.ActivateCredential(blob, enc)
 	})
+}
+
+// TestUnseal: a credential server/seal made for this TPM unseals in the
+// sealed PCR state, and not after a PCR changed nor on another TPM.
+func TestUnseal(t *testing.T) {
+	tpm, other := newTPM(t), newTPM(t)
+	pcrs := []int{0, 4, 15}
+	cred, err := seal.Seal(rand.Reader, tpm.EKPublic(), tpm.PCRs(pcrs), []byte("payload"), []byte("aad"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := tpm.UnsealCredential(cred)
+	if err != nil {
+		t.Fatalf("Unseal: %v", err)
+	}
+	if p, err := seal.OpenPayload(key, cred.Ciphertext, []byte("aad")); err != nil || string(p) != "payload" {
+		t.Fatalf("payload = %q, %v", p, err)
+	}
+	if _, err := other.UnsealCredential(cred); !errors.Is(err, ErrBadCredential) {
+		t.Errorf("another TPM's Unseal = %v, want ErrBadCredential", err)
+	}
+	sum := sha256.Sum256([]byte("released"))
+	if err := tpm.ExtendPCR(15, sum[:]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tpm.UnsealCredential(cred); !errors.Is(err, ErrPolicy) {
+		t.Errorf("Unseal after extending PCR 15 = %v, want ErrPolicy", err)
+	}
 }

@@ -13,13 +13,28 @@
 // client) with a software TPM of its own (test/softtpm through
 // test/loadgen), honouring the server's busy retry-after; then a
 // WireGuard handshake with the server's tunnel using the boot's key sent
-// in the hello (wireguard-go: this host has no kernel module). Artifacts have
+// in the hello (wireguard-go: this host has no kernel module; one device
+// per boot whose socket is bound to the machine's address inside its
+// namespace, retransmitting and answering cookie replies as any peer
+// does). Artifacts have
 // their real sizes: the built ones when present, else files of the sizes
 // the docs state.
 //
-// Not simulated (yet): DHCP, and the iSCSI login and boot read set: the
-// software TPM cannot import the sealed credential (loadgen.ErrNoUnseal),
-// so a machine has no CHAP secret (and reads the server's tunnel key from
-// its state instead of its tunnel plan). "Root-ready" here means
-// attested and through the tunnel handshake.
+// The software TPM opens the sealed credential as a TPM would
+// (softtpm.Unseal: import under the EK, PolicyPCR), so each machine
+// reads the server's tunnel key, its tunnel address and its CHAP
+// credentials from its own payload, brings up its tunnel (wireguard-go
+// on a gVisor netstack, the socket on the machine's address in its
+// namespace), logs in to its own iSCSI target over the tunnel with
+// mutual CHAP and reads SEALROOT_STORM_ROOT_READ MiB of its root
+// (default 14; not a measured Debian boot: see rootReadSize) in 512 KiB
+// READ(16) commands. "Root-ready" is after that read. Each boot starts
+// with a TPM reset and the same measured boot (loadgen.Agent.Reboot).
+//
+// Not simulated (yet): DHCP (the machines start at TFTP) and NFS roots.
+//
+// SEALROOT_STORM_LOG sets the server's log level (default warn; trace
+// includes wireguard-go's handshake lines). The server's tunnel runs on a
+// kernel TUN, as `sealroot serve` does as root; SEALROOT_STORM_NETSTACK=1
+// forces its in-process netstack.
 package storm

@@ -20,15 +20,15 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
-	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/device"
-	"golang.zx2c4.com/wireguard/tun/tuntest"
+	"golang.zx2c4.com/wireguard/tun/netstack"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	agentattest "github.com/sealroot/sealroot/agent/attest"
 	"github.com/sealroot/sealroot/agent/tunnel"
 	"github.com/sealroot/sealroot/test/loadgen"
 	"github.com/sealroot/sealroot/test/netnstest"
+	"github.com/sealroot/sealroot/wire"
 )
 
 // Phases of a simulated boot, in order.
@@ -39,10 +39,12 @@ const (
 	phaseInitrd
 	phaseAttest
 	phaseWireGuard
+	phaseLogin
+	phaseRootRead
 	numPhases
 )
 
-var phaseNames = [numPhases]string{"tftp ipxe", "http script", "http kernel", "http initrd", "attest", "wireguard"}
+var phaseNames = [numPhases]string{"tftp ipxe", "http script", "http kernel", "http initrd", "attest", "wireguard", "iscsi login", "root read"}
 
 // machine is one simulated machine: its address, namespace and software
 // TPM.
@@ -54,14 +56,10 @@ type machine struct {
 	client *agentattest.Client
 	http   *nethttp.Client
 	wgKey  wgtypes.Key // this boot's WireGuard key, sent in the hello
-	// serverKey is the server's tunnel key: a real machine reads it from
-	// its opened credential (wire.TunnelPlan), which a software TPM
-	// cannot open; the storm reads it from the server's state.
-	serverKey wgtypes.Key
 }
 
-func newMachine(ns *netnstest.NS, addr netip.Addr, agent *loadgen.Agent, roots *x509.CertPool, serverKey wgtypes.Key) (*machine, error) {
-	m := &machine{addr: addr, ns: ns, agent: agent, serverKey: serverKey}
+func newMachine(ns *netnstest.NS, addr netip.Addr, agent *loadgen.Agent, roots *x509.CertPool) (*machine, error) {
+	m := &machine{addr: addr, ns: ns, agent: agent}
 	var pc net.PacketConn
 	err := ns.Do(func() (err error) {
 		pc, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(addr, 0)))
@@ -77,7 +75,7 @@ func newMachine(ns *netnstest.NS, addr netip.Addr, agent *loadgen.Agent, roots *
 	pub := m.wgKey.PublicKey()
 	m.client, err = agentattest.New(agentattest.Config{
 		Servers: []string{netip.AddrPortFrom(serverIP, attestPort).String()}, ServerName: serverName,
-		Roots: roots, Device: agent, NoUnseal: true, Transport: m.tr, WireGuardKey: pub[:],
+		Roots: roots, Device: agent, Transport: m.tr, WireGuardKey: pub[:],
 	})
 	if err != nil {
 		return nil, err
@@ -112,10 +110,12 @@ type bootResult struct {
 	phase       [numPhases]time.Duration
 	ready       time.Duration // from the storm's start to the credential
 	bytes       int64         // TFTP and HTTP payload received
+	rootBytes   int64         // read from the root over iSCSI in the tunnel
 	tftpResends int           // TFTP requests and acks sent again after a second without answer
 	httpRetries int           // downloads refused 503, retried after the script's pause
 	attRetries  int           // attestation attempts retried
-	wgRetries   int           // WireGuard devices replaced after no handshake
+	wgInits     int           // WireGuard handshake initiations sent (first and retransmitted)
+	wgCookies   int           // WireGuard cookie replies received (server under load)
 	err         error
 }
 
@@ -129,6 +129,11 @@ func (m *machine) boot(ctx context.Context, start time.Time) (r bootResult) {
 			return fmt.Errorf("%s: %w", phaseNames[p], err)
 		}
 		return nil
+	}
+	// Power on: the TPM resets and the firmware measures the boot again
+	// (the last boot's unseal extended PCR 15).
+	if r.err = m.agent.Reboot(); r.err != nil {
+		return r
 	}
 	var script []byte
 	r.err = errors.Join(
@@ -150,74 +155,110 @@ func (m *machine) boot(ctx context.Context, start time.Time) (r bootResult) {
 	if r.err = m.ipxe(ctx, script, &r); r.err != nil {
 		return r
 	}
+	var payload *wire.Payload
 	r.err = timed(phaseAttest, func() error {
 		var console lineCounter
-		_, err := m.client.Attest(ctx, &console)
+		res, err := m.client.Attest(ctx, &console)
 		r.attRetries = int(console.retries.Load())
 		if err != nil {
 			return fmt.Errorf("%w (console: %s)", err, console.last())
 		}
+		payload = res.Payload
 		return nil
 	})
 	if r.err != nil {
 		return r
 	}
+	var dev *device.Device
+	var tnet *netstack.Net
 	r.err = timed(phaseWireGuard, func() (err error) {
-		r.wgRetries, err = m.wireguard(ctx)
+		var ev wgEvents
+		dev, tnet, err = m.wireguard(ctx, &ev, payload.Tunnel)
+		r.wgInits, r.wgCookies = int(ev.initiations.Load()), int(ev.cookies.Load())
 		return err
 	})
+	if dev != nil {
+		defer dev.Close()
+	}
+	if r.err != nil {
+		return r
+	}
+	r.err = m.root(ctx, tnet, payload, &r, timed)
 	r.ready = time.Since(start)
 	return r
 }
 
-// wireguard brings up a WireGuard device with the boot's key towards the
-// server's tunnel endpoint and waits for the handshake, which succeeds
-// only once the server installed the machine's peer after attestation.
-// The agent uses the kernel's WireGuard; this host has no module, so the
-// device is wireguard-go with a channel TUN (no packets but the
-// handshake's), its socket in the machine's namespace. A device without
-// a handshake after wgAttempt (past WireGuard's 5s handshake
-// retransmission) is replaced (counted in retries): about one in ten first handshakes of a storm get no
-// answer, not understood yet.
-func (m *machine) wireguard(ctx context.Context) (retries int, err error) {
-	for ; ; retries++ {
-		err := m.handshake(ctx)
-		if err == nil || ctx.Err() != nil {
-			return retries, err
-		}
+// wireguard brings up the machine's end of its tunnel as the plan in
+// its opened credential says and waits for the handshake, which succeeds
+// only once the server installed the machine's peer (before it released
+// the credential). The agent uses the kernel's WireGuard; this host has
+// no module, so the device is wireguard-go on a gVisor netstack (the
+// machine's TCP to its root runs in the test process) and a bind whose
+// socket is opened in the machine's namespace on the machine's address
+// (addrBind). As a real peer, the one device retransmits its initiation
+// after 5s without answer (counted in retries) and answers a cookie reply
+// with a mac2 on the next one. The caller closes the device.
+func (m *machine) wireguard(ctx context.Context, ev *wgEvents, plan *wire.TunnelPlan) (*device.Device, *netstack.Net, error) {
+	local, server, err := tunnelAddrs(plan)
+	if err != nil {
+		return nil, nil, err
 	}
-}
-
-const wgAttempt = 6 * time.Second
-
-func (m *machine) handshake(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, wgAttempt)
-	defer cancel()
-	ct := tuntest.NewChannelTUN()
-	dev := device.NewDevice(ct.TUN(), conn.NewStdNetBind(), device.NewLogger(device.LogLevelSilent, ""))
-	defer dev.Close()
-	cfg := fmt.Sprintf("private_key=%s\npublic_key=%s\nendpoint=%s\npersistent_keepalive_interval=1\nallowed_ip=10.79.0.1/32\n",
-		hex.EncodeToString(m.wgKey[:]), hex.EncodeToString(m.serverKey[:]), netip.AddrPortFrom(serverIP, tunnelPort))
+	tdev, tnet, err := netstack.CreateNetTUN([]netip.Addr{local}, nil, 1420)
+	if err != nil {
+		return nil, nil, fmt.Errorf("netstack: %w", err)
+	}
+	dev := device.NewDevice(tdev, &addrBind{ns: m.ns, addr: m.addr}, ev.logger())
+	cfg := fmt.Sprintf("private_key=%s\npublic_key=%s\nendpoint=%s\npersistent_keepalive_interval=25\nallowed_ip=%s/32\n",
+		hex.EncodeToString(m.wgKey[:]), hex.EncodeToString(plan.ServerKey), plan.Endpoint, server)
 	if err := dev.IpcSet(cfg); err != nil {
-		return fmt.Errorf("configure: %w", err)
+		return dev, nil, fmt.Errorf("configure: %w", err)
 	}
-	if err := m.ns.Do(dev.Up); err != nil {
-		return fmt.Errorf("up: %w", err)
+	if err := dev.Up(); err != nil {
+		return dev, nil, fmt.Errorf("up: %w", err)
 	}
-	for {
-		st, err := dev.IpcGet()
-		if err != nil {
-			return err
-		}
-		if strings.Contains(st, "last_handshake_time_sec=") && !strings.Contains(st, "last_handshake_time_sec=0\n") {
-			return nil
-		}
+	for ev.responses.Load() == 0 {
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("no handshake: %w", ctx.Err())
-		case <-time.After(20 * time.Millisecond):
+			return dev, nil, fmt.Errorf("no handshake after %d initiations (%d cookie replies): %w",
+				ev.initiations.Load(), ev.cookies.Load(), ctx.Err())
+		case <-time.After(10 * time.Millisecond):
 		}
 	}
+	return dev, tnet, nil
+}
+
+// root logs in to the machine's iSCSI target through the tunnel with the
+// CHAP credentials of its opened credential and reads what a boot reads
+// from its root.
+func (m *machine) root(ctx context.Context, tnet *netstack.Net, p *wire.Payload, r *bootResult, timed func(int, func() error) error) error {
+	portal, err := netip.ParseAddrPort(p.Root.Params[wire.ISCSIPortal])
+	if err != nil {
+		return fmt.Errorf("root plan portal %q: %w", p.Root.Params[wire.ISCSIPortal], err)
+	}
+	var conn net.Conn
+	var read func() (int64, error)
+	err = timed(phaseLogin, func() error {
+		c, err := tnet.DialContextTCPAddrPort(ctx, portal)
+		if err != nil {
+			return fmt.Errorf("dial %s in the tunnel: %w", portal, err)
+		}
+		conn = c
+		a := m.addr.As4()
+		var login func() error
+		login, read = iscsiRoot(ctx, conn, p, [6]byte{0x80, 0, a[0], a[1], a[2], a[3]}, rootReadSize())
+		return login()
+	})
+	if conn != nil {
+		defer conn.Close()
+	}
+	if err != nil {
+		return err
+	}
+	return timed(phaseRootRead, func() error {
+		n, err := read()
+		r.rootBytes += n
+		return err
+	})
 }
 
 // ipxe runs a boot script as iPXE does: fetch the kernel, then the

@@ -2,6 +2,7 @@ package storm
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -15,8 +16,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"github.com/sealroot/sealroot/server/api/client"
 	"github.com/sealroot/sealroot/test/testenv"
@@ -38,7 +37,45 @@ const (
 	attestPort = 4433
 	httpPort   = 8080
 	tunnelPort = 51820
+	iscsiPort  = 3260 // on the server's tunnel address
 )
+
+// rootImage is the image every machine's iSCSI root is a copy-on-write
+// volume of.
+const rootImage = "stormroot"
+
+// importRoot imports the machines' root image: an ext4 file system whose
+// one file, of random bytes, is larger than what a machine reads.
+func (d *daemon) importRoot(ctx context.Context, t *testing.T) error {
+	tree := filepath.Join(d.dir, "root-tree")
+	if err := os.MkdirAll(tree, 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(filepath.Join(tree, "usr.bin"))
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(f, io.LimitReader(rand.Reader, rootReadSize()+(1<<20)))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	img, err := d.admin().ImportImage(ctx, rootImage, tree)
+	if err != nil {
+		return fmt.Errorf("import root image: %w", err)
+	}
+	// The store marks bases immutable where it can; let TempDir remove it.
+	t.Cleanup(func() {
+		bases, _ := filepath.Glob(filepath.Join(d.dir, "state", "images", "bases", "*"))
+		for _, b := range bases {
+			exec.Command("chattr", "-i", b).Run()
+		}
+	})
+	fmt.Printf("storm root image %s: %d bytes of ext4; each machine reads %d MiB of it\n", rootImage, img.Size, rootReadSize()>>20)
+	return nil
+}
 
 // serverName is the DNS name in the server certificate.
 const serverName = "sealroot.storm"
@@ -79,11 +116,12 @@ func startDaemon(t *testing.T, tp *topo, limits map[string]any) *daemon {
 	}
 	cfg := map[string]any{
 		"state_dir": state, "attest_addr": netip.AddrPortFrom(serverIP, attestPort).String(),
-		"admin_socket": d.socket, "log_level": "warn",
+		"admin_socket": d.socket, "log_level": cmp.Or(os.Getenv("SEALROOT_STORM_LOG"), "warn"),
 		"boot": map[string]any{"server_ip": serverIP.String(), "http_port": httpPort, "artifacts_dir": arts,
 			"ipxe_dir": ipxeDir, "kernel": kernelName, "initrd": initrdName, "cmdline": "console=ttyS0"},
 		"tunnel": map[string]any{"prefix": "10.79.0.0/16", "endpoint": netip.AddrPortFrom(serverIP, tunnelPort).String(),
-			"listen_port": tunnelPort, "netstack": true},
+			"listen_port": tunnelPort, "netstack": os.Getenv("SEALROOT_STORM_NETSTACK") == "1"},
+		"iscsi": map[string]any{"port": iscsiPort},
 	}
 	if limits != nil {
 		cfg["limits"] = limits
@@ -161,34 +199,28 @@ func (d *daemon) artifact(t *testing.T, dir, name string, size int64, src string
 
 func (d *daemon) admin() *client.Client { return client.New(d.socket) }
 
-// tunnelKey is the server's tunnel public key, from its state directory
-// (it creates the private key at start).
-func (d *daemon) tunnelKey(t *testing.T) wgtypes.Key {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(d.dir, "state", "tunnel.key"))
+// processCPU is the user and system CPU time of process pid so far, from
+// /proc.
+func processCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		t.Fatalf("server tunnel key: %v", err)
+		return 0
 	}
-	k, err := wgtypes.ParseKey(strings.TrimSpace(string(b)))
-	if err != nil {
-		t.Fatalf("server tunnel key: %v", err)
+	// Fields after the command name: state is field 3, utime 14, stime 15.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	if len(f) <= 12 {
+		return 0
 	}
-	return k.PublicKey()
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / 100 // USER_HZ
 }
 
 // usage is the daemon's CPU time so far and its resident and peak
 // resident memory, from /proc.
 func (d *daemon) usage() (cpu time.Duration, rss, peak int64) {
 	pid := d.cmd.Process.Pid
-	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
-		// Fields after the command name: state is field 3, utime 14, stime 15.
-		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
-		if len(f) > 12 {
-			ut, _ := strconv.ParseInt(f[11], 10, 64)
-			st, _ := strconv.ParseInt(f[12], 10, 64)
-			cpu = time.Duration(ut+st) * time.Second / 100 // USER_HZ
-		}
-	}
+	cpu = processCPU(pid)
 	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
 		for _, l := range strings.Split(string(b), "\n") {
 			var kb int64

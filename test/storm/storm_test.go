@@ -20,8 +20,10 @@ import (
 	agentattest "github.com/sealroot/sealroot/agent/attest"
 	"github.com/sealroot/sealroot/pki"
 	"github.com/sealroot/sealroot/server/api"
+	"github.com/sealroot/sealroot/server/api/client"
 	"github.com/sealroot/sealroot/test/loadgen"
 	"github.com/sealroot/sealroot/test/netnstest"
+	"github.com/sealroot/sealroot/wire"
 )
 
 // stormCounts parses SEALROOT_STORM ("50,200,1000").
@@ -64,10 +66,12 @@ func TestStorm(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitServing(t, tp)
-	serverKey := d.tunnelKey(t)
+	if err := d.importRoot(ctx, t); err != nil {
+		t.Fatal(err)
+	}
 	machines := make([]*machine, most)
 	for i := range machines {
-		if machines[i], err = newMachine(tp.nsOf(i), machineAddr(i), agents[i], roots, serverKey); err != nil {
+		if machines[i], err = newMachine(tp.nsOf(i), machineAddr(i), agents[i], roots); err != nil {
 			t.Fatal(err)
 		}
 		defer machines[i].close()
@@ -80,10 +84,18 @@ func TestStorm(t *testing.T) {
 	for _, name := range []string{ipxeName, kernelName, initrdName} {
 		fmt.Printf("storm artifact %s: %d bytes from %s\n", name, d.sizes[name], d.srcs[name])
 	}
+	idleCPU0, _, _ := d.usage()
+	time.Sleep(idleWindow)
+	idleCPU1, idleRSS, _ := d.usage()
+	fmt.Printf("storm idle server (enrolled, before the storms): rss %.0f MiB, cpu %.0fms in %s (%.1f%% of a core)\n",
+		float64(idleRSS)/(1<<20), ms(idleCPU1-idleCPU0), idleWindow, 100*(idleCPU1-idleCPU0).Seconds()/idleWindow.Seconds())
 	for _, n := range counts {
 		runStorm(t, d, tp, machines[:n])
 	}
 }
+
+// idleWindow is how long the idle server is watched before the storms.
+const idleWindow = 5 * time.Second
 
 // waitServing waits until the boot HTTP server answers in tp.
 func waitServing(t *testing.T, tp *topo) {
@@ -108,7 +120,7 @@ func waitServing(t *testing.T, tp *topo) {
 
 // enroll makes every machine known (its first attestation leaves it
 // pending) and approves it over the admin API, 16 at a time.
-func enroll(ctx context.Context, admin api.Service, machines []*machine) error {
+func enroll(ctx context.Context, admin *client.Client, machines []*machine) error {
 	var mu sync.Mutex
 	var errs []error
 	sem := make(chan struct{}, 16)
@@ -129,7 +141,7 @@ func enroll(ctx context.Context, admin api.Service, machines []*machine) error {
 	return errors.Join(errs...)
 }
 
-func enrollOne(ctx context.Context, admin api.Service, m *machine) error {
+func enrollOne(ctx context.Context, admin *client.Client, m *machine) error {
 	for {
 		actx, cancel := context.WithTimeout(ctx, time.Minute)
 		_, err := m.client.AttestOnce(actx)
@@ -142,6 +154,10 @@ func enrollOne(ctx context.Context, admin api.Service, m *machine) error {
 			continue
 		case !errors.As(err, &pending):
 			return fmt.Errorf("enroll %s: first attestation = %v, want pending", m.addr, err)
+		}
+		root := wire.RootPlan{Kind: wire.RootISCSI, Params: map[string]string{wire.ImageParam: rootImage}}
+		if _, err := admin.SetRoot(ctx, pending.MachineID, root); err != nil {
+			return fmt.Errorf("set root of %s: %w", pending.MachineID, err)
 		}
 		if _, err := admin.Approve(ctx, pending.MachineID, api.ApproveOptions{}); err != nil {
 			return fmt.Errorf("approve %s: %w", pending.MachineID, err)
@@ -162,6 +178,7 @@ func stormTimeout() time.Duration {
 func runStorm(t *testing.T, d *daemon, tp *topo, machines []*machine) {
 	n := len(machines)
 	cpu0, _, _ := d.usage()
+	sim0 := processCPU(os.Getpid())
 	ctx, cancel := context.WithTimeout(context.Background(), stormTimeout())
 	defer cancel()
 	results := make([]bootResult, n)
@@ -189,8 +206,11 @@ func runStorm(t *testing.T, d *daemon, tp *topo, machines []*machine) {
 	stopSampling()
 	<-sampled
 	cpu1, rss, _ := d.usage()
+	sim := processCPU(os.Getpid()) - sim0
 	veth := vethThroughput(t, tp)
 	printStorm(os.Stdout, results, wall, cpu1-cpu0, rss, peakRSS, veth)
+	fmt.Printf("  simulator (this process: clients, software TPMs, tunnels): cpu %.1fs, %.0f%% of the 2 cores' wall\n",
+		sim.Seconds(), 100*sim.Seconds()/(2*wall.Seconds()))
 }
 
 // vethThroughput measures plain TCP from the server's namespace to the
@@ -258,14 +278,17 @@ func vethThroughput(t *testing.T, tp *topo) float64 {
 
 func printStorm(w io.Writer, results []bootResult, wall, cpu time.Duration, rss, peakRSS int64, veth float64) {
 	n := len(results)
-	var ready, failures, tftpResends, httpRetries, attRetries, wgRetries int
-	var bytes int64
+	var ready, failures, tftpResends, httpRetries, attRetries, wgInits, wgResent, wgCookies int
+	var bytes, rootBytes int64
 	var errs []string
 	for _, r := range results {
 		bytes += r.bytes
+		rootBytes += r.rootBytes
 		httpRetries += r.httpRetries
 		tftpResends += r.tftpResends
-		wgRetries += r.wgRetries
+		wgInits += r.wgInits
+		wgResent += max(0, r.wgInits-1)
+		wgCookies += r.wgCookies
 		attRetries += r.attRetries
 		if r.err != nil {
 			failures++
@@ -276,8 +299,10 @@ func printStorm(w io.Writer, results []bootResult, wall, cpu time.Duration, rss,
 		}
 		ready++
 	}
-	fmt.Fprintf(w, "storm N=%d: %d of %d root-ready (attested, tunnel handshake done) in %.1fs; failures %d; retries: tftp resends %d, downloads %d, attestations %d, wireguard %d\n",
-		n, ready, n, wall.Seconds(), failures, tftpResends, httpRetries, attRetries, wgRetries)
+	fmt.Fprintf(w, "storm N=%d: %d of %d root-ready (attested, tunnel up, iSCSI root logged in and read) in %.1fs; failures %d; retries: tftp resends %d, downloads %d, attestations %d, wireguard initiations %d\n",
+		n, ready, n, wall.Seconds(), failures, tftpResends, httpRetries, attRetries, wgResent)
+	fmt.Fprintf(w, "  wireguard: %d handshake initiations for %d machines (%d retransmitted after 5s without answer), %d cookie replies (server under load)\n",
+		wgInits, n, wgResent, wgCookies)
 	for p := range numPhases {
 		var ds []time.Duration
 		for _, r := range results {
@@ -296,13 +321,12 @@ func printStorm(w io.Writer, results []bootResult, wall, cpu time.Duration, rss,
 	}
 	p50, p99 := percentiles(readies)
 	fmt.Fprintf(w, "  %-12s p50 %8.1fms  p99 %8.1fms  (from power-on)\n", "ready", ms(p50), ms(p99))
-	fmt.Fprintf(w, "  not simulated: DHCP, iSCSI login and root reads (see package doc)\n")
 	fmt.Fprintf(w, "  server: rss %.0f MiB (peak sampled %.0f MiB), cpu %.1fms per machine (%.1fs in all)\n",
 		float64(rss)/(1<<20), float64(peakRSS)/(1<<20), ms(cpu)/float64(n), cpu.Seconds())
-	need := float64(bytes) / veth
+	need := float64(bytes+rootBytes) / veth
 	ratio := wall.Seconds() / need
-	fmt.Fprintf(w, "  bytes served %.1f MB (TFTP+HTTP), plain veth TCP %.0f MB/s in this run: %.2fs for the bytes alone\n",
-		float64(bytes)/1e6, veth/1e6, need)
+	fmt.Fprintf(w, "  bytes served %.1f MB (TFTP+HTTP %.1f MB, iSCSI root reads %.1f MB), plain veth TCP %.0f MB/s in this run: %.2fs for the bytes alone\n",
+		float64(bytes+rootBytes)/1e6, float64(bytes)/1e6, float64(rootBytes)/1e6, veth/1e6, need)
 	for _, e := range errs {
 		fmt.Fprintf(w, "  failure: %s\n", e)
 	}

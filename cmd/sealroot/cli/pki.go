@@ -46,7 +46,8 @@ with the same CA, use "sealroot pki renew".`,
 	f.StringSliceVar(&args.dns, "dns", nil, "server DNS `name` (repeatable)")
 	f.IPSliceVar(&args.ips, "ip", nil, "server IP `address` (repeatable)")
 	f.BoolVar(&args.newCA, "new-ca", false, "replace an existing CA (every initramfs must then be rebuilt)")
-	return cmdline.Group("pki", "Manage sealroot's certificate authority", initCmd, newPKIRenewCmd(e), newPKIStatusCmd(e))
+	return cmdline.Group("pki", "Manage sealroot's certificate authority", initCmd, newPKIRenewCmd(e), newPKIStatusCmd(e),
+		newPKIIssueCmd(e), newPKIRequestCmd(e))
 }
 
 func runPKIInit(e *env, args pkiInitArgs) error {

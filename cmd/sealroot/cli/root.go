@@ -90,6 +90,7 @@ func newRootCmd(e *env) *cobra.Command {
 		newVersionCmd,
 		newConfigCmd,
 		newSetupCmd,
+		newClusterCmd,
 	}
 	root := cmdline.Group("sealroot", "Attested network boot for diskless machines")
 	cmdline.Setup(root, e.Stdout, e.Stderr)

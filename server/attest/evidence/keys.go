@@ -319,6 +319,26 @@ func (r *reader) u32() uint32 {
 	return 0
 }
 
+func (r *reader) u8() uint8 {
+	if b := r.next(1); b != nil {
+		return b[0]
+	}
+	return 0
+}
+
+func (r *reader) u64() uint64 {
+	if b := r.next(8); b != nil {
+		return binary.BigEndian.Uint64(b)
+	}
+	return 0
+}
+
+// view reads a TPM2B and returns its contents, aliasing r's bytes.
+func (r *reader) view() []byte {
+	n := r.u16()
+	return r.next(int(n))
+}
+
 // sized reads a TPM2B and returns a copy of its contents.
 func (r *reader) sized() []byte {
 	n := r.u16()

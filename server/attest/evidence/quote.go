@@ -52,63 +52,117 @@ func VerifyQuote(akPublic, quote, sig, extraData []byte, pcrs []wire.PCR) (*Quot
 	if err := verifySignature(ak, quote, sig); err != nil {
 		return nil, err
 	}
-	attest, err := tpm2.Unmarshal[tpm2.TPMSAttest](quote)
+	q, err := parseQuote(quote)
 	if err != nil {
-		return nil, fmt.Errorf("decode quote: %v: %w", err, ErrQuoteType)
+		return nil, err
 	}
-	if attest.Magic != tpm2.TPMGeneratedValue || attest.Type != tpm2.TPMSTAttestQuote {
-		return nil, fmt.Errorf("attestation magic %#x type %#x: %w", uint32(attest.Magic), uint16(attest.Type), ErrQuoteType)
-	}
-	info, err := attest.Attested.Quote()
-	if err != nil {
-		return nil, fmt.Errorf("quote info: %v: %w", err, ErrQuoteType)
-	}
-	if !bytes.Equal(attest.ExtraData.Buffer, extraData) {
+	if !bytes.Equal(q.extraData, extraData) {
 		return nil, ErrExtraData
 	}
 	sorted, err := sortPCRs(pcrs)
 	if err != nil {
 		return nil, err
 	}
-	if err := checkSelection(info.PCRSelect, sorted); err != nil {
+	if err := checkSelection(q, sorted); err != nil {
 		return nil, err
 	}
 	h := sha256.New()
 	for _, p := range sorted {
 		h.Write(p.Digest)
 	}
-	if !bytes.Equal(info.PCRDigest.Buffer, h.Sum(nil)) {
+	if !bytes.Equal(q.pcrDigest, h.Sum(nil)) {
 		return nil, ErrPCRDigest
 	}
-	c := attest.ClockInfo
-	return &QuoteInfo{Clock: c.Clock, ResetCount: c.ResetCount, RestartCount: c.RestartCount, Safe: c.Safe}, nil
+	return &q.info, nil
+}
+
+// quoteInfo is the part of a TPMS_ATTEST of type quote that VerifyQuote
+// checks: its fields alias the quote's bytes.
+type quoteInfo struct {
+	extraData []byte
+	info      QuoteInfo
+	banks     int    // PCR selections in the quote
+	bank      uint16 // the first selection's hash algorithm
+	pcrSelect []byte // the first selection's bitmap
+	pcrDigest []byte
+}
+
+// TPM constants of a quote (Part 2: TPM_GENERATED_VALUE, TPM_ST_ATTEST_QUOTE).
+const (
+	tpmGenerated     = 0xff544347
+	tpmSTAttestQuote = 0x8018
+)
+
+// parseQuote decodes a TPMS_ATTEST of type quote: magic, type,
+// qualifiedSigner, extraData, clockInfo, firmwareVersion, then the
+// TPMS_QUOTE_INFO's PCR selections and digest, with nothing after them.
+// It decodes by hand rather than with go-tpm's reflection: it runs for
+// every attestation. Any failure wraps ErrQuoteType.
+func parseQuote(quote []byte) (*quoteInfo, error) {
+	r := reader{b: quote}
+	magic, typ := r.u32(), r.u16()
+	if r.short {
+		return nil, fmt.Errorf("quote of %d bytes is truncated: %w", len(quote), ErrQuoteType)
+	}
+	if magic != tpmGenerated || typ != tpmSTAttestQuote {
+		return nil, fmt.Errorf("attestation magic %#x type %#x: %w", magic, typ, ErrQuoteType)
+	}
+	q := &quoteInfo{}
+	r.view()               // qualifiedSigner
+	q.extraData = r.view() // extraData
+	q.info.Clock = r.u64() // clockInfo
+	q.info.ResetCount = r.u32()
+	q.info.RestartCount = r.u32()
+	safe := r.u8()
+	r.u64() // firmwareVersion
+	banks := r.u32()
+	for i := uint32(0); i < banks && !r.short; i++ {
+		hash, size := r.u16(), r.u8()
+		sel := r.next(int(size))
+		if i == 0 {
+			q.bank, q.pcrSelect = hash, sel
+		}
+		q.banks++
+	}
+	q.pcrDigest = r.view()
+	if r.short || len(r.b) != 0 {
+		return nil, fmt.Errorf("quote truncated or with %d trailing bytes: %w", len(r.b), ErrQuoteType)
+	}
+	if safe > 1 {
+		return nil, fmt.Errorf("quote clock safe flag %d: %w", safe, ErrQuoteType)
+	}
+	q.info.Safe = safe == 1
+	return q, nil
 }
 
 // verifySignature checks sig, a TPMT_SIGNATURE in the AK's scheme, over
-// SHA-256(msg). The encoding must be exact.
+// SHA-256(msg). The encoding must be exact. It decodes by hand, as
+// parseQuote does.
 func verifySignature(ak *tpm2.TPMTPublic, msg, sig []byte) error {
-	s, err := tpm2.Unmarshal[tpm2.TPMTSignature](sig)
-	if err != nil {
-		return fmt.Errorf("decode signature: %v: %w", err, ErrSignature)
+	r := reader{b: sig}
+	alg, hash := tpm2.TPMAlgID(r.u16()), tpm2.TPMAlgID(r.u16())
+	if r.short {
+		return fmt.Errorf("decode signature: %d bytes: %w", len(sig), ErrSignature)
 	}
 	digest := sha256.Sum256(msg)
 	switch {
-	case ak.Type == tpm2.TPMAlgECC && s.SigAlg == tpm2.TPMAlgECDSA:
-		return verifyECDSA(ak, s, sig, digest[:])
-	case ak.Type == tpm2.TPMAlgRSA && s.SigAlg == tpm2.TPMAlgRSASSA:
-		return verifyRSASSA(ak, s, sig, digest[:])
+	case ak.Type == tpm2.TPMAlgECC && alg == tpm2.TPMAlgECDSA:
+		sigR, sigS := r.view(), r.view()
+		if r.short || len(r.b) != 0 || hash != tpm2.TPMAlgSHA256 {
+			return fmt.Errorf("ECDSA signature encoding: %w", ErrSignature)
+		}
+		return verifyECDSA(ak, sigR, sigS, digest[:])
+	case ak.Type == tpm2.TPMAlgRSA && alg == tpm2.TPMAlgRSASSA:
+		s := r.view()
+		if r.short || len(r.b) != 0 || hash != tpm2.TPMAlgSHA256 {
+			return fmt.Errorf("RSASSA signature encoding: %w", ErrSignature)
+		}
+		return verifyRSASSA(ak, s, digest[:])
 	}
-	return fmt.Errorf("signature algorithm %v for a key of type %v: %w", s.SigAlg, ak.Type, ErrSignature)
+	return fmt.Errorf("signature algorithm %v for a key of type %v: %w", alg, ak.Type, ErrSignature)
 }
 
-func verifyECDSA(ak *tpm2.TPMTPublic, s *tpm2.TPMTSignature, sig, digest []byte) error {
-	e, err := s.Signature.ECDSA()
-	if err != nil {
-		return fmt.Errorf("ECDSA signature: %v: %w", err, ErrSignature)
-	}
-	if e.Hash != tpm2.TPMAlgSHA256 || len(sig) != 8+len(e.SignatureR.Buffer)+len(e.SignatureS.Buffer) {
-		return fmt.Errorf("ECDSA signature encoding: %w", ErrSignature)
-	}
+func verifyECDSA(ak *tpm2.TPMTPublic, sigR, sigS, digest []byte) error {
 	point, err := ak.Unique.ECC()
 	if err != nil {
 		return fmt.Errorf("AK ECC point: %v: %w", err, ErrBadAK)
@@ -117,27 +171,18 @@ func verifyECDSA(ak *tpm2.TPMTPublic, s *tpm2.TPMTSignature, sig, digest []byte)
 	if err != nil {
 		return err
 	}
-	r := new(big.Int).SetBytes(e.SignatureR.Buffer)
-	ss := new(big.Int).SetBytes(e.SignatureS.Buffer)
-	if !ecdsa.Verify(key, digest, r, ss) {
+	if !ecdsa.Verify(key, digest, new(big.Int).SetBytes(sigR), new(big.Int).SetBytes(sigS)) {
 		return ErrSignature
 	}
 	return nil
 }
 
-func verifyRSASSA(ak *tpm2.TPMTPublic, s *tpm2.TPMTSignature, sig, digest []byte) error {
-	r, err := s.Signature.RSASSA()
-	if err != nil {
-		return fmt.Errorf("RSASSA signature: %v: %w", err, ErrSignature)
-	}
-	if r.Hash != tpm2.TPMAlgSHA256 || len(sig) != 6+len(r.Sig.Buffer) {
-		return fmt.Errorf("RSASSA signature encoding: %w", ErrSignature)
-	}
+func verifyRSASSA(ak *tpm2.TPMTPublic, sig, digest []byte) error {
 	key, err := rsaKey(ak)
 	if err != nil {
 		return err
 	}
-	if err := rsa.VerifyPKCS1v15(key, crypto.SHA256, digest, r.Sig.Buffer); err != nil {
+	if err := rsa.VerifyPKCS1v15(key, crypto.SHA256, digest, sig); err != nil {
 		return ErrSignature
 	}
 	return nil
@@ -162,17 +207,17 @@ func sortPCRs(pcrs []wire.PCR) ([]wire.PCR, error) {
 	return sorted, nil
 }
 
-// checkSelection checks that sel selects exactly the indices of sorted in
+// checkSelection checks that q selects exactly the indices of sorted in
 // the sha256 bank and nothing else.
-func checkSelection(sel tpm2.TPMLPCRSelection, sorted []wire.PCR) error {
-	if len(sel.PCRSelections) != 1 || sel.PCRSelections[0].Hash != tpm2.TPMAlgSHA256 {
-		return fmt.Errorf("quote selects %d banks, want only sha256: %w", len(sel.PCRSelections), ErrPCRSelection)
+func checkSelection(q *quoteInfo, sorted []wire.PCR) error {
+	if q.banks != 1 || tpm2.TPMAlgID(q.bank) != tpm2.TPMAlgSHA256 {
+		return fmt.Errorf("quote selects %d banks, want only sha256: %w", q.banks, ErrPCRSelection)
 	}
 	var want [(MaxPCR + 1) / 8]byte
 	for _, p := range sorted {
 		want[p.Index/8] |= 1 << (p.Index % 8)
 	}
-	got := sel.PCRSelections[0].PCRSelect
+	got := q.pcrSelect
 	for i := range max(len(got), len(want)) {
 		var g, w byte
 		if i < len(got) {

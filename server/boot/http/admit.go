@@ -55,12 +55,18 @@ func (g *downloadGate) ServeHTTP(w nethttp.ResponseWriter, r *nethttp.Request) {
 // pause is what a script should wait after a refused download: when
 // every slot is taken, a return time booked for its client (an iPXE
 // script loops on its own pause without fetching the script again, so
-// each machine keeps its own place); else 0, the script's default.
+// each machine keeps its own place); when at least half are taken (a
+// storm filling up: the download may be refused a moment later), how
+// long a download holds a slot, the time one frees, rather than the
+// script's 5 s default; else 0, the default.
 func (g *downloadGate) pause() time.Duration {
-	if len(g.slots) < cap(g.slots) {
-		return 0
+	switch taken := len(g.slots); {
+	case taken >= cap(g.slots):
+		return g.pacer.RetryAfter()
+	case 2*taken >= cap(g.slots):
+		return max(g.pacer.Hold(), admission.MinRetryAfter)
 	}
-	return g.pacer.RetryAfter()
+	return 0
 }
 
 // retryAfterSeconds is d as a Retry-After value (RFC 9110, section

@@ -16,6 +16,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/sealroot/sealroot/server/admission"
 	"github.com/sealroot/sealroot/test/testenv"
 )
 
@@ -122,4 +123,32 @@ func TestDownloadsAdmittedAtTheirPace(t *testing.T) {
 	}
 	stop()
 	wantLog(t, logs, fmt.Sprintf("busy=%d", rude+1))
+}
+
+// TestPauseFillingUp: a script rendered while fewer than half the
+// download slots are taken keeps the script's default pause (0); from
+// half, the time a slot takes to free (the pacer's hold, at least
+// MinRetryAfter), not the 5 s default; when all are taken, a booked time.
+func TestPauseFillingUp(t *testing.T) {
+	g := newDownloadGate(nil, 4)
+	for taken, want := range []string{"default", "default", "hold", "hold", "booked"} {
+		for len(g.slots) < taken {
+			g.slots <- struct{}{}
+		}
+		got := g.pause()
+		switch want {
+		case "default":
+			if got != 0 {
+				t.Errorf("%d of 4 taken: pause %v, want 0", taken, got)
+			}
+		case "hold":
+			if h := max(g.pacer.Hold(), admission.MinRetryAfter); got != h {
+				t.Errorf("%d of 4 taken: pause %v, want the hold %v", taken, got, h)
+			}
+		case "booked":
+			if got < admission.MinRetryAfter {
+				t.Errorf("4 of 4 taken: pause %v, want a booked time", got)
+			}
+		}
+	}
 }

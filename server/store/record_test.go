@@ -1,0 +1,90 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/sealroot/sealroot/wire"
+)
+
+// TestHistoryChangedComparesEveryField keeps historyChanged's field list
+// in step with BootAttempt: each field, changed alone, is a change.
+func TestHistoryChangedComparesEveryField(t *testing.T) {
+	base := BootAttempt{Time: time.Unix(1800000000, 0).UTC(), Server: "s", Remote: "r", Outcome: "allowed", Check: "policy",
+		Reason: "ok", AgentVersion: "v1", Duration: time.Second, Stages: []wire.StageTiming{{Name: "attest", Duration: time.Second}},
+		Failed: "root", Error: "e"}
+	typ := reflect.TypeOf(base)
+	for i := range typ.NumField() {
+		changed := base
+		changed.Stages = []wire.StageTiming{{Name: "attest", Duration: time.Second}}
+		f := reflect.ValueOf(&changed).Elem().Field(i)
+		switch f.Kind() {
+		case reflect.String:
+			f.SetString(f.String() + "x")
+		case reflect.Int64:
+			f.SetInt(f.Int() + 1)
+		case reflect.Slice:
+			changed.Stages[0].Duration++
+		case reflect.Struct:
+			changed.Time = changed.Time.Add(time.Second)
+		default:
+			t.Fatalf("field %s of kind %v: teach this test and historyChanged", typ.Field(i).Name, f.Kind())
+		}
+		if !historyChanged(&Machine{History: []BootAttempt{base}}, &Machine{History: []BootAttempt{changed}}) {
+			t.Errorf("a change of %s alone is not seen", typ.Field(i).Name)
+		}
+	}
+	if historyChanged(&Machine{History: []BootAttempt{base}}, &Machine{History: []BootAttempt{base}}) {
+		t.Error("an unchanged history is seen as changed")
+	}
+}
+
+// MachineRecord and UpdateMachineRecord leave the history out: fn sees
+// none, the stored history stays as it was, and an update that writes
+// one is refused.
+func TestRecordWithoutHistory(t *testing.T) {
+	ctx := context.Background()
+	db, _ := openTestDB(t)
+	m := testMachine(1)
+	if err := db.CreateMachine(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.AddAttempts(ctx, []MachineAttempt{{MachineID: m.ID, Attempt: BootAttempt{Outcome: "refused", Check: "policy"}}}); err != nil {
+		t.Fatal(err)
+	}
+	// A full update caches the record it wrote (with the history it read).
+	if _, err := db.UpdateMachine(ctx, m.ID, func(m *Machine) error { m.Name = "renamed"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := db.MachineRecord(ctx, m.ID)
+	if err != nil || rec.History != nil || rec.ID != m.ID {
+		t.Fatalf("MachineRecord() = %+v, %v, want the record without history", rec, err)
+	}
+	got, err := db.UpdateMachineRecord(ctx, m.ID, func(m *Machine) error {
+		if m.History != nil {
+			t.Errorf("fn sees history %v", m.History)
+		}
+		m.BootCount++
+		return nil
+	})
+	if err != nil || got.History != nil || got.BootCount != 1 {
+		t.Fatalf("UpdateMachineRecord() = %+v, %v", got, err)
+	}
+	_, err = db.UpdateMachineRecord(ctx, m.ID, func(m *Machine) error {
+		m.AddAttempt(BootAttempt{Outcome: "allowed"})
+		return nil
+	})
+	if err == nil {
+		t.Error("UpdateMachineRecord wrote a history")
+	}
+	full, err := db.Machine(ctx, m.ID)
+	if err != nil || len(full.History) != 1 || full.History[0].Check != "policy" || full.BootCount != 1 {
+		t.Fatalf("Machine() = %+v, %v, want the one attempt and boot count 1", full, err)
+	}
+	if _, err := db.MachineRecord(ctx, testMachine(2).ID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("MachineRecord(unknown) = %v, want ErrNotFound", err)
+	}
+}

@@ -1,0 +1,174 @@
+package storm
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+
+	agentiscsi "github.com/sealroot/sealroot/agent/iscsi"
+	"github.com/sealroot/sealroot/iscsi/pdu"
+	"github.com/sealroot/sealroot/wire"
+)
+
+// rootReadSize is how many bytes of its root each machine reads after the
+// iSCSI login: SEALROOT_STORM_ROOT_READ in MiB, default
+// defaultRootReadMiB. The default is NOT a measurement of a Debian boot
+// (the VM suite's Debian root test, TestDistroRoot, needs a Debian mirror
+// to debootstrap, which this host does not reach): it is the size of
+// the storm's kernel plus initramfs again, a floor for what systemd,
+// its libraries and units read; set the variable to a measured figure.
+func rootReadSize() int64 {
+	if v, err := strconv.Atoi(os.Getenv("SEALROOT_STORM_ROOT_READ")); err == nil && v >= 0 {
+		return int64(v) << 20
+	}
+	return defaultRootReadMiB << 20
+}
+
+const defaultRootReadMiB = 14
+
+// rootReadChunk is the size of one READ(16), a large readahead (the
+// target answers in Data-In PDUs of the negotiated segment length).
+const rootReadChunk = 512 << 10
+
+// iscsiRoot logs in to the machine's own target over conn with the
+// payload's CHAP credentials (mutual CHAP) and reads size bytes from the
+// start of the LUN (scsiReader.readAll).
+func iscsiRoot(ctx context.Context, conn net.Conn, p *wire.Payload, isid [6]byte, size int64) (loginDone func() error, read func() (int64, error)) {
+	var sess *agentiscsi.Session
+	loginDone = func() error {
+		if p.Root.Kind != wire.RootISCSI {
+			return fmt.Errorf("root plan is %q, want iscsi", p.Root.Kind)
+		}
+		var err error
+		sess, err = agentiscsi.Login(ctx, conn, agentiscsi.Config{
+			InitiatorName: p.Root.Params[wire.ISCSIInitiator], TargetName: p.Root.Params[wire.ISCSITarget],
+			ISID: isid,
+			CHAP: &pdu.CHAP{User: string(p.Secrets[wire.SecretCHAPUser]), Secret: string(p.Secrets[wire.SecretCHAPSecret]),
+				TargetUser: string(p.Secrets[wire.SecretCHAPTargetUser]), TargetSecret: string(p.Secrets[wire.SecretCHAPTargetSecret])},
+		})
+		if err != nil {
+			return fmt.Errorf("iscsi login: %w", err)
+		}
+		return nil
+	}
+	read = func() (int64, error) {
+		if dl, ok := ctx.Deadline(); ok {
+			conn.SetDeadline(dl)
+		}
+		r := scsiReader{conn: conn, cmdSN: sess.CmdSN, expStatSN: sess.ExpStatSN,
+			lim: pdu.Limits{MaxDataSegmentLength: sess.Params.MaxRecvDataSegmentLength,
+				HeaderDigest: sess.Params.HeaderDigest, DataDigest: sess.Params.DataDigest}}
+		return r.readAll(size)
+	}
+	return loginDone, read
+}
+
+// scsiReader issues READ(16) commands on a logged-in connection and
+// counts the Data-In bytes.
+type scsiReader struct {
+	conn      net.Conn
+	itt       uint32
+	cmdSN     uint32
+	expStatSN uint32
+	lim       pdu.Limits
+}
+
+// readAll reads size bytes from LBA 0 in rootReadChunk commands with up
+// to rootQueueDepth of them outstanding, as the kernel's sd driver keeps
+// several in flight on an iSCSI disk.
+func (r *scsiReader) readAll(size int64) (int64, error) {
+	var sent, got int64
+	outstanding := 0
+	for sent < size || outstanding > 0 {
+		for sent < size && outstanding < rootQueueDepth {
+			n := min(int64(rootReadChunk), size-sent)
+			if err := r.send(uint64(sent/512), uint32((n+511)/512)); err != nil {
+				return got, err
+			}
+			sent += n
+			outstanding++
+		}
+		p, err := pdu.Read(r.conn, r.lim)
+		if err != nil {
+			return got, err
+		}
+		switch p.Opcode() {
+		case pdu.OpDataIn:
+			got += int64(len(p.Data))
+			if p.Flags()&pdu.FlagStatus == 0 {
+				continue
+			}
+			if st := p.Header[3]; st != 0 {
+				return got, fmt.Errorf("READ(16) status %#x", st)
+			}
+		case pdu.OpSCSIResponse:
+			if st := p.Header[3]; p.Header[2] != 0 || st != 0 {
+				return got, fmt.Errorf("READ(16) response %#x status %#x sense % x", p.Header[2], st, p.Data)
+			}
+		case pdu.OpNOPIn:
+			// The target's ping: answer it as Linux's initiator does, or
+			// the target drops the connection after three silent intervals.
+			if p.TTT() != pdu.ReservedTag {
+				if err := r.pong(p); err != nil {
+					return got, err
+				}
+			}
+			continue
+		default:
+			return got, fmt.Errorf("unexpected %s during READ(16)", p.Opcode())
+		}
+		r.expStatSN = p.U32(pdu.OffStatSN) + 1
+		outstanding--
+	}
+	return got, nil
+}
+
+// rootQueueDepth is how many READ(16) commands a machine keeps in flight.
+const rootQueueDepth = 4
+
+// pong answers a NOP-In ping with a NOP-Out echoing its target task tag
+// (RFC 7143 section 11.18): immediate, no new CmdSN.
+func (r *scsiReader) pong(ping *pdu.PDU) error {
+	p := pdu.New(pdu.OpNOPOut, pdu.FlagFinal)
+	p.SetImmediate(true)
+	p.SetLUN(ping.LUN())
+	p.SetITT(pdu.ReservedTag)
+	p.SetU32(pdu.OffTTT, ping.TTT())
+	p.SetU32(pdu.OffCmdSN, r.cmdSN)
+	p.SetU32(pdu.OffExpStatSN, r.expStatSN)
+	return pdu.Write(r.conn, p, r.lim)
+}
+
+func (r *scsiReader) send(lba uint64, blocks uint32) error {
+	r.itt++
+	cmd := pdu.New(pdu.OpSCSICommand, pdu.FlagFinal|pdu.FlagRead)
+	cmd.SetITT(r.itt)
+	cmd.SetU32(pdu.OffEDTL, blocks*512)
+	cmd.SetU32(pdu.OffCmdSN, r.cmdSN)
+	cmd.SetU32(pdu.OffExpStatSN, r.expStatSN)
+	r.cmdSN++
+	cdb := cmd.CDB()
+	cdb[0] = 0x88 // READ(16)
+	binary.BigEndian.PutUint64(cdb[2:], lba)
+	binary.BigEndian.PutUint32(cdb[10:], blocks)
+	return pdu.Write(r.conn, cmd, r.lim)
+}
+
+// tunnelAddrs parses the plan's addresses: the machine's and the server's.
+func tunnelAddrs(t *wire.TunnelPlan) (local, server netip.Addr, err error) {
+	if t == nil {
+		return local, server, fmt.Errorf("payload without a tunnel plan")
+	}
+	pfx, err := netip.ParsePrefix(t.Address)
+	if err != nil {
+		return local, server, fmt.Errorf("tunnel address %q: %w", t.Address, err)
+	}
+	if server, err = netip.ParseAddr(t.ServerAddr); err != nil {
+		return local, server, fmt.Errorf("tunnel server address %q: %w", t.ServerAddr, err)
+	}
+	return pfx.Addr(), server, nil
+}
