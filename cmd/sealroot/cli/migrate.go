@@ -1,11 +1,9 @@
 package cli
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -14,7 +12,7 @@ import (
 
 	"github.com/sealroot/sealroot/internal/cmdline"
 	"github.com/sealroot/sealroot/server/config"
-	"github.com/sealroot/sealroot/server/store"
+	"github.com/sealroot/sealroot/server/storemigrate"
 )
 
 // migrateFlags are migrate-store's flags; each overrides the
@@ -63,8 +61,8 @@ be copied and checks the target, writing nothing. Afterwards set store.backend
 
 // migrateTarget resolves the source database and the etcd store from the
 // configuration file and the flags.
-func migrateTarget(c *cobra.Command, f migrateFlags) (string, store.EtcdConfig, error) {
-	var ec store.EtcdConfig
+func migrateTarget(c *cobra.Command, f migrateFlags) (storemigrate.Options, error) {
+	var o storemigrate.Options
 	stateDir := f.stateDir
 	path, explicit := f.config, f.config != ""
 	if !explicit {
@@ -77,116 +75,56 @@ func migrateTarget(c *cobra.Command, f migrateFlags) (string, store.EtcdConfig, 
 			stateDir = cfg.StateDir
 		}
 		if sc := cfg.Store; sc != nil && sc.Backend == config.StoreEtcd {
-			ec = store.EtcdConfig{Endpoints: sc.Endpoints, CertFile: sc.CertFile, KeyFile: sc.KeyFile, CAFile: sc.CAFile, Prefix: sc.Prefix}
+			o = storemigrate.Options{Endpoints: sc.Endpoints, CertFile: sc.CertFile, KeyFile: sc.KeyFile, CAFile: sc.CAFile, Prefix: sc.Prefix}
 		}
 	case explicit || !errors.Is(err, fs.ErrNotExist):
-		return "", ec, err
+		return o, err
 	}
 	if len(f.endpoints) > 0 {
-		ec.Endpoints = f.endpoints
+		o.Endpoints = f.endpoints
 	}
-	for _, o := range []struct {
+	for _, v := range []struct {
 		dst *string
 		v   string
-	}{{&ec.CertFile, f.certFile}, {&ec.KeyFile, f.keyFile}, {&ec.CAFile, f.caFile}, {&ec.Prefix, f.prefix}} {
-		if o.v != "" {
-			*o.dst = o.v
+	}{{&o.CertFile, f.certFile}, {&o.KeyFile, f.keyFile}, {&o.CAFile, f.caFile}, {&o.Prefix, f.prefix}} {
+		if v.v != "" {
+			*v.dst = v.v
 		}
 	}
-	if ec.Prefix == "" {
-		ec.Prefix = config.DefaultStorePrefix
+	if o.Prefix == "" {
+		o.Prefix = config.DefaultStorePrefix
 	}
 	switch {
 	case stateDir == "":
-		return "", ec, cmdline.Usagef(c, "no state directory: give --state-dir or a configuration with state_dir")
-	case len(ec.Endpoints) == 0:
-		return "", ec, cmdline.Usagef(c, "no etcd store: give --endpoints or a configuration whose store section has backend \"etcd\"")
-	case !strings.HasPrefix(ec.Prefix, "/") || !strings.HasSuffix(ec.Prefix, "/"):
-		return "", ec, cmdline.Usagef(c, "--prefix %q: want a path starting and ending with /", ec.Prefix)
-	case (ec.CertFile == "") != (ec.KeyFile == ""):
-		return "", ec, cmdline.Usagef(c, "--cert-file and --key-file go together")
+		return o, cmdline.Usagef(c, "no state directory: give --state-dir or a configuration with state_dir")
+	case len(o.Endpoints) == 0:
+		return o, cmdline.Usagef(c, "no etcd store: give --endpoints or a configuration whose store section has backend \"etcd\"")
+	case !strings.HasPrefix(o.Prefix, "/") || !strings.HasSuffix(o.Prefix, "/"):
+		return o, cmdline.Usagef(c, "--prefix %q: want a path starting and ending with /", o.Prefix)
+	case (o.CertFile == "") != (o.KeyFile == ""):
+		return o, cmdline.Usagef(c, "--cert-file and --key-file go together")
 	}
-	return filepath.Join(stateDir, "state.db"), ec, nil
+	o.DBPath, o.DryRun, o.Timeout = filepath.Join(stateDir, "state.db"), f.dryRun, f.timeout
+	return o, nil
 }
 
 func migrateStore(c *cobra.Command, e *env, f migrateFlags) error {
-	ctx := c.Context()
-	dbPath, ec, err := migrateTarget(c, f)
+	o, err := migrateTarget(c, f)
 	if err != nil {
 		return err
 	}
-	if _, err := os.Stat(dbPath); err != nil {
-		return fmt.Errorf("source: %w", err)
-	}
-	src, err := store.Open(dbPath, nil)
-	if errors.Is(err, store.ErrLocked) {
-		return fmt.Errorf("source %s is in use: stop the server first (%w)", dbPath, err)
-	}
+	n, err := storemigrate.Run(c.Context(), o)
 	if err != nil {
-		return fmt.Errorf("source: %w", err)
-	}
-	defer src.Close()
-	target := fmt.Sprintf("etcd %s prefix %s", strings.Join(ec.Endpoints, ","), ec.Prefix)
-	if f.dryRun {
-		n, err := store.Survey(ctx, src)
-		if err != nil {
-			return err
-		}
-		if err := checkTarget(ctx, target, ec, f.timeout); err != nil {
-			return err
-		}
-		if e.JSON {
-			return e.printJSON(n)
-		}
-		fmt.Fprintf(e.Stdout, "dry run: would copy %s\nfrom %s into %s (empty); nothing written\n", countsLine(n), safe(dbPath), safe(target))
-		return nil
-	}
-	if err := checkTarget(ctx, target, ec, f.timeout); err != nil {
 		return err
-	}
-	dst, err := store.OpenEtcd(ctx, ec, nil)
-	if err != nil {
-		return fmt.Errorf("target: %w", err)
-	}
-	defer dst.Close()
-	n, err := store.Migrate(ctx, src, dst)
-	if errors.Is(err, store.ErrNotEmpty) {
-		return migrateRefused(target, err)
-	}
-	if err != nil {
-		return fmt.Errorf("%w (the target holds a partial copy: delete its prefix before trying again)", err)
 	}
 	if e.JSON {
 		return e.printJSON(n)
 	}
-	fmt.Fprintf(e.Stdout, "copied %s\nfrom %s into %s\n", countsLine(n), safe(dbPath), safe(target))
+	if o.DryRun {
+		fmt.Fprintf(e.Stdout, "dry run: would copy %s\nfrom %s into %s (empty); nothing written\n", n, safe(o.DBPath), safe(o.Target()))
+		return nil
+	}
+	fmt.Fprintf(e.Stdout, "copied %s\nfrom %s into %s\n", n, safe(o.DBPath), safe(o.Target()))
 	fmt.Fprintf(e.Stdout, "next: set store.backend \"etcd\" (these endpoints and prefix) in every server's configuration, then start them\n")
 	return nil
-}
-
-// checkTarget fails unless the etcd store of ec answers within timeout
-// (an unreachable cluster is an error, not a hang) and is empty.
-func checkTarget(ctx context.Context, target string, ec store.EtcdConfig, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	err := store.CheckEtcdEmpty(ctx, ec)
-	if errors.Is(err, context.DeadlineExceeded) {
-		err = fmt.Errorf("no answer in %v: %w", timeout, err)
-	}
-	if err != nil {
-		return migrateRefused(target, err)
-	}
-	return nil
-}
-
-func migrateRefused(target string, err error) error {
-	if errors.Is(err, store.ErrNotEmpty) {
-		return fmt.Errorf("target %s is not empty, nothing copied: %w", target, err)
-	}
-	return fmt.Errorf("target %s: %w", target, err)
-}
-
-func countsLine(n store.MigrateCounts) string {
-	return fmt.Sprintf("%d machines (%d boot attempts, %d boot logs), %d secrets, %d groups, %d files, %d users, %d user-root leases, %d DHCP leases, %d DHCP reservations",
-		n.Machines, n.Attempts, n.BootLogs, n.Secrets, n.Groups, n.Files, n.Users, n.UserLeases, n.Leases, n.Reservations)
 }
