@@ -49,8 +49,11 @@ fuzz:
 		done; \
 	done
 
+# vm-test runs the VM tests VM_PARALLEL at a time: each QEMU guest runs
+# TCG on its own thread, so on two cores two guests boot side by side.
+VM_PARALLEL ?= 2
 vm-test:
-	$(GO) test -count=1 -timeout 40m -v ./vm-tests -vm
+	$(GO) test -count=1 -timeout 40m -v -parallel $(VM_PARALLEL) ./vm-tests -vm
 
 # bench: server-side micro-benchmarks, then the attestation rate with boot
 # history and metrics on against off (BenchmarkAttestation plain then

@@ -196,19 +196,24 @@ func New(ctx context.Context, cfg config.Config, logger hclog.Logger) (_ *Server
 			logger.Warn("WARNING: root transport is plain: machines without a WireGuard key get their root over the unprotected LAN")
 		}
 	}
+	letGoAfter := s.limits.LetGoAfter
+	if letGoAfter == 0 {
+		letGoAfter = letgo.DefaultGrace
+	}
 	s.letgo, err = letgo.New(letgo.Config{Targets: storageTargets{s}, Leases: s.store,
-		LastHandshake: lastHandshake(s.tunnel), Audit: auditLog, Logger: logger})
+		LastHandshake: lastHandshake(s.tunnel), Grace: letGoAfter, Audit: auditLog, Logger: logger})
 	if err != nil {
 		return nil, err
 	}
-	if s.storage, err = storage.Open(ctx, &cfg, box, s.tunnel, s.letgo.Ended, logger); err != nil {
+	if s.storage, err = storage.Open(ctx, &cfg, box, s.tunnel, letGoAfter, s.letgo.Ended, logger); err != nil {
 		return nil, err
 	}
 	s.onClose(s.storage.Close)
 	if s.storage.Portals != nil {
 		s.storage.Portals.OnCommand(s.metrics.ObserveISCSICommand)
 	}
-	rs := roots.New(roots.Config{Providers: s.storage.Providers(), Tunnel: peersOf(s.tunnel)})
+	rs := roots.New(roots.Config{Providers: s.storage.Providers(), Tunnel: peersOf(s.tunnel),
+		BootGrace: s.limits.BootGrace})
 	s.roots = rs
 	keys, err := openKeyring(ctx, s.store, box, logger)
 	if err != nil {

@@ -36,6 +36,7 @@ $B poweroff -f
 // boots again, attests, gets its secret and finds what it wrote.
 func TestBackupRestoreRoot(t *testing.T) {
 	SkipUnlessEnabled(t)
+	t.Parallel()
 	RequireTools(t, QEMU, "swtpm", "nsenter", Busybox, "mkfs.ext4")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()

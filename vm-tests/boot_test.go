@@ -13,8 +13,9 @@ import (
 // (and, under OVMF, a non-empty firmware event log).
 func TestDirectBoot(t *testing.T) {
 	SkipUnlessEnabled(t)
+	t.Parallel()
 	RequireTools(t, QEMU, "swtpm", "nsenter")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	kernel := Kernel(ctx, t)
 	initrd := HelloInitramfs(ctx, t)

@@ -23,6 +23,7 @@ import (
 // by an 8-digit fingerprint prefix.
 func TestConsoles(t *testing.T) {
 	SkipUnlessEnabled(t)
+	t.Parallel()
 	RequireTools(t, QEMU, "swtpm", "nsenter")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()

@@ -26,6 +26,7 @@ import (
 // runs only with -vm and SEALROOT_DISTRO=1.
 func TestDistroRoot(t *testing.T) {
 	SkipUnlessEnabled(t)
+	t.Parallel()
 	if os.Getenv("SEALROOT_DISTRO") != "1" {
 		t.Skip("distribution root test: set SEALROOT_DISTRO=1 (debootstraps Debian once, ~100 MB)")
 	}

@@ -14,6 +14,7 @@ import (
 // cleanup leaves no QEMU or swtpm behind.
 func TestVMFailures(t *testing.T) {
 	SkipUnlessEnabled(t)
+	t.Parallel()
 	RequireTools(t, QEMU, "swtpm", "nsenter")
 	lab := NewLab(t, LabOptions{Name: "vmtest-fail-lab"})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

@@ -16,6 +16,7 @@ import (
 // it, and the agent in it attests and waits for approval.
 func TestFirmwareHTTPBoot(t *testing.T) {
 	SkipUnlessEnabled(t)
+	t.Parallel()
 	RequireTools(t, QEMU, "swtpm", "nsenter", uki.DefaultStub, OVMFCode, OVMFVars)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
@@ -39,6 +40,7 @@ func TestFirmwareHTTPBoot(t *testing.T) {
 // is refused by the firmware.
 func TestSecureBootHTTPBoot(t *testing.T) {
 	SkipUnlessEnabled(t)
+	t.Parallel()
 	RequireTools(t, QEMU, "swtpm", "nsenter", "sbsign", "openssl", uki.DefaultStub, OVMFCodeSnakeoil, OVMFVarsSnakeoil, SnakeoilKey, SnakeoilCert)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()

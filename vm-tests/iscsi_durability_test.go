@@ -67,6 +67,7 @@ var reWrote = regexp.MustCompile(`root: wrote (\d+)`)
 // the machine's second boot (the one whose server is restarted).
 func TestISCSIDurability(t *testing.T) {
 	SkipUnlessEnabled(t)
+	t.Parallel()
 	RequireTools(t, QEMU, "swtpm", "nsenter", Busybox, "mkfs.ext4", "e2fsck", "debugfs", "cp")
 	begin := time.Now()
 	defer func() { t.Logf("TestISCSIDurability took %s", time.Since(begin).Round(time.Second)) }()

@@ -44,6 +44,7 @@ const (
 // must be refused.
 func TestISCSIRoot(t *testing.T) {
 	SkipUnlessEnabled(t)
+	t.Parallel()
 	RequireTools(t, QEMU, "nsenter", Busybox, "mkfs.ext4", "debugfs")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()

@@ -48,6 +48,7 @@ var tunnelISCSIConfig = map[string]any{
 // base read-only over iSCSI and loses its writes at every boot.
 func TestISCSIRootOverTunnel(t *testing.T) {
 	SkipUnlessEnabled(t)
+	t.Parallel()
 	RequireTools(t, QEMU, "swtpm", "nsenter", Busybox, "mkfs.ext4")
 	begin := time.Now()
 	defer func() { t.Logf("TestISCSIRootOverTunnel took %s", time.Since(begin).Round(time.Second)) }()

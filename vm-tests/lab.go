@@ -19,7 +19,9 @@ import (
 // LabOptions configures a [Lab]. The zero value works.
 type LabOptions struct {
 	// Name is the network namespace name, suffixed with the process ID so
-	// that concurrent test runs do not share it. Default "sealroot-lab".
+	// that concurrent test runs do not share it, and from the second lab
+	// of the same name in the process on, with a sequence number, so
+	// that parallel tests do not either. Default "sealroot-lab".
 	Name string
 	// Bridge is the bridge the VMs' taps join. Default "br0".
 	Bridge string
@@ -32,13 +34,34 @@ func (o *LabOptions) setDefaults() {
 	if o.Name == "" {
 		o.Name = "sealroot-lab"
 	}
-	o.Name = fmt.Sprintf("%s-%d", o.Name, os.Getpid())
+	o.Name = labNames.unique(fmt.Sprintf("%s-%d", o.Name, os.Getpid()))
 	if o.Bridge == "" {
 		o.Bridge = "br0"
 	}
 	if !o.Addr.IsValid() {
 		o.Addr = netip.MustParsePrefix("10.77.0.1/24")
 	}
+}
+
+// labNames hands out the process's lab namespace names: parallel tests
+// each get their own namespace, bridge, taps and server addresses.
+var labNames = nameCounter{seen: map[string]int{}}
+
+// nameCounter makes names unique within the process.
+type nameCounter struct {
+	mu   sync.Mutex
+	seen map[string]int // times each name was asked for
+}
+
+// unique returns name the first time, then name-2, name-3, ...
+func (c *nameCounter) unique(name string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.seen[name]++
+	if n := c.seen[name]; n > 1 {
+		return fmt.Sprintf("%s-%d", name, n)
+	}
+	return name
 }
 
 // Lab is a network namespace with a bridge that VMs attach to. Addresses

@@ -36,6 +36,7 @@ import (
 //     re-approval. No credential either way.
 func TestDefaultBootMeasured(t *testing.T) {
 	SkipUnlessEnabled(t)
+	t.Parallel()
 	RequireTools(t, QEMU, "swtpm", "nsenter", uki.DefaultStub, OVMFCode, OVMFVars)
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Minute)
 	defer cancel()

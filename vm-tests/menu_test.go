@@ -32,6 +32,7 @@ $B poweroff -f
 // its menu's default, the local disk (see menuLocalDisk).
 func TestBootMenu(t *testing.T) {
 	SkipUnlessEnabled(t)
+	t.Parallel()
 	RequireTools(t, QEMU, "swtpm", "nsenter", Busybox, "mkfs.ext4")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()

@@ -13,6 +13,7 @@ import (
 // HTTP and the agent comes up and waits for approval.
 func TestNativePXE(t *testing.T) {
 	SkipUnlessEnabled(t)
+	t.Parallel()
 	RequireTools(t, QEMU, "swtpm", "nsenter")
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()

@@ -36,12 +36,13 @@ $B poweroff -f
 // and restored, and the template boots again on its restored upper.
 func TestNFSCaptureBackup(t *testing.T) {
 	SkipUnlessEnabled(t)
+	t.Parallel()
 	RequireTools(t, QEMU, "swtpm", "nsenter", Busybox, "mkfs.ext4", "ganesha.nfsd")
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 	defer cancel()
 	tpmA, tpmB := NewTPM(t), NewTPM(t)
 	lab := NewLab(t, LabOptions{Name: "nfscap"})
-	sr := startSealroot(ctx, t, lab, SealrootOptions{TPMs: []*TPM{tpmA, tpmB}, Extra: tunnelNFSConfig})
+	sr := startSealroot(ctx, t, lab, SealrootOptions{TPMs: []*TPM{tpmA, tpmB}, Extra: withShortLetGo(tunnelNFSConfig)})
 	t.Cleanup(func() { stopAndUnmount(t, sr) })
 	tree := BusyboxRootTree(t, templateInit)
 	os.MkdirAll(filepath.Join(tree, "etc"), 0o755)
@@ -55,11 +56,13 @@ func TestNFSCaptureBackup(t *testing.T) {
 	_, vm := approveWithRoot(ctx, t, lab, sr, "vm-template", "nfs", "base", BIOS, tpmA)
 	expectLines(ctx, t, vm, `root: keep=none gone=present$`)
 
-	// The template is off; its tunnel peer counts as active until three
-	// minutes after its last handshake: until then capture refuses.
+	// The template is off; its tunnel peer counts as active until
+	// limits.let_go_after (20 s here, 3 min by default) after its last
+	// handshake, and its boot until boot_grace after its root was handed
+	// out: until then capture refuses.
 	var out string
 	begin := time.Now()
-	for deadline := time.Now().Add(5 * time.Minute); ; time.Sleep(10 * time.Second) {
+	for deadline := time.Now().Add(3 * time.Minute); ; time.Sleep(2 * time.Second) {
 		var err error
 		out, err = sr.CLI(ctx, "image", "capture", "golden", "--from", "vm-template")
 		if err == nil {

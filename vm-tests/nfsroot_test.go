@@ -57,6 +57,7 @@ const nfsRecoveryWait = 150 * time.Second
 // restart goes on writing.
 func TestNFSRoot(t *testing.T) {
 	SkipUnlessEnabled(t)
+	t.Parallel()
 	RequireTools(t, QEMU, "swtpm", "nsenter", Busybox, "mkfs.ext4", "ganesha.nfsd")
 	begin := time.Now()
 	defer func() { t.Logf("TestNFSRoot took %s", time.Since(begin).Round(time.Second)) }()

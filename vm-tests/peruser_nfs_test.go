@@ -16,6 +16,7 @@ import (
 // next login on the same prompt of machine 2 finds her marker.
 func TestPerUserNFSRootFollowsUser(t *testing.T) {
 	SkipUnlessEnabled(t)
+	t.Parallel()
 	RequireTools(t, QEMU, "swtpm", "nsenter", Busybox, "mkfs.ext4", "ganesha.nfsd")
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 	defer cancel()

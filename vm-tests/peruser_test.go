@@ -31,12 +31,13 @@ const rePerUser = `sealroot: this machine's root is per user: log in to mount yo
 // is covered by the CLI tests.)
 func TestPerUserRootFollowsUser(t *testing.T) {
 	SkipUnlessEnabled(t)
+	t.Parallel()
 	RequireTools(t, QEMU, "swtpm", "nsenter", Busybox, "mkfs.ext4")
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 	defer cancel()
 	tpm1, tpm2 := NewTPM(t), NewTPM(t)
 	lab := NewLab(t, LabOptions{})
-	sr := startSealroot(ctx, t, lab, SealrootOptions{TPMs: []*TPM{tpm1, tpm2}, Extra: tunnelISCSIConfig})
+	sr := startSealroot(ctx, t, lab, SealrootOptions{TPMs: []*TPM{tpm1, tpm2}, Extra: withShortLetGo(tunnelISCSIConfig)})
 	if perUserInit == counterInit {
 		t.Fatal("perUserInit: counterInit no longer ends in a poweroff to replace")
 	}
@@ -66,7 +67,7 @@ func TestPerUserRootFollowsUser(t *testing.T) {
 	})
 	t.Run("alice_follows_to_machine_2", func(t *testing.T) {
 		vm1.Kill() // powered off: no logout, the session and the tunnel go silent
-		waitUserRootFreed(ctx, t, sr, "alice", 8*time.Minute)
+		waitUserRootFreed(ctx, t, sr, "alice", 4*time.Minute)
 		vm := startLoginPXE(ctx, t, lab, "vm-desk-2b", tpm2)
 		defer noPasswordShown(t, vm)
 		expectBoot(ctx, t, vm, rePerUser)
@@ -100,7 +101,7 @@ func waitUserRootFreed(ctx context.Context, t *testing.T, sr *Sealroot, user str
 		if time.Since(start) > within {
 			t.Fatalf("root of user %s still held %s after its machine powered off", user, within)
 		}
-		time.Sleep(10 * time.Second)
+		time.Sleep(2 * time.Second)
 	}
 }
 

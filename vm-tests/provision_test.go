@@ -56,6 +56,7 @@ $B poweroff -f
 // for it, and the first its own file, which wins over the group's.
 func TestProvisionedRoot(t *testing.T) {
 	SkipUnlessEnabled(t)
+	t.Parallel()
 	RequireTools(t, QEMU, "swtpm", "nsenter", Busybox, "mkfs.ext4")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()

@@ -30,8 +30,9 @@ const (
 // (iPXE) -> HTTP boot.ipxe -> kernel + initrd over HTTP -> /init.
 func TestPXEBoot(t *testing.T) {
 	SkipUnlessEnabled(t)
+	t.Parallel()
 	RequireTools(t, QEMU, "swtpm", "nsenter", undionly, ipxeEFI)
-	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	artifacts := t.TempDir()
 	if err := copyFile(Kernel(ctx, t), filepath.Join(artifacts, "vmlinuz")); err != nil {

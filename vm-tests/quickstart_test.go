@@ -39,6 +39,7 @@ import (
 // fetched again.
 func TestQuickstartAsWritten(t *testing.T) {
 	SkipUnlessEnabled(t)
+	t.Parallel()
 	RequireTools(t, QEMU, "swtpm", "nsenter", "unshare", "mount", "make", "dpkg-deb", "apt-cache",
 		"/usr/lib/ipxe/undionly.kpxe", "/usr/lib/ipxe/ipxe.efi", "/usr/lib/systemd/boot/efi/linuxx64.efi.stub")
 	start := time.Now()

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -186,6 +187,19 @@ type SealrootOptions struct {
 	// Debian's Microsoft-signed shim, which loads the signed UKI as
 	// grubx64.efi (see [Sealroot.ServeShim]).
 	Shim bool
+}
+
+// withShortLetGo returns extra (server configuration sections, see
+// SealrootOptions.Extra) with a limits section in which a machine counts
+// as off 20 seconds after its tunnel peer's last handshake
+// (limits.let_go_after) and as booting for 20 seconds after its root was
+// handed out (limits.boot_grace), instead of the defaults' minutes: for
+// tests that power a machine off and then capture, back up or free its
+// root.
+func withShortLetGo(extra map[string]any) map[string]any {
+	out := maps.Clone(extra)
+	out["limits"] = map[string]any{"let_go_after": "20s", "boot_grace": "20s"}
+	return out
 }
 
 // startSealroot runs `sealroot serve` in lab until t ends: full DHCP on the

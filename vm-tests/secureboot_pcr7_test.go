@@ -33,6 +33,7 @@ import (
 //     re-approval, with a PCR 7 diff.
 func TestSecureBootPredictedPCR7(t *testing.T) {
 	SkipUnlessEnabled(t)
+	t.Parallel()
 	RequireTools(t, QEMU, "swtpm", "nsenter", "sbsign", "openssl", uki.DefaultStub, OVMFCodeSnakeoil, OVMFVarsSnakeoil, SnakeoilKey, SnakeoilCert)
 	ctx, cancel := context.WithTimeout(context.Background(), 35*time.Minute)
 	defer cancel()

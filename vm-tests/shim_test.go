@@ -21,6 +21,7 @@ import (
 // Without the MOK shim refuses the UKI.
 func TestShimMOKHTTPBoot(t *testing.T) {
 	SkipUnlessEnabled(t)
+	t.Parallel()
 	RequireTools(t, QEMU, "swtpm", "nsenter", "sbsign", "openssl", uki.DefaultStub, OVMFCodeSecboot, OVMFVarsMS, ShimSigned, SnakeoilKey, SnakeoilCert)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()

@@ -24,6 +24,7 @@ import (
 // under TCG they rank the paths against each other, not real hardware.
 func TestTunnelKernelInGuest(t *testing.T) {
 	SkipUnlessEnabled(t)
+	t.Parallel()
 	RequireTools(t, QEMU, "nsenter")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()

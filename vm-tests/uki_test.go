@@ -44,6 +44,7 @@ var reRefused = `sealroot: attestation refused, check "([\w-]+)" failed: (.*)`
 // store each boot), so another MAC is a firmware change.
 func TestMeasuredUKIBoot(t *testing.T) {
 	SkipUnlessEnabled(t)
+	t.Parallel()
 	RequireTools(t, QEMU, "swtpm", "nsenter", uki.DefaultStub, OVMFCode, OVMFVars, OVMFVarsMS)
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Minute)
 	defer cancel()

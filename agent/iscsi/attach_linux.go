@@ -176,15 +176,25 @@ func scan(ctx context.Context, t Target, d *Disk) (string, error) {
 		"device", "target*", fmt.Sprintf("*:*:*:%d", t.LUN), "block", "*")
 	ctx, cancel := context.WithTimeout(ctx, t.ScanTimeout)
 	defer cancel()
+	var notOpen error // why the device node there is not usable yet
 	for {
 		if m, _ := filepath.Glob(pattern); len(m) > 0 {
 			dev := filepath.Join(t.DevDir, filepath.Base(m[0]))
-			if _, err := os.Stat(dev); err == nil {
+			// The node and the sysfs entry appear before the kernel has
+			// made the disk live: until then opening it fails with ENXIO
+			// (a slow guest mounted too early). It is ready once it opens.
+			f, err := os.Open(dev)
+			if err == nil {
+				f.Close()
 				return dev, nil
 			}
+			notOpen = err
 		}
 		select {
 		case <-ctx.Done():
+			if notOpen != nil {
+				return "", fmt.Errorf("iscsi: block device for LUN %d of session %d never opened: %w", t.LUN, d.SID, notOpen)
+			}
 			return "", fmt.Errorf("iscsi: no block device for LUN %d of session %d: %w", t.LUN, d.SID, ctx.Err())
 		case <-time.After(50 * time.Millisecond):
 		}

@@ -20,15 +20,42 @@ import (
 	"github.com/sealroot/sealroot/test/testenv"
 )
 
-// buildSealroot builds this command into a temporary directory.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if built.dir != "" {
+		os.RemoveAll(built.dir)
+	}
+	os.Exit(code)
+}
+
+// built is this command built once for the tests of the process that
+// run it (linking it takes seconds; three tests run it); TestMain
+// removes it.
+var built struct {
+	once sync.Once
+	dir  string
+	bin  string
+	err  error
+}
+
+// buildSealroot returns this command built into a temporary directory,
+// building it on the first call.
 func buildSealroot(t *testing.T) string {
 	t.Helper()
 	gobin := testenv.LookTool(t, "go")
-	bin := filepath.Join(t.TempDir(), "sealroot")
-	if out, err := exec.Command(gobin, "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	built.once.Do(func() {
+		if built.dir, built.err = os.MkdirTemp("", "sealroot-cmd-test-"); built.err != nil {
+			return
+		}
+		built.bin = filepath.Join(built.dir, "sealroot")
+		if out, err := exec.Command(gobin, "build", "-o", built.bin, ".").CombinedOutput(); err != nil {
+			built.err = fmt.Errorf("go build: %w\n%s", err, out)
+		}
+	})
+	if built.err != nil {
+		t.Fatal(built.err)
 	}
-	return bin
+	return built.bin
 }
 
 // daemon is a running `sealroot serve` process.

@@ -172,7 +172,7 @@ func TestAttestFailsOverToLiveServer(t *testing.T) {
 	c := e.client(t, m.dev, func(c *agentattest.Config) {
 		c.Servers = servers
 		c.Rand = mrand.New(mrand.NewPCG(seed, 0))
-		c.AttemptTimeout = 10 * time.Second
+		c.AttemptTimeout = 5 * time.Second // what a hanging or silent server costs, twice
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

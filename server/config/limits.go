@@ -87,6 +87,24 @@ type LimitsConfig struct {
 	// Default: "2m".
 	// Example: "5m".
 	TFTPMaxTransferTime string `json:"tftp_max_transfer_time,omitempty"`
+	// LetGoAfter: how long a machine's WireGuard tunnel peer must have
+	// had no handshake (and, for a user's root, its iSCSI session have
+	// been lost) before the machine counts as off: `image capture --from`
+	// and `backup --with-roots` of an NFS root wait for it, and a user's
+	// root is freed after it (Go duration). WireGuard handshakes every two
+	// minutes while traffic flows, so a value under about 2m15s can count
+	// a running machine as off; shorter values are for tests.
+	// Default: "3m".
+	// Example: "5m".
+	LetGoAfter string `json:"let_go_after,omitempty"`
+	// BootGrace: how long after the server hands out a machine's root
+	// the machine counts as booting while it has not attached it yet, so
+	// that a backup or `image capture --from` does not take the root from
+	// under a boot (Go duration). An agent attaches its root seconds
+	// after its credential; shorter values are for tests.
+	// Default: "2m".
+	// Example: "5m".
+	BootGrace string `json:"boot_grace,omitempty"`
 	// ISCSIConns: iSCSI connections open at once on each portal, logged in
 	// or not; more are closed on accept. Every machine on an iSCSI root
 	// holds one for as long as it runs, so this must exceed the number of
@@ -105,6 +123,12 @@ type Limits struct {
 	// and MaxTransferTime.
 	TFTPPerSource int
 	TFTPMaxTime   time.Duration
+	// LetGoAfter is let_go_after; zero means the default, 3 minutes
+	// (letgo.DefaultGrace).
+	LetGoAfter time.Duration
+	// BootGrace is boot_grace, roots.Config.BootGrace; zero means the
+	// default, 2 minutes.
+	BootGrace time.Duration
 	// ISCSIConns bounds each iSCSI portal's open connections.
 	ISCSIConns int
 }
@@ -125,6 +149,8 @@ func (c *LimitsConfig) Parse() (Limits, error) {
 		{"person_timeout", c.PersonTimeout, &l.Attest.PersonTimeout},
 		{"http_stall_timeout", c.HTTPStallTimeout, &l.HTTP.StallTimeout},
 		{"tftp_max_transfer_time", c.TFTPMaxTransferTime, &l.TFTPMaxTime},
+		{"let_go_after", c.LetGoAfter, &l.LetGoAfter},
+		{"boot_grace", c.BootGrace, &l.BootGrace},
 	} {
 		if f.s == "" {
 			continue

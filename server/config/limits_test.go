@@ -7,12 +7,13 @@ import (
 )
 
 func TestLimitsConfig(t *testing.T) {
-	l, err := (&LimitsConfig{HelloTimeout: "2s", ConnsPerSource: 3, HTTPStallTimeout: "1m", TFTPTransfersPerSource: 2, RetryAbove: -1}).Parse()
+	l, err := (&LimitsConfig{HelloTimeout: "2s", ConnsPerSource: 3, HTTPStallTimeout: "1m", TFTPTransfersPerSource: 2, RetryAbove: -1,
+		LetGoAfter: "20s", BootGrace: "10s"}).Parse()
 	if err != nil {
 		t.Fatalf("Parse: %v", err)
 	}
 	if l.Attest.HelloTimeout != 2*time.Second || l.Attest.ConnsPerSource != 3 || l.Attest.RetryAbove != -1 ||
-		l.HTTP.StallTimeout != time.Minute || l.TFTPPerSource != 2 {
+		l.HTTP.StallTimeout != time.Minute || l.TFTPPerSource != 2 || l.LetGoAfter != 20*time.Second || l.BootGrace != 10*time.Second {
 		t.Errorf("parsed = %+v", l)
 	}
 	if l, err := (*LimitsConfig)(nil).Parse(); err != nil || l != (Limits{}) {
@@ -28,6 +29,8 @@ func TestLimitsConfig(t *testing.T) {
 		{"negative_count", LimitsConfig{ExchangesPerSource: -2}, "exchanges_per_source"},
 		{"negative_waiting", LimitsConfig{WaitingPerSource: -1}, "waiting_per_source"},
 		{"bad_person_timeout", LimitsConfig{PersonTimeout: "0s"}, "person_timeout"},
+		{"bad_let_go_after", LimitsConfig{LetGoAfter: "0s"}, "let_go_after"},
+		{"bad_boot_grace", LimitsConfig{BootGrace: "later"}, "boot_grace"},
 		{"retry_below_minus_one", LimitsConfig{RetryAbove: -5}, "retry_above"},
 	}
 	for _, tt := range tests {

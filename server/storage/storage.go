@@ -37,24 +37,26 @@ type Storage struct {
 
 // Open opens the image store and the volumes, starts the configured root
 // providers and restores the roots they served. tn is nil without a
-// tunnel. userRootEnded, when set, is told each time a session of a
-// user's iSCSI root ends or a user's NFS root is exported
-// (rootiscsi.Config.UserRootEnded, rootnfs.Config.UserRootExported). Close undoes
-// it; Open undoes itself when it fails half way.
-func Open(ctx context.Context, cfg *config.Config, box *secrets.Box, tn *tunnel.Tunnel, userRootEnded func(roots.UserRootEnd), logger hclog.Logger) (_ *Storage, err error) {
+// tunnel; a machine whose tunnel peer had no handshake for letGoAfter
+// counts as off for its NFS root. userRootEnded, when set, is told each
+// time a session of a user's iSCSI root ends or a user's NFS root is
+// exported (rootiscsi.Config.UserRootEnded,
+// rootnfs.Config.UserRootExported). Close undoes it; Open undoes itself
+// when it fails half way.
+func Open(ctx context.Context, cfg *config.Config, box *secrets.Box, tn *tunnel.Tunnel, letGoAfter time.Duration, userRootEnded func(roots.UserRootEnd), logger hclog.Logger) (_ *Storage, err error) {
 	st := &Storage{}
 	defer func() {
 		if err != nil {
 			st.Close()
 		}
 	}()
-	if err := st.open(ctx, cfg, box, tn, userRootEnded, logger); err != nil {
+	if err := st.open(ctx, cfg, box, tn, letGoAfter, userRootEnded, logger); err != nil {
 		return nil, err
 	}
 	return st, nil
 }
 
-func (st *Storage) open(ctx context.Context, cfg *config.Config, box *secrets.Box, tn *tunnel.Tunnel, userRootEnded func(roots.UserRootEnd), logger hclog.Logger) (err error) {
+func (st *Storage) open(ctx context.Context, cfg *config.Config, box *secrets.Box, tn *tunnel.Tunnel, letGoAfter time.Duration, userRootEnded func(roots.UserRootEnd), logger hclog.Logger) (err error) {
 	imgDir := filepath.Join(cfg.StateDir, "images")
 	if cfg.Images != nil && cfg.Images.Dir != "" {
 		imgDir = cfg.Images.Dir
@@ -73,7 +75,7 @@ func (st *Storage) open(ctx context.Context, cfg *config.Config, box *secrets.Bo
 		return err
 	}
 	if cfg.NFS != nil {
-		if err := st.startNFS(ctx, cfg, tn, userRootEnded, logger); err != nil {
+		if err := st.startNFS(ctx, cfg, tn, letGoAfter, userRootEnded, logger); err != nil {
 			return err
 		}
 	}
@@ -106,7 +108,7 @@ func (st *Storage) open(ctx context.Context, cfg *config.Config, box *secrets.Bo
 
 // startNFS starts ganesha on the tunnel address and restores the
 // exports of the machines that were running.
-func (st *Storage) startNFS(ctx context.Context, cfg *config.Config, tn *tunnel.Tunnel, userRootExported func(roots.UserRootEnd), logger hclog.Logger) (err error) {
+func (st *Storage) startNFS(ctx context.Context, cfg *config.Config, tn *tunnel.Tunnel, letGoAfter time.Duration, userRootExported func(roots.UserRootEnd), logger hclog.Logger) (err error) {
 	c := cfg.NFS
 	if tn == nil || !tn.Kernel() {
 		return errors.New("nfs: NFS roots are served on the tunnel only: configure a tunnel on a kernel TUN interface (run as root, without tunnel.netstack)")
@@ -117,7 +119,7 @@ func (st *Storage) startNFS(ctx context.Context, cfg *config.Config, tn *tunnel.
 	}
 	st.nfsRoots, st.ganesha, err = rootnfs.Start(ctx,
 		rootnfs.Config{Dir: rootsDir, Images: st.Images, ServerAddr: tn.ServerAddr(), ServerPort: c.Port, Logger: logger,
-			Active: func(id string) bool { return peerActive(tn, id, time.Now()) }, UserRootExported: userRootExported},
+			Active: func(id string) bool { return peerActive(tn, id, time.Now(), letGoAfter) }, UserRootExported: userRootExported},
 		nfs.GaneshaConfig{Dir: filepath.Join(cfg.StateDir, "nfs", "ganesha"), Binary: c.Ganesha, Logger: logger,
 			Config: nfs.Config{GraceSeconds: c.GraceSeconds, LeaseSeconds: c.LeaseSeconds}})
 	return err
@@ -156,15 +158,16 @@ func (st *Storage) Close() error {
 }
 
 // peerActive reports whether the machine's tunnel peer had a handshake
-// within the last three minutes: WireGuard rekeys every two minutes while
-// traffic flows (an NFS client renews its lease well within that), so a
-// machine that is off has none. An unreadable device counts as active.
-func peerActive(tn *tunnel.Tunnel, machineID string, now time.Time) bool {
+// within idle (limits.let_go_after, default three minutes): WireGuard
+// rekeys every two minutes while traffic flows (an NFS client renews its
+// lease well within that), so a machine that is off has none. An
+// unreadable device counts as active.
+func peerActive(tn *tunnel.Tunnel, machineID string, now time.Time, idle time.Duration) bool {
 	st, ok, err := tn.Status(machineID)
 	if err != nil {
 		return true
 	}
-	return ok && !st.LastHandshake.IsZero() && now.Sub(st.LastHandshake) < 3*time.Minute
+	return ok && !st.LastHandshake.IsZero() && now.Sub(st.LastHandshake) < idle
 }
 
 // WithdrawLetGo withdraws the target or export of a user's root whose
