@@ -183,6 +183,9 @@ type SealrootOptions struct {
 	// the machines' Secure Boot variables (see [WriteSecureBootVars]),
 	// from which the server predicts PCR 7.
 	SecureBootVars string
+	// AttestServers, when set, is boot.attest_servers: the attestation
+	// servers the agent tries (kernel argument sealroot.server=).
+	AttestServers []string
 	// Shim, with HTTPBoot and SignUKI, has HTTP boot clients load
 	// Debian's Microsoft-signed shim, which loads the signed UKI as
 	// grubx64.efi (see [Sealroot.ServeShim]).
@@ -224,6 +227,11 @@ func startSealroot(ctx context.Context, t testing.TB, lab *Lab, opts SealrootOpt
 	}
 	if opts.SecureBootVars != "" {
 		if err := s.setBoot(cfgPath, "secure_boot_vars", opts.SecureBootVars); err != nil {
+			t.Fatalf("vmtest: %v", err)
+		}
+	}
+	if len(opts.AttestServers) > 0 {
+		if err := s.setBoot(cfgPath, "attest_servers", opts.AttestServers); err != nil {
 			t.Fatalf("vmtest: %v", err)
 		}
 	}

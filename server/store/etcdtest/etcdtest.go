@@ -31,15 +31,28 @@ type Cluster struct {
 	Endpoints []string
 }
 
-// Start starts an etcd cluster of n members (1 or 3); they are stopped at
-// the end of the test.
+// Start starts an etcd cluster of n members (1 or 3) on loopback; they
+// are stopped at the end of the test.
 func Start(t testing.TB, n int) *Cluster {
 	t.Helper()
+	return StartIn(t, n, func(fn func() error) error { return fn() })
+}
+
+// StartIn is Start with the members' sockets opened inside do, which
+// runs fn where they must listen: a network namespace's Do, say, so that
+// servers in that namespace reach the members on its loopback (the
+// members' listeners stay there; the client URLs name its 127.0.0.1).
+func StartIn(t testing.TB, n int, do func(fn func() error) error) *Cluster {
+	t.Helper()
+	var addrs []string
+	if err := do(func() (err error) { addrs, err = freeAddrs(2 * n); return err }); err != nil {
+		t.Fatalf("etcdtest: %v", err)
+	}
 	type member struct{ name, peer, client string }
 	ms := make([]member, n)
 	var initial []string
 	for i := range ms {
-		ms[i] = member{fmt.Sprintf("m%d", i), "http://" + freeAddr(t), "http://" + freeAddr(t)}
+		ms[i] = member{fmt.Sprintf("m%d", i), "http://" + addrs[2*i], "http://" + addrs[2*i+1]}
 		initial = append(initial, ms[i].name+"="+ms[i].peer)
 	}
 	c := &Cluster{t: t}
@@ -65,7 +78,9 @@ func Start(t testing.TB, n int) *Cluster {
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i, cfg := range cfgs {
-		wg.Go(func() { c.Members[i], errs[i] = embed.StartEtcd(cfg) })
+		wg.Go(func() {
+			errs[i] = do(func() (err error) { c.Members[i], err = embed.StartEtcd(cfg); return err })
+		})
 	}
 	wg.Wait()
 	for i, e := range c.Members {
@@ -131,14 +146,19 @@ func (c *Cluster) Ready(ctx context.Context, cl *clientv3.Client) error {
 	return err
 }
 
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listen: %v", err)
+// freeAddrs returns n distinct free loopback addresses (held open
+// together while they are picked).
+func freeAddrs(n int) ([]string, error) {
+	var addrs []string
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("listen: %w", err)
+		}
+		defer l.Close()
+		addrs = append(addrs, l.Addr().String())
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return addrs, nil
 }
 
 func mustURL(t testing.TB, s string) url.URL {
