@@ -261,7 +261,10 @@ func New(ctx context.Context, cfg config.Config, logger hclog.Logger) (_ *Server
 		acfg.Roots = rs
 	}
 	if cs, ok := s.store.(store.ClusterStore); ok {
-		acfg.Cluster = &attest.Cluster{Name: cfg.ClusterName(serverName()), Store: cs, Box: box}
+		if keys == nil {
+			return nil, errors.New("cluster store without a secrets keyring")
+		}
+		acfg.Cluster = &attest.Cluster{Name: cfg.ClusterName(serverName()), Store: cs, Box: keys}
 	}
 	if s.attest, err = attest.New(acfg); err != nil {
 		return nil, err

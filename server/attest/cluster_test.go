@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/sealroot/sealroot/server/api"
 	"github.com/sealroot/sealroot/server/attest"
 	"github.com/sealroot/sealroot/server/audit"
+	"github.com/sealroot/sealroot/server/keyring"
 	"github.com/sealroot/sealroot/server/machines"
 	"github.com/sealroot/sealroot/server/secrets"
 	"github.com/sealroot/sealroot/server/store"
@@ -26,12 +28,15 @@ import (
 
 // cluster is several attestation servers over real QUIC on 127.0.0.1
 // sharing one etcd store on a real three-member embedded cluster, as
-// several `sealroot serve` processes would: one CA and age identity, each
-// its own store client, audit log and change feed.
+// several `sealroot serve` processes would: one CA, each its own store
+// client, audit log and change feed, and one age identity, or with
+// ownKeys each its own, joined to the secrets keyring by the first.
 type cluster struct {
-	pkiDir string
-	etcd   *etcdtest.Cluster
-	prefix string
+	pkiDir  string
+	etcd    *etcdtest.Cluster
+	prefix  string
+	ownKeys bool
+	first   *keyring.Keyring // the first member's, which joins the others
 }
 
 func newCluster(t *testing.T) *cluster {
@@ -41,6 +46,27 @@ func newCluster(t *testing.T) *cluster {
 		t.Fatalf("pki.Init: %v", err)
 	}
 	return &cluster{pkiDir: dir, etcd: etcdtest.Start(t, 3), prefix: etcdtest.Prefix(t)}
+}
+
+// joinKeyring returns the keyring of a member with identity box: the
+// first member makes it, and joins every later one whose identity is
+// not in it yet (`sealroot cluster join`).
+func (c *cluster) joinKeyring(t *testing.T, st keyring.Store, box *secrets.Box) *keyring.Keyring {
+	t.Helper()
+	ctx := context.Background()
+	k := keyring.New(st, box, nil)
+	kr, err := k.Init(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.first == nil {
+		c.first = k
+	} else if !slices.Contains(kr.Recipients, k.Recipient()) {
+		if _, err := c.first.Join(ctx, k.Recipient()); err != nil {
+			t.Fatalf("keyring join: %v", err)
+		}
+	}
+	return k
 }
 
 // server starts one member server of c, without home servers.
@@ -76,19 +102,24 @@ func (c *cluster) member(t *testing.T, name string, mod ...func(*attest.Config))
 	if err != nil {
 		t.Fatalf("audit.Open: %v", err)
 	}
-	box, err := secrets.LoadOrCreate(filepath.Join(c.pkiDir, "secrets.age.key"))
+	keyDir := c.pkiDir
+	if c.ownKeys {
+		keyDir = dir
+	}
+	box, err := secrets.LoadOrCreate(filepath.Join(keyDir, "secrets.age.key"))
 	if err != nil {
 		t.Fatalf("secrets.LoadOrCreate: %v", err)
 	}
 	logger := testenv.Logger(t, "", hclog.Debug)
+	keys := c.joinKeyring(t, st, box)
 	cfg := attest.Config{Certificate: cert, Store: st, Audit: al, Logger: logger}
 	for _, m := range mod {
 		m(&cfg)
 	}
 	if name != "" {
-		cfg.Cluster = &attest.Cluster{Name: name, Store: st, Box: box}
+		cfg.Cluster = &attest.Cluster{Name: name, Store: st, Box: keys}
 	}
-	mgr := machines.New(machines.Config{Store: st, Box: box, Audit: al, Logger: logger, Withdraw: cfg.Withdraw})
+	mgr := machines.New(machines.Config{Store: st, Box: box, Keyring: keys, Audit: al, Logger: logger, Withdraw: cfg.Withdraw})
 	cfg.Secrets = mgr
 	srv, err := attest.New(cfg)
 	if err != nil {

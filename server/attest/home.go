@@ -21,7 +21,7 @@ import (
 // and ready the root (HomeRequest, which carries no secret), and seals
 // the home's answer: its tunnel endpoint, key and address, its root plan
 // and the boot's root secrets, which the home generates and sends
-// encrypted to the servers' shared age identity (Box). The releasing
+// encrypted to every member server of the secrets keyring (Box). The releasing
 // transaction here stays the final guard; the home re-checks the record
 // version before it acts.
 type Cluster struct {
@@ -32,10 +32,11 @@ type Cluster struct {
 	AnswerTimeout time.Duration
 }
 
-// Box encrypts and decrypts with the servers' shared age identity;
-// *secrets.Box implements it.
+// Box encrypts to every member server of the secrets keyring, so that
+// whichever server asked can read a home's answer, and decrypts with this
+// server's own age identity; *keyring.Keyring implements it.
 type Box interface {
-	Encrypt(plaintext []byte) ([]byte, error)
+	Encrypt(ctx context.Context, plaintext []byte) ([]byte, error)
 	Decrypt(ciphertext []byte) ([]byte, error)
 }
 
@@ -175,7 +176,7 @@ func (s *Server) readyForPeer(ctx context.Context, req store.HomeRequest) store.
 			buf, err := json.Marshal(secrets)
 			clear(secrets)
 			if err == nil {
-				a.Secrets, err = s.cluster.Box.Encrypt(buf)
+				a.Secrets, err = s.cluster.Box.Encrypt(ctx, buf)
 			}
 			clear(buf)
 			if err != nil {

@@ -184,12 +184,14 @@ func (c *cluster) store(t *testing.T) *store.Etcd {
 
 // A machine whose iSCSI root lives on A, attested on B: the credential
 // carries A's portal, target and the fresh CHAP credentials A generated
-// (sent to B encrypted to the shared age identity), and they log in to
+// (sent to B encrypted to every member of the secrets keyring: each
+// server has its own age identity, B joined by A), and they log in to
 // A's target; B, which has an iSCSI provider of its own, serves nothing.
 // Revoked on B, the machine loses its target on A.
 func TestClusterHomeISCSIRoot(t *testing.T) {
 	ctx := context.Background()
 	c := newCluster(t)
+	c.ownKeys = true
 	rA, rB := newRootEnv(t), newRootEnv(t)
 	a, _ := c.member(t, "a", withRoots(rA.p))
 	b, _ := c.member(t, "b", withRoots(rB.p))

@@ -122,6 +122,20 @@ func (k *Keyring) current(ctx context.Context) (store.Keyring, error) {
 	return kr, err
 }
 
+// Encrypt encrypts plaintext to every member of the current keyring
+// (a secret in transit between servers: a home server's answer).
+func (k *Keyring) Encrypt(ctx context.Context, plaintext []byte) ([]byte, error) {
+	kr, err := k.current(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ct, err := secrets.EncryptTo(kr.Recipients, plaintext)
+	if err != nil {
+		return nil, fmt.Errorf("keyring encrypt: %w", err)
+	}
+	return ct, nil
+}
+
 // Decrypt decrypts a secret with this server's identity.
 func (k *Keyring) Decrypt(ct []byte) ([]byte, error) { return k.box.Decrypt(ct) }
 
