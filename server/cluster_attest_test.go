@@ -135,6 +135,23 @@ func TestServersShareEtcdAttest(t *testing.T) {
 	if m, err := a.admin.Machine(ctx, id); err != nil || m.Home != "boot-b" {
 		t.Fatalf("machine on A = %+v, %v; want home boot-b", m, err)
 	}
+	// The boot history names the server that decided by its
+	// store.server_name (both members run on this one host).
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		m, err := a.admin.Machine(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if last := m.LastAttempt(); last != nil && last.Outcome == "allowed" {
+			if last.Server != "boot-b" {
+				t.Fatalf("boot history: allowed by %q, want boot-b", last.Server)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("boot history on A: no allowed attempt (%+v)", m.History)
+		}
+	}
 
 	held := &heldAgent{Agent: agents[0], reached: make(chan struct{}), proceed: make(chan struct{})}
 	heldOnB, err := agentattest.New(agentattest.Config{Servers: []string{b.target.Addr}, ServerName: "localhost",

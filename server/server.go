@@ -63,7 +63,8 @@ import (
 	"github.com/sealroot/sealroot/wire"
 )
 
-// serverName names this server in machines' boot history.
+// serverName is the host name, which names this server in machines' boot
+// history and the cluster unless store.server_name does.
 func serverName() string {
 	name, err := os.Hostname()
 	if err != nil {
@@ -181,7 +182,7 @@ func New(ctx context.Context, cfg config.Config, logger hclog.Logger) (_ *Server
 		logger.Warn("audit log ended in a torn line (a write cut short): cut it off", "bytes", n)
 	}
 	auditLog.OnRecord(s.events.Publish)
-	s.history = history.New(s.store, serverName(), logger)
+	s.history = history.New(s.store, cfg.ClusterName(serverName()), logger)
 	s.metrics = newMetrics(&cfg, s.store, s)
 	if cfg.Tunnel != nil {
 		if s.tunnel, err = newTunnel(ctx, cfg.Tunnel, cfg.StateDir, s.store, logger); err != nil {
