@@ -66,9 +66,9 @@ func TestClusterHomeRoot(t *testing.T) {
 	}
 	t.Run("attested_on_b_root_from_a", func(t *testing.T) {
 		labIP(ctx, t, lab, "del", clusterAttestA)
+		defer labIP(ctx, t, lab, "add", clusterAttestA)
 		vm := startPXE(ctx, t, lab, "vm-home-2", BIOS, tp)
 		expectRoot(ctx, t, vm, `root: marker=1$`)
-		labIP(ctx, t, lab, "add", clusterAttestA)
 		checkHome(ctx, t, b, id, "b")
 		st := clusterStatus(ctx, t, b)
 		if !strings.Contains(st, "a up homed=1") || !strings.Contains(st, "b up homed=0") {
