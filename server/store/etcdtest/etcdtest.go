@@ -31,15 +31,21 @@ type Cluster struct {
 	Endpoints []string
 }
 
-// Start starts an etcd cluster of n members (1 or 3); they are stopped at
-// the end of the test.
-func Start(t testing.TB, n int) *Cluster {
+// Start starts an etcd cluster of n members (1 or 3) on loopback; they
+// are stopped at the end of the test.
+func Start(t testing.TB, n int) *Cluster { return StartOn(t, n, "127.0.0.1") }
+
+// StartOn starts an etcd cluster of n members as Start does, every member
+// listening on ip (an address of this host the test owns: the host end of
+// a veth into a test's network namespace, say), so that processes in
+// other network namespaces reach it.
+func StartOn(t testing.TB, n int, ip string) *Cluster {
 	t.Helper()
 	type member struct{ name, peer, client string }
 	ms := make([]member, n)
 	var initial []string
 	for i := range ms {
-		ms[i] = member{fmt.Sprintf("m%d", i), "http://" + freeAddr(t), "http://" + freeAddr(t)}
+		ms[i] = member{fmt.Sprintf("m%d", i), "http://" + freeAddr(t, ip), "http://" + freeAddr(t, ip)}
 		initial = append(initial, ms[i].name+"="+ms[i].peer)
 	}
 	c := &Cluster{t: t}
@@ -131,9 +137,9 @@ func (c *Cluster) Ready(ctx context.Context, cl *clientv3.Client) error {
 	return err
 }
 
-func freeAddr(t testing.TB) string {
+func freeAddr(t testing.TB, ip string) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
 	if err != nil {
 		t.Fatalf("listen: %v", err)
 	}
