@@ -19,6 +19,7 @@ import (
 	agentattest "github.com/sealroot/sealroot/agent/attest"
 	"github.com/sealroot/sealroot/pki"
 	"github.com/sealroot/sealroot/server/audit"
+	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/server/store/etcdtest"
 	"github.com/sealroot/sealroot/test/loadgen"
 	"github.com/sealroot/sealroot/test/netnstest"
@@ -33,9 +34,9 @@ import (
 //     B at once;
 //   - revoked on A with `sealroot machine revoke` while B holds its
 //     exchange between challenge and evidence, it is refused on B;
-//   - with two etcd members of three stopped (no quorum), B refuses
-//     cleanly (store-unavailable) and releases again once a member is
-//     back;
+//   - with one etcd member of three stopped B releases; with two (no
+//     quorum) it refuses cleanly (store-unavailable, the machine's record
+//     unchanged) and releases again once a member is back;
 //   - the server a machine is attesting at is killed (SIGKILL) after its
 //     challenge: the agent fails over to the other and gets its credential.
 func TestServeProcessesShareEtcd(t *testing.T) {
@@ -109,15 +110,32 @@ func TestServeProcessesShareEtcd(t *testing.T) {
 		if _, err := m.attestOnce(t, node, nil, attestB.String()); err != nil {
 			t.Fatalf("attest on B with one etcd member of three down: %v", err)
 		}
+		st, err := store.NewEtcd(ctx, etcd.Client(), prefix, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := wire.MachineID(node.TPM.EKPublic())
+		before, err := st.Machine(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
 		etcd.Stop(1)
 		start := time.Now()
-		_, err := m.attestOnce(t, node, nil, attestB.String())
+		_, err = m.attestOnce(t, node, nil, attestB.String())
 		t.Logf("attest on B without quorum: %v after %v", err, time.Since(start))
 		var r *agentattest.RefusedError
 		if !errors.As(err, &r) || r.Check != "store-unavailable" {
 			t.Fatalf("attest on B without quorum = %v, want refused by check store-unavailable", err)
 		}
 		etcd.Restart(1)
+		after, err := st.Machine(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if after.BootCount != before.BootCount || after.ResetCount != before.ResetCount || after.Version != before.Version {
+			t.Fatalf("a refused attestation changed the record: boots %d -> %d, reset count %d -> %d, version %d -> %d",
+				before.BootCount, after.BootCount, before.ResetCount, after.ResetCount, before.Version, after.Version)
+		}
 		deadline := time.Now().Add(30 * time.Second)
 		for {
 			_, err := m.attestOnce(t, node, nil, attestB.String())
@@ -281,4 +299,3 @@ func waitRefusedInAudit(t *testing.T, path, id, check string) {
 	}
 	t.Fatalf("no refusal by %s of %s in %s after 10s", check, id, path)
 }
-

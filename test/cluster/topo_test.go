@@ -71,7 +71,9 @@ func newTopo(t *testing.T) *topo {
 }
 
 // pfx is a.b.c.d/30.
-func pfx(a, b, c, d byte) netip.Prefix { return netip.PrefixFrom(netip.AddrFrom4([4]byte{a, b, c, d}), 30) }
+func pfx(a, b, c, d byte) netip.Prefix {
+	return netip.PrefixFrom(netip.AddrFrom4([4]byte{a, b, c, d}), 30)
+}
 
 // hostVeth creates a veth pair in the test's own namespace: name, with
 // addr and up, and peerName moved into peer. The pair goes when peer is
