@@ -38,7 +38,8 @@ import (
 //     quorum) it refuses cleanly (store-unavailable, the machine's record
 //     unchanged) and releases again once a member is back;
 //   - the server a machine is attesting at is killed (SIGKILL) after its
-//     challenge: the agent fails over to the other and gets its credential.
+//     challenge: the agent fails over to the other and gets its credential,
+//     and the killed server's registration lapses (B's status drops it).
 func TestServeProcessesShareEtcd(t *testing.T) {
 	netnstest.RequireRoot(t)
 	ctx := context.Background()
@@ -196,6 +197,22 @@ func TestServeProcessesShareEtcd(t *testing.T) {
 		}
 		t.Logf("%s killed after its challenge; credential from the other server %v later; the agent's console:\n%s",
 			victim.name, time.Since(start).Round(time.Millisecond), console.String())
+		// Killed, A never revoked its registration: it lapses (etcd lease,
+		// store.RegistrationTTL), and B's status no longer lists it.
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			st, err := b.admin().Status(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cs := st.Cluster; cs != nil && len(cs.Servers) == 1 && cs.Servers[0].Name == "boot-b" && cs.Servers[0].Up {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("B's cluster status 20s after A was killed = %+v, want boot-b alone", st.Cluster)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
 	})
 }
 
