@@ -34,6 +34,9 @@ import (
 //     B at once;
 //   - revoked on A with `sealroot machine revoke` while B holds its
 //     exchange between challenge and evidence, it is refused on B;
+//   - (SEALROOT_CLUSTER_RACE=1, fails today) A and B each hold an exchange
+//     of the same boot past its challenge, then both go on: at most one
+//     releases;
 //   - with one etcd member of three stopped B releases; with two (no
 //     quorum) it refuses cleanly (store-unavailable, the machine's record
 //     unchanged) and releases again once a member is back;
@@ -103,6 +106,55 @@ func TestServeProcessesShareEtcd(t *testing.T) {
 		var r *agentattest.RefusedError
 		if !errors.As(err, &r) || r.Check != "revoked" {
 			t.Fatalf("attest on B = %v, want refused by check revoked", err)
+		}
+	})
+
+	t.Run("two servers race to release one boot", func(t *testing.T) {
+		// Known gap (docs/architecture.md, "Decisions hold everywhere at
+		// once"): both exchanges release today, on two servers as on one,
+		// since a release bumps no version and accepts an equal reset
+		// count; the TPM still opens only one of the two credentials
+		// (both sealed to PCR 15 = 0, extended after the first unseal).
+		if os.Getenv("SEALROOT_CLUSTER_RACE") != "1" {
+			t.Skip("known to fail: two racing exchanges of one boot both release; SEALROOT_CLUSTER_RACE=1 runs it")
+		}
+		if err := node.Reboot(); err != nil {
+			t.Fatal(err)
+		}
+		proceed := make(chan struct{})
+		let := sync.OnceFunc(func() { close(proceed) })
+		defer let()
+		var held []*heldAgent
+		done := make(chan error, 2)
+		for _, srv := range []string{attestA.String(), attestB.String()} {
+			h := &heldAgent{Agent: node, reached: make(chan struct{}), proceed: proceed}
+			held = append(held, h)
+			c, err := agentattest.New(agentattest.Config{Servers: []string{srv}, ServerName: serverName, Roots: roots,
+				Device: h, NoUnseal: true, Transport: m.tr})
+			if err != nil {
+				t.Fatal(err)
+			}
+			go func() {
+				actx, cancel := context.WithTimeout(ctx, time.Minute)
+				defer cancel()
+				_, err := c.AttestOnce(actx)
+				done <- err
+			}()
+		}
+		for _, h := range held {
+			<-h.reached
+		}
+		let()
+		var released int
+		for range held {
+			err := <-done
+			t.Logf("racing attestation: %v", err)
+			if err == nil {
+				released++
+			}
+		}
+		if released > 1 {
+			t.Errorf("A and B, each holding an exchange of the same boot past its challenge, released it %d times, want at most once", released)
 		}
 	})
 
