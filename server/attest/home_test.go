@@ -52,14 +52,14 @@ func homeTunnel(t *testing.T, tag byte, prefix, endpoint string) (*tunnel.Tunnel
 func handshake(t *testing.T, ns *netnstest.NS, key wgtypes.Key, serverKey []byte, endpoint netip.AddrPort) error {
 	t.Helper()
 	ct := tuntest.NewChannelTUN()
-	dev := device.NewDevice(ct.TUN(), conn.NewStdNetBind(), device.NewLogger(device.LogLevelSilent, ""))
+	dev := device.NewDevice(ct.TUN(), nsBind{conn.NewStdNetBind(), ns}, device.NewLogger(device.LogLevelSilent, ""))
 	defer dev.Close()
 	cfg := fmt.Sprintf("private_key=%s\npublic_key=%s\nendpoint=%s\npersistent_keepalive_interval=1\nallowed_ip=0.0.0.0/0\n",
 		hex.EncodeToString(key[:]), hex.EncodeToString(serverKey), endpoint)
 	if err := dev.IpcSet(cfg); err != nil {
 		return fmt.Errorf("configure: %w", err)
 	}
-	if err := ns.Do(dev.Up); err != nil {
+	if err := dev.Up(); err != nil {
 		return fmt.Errorf("up: %w", err)
 	}
 	deadline := time.Now().Add(30 * time.Second) // handshakes retry every 5 s
@@ -81,6 +81,23 @@ func handshake(t *testing.T, ns *netnstest.NS, key wgtypes.Key, serverKey []byte
 		}
 	}
 	return fmt.Errorf("no handshake in 30s (%s)", strings.Join(counts, " "))
+}
+
+// nsBind opens its sockets in ns. The channel TUN's Up event brings the
+// device up from wireguard-go's own goroutine too, on a thread outside ns:
+// whichever comes first must not open the socket in the host's namespace,
+// where the initiations never reach the server.
+type nsBind struct {
+	conn.Bind
+	ns *netnstest.NS
+}
+
+func (b nsBind) Open(port uint16) (fns []conn.ReceiveFunc, actual uint16, err error) {
+	err = b.ns.Do(func() (err error) {
+		fns, actual, err = b.Bind.Open(port)
+		return err
+	})
+	return fns, actual, err
 }
 
 // A machine's root is homed on the server that first readied it (A).
