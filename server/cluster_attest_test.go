@@ -33,7 +33,8 @@ type member struct {
 // startMember starts a server named name on etcd c under prefix. Every
 // member shares the first one's PKI (the CA agents pin, a certificate for
 // "localhost") and age identity, copied from shareFrom ("" for the first).
-func startMember(t *testing.T, c *etcdtest.Cluster, prefix, name, shareFrom string) *member {
+// limits, if given, replaces the default limits.
+func startMember(t testing.TB, c *etcdtest.Cluster, prefix, name, shareFrom string, limits ...*config.LimitsConfig) *member {
 	t.Helper()
 	dir := t.TempDir()
 	if shareFrom == "" {
@@ -61,6 +62,9 @@ func startMember(t *testing.T, c *etcdtest.Cluster, prefix, name, shareFrom stri
 	ctx, cancel := context.WithCancel(context.Background())
 	cfg := config.Config{StateDir: dir, AttestAddr: "127.0.0.1:0", AdminSocket: filepath.Join(dir, "admin.sock"),
 		Store: &config.StoreConfig{Backend: config.StoreEtcd, Endpoints: c.Endpoints, Prefix: prefix, ServerName: name}}
+	if len(limits) > 0 {
+		cfg.Limits = limits[0]
+	}
 	srv, err := New(ctx, cfg, nil)
 	if err != nil {
 		cancel()

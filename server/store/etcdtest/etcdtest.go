@@ -33,9 +33,15 @@ type Cluster struct {
 
 // Start starts an etcd cluster of n members (1 or 3) on loopback; they
 // are stopped at the end of the test.
-func Start(t testing.TB, n int) *Cluster {
+func Start(t testing.TB, n int) *Cluster { return StartOn(t, n, "127.0.0.1") }
+
+// StartOn starts an etcd cluster of n members as Start does, every member
+// listening on ip (an address of this host the test owns: the host end of
+// a veth into a test's network namespace, say), so that processes in
+// other network namespaces reach it.
+func StartOn(t testing.TB, n int, ip string) *Cluster {
 	t.Helper()
-	return StartIn(t, n, func(fn func() error) error { return fn() })
+	return start(t, n, ip, func(fn func() error) error { return fn() })
 }
 
 // StartIn is Start with the members' sockets opened inside do, which
@@ -44,8 +50,14 @@ func Start(t testing.TB, n int) *Cluster {
 // members' listeners stay there; the client URLs name its 127.0.0.1).
 func StartIn(t testing.TB, n int, do func(fn func() error) error) *Cluster {
 	t.Helper()
+	return start(t, n, "127.0.0.1", do)
+}
+
+// start starts n members listening on ip, their sockets opened inside do.
+func start(t testing.TB, n int, ip string, do func(fn func() error) error) *Cluster {
+	t.Helper()
 	var addrs []string
-	if err := do(func() (err error) { addrs, err = freeAddrs(2 * n); return err }); err != nil {
+	if err := do(func() (err error) { addrs, err = freeAddrs(ip, 2*n); return err }); err != nil {
 		t.Fatalf("etcdtest: %v", err)
 	}
 	type member struct{ name, peer, client string }
@@ -146,12 +158,12 @@ func (c *Cluster) Ready(ctx context.Context, cl *clientv3.Client) error {
 	return err
 }
 
-// freeAddrs returns n distinct free loopback addresses (held open
-// together while they are picked).
-func freeAddrs(n int) ([]string, error) {
+// freeAddrs returns n distinct free addresses on ip (held open together
+// while they are picked).
+func freeAddrs(ip string, n int) ([]string, error) {
 	var addrs []string
 	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
 		if err != nil {
 			return nil, fmt.Errorf("listen: %w", err)
 		}

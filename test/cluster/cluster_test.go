@@ -1,0 +1,370 @@
+package cluster
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/x509"
+	"errors"
+	mrand "math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	agentattest "github.com/sealroot/sealroot/agent/attest"
+	"github.com/sealroot/sealroot/pki"
+	"github.com/sealroot/sealroot/server/audit"
+	"github.com/sealroot/sealroot/server/store"
+	"github.com/sealroot/sealroot/server/store/etcdtest"
+	"github.com/sealroot/sealroot/test/loadgen"
+	"github.com/sealroot/sealroot/test/netnstest"
+	"github.com/sealroot/sealroot/wire"
+)
+
+// TestServeProcessesShareEtcd runs two `sealroot serve` processes, A and
+// B, in their own network namespaces on one three-member etcd cluster,
+// and machines (software TPMs) in a third namespace that reach both:
+//
+//   - approved on A with `sealroot machine approve`, a machine attests on
+//     B at once;
+//   - revoked on A with `sealroot machine revoke` while B holds its
+//     exchange between challenge and evidence, it is refused on B;
+//   - (SEALROOT_CLUSTER_RACE=1, fails today) A and B each hold an exchange
+//     of the same boot past its challenge, then both go on: at most one
+//     releases;
+//   - with one etcd member of three stopped B releases; with two (no
+//     quorum) it refuses cleanly (store-unavailable, the machine's record
+//     unchanged) and releases again once a member is back;
+//   - the server a machine is attesting at is killed (SIGKILL) after its
+//     challenge: the agent fails over to the other and gets its credential,
+//     and the killed server's registration lapses (B's status drops it).
+func TestServeProcessesShareEtcd(t *testing.T) {
+	netnstest.RequireRoot(t)
+	ctx := context.Background()
+	tp := newTopo(t)
+	etcd := etcdtest.StartOn(t, 3, etcdIP.String())
+	prefix := etcdtest.Prefix(t)
+
+	work := t.TempDir()
+	bin := buildSealroot(t, work)
+	dirA, dirB := filepath.Join(work, "a"), filepath.Join(work, "b")
+	sealroot(t, bin, "pki", "init", "--state-dir", dirA, "--dns", serverName)
+	// B gets its own certificate from A's CA, as a new server does.
+	sealroot(t, bin, "pki", "issue", "--state-dir", dirA, "--dns", serverName, "--out", filepath.Join(dirB, "pki"))
+	a := startServe(t, tp.a, bin, "boot-a", dirA, attestA.String(), etcd.Endpoints, prefix)
+	b := startServe(t, tp.b, bin, "boot-b", dirB, attestB.String(), etcd.Endpoints, prefix)
+
+	caPEM, err := os.ReadFile(filepath.Join(dirA, "pki", pki.CACertFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots, err := pki.CAPool(caPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	agents, err := loadgen.NewAgents(ctx, rand.Reader, 2, loadgen.DefaultSpec())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := newMachine(t, tp, roots)
+	node, stolen := agents[0], agents[1]
+
+	t.Run("approve on A, attest on B", func(t *testing.T) {
+		for _, ag := range agents {
+			id := m.enroll(t, ag, attestB.String())
+			sealroot(t, bin, "--socket", a.socket, "machine", "approve", id)
+		}
+		if _, err := m.attestOnce(t, node, nil, attestB.String()); err != nil {
+			t.Fatalf("attest on B of a machine approved on A = %v, want a credential", err)
+		}
+	})
+
+	t.Run("revoke on A while B holds the exchange", func(t *testing.T) {
+		id := wire.MachineID(stolen.TPM.EKPublic())
+		held := &heldAgent{Agent: stolen, reached: make(chan struct{}), proceed: make(chan struct{})}
+		done := make(chan error, 1)
+		go func() {
+			_, err := m.attestOnce(t, stolen, held, attestB.String())
+			done <- err
+		}()
+		let := sync.OnceFunc(func() { close(held.proceed) })
+		defer let()
+		select {
+		case <-held.reached:
+		case err := <-done:
+			t.Fatalf("attestation on B ended before its evidence: %v", err)
+		}
+		sealroot(t, bin, "--socket", a.socket, "machine", "revoke", id, "--reason", "stolen")
+		waitRefusedInAudit(t, filepath.Join(b.dir, "audit.log"), id, "revoked")
+		let()
+		err := <-done
+		var r *agentattest.RefusedError
+		if !errors.As(err, &r) || r.Check != "revoked" {
+			t.Fatalf("attest on B = %v, want refused by check revoked", err)
+		}
+	})
+
+	t.Run("two servers race to release one boot", func(t *testing.T) {
+		// Known gap (docs/architecture.md, "Decisions hold everywhere at
+		// once"): both exchanges release today, on two servers as on one,
+		// since a release bumps no version and accepts an equal reset
+		// count; the TPM still opens only one of the two credentials
+		// (both sealed to PCR 15 = 0, extended after the first unseal).
+		if os.Getenv("SEALROOT_CLUSTER_RACE") != "1" {
+			t.Skip("known to fail: two racing exchanges of one boot both release; SEALROOT_CLUSTER_RACE=1 runs it")
+		}
+		if err := node.Reboot(); err != nil {
+			t.Fatal(err)
+		}
+		proceed := make(chan struct{})
+		let := sync.OnceFunc(func() { close(proceed) })
+		defer let()
+		var held []*heldAgent
+		done := make(chan error, 2)
+		for _, srv := range []string{attestA.String(), attestB.String()} {
+			h := &heldAgent{Agent: node, reached: make(chan struct{}), proceed: proceed}
+			held = append(held, h)
+			c, err := agentattest.New(agentattest.Config{Servers: []string{srv}, ServerName: serverName, Roots: roots,
+				Device: h, NoUnseal: true, Transport: m.tr})
+			if err != nil {
+				t.Fatal(err)
+			}
+			go func() {
+				actx, cancel := context.WithTimeout(ctx, time.Minute)
+				defer cancel()
+				_, err := c.AttestOnce(actx)
+				done <- err
+			}()
+		}
+		for _, h := range held {
+			<-h.reached
+		}
+		let()
+		var released int
+		for range held {
+			err := <-done
+			t.Logf("racing attestation: %v", err)
+			if err == nil {
+				released++
+			}
+		}
+		if released > 1 {
+			t.Errorf("A and B, each holding an exchange of the same boot past its challenge, released it %d times, want at most once", released)
+		}
+	})
+
+	t.Run("etcd quorum lost", func(t *testing.T) {
+		etcd.Stop(2)
+		if _, err := m.attestOnce(t, node, nil, attestB.String()); err != nil {
+			t.Fatalf("attest on B with one etcd member of three down: %v", err)
+		}
+		st, err := store.NewEtcd(ctx, etcd.Client(), prefix, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := wire.MachineID(node.TPM.EKPublic())
+		before, err := st.Machine(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		etcd.Stop(1)
+		start := time.Now()
+		_, err = m.attestOnce(t, node, nil, attestB.String())
+		t.Logf("attest on B without quorum: %v after %v", err, time.Since(start))
+		var r *agentattest.RefusedError
+		if !errors.As(err, &r) || r.Check != "store-unavailable" {
+			t.Fatalf("attest on B without quorum = %v, want refused by check store-unavailable", err)
+		}
+		etcd.Restart(1)
+		after, err := st.Machine(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if after.BootCount != before.BootCount || after.ResetCount != before.ResetCount || after.Version != before.Version {
+			t.Fatalf("a refused attestation changed the record: boots %d -> %d, reset count %d -> %d, version %d -> %d",
+				before.BootCount, after.BootCount, before.ResetCount, after.ResetCount, before.Version, after.Version)
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			_, err := m.attestOnce(t, node, nil, attestB.String())
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("attest on B 30s after the quorum returned: %v", err)
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+	})
+
+	t.Run("server killed mid-boot", func(t *testing.T) {
+		// The machine's root lives on B (B readied its first boot), so
+		// the server that dies is A, the one its agent tries first
+		// (a seed whose shuffle puts A first); B has what it needs.
+		id := wire.MachineID(node.TPM.EKPublic())
+		if got, err := a.admin().Machine(ctx, id); err != nil || got.Home != "boot-b" {
+			t.Fatalf("machine on A = %+v, %v; want home boot-b", got, err)
+		}
+		servers := []string{attestB.String(), attestA.String()}
+		seed := uint64(1)
+		for agentattest.ShuffleServers(servers, mrand.New(mrand.NewPCG(seed, seed)))[0] != attestA.String() {
+			seed++
+		}
+		victim := a
+		held := &heldAgent{Agent: node, reached: make(chan struct{}), proceed: make(chan struct{})}
+		if err := node.Reboot(); err != nil {
+			t.Fatal(err)
+		}
+		c, err := agentattest.New(agentattest.Config{Servers: servers, ServerName: serverName, Roots: roots,
+			Device: held, NoUnseal: true, Transport: m.tr, Rand: mrand.New(mrand.NewPCG(seed, seed)),
+			AttemptTimeout: 5 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var console strings.Builder
+		done := make(chan error, 1)
+		go func() {
+			actx, cancel := context.WithTimeout(ctx, time.Minute)
+			defer cancel()
+			_, err := c.Attest(actx, &console)
+			done <- err
+		}()
+		let := sync.OnceFunc(func() { close(held.proceed) })
+		defer let()
+		select {
+		case <-held.reached:
+		case err := <-done:
+			t.Fatalf("attestation ended before its evidence: %v", err)
+		}
+		victim.kill(t)
+		let()
+		start := time.Now()
+		if err := <-done; err != nil {
+			t.Fatalf("attest after %s was killed mid-boot = %v, want a credential from the other server\n%s", victim.name, err, console.String())
+		}
+		t.Logf("%s killed after its challenge; credential from the other server %v later; the agent's console:\n%s",
+			victim.name, time.Since(start).Round(time.Millisecond), console.String())
+		// Killed, A never revoked its registration: it lapses (etcd lease,
+		// store.RegistrationTTL), and B's status no longer lists it.
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			st, err := b.admin().Status(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cs := st.Cluster; cs != nil && len(cs.Servers) == 1 && cs.Servers[0].Name == "boot-b" && cs.Servers[0].Up {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("B's cluster status 20s after A was killed = %+v, want boot-b alone", st.Cluster)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	})
+}
+
+// machine is the simulated machines' side: a socket in the machine
+// namespace that every attestation goes through.
+type machine struct {
+	tr    *quic.Transport
+	roots *x509.CertPool
+}
+
+func newMachine(t *testing.T, tp *topo, roots *x509.CertPool) *machine {
+	t.Helper()
+	var pc net.PacketConn
+	err := tp.machine.Do(func() (err error) {
+		pc, err = net.ListenUDP("udp", &net.UDPAddr{})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &machine{tr: &quic.Transport{Conn: pc}, roots: roots}
+	t.Cleanup(func() {
+		m.tr.Close()
+		pc.Close()
+	})
+	return m
+}
+
+// attestOnce boots ag again (a TPM reset, the same measured boot) and
+// attests it once at servers, in order, through dev (nil: ag itself).
+func (m *machine) attestOnce(t *testing.T, ag *loadgen.Agent, dev agentattest.Device, servers ...string) (*agentattest.Result, error) {
+	if err := ag.Reboot(); err != nil {
+		return nil, err
+	}
+	if dev == nil {
+		dev = ag
+	}
+	c, err := agentattest.New(agentattest.Config{Servers: servers, ServerName: serverName, Roots: m.roots,
+		Device: dev, NoUnseal: true, Transport: m.tr})
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	return c.AttestOnce(ctx)
+}
+
+// enroll makes ag known at server (its first attestation leaves it
+// pending) and returns its machine ID.
+func (m *machine) enroll(t *testing.T, ag *loadgen.Agent, server string) string {
+	t.Helper()
+	_, err := m.attestOnce(t, ag, nil, server)
+	var pending *agentattest.PendingError
+	if !errors.As(err, &pending) {
+		t.Fatalf("first attestation at %s = %v, want pending", server, err)
+	}
+	return pending.MachineID
+}
+
+// heldAgent holds its attestation between the server's challenge and its
+// evidence, once.
+type heldAgent struct {
+	*loadgen.Agent
+	once             sync.Once
+	reached, proceed chan struct{}
+}
+
+func (h *heldAgent) ActivateCredential(ctx context.Context, blob, secret []byte) ([]byte, error) {
+	first := false
+	h.once.Do(func() { first = true })
+	if first {
+		close(h.reached)
+		select {
+		case <-h.proceed:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return h.Agent.ActivateCredential(ctx, blob, secret)
+}
+
+// waitRefusedInAudit waits until the newest attestation entry of id in
+// the audit log at path is a refusal by check.
+func waitRefusedInAudit(t *testing.T, path, id, check string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		entries, err := audit.ReadAll(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := len(entries) - 1; i >= 0; i-- {
+			if e := entries[i]; e.MachineID == id && e.Action == "attest" {
+				if e.Outcome == "refused" && e.Check == check {
+					return
+				}
+				break
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("no refusal by %s of %s in %s after 10s", check, id, path)
+}

@@ -1,0 +1,127 @@
+package cluster
+
+import (
+	"bufio"
+	"cmp"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sealroot/sealroot/server/api/client"
+	"github.com/sealroot/sealroot/test/netnstest"
+	"github.com/sealroot/sealroot/test/testenv"
+)
+
+// serverName is the DNS name in every server's certificate.
+const serverName = "sealroot.cluster"
+
+// buildSealroot builds the sealroot command into dir.
+func buildSealroot(t *testing.T, dir string) string {
+	t.Helper()
+	gobin := testenv.LookTool(t, "go")
+	bin := filepath.Join(dir, "sealroot")
+	if out, err := exec.Command(gobin, "build", "-o", bin, "../../cmd/sealroot").CombinedOutput(); err != nil {
+		t.Fatalf("go build sealroot: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// sealroot runs the sealroot CLI and returns its output; a failure fails t.
+func sealroot(t *testing.T, bin string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(bin, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("sealroot %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
+
+// serve is one `sealroot serve` process.
+type serve struct {
+	name   string
+	dir    string // its state_dir
+	socket string // its admin socket
+	cmd    *exec.Cmd
+	logged chan struct{} // closed when its stderr ends
+}
+
+// startServe runs `sealroot serve` named name in ns, on the etcd cluster
+// at endpoints under prefix, taking attestations on attest. Its state
+// directory dir holds its PKI already. It is stopped at the end of the
+// test unless killed before.
+func startServe(t *testing.T, ns *netnstest.NS, bin, name, dir, attest string, endpoints []string, prefix string) *serve {
+	t.Helper()
+	s := &serve{name: name, dir: dir, socket: filepath.Join(dir, "admin.sock"), logged: make(chan struct{})}
+	cfg := map[string]any{
+		"state_dir": dir, "attest_addr": attest, "admin_socket": s.socket,
+		"log_level": cmp.Or(os.Getenv("SEALROOT_CLUSTER_LOG"), "info"),
+		"store":     map[string]any{"backend": "etcd", "endpoints": endpoints, "prefix": prefix, "server_name": name},
+	}
+	path := filepath.Join(dir, "sealroot.json")
+	b, _ := json.MarshalIndent(cfg, "", "  ")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.cmd = ns.Command(context.Background(), bin, "serve", "--config", path)
+	stderr, err := s.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.cmd.Stdout = s.cmd.Stderr
+	if err := s.cmd.Start(); err != nil {
+		t.Fatalf("sealroot serve %s: %v", name, err)
+	}
+	go func() {
+		defer close(s.logged)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			t.Logf("serve %s: %s", name, sc.Text())
+		}
+	}()
+	t.Cleanup(func() {
+		s.cmd.Process.Signal(os.Interrupt)
+		k := time.AfterFunc(20*time.Second, func() { s.cmd.Process.Kill() })
+		defer k.Stop()
+		<-s.logged
+		s.cmd.Wait()
+	})
+	s.waitReady(t)
+	return s
+}
+
+// waitReady waits until the server answers on its admin socket.
+func (s *serve) waitReady(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err := s.admin().Status(ctx)
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sealroot serve %s not answering after a minute: %v", s.name, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (s *serve) admin() *client.Client { return client.New(s.socket) }
+
+// kill ends the process with SIGKILL, as a crash or a power cut would:
+// nothing of its shutdown runs.
+func (s *serve) kill(t *testing.T) {
+	t.Helper()
+	// nsenter execs sealroot: the process is sealroot itself.
+	if err := s.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatalf("kill %s: %v", s.name, err)
+	}
+	<-s.logged
+	s.cmd.Wait()
+}

@@ -1,0 +1,142 @@
+package cluster
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+
+	"github.com/sealroot/sealroot/test/netnstest"
+)
+
+// topo is the test's network: two server namespaces, each linked to the
+// host (where etcd listens on etcdIP) and to the machine's namespace.
+//
+//	host 10.83.1.1 (etcd) ── 10.83.1.2 A 10.83.3.1 ── 10.83.3.2 machine
+//	host 10.83.2.1        ── 10.83.2.2 B 10.83.4.1 ── 10.83.4.2 machine
+type topo struct {
+	a, b, machine *netnstest.NS
+}
+
+// Addresses of topo. The servers listen for attestations on attestA and
+// attestB; etcd on etcdIP.
+var (
+	etcdIP  = netip.MustParseAddr("10.83.1.1")
+	attestA = netip.AddrPortFrom(netip.MustParseAddr("10.83.3.1"), 4433)
+	attestB = netip.AddrPortFrom(netip.MustParseAddr("10.83.4.1"), 4433)
+)
+
+func newTopo(t *testing.T) *topo {
+	t.Helper()
+	tag := fmt.Sprintf("cluster%d", os.Getpid())
+	tp := &topo{a: netnstest.New(t, tag+"a"), b: netnstest.New(t, tag+"b"), machine: netnstest.New(t, tag+"m")}
+	// Host links: uniquely named, since the host namespace is shared.
+	// Both ends are created in the host: named uniquely there.
+	hostEnd := func(srv *netnstest.NS, name string, k byte) (srvLink string) {
+		t.Helper()
+		hostLink := fmt.Sprintf("cl%d%s", os.Getpid(), name)
+		srvLink = hostLink + "s"
+		if err := hostVeth(hostLink, pfx(10, 83, k, 1), srv, srvLink); err != nil {
+			t.Fatal(err)
+		}
+		if err := srv.Do(func() error { return addAddrUp(srvLink, pfx(10, 83, k, 2)) }); err != nil {
+			t.Fatal(err)
+		}
+		return srvLink
+	}
+	hostEnd(tp.a, "a", 1)
+	bLink := hostEnd(tp.b, "b", 2)
+	// B reaches etcd on A's host link through its own.
+	if err := tp.b.Do(func() error { return addRoute(bLink, netip.PrefixFrom(etcdIP, 32), pfx(10, 83, 2, 1).Addr()) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := tp.a.AddVeth("eth1", "", tp.machine, "ea", pfx(10, 83, 3, 2)); err != nil {
+		t.Fatal(err)
+	}
+	if err := tp.a.Do(func() error { return addAddr("eth1", pfx(10, 83, 3, 1)) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := tp.b.AddVeth("eth1", "", tp.machine, "eb", pfx(10, 83, 4, 2)); err != nil {
+		t.Fatal(err)
+	}
+	if err := tp.b.Do(func() error { return addAddr("eth1", pfx(10, 83, 4, 1)) }); err != nil {
+		t.Fatal(err)
+	}
+	return tp
+}
+
+// pfx is a.b.c.d/30.
+func pfx(a, b, c, d byte) netip.Prefix {
+	return netip.PrefixFrom(netip.AddrFrom4([4]byte{a, b, c, d}), 30)
+}
+
+// hostVeth creates a veth pair in the test's own namespace: name, with
+// addr and up, and peerName moved into peer. The pair goes when peer is
+// removed.
+func hostVeth(name string, addr netip.Prefix, peer *netnstest.NS, peerName string) error {
+	// A locked thread that never joined a namespace: the host's.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}, PeerName: peerName}
+	if err := netlink.LinkAdd(veth); err != nil {
+		return fmt.Errorf("netlink.LinkAdd(veth %s/%s): %w", name, peerName, err)
+	}
+	p, err := netlink.LinkByName(peerName)
+	if err != nil {
+		return fmt.Errorf("netlink.LinkByName(%s): %w", peerName, err)
+	}
+	h, err := netns.GetFromPath(peer.Path)
+	if err != nil {
+		return fmt.Errorf("netns.GetFromPath(%s): %w", peer.Path, err)
+	}
+	defer h.Close()
+	if err := netlink.LinkSetNsFd(p, int(h)); err != nil {
+		return fmt.Errorf("netlink.LinkSetNsFd(%s, %s): %w", peerName, peer.Name, err)
+	}
+	return addAddrUp(name, addr)
+}
+
+// addAddrUp gives link addr and sets it up.
+func addAddrUp(link string, p netip.Prefix) error {
+	if err := addAddr(link, p); err != nil {
+		return err
+	}
+	l, err := netlink.LinkByName(link)
+	if err != nil {
+		return fmt.Errorf("netlink.LinkByName(%s): %w", link, err)
+	}
+	if err := netlink.LinkSetUp(l); err != nil {
+		return fmt.Errorf("netlink.LinkSetUp(%s): %w", link, err)
+	}
+	return nil
+}
+
+func addAddr(link string, p netip.Prefix) error {
+	l, err := netlink.LinkByName(link)
+	if err != nil {
+		return fmt.Errorf("netlink.LinkByName(%s): %w", link, err)
+	}
+	a := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), 32)}}
+	if err := netlink.AddrAdd(l, a); err != nil {
+		return fmt.Errorf("netlink.AddrAdd(%s, %s): %w", link, p, err)
+	}
+	return nil
+}
+
+func addRoute(link string, dst netip.Prefix, gw netip.Addr) error {
+	l, err := netlink.LinkByName(link)
+	if err != nil {
+		return fmt.Errorf("netlink.LinkByName(%s): %w", link, err)
+	}
+	r := &netlink.Route{LinkIndex: l.Attrs().Index, Gw: gw.AsSlice(),
+		Dst: &net.IPNet{IP: dst.Addr().AsSlice(), Mask: net.CIDRMask(dst.Bits(), 32)}}
+	if err := netlink.RouteAdd(r); err != nil {
+		return fmt.Errorf("netlink.RouteAdd(%s via %s): %w", dst, gw, err)
+	}
+	return nil
+}
