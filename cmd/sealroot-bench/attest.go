@@ -66,7 +66,7 @@ Failures are reported and make the exit code 1.`,
 	f := attestCmd.Flags()
 	f.IntVarP(&a.n, "count", "n", 1000, "attestations to run (and baseline connections)")
 	f.IntVarP(&a.c, "concurrency", "c", 32, fmt.Sprintf("concurrent connections, 1 to %d", loadgen.MaxConcurrency))
-	f.IntVar(&a.machines, "machines", 0, "simulated machines (default: the concurrency)")
+	f.IntVar(&a.machines, "machines", 0, "simulated machines, at least the concurrency (default: the concurrency)")
 	f.StringVar(&a.server, "server", "", "attestation service `host:port` (default: an in-process server)")
 	f.StringVar(&a.ca, "ca", "", "CA certificate `file` of --server")
 	f.StringVar(&a.serverName, "server-name", "", "`name` in the certificate of --server (default: its host)")
@@ -83,8 +83,10 @@ func (a *benchAttestArgs) validate(c *cobra.Command) error {
 	switch {
 	case opts.Validate() != nil:
 		return &cmdline.UsageError{Cmd: c, Err: opts.Validate()}
-	case a.machines < 1:
-		return cmdline.Usagef(c, "--machines %d, want at least 1", a.machines)
+	case a.machines < a.c:
+		// A machine attests one boot at a time; two attestations of one
+		// boot at once get one credential (the other: boot-released).
+		return cmdline.Usagef(c, "--machines %d, want at least the concurrency %d (a machine attests one at a time)", a.machines, a.c)
 	case a.server == "" && (a.ca != "" || a.serverName != ""):
 		return cmdline.Usagef(c, "--ca and --server-name need --server")
 	case a.server != "" && a.ca == "":

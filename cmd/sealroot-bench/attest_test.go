@@ -48,7 +48,7 @@ func TestBenchAttestInProcess(t *testing.T) {
 }
 
 func TestBenchAttestJSON(t *testing.T) {
-	r := runBench(t, filepath.Join(t.TempDir(), "unused.sock"), "--json", "attest", "-n", "6", "-c", "2", "--machines", "1")
+	r := runBench(t, filepath.Join(t.TempDir(), "unused.sock"), "--json", "attest", "-n", "6", "-c", "1", "--machines", "1")
 	if r.code != 0 {
 		t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
 	}
@@ -65,10 +65,10 @@ func TestBenchAttestJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
 		t.Fatalf("stdout %q does not parse: %v", r.stdout, err)
 	}
-	if rep.Count != 6 || rep.Concurrency != 2 || rep.Machines != 1 || rep.Attest.Count != 6 || rep.Attest.Errors != 0 ||
+	if rep.Count != 6 || rep.Concurrency != 1 || rep.Machines != 1 || rep.Attest.Count != 6 || rep.Attest.Errors != 0 ||
 		rep.Baseline.Count != 6 || rep.Attest.PerSecond <= 0 || rep.Ratio <= 0 ||
 		!rep.InProcess || !strings.HasPrefix(rep.Server, "127.0.0.1:") {
-		t.Errorf("report = %+v, want 6 attestations at concurrency 2 by 1 machine in-process, no errors, a ratio", rep)
+		t.Errorf("report = %+v, want 6 attestations at concurrency 1 by 1 machine in-process, no errors, a ratio", rep)
 	}
 }
 
@@ -114,6 +114,7 @@ func TestBenchAttestUsage(t *testing.T) {
 		{"zero_concurrency", []string{"-c", "0"}, "concurrency 0"},
 		{"too_concurrent", []string{"-c", "1025"}, "concurrency 1025"},
 		{"zero_machines", []string{"--machines", "0"}, "--machines 0"},
+		{"fewer_machines_than_concurrency", []string{"-c", "4", "--machines", "2"}, "at least the concurrency 4"},
 		{"ca_without_server", []string{"--ca", "ca.crt"}, "need --server"},
 		{"server_without_ca", []string{"--server", "127.0.0.1:4433"}, "--server needs --ca"},
 		{"server_without_port", []string{"--server", "127.0.0.1", "--ca", "ca.crt"}, "missing port"},

@@ -406,6 +406,16 @@ func (x *exchange) release(ctx context.Context, observed *store.BootState, info 
 			return fail("reset-count", fmt.Errorf("TPM reset count %d is below the last accepted %d: replayed or rolled-back quote",
 				info.ResetCount, m.ResetCount))
 		}
+		// One credential per boot: when a release of this very boot (same
+		// TPM reset and restart counts) committed after this exchange read
+		// the record (an exchange racing this one, here or on another
+		// server sharing the store), that one won. A later attestation of
+		// the same boot, begun after that release, is still answered.
+		if x.machine != nil && m.BootCount != x.machine.BootCount &&
+			info.ResetCount == m.ResetCount && info.RestartCount == m.RestartCount {
+			return fail("boot-released", fmt.Errorf("this boot (TPM reset count %d) was released a credential by another attestation while this one ran: one credential per boot",
+				info.ResetCount))
+		}
 		m.ResetCount = max(m.ResetCount, info.ResetCount)
 		m.RestartCount = info.RestartCount
 		m.BootCount++

@@ -36,10 +36,10 @@ func (d *heldDevice) ActivateCredential(ctx context.Context, blob, secret []byte
 
 // heldAttest starts one attestation of m and returns once the server has
 // answered its hello; release lets it go on and returns its outcome.
-func (e *testEnv) heldAttest(t *testing.T, m *testMachine) (release func() (*agentattest.Result, error)) {
+func (e *testEnv) heldAttest(t *testing.T, m *testMachine, mod ...func(*agentattest.Config)) (release func() (*agentattest.Result, error)) {
 	t.Helper()
 	d := &heldDevice{Device: m.dev, reached: make(chan struct{}), proceed: make(chan struct{})}
-	c := e.client(t, d)
+	c := e.client(t, d, mod...)
 	type outcome struct {
 		res *agentattest.Result
 		err error
@@ -372,5 +372,39 @@ func stillRevoked(t *testing.T, e *testEnv, m *testMachine, rec *store.Machine) 
 	t.Helper()
 	if rec == nil || rec.State != store.StateRevoked || !strings.Contains(rec.Reason, "stolen laptop") {
 		t.Errorf("record = %+v, want still revoked", rec)
+	}
+}
+
+// TestOneCredentialPerBoot: two attestations of the same boot, both held
+// past the server's challenge, then let go one after the other: the
+// first is released, the second refused (check boot-released), since a
+// release of its boot committed after it read the record. The record
+// counts one boot. (The agents do not unseal: an unseal extends PCR 15,
+// and a quote made after it is refused by that check instead.)
+func TestOneCredentialPerBoot(t *testing.T) {
+	e := newEnv(t)
+	m := newMachine(t, defaultSpec)
+	e.enrollAndApprove(t, m, "node-once")
+	m.reboot(t)
+	noUnseal := func(c *agentattest.Config) { c.NoUnseal = true }
+	first, second := e.heldAttest(t, m, noUnseal), e.heldAttest(t, m, noUnseal)
+	before, err := e.db.Machine(context.Background(), m.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := first(); err != nil {
+		t.Fatalf("first attestation of the boot: %v", err)
+	}
+	_, err = second()
+	var r *agentattest.RefusedError
+	if !errors.As(err, &r) || r.Check != "boot-released" {
+		t.Fatalf("second attestation of the same boot = %v, want refused by boot-released", err)
+	}
+	after, err := e.db.Machine(context.Background(), m.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.BootCount != before.BootCount+1 {
+		t.Errorf("boot count %d -> %d, want one release", before.BootCount, after.BootCount)
 	}
 }

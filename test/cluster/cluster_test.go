@@ -34,9 +34,8 @@ import (
 //     B at once;
 //   - revoked on A with `sealroot machine revoke` while B holds its
 //     exchange between challenge and evidence, it is refused on B;
-//   - (SEALROOT_CLUSTER_RACE=1, fails today) A and B each hold an exchange
-//     of the same boot past its challenge, then both go on: at most one
-//     releases;
+//   - A and B each hold an exchange of the same boot past its challenge,
+//     then both go on: one releases, the other is refused boot-released;
 //   - with one etcd member of three stopped B releases; with two (no
 //     quorum) it refuses cleanly (store-unavailable, the machine's record
 //     unchanged) and releases again once a member is back;
@@ -110,14 +109,8 @@ func TestServeProcessesShareEtcd(t *testing.T) {
 	})
 
 	t.Run("two servers race to release one boot", func(t *testing.T) {
-		// Known gap (docs/architecture.md, "Decisions hold everywhere at
-		// once"): both exchanges release today, on two servers as on one,
-		// since a release bumps no version and accepts an equal reset
-		// count; the TPM still opens only one of the two credentials
-		// (both sealed to PCR 15 = 0, extended after the first unseal).
-		if os.Getenv("SEALROOT_CLUSTER_RACE") != "1" {
-			t.Skip("known to fail: two racing exchanges of one boot both release; SEALROOT_CLUSTER_RACE=1 runs it")
-		}
+		// One credential per boot: the release that commits second finds
+		// the boot released since it read the record and is refused.
 		if err := node.Reboot(); err != nil {
 			t.Fatal(err)
 		}
@@ -145,16 +138,20 @@ func TestServeProcessesShareEtcd(t *testing.T) {
 			<-h.reached
 		}
 		let()
-		var released int
+		var released, refused int
 		for range held {
 			err := <-done
 			t.Logf("racing attestation: %v", err)
-			if err == nil {
+			var r *agentattest.RefusedError
+			switch {
+			case err == nil:
 				released++
+			case errors.As(err, &r) && r.Check == "boot-released":
+				refused++
 			}
 		}
-		if released > 1 {
-			t.Errorf("A and B, each holding an exchange of the same boot past its challenge, released it %d times, want at most once", released)
+		if released != 1 || refused != 1 {
+			t.Errorf("A and B, each holding an exchange of the same boot past its challenge: %d released, %d refused boot-released; want one each", released, refused)
 		}
 	})
 
