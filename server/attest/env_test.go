@@ -47,6 +47,14 @@ func newEnv(t *testing.T, mod ...func(*attest.Config)) *testEnv {
 // newEnvIn is newEnv with its state (keys, database, audit log) in dir.
 func newEnvIn(t *testing.T, dir string, mod ...func(*attest.Config)) *testEnv {
 	t.Helper()
+	return newEnvOn(t, dir, nil, mod...)
+}
+
+// newEnvOn is newEnvIn on the store st; nil opens a bbolt database in dir
+// (testEnv.db, checked at the end), another store (etcd: a server of
+// several sharing it) leaves db nil.
+func newEnvOn(t *testing.T, dir string, st store.Store, mod ...func(*attest.Config)) *testEnv {
+	t.Helper()
 	if err := pki.Init(dir, pki.InitOptions{DNSNames: []string{"sealroot.test"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}}); err != nil {
 		t.Fatalf("pki.Init: %v", err)
 	}
@@ -60,9 +68,12 @@ func newEnvIn(t *testing.T, dir string, mod ...func(*attest.Config)) *testEnv {
 	}
 	roots := x509.NewCertPool()
 	roots.AddCert(ca)
-	db, err := store.Open(filepath.Join(dir, "state.db"), testenv.Logger(t, "", hclog.Debug))
-	if err != nil {
-		t.Fatalf("store.Open: %v", err)
+	var db *store.DB
+	if st == nil {
+		if db, err = store.Open(filepath.Join(dir, "state.db"), testenv.Logger(t, "", hclog.Debug)); err != nil {
+			t.Fatalf("store.Open: %v", err)
+		}
+		st = db
 	}
 	auditPath := filepath.Join(dir, "audit.log")
 	al, err := audit.Open(auditPath)
@@ -73,11 +84,11 @@ func newEnvIn(t *testing.T, dir string, mod ...func(*attest.Config)) *testEnv {
 	if err != nil {
 		t.Fatalf("secrets.LoadOrCreate: %v", err)
 	}
-	cfg := attest.Config{Certificate: cert, Store: db, Audit: al, Logger: testenv.Logger(t, "", hclog.Debug)}
+	cfg := attest.Config{Certificate: cert, Store: st, Audit: al, Logger: testenv.Logger(t, "", hclog.Debug)}
 	for _, m := range mod {
 		m(&cfg)
 	}
-	mgr := machines.New(machines.Config{Store: db, Box: box, Audit: al, Logger: testenv.Logger(t, "", hclog.Debug),
+	mgr := machines.New(machines.Config{Store: st, Box: box, Audit: al, Logger: testenv.Logger(t, "", hclog.Debug),
 		Withdraw: cfg.Withdraw})
 	cfg.Secrets = mgr
 	if _, ok := cfg.Files.(managerFiles); ok {
@@ -106,6 +117,9 @@ func newEnvIn(t *testing.T, dir string, mod ...func(*attest.Config)) *testEnv {
 		wg.Wait()
 		pc.Close()
 		al.Close()
+		if db == nil {
+			return
+		}
 		if err := db.Check(); err != nil {
 			t.Errorf("store check: %v", err)
 		}

@@ -2,79 +2,14 @@ package attest_test
 
 import (
 	"context"
-	"crypto/x509"
-	"net"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
-
 	agentattest "github.com/sealroot/sealroot/agent/attest"
-	"github.com/sealroot/sealroot/pki"
-	"github.com/sealroot/sealroot/server/attest"
-	"github.com/sealroot/sealroot/server/audit"
-	"github.com/sealroot/sealroot/server/machines"
-	"github.com/sealroot/sealroot/server/secrets"
 	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/server/store/etcdtest"
-	"github.com/sealroot/sealroot/test/testenv"
 )
-
-// newEtcdEnv is newEnv on the etcd store st instead of a bbolt file (db
-// is nil): a server of several sharing st.
-func newEtcdEnv(t *testing.T, st store.Store) *testEnv {
-	t.Helper()
-	dir := t.TempDir()
-	if err := pki.Init(dir, pki.InitOptions{DNSNames: []string{"sealroot.test"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}}); err != nil {
-		t.Fatalf("pki.Init: %v", err)
-	}
-	cert, err := pki.LoadServer(dir)
-	if err != nil {
-		t.Fatalf("pki.LoadServer: %v", err)
-	}
-	ca, err := pki.LoadCA(filepath.Join(dir, "ca.crt"))
-	if err != nil {
-		t.Fatalf("pki.LoadCA: %v", err)
-	}
-	roots := x509.NewCertPool()
-	roots.AddCert(ca)
-	auditPath := filepath.Join(dir, "audit.log")
-	al, err := audit.Open(auditPath)
-	if err != nil {
-		t.Fatalf("audit.Open: %v", err)
-	}
-	box, err := secrets.LoadOrCreate(filepath.Join(dir, "secrets.age.key"))
-	if err != nil {
-		t.Fatalf("secrets.LoadOrCreate: %v", err)
-	}
-	logger := testenv.Logger(t, "", hclog.Debug)
-	mgr := machines.New(machines.Config{Store: st, Box: box, Audit: al, Logger: logger})
-	srv, err := attest.New(attest.Config{Certificate: cert, Store: st, Audit: al, Secrets: mgr, Logger: logger})
-	if err != nil {
-		t.Fatalf("attest.New: %v", err)
-	}
-	mgr.SetAttestations(srv)
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		if err := srv.Serve(ctx, pc); err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-	t.Cleanup(func() {
-		cancel()
-		wg.Wait()
-		pc.Close()
-		al.Close()
-	})
-	return &testEnv{addr: pc.LocalAddr().String(), roots: roots, mgr: mgr, auditPath: auditPath, audit: al, dir: dir, srv: srv}
-}
 
 // TestAttestEtcdQuorum: attestation through the real exchange (QUIC,
 // simulator TPM) on a store in a three-member etcd cluster. With one
@@ -90,7 +25,7 @@ func TestAttestEtcdQuorum(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := newEtcdEnv(t, st)
+	e := newEnvOn(t, t.TempDir(), st)
 	m := newMachine(t, defaultSpec)
 	e.enrollAndApprove(t, m, "node-1")
 	attest := func() (*agentattest.Result, error) {
