@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"runtime"
@@ -52,19 +51,19 @@ func newTopo(t *testing.T) *topo {
 	hostEnd(tp.a, "a", 1)
 	bLink := hostEnd(tp.b, "b", 2)
 	// B reaches etcd on A's host link through its own.
-	if err := tp.b.Do(func() error { return addRoute(bLink, netip.PrefixFrom(etcdIP, 32), pfx(10, 83, 2, 1).Addr()) }); err != nil {
+	if err := tp.b.Do(func() error { return netnstest.AddRoute(bLink, netip.PrefixFrom(etcdIP, 32), pfx(10, 83, 2, 1).Addr()) }); err != nil {
 		t.Fatal(err)
 	}
 	if err := tp.a.AddVeth("eth1", "", tp.machine, "ea", pfx(10, 83, 3, 2)); err != nil {
 		t.Fatal(err)
 	}
-	if err := tp.a.Do(func() error { return addAddr("eth1", pfx(10, 83, 3, 1)) }); err != nil {
+	if err := tp.a.Do(func() error { return netnstest.AddAddr("eth1", pfx(10, 83, 3, 1)) }); err != nil {
 		t.Fatal(err)
 	}
 	if err := tp.b.AddVeth("eth1", "", tp.machine, "eb", pfx(10, 83, 4, 2)); err != nil {
 		t.Fatal(err)
 	}
-	if err := tp.b.Do(func() error { return addAddr("eth1", pfx(10, 83, 4, 1)) }); err != nil {
+	if err := tp.b.Do(func() error { return netnstest.AddAddr("eth1", pfx(10, 83, 4, 1)) }); err != nil {
 		t.Fatal(err)
 	}
 	return tp
@@ -103,7 +102,7 @@ func hostVeth(name string, addr netip.Prefix, peer *netnstest.NS, peerName strin
 
 // addAddrUp gives link addr and sets it up.
 func addAddrUp(link string, p netip.Prefix) error {
-	if err := addAddr(link, p); err != nil {
+	if err := netnstest.AddAddr(link, p); err != nil {
 		return err
 	}
 	l, err := netlink.LinkByName(link)
@@ -112,31 +111,6 @@ func addAddrUp(link string, p netip.Prefix) error {
 	}
 	if err := netlink.LinkSetUp(l); err != nil {
 		return fmt.Errorf("netlink.LinkSetUp(%s): %w", link, err)
-	}
-	return nil
-}
-
-func addAddr(link string, p netip.Prefix) error {
-	l, err := netlink.LinkByName(link)
-	if err != nil {
-		return fmt.Errorf("netlink.LinkByName(%s): %w", link, err)
-	}
-	a := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), 32)}}
-	if err := netlink.AddrAdd(l, a); err != nil {
-		return fmt.Errorf("netlink.AddrAdd(%s, %s): %w", link, p, err)
-	}
-	return nil
-}
-
-func addRoute(link string, dst netip.Prefix, gw netip.Addr) error {
-	l, err := netlink.LinkByName(link)
-	if err != nil {
-		return fmt.Errorf("netlink.LinkByName(%s): %w", link, err)
-	}
-	r := &netlink.Route{LinkIndex: l.Attrs().Index, Gw: gw.AsSlice(),
-		Dst: &net.IPNet{IP: dst.Addr().AsSlice(), Mask: net.CIDRMask(dst.Bits(), 32)}}
-	if err := netlink.RouteAdd(r); err != nil {
-		return fmt.Errorf("netlink.RouteAdd(%s via %s): %w", dst, gw, err)
 	}
 	return nil
 }

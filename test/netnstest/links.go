@@ -117,3 +117,30 @@ func prefixNet(p netip.Prefix) *net.IPNet {
 	bits := p.Addr().BitLen()
 	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), bits)}
 }
+
+// AddAddr gives the link named link the address p. It acts in the calling
+// thread's namespace: call it inside Do.
+func AddAddr(link string, p netip.Prefix) error {
+	l, err := netlink.LinkByName(link)
+	if err != nil {
+		return fmt.Errorf("netlink.LinkByName(%s): %w", link, err)
+	}
+	if err := netlink.AddrAdd(l, &netlink.Addr{IPNet: prefixNet(p)}); err != nil {
+		return fmt.Errorf("netlink.AddrAdd(%s, %s): %w", link, p, err)
+	}
+	return nil
+}
+
+// AddRoute routes dst via gw over the link named link, in the calling
+// thread's namespace: call it inside Do.
+func AddRoute(link string, dst netip.Prefix, gw netip.Addr) error {
+	l, err := netlink.LinkByName(link)
+	if err != nil {
+		return fmt.Errorf("netlink.LinkByName(%s): %w", link, err)
+	}
+	r := &netlink.Route{LinkIndex: l.Attrs().Index, Gw: gw.AsSlice(), Dst: prefixNet(dst)}
+	if err := netlink.RouteAdd(r); err != nil {
+		return fmt.Errorf("netlink.RouteAdd(%s via %s): %w", dst, gw, err)
+	}
+	return nil
+}

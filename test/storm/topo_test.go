@@ -2,12 +2,9 @@ package storm
 
 import (
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"testing"
-
-	"github.com/vishvananda/netlink"
 
 	"github.com/sealroot/sealroot/test/netnstest"
 )
@@ -40,7 +37,7 @@ func newTopo(t testing.TB, machines int) *topo {
 	t.Helper()
 	tag := fmt.Sprintf("storm%d", os.Getpid())
 	tp := &topo{server: netnstest.New(t, tag+"s")}
-	if err := tp.server.Do(func() error { return addAddr("lo", netip.PrefixFrom(serverIP, 32)) }); err != nil {
+	if err := tp.server.Do(func() error { return netnstest.AddAddr("lo", netip.PrefixFrom(serverIP, 32)) }); err != nil {
 		t.Fatal(err)
 	}
 	for k := 0; k*perNS < machines; k++ {
@@ -53,21 +50,21 @@ func newTopo(t testing.TB, machines int) *topo {
 			t.Fatal(err)
 		}
 		err := tp.server.Do(func() error {
-			if err := addAddr(sv, netip.PrefixFrom(srvEnd, 30)); err != nil {
+			if err := netnstest.AddAddr(sv, netip.PrefixFrom(srvEnd, 30)); err != nil {
 				return err
 			}
-			return addRoute(sv, netip.PrefixFrom(machineAddr(k*perNS), 24).Masked(), cliEnd)
+			return netnstest.AddRoute(sv, netip.PrefixFrom(machineAddr(k*perNS), 24).Masked(), cliEnd)
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
 		err = c.Do(func() error {
 			for j := range min(perNS, machines-k*perNS) {
-				if err := addAddr("eth0", netip.PrefixFrom(machineAddr(k*perNS+j), 32)); err != nil {
+				if err := netnstest.AddAddr("eth0", netip.PrefixFrom(machineAddr(k*perNS+j), 32)); err != nil {
 					return err
 				}
 			}
-			return addRoute("eth0", netip.PrefixFrom(serverIP, 32), srvEnd)
+			return netnstest.AddRoute("eth0", netip.PrefixFrom(serverIP, 32), srvEnd)
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -79,28 +76,3 @@ func newTopo(t testing.TB, machines int) *topo {
 
 // nsOf is the namespace of machine i.
 func (tp *topo) nsOf(i int) *netnstest.NS { return tp.clients[i/perNS] }
-
-func addAddr(link string, p netip.Prefix) error {
-	l, err := netlink.LinkByName(link)
-	if err != nil {
-		return fmt.Errorf("netlink.LinkByName(%s): %w", link, err)
-	}
-	a := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), 32)}}
-	if err := netlink.AddrAdd(l, a); err != nil {
-		return fmt.Errorf("netlink.AddrAdd(%s, %s): %w", link, p, err)
-	}
-	return nil
-}
-
-func addRoute(link string, dst netip.Prefix, gw netip.Addr) error {
-	l, err := netlink.LinkByName(link)
-	if err != nil {
-		return fmt.Errorf("netlink.LinkByName(%s): %w", link, err)
-	}
-	r := &netlink.Route{LinkIndex: l.Attrs().Index, Gw: gw.AsSlice(),
-		Dst: &net.IPNet{IP: dst.Addr().AsSlice(), Mask: net.CIDRMask(dst.Bits(), 32)}}
-	if err := netlink.RouteAdd(r); err != nil {
-		return fmt.Errorf("netlink.RouteAdd(%s via %s): %w", dst, gw, err)
-	}
-	return nil
-}
