@@ -24,7 +24,7 @@ const (
 // something its release depends on changed (approval, policy, root,
 // secrets), and the agent must start again.
 func (x *exchange) commit(ctx context.Context, fn func(*store.Machine) error) (*store.Machine, error) {
-	m, err := x.s.updateMachine(ctx, x.machineID, func(m *store.Machine) error {
+	m, err := x.s.store.UpdateMachineRecord(ctx, x.machineID, func(m *store.Machine) error {
 		if m.State == store.StateRevoked || m.Version != x.machine.Version {
 			return staleRecord(m)
 		}
@@ -97,7 +97,7 @@ func (x *exchange) current(ctx context.Context) error {
 	case err != nil:
 		return fmt.Errorf("load machine: %w", err)
 	case state == store.StateRevoked || version != x.machine.Version:
-		m, err := x.s.machine(ctx, x.machineID) // for the refusal's words
+		m, err := x.s.store.MachineRecord(ctx, x.machineID) // for the refusal's words
 		switch {
 		case errors.Is(err, store.ErrNotFound):
 			return forgotten()

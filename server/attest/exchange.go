@@ -117,7 +117,7 @@ func (x *exchange) start(ctx context.Context, h *wire.Hello) (wire.Message, erro
 	// Registered before the record is read: a revoke that commits after
 	// the read ends this exchange.
 	x.s.live.add(x)
-	m, err := x.s.machine(ctx, x.machineID)
+	m, err := x.s.store.MachineRecord(ctx, x.machineID)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 	case err != nil:
@@ -256,7 +256,7 @@ func (x *exchange) enroll(ctx context.Context, observed *store.BootState) (wire.
 	}
 	if err := x.s.store.CreateMachine(ctx, m); err != nil {
 		// Two agents with the same EK raced; the other one enrolled it.
-		if existing, err2 := x.s.machine(ctx, x.machineID); err2 == nil {
+		if existing, err2 := x.s.store.MachineRecord(ctx, x.machineID); err2 == nil {
 			x.machine = existing
 			return x.stillPending(ctx, observed)
 		}

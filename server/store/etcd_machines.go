@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"reflect"
 	"strings"
 )
 
@@ -17,7 +16,21 @@ func (s *Etcd) Machine(ctx context.Context, id string) (*Machine, error) {
 	var m *Machine
 	err := s.view(ctx, func(tx *etcdTx) error {
 		var err error
-		m, err = s.getMachine(tx, id)
+		m, err = s.getMachine(tx, id, true)
+		return err
+	})
+	return m, err
+}
+
+// MachineRecord implements Store: Machine without the boot history.
+func (s *Etcd) MachineRecord(ctx context.Context, id string) (*Machine, error) {
+	if err := checkID(id); err != nil {
+		return nil, err
+	}
+	var m *Machine
+	err := s.view(ctx, func(tx *etcdTx) error {
+		var err error
+		m, err = s.getMachine(tx, id, false)
 		return err
 	})
 	return m, err
@@ -108,9 +121,22 @@ func (s *Etcd) UpdateMachine(ctx context.Context, id string, fn func(*Machine) e
 	if err := checkID(id); err != nil {
 		return nil, err
 	}
+	return s.updateMachineTxn(ctx, id, true, fn)
+}
+
+// UpdateMachineRecord implements Store: UpdateMachine neither reading nor
+// writing the boot history.
+func (s *Etcd) UpdateMachineRecord(ctx context.Context, id string, fn func(*Machine) error) (*Machine, error) {
+	if err := checkID(id); err != nil {
+		return nil, err
+	}
+	return s.updateMachineTxn(ctx, id, false, fn)
+}
+
+func (s *Etcd) updateMachineTxn(ctx context.Context, id string, withHistory bool, fn func(*Machine) error) (*Machine, error) {
 	var out *Machine
 	err := s.txn(ctx, func(tx *etcdTx) (err error) {
-		out, err = s.updateMachine(tx, id, fn)
+		out, err = s.updateMachine(tx, id, withHistory, fn)
 		return err
 	})
 	if err != nil {
@@ -121,10 +147,10 @@ func (s *Etcd) UpdateMachine(ctx context.Context, id string, fn func(*Machine) e
 
 // updateMachine applies fn to machine id inside tx and buffers the
 // writes: the record (with a new version when a decision-relevant field
-// changed), its seen fields and history; a revoked machine's user-root
-// leases are freed with it.
-func (s *Etcd) updateMachine(tx *etcdTx, id string, fn func(*Machine) error) (*Machine, error) {
-	m, err := s.getMachine(tx, id)
+// changed), its seen fields and history (when read: withHistory); a
+// revoked machine's user-root leases are freed with it.
+func (s *Etcd) updateMachine(tx *etcdTx, id string, withHistory bool, fn func(*Machine) error) (*Machine, error) {
+	m, err := s.getMachine(tx, id, withHistory)
 	if err != nil {
 		return nil, err
 	}
@@ -153,7 +179,10 @@ func (s *Etcd) updateMachine(tx *etcdTx, id string, fn func(*Machine) error) (*M
 	if err := s.putSeen(tx, m); err != nil {
 		return nil, fmt.Errorf("update machine %s: %w", id, err)
 	}
-	if !reflect.DeepEqual(before.History, m.History) {
+	if !withHistory && m.History != nil {
+		return nil, fmt.Errorf("update machine %s: a record update changed the boot history", id)
+	}
+	if withHistory && historyChanged(before, m) {
 		if err := s.putHistory(tx, id, m.History); err != nil {
 			return nil, err
 		}
@@ -202,8 +231,12 @@ func (s *Etcd) DeleteMachine(ctx context.Context, id string) error {
 
 // getMachine reads machine id's record, seen fields and history in one
 // round trip (its group's version, when it has a group, in a second).
-func (s *Etcd) getMachine(tx *etcdTx, id string) (*Machine, error) {
-	vs, err := tx.getAll(s.keys.machine(id), s.keys.seen(id), s.keys.history(id))
+func (s *Etcd) getMachine(tx *etcdTx, id string, withHistory bool) (*Machine, error) {
+	keys := []string{s.keys.machine(id), s.keys.seen(id)}
+	if withHistory {
+		keys = append(keys, s.keys.history(id))
+	}
+	vs, err := tx.getAll(keys...)
 	if err != nil {
 		return nil, err
 	}
@@ -220,7 +253,7 @@ func (s *Etcd) getMachine(tx *etcdTx, id string) (*Machine, error) {
 	if err := s.applyGroupVersion(tx, m); err != nil {
 		return nil, err
 	}
-	if vs[2] != nil {
+	if withHistory && vs[2] != nil {
 		if err := json.Unmarshal(vs[2], &m.History); err != nil {
 			return nil, fmt.Errorf("machine %s: history: %w: %v", id, ErrCorrupt, err)
 		}

@@ -91,7 +91,7 @@ func (s *Etcd) ReleaseWithLease(ctx context.Context, id, user, claim string, fn 
 	}
 	var out *Machine
 	err := s.txn(ctx, func(tx *etcdTx) error {
-		m, err := s.updateMachine(tx, id, fn)
+		m, err := s.updateMachine(tx, id, true, fn)
 		if err != nil {
 			return err
 		}

@@ -45,9 +45,10 @@ func TestHistoryChangedComparesEveryField(t *testing.T) {
 // MachineRecord and UpdateMachineRecord leave the history out: fn sees
 // none, the stored history stays as it was, and an update that writes
 // one is refused.
-func TestRecordWithoutHistory(t *testing.T) {
+func TestRecordWithoutHistory(t *testing.T) { forEachStore(t, testRecordWithoutHistory) }
+
+func testRecordWithoutHistory(t *testing.T, db testStore) {
 	ctx := context.Background()
-	db, _ := openTestDB(t)
 	m := testMachine(1)
 	if err := db.CreateMachine(ctx, m); err != nil {
 		t.Fatal(err)

@@ -189,6 +189,13 @@ type Store interface {
 	// atomically; fn's error aborts the update and is returned. The
 	// store sets Version when fn changed a decision field.
 	UpdateMachine(ctx context.Context, id string, fn func(*Machine) error) (*Machine, error)
+	// MachineRecord is Machine without the boot history (History nil):
+	// what an attestation decides on.
+	MachineRecord(ctx context.Context, id string) (*Machine, error)
+	// UpdateMachineRecord is UpdateMachine for an update that neither
+	// reads nor writes the boot history (fn gets History nil, the stored
+	// history stays), as an attestation's.
+	UpdateMachineRecord(ctx context.Context, id string, fn func(*Machine) error) (*Machine, error)
 	// DeleteMachine removes a machine and all its secrets.
 	DeleteMachine(ctx context.Context, id string) error
 	// AddAttempts appends each attempt to its machine's History (the
