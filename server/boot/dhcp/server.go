@@ -13,8 +13,9 @@
 // server. In ModeFull it also leases addresses from a small pool, for
 // isolated lab networks. With Config.Leases, leases survive restarts and
 // MACs can have reserved addresses; with Config.Probe a fresh address is
-// probed (ARP) before it is offered. A flood of DISCOVERs with fresh MACs
-// can hold the pool for OfferHold.
+// probed (ARP) before it is offered; requests are answered concurrently,
+// so probes overlap. A flood of DISCOVERs with fresh MACs can hold the
+// pool for OfferHold.
 //
 // [Server.Respond] is the whole request-to-reply decision without sockets;
 // [Server.Serve] binds it to an interface.
@@ -37,6 +38,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"sync"
 
 	"github.com/hashicorp/go-hclog"
@@ -53,6 +55,9 @@ type Server struct {
 	cfg    Config // defaults applied; read-only
 	pool   *pool  // nil in ModeProxy
 	logger hclog.Logger
+
+	probeMu sync.Mutex
+	probing map[netip.Addr]bool // guarded by probeMu: offers waiting for their probe
 }
 
 // New validates cfg and returns a server. A nil logger discards logs.
@@ -64,7 +69,7 @@ func New(cfg Config, logger hclog.Logger) (*Server, error) {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
-	s := &Server{cfg: cfg, logger: logger.Named("dhcp")}
+	s := &Server{cfg: cfg, logger: logger.Named("dhcp"), probing: map[netip.Addr]bool{}}
 	if cfg.Mode == ModeFull {
 		s.pool = newPool(cfg.Pool, cfg.Leases, s.storeError)
 		if cfg.Leases != nil {
@@ -131,9 +136,21 @@ func (s *Server) serveConns(ctx context.Context, conns []net.PacketConn, ports [
 	return errors.Join(errs...)
 }
 
+// maxHandlers bounds the requests of one port answered at once. A
+// DISCOVER that gets a fresh address waits for its ARP probe (300 ms by
+// default); answered one after the other, a storm of fresh machines
+// would wait one probe each and the socket would drop what it cannot
+// hold meanwhile.
+const maxHandlers = 256
+
+// readLoop reads requests and answers each in a goroutine of its own (at
+// most maxHandlers at once), all waited for before it returns.
 func (s *Server) readLoop(ctx context.Context, conn net.PacketConn, port Port) error {
-	buf := make([]byte, maxPacket)
+	var handlers sync.WaitGroup
+	defer handlers.Wait()
+	slots := make(chan struct{}, maxHandlers)
 	for {
+		buf := make([]byte, maxPacket)
 		n, peer, err := conn.ReadFrom(buf)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -141,7 +158,11 @@ func (s *Server) readLoop(ctx context.Context, conn net.PacketConn, port Port) e
 			}
 			return fmt.Errorf("dhcp: read port %d: %w", port, err)
 		}
-		s.handle(conn, port, buf[:n], peer)
+		slots <- struct{}{}
+		handlers.Go(func() {
+			defer func() { <-slots }()
+			s.handle(conn, port, buf[:n], peer)
+		})
 	}
 }
 

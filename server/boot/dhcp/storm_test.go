@@ -1,0 +1,144 @@
+package dhcp
+
+import (
+	"errors"
+	"net/netip"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
+	"github.com/vishvananda/netlink"
+
+	"github.com/sealroot/sealroot/test/netnstest"
+)
+
+// Found by the full-DHCP boot storm (test/storm, SEALROOT_STORM_DHCP=full):
+// each fresh address's probe held the only read loop for its timeout, so
+// a room of fresh machines got its offers one probe apart (50 machines:
+// 15 s; 1,000: over 5 minutes) and retransmitted meanwhile. A DISCOVER
+// whose probe is running must not hold the answer to another client.
+func TestNetnsProbeHoldsNoOtherClient(t *testing.T) {
+	l := newLab(t, "probe")
+	cfg := fullConfig(&fakeClock{})
+	cfg.Now = nil
+	entered, release := make(chan netip.Addr, 1), make(chan struct{})
+	var held netip.Addr
+	var first atomic.Bool
+	cfg.Probe = func(a netip.Addr) bool {
+		if first.CompareAndSwap(false, true) { // the first probe: held until released
+			entered <- a
+			<-release
+		}
+		return false
+	}
+	l.serve(t, cfg)
+	firstDone := make(chan error, 1)
+	go func() {
+		firstDone <- l.client(t, 30*time.Second, 1, func(c *nclient4.Client) error {
+			_, err := c.Request(t.Context(), pxeBIOS...)
+			return err
+		})
+	}()
+	select {
+	case held = <-entered:
+	case err := <-firstDone:
+		t.Fatalf("first client done before its probe: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("first client's address never probed")
+	}
+	t.Logf("first client's address %v held in its probe", held)
+	var second *nclient4.Lease
+	err := l.cli.Do(func() error {
+		c, err := nclient4.New("cl0", nclient4.WithTimeout(2*time.Second), nclient4.WithRetry(3), nclient4.WithHWAddr(mac2))
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		second, err = c.Request(t.Context(), pxeBIOS...)
+		return err
+	})
+	close(release)
+	if err != nil {
+		t.Fatalf("second client while the first one's probe runs: %v (want its lease)", err)
+	}
+	if got, _ := addrOf(second.ACK.YourIPAddr); got == held {
+		t.Fatalf("second client leased %v, the first one's offer", got)
+	}
+	if err := <-firstDone; err != nil {
+		t.Fatalf("first client after its probe: %v", err)
+	}
+}
+
+// A DISCOVER sent again while the first one's address is being probed is
+// not answered with that address (the probe has not said it is free).
+func TestOfferWaitsForItsProbe(t *testing.T) {
+	cfg := fullConfig(&fakeClock{time.Unix(1e9, 0)})
+	entered, release := make(chan struct{}), make(chan struct{})
+	cfg.Probe = func(netip.Addr) bool {
+		close(entered)
+		<-release
+		return false
+	}
+	s := newTestServer(t, cfg)
+	disc := newMsg(t, dhcpv4.MessageTypeDiscover, mac1, plainClient...)
+	type answer struct {
+		reply *dhcpv4.DHCPv4
+		err   error
+	}
+	firstDone := make(chan answer, 1)
+	go func() {
+		r, err := s.Respond(disc, PortDHCP)
+		firstDone <- answer{r, err}
+	}()
+	<-entered
+	again, err := s.Respond(disc, PortDHCP)
+	if !errors.Is(err, ErrIgnored) {
+		t.Errorf("DISCOVER again during the probe = %v, %v; want no answer (ErrIgnored)", again, err)
+	}
+	close(release)
+	a := <-firstDone
+	if a.err != nil || a.reply.MessageType() != dhcpv4.MessageTypeOffer {
+		t.Fatalf("first DISCOVER = %v, %v; want an OFFER after its probe", a.reply, a.err)
+	}
+	if r, err := s.Respond(disc, PortDHCP); err != nil || r.MessageType() != dhcpv4.MessageTypeOffer {
+		t.Fatalf("DISCOVER after the probe = %v, %v; want the OFFER", r, err)
+	}
+}
+
+// Probes of several addresses run at once: a probe an answering host
+// ends returns while another one still waits for its timeout.
+func TestNetnsARPProbesOverlap(t *testing.T) {
+	l := newLab(t, "arp")
+	used := netip.MustParseAddr("192.0.2.50")
+	err := l.cli.Do(func() error {
+		link, err := netlink.LinkByName("cl0")
+		if err != nil {
+			return err
+		}
+		return netnstest.AddAddr(link.Attrs().Name, netip.PrefixFrom(used, 24))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p *ARPProber
+	if err := l.srv.Do(func() (err error) { p, err = NewARPProber("srv0", 10*time.Second); return err }); err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	silent := make(chan bool, 1)
+	go func() { silent <- p.Probe(netip.MustParseAddr("192.0.2.77")) }()
+	time.Sleep(200 * time.Millisecond) // the silent probe is sent first
+	if !p.Probe(used) {
+		t.Fatalf("probe of %v, which cl0 has: no answer", used)
+	}
+	select {
+	case got := <-silent:
+		t.Fatalf("probe of an unused address ended (%v) before the answered one: probes ran one after the other", got)
+	default:
+	}
+	if <-silent {
+		t.Fatal("probe of an unused address answered")
+	}
+}
