@@ -41,10 +41,10 @@ func (p *pool) load(ls []Lease) {
 			continue
 		}
 		if l.MAC == "" {
-			p.byAddr[l.Addr] = &lease{addr: l.Addr, expiry: l.Expiry}
+			p.byAddr[l.Addr] = &lease{addr: l.Addr, expiry: l.Expiry, stored: l.Expiry}
 			continue
 		}
-		p.bindLocked(l.MAC, l.Addr, l.Expiry)
+		p.bindLocked(l.MAC, l.Addr, l.Expiry).stored = l.Expiry
 	}
 }
 
@@ -80,7 +80,9 @@ func (p *pool) persistLocked(l *lease) {
 	}
 	if err := p.store.PutLease(Lease{MAC: l.mac, Addr: l.addr, Expiry: l.expiry}); err != nil {
 		p.storeErr(err)
+		return
 	}
+	l.stored = l.expiry
 }
 
 // storeError logs a lease store failure. The reply goes on from memory:

@@ -17,6 +17,7 @@ type lease struct {
 	mac    string // "" for a declined (quarantined) address
 	addr   netip.Addr
 	expiry time.Time
+	stored time.Time // the expiry the LeaseStore has for this record; zero: none
 }
 
 // pool is an in-memory lease table. Its size is bounded by the range: there
@@ -97,29 +98,50 @@ func (p *pool) offer(mac string, now time.Time) (a netip.Addr, fresh bool, err e
 }
 
 // request confirms a lease on addr for mac and reports whether it may be
-// ACKed. It succeeds if addr is mac's address or is free.
-// A MAC with a reservation gets only its reserved address; an address
-// reserved for another MAC is refused.
-func (p *pool) request(mac string, a netip.Addr, now time.Time) bool {
+// ACKed, and for how long. It succeeds if addr is mac's address or is
+// free. A MAC with a reservation gets only its reserved address; an
+// address reserved for another MAC is refused.
+//
+// A request whose stored lease still has at least coveredShare of a
+// lease time to run is granted that rest without a store write: a boot
+// asks three times within seconds (firmware PXE, iPXE, the agent), and a
+// storm's writes, one commit each, held every other request. What the
+// client is told never outlasts what the store has.
+func (p *pool) request(mac string, a netip.Addr, now time.Time) (ok bool, granted time.Duration) {
 	own, others := p.reservedFor(mac)
 	switch {
 	case own.IsValid() && a != own, others[a]:
-		return false
+		return false, 0
 	case !own.IsValid() && !p.contains(a):
-		return false
+		return false, 0
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if l := p.byMAC[mac]; l != nil && l.addr == a {
+		if left := l.stored.Sub(now); p.store != nil && left >= p.leaseTime*coveredShare/8 {
+			l.expiry = later(l.expiry, l.stored)
+			return true, left
+		}
 		l.expiry = now.Add(p.leaseTime)
 		p.persistLocked(l)
-		return true
+		return true, p.leaseTime
 	}
 	if other := p.byAddr[a]; other != nil && !other.expiry.Before(now) && !own.IsValid() {
-		return false
+		return false, 0
 	}
 	p.persistLocked(p.bindLocked(mac, a, now.Add(p.leaseTime)))
-	return true
+	return true, p.leaseTime
+}
+
+// coveredShare, in eighths of the lease time: a stored lease with at
+// least this much left is granted as it is (RFC 2131's T2 is 7/8).
+const coveredShare = 7
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // release ends mac's lease on addr early; the record stays for stability.

@@ -2,7 +2,9 @@ package dhcp
 
 import (
 	"errors"
+	"net"
 	"net/netip"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -11,6 +13,7 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
 	"github.com/vishvananda/netlink"
 
+	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/test/netnstest"
 )
 
@@ -140,5 +143,65 @@ func TestNetnsARPProbesOverlap(t *testing.T) {
 	}
 	if <-silent {
 		t.Fatal("probe of an unused address answered")
+	}
+}
+
+// countingLeases counts the writes to a real state store.
+type countingLeases struct {
+	dbLeases
+	puts int
+}
+
+func (c *countingLeases) PutLease(l Lease) error {
+	c.puts++
+	return c.dbLeases.PutLease(l)
+}
+
+// Found by the full-DHCP boot storm: every ACK was a store commit under
+// the pool's lock, three per boot (firmware PXE, iPXE, the agent), so a
+// storm's REQUESTs and DISCOVERs queued behind the commits. A REQUEST
+// whose stored lease still covers most of a lease time is granted the
+// rest of it without a write; the client is never told more than the
+// store has, so a restarted server keeps the lease as long.
+func TestRequestsWithinStoredLeaseWriteNothing(t *testing.T) {
+	db, err := store.Open(filepath.Join(t.TempDir(), "state.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	clock := &fakeClock{time.Unix(1e9, 0)}
+	cfg := fullConfig(clock)
+	leases := &countingLeases{dbLeases: dbLeases{db}}
+	cfg.Leases = leases
+	s := newTestServer(t, cfg)
+	lease := cfg.Pool.LeaseTime
+	ask := func(what string) time.Duration {
+		t.Helper()
+		req := newMsg(t, dhcpv4.MessageTypeRequest, mac1, append(plainClient[:len(plainClient):len(plainClient)],
+			dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(net.IPv4(192, 0, 2, 100))))...)
+		reply, err := s.Respond(req, PortDHCP)
+		if err != nil || reply.MessageType() != dhcpv4.MessageTypeAck {
+			t.Fatalf("%s: %v, %v; want ACK", what, reply, err)
+		}
+		granted := reply.IPAddressLeaseTime(0)
+		stored, err := db.DHCPLeases(t.Context())
+		if err != nil || len(stored) != 1 {
+			t.Fatalf("stored leases %v, %v", stored, err)
+		}
+		if end := clock.t.Add(granted); end.After(stored[0].Expiry) {
+			t.Fatalf("%s: granted until %v, stored until %v: the client would outlive a restart", what, end, stored[0].Expiry)
+		}
+		return granted
+	}
+	if got := ask("first ACK (firmware)"); got != lease || leases.puts != 1 {
+		t.Fatalf("first ACK: lease %v, %d writes; want %v, 1", got, leases.puts, lease)
+	}
+	clock.t = clock.t.Add(3 * time.Second)
+	if got := ask("iPXE's ACK 3 s later"); got < lease*7/8 || leases.puts != 1 {
+		t.Fatalf("iPXE's ACK 3 s later: lease %v, %d writes; want the stored rest (>= 7/8 lease), still 1 write", got, leases.puts)
+	}
+	clock.t = clock.t.Add(lease / 4)
+	if got := ask("renewal a quarter lease later"); got != lease || leases.puts != 2 {
+		t.Fatalf("renewal a quarter lease later: lease %v, %d writes; want %v, 2", got, leases.puts, lease)
 	}
 }
