@@ -44,6 +44,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/server4"
+
+	"github.com/sealroot/sealroot/server/boot/udpbuf"
 )
 
 // maxPacket bounds a received datagram; larger ones are truncated and
@@ -107,6 +109,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("dhcp: listen on %s port %d: %w", s.cfg.Interface, p, err)
 		}
+		udpbuf.Grow(c) // the DISCOVERs of a room powered on at once
 		conns = append(conns, c)
 	}
 	s.logger.Info("serving", "interface", s.cfg.Interface, "mode", s.cfg.Mode, "server_ip", s.cfg.ServerIP)

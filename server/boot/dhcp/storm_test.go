@@ -11,8 +11,10 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
+	"github.com/insomniacslk/dhcp/dhcpv4/server4"
 	"github.com/vishvananda/netlink"
 
+	"github.com/sealroot/sealroot/server/boot/udpbuf"
 	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/test/netnstest"
 )
@@ -203,5 +205,61 @@ func TestRequestsWithinStoredLeaseWriteNothing(t *testing.T) {
 	clock.t = clock.t.Add(lease / 4)
 	if got := ask("renewal a quarter lease later"); got != lease || leases.puts != 2 {
 		t.Fatalf("renewal a quarter lease later: lease %v, %d writes; want %v, 2", got, leases.puts, lease)
+	}
+}
+
+// Found by the full-DHCP boot storm: the DHCP sockets had the default
+// receive buffer (about 200 KiB, a hundred DISCOVERs), so most of a
+// room's first DISCOVERs were dropped and waited out the firmware's 4 s
+// retransmission. While every handler is busy, the socket holds a room's
+// requests: 1,256 DISCOVERs sent at once are all answered.
+func TestNetnsDiscoverBurstIsHeld(t *testing.T) {
+	l := newLab(t, "burst")
+	cfg := fullConfig(&fakeClock{})
+	cfg.Now = nil
+	cfg.Pool.Subnet = netip.MustParsePrefix("10.99.0.0/16")
+	cfg.Pool.Start, cfg.Pool.End = netip.MustParseAddr("10.99.0.1"), netip.MustParseAddr("10.99.15.254")
+	cfg.Pool.Router, cfg.Pool.DNS = netip.Addr{}, nil
+	release := make(chan struct{})
+	cfg.Probe = func(netip.Addr) bool { <-release; return false } // every handler held
+	l.serve(t, cfg)
+	var c net.PacketConn
+	err := l.cli.Do(func() (err error) {
+		c, err = server4.NewIPv4UDPConn("cl0", &net.UDPAddr{Port: dhcpv4.ClientPort})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	udpbuf.Grow(c) // the client side holds the OFFERs
+	const n = maxHandlers + 1000
+	want := map[dhcpv4.TransactionID]bool{}
+	time.Sleep(200 * time.Millisecond) // the server's socket is bound
+	for i := range n {
+		mac := net.HardwareAddr{0x52, 0x54, 0x01, 0, byte(i >> 8), byte(i)}
+		d := newMsg(t, dhcpv4.MessageTypeDiscover, mac, plainClient...)
+		want[d.TransactionID] = true
+		if _, err := c.WriteTo(d.ToBytes(), &net.UDPAddr{IP: net.IPv4bcast, Port: dhcpv4.ServerPort}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(500 * time.Millisecond) // all of them queued behind the held handlers
+	close(release)
+	buf := make([]byte, 1500)
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	got := 0
+	for got < n {
+		k, _, err := c.ReadFrom(buf)
+		if err != nil {
+			break
+		}
+		if m, err := dhcpv4.FromBytes(buf[:k]); err == nil && m.MessageType() == dhcpv4.MessageTypeOffer && want[m.TransactionID] {
+			delete(want, m.TransactionID)
+			got++
+		}
+	}
+	if got != n {
+		t.Fatalf("%d of %d DISCOVERs sent at once answered: the rest were dropped", got, n)
 	}
 }
