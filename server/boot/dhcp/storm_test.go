@@ -41,7 +41,9 @@ func TestNetnsProbeHoldsNoOtherClient(t *testing.T) {
 	l.serve(t, cfg)
 	firstDone := make(chan error, 1)
 	go func() {
-		firstDone <- l.client(t, 30*time.Second, 1, func(c *nclient4.Client) error {
+		// Retries cover a server still starting; sent again during the
+		// probe, the DISCOVER is not answered until the probe ends.
+		firstDone <- l.client(t, 2*time.Second, 15, func(c *nclient4.Client) error {
 			_, err := c.Request(t.Context(), pxeBIOS...)
 			return err
 		})
@@ -221,7 +223,13 @@ func TestNetnsDiscoverBurstIsHeld(t *testing.T) {
 	cfg.Pool.Start, cfg.Pool.End = netip.MustParseAddr("10.99.0.1"), netip.MustParseAddr("10.99.15.254")
 	cfg.Pool.Router, cfg.Pool.DNS = netip.Addr{}, nil
 	release := make(chan struct{})
-	cfg.Probe = func(netip.Addr) bool { <-release; return false } // every handler held
+	var hold atomic.Bool
+	cfg.Probe = func(netip.Addr) bool { // every handler held once hold is set
+		if hold.Load() {
+			<-release
+		}
+		return false
+	}
 	l.serve(t, cfg)
 	var c net.PacketConn
 	err := l.cli.Do(func() (err error) {
@@ -235,18 +243,37 @@ func TestNetnsDiscoverBurstIsHeld(t *testing.T) {
 	udpbuf.Grow(c) // the client side holds the OFFERs
 	const n = maxHandlers + 1000
 	want := map[dhcpv4.TransactionID]bool{}
-	time.Sleep(200 * time.Millisecond) // the server's socket is bound
+	// One DISCOVER answered first: the server is serving.
+	bcast := &net.UDPAddr{IP: net.IPv4bcast, Port: dhcpv4.ServerPort}
+	buf := make([]byte, 1500)
+	warm := newMsg(t, dhcpv4.MessageTypeDiscover, mac1, plainClient...)
+	for answered := false; !answered; {
+		if _, err := c.WriteTo(warm.ToBytes(), bcast); err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(time.Second))
+		for {
+			k, _, err := c.ReadFrom(buf)
+			if err != nil {
+				break
+			}
+			if m, err := dhcpv4.FromBytes(buf[:k]); err == nil && m.TransactionID == warm.TransactionID {
+				answered = true
+				break
+			}
+		}
+	}
+	hold.Store(true)
 	for i := range n {
 		mac := net.HardwareAddr{0x52, 0x54, 0x01, 0, byte(i >> 8), byte(i)}
 		d := newMsg(t, dhcpv4.MessageTypeDiscover, mac, plainClient...)
 		want[d.TransactionID] = true
-		if _, err := c.WriteTo(d.ToBytes(), &net.UDPAddr{IP: net.IPv4bcast, Port: dhcpv4.ServerPort}); err != nil {
+		if _, err := c.WriteTo(d.ToBytes(), bcast); err != nil {
 			t.Fatal(err)
 		}
 	}
 	time.Sleep(500 * time.Millisecond) // all of them queued behind the held handlers
 	close(release)
-	buf := make([]byte, 1500)
 	c.SetReadDeadline(time.Now().Add(30 * time.Second))
 	got := 0
 	for got < n {
