@@ -14,6 +14,7 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4/server4"
 	"github.com/insomniacslk/dhcp/iana"
 
+	"github.com/sealroot/sealroot/server/boot/udpbuf"
 	"github.com/sealroot/sealroot/test/netnstest"
 )
 
@@ -77,6 +78,10 @@ func newDHCPLink(ns *netnstest.NS) (*dhcpLink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dhcp client socket in %s: %w", ns.Name, err)
 	}
+	// Every reply is broadcast to every namespace: with the default
+	// buffer this one socket, standing for a hundred NICs, dropped what
+	// a hundred machines would each have received.
+	udpbuf.Grow(l.conn)
 	go l.read()
 	return l, nil
 }
