@@ -1,0 +1,258 @@
+package basepeer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/sealroot/sealroot/server/image"
+	"github.com/sealroot/sealroot/server/store"
+)
+
+// ErrNotOnPeers means no running peer holds the image or base asked for.
+var ErrNotOnPeers = errors.New("no running peer holds it")
+
+// Peers lists the running servers; store.ClusterStore implements it.
+type Peers interface {
+	Servers(ctx context.Context) ([]store.ServerInfo, error)
+}
+
+// PullerConfig configures a Puller.
+type PullerConfig struct {
+	Self   string       // this server's name in the registry, skipped
+	Peers  Peers        // required
+	Client *Client      // required
+	Images *image.Store // required: where pulled bases and versions go
+	Logger hclog.Logger // default discards
+}
+
+// Puller makes images that peers hold available here. It is safe for
+// concurrent use: concurrent pulls of one reference, or fetches of one
+// base, share the first caller's work (and its context).
+type Puller struct {
+	cfg PullerConfig
+	log hclog.Logger
+
+	mu      sync.Mutex
+	pending map[string]*call // by "ref NAME" or "base DIGEST"
+}
+
+type call struct {
+	done chan struct{}
+	err  error
+}
+
+// NewPuller returns a Puller.
+func NewPuller(cfg PullerConfig) *Puller {
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	return &Puller{cfg: cfg, log: cfg.Logger.Named("basepeer"), pending: map[string]*call{}}
+}
+
+// Pulled says what Pull did.
+type Pulled struct {
+	Digest string
+	// From is the peer the base came from; "" when it was here already.
+	From string
+	// Versions are the versions naming it that are recorded here now.
+	Versions []image.Image
+}
+
+// peer is a running peer and what it listed.
+type peer struct {
+	name, addr string
+	images     []image.Image
+}
+
+// Pull makes ref available here. ref is a base, sha256:HEX, or a
+// version: NAME@vN, or NAME for the highest version of NAME that a
+// running peer holds. It fetches the base unless it is here, then
+// records the versions naming it: the one asked for, or for a base every
+// version a peer lists for it. It fails with ErrNotOnPeers, naming ref,
+// when no running peer holds it.
+func (p *Puller) Pull(ctx context.Context, ref string) (*Pulled, error) {
+	peers, asked, err := p.list(ctx)
+	if err != nil {
+		return nil, err
+	}
+	digest, versions, holders, err := choose(ref, peers)
+	if err != nil {
+		return nil, err
+	}
+	if len(holders) == 0 {
+		return nil, fmt.Errorf("image %s: %w (asked %s)", ref, ErrNotOnPeers, asked)
+	}
+	out := &Pulled{Digest: digest}
+	if !p.cfg.Images.Has(digest) {
+		if out.From, err = p.fetch(ctx, digest, holders); err != nil {
+			return nil, err
+		}
+	}
+	var errs []error
+	for _, v := range versions {
+		im, err := p.cfg.Images.AddVersion(v)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		out.Versions = append(out.Versions, *im)
+	}
+	return out, errors.Join(errs...)
+}
+
+// Ensure makes sure ref (NAME or NAME@vN) resolves here to a base that
+// is here, pulling it from a peer when not (see Pull). A root plan names
+// ref; the root provider resolves it next.
+func (p *Puller) Ensure(ctx context.Context, ref string) error {
+	im, err := p.cfg.Images.Get(ref)
+	switch {
+	case err == nil && p.cfg.Images.Has(im.Digest):
+		return nil
+	case err == nil:
+		ref = "sha256:" + im.Digest
+	case !errors.Is(err, image.ErrNotFound):
+		return err
+	}
+	return p.once(ctx, "ref "+ref, func() error {
+		pulled, err := p.Pull(ctx, ref)
+		if err == nil {
+			p.log.Info("image pulled for a root", "image", ref, "digest", pulled.Digest, "from", pulled.From)
+		}
+		return err
+	})
+}
+
+// list asks every running peer with a base address for its versions. A
+// peer that does not answer is logged and left out; asked names them all.
+func (p *Puller) list(ctx context.Context) (peers []peer, asked string, err error) {
+	servers, err := p.cfg.Peers.Servers(ctx)
+	if err != nil {
+		return nil, "", fmt.Errorf("running servers: %w", err)
+	}
+	var names []string
+	for _, si := range servers {
+		if si.Name == p.cfg.Self || si.BaseAddress == "" {
+			continue
+		}
+		names = append(names, si.Name)
+		ims, err := p.cfg.Client.Images(ctx, si.BaseAddress)
+		if err != nil {
+			p.log.Warn("peer did not list its images", "peer", si.Name, "error", err)
+			names[len(names)-1] += " (" + err.Error() + ")"
+			continue
+		}
+		peers = append(peers, peer{name: si.Name, addr: si.BaseAddress, images: ims})
+	}
+	if len(names) == 0 {
+		return nil, "no running peer serves bases (images.peer_listen)", nil
+	}
+	return peers, strings.Join(names, ", "), nil
+}
+
+// choose picks what ref asks for among what peers listed: the base's
+// digest, the versions to record and the peers to fetch it from (for a
+// base, every peer: one may hold it unnamed).
+func choose(ref string, peers []peer) (digest string, versions []image.Image, holders []peer, err error) {
+	if d, ok := strings.CutPrefix(ref, "sha256:"); ok {
+		if _, err := image.DigestBytes(d); err != nil {
+			return "", nil, nil, err
+		}
+		seen := map[string]bool{}
+		for _, pr := range peers {
+			for _, im := range pr.images {
+				if im.Digest == d && !seen[im.Ref()] {
+					seen[im.Ref()] = true
+					versions = append(versions, im)
+				}
+			}
+		}
+		return d, versions, peers, nil
+	}
+	name, pin, err := image.ParseRef(ref)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	var best *image.Image
+	for _, pr := range peers {
+		for _, im := range pr.images {
+			if im.Name != name || (pin != 0 && im.Version != pin) {
+				continue
+			}
+			if best != nil && im.Version == best.Version && im.Digest != best.Digest {
+				return "", nil, nil, fmt.Errorf("image %s names sha256:%.12s and sha256:%.12s on different peers: %w",
+					im.Ref(), best.Digest, im.Digest, image.ErrVersionConflict)
+			}
+			if best == nil || im.Version > best.Version {
+				best = &im
+			}
+		}
+	}
+	if best == nil {
+		return "", nil, nil, nil
+	}
+	for _, pr := range peers {
+		for _, im := range pr.images {
+			if im.Ref() == best.Ref() {
+				holders = append(holders, pr)
+				break
+			}
+		}
+	}
+	return best.Digest, []image.Image{*best}, holders, nil
+}
+
+// fetch gets the base from the first of holders that delivers it intact
+// and returns that peer's name.
+func (p *Puller) fetch(ctx context.Context, digest string, holders []peer) (from string, err error) {
+	err = p.once(ctx, "base "+digest, func() error {
+		var errs []error
+		notHeld := true
+		for _, pr := range holders {
+			err := p.cfg.Client.Fetch(ctx, pr.addr, digest, p.cfg.Images)
+			if err == nil {
+				from = pr.name
+				p.log.Info("base fetched from a peer", "digest", digest, "peer", pr.name)
+				return nil
+			}
+			if !errors.Is(err, ErrNotHeld) {
+				notHeld = false
+				p.log.Warn("base fetch from a peer refused", "digest", digest, "peer", pr.name, "error", err)
+			}
+			errs = append(errs, fmt.Errorf("%s: %w", pr.name, err))
+		}
+		if notHeld {
+			return fmt.Errorf("base sha256:%s: %w", digest, ErrNotOnPeers)
+		}
+		return fmt.Errorf("base sha256:%s: no peer delivered it: %w", digest, errors.Join(errs...))
+	})
+	return from, err
+}
+
+// once runs fn for key unless a call for key is running, whose result it
+// then waits for (or for ctx).
+func (p *Puller) once(ctx context.Context, key string, fn func() error) error {
+	p.mu.Lock()
+	if c, ok := p.pending[key]; ok {
+		p.mu.Unlock()
+		select {
+		case <-c.done:
+			return c.err
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	c := &call{done: make(chan struct{})}
+	p.pending[key] = c
+	p.mu.Unlock()
+	c.err = fn()
+	p.mu.Lock()
+	delete(p.pending, key)
+	p.mu.Unlock()
+	close(c.done)
+	return c.err
+}
