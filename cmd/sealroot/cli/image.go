@@ -42,7 +42,33 @@ func newImageCmd(e *env) *cobra.Command {
 			RunE:  func(c *cobra.Command, _ []string) error { return runImageGC(c, e) },
 		},
 		newImageCaptureCmd(e),
+		&cobra.Command{
+			Use: "pull sha256:DIGEST|NAME|NAME@vN",
+			Short: "Fetch a base, or an image version with its number, from a running server sharing the store that holds it " +
+				"(NAME: the highest version a peer holds); the bytes are kept only if they hash to the digest",
+			Args: cmdline.ExactArgs(1),
+			RunE: func(c *cobra.Command, args []string) error { return runImagePull(c, e, args[0]) },
+		},
 	)
+}
+
+func runImagePull(c *cobra.Command, e *env, ref string) error {
+	res, err := e.client().PullImage(c.Context(), ref)
+	if err != nil {
+		return err
+	}
+	if e.JSON {
+		return e.printJSON(res)
+	}
+	from := "already here"
+	if res.From != "" {
+		from = "fetched from " + safe(res.From) + ", digest verified"
+	}
+	fmt.Fprintf(e.Stdout, "base sha256:%s (%s)\n", res.Digest, from)
+	for _, im := range res.Versions {
+		fmt.Fprintf(e.Stdout, "image %s@v%d\n", safe(im.Name), im.Version)
+	}
+	return nil
 }
 
 func newImageImportCmd(e *env) *cobra.Command {
