@@ -36,6 +36,17 @@ type member struct {
 // limits, if given, replaces the default limits.
 func startMember(t testing.TB, c *etcdtest.Cluster, prefix, name, shareFrom string, limits ...*config.LimitsConfig) *member {
 	t.Helper()
+	return startMemberWith(t, c, prefix, name, shareFrom, func(_ string, cfg *config.Config) {
+		if len(limits) > 0 {
+			cfg.Limits = limits[0]
+		}
+	})
+}
+
+// startMemberWith is startMember with configure called on the member's
+// state directory (its PKI in place) and configuration before New.
+func startMemberWith(t testing.TB, c *etcdtest.Cluster, prefix, name, shareFrom string, configure func(dir string, cfg *config.Config)) *member {
+	t.Helper()
 	dir := t.TempDir()
 	if shareFrom == "" {
 		if err := pki.Init(PKIDir(dir), pki.InitOptions{}); err != nil {
@@ -62,9 +73,7 @@ func startMember(t testing.TB, c *etcdtest.Cluster, prefix, name, shareFrom stri
 	ctx, cancel := context.WithCancel(context.Background())
 	cfg := config.Config{StateDir: dir, AttestAddr: "127.0.0.1:0", AdminSocket: filepath.Join(dir, "admin.sock"),
 		Store: &config.StoreConfig{Backend: config.StoreEtcd, Endpoints: c.Endpoints, Prefix: prefix, ServerName: name}}
-	if len(limits) > 0 {
-		cfg.Limits = limits[0]
-	}
+	configure(dir, &cfg)
 	srv, err := New(ctx, cfg, nil)
 	if err != nil {
 		cancel()
