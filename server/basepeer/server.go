@@ -65,10 +65,16 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		ErrorLog:          log.New(io.Discard, "", 0), // handshake failures are counted (Refused)
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 	}
-	stop := context.AfterFunc(ctx, func() { hs.Close() })
+	closed := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		hs.Close()
+		close(closed)
+	})
 	err := hs.Serve(tls.NewListener(ln, s.tls))
 	if stop() {
 		hs.Close() // Serve failed on its own
+	} else {
+		<-closed
 	}
 	s.requests.Wait()
 	if errors.Is(err, http.ErrServerClosed) {
