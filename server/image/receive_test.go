@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -54,6 +55,11 @@ func TestReceive(t *testing.T) {
 	tree, _ := b.TreePath(im.Digest)
 	if got, err := os.ReadFile(filepath.Join(tree, "bin/init")); err != nil || !strings.Contains(string(got), "echo hi") {
 		t.Errorf("tree of the received base (for NFS roots): %q, %v", got, err)
+	}
+	if fi, err := os.Lstat(filepath.Join(tree, "etc/hostname")); err == nil && os.Geteuid() == 0 {
+		if st := fi.Sys().(*syscall.Stat_t); st.Uid != 1000 || st.Gid != 1000 {
+			t.Errorf("tree's etc/hostname owned by %d:%d, want 1000:1000 as in the base", st.Uid, st.Gid)
+		}
 	}
 	if _, err := os.Stat(filepath.Join(tree, "lost+found")); err == nil {
 		t.Error("tree keeps the filesystem's lost+found")
