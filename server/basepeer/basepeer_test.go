@@ -34,7 +34,7 @@ type testPKI struct {
 	foreign tls.Certificate
 }
 
-func newPKI(t *testing.T) *testPKI {
+func newPKI(t testing.TB) *testPKI {
 	t.Helper()
 	p := &testPKI{caDir: t.TempDir()}
 	if err := pki.Init(p.caDir, pki.InitOptions{}); err != nil {
@@ -132,7 +132,7 @@ func importOS(t *testing.T, s *image.Store, content string) *image.Image {
 
 // serve runs a base server of bases with cert on loopback until the test
 // ends and returns it with its address.
-func serve(t *testing.T, bases Bases, cert tls.Certificate, pool *x509.CertPool) (*Server, string) {
+func serve(t testing.TB, bases Bases, cert tls.Certificate, pool *x509.CertPool) (*Server, string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
