@@ -53,6 +53,7 @@ func (s *Server) newBasePeers(cs store.ClusterStore, cert tls.Certificate, logge
 	s.onClose(func() error { client.Close(); return nil })
 	s.puller = basepeer.NewPuller(basepeer.PullerConfig{Self: s.cfg.ClusterName(serverName()), Peers: cs, Client: client,
 		Images: s.storage.Images, Logger: logger})
+	s.onClose(s.puller.Close)
 	if s.cfg.Images != nil && s.cfg.Images.PeerListen != "" {
 		s.bases = basepeer.NewServer(s.storage.Images, cert, pool, logger)
 	}

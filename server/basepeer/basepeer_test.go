@@ -9,10 +9,12 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"math/big"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -159,7 +161,9 @@ func (p peers) Servers(context.Context) ([]store.ServerInfo, error) { return p, 
 func puller(t *testing.T, reg peers, cert tls.Certificate, pool *x509.CertPool, into *image.Store) *Puller {
 	c := NewClient(ClientTLS(cert, pool))
 	t.Cleanup(c.Close)
-	return NewPuller(PullerConfig{Self: "boot-b", Peers: reg, Client: c, Images: into})
+	p := NewPuller(PullerConfig{Self: "boot-b", Peers: reg, Client: c, Images: into})
+	t.Cleanup(func() { p.Close() })
+	return p
 }
 
 func readBase(t *testing.T, s *image.Store, digest string) []byte {
@@ -353,3 +357,77 @@ func TestOnlyClusterServersFetch(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// stallingPeer answers the version list of a real store and, for a
+// base, its length and a few bytes, then nothing until the client goes.
+func stallingPeer(t *testing.T, list *image.Store, p *testPKI) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/images", func(w http.ResponseWriter, r *http.Request) {
+		ims, _ := list.List()
+		json.NewEncoder(w).Encode(ims)
+	})
+	mux.HandleFunc("GET /v1/bases/{digest}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "1000000")
+		w.Write(make([]byte, 1000))
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	})
+	hs := &http.Server{Handler: mux}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		hs.Serve(tls.NewListener(ln, ServerTLS(p.a, p.pool, nil)))
+	}()
+	t.Cleanup(func() {
+		hs.Close()
+		<-done
+	})
+	return ln.Addr().String()
+}
+
+// A boot that gives up leaves its fetch running for the next one; Close
+// stops it and nothing is left in the store.
+func TestFetchOutlivesCallerUntilClose(t *testing.T) {
+	p := newPKI(t)
+	storeA := newImages(t)
+	importOS(t, storeA, "v1")
+	storeB, dirB := newImagesIn(t)
+	c := NewClient(ClientTLS(p.b, p.pool))
+	defer c.Close()
+	pb := NewPuller(PullerConfig{Self: "boot-b", Peers: peers{{Name: "boot-a", BaseAddress: stallingPeer(t, storeA, p)}},
+		Client: c, Images: storeB})
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if err := pb.Ensure(ctx, "os"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Ensure with a stalling peer = %v, want the caller's deadline", err)
+	}
+	pb.mu.Lock()
+	running := len(pb.pending)
+	pb.mu.Unlock()
+	if running == 0 {
+		t.Fatal("the fetch ended with its first caller")
+	}
+	closed := make(chan struct{})
+	go func() {
+		pb.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not stop the fetch")
+	}
+	for _, sub := range []string{"bases", "trees", "tmp"} {
+		if ents, _ := os.ReadDir(filepath.Join(dirB, sub)); len(ents) > 0 {
+			t.Errorf("B's %s/ holds %s after a stopped fetch", sub, ents[0].Name())
+		}
+	}
+	if err := pb.Ensure(context.Background(), "os"); err == nil || !strings.Contains(err.Error(), "closing") {
+		t.Errorf("Ensure after Close = %v, want refused", err)
+	}
+}

@@ -31,11 +31,16 @@ type PullerConfig struct {
 }
 
 // Puller makes images that peers hold available here. It is safe for
-// concurrent use: concurrent pulls of one reference, or fetches of one
-// base, share the first caller's work (and its context).
+// concurrent use. A fetch runs on the Puller's own goroutine, not the
+// caller's context: concurrent needs of one reference or base share it,
+// and a caller that gives up (a boot that timed out) leaves it running
+// for the next. Close stops the fetches and waits for them.
 type Puller struct {
-	cfg PullerConfig
-	log hclog.Logger
+	cfg    PullerConfig
+	log    hclog.Logger
+	ctx    context.Context // ends at Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // the fetches running
 
 	mu      sync.Mutex
 	pending map[string]*call // by "ref NAME" or "base DIGEST"
@@ -51,7 +56,16 @@ func NewPuller(cfg PullerConfig) *Puller {
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
 	}
-	return &Puller{cfg: cfg, log: cfg.Logger.Named("basepeer"), pending: map[string]*call{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Puller{cfg: cfg, log: cfg.Logger.Named("basepeer"), ctx: ctx, cancel: cancel, pending: map[string]*call{}}
+}
+
+// Close stops the fetches in progress (they leave nothing behind) and
+// waits for them. Calls after Close fail.
+func (p *Puller) Close() error {
+	p.cancel()
+	p.wg.Wait()
+	return nil
 }
 
 // Pulled says what Pull did.
@@ -118,7 +132,7 @@ func (p *Puller) Ensure(ctx context.Context, ref string) error {
 	case !errors.Is(err, image.ErrNotFound):
 		return err
 	}
-	return p.once(ctx, "ref "+ref, func() error {
+	return p.once(ctx, "ref "+ref, func(ctx context.Context) error {
 		pulled, err := p.Pull(ctx, ref)
 		if err == nil {
 			p.log.Info("image pulled for a root", "image", ref, "digest", pulled.Digest, "from", pulled.From)
@@ -209,7 +223,7 @@ func choose(ref string, peers []peer) (digest string, versions []image.Image, ho
 // fetch gets the base from the first of holders that delivers it intact
 // and returns that peer's name.
 func (p *Puller) fetch(ctx context.Context, digest string, holders []peer) (from string, err error) {
-	err = p.once(ctx, "base "+digest, func() error {
+	err = p.once(ctx, "base "+digest, func(ctx context.Context) error {
 		var errs []error
 		notHeld := true
 		for _, pr := range holders {
@@ -233,26 +247,33 @@ func (p *Puller) fetch(ctx context.Context, digest string, holders []peer) (from
 	return from, err
 }
 
-// once runs fn for key unless a call for key is running, whose result it
-// then waits for (or for ctx).
-func (p *Puller) once(ctx context.Context, key string, fn func() error) error {
+// once starts fn for key on a goroutine of p, with p's context, unless
+// a call for key is running, and waits for its result or for ctx.
+func (p *Puller) once(ctx context.Context, key string, fn func(context.Context) error) error {
 	p.mu.Lock()
-	if c, ok := p.pending[key]; ok {
-		p.mu.Unlock()
-		select {
-		case <-c.done:
-			return c.err
-		case <-ctx.Done():
-			return ctx.Err()
+	c, ok := p.pending[key]
+	if !ok {
+		if err := p.ctx.Err(); err != nil {
+			p.mu.Unlock()
+			return fmt.Errorf("base fetch: server closing: %w", err)
 		}
+		c = &call{done: make(chan struct{})}
+		p.pending[key] = c
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			c.err = fn(p.ctx)
+			p.mu.Lock()
+			delete(p.pending, key)
+			p.mu.Unlock()
+			close(c.done)
+		}()
 	}
-	c := &call{done: make(chan struct{})}
-	p.pending[key] = c
 	p.mu.Unlock()
-	c.err = fn()
-	p.mu.Lock()
-	delete(p.pending, key)
-	p.mu.Unlock()
-	close(c.done)
-	return c.err
+	select {
+	case <-c.done:
+		return c.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
