@@ -431,3 +431,22 @@ func TestFetchOutlivesCallerUntilClose(t *testing.T) {
 		t.Errorf("Ensure after Close = %v, want refused", err)
 	}
 }
+
+func TestFetchEndsWhenPeerStalls(t *testing.T) {
+	p := newPKI(t)
+	storeA := newImages(t)
+	im := importOS(t, storeA, "v1")
+	storeB, dirB := newImagesIn(t)
+	c := NewClient(ClientTLS(p.b, p.pool))
+	defer c.Close()
+	c.idle = 200 * time.Millisecond
+	err := c.Fetch(context.Background(), stallingPeer(t, storeA, p), im.Digest, storeB)
+	if err == nil || !strings.Contains(err.Error(), "sent nothing for 200ms") {
+		t.Fatalf("Fetch from a stalling peer = %v, want the idle timeout", err)
+	}
+	for _, sub := range []string{"bases", "trees", "tmp"} {
+		if ents, _ := os.ReadDir(filepath.Join(dirB, sub)); len(ents) > 0 {
+			t.Errorf("B's %s/ holds %s after a stalled fetch", sub, ents[0].Name())
+		}
+	}
+}

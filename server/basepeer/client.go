@@ -20,6 +20,8 @@ const (
 	MaxListBytes = 8 << 20
 	// MaxListVersions bounds the versions in it.
 	MaxListVersions = 100000
+	// FetchIdleTimeout ends a fetch whose peer sends nothing for so long.
+	FetchIdleTimeout = time.Minute
 )
 
 // ErrNotHeld means the peer does not hold the base asked for.
@@ -35,6 +37,7 @@ type Receiver interface {
 // use; Close drops its idle connections.
 type Client struct {
 	http *http.Client
+	idle time.Duration // FetchIdleTimeout; shorter in tests
 }
 
 // NewClient returns a Client with tlsConf (ClientTLS).
@@ -46,7 +49,7 @@ func NewClient(tlsConf *tls.Config) *Client {
 		ResponseHeaderTimeout: 30 * time.Second,
 		MaxIdleConnsPerHost:   2,
 		IdleConnTimeout:       30 * time.Second,
-	}}}
+	}}, idle: FetchIdleTimeout}
 }
 
 // Close drops the idle connections.
@@ -76,19 +79,35 @@ func (c *Client) Fetch(ctx context.Context, addr, digest string, into Receiver) 
 	if _, err := image.DigestBytes(digest); err != nil {
 		return err
 	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	resp, err := c.get(ctx, addr, "/v1/bases/"+digest)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
+	stalled := fmt.Errorf("base sha256:%s: the peer sent nothing for %v", digest, c.idle)
+	idle := time.AfterFunc(c.idle, func() { cancel(stalled) })
+	defer idle.Stop()
 	if resp.ContentLength < 0 || resp.ContentLength > image.MaxBaseSize {
 		return fmt.Errorf("peer %s: base sha256:%s: length %d: %w", addr, digest, resp.ContentLength, image.ErrBaseSize)
 	}
-	if err := into.Receive(ctx, digest, resp.ContentLength, resp.Body); err != nil {
+	body := readerFunc(func(b []byte) (int, error) {
+		idle.Reset(c.idle)
+		return resp.Body.Read(b)
+	})
+	if err := into.Receive(ctx, digest, resp.ContentLength, body); err != nil {
+		if cause := context.Cause(ctx); cause == stalled {
+			err = cause
+		}
 		return fmt.Errorf("peer %s: %w", addr, err)
 	}
 	return nil
 }
+
+type readerFunc func([]byte) (int, error)
+
+func (f readerFunc) Read(b []byte) (int, error) { return f(b) }
 
 // get GETs path from the peer at addr and fails unless it answers 200.
 func (c *Client) get(ctx context.Context, addr, path string) (*http.Response, error) {
