@@ -134,6 +134,11 @@ func TestServersMoveBases(t *testing.T) {
 		t.Fatalf("B's images = %+v, %v; want os@v1 and desk@v1", ims, err)
 	}
 
+	peers, err := b.admin.PeerImages(ctx)
+	if err != nil || len(peers) != 1 || peers[0].Server != "boot-a" || len(peers[0].Images) != 2 {
+		t.Fatalf("B's view of its peers' images = %+v, %v; want boot-a with os@v1 and desk@v1", peers, err)
+	}
+
 	_, err = b.admin.PullImage(ctx, "nope@v3")
 	if !errors.Is(err, api.ErrNotFound) || !strings.Contains(err.Error(), "nope@v3") || !strings.Contains(err.Error(), "no running peer holds it") {
 		t.Fatalf("pull of an image no server holds = %v, want not found naming it", err)

@@ -16,6 +16,18 @@ type PullService interface {
 	// peer holds it, ErrConflict when the version names another base
 	// here.
 	PullImage(ctx context.Context, ref string) (*PullResult, error)
+	// PeerImages lists the image versions each running peer serving
+	// bases holds (each server keeps its own image store).
+	PeerImages(ctx context.Context) ([]PeerImages, error)
+}
+
+// PeerImages is what a running server sharing the store holds; an
+// element of the body answering GET /v1/images/peers.
+type PeerImages struct {
+	Server string  `json:"server"`
+	Images []Image `json:"images"`
+	// Error says why the server did not list its images.
+	Error string `json:"error,omitempty"`
 }
 
 // PullRequest is the body of POST /v1/images/pull.
@@ -35,8 +47,16 @@ type PullResult struct {
 // WithPull serves svc's route:
 //
 //	POST /v1/images/pull   fetch an image from a peer (PullRequest)
+//	GET  /v1/images/peers  the peers' images ([]PeerImages)
 func WithPull(svc PullService) Option {
 	return func(h *handler) {
+		h.mux.HandleFunc("GET /v1/images/peers", func(w http.ResponseWriter, r *http.Request) {
+			res, err := svc.PeerImages(r.Context())
+			if res == nil && err == nil {
+				res = []PeerImages{}
+			}
+			h.reply(w, r, res, err)
+		})
 		h.mux.HandleFunc("POST /v1/images/pull", func(w http.ResponseWriter, r *http.Request) {
 			var req PullRequest
 			if err := decodeBody(w, r, &req); err != nil {

@@ -77,10 +77,12 @@ type Pulled struct {
 	Versions []image.Image
 }
 
-// peer is a running peer and what it listed.
-type peer struct {
-	name, addr string
-	images     []image.Image
+// PeerImages is what a running peer serving bases holds.
+type PeerImages struct {
+	Server string // its name in the registry
+	Addr   string // its base address
+	Images []image.Image
+	Err    error // why it did not list them
 }
 
 // Pull makes ref available here. ref is a base, sha256:HEX, or a
@@ -141,29 +143,46 @@ func (p *Puller) Ensure(ctx context.Context, ref string) error {
 	})
 }
 
-// list asks every running peer with a base address for its versions. A
-// peer that does not answer is logged and left out; asked names them all.
-func (p *Puller) list(ctx context.Context) (peers []peer, asked string, err error) {
+// PeerImages asks every running peer serving bases for its versions,
+// sorted by server name. A peer that does not answer is listed with its
+// error.
+func (p *Puller) PeerImages(ctx context.Context) ([]PeerImages, error) {
 	servers, err := p.cfg.Peers.Servers(ctx)
 	if err != nil {
-		return nil, "", fmt.Errorf("running servers: %w", err)
+		return nil, fmt.Errorf("running servers: %w", err)
 	}
-	var names []string
+	var out []PeerImages
 	for _, si := range servers {
 		if si.Name == p.cfg.Self || si.BaseAddress == "" {
 			continue
 		}
-		names = append(names, si.Name)
-		ims, err := p.cfg.Client.Images(ctx, si.BaseAddress)
-		if err != nil {
-			p.log.Warn("peer did not list its images", "peer", si.Name, "error", err)
-			names[len(names)-1] += " (" + err.Error() + ")"
+		pi := PeerImages{Server: si.Name, Addr: si.BaseAddress}
+		if pi.Images, pi.Err = p.cfg.Client.Images(ctx, si.BaseAddress); pi.Err != nil {
+			p.log.Warn("peer did not list its images", "peer", si.Name, "error", pi.Err)
+		}
+		out = append(out, pi)
+	}
+	return out, nil
+}
+
+// list is PeerImages of the peers that answered; asked names them all,
+// with the errors of the others.
+func (p *Puller) list(ctx context.Context) (peers []PeerImages, asked string, err error) {
+	all, err := p.PeerImages(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	if len(all) == 0 {
+		return nil, "no running peer serves bases (images.peer_listen)", nil
+	}
+	var names []string
+	for _, pi := range all {
+		if pi.Err != nil {
+			names = append(names, pi.Server+" ("+pi.Err.Error()+")")
 			continue
 		}
-		peers = append(peers, peer{name: si.Name, addr: si.BaseAddress, images: ims})
-	}
-	if len(names) == 0 {
-		return nil, "no running peer serves bases (images.peer_listen)", nil
+		names = append(names, pi.Server)
+		peers = append(peers, pi)
 	}
 	return peers, strings.Join(names, ", "), nil
 }
@@ -171,14 +190,14 @@ func (p *Puller) list(ctx context.Context) (peers []peer, asked string, err erro
 // choose picks what ref asks for among what peers listed: the base's
 // digest, the versions to record and the peers to fetch it from (for a
 // base, every peer: one may hold it unnamed).
-func choose(ref string, peers []peer) (digest string, versions []image.Image, holders []peer, err error) {
+func choose(ref string, peers []PeerImages) (digest string, versions []image.Image, holders []PeerImages, err error) {
 	if d, ok := strings.CutPrefix(ref, "sha256:"); ok {
 		if _, err := image.DigestBytes(d); err != nil {
 			return "", nil, nil, err
 		}
 		seen := map[string]bool{}
 		for _, pr := range peers {
-			for _, im := range pr.images {
+			for _, im := range pr.Images {
 				if im.Digest == d && !seen[im.Ref()] {
 					seen[im.Ref()] = true
 					versions = append(versions, im)
@@ -193,7 +212,7 @@ func choose(ref string, peers []peer) (digest string, versions []image.Image, ho
 	}
 	var best *image.Image
 	for _, pr := range peers {
-		for _, im := range pr.images {
+		for _, im := range pr.Images {
 			if im.Name != name || (pin != 0 && im.Version != pin) {
 				continue
 			}
@@ -210,7 +229,7 @@ func choose(ref string, peers []peer) (digest string, versions []image.Image, ho
 		return "", nil, nil, nil
 	}
 	for _, pr := range peers {
-		for _, im := range pr.images {
+		for _, im := range pr.Images {
 			if im.Ref() == best.Ref() {
 				holders = append(holders, pr)
 				break
@@ -222,22 +241,22 @@ func choose(ref string, peers []peer) (digest string, versions []image.Image, ho
 
 // fetch gets the base from the first of holders that delivers it intact
 // and returns that peer's name.
-func (p *Puller) fetch(ctx context.Context, digest string, holders []peer) (from string, err error) {
+func (p *Puller) fetch(ctx context.Context, digest string, holders []PeerImages) (from string, err error) {
 	err = p.once(ctx, "base "+digest, func(ctx context.Context) error {
 		var errs []error
 		notHeld := true
 		for _, pr := range holders {
-			err := p.cfg.Client.Fetch(ctx, pr.addr, digest, p.cfg.Images)
+			err := p.cfg.Client.Fetch(ctx, pr.Addr, digest, p.cfg.Images)
 			if err == nil {
-				from = pr.name
-				p.log.Info("base fetched from a peer", "digest", digest, "peer", pr.name)
+				from = pr.Server
+				p.log.Info("base fetched from a peer", "digest", digest, "peer", pr.Server)
 				return nil
 			}
 			if !errors.Is(err, ErrNotHeld) {
 				notHeld = false
-				p.log.Warn("base fetch from a peer refused", "digest", digest, "peer", pr.name, "error", err)
+				p.log.Warn("base fetch from a peer refused", "digest", digest, "peer", pr.Server, "error", err)
 			}
-			errs = append(errs, fmt.Errorf("%s: %w", pr.name, err))
+			errs = append(errs, fmt.Errorf("%s: %w", pr.Server, err))
 		}
 		if notHeld {
 			return fmt.Errorf("base sha256:%s: %w", digest, ErrNotOnPeers)

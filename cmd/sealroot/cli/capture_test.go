@@ -37,4 +37,7 @@ func TestImagePullCommand(t *testing.T) {
 	if r := run(t, sock, "", "image", "pull", "os@v1"); r.code != 1 || !strings.Contains(r.stderr, "shares no store") {
 		t.Errorf("pull on a server of its own: %+v", r)
 	}
+	if r := run(t, sock, "", "image", "list", "--peers"); r.code != 1 || !strings.Contains(r.stderr, "shares no store") {
+		t.Errorf("list --peers on a server of its own: %+v", r)
+	}
 }

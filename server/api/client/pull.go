@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"net/http"
 
 	"github.com/sealroot/sealroot/server/api"
 )
@@ -15,4 +16,11 @@ func (c *Client) PullImage(ctx context.Context, ref string) (*api.PullResult, er
 		return nil, err
 	}
 	return &res, nil
+}
+
+// PeerImages lists the image versions each running peer holds.
+func (c *Client) PeerImages(ctx context.Context) ([]api.PeerImages, error) {
+	var res []api.PeerImages
+	err := c.do(ctx, http.MethodGet, "/v1/images/peers", nil, &res)
+	return res, err
 }
