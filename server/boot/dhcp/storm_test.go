@@ -1,6 +1,7 @@
 package dhcp
 
 import (
+	"context"
 	"errors"
 	"net"
 	"net/netip"
@@ -96,11 +97,11 @@ func TestOfferWaitsForItsProbe(t *testing.T) {
 	}
 	firstDone := make(chan answer, 1)
 	go func() {
-		r, err := s.Respond(disc, PortDHCP)
+		r, err := s.Respond(t.Context(), disc, PortDHCP)
 		firstDone <- answer{r, err}
 	}()
 	<-entered
-	again, err := s.Respond(disc, PortDHCP)
+	again, err := s.Respond(t.Context(), disc, PortDHCP)
 	if !errors.Is(err, ErrIgnored) {
 		t.Errorf("DISCOVER again during the probe = %v, %v; want no answer (ErrIgnored)", again, err)
 	}
@@ -109,7 +110,7 @@ func TestOfferWaitsForItsProbe(t *testing.T) {
 	if a.err != nil || a.reply.MessageType() != dhcpv4.MessageTypeOffer {
 		t.Fatalf("first DISCOVER = %v, %v; want an OFFER after its probe", a.reply, a.err)
 	}
-	if r, err := s.Respond(disc, PortDHCP); err != nil || r.MessageType() != dhcpv4.MessageTypeOffer {
+	if r, err := s.Respond(t.Context(), disc, PortDHCP); err != nil || r.MessageType() != dhcpv4.MessageTypeOffer {
 		t.Fatalf("DISCOVER after the probe = %v, %v; want the OFFER", r, err)
 	}
 }
@@ -150,15 +151,21 @@ func TestNetnsARPProbesOverlap(t *testing.T) {
 	}
 }
 
-// countingLeases counts the writes to a real state store.
+// countingLeases counts the lease decisions that write to a real state
+// store.
 type countingLeases struct {
 	dbLeases
 	puts int
 }
 
-func (c *countingLeases) PutLease(l Lease) error {
-	c.puts++
-	return c.dbLeases.PutLease(l)
+func (c *countingLeases) UpdateLeases(ctx context.Context, fn func([]Lease) ([]Lease, error)) error {
+	return c.dbLeases.UpdateLeases(ctx, func(ls []Lease) ([]Lease, error) {
+		puts, err := fn(ls)
+		if err == nil && len(puts) > 0 {
+			c.puts++
+		}
+		return puts, err
+	})
 }
 
 // Found by the full-DHCP boot storm: every ACK was a store commit under
@@ -183,7 +190,7 @@ func TestRequestsWithinStoredLeaseWriteNothing(t *testing.T) {
 		t.Helper()
 		req := newMsg(t, dhcpv4.MessageTypeRequest, mac1, append(plainClient[:len(plainClient):len(plainClient)],
 			dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(net.IPv4(192, 0, 2, 100))))...)
-		reply, err := s.Respond(req, PortDHCP)
+		reply, err := s.Respond(t.Context(), req, PortDHCP)
 		if err != nil || reply.MessageType() != dhcpv4.MessageTypeAck {
 			t.Fatalf("%s: %v, %v; want ACK", what, reply, err)
 		}
