@@ -46,12 +46,15 @@ func TestServeProcessesShareEtcd(t *testing.T) {
 	netnstest.RequireRoot(t)
 	ctx := context.Background()
 	tp := newTopo(t)
-	etcd := etcdtest.StartOn(t, 3, etcdIP.String())
+	etcdCA := etcdtest.NewCA(t, "etcd-ca")
+	etcd := etcdtest.StartOnTLS(t, 3, etcdIP.String(), etcdCA)
 	prefix := etcdtest.Prefix(t)
 
 	work := t.TempDir()
 	bin := buildSealroot(t, work)
 	dirA, dirB := filepath.Join(work, "a"), filepath.Join(work, "b")
+	etcdClientCert(t, etcdCA, "boot-a", dirA)
+	etcdClientCert(t, etcdCA, "boot-b", dirB)
 	sealroot(t, bin, "pki", "init", "--state-dir", dirA, "--dns", serverName)
 	// B gets its own certificate from A's CA, as a new server does.
 	sealroot(t, bin, "pki", "issue", "--state-dir", dirA, "--dns", serverName, "--out", filepath.Join(dirB, "pki"))

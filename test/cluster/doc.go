@@ -5,6 +5,9 @@
 //
 // The etcd cluster (three members, embedded: server/store/etcdtest) runs in
 // the test process, on the host end of the servers' veth links, so the
-// servers reach it and nothing else does. Operators' commands go through
-// the `sealroot` CLI on each server's admin socket, as an operator's would.
+// servers reach it and nothing else does. Its members serve clients over
+// TLS only and require a client certificate from their CA; each server
+// has its own (store.cert_file, store.key_file, store.ca_file).
+// Operators' commands go through the `sealroot` CLI on each server's admin
+// socket, as an operator's would.
 package cluster

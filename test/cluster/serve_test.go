@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sealroot/sealroot/server/api/client"
+	"github.com/sealroot/sealroot/server/store/etcdtest"
 	"github.com/sealroot/sealroot/test/netnstest"
 	"github.com/sealroot/sealroot/test/testenv"
 )
@@ -52,7 +53,8 @@ type serve struct {
 
 // startServe runs `sealroot serve` named name in ns, on the etcd cluster
 // at endpoints under prefix, taking attestations on attest. Its state
-// directory dir holds its PKI already. It is stopped at the end of the
+// directory dir holds its PKI and its etcd client certificate
+// (etcdClientCert) already. It is stopped at the end of the
 // test unless killed before.
 func startServe(t *testing.T, ns *netnstest.NS, bin, name, dir, attest string, endpoints []string, prefix string) *serve {
 	t.Helper()
@@ -60,7 +62,8 @@ func startServe(t *testing.T, ns *netnstest.NS, bin, name, dir, attest string, e
 	cfg := map[string]any{
 		"state_dir": dir, "attest_addr": attest, "admin_socket": s.socket,
 		"log_level": cmp.Or(os.Getenv("SEALROOT_CLUSTER_LOG"), "info"),
-		"store":     map[string]any{"backend": "etcd", "endpoints": endpoints, "prefix": prefix, "server_name": name},
+		"store": map[string]any{"backend": "etcd", "endpoints": endpoints, "prefix": prefix, "server_name": name,
+			"cert_file": etcdFile(dir, "cert"), "key_file": etcdFile(dir, "key"), "ca_file": etcdFile(dir, "ca")},
 	}
 	path := filepath.Join(dir, "sealroot.json")
 	b, _ := json.MarshalIndent(cfg, "", "  ")
@@ -125,3 +128,27 @@ func (s *serve) kill(t *testing.T) {
 	<-s.logged
 	s.cmd.Wait()
 }
+
+// etcdClientCert gives the server whose state directory is dir its etcd
+// client certificate, named name and signed by ca (the members require
+// one), with its key and ca's certificate, at etcdFile(dir, ...).
+func etcdClientCert(t *testing.T, ca *etcdtest.CA, name, dir string) {
+	t.Helper()
+	cert, key := ca.Issue(t, name, false)
+	if err := os.MkdirAll(filepath.Join(dir, "etcd"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for file, from := range map[string]string{"cert": cert, "key": key, "ca": ca.File} {
+		b, err := os.ReadFile(from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(etcdFile(dir, file), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// etcdFile is the path of the etcd client file ("cert", "key" or "ca") of
+// the server whose state directory is dir.
+func etcdFile(dir, file string) string { return filepath.Join(dir, "etcd", file+".pem") }
