@@ -7,7 +7,9 @@
 // the test process, on the host end of the servers' veth links, so the
 // servers reach it and nothing else does. Its members serve clients over
 // TLS only and require a client certificate from their CA; each server
-// has its own (store.cert_file, store.key_file, store.ca_file).
+// has its own (store.cert_file, store.key_file, store.ca_file), and with
+// etcd authentication on it is the etcd user its certificate's CN names,
+// whose role is limited to the test's prefix.
 // Operators' commands go through the `sealroot` CLI on each server's admin
 // socket, as an operator's would.
 package cluster
