@@ -12,10 +12,7 @@ import (
 	"testing"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-
 	"github.com/sealroot/sealroot/server/api/client"
-	"github.com/sealroot/sealroot/server/store/etcdtest"
 	"github.com/sealroot/sealroot/test/netnstest"
 	"github.com/sealroot/sealroot/test/testenv"
 )
@@ -55,8 +52,7 @@ type serve struct {
 
 // startServe runs `sealroot serve` named name in ns, on the etcd cluster
 // at endpoints under prefix, taking attestations on attest. Its state
-// directory dir holds its PKI and its etcd client certificate
-// (etcdClientCert) already. It is stopped at the end of the
+// directory dir holds its PKI already. It is stopped at the end of the
 // test unless killed before.
 func startServe(t *testing.T, ns *netnstest.NS, bin, name, dir, attest string, endpoints []string, prefix string) *serve {
 	t.Helper()
@@ -64,6 +60,7 @@ func startServe(t *testing.T, ns *netnstest.NS, bin, name, dir, attest string, e
 	cfg := map[string]any{
 		"state_dir": dir, "attest_addr": attest, "admin_socket": s.socket,
 		"log_level": cmp.Or(os.Getenv("SEALROOT_CLUSTER_LOG"), "info"),
+		// dir holds its etcd client certificate too (etcdClientCert).
 		"store": map[string]any{"backend": "etcd", "endpoints": endpoints, "prefix": prefix, "server_name": name,
 			"cert_file": etcdFile(dir, "cert"), "key_file": etcdFile(dir, "key"), "ca_file": etcdFile(dir, "ca")},
 	}
@@ -129,60 +126,4 @@ func (s *serve) kill(t *testing.T) {
 	}
 	<-s.logged
 	s.cmd.Wait()
-}
-
-// etcdClientCert gives the server whose state directory is dir its etcd
-// client certificate, named name and signed by ca (the members require
-// one), with its key and ca's certificate, at etcdFile(dir, ...).
-func etcdClientCert(t *testing.T, ca *etcdtest.CA, name, dir string) {
-	t.Helper()
-	cert, key := ca.Issue(t, name, false)
-	if err := os.MkdirAll(filepath.Join(dir, "etcd"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	for file, from := range map[string]string{"cert": cert, "key": key, "ca": ca.File} {
-		b, err := os.ReadFile(from)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(etcdFile(dir, file), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-// etcdFile is the path of the etcd client file ("cert", "key" or "ca") of
-// the server whose state directory is dir.
-func etcdFile(dir, file string) string { return filepath.Join(dir, "etcd", file+".pem") }
-
-// etcdUsers turns etcd authentication on, with a user for each server
-// named (the CN of its etcd client certificate, no password) whose one
-// role grants readwrite on prefix only, as docs/architecture.md ("Trust in
-// etcd") locks etcd down. The cluster's own Client stays root.
-func etcdUsers(t *testing.T, etcd *etcdtest.Cluster, prefix string, names ...string) {
-	t.Helper()
-	ctx := t.Context()
-	admin := etcd.Client()
-	noPassword := &clientv3.UserAddOptions{NoPassword: true}
-	steps := []func() error{
-		func() error { _, err := admin.UserAddWithOptions(ctx, "root", "", noPassword); return err },
-		func() error { _, err := admin.UserGrantRole(ctx, "root", "root"); return err },
-		func() error { _, err := admin.RoleAdd(ctx, "sealroot"); return err },
-		func() error {
-			_, err := admin.RoleGrantPermission(ctx, "sealroot", prefix, clientv3.GetPrefixRangeEnd(prefix),
-				clientv3.PermissionType(clientv3.PermReadWrite))
-			return err
-		},
-	}
-	for _, name := range names {
-		steps = append(steps,
-			func() error { _, err := admin.UserAddWithOptions(ctx, name, "", noPassword); return err },
-			func() error { _, err := admin.UserGrantRole(ctx, name, "sealroot"); return err })
-	}
-	steps = append(steps, func() error { _, err := admin.AuthEnable(ctx); return err })
-	for _, step := range steps {
-		if err := step(); err != nil {
-			t.Fatalf("etcd authentication: %v", err)
-		}
-	}
 }
