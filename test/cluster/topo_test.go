@@ -14,20 +14,26 @@ import (
 )
 
 // topo is the test's network: two server namespaces, each linked to the
-// host (where etcd listens on etcdIP) and to the machine's namespace.
+// host (where etcd listens on etcdIP), to the machine's namespace and to
+// each other (where each serves its bases to the other).
 //
 //	host 10.83.1.1 (etcd) ── 10.83.1.2 A 10.83.3.1 ── 10.83.3.2 machine
 //	host 10.83.2.1        ── 10.83.2.2 B 10.83.4.1 ── 10.83.4.2 machine
+//	                         10.83.5.1 A ── 10.83.5.2 B
 type topo struct {
 	a, b, machine *netnstest.NS
 }
 
 // Addresses of topo. The servers listen for attestations on attestA and
-// attestB; etcd on etcdIP.
+// attestB, serve their bases to each other on basesA and basesB, and B
+// serves iSCSI roots to the machine on iscsiB; etcd listens on etcdIP.
 var (
 	etcdIP  = netip.MustParseAddr("10.83.1.1")
 	attestA = netip.AddrPortFrom(netip.MustParseAddr("10.83.3.1"), 4433)
 	attestB = netip.AddrPortFrom(netip.MustParseAddr("10.83.4.1"), 4433)
+	iscsiB  = netip.AddrPortFrom(netip.MustParseAddr("10.83.4.1"), 3260)
+	basesA  = netip.AddrPortFrom(netip.MustParseAddr("10.83.5.1"), 9478)
+	basesB  = netip.AddrPortFrom(netip.MustParseAddr("10.83.5.2"), 9478)
 )
 
 func newTopo(t *testing.T) *topo {
@@ -64,6 +70,12 @@ func newTopo(t *testing.T) *topo {
 		t.Fatal(err)
 	}
 	if err := tp.b.Do(func() error { return netnstest.AddAddr("eth1", pfx(10, 83, 4, 1)) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := tp.a.AddVeth("tob", "", tp.b, "toa", pfx(10, 83, 5, 2)); err != nil {
+		t.Fatal(err)
+	}
+	if err := tp.a.Do(func() error { return netnstest.AddAddr("tob", pfx(10, 83, 5, 1)) }); err != nil {
 		t.Fatal(err)
 	}
 	return tp
