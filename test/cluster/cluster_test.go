@@ -53,6 +53,14 @@ func TestServeProcessesShareEtcd(t *testing.T) {
 	tp := newTopo(t)
 	etcd := etcdtest.StartOn(t, 3, etcdIP.String())
 	prefix := etcdtest.Prefix(t)
+	// A loaded host can take a while to elect a leader; the servers'
+	// first read must not race that.
+	rctx, cancel := context.WithTimeout(ctx, time.Minute)
+	err := etcd.Ready(rctx, etcd.Client())
+	cancel()
+	if err != nil {
+		t.Fatalf("etcd cluster not answering a read after a minute: %v", err)
+	}
 
 	work := t.TempDir()
 	bin := buildSealroot(t, work)

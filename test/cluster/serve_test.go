@@ -141,7 +141,11 @@ func (s *serve) waitReady(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("sealroot serve %s not answering after a minute: %v", s.name, err)
 		}
-		time.Sleep(100 * time.Millisecond)
+		select {
+		case <-s.logged:
+			t.Fatalf("sealroot serve %s ended before it answered (its log above says why)", s.name)
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 }
 
