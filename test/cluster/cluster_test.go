@@ -37,6 +37,10 @@ import (
 //
 //   - approved on A with `sealroot machine approve`, a machine attests on
 //     B at once;
+//   - images imported on A (`sealroot image import`) move to B: one
+//     pulled with `sealroot image pull NAME` (the base hashes to its
+//     digest, its tree has A's files), one fetched by B for a machine
+//     whose volatile root names it, attesting on B;
 //   - revoked on A with `sealroot machine revoke` while B holds its
 //     exchange between challenge and evidence, it is refused on B;
 //   - A and B each hold an exchange of the same boot past its challenge,
@@ -46,7 +50,9 @@ import (
 //     unchanged) and releases again once a member is back;
 //   - the server a machine is attesting at is killed (SIGKILL) after its
 //     challenge: the agent fails over to the other and gets its credential,
-//     and the killed server's registration lapses (B's status drops it).
+//     and the killed server's registration lapses (B's status drops it);
+//   - with A down, a pull on B of an image only A had is refused naming
+//     it.
 func TestServeProcessesShareEtcd(t *testing.T) {
 	netnstest.RequireRoot(t)
 	ctx := context.Background()
