@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
@@ -35,6 +36,16 @@ type Cluster struct {
 // are stopped at the end of the test.
 func Start(t testing.TB, n int) *Cluster { return StartOn(t, n, "127.0.0.1") }
 
+// StartTLS starts an etcd cluster of n members as Start does, serving
+// clients over TLS only (https:// endpoints) with certificates from ca,
+// and requiring a client certificate signed by ca (etcd's
+// --client-cert-auth with --trusted-ca-file). Client does not work on it:
+// clients bring their own certificate.
+func StartTLS(t testing.TB, n int, ca *CA) *Cluster {
+	t.Helper()
+	return startWith(t, n, "127.0.0.1", func(fn func() error) error { return fn() }, ca)
+}
+
 // StartOn starts an etcd cluster of n members as Start does, every member
 // listening on ip (an address of this host the test owns: the host end of
 // a veth into a test's network namespace, say), so that processes in
@@ -56,6 +67,16 @@ func StartIn(t testing.TB, n int, do func(fn func() error) error) *Cluster {
 // start starts n members listening on ip, their sockets opened inside do.
 func start(t testing.TB, n int, ip string, do func(fn func() error) error) *Cluster {
 	t.Helper()
+	return startWith(t, n, ip, do, nil)
+}
+
+// startWith is start, with client TLS from ca unless it is nil.
+func startWith(t testing.TB, n int, ip string, do func(fn func() error) error, ca *CA) *Cluster {
+	t.Helper()
+	clientScheme := "http://"
+	if ca != nil {
+		clientScheme = "https://"
+	}
 	var addrs []string
 	if err := do(func() (err error) { addrs, err = freeAddrs(ip, 2*n); return err }); err != nil {
 		t.Fatalf("etcdtest: %v", err)
@@ -64,7 +85,7 @@ func start(t testing.TB, n int, ip string, do func(fn func() error) error) *Clus
 	ms := make([]member, n)
 	var initial []string
 	for i := range ms {
-		ms[i] = member{fmt.Sprintf("m%d", i), "http://" + addrs[2*i], "http://" + addrs[2*i+1]}
+		ms[i] = member{fmt.Sprintf("m%d", i), "http://" + addrs[2*i], clientScheme + addrs[2*i+1]}
 		initial = append(initial, ms[i].name+"="+ms[i].peer)
 	}
 	c := &Cluster{t: t}
@@ -80,6 +101,10 @@ func start(t testing.TB, n int, ip string, do func(fn func() error) error) *Clus
 		cfg.InitialCluster = strings.Join(initial, ",")
 		cfg.InitialClusterToken = token
 		cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+		if ca != nil {
+			certFile, keyFile := ca.Issue(t, m.name, true, ip)
+			cfg.ClientTLSInfo = transport.TLSInfo{CertFile: certFile, KeyFile: keyFile, TrustedCAFile: ca.File, ClientCertAuth: true}
+		}
 		cfgs[i] = cfg
 		c.Endpoints = append(c.Endpoints, m.client)
 	}
