@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	mrand "math/rand/v2"
 	"net"
@@ -111,8 +112,9 @@ func TestServeProcessesShareEtcd(t *testing.T) {
 		sealrootJSON(t, &osImage, bin, "--socket", a.socket, "image", "import", "os", sourceTree(t, "os"))
 		sealrootJSON(t, &desk, bin, "--socket", a.socket, "image", "import", "desk", sourceTree(t, "desk"))
 		sealrootJSON(t, &onlyA, bin, "--socket", a.socket, "image", "import", "only-a", sourceTree(t, "only-a"))
-		if out := sealroot(t, bin, "--socket", b.socket, "image", "list"); strings.Contains(out, "os") {
-			t.Fatalf("B lists images before any pull (each server keeps its own):\n%s", out)
+		var onB []api.Image
+		if sealrootJSON(t, &onB, bin, "--socket", b.socket, "image", "list"); len(onB) != 0 {
+			t.Fatalf("B lists %+v before any pull; want none (each server keeps its own)", onB)
 		}
 		out := sealroot(t, bin, "--socket", b.socket, "image", "list", "--peers")
 		t.Logf("image list --peers on B:\n%s", out)
@@ -144,9 +146,13 @@ func TestServeProcessesShareEtcd(t *testing.T) {
 		}
 		t.Logf("attest on B, desk fetched from A on the way: %v", time.Since(start).Round(time.Millisecond))
 		sameBase(t, a, b, desk.Digest)
-		out = sealroot(t, bin, "--socket", b.socket, "image", "list")
-		if !strings.Contains(out, "desk") || strings.Contains(out, "only-a") {
-			t.Fatalf("B's images after the pull and the boot:\n%s\nwant os and desk, not only-a", out)
+		sealrootJSON(t, &onB, bin, "--socket", b.socket, "image", "list")
+		var names []string
+		for _, im := range onB {
+			names = append(names, fmt.Sprintf("%s@v%d", im.Name, im.Version))
+		}
+		if strings.Join(names, " ") != "desk@v1 os@v1" {
+			t.Fatalf("B's images after the pull and the boot: %v; want desk@v1 os@v1, not only-a", names)
 		}
 	})
 
