@@ -58,7 +58,7 @@ func TestServeProcessesShareEtcd(t *testing.T) {
 	netnstest.RequireRoot(t)
 	ctx := context.Background()
 	tp := newTopo(t)
-	etcd := etcdtest.StartOn(t, 3, etcdIP.String())
+	etcd := etcdtest.StartOn(t, 3, tp.etcdIP.String())
 	prefix := etcdtest.Prefix(t)
 	// A loaded host can take a while to elect a leader; the servers'
 	// first read must not race that.
