@@ -28,6 +28,7 @@ type Cluster struct {
 	Members []*embed.Etcd
 	cfgs    []*embed.Config
 	stops   []func() // each member's Close, once
+	ca      *CA      // nil for plain http
 	// Endpoints are the members' client URLs.
 	Endpoints []string
 }
@@ -39,11 +40,19 @@ func Start(t testing.TB, n int) *Cluster { return StartOn(t, n, "127.0.0.1") }
 // StartTLS starts an etcd cluster of n members as Start does, serving
 // clients over TLS only (https:// endpoints) with certificates from ca,
 // and requiring a client certificate signed by ca (etcd's
-// --client-cert-auth with --trusted-ca-file). Client does not work on it:
-// clients bring their own certificate.
+// --client-cert-auth with --trusted-ca-file). Client connects with a
+// certificate named root; other clients bring their own from ca.Issue
+// (with etcd authentication on, etcd takes a certificate's common name for
+// the user).
 func StartTLS(t testing.TB, n int, ca *CA) *Cluster {
 	t.Helper()
-	return startWith(t, n, "127.0.0.1", func(fn func() error) error { return fn() }, ca)
+	return StartOnTLS(t, n, "127.0.0.1", ca)
+}
+
+// StartOnTLS is StartTLS with every member listening on ip, as StartOn.
+func StartOnTLS(t testing.TB, n int, ip string, ca *CA) *Cluster {
+	t.Helper()
+	return startWith(t, n, ip, func(fn func() error) error { return fn() }, ca)
 }
 
 // StartOn starts an etcd cluster of n members as Start does, every member
@@ -88,7 +97,7 @@ func startWith(t testing.TB, n int, ip string, do func(fn func() error) error, c
 		ms[i] = member{fmt.Sprintf("m%d", i), "http://" + addrs[2*i], clientScheme + addrs[2*i+1]}
 		initial = append(initial, ms[i].name+"="+ms[i].peer)
 	}
-	c := &Cluster{t: t}
+	c := &Cluster{t: t, ca: ca}
 	token := fmt.Sprintf("sealroot-test-%d", time.Now().UnixNano())
 	cfgs := make([]*embed.Config, n)
 	for i, m := range ms {
@@ -140,10 +149,20 @@ func startWith(t testing.TB, n int, ip string, do func(fn func() error) error, c
 }
 
 // Client returns a client of the whole cluster, closed at the end of the
-// test.
+// test. On a TLS cluster its certificate is named root: etcd's root user
+// once authentication is on.
 func (c *Cluster) Client() *clientv3.Client {
 	c.t.Helper()
-	cl, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	cfg := clientv3.Config{Endpoints: c.Endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()}
+	if c.ca != nil {
+		certFile, keyFile := c.ca.Issue(c.t, "root", false)
+		tc, err := (transport.TLSInfo{CertFile: certFile, KeyFile: keyFile, TrustedCAFile: c.ca.File}).ClientConfig()
+		if err != nil {
+			c.t.Fatalf("etcd client TLS: %v", err)
+		}
+		cfg.TLS = tc
+	}
+	cl, err := clientv3.New(cfg)
 	if err != nil {
 		c.t.Fatalf("etcd client: %v", err)
 	}
