@@ -168,7 +168,12 @@ func (s *Services) TFTPAddr() net.Addr {
 func (s *Services) Serve(ctx context.Context, handler http.Handler, lim config.Limits, leases dhcp.LeaseStore, run func(string, func() error)) error {
 	b := &s.cfg
 	counted := servestats.Handler(&s.httpStats, handler)
-	run("boot http", func() error { return boothttp.ServeWith(ctx, s.http, counted, s.logger, lim.HTTP) })
+	var follow []boothttp.ServeOption
+	if b.Kernel != "" && b.Initrd != "" {
+		// A boot admitted for its kernel keeps its slot for its initrd.
+		follow = append(follow, boothttp.FollowedBy(b.Kernel, b.Initrd))
+	}
+	run("boot http", func() error { return boothttp.ServeWith(ctx, s.http, counted, s.logger, lim.HTTP, follow...) })
 	if s.tftp != nil {
 		ts := tftp.New(map[string]string{
 			dhcp.DefaultBIOSFile: filepath.Join(b.IPXEDir, dhcp.DefaultBIOSFile),

@@ -3,13 +3,38 @@ package http
 import (
 	"context"
 	nethttp "net/http"
+	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/sealroot/sealroot/server/admission"
 )
+
+// GrantTTL is how long a client whose download of an artifact completed
+// keeps the download slot for the artifact that follows it (see
+// FollowedBy). iPXE asks for the initrd the moment the kernel is in, so
+// this only has to cover a slow client; a grant nobody uses frees its
+// slot after it.
+const GrantTTL = 5 * time.Second
+
+// A ServeOption configures ServeWith.
+type ServeOption func(*downloadGate)
+
+// FollowedBy tells ServeWith that a boot fetches artifact next right after
+// artifact first (a kernel, then its initrd). A client whose download of
+// first completed keeps its download slot for up to GrantTTL, and its
+// download of next from the same address takes that slot rather than
+// being refused: a boot admitted for its kernel is not sent back to fetch
+// the kernel again because its initrd found the slots taken. A grant
+// holds a slot, so grants never let more than Limits.Downloads run or
+// wait; it is used once, by its address (no secret: the address of a
+// client on the boot network), for next only.
+func FollowedBy(first, next string) ServeOption {
+	return func(g *downloadGate) { g.followUps[ArtifactPrefix+first] = ArtifactPrefix + next }
+}
 
 // downloadGate admits artifact downloads (GET under ArtifactPrefix) up to
 // Limits.Downloads at once and answers the others 503 Service Unavailable
@@ -17,14 +42,30 @@ import (
 // requests pass: they are small, and a script carries the pause its
 // client should take after a refused download (see ScriptRequest).
 type downloadGate struct {
-	next  nethttp.Handler
-	slots chan struct{}
-	pacer *admission.Pacer
-	busy  atomic.Uint64 // downloads refused with 503
+	next      nethttp.Handler
+	slots     chan struct{}
+	pacer     *admission.Pacer
+	busy      atomic.Uint64     // downloads refused with 503
+	followUps map[string]string // path -> path a client fetches next (FollowedBy)
+	now       func() time.Time
+
+	mu     sync.Mutex
+	grants map[netip.Addr]grant // guarded by mu; each holds one of slots
 }
 
-func newDownloadGate(next nethttp.Handler, downloads int) *downloadGate {
-	return &downloadGate{next: next, slots: make(chan struct{}, downloads), pacer: admission.New(downloads, nil)}
+// grant is a slot kept for one client's next download.
+type grant struct {
+	path    string
+	expires time.Time
+}
+
+func newDownloadGate(next nethttp.Handler, downloads int, opts ...ServeOption) *downloadGate {
+	g := &downloadGate{next: next, slots: make(chan struct{}, downloads), pacer: admission.New(downloads, nil),
+		followUps: make(map[string]string), now: time.Now, grants: make(map[netip.Addr]grant)}
+	for _, o := range opts {
+		o(g)
+	}
+	return g
 }
 
 func (g *downloadGate) ServeHTTP(w nethttp.ResponseWriter, r *nethttp.Request) {
@@ -36,20 +77,96 @@ func (g *downloadGate) ServeHTTP(w nethttp.ResponseWriter, r *nethttp.Request) {
 		g.next.ServeHTTP(w, r)
 		return
 	}
-	select {
-	case g.slots <- struct{}{}:
-	default:
+	var client netip.Addr
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		client = ap.Addr().Unmap()
+	}
+	if !g.useGrant(client, r.URL.Path) && !g.admit() {
 		g.busy.Add(1)
 		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(g.pacer.RetryAfter())))
 		nethttp.Error(w, "server busy: retry later", nethttp.StatusServiceUnavailable)
 		return
 	}
 	start := time.Now()
+	kept := false
 	defer func() {
-		g.pacer.Done(time.Since(start))
-		<-g.slots
+		if !kept {
+			<-g.slots
+		}
 	}()
-	g.next.ServeHTTP(w, r)
+	lw := &logWriter{ResponseWriter: w}
+	g.next.ServeHTTP(lw, r)
+	g.pacer.Done(time.Since(start))
+	if next, ok := g.followUps[r.URL.Path]; ok && client.IsValid() && completed(lw, r) {
+		g.keep(client, next)
+		kept = true
+	}
+}
+
+// admit takes a free slot, first reclaiming those of expired grants if
+// none is free. It reports whether it took one.
+func (g *downloadGate) admit() bool {
+	for try := 0; try < 2; try++ {
+		select {
+		case g.slots <- struct{}{}:
+			return true
+		default:
+		}
+		if try == 0 && g.reclaim() == 0 {
+			return false
+		}
+	}
+	return false
+}
+
+// keep hands the slot of a finished download to client's grant for path.
+// A client keeps one grant: an older one frees its slot.
+func (g *downloadGate) keep(client netip.Addr, path string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if _, ok := g.grants[client]; ok {
+		<-g.slots
+	}
+	g.grants[client] = grant{path: path, expires: g.now().Add(GrantTTL)}
+}
+
+// useGrant reports whether client holds an unexpired grant for path, and
+// consumes it: its slot is now the caller's.
+func (g *downloadGate) useGrant(client netip.Addr, path string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	gr, ok := g.grants[client]
+	if !ok || gr.path != path {
+		return false
+	}
+	delete(g.grants, client)
+	if g.now().After(gr.expires) {
+		<-g.slots
+		return false
+	}
+	return true
+}
+
+// reclaim frees the slots of expired grants and returns how many.
+func (g *downloadGate) reclaim() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	now, n := g.now(), 0
+	for c, gr := range g.grants {
+		if now.After(gr.expires) {
+			delete(g.grants, c)
+			<-g.slots
+			n++
+		}
+	}
+	return n
+}
+
+// completed reports whether the whole artifact went out: 200 with as
+// many bytes as its Content-Length, to a client still connected.
+func completed(lw *logWriter, r *nethttp.Request) bool {
+	return lw.status == nethttp.StatusOK && r.Context().Err() == nil &&
+		lw.Header().Get("Content-Length") == strconv.FormatInt(lw.n, 10)
 }
 
 // pause is what a script should wait after a refused download: when
@@ -60,7 +177,11 @@ func (g *downloadGate) ServeHTTP(w nethttp.ResponseWriter, r *nethttp.Request) {
 // long a download holds a slot, the time one frees, rather than the
 // script's 5 s default; else 0, the default.
 func (g *downloadGate) pause() time.Duration {
-	switch taken := len(g.slots); {
+	taken := len(g.slots)
+	if taken >= cap(g.slots) {
+		taken -= g.reclaim()
+	}
+	switch {
 	case taken >= cap(g.slots):
 		return g.pacer.RetryAfter()
 	case 2*taken >= cap(g.slots):

@@ -23,7 +23,7 @@ import (
 // startAdmitting serves dir and a script reporting its RetryPause on
 // 127.0.0.1 with limits; it returns the address, the log and a stop
 // function (also run at cleanup).
-func startAdmitting(t *testing.T, dir string, limits Limits) (string, *testenv.Buffer, func()) {
+func startAdmitting(t *testing.T, dir string, limits Limits, opts ...ServeOption) (string, *testenv.Buffer, func()) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -36,7 +36,7 @@ func startAdmitting(t *testing.T, dir string, limits Limits) (string, *testenv.B
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- ServeWith(ctx, ln, NewHandler(dir, scripts, logger), logger, limits) }()
+	go func() { done <- ServeWith(ctx, ln, NewHandler(dir, scripts, logger), logger, limits, opts...) }()
 	var once sync.Once
 	stop := func() {
 		once.Do(func() {
@@ -151,4 +151,67 @@ func TestPauseFillingUp(t *testing.T) {
 			}
 		}
 	}
+}
+
+// fakeNow is a clock a test moves by hand.
+type fakeNow struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeNow) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeNow) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// A machine whose kernel download was admitted gets its initrd while new
+// machines are refused (it does not start over from the kernel), and the
+// grant that lets it is bounded: it holds the download slot (new
+// clients are refused, not added), only its own address can use it,
+// once, for the initrd only, and not after GrantTTL.
+func TestInitrdFollowsAdmittedKernel(t *testing.T) {
+	dir := t.TempDir()
+	kernel, initrd := make([]byte, 64<<10), make([]byte, 32<<10)
+	rand.Read(kernel)
+	rand.Read(initrd)
+	mustWrite(t, filepath.Join(dir, "vmlinuz"), kernel)
+	mustWrite(t, filepath.Join(dir, "initrd"), initrd)
+	clock := &fakeNow{t: time.Unix(1_800_000_000, 0)}
+	addr, logs, stop := startAdmitting(t, dir, Limits{Downloads: 1},
+		FollowedBy("vmlinuz", "initrd"), func(g *downloadGate) { g.now = clock.Now })
+	const a, b, c = "127.0.0.7", "127.0.0.8", "127.0.0.9"
+	fetch := func(src, name string, want int) {
+		t.Helper()
+		code, _, body := getFrom(t, src, addr, ArtifactPrefix+name)
+		if code != want {
+			t.Fatalf("GET %s from %s = %d, want %d", name, src, code, want)
+		}
+		if want == nethttp.StatusOK && len(body) != map[string]int{"vmlinuz": len(kernel), "initrd": len(initrd)}[name] {
+			t.Fatalf("GET %s from %s: %d bytes", name, src, len(body))
+		}
+	}
+	refused := 0
+	fetch(a, "vmlinuz", 200) // the only slot, then a's grant
+	fetch(b, "vmlinuz", 503) // a new machine is refused
+	fetch(b, "initrd", 503)  // a's grant is not b's
+	refused += 2
+	fetch(a, "initrd", 200)  // a goes on without fetching its kernel again
+	fetch(c, "vmlinuz", 200) // the slot was free again: c's grant now
+	fetch(a, "initrd", 503)  // a's grant was used once
+	fetch(a, "vmlinuz", 503) // and a grant admits only what follows
+	refused += 2
+	clock.Add(GrantTTL + time.Second)
+	fetch(b, "vmlinuz", 200) // c's expired grant freed the slot: b's now
+	fetch(c, "initrd", 503)  // c's grant was not kept for ever
+	refused++
+	fetch(b, "initrd", 200)
+	stop()
+	wantLog(t, logs, fmt.Sprintf("busy=%d", refused))
 }

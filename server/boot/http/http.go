@@ -172,15 +172,16 @@ func Serve(ctx context.Context, ln net.Listener, h nethttp.Handler, logger hclog
 // that stall are cut (see Limits); both are counted and summarised in the
 // log at most once a minute, never logged one by one. Downloads beyond
 // Limits.Downloads are answered 503 with a Retry-After (see
-// downloadGate). It closes ln. It
-// returns nil after a shutdown caused by ctx.
-func ServeWith(ctx context.Context, ln net.Listener, h nethttp.Handler, logger hclog.Logger, limits Limits) error {
+// downloadGate), except a download that follows one its client just
+// completed (see FollowedBy). It closes ln. It returns nil after a
+// shutdown caused by ctx.
+func ServeWith(ctx context.Context, ln net.Listener, h nethttp.Handler, logger hclog.Logger, limits Limits, opts ...ServeOption) error {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
 	logger = logger.Named("boothttp")
 	gl := newGuardListener(ln, limits)
-	gate := newDownloadGate(h, gl.limits.Downloads)
+	gate := newDownloadGate(h, gl.limits.Downloads, opts...)
 	gl.busy = &gate.busy
 	srv := &nethttp.Server{
 		Handler:           gate,
