@@ -179,6 +179,7 @@ type bootResult struct {
 	rootBytes   int64         // read from the root over iSCSI in the tunnel
 	tftpResends int           // TFTP requests and acks sent again after a second without answer
 	httpRetries int           // downloads refused 503, retried after the script's pause
+	refetched   int64         // kernel bytes received again: the script started over after its kernel was in
 	attRetries  int           // attestation attempts retried
 	wgInits     int           // WireGuard handshake initiations sent (first and retransmitted)
 	wgCookies   int           // WireGuard cookie replies received (server under load)
@@ -376,6 +377,7 @@ func (m *machine) ipxe(ctx context.Context, script []byte, r *bootResult) error 
 	if err != nil {
 		return err
 	}
+	kernelIn := false
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
 			r.httpRetries++
@@ -395,6 +397,10 @@ func (m *machine) ipxe(ctx context.Context, script []byte, r *bootResult) error 
 			}
 			return fmt.Errorf("%s: %w", phaseNames[phaseKernel], kerr)
 		}
+		if kernelIn {
+			r.refetched += n
+		}
+		kernelIn = true
 		t0 = time.Now()
 		n, ierr := m.download(ctx, initrd)
 		r.phase[phaseInitrd] += time.Since(t0)
