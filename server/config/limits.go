@@ -74,7 +74,9 @@ type LimitsConfig struct {
 	HTTPStallTimeout string `json:"http_stall_timeout,omitempty"`
 	// HTTPDownloads: boot artifact downloads served at once; further ones
 	// are answered 503 with a Retry-After, and scripts rendered meanwhile
-	// pause as long as the server booked for their machine.
+	// pause as long as the server booked for their machine. A machine
+	// whose kernel download completed keeps its slot for its initrd
+	// (from its address, once, for up to 5 s).
 	// Default: 128.
 	// Example: 64.
 	HTTPDownloads int `json:"http_downloads,omitempty"`
