@@ -111,57 +111,19 @@ func benchAttestation(b *testing.B, observed bool) {
 		b.Cleanup(func() { close(o.queue); <-done })
 		s.observer = o
 	}
-	const nAgents = 64
-	agents := make([]*loadgen.Agent, nAgents)
-	for i := range agents {
-		a, err := loadgen.NewAgent(rand.Reader, loadgen.DefaultSpec())
-		if err != nil {
-			b.Fatal(err)
-		}
-		agents[i] = a
-		// Enroll (pending), then approve.
-		if m, _ := runExchange(b, s, a); m == nil {
-			b.Fatal("enroll failed")
-		}
-		if _, err := mgr.Approve(context.Background(), MachineIDOf(a), api.ApproveOptions{}); err != nil {
-			b.Fatal(err)
-		}
-	}
+	agents := benchAgents(b, 64)
+	enroll(b, s, mgr, agents)
 	// Rounds of one attestation per machine (a machine attests one boot
-	// at a time: two exchanges of one boot in flight get one credential),
-	// each in three phases across many goroutines (as many machines boot
-	// at once): the server's start (timed), the clients' answers
-	// (untimed), the server's finish (timed).
+	// at a time: two exchanges of one boot in flight get one credential).
 	// The process's CPU time in the timed phases (the history writer's
 	// included) is reported too: on a machine shared with other work it
 	// is steadier than the rate, which counts time spent waiting for a CPU.
 	b.ResetTimer()
 	b.StopTimer()
 	var cpu time.Duration
-	for first := 0; first < b.N; first += nAgents {
-		n := min(nAgents, b.N-first)
-		xs := make([]started, n)
-		evs := make([]*wire.Evidence, n)
-		b.StartTimer()
-		cpu0 := cpuTime(b)
-		parallel(n, func(i int) {
-			xs[i] = startExchange(b, s, agents[i])
-		})
-		cpu += cpuTime(b) - cpu0
-		b.StopTimer()
-		parallel(n, func(i int) {
-			evs[i] = answer(b, xs[i], agents[i])
-		})
-		b.StartTimer()
-		cpu0 = cpuTime(b)
-		parallel(n, func(i int) {
-			m, err := xs[i].x.finish(context.Background(), evs[i])
-			if _, ok := m.(*wire.Credential); !ok {
-				b.Errorf("attestation %d: got %#v (%v), want a credential", first+i, m, err)
-			}
-		})
-		cpu += cpuTime(b) - cpu0
-		b.StopTimer()
+	for first := 0; first < b.N; first += len(agents) {
+		n := min(len(agents), b.N-first)
+		cpu += attestRound(b, s, agents[:n], b.StartTimer, b.StopTimer)
 	}
 	b.StartTimer()
 	cpu0 := cpuTime(b)
@@ -172,6 +134,72 @@ func benchAttestation(b *testing.B, observed bool) {
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "attestations/s")
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-us/op")
+}
+
+// benchAgents returns n simulated machines (software TPMs). Their keys
+// take most of a benchmark's setup, so they are made once per test
+// binary and shared: each benchmark enrolls them at servers of its own.
+func benchAgents(tb testing.TB, n int) []*loadgen.Agent {
+	agentCache.Lock()
+	defer agentCache.Unlock()
+	for len(agentCache.agents) < n {
+		a, err := loadgen.NewAgent(rand.Reader, loadgen.DefaultSpec())
+		if err != nil {
+			tb.Fatal(err)
+		}
+		agentCache.agents = append(agentCache.agents, a)
+	}
+	return agentCache.agents[:n]
+}
+
+var agentCache struct {
+	sync.Mutex
+	agents []*loadgen.Agent
+}
+
+// enroll enrolls each agent at s (pending), then approves it.
+func enroll(tb testing.TB, s *Server, mgr *machines.Manager, agents []*loadgen.Agent) {
+	for _, a := range agents {
+		if m, _ := runExchange(tb, s, a); m == nil {
+			tb.Fatal("enroll failed")
+		}
+		if _, err := mgr.Approve(context.Background(), MachineIDOf(a), api.ApproveOptions{}); err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
+
+// attestRound attests each agent once at s, in three phases across many
+// goroutines (as many machines boot at once): the server's start
+// (timed), the clients' answers (untimed: software TPMs), the server's
+// finish (timed). Each agent must get a credential. It returns the
+// process's CPU time in the timed phases; start and stop, if not nil,
+// are called around each timed phase.
+func attestRound(tb testing.TB, s *Server, agents []*loadgen.Agent, start, stop func()) time.Duration {
+	n := len(agents)
+	xs := make([]started, n)
+	evs := make([]*wire.Evidence, n)
+	timed := func(phase func(i int)) time.Duration {
+		if start != nil {
+			start()
+		}
+		cpu0 := cpuTime(tb)
+		parallel(n, phase)
+		cpu := cpuTime(tb) - cpu0
+		if stop != nil {
+			stop()
+		}
+		return cpu
+	}
+	cpu := timed(func(i int) { xs[i] = startExchange(tb, s, agents[i]) })
+	parallel(n, func(i int) { evs[i] = answer(tb, xs[i], agents[i]) })
+	cpu += timed(func(i int) {
+		m, err := xs[i].x.finish(context.Background(), evs[i])
+		if _, ok := m.(*wire.Credential); !ok {
+			tb.Errorf("attestation of %s: got %#v (%v), want a credential", xs[i].x.machineID[:12], m, err)
+		}
+	})
+	return cpu
 }
 
 // cpuTime is the process's user and system CPU time so far.

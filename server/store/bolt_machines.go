@@ -85,7 +85,7 @@ func (db *DB) Machines(ctx context.Context) ([]*Machine, error) {
 			return err
 		}
 		for _, m := range ms {
-			if err := overlaySeen(tx, m.ID, m); err != nil {
+			if err := db.overlaySeen(tx, m.ID, m); err != nil {
 				return err
 			}
 			if m.History, err = db.loadHistory(tx, m.ID); err != nil {
@@ -377,7 +377,7 @@ func (db *DB) getRecord(tx *bolt.Tx, id string) (*Machine, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := overlaySeen(tx, id, m); err != nil {
+	if err := db.overlaySeen(tx, id, m); err != nil {
 		return nil, err
 	}
 	return m, nil
