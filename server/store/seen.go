@@ -125,22 +125,40 @@ func (c *seenCache) decode(id string, v []byte) (seen, error) {
 	if err := json.Unmarshal(v, &s); err != nil {
 		return seen{}, fmt.Errorf("machine %s: seen: %w: %v", id, ErrCorrupt, err)
 	}
+	c.put(id, bytes.Clone(v), s)
+	return s, nil
+}
+
+// put records s as the decoding of raw, which the cache keeps.
+func (c *seenCache) put(id string, raw []byte, s seen) {
 	c.mu.Lock()
 	if c.m == nil {
 		c.m = make(map[string]cachedSeen)
 	}
-	c.m[id] = cachedSeen{raw: bytes.Clone(v), s: s}
+	c.m[id] = cachedSeen{raw: raw, s: s}
 	c.mu.Unlock()
-	return s, nil
 }
 
-func putSeen(tx *bolt.Tx, id string, m *Machine) error {
-	buf, err := json.Marshal(seenOf(m))
+// putSeen writes m's seen record; the cache learns the bytes written, so
+// the next attestation's read hits (if the commit fails, they never match).
+func (db *DB) putSeen(tx *bolt.Tx, id string, m *Machine) error {
+	s := seenOf(m)
+	buf, err := json.Marshal(s)
 	if err != nil {
 		return fmt.Errorf("encode seen: %w", err)
 	}
 	if err := tx.Bucket(bucketSeen).Put([]byte(id), buf); err != nil {
 		return fmt.Errorf("put seen: %w", err)
 	}
+	// As decoding buf gives it: no monotonic reading, the location that
+	// parsing the encoded time picks.
+	text, err := s.LastSeen.MarshalText()
+	if err != nil {
+		return fmt.Errorf("encode seen: %w", err)
+	}
+	if err := s.LastSeen.UnmarshalText(text); err != nil {
+		return fmt.Errorf("encode seen: %w", err)
+	}
+	db.seen.put(id, buf, s)
 	return nil
 }

@@ -76,3 +76,37 @@ func TestSameBootStateIsDeepEqual(t *testing.T) {
 		}
 	}
 }
+
+// TestSeenCacheAsDecoded: a seen record read back after a write is what
+// decoding its stored bytes gives, whether the cache holds it or not.
+func TestSeenCacheAsDecoded(t *testing.T) {
+	db, err := Open(t.TempDir()+"/state.db", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	m := &Machine{ID: "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", Name: "m1", State: StateApproved}
+	if err := db.CreateMachine(t.Context(), m); err != nil {
+		t.Fatal(err)
+	}
+	for _, at := range []time.Time{time.Now(), time.Now().UTC(), time.Now().In(time.FixedZone("x", 3600))} {
+		if _, err := db.UpdateMachineRecord(t.Context(), m.ID, func(m *Machine) error {
+			m.LastSeen, m.BootCount, m.LastAddress = at, m.BootCount+1, "192.0.2.1:1"
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		cached, err := db.MachineRecord(t.Context(), m.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		db.seen = seenCache{}
+		decoded, err := db.MachineRecord(t.Context(), m.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(seenOf(cached), seenOf(decoded)) || !cached.LastSeen.Equal(at) {
+			t.Errorf("cached %+v, decoded %+v, written %v", seenOf(cached), seenOf(decoded), at)
+		}
+	}
+}
