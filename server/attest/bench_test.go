@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sealroot/sealroot/pki"
 	"github.com/sealroot/sealroot/server/api"
@@ -31,93 +30,18 @@ import (
 // before the timer starts and their answers (software TPM) are computed
 // with the timer stopped. Run in parallel over GOMAXPROCS goroutines, it
 // reports attestations/s.
+//
+// BenchmarkObservability (package attest_test) runs it with boot history
+// and metrics on against off.
 func BenchmarkAttestation(b *testing.B) {
-	b.Run("plain", func(b *testing.B) { benchAttestation(b, false) })
-	// observed: each outcome also written to the machine's boot history
-	// and counted in Prometheus instruments, as the daemon does (package
-	// history and metrics, which import this one, do the same work).
-	b.Run("observed", func(b *testing.B) { benchAttestation(b, true) })
-}
-
-// historyAndMetrics is what the daemon's observers do per outcome:
-// Prometheus instruments, and the attempt queued for a writer that
-// appends it to the machine's history in batches gathered over a short
-// window, one store.AddAttempts each (as history.Recorder does; that
-// package imports this one).
-type historyAndMetrics struct {
-	store     store.Store
-	attempts  *prometheus.CounterVec
-	durations *prometheus.HistogramVec
-	queue     chan Attempt
-	pending   sync.WaitGroup // attempts queued and not yet written
-}
-
-func (o *historyAndMetrics) Observe(a Attempt) {
-	o.attempts.WithLabelValues(a.Outcome, a.Check).Inc()
-	o.durations.WithLabelValues(a.Outcome).Observe(a.Duration.Seconds())
-	o.pending.Add(1)
-	select {
-	case o.queue <- a:
-	default:
-		o.pending.Done()
-	}
-}
-
-// flush waits until every queued attempt is written, so the timed phase
-// holds the history's whole cost.
-func (o *historyAndMetrics) flush() { o.pending.Wait() }
-
-// write appends queued attempts in batches until the queue closes: each
-// batch gathers what arrives within 20 ms of its first attempt, up to
-// 256 (history.batchWindow and maxBatch).
-func (o *historyAndMetrics) write() {
-	for first := range o.queue {
-		batch := []store.MachineAttempt{attemptOf(first)}
-		window := time.NewTimer(20 * time.Millisecond)
-	gather:
-		for len(batch) < 256 {
-			select {
-			case a, ok := <-o.queue:
-				if !ok {
-					break gather
-				}
-				batch = append(batch, attemptOf(a))
-			case <-window.C:
-				break gather
-			}
-		}
-		window.Stop()
-		o.store.AddAttempts(context.Background(), batch)
-		o.pending.Add(-len(batch))
-	}
-}
-
-func attemptOf(a Attempt) store.MachineAttempt {
-	return store.MachineAttempt{MachineID: a.MachineID, Attempt: store.BootAttempt{Time: a.Time, Remote: a.Remote,
-		Outcome: a.Outcome, Check: a.Check, Reason: a.Reason, AgentVersion: a.AgentVersion, Duration: a.Duration}}
-}
-
-func benchAttestation(b *testing.B, observed bool) {
 	s, mgr := benchServer(b)
-	if observed {
-		o := &historyAndMetrics{
-			store:     s.store,
-			attempts:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "a"}, []string{"outcome", "check"}),
-			durations: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "d"}, []string{"outcome"}),
-			queue:     make(chan Attempt, 4096),
-		}
-		done := make(chan struct{})
-		go func() { o.write(); close(done) }()
-		b.Cleanup(func() { close(o.queue); <-done })
-		s.observer = o
-	}
 	agents := benchAgents(b, 64)
 	enroll(b, s, mgr, agents)
 	// Rounds of one attestation per machine (a machine attests one boot
 	// at a time: two exchanges of one boot in flight get one credential).
-	// The process's CPU time in the timed phases (the history writer's
-	// included) is reported too: on a machine shared with other work it
-	// is steadier than the rate, which counts time spent waiting for a CPU.
+	// The process's CPU time in the timed phases is reported too: on a
+	// machine shared with other work it is steadier than the rate, which
+	// counts time spent waiting for a CPU.
 	b.ResetTimer()
 	b.StopTimer()
 	var cpu time.Duration
@@ -125,13 +49,6 @@ func benchAttestation(b *testing.B, observed bool) {
 		n := min(len(agents), b.N-first)
 		cpu += attestRound(b, s, agents[:n], b.StartTimer, b.StopTimer)
 	}
-	b.StartTimer()
-	cpu0 := cpuTime(b)
-	if observed {
-		s.observer.(*historyAndMetrics).flush()
-	}
-	cpu += cpuTime(b) - cpu0
-	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "attestations/s")
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-us/op")
 }
