@@ -2,11 +2,19 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
 	"maps"
+	"path/filepath"
 	"slices"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/sealroot/sealroot/pki"
 	"github.com/sealroot/sealroot/server/api"
+	"github.com/sealroot/sealroot/server/basepeer"
 	"github.com/sealroot/sealroot/server/store"
 )
 
@@ -24,7 +32,32 @@ func (s *Server) clusterInfo() store.ServerInfo {
 	if s.cfg.ISCSI != nil && s.cfg.ISCSI.Listen != "" && info.StorageAddress == "" {
 		info.StorageAddress = s.cfg.ISCSI.Listen
 	}
+	if s.basesLn != nil {
+		info.BaseAddress = s.basesLn.Addr().String()
+	}
 	return info
+}
+
+// newBasePeers readies the fetching of bases from the servers sharing
+// cs, and with images.peer_listen the serving of this server's: both
+// with this server's certificate, both admitting only server
+// certificates of the CA in the PKI directory (package basepeer).
+func (s *Server) newBasePeers(cs store.ClusterStore, cert tls.Certificate, logger hclog.Logger) error {
+	ca, err := pki.LoadCA(filepath.Join(PKIDir(s.cfg.StateDir), pki.CACertFile))
+	if err != nil {
+		return fmt.Errorf("base peers: %w", err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	client := basepeer.NewClient(basepeer.ClientTLS(cert, pool))
+	s.onClose(func() error { client.Close(); return nil })
+	s.puller = basepeer.NewPuller(basepeer.PullerConfig{Self: s.cfg.ClusterName(serverName()), Peers: cs, Client: client,
+		Images: s.storage.Images, Logger: logger})
+	s.onClose(s.puller.Close)
+	if s.cfg.Images != nil && s.cfg.Images.PeerListen != "" {
+		s.bases = basepeer.NewServer(s.storage.Images, cert, pool, logger)
+	}
+	return nil
 }
 
 // clusterStatus lists the servers sharing the store for `sealroot

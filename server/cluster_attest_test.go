@@ -15,7 +15,7 @@ import (
 	"github.com/sealroot/sealroot/pki"
 	"github.com/sealroot/sealroot/server/api"
 	"github.com/sealroot/sealroot/server/api/client"
-	"github.com/sealroot/sealroot/server/audit"
+	"github.com/sealroot/sealroot/server/audit/audittest"
 	"github.com/sealroot/sealroot/server/config"
 	"github.com/sealroot/sealroot/server/store/etcdtest"
 	"github.com/sealroot/sealroot/test/loadgen"
@@ -28,6 +28,7 @@ type member struct {
 	target loadgen.Target
 	admin  *client.Client
 	dir    string
+	stop   func() // stops the server; also run at cleanup
 }
 
 // startMember starts a server named name on etcd c under prefix. Every
@@ -35,6 +36,17 @@ type member struct {
 // "localhost") and age identity, copied from shareFrom ("" for the first).
 // limits, if given, replaces the default limits.
 func startMember(t testing.TB, c *etcdtest.Cluster, prefix, name, shareFrom string, limits ...*config.LimitsConfig) *member {
+	t.Helper()
+	return startMemberWith(t, c, prefix, name, shareFrom, func(_ string, cfg *config.Config) {
+		if len(limits) > 0 {
+			cfg.Limits = limits[0]
+		}
+	})
+}
+
+// startMemberWith is startMember with configure called on the member's
+// state directory (its PKI in place) and configuration before New.
+func startMemberWith(t testing.TB, c *etcdtest.Cluster, prefix, name, shareFrom string, configure func(dir string, cfg *config.Config)) *member {
 	t.Helper()
 	dir := t.TempDir()
 	if shareFrom == "" {
@@ -62,9 +74,7 @@ func startMember(t testing.TB, c *etcdtest.Cluster, prefix, name, shareFrom stri
 	ctx, cancel := context.WithCancel(context.Background())
 	cfg := config.Config{StateDir: dir, AttestAddr: "127.0.0.1:0", AdminSocket: filepath.Join(dir, "admin.sock"),
 		Store: &config.StoreConfig{Backend: config.StoreEtcd, Endpoints: c.Endpoints, Prefix: prefix, ServerName: name}}
-	if len(limits) > 0 {
-		cfg.Limits = limits[0]
-	}
+	configure(dir, &cfg)
 	srv, err := New(ctx, cfg, nil)
 	if err != nil {
 		cancel()
@@ -78,7 +88,7 @@ func startMember(t testing.TB, c *etcdtest.Cluster, prefix, name, shareFrom stri
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx) }()
 	var once sync.Once
-	t.Cleanup(func() {
+	stop := func() {
 		once.Do(func() {
 			cancel()
 			if err := <-done; err != nil {
@@ -86,10 +96,11 @@ func startMember(t testing.TB, c *etcdtest.Cluster, prefix, name, shareFrom stri
 			}
 			srv.Close()
 		})
-	})
+	}
+	t.Cleanup(stop)
 	<-srv.Ready()
 	return &member{target: loadgen.Target{Addr: addrs.Attest.String(), ServerName: "localhost", Roots: roots},
-		admin: client.New(addrs.Admin), dir: dir}
+		admin: client.New(addrs.Admin), dir: dir, stop: stop}
 }
 
 // heldAgent holds its attestation between the server's challenge and its
@@ -180,7 +191,7 @@ func TestServersShareEtcdAttest(t *testing.T) {
 	if _, err := a.admin.Revoke(ctx, id, "stolen"); err != nil {
 		t.Fatal(err)
 	}
-	waitRefusedInAudit(t, filepath.Join(b.dir, "audit.log"), id, "revoked")
+	audittest.WaitRefused(t, filepath.Join(b.dir, "audit.log"), id, "revoked")
 	let()
 	err = <-done
 	var r *agentattest.RefusedError
@@ -190,27 +201,4 @@ func TestServersShareEtcdAttest(t *testing.T) {
 	if m, err := b.admin.Machine(ctx, id); err != nil || m.State != api.StateRevoked {
 		t.Fatalf("machine on B = %v, %v; want revoked", m, err)
 	}
-}
-
-// waitRefusedInAudit waits until the newest attestation entry of id in
-// the audit log at path is a refusal by check.
-func waitRefusedInAudit(t *testing.T, path, id, check string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		entries, err := audit.ReadAll(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i := len(entries) - 1; i >= 0; i-- {
-			if e := entries[i]; e.MachineID == id && e.Action == "attest" {
-				if e.Outcome == "refused" && e.Check == check {
-					return
-				}
-				break
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("B did not end the held exchange with check %q", check)
 }

@@ -2,15 +2,10 @@ package server
 
 import (
 	"context"
-	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/sealroot/sealroot/pki"
 	"github.com/sealroot/sealroot/server/api"
-	"github.com/sealroot/sealroot/server/api/client"
-	"github.com/sealroot/sealroot/server/config"
 	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/server/store/etcdtest"
 )
@@ -74,47 +69,15 @@ func pad(s string) string {
 func TestServersShareEtcd(t *testing.T) {
 	c := etcdtest.Start(t, 1)
 	prefix := etcdtest.Prefix(t)
-	start := func(name string) (status func() *api.ClusterStatus, stop func()) {
-		dir := t.TempDir()
-		if err := pki.Init(PKIDir(dir), pki.InitOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		cfg := config.Config{StateDir: dir, AttestAddr: "127.0.0.1:0", AdminSocket: filepath.Join(dir, "admin.sock"),
-			Store: &config.StoreConfig{Backend: config.StoreEtcd, Endpoints: c.Endpoints, Prefix: prefix, ServerName: name}}
-		srv, err := New(ctx, cfg, nil)
+	a := startMember(t, c, prefix, "boot-a", "")
+	b := startMember(t, c, prefix, "boot-b", "")
+	statusB := func() *api.ClusterStatus {
+		st, err := b.admin.Status(context.Background())
 		if err != nil {
-			cancel()
-			t.Fatalf("New %s: %v", name, err)
+			t.Fatalf("status of boot-b: %v", err)
 		}
-		addrs, err := srv.Listen()
-		if err != nil {
-			cancel()
-			t.Fatalf("Listen: %v", err)
-		}
-		done := make(chan error, 1)
-		go func() { done <- srv.Serve(ctx) }()
-		var once sync.Once
-		stop = func() {
-			once.Do(func() {
-				cancel()
-				if err := <-done; err != nil {
-					t.Errorf("Serve %s = %v", name, err)
-				}
-				srv.Close()
-			})
-		}
-		t.Cleanup(stop)
-		return func() *api.ClusterStatus {
-			st, err := client.New(addrs.Admin).Status(context.Background())
-			if err != nil {
-				t.Fatalf("status of %s: %v", name, err)
-			}
-			return st.Cluster
-		}, stop
+		return st.Cluster
 	}
-	_, stopA := start("boot-a")
-	statusB, _ := start("boot-b")
 	wait := func(what string, ok func(*api.ClusterStatus) bool) {
 		t.Helper()
 		deadline := time.Now().Add(15 * time.Second)
@@ -139,7 +102,7 @@ func TestServersShareEtcd(t *testing.T) {
 	if _, err := st.ClaimHome(context.Background(), pad("cc"), "boot-a"); err != nil {
 		t.Fatal(err)
 	}
-	stopA()
+	a.stop()
 	wait("boot-a down keeping one root", func(cs *api.ClusterStatus) bool {
 		return len(cs.Servers) == 2 && cs.Servers[0].Name == "boot-a" && !cs.Servers[0].Up && cs.Servers[0].Homed == 1 && cs.Servers[1].Up
 	})

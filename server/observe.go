@@ -39,6 +39,12 @@ func newMetrics(cfg *config.Config, db store.Store, s *Server) *metrics.Metrics 
 		EventSubscribers: func() int { return s.events.Subscribers() },
 		UnknownRefused:   func() map[string]uint64 { return s.history.Unknown() },
 		Noise:            func() map[string]uint64 { return noiseByKind(s.attest.Noise()) },
+		BasePeersRefused: func() uint64 {
+			if s.bases == nil {
+				return 0
+			}
+			return s.bases.Refused()
+		},
 		Served: func() map[string]servestats.Snapshot {
 			if s.boot == nil {
 				return nil

@@ -43,6 +43,7 @@ import (
 	"github.com/sealroot/sealroot/server/attest"
 	"github.com/sealroot/sealroot/server/audit"
 	"github.com/sealroot/sealroot/server/auditapi"
+	"github.com/sealroot/sealroot/server/basepeer"
 	"github.com/sealroot/sealroot/server/boot"
 	"github.com/sealroot/sealroot/server/bootreport"
 	"github.com/sealroot/sealroot/server/config"
@@ -98,8 +99,10 @@ type Server struct {
 	reports  *bootreport.Receiver // nil without a tunnel
 	events   *events.Bus          // decisions as the audit log records them
 	metrics  *metrics.Metrics
-	ready    atomic.Bool // Serve brought every service up
-	services services    // what Serve started, for `sealroot status`
+	puller   *basepeer.Puller // fetches bases from peers; nil on a store of one server
+	bases    *basepeer.Server // serves bases to peers; nil without images.peer_listen
+	ready    atomic.Bool      // Serve brought every service up
+	services services         // what Serve started, for `sealroot status`
 
 	// Bound by Listen.
 	attestConn net.PacketConn
@@ -107,6 +110,7 @@ type Server struct {
 	boot       *boot.Services // nil without config.Config.Boot
 	metricsLn  net.Listener   // nil without config.Config.MetricsAddr
 	reportLn   net.Listener   // agents' boot reports, on the tunnel; nil without one
+	basesLn    net.Listener   // bases served to peers; nil without images.peer_listen
 
 	closers []func() error // the cleanup stack; Close runs it backwards
 
@@ -127,6 +131,8 @@ type Addrs struct {
 	BootHTTP, BootTFTP net.Addr
 	// Metrics is the metrics endpoint; nil without Config.MetricsAddr.
 	Metrics net.Addr
+	// Bases is where peers fetch bases; nil without images.peer_listen.
+	Bases net.Addr
 }
 
 // onClose pushes fn on the cleanup stack.
@@ -213,15 +219,25 @@ func New(ctx context.Context, cfg config.Config, logger hclog.Logger) (_ *Server
 	if s.storage.Portals != nil {
 		s.storage.Portals.OnCommand(s.metrics.ObserveISCSICommand)
 	}
+	var puller interface {
+		roots.Bases
+		machines.Puller
+	}
+	if cs, ok := s.store.(store.ClusterStore); ok {
+		if err := s.newBasePeers(cs, cert, logger); err != nil {
+			return nil, err
+		}
+		puller = s.puller
+	}
 	rs := roots.New(roots.Config{Providers: s.storage.Providers(), Tunnel: peersOf(s.tunnel),
-		BootGrace: s.limits.BootGrace})
+		BootGrace: s.limits.BootGrace, Bases: puller})
 	s.roots = rs
 	keys, err := openKeyring(ctx, s.store, box, logger)
 	if err != nil {
 		return nil, err
 	}
 	s.machines = machines.New(machines.Config{Store: s.store, Box: box, Keyring: keys, Audit: auditLog, Logger: logger,
-		Withdraw: rs, Images: s.storage.Images, Volumes: s.storage.Volumes, Roots: rs})
+		Withdraw: rs, Images: s.storage.Images, Volumes: s.storage.Volumes, Roots: rs, Puller: puller})
 	lcfg := users.CheckerConfig{Users: s.store, Audit: auditLogins(auditLog)}
 	if svc := cfg.Users.PAM(); svc != "" {
 		v, err := pam.New(pam.Config{Service: svc})
@@ -365,6 +381,13 @@ func (s *Server) Listen() (Addrs, error) {
 	if s.storage.Portals != nil {
 		a.ISCSI = s.storage.Portals.PlainAddr()
 	}
+	if s.bases != nil {
+		if s.basesLn, err = net.Listen("tcp", s.cfg.Images.PeerListen); err != nil {
+			return Addrs{}, fmt.Errorf("base peer listener: %w", err)
+		}
+		s.onClose(func() error { s.basesLn.Close(); return nil })
+		a.Bases = s.basesLn.Addr()
+	}
 	if s.reports != nil {
 		if s.reportLn, err = s.tunnel.Listen("tcp", wire.ReportPort); err != nil {
 			return Addrs{}, fmt.Errorf("boot report listener: %w", err)
@@ -418,6 +441,10 @@ func (s *Server) Serve(ctx context.Context) error {
 	if w, ok := s.store.(store.MachineWatcher); ok {
 		run("machine change feed", func() error { return s.attest.FollowStore(ctx, w) })
 	}
+	if s.basesLn != nil {
+		s.services.add("base peers", s.basesLn.Addr().String(), "bases to the other servers, TLS with server certificates")
+		run("base service", func() error { return s.bases.Serve(ctx, s.basesLn) })
+	}
 	if cs, ok := s.store.(store.ClusterStore); ok {
 		info := s.clusterInfo()
 		run("cluster registration", func() error { return cs.RegisterServer(ctx, info) })
@@ -432,6 +459,7 @@ func (s *Server) Serve(ctx context.Context) error {
 			api.WithDHCP(s.machines),
 			api.WithBackup(s.backup),
 			api.WithCapture(s.machines),
+			api.WithPull(s.machines),
 			api.WithUsers(s.machines),
 			api.WithUserRoots(s.machines),
 			api.WithRootLinks(&api.Links{Machines: s.machines, Tunnel: s.tunnel, Transport: s.cfg.RootTransport}),

@@ -13,7 +13,9 @@ import (
 // for a login meanwhile: Alice is refused while machine 1 holds her root
 // (its tunnel peer has handshaken lately); once the server sees machine
 // 1's tunnel fall silent it frees her root without an operator, and her
-// next login on the same prompt of machine 2 finds her marker.
+// next login on the same prompt of machine 2 finds her marker. It keeps
+// the default limits.let_go_after (3 minutes), so that the suite proves
+// what a site gets without options; the iSCSI variant runs with 20 s.
 func TestPerUserNFSRootFollowsUser(t *testing.T) {
 	SkipUnlessEnabled(t)
 	t.Parallel()

@@ -2,7 +2,6 @@ package attest_test
 
 import (
 	"context"
-	"crypto/x509"
 	"errors"
 	"net"
 	"path/filepath"
@@ -81,18 +80,8 @@ func (c *cluster) server(t *testing.T, mod ...func(*attest.Config)) *testEnv {
 // (also done at cleanup).
 func (c *cluster) member(t *testing.T, name string, mod ...func(*attest.Config)) (_ *testEnv, stop func()) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	cert, err := pki.LoadServer(c.pkiDir)
-	if err != nil {
-		t.Fatalf("pki.LoadServer: %v", err)
-	}
-	ca, err := pki.LoadCA(filepath.Join(c.pkiDir, "ca.crt"))
-	if err != nil {
-		t.Fatalf("pki.LoadCA: %v", err)
-	}
-	roots := x509.NewCertPool()
-	roots.AddCert(ca)
-	st, err := store.NewEtcd(ctx, c.etcd.Client(), c.prefix, testenv.Logger(t, "", hclog.Debug))
+	cert, roots := loadPKI(t, c.pkiDir)
+	st, err := store.NewEtcd(context.Background(), c.etcd.Client(), c.prefix, testenv.Logger(t, "", hclog.Debug))
 	if err != nil {
 		t.Fatalf("store.NewEtcd: %v", err)
 	}
@@ -126,52 +115,26 @@ func (c *cluster) member(t *testing.T, name string, mod ...func(*attest.Config))
 		t.Fatalf("attest.New: %v", err)
 	}
 	mgr.SetAttestations(srv)
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		if err := srv.Serve(ctx, pc); err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	}()
-	go func() {
-		defer wg.Done()
-		if err := srv.FollowStore(ctx, st); err != nil {
-			t.Errorf("FollowStore: %v", err)
-		}
-	}()
+	more := []func(context.Context) error{func(ctx context.Context) error { return srv.FollowStore(ctx, st) }}
 	if name != "" {
-		wg.Add(2)
-		go func() {
-			defer wg.Done()
-			if err := st.RegisterServer(ctx, store.ServerInfo{Name: name}); err != nil {
-				t.Errorf("RegisterServer: %v", err)
-			}
-		}()
-		go func() {
-			defer wg.Done()
-			if err := srv.ServeHome(ctx); err != nil {
-				t.Errorf("ServeHome: %v", err)
-			}
-		}()
+		more = append(more,
+			func(ctx context.Context) error { return st.RegisterServer(ctx, store.ServerInfo{Name: name}) },
+			srv.ServeHome)
+	}
+	addr, stopServe := serve(t, name, srv, more...)
+	if name != "" {
 		waitRegistered(t, st, name)
 	}
 	var once sync.Once
 	stop = func() {
 		once.Do(func() {
-			cancel()
-			wg.Wait()
-			pc.Close()
+			stopServe()
 			al.Close()
 			st.Close()
 		})
 	}
 	t.Cleanup(stop)
-	return &testEnv{addr: pc.LocalAddr().String(), roots: roots, mgr: mgr, auditPath: auditPath, audit: al, dir: dir, srv: srv}, stop
+	return &testEnv{addr: addr, roots: roots, mgr: mgr, auditPath: auditPath, audit: al, dir: dir, srv: srv}, stop
 }
 
 func waitRegistered(t *testing.T, st store.ClusterStore, name string) {

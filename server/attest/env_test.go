@@ -3,6 +3,7 @@ package attest_test
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"net"
@@ -58,18 +59,10 @@ func newEnvOn(t *testing.T, dir string, st store.Store, mod ...func(*attest.Conf
 	if err := pki.Init(dir, pki.InitOptions{DNSNames: []string{"sealroot.test"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}}); err != nil {
 		t.Fatalf("pki.Init: %v", err)
 	}
-	cert, err := pki.LoadServer(dir)
-	if err != nil {
-		t.Fatalf("pki.LoadServer: %v", err)
-	}
-	ca, err := pki.LoadCA(filepath.Join(dir, "ca.crt"))
-	if err != nil {
-		t.Fatalf("pki.LoadCA: %v", err)
-	}
-	roots := x509.NewCertPool()
-	roots.AddCert(ca)
+	cert, roots := loadPKI(t, dir)
 	var db *store.DB
 	if st == nil {
+		var err error
 		if db, err = store.Open(filepath.Join(dir, "state.db"), testenv.Logger(t, "", hclog.Debug)); err != nil {
 			t.Fatalf("store.Open: %v", err)
 		}
@@ -99,23 +92,9 @@ func newEnvOn(t *testing.T, dir string, st store.Store, mod ...func(*attest.Conf
 		t.Fatalf("attest.New: %v", err)
 	}
 	mgr.SetAttestations(srv)
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		if err := srv.Serve(ctx, pc); err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	}()
+	addr, stop := serve(t, "", srv)
 	t.Cleanup(func() {
-		cancel()
-		wg.Wait()
-		pc.Close()
+		stop()
 		al.Close()
 		if db == nil {
 			return
@@ -125,7 +104,7 @@ func newEnvOn(t *testing.T, dir string, st store.Store, mod ...func(*attest.Conf
 		}
 		db.Close()
 	})
-	return &testEnv{addr: pc.LocalAddr().String(), roots: roots, db: db, mgr: mgr, auditPath: auditPath, audit: al, dir: dir, srv: srv}
+	return &testEnv{addr: addr, roots: roots, db: db, mgr: mgr, auditPath: auditPath, audit: al, dir: dir, srv: srv}
 }
 
 // testMachine is a simulator TPM that went through a synthetic measured boot.
@@ -248,5 +227,56 @@ func (e *testEnv) wantRefused(t *testing.T, err error, id, check string) {
 	}
 	if a := e.lastAudit(t, id); a.Outcome != "refused" || a.Check != check {
 		t.Fatalf("audit = %+v, want outcome refused, check %q", a, check)
+	}
+}
+
+// loadPKI loads the server certificate in the PKI directory dir and a
+// pool of its CA, which agents pin.
+func loadPKI(t *testing.T, dir string) (tls.Certificate, *x509.CertPool) {
+	t.Helper()
+	cert, err := pki.LoadServer(dir)
+	if err != nil {
+		t.Fatalf("pki.LoadServer: %v", err)
+	}
+	ca, err := pki.LoadCA(filepath.Join(dir, pki.CACertFile))
+	if err != nil {
+		t.Fatalf("pki.LoadCA: %v", err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(ca)
+	return cert, roots
+}
+
+// serve runs srv on a UDP socket on 127.0.0.1, and each of more beside
+// it with the same context, until stop; the caller runs stop (at cleanup,
+// before closing what srv uses).
+func serve(t *testing.T, name string, srv *attest.Server, more ...func(context.Context) error) (addr string, stop func()) {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	run := func(what string, f func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(ctx); err != nil {
+				t.Errorf("%s %s: %v", name, what, err)
+			}
+		}()
+	}
+	run("Serve", func(ctx context.Context) error { return srv.Serve(ctx, pc) })
+	for _, f := range more {
+		run("beside Serve", f)
+	}
+	var once sync.Once
+	return pc.LocalAddr().String(), func() {
+		once.Do(func() {
+			cancel()
+			wg.Wait()
+			pc.Close()
+		})
 	}
 }

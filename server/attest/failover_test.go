@@ -50,29 +50,9 @@ func (e *testEnv) peerWith(t *testing.T, name string, cert tls.Certificate, mod 
 	if err != nil {
 		t.Fatalf("attest.New: %v", err)
 	}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		if err := srv.Serve(ctx, pc); err != nil {
-			t.Errorf("%s Serve: %v", name, err)
-		}
-	}()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			wg.Wait()
-			pc.Close()
-		})
-	}
+	addr, stop = serve(t, name, srv)
 	t.Cleanup(stop)
-	return pc.LocalAddr().String(), stop
+	return addr, stop
 }
 
 // issueServer issues a server certificate of its own from e's CA.

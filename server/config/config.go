@@ -240,6 +240,10 @@ func (c *Config) Validate() error {
 	}
 	if c.Images != nil {
 		v.check("images.dir", checkAbsPath(c.Images.Dir))
+		v.check("images.peer_listen", checkListenAddr(c.Images.PeerListen, true))
+		if c.Images.PeerListen != "" && c.StoreBackend() != StoreEtcd {
+			v.check("images.peer_listen", errors.New(`needs store backend "etcd" (servers sharing a store)`))
+		}
 	}
 	if c.Volumes != nil {
 		v.check("volumes.dir", checkAbsPath(c.Volumes.Dir))

@@ -6,6 +6,17 @@ type ImagesConfig struct {
 	// Default: "<state_dir>/images".
 	// Example: "/srv/sealroot/images".
 	Dir string `json:"dir,omitempty"`
+	// PeerListen is the ip:port where this server serves its bases to the
+	// other servers sharing its store (backend etcd), which fetch a base
+	// they lack by digest (`sealroot image pull`, or a root that needs
+	// it). TLS 1.3, only for clients presenting a server certificate of
+	// the cluster's CA (`sealroot pki issue`); never for machines. The
+	// address is advertised to the peers as is, so the IP must be a
+	// specific address they reach. Empty: this server serves no bases
+	// (it can still fetch them).
+	// Default: "" (not served).
+	// Example: "10.0.0.1:9478".
+	PeerListen string `json:"peer_listen,omitempty"`
 }
 
 // VolumesConfig is the "volumes" section: machines' copy-on-write volumes.

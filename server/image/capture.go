@@ -49,12 +49,22 @@ func (s *Store) Capture(ctx context.Context, name string, disk io.ReaderAt, size
 		return nil, err
 	}
 	tree := filepath.Join(work, "tree")
-	if err := os.Mkdir(tree, 0o755); err != nil {
+	if err := s.dumpTree(ctx, fsImage, tree); err != nil {
 		return nil, fmt.Errorf("image: capture: %w", err)
 	}
-	cmd := exec.CommandContext(ctx, s.debugfs, "-R", "rdump / "+tree, fsImage)
+	return s.Import(ctx, name, tree, nil)
+}
+
+// dumpTree reads the files of the ext4 filesystem in img out into a new
+// directory tree with debugfs rdump (see Capture for what rdump keeps),
+// without the filesystem's lost+found.
+func (s *Store) dumpTree(ctx context.Context, img, tree string) error {
+	if err := os.Mkdir(tree, 0o755); err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, s.debugfs, "-R", "rdump / "+tree, img)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("image: capture: debugfs rdump: %w: %s", err, lastLine(out))
+		return fmt.Errorf("debugfs rdump: %w: %s", err, lastLine(out))
 	}
 	// lost+found belongs to the filesystem, not the tree: mkfs makes one.
 	// Removing it must not change the root's times.
@@ -65,10 +75,7 @@ func (s *Store) Capture(ctx context.Context, name string, disk io.ReaderAt, size
 	if err == nil {
 		err = os.Chtimes(tree, fi.ModTime(), fi.ModTime())
 	}
-	if err != nil {
-		return nil, fmt.Errorf("image: capture: %w", err)
-	}
-	return s.Import(ctx, name, tree, nil)
+	return err
 }
 
 var needsRecovery = regexp.MustCompile(`(?m)^Filesystem features:.*\bneeds_recovery\b`)

@@ -82,6 +82,7 @@ type Manager struct {
 
 	// The image, volume and root plan operations (images.go, roots.go).
 	images  *image.Store
+	puller  Puller
 	volumes *volume.Manager
 	roots   *roots.Service
 	// attestations, when set, ends a revoked or forgotten machine's
@@ -124,6 +125,9 @@ type Config struct {
 	Images  *image.Store
 	Volumes *volume.Manager
 	Roots   *roots.Service
+	// Puller, when set, fetches images from the other servers sharing
+	// the store (PullImage); nil: a server of its own.
+	Puller Puller
 }
 
 // New returns a Manager.
@@ -137,7 +141,7 @@ func New(cfg Config) *Manager {
 		keys = keyring.New(ks, cfg.Box, logger)
 	}
 	return &Manager{store: cfg.Store, box: cfg.Box, keys: keys, log: cfg.Audit, logger: logger.Named("machines"),
-		withdraw: cfg.Withdraw, images: cfg.Images, volumes: cfg.Volumes, roots: cfg.Roots}
+		withdraw: cfg.Withdraw, images: cfg.Images, volumes: cfg.Volumes, roots: cfg.Roots, puller: cfg.Puller}
 }
 
 // removed withdraws a revoked or forgotten machine's access.

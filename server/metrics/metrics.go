@@ -55,6 +55,9 @@ type Sources struct {
 	// Noise counts connections that ended before naming an identity, by
 	// kind (refused, busy, idle, half-open, garbage, abandoned).
 	Noise func() map[string]uint64
+	// BasePeersRefused counts clients of the base service (images.
+	// peer_listen) refused at the TLS handshake; nil without it.
+	BasePeersRefused func() uint64
 	// Served is what each boot service served, by service.
 	Served func() map[string]servestats.Snapshot
 	// Tunnel, ISCSI and NFS are those services added up; nil without

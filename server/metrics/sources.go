@@ -27,6 +27,8 @@ var (
 		"Attestations by identities the server does not know, refused, by check.", []string{"check"}, nil)
 	descNoise = prometheus.NewDesc("sealroot_attestation_noise_total",
 		"Connections that ended before naming an identity (never logged one by one), by kind.", []string{"kind"}, nil)
+	descBasePeersRefused = prometheus.NewDesc("sealroot_base_peer_refused_total",
+		"Clients of the base service refused at the TLS handshake: no server certificate of the cluster CA (never logged one by one).", nil, nil)
 	descBootReports = prometheus.NewDesc("sealroot_boot_reports_total",
 		"Agents' boot report connections by result (stored, bad, stranger, busy, error).", []string{"result"}, nil)
 	descScrapeErrors = prometheus.NewDesc("sealroot_metrics_source_errors",
@@ -38,7 +40,7 @@ var machineStates = []string{"pending", "approved", "needs-reapproval", "revoked
 
 func (c *sourceCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descInFlight, descMachines, descStoreBytes, descAuditBytes,
-		descCertExpiry, descSubscribers, descUnknown, descNoise, descBootReports, descScrapeErrors} {
+		descCertExpiry, descSubscribers, descUnknown, descNoise, descBasePeersRefused, descBootReports, descScrapeErrors} {
 		ch <- d
 	}
 	for _, d := range servedDescs {
@@ -95,6 +97,9 @@ func (c *sourceCollector) Collect(ch chan<- prometheus.Metric) {
 		for kind, n := range s.Noise() {
 			ch <- prometheus.MustNewConstMetric(descNoise, prometheus.CounterValue, float64(n), kind)
 		}
+	}
+	if s.BasePeersRefused != nil {
+		ch <- prometheus.MustNewConstMetric(descBasePeersRefused, prometheus.CounterValue, float64(s.BasePeersRefused()))
 	}
 	collectServed(ch, s, failed, func(source string) { errs[source] = 0 })
 	if s.BootReports != nil {

@@ -145,6 +145,12 @@ type IdleReleaser interface {
 	ReleaseIdle(ctx context.Context, machineID string) error
 }
 
+// Bases makes an image, NAME or NAME@vN, available here;
+// *basepeer.Puller implements it.
+type Bases interface {
+	Ensure(ctx context.Context, ref string) error
+}
+
 // Config configures a Service.
 type Config struct {
 	// Providers maps kinds (KindOf) to the provider serving them; one
@@ -153,6 +159,10 @@ type Config struct {
 	Providers map[string]Provider
 	// Tunnel, when set, loses a machine's peer at Withdraw.
 	Tunnel Peers
+	// Bases, when set, makes the image a plan names available on this
+	// server before its provider readies the root (a server sharing a
+	// store fetches a base it lacks from a peer).
+	Bases Bases
 	// BootGrace is how long after Prepare a machine whose root has not
 	// been attached yet (Attacher) counts as booting: Hold leaves it
 	// alone. Default: DefaultBootGrace.
@@ -167,6 +177,7 @@ type Service struct {
 	byKind map[string]Provider
 	all    []Provider // distinct, in the order of their first kind's name
 	tunnel Peers
+	bases  Bases
 	boots  boots // boots in progress against holds (Prepare, Hold)
 }
 
@@ -174,7 +185,7 @@ var _ Withdrawer = (*Service)(nil)
 
 // New returns a Service over cfg's providers.
 func New(cfg Config) *Service {
-	s := &Service{byKind: map[string]Provider{}, tunnel: cfg.Tunnel, boots: newBoots(cfg.BootGrace, cfg.Now)}
+	s := &Service{byKind: map[string]Provider{}, tunnel: cfg.Tunnel, bases: cfg.Bases, boots: newBoots(cfg.BootGrace, cfg.Now)}
 	kinds := make([]string, 0, len(cfg.Providers))
 	for k, p := range cfg.Providers {
 		if p != nil {
@@ -225,6 +236,11 @@ func (s *Service) prepare(ctx context.Context, own Provider, req Request) (wire.
 	}
 	if own == nil {
 		return req.Plan, nil, nil
+	}
+	if ref := req.Plan.Params[wire.ImageParam]; ref != "" && s.bases != nil {
+		if err := s.bases.Ensure(ctx, ref); err != nil {
+			return wire.RootPlan{}, nil, fmt.Errorf("root image %s: %w", ref, err)
+		}
 	}
 	return own.Prepare(ctx, req)
 }

@@ -33,21 +33,9 @@ func (db *DB) PutUser(ctx context.Context, u *User, create bool) error {
 			return fmt.Errorf("put user %s: %w", u.Name, err)
 		}
 		old := b.Get([]byte(u.Name))
-		switch {
-		case create && old != nil:
-			return fmt.Errorf("user %s: %w", u.Name, ErrUserExists)
-		case !create && old == nil:
-			return fmt.Errorf("user %s: %w", u.Name, ErrNotFound)
-		case !create:
-			var prev User
-			if err := json.Unmarshal(old, &prev); err != nil {
-				return fmt.Errorf("user %s: %w", u.Name, err)
-			}
-			u.Created = prev.Created
-		}
-		v, err := json.Marshal(u)
+		v, err := userRecord(u, old, old != nil, create)
 		if err != nil {
-			return fmt.Errorf("put user %s: %w", u.Name, err)
+			return err
 		}
 		return b.Put([]byte(u.Name), v)
 	})

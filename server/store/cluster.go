@@ -23,8 +23,12 @@ type ServerInfo struct {
 	TunnelPublicKey []byte `json:"tunnel_public_key,omitempty"`
 	// StorageAddress is where its roots are served (iSCSI portal, NFS
 	// server); "" for none.
-	StorageAddress string    `json:"storage_address,omitempty"`
-	Started        time.Time `json:"started"`
+	StorageAddress string `json:"storage_address,omitempty"`
+	// BaseAddress is where it serves its base images to the other
+	// servers ("ip:port", TLS with server certificates, package
+	// basepeer); "" for none.
+	BaseAddress string    `json:"base_address,omitempty"`
+	Started     time.Time `json:"started"`
 }
 
 // HomeRequest asks a machine's home server, the one that keeps its root,

@@ -356,21 +356,9 @@ func (s *Etcd) PutUser(ctx context.Context, u *User, create bool) error {
 		if err != nil {
 			return err
 		}
-		switch {
-		case create && ok:
-			return fmt.Errorf("user %s: %w", u.Name, ErrUserExists)
-		case !create && !ok:
-			return fmt.Errorf("user %s: %w", u.Name, ErrNotFound)
-		case !create:
-			var prev User
-			if err := json.Unmarshal(old, &prev); err != nil {
-				return fmt.Errorf("user %s: %w", u.Name, err)
-			}
-			u.Created = prev.Created
-		}
-		v, err := json.Marshal(u)
+		v, err := userRecord(u, old, ok, create)
 		if err != nil {
-			return fmt.Errorf("put user %s: %w", u.Name, err)
+			return err
 		}
 		tx.put(k, v)
 		return nil

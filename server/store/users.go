@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -34,4 +36,28 @@ type UserStore interface {
 	Users(ctx context.Context) ([]*User, error)
 	// DeleteUser removes the user name (ErrNotFound when there is none).
 	DeleteUser(ctx context.Context, name string) error
+}
+
+// userRecord decides PutUser on both backends against the stored record
+// old (exists: there is one): a create refuses an existing user, an
+// update a missing one and keeps its creation time. It returns the
+// record to write.
+func userRecord(u *User, old []byte, exists, create bool) ([]byte, error) {
+	switch {
+	case create && exists:
+		return nil, fmt.Errorf("user %s: %w", u.Name, ErrUserExists)
+	case !create && !exists:
+		return nil, fmt.Errorf("user %s: %w", u.Name, ErrNotFound)
+	case !create:
+		var prev User
+		if err := json.Unmarshal(old, &prev); err != nil {
+			return nil, fmt.Errorf("user %s: %w", u.Name, err)
+		}
+		u.Created = prev.Created
+	}
+	v, err := json.Marshal(u)
+	if err != nil {
+		return nil, fmt.Errorf("put user %s: %w", u.Name, err)
+	}
+	return v, nil
 }

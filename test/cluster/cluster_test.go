@@ -18,7 +18,7 @@ import (
 
 	agentattest "github.com/sealroot/sealroot/agent/attest"
 	"github.com/sealroot/sealroot/pki"
-	"github.com/sealroot/sealroot/server/audit"
+	"github.com/sealroot/sealroot/server/audit/audittest"
 	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/server/store/etcdtest"
 	"github.com/sealroot/sealroot/test/loadgen"
@@ -99,7 +99,7 @@ func TestServeProcessesShareEtcd(t *testing.T) {
 			t.Fatalf("attestation on B ended before its evidence: %v", err)
 		}
 		sealroot(t, bin, "--socket", a.socket, "machine", "revoke", id, "--reason", "stolen")
-		waitRefusedInAudit(t, filepath.Join(b.dir, "audit.log"), id, "revoked")
+		audittest.WaitRefused(t, filepath.Join(b.dir, "audit.log"), id, "revoked")
 		let()
 		err := <-done
 		var r *agentattest.RefusedError
@@ -341,27 +341,4 @@ func (h *heldAgent) ActivateCredential(ctx context.Context, blob, secret []byte)
 		}
 	}
 	return h.Agent.ActivateCredential(ctx, blob, secret)
-}
-
-// waitRefusedInAudit waits until the newest attestation entry of id in
-// the audit log at path is a refusal by check.
-func waitRefusedInAudit(t *testing.T, path, id, check string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		entries, err := audit.ReadAll(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i := len(entries) - 1; i >= 0; i-- {
-			if e := entries[i]; e.MachineID == id && e.Action == "attest" {
-				if e.Outcome == "refused" && e.Check == check {
-					return
-				}
-				break
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("no refusal by %s of %s in %s after 10s", check, id, path)
 }

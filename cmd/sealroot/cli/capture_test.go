@@ -24,3 +24,20 @@ func TestImageCaptureCommand(t *testing.T) {
 		t.Errorf("capture on a server without images: %+v", r)
 	}
 }
+
+// The pull itself is tested in server/basepeer and server
+// (TestServersMoveBases) between real servers; here the command line.
+func TestImagePullCommand(t *testing.T) {
+	svc := apitest.NewService(t, testMachines()...)
+	sock := apitest.Serve(t, svc, api.WithPull(svc))
+	if r := run(t, sock, "", "image", "pull"); r.code != 2 {
+		t.Errorf("pull without a reference: %+v", r)
+	}
+	// A server of its own: it says it shares no store.
+	if r := run(t, sock, "", "image", "pull", "os@v1"); r.code != 1 || !strings.Contains(r.stderr, "shares no store") {
+		t.Errorf("pull on a server of its own: %+v", r)
+	}
+	if r := run(t, sock, "", "image", "list", "--peers"); r.code != 1 || !strings.Contains(r.stderr, "shares no store") {
+		t.Errorf("list --peers on a server of its own: %+v", r)
+	}
+}

@@ -17,12 +17,7 @@ func newImageCmd(e *env) *cobra.Command {
 	var yes bool
 	return cmdline.Group("image", "Import, list and remove base images",
 		newImageImportCmd(e),
-		&cobra.Command{
-			Use:   "list",
-			Short: "List images",
-			Args:  cmdline.ExactArgs(0),
-			RunE:  func(c *cobra.Command, _ []string) error { return runImageList(c, e) },
-		},
+		newImageListCmd(e),
 		addYes(&cobra.Command{
 			Use:   "rm NAME|NAME@vN",
 			Short: "Forget one version or every version of an image, refused while a plan, root or snapshot uses it",
@@ -42,7 +37,33 @@ func newImageCmd(e *env) *cobra.Command {
 			RunE:  func(c *cobra.Command, _ []string) error { return runImageGC(c, e) },
 		},
 		newImageCaptureCmd(e),
+		&cobra.Command{
+			Use: "pull sha256:DIGEST|NAME|NAME@vN",
+			Short: "Fetch a base, or an image version with its number, from a running server sharing the store that holds it " +
+				"(NAME: the highest version a peer holds); the bytes are kept only if they hash to the digest",
+			Args: cmdline.ExactArgs(1),
+			RunE: func(c *cobra.Command, args []string) error { return runImagePull(c, e, args[0]) },
+		},
 	)
+}
+
+func runImagePull(c *cobra.Command, e *env, ref string) error {
+	res, err := e.client().PullImage(c.Context(), ref)
+	if err != nil {
+		return err
+	}
+	if e.JSON {
+		return e.printJSON(res)
+	}
+	from := "already here"
+	if res.From != "" {
+		from = "fetched from " + safe(res.From) + ", digest verified"
+	}
+	fmt.Fprintf(e.Stdout, "base sha256:%s (%s)\n", res.Digest, from)
+	for _, im := range res.Versions {
+		fmt.Fprintf(e.Stdout, "image %s@v%d\n", safe(im.Name), im.Version)
+	}
+	return nil
 }
 
 func newImageImportCmd(e *env) *cobra.Command {
@@ -97,6 +118,47 @@ func runImageImport(c *cobra.Command, e *env, name, abs string) error {
 	}
 	_, err = fmt.Fprintf(e.Stdout, "imported %s@v%d sha256:%s (%d bytes)\n", safe(im.Name), im.Version, im.Digest, im.Size)
 	return err
+}
+
+func newImageListCmd(e *env) *cobra.Command {
+	var peers bool
+	c := &cobra.Command{
+		Use:   "list [--peers]",
+		Short: "List this server's images, or with --peers those of each running server sharing the store",
+		Args:  cmdline.ExactArgs(0),
+		RunE: func(c *cobra.Command, _ []string) error {
+			if peers {
+				return runImageListPeers(c, e)
+			}
+			return runImageList(c, e)
+		},
+	}
+	c.Flags().BoolVar(&peers, "peers", false, "list the images of each running server sharing the store (each keeps its own; `image pull` fetches one)")
+	return c
+}
+
+func runImageListPeers(c *cobra.Command, e *env) error {
+	all, err := e.client().PeerImages(c.Context())
+	if err != nil {
+		return err
+	}
+	if e.JSON {
+		if all == nil {
+			all = []api.PeerImages{}
+		}
+		return e.printJSON(all)
+	}
+	tw := tabwriter.NewWriter(e.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SERVER\tIMAGE\tDIGEST\tSIZE\tIMPORTED")
+	for _, pi := range all {
+		if pi.Error != "" {
+			fmt.Fprintf(tw, "%s\t(no answer: %s)\t\t\t\n", safe(pi.Server), safe(pi.Error))
+		}
+		for _, im := range pi.Images {
+			fmt.Fprintf(tw, "%s\t%s@v%d\tsha256:%s\t%d\t%s\n", safe(pi.Server), safe(im.Name), im.Version, shortDigest(im.Digest), im.Size, formatTime(im.Imported))
+		}
+	}
+	return tw.Flush()
 }
 
 func runImageList(c *cobra.Command, e *env) error {
