@@ -7,8 +7,11 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/sealroot/sealroot/server/api"
+	"github.com/sealroot/sealroot/server/audit"
 	"github.com/sealroot/sealroot/server/config"
 	"github.com/sealroot/sealroot/server/keyring"
+	"github.com/sealroot/sealroot/server/machines"
 	"github.com/sealroot/sealroot/server/secrets"
 	"github.com/sealroot/sealroot/server/store"
 )
@@ -50,4 +53,50 @@ func OpenKeyring(ctx context.Context, cfg *config.Config, logger hclog.Logger) (
 		return nil, nil, fmt.Errorf("state store %T keeps no keyring", st)
 	}
 	return keyring.New(ks, box, logger), st.Close, nil
+}
+
+// Cluster operations, for ClusterChange.
+const (
+	ClusterJoin   = "join"
+	ClusterLeave  = "leave"
+	ClusterRewrap = "rewrap"
+)
+
+// ClusterChange runs `sealroot cluster join|leave|rewrap` (op; recipient
+// for join and leave) while this server does not run: on cfg's store with
+// this server's identity, recorded first in this server's audit log
+// (state_dir/audit.log) as done by actor, with the same records the
+// running server's admin API (machines.Manager.ClusterJoin, ...) writes.
+// The CLI calls it only when nothing answers on the admin socket: the
+// audit log has one writer at a time.
+func ClusterChange(ctx context.Context, cfg *config.Config, logger hclog.Logger, actor, op, recipient string) (*api.ClusterResult, error) {
+	box, err := secrets.LoadOrCreate(filepath.Join(cfg.StateDir, "secrets.age.key"))
+	if err != nil {
+		return nil, fmt.Errorf("secrets identity: %w", err)
+	}
+	st, err := openStore(ctx, cfg, logger)
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	ks, ok := st.(keyring.Store)
+	if !ok {
+		return nil, fmt.Errorf("state store %T keeps no keyring", st)
+	}
+	log, err := audit.OpenRotating(filepath.Join(cfg.StateDir, "audit.log"), cfg.Audit.Rotation())
+	if err != nil {
+		return nil, fmt.Errorf("audit log: %w", err)
+	}
+	defer log.Close()
+	m := machines.New(machines.Config{Store: st, Keyring: keyring.New(ks, box, logger), Audit: log, Logger: logger})
+	ctx = machines.WithActor(ctx, actor)
+	switch op {
+	case ClusterJoin:
+		return m.ClusterJoin(ctx, recipient)
+	case ClusterLeave:
+		return m.ClusterLeave(ctx, recipient)
+	case ClusterRewrap:
+		return m.ClusterRewrap(ctx)
+	}
+	return nil, fmt.Errorf("cluster %q: %w", op, api.ErrInvalid)
 }

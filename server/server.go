@@ -457,6 +457,7 @@ func (s *Server) Serve(ctx context.Context) error {
 			api.WithFiles(s.machines),
 			api.WithMenus(s.machines),
 			api.WithDHCP(s.machines),
+			api.WithCluster(s.machines),
 			api.WithBackup(s.backup),
 			api.WithCapture(s.machines),
 			api.WithPull(s.machines),

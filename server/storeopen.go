@@ -7,7 +7,6 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/sealroot/sealroot/server/boot"
 	"github.com/sealroot/sealroot/server/bootreport"
 	"github.com/sealroot/sealroot/server/config"
 	"github.com/sealroot/sealroot/server/store"
@@ -19,7 +18,7 @@ type serverStore interface {
 	store.Store
 	store.UserStore
 	store.LeaseStore
-	boot.LeaseDB
+	store.DHCPStore
 	bootreport.Store
 	BootLogs(ctx context.Context, id string) ([]store.BootLog, error)
 }

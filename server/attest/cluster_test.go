@@ -36,6 +36,9 @@ type cluster struct {
 	prefix  string
 	ownKeys bool
 	first   *keyring.Keyring // the first member's, which joins the others
+	// commitWithin is the members' attest.Cluster.CommitWithin; 0: the
+	// default.
+	commitWithin time.Duration
 }
 
 func newCluster(t *testing.T) *cluster {
@@ -106,7 +109,7 @@ func (c *cluster) member(t *testing.T, name string, mod ...func(*attest.Config))
 		m(&cfg)
 	}
 	if name != "" {
-		cfg.Cluster = &attest.Cluster{Name: name, Store: st, Box: keys}
+		cfg.Cluster = &attest.Cluster{Name: name, Store: st, Box: keys, CommitWithin: c.commitWithin}
 	}
 	mgr := machines.New(machines.Config{Store: st, Box: box, Keyring: keys, Audit: al, Logger: logger, Withdraw: cfg.Withdraw})
 	cfg.Secrets = mgr

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/sealroot/sealroot/server/roots"
@@ -30,6 +31,11 @@ type Cluster struct {
 	Box   Box
 	// AnswerTimeout bounds the wait for a home's answer; default 10s.
 	AnswerTimeout time.Duration
+	// CommitWithin bounds how long this server, as a home, keeps the
+	// tunnel peer and root it readied for another server's release
+	// without seeing that release committed in the store: after it, it
+	// withdraws them. Default DefaultCommitWithin.
+	CommitWithin time.Duration
 }
 
 // Box encrypts to every member server of the secrets keyring, so that
@@ -55,6 +61,7 @@ func (x *exchange) prepare(ctx context.Context) (*wire.TunnelPlan, wire.RootPlan
 			return x.askHome(ctx, home)
 		}
 	}
+	x.s.readied.drop(x.machineID) // this release replaces what was readied for another server's
 	plan, err := x.tunnel(ctx)
 	if err != nil {
 		return nil, wire.RootPlan{}, nil, err
@@ -97,7 +104,7 @@ func (x *exchange) askHome(ctx context.Context, home string) (*wire.TunnelPlan, 
 		return nil, wire.RootPlan{}, nil, fail("tunnel", ErrNoTunnelKey)
 	}
 	req := store.HomeRequest{Home: home, From: c.Name, MachineID: x.machineID, Version: x.machine.Version,
-		WireGuardKey: x.hello.WireGuardKey, Plan: root, RemoteAddr: x.remote}
+		BootCount: x.machine.BootCount, WireGuardKey: x.hello.WireGuardKey, Plan: root, RemoteAddr: x.remote}
 	if x.user != "" {
 		req.Key = roots.UserRootKey(x.user)
 	}
@@ -131,12 +138,27 @@ func (x *exchange) askHome(ctx context.Context, home string) (*wire.TunnelPlan, 
 // ServeHome readies, until ctx ends, the boots other servers release of
 // machines homed here: for each request it re-checks the machine's
 // record, installs the tunnel peer and readies the root as a release
-// here would. It returns nil when ctx ends; without a Cluster, at once.
+// here would, and withdraws them again unless the release is committed
+// within Cluster.CommitWithin (expectRelease). It returns nil when ctx
+// ends; without a Cluster, at once.
 func (s *Server) ServeHome(ctx context.Context) error {
 	if s.cluster == nil {
 		return nil
 	}
-	return s.cluster.Store.ServeHome(ctx, s.cluster.Name, s.readyForPeer)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	return s.cluster.Store.ServeHome(ctx, s.cluster.Name, func(rctx context.Context, req store.HomeRequest) store.HomeAnswer {
+		gen := s.readied.mark(req.MachineID)
+		a := s.readyForPeer(rctx, req)
+		if a.Check != "" {
+			s.readied.done(req.MachineID, gen)
+			return a
+		}
+		wg.Go(func() { s.expectRelease(ctx, req, gen) })
+		return a
+	})
 }
 
 func (s *Server) readyForPeer(ctx context.Context, req store.HomeRequest) store.HomeAnswer {

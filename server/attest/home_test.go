@@ -257,3 +257,80 @@ func TestClusterHomeISCSIRoot(t *testing.T) {
 		t.Fatal("the credential of a machine revoked on B still logs in to A")
 	}
 }
+
+// A home server withdraws what it readied for another server's release
+// when that release is not committed within Cluster.CommitWithin (the
+// attesting server's final commit failed, or it died after the answer):
+// here B's part is played by a store client that asks A and never
+// commits. A readying superseded by a committed release is kept: the
+// normal path, through a real server B, with a stale request before it.
+func TestHomeWithdrawsBootNeverReleased(t *testing.T) {
+	ctx := context.Background()
+	c := newCluster(t)
+	const bound = 2 * time.Second
+	c.commitWithin = bound
+	tnA, _ := homeTunnel(t, 'a', "10.204.0.0/24", "192.0.2.10:51820")
+	tnB, _ := homeTunnel(t, 'b', "10.205.0.0/24", "192.0.2.11:51820")
+	a, _ := c.member(t, "a", withTunnels(tnA, ""))
+	b, _ := c.member(t, "b", withTunnels(tnB, ""))
+	m := newMachine(t, defaultSpec)
+	a.enrollAndApprove(t, m, "node-uncommitted")
+	if _, err := attestOnce(t, a.client(t, m.dev, func(c *agentattest.Config) { c.WireGuardKey = wgKey(t) })); err != nil {
+		t.Fatalf("first boot on A: %v", err)
+	}
+	st := c.store(t)
+	defer st.Close()
+	// askNeverCommit asks A to ready a boot as B's release would, then
+	// commits nothing.
+	askNeverCommit := func() {
+		t.Helper()
+		rec, err := st.MachineRecord(ctx, m.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		plan, err := store.EffectiveRoot(ctx, st, rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ans, err := st.AskHome(ctx, store.HomeRequest{Home: "a", From: "b", MachineID: m.id, Version: rec.Version,
+			BootCount: rec.BootCount, WireGuardKey: wgKey(t), Plan: plan, RemoteAddr: "127.0.0.1:4433"})
+		if err != nil || ans.Check != "" || ans.Tunnel == nil {
+			t.Fatalf("AskHome = %+v, %v; want A's tunnel plan", ans, err)
+		}
+	}
+	peerOnA := func() bool { return slices.Contains(tnA.Peers(), m.id) }
+
+	m.reboot(t)
+	asked := time.Now()
+	askNeverCommit()
+	if !peerOnA() {
+		t.Fatal("A installed no peer for the request")
+	}
+	for peerOnA() {
+		if time.Since(asked) > bound+5*time.Second {
+			t.Fatalf("A still holds the peer %v after a home request whose release never committed (bound %v)",
+				time.Since(asked).Round(time.Millisecond), bound)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	took := time.Since(asked)
+	t.Logf("peer withdrawn %v after the answer (bound %v)", took.Round(time.Millisecond), bound)
+	if took < bound {
+		t.Errorf("peer withdrawn after %v, before the bound %v", took, bound)
+	}
+
+	// A stale request, then a real release through B that asks A again
+	// and commits: A keeps the committed boot's peer past the bound.
+	askNeverCommit()
+	key := wgKey(t)
+	if _, err := attestOnce(t, b.client(t, m.dev, func(c *agentattest.Config) { c.WireGuardKey = key })); err != nil {
+		t.Fatalf("attest on B: %v", err)
+	}
+	time.Sleep(2*bound + time.Second)
+	if !peerOnA() {
+		t.Fatal("A withdrew the peer of a boot B released and committed")
+	}
+	if got := tnB.Peers(); len(got) != 0 {
+		t.Errorf("B's peers = %v, want none", got)
+	}
+}

@@ -130,6 +130,7 @@ type Server struct {
 	logins          Logins
 	leases          store.LeaseStore // nil when the store keeps no leases
 	cluster         *Cluster
+	readied         readiedBoots // boots readied here as a home server for others' releases
 }
 
 // New validates cfg and returns a Server.

@@ -40,14 +40,22 @@ var (
 func (db *DB) DHCPLeases(ctx context.Context) ([]DHCPLease, error) {
 	var out []DHCPLease
 	err := db.view(ctx, func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketLeases).ForEach(func(k, v []byte) error {
-			var l DHCPLease
-			if err := json.Unmarshal(v, &l); err != nil {
-				return fmt.Errorf("dhcp lease %s: %w", k, ErrCorrupt)
-			}
-			out = append(out, l)
-			return nil
-		})
+		var err error
+		out, err = boltLeases(tx.Bucket(bucketLeases))
+		return err
+	})
+	return out, err
+}
+
+func boltLeases(bk *bolt.Bucket) ([]DHCPLease, error) {
+	var out []DHCPLease
+	err := bk.ForEach(func(k, v []byte) error {
+		var l DHCPLease
+		if err := json.Unmarshal(v, &l); err != nil {
+			return fmt.Errorf("dhcp lease %s: %w", k, ErrCorrupt)
+		}
+		out = append(out, l)
+		return nil
 	})
 	return out, err
 }
@@ -55,28 +63,49 @@ func (db *DB) DHCPLeases(ctx context.Context) ([]DHCPLease, error) {
 // PutDHCPLease records l, replacing the record of its address and any
 // other record of its MAC.
 func (db *DB) PutDHCPLease(ctx context.Context, l DHCPLease) error {
-	if !l.Addr.Is4() {
-		return fmt.Errorf("dhcp lease address %v: %w", l.Addr, ErrBadReservation)
-	}
-	b, err := json.Marshal(l)
+	return db.UpdateDHCPLeases(ctx, func([]DHCPLease) ([]DHCPLease, error) { return []DHCPLease{l}, nil })
+}
+
+// UpdateDHCPLeases calls fn with every lease and records the leases it
+// returns, in one write transaction (see DHCPStore).
+func (db *DB) UpdateDHCPLeases(ctx context.Context, fn func([]DHCPLease) ([]DHCPLease, error)) error {
+	return db.update(ctx, func(tx *bolt.Tx) error {
+		bk := tx.Bucket(bucketLeases)
+		ls, err := boltLeases(bk)
+		if err != nil {
+			return err
+		}
+		puts, err := fn(ls)
+		if err != nil {
+			return err
+		}
+		for _, l := range puts {
+			if err := boltPutLease(bk, l); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// boltPutLease writes l's record and deletes any other record of its MAC.
+func boltPutLease(bk *bolt.Bucket, l DHCPLease) error {
+	b, err := leaseJSON(l)
 	if err != nil {
 		return err
 	}
-	return db.update(ctx, func(tx *bolt.Tx) error {
-		bk := tx.Bucket(bucketLeases)
-		if l.MAC != "" {
-			c := bk.Cursor()
-			for k, v := c.First(); k != nil; k, v = c.Next() {
-				var old DHCPLease
-				if json.Unmarshal(v, &old) == nil && old.MAC == l.MAC && old.Addr != l.Addr {
-					if err := c.Delete(); err != nil {
-						return err
-					}
+	if l.MAC != "" {
+		c := bk.Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			var old DHCPLease
+			if json.Unmarshal(v, &old) == nil && old.MAC == l.MAC && old.Addr != l.Addr {
+				if err := c.Delete(); err != nil {
+					return err
 				}
 			}
 		}
-		return bk.Put([]byte(l.Addr.String()), b)
-	})
+	}
+	return bk.Put([]byte(l.Addr.String()), b)
 }
 
 // DHCPReservations returns every reservation.

@@ -41,7 +41,11 @@ type HomeRequest struct {
 	MachineID string `json:"machine_id"`
 	// Version is the machine record's version the release was decided on;
 	// the home refuses when the record moved on.
-	Version      uint64        `json:"version"`
+	Version uint64 `json:"version"`
+	// BootCount is the machine's BootCount the release was decided on:
+	// the home withdraws what it readied unless a committed release
+	// moves it in time (attest.Cluster.CommitWithin).
+	BootCount    uint64        `json:"boot_count"`
 	WireGuardKey []byte        `json:"wireguard_key,omitempty"` // the agent's per-boot public key
 	Plan         wire.RootPlan `json:"plan"`                    // the effective root plan
 	RemoteAddr   string        `json:"remote_addr"`

@@ -12,6 +12,7 @@ type testStore interface {
 	Store
 	UserStore
 	LeaseStore
+	DHCPStore
 	PutBootLog(ctx context.Context, id string, l BootLog) error
 	BootLogs(ctx context.Context, id string) ([]BootLog, error)
 }

@@ -84,7 +84,7 @@ type EtcdConfig struct {
 
 // OpenEtcd connects to the etcd cluster of cfg and opens the store there.
 func OpenEtcd(ctx context.Context, cfg EtcdConfig, logger hclog.Logger) (*Etcd, error) {
-	c, err := newEtcdClient(cfg)
+	c, err := newEtcdClient(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}

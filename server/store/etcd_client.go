@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -14,13 +15,21 @@ import (
 // etcdDialTimeout bounds connecting to the cluster.
 const etcdDialTimeout = 5 * time.Second
 
-func newEtcdClient(cfg EtcdConfig) (*clientv3.Client, error) {
+// newEtcdClient connects to the cluster of cfg. With TLS, the endpoints
+// are probed first (checkEtcdTLS), so that a refused handshake is
+// reported as such at once.
+func newEtcdClient(ctx context.Context, cfg EtcdConfig) (*clientv3.Client, error) {
 	if len(cfg.Endpoints) == 0 {
 		return nil, fmt.Errorf("etcd store: no endpoints")
 	}
 	tc, err := etcdTLS(cfg)
 	if err != nil {
 		return nil, err
+	}
+	if tc != nil {
+		if err := checkEtcdTLS(ctx, cfg.Endpoints, tc); err != nil {
+			return nil, err
+		}
 	}
 	c, err := clientv3.New(clientv3.Config{
 		Endpoints:   cfg.Endpoints,

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/netip"
 	"strings"
 
 	"github.com/sealroot/sealroot/wire"
@@ -439,27 +440,49 @@ func (s *Etcd) DHCPLeases(ctx context.Context) ([]DHCPLease, error) {
 // PutDHCPLease records l, replacing the record of its address and any
 // other record of its MAC, in one transaction.
 func (s *Etcd) PutDHCPLease(ctx context.Context, l DHCPLease) error {
-	if !l.Addr.Is4() {
-		return fmt.Errorf("dhcp lease address %v: %w", l.Addr, ErrBadReservation)
-	}
-	b, err := json.Marshal(l)
-	if err != nil {
-		return err
-	}
+	return s.UpdateDHCPLeases(ctx, func([]DHCPLease) ([]DHCPLease, error) { return []DHCPLease{l}, nil })
+}
+
+// UpdateDHCPLeases calls fn with every lease and records the leases it
+// returns, in one etcd transaction that commits only if no lease was
+// written since the read (see DHCPStore): two servers deciding on the
+// same address at once each see the other's lease or retry.
+func (s *Etcd) UpdateDHCPLeases(ctx context.Context, fn func([]DHCPLease) ([]DHCPLease, error)) error {
 	return s.txn(ctx, func(tx *etcdTx) error {
-		if l.MAC != "" {
-			kvs, err := tx.scan(s.keys.leases())
+		kvs, err := tx.scan(s.keys.leases())
+		if err != nil {
+			return err
+		}
+		ls := make([]DHCPLease, 0, len(kvs))
+		for _, e := range kvs {
+			var l DHCPLease
+			if err := json.Unmarshal(e.value, &l); err != nil {
+				return fmt.Errorf("dhcp lease %s: %w", e.key, ErrCorrupt)
+			}
+			ls = append(ls, l)
+		}
+		puts, err := fn(ls)
+		if err != nil {
+			return err
+		}
+		cur := make(map[netip.Addr]string, len(ls)) // address -> MAC, as written so far
+		for _, l := range ls {
+			cur[l.Addr] = l.MAC
+		}
+		for _, l := range puts {
+			b, err := leaseJSON(l)
 			if err != nil {
 				return err
 			}
-			for _, e := range kvs {
-				var old DHCPLease
-				if json.Unmarshal(e.value, &old) == nil && old.MAC == l.MAC && old.Addr != l.Addr {
-					tx.del(e.key)
+			for a, mac := range cur {
+				if l.MAC != "" && mac == l.MAC && a != l.Addr {
+					tx.del(s.keys.leases() + a.String())
+					delete(cur, a)
 				}
 			}
+			cur[l.Addr] = l.MAC
+			tx.put(s.keys.leases()+l.Addr.String(), b)
 		}
-		tx.put(s.keys.leases()+l.Addr.String(), b)
 		return nil
 	})
 }

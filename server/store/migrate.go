@@ -185,7 +185,7 @@ func checkEmpty(ctx context.Context, kv clientv3.KV, prefix string) error {
 // ErrNotEmpty when cfg.Prefix holds records; it writes nothing (a dry
 // run of a migration).
 func CheckEtcdEmpty(ctx context.Context, cfg EtcdConfig) error {
-	c, err := newEtcdClient(cfg)
+	c, err := newEtcdClient(ctx, cfg)
 	if err != nil {
 		return err
 	}

@@ -2,7 +2,9 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 
 	"github.com/hashicorp/go-hclog"
@@ -10,6 +12,8 @@ import (
 
 	"github.com/sealroot/sealroot/internal/cmdline"
 	"github.com/sealroot/sealroot/server"
+	"github.com/sealroot/sealroot/server/api"
+	"github.com/sealroot/sealroot/server/api/client"
 	"github.com/sealroot/sealroot/server/config"
 	"github.com/sealroot/sealroot/server/keyring"
 	"github.com/sealroot/sealroot/server/secrets"
@@ -131,18 +135,43 @@ func newClusterMembersCmd(e *env) *cobra.Command {
 	return c
 }
 
-func printResult(e *env, op string, res keyring.Result) error {
+func printResult(e *env, op string, res *api.ClusterResult) error {
 	if e.JSON {
-		return e.printJSON(struct {
-			Version    uint64   `json:"version"`
-			Recipients []string `json:"recipients"`
-			Rewrapped  int      `json:"rewrapped"`
-			Redone     int      `json:"redone"`
-		}{res.Keyring.Version, res.Keyring.Recipients, res.Rewrapped, res.Redone})
+		return e.printJSON(res)
 	}
 	_, err := fmt.Fprintf(e.Stdout, "%s: %d members, %d secrets re-wrapped (%d redone after concurrent changes)\n",
-		op, len(res.Keyring.Recipients), res.Rewrapped, res.Redone)
+		op, len(res.Recipients), res.Rewrapped, res.Redone)
 	return err
+}
+
+// change runs a keyring change (op, recipient) on the running server,
+// through the admin API, which audits it; when nothing answers on the
+// socket (the server is stopped), here on the configured store, audited
+// in the state directory's audit log as the running server would.
+func (a *clusterArgs) change(ctx context.Context, e *env, op, recipient string) (*api.ClusterResult, error) {
+	c := e.client()
+	var (
+		res *api.ClusterResult
+		err error
+	)
+	switch op {
+	case server.ClusterJoin:
+		res, err = c.ClusterJoin(ctx, recipient)
+	case server.ClusterLeave:
+		res, err = c.ClusterLeave(ctx, recipient)
+	default:
+		res, err = c.ClusterRewrap(ctx)
+	}
+	var unreachable *client.UnreachableError
+	if !errors.As(err, &unreachable) {
+		return res, err
+	}
+	cfg, err := a.load()
+	if err != nil {
+		return nil, err
+	}
+	logger := hclog.New(&hclog.LoggerOptions{Name: "sealroot", Output: e.Stderr, Level: hclog.Warn})
+	return server.ClusterChange(ctx, cfg, logger, fmt.Sprintf("operator:%d", os.Getuid()), op, recipient)
 }
 
 func newClusterJoinCmd(e *env) *cobra.Command {
@@ -155,16 +184,19 @@ them), with the new server's recipient from "sealroot cluster recipient"
 there. The recipient joins the keyring in the shared store, then every
 secret is re-encrypted to all members, one store transaction each. Secrets
 set meanwhile on any server are kept. Joining a member again re-wraps only
-(finishing an interrupted join).`,
+(finishing an interrupted join).
+
+Join, leave and rewrap run on the server answering on --socket when it runs,
+which records them in its audit log first; with no server answering they
+run here on --config's store and write the same audit record to that
+server's state directory.`,
 		Args: cmdline.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			return a.withKeyring(c.Context(), e, func(k *keyring.Keyring) error {
-				res, err := k.Join(c.Context(), args[0])
-				if err != nil {
-					return err
-				}
-				return printResult(e, "joined", res)
-			})
+			res, err := a.change(c.Context(), e, server.ClusterJoin, args[0])
+			if err != nil {
+				return err
+			}
+			return printResult(e, "joined", res)
 		},
 	}
 	a.flags(c)
@@ -194,13 +226,11 @@ decrypts: if its identity may be stolen, change the secrets' values too.`,
 			if err := confirm(c, e, yes, "remove "+r+" from the secrets keyring"); err != nil {
 				return err
 			}
-			return a.withKeyring(c.Context(), e, func(k *keyring.Keyring) error {
-				res, err := k.Leave(c.Context(), r)
-				if err != nil {
-					return err
-				}
-				return printResult(e, "left", res)
-			})
+			res, err := a.change(c.Context(), e, server.ClusterLeave, r)
+			if err != nil {
+				return err
+			}
+			return printResult(e, "left", res)
 		},
 	}
 	a.flags(c)
@@ -214,13 +244,11 @@ func newClusterRewrapCmd(e *env) *cobra.Command {
 		Short: "Re-encrypt every secret to the current members (after an interrupted join or leave)",
 		Args:  cmdline.ExactArgs(0),
 		RunE: func(c *cobra.Command, _ []string) error {
-			return a.withKeyring(c.Context(), e, func(k *keyring.Keyring) error {
-				res, err := k.Rewrap(c.Context())
-				if err != nil {
-					return err
-				}
-				return printResult(e, "rewrapped", res)
-			})
+			res, err := a.change(c.Context(), e, server.ClusterRewrap, "")
+			if err != nil {
+				return err
+			}
+			return printResult(e, "rewrapped", res)
 		},
 	}
 	a.flags(c)

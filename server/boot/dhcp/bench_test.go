@@ -1,6 +1,7 @@
 package dhcp
 
 import (
+	"context"
 	"net/netip"
 	"testing"
 	"time"
@@ -19,7 +20,7 @@ func BenchmarkRespondProxy(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		reply, err := s.Respond(req, PortDHCP)
+		reply, err := s.Respond(context.Background(), req, PortDHCP)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -36,14 +37,14 @@ func BenchmarkRespondFullDiscover(b *testing.B) {
 	s := newTestServer(b, cfg)
 	for i := range 248 {
 		mac := []byte{2, 0, 0, 0, byte(i >> 8), byte(i)}
-		if _, err := s.Respond(newMsg(b, dhcpv4.MessageTypeDiscover, mac, plainClient...), PortDHCP); err != nil {
+		if _, err := s.Respond(context.Background(), newMsg(b, dhcpv4.MessageTypeDiscover, mac, plainClient...), PortDHCP); err != nil {
 			b.Fatal(err)
 		}
 	}
 	req := newMsg(b, dhcpv4.MessageTypeDiscover, mac1, pxeEFI...)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := s.Respond(req, PortDHCP); err != nil {
+		if _, err := s.Respond(context.Background(), req, PortDHCP); err != nil {
 			b.Fatal(err)
 		}
 	}

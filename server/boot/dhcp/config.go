@@ -78,8 +78,9 @@ type Config struct {
 	Pool Pool
 	// Now is the clock for leases. Nil: time.Now.
 	Now func() time.Time
-	// Leases, in ModeFull, persists leases and holds reservations. Nil:
-	// leases in memory only, no reservations.
+	// Leases, in ModeFull, holds the leases (each decision a transaction
+	// there, so servers sharing it share the pool) and the reservations.
+	// Nil: leases in memory only, no reservations.
 	Leases LeaseStore
 	// Stats, if set, counts requests by result (reply, no-reply,
 	// malformed, handled, send-failed) and the bytes received and sent.

@@ -1,6 +1,7 @@
 package dhcp
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/netip"
@@ -10,25 +11,25 @@ import (
 
 // respondFull is the DHCP server of ModeFull (RFC 2131 4.3): addresses from
 // the pool for everyone, boot options for PXE clients of a supported arch.
-func (s *Server) respondFull(req *dhcpv4.DHCPv4, c client) (*dhcpv4.DHCPv4, error) {
+func (s *Server) respondFull(ctx context.Context, req *dhcpv4.DHCPv4, c client) (*dhcpv4.DHCPv4, error) {
 	now := s.cfg.Now()
 	switch mt := req.MessageType(); mt {
 	case dhcpv4.MessageTypeDiscover:
-		a, err := s.offer(c.mac, now)
+		a, err := s.offer(ctx, c.mac, now)
 		if err != nil {
 			return nil, err
 		}
 		return s.leaseReply(req, c, dhcpv4.MessageTypeOffer, a), nil
 	case dhcpv4.MessageTypeRequest:
-		return s.request(req, c)
+		return s.request(ctx, req, c)
 	case dhcpv4.MessageTypeRelease:
 		if a, ok := addrOf(req.ClientIPAddr); ok && s.isOurs(req) {
-			s.pool.release(c.mac, a, now)
+			return nil, s.pool.release(ctx, c.mac, a, now)
 		}
 		return nil, nil
 	case dhcpv4.MessageTypeDecline:
 		if a, ok := addrOf(req.RequestedIPAddress()); ok && s.isOurs(req) {
-			s.pool.decline(c.mac, a, now)
+			return nil, s.pool.decline(ctx, c.mac, a, now)
 		}
 		return nil, nil
 	case dhcpv4.MessageTypeInform:
@@ -44,7 +45,7 @@ func (s *Server) respondFull(req *dhcpv4.DHCPv4, c client) (*dhcpv4.DHCPv4, erro
 
 // request answers SELECTING (with server identifier), INIT-REBOOT (option
 // 50) and RENEWING/REBINDING (ciaddr) requests with ACK or NAK.
-func (s *Server) request(req *dhcpv4.DHCPv4, c client) (*dhcpv4.DHCPv4, error) {
+func (s *Server) request(ctx context.Context, req *dhcpv4.DHCPv4, c client) (*dhcpv4.DHCPv4, error) {
 	if !s.isOurs(req) {
 		return nil, fmt.Errorf("%w: client selected server %v", ErrIgnored, req.ServerIdentifier())
 	}
@@ -55,7 +56,11 @@ func (s *Server) request(req *dhcpv4.DHCPv4, c client) (*dhcpv4.DHCPv4, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: REQUEST without an address", ErrIgnored)
 	}
-	if !s.pool.request(c.mac, a, s.cfg.Now()) {
+	ok, err := s.pool.request(ctx, c.mac, a, s.cfg.Now())
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
 		nak := s.newReply(req, dhcpv4.MessageTypeNak)
 		nak.UpdateOption(dhcpv4.OptMessage("address not available"))
 		return nak, nil

@@ -1,6 +1,7 @@
 package dhcp
 
 import (
+	"context"
 	"net/netip"
 	"testing"
 	"time"
@@ -37,7 +38,7 @@ func FuzzRespond(f *testing.F) {
 			port = PortPXE
 		}
 		for _, s := range []*Server{proxy, full} {
-			reply, err := s.Respond(req, port)
+			reply, err := s.Respond(context.Background(), req, port)
 			if err != nil || reply == nil {
 				continue
 			}

@@ -1,6 +1,7 @@
 package dhcp
 
 import (
+	"context"
 	"net/netip"
 	"time"
 )
@@ -19,71 +20,60 @@ type Reservation struct {
 	Addr netip.Addr
 }
 
-// LeaseStore keeps full-mode leases across restarts and holds the
-// operator's reservations. The server's state store implements it.
+// LeaseStore keeps full-mode leases and holds the operator's
+// reservations. The server's state store implements it; servers sharing
+// one store (etcd) share the leases.
 type LeaseStore interface {
-	// Leases returns every stored lease (read once, at New).
-	Leases() ([]Lease, error)
-	// PutLease records l, replacing its address's and its MAC's records.
-	PutLease(l Lease) error
+	// UpdateLeases calls fn with every stored lease and records the
+	// leases fn returns, each replacing its address's record and any
+	// other record of its MAC, in the same transaction. The transaction
+	// commits only if no lease changed since it was read; otherwise fn
+	// runs again on the current leases. An error from fn aborts it and
+	// is returned.
+	UpdateLeases(ctx context.Context, fn func([]Lease) ([]Lease, error)) error
 	// Reservations returns the reservations; read at every DISCOVER and
 	// REQUEST, so operator changes take effect at once.
-	Reservations() ([]Reservation, error)
+	Reservations(ctx context.Context) ([]Reservation, error)
 }
 
-// load fills the pool from stored leases inside the range.
-func (p *pool) load(ls []Lease) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+// StoreTimeout bounds one lease decision in the store: a reply later than
+// that is useless to a client, which sends its request again.
+const StoreTimeout = 2 * time.Second
+
+// load returns the table of the stored leases on addresses keep accepts.
+func (p *pool) load(ls []Lease, keep func(netip.Addr) bool) *table {
+	t := newTable()
 	for _, l := range ls {
-		if !p.contains(l.Addr) && !p.outside(l.Addr) {
+		if !keep(l.Addr) {
 			continue
 		}
 		if l.MAC == "" {
-			p.byAddr[l.Addr] = &lease{addr: l.Addr, expiry: l.Expiry}
+			t.byAddr[l.Addr] = &lease{addr: l.Addr, expiry: l.Expiry}
 			continue
 		}
-		p.bindLocked(l.MAC, l.Addr, l.Expiry)
+		t.bind(l.MAC, l.Addr, l.Expiry)
 	}
+	t.changed = nil
+	return t
 }
 
-// outside reports whether a is a reserved address outside the range (a
-// lease on it is kept like one inside).
-func (p *pool) outside(a netip.Addr) bool {
-	for _, r := range p.reservations() {
-		if r.Addr == a {
-			return true
-		}
-	}
-	return false
-}
-
-// reservations reads the store's reservations; none without a store or
-// when it cannot be read (the error is counted by the caller's log).
-func (p *pool) reservations() []Reservation {
+// reservations reads the store's reservations; none without a store.
+func (p *pool) reservations(ctx context.Context) ([]Reservation, error) {
 	if p.store == nil {
-		return nil
+		return nil, nil
 	}
-	rs, err := p.store.Reservations()
+	ctx, cancel := context.WithTimeout(ctx, StoreTimeout)
+	defer cancel()
+	rs, err := p.store.Reservations(ctx)
 	if err != nil {
 		p.storeErr(err)
-		return nil
 	}
-	return rs
+	return rs, err
 }
 
-// persistLocked writes l's record to the store, if any.
-func (p *pool) persistLocked(l *lease) {
-	if p.store == nil {
-		return
-	}
-	if err := p.store.PutLease(Lease{MAC: l.mac, Addr: l.addr, Expiry: l.expiry}); err != nil {
-		p.storeErr(err)
-	}
-}
-
-// storeError logs a lease store failure. The reply goes on from memory:
-// an address is never given out twice while the server runs.
+// storeError logs a lease store failure. The request gets no reply (the
+// client sends it again): without the store no decision can be checked
+// against the other servers' leases.
 func (s *Server) storeError(err error) {
 	s.logger.Error("lease store", "error", err)
 }
@@ -93,14 +83,16 @@ const maxProbes = 4
 
 // offer picks mac's address; a fresh one is probed first (Config.Probe)
 // and quarantined, like a DECLINE, when something answers for it.
-func (s *Server) offer(mac string, now time.Time) (netip.Addr, error) {
+func (s *Server) offer(ctx context.Context, mac string, now time.Time) (netip.Addr, error) {
 	for range maxProbes {
-		a, fresh, err := s.pool.offer(mac, now)
+		a, fresh, err := s.pool.offer(ctx, mac, now)
 		if err != nil || !fresh || s.cfg.Probe == nil || !s.cfg.Probe(a) {
 			return a, err
 		}
 		s.logger.Warn("address answers a probe: not offered, quarantined", "addr", a)
-		s.pool.decline(mac, a, now)
+		if err := s.pool.decline(ctx, mac, a, now); err != nil {
+			return netip.Addr{}, err
+		}
 	}
 	return netip.Addr{}, ErrPoolExhausted
 }

@@ -18,24 +18,27 @@ import (
 )
 
 // dbLeases is the server's LeaseStore over the state store (as package
-// server wires it).
-type dbLeases struct{ db *store.DB }
+// server wires it, boot.StoreLeases, which this package cannot import):
+// bbolt, or etcd shared by several servers.
+type dbLeases struct{ db store.DHCPStore }
 
-func (d dbLeases) Leases() ([]Lease, error) {
-	ls, err := d.db.DHCPLeases(context.Background())
-	out := make([]Lease, len(ls))
-	for i, l := range ls {
-		out[i] = Lease{MAC: l.MAC, Addr: l.Addr, Expiry: l.Expiry}
-	}
-	return out, err
+func (d dbLeases) UpdateLeases(ctx context.Context, fn func([]Lease) ([]Lease, error)) error {
+	return d.db.UpdateDHCPLeases(ctx, func(stored []store.DHCPLease) ([]store.DHCPLease, error) {
+		ls := make([]Lease, len(stored))
+		for i, l := range stored {
+			ls[i] = Lease{MAC: l.MAC, Addr: l.Addr, Expiry: l.Expiry}
+		}
+		puts, err := fn(ls)
+		out := make([]store.DHCPLease, len(puts))
+		for i, l := range puts {
+			out[i] = store.DHCPLease{MAC: l.MAC, Addr: l.Addr, Expiry: l.Expiry}
+		}
+		return out, err
+	})
 }
 
-func (d dbLeases) PutLease(l Lease) error {
-	return d.db.PutDHCPLease(context.Background(), store.DHCPLease{MAC: l.MAC, Addr: l.Addr, Expiry: l.Expiry})
-}
-
-func (d dbLeases) Reservations() ([]Reservation, error) {
-	rs, err := d.db.DHCPReservations(context.Background())
+func (d dbLeases) Reservations(ctx context.Context) ([]Reservation, error) {
+	rs, err := d.db.DHCPReservations(ctx)
 	out := make([]Reservation, len(rs))
 	for i, r := range rs {
 		out[i] = Reservation{MAC: r.MAC, Addr: r.Addr}
@@ -191,7 +194,7 @@ func BenchmarkRespondFullRequest(b *testing.B) {
 				dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(net.IPv4(192, 0, 2, 100))))...)
 			b.ReportAllocs()
 			for b.Loop() {
-				reply, err := s.Respond(req, PortDHCP)
+				reply, err := s.Respond(context.Background(), req, PortDHCP)
 				if err != nil || reply.MessageType() != dhcpv4.MessageTypeAck {
 					b.Fatalf("reply %v, %v", reply, err)
 				}

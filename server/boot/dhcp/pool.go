@@ -1,6 +1,7 @@
 package dhcp
 
 import (
+	"context"
 	"errors"
 	"net/netip"
 	"sync"
@@ -19,21 +20,36 @@ type lease struct {
 	expiry time.Time
 }
 
-// pool is an in-memory lease table. Its size is bounded by the range: there
-// is at most one record per address. Safe for concurrent use.
+// pool hands out the addresses of the range. Every decision (an offer, an
+// ACK, a release, a decline) is taken on a lease table and changes it:
+// without a store the table is in memory (one server); with one, each
+// decision runs inside LeaseStore.UpdateLeases on the stored table and
+// commits only if no lease changed meanwhile, so servers sharing the store
+// never give one address to two MACs, nor two addresses to one MAC.
 type pool struct {
 	first     uint32 // first address of the range
 	size      uint32
 	leaseTime time.Duration
 
-	// store, when not nil, persists leases (at ACK, RELEASE and
-	// DECLINE; offers are held in memory only) and holds reservations.
+	// store, when not nil, holds the leases (see LeaseStore) and the
+	// reservations.
 	store    LeaseStore
 	storeErr func(error)
 
-	mu     sync.Mutex
-	byMAC  map[string]*lease     // guarded by mu
-	byAddr map[netip.Addr]*lease // guarded by mu
+	mu  sync.Mutex
+	mem *table // guarded by mu; the leases when store is nil
+}
+
+// table is a lease table: at most one record per address and one per MAC.
+// changed collects the records a decision wrote, for the store.
+type table struct {
+	byMAC   map[string]*lease
+	byAddr  map[netip.Addr]*lease
+	changed []*lease
+}
+
+func newTable() *table {
+	return &table{byMAC: make(map[string]*lease), byAddr: make(map[netip.Addr]*lease)}
 }
 
 func newPool(p Pool, store LeaseStore, storeErr func(error)) *pool {
@@ -43,25 +59,40 @@ func newPool(p Pool, store LeaseStore, storeErr func(error)) *pool {
 		leaseTime: p.LeaseTime,
 		store:     store,
 		storeErr:  storeErr,
-		byMAC:     make(map[string]*lease),
-		byAddr:    make(map[netip.Addr]*lease),
+		mem:       newTable(),
 	}
+}
+
+// reserved is the reservations as one decision sees them: mac's own
+// address, and the addresses reserved for other MACs.
+type reserved struct {
+	own    netip.Addr
+	others map[netip.Addr]bool
 }
 
 // reservedFor returns mac's reserved address, and the set of addresses
 // reserved for other MACs.
-func (p *pool) reservedFor(mac string) (netip.Addr, map[netip.Addr]bool) {
-	var own netip.Addr
-	others := map[netip.Addr]bool{}
-	for _, r := range p.reservations() {
-		if r.MAC == mac {
-			own = r.Addr
+func (p *pool) reservedFor(ctx context.Context, mac string) (reserved, error) {
+	r := reserved{others: map[netip.Addr]bool{}}
+	rs, err := p.reservations(ctx)
+	for _, x := range rs {
+		if x.MAC == mac {
+			r.own = x.Addr
 		} else {
-			others[r.Addr] = true
+			r.others[x.Addr] = true
 		}
 	}
-	return own, others
+	return r, err
 }
+
+// keepFor returns whether a decision that sees r keeps a stored lease on a:
+// one inside the range or on a reserved address outside it. Leases on
+// other addresses are left from an earlier range.
+func (p *pool) keepFor(r reserved) func(netip.Addr) bool {
+	return func(a netip.Addr) bool { return p.contains(a) || a == r.own || r.others[a] }
+}
+
+func keepAll(netip.Addr) bool { return true }
 
 func (p *pool) contains(a netip.Addr) bool {
 	if !a.Is4() {
@@ -74,25 +105,35 @@ func (p *pool) contains(a netip.Addr) bool {
 // offer returns the address for mac, reserving it for OfferHold if it is
 // not already leased.
 // fresh reports an address not bound to mac before (worth probing).
-func (p *pool) offer(mac string, now time.Time) (a netip.Addr, fresh bool, err error) {
-	own, others := p.reservedFor(mac)
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if l := p.byMAC[mac]; l != nil && (!own.IsValid() || l.addr == own) && !others[l.addr] {
+func (p *pool) offer(ctx context.Context, mac string, now time.Time) (a netip.Addr, fresh bool, err error) {
+	r, err := p.reservedFor(ctx, mac)
+	if err != nil {
+		return netip.Addr{}, false, err
+	}
+	err = p.decide(ctx, p.keepFor(r), func(t *table) error {
+		a, fresh, err = p.offerIn(t, mac, r, now)
+		return err
+	})
+	return a, fresh, err
+}
+
+func (p *pool) offerIn(t *table, mac string, r reserved, now time.Time) (netip.Addr, bool, error) {
+	if l := t.byMAC[mac]; l != nil && (!r.own.IsValid() || l.addr == r.own) && !r.others[l.addr] {
 		if l.expiry.Before(now.Add(OfferHold)) {
 			l.expiry = now.Add(OfferHold)
+			t.changed = append(t.changed, l)
 		}
 		return l.addr, false, nil
 	}
-	if own.IsValid() {
-		p.bindLocked(mac, own, now.Add(OfferHold))
-		return own, true, nil
+	if r.own.IsValid() {
+		t.bind(mac, r.own, now.Add(OfferHold))
+		return r.own, true, nil
 	}
-	a, ok := p.freeLocked(now, others)
+	a, ok := p.free(t, now, r.others)
 	if !ok {
 		return netip.Addr{}, false, ErrPoolExhausted
 	}
-	p.bindLocked(mac, a, now.Add(OfferHold))
+	t.bind(mac, a, now.Add(OfferHold))
 	return a, true, nil
 }
 
@@ -100,78 +141,119 @@ func (p *pool) offer(mac string, now time.Time) (a netip.Addr, fresh bool, err e
 // ACKed. It succeeds if addr is mac's address or is free.
 // A MAC with a reservation gets only its reserved address; an address
 // reserved for another MAC is refused.
-func (p *pool) request(mac string, a netip.Addr, now time.Time) bool {
-	own, others := p.reservedFor(mac)
-	switch {
-	case own.IsValid() && a != own, others[a]:
-		return false
-	case !own.IsValid() && !p.contains(a):
-		return false
+func (p *pool) request(ctx context.Context, mac string, a netip.Addr, now time.Time) (ok bool, err error) {
+	r, err := p.reservedFor(ctx, mac)
+	if err != nil {
+		return false, err
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if l := p.byMAC[mac]; l != nil && l.addr == a {
+	switch {
+	case r.own.IsValid() && a != r.own, r.others[a]:
+		return false, nil
+	case !r.own.IsValid() && !p.contains(a):
+		return false, nil
+	}
+	err = p.decide(ctx, p.keepFor(r), func(t *table) error {
+		ok = p.requestIn(t, mac, a, r, now)
+		return nil
+	})
+	return ok, err
+}
+
+func (p *pool) requestIn(t *table, mac string, a netip.Addr, r reserved, now time.Time) bool {
+	if l := t.byMAC[mac]; l != nil && l.addr == a {
 		l.expiry = now.Add(p.leaseTime)
-		p.persistLocked(l)
+		t.changed = append(t.changed, l)
 		return true
 	}
-	if other := p.byAddr[a]; other != nil && !other.expiry.Before(now) && !own.IsValid() {
+	if other := t.byAddr[a]; other != nil && !other.expiry.Before(now) && !r.own.IsValid() {
 		return false
 	}
-	p.persistLocked(p.bindLocked(mac, a, now.Add(p.leaseTime)))
+	t.bind(mac, a, now.Add(p.leaseTime))
 	return true
 }
 
 // release ends mac's lease on addr early; the record stays for stability.
-func (p *pool) release(mac string, a netip.Addr, now time.Time) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if l := p.byMAC[mac]; l != nil && l.addr == a && l.expiry.After(now) {
-		l.expiry = now
-		p.persistLocked(l)
-	}
+func (p *pool) release(ctx context.Context, mac string, a netip.Addr, now time.Time) error {
+	return p.decide(ctx, keepAll, func(t *table) error {
+		if l := t.byMAC[mac]; l != nil && l.addr == a && l.expiry.After(now) {
+			l.expiry = now
+			t.changed = append(t.changed, l)
+		}
+		return nil
+	})
 }
 
 // decline quarantines addr for a lease time after mac reported it in use
 // by someone else (RFC 2131 4.3.3).
-func (p *pool) decline(mac string, a netip.Addr, now time.Time) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if l := p.byMAC[mac]; l != nil && l.addr == a {
-		delete(p.byMAC, mac)
-		l.mac = ""
-		l.expiry = now.Add(p.leaseTime)
-		p.persistLocked(l)
-	}
+func (p *pool) decline(ctx context.Context, mac string, a netip.Addr, now time.Time) error {
+	return p.decide(ctx, keepAll, func(t *table) error {
+		if l := t.byMAC[mac]; l != nil && l.addr == a {
+			delete(t.byMAC, mac)
+			l.mac = ""
+			l.expiry = now.Add(p.leaseTime)
+			t.changed = append(t.changed, l)
+		}
+		return nil
+	})
 }
 
-// bindLocked records addr for mac, dropping any previous record of either.
-func (p *pool) bindLocked(mac string, a netip.Addr, expiry time.Time) *lease {
-	if old := p.byMAC[mac]; old != nil {
-		delete(p.byAddr, old.addr)
+// decide runs fn on the lease table: the in-memory one, or the stored one
+// (its leases on addresses keep accepts) inside a store transaction that
+// records what fn changed (fn may run again when another server changed a
+// lease meanwhile).
+func (p *pool) decide(ctx context.Context, keep func(netip.Addr) bool, fn func(*table) error) error {
+	if p.store == nil {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return fn(p.mem)
 	}
-	if old := p.byAddr[a]; old != nil && old.mac != "" {
-		delete(p.byMAC, old.mac)
+	ctx, cancel := context.WithTimeout(ctx, StoreTimeout)
+	defer cancel()
+	err := p.store.UpdateLeases(ctx, func(stored []Lease) ([]Lease, error) {
+		t := p.load(stored, keep)
+		if err := fn(t); err != nil {
+			return nil, err
+		}
+		out := make([]Lease, len(t.changed))
+		for i, l := range t.changed {
+			out[i] = Lease{MAC: l.mac, Addr: l.addr, Expiry: l.expiry}
+		}
+		return out, nil
+	})
+	if err != nil && !errors.Is(err, ErrPoolExhausted) {
+		p.storeErr(err)
+	}
+	return err
+}
+
+// bind records addr for mac, dropping any previous record of either.
+func (t *table) bind(mac string, a netip.Addr, expiry time.Time) *lease {
+	if old := t.byMAC[mac]; old != nil {
+		delete(t.byAddr, old.addr)
+	}
+	if old := t.byAddr[a]; old != nil && old.mac != "" {
+		delete(t.byMAC, old.mac)
 	}
 	l := &lease{mac: mac, addr: a, expiry: expiry}
-	p.byMAC[mac] = l
-	p.byAddr[a] = l
+	t.byMAC[mac] = l
+	t.byAddr[a] = l
+	t.changed = append(t.changed, l)
 	return l
 }
 
-// freeLocked returns the lowest never-used address, or else the address
-// whose record expired longest ago.
-func (p *pool) freeLocked(now time.Time, reserved map[netip.Addr]bool) (netip.Addr, bool) {
-	if p.inRangeLocked() < int(p.size) {
+// free returns the lowest never-used address, or else the address whose
+// record expired longest ago.
+func (p *pool) free(t *table, now time.Time, reserved map[netip.Addr]bool) (netip.Addr, bool) {
+	if p.inRange(t) < int(p.size) {
 		for i := uint32(0); i < p.size; i++ {
 			a := addrFrom32(p.first + i)
-			if p.byAddr[a] == nil && !reserved[a] {
+			if t.byAddr[a] == nil && !reserved[a] {
 				return a, true
 			}
 		}
 	}
 	var oldest *lease
-	for _, l := range p.byAddr {
+	for _, l := range t.byAddr {
 		if reserved[l.addr] || !p.contains(l.addr) {
 			continue
 		}
@@ -185,11 +267,11 @@ func (p *pool) freeLocked(now time.Time, reserved map[netip.Addr]bool) (netip.Ad
 	return oldest.addr, true
 }
 
-// inRangeLocked counts the records of addresses in the range (records
-// of reserved addresses outside it are not).
-func (p *pool) inRangeLocked() int {
-	n := len(p.byAddr)
-	for a := range p.byAddr {
+// inRange counts the records of addresses in the range (records of
+// reserved addresses outside it are not).
+func (p *pool) inRange(t *table) int {
+	n := len(t.byAddr)
+	for a := range t.byAddr {
 		if !p.contains(a) {
 			n--
 		}

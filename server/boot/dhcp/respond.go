@@ -1,6 +1,7 @@
 package dhcp
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -123,8 +124,8 @@ func (s *Server) bootFile(c client) string {
 // sockets; in ModeFull it updates the lease pool. A nil reply with a nil
 // error means the request was handled and needs no answer (RELEASE,
 // DECLINE); a nil reply with an error says why the server stays silent.
-// Respond is safe for concurrent use.
-func (s *Server) Respond(req *dhcpv4.DHCPv4, port Port) (*dhcpv4.DHCPv4, error) {
+// Respond is safe for concurrent use; ctx bounds the lease store's work.
+func (s *Server) Respond(ctx context.Context, req *dhcpv4.DHCPv4, port Port) (*dhcpv4.DHCPv4, error) {
 	if req.OpCode != dhcpv4.OpcodeBootRequest || req.HWType != iana.HWTypeEthernet || len(req.ClientHWAddr) != 6 {
 		return nil, fmt.Errorf("%w: not an Ethernet BOOTREQUEST", ErrIgnored)
 	}
@@ -132,7 +133,7 @@ func (s *Server) Respond(req *dhcpv4.DHCPv4, port Port) (*dhcpv4.DHCPv4, error) 
 		if port != PortDHCP {
 			return nil, fmt.Errorf("%w: port %d in full mode", ErrIgnored, port)
 		}
-		return s.respondFull(req, classify(req))
+		return s.respondFull(ctx, req, classify(req))
 	}
 	return s.respondProxy(req, classify(req), port)
 }

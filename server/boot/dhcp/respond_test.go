@@ -2,6 +2,7 @@ package dhcp
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -155,7 +156,7 @@ func TestRespondProxy(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			req := newMsg(t, tt.mt, mac1, tt.mods...)
-			reply, err := s.Respond(req, tt.port)
+			reply, err := s.Respond(context.Background(), req, tt.port)
 			checkReply(t, reply, err, tt.want)
 			if reply != nil && !reply.YourIPAddr.IsUnspecified() {
 				t.Errorf("proxy reply assigns yiaddr %v", reply.YourIPAddr)
@@ -170,7 +171,7 @@ func TestRespondProxyCopiesFields(t *testing.T) {
 	req := newMsg(t, dhcpv4.MessageTypeRequest, mac1, append(pxeEFI[:2:2],
 		dhcpv4.WithClientIP(net.IPv4(192, 0, 2, 77)),
 		dhcpv4.WithGeneric(dhcpv4.OptionClientMachineIdentifier, guid))...)
-	reply, err := s.Respond(req, PortPXE)
+	reply, err := s.Respond(context.Background(), req, PortPXE)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +184,7 @@ func TestRespondProxyCopiesFields(t *testing.T) {
 	}
 	// Default HTTP port is 80 and is written out.
 	ipxeReq := newMsg(t, dhcpv4.MessageTypeDiscover, mac1, ipxeEFIOpt175...)
-	if r, _ := s.Respond(ipxeReq, PortDHCP); r == nil || r.BootFileName != "http://192.0.2.1:80/boot.ipxe?arch=efi-x64" {
+	if r, _ := s.Respond(context.Background(), ipxeReq, PortDHCP); r == nil || r.BootFileName != "http://192.0.2.1:80/boot.ipxe?arch=efi-x64" {
 		t.Errorf("default port URL = %v", r)
 	}
 }
@@ -192,11 +193,11 @@ func TestRespondRejectsNonRequests(t *testing.T) {
 	s := newTestServer(t, Config{})
 	req := newMsg(t, dhcpv4.MessageTypeDiscover, mac1, pxeBIOS...)
 	req.OpCode = dhcpv4.OpcodeBootReply
-	if _, err := s.Respond(req, PortDHCP); !errors.Is(err, ErrIgnored) {
+	if _, err := s.Respond(context.Background(), req, PortDHCP); !errors.Is(err, ErrIgnored) {
 		t.Errorf("BOOTREPLY: err = %v, want ErrIgnored", err)
 	}
 	req = newMsg(t, dhcpv4.MessageTypeDiscover, net.HardwareAddr{1, 2, 3}, pxeBIOS...)
-	if _, err := s.Respond(req, PortDHCP); !errors.Is(err, ErrIgnored) {
+	if _, err := s.Respond(context.Background(), req, PortDHCP); !errors.Is(err, ErrIgnored) {
 		t.Errorf("3-byte MAC: err = %v, want ErrIgnored", err)
 	}
 }
@@ -237,7 +238,7 @@ func TestRespondFullClasses(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			reply, err := s.Respond(newMsg(t, dhcpv4.MessageTypeDiscover, mac1, tt.mods...), PortDHCP)
+			reply, err := s.Respond(context.Background(), newMsg(t, dhcpv4.MessageTypeDiscover, mac1, tt.mods...), PortDHCP)
 			checkReply(t, reply, err, tt.want)
 			if !reply.YourIPAddr.Equal(net.IPv4(192, 0, 2, 100)) {
 				t.Errorf("yiaddr = %v, want 192.0.2.100 (stable per MAC)", reply.YourIPAddr)
@@ -248,7 +249,7 @@ func TestRespondFullClasses(t *testing.T) {
 			}
 		})
 	}
-	if _, err := s.Respond(newMsg(t, dhcpv4.MessageTypeDiscover, mac1, pxeBIOS...), PortPXE); !errors.Is(err, ErrIgnored) {
+	if _, err := s.Respond(context.Background(), newMsg(t, dhcpv4.MessageTypeDiscover, mac1, pxeBIOS...), PortPXE); !errors.Is(err, ErrIgnored) {
 		t.Errorf("port 4011 in full mode: err = %v, want ErrIgnored", err)
 	}
 }
@@ -270,14 +271,14 @@ func TestRespondFullNoBINLOffer(t *testing.T) {
 	for _, c := range clients {
 		t.Run(c.name, func(t *testing.T) {
 			s := newTestServer(t, fullConfig(&fakeClock{time.Unix(1e9, 0)}))
-			offer, err := s.Respond(newMsg(t, dhcpv4.MessageTypeDiscover, mac1, c.mods...), PortDHCP)
+			offer, err := s.Respond(context.Background(), newMsg(t, dhcpv4.MessageTypeDiscover, mac1, c.mods...), PortDHCP)
 			if err != nil {
 				t.Fatal(err)
 			}
 			req := newMsg(t, dhcpv4.MessageTypeRequest, mac1, append(c.mods[:len(c.mods):len(c.mods)],
 				dhcpv4.WithOption(dhcpv4.OptRequestedIPAddress(offer.YourIPAddr)),
 				dhcpv4.WithOption(dhcpv4.OptServerIdentifier(serverIP.AsSlice())))...)
-			ack, err := s.Respond(req, PortDHCP)
+			ack, err := s.Respond(context.Background(), req, PortDHCP)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -329,7 +330,7 @@ func TestRespondHTTPBoot(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			reply, err := tt.s.Respond(newMsg(t, D, mac1, tt.mods...), PortDHCP)
+			reply, err := tt.s.Respond(context.Background(), newMsg(t, D, mac1, tt.mods...), PortDHCP)
 			checkReply(t, reply, err, tt.want)
 			if reply != nil && reply.Options.Has(dhcpv4.OptionVendorSpecificInformation) {
 				t.Errorf("HTTP boot reply carries PXE option 43")

@@ -11,8 +11,10 @@
 // In ModeProxy (the zero value) the server is a ProxyDHCP: it answers only
 // PXE clients, hands out no addresses and coexists with the site's DHCP
 // server. In ModeFull it also leases addresses from a small pool, for
-// isolated lab networks. With Config.Leases, leases survive restarts and
-// MACs can have reserved addresses; with Config.Probe a fresh address is
+// isolated lab networks. With Config.Leases, every lease decision is taken
+// and recorded in one store transaction: leases survive restarts, servers
+// sharing the store share the pool, and MACs can have reserved addresses;
+// with Config.Probe a fresh address is
 // probed (ARP) before it is offered. A flood of DISCOVERs with fresh MACs
 // can hold the pool for OfferHold.
 //
@@ -67,14 +69,6 @@ func New(cfg Config, logger hclog.Logger) (*Server, error) {
 	s := &Server{cfg: cfg, logger: logger.Named("dhcp")}
 	if cfg.Mode == ModeFull {
 		s.pool = newPool(cfg.Pool, cfg.Leases, s.storeError)
-		if cfg.Leases != nil {
-			ls, err := cfg.Leases.Leases()
-			if err != nil {
-				return nil, fmt.Errorf("dhcp: stored leases: %w", err)
-			}
-			s.pool.load(ls)
-			s.logger.Info("leases restored", "count", len(ls))
-		}
 	}
 	return s, nil
 }
@@ -141,12 +135,12 @@ func (s *Server) readLoop(ctx context.Context, conn net.PacketConn, port Port) e
 			}
 			return fmt.Errorf("dhcp: read port %d: %w", port, err)
 		}
-		s.handle(conn, port, buf[:n], peer)
+		s.handle(ctx, conn, port, buf[:n], peer)
 	}
 }
 
 // handle parses, answers and sends one datagram.
-func (s *Server) handle(conn net.PacketConn, port Port, b []byte, peer net.Addr) {
+func (s *Server) handle(ctx context.Context, conn net.PacketConn, port Port, b []byte, peer net.Addr) {
 	st := s.cfg.Stats
 	st.Received(len(b))
 	req, err := dhcpv4.FromBytes(b)
@@ -155,7 +149,7 @@ func (s *Server) handle(conn net.PacketConn, port Port, b []byte, peer net.Addr)
 		s.logger.Debug("malformed packet", "peer", peer.String(), "port", port, "error", err)
 		return
 	}
-	reply, err := s.Respond(req, port)
+	reply, err := s.Respond(ctx, req, port)
 	if err != nil {
 		st.Request("no-reply")
 		s.logger.Debug("no reply", "mac", req.ClientHWAddr.String(), "type", req.MessageType().String(), "port", port, "reason", err)

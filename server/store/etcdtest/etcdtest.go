@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
@@ -27,6 +28,7 @@ type Cluster struct {
 	Members []*embed.Etcd
 	cfgs    []*embed.Config
 	stops   []func() // each member's Close, once
+	ca      *CA      // nil for plain http
 	// Endpoints are the members' client URLs.
 	Endpoints []string
 }
@@ -34,6 +36,24 @@ type Cluster struct {
 // Start starts an etcd cluster of n members (1 or 3) on loopback; they
 // are stopped at the end of the test.
 func Start(t testing.TB, n int) *Cluster { return StartOn(t, n, "127.0.0.1") }
+
+// StartTLS starts an etcd cluster of n members as Start does, serving
+// clients over TLS only (https:// endpoints) with certificates from ca,
+// and requiring a client certificate signed by ca (etcd's
+// --client-cert-auth with --trusted-ca-file). Client connects with a
+// certificate named root; other clients bring their own from ca.Issue
+// (with etcd authentication on, etcd takes a certificate's common name for
+// the user).
+func StartTLS(t testing.TB, n int, ca *CA) *Cluster {
+	t.Helper()
+	return StartOnTLS(t, n, "127.0.0.1", ca)
+}
+
+// StartOnTLS is StartTLS with every member listening on ip, as StartOn.
+func StartOnTLS(t testing.TB, n int, ip string, ca *CA) *Cluster {
+	t.Helper()
+	return startWith(t, n, ip, func(fn func() error) error { return fn() }, ca)
+}
 
 // StartOn starts an etcd cluster of n members as Start does, every member
 // listening on ip (an address of this host the test owns: the host end of
@@ -56,6 +76,16 @@ func StartIn(t testing.TB, n int, do func(fn func() error) error) *Cluster {
 // start starts n members listening on ip, their sockets opened inside do.
 func start(t testing.TB, n int, ip string, do func(fn func() error) error) *Cluster {
 	t.Helper()
+	return startWith(t, n, ip, do, nil)
+}
+
+// startWith is start, with client TLS from ca unless it is nil.
+func startWith(t testing.TB, n int, ip string, do func(fn func() error) error, ca *CA) *Cluster {
+	t.Helper()
+	clientScheme := "http://"
+	if ca != nil {
+		clientScheme = "https://"
+	}
 	var addrs []string
 	if err := do(func() (err error) { addrs, err = freeAddrs(ip, 2*n); return err }); err != nil {
 		t.Fatalf("etcdtest: %v", err)
@@ -64,10 +94,10 @@ func start(t testing.TB, n int, ip string, do func(fn func() error) error) *Clus
 	ms := make([]member, n)
 	var initial []string
 	for i := range ms {
-		ms[i] = member{fmt.Sprintf("m%d", i), "http://" + addrs[2*i], "http://" + addrs[2*i+1]}
+		ms[i] = member{fmt.Sprintf("m%d", i), "http://" + addrs[2*i], clientScheme + addrs[2*i+1]}
 		initial = append(initial, ms[i].name+"="+ms[i].peer)
 	}
-	c := &Cluster{t: t}
+	c := &Cluster{t: t, ca: ca}
 	token := fmt.Sprintf("sealroot-test-%d", time.Now().UnixNano())
 	cfgs := make([]*embed.Config, n)
 	for i, m := range ms {
@@ -80,6 +110,10 @@ func start(t testing.TB, n int, ip string, do func(fn func() error) error) *Clus
 		cfg.InitialCluster = strings.Join(initial, ",")
 		cfg.InitialClusterToken = token
 		cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+		if ca != nil {
+			certFile, keyFile := ca.Issue(t, m.name, true, ip)
+			cfg.ClientTLSInfo = transport.TLSInfo{CertFile: certFile, KeyFile: keyFile, TrustedCAFile: ca.File, ClientCertAuth: true}
+		}
 		cfgs[i] = cfg
 		c.Endpoints = append(c.Endpoints, m.client)
 	}
@@ -115,10 +149,20 @@ func start(t testing.TB, n int, ip string, do func(fn func() error) error) *Clus
 }
 
 // Client returns a client of the whole cluster, closed at the end of the
-// test.
+// test. On a TLS cluster its certificate is named root: etcd's root user
+// once authentication is on.
 func (c *Cluster) Client() *clientv3.Client {
 	c.t.Helper()
-	cl, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	cfg := clientv3.Config{Endpoints: c.Endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()}
+	if c.ca != nil {
+		certFile, keyFile := c.ca.Issue(c.t, "root", false)
+		tc, err := (transport.TLSInfo{CertFile: certFile, KeyFile: keyFile, TrustedCAFile: c.ca.File}).ClientConfig()
+		if err != nil {
+			c.t.Fatalf("etcd client TLS: %v", err)
+		}
+		cfg.TLS = tc
+	}
+	cl, err := clientv3.New(cfg)
 	if err != nil {
 		c.t.Fatalf("etcd client: %v", err)
 	}
