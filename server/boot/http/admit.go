@@ -97,7 +97,7 @@ func (g *downloadGate) ServeHTTP(w nethttp.ResponseWriter, r *nethttp.Request) {
 	lw := &logWriter{ResponseWriter: w}
 	g.next.ServeHTTP(lw, r)
 	g.pacer.Done(time.Since(start))
-	if next, ok := g.followUps[r.URL.Path]; ok && client.IsValid() && completed(lw, r) {
+	if next, ok := g.followUps[r.URL.Path]; ok && client.IsValid() && completed(lw) {
 		g.keep(client, next)
 		kept = true
 	}
@@ -163,10 +163,11 @@ func (g *downloadGate) reclaim() int {
 }
 
 // completed reports whether the whole artifact went out: 200 with as
-// many bytes as its Content-Length, to a client still connected.
-func completed(lw *logWriter, r *nethttp.Request) bool {
-	return lw.status == nethttp.StatusOK && r.Context().Err() == nil &&
-		lw.Header().Get("Content-Length") == strconv.FormatInt(lw.n, 10)
+// many bytes written as its Content-Length. (Not whether the client is
+// still connected: one that closes as soon as it has the file, as iPXE
+// may, has what the grant is for.)
+func completed(lw *logWriter) bool {
+	return lw.status == nethttp.StatusOK && lw.Header().Get("Content-Length") == strconv.FormatInt(lw.n, 10)
 }
 
 // pause is what a script should wait after a refused download: when

@@ -184,8 +184,9 @@ func TestInitrdFollowsAdmittedKernel(t *testing.T) {
 	mustWrite(t, filepath.Join(dir, "vmlinuz"), kernel)
 	mustWrite(t, filepath.Join(dir, "initrd"), initrd)
 	clock := &fakeNow{t: time.Unix(1_800_000_000, 0)}
+	var gate *downloadGate
 	addr, logs, stop := startAdmitting(t, dir, Limits{Downloads: 1},
-		FollowedBy("vmlinuz", "initrd"), func(g *downloadGate) { g.now = clock.Now })
+		FollowedBy("vmlinuz", "initrd"), func(g *downloadGate) { g.now, gate = clock.Now, g })
 	const a, b, c = "127.0.0.7", "127.0.0.8", "127.0.0.9"
 	fetch := func(src, name string, want int) {
 		t.Helper()
@@ -197,19 +198,40 @@ func TestInitrdFollowsAdmittedKernel(t *testing.T) {
 			t.Fatalf("GET %s from %s: %d bytes", name, src, len(body))
 		}
 	}
+	// settled waits until the gate holds slots slots and grants grants:
+	// a client has its whole response a moment before the handler
+	// returns and frees or keeps the slot.
+	settled := func(slots, grants int) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+			gate.mu.Lock()
+			n := len(gate.grants)
+			gate.mu.Unlock()
+			if len(gate.slots) == slots && n == grants {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("gate: %d slots and %d grants held, want %d and %d", len(gate.slots), n, slots, grants)
+			}
+		}
+	}
 	refused := 0
 	fetch(a, "vmlinuz", 200) // the only slot, then a's grant
+	settled(1, 1)
 	fetch(b, "vmlinuz", 503) // a new machine is refused
 	fetch(b, "initrd", 503)  // a's grant is not b's
 	refused += 2
-	fetch(a, "initrd", 200)  // a goes on without fetching its kernel again
+	fetch(a, "initrd", 200) // a goes on without fetching its kernel again
+	settled(0, 0)
 	fetch(c, "vmlinuz", 200) // the slot was free again: c's grant now
+	settled(1, 1)
 	fetch(a, "initrd", 503)  // a's grant was used once
 	fetch(a, "vmlinuz", 503) // and a grant admits only what follows
 	refused += 2
 	clock.Add(GrantTTL + time.Second)
 	fetch(b, "vmlinuz", 200) // c's expired grant freed the slot: b's now
-	fetch(c, "initrd", 503)  // c's grant was not kept for ever
+	settled(1, 1)
+	fetch(c, "initrd", 503) // c's grant was not kept for ever
 	refused++
 	fetch(b, "initrd", 200)
 	stop()
