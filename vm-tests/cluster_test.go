@@ -22,7 +22,10 @@ const (
 )
 
 // TestClusterHomeRoot runs issue 19's VM test: two `sealroot serve`
-// processes share one etcd (embedded in the test, in the lab namespace).
+// processes share one etcd (embedded in the test, in the lab namespace),
+// locked down as a site runs it: client TLS with client certificates
+// required, authentication on, each server its own etcd user (named by
+// its client certificate) with a role limited to the key prefix.
 // A machine boots its persistent iSCSI root over the tunnel from its home
 // server A while B answers its attestation; B is then stopped and the
 // machine boots through A. The agent lists both servers
@@ -39,13 +42,21 @@ func TestClusterHomeRoot(t *testing.T) {
 	defer cancel()
 	tp := NewTPM(t)
 	lab := NewLab(t, LabOptions{Name: "sealroot-cluster"})
-	etcd := etcdtest.StartIn(t, 1, lab.Do)
+	// etcd as a site runs it: clients over TLS with certificates from the
+	// etcd CA, authentication on, each server an etcd user (its
+	// certificate's CN) whose one role is readwrite on the prefix.
+	etcdCA := etcdtest.NewCA(t, "etcd-ca")
+	etcd := etcdtest.StartInTLS(t, 1, lab.Do, etcdCA)
+	prefix := etcdtest.Prefix(t)
+	etcd.EnableAuth(prefix, "boot-a", "boot-b")
 	for _, ip := range []string{clusterAttestA, clusterAttestB} {
 		labIP(ctx, t, lab, "add", ip)
 	}
 	attestA, attestB := clusterAttestA+":"+SealrootAttestPort, clusterAttestB+":"+SealrootAttestPort
 	storeOf := func(name string) map[string]any {
-		return map[string]any{"backend": "etcd", "endpoints": etcd.Endpoints, "prefix": etcdtest.Prefix(t), "server_name": name}
+		cert, key := etcdCA.Issue(t, "boot-"+name, false)
+		return map[string]any{"backend": "etcd", "endpoints": etcd.Endpoints, "prefix": prefix, "server_name": name,
+			"cert_file": cert, "key_file": key, "ca_file": etcdCA.File}
 	}
 	a := startSealroot(ctx, t, lab, SealrootOptions{TPMs: []*TPM{tp}, AttestServers: []string{attestA, attestB},
 		Extra: map[string]any{"attest_addr": attestA, "store": storeOf("a"),
