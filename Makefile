@@ -125,11 +125,15 @@ bench-flood:
 # per machine (and idle before the storms), bytes against plain veth
 # throughput; last line
 # "storm: machines=N ready=R failures=F wall=Ws limit_ratio=X".
+# STORM_DHCP=full: the machines lease their addresses from the server's
+# full DHCP (firmware PXE, iPXE and the agent each DISCOVER..ACK, a pool of
+# one address per machine, ARP probes) instead of having them.
 STORM ?= 50,200,1000
 STORM_ROOT_READ ?=
+STORM_DHCP ?=
 bench-storm:
 	@mkdir -p $(BUILD)
-	@SEALROOT_STORM=$(STORM) SEALROOT_STORM_ROOT_READ=$(STORM_ROOT_READ) $(GO) test -count=1 -timeout 60m -run '^TestStorm$$' -v ./test/storm/ \
+	@SEALROOT_STORM=$(STORM) SEALROOT_STORM_ROOT_READ=$(STORM_ROOT_READ) SEALROOT_STORM_DHCP=$(STORM_DHCP) $(GO) test -count=1 -timeout 60m -run '^TestStorm$$' -v ./test/storm/ \
 		> $(BUILD)/bench-storm.log 2>&1 || { grep -v 'serve: ' $(BUILD)/bench-storm.log | tail -50; exit 1; }
 	@grep -E '^(storm|  )' $(BUILD)/bench-storm.log | grep -v 'serve: '
 

@@ -101,7 +101,7 @@ func (p *Puller) Pull(ctx context.Context, ref string) (*Pulled, error) {
 		return nil, err
 	}
 	if len(holders) == 0 {
-		return nil, fmt.Errorf("image %s: %w (asked %s)", ref, ErrNotOnPeers, asked)
+		return nil, fmt.Errorf("image %s: %w (%s)", ref, ErrNotOnPeers, asked)
 	}
 	out := &Pulled{Digest: digest}
 	if !p.cfg.Images.Has(digest) {
@@ -165,15 +165,15 @@ func (p *Puller) PeerImages(ctx context.Context) ([]PeerImages, error) {
 	return out, nil
 }
 
-// list is PeerImages of the peers that answered; asked names them all,
-// with the errors of the others.
+// list is PeerImages of the peers that answered; asked says whom it
+// asked, with the errors of those that did not answer.
 func (p *Puller) list(ctx context.Context) (peers []PeerImages, asked string, err error) {
 	all, err := p.PeerImages(ctx)
 	if err != nil {
 		return nil, "", err
 	}
 	if len(all) == 0 {
-		return nil, "no running peer serves bases (images.peer_listen)", nil
+		return nil, "no running peer serves bases: none has images.peer_listen", nil
 	}
 	var names []string
 	for _, pi := range all {
@@ -184,7 +184,7 @@ func (p *Puller) list(ctx context.Context) (peers []PeerImages, asked string, er
 		names = append(names, pi.Server)
 		peers = append(peers, pi)
 	}
-	return peers, strings.Join(names, ", "), nil
+	return peers, "asked " + strings.Join(names, ", "), nil
 }
 
 // choose picks what ref asks for among what peers listed: the base's

@@ -26,6 +26,7 @@ import (
 	"github.com/sealroot/sealroot/server/boot/dhcp"
 	boothttp "github.com/sealroot/sealroot/server/boot/http"
 	"github.com/sealroot/sealroot/server/boot/tftp"
+	"github.com/sealroot/sealroot/server/boot/udpbuf"
 	"github.com/sealroot/sealroot/server/boot/ukibuild"
 	"github.com/sealroot/sealroot/server/config"
 	"github.com/sealroot/sealroot/server/predict"
@@ -136,7 +137,7 @@ func Listen(b config.BootConfig, stateDir string, logger hclog.Logger) (_ *Servi
 		if s.tftp, err = net.ListenPacket("udp4", net.JoinHostPort(s.ip.String(), strconv.Itoa(int(c.TFTPPort)))); err != nil {
 			return nil, fmt.Errorf("boot: tftp listener: %w", err)
 		}
-		growReadBuffer(s.tftp)
+		udpbuf.Grow(s.tftp)
 	}
 	return s, nil
 }

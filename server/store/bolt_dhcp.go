@@ -69,7 +69,7 @@ func (db *DB) PutDHCPLease(ctx context.Context, l DHCPLease) error {
 // UpdateDHCPLeases calls fn with every lease and records the leases it
 // returns, in one write transaction (see DHCPStore).
 func (db *DB) UpdateDHCPLeases(ctx context.Context, fn func([]DHCPLease) ([]DHCPLease, error)) error {
-	return db.update(ctx, func(tx *bolt.Tx) error {
+	err := db.update(ctx, func(tx *bolt.Tx) error {
 		bk := tx.Bucket(bucketLeases)
 		ls, err := boltLeases(bk)
 		if err != nil {
@@ -79,6 +79,9 @@ func (db *DB) UpdateDHCPLeases(ctx context.Context, fn func([]DHCPLease) ([]DHCP
 		if err != nil {
 			return err
 		}
+		if len(puts) == 0 {
+			return errNoLeaseChange // nothing to commit: no fsync
+		}
 		for _, l := range puts {
 			if err := boltPutLease(bk, l); err != nil {
 				return err
@@ -86,7 +89,16 @@ func (db *DB) UpdateDHCPLeases(ctx context.Context, fn func([]DHCPLease) ([]DHCP
 		}
 		return nil
 	})
+	if errors.Is(err, errNoLeaseChange) {
+		return nil
+	}
+	return err
 }
+
+// errNoLeaseChange rolls back a lease decision that wrote nothing (a
+// DISCOVER or a REQUEST of a lease still held): a boot storm's three
+// exchanges per machine would otherwise each cost a commit.
+var errNoLeaseChange = errors.New("no lease changed")
 
 // boltPutLease writes l's record and deletes any other record of its MAC.
 func boltPutLease(bk *bolt.Bucket, l DHCPLease) error {

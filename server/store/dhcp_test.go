@@ -135,3 +135,26 @@ func TestDHCPLeaseUpdateErrorWritesNothing(t *testing.T) {
 		}
 	})
 }
+
+// A decision that writes nothing (a DISCOVER or a REQUEST of a lease
+// still held) succeeds and leaves the leases as they were.
+func TestDHCPLeaseUpdateWithoutPuts(t *testing.T) {
+	forEachStore(t, func(t *testing.T, st testStore) {
+		ctx := t.Context()
+		l := DHCPLease{MAC: "52:54:00:00:00:01", Addr: netip.MustParseAddr("192.0.2.10"), Expiry: time.Now().Add(time.Hour).UTC().Truncate(time.Second)}
+		if err := st.UpdateDHCPLeases(ctx, func([]DHCPLease) ([]DHCPLease, error) { return []DHCPLease{l}, nil }); err != nil {
+			t.Fatal(err)
+		}
+		var seen int
+		err := st.UpdateDHCPLeases(ctx, func(ls []DHCPLease) ([]DHCPLease, error) {
+			seen = len(ls)
+			return nil, nil
+		})
+		if err != nil || seen != 1 {
+			t.Fatalf("UpdateDHCPLeases without puts = %v (saw %d leases); want nil, 1", err, seen)
+		}
+		if ls, err := st.DHCPLeases(ctx); err != nil || len(ls) != 1 || ls[0].Addr != l.Addr || ls[0].MAC != l.MAC {
+			t.Fatalf("DHCPLeases = %+v, %v; want %+v", ls, err, l)
+		}
+	})
+}

@@ -8,11 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"maps"
 	"net/netip"
 	"os"
-
-	"github.com/sealroot/sealroot/internal/atomicfile"
+	"sync"
 )
 
 // allocation is one machine's tunnel address, current peer key (nil
@@ -34,12 +32,16 @@ type stateFile struct {
 const stateVersion = 1
 
 // allocator assigns stable addresses in a prefix. Not safe for concurrent
-// use: Tunnel.mu guards it.
+// use: Tunnel.mu guards it, except writeMu and written.
 type allocator struct {
 	path     string
 	prefix   netip.Prefix
 	machines map[string]*allocation
 	used     map[netip.Addr]string
+	gen      uint64 // bumped by every change the state file must get
+
+	writeMu sync.Mutex // serialises state file writes (Tunnel.commit); taken before Tunnel.mu
+	written uint64     // guarded by writeMu: the generation the state file holds
 }
 
 func loadAllocator(path string, prefix netip.Prefix) (*allocator, error) {
@@ -127,29 +129,30 @@ func (a *allocator) assign(id string, key []byte) (netip.Addr, error) {
 	if !bytes.Equal(al.Key, key) {
 		al.Key, al.Endpoint = bytes.Clone(key), netip.AddrPort{}
 	}
-	return al.Addr, a.save()
+	a.gen++
+	return al.Addr, nil
 }
 
-func (a *allocator) clearKey(id string) error {
+func (a *allocator) clearKey(id string) {
 	if al, ok := a.machines[id]; ok {
 		al.Key, al.Endpoint = nil, netip.AddrPort{}
 	}
-	return a.save()
+	a.gen++
 }
 
 // setEndpoints records the endpoints of the peers with the given keys
-// and persists them if any changed.
-func (a *allocator) setEndpoints(byKey map[string]netip.AddrPort) error {
+// and reports whether any changed.
+func (a *allocator) setEndpoints(byKey map[string]netip.AddrPort) bool {
 	changed := false
 	for _, al := range a.machines {
 		if ep, ok := byKey[string(al.Key)]; ok && al.Key != nil && ep != al.Endpoint {
 			al.Endpoint, changed = ep, true
 		}
 	}
-	if !changed {
-		return nil
+	if changed {
+		a.gen++
 	}
-	return a.save()
+	return changed
 }
 
 // free returns the first unused address at or after id's hash position.
@@ -169,17 +172,11 @@ func (a *allocator) free(id string) (netip.Addr, error) {
 	return netip.Addr{}, ErrFull
 }
 
-// save writes the state file atomically (mode 0600).
-func (a *allocator) save() error {
-	if a.path == "" {
-		return nil
-	}
-	raw, err := json.MarshalIndent(&stateFile{Version: stateVersion, Prefix: a.prefix.String(), Machines: maps.Clone(a.machines)}, "", "  ")
+// encode is the state file's content and the generation it holds.
+func (a *allocator) encode() ([]byte, uint64, error) {
+	raw, err := json.MarshalIndent(&stateFile{Version: stateVersion, Prefix: a.prefix.String(), Machines: a.machines}, "", "  ")
 	if err != nil {
-		return fmt.Errorf("tunnel: encode state: %w", err)
+		return nil, 0, fmt.Errorf("tunnel: encode state: %w", err)
 	}
-	if err := atomicfile.WriteFile(a.path, append(raw, '\n'), 0o600); err != nil {
-		return fmt.Errorf("tunnel: write state: %w", err)
-	}
-	return nil
+	return append(raw, '\n'), a.gen, nil
 }

@@ -49,6 +49,7 @@ import (
 	"golang.zx2c4.com/wireguard/device"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
+	"github.com/sealroot/sealroot/internal/atomicfile"
 	"github.com/sealroot/sealroot/wire"
 )
 
@@ -327,10 +328,42 @@ func (t *Tunnel) saveEndpoints() {
 		}
 	}
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	if err := t.alloc.setEndpoints(byKey); err != nil {
+	changed, gen := t.alloc.setEndpoints(byKey), t.alloc.gen
+	t.mu.Unlock()
+	if !changed {
+		return
+	}
+	if err := t.commit(gen); err != nil {
 		t.logger.Warn("save peer endpoints", "error", err)
 	}
+}
+
+// commit returns once the state file (mode 0600, replaced atomically)
+// holds generation gen of the allocations or a later one. Writes go one
+// at a time, and each writes the newest state: the changes made while
+// one was under way share the next (a storm's peers share their fsyncs
+// instead of queueing one each behind t.mu). Call it without t.mu.
+func (t *Tunnel) commit(gen uint64) error {
+	a := t.alloc
+	if a.path == "" {
+		return nil
+	}
+	a.writeMu.Lock()
+	defer a.writeMu.Unlock()
+	if a.written >= gen {
+		return nil
+	}
+	t.mu.Lock()
+	raw, newest, err := a.encode()
+	t.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if err := atomicfile.WriteFile(a.path, raw, 0o600); err != nil {
+		return fmt.Errorf("tunnel: write state: %w", err)
+	}
+	a.written = newest
+	return nil
 }
 
 // PublicKey is the server's WireGuard public key.
@@ -347,15 +380,27 @@ func (t *Tunnel) ServerAddr() netip.Addr { return t.serverAddr }
 func (t *Tunnel) Port() int { return t.port }
 
 // Add installs peerKey as machineID's only peer (a rebooted machine
-// replaces its old key) with AllowedIPs = the machine's /32, persists it,
-// and returns the plan for the agent. The machine's open sessions, which
-// belonged to the old key, are closed.
+// replaces its old key) with AllowedIPs = the machine's /32, and returns
+// the plan for the agent once the state file has it (commit). The
+// machine's open sessions, which belonged to the old key, are closed.
 func (t *Tunnel) Add(ctx context.Context, machineID string, peerKey []byte) (*wire.TunnelPlan, error) {
 	if len(peerKey) != wgtypes.KeyLen || wgtypes.Key(peerKey) == t.pub {
 		return nil, ErrBadKey
 	}
 	t.mu.Lock()
-	defer t.mu.Unlock()
+	plan, err := t.addLocked(machineID, peerKey)
+	gen := t.alloc.gen
+	t.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	if err := t.commit(gen); err != nil {
+		return nil, err
+	}
+	return plan, nil
+}
+
+func (t *Tunnel) addLocked(machineID string, peerKey []byte) (*wire.TunnelPlan, error) {
 	if owner, ok := t.alloc.keyOwner(peerKey); ok && owner != machineID {
 		return nil, ErrKeyInUse
 	}
@@ -389,16 +434,20 @@ func (t *Tunnel) Add(ctx context.Context, machineID string, peerKey []byte) (*wi
 // peer does nothing.
 func (t *Tunnel) Remove(machineID string) error {
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	a, ok := t.alloc.get(machineID)
 	if !ok || a.Key == nil {
+		t.mu.Unlock()
 		return nil
 	}
 	if err := t.dev.IpcSet(fmt.Sprintf("public_key=%s\nremove=true\n", hexKey(a.Key))); err != nil {
+		t.mu.Unlock()
 		return fmt.Errorf("tunnel: remove peer: %w", err)
 	}
 	t.closeSessionsLocked(a.Addr)
-	if err := t.alloc.clearKey(machineID); err != nil {
+	t.alloc.clearKey(machineID)
+	gen := t.alloc.gen
+	t.mu.Unlock()
+	if err := t.commit(gen); err != nil {
 		return err
 	}
 	t.logger.Info("peer removed", "machine", machineID, "addr", a.Addr)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -320,4 +321,64 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// Adds running at once share the state file's writes (Tunnel.commit);
+// each returns only once the file holds its peer, and none is lost to a
+// write of an older state.
+func TestConcurrentAddsAreStoredBeforeTheyReturn(t *testing.T) {
+	state := filepath.Join(t.TempDir(), "tunnel.json")
+	tn, err := New(Config{Prefix: prefix, Endpoint: "192.0.2.1:51820", StatePath: state})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	defer tn.Close()
+	const n = 64
+	keys := make([][]byte, n)
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*n)
+	for i := range n {
+		k, _ := newKey()
+		pub := k.PublicKey()
+		keys[i] = pub[:]
+		id := fmt.Sprintf("m%d", i)
+		wg.Go(func() {
+			if _, err := tn.Add(context.Background(), id, keys[i]); err != nil {
+				errs <- fmt.Errorf("Add %s: %w", id, err)
+				return
+			}
+			a, err := loadAllocator(state, prefix)
+			if err != nil {
+				errs <- err
+				return
+			}
+			if got, ok := a.get(id); !ok || !bytes.Equal(got.Key, keys[i]) {
+				errs <- fmt.Errorf("Add %s returned before the state file had its key (%v)", id, got)
+			}
+			if i%4 == 0 {
+				if err := tn.Remove(id); err != nil {
+					errs <- fmt.Errorf("Remove %s: %w", id, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	a, err := loadAllocator(state, prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		got, ok := a.get(fmt.Sprintf("m%d", i))
+		want := keys[i]
+		if i%4 == 0 {
+			want = nil
+		}
+		if !ok || !bytes.Equal(got.Key, want) {
+			t.Errorf("state file for m%d: %+v, want key %x", i, got, want)
+		}
+	}
 }

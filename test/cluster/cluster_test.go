@@ -1,10 +1,15 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
+	"fmt"
+	"io"
 	mrand "math/rand/v2"
 	"net"
 	"os"
@@ -18,6 +23,7 @@ import (
 
 	agentattest "github.com/sealroot/sealroot/agent/attest"
 	"github.com/sealroot/sealroot/pki"
+	"github.com/sealroot/sealroot/server/api"
 	"github.com/sealroot/sealroot/server/audit/audittest"
 	"github.com/sealroot/sealroot/server/store"
 	"github.com/sealroot/sealroot/server/store/etcdtest"
@@ -32,6 +38,10 @@ import (
 //
 //   - approved on A with `sealroot machine approve`, a machine attests on
 //     B at once;
+//   - images imported on A (`sealroot image import`) move to B: one
+//     pulled with `sealroot image pull NAME` (the base hashes to its
+//     digest, its tree has A's files), one fetched by B for a machine
+//     whose volatile root names it, attesting on B;
 //   - revoked on A with `sealroot machine revoke` while B holds its
 //     exchange between challenge and evidence, it is refused on B;
 //   - A and B each hold an exchange of the same boot past its challenge,
@@ -41,14 +51,24 @@ import (
 //     unchanged) and releases again once a member is back;
 //   - the server a machine is attesting at is killed (SIGKILL) after its
 //     challenge: the agent fails over to the other and gets its credential,
-//     and the killed server's registration lapses (B's status drops it).
+//     and the killed server's registration lapses (B's status drops it);
+//   - with A down, a pull on B of an image only A had is refused naming
+//     it.
 func TestServeProcessesShareEtcd(t *testing.T) {
 	netnstest.RequireRoot(t)
 	ctx := context.Background()
 	tp := newTopo(t)
 	etcdCA := etcdtest.NewCA(t, "etcd-ca")
-	etcd := etcdtest.StartOnTLS(t, 3, etcdIP.String(), etcdCA)
+	etcd := etcdtest.StartOnTLS(t, 3, tp.etcdIP.String(), etcdCA)
 	prefix := etcdtest.Prefix(t)
+	// A loaded host can take a while to elect a leader; the servers'
+	// first read must not race that.
+	rctx, cancel := context.WithTimeout(ctx, time.Minute)
+	err := etcd.Ready(rctx, etcd.Client())
+	cancel()
+	if err != nil {
+		t.Fatalf("etcd cluster not answering a read after a minute: %v", err)
+	}
 
 	work := t.TempDir()
 	bin := buildSealroot(t, work)
@@ -59,8 +79,10 @@ func TestServeProcessesShareEtcd(t *testing.T) {
 	sealroot(t, bin, "pki", "init", "--state-dir", dirA, "--dns", serverName)
 	// B gets its own certificate from A's CA, as a new server does.
 	sealroot(t, bin, "pki", "issue", "--state-dir", dirA, "--dns", serverName, "--out", filepath.Join(dirB, "pki"))
-	a := startServe(t, tp.a, bin, "boot-a", dirA, attestA.String(), etcd.Endpoints, prefix)
-	b := startServe(t, tp.b, bin, "boot-b", dirB, attestB.String(), etcd.Endpoints, prefix)
+	a := startServe(t, tp.a, bin, "boot-a", dirA, attestA.String(), etcd.Endpoints, prefix,
+		map[string]any{"images": map[string]any{"peer_listen": basesA.String()}})
+	b := startServe(t, tp.b, bin, "boot-b", dirB, attestB.String(), etcd.Endpoints, prefix,
+		map[string]any{"images": map[string]any{"peer_listen": basesB.String()}, "iscsi": map[string]any{"listen": iscsiB.String()}})
 
 	caPEM, err := os.ReadFile(filepath.Join(dirA, "pki", pki.CACertFile))
 	if err != nil {
@@ -70,12 +92,12 @@ func TestServeProcessesShareEtcd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	agents, err := loadgen.NewAgents(ctx, rand.Reader, 2, loadgen.DefaultSpec())
+	agents, err := loadgen.NewAgents(ctx, rand.Reader, 3, loadgen.DefaultSpec())
 	if err != nil {
 		t.Fatal(err)
 	}
 	m := newMachine(t, tp, roots)
-	node, stolen := agents[0], agents[1]
+	node, stolen, diskless := agents[0], agents[1], agents[2]
 
 	t.Run("approve on A, attest on B", func(t *testing.T) {
 		for _, ag := range agents {
@@ -84,6 +106,57 @@ func TestServeProcessesShareEtcd(t *testing.T) {
 		}
 		if _, err := m.attestOnce(t, node, nil, attestB.String()); err != nil {
 			t.Fatalf("attest on B of a machine approved on A = %v, want a credential", err)
+		}
+	})
+
+	// Images imported on A: os is pulled on B by name, desk is fetched by
+	// B for a root that names it, onlyA stays on A.
+	var osImage, desk, onlyA api.Image
+	t.Run("bases move from A to B", func(t *testing.T) {
+		sealrootJSON(t, &osImage, bin, "--socket", a.socket, "image", "import", "os", sourceTree(t, "os"))
+		sealrootJSON(t, &desk, bin, "--socket", a.socket, "image", "import", "desk", sourceTree(t, "desk"))
+		sealrootJSON(t, &onlyA, bin, "--socket", a.socket, "image", "import", "only-a", sourceTree(t, "only-a"))
+		var onB []api.Image
+		if sealrootJSON(t, &onB, bin, "--socket", b.socket, "image", "list"); len(onB) != 0 {
+			t.Fatalf("B lists %+v before any pull; want none (each server keeps its own)", onB)
+		}
+		out := sealroot(t, bin, "--socket", b.socket, "image", "list", "--peers")
+		t.Logf("image list --peers on B:\n%s", out)
+		if !strings.Contains(out, "boot-a") || !strings.Contains(out, "desk") {
+			t.Fatalf("image list --peers on B does not show A's images:\n%s", out)
+		}
+
+		var pulled api.PullResult
+		sealrootJSON(t, &pulled, bin, "--socket", b.socket, "image", "pull", "os")
+		if pulled.Digest != osImage.Digest || pulled.From != "boot-a" || len(pulled.Versions) != 1 || pulled.Versions[0].Version != 1 {
+			t.Fatalf("image pull os on B = %+v, want os@v1 sha256:%s from boot-a", pulled, osImage.Digest)
+		}
+		sameBase(t, a, b, osImage.Digest)
+		out = sealroot(t, bin, "--socket", b.socket, "image", "pull", "sha256:"+osImage.Digest)
+		if !strings.Contains(out, "already here") {
+			t.Fatalf("pull by digest of a base B holds:\n%s\nwant already here", out)
+		}
+
+		// A volatile root on B of an image only A holds: B fetches it
+		// before it readies the root.
+		id := wire.MachineID(diskless.TPM.EKPublic())
+		sealroot(t, bin, "--socket", a.socket, "machine", "set-root", id, "--kind", "volatile", "--image", "desk", "--via", "iscsi")
+		if _, err := os.Stat(basePath(b, desk.Digest)); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("B holds desk's base before the machine attests there: %v", err)
+		}
+		start := time.Now()
+		if _, err := m.attestOnce(t, diskless, nil, attestB.String()); err != nil {
+			t.Fatalf("attest on B with a volatile root of an image only A holds = %v, want a credential", err)
+		}
+		t.Logf("attest on B, desk fetched from A on the way: %v", time.Since(start).Round(time.Millisecond))
+		sameBase(t, a, b, desk.Digest)
+		sealrootJSON(t, &onB, bin, "--socket", b.socket, "image", "list")
+		var names []string
+		for _, im := range onB {
+			names = append(names, fmt.Sprintf("%s@v%d", im.Name, im.Version))
+		}
+		if strings.Join(names, " ") != "desk@v1 os@v1" {
+			t.Fatalf("B's images after the pull and the boot: %v; want desk@v1 os@v1, not only-a", names)
 		}
 	})
 
@@ -267,6 +340,79 @@ func TestServeProcessesShareEtcd(t *testing.T) {
 			time.Sleep(200 * time.Millisecond)
 		}
 	})
+
+	t.Run("A down: a pull of an image only A had is refused", func(t *testing.T) {
+		if onlyA.Digest == "" {
+			t.Skip("no image imported on A")
+		}
+		if a.cmd.ProcessState == nil { // the subtest killing A ended early
+			a.kill(t)
+		}
+		for _, ref := range []string{"only-a", "sha256:" + onlyA.Digest} {
+			out := sealrootFails(t, bin, "--socket", b.socket, "image", "pull", ref)
+			t.Logf("image pull %s on B with A down: %s", ref, out)
+			if !strings.Contains(out, ref) || !strings.Contains(out, "no running peer holds it") {
+				t.Errorf("image pull %s on B with A down:\n%s\nwant an error naming it: no running peer holds it", ref, out)
+			}
+		}
+		if _, err := os.Stat(basePath(b, onlyA.Digest)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("B holds only-a's base after refused pulls: %v", err)
+		}
+	})
+}
+
+// sourceTree is a small directory tree to import, its content unique to
+// release.
+func sourceTree(t *testing.T, release string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "etc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "etc/os-release"), []byte("ID="+release+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "payload"), bytes.Repeat([]byte(release), 100000), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// basePath is where s keeps the base of digest.
+func basePath(s *serve, digest string) string {
+	return filepath.Join(s.dir, "images", "bases", "sha256-"+digest+".img")
+}
+
+// sameBase checks that a and b hold the base of digest with the same
+// bytes, hashing to digest, and its tree (for NFS roots) with the same
+// files.
+func sameBase(t *testing.T, a, b *serve, digest string) {
+	t.Helper()
+	for _, s := range []*serve{a, b} {
+		if got := fileSum(t, basePath(s, digest)); got != digest {
+			t.Fatalf("%s's base sha256:%.12s hashes to sha256:%.12s", s.name, digest, got)
+		}
+	}
+	for _, f := range []string{"etc/os-release", "payload"} {
+		tree := func(s *serve) string { return filepath.Join(s.dir, "images", "trees", "sha256-"+digest, f) }
+		if ha, hb := fileSum(t, tree(a)), fileSum(t, tree(b)); ha != hb {
+			t.Fatalf("%s in the tree of sha256:%.12s differs between A and B", f, digest)
+		}
+	}
+}
+
+func fileSum(t *testing.T, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // machine is the simulated machines' side: a socket in the machine

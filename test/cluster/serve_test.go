@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sealroot/sealroot/server/api/client"
+	"github.com/sealroot/sealroot/server/image"
 	"github.com/sealroot/sealroot/test/netnstest"
 	"github.com/sealroot/sealroot/test/testenv"
 )
@@ -41,6 +43,34 @@ func sealroot(t *testing.T, bin string, args ...string) string {
 	return string(out)
 }
 
+// sealrootJSON runs the sealroot CLI with --json and decodes its output
+// into v; a failure fails t.
+func sealrootJSON(t *testing.T, v any, bin string, args ...string) {
+	t.Helper()
+	out, err := exec.Command(bin, append([]string{"--json"}, args...)...).Output()
+	if err != nil {
+		var stderr []byte
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = ee.Stderr
+		}
+		t.Fatalf("sealroot --json %v: %v\n%s", args, err, stderr)
+	}
+	if err := json.Unmarshal(out, v); err != nil {
+		t.Fatalf("sealroot --json %v: %v\n%s", args, err, out)
+	}
+}
+
+// sealrootFails runs the sealroot CLI, which must fail, and returns its
+// output.
+func sealrootFails(t *testing.T, bin string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(bin, args...).CombinedOutput()
+	if err == nil {
+		t.Fatalf("sealroot %v succeeded, want an error:\n%s", args, out)
+	}
+	return string(out)
+}
+
 // serve is one `sealroot serve` process.
 type serve struct {
 	name   string
@@ -51,10 +81,10 @@ type serve struct {
 }
 
 // startServe runs `sealroot serve` named name in ns, on the etcd cluster
-// at endpoints under prefix, taking attestations on attest. Its state
-// directory dir holds its PKI already. It is stopped at the end of the
-// test unless killed before.
-func startServe(t *testing.T, ns *netnstest.NS, bin, name, dir, attest string, endpoints []string, prefix string) *serve {
+// at endpoints under prefix, taking attestations on attest, with the
+// configuration sections of extra. Its state directory dir holds its PKI
+// already. It is stopped at the end of the test unless killed before.
+func startServe(t *testing.T, ns *netnstest.NS, bin, name, dir, attest string, endpoints []string, prefix string, extra map[string]any) *serve {
 	t.Helper()
 	s := &serve{name: name, dir: dir, socket: filepath.Join(dir, "admin.sock"), logged: make(chan struct{})}
 	cfg := map[string]any{
@@ -64,6 +94,9 @@ func startServe(t *testing.T, ns *netnstest.NS, bin, name, dir, attest string, e
 		"store": map[string]any{"backend": "etcd", "endpoints": endpoints, "prefix": prefix, "server_name": name,
 			"cert_file": etcdFile(dir, "cert"), "key_file": etcdFile(dir, "key"), "ca_file": etcdFile(dir, "ca")},
 	}
+	maps.Copy(cfg, extra)
+	// Registered before the stop below, this runs after it.
+	t.Cleanup(func() { removeImages(filepath.Join(dir, "images")) })
 	path := filepath.Join(dir, "sealroot.json")
 	b, _ := json.MarshalIndent(cfg, "", "  ")
 	if err := os.WriteFile(path, b, 0o600); err != nil {
@@ -110,8 +143,27 @@ func (s *serve) waitReady(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("sealroot serve %s not answering after a minute: %v", s.name, err)
 		}
-		time.Sleep(100 * time.Millisecond)
+		select {
+		case <-s.logged:
+			t.Fatalf("sealroot serve %s ended before it answered (its log above says why)", s.name)
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
+}
+
+// removeImages forgets every image in the store at dir and deletes the
+// bases, clearing their immutable flag, so that the test's directory can
+// be removed.
+func removeImages(dir string) {
+	st, err := image.Open(image.Config{Dir: dir})
+	if err != nil {
+		return
+	}
+	ims, _ := st.List()
+	for _, im := range ims {
+		st.Remove(im.Ref())
+	}
+	st.GC(nil)
 }
 
 func (s *serve) admin() *client.Client { return client.New(s.socket) }

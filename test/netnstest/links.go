@@ -144,3 +144,16 @@ func AddRoute(link string, dst netip.Prefix, gw netip.Addr) error {
 	}
 	return nil
 }
+
+// DelAddr removes the address p from the link named link, in the calling
+// thread's namespace: call it inside Do.
+func DelAddr(link string, p netip.Prefix) error {
+	l, err := netlink.LinkByName(link)
+	if err != nil {
+		return fmt.Errorf("netlink.LinkByName(%s): %w", link, err)
+	}
+	if err := netlink.AddrDel(l, &netlink.Addr{IPNet: prefixNet(p)}); err != nil {
+		return fmt.Errorf("netlink.AddrDel(%s, %s): %w", link, p, err)
+	}
+	return nil
+}

@@ -31,7 +31,19 @@
 // READ(16) commands. "Root-ready" is after that read. Each boot starts
 // with a TPM reset and the same measured boot (loadgen.Agent.Reboot).
 //
-// Not simulated (yet): DHCP (the machines start at TFTP) and NFS roots.
+// By default the machines have their addresses and start at TFTP. With
+// SEALROOT_STORM_DHCP=full they lease them from the server's full DHCP
+// (boot.dhcp_mode full, a pool of exactly one address per machine, ARP
+// probes and stored leases as by default): the client namespaces share
+// one bridge with the server, and each machine runs DISCOVER, OFFER,
+// REQUEST, ACK three times, as firmware PXE (its ACK names the iPXE
+// binary), iPXE (user class "iPXE": the script URL) and the agent
+// (vendor class sealroot-agent) do, retransmitting after 4, 8, 16 and 32
+// s, then takes the leased address. The machines are enrolled from their
+// namespace's own address, so the first storm's leases are all fresh,
+// as on a room's first morning; later counts reuse the first machines'.
+//
+// Not simulated (yet): ProxyDHCP, NFS roots.
 //
 // SEALROOT_STORM_LOG sets the server's log level (default warn; trace
 // includes wireguard-go's handshake lines). The server's tunnel runs on a

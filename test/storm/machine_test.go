@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/quic-go/quic-go"
 	"golang.zx2c4.com/wireguard/device"
 	"golang.zx2c4.com/wireguard/tun/netstack"
@@ -33,10 +34,13 @@ import (
 
 // Phases of a simulated boot, in order.
 const (
-	phaseTFTP = iota
+	phaseDHCPPXE = iota
+	phaseTFTP
+	phaseDHCPIPXE
 	phaseScript
 	phaseKernel
 	phaseInitrd
+	phaseDHCPAgent
 	phaseAttest
 	phaseWireGuard
 	phaseLogin
@@ -44,40 +48,29 @@ const (
 	numPhases
 )
 
-var phaseNames = [numPhases]string{"tftp ipxe", "http script", "http kernel", "http initrd", "attest", "wireguard", "iscsi login", "root read"}
+var phaseNames = [numPhases]string{"dhcp pxe", "tftp ipxe", "dhcp ipxe", "http script", "http kernel", "http initrd", "dhcp agent", "attest", "wireguard", "iscsi login", "root read"}
 
 // machine is one simulated machine: its address, namespace and software
 // TPM.
 type machine struct {
-	addr   netip.Addr
+	addr   netip.Addr // invalid until leased, in full-DHCP mode
 	ns     *netnstest.NS
+	link   *dhcpLink // nil: addr is fixed, no DHCP
+	mac    net.HardwareAddr
 	agent  *loadgen.Agent
+	roots  *x509.CertPool
 	tr     *quic.Transport // bound to addr, for the attestation client
 	client *agentattest.Client
 	http   *nethttp.Client
 	wgKey  wgtypes.Key // this boot's WireGuard key, sent in the hello
 }
 
-func newMachine(ns *netnstest.NS, addr netip.Addr, agent *loadgen.Agent, roots *x509.CertPool) (*machine, error) {
-	m := &machine{addr: addr, ns: ns, agent: agent}
-	var pc net.PacketConn
-	err := ns.Do(func() (err error) {
-		pc, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(addr, 0)))
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("machine %s: udp socket: %w", addr, err)
-	}
-	m.tr = &quic.Transport{Conn: pc}
+// newMachine makes machine i: with a fixed address addr when link is nil,
+// else one it leases over link (then addr is invalid).
+func newMachine(ns *netnstest.NS, link *dhcpLink, i int, addr netip.Addr, agent *loadgen.Agent, roots *x509.CertPool) (*machine, error) {
+	m := &machine{ns: ns, link: link, mac: macOf(i), agent: agent, roots: roots}
+	var err error
 	if m.wgKey, err = tunnel.NewKey(); err != nil { // per boot, as the agent makes it
-		return nil, err
-	}
-	pub := m.wgKey.PublicKey()
-	m.client, err = agentattest.New(agentattest.Config{
-		Servers: []string{netip.AddrPortFrom(serverIP, attestPort).String()}, ServerName: serverName,
-		Roots: roots, Device: agent, Transport: m.tr, WireGuardKey: pub[:],
-	})
-	if err != nil {
 		return nil, err
 	}
 	m.http = &nethttp.Client{Transport: &nethttp.Transport{
@@ -85,13 +78,86 @@ func newMachine(ns *netnstest.NS, addr netip.Addr, agent *loadgen.Agent, roots *
 		DisableCompression: true,
 		MaxIdleConns:       1,
 	}}
+	if link == nil {
+		if err := m.bind(addr); err != nil {
+			return nil, err
+		}
+	}
 	return m, nil
+}
+
+// bind gives the machine its attestation client on addr (as the agent
+// starts on the address it leased).
+func (m *machine) bind(addr netip.Addr) error {
+	m.unbind()
+	m.addr = addr
+	var pc net.PacketConn
+	err := m.ns.Do(func() (err error) {
+		pc, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(addr, 0)))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("machine %s: udp socket: %w", addr, err)
+	}
+	m.tr = &quic.Transport{Conn: pc}
+	pub := m.wgKey.PublicKey()
+	m.client, err = agentattest.New(agentattest.Config{
+		Servers: []string{netip.AddrPortFrom(serverIP, attestPort).String()}, ServerName: serverName,
+		Roots: m.roots, Device: m.agent, Transport: m.tr, WireGuardKey: pub[:],
+	})
+	return err
+}
+
+func (m *machine) unbind() {
+	if m.tr != nil {
+		m.tr.Close()
+		m.tr.Conn.Close()
+		m.tr, m.client = nil, nil
+	}
 }
 
 func (m *machine) close() {
 	m.http.CloseIdleConnections()
-	m.tr.Close()
-	m.tr.Conn.Close()
+	m.unbind()
+}
+
+// powerOff drops a leased address (a machine that powers on again has
+// none until its firmware's DHCP).
+func (m *machine) powerOff() error {
+	m.http.CloseIdleConnections()
+	m.unbind()
+	if m.link == nil || !m.addr.IsValid() {
+		return nil
+	}
+	a := m.addr
+	m.addr = netip.Addr{}
+	return m.ns.Do(func() error { return netnstest.DelAddr("eth0", netip.PrefixFrom(a, 32)) })
+}
+
+// dhcp leases the machine's address as client c and takes it (when it
+// differs from the one it has): what firmware, iPXE and the agent each do.
+func (m *machine) dhcp(ctx context.Context, c dhcpClient, r *bootResult) (*dhcpv4.DHCPv4, error) {
+	res, err := m.link.lease(ctx, m.mac, c)
+	r.dhcpResends += res.resends
+	r.dhcpNAKs += res.naks
+	if err != nil {
+		return nil, err
+	}
+	a, err := yourAddr(res.ack)
+	if err != nil {
+		return nil, err
+	}
+	if a == m.addr {
+		return res.ack, nil
+	}
+	if err := m.powerOff(); err != nil {
+		return nil, err
+	}
+	if err := m.ns.Do(func() error { return netnstest.AddAddr("eth0", netip.PrefixFrom(a, 32)) }); err != nil {
+		return nil, err
+	}
+	m.addr = a
+	return res.ack, nil
 }
 
 // dialTCP connects from the machine's address, in its namespace.
@@ -116,6 +182,8 @@ type bootResult struct {
 	attRetries  int           // attestation attempts retried
 	wgInits     int           // WireGuard handshake initiations sent (first and retransmitted)
 	wgCookies   int           // WireGuard cookie replies received (server under load)
+	dhcpResends int           // DHCP DISCOVERs and REQUESTs sent again after no answer
+	dhcpNAKs    int           // DHCP NAKs received
 	err         error
 }
 
@@ -135,25 +203,65 @@ func (m *machine) boot(ctx context.Context, start time.Time) (r bootResult) {
 	if r.err = m.agent.Reboot(); r.err != nil {
 		return r
 	}
+	ipxeFile, scriptURL := ipxeName, fmt.Sprintf("http://%s/boot.ipxe?arch=bios", netip.AddrPortFrom(serverIP, httpPort))
+	if m.link != nil {
+		if r.err = m.powerOff(); r.err != nil {
+			return r
+		}
+		r.err = timed(phaseDHCPPXE, func() error {
+			ack, err := m.dhcp(ctx, clientPXE, &r)
+			if err == nil {
+				ipxeFile = ack.BootFileName
+			}
+			return err
+		})
+		if r.err != nil {
+			return r
+		}
+	}
+	r.err = timed(phaseTFTP, func() error {
+		n, resends, err := m.tftp(ctx, ipxeFile)
+		r.bytes += n
+		r.tftpResends = resends
+		return err
+	})
+	if r.err == nil && m.link != nil {
+		r.err = timed(phaseDHCPIPXE, func() error {
+			ack, err := m.dhcp(ctx, clientIPXE, &r)
+			if err == nil {
+				scriptURL = ack.BootFileName
+			}
+			return err
+		})
+	}
+	if r.err != nil {
+		return r
+	}
 	var script []byte
-	r.err = errors.Join(
-		timed(phaseTFTP, func() error {
-			n, resends, err := m.tftp(ctx, ipxeName)
-			r.bytes += n
-			r.tftpResends = resends
-			return err
-		}),
-		timed(phaseScript, func() (err error) {
-			script, err = m.get(ctx, fmt.Sprintf("http://%s/boot.ipxe?arch=bios", netip.AddrPortFrom(serverIP, httpPort)))
-			r.bytes += int64(len(script))
-			return err
-		}),
-	)
+	r.err = timed(phaseScript, func() (err error) {
+		script, err = m.get(ctx, scriptURL)
+		r.bytes += int64(len(script))
+		return err
+	})
 	if r.err != nil {
 		return r
 	}
 	if r.err = m.ipxe(ctx, script, &r); r.err != nil {
 		return r
+	}
+	if m.link != nil {
+		r.err = timed(phaseDHCPAgent, func() error {
+			if _, err := m.dhcp(ctx, clientAgent, &r); err != nil {
+				return err
+			}
+			if m.client != nil {
+				return nil // the address did not change
+			}
+			return m.bind(m.addr)
+		})
+		if r.err != nil {
+			return r
+		}
 	}
 	var payload *wire.Payload
 	r.err = timed(phaseAttest, func() error {

@@ -126,6 +126,14 @@ func startDaemon(t *testing.T, tp *topo, limits map[string]any) *daemon {
 	if limits != nil {
 		cfg["limits"] = limits
 	}
+	if tp.links != nil {
+		// Full DHCP on the bridge, a pool of exactly one address per
+		// machine, ARP probes and stored leases as by default.
+		boot := cfg["boot"].(map[string]any)
+		boot["dhcp_interface"], boot["dhcp_mode"] = dhcpBridge, "full"
+		boot["pool"] = map[string]any{"subnet": netip.PrefixFrom(serverIP, dhcpBits).Masked().String(),
+			"start": poolStart.String(), "end": poolEnd(tp.size).String()}
+	}
 	cfgPath := filepath.Join(dir, "sealroot.json")
 	b, _ := json.MarshalIndent(cfg, "", "  ")
 	if err := os.WriteFile(cfgPath, b, 0o600); err != nil {

@@ -51,9 +51,13 @@ func stormCounts(t *testing.T) []int {
 // enrolled and approved beforehand; every count reuses the first machines.
 func TestStorm(t *testing.T) {
 	counts := stormCounts(t)
+	mode, err := dhcpMode()
+	if err != nil {
+		t.Fatal(err)
+	}
 	netnstest.RequireRoot(t)
 	most := slices.Max(counts)
-	tp := newTopo(t, most)
+	tp := newTopo(t, most, mode == "full")
 	d := startDaemon(t, tp, nil)
 	roots, err := pki.CAPool(d.ca)
 	if err != nil {
@@ -71,16 +75,32 @@ func TestStorm(t *testing.T) {
 	}
 	machines := make([]*machine, most)
 	for i := range machines {
-		if machines[i], err = newMachine(tp.nsOf(i), machineAddr(i), agents[i], roots); err != nil {
+		if machines[i], err = newMachine(tp.nsOf(i), tp.linkOf(i), i, machineAddr(i), agents[i], roots); err != nil {
 			t.Fatal(err)
 		}
 		defer machines[i].close()
 	}
+	if tp.links != nil {
+		// Full DHCP: enrolled from their namespace's own address, so that
+		// the storm's DHCP is a room's first: every address fresh (and
+		// probed); counts after the first reuse the first machines' leases.
+		for i, m := range machines {
+			if err := m.bind(tp.probeAddr(i / perNS)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 	if err := enroll(ctx, d.admin(), machines); err != nil {
 		t.Fatal(err)
 	}
-	fmt.Printf("storm setup: %d machines (software TPMs) created, enrolled and approved in %.1fs; %d per namespace\n",
-		most, time.Since(t0).Seconds(), perNS)
+	if tp.links != nil {
+		for _, m := range machines {
+			m.unbind()
+			m.addr = netip.Addr{}
+		}
+	}
+	fmt.Printf("storm setup: %d machines (software TPMs) created, enrolled and approved in %.1fs; %d per namespace; %s\n",
+		most, time.Since(t0).Seconds(), perNS, addressing(tp))
 	for _, name := range []string{ipxeName, kernelName, initrdName} {
 		fmt.Printf("storm artifact %s: %d bytes from %s\n", name, d.sizes[name], d.srcs[name])
 	}
@@ -94,13 +114,21 @@ func TestStorm(t *testing.T) {
 	}
 }
 
+// addressing says where the machines' addresses come from.
+func addressing(tp *topo) string {
+	if tp.links != nil {
+		return fmt.Sprintf("addresses from the server's full DHCP (pool of %d, %s-%s, ARP probe, stored leases)", tp.size, poolStart, poolEnd(tp.size))
+	}
+	return "fixed addresses (no DHCP)"
+}
+
 // idleWindow is how long the idle server is watched before the storms.
 const idleWindow = 5 * time.Second
 
 // waitServing waits until the boot HTTP server answers in tp.
 func waitServing(t *testing.T, tp *topo) {
 	t.Helper()
-	m := &machine{addr: machineAddr(0), ns: tp.nsOf(0)}
+	m := &machine{addr: tp.probeAddr(0), ns: tp.nsOf(0)}
 	m.http = &nethttp.Client{Transport: &nethttp.Transport{DialContext: m.dialTCP}}
 	defer m.http.CloseIdleConnections()
 	deadline := time.Now().Add(2 * time.Minute)
@@ -278,7 +306,7 @@ func vethThroughput(t *testing.T, tp *topo) float64 {
 
 func printStorm(w io.Writer, results []bootResult, wall, cpu time.Duration, rss, peakRSS int64, veth float64) {
 	n := len(results)
-	var ready, failures, tftpResends, httpRetries, attRetries, wgInits, wgResent, wgCookies int
+	var ready, failures, tftpResends, httpRetries, attRetries, wgInits, wgResent, wgCookies, dhcpResends, dhcpNAKs int
 	var bytes, rootBytes int64
 	var errs []string
 	for _, r := range results {
@@ -290,6 +318,8 @@ func printStorm(w io.Writer, results []bootResult, wall, cpu time.Duration, rss,
 		wgResent += max(0, r.wgInits-1)
 		wgCookies += r.wgCookies
 		attRetries += r.attRetries
+		dhcpResends += r.dhcpResends
+		dhcpNAKs += r.dhcpNAKs
 		if r.err != nil {
 			failures++
 			if len(errs) < 3 {
@@ -299,16 +329,21 @@ func printStorm(w io.Writer, results []bootResult, wall, cpu time.Duration, rss,
 		}
 		ready++
 	}
-	fmt.Fprintf(w, "storm N=%d: %d of %d root-ready (attested, tunnel up, iSCSI root logged in and read) in %.1fs; failures %d; retries: tftp resends %d, downloads %d, attestations %d, wireguard initiations %d\n",
-		n, ready, n, wall.Seconds(), failures, tftpResends, httpRetries, attRetries, wgResent)
+	fmt.Fprintf(w, "storm N=%d: %d of %d root-ready (attested, tunnel up, iSCSI root logged in and read) in %.1fs; failures %d; retries: dhcp resends %d (naks %d), tftp resends %d, downloads %d, attestations %d, wireguard initiations %d\n",
+		n, ready, n, wall.Seconds(), failures, dhcpResends, dhcpNAKs, tftpResends, httpRetries, attRetries, wgResent)
 	fmt.Fprintf(w, "  wireguard: %d handshake initiations for %d machines (%d retransmitted after 5s without answer), %d cookie replies (server under load)\n",
 		wgInits, n, wgResent, wgCookies)
 	for p := range numPhases {
 		var ds []time.Duration
+		ran := false
 		for _, r := range results {
 			if r.err == nil {
 				ds = append(ds, r.phase[p])
+				ran = ran || r.phase[p] > 0
 			}
+		}
+		if !ran && isDHCPPhase(p) {
+			continue // fixed addresses
 		}
 		p50, p99 := percentiles(ds)
 		fmt.Fprintf(w, "  %-12s p50 %8.1fms  p99 %8.1fms\n", phaseNames[p], ms(p50), ms(p99))
@@ -343,3 +378,5 @@ func percentiles(ds []time.Duration) (p50, p99 time.Duration) {
 	at := func(q float64) time.Duration { return ds[min(len(ds)-1, int(q*float64(len(ds))))] }
 	return at(0.50), at(0.99)
 }
+
+func isDHCPPhase(p int) bool { return p == phaseDHCPPXE || p == phaseDHCPIPXE || p == phaseDHCPAgent }

@@ -24,6 +24,41 @@ var serverIP = netip.MustParseAddr("10.77.0.1")
 type topo struct {
 	server  *netnstest.NS
 	clients []*netnstest.NS
+	links   []*dhcpLink // per client namespace, in full-DHCP mode only
+	size    int         // machines
+}
+
+// In full-DHCP mode the client namespaces share one Ethernet segment with
+// the server (a bridge in its namespace, serverIP on it, dhcpBridge), as
+// DHCP broadcasts need; each namespace's eth0 has linkAddr (outside the
+// pool) and its machines add the addresses they lease.
+const (
+	dhcpBridge = "stbr"
+	dhcpBits   = 16
+)
+
+// poolStart is the first address of the full-DHCP pool; the pool holds
+// exactly as many addresses as the storm has machines.
+var poolStart = netip.MustParseAddr("10.77.1.1")
+
+// linkAddr is client namespace k's own address in full-DHCP mode.
+func linkAddr(k int) netip.Addr { return netip.AddrFrom4([4]byte{10, 77, 250, byte(k + 1)}) }
+
+// poolEnd is the last address of a pool of n addresses from poolStart.
+func poolEnd(n int) netip.Addr {
+	a := poolStart
+	for range n - 1 {
+		a = a.Next()
+	}
+	return a
+}
+
+// probeAddr is an address in client namespace k to test the server from.
+func (tp *topo) probeAddr(k int) netip.Addr {
+	if tp.links != nil {
+		return linkAddr(k)
+	}
+	return machineAddr(k * perNS)
 }
 
 // machineAddr is machine i's address: 10.77.(k+1).(j+1) for the j-th
@@ -33,10 +68,13 @@ func machineAddr(i int) netip.Addr {
 	return netip.AddrFrom4([4]byte{10, 77, byte(k + 1), byte(j + 1)})
 }
 
-func newTopo(t testing.TB, machines int) *topo {
+func newTopo(t testing.TB, machines int, fullDHCP bool) *topo {
 	t.Helper()
+	if fullDHCP {
+		return newBridgedTopo(t, machines)
+	}
 	tag := fmt.Sprintf("storm%d", os.Getpid())
-	tp := &topo{server: netnstest.New(t, tag+"s")}
+	tp := &topo{server: netnstest.New(t, tag+"s"), size: machines}
 	if err := tp.server.Do(func() error { return netnstest.AddAddr("lo", netip.PrefixFrom(serverIP, 32)) }); err != nil {
 		t.Fatal(err)
 	}
@@ -76,3 +114,39 @@ func newTopo(t testing.TB, machines int) *topo {
 
 // nsOf is the namespace of machine i.
 func (tp *topo) nsOf(i int) *netnstest.NS { return tp.clients[i/perNS] }
+
+// newBridgedTopo is the full-DHCP topology: one bridge in the server's
+// namespace, a veth from it to each client namespace, and a DHCP client
+// socket per namespace.
+func newBridgedTopo(t testing.TB, machines int) *topo {
+	tag := fmt.Sprintf("storm%d", os.Getpid())
+	tp := &topo{server: netnstest.New(t, tag+"s"), size: machines}
+	// The server keeps one neighbour entry per machine here; the kernel's
+	// table limits (gc_thresh3, 1024 by default) are global, not per
+	// namespace, so they are left as the host has them.
+	if err := tp.server.AddBridge(dhcpBridge, netip.PrefixFrom(serverIP, dhcpBits)); err != nil {
+		t.Fatal(err)
+	}
+	for k := 0; k*perNS < machines; k++ {
+		c := netnstest.New(t, fmt.Sprintf("%sc%d", tag, k))
+		if err := tp.server.AddVeth(fmt.Sprintf("sv%d", k), dhcpBridge, c, "eth0", netip.PrefixFrom(linkAddr(k), dhcpBits)); err != nil {
+			t.Fatal(err)
+		}
+		l, err := newDHCPLink(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(l.close)
+		tp.clients = append(tp.clients, c)
+		tp.links = append(tp.links, l)
+	}
+	return tp
+}
+
+// linkOf is machine i's DHCP socket (nil unless full-DHCP mode).
+func (tp *topo) linkOf(i int) *dhcpLink {
+	if tp.links == nil {
+		return nil
+	}
+	return tp.links[i/perNS]
+}

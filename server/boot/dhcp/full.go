@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 )
@@ -19,7 +20,7 @@ func (s *Server) respondFull(ctx context.Context, req *dhcpv4.DHCPv4, c client) 
 		if err != nil {
 			return nil, err
 		}
-		return s.leaseReply(req, c, dhcpv4.MessageTypeOffer, a), nil
+		return s.leaseReply(req, c, dhcpv4.MessageTypeOffer, a, s.cfg.Pool.LeaseTime), nil
 	case dhcpv4.MessageTypeRequest:
 		return s.request(ctx, req, c)
 	case dhcpv4.MessageTypeRelease:
@@ -35,7 +36,7 @@ func (s *Server) respondFull(ctx context.Context, req *dhcpv4.DHCPv4, c client) 
 	case dhcpv4.MessageTypeInform:
 		reply := s.newReply(req, dhcpv4.MessageTypeAck)
 		reply.ClientIPAddr = req.ClientIPAddr
-		s.addNetwork(reply, false)
+		s.addNetwork(reply, 0)
 		s.addBootIfSupported(reply, req, c)
 		return reply, nil
 	default:
@@ -56,7 +57,7 @@ func (s *Server) request(ctx context.Context, req *dhcpv4.DHCPv4, c client) (*dh
 	if !ok {
 		return nil, fmt.Errorf("%w: REQUEST without an address", ErrIgnored)
 	}
-	ok, err := s.pool.request(ctx, c.mac, a, s.cfg.Now())
+	ok, granted, err := s.pool.request(ctx, c.mac, a, s.cfg.Now())
 	if err != nil {
 		return nil, err
 	}
@@ -65,7 +66,7 @@ func (s *Server) request(ctx context.Context, req *dhcpv4.DHCPv4, c client) (*dh
 		nak.UpdateOption(dhcpv4.OptMessage("address not available"))
 		return nak, nil
 	}
-	reply := s.leaseReply(req, c, dhcpv4.MessageTypeAck, a)
+	reply := s.leaseReply(req, c, dhcpv4.MessageTypeAck, a, granted)
 	reply.ClientIPAddr = req.ClientIPAddr
 	return reply, nil
 }
@@ -76,16 +77,18 @@ func (s *Server) isOurs(req *dhcpv4.DHCPv4) bool {
 	return !ok || id == s.cfg.ServerIP
 }
 
-func (s *Server) leaseReply(req *dhcpv4.DHCPv4, c client, mt dhcpv4.MessageType, a netip.Addr) *dhcpv4.DHCPv4 {
+// leaseReply is an OFFER or ACK of a for lease.
+func (s *Server) leaseReply(req *dhcpv4.DHCPv4, c client, mt dhcpv4.MessageType, a netip.Addr, lease time.Duration) *dhcpv4.DHCPv4 {
 	reply := s.newReply(req, mt)
 	reply.YourIPAddr = a.AsSlice()
-	s.addNetwork(reply, true)
+	s.addNetwork(reply, lease)
 	s.addBootIfSupported(reply, req, c)
 	return reply
 }
 
-// addNetwork adds the subnet options, and the lease times if withLease.
-func (s *Server) addNetwork(reply *dhcpv4.DHCPv4, withLease bool) {
+// addNetwork adds the subnet options, and the lease times of lease
+// (none if 0).
+func (s *Server) addNetwork(reply *dhcpv4.DHCPv4, lease time.Duration) {
 	p := s.cfg.Pool
 	reply.UpdateOption(dhcpv4.OptSubnetMask(net.CIDRMask(p.Subnet.Bits(), 32)))
 	if p.Router.IsValid() {
@@ -98,10 +101,10 @@ func (s *Server) addNetwork(reply *dhcpv4.DHCPv4, withLease bool) {
 		}
 		reply.UpdateOption(dhcpv4.OptDNS(ips...))
 	}
-	if withLease {
-		reply.UpdateOption(dhcpv4.OptIPAddressLeaseTime(p.LeaseTime))
-		reply.UpdateOption(dhcpv4.OptRenewTimeValue(p.LeaseTime / 2))
-		reply.UpdateOption(dhcpv4.OptRebindingTimeValue(p.LeaseTime * 7 / 8))
+	if lease > 0 {
+		reply.UpdateOption(dhcpv4.OptIPAddressLeaseTime(lease))
+		reply.UpdateOption(dhcpv4.OptRenewTimeValue(lease / 2))
+		reply.UpdateOption(dhcpv4.OptRebindingTimeValue(lease * 7 / 8))
 	}
 }
 

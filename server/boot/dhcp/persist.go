@@ -2,6 +2,7 @@ package dhcp
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"time"
 )
@@ -83,11 +84,23 @@ const maxProbes = 4
 
 // offer picks mac's address; a fresh one is probed first (Config.Probe)
 // and quarantined, like a DECLINE, when something answers for it.
+// A DISCOVER sent again while the first one's address is being probed
+// gets no answer (the first one's OFFER answers both): it must not be
+// offered the address before the probe says it is free.
 func (s *Server) offer(ctx context.Context, mac string, now time.Time) (netip.Addr, error) {
 	for range maxProbes {
 		a, fresh, err := s.pool.offer(ctx, mac, now)
-		if err != nil || !fresh || s.cfg.Probe == nil || !s.cfg.Probe(a) {
+		if err != nil {
 			return a, err
+		}
+		if !fresh || s.cfg.Probe == nil {
+			if s.isProbing(a) {
+				return netip.Addr{}, fmt.Errorf("%w: %v is being probed for this client", ErrIgnored, a)
+			}
+			return a, nil
+		}
+		if !s.probe(a) {
+			return a, nil
 		}
 		s.logger.Warn("address answers a probe: not offered, quarantined", "addr", a)
 		if err := s.pool.decline(ctx, mac, a, now); err != nil {
@@ -95,4 +108,23 @@ func (s *Server) offer(ctx context.Context, mac string, now time.Time) (netip.Ad
 		}
 	}
 	return netip.Addr{}, ErrPoolExhausted
+}
+
+// probe runs Config.Probe on a, marked as being probed meanwhile.
+func (s *Server) probe(a netip.Addr) bool {
+	s.probeMu.Lock()
+	s.probing[a] = true
+	s.probeMu.Unlock()
+	defer func() {
+		s.probeMu.Lock()
+		delete(s.probing, a)
+		s.probeMu.Unlock()
+	}()
+	return s.cfg.Probe(a)
+}
+
+func (s *Server) isProbing(a netip.Addr) bool {
+	s.probeMu.Lock()
+	defer s.probeMu.Unlock()
+	return s.probing[a]
 }

@@ -141,35 +141,49 @@ func (p *pool) offerIn(t *table, mac string, r reserved, now time.Time) (netip.A
 // ACKed. It succeeds if addr is mac's address or is free.
 // A MAC with a reservation gets only its reserved address; an address
 // reserved for another MAC is refused.
-func (p *pool) request(ctx context.Context, mac string, a netip.Addr, now time.Time) (ok bool, err error) {
+//
+// With a store, a request whose stored lease still has at least
+// coveredShare of a lease time to run is granted that rest and changes
+// nothing: a boot asks three times within seconds (firmware PXE, iPXE,
+// the agent), and a storm's lease writes, one commit each, held every
+// other request. What the client is told never outlasts what the store
+// has.
+func (p *pool) request(ctx context.Context, mac string, a netip.Addr, now time.Time) (ok bool, granted time.Duration, err error) {
 	r, err := p.reservedFor(ctx, mac)
 	if err != nil {
-		return false, err
+		return false, 0, err
 	}
 	switch {
 	case r.own.IsValid() && a != r.own, r.others[a]:
-		return false, nil
+		return false, 0, nil
 	case !r.own.IsValid() && !p.contains(a):
-		return false, nil
+		return false, 0, nil
 	}
 	err = p.decide(ctx, p.keepFor(r), func(t *table) error {
-		ok = p.requestIn(t, mac, a, r, now)
+		ok, granted = p.requestIn(t, mac, a, r, now)
 		return nil
 	})
-	return ok, err
+	return ok, granted, err
 }
 
-func (p *pool) requestIn(t *table, mac string, a netip.Addr, r reserved, now time.Time) bool {
+// coveredShare, in eighths of the lease time: a stored lease with at
+// least this much left is granted as it is (RFC 2131's T2 is 7/8).
+const coveredShare = 7
+
+func (p *pool) requestIn(t *table, mac string, a netip.Addr, r reserved, now time.Time) (bool, time.Duration) {
 	if l := t.byMAC[mac]; l != nil && l.addr == a {
+		if left := l.expiry.Sub(now); p.store != nil && left >= p.leaseTime*coveredShare/8 {
+			return true, left
+		}
 		l.expiry = now.Add(p.leaseTime)
 		t.changed = append(t.changed, l)
-		return true
+		return true, p.leaseTime
 	}
 	if other := t.byAddr[a]; other != nil && !other.expiry.Before(now) && !r.own.IsValid() {
-		return false
+		return false, 0
 	}
 	t.bind(mac, a, now.Add(p.leaseTime))
-	return true
+	return true, p.leaseTime
 }
 
 // release ends mac's lease on addr early; the record stays for stability.

@@ -14,9 +14,9 @@
 // isolated lab networks. With Config.Leases, every lease decision is taken
 // and recorded in one store transaction: leases survive restarts, servers
 // sharing the store share the pool, and MACs can have reserved addresses;
-// with Config.Probe a fresh address is
-// probed (ARP) before it is offered. A flood of DISCOVERs with fresh MACs
-// can hold the pool for OfferHold.
+// with Config.Probe a fresh address is probed (ARP) before it is offered.
+// Requests are answered concurrently, so probes overlap. A flood of
+// DISCOVERs with fresh MACs can hold the pool for OfferHold.
 //
 // [Server.Respond] is the whole request-to-reply decision without sockets;
 // [Server.Serve] binds it to an interface.
@@ -39,11 +39,14 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"sync"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/dhcpv4/server4"
+
+	"github.com/sealroot/sealroot/server/boot/udpbuf"
 )
 
 // maxPacket bounds a received datagram; larger ones are truncated and
@@ -55,6 +58,9 @@ type Server struct {
 	cfg    Config // defaults applied; read-only
 	pool   *pool  // nil in ModeProxy
 	logger hclog.Logger
+
+	probeMu sync.Mutex
+	probing map[netip.Addr]bool // guarded by probeMu: offers waiting for their probe
 }
 
 // New validates cfg and returns a server. A nil logger discards logs.
@@ -66,7 +72,7 @@ func New(cfg Config, logger hclog.Logger) (*Server, error) {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
-	s := &Server{cfg: cfg, logger: logger.Named("dhcp")}
+	s := &Server{cfg: cfg, logger: logger.Named("dhcp"), probing: map[netip.Addr]bool{}}
 	if cfg.Mode == ModeFull {
 		s.pool = newPool(cfg.Pool, cfg.Leases, s.storeError)
 	}
@@ -96,6 +102,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("dhcp: listen on %s port %d: %w", s.cfg.Interface, p, err)
 		}
+		udpbuf.Grow(c) // the DISCOVERs of a room powered on at once
 		conns = append(conns, c)
 	}
 	s.logger.Info("serving", "interface", s.cfg.Interface, "mode", s.cfg.Mode, "server_ip", s.cfg.ServerIP)
@@ -125,9 +132,21 @@ func (s *Server) serveConns(ctx context.Context, conns []net.PacketConn, ports [
 	return errors.Join(errs...)
 }
 
+// maxHandlers bounds the requests of one port answered at once. A
+// DISCOVER that gets a fresh address waits for its ARP probe (300 ms by
+// default); answered one after the other, a storm of fresh machines
+// would wait one probe each and the socket would drop what it cannot
+// hold meanwhile.
+const maxHandlers = 256
+
+// readLoop reads requests and answers each in a goroutine of its own (at
+// most maxHandlers at once), all waited for before it returns.
 func (s *Server) readLoop(ctx context.Context, conn net.PacketConn, port Port) error {
-	buf := make([]byte, maxPacket)
+	var handlers sync.WaitGroup
+	defer handlers.Wait()
+	slots := make(chan struct{}, maxHandlers)
 	for {
+		buf := make([]byte, maxPacket)
 		n, peer, err := conn.ReadFrom(buf)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -135,7 +154,11 @@ func (s *Server) readLoop(ctx context.Context, conn net.PacketConn, port Port) e
 			}
 			return fmt.Errorf("dhcp: read port %d: %w", port, err)
 		}
-		s.handle(ctx, conn, port, buf[:n], peer)
+		slots <- struct{}{}
+		handlers.Go(func() {
+			defer func() { <-slots }()
+			s.handle(ctx, conn, port, buf[:n], peer)
+		})
 	}
 }
 
