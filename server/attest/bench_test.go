@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sealroot/sealroot/pki"
 	"github.com/sealroot/sealroot/server/api"
@@ -31,147 +30,93 @@ import (
 // before the timer starts and their answers (software TPM) are computed
 // with the timer stopped. Run in parallel over GOMAXPROCS goroutines, it
 // reports attestations/s.
+//
+// BenchmarkObservability (package attest_test) runs it with boot history
+// and metrics on against off.
 func BenchmarkAttestation(b *testing.B) {
-	b.Run("plain", func(b *testing.B) { benchAttestation(b, false) })
-	// observed: each outcome also written to the machine's boot history
-	// and counted in Prometheus instruments, as the daemon does (package
-	// history and metrics, which import this one, do the same work).
-	b.Run("observed", func(b *testing.B) { benchAttestation(b, true) })
-}
-
-// historyAndMetrics is what the daemon's observers do per outcome:
-// Prometheus instruments, and the attempt queued for a writer that
-// appends it to the machine's history in batches gathered over a short
-// window, one store.AddAttempts each (as history.Recorder does; that
-// package imports this one).
-type historyAndMetrics struct {
-	store     store.Store
-	attempts  *prometheus.CounterVec
-	durations *prometheus.HistogramVec
-	queue     chan Attempt
-	pending   sync.WaitGroup // attempts queued and not yet written
-}
-
-func (o *historyAndMetrics) Observe(a Attempt) {
-	o.attempts.WithLabelValues(a.Outcome, a.Check).Inc()
-	o.durations.WithLabelValues(a.Outcome).Observe(a.Duration.Seconds())
-	o.pending.Add(1)
-	select {
-	case o.queue <- a:
-	default:
-		o.pending.Done()
-	}
-}
-
-// flush waits until every queued attempt is written, so the timed phase
-// holds the history's whole cost.
-func (o *historyAndMetrics) flush() { o.pending.Wait() }
-
-// write appends queued attempts in batches until the queue closes: each
-// batch gathers what arrives within 20 ms of its first attempt, up to
-// 256 (history.batchWindow and maxBatch).
-func (o *historyAndMetrics) write() {
-	for first := range o.queue {
-		batch := []store.MachineAttempt{attemptOf(first)}
-		window := time.NewTimer(20 * time.Millisecond)
-	gather:
-		for len(batch) < 256 {
-			select {
-			case a, ok := <-o.queue:
-				if !ok {
-					break gather
-				}
-				batch = append(batch, attemptOf(a))
-			case <-window.C:
-				break gather
-			}
-		}
-		window.Stop()
-		o.store.AddAttempts(context.Background(), batch)
-		o.pending.Add(-len(batch))
-	}
-}
-
-func attemptOf(a Attempt) store.MachineAttempt {
-	return store.MachineAttempt{MachineID: a.MachineID, Attempt: store.BootAttempt{Time: a.Time, Remote: a.Remote,
-		Outcome: a.Outcome, Check: a.Check, Reason: a.Reason, AgentVersion: a.AgentVersion, Duration: a.Duration}}
-}
-
-func benchAttestation(b *testing.B, observed bool) {
 	s, mgr := benchServer(b)
-	if observed {
-		o := &historyAndMetrics{
-			store:     s.store,
-			attempts:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "a"}, []string{"outcome", "check"}),
-			durations: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "d"}, []string{"outcome"}),
-			queue:     make(chan Attempt, 4096),
-		}
-		done := make(chan struct{})
-		go func() { o.write(); close(done) }()
-		b.Cleanup(func() { close(o.queue); <-done })
-		s.observer = o
-	}
-	const nAgents = 64
-	agents := make([]*loadgen.Agent, nAgents)
-	for i := range agents {
-		a, err := loadgen.NewAgent(rand.Reader, loadgen.DefaultSpec())
-		if err != nil {
-			b.Fatal(err)
-		}
-		agents[i] = a
-		// Enroll (pending), then approve.
-		if m, _ := runExchange(b, s, a); m == nil {
-			b.Fatal("enroll failed")
-		}
-		if _, err := mgr.Approve(context.Background(), MachineIDOf(a), api.ApproveOptions{}); err != nil {
-			b.Fatal(err)
-		}
-	}
+	agents := benchAgents(b, 64)
+	enroll(b, s, mgr, agents)
 	// Rounds of one attestation per machine (a machine attests one boot
-	// at a time: two exchanges of one boot in flight get one credential),
-	// each in three phases across many goroutines (as many machines boot
-	// at once): the server's start (timed), the clients' answers
-	// (untimed), the server's finish (timed).
-	// The process's CPU time in the timed phases (the history writer's
-	// included) is reported too: on a machine shared with other work it
-	// is steadier than the rate, which counts time spent waiting for a CPU.
+	// at a time: two exchanges of one boot in flight get one credential).
+	// The process's CPU time in the timed phases is reported too: on a
+	// machine shared with other work it is steadier than the rate, which
+	// counts time spent waiting for a CPU.
 	b.ResetTimer()
 	b.StopTimer()
 	var cpu time.Duration
-	for first := 0; first < b.N; first += nAgents {
-		n := min(nAgents, b.N-first)
-		xs := make([]started, n)
-		evs := make([]*wire.Evidence, n)
-		b.StartTimer()
-		cpu0 := cpuTime(b)
-		parallel(n, func(i int) {
-			xs[i] = startExchange(b, s, agents[i])
-		})
-		cpu += cpuTime(b) - cpu0
-		b.StopTimer()
-		parallel(n, func(i int) {
-			evs[i] = answer(b, xs[i], agents[i])
-		})
-		b.StartTimer()
-		cpu0 = cpuTime(b)
-		parallel(n, func(i int) {
-			m, err := xs[i].x.finish(context.Background(), evs[i])
-			if _, ok := m.(*wire.Credential); !ok {
-				b.Errorf("attestation %d: got %#v (%v), want a credential", first+i, m, err)
-			}
-		})
-		cpu += cpuTime(b) - cpu0
-		b.StopTimer()
+	for first := 0; first < b.N; first += len(agents) {
+		n := min(len(agents), b.N-first)
+		cpu += attestRound(b, s, agents[:n], b.StartTimer, b.StopTimer)
 	}
-	b.StartTimer()
-	cpu0 := cpuTime(b)
-	if observed {
-		s.observer.(*historyAndMetrics).flush()
-	}
-	cpu += cpuTime(b) - cpu0
-	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "attestations/s")
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-us/op")
+}
+
+// benchAgents returns n simulated machines (software TPMs). Their keys
+// take most of a benchmark's setup, so they are made once per test
+// binary and shared: each benchmark enrolls them at servers of its own.
+func benchAgents(tb testing.TB, n int) []*loadgen.Agent {
+	agentCache.Lock()
+	defer agentCache.Unlock()
+	for len(agentCache.agents) < n {
+		a, err := loadgen.NewAgent(rand.Reader, loadgen.DefaultSpec())
+		if err != nil {
+			tb.Fatal(err)
+		}
+		agentCache.agents = append(agentCache.agents, a)
+	}
+	return agentCache.agents[:n]
+}
+
+var agentCache struct {
+	sync.Mutex
+	agents []*loadgen.Agent
+}
+
+// enroll enrolls each agent at s (pending), then approves it.
+func enroll(tb testing.TB, s *Server, mgr *machines.Manager, agents []*loadgen.Agent) {
+	for _, a := range agents {
+		if m, _ := runExchange(tb, s, a); m == nil {
+			tb.Fatal("enroll failed")
+		}
+		if _, err := mgr.Approve(context.Background(), MachineIDOf(a), api.ApproveOptions{}); err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
+
+// attestRound attests each agent once at s, in three phases across many
+// goroutines (as many machines boot at once): the server's start
+// (timed), the clients' answers (untimed: software TPMs), the server's
+// finish (timed). Each agent must get a credential. It returns the
+// process's CPU time in the timed phases; start and stop, if not nil,
+// are called around each timed phase.
+func attestRound(tb testing.TB, s *Server, agents []*loadgen.Agent, start, stop func()) time.Duration {
+	n := len(agents)
+	xs := make([]started, n)
+	evs := make([]*wire.Evidence, n)
+	timed := func(phase func(i int)) time.Duration {
+		if start != nil {
+			start()
+		}
+		cpu0 := cpuTime(tb)
+		parallel(n, phase)
+		cpu := cpuTime(tb) - cpu0
+		if stop != nil {
+			stop()
+		}
+		return cpu
+	}
+	cpu := timed(func(i int) { xs[i] = startExchange(tb, s, agents[i]) })
+	parallel(n, func(i int) { evs[i] = answer(tb, xs[i], agents[i]) })
+	cpu += timed(func(i int) {
+		m, err := xs[i].x.finish(context.Background(), evs[i])
+		if _, ok := m.(*wire.Credential); !ok {
+			tb.Errorf("attestation of %s: got %#v (%v), want a credential", xs[i].x.machineID[:12], m, err)
+		}
+	})
+	return cpu
 }
 
 // cpuTime is the process's user and system CPU time so far.

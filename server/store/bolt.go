@@ -93,6 +93,7 @@ type DB struct {
 	bolt   *bolt.DB
 	logger hclog.Logger
 	cache  *machineCache
+	seen   seenCache
 	// history caches decoded boot attempts (history.go); commits groups
 	// concurrent machine updates into shared transactions.
 	history *historyCache

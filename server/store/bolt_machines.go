@@ -85,7 +85,7 @@ func (db *DB) Machines(ctx context.Context) ([]*Machine, error) {
 			return err
 		}
 		for _, m := range ms {
-			if err := overlaySeen(tx, m.ID, m); err != nil {
+			if err := db.overlaySeen(tx, m.ID, m); err != nil {
 				return err
 			}
 			if m.History, err = db.loadHistory(tx, m.ID); err != nil {
@@ -122,7 +122,7 @@ func (db *DB) CreateMachine(ctx context.Context, m *Machine) error {
 		if err := putMachine(tx, m.ID, m.Name, "", buf); err != nil {
 			return fmt.Errorf("create machine %s: %w", m.ID, err)
 		}
-		if err := putSeen(tx, m.ID, m); err != nil {
+		if err := db.putSeen(tx, m.ID, m); err != nil {
 			return fmt.Errorf("create machine %s: %w", m.ID, err)
 		}
 		if err := db.replaceHistory(tx, m.ID, m.History); err != nil {
@@ -188,7 +188,7 @@ func (db *DB) updateMachine(ctx context.Context, id string, withHistory bool, fn
 			db.cache.put(id, buf, m) // if the commit fails, the digest never matches
 			changed = true
 		}
-		if err := putSeen(tx, id, m); err != nil {
+		if err := db.putSeen(tx, id, m); err != nil {
 			return fmt.Errorf("update machine %s: %w", id, err)
 		}
 		if !withHistory && m.History != nil {
@@ -377,7 +377,7 @@ func (db *DB) getRecord(tx *bolt.Tx, id string) (*Machine, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := overlaySeen(tx, id, m); err != nil {
+	if err := db.overlaySeen(tx, id, m); err != nil {
 		return nil, err
 	}
 	return m, nil

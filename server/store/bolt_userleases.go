@@ -128,7 +128,7 @@ func (db *DB) ReleaseWithLease(ctx context.Context, id, user, claim string, fn f
 			}
 			db.cache.put(id, buf, m) // if the commit fails, the digest never matches
 		}
-		if err := putSeen(tx, id, m); err != nil {
+		if err := db.putSeen(tx, id, m); err != nil {
 			return fmt.Errorf("update machine %s: %w", id, err)
 		}
 		if historyChanged(before, m) {
