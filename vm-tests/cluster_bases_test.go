@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/sealroot/sealroot/server/api"
-	"github.com/sealroot/sealroot/server/store/etcdtest"
 )
 
 // TestClusterVolatileNFSFetchedBase boots a machine whose volatile NFS
@@ -28,14 +27,11 @@ func TestClusterVolatileNFSFetchedBase(t *testing.T) {
 	defer cancel()
 	tp := NewTPM(t)
 	lab := NewLab(t, LabOptions{Name: "sealroot-bases"})
-	etcd := etcdtest.StartIn(t, 1, lab.Do)
+	storeOf := clusterEtcd(t, lab, "a", "b")
 	for _, ip := range []string{clusterAttestA, clusterAttestB} {
 		labIP(ctx, t, lab, "add", ip)
 	}
 	attestA, attestB := clusterAttestA+":"+SealrootAttestPort, clusterAttestB+":"+SealrootAttestPort
-	storeOf := func(name string) map[string]any {
-		return map[string]any{"backend": "etcd", "endpoints": etcd.Endpoints, "prefix": etcdtest.Prefix(t), "server_name": name}
-	}
 	// A boots the machine (PXE) and serves its bases; B alone attests it.
 	a := startSealroot(ctx, t, lab, SealrootOptions{TPMs: []*TPM{tp}, AttestServers: []string{attestB},
 		Extra: map[string]any{"attest_addr": attestA, "store": storeOf("a"),

@@ -22,7 +22,10 @@ const (
 )
 
 // TestClusterHomeRoot runs issue 19's VM test: two `sealroot serve`
-// processes share one etcd (embedded in the test, in the lab namespace).
+// processes share one etcd (embedded in the test, in the lab namespace),
+// locked down as a site runs it: client TLS with client certificates
+// required, authentication on, each server its own etcd user (named by
+// its client certificate) with a role limited to the key prefix.
 // A machine boots its persistent iSCSI root over the tunnel from its home
 // server A while B answers its attestation; B is then stopped and the
 // machine boots through A. The agent lists both servers
@@ -39,14 +42,11 @@ func TestClusterHomeRoot(t *testing.T) {
 	defer cancel()
 	tp := NewTPM(t)
 	lab := NewLab(t, LabOptions{Name: "sealroot-cluster"})
-	etcd := etcdtest.StartIn(t, 1, lab.Do)
+	storeOf := clusterEtcd(t, lab, "a", "b")
 	for _, ip := range []string{clusterAttestA, clusterAttestB} {
 		labIP(ctx, t, lab, "add", ip)
 	}
 	attestA, attestB := clusterAttestA+":"+SealrootAttestPort, clusterAttestB+":"+SealrootAttestPort
-	storeOf := func(name string) map[string]any {
-		return map[string]any{"backend": "etcd", "endpoints": etcd.Endpoints, "prefix": etcdtest.Prefix(t), "server_name": name}
-	}
 	a := startSealroot(ctx, t, lab, SealrootOptions{TPMs: []*TPM{tp}, AttestServers: []string{attestA, attestB},
 		Extra: map[string]any{"attest_addr": attestA, "store": storeOf("a"),
 			"tunnel": tunnelISCSIConfig["tunnel"], "iscsi": tunnelISCSIConfig["iscsi"]}})
@@ -83,6 +83,36 @@ func TestClusterHomeRoot(t *testing.T) {
 		expectRoot(ctx, t, vm, `root: marker=2$`)
 		checkHome(ctx, t, a, id, "a")
 	})
+}
+
+// clusterEtcd starts a one-member etcd in lab's namespace for the servers
+// named, locked down as a site runs it (docs/architecture.md, "Trust in
+// etcd"): clients over TLS with certificates from the etcd CA required,
+// authentication on, each server an etcd user (boot-<name>, its client
+// certificate's CN) whose one role is readwrite on the test's prefix. It
+// returns the `store` configuration section of each server: its own
+// client certificate and key, the CA, the prefix.
+func clusterEtcd(t *testing.T, lab *Lab, names ...string) (storeOf func(name string) map[string]any) {
+	t.Helper()
+	ca := etcdtest.NewCA(t, "etcd-ca")
+	etcd := etcdtest.StartInTLS(t, 1, lab.Do, ca)
+	prefix := etcdtest.Prefix(t)
+	users := make([]string, len(names))
+	certs := make(map[string][2]string)
+	for i, name := range names {
+		users[i] = "boot-" + name
+		cert, key := ca.Issue(t, users[i], false)
+		certs[name] = [2]string{cert, key}
+	}
+	etcd.EnableAuth(prefix, users...)
+	return func(name string) map[string]any {
+		c, ok := certs[name]
+		if !ok {
+			t.Fatalf("clusterEtcd: no etcd user for server %q", name)
+		}
+		return map[string]any{"backend": "etcd", "endpoints": etcd.Endpoints, "prefix": prefix, "server_name": name,
+			"cert_file": c[0], "key_file": c[1], "ca_file": ca.File}
+	}
 }
 
 // newClusterMember prepares, but does not start, a second server of a's

@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
-	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/sealroot/sealroot/server/store/etcdtest"
 )
@@ -27,25 +26,7 @@ func TestEtcdClientCertRole(t *testing.T) {
 	c := etcdtest.StartTLS(t, 1, ca)
 	prefix := etcdtest.Prefix(t)
 	other := "/sealroot-test/other-site/"
-	admin := c.Client() // certificate named root
-	noPassword := &clientv3.UserAddOptions{NoPassword: true}
-	for _, step := range []func() error{
-		func() error { _, err := admin.UserAddWithOptions(ctx, "root", "", noPassword); return err },
-		func() error { _, err := admin.UserGrantRole(ctx, "root", "root"); return err },
-		func() error { _, err := admin.RoleAdd(ctx, "sealroot-a"); return err },
-		func() error {
-			_, err := admin.RoleGrantPermission(ctx, "sealroot-a", prefix, clientv3.GetPrefixRangeEnd(prefix),
-				clientv3.PermissionType(clientv3.PermReadWrite))
-			return err
-		},
-		func() error { _, err := admin.UserAddWithOptions(ctx, "boot-a", "", noPassword); return err },
-		func() error { _, err := admin.UserGrantRole(ctx, "boot-a", "sealroot-a"); return err },
-		func() error { _, err := admin.AuthEnable(ctx); return err },
-	} {
-		if err := step(); err != nil {
-			t.Fatalf("etcd auth setup: %v", err)
-		}
-	}
+	c.EnableAuth(prefix, "boot-a")
 	config := func(name string) EtcdConfig {
 		cert, key := ca.Issue(t, name, false)
 		return EtcdConfig{Endpoints: c.Endpoints, CertFile: cert, KeyFile: key, CAFile: ca.File}

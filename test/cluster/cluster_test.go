@@ -75,7 +75,7 @@ func TestServeProcessesShareEtcd(t *testing.T) {
 	dirA, dirB := filepath.Join(work, "a"), filepath.Join(work, "b")
 	etcdClientCert(t, etcdCA, "boot-a", dirA)
 	etcdClientCert(t, etcdCA, "boot-b", dirB)
-	etcdUsers(t, etcd, prefix, "boot-a", "boot-b")
+	etcd.EnableAuth(prefix, "boot-a", "boot-b")
 	sealroot(t, bin, "pki", "init", "--state-dir", dirA, "--dns", serverName)
 	// B gets its own certificate from A's CA, as a new server does.
 	sealroot(t, bin, "pki", "issue", "--state-dir", dirA, "--dns", serverName, "--out", filepath.Join(dirB, "pki"))

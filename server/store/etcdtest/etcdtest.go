@@ -17,6 +17,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
 )
 
 // startTimeout bounds a member's start (a cluster elects a leader first).
@@ -27,8 +28,9 @@ type Cluster struct {
 	t       testing.TB
 	Members []*embed.Etcd
 	cfgs    []*embed.Config
-	stops   []func() // each member's Close, once
-	ca      *CA      // nil for plain http
+	stops   []func()                    // each member's Close, once
+	ca      *CA                         // nil for plain http
+	do      func(fn func() error) error // where the members listen (StartIn)
 	// Endpoints are the members' client URLs.
 	Endpoints []string
 }
@@ -53,6 +55,12 @@ func StartTLS(t testing.TB, n int, ca *CA) *Cluster {
 func StartOnTLS(t testing.TB, n int, ip string, ca *CA) *Cluster {
 	t.Helper()
 	return startWith(t, n, ip, func(fn func() error) error { return fn() }, ca)
+}
+
+// StartInTLS is StartIn with client TLS from ca, as StartTLS.
+func StartInTLS(t testing.TB, n int, do func(fn func() error) error, ca *CA) *Cluster {
+	t.Helper()
+	return startWith(t, n, "127.0.0.1", do, ca)
 }
 
 // StartOn starts an etcd cluster of n members as Start does, every member
@@ -97,7 +105,7 @@ func startWith(t testing.TB, n int, ip string, do func(fn func() error) error, c
 		ms[i] = member{fmt.Sprintf("m%d", i), "http://" + addrs[2*i], clientScheme + addrs[2*i+1]}
 		initial = append(initial, ms[i].name+"="+ms[i].peer)
 	}
-	c := &Cluster{t: t, ca: ca}
+	c := &Cluster{t: t, ca: ca, do: do}
 	token := fmt.Sprintf("sealroot-test-%d", time.Now().UnixNano())
 	cfgs := make([]*embed.Config, n)
 	for i, m := range ms {
@@ -150,10 +158,12 @@ func startWith(t testing.TB, n int, ip string, do func(fn func() error) error, c
 
 // Client returns a client of the whole cluster, closed at the end of the
 // test. On a TLS cluster its certificate is named root: etcd's root user
-// once authentication is on.
+// once authentication is on. It dials where the members listen (inside
+// StartIn's do).
 func (c *Cluster) Client() *clientv3.Client {
 	c.t.Helper()
-	cfg := clientv3.Config{Endpoints: c.Endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()}
+	cfg := clientv3.Config{Endpoints: c.Endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop(),
+		DialOptions: []grpc.DialOption{grpc.WithContextDialer(c.dial)}}
 	if c.ca != nil {
 		certFile, keyFile := c.ca.Issue(c.t, "root", false)
 		tc, err := (transport.TLSInfo{CertFile: certFile, KeyFile: keyFile, TrustedCAFile: c.ca.File}).ClientConfig()
@@ -168,6 +178,17 @@ func (c *Cluster) Client() *clientv3.Client {
 	}
 	c.t.Cleanup(func() { cl.Close() })
 	return cl
+}
+
+// dial connects to a member's address inside c.do.
+func (c *Cluster) dial(ctx context.Context, addr string) (net.Conn, error) {
+	var conn net.Conn
+	err := c.do(func() (err error) {
+		var d net.Dialer
+		conn, err = d.DialContext(ctx, "tcp", addr)
+		return err
+	})
+	return conn, err
 }
 
 // Stop stops member i.
