@@ -68,9 +68,9 @@ func Seal(rand io.Reader, ekPublic []byte, pcrs []wire.PCR, payload, aad []byte)
 	}
 	key, seed := secrets[:KeySize], secrets[KeySize:]
 	public, sensitive := sealedObject(policy, seed, key)
-	dup, inSymSeed, err := tpm2.CreateDuplicate(rand, kem, objectName(public), sensitive)
+	dup, inSymSeed, err := evidence.CreateDuplicate(rand, kem, objectName(public), sensitive)
 	if err != nil {
-		return nil, fmt.Errorf("tpm2.CreateDuplicate: %w", err)
+		return nil, fmt.Errorf("duplicate sealed object: %w", err)
 	}
 	ciphertext, err := encrypt(rand, key, payload, aad)
 	if err != nil {

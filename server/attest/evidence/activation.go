@@ -38,9 +38,9 @@ func NewActivation(rand io.Reader, ekPublic, akPublic []byte) (blob, encSecret, 
 	if _, err := io.ReadFull(rand, secret); err != nil {
 		return nil, nil, nil, fmt.Errorf("activation secret: %w", err)
 	}
-	blob, encSecret, err = tpm2.CreateCredential(rand, kem, objectName(akPublic), secret)
+	blob, encSecret, err = createCredential(rand, kem, objectName(akPublic), secret)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("tpm2.CreateCredential: %w", err)
+		return nil, nil, nil, fmt.Errorf("make credential: %w", err)
 	}
 	return blob, encSecret, secret, nil
 }
