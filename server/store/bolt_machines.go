@@ -223,17 +223,20 @@ func (db *DB) updateMachine(ctx context.Context, id string, withHistory bool, fn
 // applyUpdate loads machine id (with its history if withHistory),
 // applies fn and encodes the result. It returns the updated machine, the
 // machine before the update and its encoding, which is nil when fn
-// changed only seen fields or history.
+// changed only seen fields or history. The machine before is for reading
+// only: it may share its boot states and keys with the cache (viewRecord),
+// so fn gets a deep copy and only one copy is made per update.
 func (db *DB) applyUpdate(tx *bolt.Tx, id string, withHistory bool, fn func(*Machine) error) (*Machine, *Machine, []byte, error) {
-	get := db.getRecord
-	if withHistory {
-		get = db.getMachine
-	}
-	m, err := get(tx, id)
+	before, err := db.viewRecord(tx, id)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	before := m.clone()
+	if withHistory {
+		if before.History, err = db.loadHistory(tx, id); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	m := before.clone()
 	if err := fn(m); err != nil {
 		return nil, nil, nil, err
 	}
@@ -381,6 +384,26 @@ func (db *DB) getRecord(tx *bolt.Tx, id string) (*Machine, error) {
 		return nil, err
 	}
 	return m, nil
+}
+
+// viewRecord is getRecord for reading only: a copy of the machine's
+// fields (with this transaction's seen fields) that may share everything
+// they point to with the cache (machineCache.view). Nothing reachable
+// from it may be changed or handed out; clone it for that.
+func (db *DB) viewRecord(tx *bolt.Tx, id string) (*Machine, error) {
+	v := tx.Bucket(bucketMachines).Get([]byte(id))
+	if v == nil {
+		return nil, fmt.Errorf("machine %s: %w", id, ErrNotFound)
+	}
+	shared, _, err := db.cache.view(id, v)
+	if err != nil {
+		return nil, err
+	}
+	m := *shared
+	if err := db.overlaySeen(tx, id, &m); err != nil {
+		return nil, err
+	}
+	return &m, nil
 }
 
 func decodeMachine(id string, v []byte) (*Machine, error) {

@@ -46,19 +46,29 @@ func (c *machineCache) sum(v []byte) recordSum {
 // decode returns the machine stored as v under id, from the cache when v
 // is what it was decoded from.
 func (c *machineCache) decode(id string, v []byte) (*Machine, error) {
+	m, shared, err := c.view(id, v)
+	if shared {
+		m = m.clone()
+	}
+	return m, err
+}
+
+// view is decode for reading only: when the cache holds v's decoding it
+// returns the cached machine itself and shared true. The caller must then
+// change nothing in it or reachable from it, and hand none of it out.
+func (c *machineCache) view(id string, v []byte) (m *Machine, shared bool, err error) {
 	sum := c.sum(v)
 	c.mu.Lock()
 	e, ok := c.m[id]
 	c.mu.Unlock()
-	if ok && e.sum == sum {
-		return e.m.clone(), nil
+	if ok && e.sum == sum { // cached machines are replaced, never changed
+		return e.m, true, nil
 	}
-	m, err := decodeMachine(id, v)
-	if err != nil {
-		return nil, err
+	if m, err = decodeMachine(id, v); err != nil {
+		return nil, false, err
 	}
 	c.putSum(id, sum, m)
-	return m, nil
+	return m, false, nil
 }
 
 // stateVersion returns the State and Version of the machine stored as v

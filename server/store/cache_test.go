@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"path/filepath"
 	"reflect"
 	"testing"
@@ -145,6 +146,44 @@ func TestCacheFollowsStore(t *testing.T) {
 	}
 	if _, err := db.Machine(ctx, m.ID); err == nil {
 		t.Fatal("Machine() after DeleteMachine found the machine")
+	}
+}
+
+// An update function may change the machine it is given in place, boot
+// states included: the change is detected and stored, and a refused
+// update (fn's error) leaves the stored machine and the cache as they
+// were. (applyUpdate compares against the cache's own copy, so fn must
+// get a deep copy.)
+func TestUpdateInPlace(t *testing.T) {
+	ctx := context.Background()
+	db, _ := openTestDB(t)
+	m := enrolledMachine(1)
+	if err := db.CreateMachine(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	refused := errors.New("refused")
+	_, err := db.UpdateMachine(ctx, m.ID, func(m *Machine) error {
+		m.Approved.PCRs[0][0] ^= 0xff
+		m.Approved.Events[0].Digest[0] ^= 0xff
+		m.EKPublic[0] ^= 0xff
+		return refused
+	})
+	if !errors.Is(err, refused) {
+		t.Fatalf("UpdateMachine(refused) = %v", err)
+	}
+	if got, _ := db.Machine(ctx, m.ID); !reflect.DeepEqual(got.Approved, m.Approved) || !reflect.DeepEqual(got.EKPublic, m.EKPublic) {
+		t.Fatal("a refused update's in-place changes reached the stored machine or the cache")
+	}
+	if _, err := db.UpdateMachine(ctx, m.ID, func(m *Machine) error { m.Approved.PCRs[0][0] ^= 0xff; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := db.Machine(ctx, m.ID)
+	if got.Approved.PCRs[0][0] != m.Approved.PCRs[0][0]^0xff {
+		t.Fatal("an in-place change of an approved PCR was not stored")
+	}
+	db.cache.remove(m.ID) // decoded from the stored bytes
+	if fresh, _ := db.Machine(ctx, m.ID); !reflect.DeepEqual(fresh.Approved, got.Approved) {
+		t.Fatal("the cache and the stored record differ after an in-place change")
 	}
 }
 
