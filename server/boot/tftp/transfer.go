@@ -65,10 +65,10 @@ func (t *transfer) run(ctx context.Context, oack []byte, r io.Reader) (int64, er
 	defer stop()
 	var (
 		n       int64
-		first   uint64 = 1 // the block pending[0] is (absolute, not wrapped)
-		pending [][]byte   // sent, not yet acknowledged
-		unsent  int        // pending[len(pending)-unsent:] not sent yet
-		last    bool       // the short block that ends the file is pending
+		first   uint64   = 1 // the block pending[0] is (absolute, not wrapped)
+		pending [][]byte     // sent, not yet acknowledged
+		unsent  int          // pending[len(pending)-unsent:] not sent yet
+		last    bool         // the short block that ends the file is pending
 	)
 	if oack != nil {
 		first, pending, unsent = 0, [][]byte{oack}, 1
