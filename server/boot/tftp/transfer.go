@@ -160,7 +160,9 @@ func (t *transfer) run(ctx context.Context, oack []byte, r io.Reader) (int64, er
 		resent, timeouts = false, 0
 		first += uint64(newly)
 		pending = pending[newly:]
-		unsent = max(0, min(unsent, len(pending)))
+		// An ACK short of the blocks sent says the client lost the next
+		// one (RFC 7440): the rest of the window goes again now.
+		unsent = len(pending)
 	}
 }
 
