@@ -275,3 +275,32 @@ func TestChangedFileServedAnew(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseRequest: any read request body parses or errors, never panics,
+// and a parsed one has a name and a mode.
+func FuzzParseRequest(f *testing.F) {
+	for _, seed := range [][]byte{
+		rrq("undionly.kpxe", "tsize", "0")[2:],
+		rrq("ipxe.efi", "blksize", "1468", "windowsize", "8", "tsize", "0")[2:],
+		[]byte("f\x00octet\x00"),
+		[]byte("f\x00octet\x00blksize\x00"),
+		[]byte("\x00\x00"),
+		[]byte("f"),
+		{},
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		rq, err := parseRequest(b)
+		if err == nil && (rq.name == "" || rq.mode == "") {
+			t.Fatalf("parseRequest(%q) = %+v without a name or mode", b, rq)
+		}
+		if err == nil {
+			tr := &transfer{size: 1000}
+			tr.negotiate(rq.opts, 1468)
+			if tr.blksize < 8 || tr.blksize > 1468 || tr.window < 1 || tr.window > DefaultMaxWindow {
+				t.Fatalf("options %q gave blksize %d window %d", rq.opts, tr.blksize, tr.window)
+			}
+		}
+	})
+}

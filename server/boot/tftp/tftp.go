@@ -75,6 +75,11 @@ const (
 	DefaultMaxTransferTime    = 2 * time.Minute
 	// DefaultMaxWindow caps the RFC 7440 window a client may ask.
 	DefaultMaxWindow = 64
+	// MaxRequests is how many requests one Serve answers at once
+	// (transfers and refusals, each on a socket of its own); requests
+	// beyond it are dropped and counted (Busy), and the client sends them
+	// again after its timeout.
+	MaxRequests = 4096
 )
 
 // minRTO is the shortest retransmission timeout, however short the
@@ -135,7 +140,8 @@ type cachedMTU struct {
 	at  time.Time
 }
 
-// Busy returns how many requests were refused with ErrBusy.
+// Busy returns how many requests were refused with ErrBusy or dropped
+// beyond MaxRequests.
 func (s *Server) Busy() uint64 { return s.busy.Load() }
 
 // Unknown returns how many requests named a file the server does not
@@ -189,6 +195,7 @@ func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
 		}
 	}
 	buf := make([]byte, 2048)
+	var inFlight atomic.Int64
 	for {
 		var (
 			n       int
@@ -225,7 +232,16 @@ func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
 		}
 		req := request{from: ua.AddrPort(), local: local, ifIndex: ifIndex, packet: bytes.Clone(buf[:n])}
 		req.from = netip.AddrPortFrom(req.from.Addr().Unmap(), req.from.Port())
-		wg.Go(func() { s.serveRequest(ctx, req) })
+		if inFlight.Add(1) > MaxRequests {
+			inFlight.Add(-1)
+			s.busy.Add(1)
+			s.Stats.Request("busy")
+			continue
+		}
+		wg.Go(func() {
+			defer inFlight.Add(-1)
+			s.serveRequest(ctx, req)
+		})
 	}
 }
 
@@ -359,7 +375,7 @@ func parseRequest(b []byte) (readRequest, error) {
 		}
 		fields, b = append(fields, string(b[:i])), b[i+1:]
 	}
-	if len(fields) < 2 || fields[0] == "" || len(fields)%2 != 0 {
+	if len(fields) < 2 || fields[0] == "" || fields[1] == "" || len(fields)%2 != 0 {
 		return readRequest{}, errors.New("malformed request")
 	}
 	rq := readRequest{name: fields[0], mode: strings.ToLower(fields[1]), opts: make(map[string]string)}
