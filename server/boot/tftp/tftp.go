@@ -209,7 +209,7 @@ func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
 			n, cm, from, err = pc.ReadFrom(buf)
 			if cm != nil {
 				ifIndex = cm.IfIndex
-				if dst, ok := netip.AddrFromSlice(cm.Dst.To4()); ok && local.IsUnspecified() && dst != netip.IPv4Unspecified().Prev() {
+				if dst, ok := netip.AddrFromSlice(cm.Dst.To4()); ok && local.IsUnspecified() && dst != limitedBroadcast {
 					local = dst // not 255.255.255.255: answer from the address asked
 				}
 			}
@@ -244,6 +244,10 @@ func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
 		})
 	}
 }
+
+// limitedBroadcast cannot be a reply's source: a request sent to it is
+// answered from the address the kernel picks.
+var limitedBroadcast = netip.AddrFrom4([4]byte{255, 255, 255, 255})
 
 // request is one packet that arrived at the listener.
 type request struct {
