@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/sealroot/sealroot/server/admission"
+	"github.com/sealroot/sealroot/server/boot/pace/pacetest"
 	"github.com/sealroot/sealroot/test/testenv"
 )
 
@@ -153,24 +154,6 @@ func TestPauseFillingUp(t *testing.T) {
 	}
 }
 
-// fakeNow is a clock a test moves by hand.
-type fakeNow struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeNow) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeNow) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // A machine whose kernel download was admitted gets its initrd while new
 // machines are refused (it does not start over from the kernel), and the
 // grant that lets it is bounded: it holds the download slot (new
@@ -183,7 +166,7 @@ func TestInitrdFollowsAdmittedKernel(t *testing.T) {
 	rand.Read(initrd)
 	mustWrite(t, filepath.Join(dir, "vmlinuz"), kernel)
 	mustWrite(t, filepath.Join(dir, "initrd"), initrd)
-	clock := &fakeNow{t: time.Unix(1_800_000_000, 0)}
+	clock := pacetest.NewFakeClock()
 	var gate *downloadGate
 	addr, logs, stop := startAdmitting(t, dir, Limits{Downloads: 1},
 		FollowedBy("vmlinuz", "initrd"), func(g *downloadGate) { g.now, gate = clock.Now, g })
@@ -228,7 +211,7 @@ func TestInitrdFollowsAdmittedKernel(t *testing.T) {
 	fetch(a, "initrd", 503)  // a's grant was used once
 	fetch(a, "vmlinuz", 503) // and a grant admits only what follows
 	refused += 2
-	clock.Add(GrantTTL + time.Second)
+	clock.Advance(GrantTTL + time.Second)
 	fetch(b, "vmlinuz", 200) // c's expired grant freed the slot: b's now
 	settled(1, 1)
 	fetch(c, "initrd", 503) // c's grant was not kept for ever

@@ -38,6 +38,13 @@ func (c *FakeClock) Sleep(ctx context.Context, d time.Duration) error {
 	return nil
 }
 
+// Advance moves the fake time on by d, as time passing without a sleep.
+func (c *FakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
 // Slept returns the total time slept.
 func (c *FakeClock) Slept() time.Duration {
 	c.mu.Lock()
