@@ -177,7 +177,7 @@ type bootResult struct {
 	ready       time.Duration // from the storm's start to the credential
 	bytes       int64         // TFTP and HTTP payload received
 	rootBytes   int64         // read from the root over iSCSI in the tunnel
-	tftpResends int           // TFTP requests and acks sent again after a second without answer
+	tftpResends int           // TFTP requests and acks sent again after PXE's timeout without answer
 	httpRetries int           // downloads refused 503, retried after the script's pause
 	refetched   int64         // kernel bytes received again: the script started over after its kernel was in
 	attRetries  int           // attestation attempts retried
@@ -494,16 +494,22 @@ func (c *lineCounter) last() string {
 	return c.reason
 }
 
-// TFTP (RFC 1350, blksize option RFC 2348), as PXE firmware fetches iPXE.
+// TFTP as legacy PXE firmware fetches iPXE (RFC 1350 with the RFC
+// 2347/2348/2349 options): a first read request asks only the transfer
+// size (tsize 0) and is aborted with an ERROR once the OACK names it; the
+// second asks blksize 1456 (what Intel's PXE ROMs ask) and acknowledges
+// each block in lock step. A request or ACK without an answer is sent again
+// after tftpTimeout, tftpRetries times (EDK2's PXE: PXEBC_MTFTP_TIMEOUT 4 s,
+// PXEBC_MTFTP_RETRIES 6).
 const (
 	tftpRRQ, tftpDATA, tftpACK, tftpERROR, tftpOACK = 1, 3, 4, 5, 6
-	tftpBlksize                                     = 1468
+	tftpBlksize                                     = 1456
+	tftpTimeout                                     = 4 * time.Second
+	tftpRetries                                     = 6
 )
 
 // tftp reads name from the server's TFTP port into nowhere and returns
-// its size and how many packets it sent again. Lost packets are recovered
-// by retransmitting the last request or acknowledgement after a second,
-// up to 10 times in a row.
+// its size and how many packets it sent again.
 func (m *machine) tftp(ctx context.Context, name string) (got int64, resends int, err error) {
 	var conn *net.UDPConn
 	err = m.ns.Do(func() (err error) {
@@ -514,49 +520,89 @@ func (m *machine) tftp(ctx context.Context, name string) (got int64, resends int
 		return 0, 0, err
 	}
 	defer conn.Close()
-	rrq := fmt.Appendf([]byte{0, tftpRRQ}, "%s\x00octet\x00blksize\x00%d\x00", name, tftpBlksize)
-	peer := net.UDPAddrFromAddrPort(netip.AddrPortFrom(serverIP, 69))
-	last, to := rrq, peer
-	next := uint16(1)
+	server := netip.AddrPortFrom(serverIP, 69)
 	buf := make([]byte, 4+tftpBlksize+64)
-	for tries := 0; ; {
-		if ctx.Err() != nil {
-			return got, resends, ctx.Err()
-		}
-		if _, err := conn.WriteToUDP(last, to); err != nil {
-			return got, resends, err
-		}
-		conn.SetReadDeadline(time.Now().Add(time.Second))
-		n, from, err := conn.ReadFromUDP(buf)
-		if err != nil {
-			if tries++; tries > 10 {
-				return got, resends, fmt.Errorf("tftp %s: no answer: %w", name, err)
+	var probe netip.AddrPort // the size probe's transfer, over once aborted
+	// exchange sends p to the server's port to until a packet of the
+	// transfer arrives.
+	exchange := func(p []byte, to netip.AddrPort) ([]byte, netip.AddrPort, error) {
+		for tries := 0; ; tries++ {
+			if err := ctx.Err(); err != nil {
+				return nil, to, err
+			}
+			if _, err := conn.WriteToUDPAddrPort(p, to); err != nil {
+				return nil, to, err
+			}
+			conn.SetReadDeadline(time.Now().Add(tftpTimeout))
+			for {
+				n, from, err := conn.ReadFromUDPAddrPort(buf)
+				if err != nil {
+					break
+				}
+				if n >= 4 && from != probe {
+					return buf[:n], from, nil
+				}
+			}
+			if tries >= tftpRetries {
+				return nil, to, fmt.Errorf("tftp %s: no answer after %d tries", name, tries+1)
 			}
 			resends++
-			continue
-		}
-		tries = 0
-		p := buf[:n]
-		if len(p) < 4 {
-			continue
-		}
-		to = from
-		switch binary.BigEndian.Uint16(p) {
-		case tftpOACK:
-			last = []byte{0, tftpACK, 0, 0}
-		case tftpDATA:
-			if binary.BigEndian.Uint16(p[2:]) != next {
-				continue // a duplicate: resend our last ack
-			}
-			got += int64(len(p) - 4)
-			last = []byte{0, tftpACK, byte(next >> 8), byte(next)}
-			next++
-			if len(p)-4 < tftpBlksize {
-				conn.WriteToUDP(last, to)
-				return got, resends, nil
-			}
-		case tftpERROR:
-			return got, resends, fmt.Errorf("tftp %s: server error: %q", name, p[4:])
 		}
 	}
+	p, peer, err := exchange(fmt.Appendf([]byte{0, tftpRRQ}, "%s\x00octet\x00tsize\x000\x00", name), server)
+	if err != nil {
+		return 0, resends, err
+	}
+	if binary.BigEndian.Uint16(p) != tftpOACK {
+		return 0, resends, fmt.Errorf("tftp %s: size probe answered with opcode %d, want OACK", name, binary.BigEndian.Uint16(p))
+	}
+	conn.WriteToUDPAddrPort(append([]byte{0, tftpERROR, 0, 0}, "TFTP Aborted\x00"...), peer)
+	probe = peer
+
+	rrq := fmt.Appendf([]byte{0, tftpRRQ}, "%s\x00octet\x00blksize\x00%d\x00", name, tftpBlksize)
+	p, peer, err = exchange(rrq, server)
+	blksize, next := 512, uint16(1)
+	for err == nil {
+		switch binary.BigEndian.Uint16(p) {
+		case tftpOACK:
+			if next != 1 {
+				return got, resends, fmt.Errorf("tftp %s: OACK during the transfer", name)
+			}
+			if v, ok := tftpOption(p[2:], "blksize"); ok {
+				blksize = v
+			}
+			p, peer, err = exchange([]byte{0, tftpACK, 0, 0}, peer)
+		case tftpDATA:
+			if binary.BigEndian.Uint16(p[2:]) != next {
+				// A duplicate: acknowledge it again.
+				p, peer, err = exchange([]byte{0, tftpACK, byte((next - 1) >> 8), byte(next - 1)}, peer)
+				continue
+			}
+			got += int64(len(p) - 4)
+			ack := []byte{0, tftpACK, byte(next >> 8), byte(next)}
+			next++
+			if len(p)-4 < blksize {
+				conn.WriteToUDPAddrPort(ack, peer)
+				return got, resends, nil
+			}
+			p, peer, err = exchange(ack, peer)
+		case tftpERROR:
+			return got, resends, fmt.Errorf("tftp %s: server error: %q", name, p[4:])
+		default:
+			return got, resends, fmt.Errorf("tftp %s: opcode %d", name, binary.BigEndian.Uint16(p))
+		}
+	}
+	return got, resends, err
+}
+
+// tftpOption is the numeric value of option name in an OACK's body.
+func tftpOption(b []byte, name string) (int, bool) {
+	f := strings.Split(strings.TrimSuffix(string(b), "\x00"), "\x00")
+	for i := 0; i+1 < len(f); i += 2 {
+		if strings.EqualFold(f[i], name) {
+			v, err := strconv.Atoi(f[i+1])
+			return v, err == nil
+		}
+	}
+	return 0, false
 }

@@ -87,11 +87,6 @@ func (c *rawClient) ack(block uint16) {
 	}
 }
 
-const (
-	opDATA  = 3
-	opERROR = 5
-)
-
 // A source may run TransfersPerSource transfers; the next request gets a
 // TFTP error at once, other sources are served, and a stalled transfer
 // frees its place when it times out.

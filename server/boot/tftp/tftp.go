@@ -3,9 +3,18 @@
 //
 // The server is read-only: write requests are refused with a TFTP error.
 // It serves only the files named in its table, so a request can never reach
-// any other path. Block size (RFC 2348) and transfer size (RFC 2349) options
-// are negotiated; larger blocks matter (512-byte blocks are ~40% slower than
-// 1428, see notes/prior-art.md).
+// any other path. Block size (RFC 2348, up to what the MTU of the interface
+// the request came in on carries), transfer size (RFC 2349) and window size
+// (RFC 7440, when a client asks) are negotiated; larger blocks matter
+// (512-byte blocks are ~40% slower than 1428, see notes/prior-art.md).
+//
+// Each transfer runs in its own goroutine on its own socket (its TID), and
+// the files are read once into memory (the iPXE binaries are small) and
+// read again only when they change on disk, so a room of machines powered
+// on at once is served in parallel. The server retransmits on its own
+// timer, which adapts to the round trip it measures, so a lost block costs
+// a fraction of a second instead of the firmware's retransmission timeout
+// (4 s in EDK2's PXE).
 //
 // # Wiring
 //
@@ -17,27 +26,30 @@
 package tftp
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	pintftp "github.com/pin/tftp/v3"
+	"golang.org/x/net/ipv4"
 
 	"github.com/sealroot/sealroot/server/boot/pace"
+	"github.com/sealroot/sealroot/server/boot/udpbuf"
 	"github.com/sealroot/sealroot/server/servestats"
 )
 
-// Errors sent to clients (as TFTP ERROR packets) and returned by the read
-// handler, for errors.Is.
+// Errors sent to clients (as TFTP ERROR packets), for errors.Is.
 var (
 	ErrNotFound    = errors.New("file not found")
 	ErrUnavailable = errors.New("file not available")
@@ -46,26 +58,46 @@ var (
 	ErrBusy = errors.New("too many transfers from this address")
 	// ErrTooSlow ends a transfer that ran longer than MaxTransferTime.
 	ErrTooSlow = errors.New("transfer took too long")
+	// ErrWrite refuses write requests.
+	ErrWrite = errors.New("server does not support write requests")
+	// ErrMode refuses a mode other than octet (netascii, mail).
+	ErrMode = errors.New("only octet mode is served")
+	// errAborted is a client's ERROR during a transfer: PXE firmware
+	// aborts its transfer-size request once the OACK names the size.
+	errAborted = errors.New("aborted by the client")
 )
 
 // Defaults for Server fields.
 const (
-	DefaultTimeout            = 5 * time.Second
+	DefaultTimeout            = time.Second
 	DefaultRetries            = 5
 	DefaultTransfersPerSource = 4
 	DefaultMaxTransferTime    = 2 * time.Minute
+	// DefaultMaxWindow caps the RFC 7440 window a client may ask.
+	DefaultMaxWindow = 64
+	// MaxRequests is how many requests one Serve answers at once
+	// (transfers and refusals, each on a socket of its own); requests
+	// beyond it are dropped and counted (Busy), and the client sends them
+	// again after its timeout.
+	MaxRequests = 4096
 )
+
+// minRTO is the shortest retransmission timeout, however short the
+// measured round trip.
+const minRTO = 100 * time.Millisecond
 
 // Server is a read-only TFTP server for a fixed table of files. Set fields
 // before calling Serve; the zero values of Timeout and Retries mean
 // DefaultTimeout and DefaultRetries. A Server may serve several conns at
 // once.
 type Server struct {
-	// Timeout is the per-packet retransmission timeout.
+	// Timeout is the longest per-packet retransmission timeout: the
+	// server retransmits after a few measured round trips (at least
+	// 100 ms), doubling the wait after each timeout up to Timeout.
 	Timeout time.Duration
-	// Retries is how often a packet is retransmitted before a transfer
-	// is abandoned. Shutdown waits at most about Timeout*Retries for
-	// transfers to a vanished client.
+	// Retries is how often a packet is retransmitted at Timeout before a
+	// transfer is abandoned: a transfer to a vanished client ends, and
+	// shutdown waits, at most about Timeout*(Retries+3).
 	Retries int
 	// TransfersPerSource is how many transfers one source address may
 	// have running; default DefaultTransfersPerSource. Further requests
@@ -73,11 +105,10 @@ type Server struct {
 	TransfersPerSource int
 	// MaxTransferTime ends a transfer that has not finished in it (a
 	// client that acknowledges just often enough not to time out);
-	// default DefaultMaxTransferTime. A silent client is dropped after
-	// about Timeout*Retries.
+	// default DefaultMaxTransferTime.
 	MaxTransferTime time.Duration
-	// Stats, if set, counts requests by result (ok, failed, busy,
-	// unknown) and the bytes of files sent.
+	// Stats, if set, counts requests by result (ok, failed, aborted,
+	// busy, unknown) and the bytes of files sent.
 	Stats *servestats.Counter
 	// RateCap paces each transfer to this many bytes per second (0: no
 	// cap), for NICs that hang at line rate; Clock is its time source
@@ -91,10 +122,26 @@ type Server struct {
 	busy    atomic.Uint64
 	unknown atomic.Uint64
 	mu      sync.Mutex
-	running map[netip.Addr]int // guarded by mu: transfers per source
+	running map[netip.Addr]int    // guarded by mu: transfers per source
+	cache   map[string]cachedFile // guarded by mu: by path
+	mtus    map[int]cachedMTU     // guarded by mu: by interface index
 }
 
-// Busy returns how many requests were refused with ErrBusy.
+// cachedFile is a file's bytes as read when it had size and mtime.
+type cachedFile struct {
+	data  []byte
+	size  int64
+	mtime time.Time
+}
+
+// cachedMTU is an interface's MTU, looked up at.
+type cachedMTU struct {
+	mtu int
+	at  time.Time
+}
+
+// Busy returns how many requests were refused with ErrBusy or dropped
+// beyond MaxRequests.
 func (s *Server) Busy() uint64 { return s.busy.Load() }
 
 // Unknown returns how many requests named a file the server does not
@@ -111,7 +158,8 @@ func New(files map[string]string, logger hclog.Logger) *Server {
 	for name, path := range files {
 		table[name] = path
 	}
-	return &Server{files: table, logger: logger.Named("tftp"), running: make(map[netip.Addr]int)}
+	return &Server{files: table, logger: logger.Named("tftp"), running: make(map[netip.Addr]int),
+		cache: make(map[string]cachedFile), mtus: make(map[int]cachedMTU)}
 }
 
 // ListenAndServe listens on the UDP address addr and serves until ctx is done.
@@ -123,81 +171,278 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
 	return s.Serve(ctx, conn)
 }
 
-// Serve serves requests arriving on conn until ctx is done, then stops
-// accepting requests and waits for running transfers to finish or time out.
-// Serve takes ownership of conn and closes it; the caller must not close it
-// (the underlying library spins on a closed conn). Returns nil after a
-// shutdown caused by ctx.
+// Serve serves requests arriving on conn until ctx is done, then closes
+// conn and waits for running transfers, which end with ctx. Serve takes
+// ownership of conn. It returns nil after a shutdown caused by ctx.
 func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
-	srv := pintftp.NewServer(func(name string, rf io.ReaderFrom) error { return s.read(ctx, name, rf) }, nil)
-	srv.SetTimeout(orDefault(s.Timeout, DefaultTimeout))
-	srv.SetRetries(orDefault(s.Retries, DefaultRetries))
-	srv.SetHook(hook{s.logger})
+	udpbuf.Grow(conn) // the read requests of a room powered on at once
 	s.logger.Info("serving", "addr", conn.LocalAddr().String(), "files", len(s.files))
-
-	stop := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		select {
-		case <-ctx.Done():
-		case <-stop:
-		}
-		srv.Shutdown() // closes conn, waits for transfers
-	}()
-	err := srv.Serve(conn)
-	close(stop)
-	wg.Wait()
-	// A Shutdown that ran before the library took conn did not close it.
-	conn.Close()
-	if err != nil {
-		return fmt.Errorf("tftp: serve: %w", err)
+	defer wg.Wait()
+	defer conn.Close()
+
+	listenIP := netip.IPv4Unspecified()
+	if ua, ok := conn.LocalAddr().(*net.UDPAddr); ok {
+		listenIP = ua.AddrPort().Addr().Unmap()
 	}
-	s.logger.Info("stopped", "addr", conn.LocalAddr().String())
-	return nil
+	var pc *ipv4.PacketConn
+	if uc, ok := conn.(*net.UDPConn); ok && listenIP.Is4() {
+		pc = ipv4.NewPacketConn(uc)
+		if pc.SetControlMessage(ipv4.FlagDst|ipv4.FlagInterface, true) != nil {
+			pc = nil
+		}
+	}
+	buf := make([]byte, 2048)
+	var inFlight atomic.Int64
+	for {
+		var (
+			n       int
+			from    net.Addr
+			err     error
+			local   = listenIP
+			ifIndex int
+		)
+		if pc != nil {
+			var cm *ipv4.ControlMessage
+			n, cm, from, err = pc.ReadFrom(buf)
+			if cm != nil {
+				ifIndex = cm.IfIndex
+				if dst, ok := netip.AddrFromSlice(cm.Dst.To4()); ok && local.IsUnspecified() && dst != limitedBroadcast {
+					local = dst // not 255.255.255.255: answer from the address asked
+				}
+			}
+		} else {
+			n, from, err = conn.ReadFrom(buf)
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				s.logger.Info("stopped", "addr", conn.LocalAddr().String())
+				return nil
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return fmt.Errorf("tftp: serve: %w", err)
+			}
+			continue // a transient error (ICMP unreachable): read on
+		}
+		ua, ok := from.(*net.UDPAddr)
+		if !ok {
+			continue
+		}
+		req := request{from: ua.AddrPort(), local: local, ifIndex: ifIndex, packet: bytes.Clone(buf[:n])}
+		req.from = netip.AddrPortFrom(req.from.Addr().Unmap(), req.from.Port())
+		if inFlight.Add(1) > MaxRequests {
+			inFlight.Add(-1)
+			s.busy.Add(1)
+			s.Stats.Request("busy")
+			continue
+		}
+		wg.Go(func() {
+			defer inFlight.Add(-1)
+			s.serveRequest(ctx, req)
+		})
+	}
 }
 
-// read is the library's read handler: it streams one file from the table.
-func (s *Server) read(ctx context.Context, name string, rf io.ReaderFrom) error {
-	remote := ""
-	var src netip.Addr
-	if ot, ok := rf.(pintftp.OutgoingTransfer); ok {
-		ra := ot.RemoteAddr()
-		remote = ra.String()
-		src = ra.AddrPort().Addr().Unmap()
+// limitedBroadcast cannot be a reply's source: a request sent to it is
+// answered from the address the kernel picks.
+var limitedBroadcast = netip.AddrFrom4([4]byte{255, 255, 255, 255})
+
+// request is one packet that arrived at the listener.
+type request struct {
+	packet  []byte
+	from    netip.AddrPort
+	local   netip.Addr // the address it was sent to
+	ifIndex int        // the interface it came in on; 0: unknown
+}
+
+// TFTP opcodes and error codes (RFC 1350, 2347).
+const (
+	opRRQ   = 1
+	opWRQ   = 2
+	opDATA  = 3
+	opACK   = 4
+	opERROR = 5
+	opOACK  = 6
+
+	errCodeUndefined = 0
+	errCodeNotFound  = 1
+	errCodeIllegal   = 4
+	errCodeOptions   = 8
+)
+
+// serveRequest answers one packet that arrived at the listener: a read
+// request starts a transfer on a socket of its own.
+func (s *Server) serveRequest(ctx context.Context, req request) {
+	if len(req.packet) < 2 {
+		return
 	}
+	op := binary.BigEndian.Uint16(req.packet)
+	if op != opRRQ && op != opWRQ {
+		return // an ACK or ERROR of a finished transfer, or noise
+	}
+	conn, err := net.DialUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(req.local, 0)), net.UDPAddrFromAddrPort(req.from))
+	if err != nil {
+		s.logger.Error("opening a transfer socket failed", "error", err)
+		return
+	}
+	defer conn.Close()
+	if op == opWRQ {
+		sendError(conn, errCodeIllegal, ErrWrite)
+		return
+	}
+	rq, err := parseRequest(req.packet[2:])
+	if err != nil {
+		s.Stats.Request("unknown")
+		s.unknown.Add(1)
+		sendError(conn, errCodeIllegal, err)
+		return
+	}
+	src := req.from.Addr()
 	if !s.begin(src) {
 		s.busy.Add(1)
 		s.Stats.Request("busy")
-		return ErrBusy
+		sendError(conn, errCodeUndefined, ErrBusy)
+		return
 	}
 	defer s.end(src)
-	path, ok := s.lookup(name)
+	if rq.mode != "octet" {
+		s.Stats.Request("failed")
+		sendError(conn, errCodeIllegal, ErrMode)
+		return
+	}
+	path, ok := s.lookup(rq.name)
 	if !ok {
 		s.unknown.Add(1)
 		s.Stats.Request("unknown")
-		s.logger.Debug("unknown file", "remote", remote, "file", truncate(name))
-		return ErrNotFound
+		s.logger.Debug("unknown file", "remote", req.from.String(), "file", truncate(rq.name))
+		sendError(conn, errCodeNotFound, ErrNotFound)
+		return
 	}
-	f, err := os.Open(path)
+	data, err := s.load(path)
 	if err != nil {
-		s.logger.Error("opening file failed", "file", name, "path", path, "error", err)
-		return ErrUnavailable
-	}
-	defer f.Close()
-	var dr io.ReadSeeker = &deadlineFile{File: f, deadline: time.Now().Add(orDefault(s.MaxTransferTime, DefaultMaxTransferTime))}
-	if s.RateCap > 0 {
-		dr = pace.NewReadSeeker(ctx, dr, s.RateCap, orDefault[pace.Clock](s.Clock, pace.SystemClock{}))
-	}
-	n, err := rf.ReadFrom(dr)
-	s.Stats.Sent(int(n))
-	if err != nil {
+		s.logger.Error("reading file failed", "file", rq.name, "path", path, "error", err)
 		s.Stats.Request("failed")
-		return fmt.Errorf("sending %s: %w", name, err)
+		sendError(conn, errCodeUndefined, ErrUnavailable)
+		return
 	}
-	s.Stats.Request("ok")
-	return nil
+	start := time.Now()
+	t := &transfer{
+		conn:     conn,
+		timeout:  orDefault(s.Timeout, DefaultTimeout),
+		retries:  orDefault(s.Retries, DefaultRetries),
+		deadline: start.Add(orDefault(s.MaxTransferTime, DefaultMaxTransferTime)),
+		size:     int64(len(data)),
+	}
+	t.rto = t.timeout
+	var r io.Reader = bytes.NewReader(data)
+	if s.RateCap > 0 {
+		r = pace.NewReader(ctx, r, s.RateCap, orDefault[pace.Clock](s.Clock, pace.SystemClock{}))
+	}
+	oack := t.negotiate(rq.opts, s.maxBlksize(req))
+	n, err := t.run(ctx, oack, r)
+	s.Stats.Sent(int(n))
+	switch {
+	case errors.Is(err, errAborted) && n == 0:
+		// PXE's transfer-size request, aborted once it has the size.
+		s.Stats.Request("aborted")
+		s.logger.Debug("transfer aborted by the client", "remote", req.from.String(), "file", rq.name)
+	case err != nil:
+		s.Stats.Request("failed")
+		if !errors.Is(err, errAborted) && !errors.Is(err, context.Canceled) {
+			sendError(conn, errCodeUndefined, err)
+		}
+		s.logger.Warn("transfer failed", "remote", req.from.String(), "file", rq.name,
+			"duration", time.Since(start), "error", err)
+	default:
+		s.Stats.Request("ok")
+		s.logger.Debug("transfer done", "remote", req.from.String(), "file", rq.name, "blksize", t.blksize,
+			"window", t.window, "datagrams", t.sent, "duration", time.Since(start))
+	}
+}
+
+// readRequest is a parsed RRQ.
+type readRequest struct {
+	name, mode string
+	opts       map[string]string // lower-case names
+}
+
+// parseRequest parses the body of an RRQ: name, mode, then option name
+// and value pairs, each ending in a zero byte (RFC 1350, 2347).
+func parseRequest(b []byte) (readRequest, error) {
+	var fields []string
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, 0)
+		if i < 0 {
+			return readRequest{}, errors.New("malformed request: field without its zero byte")
+		}
+		fields, b = append(fields, string(b[:i])), b[i+1:]
+	}
+	if len(fields) < 2 || fields[0] == "" || fields[1] == "" || len(fields)%2 != 0 {
+		return readRequest{}, errors.New("malformed request")
+	}
+	rq := readRequest{name: fields[0], mode: strings.ToLower(fields[1]), opts: make(map[string]string)}
+	for i := 2; i+1 < len(fields); i += 2 {
+		rq.opts[strings.ToLower(fields[i])] = fields[i+1]
+	}
+	return rq, nil
+}
+
+// maxBlksize is the largest block the request's interface carries in one
+// unfragmented datagram: its MTU less the IPv4, UDP and TFTP headers. An
+// unknown interface gets Ethernet's 1468.
+func (s *Server) maxBlksize(req request) int {
+	const headers, ethernet = 20 + 8 + 4, 1500
+	mtu := ethernet
+	if req.ifIndex > 0 {
+		mtu = s.mtu(req.ifIndex, ethernet)
+	}
+	return min(max(mtu-headers, 512), 65464)
+}
+
+// mtu is the MTU of interface index, looked up at most once a minute.
+func (s *Server) mtu(index, fallback int) int {
+	s.mu.Lock()
+	c, ok := s.mtus[index]
+	s.mu.Unlock()
+	if ok && time.Since(c.at) < time.Minute {
+		return c.mtu
+	}
+	ifi, err := net.InterfaceByIndex(index)
+	if err != nil || ifi.MTU <= 0 {
+		return fallback
+	}
+	s.mu.Lock()
+	s.mtus[index] = cachedMTU{mtu: ifi.MTU, at: time.Now()}
+	s.mu.Unlock()
+	return ifi.MTU
+}
+
+// load returns path's bytes, read again only when its size or time of
+// modification changed.
+func (s *Server) load(path string) ([]byte, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	c, ok := s.cache[path]
+	s.mu.Unlock()
+	if ok && c.size == fi.Size() && c.mtime.Equal(fi.ModTime()) {
+		return c.data, nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) != fi.Size() {
+		return nil, fmt.Errorf("%s changed while it was read", path)
+	}
+	s.mu.Lock()
+	s.cache[path] = cachedFile{data: data, size: fi.Size(), mtime: fi.ModTime()}
+	s.mu.Unlock()
+	return data, nil
 }
 
 // begin counts a transfer of src and reports whether it is within the
@@ -222,41 +467,20 @@ func (s *Server) end(src netip.Addr) {
 	}
 }
 
-// deadlineFile fails reads after its deadline, which ends the transfer
-// (the library reads a block only after the previous one was
-// acknowledged). It seeks for the transfer-size option.
-type deadlineFile struct {
-	*os.File
-	deadline time.Time
-}
-
-func (f *deadlineFile) Read(p []byte) (int, error) {
-	if time.Now().After(f.deadline) {
-		return 0, ErrTooSlow
-	}
-	return f.File.Read(p)
-}
-
 // lookup maps a requested name to a path. Some PXE ROMs prefix a slash.
 func (s *Server) lookup(name string) (string, bool) {
 	path, ok := s.files[strings.TrimPrefix(name, "/")]
 	return path, ok
 }
 
-// hook logs finished transfers.
-type hook struct{ logger hclog.Logger }
-
-func (h hook) OnSuccess(st pintftp.TransferStats) {
-	h.logger.Info("transfer done", "remote", st.RemoteAddr.String(), "file", st.Filename,
-		"blksize", st.Opts["blksize"], "datagrams", st.DatagramsSent, "duration", st.Duration)
-}
-
-func (h hook) OnFailure(st pintftp.TransferStats, err error) {
-	if errors.Is(err, ErrBusy) {
-		return // counted in Server.Busy
+// sendError sends a TFTP ERROR with err's text.
+func sendError(conn *net.UDPConn, code uint16, err error) {
+	msg := err.Error()
+	if len(msg) > 200 {
+		msg = msg[:200]
 	}
-	h.logger.Warn("transfer failed", "remote", st.RemoteAddr.String(), "file", truncate(st.Filename),
-		"duration", st.Duration, "error", err)
+	p := binary.BigEndian.AppendUint16([]byte{0, opERROR}, code)
+	conn.Write(append(append(p, msg...), 0))
 }
 
 func orDefault[T comparable](v, def T) T {
@@ -273,4 +497,13 @@ func truncate(s string) string {
 		return s[:64] + "..."
 	}
 	return s
+}
+
+// parseOption parses a numeric option value within [lo, hi].
+func parseOption(v string, lo, hi int) (int, bool) {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo {
+		return 0, false
+	}
+	return min(n, hi), true
 }
