@@ -6,7 +6,7 @@
 // are counted by check instead, never logged one line each.
 //
 // Observe only queues the attempt: Run writes queued attempts in batches,
-// each with one store.AddAttempts (one small put per attempt, in a
+// each with one store.AddAttempts (one put per attempt, in a
 // transaction the store shares with concurrent updates: one fsync), so
 // an attestation never waits for its history. A batch gathers what
 // arrives within batchWindow of its first attempt (up to maxBatch), so

@@ -28,14 +28,15 @@ var (
 	ErrNewerSchema = errors.New("state database written by a newer sealroot")
 )
 
-// Bucket layout (schema version 5):
+// Bucket layout (schema version 6):
 //
-//	meta     "version" -> "5"
+//	meta     "version" -> "6"
 //	machines <id>      -> JSON Machine
 //	seen     <id>      -> JSON seen: the fields each boot changes, which
 //	                      override those in the machine record
-//	history  <id>      -> bucket: <8-byte sequence> -> JSON BootAttempt,
-//	                      the last MaxHistory attempts (since 5; history.go)
+//	history  <id>      -> the last MaxHistory BootAttempts, oldest first,
+//	                      in a compact binary form (since 6; history.go;
+//	                      in 5 a bucket: <8-byte sequence> -> JSON)
 //	names    <name>    -> <id>          (unique index; empty names are not indexed)
 //	secrets  <id>      -> bucket: <secret name> -> ciphertext
 //	groups   <name>    -> JSON Group
@@ -60,7 +61,7 @@ var (
 )
 
 // SchemaVersion is the version of the bucket layout this sealroot writes.
-const SchemaVersion = 5
+const SchemaVersion = 6
 
 // migrations[v] moves a schema v database to v+1. Buckets of every
 // version are created by init first; a migration moves records.
@@ -78,7 +79,8 @@ var migrations = map[int]func(*DB, *bolt.Tx) error{
 		_, err := tx.CreateBucketIfNotExists(bucketBootLogs)
 		return err
 	},
-	4: (*DB).migrateHistory, // history out of the seen records
+	4: (*DB).migrateHistory,       // history out of the seen records
+	5: (*DB).migrateHistoryValues, // a value per machine, not a bucket
 }
 
 // lockTimeout is how long Open waits for the file lock.

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"hash/maphash"
@@ -12,12 +11,13 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// Boot history layout: bucket "history" holds a bucket per machine ID,
-// whose keys are 8-byte big-endian sequence numbers (oldest first) and
-// whose values are JSON BootAttempts. Appending an attempt writes that
-// attempt alone (about 250 bytes): neither the machine record nor its
-// seen record, nor the attempts before it, are encoded again, so the
-// history of a whole room of booting machines costs one small put each.
+// Boot history layout (schema 6): bucket "history" holds one value per
+// machine ID, the machine's last MaxHistory attempts in a compact binary
+// form (history_codec.go). Appending an attempt encodes that attempt
+// alone and rewrites the machine's value (about 1.5 KB): the machine
+// record and its seen record are not written, and the histories of a
+// room of booting machines share leaf pages, so a batch of attempts
+// dirties a few pages instead of a bucket per machine.
 
 // MachineAttempt is one attempt for AddAttempts.
 type MachineAttempt struct {
@@ -58,61 +58,51 @@ func (db *DB) AddAttempts(ctx context.Context, attempts []MachineAttempt) ([]Mac
 // appendHistory appends a to machine id's history and drops the oldest
 // attempts beyond MaxHistory.
 func (db *DB) appendHistory(tx *bolt.Tx, id string, a BootAttempt) error {
-	b, err := tx.Bucket(bucketHistory).CreateBucketIfNotExists([]byte(id))
+	hist := tx.Bucket(bucketHistory)
+	old := hist.Get([]byte(id))
+	n, err := countAttempts(old)
 	if err != nil {
+		return fmt.Errorf("machine %s: history: %w: %v", id, ErrCorrupt, err)
+	}
+	for ; n >= MaxHistory; n-- { // make room: drop the oldest
+		_, old, _ = nextAttempt(old)
+	}
+	v := make([]byte, len(old), len(old)+attemptSizeHint)
+	copy(v, old) // bbolt keeps v until the commit: never reuse it
+	if v, err = appendAttempt(v, a); err != nil {
+		return fmt.Errorf("machine %s: %w", id, err)
+	}
+	if err := hist.Put([]byte(id), v); err != nil {
 		return fmt.Errorf("machine %s: history: %w", id, err)
-	}
-	seq, err := b.NextSequence()
-	if err != nil {
-		return fmt.Errorf("machine %s: history: %w", id, err)
-	}
-	v, err := json.Marshal(a)
-	if err != nil {
-		return fmt.Errorf("machine %s: encode attempt: %w", id, err)
-	}
-	if err := b.Put(binary.BigEndian.AppendUint64(nil, seq), v); err != nil {
-		return fmt.Errorf("machine %s: history: %w", id, err)
-	}
-	return db.trimHistory(b, id)
-}
-
-// trimHistory deletes the oldest attempts of b beyond MaxHistory.
-func (db *DB) trimHistory(b *bolt.Bucket, id string) error {
-	n := 0
-	c := b.Cursor()
-	for k, _ := c.Last(); k != nil; k, _ = c.Prev() {
-		n++
-	}
-	for k, _ := c.First(); k != nil && n > MaxHistory; k, _ = c.First() {
-		if err := c.Delete(); err != nil {
-			return fmt.Errorf("machine %s: trim history: %w", id, err)
-		}
-		db.history.remove(id, k)
-		n--
 	}
 	return nil
 }
 
+// attemptSizeHint is room for one encoded attempt of a usual size.
+const attemptSizeHint = 128
+
 // replaceHistory makes h machine id's history (its last MaxHistory).
 func (db *DB) replaceHistory(tx *bolt.Tx, id string, h []BootAttempt) error {
-	if err := deleteHistory(tx, id); err != nil {
-		return err
+	h = h[max(0, len(h)-MaxHistory):]
+	if len(h) == 0 {
+		return deleteHistory(tx, id)
 	}
-	for _, a := range h[max(0, len(h)-MaxHistory):] {
-		if err := db.appendHistory(tx, id, a); err != nil {
-			return err
+	v := make([]byte, 0, len(h)*attemptSizeHint)
+	for _, a := range h {
+		var err error
+		if v, err = appendAttempt(v, a); err != nil {
+			return fmt.Errorf("machine %s: %w", id, err)
 		}
+	}
+	if err := tx.Bucket(bucketHistory).Put([]byte(id), v); err != nil {
+		return fmt.Errorf("machine %s: history: %w", id, err)
 	}
 	return nil
 }
 
 // deleteHistory removes machine id's history.
 func deleteHistory(tx *bolt.Tx, id string) error {
-	hist := tx.Bucket(bucketHistory)
-	if hist.Bucket([]byte(id)) == nil {
-		return nil
-	}
-	if err := hist.DeleteBucket([]byte(id)); err != nil {
+	if err := tx.Bucket(bucketHistory).Delete([]byte(id)); err != nil {
 		return fmt.Errorf("machine %s: delete history: %w", id, err)
 	}
 	return nil
@@ -120,84 +110,63 @@ func deleteHistory(tx *bolt.Tx, id string) error {
 
 // loadHistory returns machine id's history, oldest first.
 func (db *DB) loadHistory(tx *bolt.Tx, id string) ([]BootAttempt, error) {
-	b := tx.Bucket(bucketHistory).Bucket([]byte(id))
-	if b == nil {
+	v := tx.Bucket(bucketHistory).Get([]byte(id))
+	if v == nil {
 		return nil, nil
 	}
-	out := make([]BootAttempt, 0, MaxHistory)
-	err := b.ForEach(func(k, v []byte) error {
-		a, err := db.history.decode(id, k, v)
-		if err != nil {
-			return err
-		}
-		out = append(out, a)
-		return nil
-	})
-	return out, err
+	h, err := db.history.decode(id, v)
+	if err != nil {
+		return nil, fmt.Errorf("machine %s: history: %w: %v", id, ErrCorrupt, err)
+	}
+	return h, nil
 }
 
-// historyCache keeps attempts decoded, each with a digest of the bytes it
-// was decoded from (as machineCache does): a hit needs the stored bytes
-// read in the current transaction to match, so it needs no invalidation.
-// Reading a machine then decodes none of its twenty attempts again.
+// historyCache keeps histories decoded, each with a digest of the value
+// it was decoded from (as machineCache does): a hit needs the value read
+// in the current transaction to match, so it needs no invalidation.
+// Listing machines then decodes only the histories that changed.
 type historyCache struct {
 	seeds [2]maphash.Seed
 
 	mu sync.Mutex // guards m
-	m  map[attemptKey]cachedAttempt
+	m  map[string]cachedHistory
 }
 
-// attemptKey names one stored attempt: its machine and sequence key.
-type attemptKey struct {
-	id  string
-	seq uint64
-}
-
-type cachedAttempt struct {
+type cachedHistory struct {
 	sum recordSum
-	a   BootAttempt // never handed out: callers get copies
+	h   []BootAttempt // never handed out: callers get copies
 }
 
 func newHistoryCache() *historyCache {
-	return &historyCache{seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}, m: map[attemptKey]cachedAttempt{}}
+	return &historyCache{seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}, m: map[string]cachedHistory{}}
 }
 
-func (c *historyCache) decode(id string, k, v []byte) (BootAttempt, error) {
-	key := attemptKey{id, seqOf(k)}
+// decode returns the attempts of history value v of machine id.
+func (c *historyCache) decode(id string, v []byte) ([]BootAttempt, error) {
 	sum := recordSum{maphash.Bytes(c.seeds[0], v), maphash.Bytes(c.seeds[1], v)}
 	c.mu.Lock()
-	e, ok := c.m[key]
+	e, ok := c.m[id]
 	c.mu.Unlock()
 	if ok && e.sum == sum {
-		a := e.a
-		a.Stages = slices.Clone(a.Stages)
-		return a, nil
+		return cloneHistory(e.h), nil
 	}
-	var a BootAttempt
-	if err := json.Unmarshal(v, &a); err != nil {
-		return BootAttempt{}, fmt.Errorf("machine %s: history: %w: %v", id, ErrCorrupt, err)
+	h, err := decodeAttempts(v)
+	if err != nil {
+		return nil, err
 	}
-	kept := a
-	kept.Stages = slices.Clone(a.Stages)
 	c.mu.Lock()
-	c.m[key] = cachedAttempt{sum, kept}
+	c.m[id] = cachedHistory{sum, cloneHistory(h)}
 	c.mu.Unlock()
-	return a, nil
+	return h, nil
 }
 
-func (c *historyCache) remove(id string, k []byte) {
-	c.mu.Lock()
-	delete(c.m, attemptKey{id, seqOf(k)})
-	c.mu.Unlock()
-}
-
-// seqOf decodes a history key; a key of another length (never written)
-// maps to 0 and merely misses the cache.
-func seqOf(k []byte) uint64 {
-	if len(k) != 8 {
-		return 0
+// cloneHistory copies h and the stage timings of its attempts.
+func cloneHistory(h []BootAttempt) []BootAttempt {
+	h = slices.Clone(h)
+	for i := range h {
+		h[i].Stages = slices.Clone(h[i].Stages)
 	}
-	return binary.BigEndian.Uint64(k)
+	return h
 }
 
 // historyChanged reports whether an update changed m's history.
@@ -249,6 +218,44 @@ func (db *DB) migrateHistory(tx *bolt.Tx) error {
 			if err := seenB.Put([]byte(id), buf); err != nil {
 				return err
 			}
+		}
+	}
+	return nil
+}
+
+// migrateHistoryValues (schema 5 to 6) turns each machine's history
+// bucket (8-byte sequence -> JSON BootAttempt) into one value of the
+// attempts in the compact form, in the same order.
+func (db *DB) migrateHistoryValues(tx *bolt.Tx) error {
+	hist := tx.Bucket(bucketHistory)
+	var ids [][]byte
+	err := hist.ForEach(func(k, v []byte) error {
+		if v == nil { // a bucket: schema 5
+			ids = append(ids, slices.Clone(k))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		var h []BootAttempt
+		err := hist.Bucket(id).ForEach(func(_, v []byte) error {
+			var a BootAttempt
+			if err := json.Unmarshal(v, &a); err != nil {
+				return fmt.Errorf("machine %s: history: %w: %v", id, ErrCorrupt, err)
+			}
+			h = append(h, a)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if err := hist.DeleteBucket(id); err != nil {
+			return fmt.Errorf("machine %s: history: %w", id, err)
+		}
+		if err := db.replaceHistory(tx, string(id), h); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -97,8 +97,8 @@ type Machine struct {
 
 	// History is the machine's last MaxHistory attestation attempts,
 	// oldest first, whatever their outcome. It is bookkeeping: changing
-	// it leaves Version alone, and it is stored apart, one entry per
-	// attempt (AddAttempts), so an attempt rewrites nothing else.
+	// it leaves Version alone, and it is stored apart from the record
+	// (AddAttempts), so an attempt rewrites nothing else.
 	History []BootAttempt `json:"history,omitempty"`
 }
 
