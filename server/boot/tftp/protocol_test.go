@@ -203,8 +203,8 @@ func TestBlksizeCappedAtMTU(t *testing.T) {
 		blksizeOnMTU1500(t)
 		return
 	}
-	// The server's transfer sockets are opened on any of the process's
-	// threads, so the server runs in a process of its own in the namespace.
+	// The server and its client run in a process of their own in the
+	// namespace, whose loopback has MTU 1500.
 	ns := netnstest.New(t, fmt.Sprintf("tftpmtu%d", os.Getpid()))
 	err := ns.Do(func() error {
 		lo, err := netlink.LinkByName("lo")
@@ -303,4 +303,49 @@ func FuzzParseRequest(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A server whose Serve runs on a thread locked into a network namespace
+// (as a test lab or a caller of netns.Set does) answers from that
+// namespace: each transfer's socket is opened where the listener is, not
+// on whichever thread the transfer's goroutine runs on.
+func TestServeInNamespace(t *testing.T) {
+	ns := netnstest.New(t, fmt.Sprintf("tftpns%d", os.Getpid()))
+	path := writeRandom(t, t.TempDir(), "f", 3000)
+	ctx, cancel := context.WithCancel(context.Background())
+	listening := make(chan netip.AddrPort, 1)
+	served := make(chan error, 1)
+	go func() {
+		served <- ns.Do(func() error {
+			conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
+			if err != nil {
+				close(listening)
+				return err
+			}
+			listening <- conn.LocalAddr().(*net.UDPAddr).AddrPort()
+			return New(map[string]string{"f": path}, nil).Serve(ctx, conn)
+		})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-served; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	addr, ok := <-listening
+	if !ok {
+		t.Fatal("listen in the namespace failed")
+	}
+	var w *wire
+	if err := ns.Do(func() error {
+		c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		w = newWire(t, c)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	w.send(addr, rrq("f"))
+	if p := w.mustRecv("block 1 from the namespace"); binary.BigEndian.Uint16(p) != opDATA {
+		t.Fatalf("answer %q, want DATA", p)
+	}
 }

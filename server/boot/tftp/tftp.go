@@ -238,9 +238,20 @@ func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
 			s.Stats.Request("busy")
 			continue
 		}
+		// The transfer's socket is opened here, on Serve's goroutine, so
+		// that it is in the network namespace Serve runs in: a caller may
+		// run Serve on a thread locked into a namespace, and the
+		// transfer's goroutine may run on any thread.
+		tc := s.transferConn(req)
+		if tc == nil {
+			inFlight.Add(-1)
+			continue
+		}
+		req.maxBlksize = s.maxBlksize(req.ifIndex) // its interface, here too
 		wg.Go(func() {
 			defer inFlight.Add(-1)
-			s.serveRequest(ctx, req)
+			defer tc.Close()
+			s.serveRequest(ctx, tc, req)
 		})
 	}
 }
@@ -255,6 +266,9 @@ type request struct {
 	from    netip.AddrPort
 	local   netip.Addr // the address it was sent to
 	ifIndex int        // the interface it came in on; 0: unknown
+	// maxBlksize is the largest block that interface's MTU carries
+	// unfragmented, looked up on Serve's goroutine (see transferConn).
+	maxBlksize int
 }
 
 // TFTP opcodes and error codes (RFC 1350, 2347).
@@ -272,23 +286,28 @@ const (
 	errCodeOptions   = 8
 )
 
-// serveRequest answers one packet that arrived at the listener: a read
-// request starts a transfer on a socket of its own.
-func (s *Server) serveRequest(ctx context.Context, req request) {
+// transferConn opens the socket of the transfer req starts, from the
+// address req was sent to; nil when req starts none (an ACK or ERROR of
+// a finished transfer, or noise) or the socket could not be opened.
+func (s *Server) transferConn(req request) *net.UDPConn {
 	if len(req.packet) < 2 {
-		return
+		return nil
 	}
-	op := binary.BigEndian.Uint16(req.packet)
-	if op != opRRQ && op != opWRQ {
-		return // an ACK or ERROR of a finished transfer, or noise
+	if op := binary.BigEndian.Uint16(req.packet); op != opRRQ && op != opWRQ {
+		return nil
 	}
 	conn, err := net.DialUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(req.local, 0)), net.UDPAddrFromAddrPort(req.from))
 	if err != nil {
 		s.logger.Error("opening a transfer socket failed", "error", err)
-		return
+		return nil
 	}
-	defer conn.Close()
-	if op == opWRQ {
+	return conn
+}
+
+// serveRequest answers a read or write request on conn, the transfer's
+// socket (transferConn): a read request starts a transfer.
+func (s *Server) serveRequest(ctx context.Context, conn *net.UDPConn, req request) {
+	if binary.BigEndian.Uint16(req.packet) == opWRQ {
 		sendError(conn, errCodeIllegal, ErrWrite)
 		return
 	}
@@ -340,7 +359,7 @@ func (s *Server) serveRequest(ctx context.Context, req request) {
 	if s.RateCap > 0 {
 		r = pace.NewReader(ctx, r, s.RateCap, orDefault[pace.Clock](s.Clock, pace.SystemClock{}))
 	}
-	oack := t.negotiate(rq.opts, s.maxBlksize(req))
+	oack := t.negotiate(rq.opts, req.maxBlksize)
 	n, err := t.run(ctx, oack, r)
 	s.Stats.Sent(int(n))
 	switch {
@@ -392,11 +411,11 @@ func parseRequest(b []byte) (readRequest, error) {
 // maxBlksize is the largest block the request's interface carries in one
 // unfragmented datagram: its MTU less the IPv4, UDP and TFTP headers. An
 // unknown interface gets Ethernet's 1468.
-func (s *Server) maxBlksize(req request) int {
+func (s *Server) maxBlksize(ifIndex int) int {
 	const headers, ethernet = 20 + 8 + 4, 1500
 	mtu := ethernet
-	if req.ifIndex > 0 {
-		mtu = s.mtu(req.ifIndex, ethernet)
+	if ifIndex > 0 {
+		mtu = s.mtu(ifIndex, ethernet)
 	}
 	return min(max(mtu-headers, 512), 65464)
 }
