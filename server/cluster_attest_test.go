@@ -103,23 +103,6 @@ func startMemberWith(t testing.TB, c *etcdtest.Cluster, prefix, name, shareFrom 
 		admin: client.New(addrs.Admin), dir: dir, stop: stop}
 }
 
-// heldAgent holds its attestation between the server's challenge and its
-// evidence.
-type heldAgent struct {
-	*loadgen.Agent
-	reached, proceed chan struct{}
-}
-
-func (h *heldAgent) ActivateCredential(ctx context.Context, blob, secret []byte) ([]byte, error) {
-	close(h.reached)
-	select {
-	case <-h.proceed:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	return h.Agent.ActivateCredential(ctx, blob, secret)
-}
-
 // Two servers built as `sealroot serve` builds them on one etcd: a
 // machine approved on A attests on B at once, and B, which readied that
 // first boot, is its home (machine show on A); revoked on A while B holds
@@ -168,7 +151,7 @@ func TestServersShareEtcdAttest(t *testing.T) {
 		}
 	}
 
-	held := &heldAgent{Agent: agents[0], reached: make(chan struct{}), proceed: make(chan struct{})}
+	held := loadgen.NewHeldAgent(agents[0])
 	heldOnB, err := agentattest.New(agentattest.Config{Servers: []string{b.target.Addr}, ServerName: "localhost",
 		Roots: b.target.Roots, Device: held, NoUnseal: true})
 	if err != nil {
@@ -181,10 +164,9 @@ func TestServersShareEtcdAttest(t *testing.T) {
 		_, err := heldOnB.AttestOnce(actx)
 		done <- err
 	}()
-	let := sync.OnceFunc(func() { close(held.proceed) })
-	defer let()
+	defer held.Proceed()
 	select {
-	case <-held.reached:
+	case <-held.Reached():
 	case err := <-done:
 		t.Fatalf("attestation on B ended before its evidence: %v", err)
 	}
@@ -192,7 +174,7 @@ func TestServersShareEtcdAttest(t *testing.T) {
 		t.Fatal(err)
 	}
 	audittest.WaitRefused(t, filepath.Join(b.dir, "audit.log"), id, "revoked")
-	let()
+	held.Proceed()
 	err = <-done
 	var r *agentattest.RefusedError
 	if !errors.As(err, &r) || r.Check != "revoked" {

@@ -15,7 +15,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -162,22 +161,21 @@ func TestServeProcessesShareEtcd(t *testing.T) {
 
 	t.Run("revoke on A while B holds the exchange", func(t *testing.T) {
 		id := wire.MachineID(stolen.TPM.EKPublic())
-		held := &heldAgent{Agent: stolen, reached: make(chan struct{}), proceed: make(chan struct{})}
+		held := loadgen.NewHeldAgent(stolen)
 		done := make(chan error, 1)
 		go func() {
 			_, err := m.attestOnce(t, stolen, held, attestB.String())
 			done <- err
 		}()
-		let := sync.OnceFunc(func() { close(held.proceed) })
-		defer let()
+		defer held.Proceed()
 		select {
-		case <-held.reached:
+		case <-held.Reached():
 		case err := <-done:
 			t.Fatalf("attestation on B ended before its evidence: %v", err)
 		}
 		sealroot(t, bin, "--socket", a.socket, "machine", "revoke", id, "--reason", "stolen")
 		audittest.WaitRefused(t, filepath.Join(b.dir, "audit.log"), id, "revoked")
-		let()
+		held.Proceed()
 		err := <-done
 		var r *agentattest.RefusedError
 		if !errors.As(err, &r) || r.Check != "revoked" {
@@ -191,13 +189,11 @@ func TestServeProcessesShareEtcd(t *testing.T) {
 		if err := node.Reboot(); err != nil {
 			t.Fatal(err)
 		}
-		proceed := make(chan struct{})
-		let := sync.OnceFunc(func() { close(proceed) })
-		defer let()
-		var held []*heldAgent
+		var held []*loadgen.HeldAgent
 		done := make(chan error, 2)
 		for _, srv := range []string{attestA.String(), attestB.String()} {
-			h := &heldAgent{Agent: node, reached: make(chan struct{}), proceed: proceed}
+			h := loadgen.NewHeldAgent(node)
+			defer h.Proceed()
 			held = append(held, h)
 			c, err := agentattest.New(agentattest.Config{Servers: []string{srv}, ServerName: serverName, Roots: roots,
 				Device: h, NoUnseal: true, Transport: m.tr})
@@ -212,9 +208,11 @@ func TestServeProcessesShareEtcd(t *testing.T) {
 			}()
 		}
 		for _, h := range held {
-			<-h.reached
+			<-h.Reached()
 		}
-		let()
+		for _, h := range held {
+			h.Proceed()
+		}
 		var released, refused int
 		for range held {
 			err := <-done
@@ -290,7 +288,7 @@ func TestServeProcessesShareEtcd(t *testing.T) {
 			seed++
 		}
 		victim := a
-		held := &heldAgent{Agent: node, reached: make(chan struct{}), proceed: make(chan struct{})}
+		held := loadgen.NewHeldAgent(node)
 		if err := node.Reboot(); err != nil {
 			t.Fatal(err)
 		}
@@ -308,15 +306,14 @@ func TestServeProcessesShareEtcd(t *testing.T) {
 			_, err := c.Attest(actx, &console)
 			done <- err
 		}()
-		let := sync.OnceFunc(func() { close(held.proceed) })
-		defer let()
+		defer held.Proceed()
 		select {
-		case <-held.reached:
+		case <-held.Reached():
 		case err := <-done:
 			t.Fatalf("attestation ended before its evidence: %v", err)
 		}
 		victim.kill(t)
-		let()
+		held.Proceed()
 		start := time.Now()
 		if err := <-done; err != nil {
 			t.Fatalf("attest after %s was killed mid-boot = %v, want a credential from the other server\n%s", victim.name, err, console.String())
@@ -469,26 +466,4 @@ func (m *machine) enroll(t *testing.T, ag *loadgen.Agent, server string) string 
 		t.Fatalf("first attestation at %s = %v, want pending", server, err)
 	}
 	return pending.MachineID
-}
-
-// heldAgent holds its attestation between the server's challenge and its
-// evidence, once.
-type heldAgent struct {
-	*loadgen.Agent
-	once             sync.Once
-	reached, proceed chan struct{}
-}
-
-func (h *heldAgent) ActivateCredential(ctx context.Context, blob, secret []byte) ([]byte, error) {
-	first := false
-	h.once.Do(func() { first = true })
-	if first {
-		close(h.reached)
-		select {
-		case <-h.proceed:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
-	return h.Agent.ActivateCredential(ctx, blob, secret)
 }

@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 
 	"github.com/sealroot/sealroot/test/netnstest"
 )
@@ -131,17 +130,8 @@ func hostVeth(name string, addr netip.Prefix, peer *netnstest.NS, peerName strin
 	if err := netlink.LinkAdd(veth); err != nil {
 		return fmt.Errorf("netlink.LinkAdd(veth %s/%s): %w", name, peerName, err)
 	}
-	p, err := netlink.LinkByName(peerName)
-	if err != nil {
-		return fmt.Errorf("netlink.LinkByName(%s): %w", peerName, err)
-	}
-	h, err := netns.GetFromPath(peer.Path)
-	if err != nil {
-		return fmt.Errorf("netns.GetFromPath(%s): %w", peer.Path, err)
-	}
-	defer h.Close()
-	if err := netlink.LinkSetNsFd(p, int(h)); err != nil {
-		return fmt.Errorf("netlink.LinkSetNsFd(%s, %s): %w", peerName, peer.Name, err)
+	if err := peer.MoveLink(peerName); err != nil {
+		return err
 	}
 	return addAddrUp(name, addr)
 }

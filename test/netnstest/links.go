@@ -59,19 +59,7 @@ func (n *NS) AddVeth(name, bridge string, peer *NS, peerName string, peerAddr ne
 		if err := addrUp(veth, netip.Prefix{}); err != nil {
 			return err
 		}
-		p, err := netlink.LinkByName(peerName)
-		if err != nil {
-			return fmt.Errorf("netlink.LinkByName(%s): %w", peerName, err)
-		}
-		h, err := netns.GetFromPath(peer.Path)
-		if err != nil {
-			return fmt.Errorf("netns.GetFromPath(%s): %w", peer.Path, err)
-		}
-		defer h.Close()
-		if err := netlink.LinkSetNsFd(p, int(h)); err != nil {
-			return fmt.Errorf("netlink.LinkSetNsFd(%s, %s): %w", peerName, peer.Name, err)
-		}
-		return nil
+		return peer.MoveLink(peerName)
 	})
 	if err != nil {
 		return err
@@ -83,6 +71,24 @@ func (n *NS) AddVeth(name, bridge string, peer *NS, peerName string, peerAddr ne
 		}
 		return addrUp(p, peerAddr)
 	})
+}
+
+// MoveLink moves the link name, found in the calling thread's
+// namespace, into n.
+func (n *NS) MoveLink(name string) error {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		return fmt.Errorf("netlink.LinkByName(%s): %w", name, err)
+	}
+	h, err := netns.GetFromPath(n.Path)
+	if err != nil {
+		return fmt.Errorf("netns.GetFromPath(%s): %w", n.Path, err)
+	}
+	defer h.Close()
+	if err := netlink.LinkSetNsFd(l, int(h)); err != nil {
+		return fmt.Errorf("netlink.LinkSetNsFd(%s, %s): %w", name, n.Name, err)
+	}
+	return nil
 }
 
 func setMaster(l netlink.Link, bridge string) error {
