@@ -106,17 +106,17 @@ func (g *downloadGate) ServeHTTP(w nethttp.ResponseWriter, r *nethttp.Request) {
 // admit takes a free slot, first reclaiming those of expired grants if
 // none is free. It reports whether it took one.
 func (g *downloadGate) admit() bool {
-	for try := 0; try < 2; try++ {
-		select {
-		case g.slots <- struct{}{}:
-			return true
-		default:
-		}
-		if try == 0 && g.reclaim() == 0 {
-			return false
-		}
+	return g.take() || (g.reclaim() > 0 && g.take())
+}
+
+// take takes a free slot if there is one.
+func (g *downloadGate) take() bool {
+	select {
+	case g.slots <- struct{}{}:
+		return true
+	default:
+		return false
 	}
-	return false
 }
 
 // keep hands the slot of a finished download to client's grant for path.
