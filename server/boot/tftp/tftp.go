@@ -318,14 +318,6 @@ func (s *Server) serveRequest(ctx context.Context, conn *net.UDPConn, req reques
 		sendError(conn, errCodeIllegal, err)
 		return
 	}
-	src := req.from.Addr()
-	if !s.begin(src) {
-		s.busy.Add(1)
-		s.Stats.Request("busy")
-		sendError(conn, errCodeUndefined, ErrBusy)
-		return
-	}
-	defer s.end(src)
 	if rq.mode != "octet" {
 		s.Stats.Request("failed")
 		sendError(conn, errCodeIllegal, ErrMode)
@@ -346,6 +338,17 @@ func (s *Server) serveRequest(ctx context.Context, conn *net.UDPConn, req reques
 		sendError(conn, errCodeUndefined, ErrUnavailable)
 		return
 	}
+	// Only a transfer holds one of its source's places: a request
+	// answered with an error at once holds none, so the client's next
+	// request never finds its place still taken by the answer it has.
+	src := req.from.Addr()
+	if !s.begin(src) {
+		s.busy.Add(1)
+		s.Stats.Request("busy")
+		sendError(conn, errCodeUndefined, ErrBusy)
+		return
+	}
+	defer s.end(src)
 	start := time.Now()
 	t := &transfer{
 		conn:     conn,
