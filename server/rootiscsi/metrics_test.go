@@ -2,6 +2,7 @@ package rootiscsi_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/sealroot/sealroot/server/metrics"
 	"github.com/sealroot/sealroot/server/metrics/metricstest"
@@ -27,6 +28,13 @@ func TestISCSIMetricsAndSessions(t *testing.T) {
 	l := loginFrom(e.addr, plan, sec)
 	if _, err := l.capacity(t); err != nil {
 		t.Fatalf("capacity: %v", err)
+	}
+	// The capacity login's connection ends on the server a moment after
+	// the client has its answer: wait for it, so one session is held.
+	for deadline := time.Now().Add(5 * time.Second); srv.Totals().Sessions != 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("sessions after the capacity login ended = %d, want 0", srv.Totals().Sessions)
+		}
 	}
 	end := holdSession(t, e.addr, plan, sec)
 	defer end()
