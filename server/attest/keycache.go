@@ -7,9 +7,10 @@ import (
 	"github.com/sealroot/sealroot/server/attest/evidence"
 )
 
-// maxCachedKeys bounds a Server's keyCache: about 3 KB a machine (an
-// RSA-2048 EK, its public key and encapsulation key, a P-256 AK), so
-// 16 MB at most. Past it the least recently used machine's keys go.
+// maxCachedKeys bounds a Server's keyCache: about 2 KB a machine (an
+// RSA-2048 EK's public area, public key and encapsulation key, a P-256 AK,
+// the bytes they were parsed from), so 11 MB at most. Past it the least
+// recently used machine's keys go.
 const maxCachedKeys = 5000
 
 // keyCache keeps, per machine, its EK and AK as evidence.ParseKeys checked
