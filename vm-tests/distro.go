@@ -13,14 +13,26 @@ import (
 // distroSuite is the Debian release of DistroRoot.
 const distroSuite = "bookworm"
 
-// distroCheckScript is the distribution root's check, run by systemd as
-// sealroot-check.service once multi-user.target is reached: it reports
-// that systemd booted, how many @sealroot-iscsi keepers survived
-// switch_root into systemd, and the marker of the previous boot; then it
-// increments the marker, syncs and asks systemd to power off.
+// distroCheckScript is the distribution root's check, started by systemd
+// as sealroot-check.service (a simple service wanted by
+// multi-user.target, so not part of the boot it waits for): it waits
+// until systemd has finished booting (multi-user.target reached: the
+// system is running, or degraded), prints the root disk's block layer
+// counts at that point ("distro: disk sda <fields of
+// /sys/block/sda/stat>") and "distro: booted systemd <state>", and
+// pauses while the test reads the server's iSCSI counters. Then it
+// reports how many @sealroot-iscsi keepers survived switch_root into
+// systemd and the marker of the previous boot, increments the marker,
+// syncs and asks systemd to power off.
 const distroCheckScript = `#!/bin/sh
 exec >/dev/console 2>&1
-echo "distro: booted systemd $(systemctl is-system-running 2>/dev/null)"
+state=$(systemctl is-system-running --wait 2>/dev/null)
+for s in /sys/block/sd*/stat; do
+	d=${s#/sys/block/}
+	echo "distro: disk ${d%/stat} $(cat $s)"
+done
+echo "distro: booted systemd $state"
+sleep 3
 echo "distro: keeper=$(pgrep -c -f '^@sealroot-iscsi')"
 echo "distro: hostname=$(cat /proc/sys/kernel/hostname) credential=$(cat /run/sealroot-secret/sha256 2>/dev/null || echo none)"
 ps -eo pid,ppid,args | grep -e '@sealroot' | grep -v grep | sed 's/^/distro: ps: /'
@@ -40,7 +52,7 @@ Description=sealroot distribution root check
 After=basic.target sealroot-secret.service
 
 [Service]
-Type=oneshot
+Type=simple
 ExecStart=/usr/local/sbin/sealroot-check
 
 [Install]

@@ -6,9 +6,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -21,6 +23,14 @@ import (
 // it at shutdown (its argv[0] starts with '@') so that the root stays
 // reachable until the kernel powers off: the marker the first boot wrote
 // is there in the second boot.
+//
+// It also measures what each boot reads from its root, for the storm
+// simulator (test/storm rootReadSize): the server's iSCSI counters
+// (metrics endpoint: bytes, READ commands and their sizes, bytes
+// written) from before the machine powers on until systemd has finished
+// booting (multi-user.target reached), logged as "distro root read:"
+// lines, with the guest's own count of its root disk's requests beside
+// them.
 //
 // Slow (the first run downloads about 100 MB into the build cache):
 // runs only with -vm and SEALROOT_DISTRO=1.
@@ -39,10 +49,20 @@ func TestDistroRoot(t *testing.T) {
 	tp := NewTPM(t)
 	// Its own namespace name: other VM tests may run at the same time.
 	lab := NewLab(t, LabOptions{Name: "sealroot-distro"})
-	sr := startSealroot(ctx, t, lab, SealrootOptions{TPMs: []*TPM{tp}, Extra: tunnelISCSIConfig})
+	extra := maps.Clone(tunnelISCSIConfig)
+	extra["metrics_addr"] = distroMetricsAddr
+	sr := startSealroot(ctx, t, lab, SealrootOptions{TPMs: []*TPM{tp}, Extra: extra})
 	if _, err := sr.CLI(ctx, "image", "import", "debian", tree); err != nil {
 		t.Fatal(err)
 	}
+	counts := func() iscsiCounts {
+		c, err := scrapeISCSI(ctx, lab, distroMetricsAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	before := counts()
 	vm := startPXE(ctx, t, lab, "vm-distro", BIOS, tp)
 	id := expectBoot(ctx, t, vm, rePending.String())[1]
 	// The default init, /sbin/init, is Debian's absolute symlink to
@@ -64,12 +84,17 @@ func TestDistroRoot(t *testing.T) {
 	}
 	sum := sha256.Sum256(secret)
 	credential := hex.EncodeToString(sum[:])
-	expectDistro(ctx, t, vm, "none", credential)
+	expectDistro(ctx, t, vm, "none", credential, func(state string, disks map[string]guestDiskStat) {
+		logRootReads(t, "first boot", state, counts().sub(before), disks)
+	})
 	logShutdownLines(t, vm)
 
 	first := vm
+	before = counts()
 	vm = startPXE(ctx, t, lab, "vm-distro-2", BIOS, tp)
-	expectDistro(ctx, t, vm, "1", credential)
+	expectDistro(ctx, t, vm, "1", credential, func(state string, disks map[string]guestDiskStat) {
+		logRootReads(t, "second boot", state, counts().sub(before), disks)
+	})
 	logShutdownLines(t, vm)
 	// The unit read the value, but nothing kept it: not the machine's
 	// persistent volume after two shutdowns, the server's state, nor
@@ -106,14 +131,30 @@ func noTrace(t *testing.T, dir string, value []byte, files ...string) {
 // check service (one surviving keeper, the image's own host name kept,
 // the digest of the secret a LoadCredential= unit read, the marker of the
 // previous boot) and the kernel's power-off after systemd's shutdown.
-func expectDistro(ctx context.Context, t *testing.T, vm *VM, marker, credential string) {
+// When systemd has finished booting it calls ready with systemd's state
+// and the guest's block counts of its disks, while the check service
+// pauses.
+func expectDistro(ctx context.Context, t *testing.T, vm *VM, marker, credential string, ready func(state string, disks map[string]guestDiskStat)) {
 	t.Helper()
 	for _, re := range []string{`sealroot: \[ok\] tunnel `, `sealroot: \[ok\] root `} {
 		if m := expectBoot(ctx, t, vm, `^(?:sealroot: (?:boot failed|\[FAILED\]) (.*)|`+re+`)`); m[1] != "" {
 			t.Fatalf("agent failed: %s", m[1])
 		}
 	}
-	t.Logf("systemd: %s", expectBoot(ctx, t, vm, `distro: booted systemd(.*)`)[0])
+	disks := map[string]guestDiskStat{}
+	for {
+		m := expectBoot(ctx, t, vm, `distro: (?:disk (\S+) (.*)|booted systemd ?(.*))`)
+		if m[1] == "" {
+			t.Logf("systemd: %s", m[0])
+			ready(m[3], disks)
+			break
+		}
+		st, err := parseGuestDiskStat(m[2])
+		if err != nil {
+			t.Fatal(err)
+		}
+		disks[m[1]] = st
+	}
 	if k := expectBoot(ctx, t, vm, `distro: keeper=(\d*)`)[1]; k != "1" {
 		t.Errorf("%q @sealroot-iscsi keepers alive under systemd, want 1", k)
 	}
@@ -161,4 +202,26 @@ func logShutdownLines(t *testing.T, vm *VM) {
 		}
 	}
 	t.Logf("%s shutdown console lines:\n%s", vm.opts.Name, strings.Join(lines, "\n"))
+}
+
+// logRootReads logs what a boot read from its root until systemd was
+// ready: the server's count (the figure test/storm's rootReadSize
+// takes), the READs by size, and the guest's own count of its disks.
+func logRootReads(t *testing.T, boot, state string, c iscsiCounts, disks map[string]guestDiskStat) {
+	t.Helper()
+	t.Logf("distro root read: %s until=systemd-%s boot=%s", c, orNone(state), strings.ReplaceAll(boot, " ", "-"))
+	t.Logf("distro root read sizes (%s): %s", boot, c.Sizes())
+	for _, d := range slices.Sorted(maps.Keys(disks)) {
+		t.Logf("distro root read, guest's count (%s, /sys/block/%s/stat): %s", boot, d, disks[d])
+	}
+	if c.ReadBytes <= 0 || c.Reads <= 0 {
+		t.Errorf("the server counted no reads of the root (%s)", c)
+	}
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
 }

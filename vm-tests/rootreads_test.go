@@ -1,0 +1,195 @@
+package vmtest
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"maps"
+	"math"
+	"net"
+	"net/http"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// distroMetricsAddr is where TestDistroRoot's server serves its metrics:
+// loopback inside the lab namespace, which the test reaches through
+// [Lab.Do].
+const distroMetricsAddr = "127.0.0.1:9477"
+
+// iscsiCounts are the iSCSI target's counters in one scrape of the
+// server's metrics endpoint, over both portals: bytes read and written
+// by initiators (sealroot_iscsi_bytes_total), READ and WRITE commands and
+// the cumulative count of READs by size bucket
+// (sealroot_iscsi_command_bytes).
+type iscsiCounts struct {
+	ReadBytes, WrittenBytes float64
+	Reads, Writes           float64
+	ReadsUpTo               map[float64]float64 // le -> READs of at most le bytes
+}
+
+// sub returns c - base: what happened between two scrapes.
+func (c iscsiCounts) sub(base iscsiCounts) iscsiCounts {
+	d := iscsiCounts{ReadBytes: c.ReadBytes - base.ReadBytes, WrittenBytes: c.WrittenBytes - base.WrittenBytes,
+		Reads: c.Reads - base.Reads, Writes: c.Writes - base.Writes, ReadsUpTo: map[float64]float64{}}
+	for le, n := range c.ReadsUpTo {
+		d.ReadsUpTo[le] = n - base.ReadsUpTo[le]
+	}
+	return d
+}
+
+// String is the figures the storm needs: bytes and READs, bytes and
+// WRITEs, and the mean READ.
+func (c iscsiCounts) String() string {
+	mean := 0.0
+	if c.Reads > 0 {
+		mean = c.ReadBytes / c.Reads
+	}
+	return fmt.Sprintf("bytes=%.0f (%.1f MiB) reads=%.0f mean_read=%.1fKiB written=%.0f (%.1f MiB) writes=%.0f",
+		c.ReadBytes, c.ReadBytes/(1<<20), c.Reads, mean/1024, c.WrittenBytes, c.WrittenBytes/(1<<20), c.Writes)
+}
+
+// Sizes is the READs by size bucket, not cumulative: "<=4KiB:12 <=8KiB:3
+// ... >1MiB:0".
+func (c iscsiCounts) Sizes() string {
+	var b strings.Builder
+	prevLe, prevN := 0.0, 0.0
+	for _, le := range slices.Sorted(maps.Keys(c.ReadsUpTo)) {
+		n := c.ReadsUpTo[le]
+		if math.IsInf(le, 1) {
+			fmt.Fprintf(&b, " >%s:%.0f", kib(prevLe), n-prevN)
+		} else {
+			fmt.Fprintf(&b, " <=%s:%.0f", kib(le), n-prevN)
+		}
+		prevLe, prevN = le, n
+	}
+	return strings.TrimSpace(b.String())
+}
+
+func kib(b float64) string {
+	if b >= 1<<20 {
+		return fmt.Sprintf("%.0fMiB", b/(1<<20))
+	}
+	return fmt.Sprintf("%.0fKiB", b/1024)
+}
+
+// scrapeISCSI reads the iSCSI counters from the metrics endpoint at addr
+// inside lab's namespace.
+func scrapeISCSI(ctx context.Context, lab *Lab, addr string) (iscsiCounts, error) {
+	client := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			var c net.Conn
+			err := lab.Do(func() error {
+				var err error
+				c, err = (&net.Dialer{}).DialContext(ctx, network, addr)
+				return err
+			})
+			return c, err
+		},
+	}}
+	defer client.CloseIdleConnections()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
+	if err != nil {
+		return iscsiCounts{}, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return iscsiCounts{}, fmt.Errorf("scrape metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return iscsiCounts{}, fmt.Errorf("scrape metrics: %s", resp.Status)
+	}
+	return parseISCSICounts(resp.Body)
+}
+
+var reLabel = regexp.MustCompile(`(\w+)="([^"]*)"`)
+
+// parseISCSICounts reads iscsiCounts from a scrape in the Prometheus
+// text format.
+func parseISCSICounts(r io.Reader) (iscsiCounts, error) {
+	c := iscsiCounts{ReadsUpTo: map[float64]float64{}}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	found := false
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "sealroot_iscsi_") {
+			continue
+		}
+		series, value, ok := strings.Cut(line, " ")
+		if !ok {
+			continue
+		}
+		v, err := strconv.ParseFloat(value, 64)
+		if err != nil {
+			return c, fmt.Errorf("metrics line %q: %w", line, err)
+		}
+		name, labelText, _ := strings.Cut(series, "{")
+		labels := map[string]string{}
+		for _, m := range reLabel.FindAllStringSubmatch(labelText, -1) {
+			labels[m[1]] = m[2]
+		}
+		switch {
+		case name == "sealroot_iscsi_bytes_total" && labels["direction"] == "read":
+			c.ReadBytes += v
+			found = true
+		case name == "sealroot_iscsi_bytes_total" && labels["direction"] == "written":
+			c.WrittenBytes += v
+		case name == "sealroot_iscsi_command_bytes_count" && labels["op"] == "read":
+			c.Reads += v
+		case name == "sealroot_iscsi_command_bytes_count" && labels["op"] == "write":
+			c.Writes += v
+		case name == "sealroot_iscsi_command_bytes_bucket" && labels["op"] == "read":
+			le, err := strconv.ParseFloat(labels["le"], 64)
+			if err != nil {
+				return c, fmt.Errorf("metrics line %q: %w", line, err)
+			}
+			c.ReadsUpTo[le] += v
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return c, fmt.Errorf("read metrics: %w", err)
+	}
+	if !found {
+		return c, fmt.Errorf("metrics: no sealroot_iscsi_bytes_total (is the iSCSI target on?)")
+	}
+	return c, nil
+}
+
+// guestDiskStat is one line of the guest's /sys/block/<disk>/stat, as
+// the check script prints it: the block layer's requests after merging,
+// which are the SCSI commands the target sees.
+type guestDiskStat struct {
+	Reads, SectorsRead, Writes, SectorsWritten uint64
+}
+
+// parseGuestDiskStat parses the fields of /sys/block/<disk>/stat
+// (Documentation/block/stat.rst: read I/Os, read merges, read sectors,
+// read ticks, write I/Os, write merges, write sectors, ...).
+func parseGuestDiskStat(fields string) (guestDiskStat, error) {
+	f := strings.Fields(fields)
+	if len(f) < 7 {
+		return guestDiskStat{}, fmt.Errorf("disk stat %q: %d fields, want at least 7", fields, len(f))
+	}
+	var n [7]uint64
+	for i := range n {
+		v, err := strconv.ParseUint(f[i], 10, 64)
+		if err != nil {
+			return guestDiskStat{}, fmt.Errorf("disk stat %q: %w", fields, err)
+		}
+		n[i] = v
+	}
+	return guestDiskStat{Reads: n[0], SectorsRead: n[2], Writes: n[4], SectorsWritten: n[6]}, nil
+}
+
+func (s guestDiskStat) String() string {
+	return fmt.Sprintf("bytes=%d (%.1f MiB) reads=%d written=%d (%.1f MiB) writes=%d", s.SectorsRead*512,
+		float64(s.SectorsRead*512)/(1<<20), s.Reads, s.SectorsWritten*512, float64(s.SectorsWritten*512)/(1<<20), s.Writes)
+}
