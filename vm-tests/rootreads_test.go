@@ -9,11 +9,15 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"testing"
 	"time"
+
+	"github.com/sealroot/sealroot/server/metrics"
 )
 
 // distroMetricsAddr is where TestDistroRoot's server serves its metrics:
@@ -192,4 +196,31 @@ func parseGuestDiskStat(fields string) (guestDiskStat, error) {
 func (s guestDiskStat) String() string {
 	return fmt.Sprintf("bytes=%d (%.1f MiB) reads=%d written=%d (%.1f MiB) writes=%d", s.SectorsRead*512,
 		float64(s.SectorsRead*512)/(1<<20), s.Reads, s.SectorsWritten*512, float64(s.SectorsWritten*512)/(1<<20), s.Writes)
+}
+
+// The parser reads the figures from the server's own exposition of its
+// metrics (no VM: runs in every `go test ./vm-tests`).
+func TestParseISCSICounts(t *testing.T) {
+	m := metrics.New(metrics.Sources{ISCSI: func() metrics.ISCSIStats {
+		return metrics.ISCSIStats{Sessions: 1, ReadBytes: 3 << 20, WrittenBytes: 8192, Commands: 9}
+	}})
+	for _, size := range []int{4096, 4096, 128 << 10, 2 << 20} {
+		m.ObserveISCSICommand("tunnel", "read", size, time.Millisecond)
+	}
+	m.ObserveISCSICommand("plain", "read", 8192, time.Millisecond)
+	m.ObserveISCSICommand("tunnel", "write", 8192, time.Millisecond)
+	m.ObserveISCSICommand("tunnel", "sync", 0, time.Millisecond)
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	c, err := parseISCSICounts(rec.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ReadBytes != 3<<20 || c.WrittenBytes != 8192 || c.Reads != 5 || c.Writes != 1 {
+		t.Errorf("counts = %s, want 3 MiB read in 5 READs, 8 KiB written in 1 WRITE", c)
+	}
+	const want = "<=4KiB:2 <=8KiB:1 <=16KiB:0 <=32KiB:0 <=64KiB:0 <=128KiB:1 <=256KiB:0 <=512KiB:0 <=1MiB:0 >1MiB:1"
+	if got := c.sub(iscsiCounts{}).Sizes(); got != want {
+		t.Errorf("sizes = %q, want %q", got, want)
+	}
 }
