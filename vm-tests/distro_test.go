@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"io/fs"
 	"maps"
 	"os"
@@ -14,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sealroot/sealroot/server/api"
 )
 
 // TestDistroRoot boots a real distribution, a debootstrap'd Debian 12
@@ -84,16 +87,18 @@ func TestDistroRoot(t *testing.T) {
 	}
 	sum := sha256.Sum256(secret)
 	credential := hex.EncodeToString(sum[:])
-	expectDistro(ctx, t, vm, "none", credential, func(state string, disks map[string]guestDiskStat) {
-		logRootReads(t, "first boot", state, counts().sub(before), disks)
+	expectDistro(ctx, t, vm, "none", credential, func(r distroReady) {
+		logRootReads(t, "first boot", r, counts().sub(before))
+		logTunnelBytes(ctx, t, sr, id, "first boot")
 	})
 	logShutdownLines(t, vm)
 
 	first := vm
 	before = counts()
 	vm = startPXE(ctx, t, lab, "vm-distro-2", BIOS, tp)
-	expectDistro(ctx, t, vm, "1", credential, func(state string, disks map[string]guestDiskStat) {
-		logRootReads(t, "second boot", state, counts().sub(before), disks)
+	expectDistro(ctx, t, vm, "1", credential, func(r distroReady) {
+		logRootReads(t, "second boot", r, counts().sub(before))
+		logTunnelBytes(ctx, t, sr, id, "second boot")
 	})
 	logShutdownLines(t, vm)
 	// The unit read the value, but nothing kept it: not the machine's
@@ -131,30 +136,11 @@ func noTrace(t *testing.T, dir string, value []byte, files ...string) {
 // check service (one surviving keeper, the image's own host name kept,
 // the digest of the secret a LoadCredential= unit read, the marker of the
 // previous boot) and the kernel's power-off after systemd's shutdown.
-// When systemd has finished booting it calls ready with systemd's state
-// and the guest's block counts of its disks, while the check service
-// pauses.
-func expectDistro(ctx context.Context, t *testing.T, vm *VM, marker, credential string, ready func(state string, disks map[string]guestDiskStat)) {
+// When systemd has finished booting it calls ready, while the check
+// service pauses.
+func expectDistro(ctx context.Context, t *testing.T, vm *VM, marker, credential string, ready func(distroReady)) {
 	t.Helper()
-	for _, re := range []string{`sealroot: \[ok\] tunnel `, `sealroot: \[ok\] root `} {
-		if m := expectBoot(ctx, t, vm, `^(?:sealroot: (?:boot failed|\[FAILED\]) (.*)|`+re+`)`); m[1] != "" {
-			t.Fatalf("agent failed: %s", m[1])
-		}
-	}
-	disks := map[string]guestDiskStat{}
-	for {
-		m := expectBoot(ctx, t, vm, `distro: (?:disk (\S+) (.*)|booted systemd ?(.*))`)
-		if m[1] == "" {
-			t.Logf("systemd: %s", m[0])
-			ready(m[3], disks)
-			break
-		}
-		st, err := parseGuestDiskStat(m[2])
-		if err != nil {
-			t.Fatal(err)
-		}
-		disks[m[1]] = st
-	}
+	ready(expectDistroReady(ctx, t, vm))
 	if k := expectBoot(ctx, t, vm, `distro: keeper=(\d*)`)[1]; k != "1" {
 		t.Errorf("%q @sealroot-iscsi keepers alive under systemd, want 1", k)
 	}
@@ -204,19 +190,81 @@ func logShutdownLines(t *testing.T, vm *VM) {
 	t.Logf("%s shutdown console lines:\n%s", vm.opts.Name, strings.Join(lines, "\n"))
 }
 
-// logRootReads logs what a boot read from its root until systemd was
-// ready: the server's count (the figure test/storm's rootReadSize
-// takes), the READs by size, and the guest's own count of its disks.
-func logRootReads(t *testing.T, boot, state string, c iscsiCounts, disks map[string]guestDiskStat) {
+// distroReady is what the check service printed once systemd had
+// finished booting.
+type distroReady struct {
+	State string                   // systemctl is-system-running
+	Disks map[string]guestDiskStat // by disk name, on a block device root
+	NFS   nfsCounts                // on an NFS root
+}
+
+// expectDistroReady waits for the agent's tunnel and root stages and for
+// the check service's lines at the end of systemd's boot.
+func expectDistroReady(ctx context.Context, t *testing.T, vm *VM) distroReady {
 	t.Helper()
-	t.Logf("distro root read: %s until=systemd-%s boot=%s", c, orNone(state), strings.ReplaceAll(boot, " ", "-"))
+	for _, re := range []string{`sealroot: \[ok\] tunnel `, `sealroot: \[ok\] root `} {
+		if m := expectBoot(ctx, t, vm, `^(?:sealroot: (?:boot failed|\[FAILED\]) (.*)|`+re+`)`); m[1] != "" {
+			t.Fatalf("agent failed: %s", m[1])
+		}
+	}
+	r := distroReady{Disks: map[string]guestDiskStat{}}
+	for {
+		m := expectBoot(ctx, t, vm, `distro: (?:disk (\S+) (.*)|nfs (.*)|booted systemd ?(.*))`)
+		switch {
+		case m[1] != "":
+			st, err := parseGuestDiskStat(m[2])
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.Disks[m[1]] = st
+		case m[3] != "":
+			if err := r.NFS.add(m[3]); err != nil {
+				t.Fatal(err)
+			}
+		default:
+			t.Logf("systemd: %s", m[0])
+			r.State = m[4]
+			return r
+		}
+	}
+}
+
+// logRootReads logs what a boot read from its iSCSI root until systemd
+// was ready: the server's count (the figure test/storm's rootReadSize
+// takes), the READs by size, and the guest's own count of its disks.
+func logRootReads(t *testing.T, boot string, r distroReady, c iscsiCounts) {
+	t.Helper()
+	t.Logf("distro root read: %s until=systemd-%s boot=%s", c, orNone(r.State), strings.ReplaceAll(boot, " ", "-"))
 	t.Logf("distro root read sizes (%s): %s", boot, c.Sizes())
-	for _, d := range slices.Sorted(maps.Keys(disks)) {
-		t.Logf("distro root read, guest's count (%s, /sys/block/%s/stat): %s", boot, d, disks[d])
+	for _, d := range slices.Sorted(maps.Keys(r.Disks)) {
+		t.Logf("distro root read, guest's count (%s, /sys/block/%s/stat): %s", boot, d, r.Disks[d])
 	}
 	if c.ReadBytes <= 0 || c.Reads <= 0 {
 		t.Errorf("the server counted no reads of the root (%s)", c)
 	}
+}
+
+// logTunnelBytes logs the bytes through machine id's tunnel peer, which
+// is this boot's (a new key each boot): what the server sent it (root
+// data, protocol and WireGuard overhead) and received.
+func logTunnelBytes(ctx context.Context, t *testing.T, sr *Sealroot, id, boot string) {
+	t.Helper()
+	out, err := sr.run(ctx, "--json", "tunnel", "list")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var peers []api.TunnelPeer
+	if err := json.Unmarshal([]byte(out), &peers); err != nil {
+		t.Fatalf("tunnel list --json: %v", err)
+	}
+	for _, p := range peers {
+		if p.MachineID == id {
+			t.Logf("distro root tunnel (%s): server sent=%d (%.1f MiB) received=%d (%.1f MiB) since the peer was installed",
+				boot, p.TxBytes, float64(p.TxBytes)/(1<<20), p.RxBytes, float64(p.RxBytes)/(1<<20))
+			return
+		}
+	}
+	t.Errorf("no tunnel peer of machine %s", id)
 }
 
 func orNone(s string) string {

@@ -224,3 +224,85 @@ func TestParseISCSICounts(t *testing.T) {
 		t.Errorf("sizes = %q, want %q", got, want)
 	}
 }
+
+// nfsCounts are an NFS mount's counts in the guest's
+// /proc/self/mountstats (the kernel's NFS client): the payload of READs
+// and WRITEs (the "bytes:" line's server read and write bytes), the READ
+// and WRITE RPCs, and over every RPC the mount sent, how many and the
+// bytes of the requests and of the server's replies (RPC headers
+// included).
+type nfsCounts struct {
+	ReadBytes, WrittenBytes uint64
+	Reads, Writes           uint64
+	RPCs, SentBytes         uint64
+	ReplyBytes              uint64
+}
+
+// add takes one line of the mount's statistics: "bytes: <8 numbers>" or
+// "<OP>: ops trans timeouts bytes_sent bytes_recv ..."
+// (Documentation of the format: the kernel's fs/nfs/super.c
+// nfs_show_stats and net/sunrpc/stats.c rpc_clnt_show_stats).
+func (c *nfsCounts) add(line string) error {
+	f := strings.Fields(line)
+	if len(f) < 6 {
+		return fmt.Errorf("nfs stat %q: too few fields", line)
+	}
+	n := make([]uint64, len(f)-1)
+	for i, s := range f[1:] {
+		v, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return fmt.Errorf("nfs stat %q: %w", line, err)
+		}
+		n[i] = v
+	}
+	switch op := strings.TrimSuffix(f[0], ":"); op {
+	case "bytes":
+		if len(n) < 6 {
+			return fmt.Errorf("nfs stat %q: too few fields", line)
+		}
+		c.ReadBytes, c.WrittenBytes = n[4], n[5]
+	default:
+		c.RPCs += n[0]
+		c.SentBytes += n[3]
+		c.ReplyBytes += n[4]
+		switch op {
+		case "READ":
+			c.Reads += n[0]
+		case "WRITE":
+			c.Writes += n[0]
+		}
+	}
+	return nil
+}
+
+func (c nfsCounts) String() string {
+	mean := 0.0
+	if c.Reads > 0 {
+		mean = float64(c.ReadBytes) / float64(c.Reads)
+	}
+	return fmt.Sprintf("bytes=%d (%.1f MiB) reads=%d mean_read=%.1fKiB written=%d (%.1f MiB) writes=%d rpcs=%d reply_bytes=%d (%.1f MiB)",
+		c.ReadBytes, float64(c.ReadBytes)/(1<<20), c.Reads, mean/1024, c.WrittenBytes, float64(c.WrittenBytes)/(1<<20), c.Writes,
+		c.RPCs, c.ReplyBytes, float64(c.ReplyBytes)/(1<<20))
+}
+
+// The check script's lines of an NFS root's mountstats add up.
+func TestNFSCounts(t *testing.T) {
+	var c nfsCounts
+	for _, l := range []string{
+		"bytes: 100 20 0 0 8192 4096 2 1",
+		"READ: 2 2 0 240 8400 0 3 4 0",
+		"WRITE: 1 1 0 4300 120 0 1 1 0",
+		"LOOKUP: 10 10 0 1500 2400 0 5 6 0",
+	} {
+		if err := c.add(l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := nfsCounts{ReadBytes: 8192, WrittenBytes: 4096, Reads: 2, Writes: 1, RPCs: 13, SentBytes: 6040, ReplyBytes: 10920}
+	if c != want {
+		t.Errorf("counts = %+v, want %+v", c, want)
+	}
+	if err := c.add("READ: x"); err == nil {
+		t.Error("a malformed line was taken")
+	}
+}
