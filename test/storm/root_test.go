@@ -29,7 +29,10 @@ import (
 //	SEALROOT_DISTRO=1 go test -count=1 -timeout 60m -v ./vm-tests -vm -run '^TestDistroRoot$' | grep 'distro root read'
 //
 // The login's own reads (inquiry, capacity) are a few hundred bytes of
-// it. A larger Debian (a desktop) reads more; set the variable.
+// it. A larger Debian (a desktop) reads more; set the variable. Over an
+// NFSv4 root the same boot read 25.8 MiB of file data in 547 READs and
+// wrote 8.5 MiB in 582 WRITEs, 4,218 RPCs in all (the client's
+// mountstats; vm TestDistroNFSRoot prints "distro nfs root read:").
 func rootReadSize() int64 {
 	if v, err := strconv.Atoi(os.Getenv("SEALROOT_STORM_ROOT_READ")); err == nil && v >= 0 {
 		return int64(v) << 20
