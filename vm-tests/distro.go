@@ -26,9 +26,9 @@ const distroSuite = "bookworm"
 // /sys/block/sda/stat>"), or, on an NFS root, the root mount's byte
 // counts and the RPCs it sent ("distro: nfs bytes: ..." and "distro: nfs
 // READ: ..." lines of /proc/self/mountstats), then "distro: booted
-// systemd <state>", and
-// pauses while the test reads the server's iSCSI counters. Then it
-// reports how many @sealroot-iscsi keepers survived switch_root into
+// systemd <state>", and pauses while the test reads the server's
+// counters (the sleep binary's own read comes after the guest's count,
+// before the server's). Then it reports how many @sealroot-iscsi keepers survived switch_root into
 // systemd and the marker of the previous boot, increments the marker,
 // syncs and asks systemd to power off.
 const distroCheckScript = `#!/bin/sh
