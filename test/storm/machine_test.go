@@ -354,7 +354,7 @@ func (m *machine) root(ctx context.Context, tnet *netstack.Net, p *wire.Payload,
 		conn = c
 		a := m.addr.As4()
 		var login func() error
-		login, read = iscsiRoot(ctx, conn, p, [6]byte{0x80, 0, a[0], a[1], a[2], a[3]}, rootReadSize(), rootReadSizes())
+		login, read = iscsiRoot(ctx, conn, p, [6]byte{0x80, 0, a[0], a[1], a[2], a[3]}, rootReadSize())
 		return login()
 	})
 	if conn != nil {

@@ -94,8 +94,8 @@ func describeSizes(sizes []int) string {
 
 // iscsiRoot logs in to the machine's own target over conn with the
 // payload's CHAP credentials (mutual CHAP) and reads size bytes from the
-// start of the LUN in READs of sizes (scsiReader.readAll).
-func iscsiRoot(ctx context.Context, conn net.Conn, p *wire.Payload, isid [6]byte, size int64, sizes []int) (loginDone func() error, read func() (int64, error)) {
+// start of the LUN in READs of rootReadSizes (scsiReader.readAll).
+func iscsiRoot(ctx context.Context, conn net.Conn, p *wire.Payload, isid [6]byte, size int64) (loginDone func() error, read func() (int64, error)) {
 	var sess *agentiscsi.Session
 	loginDone = func() error {
 		if p.Root.Kind != wire.RootISCSI {
@@ -117,7 +117,7 @@ func iscsiRoot(ctx context.Context, conn net.Conn, p *wire.Payload, isid [6]byte
 		if dl, ok := ctx.Deadline(); ok {
 			conn.SetDeadline(dl)
 		}
-		r := scsiReader{conn: conn, sizes: sizes, cmdSN: sess.CmdSN, expStatSN: sess.ExpStatSN,
+		r := scsiReader{conn: conn, sizes: rootReadSizes(), cmdSN: sess.CmdSN, expStatSN: sess.ExpStatSN,
 			lim: pdu.Limits{MaxDataSegmentLength: sess.Params.MaxRecvDataSegmentLength,
 				HeaderDigest: sess.Params.HeaderDigest, DataDigest: sess.Params.DataDigest}}
 		return r.readAll(size)
