@@ -44,27 +44,25 @@ const (
 // volume of.
 const rootImage = "stormroot"
 
+// rootFileName is the one file of the root image.
+const rootFileName = "usr.bin"
+
 // importRoot imports the machines' root image: an ext4 file system whose
-// one file, of random bytes, is larger than what a machine reads.
-func (d *daemon) importRoot(ctx context.Context, t *testing.T) error {
+// one file, rootFileName, of random bytes, is larger than what a machine
+// reads; it returns the file's content.
+func (d *daemon) importRoot(ctx context.Context, t *testing.T) ([]byte, error) {
 	tree := filepath.Join(d.dir, "root-tree")
 	if err := os.MkdirAll(tree, 0o755); err != nil {
-		return err
+		return nil, err
 	}
-	f, err := os.Create(filepath.Join(tree, "usr.bin"))
-	if err != nil {
-		return err
-	}
-	_, err = io.Copy(f, io.LimitReader(rand.Reader, rootReadSize()+(1<<20)))
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
+	data := make([]byte, rootReadSize()+(1<<20))
+	rand.Read(data)
+	if err := os.WriteFile(filepath.Join(tree, rootFileName), data, 0o644); err != nil {
+		return nil, err
 	}
 	img, err := d.admin().ImportImage(ctx, rootImage, tree)
 	if err != nil {
-		return fmt.Errorf("import root image: %w", err)
+		return nil, fmt.Errorf("import root image: %w", err)
 	}
 	// The store marks bases immutable where it can; let TempDir remove it.
 	t.Cleanup(func() {
@@ -74,7 +72,7 @@ func (d *daemon) importRoot(ctx context.Context, t *testing.T) error {
 		}
 	})
 	fmt.Printf("storm root image %s: %d bytes of ext4; each machine reads %d MiB of it\n", rootImage, img.Size, rootReadSize()>>20)
-	return nil
+	return data, nil
 }
 
 // serverName is the DNS name in the server certificate.
@@ -91,8 +89,9 @@ type daemon struct {
 }
 
 // startDaemon builds sealroot, initialises its PKI and artifacts in a
-// temporary directory and runs `sealroot serve` in tp's server namespace.
-func startDaemon(t *testing.T, tp *topo, limits map[string]any) *daemon {
+// temporary directory and runs `sealroot serve` in tp's server namespace,
+// with nfs-ganesha for NFS roots when rootKind is rootKindNFS.
+func startDaemon(t *testing.T, tp *topo, rootKind string, limits map[string]any) *daemon {
 	t.Helper()
 	gobin := testenv.LookTool(t, "go")
 	dir := t.TempDir()
@@ -125,6 +124,10 @@ func startDaemon(t *testing.T, tp *topo, limits map[string]any) *daemon {
 	}
 	if limits != nil {
 		cfg["limits"] = limits
+	}
+	if rootKind == rootKindNFS {
+		testenv.LookTool(t, "ganesha.nfsd")
+		cfg["nfs"] = map[string]any{} // its defaults: ganesha on the tunnel address, port 2049
 	}
 	if tp.links != nil {
 		// Full DHCP on the bridge, a pool of exactly one address per
