@@ -2,6 +2,7 @@ package storm
 
 import (
 	"bufio"
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/rand"
@@ -225,6 +226,26 @@ func processCPU(pid int) time.Duration {
 	ut, _ := strconv.ParseInt(f[11], 10, 64)
 	st, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(ut+st) * time.Second / 100 // USER_HZ
+}
+
+// childrenCPU is the CPU time so far of the running children of process
+// pid (the server's nfs-ganesha), from /proc.
+func childrenCPU(pid int) time.Duration {
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	var cpu time.Duration
+	for _, f := range stats {
+		b, err := os.ReadFile(f)
+		i := bytes.LastIndexByte(b, ')')
+		if err != nil || i < 0 {
+			continue
+		}
+		// After the command name: state, then the parent's pid.
+		if fs := strings.Fields(string(b[i+1:])); len(fs) > 1 && fs[1] == strconv.Itoa(pid) {
+			child, _ := strconv.Atoi(filepath.Base(filepath.Dir(f)))
+			cpu += processCPU(child)
+		}
+	}
+	return cpu
 }
 
 // usage is the daemon's CPU time so far and its resident and peak

@@ -212,6 +212,7 @@ func stormTimeout() time.Duration {
 func runStorm(t *testing.T, d *daemon, tp *topo, machines []*machine) {
 	n := len(machines)
 	cpu0, _, _ := d.usage()
+	child0 := childrenCPU(d.cmd.Process.Pid)
 	sim0 := processCPU(os.Getpid())
 	ctx, cancel := context.WithTimeout(context.Background(), stormTimeout())
 	defer cancel()
@@ -240,11 +241,16 @@ func runStorm(t *testing.T, d *daemon, tp *topo, machines []*machine) {
 	stopSampling()
 	<-sampled
 	cpu1, rss, _ := d.usage()
+	child := childrenCPU(d.cmd.Process.Pid) - child0
 	sim := processCPU(os.Getpid()) - sim0
 	veth := vethThroughput(t, tp)
 	printStorm(os.Stdout, machines[0].rootKind, results, wall, cpu1-cpu0, rss, peakRSS, veth)
 	fmt.Printf("  simulator (this process: clients, software TPMs, tunnels): cpu %.1fs, %.0f%% of the 2 cores' wall\n",
 		sim.Seconds(), 100*sim.Seconds()/(2*wall.Seconds()))
+	if machines[0].rootKind == rootKindNFS {
+		fmt.Printf("  nfs-ganesha (the server's child, not in its cpu above): cpu %.1fms per machine (%.1fs in all)\n",
+			ms(child)/float64(n), child.Seconds())
+	}
 }
 
 // vethThroughput measures plain TCP from the server's namespace to the
