@@ -188,20 +188,21 @@ func (m *machine) dialTCP(ctx context.Context, network, addr string) (net.Conn, 
 
 // bootResult is what one machine's boot took.
 type bootResult struct {
-	phase       [numPhases]time.Duration
-	ready       time.Duration // from the storm's start to the credential
-	bytes       int64         // TFTP and HTTP payload received
-	rootBytes   int64         // read from the root over iSCSI in the tunnel
-	tftpResends int           // TFTP requests and acks sent again after PXE's timeout without answer
-	httpRetries int           // downloads refused 503, retried after the script's pause
-	refetched   int64         // kernel bytes received again: the script started over after its kernel was in
-	attRetries  int           // attestation attempts retried
-	wgInits     int           // WireGuard handshake initiations sent (first and retransmitted)
-	wgCookies   int           // WireGuard cookie replies received (server under load)
-	dhcpResends int           // DHCP DISCOVERs and REQUESTs sent again after no answer
-	dhcpNAKs    int           // DHCP NAKs received
-	rootRetries int           // NFS compounds sent again after NFS4ERR_DELAY or NFS4ERR_GRACE
-	err         error
+	phase          [numPhases]time.Duration
+	ready          time.Duration // from the storm's start to the credential
+	bytes          int64         // TFTP and HTTP payload received
+	rootBytes      int64         // read from the root over iSCSI in the tunnel
+	tftpResends    int           // TFTP requests and acks sent again after PXE's timeout without answer
+	httpRetries    int           // downloads refused 503, retried after the script's pause
+	refetched      int64         // kernel bytes received again: the script started over after its kernel was in
+	attRetries     int           // attestation attempts retried
+	wgInits        int           // WireGuard handshake initiations sent (first and retransmitted)
+	wgCookies      int           // WireGuard cookie replies received (server under load)
+	dhcpResends    int           // DHCP DISCOVERs and REQUESTs sent again after no answer
+	dhcpNAKs       int           // DHCP NAKs received
+	rootRetries    int           // NFS compounds sent again after NFS4ERR_DELAY or NFS4ERR_GRACE
+	rootRecoveries int           // NFS state recovered after the server lost the machine's session (lease expired)
+	err            error
 }
 
 // boot runs the machine's boot from power-on to its credential.
@@ -376,7 +377,7 @@ func (m *machine) root(ctx context.Context, tnet *netstack.Net, p *wire.Payload,
 		conn = c
 		var login func() error
 		if m.rootKind == rootKindNFS {
-			login, read = nfsRoot(ctx, conn, p, "storm "+m.addr.String(), m.rootData, rootReadSize(), &r.rootRetries)
+			login, read = nfsRoot(ctx, conn, p, "storm "+m.addr.String(), m.rootData, rootReadSize(), &r.rootRetries, &r.rootRecoveries)
 		} else {
 			a := m.addr.As4()
 			login, read = iscsiRoot(ctx, conn, p, [6]byte{0x80, 0, a[0], a[1], a[2], a[3]}, rootReadSize())

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"time"
 )
 
@@ -30,7 +31,9 @@ type nfsClient struct {
 	seq       []uint32 // per slot: the next SEQUENCE sequence id
 	free      []uint32 // free slots
 	maxRead   uint32
+	verifier  uint64
 	retries   int // compounds sent again after NFS4ERR_DELAY or NFS4ERR_GRACE
+	recovered int // state recoveries after the server lost the client's session
 }
 
 // NFSv4 operation numbers (RFC 8881 section 18) and the errors the client
@@ -50,6 +53,8 @@ const (
 
 	nfs4ErrDelay = 10008
 	nfs4ErrGrace = 10013
+
+	nfs4ErrCompleteAlready = 10054
 )
 
 // nfsMinorVersion is the minor version the agent mounts (rootnfs.Version
@@ -77,28 +82,36 @@ func waitable(err error) bool {
 // nfsMount opens a session on conn, as a mount does: EXCHANGE_ID,
 // CREATE_SESSION and RECLAIM_COMPLETE; owner names the client.
 func nfsMount(conn net.Conn, owner string, verifier uint64) (*nfsClient, error) {
-	c := &nfsClient{conn: conn, r: bufio.NewReaderSize(conn, 64<<10), owner: owner}
+	c := &nfsClient{conn: conn, r: bufio.NewReaderSize(conn, 64<<10), owner: owner, verifier: verifier}
+	if err := c.establish(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// establish gets the client its client ID and a new session.
+func (c *nfsClient) establish() error {
 	var w xdrWriter
 	w.u32(opExchangeID)
-	w.u64(verifier)
-	w.opaque([]byte(owner))
+	w.u64(c.verifier)
+	w.opaque([]byte(c.owner))
 	w.u32(0) // flags
 	w.u32(0) // SP4_NONE
 	w.u32(0) // no implementation id
 	rd, err := c.call(w.b, 1)
 	if err != nil {
-		return nil, fmt.Errorf("EXCHANGE_ID: %w", err)
+		return fmt.Errorf("EXCHANGE_ID: %w", err)
 	}
 	if err := rd.op(opExchangeID); err != nil {
-		return nil, fmt.Errorf("EXCHANGE_ID: %w", err)
+		return fmt.Errorf("EXCHANGE_ID: %w", err)
 	}
 	c.clientID = rd.u64()
 	seq := rd.u32()
 	if rd.err != nil {
-		return nil, fmt.Errorf("EXCHANGE_ID: %w", rd.err)
+		return fmt.Errorf("EXCHANGE_ID: %w", rd.err)
 	}
 	if err := c.createSession(seq); err != nil {
-		return nil, fmt.Errorf("CREATE_SESSION: %w", err)
+		return fmt.Errorf("CREATE_SESSION: %w", err)
 	}
 	err = c.retry(func() error {
 		var w xdrWriter
@@ -107,10 +120,23 @@ func nfsMount(conn net.Conn, owner string, verifier uint64) (*nfsClient, error) 
 		_, err := c.sequenced(w.b, 1, opReclaimComplete)
 		return err
 	})
-	if err != nil {
-		return nil, fmt.Errorf("RECLAIM_COMPLETE: %w", err)
+	var ne *nfsError
+	if errors.As(err, &ne) && ne.status == nfs4ErrCompleteAlready { // the same client, a new session
+		err = nil
 	}
-	return c, nil
+	if err != nil {
+		return fmt.Errorf("RECLAIM_COMPLETE: %w", err)
+	}
+	return nil
+}
+
+// lostState reports whether err says the server no longer has the
+// client's session or state: its lease expired while its requests waited
+// (NFS4ERR_BADSESSION, DEADSESSION, STALE_CLIENTID, EXPIRED). The kernel
+// client recovers: a new client ID and session, its opens again.
+func lostState(err error) bool {
+	var ne *nfsError
+	return errors.As(err, &ne) && (ne.status == 10052 || ne.status == 10078 || ne.status == 10022 || ne.status == 10011)
 }
 
 func (c *nfsClient) createSession(seq uint32) error {
@@ -151,6 +177,7 @@ func (c *nfsClient) createSession(seq uint32) error {
 	}
 	slots = min(max(slots, 1), nfsSlots)
 	c.maxRead = min(rootReadChunk, maxResp-4<<10)
+	c.seq, c.free = nil, nil
 	for s := range slots {
 		c.seq = append(c.seq, 1)
 		c.free = append(c.free, s)
@@ -256,63 +283,103 @@ func (c *nfsClient) close(fh, stateid []byte) error {
 
 // readAll reads size bytes of the open file fh from offset 0 in READs of
 // at most c.maxRead, one per slot in flight, and hands each chunk to got
-// with its offset.
-func (c *nfsClient) readAll(fh, stateid []byte, size int64, got func(off int64, data []byte) error) (int64, error) {
+// with its offset. If the server lost the client's state meanwhile, it
+// recovers as the kernel client does (a new session, the file opened
+// again) and reads again what was not answered. It returns the stateid
+// the file is open with at the end.
+func (c *nfsClient) readAll(fh, stateid []byte, size int64, got func(off int64, data []byte) error) (int64, []byte, error) {
 	type read struct {
 		slot uint32
 		off  int64
 	}
+	var todo []int64 // offsets of the READs to send, last first
+	for off := int64(0); off < size; off += int64(c.maxRead) {
+		todo = append(todo, off)
+	}
+	slices.Reverse(todo)
 	inFlight := map[uint32]read{}
-	var sent, n int64
-	for sent < size || len(inFlight) > 0 {
-		for sent < size && len(c.free) > 0 {
-			slot := c.free[len(c.free)-1]
-			c.free = c.free[:len(c.free)-1]
-			count := uint32(min(int64(c.maxRead), size-sent))
+	var n int64
+	lost := false
+	for len(todo) > 0 || len(inFlight) > 0 {
+		for len(todo) > 0 && len(c.free) > 0 && !lost {
+			slot, off := c.free[len(c.free)-1], todo[len(todo)-1]
+			c.free, todo = c.free[:len(c.free)-1], todo[:len(todo)-1]
 			var w xdrWriter
 			w.u32(opPutFH)
 			w.opaque(fh)
 			w.u32(opRead)
 			w.fixed(stateid)
-			w.u64(uint64(sent))
-			w.u32(count)
+			w.u64(uint64(off))
+			w.u32(uint32(min(int64(c.maxRead), size-off)))
 			xid, err := c.send(c.sequence(slot, 3, w.b))
 			if err != nil {
-				return n, err
+				return n, stateid, err
 			}
-			inFlight[xid] = read{slot, sent}
-			sent += int64(count)
+			inFlight[xid] = read{slot, off}
+		}
+		if lost && len(inFlight) == 0 {
+			if c.recovered++; c.recovered > 10 {
+				return n, stateid, fmt.Errorf("READ: server lost the client's state %d times", c.recovered)
+			}
+			if err := c.establish(); err != nil {
+				return n, stateid, fmt.Errorf("recovery: %w", err)
+			}
+			var err error
+			if stateid, err = c.open(fh); err != nil {
+				return n, stateid, fmt.Errorf("recovery: %w", err)
+			}
+			lost = false
+			continue
 		}
 		xid, rd, err := c.reply()
 		if err != nil {
-			return n, err
+			return n, stateid, err
 		}
 		rq, ok := inFlight[xid]
 		if !ok {
-			return n, fmt.Errorf("reply to unknown xid %d", xid)
+			return n, stateid, fmt.Errorf("reply to unknown xid %d", xid)
 		}
 		delete(inFlight, xid)
 		c.free = append(c.free, rq.slot)
-		if err := c.sequenceDone(rd, rq.slot); err != nil {
-			return n, fmt.Errorf("READ at %d: %w", rq.off, err)
+		err = c.sequenceDone(rd, rq.slot)
+		if err == nil {
+			err = rd.op(opPutFH)
 		}
-		if err := rd.op(opPutFH); err != nil {
-			return n, fmt.Errorf("READ at %d: %w", rq.off, err)
+		if err == nil {
+			err = rd.op(opRead)
 		}
-		if err := rd.op(opRead); err != nil {
-			return n, fmt.Errorf("READ at %d: %w", rq.off, err)
+		if lostState(err) {
+			lost = true
+			todo = append(todo, rq.off)
+			continue
+		}
+		if err != nil {
+			return n, stateid, fmt.Errorf("READ at %d: %w", rq.off, err)
 		}
 		rd.u32() // eof
 		data := rd.opaque()
 		if rd.err != nil {
-			return n, fmt.Errorf("READ at %d: %w", rq.off, rd.err)
+			return n, stateid, fmt.Errorf("READ at %d: %w", rq.off, rd.err)
 		}
 		n += int64(len(data))
 		if err := got(rq.off, data); err != nil {
-			return n, err
+			return n, stateid, err
 		}
 	}
-	return n, nil
+	return n, stateid, nil
+}
+
+// destroySession ends the client's session (DESTROY_SESSION), as the
+// server does when the client's lease expires.
+func (c *nfsClient) destroySession() error {
+	var w xdrWriter
+	w.u32(44) // DESTROY_SESSION
+	w.fixed(c.sessionID[:])
+	rd, err := c.call(w.b, 1)
+	if err == nil {
+		err = rd.op(44)
+	}
+	return err
 }
 
 // sequenced sends ops (nops of them) after a SEQUENCE on a free slot and

@@ -85,7 +85,7 @@ func TestNFSClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := make([]byte, len(data))
-	n, err := c.readAll(fh, stateid, int64(len(data)), func(off int64, p []byte) error {
+	n, stateid, err := c.readAll(fh, stateid, int64(len(data)), func(off int64, p []byte) error {
 		copy(got[off:], p)
 		return nil
 	})
@@ -94,6 +94,22 @@ func TestNFSClient(t *testing.T) {
 	}
 	if string(got) != string(data) {
 		t.Error("readAll read other bytes than the file's")
+	}
+	// The server drops the session, as when the lease expired while the
+	// client's requests waited: the client recovers and reads on.
+	if err := c.destroySession(); err != nil {
+		t.Fatalf("DESTROY_SESSION = %v", err)
+	}
+	clear(got)
+	n, stateid, err = c.readAll(fh, stateid, int64(len(data)), func(off int64, p []byte) error {
+		copy(got[off:], p)
+		return nil
+	})
+	if err != nil || n != int64(len(data)) || c.recovered != 1 {
+		t.Fatalf("readAll after the session ended = %d, %v, %d recoveries; want %d bytes after 1", n, err, c.recovered, len(data))
+	}
+	if string(got) != string(data) {
+		t.Error("readAll after recovery read other bytes than the file's")
 	}
 	if err := c.close(fh, stateid); err != nil {
 		t.Error(err)

@@ -199,8 +199,9 @@ func stormRootKind() (string, error) {
 // nfsRoot mounts the machine's export through the tunnel with an NFSv4.2
 // session (nfsClient: the agent mounts with vers=4.2), opens the root
 // image's file and reads size bytes of it, checked against want (the
-// file's content); retries counts the compounds sent again.
-func nfsRoot(ctx context.Context, conn net.Conn, p *wire.Payload, owner string, want []byte, size int64, retries *int) (mount func() error, read func() (int64, error)) {
+// file's content); retries counts the compounds sent again, recovered
+// the recoveries of state the server lost.
+func nfsRoot(ctx context.Context, conn net.Conn, p *wire.Payload, owner string, want []byte, size int64, retries, recovered *int) (mount func() error, read func() (int64, error)) {
 	var c *nfsClient
 	var fh []byte
 	mount = func() error {
@@ -231,12 +232,14 @@ func nfsRoot(ctx context.Context, conn net.Conn, p *wire.Payload, owner string, 
 		if err != nil {
 			return 0, err
 		}
-		n, err := c.readAll(fh, stateid, size, func(off int64, data []byte) error {
+		n, stateid, err := c.readAll(fh, stateid, size, func(off int64, data []byte) error {
 			if off+int64(len(data)) > int64(len(want)) || !bytes.Equal(data, want[off:off+int64(len(data))]) {
 				return fmt.Errorf("READ at %d: %d bytes that are not the file's", off, len(data))
 			}
 			return nil
 		})
+		*retries = c.retries
+		*recovered = c.recovered
 		if err != nil {
 			return n, err
 		}

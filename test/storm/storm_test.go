@@ -318,7 +318,7 @@ func vethThroughput(t *testing.T, tp *topo) float64 {
 
 func printStorm(w io.Writer, kind string, results []bootResult, wall, cpu time.Duration, rss, peakRSS int64, veth float64) {
 	n := len(results)
-	var ready, failures, tftpResends, httpRetries, attRetries, wgInits, wgResent, wgCookies, dhcpResends, dhcpNAKs, rootRetries int
+	var ready, failures, tftpResends, httpRetries, attRetries, wgInits, wgResent, wgCookies, dhcpResends, dhcpNAKs, rootRetries, rootRecoveries int
 	var bytes, rootBytes, refetched int64
 	var errs []string
 	for _, r := range results {
@@ -334,6 +334,7 @@ func printStorm(w io.Writer, kind string, results []bootResult, wall, cpu time.D
 		dhcpResends += r.dhcpResends
 		dhcpNAKs += r.dhcpNAKs
 		rootRetries += r.rootRetries
+		rootRecoveries += r.rootRecoveries
 		if r.err != nil {
 			failures++
 			if len(errs) < 3 {
@@ -349,6 +350,9 @@ func printStorm(w io.Writer, kind string, results []bootResult, wall, cpu time.D
 	}
 	fmt.Fprintf(w, "storm N=%d: %d of %d root-ready (attested, tunnel up, %s) in %.1fs; failures %d; retries: dhcp resends %d (naks %d), tftp resends %d, downloads %d, attestations %d, wireguard initiations %d, %s requests %d\n",
 		n, ready, n, how, wall.Seconds(), failures, dhcpResends, dhcpNAKs, tftpResends, httpRetries, attRetries, wgResent, kind, rootRetries)
+	if kind == rootKindNFS {
+		fmt.Fprintf(w, "  nfs: %d sessions recovered after the server lost them (a lease expired while the machine's requests waited), as the kernel client recovers\n", rootRecoveries)
+	}
 	fmt.Fprintf(w, "  wireguard: %d handshake initiations for %d machines (%d retransmitted after 5s without answer), %d cookie replies (server under load)\n",
 		wgInits, n, wgResent, wgCookies)
 	for p := range numPhases {
