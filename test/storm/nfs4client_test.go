@@ -38,7 +38,7 @@ func TestNFSClient(t *testing.T) {
 	if err := os.MkdirAll(exported, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	data := make([]byte, 3*rootReadChunk+12345)
+	data := make([]byte, 33*nfsReadChunk+12345)
 	rand.Read(data)
 	if err := os.WriteFile(filepath.Join(exported, rootFileName), data, 0o644); err != nil {
 		t.Fatal(err)
