@@ -73,12 +73,12 @@ func (d *daemon) importRoot(ctx context.Context, t *testing.T) ([]byte, error) {
 		}
 	})
 	fmt.Printf("storm root image %s: %d bytes of ext4; each machine reads %d MiB of it in READs of %s\n",
-		rootImage, img.Size, rootReadSize()>>20, d.readSizes())
+		rootImage, img.Size, rootReadSize()>>20, readSizes())
 	return data, nil
 }
 
 // readSizes describes the sizes of the machines' root READs.
-func (d *daemon) readSizes() string {
+func readSizes() string {
 	if kind, _ := stormRootKind(); kind == rootKindNFS {
 		return fmt.Sprintf("%d KiB (NFS)", nfsReadChunk>>10)
 	}
