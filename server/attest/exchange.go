@@ -3,7 +3,6 @@ package attest
 import (
 	"cmp"
 	"context"
-	"crypto"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,8 +11,6 @@ import (
 	"slices"
 	"sync"
 	"time"
-
-	"github.com/google/go-tpm/tpm2"
 
 	"github.com/sealroot/sealroot/server/attest/evidence"
 	"github.com/sealroot/sealroot/server/audit"
@@ -60,6 +57,7 @@ type exchange struct {
 
 	hello     *wire.Hello
 	machineID string
+	keys      *evidence.Keys // the Hello's EK and AK, parsed
 	// ekCert is the EK certificate (from NV or ekCerts) and ekCertStatus
 	// the outcome of its check, for the machine's record.
 	ekCert       []byte
@@ -104,14 +102,15 @@ func (s *Server) newExchange(remote string, exporter []byte) *exchange {
 func (x *exchange) start(ctx context.Context, h *wire.Hello) (wire.Message, error) {
 	x.hello = h
 	x.machineID = wire.MachineID(h.EKPublic)
-	ek, err := evidence.ParseEK(h.EKPublic)
+	keys, err := x.s.keys.parse(x.machineID, h.EKPublic, h.AKPublic)
 	if err != nil {
-		return nil, fail("ek-public", err)
-	}
-	if _, err := evidence.ParseAK(h.AKPublic); err != nil {
+		if errors.Is(err, evidence.ErrBadEK) {
+			return nil, fail("ek-public", err)
+		}
 		return nil, fail("ak-public", err)
 	}
-	if x.ekCert, x.ekCertStatus, err = x.s.checkEKCert(ctx, ek, h); err != nil {
+	x.keys = keys
+	if x.ekCert, x.ekCertStatus, err = x.s.checkEKCert(ctx, keys.EKKey(), h); err != nil {
 		return nil, err
 	}
 	// Registered before the record is read: a revoke that commits after
@@ -131,7 +130,7 @@ func (x *exchange) start(ctx context.Context, h *wire.Hello) (wire.Message, erro
 		x.s.record(x, "revoked", "enrollment", "machine is revoked: "+x.machine.Reason)
 		return &wire.Status{State: wire.StateRevoked, MachineID: x.machineID, Reason: revokedReason(x.machine)}, nil
 	}
-	blob, encSecret, secret, err := evidence.NewActivation(x.s.rand, h.EKPublic, h.AKPublic)
+	blob, encSecret, secret, err := keys.NewActivation(x.s.rand)
 	if err != nil {
 		return nil, fail("activation", err)
 	}
@@ -190,7 +189,7 @@ func (x *exchange) verify(ev *wire.Evidence) (*store.BootState, *evidence.QuoteI
 		return nil, nil, fail("quote-pcrs", fmt.Errorf("PCRs %v do not match the requested selection %v", pcrIndices(ev.PCRs), x.pcrs))
 	}
 	extra := wire.QualifyingData(x.nonce, x.exporter, x.machineID)
-	info, err := evidence.VerifyQuote(x.hello.AKPublic, ev.Quote, ev.Signature, extra, ev.PCRs)
+	info, err := x.keys.VerifyQuote(ev.Quote, ev.Signature, extra, ev.PCRs)
 	if err != nil {
 		return nil, nil, fail(quoteCheck(err), err)
 	}
@@ -391,7 +390,7 @@ func (x *exchange) release(ctx context.Context, observed *store.BootState, info 
 	for _, i := range x.pcrs {
 		sealTo = append(sealTo, wire.PCR{Index: i, Digest: observed.PCRs[i]})
 	}
-	cred, err := seal.Seal(x.s.rand, x.hello.EKPublic, sealTo, payload, wire.CredentialAAD(x.exporter, x.machineID))
+	cred, err := seal.SealTo(x.s.rand, x.keys.EKEncapsulation(), sealTo, payload, wire.CredentialAAD(x.exporter, x.machineID))
 	if err != nil {
 		if plan != nil {
 			x.s.dropTunnel(x.machineID)
@@ -469,14 +468,6 @@ func decidingCheck(outcome string) string {
 		return "enrollment"
 	}
 	return "policy"
-}
-
-func ekCryptoKey(ek *tpm2.TPMTPublic) (crypto.PublicKey, error) {
-	pub, err := tpm2.Pub(*ek)
-	if err != nil {
-		return nil, fmt.Errorf("EK public key: %w", err)
-	}
-	return pub, nil
 }
 
 // checkSecureBoot refuses evidence whose event log does not prove UEFI

@@ -125,6 +125,7 @@ type Server struct {
 	predictor       Predictor
 	live            live // exchanges in progress, by machine
 	logs            verifiedLogs
+	keys            *keyCache // machines' parsed EK and AK
 	observer        Observer
 	files           Files
 	logins          Logins
@@ -167,6 +168,7 @@ func New(cfg Config) (*Server, error) {
 		limits:          cfg.Limits.withDefaults(),
 		logins:          cfg.Logins,
 		cluster:         cfg.Cluster,
+		keys:            newKeyCache(maxCachedKeys),
 	}
 	s.leases, _ = cfg.Store.(store.LeaseStore)
 	s.sources = newSources(s.limits)
