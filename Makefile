@@ -118,8 +118,9 @@ bench-flood:
 # one run each) against one real `sealroot serve` in network namespaces
 # (root): TFTP, HTTP, attestation with a software TPM each that opens its
 # sealed credential, WireGuard tunnel, iSCSI login with the credential's
-# mutual CHAP and a read of STORM_ROOT_READ MiB of the root (default 14)
-# over the tunnel; per run p50/p99 per phase, retries, server RSS and CPU
+# mutual CHAP and a read of STORM_ROOT_READ MiB of the root (default 38,
+# a Debian 12 boot's as vm TestDistroRoot measured it, in that boot's READ
+# sizes) over the tunnel; per run p50/p99 per phase, retries, server RSS and CPU
 # per machine (and idle before the storms), bytes against plain veth
 # throughput; last line
 # "storm: machines=N ready=R failures=F wall=Ws limit_ratio=X".

@@ -27,8 +27,12 @@
 // on a gVisor netstack, the socket on the machine's address in its
 // namespace), logs in to its own iSCSI target over the tunnel with
 // mutual CHAP and reads SEALROOT_STORM_ROOT_READ MiB of its root
-// (default 14; not a measured Debian boot: see rootReadSize) in 512 KiB
-// READ(16) commands. "Root-ready" is after that read. Each boot starts
+// (default 38: what a Debian 12 boot read from its iSCSI root until
+// systemd was running, measured by the VM suite's TestDistroRoot; see
+// rootReadSize) in READ(16) commands of the sizes that boot used (most
+// of them 4 KiB, most bytes in 512 KiB to 1 MiB; rootReadPattern), four
+// in flight; SEALROOT_STORM_ROOT_CHUNK=KiB reads in commands of one size
+// instead. "Root-ready" is after that read. Each boot starts
 // with a TPM reset and the same measured boot (loadgen.Agent.Reboot).
 //
 // By default the machines have their addresses and start at TFTP. With

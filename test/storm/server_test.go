@@ -73,7 +73,8 @@ func (d *daemon) importRoot(ctx context.Context, t *testing.T) error {
 			exec.Command("chattr", "-i", b).Run()
 		}
 	})
-	fmt.Printf("storm root image %s: %d bytes of ext4; each machine reads %d MiB of it\n", rootImage, img.Size, rootReadSize()>>20)
+	fmt.Printf("storm root image %s: %d bytes of ext4; each machine reads %d MiB of it in READs of %s\n",
+		rootImage, img.Size, rootReadSize()>>20, describeSizes(rootReadSizes()))
 	return nil
 }
 
