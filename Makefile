@@ -127,12 +127,15 @@ bench-flood:
 # STORM_DHCP=full: the machines lease their addresses from the server's
 # full DHCP (firmware PXE, iPXE and the agent each DISCOVER..ACK, a pool of
 # one address per machine, ARP probes) instead of having them.
+# STORM_ROOT=nfs: NFSv4 roots (the server's nfs-ganesha, one export per
+# machine) mounted as NFSv4.2 over each tunnel and read, instead of iSCSI.
 STORM ?= 50,200,1000
 STORM_ROOT_READ ?=
 STORM_DHCP ?=
+STORM_ROOT ?=
 bench-storm:
 	@mkdir -p $(BUILD)
-	@SEALROOT_STORM=$(STORM) SEALROOT_STORM_ROOT_READ=$(STORM_ROOT_READ) SEALROOT_STORM_DHCP=$(STORM_DHCP) $(GO) test -count=1 -timeout 60m -run '^TestStorm$$' -v ./test/storm/ \
+	@SEALROOT_STORM=$(STORM) SEALROOT_STORM_ROOT_READ=$(STORM_ROOT_READ) SEALROOT_STORM_DHCP=$(STORM_DHCP) SEALROOT_STORM_ROOT=$(STORM_ROOT) $(GO) test -count=1 -timeout 60m -run '^TestStorm$$' -v ./test/storm/ \
 		> $(BUILD)/bench-storm.log 2>&1 || { grep -v 'serve: ' $(BUILD)/bench-storm.log | tail -50; exit 1; }
 	@grep -E '^(storm|  )' $(BUILD)/bench-storm.log | grep -v 'serve: '
 

@@ -398,8 +398,9 @@ func (x *exchange) release(ctx context.Context, observed *store.BootState, info 
 		return nil, fmt.Errorf("seal credential: %w", err)
 	}
 	// The release is decided here, against the current record, in the
-	// transaction that records it; then audited before the credential
-	// leaves.
+	// transaction that records it (with its boot history entry, when the
+	// server keeps one); then audited before the credential leaves.
+	var allowed Attempt
 	_, err = x.commitRelease(ctx, func(m *store.Machine) error {
 		if info.ResetCount < m.ResetCount {
 			return fail("reset-count", fmt.Errorf("TPM reset count %d is below the last accepted %d: replayed or rolled-back quote",
@@ -417,15 +418,20 @@ func (x *exchange) release(ctx context.Context, observed *store.BootState, info 
 		}
 		m.ResetCount = max(m.ResetCount, info.ResetCount)
 		m.RestartCount = info.RestartCount
+		allowed = x.s.attempt(x, "allowed", "", allowedReason(v.Reason, x.user))
 		m.BootCount++
-		m.LastSeen = x.s.now()
+		m.LastSeen = allowed.Time
 		m.LastAddress = x.remote
 		m.Hints = x.hello.Hints
 		m.EKCert, m.EKCertStatus = x.ekCert, x.ekCertStatus
+		if x.s.history != nil {
+			allowed.InHistory = true
+			m.AddAttempt(x.s.history.Entry(allowed))
+		}
 		return nil
 	})
 	if err == nil {
-		err = auditFailure(x.s.record(x, "allowed", "", allowedReason(v.Reason, x.user)))
+		err = auditFailure(x.s.recordAttempt(x, allowed))
 	}
 	if err != nil {
 		x.s.withdraw(x.machineID)
@@ -435,28 +441,33 @@ func (x *exchange) release(ctx context.Context, observed *store.BootState, info 
 }
 
 // record writes one audit entry for the server's decision on x and tells
-// the observer; audit failures are logged, never hidden, and returned.
+// the observers; audit failures are logged, never hidden, and returned.
 func (s *Server) record(x *exchange, outcome, check, reason string) error {
-	if check == "" {
-		check = decidingCheck(outcome)
-	}
+	return s.recordAttempt(x, s.attempt(x, outcome, check, reason))
+}
+
+// recordAttempt is record of an attempt decided earlier (a release's, in
+// its transaction).
+func (s *Server) recordAttempt(x *exchange, a Attempt) error {
 	err := s.audit.Record(audit.Entry{
-		Time:      s.now(),
+		Time:      a.Time,
 		Actor:     "server",
 		Remote:    x.remote,
 		MachineID: x.machineID,
 		Action:    "attest",
-		Outcome:   outcome,
-		Check:     check,
-		Reason:    reason,
+		Outcome:   a.Outcome,
+		Check:     a.Check,
+		Reason:    a.Reason,
 	})
 	if err != nil {
 		s.logger.Error("audit log write failed", "error", err)
 	}
 	// An allowed outcome without its record is no release: the refusal
-	// that follows is what the observer hears.
-	if err == nil || outcome != "allowed" {
-		s.observe(x, outcome, check, reason)
+	// that follows is what the observers hear (the history holds both
+	// when the release's transaction wrote the allowed attempt: the
+	// release was recorded, then refused).
+	if err == nil || a.Outcome != "allowed" {
+		s.observe(a)
 	}
 	return err
 }

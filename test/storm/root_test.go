@@ -1,6 +1,7 @@
 package storm
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -9,6 +10,8 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"strings"
+	"time"
 
 	agentiscsi "github.com/sealroot/sealroot/agent/iscsi"
 	"github.com/sealroot/sealroot/iscsi/pdu"
@@ -37,8 +40,15 @@ func rootReadSize() int64 {
 	if v, err := strconv.Atoi(os.Getenv("SEALROOT_STORM_ROOT_READ")); err == nil && v >= 0 {
 		return int64(v) << 20
 	}
+	if kind, _ := stormRootKind(); kind == rootKindNFS {
+		return defaultNFSRootReadMiB << 20 // in READs of nfsReadChunk
+	}
 	return defaultRootReadMiB << 20
 }
+
+// defaultNFSRootReadMiB is the Debian boot's read measured over an NFSv4
+// root (25.8 MiB of file data) rounded up.
+const defaultNFSRootReadMiB = 26
 
 // defaultRootReadMiB is the measured Debian boot's read (at most 37.6
 // MiB) rounded up.
@@ -232,4 +242,94 @@ func tunnelAddrs(t *wire.TunnelPlan) (local, server netip.Addr, err error) {
 		return local, server, fmt.Errorf("tunnel server address %q: %w", t.ServerAddr, err)
 	}
 	return pfx.Addr(), server, nil
+}
+
+// Root kinds of the storm's machines (SEALROOT_STORM_ROOT).
+const (
+	rootKindISCSI = wire.RootISCSI
+	rootKindNFS   = wire.RootNFS
+)
+
+// stormRootKind is SEALROOT_STORM_ROOT: "iscsi" (default), each machine
+// logs in to its own iSCSI target; or "nfs", each machine mounts its own
+// NFSv4 export of nfs-ganesha, which the server then manages.
+func stormRootKind() (string, error) {
+	switch v := os.Getenv("SEALROOT_STORM_ROOT"); v {
+	case "", rootKindISCSI:
+		return rootKindISCSI, nil
+	case rootKindNFS:
+		return rootKindNFS, nil
+	default:
+		return "", fmt.Errorf("SEALROOT_STORM_ROOT %q: want iscsi or nfs", v)
+	}
+}
+
+// nfsRoot mounts the machine's export through the tunnel with an NFSv4.2
+// session (nfsClient: the agent mounts with vers=4.2), opens the root
+// image's file and reads size bytes of it, checked against want (the
+// file's content); retries counts the compounds sent again, recovered
+// the recoveries of state the server lost.
+func nfsRoot(ctx context.Context, conn net.Conn, p *wire.Payload, owner string, want []byte, size int64, retries, recovered *int) (mount func() error, read func() (int64, error)) {
+	var c *nfsClient
+	var fh []byte
+	mount = func() error {
+		if p.Root.Kind != wire.RootNFS {
+			return fmt.Errorf("root plan is %q, want nfs", p.Root.Kind)
+		}
+		export := strings.Trim(p.Root.Params[wire.NFSPath], "/")
+		if export == "" || strings.Contains(export, "/") {
+			return fmt.Errorf("root plan path %q: want one export name", p.Root.Params[wire.NFSPath])
+		}
+		if dl, ok := ctx.Deadline(); ok {
+			conn.SetDeadline(dl)
+		}
+		var err error
+		if c, err = nfsMount(conn, owner, uint64(time.Now().UnixNano())); err != nil {
+			return fmt.Errorf("nfs mount: %w", err)
+		}
+		fh, err = c.lookup(export, rootFileName)
+		*retries = c.retries
+		if err != nil {
+			return fmt.Errorf("nfs mount: %w", err)
+		}
+		return nil
+	}
+	read = func() (int64, error) {
+		stateid, err := c.open(fh)
+		*retries = c.retries
+		if err != nil {
+			return 0, err
+		}
+		n, stateid, err := c.readAll(fh, stateid, size, func(off int64, data []byte) error {
+			if off+int64(len(data)) > int64(len(want)) || !bytes.Equal(data, want[off:off+int64(len(data))]) {
+				return fmt.Errorf("READ at %d: %d bytes that are not the file's", off, len(data))
+			}
+			return nil
+		})
+		*retries = c.retries
+		*recovered = c.recovered
+		if err != nil {
+			return n, err
+		}
+		if n != size {
+			return n, fmt.Errorf("read %d bytes of %s, want %d", n, rootFileName, size)
+		}
+		return n, c.close(fh, stateid)
+	}
+	return mount, read
+}
+
+// nfsEndpoint is the plan's NFS server address and port.
+func nfsEndpoint(p *wire.RootPlan) (netip.AddrPort, error) {
+	a, err := netip.ParseAddr(p.Params[wire.NFSServer])
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("root plan server %q: %w", p.Params[wire.NFSServer], err)
+	}
+	port := uint64(2049)
+	if v := p.Params[wire.NFSPort]; v != "" {
+		if port, err = strconv.ParseUint(v, 10, 16); err != nil {
+			return netip.AddrPort{}, fmt.Errorf("root plan port %q: %w", v, err)
+		}
+	}
+	return netip.AddrPortFrom(a, uint16(port)), nil
 }
