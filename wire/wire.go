@@ -450,13 +450,25 @@ func CredentialAAD(exporter []byte, machineID string) []byte {
 
 // labeledHash hashes the label and each part with a length prefix, so no two
 // different part lists collide.
+//
+// The encoding is built in one buffer (on the stack for the usual sizes)
+// and hashed with one call: these run several times per attestation.
 func labeledHash(label string, parts ...[]byte) []byte {
-	h := sha256.New()
-	var n [4]byte
-	for _, p := range append([][]byte{[]byte(label)}, parts...) {
-		binary.BigEndian.PutUint32(n[:], uint32(len(p)))
-		h.Write(n[:])
-		h.Write(p)
+	size := 4 + len(label)
+	for _, p := range parts {
+		size += 4 + len(p)
 	}
-	return h.Sum(nil)
+	var stack [256]byte
+	buf := stack[:0]
+	if size > len(stack) {
+		buf = make([]byte, 0, size)
+	}
+	buf = binary.BigEndian.AppendUint32(buf, uint32(len(label)))
+	buf = append(buf, label...)
+	for _, p := range parts {
+		buf = binary.BigEndian.AppendUint32(buf, uint32(len(p)))
+		buf = append(buf, p...)
+	}
+	sum := sha256.Sum256(buf)
+	return sum[:]
 }

@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"reflect"
@@ -168,5 +169,26 @@ func TestLargestHelloFits(t *testing.T) {
 	}
 	if _, err := Read(&buf); err != nil {
 		t.Fatalf("Read(largest Hello) = %v", err)
+	}
+}
+
+// TestLabeledHashEncoding pins labeledHash to its definition: SHA-256 over
+// each of label and parts with a 4-byte big-endian length prefix, for parts
+// that fit its stack buffer and parts that do not. Agents and servers of
+// different versions must agree on these bytes.
+func TestLabeledHashEncoding(t *testing.T) {
+	for _, size := range []int{0, 32, 300} {
+		parts := [][]byte{bytes.Repeat([]byte{1}, size), nil, []byte("machine")}
+		h := sha256.New()
+		for _, p := range append([][]byte{[]byte("label")}, parts...) {
+			h.Write(binary.BigEndian.AppendUint32(nil, uint32(len(p))))
+			h.Write(p)
+		}
+		if got, want := labeledHash("label", parts...), h.Sum(nil); !bytes.Equal(got, want) {
+			t.Errorf("labeledHash with a %d-byte part = %x, want %x", size, got, want)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { QualifyingData(make([]byte, 32), make([]byte, 32), "m") }); n > 1 {
+		t.Errorf("QualifyingData allocates %v times, want at most 1", n)
 	}
 }

@@ -84,6 +84,74 @@ func testRecordWithoutHistory(t *testing.T, db testStore) {
 	}
 }
 
+// TestRecordCopiesAreTheCallers checks that what the attestation path
+// reads (MachineRecord, UpdateMachineRecord's result and its fn's
+// machine) belongs to the caller: changing any part of it, down to a
+// digest byte, reaches neither the store nor a later read.
+func TestRecordCopiesAreTheCallers(t *testing.T) { forEachStore(t, testRecordCopiesAreTheCallers) }
+
+func testRecordCopiesAreTheCallers(t *testing.T, db testStore) {
+	ctx := context.Background()
+	m := enrolledMachine(1)
+	m.Hints.MACs = []string{"52:54:00:00:00:01"}
+	m.Root.Params = map[string]string{"k": "v"}
+	m.Menu = &Menu{Images: []string{"debian"}}
+	if err := db.CreateMachine(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	first, err := db.MachineRecord(ctx, m.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := first.clone() // TestClone: shares nothing
+	scribble := func(m *Machine) {
+		m.Name = "scribbled"
+		m.EKPublic[0] ^= 0xff
+		m.AKPublic[0] ^= 0xff
+		m.EKCert[0] ^= 0xff
+		m.Hints.MACs[0] = "scribbled"
+		m.Root.Params["k"] = "scribbled"
+		m.Menu.Images[0] = "scribbled"
+		for _, s := range []*BootState{m.Approved, m.Reported} {
+			s.Events[0].Digest[0] ^= 0xff
+			s.Events[1].Description = "scribbled"
+			s.PCRs[0][0] ^= 0xff
+			s.PCRs[99] = []byte{1}
+		}
+	}
+	check := func(what string) {
+		t.Helper()
+		got, err := db.MachineRecord(ctx, m.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("MachineRecord() after a caller changed %s differs from what was stored", what)
+		}
+	}
+	for range 2 { // a cache miss, then a hit
+		r, err := db.MachineRecord(ctx, m.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		scribble(r)
+		check("MachineRecord's result")
+	}
+	errRefused := errors.New("refused")
+	if _, err := db.UpdateMachineRecord(ctx, m.ID, func(m *Machine) error { scribble(m); return errRefused }); !errors.Is(err, errRefused) {
+		t.Fatalf("UpdateMachineRecord(refusing fn) = %v, want %v", err, errRefused)
+	}
+	check("a refused update's machine")
+	got, err := db.UpdateMachineRecord(ctx, m.ID, func(m *Machine) error { m.BootCount++; return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	want.BootCount++
+	want.Version = got.Version
+	scribble(got)
+	check("UpdateMachineRecord's result")
+}
+
 // An attempt a record update adds (as a release adds its allowed one) is
 // added to the stored history in the update's transaction, after what is
 // there; the record returned has no history, and a failed update adds
