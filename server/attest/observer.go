@@ -33,7 +33,7 @@ func (os Observers) Observe(a Attempt) {
 }
 
 // InFlight returns how many attestations are running now.
-func (s *Server) InFlight() int { return len(s.sessions) }
+func (s *Server) InFlight() int { return s.exchanges.Load().Taken }
 
 // observe tells the observer, if any, how x ended.
 func (s *Server) observe(x *exchange, outcome, check, reason string) {
