@@ -126,7 +126,11 @@ func startDaemon(t *testing.T, tp *topo, limits map[string]any) *daemon {
 	if limits != nil {
 		cfg["limits"] = limits
 	}
-	if tp.links != nil {
+	switch tp.mode {
+	case modeProxy:
+		// DHCP on the bridge in the default mode, ProxyDHCP.
+		cfg["boot"].(map[string]any)["dhcp_interface"] = dhcpBridge
+	case modeFull:
 		// Full DHCP on the bridge, a pool of exactly one address per
 		// machine, ARP probes and stored leases as by default.
 		boot := cfg["boot"].(map[string]any)
