@@ -28,7 +28,7 @@ type Limits struct {
 	// DownloadWait is how long a download that finds every slot taken
 	// waits for one, in the order such downloads arrived, before it is
 	// answered 503; at most 8 times Downloads wait at once, further ones
-	// are answered at once. Default 10s; negative: none waits.
+	// are answered at once. Default 20s; negative: none waits.
 	DownloadWait time.Duration
 }
 
@@ -37,7 +37,7 @@ const (
 	DefaultConnsPerSource = 8
 	DefaultStallTimeout   = 30 * time.Second
 	DefaultDownloads      = 128
-	DefaultDownloadWait   = 10 * time.Second
+	DefaultDownloadWait   = 20 * time.Second
 	// waitingPerDownload bounds the downloads waiting for a slot: this
 	// many per slot.
 	waitingPerDownload = 8
