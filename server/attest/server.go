@@ -168,9 +168,10 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.leases, _ = cfg.Store.(store.LeaseStore)
 	s.sources = newSources(s.limits)
-	// As many may wait in line for a slot as there are slots.
+	// Four times as many may wait in line for a slot as there are slots:
+	// a room's hellos wait their hello time rather than come back.
 	slots := orDefault(cfg.MaxSessions, 256)
-	s.exchanges = admission.NewQueue[netip.Addr](slots, slots, nil)
+	s.exchanges = admission.NewQueue[netip.Addr](slots, lineFactor*slots, nil)
 	if s.transport != TransportWireGuard && s.transport != TransportPlain {
 		return nil, fmt.Errorf("attest: root transport %q: want %q or %q", s.transport, TransportWireGuard, TransportPlain)
 	}
@@ -399,6 +400,9 @@ func (s *Server) converse(ctx context.Context, st stream, x *exchange, src netip
 	}
 	return nil
 }
+
+// lineFactor is how many hellos per exchange slot may wait in line.
+const lineFactor = 4
 
 // errBusy refuses a hello when its source, or the server, has no free
 // exchange slot; the agent is told when to retry (a busy Status with the
