@@ -268,7 +268,8 @@ func New(ctx context.Context, cfg config.Config, logger hclog.Logger) (_ *Server
 		Withdraw:          rs,
 		Limits:            s.limits.Attest,
 		MaxSessions:       s.limits.MaxExchanges,
-		Observer:          attest.Observers{s.history, s.metrics},
+		History:           s.history,
+		Observer:          s.metrics,
 		Logins:            logins,
 	}
 	if s.tunnel != nil {

@@ -7,20 +7,44 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 )
+
+// distroMu serializes DistroRoot's building and customizing of the tree.
+var distroMu sync.Mutex
 
 // distroSuite is the Debian release of DistroRoot.
 const distroSuite = "bookworm"
 
-// distroCheckScript is the distribution root's check, run by systemd as
-// sealroot-check.service once multi-user.target is reached: it reports
-// that systemd booted, how many @sealroot-iscsi keepers survived
-// switch_root into systemd, and the marker of the previous boot; then it
-// increments the marker, syncs and asks systemd to power off.
+// distroCheckScript is the distribution root's check, started by systemd
+// as sealroot-check.service (a simple service wanted by
+// multi-user.target, so not part of the boot it waits for): it waits
+// until systemd has finished booting (multi-user.target reached: the
+// system is running, or degraded), prints the root disk's block layer
+// counts at that point ("distro: disk sda <fields of
+// /sys/block/sda/stat>"), or, on an NFS root, the root mount's byte
+// counts and the RPCs it sent ("distro: nfs bytes: ..." and "distro: nfs
+// READ: ..." lines of /proc/self/mountstats), then "distro: booted
+// systemd <state>", and pauses while the test reads the server's
+// counters (the sleep binary's own read comes after the guest's count,
+// before the server's). Then it reports how many @sealroot-iscsi keepers survived switch_root into
+// systemd and the marker of the previous boot, increments the marker,
+// syncs and asks systemd to power off.
 const distroCheckScript = `#!/bin/sh
 exec >/dev/console 2>&1
-echo "distro: booted systemd $(systemctl is-system-running 2>/dev/null)"
+state=$(systemctl is-system-running --wait 2>/dev/null)
+for s in /sys/block/sd*/stat; do
+	[ -f "$s" ] || continue
+	d=${s#/sys/block/}
+	echo "distro: disk ${d%/stat} $(cat $s)"
+done
+awk '$1 == "device" { on = ($5 == "/" && $8 ~ /^nfs/); ops = 0; next }
+on && $1 == "bytes:" { sub(/^[ \t]+/, ""); print "distro: nfs " $0 }
+on && $1 == "per-op" { ops = 1; next }
+on && ops && NF > 5 && $2 > 0 { sub(/^[ \t]+/, ""); print "distro: nfs " $0 }' /proc/self/mountstats
+echo "distro: booted systemd $state"
+sleep 3
 echo "distro: keeper=$(pgrep -c -f '^@sealroot-iscsi')"
 echo "distro: hostname=$(cat /proc/sys/kernel/hostname) credential=$(cat /run/sealroot-secret/sha256 2>/dev/null || echo none)"
 ps -eo pid,ppid,args | grep -e '@sealroot' | grep -v grep | sed 's/^/distro: ps: /'
@@ -40,7 +64,7 @@ Description=sealroot distribution root check
 After=basic.target sealroot-secret.service
 
 [Service]
-Type=oneshot
+Type=simple
 ExecStart=/usr/local/sbin/sealroot-check
 
 [Install]
@@ -75,6 +99,9 @@ WantedBy=multi-user.target
 func DistroRoot(ctx context.Context, t testing.TB) string {
 	t.Helper()
 	RequireTools(t, "debootstrap")
+	// Tests running in parallel share the tree.
+	distroMu.Lock()
+	defer distroMu.Unlock()
 	dir := filepath.Join(CacheDir(t), "distro-root", distroSuite)
 	if _, err := os.Stat(filepath.Join(dir, "lib", "systemd", "systemd")); err != nil {
 		tmp := dir + ".tmp"

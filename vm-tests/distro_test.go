@@ -5,13 +5,18 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sealroot/sealroot/server/api"
 )
 
 // TestDistroRoot boots a real distribution, a debootstrap'd Debian 12
@@ -21,6 +26,14 @@ import (
 // it at shutdown (its argv[0] starts with '@') so that the root stays
 // reachable until the kernel powers off: the marker the first boot wrote
 // is there in the second boot.
+//
+// It also measures what each boot reads from its root, for the storm
+// simulator (test/storm rootReadSize): the server's iSCSI counters
+// (metrics endpoint: bytes, READ commands and their sizes, bytes
+// written) from before the machine powers on until systemd has finished
+// booting (multi-user.target reached), logged as "distro root read:"
+// lines, with the guest's own count of its root disk's requests beside
+// them.
 //
 // Slow (the first run downloads about 100 MB into the build cache):
 // runs only with -vm and SEALROOT_DISTRO=1.
@@ -39,10 +52,20 @@ func TestDistroRoot(t *testing.T) {
 	tp := NewTPM(t)
 	// Its own namespace name: other VM tests may run at the same time.
 	lab := NewLab(t, LabOptions{Name: "sealroot-distro"})
-	sr := startSealroot(ctx, t, lab, SealrootOptions{TPMs: []*TPM{tp}, Extra: tunnelISCSIConfig})
+	extra := maps.Clone(tunnelISCSIConfig)
+	extra["metrics_addr"] = distroMetricsAddr
+	sr := startSealroot(ctx, t, lab, SealrootOptions{TPMs: []*TPM{tp}, Extra: extra})
 	if _, err := sr.CLI(ctx, "image", "import", "debian", tree); err != nil {
 		t.Fatal(err)
 	}
+	counts := func() iscsiCounts {
+		c, err := scrapeISCSI(ctx, lab, distroMetricsAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	before := counts()
 	vm := startPXE(ctx, t, lab, "vm-distro", BIOS, tp)
 	id := expectBoot(ctx, t, vm, rePending.String())[1]
 	// The default init, /sbin/init, is Debian's absolute symlink to
@@ -64,12 +87,19 @@ func TestDistroRoot(t *testing.T) {
 	}
 	sum := sha256.Sum256(secret)
 	credential := hex.EncodeToString(sum[:])
-	expectDistro(ctx, t, vm, "none", credential)
+	expectDistro(ctx, t, vm, "none", credential, func(r distroReady) {
+		logRootReads(t, "first boot", r, counts().sub(before))
+		logTunnelBytes(ctx, t, sr, id, "first boot")
+	})
 	logShutdownLines(t, vm)
 
 	first := vm
+	before = counts()
 	vm = startPXE(ctx, t, lab, "vm-distro-2", BIOS, tp)
-	expectDistro(ctx, t, vm, "1", credential)
+	expectDistro(ctx, t, vm, "1", credential, func(r distroReady) {
+		logRootReads(t, "second boot", r, counts().sub(before))
+		logTunnelBytes(ctx, t, sr, id, "second boot")
+	})
 	logShutdownLines(t, vm)
 	// The unit read the value, but nothing kept it: not the machine's
 	// persistent volume after two shutdowns, the server's state, nor
@@ -106,14 +136,11 @@ func noTrace(t *testing.T, dir string, value []byte, files ...string) {
 // check service (one surviving keeper, the image's own host name kept,
 // the digest of the secret a LoadCredential= unit read, the marker of the
 // previous boot) and the kernel's power-off after systemd's shutdown.
-func expectDistro(ctx context.Context, t *testing.T, vm *VM, marker, credential string) {
+// When systemd has finished booting it calls ready, while the check
+// service pauses.
+func expectDistro(ctx context.Context, t *testing.T, vm *VM, marker, credential string, ready func(distroReady)) {
 	t.Helper()
-	for _, re := range []string{`sealroot: \[ok\] tunnel `, `sealroot: \[ok\] root `} {
-		if m := expectBoot(ctx, t, vm, `^(?:sealroot: (?:boot failed|\[FAILED\]) (.*)|`+re+`)`); m[1] != "" {
-			t.Fatalf("agent failed: %s", m[1])
-		}
-	}
-	t.Logf("systemd: %s", expectBoot(ctx, t, vm, `distro: booted systemd(.*)`)[0])
+	ready(expectDistroReady(ctx, t, vm))
 	if k := expectBoot(ctx, t, vm, `distro: keeper=(\d*)`)[1]; k != "1" {
 		t.Errorf("%q @sealroot-iscsi keepers alive under systemd, want 1", k)
 	}
@@ -161,4 +188,88 @@ func logShutdownLines(t *testing.T, vm *VM) {
 		}
 	}
 	t.Logf("%s shutdown console lines:\n%s", vm.opts.Name, strings.Join(lines, "\n"))
+}
+
+// distroReady is what the check service printed once systemd had
+// finished booting.
+type distroReady struct {
+	State string                   // systemctl is-system-running
+	Disks map[string]guestDiskStat // by disk name, on a block device root
+	NFS   nfsCounts                // on an NFS root
+}
+
+// expectDistroReady waits for the agent's tunnel and root stages and for
+// the check service's lines at the end of systemd's boot.
+func expectDistroReady(ctx context.Context, t *testing.T, vm *VM) distroReady {
+	t.Helper()
+	for _, re := range []string{`sealroot: \[ok\] tunnel `, `sealroot: \[ok\] root `} {
+		if m := expectBoot(ctx, t, vm, `^(?:sealroot: (?:boot failed|\[FAILED\]) (.*)|`+re+`)`); m[1] != "" {
+			t.Fatalf("agent failed: %s", m[1])
+		}
+	}
+	r := distroReady{Disks: map[string]guestDiskStat{}}
+	for {
+		m := expectBoot(ctx, t, vm, `distro: (?:disk (\S+) (.*)|nfs (.*)|booted systemd ?(.*))`)
+		switch {
+		case m[1] != "":
+			st, err := parseGuestDiskStat(m[2])
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.Disks[m[1]] = st
+		case m[3] != "":
+			if err := r.NFS.add(m[3]); err != nil {
+				t.Fatal(err)
+			}
+		default:
+			t.Logf("systemd: %s", m[0])
+			r.State = m[4]
+			return r
+		}
+	}
+}
+
+// logRootReads logs what a boot read from its iSCSI root until systemd
+// was ready: the server's count (the figure test/storm's rootReadSize
+// takes), the READs by size, and the guest's own count of its disks.
+func logRootReads(t *testing.T, boot string, r distroReady, c iscsiCounts) {
+	t.Helper()
+	t.Logf("distro root read: %s until=systemd-%s boot=%s", c, orNone(r.State), strings.ReplaceAll(boot, " ", "-"))
+	t.Logf("distro root read sizes (%s): %s", boot, c.Sizes())
+	for _, d := range slices.Sorted(maps.Keys(r.Disks)) {
+		t.Logf("distro root read, guest's count (%s, /sys/block/%s/stat): %s", boot, d, r.Disks[d])
+	}
+	if c.ReadBytes <= 0 || c.Reads <= 0 {
+		t.Errorf("the server counted no reads of the root (%s)", c)
+	}
+}
+
+// logTunnelBytes logs the bytes through machine id's tunnel peer, which
+// is this boot's (a new key each boot): what the server sent it (root
+// data, protocol and WireGuard overhead) and received.
+func logTunnelBytes(ctx context.Context, t *testing.T, sr *Sealroot, id, boot string) {
+	t.Helper()
+	out, err := sr.run(ctx, "--json", "tunnel", "list")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var peers []api.TunnelPeer
+	if err := json.Unmarshal([]byte(out), &peers); err != nil {
+		t.Fatalf("tunnel list --json: %v", err)
+	}
+	for _, p := range peers {
+		if p.MachineID == id {
+			t.Logf("distro root tunnel (%s): server sent=%d (%.1f MiB) received=%d (%.1f MiB) since the peer was installed",
+				boot, p.TxBytes, float64(p.TxBytes)/(1<<20), p.RxBytes, float64(p.RxBytes)/(1<<20))
+			return
+		}
+	}
+	t.Errorf("no tunnel peer of machine %s", id)
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
 }

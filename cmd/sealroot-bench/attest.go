@@ -39,18 +39,28 @@ func newAttestGroup(e *env) *cobra.Command {
 connection as a booting machine makes it, from --machines simulated agents
 (software TPM, synthetic measured boot), enrolled and approved beforehand.
 First a baseline with the same -n and -c: a QUIC and TLS 1.3 handshake and
-a hello the server refuses at once. The ratio of the two throughputs is
-the share of the attestation cost the transport leaves to the rest.
+a hello the server refuses at once (an invalid EK: no TPM, key or store
+work on either side). The ratio of the two throughputs is the share of
+the attestation cost the transport leaves to the rest; the goal is 0.5.
 
 Without --server, a daemon wired as "sealroot serve" runs in-process on
 127.0.0.1 with a temporary state directory. With --server, the agents
 attest to that server (--ca: its CA certificate) and are approved, then
 forgotten, over the admin API on --socket.
 
-The simulated agents run on this machine: the figures include their CPU
-(an RSA-2048 decryption and an ECDSA quote per attestation); "cpu" is this
-process's CPU time per operation. The server's cost alone:
-go test -bench Attestation ./server/attest/
+The simulated agents run on this machine: the figures include their CPU;
+"cpu" is this process's CPU time per operation (in-process: the server's
+and the agents', both phases alike). What a real machine's TPM does in
+its own chip, the software TPMs do here on the same CPUs: per
+attestation two RSA-2048 decryptions with the EK (credential activation,
+unsealing the credential) and an ECDSA quote. That CPU is measured apart
+after the attest phase and taken out of the attest CPU for the last
+ratio, baseline CPU over attest CPU without the software TPM; the
+agents' own QUIC, TLS and protocol work stays in both phases. With an
+in-process server that ratio is the one to judge the goal by: the
+throughput ratio also pays for the software TPMs, and waits for CPUs
+they hold. The last line says which of the two reach the goal. The
+server's cost alone: go test -bench Attestation ./server/attest/
 
 Above -c 32, quic-go's queue of 32 handshaken connections waiting for the
 server to accept them can fill up when the CPU is saturated; the server
@@ -247,7 +257,15 @@ type benchReport struct {
 	// CPURatioWithoutTPM is baseline CPU per operation over attest CPU
 	// per operation less AgentTPMCPUMsPerOp.
 	CPURatioWithoutTPM float64 `json:"cpu_ratio_without_tpm"`
+	// Goal is the ratio sought (issue 18); GoalMet reports whether
+	// CPURatioWithoutTPM reaches it with the server in-process (with a
+	// remote server the server's CPU is not measured: false).
+	Goal    float64 `json:"goal"`
+	GoalMet bool    `json:"goal_met"`
 }
+
+// ratioGoal is the attest/baseline ratio sought.
+const ratioGoal = 0.5
 
 func newBenchReport(a benchAttestArgs, addr string, base, att *loadgen.Stats, tpm time.Duration) *benchReport {
 	r := &benchReport{
@@ -261,6 +279,8 @@ func newBenchReport(a benchAttestArgs, addr string, base, att *loadgen.Stats, tp
 	if rest := r.Attest.CPUMsPerOp - r.AgentTPMCPUMsPerOp; rest > 0 {
 		r.CPURatioWithoutTPM = r.Baseline.CPUMsPerOp / rest
 	}
+	r.Goal = ratioGoal
+	r.GoalMet = r.InProcess && r.CPURatioWithoutTPM >= ratioGoal
 	return r
 }
 
@@ -278,13 +298,30 @@ func (r *benchReport) print(e *env) error {
 		"attest  (full attestation, credential sealed): %.1f attestations/s  p50 %.1fms  p99 %.1fms  cpu %.2fms/op\n"+
 		"ratio: attest/baseline throughput=%.2f\n"+
 		"note: the simulated agents (software TPM) run on this machine's %d CPUs: figures include their CPU%s\n"+
-		"software TPM (a real TPM's own work: activation, quote): cpu %.2fms/attestation; attest without it: cpu %.2fms/op; ratio baseline/attest cpu without it=%.2f\n",
+		"software TPM (a real TPM's own work: activation, quote, unseal): cpu %.2fms/attestation; attest without it: cpu %.2fms/op; ratio baseline/attest cpu without it=%.2f\n"+
+		"%s\n",
 		r.Count, r.Concurrency, r.Machines, where,
 		r.Baseline.PerSecond, r.Baseline.P50Ms, r.Baseline.P99Ms, r.Baseline.CPUMsPerOp,
 		r.Attest.PerSecond, r.Attest.P50Ms, r.Attest.P99Ms, r.Attest.CPUMsPerOp,
 		r.Ratio, r.CPUs, r.cpuNote(),
-		r.AgentTPMCPUMsPerOp, r.Attest.CPUMsPerOp-r.AgentTPMCPUMsPerOp, r.CPURatioWithoutTPM)
+		r.AgentTPMCPUMsPerOp, r.Attest.CPUMsPerOp-r.AgentTPMCPUMsPerOp, r.CPURatioWithoutTPM,
+		r.verdict())
 	return err
+}
+
+// verdict is the last line: whether the ratios reach the goal.
+func (r *benchReport) verdict() string {
+	if !r.InProcess {
+		return fmt.Sprintf("goal %.1f: not judged: the remote server's CPU is not in these figures", r.Goal)
+	}
+	reached := func(ok bool) string {
+		if ok {
+			return "reached"
+		}
+		return "not reached"
+	}
+	return fmt.Sprintf("goal %.1f: %s by the cpu ratio without the software TPM (%.2f); %s by the throughput ratio (%.2f), which also pays for the software TPMs on these %d CPUs",
+		r.Goal, reached(r.GoalMet), r.CPURatioWithoutTPM, reached(r.Ratio >= r.Goal), r.Ratio, r.CPUs)
 }
 
 func (r *benchReport) cpuNote() string {

@@ -179,7 +179,7 @@ func TestBootReportThroughTunnel(t *testing.T) {
 	var rec *history.Recorder
 	e := newEnv(t, withTunnels(l.tn, ""), func(c *attest.Config) {
 		rec = history.New(c.Store, "server-1", nil)
-		c.Observer = rec
+		c.History = rec
 	})
 	runCtx, stop := context.WithCancel(context.Background())
 	ran := make(chan error, 1)

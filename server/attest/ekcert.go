@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/google/go-tpm/tpm2"
-
 	"github.com/sealroot/sealroot/pki"
 	"github.com/sealroot/sealroot/server/ekcert"
 	"github.com/sealroot/sealroot/wire"
@@ -28,8 +26,8 @@ const (
 	ekCertNotVerified = "not verified"
 )
 
-// checkEKCert decides on the TPM's EK certificate: the one it sent, or one
-// from s.ekCerts. It returns the certificate and the outcome to record, or
+// checkEKCert decides on the certificate of the TPM's EK, pub: the one it
+// sent, or one from s.ekCerts. It returns the certificate and the outcome to record, or
 // a Failure when the TPM is refused:
 //   - a certificate that certifies another key is refused, with or
 //     without manufacturer roots; one that does not parse is refused when
@@ -39,11 +37,7 @@ const (
 //   - with RequireEKCert, no certificate is refused.
 //
 // Otherwise the outcome is "verified (...)" or "not verified: why".
-func (s *Server) checkEKCert(ctx context.Context, ek *tpm2.TPMTPublic, h *wire.Hello) ([]byte, string, error) {
-	pub, err := ekCryptoKey(ek)
-	if err != nil {
-		return nil, "", fail("ek-public", err)
-	}
+func (s *Server) checkEKCert(ctx context.Context, pub crypto.PublicKey, h *wire.Hello) ([]byte, string, error) {
 	der, from := h.EKCert, "TPM NV"
 	if len(der) == 0 && s.ekCerts != nil {
 		var err error

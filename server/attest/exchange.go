@@ -3,7 +3,6 @@ package attest
 import (
 	"cmp"
 	"context"
-	"crypto"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,8 +11,6 @@ import (
 	"slices"
 	"sync"
 	"time"
-
-	"github.com/google/go-tpm/tpm2"
 
 	"github.com/sealroot/sealroot/server/attest/evidence"
 	"github.com/sealroot/sealroot/server/audit"
@@ -60,6 +57,7 @@ type exchange struct {
 
 	hello     *wire.Hello
 	machineID string
+	keys      *evidence.Keys // the Hello's EK and AK, parsed
 	// ekCert is the EK certificate (from NV or ekCerts) and ekCertStatus
 	// the outcome of its check, for the machine's record.
 	ekCert       []byte
@@ -106,14 +104,15 @@ func (s *Server) newExchange(remote string, exporter []byte) *exchange {
 func (x *exchange) start(ctx context.Context, h *wire.Hello) (wire.Message, error) {
 	x.hello = h
 	x.machineID = wire.MachineID(h.EKPublic)
-	ek, err := evidence.ParseEK(h.EKPublic)
+	keys, err := x.s.keys.parse(x.machineID, h.EKPublic, h.AKPublic)
 	if err != nil {
-		return nil, fail("ek-public", err)
-	}
-	if _, err := evidence.ParseAK(h.AKPublic); err != nil {
+		if errors.Is(err, evidence.ErrBadEK) {
+			return nil, fail("ek-public", err)
+		}
 		return nil, fail("ak-public", err)
 	}
-	if x.ekCert, x.ekCertStatus, err = x.s.checkEKCert(ctx, ek, h); err != nil {
+	x.keys = keys
+	if x.ekCert, x.ekCertStatus, err = x.s.checkEKCert(ctx, keys.EKKey(), h); err != nil {
 		return nil, err
 	}
 	// Registered before the record is read: a revoke that commits after
@@ -133,7 +132,7 @@ func (x *exchange) start(ctx context.Context, h *wire.Hello) (wire.Message, erro
 		x.s.record(x, "revoked", "enrollment", "machine is revoked: "+x.machine.Reason)
 		return &wire.Status{State: wire.StateRevoked, MachineID: x.machineID, Reason: revokedReason(x.machine)}, nil
 	}
-	blob, encSecret, secret, err := evidence.NewActivation(x.s.rand, h.EKPublic, h.AKPublic)
+	blob, encSecret, secret, err := keys.NewActivation(x.s.rand)
 	if err != nil {
 		return nil, fail("activation", err)
 	}
@@ -192,7 +191,7 @@ func (x *exchange) verify(ev *wire.Evidence) (*store.BootState, *evidence.QuoteI
 		return nil, nil, fail("quote-pcrs", fmt.Errorf("PCRs %v do not match the requested selection %v", pcrIndices(ev.PCRs), x.pcrs))
 	}
 	extra := wire.QualifyingData(x.nonce, x.exporter, x.machineID)
-	info, err := evidence.VerifyQuote(x.hello.AKPublic, ev.Quote, ev.Signature, extra, ev.PCRs)
+	info, err := x.keys.VerifyQuote(ev.Quote, ev.Signature, extra, ev.PCRs)
 	if err != nil {
 		return nil, nil, fail(quoteCheck(err), err)
 	}
@@ -393,7 +392,7 @@ func (x *exchange) release(ctx context.Context, observed *store.BootState, info 
 	for _, i := range x.pcrs {
 		sealTo = append(sealTo, wire.PCR{Index: i, Digest: observed.PCRs[i]})
 	}
-	cred, err := seal.Seal(x.s.rand, x.hello.EKPublic, sealTo, payload, wire.CredentialAAD(x.exporter, x.machineID))
+	cred, err := seal.SealTo(x.s.rand, x.keys.EKEncapsulation(), sealTo, payload, wire.CredentialAAD(x.exporter, x.machineID))
 	if err != nil {
 		if plan != nil {
 			x.s.dropTunnel(x.machineID)
@@ -401,8 +400,9 @@ func (x *exchange) release(ctx context.Context, observed *store.BootState, info 
 		return nil, fmt.Errorf("seal credential: %w", err)
 	}
 	// The release is decided here, against the current record, in the
-	// transaction that records it; then audited before the credential
-	// leaves.
+	// transaction that records it (with its boot history entry, when the
+	// server keeps one); then audited before the credential leaves.
+	var allowed Attempt
 	_, err = x.commitRelease(ctx, func(m *store.Machine) error {
 		if info.ResetCount < m.ResetCount {
 			return fail("reset-count", fmt.Errorf("TPM reset count %d is below the last accepted %d: replayed or rolled-back quote",
@@ -420,15 +420,20 @@ func (x *exchange) release(ctx context.Context, observed *store.BootState, info 
 		}
 		m.ResetCount = max(m.ResetCount, info.ResetCount)
 		m.RestartCount = info.RestartCount
+		allowed = x.s.attempt(x, "allowed", "", allowedReason(v.Reason, x.user))
 		m.BootCount++
-		m.LastSeen = x.s.now()
+		m.LastSeen = allowed.Time
 		m.LastAddress = x.remote
 		m.Hints = x.hello.Hints
 		m.EKCert, m.EKCertStatus = x.ekCert, x.ekCertStatus
+		if x.s.history != nil {
+			allowed.InHistory = true
+			m.AddAttempt(x.s.history.Entry(allowed))
+		}
 		return nil
 	})
 	if err == nil {
-		err = auditFailure(x.s.record(x, "allowed", "", allowedReason(v.Reason, x.user)))
+		err = auditFailure(x.s.recordAttempt(x, allowed))
 	}
 	if err != nil {
 		x.s.withdraw(x.machineID)
@@ -438,28 +443,33 @@ func (x *exchange) release(ctx context.Context, observed *store.BootState, info 
 }
 
 // record writes one audit entry for the server's decision on x and tells
-// the observer; audit failures are logged, never hidden, and returned.
+// the observers; audit failures are logged, never hidden, and returned.
 func (s *Server) record(x *exchange, outcome, check, reason string) error {
-	if check == "" {
-		check = decidingCheck(outcome)
-	}
+	return s.recordAttempt(x, s.attempt(x, outcome, check, reason))
+}
+
+// recordAttempt is record of an attempt decided earlier (a release's, in
+// its transaction).
+func (s *Server) recordAttempt(x *exchange, a Attempt) error {
 	err := s.audit.Record(audit.Entry{
-		Time:      s.now(),
+		Time:      a.Time,
 		Actor:     "server",
 		Remote:    x.remote,
 		MachineID: x.machineID,
 		Action:    "attest",
-		Outcome:   outcome,
-		Check:     check,
-		Reason:    reason,
+		Outcome:   a.Outcome,
+		Check:     a.Check,
+		Reason:    a.Reason,
 	})
 	if err != nil {
 		s.logger.Error("audit log write failed", "error", err)
 	}
 	// An allowed outcome without its record is no release: the refusal
-	// that follows is what the observer hears.
-	if err == nil || outcome != "allowed" {
-		s.observe(x, outcome, check, reason)
+	// that follows is what the observers hear (the history holds both
+	// when the release's transaction wrote the allowed attempt: the
+	// release was recorded, then refused).
+	if err == nil || a.Outcome != "allowed" {
+		s.observe(a)
 	}
 	return err
 }
@@ -471,14 +481,6 @@ func decidingCheck(outcome string) string {
 		return "enrollment"
 	}
 	return "policy"
-}
-
-func ekCryptoKey(ek *tpm2.TPMTPublic) (crypto.PublicKey, error) {
-	pub, err := tpm2.Pub(*ek)
-	if err != nil {
-		return nil, fmt.Errorf("EK public key: %w", err)
-	}
-	return pub, nil
 }
 
 // checkSecureBoot refuses evidence whose event log does not prove UEFI

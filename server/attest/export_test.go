@@ -27,6 +27,9 @@ func NewBenchEnv(tb testing.TB) *BenchEnv {
 // SetObserver makes o the server's observer (Config.Observer).
 func (e *BenchEnv) SetObserver(o Observer) { e.Server.observer = o }
 
+// SetHistory makes h the server's boot history (Config.History).
+func (e *BenchEnv) SetHistory(h History) { e.Server.history = h }
+
 // Enroll enrolls and approves each agent.
 func (e *BenchEnv) Enroll(tb testing.TB, agents []*loadgen.Agent) {
 	enroll(tb, e.Server, e.mgr, agents)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 
 	agentattest "github.com/sealroot/sealroot/agent/attest"
@@ -21,7 +22,7 @@ func TestBootHistory(t *testing.T) {
 	var rec *history.Recorder
 	e := newEnv(t, func(c *attest.Config) {
 		rec = history.New(c.Store, "server-1", nil)
-		c.Observer = rec
+		c.History = rec
 	})
 	runCtx, stop := context.WithCancel(context.Background())
 	ran := make(chan error, 1)
@@ -130,4 +131,79 @@ func TestBootHistory(t *testing.T) {
 			t.Errorf("a release recorded apart from the attestation: %+v", a)
 		}
 	}
+}
+
+// A release writes its allowed attempt into the boot history in its own
+// transaction: the attempt is there once the attestation returns, with
+// no Flush and no writer running (the pending attempt before it is still
+// queued), and the writer later puts that pending attempt before it, in
+// the order decided. The observers hear the allowed attempt once, marked
+// as in the history.
+func TestAllowedAttemptWrittenByRelease(t *testing.T) {
+	var rec *history.Recorder
+	var seen outcomes
+	e := newEnv(t, func(c *attest.Config) {
+		rec = history.New(c.Store, "server-1", nil)
+		c.History = rec
+		c.Observer = &seen
+	})
+	ctx := context.Background()
+	m := newMachine(t, defaultSpec)
+	e.enrollAndApprove(t, m, "node-w") // pending: queued, not written
+	if _, err := attestOnce(t, e.client(t, m.dev)); err != nil {
+		t.Fatalf("attest approved: %v", err)
+	}
+	got, err := e.db.Machine(ctx, m.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.History) != 1 || got.History[0].Outcome != "allowed" || got.History[0].Check != "policy" ||
+		got.History[0].Server != "server-1" || got.History[0].Duration <= 0 || !got.History[0].Time.Equal(got.LastSeen) {
+		t.Fatalf("history once the release returned = %+v, want the allowed attempt alone (at LastSeen %v)", got.History, got.LastSeen)
+	}
+
+	runCtx, stop := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- rec.Run(runCtx) }()
+	t.Cleanup(func() { stop(); <-ran })
+	rec.Flush()
+	if got, err = e.db.Machine(ctx, m.id); err != nil {
+		t.Fatal(err)
+	}
+	var steps []string
+	for _, a := range got.History {
+		steps = append(steps, a.Outcome)
+	}
+	if s := strings.Join(steps, " "); s != "pending allowed" {
+		t.Errorf("history after Flush = %q, want %q", s, "pending allowed")
+	}
+	if s := seen.String(); s != "pending allowed(in history)" {
+		t.Errorf("observer heard %q, want %q", s, "pending allowed(in history)")
+	}
+}
+
+// outcomes is an Observer keeping what it hears.
+type outcomes struct {
+	mu sync.Mutex
+	as []attest.Attempt
+}
+
+func (o *outcomes) Observe(a attest.Attempt) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.as = append(o.as, a)
+}
+
+func (o *outcomes) String() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var s []string
+	for _, a := range o.as {
+		if a.InHistory {
+			s = append(s, a.Outcome+"(in history)")
+		} else {
+			s = append(s, a.Outcome)
+		}
+	}
+	return strings.Join(s, " ")
 }

@@ -1,6 +1,10 @@
 package attest
 
-import "time"
+import (
+	"time"
+
+	"github.com/sealroot/sealroot/server/store"
+)
 
 // Attempt is the outcome of one attestation, as an Observer sees it. It
 // holds no secret: the reason is what the agent is told.
@@ -13,6 +17,9 @@ type Attempt struct {
 	Outcome, Check, Reason string
 	AgentVersion           string        // as the agent said (unverified)
 	Duration               time.Duration // from the hello to the decision
+	// InHistory says the attempt is in the machine's boot history
+	// already: the release's own transaction wrote it (History).
+	InHistory bool
 }
 
 // Observer is told every attestation outcome once it is decided and
@@ -20,6 +27,18 @@ type Attempt struct {
 // runs on the exchange's goroutine.
 type Observer interface {
 	Observe(Attempt)
+}
+
+// History keeps the boot history (history.Recorder). It observes every
+// outcome, as an Observer does, but an allowed attempt is written by the
+// release's own store transaction (the one that records the release,
+// with its one fsync), as Entry makes it: a release costs no history
+// commit of its own, and its attempt is in the history once the release
+// returns. Observe then gets that attempt with InHistory set.
+type History interface {
+	Observer
+	// Entry returns a as the machine's history keeps it.
+	Entry(a Attempt) store.BootAttempt
 }
 
 // Observers tells each of its observers, in order.
@@ -35,10 +54,11 @@ func (os Observers) Observe(a Attempt) {
 // InFlight returns how many attestations are running now.
 func (s *Server) InFlight() int { return s.exchanges.Load().Taken }
 
-// observe tells the observer, if any, how x ended.
-func (s *Server) observe(x *exchange, outcome, check, reason string) {
-	if s.observer == nil {
-		return
+// attempt is how x ended, decided now: the outcome, the check that
+// decided it (decidingCheck when none failed) and why.
+func (s *Server) attempt(x *exchange, outcome, check, reason string) Attempt {
+	if check == "" {
+		check = decidingCheck(outcome)
 	}
 	a := Attempt{
 		Time:      s.now(),
@@ -52,5 +72,15 @@ func (s *Server) observe(x *exchange, outcome, check, reason string) {
 	if x.hello != nil {
 		a.AgentVersion = x.hello.Hints.AgentVer
 	}
-	s.observer.Observe(a)
+	return a
+}
+
+// observe tells the history and the observer, if any, of a.
+func (s *Server) observe(a Attempt) {
+	if s.history != nil {
+		s.history.Observe(a)
+	}
+	if s.observer != nil {
+		s.observer.Observe(a)
+	}
 }

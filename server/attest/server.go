@@ -77,7 +77,11 @@ type Config struct {
 	// Predictor gives the measurements machines with policy "predicted"
 	// are checked against. Nil: such machines are refused.
 	Predictor Predictor
-	// Observer, when set, is told every outcome (boot history, metrics).
+	// History, when set, keeps the boot history: it is told every
+	// outcome, and a release writes its allowed attempt in its own
+	// transaction (History).
+	History History
+	// Observer, when set, is told every outcome after History (metrics).
 	Observer Observer
 	// Files gives released machines their configuration files. Nil:
 	// none.
@@ -124,6 +128,8 @@ type Server struct {
 	predictor       Predictor
 	live            live // exchanges in progress, by machine
 	logs            verifiedLogs
+	keys            *keyCache // machines' parsed EK and AK
+	history         History
 	observer        Observer
 	files           Files
 	logins          Logins
@@ -159,12 +165,14 @@ func New(cfg Config) (*Server, error) {
 		transport:       orDefault(cfg.RootTransport, TransportWireGuard),
 		predictor:       cfg.Predictor,
 		roots:           cfg.Roots,
+		history:         cfg.History,
 		observer:        cfg.Observer,
 		withdrawer:      cfg.Withdraw,
 		files:           cfg.Files,
 		limits:          cfg.Limits.withDefaults(),
 		logins:          cfg.Logins,
 		cluster:         cfg.Cluster,
+		keys:            newKeyCache(maxCachedKeys),
 	}
 	s.leases, _ = cfg.Store.(store.LeaseStore)
 	s.sources = newSources(s.limits)

@@ -1,20 +1,26 @@
 // Package history keeps every machine's boot history: each attestation
 // outcome (allowed, pending, needs-reapproval, refused, revoked) is
-// appended to the machine's record (store.Machine.History, the last
-// store.MaxHistory attempts). Attempts by identities the store does not
-// know (impersonation attempts, garbage) have no record to go on: they
-// are counted by check instead, never logged one line each.
+// added to the machine's record (store.Machine.History, the last
+// store.MaxHistory attempts, in time order). Attempts by identities the
+// store does not know (impersonation attempts, garbage) have no record to
+// go on: they are counted by check instead, never logged one line each.
 //
-// Observe only queues the attempt: Run writes queued attempts in batches,
-// each with one store.AddAttempts (one put per attempt, in a
+// Recorder is the attestation server's attest.History. An allowed
+// attempt, the common one, costs no write of its own: the release's
+// store transaction, which commits the machine record with one fsync
+// anyway, adds it (Entry makes the entry), so it is in the history once
+// the release returns, and Observe skips it (Attempt.InHistory). Every
+// other attempt Observe only queues: Run writes queued attempts in
+// batches, each with one store.AddAttempts (one put per attempt, in a
 // transaction the store shares with concurrent updates: one fsync), so
 // an attestation never waits for its history. A batch gathers what
-// arrives within batchWindow of its first attempt (up to maxBatch), so
-// a storm of boots costs a few transactions a second, not one per
-// attempt. The history is therefore written up to batchWindow after the
-// decision (Flush waits for it); a full queue drops attempts and counts
-// them (Dropped); on shutdown (Run's ctx ends) everything queued is
-// written at once.
+// arrives within batchWindow of its first attempt (up to maxBatch), so a
+// storm of refusals costs a few transactions a second, not one per
+// attempt. Such an attempt is therefore written up to batchWindow after
+// the decision (Flush waits for it), in its place by time among those a
+// release wrote meanwhile; a full queue drops attempts and counts them
+// (Dropped); on shutdown (Run's ctx ends) everything queued is written at
+// once.
 package history
 
 import (
@@ -36,7 +42,7 @@ const writeTimeout = 10 * time.Second
 // queueSize is how many attempts may wait to be written.
 const queueSize = 4096
 
-// Recorder implements attest.Observer. It is safe for concurrent use.
+// Recorder implements attest.History. It is safe for concurrent use.
 type Recorder struct {
 	store  store.Store
 	server string // this server's name, recorded with each attempt
@@ -50,7 +56,7 @@ type Recorder struct {
 	dropped uint64            // attempts not written: the queue was full
 }
 
-var _ attest.Observer = (*Recorder)(nil)
+var _ attest.History = (*Recorder)(nil)
 
 // New returns a Recorder writing to st; server names this server in each
 // attempt. logger may be nil.
@@ -63,10 +69,14 @@ func New(st store.Store, server string, logger hclog.Logger) *Recorder {
 }
 
 // Observe queues a for Run to write on its machine (or count, when the
-// machine is unknown). It never blocks.
+// machine is unknown), unless the release's transaction wrote it
+// already. It never blocks.
 func (r *Recorder) Observe(a attest.Attempt) {
 	if a.MachineID == "" {
 		r.countUnknown(a.Check)
+		return
+	}
+	if a.InHistory {
 		return
 	}
 	r.pending.Add(1)
@@ -100,8 +110,8 @@ func (r *Recorder) Run(ctx context.Context) error {
 	}
 }
 
-// Flush waits until every attempt queued so far is written (Run must be
-// running).
+// Flush waits until every attempt observed so far is in the store (Run
+// must be running).
 func (r *Recorder) Flush() { r.pending.Wait() }
 
 // writeBatch writes first and what arrives within batchWindow behind it
@@ -152,9 +162,14 @@ const maxBatch = 256
 // machine show.
 const batchWindow = 20 * time.Millisecond
 
-// attempt is a as the store keeps it.
+// attempt is a for AddAttempts.
 func (r *Recorder) attempt(a attest.Attempt) store.MachineAttempt {
-	return store.MachineAttempt{MachineID: a.MachineID, Attempt: store.BootAttempt{
+	return store.MachineAttempt{MachineID: a.MachineID, Attempt: r.Entry(a)}
+}
+
+// Entry returns a as the machine's history keeps it (attest.History).
+func (r *Recorder) Entry(a attest.Attempt) store.BootAttempt {
+	return store.BootAttempt{
 		Time:         a.Time,
 		Server:       r.server,
 		Remote:       a.Remote,
@@ -163,7 +178,7 @@ func (r *Recorder) attempt(a attest.Attempt) store.MachineAttempt {
 		Reason:       a.Reason,
 		AgentVersion: a.AgentVersion,
 		Duration:     a.Duration,
-	}}
+	}
 }
 
 func (r *Recorder) countUnknown(check string) {

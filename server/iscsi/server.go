@@ -91,8 +91,9 @@ type Server struct {
 	// closed on accept. Zero means 256.
 	MaxConns int
 	// OnCommand, if set, is called after each SCSI command with its
-	// class (OpRead, OpWrite, OpSync, OpOther) and how long it ran.
-	OnCommand func(op string, took time.Duration)
+	// class (OpRead, OpWrite, OpSync, OpOther), the data it moved (bytes
+	// of Data-In or Data-Out) and how long it ran.
+	OnCommand func(op string, bytes int, took time.Duration)
 
 	stats counters // over every connection
 

@@ -5,7 +5,9 @@ import (
 	"encoding/binary"
 	"io"
 	"net"
+	"slices"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -540,4 +542,37 @@ func slowPath(t *testing.T, addr string, chunk int, pause time.Duration) string 
 		}
 	}()
 	return ln.Addr().String()
+}
+
+// OnCommand tells each command's class and the data it moved, as a
+// size histogram of reads and writes needs.
+func TestOnCommandSizes(t *testing.T) {
+	type call struct {
+		op    string
+		bytes int
+	}
+	var mu sync.Mutex
+	var calls []call
+	srv := &Server{PingInterval: -1, OnCommand: func(op string, bytes int, _ time.Duration) {
+		mu.Lock()
+		defer mu.Unlock()
+		calls = append(calls, call{op, bytes})
+	}}
+	addr := startServer(t, srv, &Target{IQN: testIQN, LUN: newFileStore(t, 1<<20)})
+	s := dialSession(t, addr)
+	s.write(8, make([]byte, 8192))
+	s.read(0, 65536)
+	s.read(64, 4096)
+	mu.Lock()
+	defer mu.Unlock()
+	var got []call
+	for _, c := range calls {
+		if c.op == OpRead || c.op == OpWrite {
+			got = append(got, c)
+		}
+	}
+	want := []call{{OpWrite, 8192}, {OpRead, 65536}, {OpRead, 4096}}
+	if !slices.Equal(got, want) {
+		t.Errorf("reads and writes seen by OnCommand = %v, want %v", got, want)
+	}
 }

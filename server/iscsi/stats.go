@@ -101,14 +101,14 @@ func (s *Server) Totals() Totals {
 	return t
 }
 
-// record counts one command of c: in bytes received (writes), out bytes
-// sent (reads), and its latency for Server.OnCommand.
+// record counts one command of c: in bytes received (writes), the bytes
+// it sent (reads), and its size and latency for Server.OnCommand.
 func (c *conn) record(cdb []byte, in int, r scsi.Result, took time.Duration) {
 	op := opClass(cdb)
 	failed := r.Status != scsi.StatusGood
 	c.stats.add(in, len(r.Data), failed)
 	c.srv.stats.add(in, len(r.Data), failed)
 	if f := c.srv.OnCommand; f != nil {
-		f(op, took)
+		f(op, in+len(r.Data), took)
 	}
 }

@@ -25,7 +25,9 @@ import (
 // through the server's own overlay mount, as ganesha would export it.
 type noExports struct{}
 
-func (noExports) SetExports(context.Context, []nfs.Export) error { return nil }
+func (noExports) WriteExports([]nfs.Export) (func(context.Context) error, error) {
+	return func(context.Context) error { return nil }, nil
+}
 
 // An NFS machine's real overlay (upper over the base's tree, mounted by
 // the provider as for a boot) is captured as the machine saw it: a file

@@ -81,6 +81,7 @@ type Metrics struct {
 	stages    *prometheus.HistogramVec
 	failures  *prometheus.CounterVec
 	iscsiLat  *prometheus.HistogramVec
+	iscsiSize *prometheus.HistogramVec
 	ready     func() error
 }
 
@@ -113,9 +114,14 @@ func New(src Sources) *Metrics {
 			Help:    "Time the target took to execute SCSI commands, by portal (tunnel, plain) and operation (read, write, sync, other).",
 			Buckets: []float64{.0001, .0005, .001, .005, .01, .05, .1, .5, 1, 5},
 		}, []string{"portal", "op"}),
+		iscsiSize: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "sealroot_iscsi_command_bytes",
+			Help:    "Data moved by SCSI reads and writes, by portal (tunnel, plain) and operation (read, write).",
+			Buckets: prometheus.ExponentialBuckets(4<<10, 2, 9), // 4 KiB .. 1 MiB
+		}, []string{"portal", "op"}),
 		ready: src.Ready,
 	}
-	m.reg.MustRegister(m.attempts, m.durations, m.stages, m.failures, m.iscsiLat, buildInfo(),
+	m.reg.MustRegister(m.attempts, m.durations, m.stages, m.failures, m.iscsiLat, m.iscsiSize, buildInfo(),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.reg.MustRegister(&sourceCollector{src: src})
 	return m
@@ -149,9 +155,13 @@ func stageLabel(name string) string {
 	return "other"
 }
 
-// ObserveISCSICommand records one SCSI command's execution time.
-func (m *Metrics) ObserveISCSICommand(portal, op string, took time.Duration) {
+// ObserveISCSICommand records one SCSI command's execution time and, for
+// reads and writes, the bytes it moved.
+func (m *Metrics) ObserveISCSICommand(portal, op string, bytes int, took time.Duration) {
 	m.iscsiLat.WithLabelValues(portal, op).Observe(took.Seconds())
+	if op == "read" || op == "write" {
+		m.iscsiSize.WithLabelValues(portal, op).Observe(float64(bytes))
+	}
 }
 
 // Registry is where the metrics are registered (for tests and for other

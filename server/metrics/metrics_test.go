@@ -44,7 +44,7 @@ func gathered(t *testing.T, m *Metrics) map[string]bool {
 	t.Helper()
 	m.Observe(attest.Attempt{Outcome: "refused", Check: "event-log", Duration: time.Millisecond})
 	m.ObserveBootReport(&wire.BootReport{Stages: []wire.StageTiming{{Name: "attest", Duration: time.Second}}, Failed: "root"})
-	m.ObserveISCSICommand("tunnel", "read", time.Millisecond)
+	m.ObserveISCSICommand("tunnel", "read", 64<<10, time.Millisecond)
 	mfs, err := m.Registry().Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -113,4 +113,42 @@ func TestNoMachineLabels(t *testing.T) {
 			}
 		}
 	}
+}
+
+// Reads and writes are counted by size; other commands only by time.
+func TestISCSICommandBytes(t *testing.T) {
+	m := New(Sources{})
+	m.ObserveISCSICommand("tunnel", "read", 4096, time.Millisecond)
+	m.ObserveISCSICommand("tunnel", "read", 128<<10, time.Millisecond)
+	m.ObserveISCSICommand("tunnel", "sync", 0, time.Millisecond)
+	mfs, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "sealroot_iscsi_command_bytes" {
+			continue
+		}
+		if len(mf.GetMetric()) != 1 {
+			t.Fatalf("%d series of sealroot_iscsi_command_bytes, want the tunnel's reads only", len(mf.GetMetric()))
+		}
+		h := mf.GetMetric()[0].GetHistogram()
+		if h.GetSampleCount() != 2 || h.GetSampleSum() != 4096+128<<10 {
+			t.Errorf("read sizes: count %d sum %v, want 2 and %d", h.GetSampleCount(), h.GetSampleSum(), 4096+128<<10)
+		}
+		for _, b := range h.GetBucket() {
+			want := uint64(0)
+			switch {
+			case b.GetUpperBound() >= 128<<10:
+				want = 2
+			case b.GetUpperBound() >= 4096:
+				want = 1
+			}
+			if b.GetCumulativeCount() != want {
+				t.Errorf("bucket le=%v holds %d, want %d", b.GetUpperBound(), b.GetCumulativeCount(), want)
+			}
+		}
+		return
+	}
+	t.Fatal("no sealroot_iscsi_command_bytes")
 }

@@ -14,8 +14,9 @@
 // after a restart. Every export is closed by default and opened, without
 // root squashing, to its one machine's tunnel address only
 // ([RenderExports]): read-write, or read-only for a volatile machine's
-// shared base; other machines do not even see its name in the pseudo root. [Ganesha.SetExports] rewrites the
-// %include'd exports file and reloads it with SIGHUP.
+// shared base; other machines do not even see its name in the pseudo root. [Ganesha.WriteExports] rewrites the
+// %include'd exports file and reloads it with SIGHUP, one reload at a time: exports written during a reload
+// are served together by the next one, so a boot storm's exports cost a few reloads, not one each.
 //
 // ganesha must share sealroot's mount namespace, or overlays mounted after
 // it starts stay invisible to it: run it in another network namespace with

@@ -56,8 +56,8 @@ type Ganesha struct {
 	stop     chan struct{} // closed by Close
 	done     chan struct{} // closed when the supervisor ends
 	once     sync.Once
-	setMu    sync.Mutex // serializes SetExports: one reload at a time
 	restarts atomic.Uint64
+	reloads  atomic.Uint64
 
 	mu      sync.Mutex
 	proc    *os.Process   // the running daemon, nil between runs
@@ -65,6 +65,7 @@ type Ganesha struct {
 	gen     uint64        // version of the exports file
 	started uint64        // gen when proc was started
 	hupGen  uint64        // gen at the last SIGHUP
+	hupAt   time.Time     // when it was sent; one reload at a time
 	served  uint64        // gen the daemon is known to serve
 	changed chan struct{} // closed and replaced when served or proc change
 }
@@ -127,27 +128,55 @@ func setDefault[T comparable](v *T, def T) {
 	}
 }
 
-// SetExports replaces the exports, reloads ganesha with SIGHUP and waits
-// until it serves them or ctx ends. If ganesha is restarting, the new
-// daemon reads them at start. Mount an export's overlay before adding it:
-// ganesha skips, with a logged error, an export whose path it cannot
-// open, and SetExports still returns nil.
+// SetExports replaces the exports and waits until ganesha serves them
+// or ctx ends: WriteExports and its wait.
 func (g *Ganesha) SetExports(ctx context.Context, exports []Export) error {
-	g.setMu.Lock()
-	defer g.setMu.Unlock()
-	if err := g.writeExports(exports); err != nil {
+	wait, err := g.WriteExports(exports)
+	if err != nil {
 		return err
 	}
+	return wait(ctx)
+}
+
+// WriteExports replaces the exports and has ganesha reload them with
+// SIGHUP: at once, or, while a reload is under way, as soon as it ends,
+// so that every write made during one reload is served by the next one
+// (a boot storm's exports cost a few reloads, not one each). Writes take
+// effect in the order of the calls. The returned wait returns once these
+// exports, or later ones, are served, or ctx ends. If ganesha is
+// restarting, the new daemon reads them at start. Mount an export's
+// overlay before adding it: ganesha skips, with a logged error, an
+// export whose path it cannot open, and the wait still returns nil.
+func (g *Ganesha) WriteExports(exports []Export) (wait func(context.Context) error, err error) {
+	data, err := RenderExports(exports)
+	if err != nil {
+		return nil, err
+	}
 	g.mu.Lock()
+	defer g.mu.Unlock()
+	if err := g.writeExportsLocked(data); err != nil {
+		return nil, err
+	}
 	gen := g.gen
-	if g.ready {
+	if g.ready && !g.reloadingLocked(time.Now()) {
 		g.reloadLocked()
 	}
-	g.mu.Unlock()
-	if err := g.waitServed(ctx, gen); err != nil {
-		return fmt.Errorf("nfs-ganesha reload: %w", err)
-	}
-	return nil
+	return func(ctx context.Context) error {
+		if err := g.waitServed(ctx, gen); err != nil {
+			return fmt.Errorf("nfs-ganesha reload: %w", err)
+		}
+		return nil
+	}, nil
+}
+
+// reloadStall is how long a reload may go without its "complete" line
+// before the next write signals again (the line was lost, or ganesha
+// skipped the reload).
+const reloadStall = 30 * time.Second
+
+// reloadingLocked reports whether a SIGHUP's reload has not yet ended.
+func (g *Ganesha) reloadingLocked(now time.Time) bool {
+	return g.hupGen > g.served && now.Sub(g.hupAt) < reloadStall
 }
 
 func (g *Ganesha) writeExports(exports []Export) error {
@@ -157,6 +186,11 @@ func (g *Ganesha) writeExports(exports []Export) error {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	return g.writeExportsLocked(data)
+}
+
+// writeExportsLocked writes the exports file and counts a new version.
+func (g *Ganesha) writeExportsLocked(data []byte) error {
 	if err := atomicfile.WriteFile(g.cfg.Config.ExportsFile, data, 0o600); err != nil {
 		return err
 	}
@@ -166,7 +200,8 @@ func (g *Ganesha) writeExports(exports []Export) error {
 
 // reloadLocked asks the running daemon to reread the exports.
 func (g *Ganesha) reloadLocked() {
-	g.hupGen = g.gen
+	g.hupGen, g.hupAt = g.gen, time.Now()
+	g.reloads.Add(1)
 	if err := g.proc.Signal(syscall.SIGHUP); err != nil {
 		g.log.Warn("SIGHUP failed", "pid", g.proc.Pid, "error", err)
 	}
@@ -217,6 +252,9 @@ func (g *Ganesha) readLog(r *os.File, proc *os.Process) {
 		case eventReloaded:
 			g.mu.Lock()
 			g.served = max(g.served, g.hupGen)
+			if g.ready && g.proc == proc && g.gen > g.served { // written during that reload
+				g.reloadLocked()
+			}
 			g.notifyLocked()
 			g.mu.Unlock()
 		}
@@ -236,6 +274,9 @@ func (g *Ganesha) onInitialized(proc *os.Process) {
 	}
 	g.notifyLocked()
 }
+
+// Reloads returns how often the daemon was asked to reload its exports.
+func (g *Ganesha) Reloads() uint64 { return g.reloads.Load() }
 
 // Restarts returns how often the daemon died and was restarted.
 func (g *Ganesha) Restarts() uint64 { return g.restarts.Load() }

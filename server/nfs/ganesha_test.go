@@ -169,6 +169,45 @@ func TestGanesha(t *testing.T) {
 			t.Fatalf("B's export after removing A's = %q, %v", out, err)
 		}
 	})
+	t.Run("writes_during_a_reload_share_the_next", func(t *testing.T) {
+		// A boot storm: many machines' exports written while ganesha is
+		// busy. Stopped, it cannot finish the first write's reload before
+		// the others are written; they must cost one more reload, not one
+		// each (with one reload per write, 200 exports took 7 s and 1,000
+		// took 7 minutes).
+		g.mu.Lock()
+		proc := g.proc
+		g.mu.Unlock()
+		if err := proc.Signal(syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		before := g.Reloads()
+		var waits []func(context.Context) error
+		for i := range 20 {
+			set := exports[i%2:] // the last write serves both again
+			if i == 19 {
+				set = exports
+			}
+			wait, err := g.WriteExports(set)
+			if err != nil {
+				proc.Signal(syscall.SIGCONT)
+				t.Fatalf("WriteExports = %v", err)
+			}
+			waits = append(waits, wait)
+		}
+		if err := proc.Signal(syscall.SIGCONT); err != nil {
+			t.Fatal(err)
+		}
+		for _, wait := range waits {
+			if err := wait(ctx); err != nil {
+				t.Fatalf("wait = %v", err)
+			}
+		}
+		if got := g.Reloads() - before; got != 2 {
+			t.Errorf("20 exports written during one reload made %d reloads; want 2 (that one and one for all the others)", got)
+		}
+		checkServed(t, n)
+	})
 	t.Run("close_stops_daemon", func(t *testing.T) {
 		g.mu.Lock()
 		p := g.proc

@@ -142,9 +142,9 @@ func (ps *Portals) Totals() iscsi.Totals {
 // OnCommand makes both portals call f with their name ("tunnel",
 // "plain") after each SCSI command (see iscsi.Server.OnCommand). Call it
 // before Serve.
-func (ps *Portals) OnCommand(f func(portal, op string, took time.Duration)) {
+func (ps *Portals) OnCommand(f func(portal, op string, bytes int, took time.Duration)) {
 	for portal, srv := range ps.servers() {
-		srv.OnCommand = func(op string, took time.Duration) { f(portal, op, took) }
+		srv.OnCommand = func(op string, bytes int, took time.Duration) { f(portal, op, bytes, took) }
 	}
 }
 

@@ -171,20 +171,41 @@ func (f *fakeImages) TreePath(digest string) (string, error) { return treeOf(dig
 func treeOf(digest string) string { return "/trees/sha256-" + digest }
 
 // fakeExporter records the export sets it is given; failErr fails them.
+// A non-nil serving makes every wait wait until it is closed, as while
+// ganesha reloads.
 type fakeExporter struct {
 	mu      sync.Mutex
 	calls   [][]nfs.Export
 	failErr error
+	serving chan struct{}
 }
 
-func (f *fakeExporter) SetExports(_ context.Context, exports []nfs.Export) error {
+func (f *fakeExporter) WriteExports(exports []nfs.Export) (func(context.Context) error, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.failErr != nil {
-		return f.failErr
+		return nil, f.failErr
 	}
 	f.calls = append(f.calls, slices.Clone(exports))
-	return nil
+	serving := f.serving
+	return func(ctx context.Context) error {
+		if serving == nil {
+			return nil
+		}
+		select {
+		case <-serving:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}, nil
+}
+
+// written is how many export sets were given.
+func (f *fakeExporter) written() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.calls)
 }
 
 // current is the export set last given.

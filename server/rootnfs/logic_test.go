@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -43,6 +44,40 @@ func TestPrepare_nfs_mounts_overlay_and_exports_it(t *testing.T) {
 	}
 	if st := l.state(idA); st.Base != digest1 || st.Lower != digest1 || !st.Exported || st.Volatile {
 		t.Errorf("state = %+v, want base and lower 1, exported", st)
+	}
+}
+
+// Machines booting together do not wait for each other's export to be
+// served: the second machine's export is written while the first one's
+// reload is still under way, so that one reload serves both (with the
+// provider's lock held across the wait, a storm of N machines took N
+// reloads one after the other).
+func TestPrepare_writes_while_an_export_is_being_served(t *testing.T) {
+	l := newFakeLab(t)
+	l.exp.serving = make(chan struct{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	errs := make(chan error, 2)
+	for _, m := range []struct{ id, addr string }{{idA, addrA}, {idB, addrB}} {
+		go func() {
+			_, _, err := l.p.Prepare(ctx, request(machine(m.id, wire.RootNFS), tunnelOf(m.addr)))
+			errs <- err
+		}()
+	}
+	for l.exp.written() < 2 && ctx.Err() == nil {
+		time.Sleep(time.Millisecond)
+	}
+	if n := l.exp.written(); n != 2 {
+		t.Errorf("while the first export was being served, %d export sets were written; want 2 (both machines')", n)
+	}
+	close(l.exp.serving)
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Errorf("Prepare = %v", err)
+		}
+	}
+	if got := l.exp.current(); len(got) != 2 {
+		t.Errorf("exports = %+v, want both machines'", got)
 	}
 }
 

@@ -91,7 +91,20 @@ type Images interface {
 
 // Exporter serves a set of exports; *nfs.Ganesha implements it.
 type Exporter interface {
-	SetExports(ctx context.Context, exports []nfs.Export) error
+	// WriteExports replaces the exports served, in the order of the
+	// calls, and returns a wait that returns once they (or later ones)
+	// are served or ctx ends.
+	WriteExports(exports []nfs.Export) (wait func(ctx context.Context) error, err error)
+}
+
+// setExportsLocked has the exporter serve the live exports and waits
+// until it does.
+func (p *Provider) setExportsLocked(ctx context.Context) error {
+	wait, err := p.cfg.Exporter.WriteExports(p.exportsLocked())
+	if err != nil {
+		return err
+	}
+	return wait(ctx)
 }
 
 // Config configures a Provider.
@@ -166,7 +179,24 @@ func ExportName(machineID string) string { return machineID[:min(len(machineID),
 // A user's root (req.Key, a per-user plan) is kept and exported under its
 // key, to the holder's tunnel address; the user roots the machine was
 // given at earlier boots are withdrawn.
+//
+// The export is written under the provider's lock but waited for outside
+// it, so that the exports of machines booting together are served by one
+// reload of ganesha (nfs.Ganesha.WriteExports), not one reload each.
 func (p *Provider) Prepare(ctx context.Context, req roots.Request) (wire.RootPlan, map[string][]byte, error) {
+	p.mu.Lock()
+	plan, wait, err := p.prepareLocked(ctx, req)
+	p.mu.Unlock()
+	if err != nil {
+		return wire.RootPlan{}, nil, err
+	}
+	if err := wait(ctx); err != nil {
+		return wire.RootPlan{}, nil, fmt.Errorf("nfs root: export: %w", err)
+	}
+	return plan, nil, nil
+}
+
+func (p *Provider) prepareLocked(ctx context.Context, req roots.Request) (wire.RootPlan, func(context.Context) error, error) {
 	id := req.RootKey()
 	volatile := req.Plan.Kind == wire.RootVolatile
 	if !idPattern.MatchString(id) {
@@ -184,8 +214,6 @@ func (p *Provider) Prepare(ctx context.Context, req roots.Request) (wire.RootPla
 		return wire.RootPlan{}, nil, ErrNoImage
 	}
 
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	if p.held[id] {
 		return wire.RootPlan{}, nil, fmt.Errorf("nfs root of %.12s is held for a backup or a capture; retry shortly: %w", id, roots.ErrInUse)
 	}
@@ -234,7 +262,8 @@ func (p *Provider) Prepare(ctx context.Context, req roots.Request) (wire.RootPla
 		return wire.RootPlan{}, nil, err
 	}
 	p.live[id] = st
-	if err := p.cfg.Exporter.SetExports(ctx, p.exportsLocked()); err != nil {
+	wait, err := p.cfg.Exporter.WriteExports(p.exportsLocked())
+	if err != nil {
 		return wire.RootPlan{}, nil, fmt.Errorf("nfs root: export: %w", err)
 	}
 	p.log.Info("root exported", "root", id, "machine", req.MachineID, "export", ExportName(id), "base", lower[:12], "volatile", volatile, "client", st.Client)
@@ -246,7 +275,7 @@ func (p *Provider) Prepare(ctx context.Context, req roots.Request) (wire.RootPla
 	if volatile {
 		plan.Params[wire.VolatileVia] = wire.ViaNFS
 	}
-	return plan, nil, nil
+	return plan, wait, nil
 }
 
 // withdrawLocked stops exporting st's root. The root stays mounted, in
@@ -256,7 +285,7 @@ func (p *Provider) Prepare(ctx context.Context, req roots.Request) (wire.RootPla
 func (p *Provider) withdrawLocked(ctx context.Context, st *state) error {
 	if _, ok := p.live[st.MachineID]; ok {
 		delete(p.live, st.MachineID)
-		if err := p.cfg.Exporter.SetExports(ctx, p.exportsLocked()); err != nil {
+		if err := p.setExportsLocked(ctx); err != nil {
 			return fmt.Errorf("nfs root: withdraw export: %w", err)
 		}
 	}
@@ -307,7 +336,7 @@ func (p *Provider) Restore(ctx context.Context) (int, error) {
 		}
 		p.live[st.MachineID] = st
 	}
-	if err := p.cfg.Exporter.SetExports(ctx, p.exportsLocked()); err != nil {
+	if err := p.setExportsLocked(ctx); err != nil {
 		return 0, fmt.Errorf("nfs roots: restore exports: %w", err)
 	}
 	return len(p.live), nil

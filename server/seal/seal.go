@@ -53,6 +53,13 @@ func Seal(rand io.Reader, ekPublic []byte, pcrs []wire.PCR, payload, aad []byte)
 	if err != nil {
 		return nil, fmt.Errorf("EK encapsulation key: %w", err)
 	}
+	return SealTo(rand, kem, pcrs, payload, aad)
+}
+
+// SealTo is Seal for an EK already checked and imported: kem is the EK as
+// evidence.Keys.EKEncapsulation returns it. A server that keeps its
+// machines' parsed keys seals with it, rebuilding no key per credential.
+func SealTo(rand io.Reader, kem tpm2.LabeledEncapsulationKey, pcrs []wire.PCR, payload, aad []byte) (*wire.Credential, error) {
 	sorted, err := sortPCRs(pcrs)
 	if err != nil {
 		return nil, err

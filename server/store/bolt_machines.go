@@ -149,10 +149,11 @@ func (db *DB) UpdateMachine(ctx context.Context, id string, fn func(*Machine) er
 	return db.updateMachine(ctx, id, true, fn)
 }
 
-// UpdateMachineRecord is UpdateMachine for an update that neither reads
-// nor writes the boot history, as an attestation's: fn gets the record
-// without it (History nil), which leaves the stored history alone, and
-// the record returned has none either.
+// UpdateMachineRecord is UpdateMachine for an update that does not read
+// the boot history, as an attestation's: fn gets the record without it
+// (History nil); the attempts fn adds to History are added to the stored
+// history in the same transaction (appendHistory), the rest of it stays.
+// The record returned has no history.
 func (db *DB) UpdateMachineRecord(ctx context.Context, id string, fn func(*Machine) error) (*Machine, error) {
 	return db.updateMachine(ctx, id, false, fn)
 }
@@ -191,9 +192,13 @@ func (db *DB) updateMachine(ctx context.Context, id string, withHistory bool, fn
 		if err := db.putSeen(tx, id, m); err != nil {
 			return fmt.Errorf("update machine %s: %w", id, err)
 		}
-		if !withHistory && m.History != nil {
-			fnErr = fmt.Errorf("update machine %s: a record update changed the boot history", id)
-			return nil
+		if !withHistory { // attempts fn added, if any
+			for _, a := range m.History {
+				if err := db.appendHistory(tx, id, a); err != nil {
+					return fmt.Errorf("update machine %s: %w", id, err)
+				}
+			}
+			m.History = nil
 		}
 		if withHistory && historyChanged(before, m) {
 			if err := db.replaceHistory(tx, id, m.History); err != nil {

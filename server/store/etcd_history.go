@@ -58,18 +58,26 @@ func (s *Etcd) addAttempts(ctx context.Context, attempts []MachineAttempt) ([]Ma
 				unknown = append(unknown, a)
 				continue
 			}
-			m := &Machine{}
-			if err := s.loadHistory(tx, a.MachineID, m); err != nil {
-				return err
-			}
-			m.AddAttempt(a.Attempt)
-			if err := s.putHistory(tx, a.MachineID, m.History); err != nil {
+			if err := s.addHistory(tx, a.MachineID, a.Attempt); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
 	return unknown, err
+}
+
+// addHistory adds attempts to machine id's stored history in tx, each
+// after every attempt not later than it (insertAttempt).
+func (s *Etcd) addHistory(tx *etcdTx, id string, attempts ...BootAttempt) error {
+	m := &Machine{}
+	if err := s.loadHistory(tx, id, m); err != nil {
+		return err
+	}
+	for _, a := range attempts {
+		m.History = insertAttempt(m.History, a)
+	}
+	return s.putHistory(tx, id, m.History)
 }
 
 func (s *Etcd) loadHistory(tx *etcdTx, id string, m *Machine) error {

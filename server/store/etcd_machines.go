@@ -124,8 +124,8 @@ func (s *Etcd) UpdateMachine(ctx context.Context, id string, fn func(*Machine) e
 	return s.updateMachineTxn(ctx, id, true, fn)
 }
 
-// UpdateMachineRecord implements Store: UpdateMachine neither reading nor
-// writing the boot history.
+// UpdateMachineRecord implements Store: UpdateMachine without reading the
+// boot history; the attempts fn adds are added to it (addHistory).
 func (s *Etcd) UpdateMachineRecord(ctx context.Context, id string, fn func(*Machine) error) (*Machine, error) {
 	if err := checkID(id); err != nil {
 		return nil, err
@@ -179,8 +179,11 @@ func (s *Etcd) updateMachine(tx *etcdTx, id string, withHistory bool, fn func(*M
 	if err := s.putSeen(tx, m); err != nil {
 		return nil, fmt.Errorf("update machine %s: %w", id, err)
 	}
-	if !withHistory && m.History != nil {
-		return nil, fmt.Errorf("update machine %s: a record update changed the boot history", id)
+	if !withHistory && m.History != nil { // attempts fn added
+		if err := s.addHistory(tx, id, m.History...); err != nil {
+			return nil, fmt.Errorf("update machine %s: %w", id, err)
+		}
+		m.History = nil
 	}
 	if withHistory && historyChanged(before, m) {
 		if err := s.putHistory(tx, id, m.History); err != nil {

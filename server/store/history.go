@@ -25,11 +25,11 @@ type MachineAttempt struct {
 	Attempt   BootAttempt
 }
 
-// AddAttempts appends each attempt to its machine's History, keeping the
-// last MaxHistory, in a transaction shared with concurrent updates (one
-// fsync for all). History is bookkeeping: no Version changes and no other
-// field is written. It returns the attempts of machines the store does
-// not hold (not written).
+// AddAttempts adds each attempt to its machine's History in time order
+// (appendHistory), keeping the last MaxHistory, in a transaction shared
+// with concurrent updates (one fsync for all). History is bookkeeping: no
+// Version changes and no other field is written. It returns the attempts
+// of machines the store does not hold (not written).
 func (db *DB) AddAttempts(ctx context.Context, attempts []MachineAttempt) ([]MachineAttempt, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -55,27 +55,47 @@ func (db *DB) AddAttempts(ctx context.Context, attempts []MachineAttempt) ([]Mac
 	return unknown, nil
 }
 
-// appendHistory appends a to machine id's history and drops the oldest
+// appendHistory adds a to machine id's history after every attempt not
+// later than it (so attempts written late, as the Recorder's batches
+// are, keep the order they were decided in) and drops the oldest
 // attempts beyond MaxHistory.
 func (db *DB) appendHistory(tx *bolt.Tx, id string, a BootAttempt) error {
 	hist := tx.Bucket(bucketHistory)
 	old := hist.Get([]byte(id))
-	n, err := countAttempts(old)
+	at, n, err := attemptPlace(old, a.Time)
 	if err != nil {
 		return fmt.Errorf("machine %s: history: %w: %v", id, ErrCorrupt, err)
 	}
-	for ; n >= MaxHistory; n-- { // make room: drop the oldest
-		_, old, _ = nextAttempt(old)
+	head, tail := old[:at], old[at:]
+	drop := n + 1 - MaxHistory // oldest first: from head, then a, then tail
+	for ; drop > 0 && len(head) > 0; drop-- {
+		_, head, _ = nextAttempt(head)
 	}
-	v := make([]byte, len(old), len(old)+attemptSizeHint)
-	copy(v, old) // bbolt keeps v until the commit: never reuse it
+	if drop > 0 { // a is older than every attempt kept
+		return nil
+	}
+	v := make([]byte, len(head), len(head)+attemptSizeHint+len(tail))
+	copy(v, head) // bbolt keeps v until the commit: never reuse it
 	if v, err = appendAttempt(v, a); err != nil {
 		return fmt.Errorf("machine %s: %w", id, err)
 	}
+	v = append(v, tail...)
 	if err := hist.Put([]byte(id), v); err != nil {
 		return fmt.Errorf("machine %s: history: %w", id, err)
 	}
 	return nil
+}
+
+// insertAttempt is appendHistory on a decoded history (the etcd store's):
+// a goes after every attempt not later than it, and the oldest beyond
+// MaxHistory are dropped. h is reused.
+func insertAttempt(h []BootAttempt, a BootAttempt) []BootAttempt {
+	i := len(h)
+	for i > 0 && h[i-1].Time.After(a.Time) {
+		i--
+	}
+	h = slices.Insert(h, i, a)
+	return h[max(0, len(h)-MaxHistory):]
 }
 
 // attemptSizeHint is room for one encoded attempt of a usual size.

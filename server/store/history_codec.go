@@ -82,6 +82,43 @@ func countAttempts(v []byte) (int, error) {
 	return n, nil
 }
 
+// attemptPlace returns where an attempt at time t goes in history value
+// v (the offset after the last attempt not later than t) and how many
+// attempts v holds. Only each attempt's time is decoded.
+func attemptPlace(v []byte, t time.Time) (at, n int, err error) {
+	for rest := v; len(rest) > 0; n++ {
+		var body []byte
+		if body, rest, err = nextAttempt(rest); err != nil {
+			return 0, 0, err
+		}
+		bt, err := attemptTime(body)
+		if err != nil {
+			return 0, 0, err
+		}
+		if !bt.After(t) {
+			at = len(v) - len(rest)
+		}
+	}
+	return at, n, nil
+}
+
+// attemptTime decodes the time of one body.
+func attemptTime(body []byte) (time.Time, error) {
+	var t time.Time
+	if len(body) == 0 || body[0] != attemptFormat {
+		return t, fmt.Errorf("%w: unknown format", errAttempt)
+	}
+	r := attemptReader{b: body[1:]}
+	b := r.bytes()
+	if r.err != nil {
+		return t, r.err
+	}
+	if err := t.UnmarshalBinary(b); err != nil {
+		return t, fmt.Errorf("%w: time: %v", errAttempt, err)
+	}
+	return t, nil
+}
+
 // decodeAttempts decodes a history value, oldest first.
 func decodeAttempts(v []byte) ([]BootAttempt, error) {
 	n, err := countAttempts(v)

@@ -96,9 +96,10 @@ type Machine struct {
 	Reason      string    `json:"reason,omitempty"`
 
 	// History is the machine's last MaxHistory attestation attempts,
-	// oldest first, whatever their outcome. It is bookkeeping: changing
-	// it leaves Version alone, and it is stored apart from the record
-	// (AddAttempts), so an attempt rewrites nothing else.
+	// oldest first (by Time), whatever their outcome. It is
+	// bookkeeping: changing it leaves Version alone, and it is stored
+	// apart from the record (AddAttempts, UpdateMachineRecord), so an
+	// attempt rewrites nothing else.
 	History []BootAttempt `json:"history,omitempty"`
 }
 
@@ -192,15 +193,19 @@ type Store interface {
 	// MachineRecord is Machine without the boot history (History nil):
 	// what an attestation decides on.
 	MachineRecord(ctx context.Context, id string) (*Machine, error)
-	// UpdateMachineRecord is UpdateMachine for an update that neither
-	// reads nor writes the boot history (fn gets History nil, the stored
-	// history stays), as an attestation's.
+	// UpdateMachineRecord is UpdateMachine for an update that does not
+	// read the boot history, as an attestation's: fn gets History nil,
+	// and the attempts fn adds to it (AddAttempt) are added to the stored
+	// history in the same transaction, as AddAttempts adds them (a
+	// release records its allowed attempt with no commit of its own).
+	// The record returned has no history.
 	UpdateMachineRecord(ctx context.Context, id string, fn func(*Machine) error) (*Machine, error)
 	// DeleteMachine removes a machine and all its secrets.
 	DeleteMachine(ctx context.Context, id string) error
-	// AddAttempts appends each attempt to its machine's History (the
-	// last MaxHistory) without changing Version or any other field, in
-	// one transaction; it returns the attempts of unknown machines.
+	// AddAttempts adds each attempt to its machine's History (the last
+	// MaxHistory), after every attempt not later than it, without
+	// changing Version or any other field, in one transaction; it returns
+	// the attempts of unknown machines.
 	AddAttempts(ctx context.Context, attempts []MachineAttempt) ([]MachineAttempt, error)
 
 	// PutSecret stores an encrypted secret for a machine. It and

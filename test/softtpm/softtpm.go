@@ -86,6 +86,26 @@ func New(rand io.Reader) (*TPM, error) {
 	return t, nil
 }
 
+// WithNewAK returns a TPM with t's EK, PCRs and clock and a fresh AK, as
+// t is after its owner made a new AK: the same machine, another AK.
+func (t *TPM) WithNewAK() (*TPM, error) {
+	ak, err := ecdsa.GenerateKey(elliptic.P256(), t.rand)
+	if err != nil {
+		return nil, fmt.Errorf("generate AK: %w", err)
+	}
+	akPub := akPublic(ak)
+	name, err := tpm2.ObjectName(&akPub)
+	if err != nil {
+		return nil, fmt.Errorf("AK name: %w", err)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return &TPM{
+		rand: t.rand, ek: t.ek, ak: ak, ekPub: t.ekPub, akPub: tpm2.Marshal(akPub), akNam: name.Buffer,
+		pcrs: t.pcrs, clock: t.clock, resetCount: t.resetCount, restartCount: t.restartCount,
+	}, nil
+}
+
 func ekPublic(k *rsa.PrivateKey) tpm2.TPMTPublic {
 	pub := tpm2.RSAEKTemplate
 	pub.Unique = tpm2.NewTPMUPublicID(tpm2.TPMAlgRSA, &tpm2.TPM2BPublicKeyRSA{Buffer: k.N.FillBytes(make([]byte, 256))})

@@ -28,9 +28,14 @@
 // credentials from its own payload, brings up its tunnel (wireguard-go
 // on a gVisor netstack, the socket on the machine's address in its
 // namespace), logs in to its own iSCSI target over the tunnel with
-// mutual CHAP and reads SEALROOT_STORM_ROOT_READ MiB of its root
-// (default 14; not a measured Debian boot: see rootReadSize) in 512 KiB
-// READ(16) commands. "Root-ready" is after that read. Each boot starts
+// mutual CHAP (by default; see NFS roots below) and reads
+// SEALROOT_STORM_ROOT_READ MiB of its root
+// (default 38: what a Debian 12 boot read from its iSCSI root until
+// systemd was running, measured by the VM suite's TestDistroRoot; see
+// rootReadSize) in READ(16) commands of the sizes that boot used (most
+// of them 4 KiB, most bytes in 512 KiB to 1 MiB; rootReadPattern), four
+// in flight; SEALROOT_STORM_ROOT_CHUNK=KiB reads in commands of one size
+// instead. "Root-ready" is after that read. Each boot starts
 // with a TPM reset and the same measured boot (loadgen.Agent.Reboot).
 //
 // By default (SEALROOT_STORM_DHCP=proxy, as boot.dhcp_mode's default)
@@ -58,7 +63,23 @@
 // With SEALROOT_STORM_DHCP=none the machines have their addresses, each
 // namespace routed to the server over its own veth, and start at TFTP.
 //
-// Not simulated (yet): NFS roots.
+// With SEALROOT_STORM_ROOT=nfs the machines' roots are NFSv4 instead
+// (root kind nfs; the server runs its nfs-ganesha, exporting each
+// machine's copy-on-write root to its tunnel address only, as
+// `sealroot serve` does with an nfs section). Each machine mounts its
+// export through its tunnel as the agent's kernel would with vers=4.2:
+// an NFSv4.2 session (EXCHANGE_ID, CREATE_SESSION, RECLAIM_COMPLETE),
+// the lookup of its export (the "nfs mount" phase), then OPEN of the
+// root image's one file and READs of 48 KiB (the mean READ of the Debian
+// boot measured over an NFSv4 root), four in flight on four session
+// slots, of SEALROOT_STORM_ROOT_READ MiB (default 26, that boot's 25.8
+// MiB), each checked against the file's bytes ("root read"); a session
+// the server lost (its lease expired while the machine's requests
+// waited) is recovered as the kernel client does, and counted. The client is the storm's own
+// (nfs4_test.go, proven against a real ganesha by TestNFSClient): this
+// host's kernel has no NFS client module, and libnfs's tools speak
+// NFSv4.0 only, which the server does not serve. nfs-ganesha's CPU is
+// printed apart from the server's.
 //
 // SEALROOT_STORM_LOG sets the server's log level (default warn; trace
 // includes wireguard-go's handshake lines). The server's tunnel runs on a

@@ -48,7 +48,19 @@ const (
 	numPhases
 )
 
-var phaseNames = [numPhases]string{"dhcp pxe", "tftp ipxe", "dhcp ipxe", "http script", "http kernel", "http initrd", "dhcp agent", "attest", "wireguard", "iscsi login", "root read"}
+var phaseNames = [numPhases]string{"dhcp pxe", "tftp ipxe", "dhcp ipxe", "http script", "http kernel", "http initrd", "dhcp agent", "attest", "wireguard", "root login", "root read"}
+
+// phaseName names phase p of a boot whose root is of kind: its login is
+// an iSCSI login or an NFS mount (EXCHANGE_ID to the export's lookup).
+func phaseName(p int, kind string) string {
+	if p == phaseLogin {
+		if kind == rootKindNFS {
+			return "nfs mount"
+		}
+		return "iscsi login"
+	}
+	return phaseNames[p]
+}
 
 // machine is one simulated machine: its address, namespace and software
 // TPM.
@@ -64,6 +76,9 @@ type machine struct {
 	client *agentattest.Client
 	http   *nethttp.Client
 	wgKey  wgtypes.Key // this boot's WireGuard key, sent in the hello
+
+	rootKind string // rootKindISCSI or rootKindNFS
+	rootData []byte // the root image's file (rootFileName), to check NFS reads against
 }
 
 // newMachine makes machine i: with a fixed address addr, or in full-DHCP
@@ -183,19 +198,21 @@ func (m *machine) dialTCP(ctx context.Context, network, addr string) (net.Conn, 
 
 // bootResult is what one machine's boot took.
 type bootResult struct {
-	phase       [numPhases]time.Duration
-	ready       time.Duration // from the storm's start to the credential
-	bytes       int64         // TFTP and HTTP payload received
-	rootBytes   int64         // read from the root over iSCSI in the tunnel
-	tftpResends int           // TFTP requests and acks sent again after PXE's timeout without answer
-	httpRetries int           // downloads refused 503, retried after the script's pause
-	refetched   int64         // kernel bytes received again: the script started over after its kernel was in
-	attRetries  int           // attestation attempts retried
-	wgInits     int           // WireGuard handshake initiations sent (first and retransmitted)
-	wgCookies   int           // WireGuard cookie replies received (server under load)
-	dhcpResends int           // DHCP DISCOVERs and REQUESTs sent again after no answer
-	dhcpNAKs    int           // DHCP NAKs received
-	err         error
+	phase          [numPhases]time.Duration
+	ready          time.Duration // from the storm's start to the credential
+	bytes          int64         // TFTP and HTTP payload received
+	rootBytes      int64         // read from the root over iSCSI in the tunnel
+	tftpResends    int           // TFTP requests and acks sent again after PXE's timeout without answer
+	httpRetries    int           // downloads refused 503, retried after the script's pause
+	refetched      int64         // kernel bytes received again: the script started over after its kernel was in
+	attRetries     int           // attestation attempts retried
+	wgInits        int           // WireGuard handshake initiations sent (first and retransmitted)
+	wgCookies      int           // WireGuard cookie replies received (server under load)
+	dhcpResends    int           // DHCP DISCOVERs and REQUESTs sent again after no answer
+	dhcpNAKs       int           // DHCP NAKs received
+	rootRetries    int           // NFS compounds sent again after NFS4ERR_DELAY or NFS4ERR_GRACE
+	rootRecoveries int           // NFS state recovered after the server lost the machine's session (lease expired)
+	err            error
 }
 
 // boot runs the machine's boot from power-on to its credential.
@@ -205,7 +222,7 @@ func (m *machine) boot(ctx context.Context, start time.Time) (r bootResult) {
 		err := fn()
 		r.phase[p] = time.Since(t0)
 		if err != nil {
-			return fmt.Errorf("%s: %w", phaseNames[p], err)
+			return fmt.Errorf("%s: %w", phaseName(p, m.rootKind), err)
 		}
 		return nil
 	}
@@ -358,25 +375,35 @@ func (m *machine) wireguard(ctx context.Context, ev *wgEvents, plan *wire.Tunnel
 	return dev, tnet, nil
 }
 
-// root logs in to the machine's iSCSI target through the tunnel with the
-// CHAP credentials of its opened credential and reads what a boot reads
-// from its root.
+// root reaches the machine's root through the tunnel as its plan says and
+// reads what a boot reads from it: an iSCSI login with the CHAP
+// credentials of its opened credential, or an NFSv4.2 mount of its export.
 func (m *machine) root(ctx context.Context, tnet *netstack.Net, p *wire.Payload, r *bootResult, timed func(int, func() error) error) error {
-	portal, err := netip.ParseAddrPort(p.Root.Params[wire.ISCSIPortal])
+	var server netip.AddrPort
+	var err error
+	if m.rootKind == rootKindNFS {
+		server, err = nfsEndpoint(&p.Root)
+	} else if server, err = netip.ParseAddrPort(p.Root.Params[wire.ISCSIPortal]); err != nil {
+		err = fmt.Errorf("root plan portal %q: %w", p.Root.Params[wire.ISCSIPortal], err)
+	}
 	if err != nil {
-		return fmt.Errorf("root plan portal %q: %w", p.Root.Params[wire.ISCSIPortal], err)
+		return err
 	}
 	var conn net.Conn
 	var read func() (int64, error)
 	err = timed(phaseLogin, func() error {
-		c, err := tnet.DialContextTCPAddrPort(ctx, portal)
+		c, err := tnet.DialContextTCPAddrPort(ctx, server)
 		if err != nil {
-			return fmt.Errorf("dial %s in the tunnel: %w", portal, err)
+			return fmt.Errorf("dial %s in the tunnel: %w", server, err)
 		}
 		conn = c
-		a := m.addr.As4()
 		var login func() error
-		login, read = iscsiRoot(ctx, conn, p, [6]byte{0x80, 0, a[0], a[1], a[2], a[3]}, rootReadSize())
+		if m.rootKind == rootKindNFS {
+			login, read = nfsRoot(ctx, conn, p, "storm "+m.addr.String(), m.rootData, rootReadSize(), &r.rootRetries, &r.rootRecoveries)
+		} else {
+			a := m.addr.As4()
+			login, read = iscsiRoot(ctx, conn, p, [6]byte{0x80, 0, a[0], a[1], a[2], a[3]}, rootReadSize())
+		}
 		return login()
 	})
 	if conn != nil {

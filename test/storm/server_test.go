@@ -2,6 +2,7 @@ package storm
 
 import (
 	"bufio"
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/rand"
@@ -44,27 +45,25 @@ const (
 // volume of.
 const rootImage = "stormroot"
 
+// rootFileName is the one file of the root image.
+const rootFileName = "usr.bin"
+
 // importRoot imports the machines' root image: an ext4 file system whose
-// one file, of random bytes, is larger than what a machine reads.
-func (d *daemon) importRoot(ctx context.Context, t *testing.T) error {
+// one file, rootFileName, of random bytes, is larger than what a machine
+// reads; it returns the file's content.
+func (d *daemon) importRoot(ctx context.Context, t *testing.T) ([]byte, error) {
 	tree := filepath.Join(d.dir, "root-tree")
 	if err := os.MkdirAll(tree, 0o755); err != nil {
-		return err
+		return nil, err
 	}
-	f, err := os.Create(filepath.Join(tree, "usr.bin"))
-	if err != nil {
-		return err
-	}
-	_, err = io.Copy(f, io.LimitReader(rand.Reader, rootReadSize()+(1<<20)))
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
+	data := make([]byte, rootReadSize()+(1<<20))
+	rand.Read(data)
+	if err := os.WriteFile(filepath.Join(tree, rootFileName), data, 0o644); err != nil {
+		return nil, err
 	}
 	img, err := d.admin().ImportImage(ctx, rootImage, tree)
 	if err != nil {
-		return fmt.Errorf("import root image: %w", err)
+		return nil, fmt.Errorf("import root image: %w", err)
 	}
 	// The store marks bases immutable where it can; let TempDir remove it.
 	t.Cleanup(func() {
@@ -73,8 +72,17 @@ func (d *daemon) importRoot(ctx context.Context, t *testing.T) error {
 			exec.Command("chattr", "-i", b).Run()
 		}
 	})
-	fmt.Printf("storm root image %s: %d bytes of ext4; each machine reads %d MiB of it\n", rootImage, img.Size, rootReadSize()>>20)
-	return nil
+	fmt.Printf("storm root image %s: %d bytes of ext4; each machine reads %d MiB of it in READs of %s\n",
+		rootImage, img.Size, rootReadSize()>>20, readSizes())
+	return data, nil
+}
+
+// readSizes describes the sizes of the machines' root READs.
+func readSizes() string {
+	if kind, _ := stormRootKind(); kind == rootKindNFS {
+		return fmt.Sprintf("%d KiB (NFS)", nfsReadChunk>>10)
+	}
+	return describeSizes(rootReadSizes())
 }
 
 // serverName is the DNS name in the server certificate.
@@ -91,8 +99,9 @@ type daemon struct {
 }
 
 // startDaemon builds sealroot, initialises its PKI and artifacts in a
-// temporary directory and runs `sealroot serve` in tp's server namespace.
-func startDaemon(t *testing.T, tp *topo, limits map[string]any) *daemon {
+// temporary directory and runs `sealroot serve` in tp's server namespace,
+// with nfs-ganesha for NFS roots when rootKind is rootKindNFS.
+func startDaemon(t *testing.T, tp *topo, rootKind string, limits map[string]any) *daemon {
 	t.Helper()
 	gobin := testenv.LookTool(t, "go")
 	dir := t.TempDir()
@@ -125,6 +134,10 @@ func startDaemon(t *testing.T, tp *topo, limits map[string]any) *daemon {
 	}
 	if limits != nil {
 		cfg["limits"] = limits
+	}
+	if rootKind == rootKindNFS {
+		testenv.LookTool(t, "ganesha.nfsd")
+		cfg["nfs"] = map[string]any{} // its defaults: ganesha on the tunnel address, port 2049
 	}
 	switch tp.mode {
 	case modeProxy:
@@ -226,6 +239,26 @@ func processCPU(pid int) time.Duration {
 	ut, _ := strconv.ParseInt(f[11], 10, 64)
 	st, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(ut+st) * time.Second / 100 // USER_HZ
+}
+
+// childrenCPU is the CPU time so far of the running children of process
+// pid (the server's nfs-ganesha), from /proc.
+func childrenCPU(pid int) time.Duration {
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	var cpu time.Duration
+	for _, f := range stats {
+		b, err := os.ReadFile(f)
+		i := bytes.LastIndexByte(b, ')')
+		if err != nil || i < 0 {
+			continue
+		}
+		// After the command name: state, then the parent's pid.
+		if fs := strings.Fields(string(b[i+1:])); len(fs) > 1 && fs[1] == strconv.Itoa(pid) {
+			child, _ := strconv.Atoi(filepath.Base(filepath.Dir(f)))
+			cpu += processCPU(child)
+		}
+	}
+	return cpu
 }
 
 // usage is the daemon's CPU time so far and its resident and peak

@@ -55,10 +55,14 @@ func TestStorm(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	kind, err := stormRootKind()
+	if err != nil {
+		t.Fatal(err)
+	}
 	netnstest.RequireRoot(t)
 	most := slices.Max(counts)
 	tp := newTopo(t, most, mode)
-	d := startDaemon(t, tp, nil)
+	d := startDaemon(t, tp, kind, nil)
 	roots, err := pki.CAPool(d.ca)
 	if err != nil {
 		t.Fatal(err)
@@ -70,7 +74,8 @@ func TestStorm(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitServing(t, tp)
-	if err := d.importRoot(ctx, t); err != nil {
+	rootData, err := d.importRoot(ctx, t)
+	if err != nil {
 		t.Fatal(err)
 	}
 	machines := make([]*machine, most)
@@ -79,6 +84,7 @@ func TestStorm(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer machines[i].close()
+		machines[i].rootKind, machines[i].rootData = kind, rootData
 	}
 	if mode == modeFull {
 		// Full DHCP: enrolled from their namespace's own address, so that
@@ -186,7 +192,7 @@ func enrollOne(ctx context.Context, admin *client.Client, m *machine) error {
 		case !errors.As(err, &pending):
 			return fmt.Errorf("enroll %s: first attestation = %v, want pending", m.addr, err)
 		}
-		root := wire.RootPlan{Kind: wire.RootISCSI, Params: map[string]string{wire.ImageParam: rootImage}}
+		root := wire.RootPlan{Kind: m.rootKind, Params: map[string]string{wire.ImageParam: rootImage}}
 		if _, err := admin.SetRoot(ctx, pending.MachineID, root); err != nil {
 			return fmt.Errorf("set root of %s: %w", pending.MachineID, err)
 		}
@@ -209,6 +215,7 @@ func stormTimeout() time.Duration {
 func runStorm(t *testing.T, d *daemon, tp *topo, machines []*machine) {
 	n := len(machines)
 	cpu0, _, _ := d.usage()
+	child0 := childrenCPU(d.cmd.Process.Pid)
 	sim0 := processCPU(os.Getpid())
 	ctx, cancel := context.WithTimeout(context.Background(), stormTimeout())
 	defer cancel()
@@ -237,11 +244,16 @@ func runStorm(t *testing.T, d *daemon, tp *topo, machines []*machine) {
 	stopSampling()
 	<-sampled
 	cpu1, rss, _ := d.usage()
+	child := childrenCPU(d.cmd.Process.Pid) - child0
 	sim := processCPU(os.Getpid()) - sim0
 	veth := vethThroughput(t, tp)
-	printStorm(os.Stdout, results, wall, cpu1-cpu0, rss, peakRSS, veth)
+	printStorm(os.Stdout, machines[0].rootKind, results, wall, cpu1-cpu0, rss, peakRSS, veth)
 	fmt.Printf("  simulator (this process: clients, software TPMs, tunnels): cpu %.1fs, %.0f%% of the 2 cores' wall\n",
 		sim.Seconds(), 100*sim.Seconds()/(2*wall.Seconds()))
+	if machines[0].rootKind == rootKindNFS {
+		fmt.Printf("  nfs-ganesha (the server's child, not in its cpu above): cpu %.1fms per machine (%.1fs in all)\n",
+			ms(child)/float64(n), child.Seconds())
+	}
 }
 
 // vethThroughput measures plain TCP from the server's namespace to the
@@ -307,9 +319,9 @@ func vethThroughput(t *testing.T, tp *topo) float64 {
 	return float64(total) / dur.Seconds()
 }
 
-func printStorm(w io.Writer, results []bootResult, wall, cpu time.Duration, rss, peakRSS int64, veth float64) {
+func printStorm(w io.Writer, kind string, results []bootResult, wall, cpu time.Duration, rss, peakRSS int64, veth float64) {
 	n := len(results)
-	var ready, failures, tftpResends, httpRetries, attRetries, wgInits, wgResent, wgCookies, dhcpResends, dhcpNAKs int
+	var ready, failures, tftpResends, httpRetries, attRetries, wgInits, wgResent, wgCookies, dhcpResends, dhcpNAKs, rootRetries, rootRecoveries int
 	var bytes, rootBytes, refetched int64
 	var errs []string
 	for _, r := range results {
@@ -324,6 +336,8 @@ func printStorm(w io.Writer, results []bootResult, wall, cpu time.Duration, rss,
 		attRetries += r.attRetries
 		dhcpResends += r.dhcpResends
 		dhcpNAKs += r.dhcpNAKs
+		rootRetries += r.rootRetries
+		rootRecoveries += r.rootRecoveries
 		if r.err != nil {
 			failures++
 			if len(errs) < 3 {
@@ -333,8 +347,15 @@ func printStorm(w io.Writer, results []bootResult, wall, cpu time.Duration, rss,
 		}
 		ready++
 	}
-	fmt.Fprintf(w, "storm N=%d: %d of %d root-ready (attested, tunnel up, iSCSI root logged in and read) in %.1fs; failures %d; retries: dhcp resends %d (naks %d), tftp resends %d, downloads %d, attestations %d, wireguard initiations %d\n",
-		n, ready, n, wall.Seconds(), failures, dhcpResends, dhcpNAKs, tftpResends, httpRetries, attRetries, wgResent)
+	how := "iSCSI root logged in and read"
+	if kind == rootKindNFS {
+		how = "NFS root mounted and read"
+	}
+	fmt.Fprintf(w, "storm N=%d: %d of %d root-ready (attested, tunnel up, %s) in %.1fs; failures %d; retries: dhcp resends %d (naks %d), tftp resends %d, downloads %d, attestations %d, wireguard initiations %d, %s requests %d\n",
+		n, ready, n, how, wall.Seconds(), failures, dhcpResends, dhcpNAKs, tftpResends, httpRetries, attRetries, wgResent, kind, rootRetries)
+	if kind == rootKindNFS {
+		fmt.Fprintf(w, "  nfs: %d sessions recovered after the server lost them (a lease expired while the machine's requests waited), as the kernel client recovers\n", rootRecoveries)
+	}
 	fmt.Fprintf(w, "  wireguard: %d handshake initiations for %d machines (%d retransmitted after 5s without answer), %d cookie replies (server under load)\n",
 		wgInits, n, wgResent, wgCookies)
 	for p := range numPhases {
@@ -350,7 +371,7 @@ func printStorm(w io.Writer, results []bootResult, wall, cpu time.Duration, rss,
 			continue // fixed addresses
 		}
 		p50, p99 := percentiles(ds)
-		fmt.Fprintf(w, "  %-12s p50 %8.1fms  p99 %8.1fms\n", phaseNames[p], ms(p50), ms(p99))
+		fmt.Fprintf(w, "  %-12s p50 %8.1fms  p99 %8.1fms\n", phaseName(p, kind), ms(p50), ms(p99))
 	}
 	var readies []time.Duration
 	for _, r := range results {
@@ -364,8 +385,8 @@ func printStorm(w io.Writer, results []bootResult, wall, cpu time.Duration, rss,
 		float64(rss)/(1<<20), float64(peakRSS)/(1<<20), ms(cpu)/float64(n), cpu.Seconds())
 	need := float64(bytes+rootBytes) / veth
 	ratio := wall.Seconds() / need
-	fmt.Fprintf(w, "  bytes served %.1f MB (TFTP+HTTP %.1f MB, of which kernels fetched again %.1f MB; iSCSI root reads %.1f MB), plain veth TCP %.0f MB/s in this run: %.2fs for the bytes alone\n",
-		float64(bytes+rootBytes)/1e6, float64(bytes)/1e6, float64(refetched)/1e6, float64(rootBytes)/1e6, veth/1e6, need)
+	fmt.Fprintf(w, "  bytes served %.1f MB (TFTP+HTTP %.1f MB, of which kernels fetched again %.1f MB; %s root reads %.1f MB), plain veth TCP %.0f MB/s in this run: %.2fs for the bytes alone\n",
+		float64(bytes+rootBytes)/1e6, float64(bytes)/1e6, float64(refetched)/1e6, kind, float64(rootBytes)/1e6, veth/1e6, need)
 	for _, e := range errs {
 		fmt.Fprintf(w, "  failure: %s\n", e)
 	}

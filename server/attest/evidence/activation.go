@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-
-	"github.com/google/go-tpm/tpm2"
 )
 
 // ErrActivation means an activation proof does not match the secret.
@@ -23,26 +21,11 @@ const ActivationSecretSize = 32
 // 32-byte secret to check the agent's proof against. Both public areas are
 // checked with ParseEK and ParseAK first.
 func NewActivation(rand io.Reader, ekPublic, akPublic []byte) (blob, encSecret, secret []byte, err error) {
-	ek, err := ParseEK(ekPublic)
+	k, err := ParseKeys(ekPublic, akPublic)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	if _, err := ParseAK(akPublic); err != nil {
-		return nil, nil, nil, err
-	}
-	kem, err := tpm2.ImportEncapsulationKey(ek)
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("EK encapsulation key: %v: %w", err, ErrBadEK)
-	}
-	secret = make([]byte, ActivationSecretSize)
-	if _, err := io.ReadFull(rand, secret); err != nil {
-		return nil, nil, nil, fmt.Errorf("activation secret: %w", err)
-	}
-	blob, encSecret, err = createCredential(rand, kem, objectName(akPublic), secret)
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("make credential: %w", err)
-	}
-	return blob, encSecret, secret, nil
+	return k.NewActivation(rand)
 }
 
 // ActivationProof returns HMAC-SHA256(secret, data), what the agent sends to

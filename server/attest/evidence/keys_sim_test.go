@@ -120,6 +120,16 @@ func TestNewActivationRejectsKeys(t *testing.T) {
 	if _, _, _, err := evidence.NewActivation(nil, s.EK, s.EK); !errors.Is(err, evidence.ErrBadAK) {
 		t.Errorf("NewActivation(EK as AK) = %v, want ErrBadAK", err)
 	}
+	if _, err := evidence.ParseKeys(s.AK, s.EK); !errors.Is(err, evidence.ErrBadEK) {
+		t.Errorf("ParseKeys(AK as EK, EK as AK) = %v, want ErrBadEK (the EK is checked first)", err)
+	}
+	k, err := evidence.ParseKeys(s.EK, s.AK)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !k.Matches(s.EK, s.AK) || k.Matches(s.EK, s.RSAAK) {
+		t.Error("Keys.Matches does not match exactly the public areas parsed")
+	}
 }
 
 func FuzzParseEK(f *testing.F) {

@@ -45,10 +45,16 @@ type QuoteInfo struct {
 // of pcrs (ErrPCRSelection), and the PCR digest being the SHA-256 of the
 // values in index order (ErrPCRDigest).
 func VerifyQuote(akPublic, quote, sig, extraData []byte, pcrs []wire.PCR) (*QuoteInfo, error) {
-	ak, err := ParseAK(akPublic)
+	ak, err := parseAKKey(akPublic)
 	if err != nil {
 		return nil, err
 	}
+	return verifyQuote(ak, quote, sig, extraData, pcrs)
+}
+
+// verifyQuote is VerifyQuote with the AK's public key (*ecdsa.PublicKey
+// or *rsa.PublicKey, from parseAKKey).
+func verifyQuote(ak crypto.PublicKey, quote, sig, extraData []byte, pcrs []wire.PCR) (*QuoteInfo, error) {
 	if err := verifySignature(ak, quote, sig); err != nil {
 		return nil, err
 	}
@@ -138,54 +144,50 @@ func parseQuote(quote []byte) (*quoteInfo, error) {
 // verifySignature checks sig, a TPMT_SIGNATURE in the AK's scheme, over
 // SHA-256(msg). The encoding must be exact. It decodes by hand, as
 // parseQuote does.
-func verifySignature(ak *tpm2.TPMTPublic, msg, sig []byte) error {
+func verifySignature(ak crypto.PublicKey, msg, sig []byte) error {
 	r := reader{b: sig}
 	alg, hash := tpm2.TPMAlgID(r.u16()), tpm2.TPMAlgID(r.u16())
 	if r.short {
 		return fmt.Errorf("decode signature: %d bytes: %w", len(sig), ErrSignature)
 	}
 	digest := sha256.Sum256(msg)
-	switch {
-	case ak.Type == tpm2.TPMAlgECC && alg == tpm2.TPMAlgECDSA:
+	switch key := ak.(type) {
+	case *ecdsa.PublicKey:
+		if alg != tpm2.TPMAlgECDSA {
+			break
+		}
 		sigR, sigS := r.view(), r.view()
 		if r.short || len(r.b) != 0 || hash != tpm2.TPMAlgSHA256 {
 			return fmt.Errorf("ECDSA signature encoding: %w", ErrSignature)
 		}
-		return verifyECDSA(ak, sigR, sigS, digest[:])
-	case ak.Type == tpm2.TPMAlgRSA && alg == tpm2.TPMAlgRSASSA:
+		if !ecdsa.Verify(key, digest[:], new(big.Int).SetBytes(sigR), new(big.Int).SetBytes(sigS)) {
+			return ErrSignature
+		}
+		return nil
+	case *rsa.PublicKey:
+		if alg != tpm2.TPMAlgRSASSA {
+			break
+		}
 		s := r.view()
 		if r.short || len(r.b) != 0 || hash != tpm2.TPMAlgSHA256 {
 			return fmt.Errorf("RSASSA signature encoding: %w", ErrSignature)
 		}
-		return verifyRSASSA(ak, s, digest[:])
+		if err := rsa.VerifyPKCS1v15(key, crypto.SHA256, digest[:], s); err != nil {
+			return ErrSignature
+		}
+		return nil
+	default:
+		return fmt.Errorf("AK public key of type %T: %w", ak, ErrBadAK)
 	}
-	return fmt.Errorf("signature algorithm %v for a key of type %v: %w", alg, ak.Type, ErrSignature)
+	return fmt.Errorf("signature algorithm %v for a key of type %v: %w", alg, akType(ak), ErrSignature)
 }
 
-func verifyECDSA(ak *tpm2.TPMTPublic, sigR, sigS, digest []byte) error {
-	point, err := ak.Unique.ECC()
-	if err != nil {
-		return fmt.Errorf("AK ECC point: %v: %w", err, ErrBadAK)
+// akType is the TPM key type of an AK's public key.
+func akType(ak crypto.PublicKey) tpm2.TPMAlgID {
+	if _, ok := ak.(*rsa.PublicKey); ok {
+		return tpm2.TPMAlgRSA
 	}
-	key, err := ecdsaKey(point)
-	if err != nil {
-		return err
-	}
-	if !ecdsa.Verify(key, digest, new(big.Int).SetBytes(sigR), new(big.Int).SetBytes(sigS)) {
-		return ErrSignature
-	}
-	return nil
-}
-
-func verifyRSASSA(ak *tpm2.TPMTPublic, sig, digest []byte) error {
-	key, err := rsaKey(ak)
-	if err != nil {
-		return err
-	}
-	if err := rsa.VerifyPKCS1v15(key, crypto.SHA256, digest, sig); err != nil {
-		return ErrSignature
-	}
-	return nil
+	return tpm2.TPMAlgECC
 }
 
 // sortPCRs returns a copy of pcrs sorted by index after checking that the

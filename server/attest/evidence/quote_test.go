@@ -73,6 +73,18 @@ func TestVerifyQuote(t *testing.T) {
 			if err == nil && !info.Safe {
 				t.Errorf("QuoteInfo = %+v, want Safe", info)
 			}
+
+			// The same checks through keys parsed once (a server's cache).
+			keys, err := evidence.ParseKeys(s.EK, ak)
+			if err != nil {
+				if !errors.Is(err, tc.want) || !errors.Is(err, evidence.ErrBadAK) {
+					t.Fatalf("ParseKeys() = %v, want %v", err, tc.want)
+				}
+				return
+			}
+			if _, err := keys.VerifyQuote(quote, sig, extra, pcrs); !errors.Is(err, tc.want) || (tc.want == nil) != (err == nil) {
+				t.Fatalf("Keys.VerifyQuote() = %v, want %v", err, tc.want)
+			}
 		})
 	}
 }
