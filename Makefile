@@ -124,9 +124,13 @@ bench-flood:
 # per machine (and idle before the storms), bytes against plain veth
 # throughput; last line
 # "storm: machines=N ready=R failures=F wall=Ws limit_ratio=X".
-# STORM_DHCP=full: the machines lease their addresses from the server's
-# full DHCP (firmware PXE, iPXE and the agent each DISCOVER..ACK, a pool of
-# one address per machine, ARP probes) instead of having them.
+# STORM_DHCP picks how machines find their boot files: proxy (the default,
+# as the server's boot.dhcp_mode: the machines have their addresses and ask
+# the server's ProxyDHCP, firmware PXE a DISCOVER..OFFER, iPXE one more
+# REQUEST..ACK on port 4011); full (they lease their addresses from the
+# server's full DHCP: firmware PXE, iPXE and the agent each DISCOVER..ACK,
+# a pool of one address per machine, ARP probes); none (no DHCP, they start
+# at TFTP).
 # STORM_ROOT=nfs: NFSv4 roots (the server's nfs-ganesha, one export per
 # machine) mounted as NFSv4.2 over each tunnel and read, instead of iSCSI.
 STORM ?= 50,200,1000

@@ -2,7 +2,9 @@
 // work (an attestation, a download) holds one of a service's slots, and
 // gives each client it cannot admit now its own time to come back, one
 // slot's worth apart, so that refused clients return at the pace the
-// service frees slots instead of all at once.
+// service frees slots instead of all at once. A Queue admits to the slots
+// in the order clients arrived: a short line, and a place kept for a
+// refused client so that it comes back ahead of those who came after it.
 //
 // A refused client that ignores its time is still bounded by the slots of
 // the service (and by its per-source limits); the Pacer only decides what

@@ -77,6 +77,8 @@ type exchange struct {
 	// slottedAt is when x took its slots: how long it held them teaches
 	// the server's pacer (busy agents' retry-after).
 	slottedAt time.Time
+	// retryAfter is when a source refused as busy should come back.
+	retryAfter time.Duration
 	// user is the user whose per-user root x claimed (see perUser).
 	user string
 

@@ -46,3 +46,6 @@ func BenchAgents(tb testing.TB, n int) []*loadgen.Agent { return benchAgents(tb,
 
 // CPUTime is the process's user and system CPU time so far.
 func CPUTime(tb testing.TB) time.Duration { return cpuTime(tb) }
+
+// LineFactor is how many hellos per exchange slot may wait in line.
+const LineFactor = lineFactor

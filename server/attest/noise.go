@@ -42,7 +42,8 @@ func (c *noiseCounters) snapshot() Noise {
 type Load struct {
 	Conns       int    // QUIC connections, handshaking or established
 	Handshaking int    // of which still in their handshake
-	Exchanges   int    // exchanges in progress
+	Exchanges   int    // exchanges in progress, or in line for a slot
+	Queued      int    // of which in line for an exchange slot
 	Retries     uint64 // connection attempts answered with a QUIC Retry
 	Validated   uint64 // connections accepted after a Retry proved their address
 }
@@ -53,7 +54,8 @@ func (s *Server) Noise() Noise { return s.noise.snapshot() }
 // Load returns the server's current load.
 func (s *Server) Load() Load {
 	conns, handshaking, exchanges := s.sources.counts()
-	return Load{Conns: conns, Handshaking: handshaking, Exchanges: exchanges, Retries: s.retries.Load(), Validated: s.validated.Load()}
+	return Load{Conns: conns, Handshaking: handshaking, Exchanges: exchanges, Queued: s.exchanges.Load().Waiting,
+		Retries: s.retries.Load(), Validated: s.validated.Load()}
 }
 
 // logNoise writes one summary line per interval in which noise was

@@ -52,7 +52,7 @@ func (os Observers) Observe(a Attempt) {
 }
 
 // InFlight returns how many attestations are running now.
-func (s *Server) InFlight() int { return len(s.sessions) }
+func (s *Server) InFlight() int { return s.exchanges.Load().Taken }
 
 // attempt is how x ended, decided now: the outcome, the check that
 // decided it (decidingCheck when none failed) and why.

@@ -154,8 +154,8 @@ func TestAskPersonFreesSlots(t *testing.T) {
 	if _, ok := prompt.(*wire.LoginPrompt); !ok {
 		t.Fatalf("prompt = %T, want *wire.LoginPrompt", prompt)
 	}
-	if _, _, n := e.s.sources.counts(); n != 0 || len(e.s.sessions) != 0 || e.s.Waiting() != 1 {
-		t.Fatalf("while waiting: exchanges %d, sessions %d, waiting %d; want 0, 0, 1", n, len(e.s.sessions), e.s.Waiting())
+	if _, _, n := e.s.sources.counts(); n != 0 || e.s.InFlight() != 0 || e.s.Waiting() != 1 {
+		t.Fatalf("while waiting: exchanges %d, sessions %d, waiting %d; want 0, 0, 1", n, e.s.InFlight(), e.s.Waiting())
 	}
 	// The one session slot is free: a second exchange takes it and waits too.
 	b, _ := e.ask(t, ctx, "machine-b")

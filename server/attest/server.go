@@ -115,8 +115,7 @@ type Server struct {
 	logger          hclog.Logger
 	now             func() time.Time
 	tlsConfig       *tls.Config
-	sessions        chan struct{}    // semaphore of MaxSessions, one per exchange in progress
-	pacer           *admission.Pacer // when agents refused as busy come back
+	exchanges       *admission.Queue[netip.Addr] // MaxSessions exchange slots, taken in the order sources arrived
 	limits          Limits
 	sources         *sources
 	noise           noiseCounters
@@ -162,7 +161,6 @@ func New(cfg Config) (*Server, error) {
 		rand:            orDefault[io.Reader](cfg.Rand, rand.Reader),
 		logger:          orDefault(cfg.Logger, hclog.NewNullLogger()).Named("attest"),
 		now:             cfg.Now,
-		sessions:        make(chan struct{}, orDefault(cfg.MaxSessions, 256)),
 		tunnels:         cfg.Tunnels,
 		transport:       orDefault(cfg.RootTransport, TransportWireGuard),
 		predictor:       cfg.Predictor,
@@ -178,7 +176,10 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.leases, _ = cfg.Store.(store.LeaseStore)
 	s.sources = newSources(s.limits)
-	s.pacer = admission.New(cap(s.sessions), nil)
+	// Four times as many may wait in line for a slot as there are slots:
+	// a room's hellos wait their hello time rather than come back.
+	slots := orDefault(cfg.MaxSessions, 256)
+	s.exchanges = admission.NewQueue[netip.Addr](slots, lineFactor*slots, nil)
 	if s.transport != TransportWireGuard && s.transport != TransportPlain {
 		return nil, fmt.Errorf("attest: root transport %q: want %q or %q", s.transport, TransportWireGuard, TransportPlain)
 	}
@@ -408,32 +409,39 @@ func (s *Server) converse(ctx context.Context, st stream, x *exchange, src netip
 	return nil
 }
 
+// lineFactor is how many hellos per exchange slot may wait in line.
+const lineFactor = 4
+
 // errBusy refuses a hello when its source, or the server, has no free
-// exchange slot; the agent is told when to retry (a busy Status).
+// exchange slot; the agent is told when to retry (a busy Status with the
+// exchange's retryAfter).
 var errBusy = &Failure{Check: "busy", Reason: "server busy: too many attestations in progress, retry later"}
 
 // takeSlots takes x's exchange slots (one of its source's
-// ExchangesPerSource, one of MaxSessions), waiting for a server-wide one
-// until by; it does nothing when x holds them.
+// ExchangesPerSource, one of MaxSessions), waiting in line for a
+// server-wide one until by (admission.Queue: in the order sources first
+// asked, a source refused before keeping its place); it does nothing when
+// x holds them.
 func (x *exchange) takeSlots(ctx context.Context, by time.Time) error {
 	if x.slotted {
 		return nil
 	}
 	s := x.s
 	if !s.sources.addExchange(x.src) {
+		x.retryAfter = max(s.exchanges.Pacer().Hold(), admission.MinRetryAfter)
 		return errBusy
 	}
-	t := time.NewTimer(time.Until(by))
-	defer t.Stop()
-	select {
-	case s.sessions <- struct{}{}:
-		x.slotted, x.slottedAt = true, time.Now()
-		return nil
-	case <-t.C:
-	case <-ctx.Done():
+	ctx, cancel := context.WithDeadline(ctx, by)
+	err := s.exchanges.Take(ctx, x.src)
+	cancel()
+	var busy *admission.BusyError
+	if errors.As(err, &busy) {
+		s.sources.dropExchange(x.src)
+		x.retryAfter = busy.RetryAfter
+		return errBusy
 	}
-	s.sources.dropExchange(x.src)
-	return errBusy
+	x.slotted, x.slottedAt = true, time.Now()
+	return nil
 }
 
 // dropSlots frees the exchange slots x holds, if any.
@@ -442,9 +450,8 @@ func (x *exchange) dropSlots() {
 		return
 	}
 	x.slotted = false
-	x.s.pacer.Done(time.Since(x.slottedAt))
+	x.s.exchanges.Release(time.Since(x.slottedAt))
 	x.s.sources.dropExchange(x.src)
-	<-x.s.sessions
 }
 
 // readNext reads the agent's next message: its first byte within wait,
@@ -604,7 +611,7 @@ func (s *Server) refuse(st stream, x *exchange, err error) error {
 	st.SetWriteDeadline(time.Now().Add(s.limits.FrameTimeout))
 	if f == errBusy {
 		wire.Write(st, &wire.Status{State: wire.StateBusy, Reason: f.Reason,
-			RetryAfterMillis: s.pacer.RetryAfter().Milliseconds()})
+			RetryAfterMillis: max(x.retryAfter, admission.MinRetryAfter).Milliseconds()})
 		return err
 	}
 	wire.Write(st, &wire.Error{Code: f.Check, Message: f.Reason})

@@ -73,8 +73,10 @@ type LimitsConfig struct {
 	// Example: "1m".
 	HTTPStallTimeout string `json:"http_stall_timeout,omitempty"`
 	// HTTPDownloads: boot artifact downloads served at once; further ones
-	// are answered 503 with a Retry-After, and scripts rendered meanwhile
-	// pause as long as the server booked for their machine. A machine
+	// wait for a slot in the order they came (up to 20 s, at most 8 per
+	// slot), then are answered 503 with a Retry-After, and scripts
+	// rendered meanwhile pause as long as the server booked for their
+	// machine. A machine
 	// whose kernel download completed keeps its slot for its initrd
 	// (from its address, once, for up to 5 s).
 	// Default: 128.

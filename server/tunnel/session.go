@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"sync"
+	"sync/atomic"
 )
 
 // Listen listens for TCP on the server's tunnel address only (network
@@ -62,12 +62,19 @@ type session struct {
 	net.Conn
 	t    *Tunnel
 	addr netip.Addr
-	once sync.Once
+	// gone is set once the session is out of t.sessions, or being taken
+	// out: by its own Close (untrack), or detached by
+	// closeSessionsLocked. Neither waits for the other: a sync.Once here
+	// deadlocked a storm, closeSessionsLocked holding t.mu while waiting
+	// for the Once that a Close held while waiting for t.mu.
+	gone atomic.Bool
 }
 
 func (s *session) Close() error {
 	err := s.Conn.Close()
-	s.once.Do(func() { s.t.untrack(s) })
+	if s.gone.CompareAndSwap(false, true) {
+		s.t.untrack(s)
+	}
 	return err
 }
 
@@ -107,7 +114,7 @@ func (t *Tunnel) closeSessionsLocked(ip netip.Addr) {
 	ss := t.sessions[ip]
 	delete(t.sessions, ip)
 	for s := range ss {
-		s.once.Do(func() {}) // detached: untrack must not run
+		s.gone.Store(true) // detached: its Close must not untrack it
 		s.Conn.Close()
 	}
 }

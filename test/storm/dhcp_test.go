@@ -18,15 +18,34 @@ import (
 	"github.com/sealroot/sealroot/test/netnstest"
 )
 
-// dhcpMode is SEALROOT_STORM_DHCP: "" (the machines have their addresses
-// and start at TFTP) or "full" (they lease them from the server's full
-// DHCP: firmware PXE, then iPXE, then the agent, each a DISCOVER..ACK).
-func dhcpMode() (string, error) {
-	switch v := os.Getenv("SEALROOT_STORM_DHCP"); v {
-	case "", "full":
+// dhcpMode is how the storm's machines get their addresses and boot
+// files (SEALROOT_STORM_DHCP).
+type dhcpMode string
+
+const (
+	// modeProxy (the default, as boot.dhcp_mode's): the machines have
+	// their addresses (from the site's DHCP server, not simulated) and
+	// ask the server's ProxyDHCP for their boot files: firmware PXE's
+	// DISCOVER is answered with an OFFER naming the iPXE binary, iPXE's
+	// DISCOVER with one that iPXE follows with a REQUEST to port 4011,
+	// whose ACK names the script URL.
+	modeProxy dhcpMode = "proxy"
+	// modeFull: they lease their addresses from the server's full DHCP
+	// (firmware PXE, then iPXE, then the agent, each a DISCOVER..ACK).
+	modeFull dhcpMode = "full"
+	// modeNone: they have their addresses and start at TFTP, no DHCP.
+	modeNone dhcpMode = "none"
+)
+
+// stormDHCP is SEALROOT_STORM_DHCP: proxy (or unset), full or none.
+func stormDHCP() (dhcpMode, error) {
+	switch v := dhcpMode(os.Getenv("SEALROOT_STORM_DHCP")); v {
+	case "":
+		return modeProxy, nil
+	case modeProxy, modeFull, modeNone:
 		return v, nil
 	default:
-		return "", fmt.Errorf("SEALROOT_STORM_DHCP %q: want full or nothing", v)
+		return "", fmt.Errorf("SEALROOT_STORM_DHCP %q: want proxy (the default), full or none", v)
 	}
 }
 
@@ -112,6 +131,88 @@ func (l *dhcpLink) close() {
 	l.conn.Close()
 	<-l.done
 }
+
+// bootFile runs what firmware PXE (c clientPXE) or iPXE (clientIPXE)
+// does next to a ProxyDHCP server (PXE 2.1; iPXE's dhcp.c): DISCOVER
+// until an OFFER names a boot file; iPXE then asks the ProxyDHCP server
+// again with a REQUEST to port 4011 from its address addr (in ns, from
+// an ephemeral port: the server answers the sender) and boots the file
+// its ACK names. Firmware boots the OFFER's file (BIOS PXE with the
+// discovery bypass of option 43 the server sends).
+func (l *dhcpLink) bootFile(ctx context.Context, ns *netnstest.NS, addr netip.Addr, mac net.HardwareAddr, c dhcpClient) (string, dhcpResult, error) {
+	var r dhcpResult
+	disc, err := dhcpv4.NewDiscovery(mac, c.modifiers()...)
+	if err != nil {
+		return "", r, err
+	}
+	offer, err := l.exchange(ctx, disc, dhcpv4.MessageTypeOffer, 0, &r)
+	if err != nil {
+		return "", r, fmt.Errorf("no ProxyDHCP OFFER: %w", err)
+	}
+	if c == clientPXE {
+		if offer.BootFileName == "" {
+			return "", r, errors.New("ProxyDHCP OFFER names no boot file")
+		}
+		return offer.BootFileName, r, nil
+	}
+	mods := append([]dhcpv4.Modifier{dhcpv4.WithMessageType(dhcpv4.MessageTypeRequest), dhcpv4.WithHwAddr(mac),
+		dhcpv4.WithClientIP(addr.AsSlice())}, c.modifiers()...)
+	req, err := dhcpv4.New(mods...)
+	if err != nil {
+		return "", r, err
+	}
+	ack, err := proxyRequest(ctx, ns, addr, req, &r)
+	if err != nil {
+		return "", r, fmt.Errorf("ProxyDHCP REQUEST: %w", err)
+	}
+	if ack.BootFileName == "" {
+		return "", r, errors.New("ProxyDHCP ACK names no boot file")
+	}
+	return ack.BootFileName, r, nil
+}
+
+// proxyRequest sends req to the server's port 4011 from addr until an ACK
+// with its transaction ID comes back, waiting dhcpTimeouts between tries.
+func proxyRequest(ctx context.Context, ns *netnstest.NS, addr netip.Addr, req *dhcpv4.DHCPv4, r *dhcpResult) (*dhcpv4.DHCPv4, error) {
+	var conn *net.UDPConn
+	err := ns.Do(func() (err error) {
+		conn, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(addr, 0)))
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Now()) })
+	defer stop()
+	dst := net.UDPAddrFromAddrPort(netip.AddrPortFrom(serverIP, pxePort))
+	buf := make([]byte, 1500)
+	for i := 0; ; i++ {
+		if i > 0 {
+			r.resends++
+		}
+		if _, err := conn.WriteTo(req.ToBytes(), dst); err != nil {
+			return nil, err
+		}
+		conn.SetReadDeadline(time.Now().Add(dhcpTimeouts[min(i, len(dhcpTimeouts)-1)]))
+		for {
+			n, _, err := conn.ReadFrom(buf)
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			if err != nil {
+				break // timed out: send again
+			}
+			m, err := dhcpv4.FromBytes(buf[:n])
+			if err == nil && m.TransactionID == req.TransactionID && m.MessageType() == dhcpv4.MessageTypeAck {
+				return m, nil
+			}
+		}
+	}
+}
+
+// pxePort is the ProxyDHCP server's port for REQUESTs (PXE 2.1).
+const pxePort = 4011
 
 // dhcpResult is one DISCOVER..ACK exchange.
 type dhcpResult struct {

@@ -6,12 +6,14 @@
 //
 // # What a simulated machine does
 //
-// As firmware and iPXE would: TFTP of the iPXE binary, HTTP of the boot
-// script, then of the kernel and the initramfs the script names (a 503
+// As firmware and iPXE would: DHCP (see below), TFTP of the iPXE
+// binary, HTTP of the boot script, then of the kernel and the initramfs
+// the script names (a 503
 // makes it pause as the script says and start over, as iPXE's script
 // loop does); then the agent's attestation (agent/attest, the agent's own
 // client) with a software TPM of its own (test/softtpm through
-// test/loadgen), honouring the server's busy retry-after; then a
+// test/loadgen), honouring the server's busy retry-after (the server
+// keeps a busy machine's place in its line, admission.Queue); then a
 // WireGuard handshake with the server's tunnel using the boot's key sent
 // in the hello (wireguard-go: this host has no kernel module; one device
 // per boot whose socket is bound to the machine's address inside its
@@ -36,17 +38,30 @@
 // instead. "Root-ready" is after that read. Each boot starts
 // with a TPM reset and the same measured boot (loadgen.Agent.Reboot).
 //
-// By default the machines have their addresses and start at TFTP. With
-// SEALROOT_STORM_DHCP=full they lease them from the server's full DHCP
-// (boot.dhcp_mode full, a pool of exactly one address per machine, ARP
-// probes and stored leases as by default): the client namespaces share
-// one bridge with the server, and each machine runs DISCOVER, OFFER,
-// REQUEST, ACK three times, as firmware PXE (its ACK names the iPXE
-// binary), iPXE (user class "iPXE": the script URL) and the agent
-// (vendor class sealroot-agent) do, retransmitting after 4, 8, 16 and 32
-// s, then takes the leased address. The machines are enrolled from their
-// namespace's own address, so the first storm's leases are all fresh,
-// as on a room's first morning; later counts reuse the first machines'.
+// By default (SEALROOT_STORM_DHCP=proxy, as boot.dhcp_mode's default)
+// the machines have their addresses, as from a site's DHCP server (not
+// simulated), and the server runs ProxyDHCP on a bridge the client
+// namespaces share: firmware PXE broadcasts a DISCOVER with vendor class
+// PXEClient and boots the file the ProxyDHCP OFFER names (a BIOS ROM
+// with the discovery bypass the server sends); iPXE (user class "iPXE")
+// broadcasts its DISCOVER and then, as iPXE does after a ProxyDHCP
+// offer, sends a REQUEST to the server's port 4011 (from its address, on
+// an ephemeral port) and loads the script URL the ACK names. The agent's
+// DHCP goes to the site's server and is not simulated.
+//
+// With SEALROOT_STORM_DHCP=full they lease their addresses from the
+// server's full DHCP (boot.dhcp_mode full, a pool of exactly one address
+// per machine, ARP probes and stored leases as by default) on that
+// bridge, and each machine runs DISCOVER, OFFER, REQUEST, ACK three
+// times, as firmware PXE (its ACK names the iPXE binary), iPXE (user
+// class "iPXE": the script URL) and the agent (vendor class
+// sealroot-agent) do, retransmitting after 4, 8, 16 and 32 s, then takes
+// the leased address. The machines are enrolled from their namespace's
+// own address, so the first storm's leases are all fresh, as on a room's
+// first morning; later counts reuse the first machines'.
+//
+// With SEALROOT_STORM_DHCP=none the machines have their addresses, each
+// namespace routed to the server over its own veth, and start at TFTP.
 //
 // With SEALROOT_STORM_ROOT=nfs the machines' roots are NFSv4 instead
 // (root kind nfs; the server runs its nfs-ganesha, exporting each
@@ -65,8 +80,6 @@
 // host's kernel has no NFS client module, and libnfs's tools speak
 // NFSv4.0 only, which the server does not serve. nfs-ganesha's CPU is
 // printed apart from the server's.
-//
-// Not simulated (yet): ProxyDHCP.
 //
 // SEALROOT_STORM_LOG sets the server's log level (default warn; trace
 // includes wireguard-go's handshake lines). The server's tunnel runs on a

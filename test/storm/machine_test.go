@@ -67,7 +67,8 @@ func phaseName(p int, kind string) string {
 type machine struct {
 	addr   netip.Addr // invalid until leased, in full-DHCP mode
 	ns     *netnstest.NS
-	link   *dhcpLink // nil: addr is fixed, no DHCP
+	link   *dhcpLink // nil: no DHCP
+	mode   dhcpMode  // modeFull: addr is leased; else it is fixed
 	mac    net.HardwareAddr
 	agent  *loadgen.Agent
 	roots  *x509.CertPool
@@ -80,10 +81,10 @@ type machine struct {
 	rootData []byte // the root image's file (rootFileName), to check NFS reads against
 }
 
-// newMachine makes machine i: with a fixed address addr when link is nil,
-// else one it leases over link (then addr is invalid).
-func newMachine(ns *netnstest.NS, link *dhcpLink, i int, addr netip.Addr, agent *loadgen.Agent, roots *x509.CertPool) (*machine, error) {
-	m := &machine{ns: ns, link: link, mac: macOf(i), agent: agent, roots: roots}
+// newMachine makes machine i: with a fixed address addr, or in full-DHCP
+// mode one it leases over link (then addr is invalid).
+func newMachine(ns *netnstest.NS, link *dhcpLink, mode dhcpMode, i int, addr netip.Addr, agent *loadgen.Agent, roots *x509.CertPool) (*machine, error) {
+	m := &machine{ns: ns, link: link, mode: mode, mac: macOf(i), agent: agent, roots: roots}
 	var err error
 	if m.wgKey, err = tunnel.NewKey(); err != nil { // per boot, as the agent makes it
 		return nil, err
@@ -93,7 +94,7 @@ func newMachine(ns *netnstest.NS, link *dhcpLink, i int, addr netip.Addr, agent 
 		DisableCompression: true,
 		MaxIdleConns:       1,
 	}}
-	if link == nil {
+	if mode != modeFull {
 		if err := m.bind(addr); err != nil {
 			return nil, err
 		}
@@ -141,7 +142,7 @@ func (m *machine) close() {
 func (m *machine) powerOff() error {
 	m.http.CloseIdleConnections()
 	m.unbind()
-	if m.link == nil || !m.addr.IsValid() {
+	if m.mode != modeFull || !m.addr.IsValid() {
 		return nil
 	}
 	a := m.addr
@@ -173,6 +174,15 @@ func (m *machine) dhcp(ctx context.Context, c dhcpClient, r *bootResult) (*dhcpv
 	}
 	m.addr = a
 	return res.ack, nil
+}
+
+// proxyDHCP asks the server's ProxyDHCP for client c's boot file, as
+// firmware PXE and iPXE do on a network whose DHCP server hands out the
+// addresses (the machine has its own).
+func (m *machine) proxyDHCP(ctx context.Context, c dhcpClient, r *bootResult) (string, error) {
+	file, res, err := m.link.bootFile(ctx, m.ns, m.addr, m.mac, c)
+	r.dhcpResends += res.resends
+	return file, err
 }
 
 // dialTCP connects from the machine's address, in its namespace.
@@ -222,7 +232,8 @@ func (m *machine) boot(ctx context.Context, start time.Time) (r bootResult) {
 		return r
 	}
 	ipxeFile, scriptURL := ipxeName, fmt.Sprintf("http://%s/boot.ipxe?arch=bios", netip.AddrPortFrom(serverIP, httpPort))
-	if m.link != nil {
+	switch m.mode {
+	case modeFull:
 		if r.err = m.powerOff(); r.err != nil {
 			return r
 		}
@@ -233,9 +244,14 @@ func (m *machine) boot(ctx context.Context, start time.Time) (r bootResult) {
 			}
 			return err
 		})
-		if r.err != nil {
-			return r
-		}
+	case modeProxy:
+		r.err = timed(phaseDHCPPXE, func() (err error) {
+			ipxeFile, err = m.proxyDHCP(ctx, clientPXE, &r)
+			return err
+		})
+	}
+	if r.err != nil {
+		return r
 	}
 	r.err = timed(phaseTFTP, func() error {
 		n, resends, err := m.tftp(ctx, ipxeFile)
@@ -243,12 +259,18 @@ func (m *machine) boot(ctx context.Context, start time.Time) (r bootResult) {
 		r.tftpResends = resends
 		return err
 	})
-	if r.err == nil && m.link != nil {
+	if r.err == nil && m.mode == modeFull {
 		r.err = timed(phaseDHCPIPXE, func() error {
 			ack, err := m.dhcp(ctx, clientIPXE, &r)
 			if err == nil {
 				scriptURL = ack.BootFileName
 			}
+			return err
+		})
+	}
+	if r.err == nil && m.mode == modeProxy {
+		r.err = timed(phaseDHCPIPXE, func() (err error) {
+			scriptURL, err = m.proxyDHCP(ctx, clientIPXE, &r)
 			return err
 		})
 	}
@@ -267,7 +289,7 @@ func (m *machine) boot(ctx context.Context, start time.Time) (r bootResult) {
 	if r.err = m.ipxe(ctx, script, &r); r.err != nil {
 		return r
 	}
-	if m.link != nil {
+	if m.mode == modeFull {
 		r.err = timed(phaseDHCPAgent, func() error {
 			if _, err := m.dhcp(ctx, clientAgent, &r); err != nil {
 				return err

@@ -139,7 +139,11 @@ func startDaemon(t *testing.T, tp *topo, rootKind string, limits map[string]any)
 		testenv.LookTool(t, "ganesha.nfsd")
 		cfg["nfs"] = map[string]any{} // its defaults: ganesha on the tunnel address, port 2049
 	}
-	if tp.links != nil {
+	switch tp.mode {
+	case modeProxy:
+		// DHCP on the bridge in the default mode, ProxyDHCP.
+		cfg["boot"].(map[string]any)["dhcp_interface"] = dhcpBridge
+	case modeFull:
 		// Full DHCP on the bridge, a pool of exactly one address per
 		// machine, ARP probes and stored leases as by default.
 		boot := cfg["boot"].(map[string]any)

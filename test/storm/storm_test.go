@@ -51,7 +51,7 @@ func stormCounts(t *testing.T) []int {
 // enrolled and approved beforehand; every count reuses the first machines.
 func TestStorm(t *testing.T) {
 	counts := stormCounts(t)
-	mode, err := dhcpMode()
+	mode, err := stormDHCP()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +61,7 @@ func TestStorm(t *testing.T) {
 	}
 	netnstest.RequireRoot(t)
 	most := slices.Max(counts)
-	tp := newTopo(t, most, mode == "full")
+	tp := newTopo(t, most, mode)
 	d := startDaemon(t, tp, kind, nil)
 	roots, err := pki.CAPool(d.ca)
 	if err != nil {
@@ -80,13 +80,13 @@ func TestStorm(t *testing.T) {
 	}
 	machines := make([]*machine, most)
 	for i := range machines {
-		if machines[i], err = newMachine(tp.nsOf(i), tp.linkOf(i), i, machineAddr(i), agents[i], roots); err != nil {
+		if machines[i], err = newMachine(tp.nsOf(i), tp.linkOf(i), mode, i, machineAddr(i), agents[i], roots); err != nil {
 			t.Fatal(err)
 		}
 		defer machines[i].close()
 		machines[i].rootKind, machines[i].rootData = kind, rootData
 	}
-	if tp.links != nil {
+	if mode == modeFull {
 		// Full DHCP: enrolled from their namespace's own address, so that
 		// the storm's DHCP is a room's first: every address fresh (and
 		// probed); counts after the first reuse the first machines' leases.
@@ -99,7 +99,7 @@ func TestStorm(t *testing.T) {
 	if err := enroll(ctx, d.admin(), machines); err != nil {
 		t.Fatal(err)
 	}
-	if tp.links != nil {
+	if mode == modeFull {
 		for _, m := range machines {
 			m.unbind()
 			m.addr = netip.Addr{}
@@ -122,8 +122,11 @@ func TestStorm(t *testing.T) {
 
 // addressing says where the machines' addresses come from.
 func addressing(tp *topo) string {
-	if tp.links != nil {
+	switch tp.mode {
+	case modeFull:
 		return fmt.Sprintf("addresses from the server's full DHCP (pool of %d, %s-%s, ARP probe, stored leases)", tp.size, poolStart, poolEnd(tp.size))
+	case modeProxy:
+		return "fixed addresses, boot files from the server's ProxyDHCP (the default dhcp_mode)"
 	}
 	return "fixed addresses (no DHCP)"
 }

@@ -24,14 +24,16 @@ var serverIP = netip.MustParseAddr("10.77.0.1")
 type topo struct {
 	server  *netnstest.NS
 	clients []*netnstest.NS
-	links   []*dhcpLink // per client namespace, in full-DHCP mode only
+	links   []*dhcpLink // per client namespace, with DHCP (proxy or full) only
 	size    int         // machines
+	mode    dhcpMode
 }
 
-// In full-DHCP mode the client namespaces share one Ethernet segment with
-// the server (a bridge in its namespace, serverIP on it, dhcpBridge), as
-// DHCP broadcasts need; each namespace's eth0 has linkAddr (outside the
-// pool) and its machines add the addresses they lease.
+// With DHCP (proxy or full) the client namespaces share one Ethernet
+// segment with the server (a bridge in its namespace, serverIP on it,
+// dhcpBridge), as DHCP broadcasts need; each namespace's eth0 has
+// linkAddr (outside the pool) and its machines add the addresses they
+// lease (full), or have their fixed ones, machineAddr (proxy).
 const (
 	dhcpBridge = "stbr"
 	dhcpBits   = 16
@@ -55,7 +57,7 @@ func poolEnd(n int) netip.Addr {
 
 // probeAddr is an address in client namespace k to test the server from.
 func (tp *topo) probeAddr(k int) netip.Addr {
-	if tp.links != nil {
+	if tp.mode == modeFull {
 		return linkAddr(k)
 	}
 	return machineAddr(k * perNS)
@@ -68,13 +70,13 @@ func machineAddr(i int) netip.Addr {
 	return netip.AddrFrom4([4]byte{10, 77, byte(k + 1), byte(j + 1)})
 }
 
-func newTopo(t testing.TB, machines int, fullDHCP bool) *topo {
+func newTopo(t testing.TB, machines int, mode dhcpMode) *topo {
 	t.Helper()
-	if fullDHCP {
-		return newBridgedTopo(t, machines)
+	if mode != modeNone {
+		return newBridgedTopo(t, machines, mode)
 	}
 	tag := fmt.Sprintf("storm%d", os.Getpid())
-	tp := &topo{server: netnstest.New(t, tag+"s"), size: machines}
+	tp := &topo{server: netnstest.New(t, tag+"s"), size: machines, mode: mode}
 	if err := tp.server.Do(func() error { return netnstest.AddAddr("lo", netip.PrefixFrom(serverIP, 32)) }); err != nil {
 		t.Fatal(err)
 	}
@@ -115,12 +117,13 @@ func newTopo(t testing.TB, machines int, fullDHCP bool) *topo {
 // nsOf is the namespace of machine i.
 func (tp *topo) nsOf(i int) *netnstest.NS { return tp.clients[i/perNS] }
 
-// newBridgedTopo is the full-DHCP topology: one bridge in the server's
+// newBridgedTopo is the DHCP topology: one bridge in the server's
 // namespace, a veth from it to each client namespace, and a DHCP client
-// socket per namespace.
-func newBridgedTopo(t testing.TB, machines int) *topo {
+// socket per namespace; in proxy mode each namespace's eth0 also has its
+// machines' fixed addresses.
+func newBridgedTopo(t testing.TB, machines int, mode dhcpMode) *topo {
 	tag := fmt.Sprintf("storm%d", os.Getpid())
-	tp := &topo{server: netnstest.New(t, tag+"s"), size: machines}
+	tp := &topo{server: netnstest.New(t, tag+"s"), size: machines, mode: mode}
 	// The server keeps one neighbour entry per machine here; the kernel's
 	// table limits (gc_thresh3, 1024 by default) are global, not per
 	// namespace, so they are left as the host has them.
@@ -131,6 +134,19 @@ func newBridgedTopo(t testing.TB, machines int) *topo {
 		c := netnstest.New(t, fmt.Sprintf("%sc%d", tag, k))
 		if err := tp.server.AddVeth(fmt.Sprintf("sv%d", k), dhcpBridge, c, "eth0", netip.PrefixFrom(linkAddr(k), dhcpBits)); err != nil {
 			t.Fatal(err)
+		}
+		if mode == modeProxy {
+			err := c.Do(func() error {
+				for j := range min(perNS, machines-k*perNS) {
+					if err := netnstest.AddAddr("eth0", netip.PrefixFrom(machineAddr(k*perNS+j), 32)); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
 		}
 		l, err := newDHCPLink(c)
 		if err != nil {
@@ -143,7 +159,7 @@ func newBridgedTopo(t testing.TB, machines int) *topo {
 	return tp
 }
 
-// linkOf is machine i's DHCP socket (nil unless full-DHCP mode).
+// linkOf is machine i's DHCP socket (nil without DHCP).
 func (tp *topo) linkOf(i int) *dhcpLink {
 	if tp.links == nil {
 		return nil

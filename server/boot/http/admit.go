@@ -37,14 +37,19 @@ func FollowedBy(first, next string) ServeOption {
 }
 
 // downloadGate admits artifact downloads (GET under ArtifactPrefix) up to
-// Limits.Downloads at once and answers the others 503 Service Unavailable
-// with a Retry-After booked by an admission.Pacer. Scripts and HEAD
-// requests pass: they are small, and a script carries the pause its
-// client should take after a refused download (see ScriptRequest).
+// Limits.Downloads at once. A download that finds every slot taken waits
+// for one for up to wait, in the order such downloads arrived (a
+// channel's blocked senders are served first come, first served), at
+// most waitingPerDownload per slot; past that it is answered 503 Service
+// Unavailable with a Retry-After booked by an admission.Pacer. Scripts
+// and HEAD requests pass: they are small, and a script carries the pause
+// its client should take after a refused download (see ScriptRequest).
 type downloadGate struct {
 	next      nethttp.Handler
 	slots     chan struct{}
 	pacer     *admission.Pacer
+	wait      time.Duration     // how long a download may wait for a slot; 0: none waits
+	waiting   atomic.Int64      // downloads waiting for a slot
 	busy      atomic.Uint64     // downloads refused with 503
 	followUps map[string]string // path -> path a client fetches next (FollowedBy)
 	now       func() time.Time
@@ -81,7 +86,7 @@ func (g *downloadGate) ServeHTTP(w nethttp.ResponseWriter, r *nethttp.Request) {
 	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
 		client = ap.Addr().Unmap()
 	}
-	if !g.useGrant(client, r.URL.Path) && !g.admit() {
+	if !g.useGrant(client, r.URL.Path) && !g.admit() && !g.waitForSlot(r.Context()) {
 		g.busy.Add(1)
 		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(g.pacer.RetryAfter())))
 		nethttp.Error(w, "server busy: retry later", nethttp.StatusServiceUnavailable)
@@ -107,6 +112,64 @@ func (g *downloadGate) ServeHTTP(w nethttp.ResponseWriter, r *nethttp.Request) {
 // none is free. It reports whether it took one.
 func (g *downloadGate) admit() bool {
 	return g.take() || (g.reclaim() > 0 && g.take())
+}
+
+// waitForSlot waits up to g.wait for a slot, behind the downloads that
+// began waiting before it, unless the line is full. It reports whether it
+// took one. Grants that expire meanwhile give their slots back.
+func (g *downloadGate) waitForSlot(ctx context.Context) bool {
+	if g.wait <= 0 {
+		return false
+	}
+	if g.waiting.Add(1) > int64(waitingPerDownload*cap(g.slots)) {
+		g.waiting.Add(-1)
+		return false
+	}
+	defer g.waiting.Add(-1)
+	ctx, cancel := context.WithTimeout(ctx, g.wait)
+	defer cancel()
+	for {
+		took, expired := g.waitUntilExpiry(ctx)
+		if !expired {
+			return took
+		}
+		g.reclaim()
+	}
+}
+
+// waitUntilExpiry waits for a slot until ctx ends or the first grant
+// expires (expired).
+func (g *downloadGate) waitUntilExpiry(ctx context.Context) (took, expired bool) {
+	var expiry <-chan time.Time
+	if d, ok := g.nextExpiry(); ok {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		expiry = t.C
+	}
+	select {
+	case g.slots <- struct{}{}:
+		return true, false
+	case <-expiry:
+		return false, true
+	case <-ctx.Done():
+		return false, false
+	}
+}
+
+// nextExpiry is the time until the first grant expires, if any.
+func (g *downloadGate) nextExpiry() (time.Duration, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var first time.Time
+	for _, gr := range g.grants {
+		if first.IsZero() || gr.expires.Before(first) {
+			first = gr.expires
+		}
+	}
+	if first.IsZero() {
+		return 0, false
+	}
+	return max(first.Sub(g.now())+time.Millisecond, time.Millisecond), true
 }
 
 // take takes a free slot if there is one.

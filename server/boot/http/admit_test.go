@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -88,7 +89,7 @@ func TestDownloadsAdmittedAtTheirPace(t *testing.T) {
 	small := make([]byte, 4096)
 	rand.Read(small)
 	mustWrite(t, filepath.Join(dir, "small"), small)
-	addr, logs, stop := startAdmitting(t, dir, Limits{Downloads: 1})
+	addr, logs, stop := startAdmitting(t, dir, Limits{Downloads: 1, DownloadWait: -1})
 
 	if code, _, body := getFrom(t, "127.0.0.9", addr, ScriptPath+"?arch=bios"); code != 200 || string(body) != "pause 0" {
 		t.Fatalf("script while idle = %d %q, want 200 \"pause 0\"", code, body)
@@ -168,7 +169,7 @@ func TestInitrdFollowsAdmittedKernel(t *testing.T) {
 	mustWrite(t, filepath.Join(dir, "initrd"), initrd)
 	clock := pacetest.NewFakeClock()
 	var gate *downloadGate
-	addr, logs, stop := startAdmitting(t, dir, Limits{Downloads: 1},
+	addr, logs, stop := startAdmitting(t, dir, Limits{Downloads: 1, DownloadWait: -1},
 		FollowedBy("vmlinuz", "initrd"), func(g *downloadGate) { g.now, gate = clock.Now, g })
 	const a, b, c = "127.0.0.7", "127.0.0.8", "127.0.0.9"
 	fetch := func(src, name string, want int) {
@@ -219,4 +220,83 @@ func TestInitrdFollowsAdmittedKernel(t *testing.T) {
 	fetch(b, "initrd", 200)
 	stop()
 	wantLog(t, logs, fmt.Sprintf("busy=%d", refused))
+}
+
+// With every download slot taken, downloads wait for one instead of being
+// answered 503 (a machine would pause whole seconds and try again), and
+// take the slots in the order they came; past the line's bound a download
+// is answered 503 at once.
+func TestDownloadsWaitInLine(t *testing.T) {
+	dir := t.TempDir()
+	big, err := os.Create(filepath.Join(dir, "big"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	big.Truncate(256 << 20) // sparse: far more than any socket buffer
+	big.Close()
+	small := make([]byte, 4096)
+	rand.Read(small)
+	mustWrite(t, filepath.Join(dir, "small"), small)
+	var gate *downloadGate
+	var mu sync.Mutex
+	var order []string // sources, in the order their downloads began
+	addr, _, _ := startAdmitting(t, dir, Limits{Downloads: 1, DownloadWait: 8 * time.Second},
+		func(g *downloadGate) {
+			gate = g
+			next := g.next
+			g.next = nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {
+				mu.Lock()
+				order = append(order, r.RemoteAddr[:strings.LastIndexByte(r.RemoteAddr, ':')])
+				mu.Unlock()
+				next.ServeHTTP(w, r)
+			})
+		})
+
+	holder := dialFrom(t, "127.0.0.7", addr, 4096)
+	br, resp := get(t, holder, "big") // takes the only slot and stops reading
+	if resp.StatusCode != nethttp.StatusOK {
+		t.Fatalf("first download: status %d", resp.StatusCode)
+	}
+	io.ReadFull(br, make([]byte, 1024))
+
+	waitWaiting := func(n int64) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); gate.waiting.Load() != n; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("downloads waiting = %d, want %d", gate.waiting.Load(), n)
+			}
+		}
+	}
+	line := waitingPerDownload * cap(gate.slots)
+	var want []string
+	var wg sync.WaitGroup
+	for i := range line {
+		src := fmt.Sprintf("127.0.1.%d", i+1)
+		want = append(want, src)
+		wg.Go(func() {
+			code, _, body := getFrom(t, src, addr, ArtifactPrefix+"small")
+			if code != nethttp.StatusOK || string(body) != string(small) {
+				t.Errorf("download from %s in line = %d (%d bytes), want 200 and the file", src, code, len(body))
+			}
+		})
+		waitWaiting(int64(i + 1)) // each in line before the next asks
+	}
+	t0 := time.Now()
+	code, after, _ := getFrom(t, "127.0.0.10", addr, ArtifactPrefix+"small")
+	if code != nethttp.StatusServiceUnavailable || after == "" {
+		t.Errorf("download past a full line = %d, Retry-After %q; want 503 with a Retry-After", code, after)
+	}
+	if d := time.Since(t0); d > 2*time.Second {
+		t.Errorf("download past a full line answered after %v, want at once", d)
+	}
+	holder.Close() // the slot frees when the server's write fails
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	if got := strings.Join(order[1:], " "); got != strings.Join(want, " ") {
+		t.Errorf("downloads served in the order %s, want the order they came: %s", got, strings.Join(want, " "))
+	}
+	if n := gate.busy.Load(); n != 1 {
+		t.Errorf("downloads refused = %d, want 1 (past the line)", n)
+	}
 }

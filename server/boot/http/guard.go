@@ -22,8 +22,14 @@ type Limits struct {
 	// Default 30s.
 	StallTimeout time.Duration
 	// Downloads is how many artifact downloads may run at once; further
-	// ones are answered 503 with a Retry-After. Default 128.
+	// ones wait for a slot (DownloadWait) and then are answered 503 with
+	// a Retry-After. Default 128.
 	Downloads int
+	// DownloadWait is how long a download that finds every slot taken
+	// waits for one, in the order such downloads arrived, before it is
+	// answered 503; at most 8 times Downloads wait at once, further ones
+	// are answered at once. Default 20s; negative: none waits.
+	DownloadWait time.Duration
 }
 
 // Defaults for Limits.
@@ -31,6 +37,10 @@ const (
 	DefaultConnsPerSource = 8
 	DefaultStallTimeout   = 30 * time.Second
 	DefaultDownloads      = 128
+	DefaultDownloadWait   = 20 * time.Second
+	// waitingPerDownload bounds the downloads waiting for a slot: this
+	// many per slot.
+	waitingPerDownload = 8
 	// ProgressChunk is the unit of progress a response must make per
 	// StallTimeout. Bytes count once the kernel took them, so a client
 	// that stops acknowledging is cut once its socket buffer is full.
@@ -46,6 +56,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.Downloads == 0 {
 		l.Downloads = DefaultDownloads
+	}
+	if l.DownloadWait == 0 {
+		l.DownloadWait = DefaultDownloadWait
 	}
 	return l
 }

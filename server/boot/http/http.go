@@ -182,6 +182,7 @@ func ServeWith(ctx context.Context, ln net.Listener, h nethttp.Handler, logger h
 	logger = logger.Named("boothttp")
 	gl := newGuardListener(ln, limits)
 	gate := newDownloadGate(h, gl.limits.Downloads, opts...)
+	gate.wait = max(0, gl.limits.DownloadWait)
 	gl.busy = &gate.busy
 	srv := &nethttp.Server{
 		Handler:           gate,
