@@ -122,7 +122,10 @@ bench-flood:
 # a Debian 12 boot's as vm TestDistroRoot measured it, in that boot's READ
 # sizes) over the tunnel; per run p50/p99 per phase, retries, server RSS and CPU
 # per machine (and idle before the storms), bytes against plain veth
-# throughput; last line
+# throughput; a "cpu floor" line (the CPU of the server, its nfs-ganesha
+# and the simulated machines over the host's cores: the shortest wall one
+# host allows) and the wall over the higher of that floor and the bytes
+# alone; last line
 # "storm: machines=N ready=R failures=F wall=Ws limit_ratio=X".
 # STORM_DHCP picks how machines find their boot files: proxy (the default,
 # as the server's boot.dhcp_mode: the machines have their addresses and ask

@@ -81,6 +81,21 @@
 // NFSv4.0 only, which the server does not serve. nfs-ganesha's CPU is
 // printed apart from the server's.
 //
+// # What it prints
+//
+// Per count: the time until every machine is root-ready, p50/p99 per
+// phase, failures and retries, the server's RSS and CPU per machine (its
+// nfs-ganesha's apart), the simulator's CPU, and the bytes served against
+// plain TCP over the same veth links measured in the same run. The last
+// line is "storm: machines=N ready=R failures=F wall=Ws limit_ratio=X",
+// X being the wall over the time the bytes alone need at that throughput.
+// On one host the CPU of every simulated machine (its software TPM, its
+// TLS and WireGuard, its iSCSI or NFS client) is spent on the same cores
+// as the server's, so the line before it gives the other lower bound, the
+// "cpu floor" (all that CPU over the host's cores), and the wall over the
+// higher of the two bounds: how close the storm came to what this host
+// allows.
+//
 // SEALROOT_STORM_LOG sets the server's log level (default warn; trace
 // includes wireguard-go's handshake lines). The server's tunnel runs on a
 // kernel TUN, as `sealroot serve` does as root; SEALROOT_STORM_NETSTACK=1
