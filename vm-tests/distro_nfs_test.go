@@ -2,7 +2,6 @@ package vmtest
 
 import (
 	"context"
-	"os"
 	"testing"
 	"time"
 )
@@ -20,17 +19,7 @@ import (
 //
 // Slow: runs only with -vm and SEALROOT_DISTRO=1.
 func TestDistroNFSRoot(t *testing.T) {
-	SkipUnlessEnabled(t)
-	t.Parallel()
-	if os.Getenv("SEALROOT_DISTRO") != "1" {
-		t.Skip("distribution root test: set SEALROOT_DISTRO=1 (debootstraps Debian once, ~100 MB)")
-	}
-	RequireTools(t, QEMU, "swtpm", "nsenter", "mkfs.ext4", "ganesha.nfsd")
-	begin := time.Now()
-	defer func() { t.Logf("TestDistroNFSRoot took %s", time.Since(begin).Round(time.Second)) }()
-	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
-	defer cancel()
-	tree := DistroRoot(ctx, t)
+	ctx, tree := startDistroTest(t, "ganesha.nfsd")
 	tp := NewTPM(t)
 	lab := NewLab(t, LabOptions{Name: "sealroot-distro-nfs"})
 	sr := startSealroot(ctx, t, lab, SealrootOptions{TPMs: []*TPM{tp}, Extra: tunnelNFSConfig})

@@ -38,17 +38,7 @@ import (
 // Slow (the first run downloads about 100 MB into the build cache):
 // runs only with -vm and SEALROOT_DISTRO=1.
 func TestDistroRoot(t *testing.T) {
-	SkipUnlessEnabled(t)
-	t.Parallel()
-	if os.Getenv("SEALROOT_DISTRO") != "1" {
-		t.Skip("distribution root test: set SEALROOT_DISTRO=1 (debootstraps Debian once, ~100 MB)")
-	}
-	RequireTools(t, QEMU, "swtpm", "nsenter", "mkfs.ext4", "debugfs")
-	begin := time.Now()
-	defer func() { t.Logf("TestDistroRoot took %s", time.Since(begin).Round(time.Second)) }()
-	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
-	defer cancel()
-	tree := DistroRoot(ctx, t)
+	ctx, tree := startDistroTest(t, "debugfs")
 	tp := NewTPM(t)
 	// Its own namespace name: other VM tests may run at the same time.
 	lab := NewLab(t, LabOptions{Name: "sealroot-distro"})
@@ -105,6 +95,25 @@ func TestDistroRoot(t *testing.T) {
 	// persistent volume after two shutdowns, the server's state, nor
 	// either console.
 	noTrace(t, sr.StateDir, secret, first.ConsoleLog(), vm.ConsoleLog())
+}
+
+// startDistroTest skips t unless distribution tests are enabled (-vm and
+// SEALROOT_DISTRO=1) and the tools (with QEMU, swtpm, nsenter and
+// mkfs.ext4) are here, runs it in parallel, logs how long it took, and
+// returns its context (40 minutes) and the Debian tree.
+func startDistroTest(t *testing.T, tools ...string) (ctx context.Context, tree string) {
+	t.Helper()
+	SkipUnlessEnabled(t)
+	t.Parallel()
+	if os.Getenv("SEALROOT_DISTRO") != "1" {
+		t.Skip("distribution root test: set SEALROOT_DISTRO=1 (debootstraps Debian once, ~100 MB)")
+	}
+	RequireTools(t, append([]string{QEMU, "swtpm", "nsenter", "mkfs.ext4"}, tools...)...)
+	begin := time.Now()
+	t.Cleanup(func() { t.Logf("%s took %s", t.Name(), time.Since(begin).Round(time.Second)) })
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
+	t.Cleanup(cancel)
+	return ctx, DistroRoot(ctx, t)
 }
 
 // noTrace fails t if value is in any regular file under dir or in one of

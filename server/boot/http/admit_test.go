@@ -73,22 +73,31 @@ func getFrom(t *testing.T, src, addr, path string) (int, string, []byte) {
 	return resp.StatusCode, resp.Header.Get("Retry-After"), body
 }
 
+// bigAndSmall returns a directory of two boot files: "big", a sparse
+// 256 MiB file (far more than any socket buffer: its download holds a
+// slot), and "small", 4 KiB of random bytes, returned.
+func bigAndSmall(t *testing.T) (dir string, small []byte) {
+	t.Helper()
+	dir = t.TempDir()
+	big, err := os.Create(filepath.Join(dir, "big"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	big.Truncate(256 << 20)
+	big.Close()
+	small = make([]byte, 4096)
+	rand.Read(small)
+	mustWrite(t, filepath.Join(dir, "small"), small)
+	return dir, small
+}
+
 // With every download slot taken, a download is answered 503 with a
 // Retry-After, scripts carry a pause booked for their client, and a
 // client that waits as told gets its file once the slot is free. A
 // client that ignores Retry-After gets 503 every time and never adds a
 // download: the slots bound what runs.
 func TestDownloadsAdmittedAtTheirPace(t *testing.T) {
-	dir := t.TempDir()
-	big, err := os.Create(filepath.Join(dir, "big"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	big.Truncate(256 << 20) // sparse: far more than any socket buffer
-	big.Close()
-	small := make([]byte, 4096)
-	rand.Read(small)
-	mustWrite(t, filepath.Join(dir, "small"), small)
+	dir, small := bigAndSmall(t)
 	addr, logs, stop := startAdmitting(t, dir, Limits{Downloads: 1, DownloadWait: -1})
 
 	if code, _, body := getFrom(t, "127.0.0.9", addr, ScriptPath+"?arch=bios"); code != 200 || string(body) != "pause 0" {
@@ -227,16 +236,7 @@ func TestInitrdFollowsAdmittedKernel(t *testing.T) {
 // take the slots in the order they came; past the line's bound a download
 // is answered 503 at once.
 func TestDownloadsWaitInLine(t *testing.T) {
-	dir := t.TempDir()
-	big, err := os.Create(filepath.Join(dir, "big"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	big.Truncate(256 << 20) // sparse: far more than any socket buffer
-	big.Close()
-	small := make([]byte, 4096)
-	rand.Read(small)
-	mustWrite(t, filepath.Join(dir, "small"), small)
+	dir, small := bigAndSmall(t)
 	var gate *downloadGate
 	var mu sync.Mutex
 	var order []string // sources, in the order their downloads began
